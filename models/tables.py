@@ -1,0 +1,123 @@
+"""The tables of accounts, sign-in and auditing."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import ClassVar
+
+from sqlalchemy import BigInteger, Column, ForeignKey, LargeBinary, Uuid
+from sqlmodel import Field, SQLModel
+
+from models.types import UTCDateTime, utcnow
+
+
+def _ts(nullable: bool = False, index: bool = False) -> Column[datetime]:
+    return Column(UTCDateTime(), nullable=nullable, index=index)
+
+
+def _user_fk() -> Column[uuid.UUID]:
+    return Column(Uuid(), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
+
+
+class User(SQLModel, table=True):
+    """A person who signs in; emails and usernames are unique after NFKC + casefold."""
+
+    __tablename__ = "users"
+    __encrypted__: ClassVar[tuple[str, ...]] = ("totp_secret_enc",)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    email: str = Field(max_length=320)
+    email_norm: str = Field(max_length=320, unique=True)
+    username: str = Field(max_length=64)
+    username_norm: str = Field(max_length=64, unique=True)
+    password_hash: str = Field(max_length=128)
+    password_scheme: str = Field(default="pbcrypt", max_length=16)
+    role: str = Field(default="user", max_length=16)
+    status: str = Field(default="active", max_length=16)
+    email_verified: bool = Field(default=False)
+    totp_secret_enc: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    totp_enabled: bool = Field(default=False)
+    totp_last_step: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    password_changed_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    last_sign_in_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class AuthSession(SQLModel, table=True):
+    """A server-side session; only the SHA-256 of the cookie token is stored."""
+
+    __tablename__ = "auth_sessions"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(sa_column=_user_fk())
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    last_seen_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    expires_at: datetime = Field(sa_column=_ts())
+    revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    ip: str = Field(default="", max_length=64)
+    user_agent: str = Field(default="", max_length=256)
+
+
+class OneTimeToken(SQLModel, table=True):
+    """A single-use secret (email verification, reset, sign-in hand-off); only its hash is stored."""
+
+    __tablename__ = "one_time_tokens"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(sa_column=_user_fk())
+    purpose: str = Field(max_length=32, index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    payload: str | None = Field(default=None, max_length=320)
+    attempts: int = Field(default=0)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    expires_at: datetime = Field(sa_column=_ts())
+    used_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class RecoveryCode(SQLModel, table=True):
+    """A single-use two-factor recovery code, stored hashed."""
+
+    __tablename__ = "recovery_codes"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(sa_column=_user_fk())
+    code_hash: str = Field(max_length=64, unique=True)
+    used_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class ThrottleCounter(SQLModel, table=True):
+    """Failure counters for an account or a client address; in the database so restarts keep them."""
+
+    __tablename__ = "throttle_counters"
+
+    key: str = Field(primary_key=True, max_length=160)
+    window_start: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    failures: int = Field(default=0)
+    consecutive: int = Field(default=0)
+    lock_level: int = Field(default=0)
+    locked_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what, when; never a secret. ``user_id`` has no foreign key so rows outlive the user."""
+
+    __tablename__ = "audit_events"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts(index=True))
+    user_id: uuid.UUID | None = Field(default=None, index=True)
+    actor_id: uuid.UUID | None = Field(default=None)
+    event: str = Field(max_length=64, index=True)
+    ip: str = Field(default="", max_length=64)
+    detail: str = Field(default="", max_length=1000)
+
+
+class KeyCanary(SQLModel, table=True):
+    """One known plaintext per key version, so a wrong key ring is refused at start-up."""
+
+    __tablename__ = "key_canaries"
+
+    version: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    blob: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

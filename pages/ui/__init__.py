@@ -1,0 +1,1 @@
+"""Helpers for pages only (never routed)."""

@@ -1,0 +1,1 @@
+"""The application core of finsync: everything but widgets lives here."""

@@ -1,0 +1,183 @@
+"""finsync's command line: ``python -m services.cli COMMAND``; every command has ``--help``.
+
+Exit codes: 0 success, 1 a requested operation failed, 2 bad input or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import secrets
+import sys
+from collections.abc import Callable, Sequence
+
+from services import migrations
+from services.config import (
+    LOCAL_SECRETS_FILE,
+    ensure_local_secrets,
+    load_settings,
+    new_key_entry,
+    write_local_key_ring,
+)
+from services.container import Container, build_container
+from services.crypto import rotate_keys, versions_in_use
+from services.db import check_database, make_engine, unit_of_work
+from services.errors import FinsyncError
+from services.users import create_user
+
+Handler = Callable[[argparse.Namespace], int]
+COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
+
+
+def command(register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]) -> None:
+    """Register a function that adds a command group to the parser (later modules add theirs)."""
+    COMMANDS.append(register)
+
+
+def container() -> Container:
+    return build_container(load_settings(create_secrets=False))
+
+
+def read_password(prompt: str = "Password: ") -> str:
+    """From the terminal without echo, or the first line of stdin; never from argv."""
+    if sys.stdin.isatty():
+        first = getpass.getpass(prompt)
+        if getpass.getpass("Repeat: ") != first:
+            raise FinsyncError("The two passwords differ.")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+# db ---------------------------------------------------------------------------------------
+def _db_upgrade(args: argparse.Namespace) -> int:
+    settings = load_settings(create_secrets=False)
+    engine = make_engine(settings.effective_database_url)
+    check_database(engine)
+    migrations.upgrade(engine, args.revision)
+    if args.revision == "head":
+        build_container(settings, engine=engine)  # first start: local secrets and the key canary
+    print(f"database at revision {migrations.current_revision(engine)}")
+    return 0
+
+
+@command
+def _db(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
+    up = db.add_parser("upgrade", help="apply migrations (default: to the newest)")
+    up.add_argument("--revision", default="head", help="target revision (default: head)")
+    up.set_defaults(handler=_db_upgrade)
+
+
+# keys -------------------------------------------------------------------------------------
+def _keys_generate(args: argparse.Namespace) -> int:
+    settings = load_settings(create_secrets=False)
+    from_env = settings.encryption_keys is not None
+    local = settings.data_dir / LOCAL_SECRETS_FILE
+    if not from_env and local.exists():
+        settings = ensure_local_secrets(settings, announce=False)
+    ring = settings.key_ring if settings.encryption_keys else ()
+    version = max((e.version for e in ring), default=0) + 1
+    entry = new_key_entry(version)
+    current = settings.encryption_keys.get_secret_value() if settings.encryption_keys else ""
+    value = f"{entry}{',' + current if current else ''}"
+    if args.write:
+        if from_env:
+            raise FinsyncError("FINSYNC_ENCRYPTION_KEYS comes from the environment: update it there, not with --write.")
+        write_local_key_ring(settings.data_dir, value)
+        print(f"added key version {version} first in {local}; restart finsync, then run `keys rotate`")
+        return 0
+    print(f"new key entry:          {entry}")
+    print(f"FINSYNC_ENCRYPTION_KEYS={value}")
+    print("Put the new entry first, restart finsync, then run `python -m services.cli keys rotate`.")
+    return 0
+
+
+def _keys_rotate(args: argparse.Namespace) -> int:
+    c = container()
+    report = rotate_keys(c.engine, c.cipher, batch_size=args.batch_size)
+    print(
+        f"re-encrypted {report.rewritten} value(s) in {report.batches} batch(es) with key version {c.cipher.primary_version}"
+    )
+    in_use = versions_in_use(c.engine, c.cipher)
+    unused = [v for v in c.cipher.versions if v not in in_use and v != c.cipher.primary_version]
+    if unused:
+        print(f"key version(s) {', '.join(map(str, unused))} protect nothing now and can be removed from the ring")
+    return 0
+
+
+def _keys_status(args: argparse.Namespace) -> int:
+    c = container()
+    in_use = versions_in_use(c.engine, c.cipher)
+    for version in c.cipher.versions:
+        role = "encrypts" if version == c.cipher.primary_version else "decrypts"
+        print(f"key {version}: {role}, protects {in_use.get(version, 0)} value(s)")
+    return 0
+
+
+@command
+def _keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = sub.add_parser("keys", help="encryption key ring").add_subparsers(dest="action", required=True)
+    generate = keys.add_parser("generate", help="make a new key to put first in FINSYNC_ENCRYPTION_KEYS")
+    generate.add_argument(
+        "--write", action="store_true", help="put it first in the local secrets file under the data dir"
+    )
+    generate.set_defaults(handler=_keys_generate)
+    rotate = keys.add_parser("rotate", help="re-encrypt every encrypted field with the first key (resumable)")
+    rotate.add_argument("--batch-size", type=int, default=500, help="rows per committed batch (default 500)")
+    rotate.set_defaults(handler=_keys_rotate)
+    keys.add_parser("status", help="how many values each key version protects").set_defaults(handler=_keys_status)
+
+
+# users ------------------------------------------------------------------------------------
+def _users_create(args: argparse.Namespace) -> int:
+    c = container()
+    generated = secrets.token_urlsafe(18) if args.generate_password else None
+    password = generated or read_password()
+    with unit_of_work(c.engine) as session:
+        user = create_user(
+            session,
+            email=args.email,
+            username=args.username,
+            password=password,
+            pepper=c.pepper,
+            role="admin" if args.admin else "user",
+            email_verified=True,
+        )
+    print(f"created {'admin' if args.admin else 'user'} {user.username} ({user.id})")
+    if generated:
+        print(f"password: {generated}  (shown once; change it after signing in)")
+    return 0
+
+
+@command
+def _users(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    users = sub.add_parser("users", help="user accounts").add_subparsers(dest="action", required=True)
+    create = users.add_parser("create", help="create a user; the password is read from stdin")
+    create.add_argument("--email", required=True)
+    create.add_argument("--username", required=True)
+    create.add_argument("--admin", action="store_true", help="give the admin role")
+    create.add_argument("--generate-password", action="store_true", help="generate a random password and print it")
+    create.set_defaults(handler=_users_create)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m services.cli", description="finsync command line")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for register in COMMANDS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except FinsyncError as exc:
+        print(f"finsync: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""Typed settings from the environment, `.env`, and Streamlit secrets exported as environment."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from services.errors import ConfigError
+
+LOCAL_SECRETS_FILE = "secrets.env"
+PLACEHOLDERS = {"changeme", "change-me", "secret", "please-change", "xxx"}
+
+
+@dataclass(frozen=True)
+class KeyEntry:
+    """One versioned 256-bit encryption key."""
+
+    version: int
+    key: bytes
+
+
+def parse_key_ring(raw: str) -> tuple[KeyEntry, ...]:
+    """Parse ``version:base64key,...``; the first entry encrypts, all decrypt."""
+    entries: list[KeyEntry] = []
+    for position, part in enumerate(p.strip() for p in raw.split(",")):
+        where = f"entry {position + 1}"
+        version_text, sep, key_text = part.partition(":")
+        if not sep or not version_text.strip().isdigit() or int(version_text) < 1:
+            raise ValueError(f"{where} must look like 'VERSION:BASE64KEY' with VERSION a positive integer")
+        try:
+            key = base64.b64decode(key_text.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(f"{where}: the key is not standard base64") from None
+        if len(key) != 32:
+            raise ValueError(f"{where}: the key must decode to 32 bytes, not {len(key)}")
+        if any(e.version == int(version_text) for e in entries):
+            raise ValueError(f"{where}: version {int(version_text)} appears twice")
+        entries.append(KeyEntry(int(version_text), key))
+    if not entries:
+        raise ValueError("no keys given")
+    return tuple(entries)
+
+
+def new_key_entry(version: int) -> str:
+    """A fresh ``version:key`` entry from the OS CSPRNG."""
+    return f"{version}:{base64.b64encode(os.urandom(32)).decode()}"
+
+
+class Settings(BaseSettings):
+    """Every setting finsync reads; names are the environment variables (a contract)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    secret_key: SecretStr | None = Field(default=None, alias="FINSYNC_SECRET_KEY")
+    encryption_keys: SecretStr | None = Field(default=None, alias="FINSYNC_ENCRYPTION_KEYS")
+    data_dir: Path = Field(default=Path("data"), alias="FINSYNC_DATA_DIR")
+    base_url: str = Field(default="http://localhost:8501", alias="FINSYNC_BASE_URL")
+    mail_from: str = Field(default="finsync <no-reply@finsync.local>", alias="FINSYNC_MAIL_FROM")
+    plaid_env: Literal["demo", "sandbox", "production"] | None = Field(default=None, alias="PLAID_ENV")
+    plaid_client_id: str | None = Field(default=None, alias="PLAID_CLIENT_ID")
+    plaid_secret: SecretStr | None = Field(default=None, alias="PLAID_SECRET")
+    plaid_api_url: str | None = Field(default=None, alias="PLAID_API_URL")
+    plaid_redirect_uri: str | None = Field(default=None, alias="PLAID_REDIRECT_URI")
+    smtp_url: SecretStr | None = Field(default=None, alias="SMTP_URL")
+    session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60, alias="SESSION_IDLE_MINUTES")
+    session_absolute_hours: int = Field(default=12, ge=1, le=24 * 30, alias="SESSION_ABSOLUTE_HOURS")
+    sync_interval_hours: float = Field(default=6, gt=0, le=24 * 7, alias="SYNC_INTERVAL_HOURS")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("is not a database URL (expected sqlite:///PATH or postgresql+psycopg2://...)") from None
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError(f"backend '{url.get_backend_name()}' is not supported (use sqlite or postgresql)")
+        if url.get_backend_name() == "postgresql" and not url.host and not url.query.get("host"):
+            raise ValueError("a PostgreSQL URL needs a host")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        raw = value.get_secret_value()
+        if raw.strip().lower() in PLACEHOLDERS:
+            raise ValueError("is a placeholder; generate one with `python -m services.cli keys generate`")
+        if len(raw) < 32:
+            raise ValueError("must be at least 32 characters of random text")
+        return value
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _encryption_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        parse_key_ring(value.get_secret_value())
+        return value
+
+    @field_validator("plaid_api_url", "base_url", "plaid_redirect_uri")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in ("smtp", "smtps", "smtp+starttls") or not parts.hostname:
+            raise ValueError("must look like smtp://user:password@host:587 (smtp, smtps or smtp+starttls)")
+        return value
+
+    # Derived values -----------------------------------------------------------------------
+    @property
+    def effective_plaid_env(self) -> str:
+        """``demo`` unless Plaid credentials are set or an environment is chosen explicitly."""
+        if self.plaid_env:
+            return self.plaid_env
+        return "sandbox" if self.plaid_client_id and self.plaid_secret else "demo"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'finsync.db').resolve()}"
+
+    @property
+    def key_ring(self) -> tuple[KeyEntry, ...]:
+        if self.encryption_keys is None:
+            raise ConfigError("FINSYNC_ENCRYPTION_KEYS", "is not set")
+        return parse_key_ring(self.encryption_keys.get_secret_value())
+
+    @property
+    def secret_bytes(self) -> bytes:
+        if self.secret_key is None:
+            raise ConfigError("FINSYNC_SECRET_KEY", "is not set")
+        return self.secret_key.get_secret_value().encode()
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.base_url.startswith("https://")
+
+
+def _first_error(exc: ValidationError) -> ConfigError:
+    err = exc.errors()[0]
+    field = str(err["loc"][0]) if err["loc"] else "settings"
+    alias = Settings.model_fields[field].alias if field in Settings.model_fields else field
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return ConfigError(alias or field, message)
+
+
+def _check_data_dir(data_dir: Path) -> None:
+    probe = data_dir
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(
+            "FINSYNC_DATA_DIR",
+            f"{data_dir} is not a writable directory; create it or point FINSYNC_DATA_DIR elsewhere",
+        )
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.strip().startswith("#"):
+            values[key.strip()] = value.strip()
+    return values
+
+
+def ensure_local_secrets(settings: Settings, *, announce: bool = True) -> Settings:
+    """Fill missing secrets from ``DATA_DIR/secrets.env``, creating it (0600) on first start."""
+    if settings.secret_key is not None and settings.encryption_keys is not None:
+        return settings
+    path = settings.data_dir / LOCAL_SECRETS_FILE
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        body = (
+            "# finsync local secrets, generated on first start. Keep private; back it up with the database.\n"
+            f"FINSYNC_SECRET_KEY={secrets.token_urlsafe(48)}\n"
+            f"FINSYNC_ENCRYPTION_KEYS={new_key_entry(1)}\n"
+        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(body)
+        if announce:
+            print(f"finsync: generated local secrets in {path.resolve()} (mode 0600)", file=sys.stderr)
+    stored = _read_env_file(path)
+    updates: dict[str, object] = {}
+    try:
+        if settings.secret_key is None:
+            updates["secret_key"] = Settings._secret_key(SecretStr(stored.get("FINSYNC_SECRET_KEY", "")))
+        if settings.encryption_keys is None:
+            updates["encryption_keys"] = Settings._encryption_keys(SecretStr(stored.get("FINSYNC_ENCRYPTION_KEYS", "")))
+    except ValueError as exc:
+        raise ConfigError(f"{path}", str(exc)) from None
+    if any(v is None for v in updates.values()):
+        raise ConfigError(str(path), "is missing FINSYNC_SECRET_KEY or FINSYNC_ENCRYPTION_KEYS")
+    return settings.model_copy(update=updates)
+
+
+def write_local_key_ring(data_dir: Path, value: str) -> None:
+    """Replace FINSYNC_ENCRYPTION_KEYS in the local secrets file (atomically, mode 0600)."""
+    parse_key_ring(value)
+    path = data_dir / LOCAL_SECRETS_FILE
+    lines = [
+        f"FINSYNC_ENCRYPTION_KEYS={value}" if line.startswith("FINSYNC_ENCRYPTION_KEYS=") else line
+        for line in path.read_text(encoding="utf-8").splitlines()
+    ]
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+def load_settings(*, create_secrets: bool = True, announce: bool = True) -> Settings:
+    """Validate every setting, then fill local secrets; raises ``ConfigError`` with one clear line."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+    _check_data_dir(settings.data_dir)
+    if settings.effective_plaid_env != "demo" and not (settings.plaid_client_id and settings.plaid_secret):
+        raise ConfigError("PLAID_CLIENT_ID", f"PLAID_ENV={settings.plaid_env} needs PLAID_CLIENT_ID and PLAID_SECRET")
+    if create_secrets:
+        settings = ensure_local_secrets(settings, announce=announce)
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests call ``get_settings.cache_clear()`` to rebuild them."""
+    return load_settings()

@@ -1,0 +1,77 @@
+"""The composition root: builds engine, cipher, mailer and clock once; tests pass fakes in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from models.types import utcnow
+from services import keys
+from services.config import Settings, ensure_local_secrets, load_settings
+from services.crypto import FieldCipher, check_key_ring
+from services.db import check_database, make_engine
+from services.errors import DatabaseUnavailable
+from services.mailer import Mailer, make_mailer
+from services.migrations import current_revision, head_revision
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class Container:
+    """Everything a service needs from the outside world."""
+
+    settings: Settings
+    engine: Engine
+    cipher: FieldCipher
+    mailer: Mailer
+    clock: Clock
+    pepper: bytes
+    token_key: bytes
+
+
+def check_schema(engine: Engine) -> None:
+    """The schema must be at the newest migration."""
+    current, head = current_revision(engine), head_revision(engine)
+    if current != head:
+        raise DatabaseUnavailable(
+            f"the database schema is at {current or 'nothing'}, not {head}: run `python -m services.cli db upgrade`"
+        )
+
+
+def build_container(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    mailer: Mailer | None = None,
+    clock: Clock | None = None,
+    check: bool = True,
+) -> Container:
+    """Wire the real parts; with ``check`` the database must answer and the key ring must match it."""
+    settings = settings or load_settings(create_secrets=False)
+    engine = engine or make_engine(settings.effective_database_url)
+    if check:
+        check_database(engine)  # before anything is written: a bad database changes nothing on disk
+        check_schema(engine)
+    settings = ensure_local_secrets(settings)
+    cipher = FieldCipher(settings.key_ring)
+    if check:
+        check_key_ring(engine, cipher)
+    secret = settings.secret_bytes
+    return Container(
+        settings=settings,
+        engine=engine,
+        cipher=cipher,
+        mailer=mailer
+        or make_mailer(
+            settings.smtp_url.get_secret_value() if settings.smtp_url else None,
+            settings.outbox_dir,
+            settings.mail_from,
+        ),
+        clock=clock or utcnow,
+        pepper=keys.derive(secret, "password-pepper"),
+        token_key=keys.derive(secret, "token-mac"),
+    )

@@ -1,0 +1,85 @@
+"""Engine factory and the unit of work: commit on success, roll back on any exception."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
+
+from services.errors import DatabaseUnavailable
+
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Python's sqlite3 opens transactions lazily; we issue BEGIN ourselves (see _sqlite_begin)
+    # so that `BEGIN IMMEDIATE` can be used for the per-item sync lock.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    mode = connection.get_execution_options().get("finsync_begin", "")
+    connection.exec_driver_sql(f"BEGIN {mode}".strip())
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine configured for our two databases."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 15})
+        engine = create_engine(url, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 5)
+    kwargs.setdefault("max_overflow", 10)
+    kwargs.setdefault("connect_args", {"connect_timeout": 5, "application_name": "finsync"})
+    return create_engine(url, **kwargs)
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def check_database(engine: Engine) -> None:
+    """Raise ``DatabaseUnavailable`` with a message naming the database (never its password)."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        where = engine.url.render_as_string(hide_password=True)
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
+        raise DatabaseUnavailable(
+            f"cannot reach the database at {where}: {reason}. Check DATABASE_URL and that the server is running."
+        ) from None
+
+
+@contextmanager
+def unit_of_work(engine: Engine, *, immediate: bool = False) -> Iterator[Session]:
+    """A session whose transaction commits when the block succeeds and rolls back otherwise.
+
+    ``immediate=True`` takes SQLite's write lock at BEGIN (no-op on PostgreSQL).
+    """
+    bind = engine.execution_options(finsync_begin="IMMEDIATE") if immediate and is_sqlite(engine) else engine
+    with Session(bind, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

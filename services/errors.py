@@ -1,0 +1,82 @@
+"""The one exception tree of finsync; pages catch only ``FinsyncError``.
+
+::
+
+    FinsyncError                     every error a user or operator can act on
+    ├── ConfigError                  a setting is missing or malformed (names the setting)
+    ├── DatabaseUnavailable          the database cannot be reached or opened
+    ├── CryptoError                  key ring problems
+    │   └── DecryptionError          ciphertext tampered, moved, or its key is gone
+    ├── InputError                   bad user input; ``str()`` is the message to show
+    ├── NotFound                     no such object for this user (also: someone else's)
+    ├── PermissionDenied             the user may not do this
+    └── AuthError                    sign-in and account flows
+        ├── InvalidCredentials       generic: wrong password, unknown user, locked, disabled
+        ├── TokenInvalid             a link, ticket or code that is unknown, used or expired
+        └── Throttled                too many attempts; ``retry_after`` seconds
+"""
+
+from __future__ import annotations
+
+
+class FinsyncError(Exception):
+    """Root of every error finsync raises on purpose."""
+
+
+class ConfigError(FinsyncError):
+    """A setting is missing or invalid; the message names it and never echoes a secret."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        self.setting = setting
+        self.problem = problem
+        super().__init__(f"{setting}: {problem}")
+
+
+class DatabaseUnavailable(FinsyncError):
+    """The database cannot be reached or opened."""
+
+
+class CryptoError(FinsyncError):
+    """The key ring is unusable."""
+
+
+class DecryptionError(CryptoError):
+    """A ciphertext did not authenticate (tampered, moved to another row, or key missing)."""
+
+
+class InputError(FinsyncError):
+    """Bad input; the message says what to fix."""
+
+
+class NotFound(FinsyncError):
+    """The object does not exist for this user."""
+
+
+class PermissionDenied(FinsyncError):
+    """The user is not allowed to do this."""
+
+
+class AuthError(FinsyncError):
+    """Sign-in and account flows."""
+
+
+class InvalidCredentials(AuthError):
+    """One generic message for every sign-in failure, so nothing is enumerable."""
+
+    def __init__(self, message: str = "Sign-in failed: check your details and try again.") -> None:
+        super().__init__(message)
+
+
+class TokenInvalid(AuthError):
+    """A link, ticket or code that is unknown, already used or expired."""
+
+    def __init__(self, message: str = "This link or code is invalid or has expired.") -> None:
+        super().__init__(message)
+
+
+class Throttled(AuthError):
+    """Too many attempts."""
+
+    def __init__(self, message: str, retry_after: int = 0) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)

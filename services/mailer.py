@@ -1,0 +1,100 @@
+"""Outgoing mail: SMTP when SMTP_URL is set, otherwise `.eml` files in the data dir's outbox."""
+
+from __future__ import annotations
+
+import os
+import re
+import smtplib
+import ssl
+import uuid
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+from services.errors import InputError
+
+_HEADER_UNSAFE = re.compile(r"[\r\n\x00]")
+
+
+class Mailer(Protocol):
+    """Anything that can send one plain-text message."""
+
+    def send(self, to: str, subject: str, body: str) -> None: ...
+
+
+def build_message(sender: str, to: str, subject: str, body: str) -> EmailMessage:
+    """A plain-text message; CR/LF in any header is refused (no header injection)."""
+    for name, value in (("recipient", to), ("subject", subject), ("sender", sender)):
+        if _HEADER_UNSAFE.search(value):
+            raise InputError(f"The {name} of an email cannot contain line breaks.")
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain="finsync.local")
+    message.set_content(body)
+    return message
+
+
+@dataclass
+class OutboxMailer:
+    """Writes each message as an `.eml` file (mode 0600) in ``folder``: the default with no SMTP."""
+
+    folder: Path
+    sender: str
+
+    def send(self, to: str, subject: str, body: str) -> None:
+        message = build_message(self.sender, to, subject, body)
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        name = f"{uuid.uuid4().hex}.eml"
+        path = self.folder / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(bytes(message))
+
+
+@dataclass
+class SmtpMailer:
+    """Sends through ``smtp://``, ``smtp+starttls://`` or ``smtps://`` URLs."""
+
+    url: str
+    sender: str
+    timeout: float = 15.0
+
+    def send(self, to: str, subject: str, body: str) -> None:
+        message = build_message(self.sender, to, subject, body)
+        parts = urlsplit(self.url)
+        host = parts.hostname or "localhost"
+        if parts.scheme == "smtps":
+            client: smtplib.SMTP = smtplib.SMTP_SSL(
+                host, parts.port or 465, timeout=self.timeout, context=ssl.create_default_context()
+            )
+        else:
+            client = smtplib.SMTP(host, parts.port or 587, timeout=self.timeout)
+        with client:
+            if parts.scheme == "smtp+starttls":
+                client.starttls(context=ssl.create_default_context())
+            if parts.username:
+                client.login(unquote(parts.username), unquote(parts.password or ""))
+            client.send_message(message)
+
+
+@dataclass
+class MemoryMailer:
+    """Keeps messages in a list: for tests, where there is no SMTP server to reach."""
+
+    sent: list[EmailMessage] = field(default_factory=list)
+    sender: str = "finsync <no-reply@finsync.local>"
+
+    def send(self, to: str, subject: str, body: str) -> None:
+        self.sent.append(build_message(self.sender, to, subject, body))
+
+
+def make_mailer(smtp_url: str | None, outbox: Path, sender: str) -> Mailer:
+    if smtp_url:
+        return SmtpMailer(smtp_url, sender)
+    return OutboxMailer(outbox, sender)

@@ -1,0 +1,91 @@
+"""Password policy (NIST SP 800-63B rev. 4) and hashing: bcrypt over base64(HMAC-SHA-384(pepper, pw))."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import unicodedata
+from collections.abc import Iterable
+
+import bcrypt
+from zxcvbn import zxcvbn
+
+from services.errors import InputError
+
+MIN_LENGTH = 15
+MAX_LENGTH = 256
+BCRYPT_COST = 12
+SCHEME = "pbcrypt"
+LEGACY_SCHEME = "legacy"
+# zxcvbn is quadratic-ish in length; beyond this a password is long enough that we score a prefix.
+ZXCVBN_MAX = 100
+
+
+def normalise(password: str) -> str:
+    """NFKC, so the same password typed on another keyboard verifies (NIST 800-63B 3.1.1.2)."""
+    return unicodedata.normalize("NFKC", password)
+
+
+def check_policy(password: str, context: Iterable[str] = ()) -> None:
+    """Raise ``InputError`` saying in plain words why a new password is refused."""
+    if "\x00" in password:
+        raise InputError("Passwords cannot contain NUL characters.")
+    password = normalise(password)
+    length = len(password)
+    if length < MIN_LENGTH:
+        raise InputError(f"Use at least {MIN_LENGTH} characters (you typed {length}). A few unrelated words work well.")
+    if length > MAX_LENGTH:
+        raise InputError(f"Use at most {MAX_LENGTH} characters.")
+    words = [w for w in context if w]
+    result = zxcvbn(password[:ZXCVBN_MAX], user_inputs=[*words, "finsync"])
+    if result["score"] < 3:
+        feedback = result.get("feedback") or {}
+        reason = feedback.get("warning") or "This password is too easy to guess."
+        tips = " ".join(feedback.get("suggestions") or [])
+        raise InputError(f"This password is too weak: {reason.rstrip('.')}. {tips}".strip())
+
+
+def _prehash(password: str, pepper: bytes) -> bytes:
+    digest = hmac.new(pepper, normalise(password).encode("utf-8"), hashlib.sha384).digest()
+    return base64.b64encode(digest)
+
+
+def hash_password(password: str, pepper: bytes, *, cost: int = BCRYPT_COST) -> str:
+    """A bcrypt hash of the peppered pre-hash; any length of Unicode, never truncated."""
+    return bcrypt.hashpw(_prehash(password, pepper), bcrypt.gensalt(rounds=cost)).decode()
+
+
+def verify_password(password: str, stored: str, pepper: bytes, *, scheme: str = SCHEME) -> bool:
+    """True when ``password`` matches; legacy hashes are plain bcrypt of the UTF-8 password."""
+    if len(password) > MAX_LENGTH * 4:
+        return False
+    try:
+        if scheme == LEGACY_SCHEME:
+            raw = password.encode("utf-8")
+            if len(raw) > 72:
+                return False
+            return bcrypt.checkpw(raw, stored.encode())
+        return bcrypt.checkpw(_prehash(password, pepper), stored.encode())
+    except ValueError:
+        return False
+
+
+def needs_rehash(stored: str, scheme: str) -> bool:
+    """Legacy scheme or a lower cost than ours: upgrade at the next successful sign-in."""
+    if scheme != SCHEME:
+        return True
+    try:
+        return int(stored.split("$")[2]) < BCRYPT_COST
+    except (IndexError, ValueError):
+        return True
+
+
+_DUMMY: dict[bytes, str] = {}
+
+
+def dummy_verify(password: str, pepper: bytes) -> None:
+    """Spend the same bcrypt time for an unknown user, so timing reveals nothing."""
+    if pepper not in _DUMMY:
+        _DUMMY[pepper] = hash_password("finsync dummy password for timing", pepper)
+    verify_password(password, _DUMMY[pepper], pepper)

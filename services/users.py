@@ -1,0 +1,140 @@
+"""Users: normalising and validating identities, and creating accounts."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, or_, select
+from sqlmodel import Session, col
+
+from models import User
+from services import passwords
+from services.errors import InputError
+
+USERNAME_RE = re.compile(r"^[\w.-]{3,32}$")
+MAX_EMAIL = 254
+ROLES = ("user", "admin")
+
+
+@dataclass(frozen=True)
+class UserPublic:
+    """What leaves the service about a user: never a hash or a secret."""
+
+    id: uuid.UUID
+    email: str
+    username: str
+    role: str
+    status: str
+    email_verified: bool
+    totp_enabled: bool
+    created_at: datetime
+    last_sign_in_at: datetime | None
+
+    @classmethod
+    def of(cls, user: User) -> UserPublic:
+        return cls(
+            id=user.id,
+            email=user.email,
+            username=user.username,
+            role=user.role,
+            status=user.status,
+            email_verified=user.email_verified,
+            totp_enabled=user.totp_enabled,
+            created_at=user.created_at,
+            last_sign_in_at=user.last_sign_in_at,
+        )
+
+
+def fold(text: str) -> str:
+    """NFKC + casefold: the comparison form of emails and usernames."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def _no_controls(text: str, what: str) -> None:
+    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in text):
+        raise InputError(f"The {what} contains invisible or control characters.")
+
+
+def clean_email(raw: str) -> str:
+    """A syntactically valid address in its normal form, or ``InputError`` saying why not."""
+    text = raw.strip()
+    if not text:
+        raise InputError("Enter an email address.")
+    if len(text) > MAX_EMAIL:
+        raise InputError(f"An email address has at most {MAX_EMAIL} characters.")
+    _no_controls(text, "email address")
+    try:
+        result = validate_email(text, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError as exc:
+        raise InputError(f"That email address is not valid: {exc}") from None
+    return result.normalized
+
+
+def clean_username(raw: str) -> str:
+    text = unicodedata.normalize("NFKC", raw.strip())
+    _no_controls(text, "username")
+    if not USERNAME_RE.fullmatch(text) or "@" in text:
+        raise InputError("A username has 3 to 32 letters, digits, dots, dashes or underscores.")
+    return text
+
+
+def find_by_login(session: Session, login: str) -> User | None:
+    """The user whose email or username folds to ``login``."""
+    key = fold(login.strip())
+    if not key or len(key) > MAX_EMAIL:
+        return None
+    return session.execute(
+        select(User).where(or_(col(User.email_norm) == key, col(User.username_norm) == key))
+    ).scalar_one_or_none()
+
+
+def identity_taken(session: Session, email_norm: str, username_norm: str) -> bool:
+    query = (
+        select(func.count())
+        .select_from(User)
+        .where(
+            or_(
+                col(User.email_norm) == email_norm,
+                col(User.username_norm) == username_norm,
+                col(User.username_norm) == email_norm,
+            )
+        )
+    )
+    return bool(session.execute(query).scalar_one())
+
+
+def create_user(
+    session: Session,
+    *,
+    email: str,
+    username: str,
+    password: str,
+    pepper: bytes,
+    role: str = "user",
+    email_verified: bool = False,
+) -> User:
+    """Validate and add a user (the caller's unit of work commits); ``InputError`` on bad input."""
+    if role not in ROLES:
+        raise InputError(f"Role must be one of {', '.join(ROLES)}.")
+    email = clean_email(email)
+    username = clean_username(username)
+    passwords.check_policy(password, context=[email, username, email.split("@")[0]])
+    if identity_taken(session, fold(email), fold(username)):
+        raise InputError("That email address or username is already registered.")
+    user = User(
+        email=email,
+        email_norm=fold(email),
+        username=username,
+        username_norm=fold(username),
+        password_hash=passwords.hash_password(password, pepper),
+        role=role,
+        email_verified=email_verified,
+    )
+    session.add(user)
+    session.flush()
+    return user

@@ -1,0 +1,96 @@
+"""The command line as an operator uses it: real processes, real exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.db import make_engine
+from services.migrations import current_revision
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(  # noqa: PLW1510
+        [sys.executable, "-m", "services.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=full_env,
+        timeout=120,
+    )
+
+
+def test_help_lists_commands_and_every_command_has_help() -> None:
+    out = cli("--help").stdout
+    for name in ("db", "keys", "users"):
+        assert name in out
+    for args in (["db", "upgrade"], ["keys", "generate"], ["keys", "rotate"], ["users", "create"]):
+        result = cli(*args, "--help")
+        assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def test_fresh_start_upgrade_create_admin_and_rotate(db_url: str, tmp_path: Path) -> None:
+    env = {"DATABASE_URL": db_url}
+    up = cli("db", "upgrade", env=env)
+    assert up.returncode == 0, up.stderr
+    assert current_revision(make_engine(db_url)) is not None
+    assert (tmp_path / "data" / "secrets.env").exists()
+    password = "quiet lantern meadow 1987 vessel"
+    made = cli(
+        "users",
+        "create",
+        "--email",
+        "Root@Example.com",
+        "--username",
+        "root",
+        "--admin",
+        stdin=password + "\n",
+        env=env,
+    )
+    assert made.returncode == 0, made.stderr
+    assert "created admin root" in made.stdout and password not in made.stdout + made.stderr
+    again = cli("users", "create", "--email", "root@example.com", "--username", "other", stdin=password + "\n", env=env)
+    assert again.returncode == 2 and "already registered" in again.stderr
+    weak = cli("users", "create", "--email", "w@example.com", "--username", "weak", stdin="password\n", env=env)
+    assert weak.returncode == 2 and "at least 15 characters" in weak.stderr
+    gen = cli("keys", "generate", env=env)
+    assert gen.returncode == 0 and "FINSYNC_ENCRYPTION_KEYS=2:" in gen.stdout
+    # Rotate the local ring end to end: new key first, re-encrypt, old key no longer needed.
+    assert cli("keys", "generate", "--write", env=env).returncode == 0
+    rotated = cli("keys", "rotate", "--batch-size", "2", env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    assert "with key version 2" in rotated.stdout
+    status = cli("keys", "status", env=env).stdout
+    assert "key 2: encrypts" in status and "key 1: decrypts, protects 0 value(s)" in status
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"DATABASE_URL": "::nonsense::"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgresql+psycopg2://u:hunter2hunter2@127.0.0.1:1/x"}, "cannot reach the database"),
+        ({"FINSYNC_ENCRYPTION_KEYS": "1:short"}, "FINSYNC_ENCRYPTION_KEYS"),
+    ],
+)
+def test_bad_configuration_exits_2_with_one_line_and_no_trace(
+    env: dict[str, str], fragment: str, tmp_path: Path
+) -> None:
+    result = cli("db", "upgrade", env=env)
+    assert result.returncode == 2
+    assert fragment in result.stderr
+    assert "Traceback" not in result.stderr and "hunter2" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "data").exists()
+
+
+def test_password_is_never_an_argument() -> None:
+    result = cli("users", "create", "--email", "a@b.example", "--username", "abc", "--password", "x")
+    assert result.returncode == 2 and "unrecognized arguments" in result.stderr

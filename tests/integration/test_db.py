@@ -1,0 +1,72 @@
+"""Engine settings and the unit of work on both databases."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine, func, select, text
+
+from models import User
+from services.db import check_database, make_engine, unit_of_work
+from services.errors import DatabaseUnavailable
+
+
+def _user(name: str) -> User:
+    return User(
+        email=f"{name}@example.com",
+        email_norm=f"{name}@example.com",
+        username=name,
+        username_norm=name,
+        password_hash="x",
+    )
+
+
+def count(engine: Engine) -> int:
+    with unit_of_work(engine) as session:
+        return int(session.execute(select(func.count()).select_from(User)).scalar_one())
+
+
+def test_commit_on_success(engine: Engine) -> None:
+    with unit_of_work(engine) as session:
+        session.add(_user("ann"))
+    assert count(engine) == 1
+
+
+def test_rollback_on_any_exception(engine: Engine) -> None:
+    with pytest.raises(KeyboardInterrupt), unit_of_work(engine) as session:
+        session.add(_user("bob"))
+        session.flush()
+        raise KeyboardInterrupt
+    assert count(engine) == 0
+
+
+def test_unique_identity_enforced_by_database(engine: Engine) -> None:
+    with unit_of_work(engine) as session:
+        session.add(_user("cat"))
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"), unit_of_work(engine) as session:
+        session.add(_user("cat"))
+    assert count(engine) == 1
+
+
+def test_sqlite_pragmas(tmp_path: object) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/p.db")
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
+        assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar_one() == 15000
+
+
+def test_immediate_unit_of_work_takes_the_write_lock(tmp_path: object) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/lock.db")
+    other = make_engine(f"sqlite:///{tmp_path}/lock.db", connect_args={"check_same_thread": False, "timeout": 0.1})
+    with unit_of_work(engine, immediate=True) as session:
+        session.execute(text("SELECT 1"))
+        with pytest.raises(Exception, match="locked"), other.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def test_unreachable_postgres_is_one_clear_message() -> None:
+    engine = make_engine("postgresql+psycopg2://u:topsecret@127.0.0.1:1/db")
+    with pytest.raises(DatabaseUnavailable) as info:
+        check_database(engine)
+    assert "127.0.0.1" in str(info.value) and "topsecret" not in str(info.value)
+    assert "DATABASE_URL" in str(info.value)

@@ -1,0 +1,87 @@
+"""Rotation re-encrypts every encrypted field in batches, resumes after a crash, and frees old keys."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine, select
+
+from models import User
+from services.config import parse_key_ring
+from services.crypto import FieldCipher, check_key_ring, rotate_keys, versions_in_use
+from services.db import unit_of_work
+from services.errors import CryptoError, DecryptionError
+from tests.factories import key_entry
+
+
+def seed(engine: Engine, cipher: FieldCipher, n: int) -> dict[object, str]:
+    secrets = {}
+    with unit_of_work(engine) as session:
+        for i in range(n):
+            user = User(
+                email=f"u{i}@example.com",
+                email_norm=f"u{i}@example.com",
+                username=f"u{i}",
+                username_norm=f"u{i}",
+                password_hash="x",
+            )
+            session.add(user)
+            session.flush()
+            secret = f"TOTPSECRET{i:06d}"
+            user.totp_secret_enc = cipher.encrypt(secret, table="users", column="totp_secret_enc", row_id=user.id)
+            secrets[user.id] = secret
+    return secrets
+
+
+def read_all(engine: Engine, cipher: FieldCipher) -> dict[object, str]:
+    with unit_of_work(engine) as session:
+        return {
+            u.id: cipher.decrypt_text(u.totp_secret_enc, table="users", column="totp_secret_enc", row_id=u.id)
+            for u in session.execute(select(User)).scalars()
+            if u.totp_secret_enc
+        }
+
+
+def test_rotation_then_old_key_dropped(engine: Engine) -> None:
+    old, new = key_entry(1), key_entry(2)
+    secrets = seed(engine, FieldCipher(parse_key_ring(old)), 23)
+    ring = FieldCipher(parse_key_ring(f"{new},{old}"))
+    report = rotate_keys(engine, ring, batch_size=5)
+    assert report.rewritten == 23 and report.batches == 5
+    assert versions_in_use(engine, ring) == {2: 23}
+    new_only = FieldCipher(parse_key_ring(new))
+    assert read_all(engine, new_only) == secrets
+    with pytest.raises(DecryptionError):
+        read_all(engine, FieldCipher(parse_key_ring(old)))
+
+
+def test_rotation_resumes_after_a_crash(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    old, new = key_entry(1), key_entry(2)
+    secrets = seed(engine, FieldCipher(parse_key_ring(old)), 12)
+    ring = FieldCipher(parse_key_ring(f"{new},{old}"))
+    real_encrypt = ring.encrypt
+    calls = {"n": 0}
+
+    def crashing_encrypt(*args: object, **kwargs: object) -> bytes:
+        calls["n"] += 1
+        if calls["n"] == 7:  # dies in the middle of the second batch
+            raise SystemExit("killed")
+        return real_encrypt(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ring, "encrypt", crashing_encrypt)
+    with pytest.raises(SystemExit):
+        rotate_keys(engine, ring, batch_size=4)
+    assert versions_in_use(engine, ring) == {2: 4, 1: 8}  # first batch committed, second rolled back
+    assert read_all(engine, ring) == secrets
+    monkeypatch.setattr(ring, "encrypt", real_encrypt)
+    report = rotate_keys(engine, ring, batch_size=4)
+    assert report.rewritten == 8
+    assert versions_in_use(engine, ring) == {2: 12}
+    assert read_all(engine, FieldCipher(parse_key_ring(new))) == secrets
+
+
+def test_wrong_key_ring_is_refused_at_start(engine: Engine) -> None:
+    right = FieldCipher(parse_key_ring(key_entry(1)))
+    check_key_ring(engine, right)  # records the canary
+    check_key_ring(engine, right)
+    with pytest.raises(CryptoError, match="key version 1 is not the key"):
+        check_key_ring(engine, FieldCipher(parse_key_ring(key_entry(1))))

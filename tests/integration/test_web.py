@@ -1,0 +1,53 @@
+"""Our HTTP surface: health route and security headers on every response."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from services.container import Container
+from services.db import make_engine
+from services.web import SecurityHeadersMiddleware, health_route
+
+
+def client(container: Container, *, https: bool = False) -> TestClient:
+    async def page(_request: object) -> PlainTextResponse:
+        return PlainTextResponse("page")
+
+    app = Starlette(
+        routes=[health_route(lambda: container), Route("/", page)],
+        middleware=[Middleware(SecurityHeadersMiddleware, https=https)],
+    )
+    return TestClient(app)
+
+
+def test_healthz_ok_when_database_answers(container: Container) -> None:
+    response = client(container).get("/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok", "database": "ok"}
+
+
+def test_healthz_503_when_database_is_gone(container: Container) -> None:
+    broken = Container(**{**container.__dict__, "engine": make_engine("postgresql+psycopg2://u:p@127.0.0.1:1/x")})
+    response = client(broken).get("/healthz")
+    assert response.status_code == 503
+    assert "127.0.0.1" not in response.text
+
+
+def test_security_headers_everywhere(container: Container) -> None:
+    for path in ("/", "/healthz"):
+        headers = client(container).get(path).headers
+        csp = headers["content-security-policy"]
+        for directive in ("frame-ancestors 'none'", "object-src 'none'", "base-uri 'none'", "https://cdn.plaid.com"):
+            assert directive in csp
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["x-frame-options"] == "DENY"
+        assert "strict-transport-security" not in headers
+
+
+def test_hsts_only_under_https(container: Container) -> None:
+    headers = client(container, https=True).get("/").headers
+    assert headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"

@@ -1,0 +1,92 @@
+"""Settings: contract names, defaults, and one clear line for every bad value."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from services.config import ensure_local_secrets, load_settings, parse_key_ring
+from services.errors import ConfigError
+from tests.factories import key_entry
+
+
+def test_defaults_work_with_nothing_configured(tmp_path: Path) -> None:
+    settings = load_settings(announce=False)
+    assert settings.effective_plaid_env == "demo"
+    assert settings.effective_database_url.startswith("sqlite:///")
+    assert settings.effective_database_url.endswith("/data/finsync.db")
+    secrets_file = tmp_path / "data" / "secrets.env"
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    assert len(settings.key_ring) == 1 and len(settings.key_ring[0].key) == 32
+
+
+def test_generated_secrets_are_reused_on_next_start() -> None:
+    first = load_settings(announce=False)
+    second = load_settings(announce=False)
+    assert first.secret_bytes == second.secret_bytes
+    assert first.key_ring == second.key_ring
+
+
+def test_plaid_credentials_switch_to_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLAID_CLIENT_ID", "client")
+    monkeypatch.setenv("PLAID_SECRET", "secret-value")
+    assert load_settings(announce=False).effective_plaid_env == "sandbox"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("DATABASE_URL", "not a url", "is not a database URL"),
+        ("DATABASE_URL", "mysql://u:p@h/db", "not supported"),
+        ("FINSYNC_ENCRYPTION_KEYS", "1:notbase64!!", "not standard base64"),
+        ("FINSYNC_ENCRYPTION_KEYS", "0:" + "A" * 44, "positive integer"),
+        ("FINSYNC_ENCRYPTION_KEYS", "1:AAAA", "32 bytes"),
+        ("FINSYNC_SECRET_KEY", "changeme", "placeholder"),
+        ("FINSYNC_SECRET_KEY", "short", "at least 32"),
+        ("PLAID_ENV", "staging", "PLAID_ENV"),
+        ("PLAID_API_URL", "ftp://x", "http(s)"),
+        ("SMTP_URL", "mailto:x", "smtp://"),
+        ("SESSION_IDLE_MINUTES", "0", "SESSION_IDLE_MINUTES"),
+    ],
+)
+def test_bad_setting_names_itself_and_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, value: str, fragment: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings(announce=False)
+    message = str(info.value)
+    assert message.startswith(name) and fragment in message
+    assert "\n" not in message
+    if len(value) > 6:
+        assert value not in message  # never echo what was given (it may be a secret)
+    assert not (tmp_path / "data").exists()
+
+
+def test_duplicate_key_versions_are_refused() -> None:
+    with pytest.raises(ValueError, match="appears twice"):
+        parse_key_ring(f"{key_entry(1)},{key_entry(1)}")
+
+
+def test_sandbox_without_credentials_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLAID_ENV", "production")
+    with pytest.raises(ConfigError, match="PLAID_CLIENT_ID"):
+        load_settings(announce=False)
+
+
+def test_data_dir_that_is_a_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("FINSYNC_DATA_DIR", str(blocker / "data"))
+    with pytest.raises(ConfigError, match="FINSYNC_DATA_DIR"):
+        load_settings(announce=False)
+
+
+def test_corrupt_local_secrets_file_is_named(tmp_path: Path) -> None:
+    settings = load_settings(create_secrets=False)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "secrets.env").write_text("FINSYNC_SECRET_KEY=x\nFINSYNC_ENCRYPTION_KEYS=1:zz\n")
+    with pytest.raises(ConfigError, match=r"secrets\.env"):
+        ensure_local_secrets(settings, announce=False)
