@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 from sqlalchemy import Engine, func, select, text
 
@@ -57,11 +59,16 @@ def test_sqlite_pragmas(tmp_path: object) -> None:
 
 def test_immediate_unit_of_work_takes_the_write_lock(tmp_path: object) -> None:
     engine = make_engine(f"sqlite:///{tmp_path}/lock.db")
-    other = make_engine(f"sqlite:///{tmp_path}/lock.db", connect_args={"check_same_thread": False, "timeout": 0.1})
+    with unit_of_work(engine) as session:
+        session.execute(text("SELECT 1"))
+    other = sqlite3.connect(f"{tmp_path}/lock.db", timeout=0.1, isolation_level=None)
     with unit_of_work(engine, immediate=True) as session:
         session.execute(text("SELECT 1"))
-        with pytest.raises(Exception, match="locked"), other.connect() as conn:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")
+    other.execute("BEGIN IMMEDIATE")  # free again once the unit of work ended
+    other.execute("ROLLBACK")
+    other.close()
 
 
 def test_unreachable_postgres_is_one_clear_message() -> None:
