@@ -1,0 +1,271 @@
+"""The demo bank as a Starlette ASGI app speaking Plaid's JSON API (mountable under any prefix)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import secrets
+import string
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from services.demo_bank import problems
+from services.demo_bank.bank import USERNAMES, Bank
+from services.demo_bank.catalog import INSTITUTIONS
+from services.demo_bank.problems import BankError
+from services.demo_bank.render import accounts_json, institution_json, iso, item_json, item_status_json, streams_json
+from services.demo_bank.syncing import sync_page
+
+DEMO_CLIENT_ID = "demo-client"
+DEMO_SECRET = "demo-secret"
+_STATIC = Path(__file__).with_name("static")
+_ALNUM = string.ascii_letters + string.digits
+Handler = Callable[[Bank, dict[str, Any]], dict[str, Any]]
+
+
+def _need(body: dict[str, Any], *names: str) -> None:
+    missing = [n for n in names if body.get(n) in (None, "", [])]
+    if missing:
+        raise problems.missing_fields(missing)
+
+
+def _options(body: dict[str, Any]) -> dict[str, Any]:
+    opts = body.get("options") or {}
+    if not isinstance(opts, dict):
+        raise problems.invalid_field("options must be an object")
+    return opts
+
+
+def link_token_create(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
+    """Create a Link token (update mode when `access_token` is given)."""
+    _need(body, "client_name", "language", "country_codes", "user")
+    user = body["user"] if isinstance(body["user"], dict) else {}
+    _need(user, "client_user_id")
+    token = bank.new_link_session(str(user["client_user_id"]), body.get("access_token"), body.get("webhook"))
+    return {"link_token": token, "expiration": iso(bank.link_session(token).expires)}
+
+
+def public_token_exchange(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
+    """Swap a public token for the item's access token."""
+    _need(body, "public_token")
+    item = bank.exchange(str(body["public_token"]))
+    return {"access_token": item.access_token, "item_id": item.item_id}
+
+
+def sandbox_public_token_create(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
+    """Link an item without the UI; `options.override_username` picks its behaviour."""
+    _need(body, "institution_id", "initial_products")
+    opts = _options(body)
+    if opts.get("override_password") not in (None, "pass_good"):
+        raise BankError(400, "ITEM_ERROR", "INVALID_CREDENTIALS", "the provided credentials were not correct")
+    item = bank.create_item(
+        str(body["institution_id"]), str(opts.get("override_username") or "user_good"), opts.get("webhook")
+    )
+    return {"public_token": bank.issue_public_token(item)}
+
+
+def _accounts(bank: Bank, body: dict[str, Any], path: str) -> dict[str, Any]:
+    _need(body, "access_token")
+    item = bank.item_for(str(body["access_token"]), path)
+    wanted = _options(body).get("account_ids")
+    accounts = [a for a in accounts_json(item) if not wanted or a["account_id"] in wanted]
+    return {"accounts": accounts, "item": item_json(item)}
+
+
+def transactions_sync(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
+    """One page of transaction updates since the cursor."""
+    _need(body, "access_token")
+    item = bank.item_for(str(body["access_token"]), "/transactions/sync")
+    count = body.get("count", 100)
+    if not isinstance(count, int):
+        raise problems.invalid_field("count must be an integer")
+    return sync_page(item, str(body.get("cursor") or ""), count, bank.cursor_key)
+
+
+def transactions_refresh(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
+    """Look for new data now: a fresh pending card charge appears and SYNC_UPDATES_AVAILABLE fires."""
+    _need(body, "access_token")
+    item = bank.item_for(str(body["access_token"]), "/transactions/refresh")
+    bank.mutate(item.item_id, "add", account="credit", cents=675, name="STARBUCKS STORE 0411", merchant_name="Starbucks",
+                primary="FOOD_AND_DRINK", detailed="FOOD_AND_DRINK_COFFEE", pending=True)  # fmt: skip
+    return {}
+
+
+def recurring_get(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
+    """Recurring inflow and outflow streams detected in the item's history."""
+    _need(body, "access_token")
+    item = bank.item_for(str(body["access_token"]), "/transactions/recurring/get")
+    inflow, outflow = streams_json(item, body.get("account_ids") or None)
+    return {"inflow_streams": inflow, "outflow_streams": outflow, "updated_datetime": iso(item.last_successful_update)}
+
+
+def item_get(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
+    """The item, its error (if any) and its update status."""
+    _need(body, "access_token")
+    item = bank.item_for(str(body["access_token"]), "/item/get")
+    return {"item": item_json(item), "status": item_status_json(item)}
+
+
+def item_remove(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
+    """Invalidate the access token for good."""
+    _need(body, "access_token")
+    with bank.lock:
+        item = bank.item_for(str(body["access_token"]), "/item/remove")
+        item.removed = True
+        bank.by_token.pop(item.access_token, None)
+    return {}
+
+
+def institution_get(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
+    """One demo institution."""
+    _need(body, "institution_id", "country_codes")
+    if body["institution_id"] not in INSTITUTIONS:
+        raise BankError(400, "INVALID_INPUT", "INVALID_INSTITUTION", "invalid institution_id provided")
+    return {"institution": institution_json(str(body["institution_id"]))}
+
+
+def webhook_key_get(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
+    """The public JWK for a webhook signing key id."""
+    _need(body, "key_id")
+    key = bank.webhooks.keys.get(str(body["key_id"]))
+    if key is None:
+        raise BankError(400, "INVALID_INPUT", "INVALID_WEBHOOK_VERIFICATION_KEY_ID", "invalid key_id provided")
+    return {"key": key.jwk()}
+
+
+def sandbox_reset_login(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
+    """Force ITEM_LOGIN_REQUIRED, as Plaid's sandbox endpoint does."""
+    _need(body, "access_token")
+    item = bank.item_for(str(body["access_token"]), "/item/get")
+    bank.set_fault(item.item_id, "login_required")
+    return {"reset_login": True}
+
+
+HANDLERS: dict[str, Handler] = {
+    "/link/token/create": link_token_create,
+    "/item/public_token/exchange": public_token_exchange,
+    "/sandbox/public_token/create": sandbox_public_token_create,
+    "/sandbox/item/reset_login": sandbox_reset_login,
+    "/accounts/get": lambda b, body: _accounts(b, body, "/accounts/get"),
+    "/accounts/balance/get": lambda b, body: _accounts(b, body, "/accounts/balance/get"),
+    "/transactions/sync": transactions_sync,
+    "/transactions/refresh": transactions_refresh,
+    "/transactions/recurring/get": recurring_get,
+    "/item/get": item_get,
+    "/item/remove": item_remove,
+    "/institutions/get_by_id": institution_get,
+    "/webhook_verification_key/get": webhook_key_get,
+}
+
+
+def _request_id() -> str:
+    return "".join(secrets.choice(_ALNUM) for _ in range(15))
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        raise problems.invalid_body() from None
+    if not isinstance(body, dict):
+        raise problems.invalid_body()
+    return body
+
+
+def _authenticate(request: Request, body: dict[str, Any], client_id: str, secret: str) -> None:
+    given_id = str(request.headers.get("plaid-client-id") or body.get("client_id") or "")
+    given_secret = str(request.headers.get("plaid-secret") or body.get("secret") or "")
+    ok_id = hmac.compare_digest(given_id.encode(), client_id.encode())
+    ok_secret = hmac.compare_digest(given_secret.encode(), secret.encode())
+    if not (ok_id and ok_secret):
+        raise problems.invalid_keys()
+
+
+def _delay_for(bank: Bank, body: dict[str, Any]) -> float:
+    item_id = bank.by_token.get(str(body.get("access_token") or ""))
+    return bank.items[item_id].faults.delay if item_id else 0.0
+
+
+def _api_route(bank: Bank, path: str, handler: Handler, client_id: str, secret: str) -> Route:
+    async def endpoint(request: Request) -> Response:
+        request_id = _request_id()
+        try:
+            body = await _json_body(request)
+            _authenticate(request, body, client_id, secret)
+            delay = _delay_for(bank, body)
+            if delay:
+                await asyncio.sleep(delay)
+            result = handler(bank, body)
+        except BankError as exc:
+            return JSONResponse(exc.body(request_id), status_code=exc.status)
+        result["request_id"] = request_id
+        return JSONResponse(result)
+
+    return Route(path, endpoint, methods=["POST"])
+
+
+def _link_routes(bank: Bank) -> list[Route]:
+    """Endpoints the Link stand-in calls from the browser, authenticated by the link token alone."""
+
+    async def session(request: Request) -> Response:
+        try:
+            body = await _json_body(request)
+            with bank.lock:
+                link = bank.link_session(str(body.get("link_token") or ""))
+                update = bank.items[link.item_id].institution_id if link.item_id else None
+        except BankError as exc:
+            return JSONResponse(exc.body(_request_id()), status_code=exc.status)
+        institutions = [{"institution_id": i.institution_id, "name": i.name} for i in INSTITUTIONS.values()]
+        return JSONResponse(
+            {"institutions": institutions, "update_institution_id": update, "usernames": sorted(USERNAMES)}
+        )
+
+    async def login(request: Request) -> Response:
+        try:
+            body = await _json_body(request)
+            result = bank.link_login(
+                str(body.get("link_token") or ""),
+                str(body.get("institution_id") or ""),
+                str(body.get("username") or ""),
+                str(body.get("password") or ""),
+            )
+        except BankError as exc:
+            return JSONResponse(exc.body(_request_id()), status_code=exc.status)
+        return JSONResponse(result)
+
+    async def script(request: Request) -> Response:
+        return FileResponse(_STATIC / "link-initialize.js", media_type="text/javascript")
+
+    return [
+        Route("/link/link-initialize.js", script, methods=["GET"]),
+        Route("/link/demo/session", session, methods=["POST"]),
+        Route("/link/demo/login", login, methods=["POST"]),
+    ]
+
+
+def create_app(bank: Bank, client_id: str = DEMO_CLIENT_ID, secret: str = DEMO_SECRET) -> Starlette:
+    """Build the ASGI app for a bank; mount it anywhere (the Link script finds its base from its own URL)."""
+    routes = [_api_route(bank, path, h, client_id, secret) for path, h in HANDLERS.items()] + _link_routes(bank)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return JSONResponse(problems.not_found(request.url.path).body(_request_id()), status_code=404)
+
+    cors = Middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Content-Type", "PLAID-CLIENT-ID", "PLAID-SECRET", "Plaid-Version"],
+    )
+    app = Starlette(routes=routes, middleware=[cors], exception_handlers={404: not_found})
+    app.state.started = datetime.now(UTC)
+    return app

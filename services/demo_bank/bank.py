@@ -1,0 +1,328 @@
+"""The demo bank's state machine: items, tokens, clock, faults and webhooks, behind one lock."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from services.demo_bank import problems
+from services.demo_bank.catalog import ACCOUNT_TEMPLATES, INSTITUTIONS
+from services.demo_bank.faults import Counted, FaultKind
+from services.demo_bank.items import Item, new_item, stable_id
+from services.demo_bank.ledger import Txn
+from services.demo_bank.render import error_json, txn_json
+from services.demo_bank.simulate import bulk_history, simulate_day, simulate_range
+from services.demo_bank.webhooks import Delivery, WebhookSender
+
+# Sandbox-style usernames: each puts a freshly linked item into a state tests and the CLI can use.
+USERNAMES: dict[str, str | None] = {
+    "user_good": None,
+    "user_login_required": "login_required",
+    "user_institution_down": "institution_down",
+    "user_not_ready": "not_ready",
+    "user_flaky": "server_error",
+}
+PASSWORD = "pass_good"
+PUBLIC_TOKEN_TTL = timedelta(minutes=30)
+LINK_TOKEN_TTL = timedelta(hours=4)
+
+
+@dataclass
+class LinkSession:
+    """A link token and what it was created for."""
+
+    client_user_id: str
+    item_id: str | None
+    webhook: str | None
+    expires: datetime
+
+
+class Bank:
+    """All demo-bank state; every public method is thread-safe."""
+
+    def __init__(self, clock: Callable[[], date], history_days: int = 90, seed: str = "demo") -> None:
+        self.clock = clock
+        self.history_days = history_days
+        self.seed = seed
+        self.lock = threading.RLock()
+        self.items: dict[str, Item] = {}
+        self.by_token: dict[str, str] = {}
+        self.public_tokens: dict[str, tuple[str, datetime, bool]] = {}
+        self.link_sessions: dict[str, LinkSession] = {}
+        self.cursor_key = secrets.token_bytes(32)
+        self.webhooks = WebhookSender()
+        self._serial = 0
+
+    # -- items and tokens -------------------------------------------------------------------------
+
+    def create_item(self, institution_id: str, username: str = "user_good", webhook: str | None = None) -> Item:
+        """Link a new item with seeded history and the state its username asks for."""
+        if institution_id not in INSTITUTIONS:
+            raise problems.BankError(400, "INVALID_INPUT", "INVALID_INSTITUTION", "invalid institution_id provided")
+        if username not in USERNAMES:
+            raise problems.BankError(
+                400, "ITEM_ERROR", "INVALID_CREDENTIALS", "the provided credentials were not correct"
+            )
+        with self.lock:
+            self._serial += 1
+            item_id = stable_id(self.seed, "item", str(self._serial))
+            today = self.clock()
+            item = new_item(item_id, f"access-demo-{secrets.token_hex(16)}", institution_id, today, _now())
+            item.webhook = webhook
+            first = today - timedelta(days=self.history_days - 1)
+            item.anchor = first
+            simulate_range(item.ledger, item.accounts, item.seed, first, today)
+            item.last_successful_update = _now()
+            mode = USERNAMES[username]
+            if mode == "login_required":
+                item.error_code = "ITEM_LOGIN_REQUIRED"
+            elif mode == "not_ready":
+                item.ready = False
+            elif mode in ("institution_down", "server_error"):
+                item.faults.counted[mode] = Counted(10**9 if mode == "institution_down" else 2)
+            self.items[item_id] = item
+            self.by_token[item.access_token] = item_id
+            return item
+
+    def issue_public_token(self, item: Item, update: bool = False) -> str:
+        """Mint a single-use public token for an item (`update`: from an update-mode Link session)."""
+        token = f"public-demo-{secrets.token_hex(16)}"
+        self.public_tokens[token] = (item.item_id, _now() + PUBLIC_TOKEN_TTL, update)
+        return token
+
+    def exchange(self, public_token: str) -> Item:
+        """Redeem a public token once; exchanging an update-mode token also repairs the item."""
+        with self.lock:
+            entry = self.public_tokens.pop(public_token, None)
+            if entry is None or entry[1] < _now():
+                raise problems.invalid_token("public")
+            item = self.items[entry[0]]
+            if entry[2]:
+                self.repair(item.item_id)
+            return item
+
+    def item_for(self, access_token: str, path: str) -> Item:
+        """Resolve an access token, catch the item up with the clock and apply its faults."""
+        with self.lock:
+            item_id = self.by_token.get(access_token)
+            item = self.items.get(item_id) if item_id else None
+            if item is None or item.removed:
+                raise problems.invalid_token("access")
+            self.catch_up(item)
+            err = item.faults.next_error(path)
+            if err is not None:
+                raise err
+            if item.error_code and path not in ("/item/get", "/item/remove", "/link/token/create"):
+                raise problems.login_required()
+            return item
+
+    def item(self, item_id: str) -> Item:
+        """Look an item up by id (test API)."""
+        try:
+            return self.items[item_id]
+        except KeyError:
+            raise KeyError(f"no demo item {item_id!r}") from None
+
+    # -- link sessions ----------------------------------------------------------------------------
+
+    def new_link_session(self, client_user_id: str, access_token: str | None, webhook: str | None) -> str:
+        """Create a link token; with an access token it is an update-mode token for that item."""
+        with self.lock:
+            item_id = None
+            if access_token is not None:
+                item_id = self.item_for(access_token, "/link/token/create").item_id
+            token = f"link-demo-{secrets.token_hex(16)}"
+            self.link_sessions[token] = LinkSession(client_user_id, item_id, webhook, _now() + LINK_TOKEN_TTL)
+            return token
+
+    def link_session(self, link_token: str) -> LinkSession:
+        """Return a live link session or raise INVALID_LINK_TOKEN."""
+        session = self.link_sessions.get(link_token)
+        if session is None or session.expires < _now():
+            raise problems.invalid_token("link")
+        return session
+
+    def link_login(self, link_token: str, institution_id: str, username: str, password: str) -> dict[str, Any]:
+        """Sign in through the Link stand-in; return the `onSuccess` public token and metadata."""
+        with self.lock:
+            session = self.link_session(link_token)
+            if password != PASSWORD or username not in USERNAMES:
+                raise problems.BankError(
+                    400,
+                    "ITEM_ERROR",
+                    "INVALID_CREDENTIALS",
+                    "the provided credentials were not correct",
+                    "The username or password you entered is incorrect. Please try again.",
+                )
+            if session.item_id is not None:
+                item = self.items[session.item_id]
+                self.repair(item.item_id)
+            else:
+                item = self.create_item(institution_id, username, session.webhook)
+            return {
+                "public_token": self.issue_public_token(item, update=session.item_id is not None),
+                "institution": {"name": INSTITUTIONS[item.institution_id].name, "institution_id": item.institution_id},
+                "accounts": [
+                    {
+                        "id": item.accounts[t.key],
+                        "name": t.name,
+                        "mask": item.masks()[item.accounts[t.key]],
+                        "type": t.type,
+                        "subtype": t.subtype,
+                    }
+                    for t in ACCOUNT_TEMPLATES
+                ],
+                "link_session_id": secrets.token_hex(16),
+            }
+
+    # -- time and mutations -----------------------------------------------------------------------
+
+    def catch_up(self, item: Item) -> None:
+        """Simulate the days between the item's own date and the clock."""
+        target = self.clock()
+        if item.today < target:
+            self.advance(item.item_id, (target - item.today).days)
+
+    def advance(self, item_id: str, days: int = 1) -> int:
+        """Let `days` days pass for an item; return how many log entries that produced."""
+        with self.lock:
+            item = self.item(item_id)
+            before = len(item.ledger.log)
+            for _ in range(days):
+                item.today += timedelta(days=1)
+                simulate_day(item.ledger, item.accounts, item.seed, item.today, item.anchor)
+            item.last_successful_update = _now()
+            self._changed(item, before)
+            return len(item.ledger.log) - before
+
+    def mutate(self, item_id: str, action: str, **fields: Any) -> dict[str, Any] | None:
+        """Apply one change: add, modify, remove or post (a pending transaction); return the resulting row."""
+        with self.lock:
+            item = self.item(item_id)
+            ledger, before = item.ledger, len(item.ledger.log)
+            if action == "add":
+                account = fields.pop("account", "checking")
+                day = fields.pop("date", item.today)
+                txn = ledger.add(
+                    Txn(
+                        transaction_id=ledger.new_id(),
+                        account_id=item.accounts.get(account, account),
+                        cents=int(fields.pop("cents")),
+                        date=day,
+                        authorized_date=day,
+                        name=str(fields.pop("name", "DEMO MERCHANT")),
+                        merchant_name=fields.pop("merchant_name", None),
+                        primary=str(fields.pop("primary", "GENERAL_MERCHANDISE")),
+                        detailed=str(fields.pop("detailed", "GENERAL_MERCHANDISE_OTHER_GENERAL_MERCHANDISE")),
+                        confidence="HIGH",
+                        channel=str(fields.pop("channel", "in store")),
+                        website=None,
+                        pending=bool(fields.pop("pending", False)),
+                    )
+                )
+            elif action == "modify":
+                txn = ledger.modify(fields.pop("transaction_id"), **fields)
+            elif action == "remove":
+                ledger.remove(fields.pop("transaction_id"))
+                txn = None
+            elif action == "post":
+                txn = ledger.post(fields.pop("transaction_id"), cents=fields.pop("cents", None))
+            else:
+                raise ValueError(f"unknown mutation {action!r}")
+            self._changed(item, before)
+            return None if txn is None else txn_json(txn)
+
+    def generate_history(self, item_id: str, count: int) -> None:
+        """Append `count` posted transactions before the item's history, for benchmarks."""
+        with self.lock:
+            item = self.item(item_id)
+            bulk_history(item.ledger, item.accounts, item.seed, count, item.anchor)
+
+    def truth(self, item_id: str) -> list[dict[str, Any]]:
+        """Every current transaction of an item as Plaid JSON, newest first."""
+        with self.lock:
+            txns = sorted(
+                self.item(item_id).ledger.txns.values(), key=lambda t: (t.date, t.transaction_id), reverse=True
+            )
+            return [txn_json(t) for t in txns]
+
+    # -- faults -----------------------------------------------------------------------------------
+
+    def set_fault(
+        self,
+        item_id: str,
+        kind: FaultKind,
+        *,
+        times: int = 1,
+        endpoint: str | None = None,
+        page: int = 2,
+        seconds: float = 0.0,
+    ) -> None:
+        """Inject a fault into one item (see `FaultKind`); counted faults fail the next `times` calls."""
+        with self.lock:
+            item = self.item(item_id)
+            if kind == "login_required":
+                item.error_code = "ITEM_LOGIN_REQUIRED"
+                self.notify(item, "ITEM", "ERROR", error=error_json(item))
+            elif kind == "delay":
+                item.faults.delay = seconds
+            elif kind == "mutation_during_pagination":
+                item.faults.mutation_page = page
+            elif kind in ("rate_limit", "server_error", "institution_down"):
+                item.faults.counted[kind] = Counted(times, endpoint)
+            else:
+                raise ValueError(f"unknown fault {kind!r}")
+
+    def clear_faults(self, item_id: str) -> None:
+        """Remove every injected fault except the login state (use `repair`)."""
+        with self.lock:
+            item = self.item(item_id)
+            item.faults.counted.clear()
+            item.faults.delay = 0.0
+            item.faults.mutation_page = None
+            item.ready = True
+
+    def repair(self, item_id: str) -> None:
+        """Clear ITEM_LOGIN_REQUIRED as a successful update-mode Link does, and send LOGIN_REPAIRED."""
+        with self.lock:
+            item = self.item(item_id)
+            if item.error_code:
+                item.error_code = None
+                self.notify(item, "ITEM", "LOGIN_REPAIRED")
+
+    # -- webhooks ---------------------------------------------------------------------------------
+
+    def notify(self, item: Item, webhook_type: str, code: str, now: bool = False, **extra: Any) -> Delivery | None:
+        """Send a webhook for an item if it has a webhook URL (in the background unless `now`)."""
+        if not item.webhook:
+            return None
+        payload = {
+            "webhook_type": webhook_type,
+            "webhook_code": code,
+            "item_id": item.item_id,
+            "environment": "sandbox",
+        }
+        payload.update(extra)
+        item.last_webhook = (_now(), code)
+        if now:
+            return self.webhooks.send(item.webhook, payload)
+        self.webhooks.send_later(item.webhook, payload)
+        return None
+
+    def _changed(self, item: Item, before: int) -> None:
+        if len(item.ledger.log) > before and item.synced_once:
+            self.notify(
+                item,
+                "TRANSACTIONS",
+                "SYNC_UPDATES_AVAILABLE",
+                initial_update_complete=True,
+                historical_update_complete=True,
+            )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)

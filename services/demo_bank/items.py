@@ -1,0 +1,60 @@
+"""A linked demo item: its institution, accounts, ledger, clock position and state flags."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from services.demo_bank.catalog import ACCOUNT_TEMPLATES
+from services.demo_bank.faults import Faults
+from services.demo_bank.ledger import Ledger
+
+
+def stable_id(*parts: str, size: int = 37) -> str:
+    """Derive a deterministic Plaid-looking id from its parts."""
+    return hashlib.blake2b(":".join(parts).encode(), digest_size=32).hexdigest()[:size]
+
+
+@dataclass
+class Item:
+    """One linked login at one institution."""
+
+    item_id: str
+    access_token: str
+    institution_id: str
+    seed: str
+    accounts: dict[str, str]
+    ledger: Ledger
+    today: date
+    anchor: date
+    created_at: datetime
+    webhook: str | None = None
+    ready: bool = True
+    error_code: str | None = None
+    synced_once: bool = False
+    removed: bool = False
+    last_successful_update: datetime | None = None
+    last_webhook: tuple[datetime, str] | None = None
+    faults: Faults = field(default_factory=Faults)
+
+    def masks(self) -> dict[str, str]:
+        """Return the last four digits of each account id."""
+        return {aid: str(int(aid[:8], 16) % 10_000).zfill(4) for aid in self.accounts.values()}
+
+
+def new_item(item_id: str, access_token: str, institution_id: str, today: date, now: datetime) -> Item:
+    """Build an item with a checking, a savings and a credit-card account and an empty ledger."""
+    accounts = {t.key: stable_id(item_id, "account", t.key) for t in ACCOUNT_TEMPLATES}
+    opening = {accounts[t.key]: t.opening_cents for t in ACCOUNT_TEMPLATES}
+    return Item(
+        item_id=item_id,
+        access_token=access_token,
+        institution_id=institution_id,
+        seed=item_id,
+        accounts=accounts,
+        ledger=Ledger(item_id, opening),
+        today=today,
+        anchor=today,
+        created_at=now,
+    )

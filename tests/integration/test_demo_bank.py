@@ -1,0 +1,265 @@
+"""The demo bank seen through the real plaid-python SDK (default type checking) and a browser's eyes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import jwt
+import plaid
+import pytest
+from plaid.api import plaid_api
+from plaid.model.accounts_balance_get_request import AccountsBalanceGetRequest
+from plaid.model.accounts_get_request import AccountsGetRequest
+from plaid.model.country_code import CountryCode
+from plaid.model.institutions_get_by_id_request import InstitutionsGetByIdRequest
+from plaid.model.item_get_request import ItemGetRequest
+from plaid.model.item_public_token_exchange_request import ItemPublicTokenExchangeRequest
+from plaid.model.item_remove_request import ItemRemoveRequest
+from plaid.model.link_token_create_request import LinkTokenCreateRequest
+from plaid.model.link_token_create_request_user import LinkTokenCreateRequestUser
+from plaid.model.products import Products
+from plaid.model.sandbox_public_token_create_request import SandboxPublicTokenCreateRequest
+from plaid.model.transactions_recurring_get_request import TransactionsRecurringGetRequest
+from plaid.model.transactions_refresh_request import TransactionsRefreshRequest
+from plaid.model.transactions_sync_request import TransactionsSyncRequest
+from plaid.model.webhook_verification_key_get_request import WebhookVerificationKeyGetRequest
+
+from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, DemoBankHandle, start_demo_bank
+from services.plaid_client import PlaidGateway
+from tests.integration.conftest_bank import BANK_TODAY, LinkedItem, WebhookSink
+
+
+def sdk(url: str, secret: str = DEMO_SECRET) -> plaid_api.PlaidApi:
+    cfg = plaid.Configuration(
+        host=url, api_key={"clientId": DEMO_CLIENT_ID, "secret": secret, "plaidVersion": "2020-09-14"}
+    )
+    return plaid_api.PlaidApi(plaid.ApiClient(cfg))
+
+
+def post(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_every_endpoint_decodes_through_the_sdk_with_type_checking(demo_bank: DemoBankHandle) -> None:
+    api = sdk(demo_bank.url)
+    link = api.link_token_create(
+        LinkTokenCreateRequest(
+            client_name="finsync",
+            language="en",
+            country_codes=[CountryCode("US")],
+            user=LinkTokenCreateRequestUser(client_user_id="u-1"),
+            products=[Products("transactions")],
+        )
+    )
+    assert link.link_token.startswith("link-") and link.expiration.tzinfo is not None
+    public = api.sandbox_public_token_create(
+        SandboxPublicTokenCreateRequest(institution_id="ins_demo_1", initial_products=[Products("transactions")])
+    ).public_token
+    ex = api.item_public_token_exchange(ItemPublicTokenExchangeRequest(public_token=public))
+    token = ex.access_token
+    accounts = api.accounts_get(AccountsGetRequest(access_token=token))
+    assert sorted(str(a.subtype) for a in accounts.accounts) == ["checking", "credit card", "savings"]
+    assert api.accounts_balance_get(AccountsBalanceGetRequest(access_token=token)).item.item_id == ex.item_id
+    page = api.transactions_sync(TransactionsSyncRequest(access_token=token, count=500))
+    assert page.added and all(
+        t.personal_finance_category.detailed.startswith(t.personal_finance_category.primary) for t in page.added
+    )
+    assert any(t.pending for t in page.added) and any(t.pending_transaction_id for t in page.added)
+    assert api.transactions_refresh(TransactionsRefreshRequest(access_token=token)).request_id
+    recurring = api.transactions_recurring_get(TransactionsRecurringGetRequest(access_token=token))
+    outflow = {s.merchant_name for s in recurring.outflow_streams}
+    assert {"Netflix", "Spotify", "Greenleaf Property"} <= outflow
+    assert [str(s.frequency) for s in recurring.inflow_streams if s.merchant_name == "Acme Corp"] == ["BIWEEKLY"]
+    assert api.item_get(ItemGetRequest(access_token=token)).item.institution_id == "ins_demo_1"
+    inst = api.institutions_get_by_id(
+        InstitutionsGetByIdRequest(institution_id="ins_demo_3", country_codes=[CountryCode("US")])
+    )
+    assert inst.institution.name == "Harbor National"
+    kid = demo_bank.bank.webhooks.current.kid
+    key = api.webhook_verification_key_get(WebhookVerificationKeyGetRequest(key_id=kid)).key
+    assert (key.alg, key.crv, key.kid, key.expired_at) == ("ES256", "P-256", kid, None)
+    assert api.item_remove(ItemRemoveRequest(access_token=token)).request_id
+    with pytest.raises(plaid.ApiException) as caught:
+        api.item_get(ItemGetRequest(access_token=token))
+    assert json.loads(caught.value.body)["error_code"] == "INVALID_ACCESS_TOKEN"
+
+
+def test_wrong_secret_gets_plaids_error_shape_with_request_id(demo_bank: DemoBankHandle) -> None:
+    with pytest.raises(plaid.ApiException) as caught:
+        sdk(demo_bank.url, "not-the-secret").institutions_get_by_id(
+            InstitutionsGetByIdRequest(institution_id="ins_demo_1", country_codes=[CountryCode("US")])
+        )
+    body = json.loads(caught.value.body)
+    assert caught.value.status == 400
+    assert (body["error_type"], body["error_code"]) == ("INVALID_INPUT", "INVALID_API_KEYS")
+    assert len(body["request_id"]) == 15 and "display_message" in body
+    status, missing = post(demo_bank.url + "/item/get", {"client_id": DEMO_CLIENT_ID, "secret": DEMO_SECRET})
+    assert (status, missing["error_code"]) == (400, "MISSING_FIELDS")
+
+
+def test_same_seed_same_history() -> None:
+    banks = [start_demo_bank(today=BANK_TODAY) for _ in range(2)]
+    try:
+        a, b = (bank.truth(bank.link_item("ins_demo_1")[0]) for bank in banks)
+        assert a == b and len(a) > 150
+    finally:
+        for bank in banks:
+            bank.stop()
+
+
+def test_link_stand_in_signs_in_and_refuses_bad_passwords(demo_bank: DemoBankHandle, gateway: PlaidGateway) -> None:
+    link = gateway.link_token_create("user-7")
+    status, session = post(demo_bank.url + "/link/demo/session", {"link_token": link.link_token})
+    assert status == 200 and [i["institution_id"] for i in session["institutions"]][:3] == [
+        "ins_demo_1",
+        "ins_demo_2",
+        "ins_demo_3",
+    ]
+    body = {"link_token": link.link_token, "institution_id": "ins_demo_2", "username": "user_good", "password": "wrong"}
+    status, err = post(demo_bank.url + "/link/demo/login", body)
+    assert (status, err["error_code"]) == (400, "INVALID_CREDENTIALS") and err["display_message"]
+    status, ok = post(demo_bank.url + "/link/demo/login", {**body, "password": "pass_good"})
+    assert status == 200 and ok["institution"] == {"name": "Maple Credit Union", "institution_id": "ins_demo_2"}
+    assert {a["subtype"] for a in ok["accounts"]} == {"checking", "savings", "credit card"}
+    access = gateway.exchange_public_token(ok["public_token"])
+    assert {a.account_id for a in gateway.accounts_get(access.access_token).accounts} == {
+        a["id"] for a in ok["accounts"]
+    }
+    with pytest.raises(Exception, match="INVALID_PUBLIC_TOKEN"):
+        gateway.exchange_public_token(ok["public_token"])  # single use
+    status, _ = post(demo_bank.url + "/link/demo/session", {"link_token": "link-demo-forged"})
+    assert status == 400
+
+
+def test_update_mode_link_repairs_the_item(demo_bank: DemoBankHandle, gateway: PlaidGateway, item: LinkedItem) -> None:
+    demo_bank.set_fault(item.item_id, "login_required")
+    link = gateway.link_token_create("user-1", access_token=item.access_token)
+    _, session = post(demo_bank.url + "/link/demo/session", {"link_token": link.link_token})
+    assert session["update_institution_id"] == "ins_demo_1"
+    body = {
+        "link_token": link.link_token,
+        "institution_id": "ins_demo_1",
+        "username": "user_good",
+        "password": "pass_good",
+    }
+    status, _ = post(demo_bank.url + "/link/demo/login", body)
+    assert status == 200
+    assert gateway.item_get(item.access_token).error_code is None
+    assert gateway.transactions_sync(item.access_token).added
+
+
+def test_link_script_and_cors_for_the_browser(demo_bank: DemoBankHandle) -> None:
+    with urllib.request.urlopen(demo_bank.url + "/link/link-initialize.js", timeout=5) as resp:
+        script = resp.read().decode()
+        assert "javascript" in resp.headers["Content-Type"]
+    assert "window.Plaid" in script and "innerHTML" not in script and "textContent" in script
+    req = urllib.request.Request(
+        demo_bank.url + "/link/demo/login",
+        method="OPTIONS",
+        headers={
+            "Origin": "http://127.0.0.1:8501",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.headers["Access-Control-Allow-Origin"] in ("*", "http://127.0.0.1:8501")
+
+
+def verify_webhook(headers: dict[str, str], body: bytes, gateway: PlaidGateway, max_age: int = 300) -> bool:
+    """Plaid's documented receiver steps (test-side helper until the app's webhook module exists)."""
+    token = headers.get("plaid-verification", "")
+    header = jwt.get_unverified_header(token)
+    if header.get("alg") != "ES256":
+        return False
+    key = gateway.webhook_verification_key_get(header["kid"])
+    try:
+        claims = jwt.decode(token, jwt.PyJWK(key.jwk()).key, algorithms=["ES256"], options={"require": ["iat"]})
+    except jwt.PyJWTError:
+        return False
+    if time.time() - claims["iat"] > max_age:
+        return False
+    return hmac.compare_digest(claims["request_body_sha256"], hashlib.sha256(body).hexdigest())
+
+
+def test_signed_webhooks_verify_and_tampering_fails(
+    demo_bank: DemoBankHandle, gateway: PlaidGateway, item: LinkedItem, webhook_sink: WebhookSink
+) -> None:
+    demo_bank.set_webhook(item.item_id, webhook_sink.url)
+    gateway.transactions_sync(item.access_token)  # SYNC_UPDATES_AVAILABLE only fires after a first sync
+    demo_bank.advance(item.item_id, 1)
+    headers, body = webhook_sink.wait(1)[0]
+    payload = json.loads(body)
+    assert (payload["webhook_type"], payload["webhook_code"], payload["item_id"]) == (
+        "TRANSACTIONS",
+        "SYNC_UPDATES_AVAILABLE",
+        item.item_id,
+    )
+    assert body.startswith(b'{\n  "')  # Plaid's 2-space indented body; hash the raw bytes
+    assert verify_webhook(headers, body, gateway)
+    assert not verify_webhook(headers, body.replace(b"SYNC_UPDATES", b"SYNC_UPDATEZ"), gateway)
+    stale = {"plaid-verification": demo_bank.sign_webhook(body, iat=int(time.time()) - 600)}
+    assert not verify_webhook(stale, body, gateway)
+    forged = jwt.encode(
+        {"iat": int(time.time()), "request_body_sha256": hashlib.sha256(body).hexdigest()}, "k" * 32, algorithm="HS256"
+    )
+    assert not verify_webhook({"plaid-verification": forged}, body, gateway)
+
+
+def test_login_required_fault_sends_item_error_webhook(
+    demo_bank: DemoBankHandle, item: LinkedItem, webhook_sink: WebhookSink
+) -> None:
+    demo_bank.set_webhook(item.item_id, webhook_sink.url)
+    demo_bank.set_fault(item.item_id, "login_required")
+    payload = json.loads(webhook_sink.wait(1)[0][1])
+    assert (payload["webhook_type"], payload["webhook_code"]) == ("ITEM", "ERROR")
+    assert payload["error"]["error_code"] == "ITEM_LOGIN_REQUIRED"
+    delivery = demo_bank.fire_webhook(
+        item.item_id, "ITEM", "PENDING_EXPIRATION", consent_expiration_time="2025-04-01T00:00:00Z"
+    )
+    assert delivery is not None and delivery.status == 200
+
+
+def test_new_days_bring_new_transactions_through_clock(demo_bank: DemoBankHandle, gateway: PlaidGateway) -> None:
+    fresh = start_demo_bank(today=BANK_TODAY)
+    try:
+        item_id, token = fresh.link_item()
+        local = PlaidGateway("demo", DEMO_CLIENT_ID, DEMO_SECRET, fresh.url)
+        first = local.transactions_sync(token)
+        while first.has_more:
+            first = local.transactions_sync(token, first.next_cursor)
+        fresh.advance_clock(2)
+        later = local.transactions_sync(token, first.next_cursor)
+        assert later.added and max(t.date for t in later.added) == fresh.clock()
+        assert len(fresh.truth(item_id)) > 0
+    finally:
+        fresh.stop()
+
+
+@pytest.mark.slow
+def test_large_history_pages_quickly(demo_bank: DemoBankHandle, gateway: PlaidGateway) -> None:
+    item_id, token = demo_bank.link_item("ins_demo_3")
+    started = time.monotonic()
+    demo_bank.generate_history(item_id, 20_000)
+    total, cursor, more = 0, "", True
+    while more:
+        page = gateway.transactions_sync(token, cursor, 500)
+        total, cursor, more = total + len(page.added), page.next_cursor, page.has_more
+    assert total == len(demo_bank.truth(item_id)) >= 20_000
+    assert time.monotonic() - started < 20

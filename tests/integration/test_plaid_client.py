@@ -1,0 +1,226 @@
+"""The Plaid gateway over real HTTP against the demo bank: mapping, paging, cursors and errors."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from services.demo_bank import DEMO_CLIENT_ID, DemoBankHandle
+from services.errors import FinsyncError
+from services.plaid_client import (
+    CallEvent,
+    InstitutionDown,
+    InvalidRequest,
+    LoginRequired,
+    MutationDuringPagination,
+    PlaidError,
+    PlaidGateway,
+    RateLimited,
+    SyncPage,
+    Transient,
+)
+from tests.integration.conftest_bank import LinkedItem
+
+
+def sync_all(gateway: PlaidGateway, token: str, cursor: str = "", count: int = 500) -> tuple[list[SyncPage], str]:
+    """Pull every page from `cursor`; return the pages and the final cursor."""
+    pages = []
+    while True:
+        page = gateway.transactions_sync(token, cursor, count)
+        pages.append(page)
+        cursor = page.next_cursor
+        if not page.has_more:
+            return pages, cursor
+
+
+def test_full_sync_pages_with_has_more_and_matches_the_banks_truth(
+    gateway: PlaidGateway, demo_bank: DemoBankHandle, item: LinkedItem
+) -> None:
+    pages, _ = sync_all(gateway, item.access_token, count=40)
+    assert len(pages) > 2
+    assert all(p.has_more for p in pages[:-1]) and not pages[-1].has_more
+    synced = {t.transaction_id: t for p in pages for t in p.added}
+    truth = {t["transaction_id"]: t for t in demo_bank.truth(item.item_id)}
+    assert synced.keys() == truth.keys()
+    for tid, row in truth.items():
+        # The statement sign: Plaid's positive (money out) becomes negative minor units.
+        assert synced[tid].amount_minor == -round(row["amount"] * 100)
+    kinds = {(t.category_primary, t.amount_minor > 0) for t in synced.values()}
+    assert ("INCOME", True) in kinds and ("RENT_AND_UTILITIES", False) in kinds
+
+
+def test_resuming_from_an_old_cursor_replays_the_same_changes(
+    gateway: PlaidGateway, demo_bank: DemoBankHandle, item: LinkedItem
+) -> None:
+    _, resting = sync_all(gateway, item.access_token)
+    assert demo_bank.advance(item.item_id, days=3) > 0
+    first, _ = sync_all(gateway, item.access_token, resting)
+    again, _ = sync_all(gateway, item.access_token, resting)
+
+    def ids(pages: list[SyncPage]) -> tuple[set[str], set[str], set[str]]:
+        return (
+            {t.transaction_id for p in pages for t in p.added},
+            {t.transaction_id for p in pages for t in p.modified},
+            {r for p in pages for r in p.removed},
+        )
+
+    assert ids(first) == ids(again)
+    assert ids(first)[0], "three new days must bring new transactions"
+
+
+def test_pending_posts_under_a_new_id_that_points_back(
+    gateway: PlaidGateway, demo_bank: DemoBankHandle, item: LinkedItem
+) -> None:
+    _, cursor = sync_all(gateway, item.access_token)
+    pending = demo_bank.mutate(item.item_id, "add", account="credit", cents=4210, name="SQ *CAFE", pending=True)
+    assert pending is not None
+    page = gateway.transactions_sync(item.access_token, cursor)
+    assert [(t.transaction_id, t.pending, t.amount_minor) for t in page.added] == [
+        (pending["transaction_id"], True, -4210)
+    ]
+    posted = demo_bank.mutate(item.item_id, "post", transaction_id=pending["transaction_id"], cents=4910)
+    assert posted is not None
+    later = gateway.transactions_sync(item.access_token, page.next_cursor)
+    assert later.removed == (pending["transaction_id"],)
+    (new,) = later.added
+    assert new.transaction_id != pending["transaction_id"]
+    assert new.pending_transaction_id == pending["transaction_id"] and not new.pending
+    assert new.amount_minor == -4910  # the tip changed the amount
+
+
+def test_mutation_on_a_chosen_page_raises_and_a_restart_sees_the_change(
+    gateway: PlaidGateway, demo_bank: DemoBankHandle, item: LinkedItem
+) -> None:
+    demo_bank.set_fault(item.item_id, "mutation_during_pagination", page=3)
+    first = gateway.transactions_sync(item.access_token, "", 50)
+    second = gateway.transactions_sync(item.access_token, first.next_cursor, 50)
+    with pytest.raises(MutationDuringPagination) as caught:
+        gateway.transactions_sync(item.access_token, second.next_cursor, 50)
+    assert caught.value.code == "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION" and caught.value.request_id
+    pages, _ = sync_all(gateway, item.access_token, "", 50)
+    synced = {t.transaction_id: t.name for p in pages for t in p.added}
+    truth = {t["transaction_id"]: t["name"] for t in demo_bank.truth(item.item_id)}
+    assert synced == truth  # restarting from the starting cursor yields exactly the truth
+
+
+@pytest.mark.parametrize(
+    ("fault", "exc", "code", "status"),
+    [
+        ("rate_limit", RateLimited, "TRANSACTIONS_SYNC_LIMIT", 429),
+        ("server_error", Transient, "INTERNAL_SERVER_ERROR", 500),
+        ("institution_down", InstitutionDown, "INSTITUTION_DOWN", 400),
+    ],
+)
+def test_counted_faults_map_to_our_exceptions_then_clear(
+    gateway: PlaidGateway,
+    demo_bank: DemoBankHandle,
+    item: LinkedItem,
+    plaid_events: list[CallEvent],
+    fault: str,
+    exc: type[PlaidError],
+    code: str,
+    status: int,
+) -> None:
+    demo_bank.set_fault(item.item_id, fault, times=2)  # type: ignore[arg-type]
+    for _ in range(2):
+        with pytest.raises(exc) as caught:
+            gateway.transactions_sync(item.access_token)
+        assert caught.value.code == code and caught.value.http_status == status
+    assert gateway.transactions_sync(item.access_token).added
+    assert [(e.error_code, e.http_status) for e in plaid_events] == [(code, status), (code, status), (None, 200)]
+
+
+def test_login_required_persists_until_repaired(
+    gateway: PlaidGateway, demo_bank: DemoBankHandle, item: LinkedItem
+) -> None:
+    demo_bank.set_fault(item.item_id, "login_required")
+    for call in (gateway.transactions_sync, gateway.accounts_get, gateway.transactions_recurring_get):
+        with pytest.raises(LoginRequired) as caught:
+            call(item.access_token)
+        assert "sign in again" in str(caught.value).lower() or "log in again" in str(caught.value).lower()
+    assert gateway.item_get(item.access_token).error_code == "ITEM_LOGIN_REQUIRED"
+    demo_bank.repair(item.item_id)
+    assert gateway.item_get(item.access_token).error_code is None
+    assert gateway.accounts_get(item.access_token).accounts
+
+
+def test_fault_usernames_make_faulty_items(gateway: PlaidGateway) -> None:
+    bad = gateway.exchange_public_token(
+        gateway.sandbox_public_token_create("ins_demo_2", username="user_login_required")
+    )
+    with pytest.raises(LoginRequired):
+        gateway.transactions_sync(bad.access_token)
+    down = gateway.exchange_public_token(
+        gateway.sandbox_public_token_create("ins_demo_3", username="user_institution_down")
+    )
+    with pytest.raises(InstitutionDown):
+        gateway.accounts_get(down.access_token)
+
+
+def test_not_ready_item_returns_empty_cursor_then_data(
+    gateway: PlaidGateway, demo_bank: DemoBankHandle, item: LinkedItem
+) -> None:
+    demo_bank.set_ready(item.item_id, False)
+    page = gateway.transactions_sync(item.access_token)
+    assert (page.next_cursor, page.update_status, page.added, page.has_more) == ("", "NOT_READY", (), False)
+    demo_bank.set_ready(item.item_id, True)
+    assert gateway.transactions_sync(item.access_token).update_status == "HISTORICAL_UPDATE_COMPLETE"
+
+
+def test_wrong_secret_is_an_invalid_request_that_never_echoes_the_secret(demo_bank: DemoBankHandle) -> None:
+    wrong = PlaidGateway("demo", DEMO_CLIENT_ID, "sup3r-wrong-secret", demo_bank.url)
+    with pytest.raises(InvalidRequest) as caught:
+        wrong.institution_get_by_id("ins_demo_1")
+    assert caught.value.code == "INVALID_API_KEYS"
+    assert "sup3r-wrong-secret" not in str(caught.value) and "sup3r" not in repr(caught.value.args)
+    assert isinstance(caught.value, FinsyncError)
+
+
+def test_foreign_cursor_is_rejected(gateway: PlaidGateway, demo_bank: DemoBankHandle, item: LinkedItem) -> None:
+    _, cursor = sync_all(gateway, item.access_token)
+    _, other_token = demo_bank.link_item("ins_demo_2")
+    with pytest.raises(InvalidRequest) as caught:
+        gateway.transactions_sync(other_token, cursor)
+    assert caught.value.code == "INVALID_FIELD"
+    with pytest.raises(InvalidRequest):
+        gateway.transactions_sync(item.access_token, cursor[:-4] + "AAAA")
+
+
+def test_tokens_never_reach_messages_events_or_reprs(
+    gateway: PlaidGateway, item: LinkedItem, plaid_events: list[CallEvent]
+) -> None:
+    access = gateway.exchange_public_token(gateway.sandbox_public_token_create("ins_demo_1"))
+    link = gateway.link_token_create("user-1", access_token=access.access_token)
+    assert access.access_token not in repr(access) and link.link_token not in repr(link)
+    gateway.item_remove(access.access_token)
+    with pytest.raises(InvalidRequest) as caught:
+        gateway.accounts_get(access.access_token)
+    assert caught.value.code == "INVALID_ACCESS_TOKEN"
+    assert access.access_token not in str(caught.value)
+    assert all(e.request_id for e in plaid_events)
+    assert not any(access.access_token in repr(e) for e in plaid_events)
+
+
+def test_unreachable_and_slow_banks_are_transient(demo_bank: DemoBankHandle, item: LinkedItem) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    dead = PlaidGateway("demo", DEMO_CLIENT_ID, "demo-secret", f"http://127.0.0.1:{dead_port}")
+    with pytest.raises(Transient) as caught:
+        dead.item_get(item.access_token)
+    assert caught.value.code == "NETWORK_ERROR" and item.access_token not in str(caught.value)
+
+    impatient = PlaidGateway("demo", DEMO_CLIENT_ID, "demo-secret", demo_bank.url, timeout=(1.0, 0.3))
+    demo_bank.set_fault(item.item_id, "delay", seconds=0.8)
+    started = time.monotonic()
+    with pytest.raises(Transient):
+        impatient.accounts_get(item.access_token)
+    assert time.monotonic() - started < 0.75
+    demo_bank.clear_faults(item.item_id)
+
+
+def test_demo_env_requires_a_base_url() -> None:
+    with pytest.raises(FinsyncError):
+        PlaidGateway("demo", DEMO_CLIENT_ID, "demo-secret")

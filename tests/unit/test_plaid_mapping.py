@@ -1,0 +1,166 @@
+"""Pure mapping at the Plaid edge: the sign flip, exact minor units, dates and error decoding."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+
+from services.plaid_client import (
+    InstitutionDown,
+    InvalidRequest,
+    LoginRequired,
+    MutationDuringPagination,
+    PlaidError,
+    RateLimited,
+    Transient,
+    as_date,
+    as_datetime,
+    error_from_body,
+    map_account,
+    map_sync_page,
+    map_transaction,
+    statement_minor,
+    to_minor,
+)
+
+RAW_TXN = {
+    "transaction_id": "t1",
+    "account_id": "a1",
+    "amount": 19.99,
+    "iso_currency_code": "USD",
+    "unofficial_currency_code": None,
+    "date": "2025-03-14",
+    "authorized_date": "2025-03-13",
+    "name": "STARBUCKS",
+    "merchant_name": "Starbucks",
+    "pending": False,
+    "pending_transaction_id": "p1",
+    "payment_channel": "in store",
+    "personal_finance_category": {
+        "primary": "FOOD_AND_DRINK",
+        "detailed": "FOOD_AND_DRINK_COFFEE",
+        "confidence_level": "HIGH",
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("plaid_amount", "currency", "expected"),
+    [
+        (19.99, "USD", -1999),  # a purchase: money out is negative on the statement
+        (-2850.0, "USD", 285000),  # a paycheck: money in is positive
+        (0.29, "USD", -29),  # 0.29 * 100 == 28.999999999999996 in float math
+        (1.005, "USD", -100),  # half-even at the sub-cent boundary, never float truncation
+        (1500, "JPY", -1500),  # zero-decimal currency
+        (1.234, "KWD", -1234),  # three-decimal currency
+        (12, None, -1200),  # integers and a missing currency (2 decimals)
+        ("0.10", "usd", -10),
+    ],
+)
+def test_statement_minor_flips_sign_and_is_exact(
+    plaid_amount: float | int | str, currency: str | None, expected: int
+) -> None:
+    assert statement_minor(plaid_amount, currency) == expected
+
+
+def test_to_minor_accepts_decimal_and_keeps_sign() -> None:
+    assert to_minor(Decimal("-0.01"), "USD") == -1
+    assert sum(to_minor(0.1, "USD") for _ in range(3)) == to_minor(0.3, "USD") == 30
+
+
+def test_dates_from_strings_and_sdk_objects() -> None:
+    assert as_date("2025-03-14") == as_date(date(2025, 3, 14)) == date(2025, 3, 14)
+    assert as_date(datetime(2025, 3, 14, 23, 0)) == date(2025, 3, 14)
+    assert as_date(None) is None and as_date("") is None
+    assert as_datetime("2025-03-14T10:00:00Z") == datetime(2025, 3, 14, 10, tzinfo=UTC)
+
+
+def test_transaction_maps_once_with_category_and_pending_link() -> None:
+    t = map_transaction(RAW_TXN)
+    assert (t.amount_minor, t.date, t.authorized_date) == (-1999, date(2025, 3, 14), date(2025, 3, 13))
+    assert (t.category_primary, t.category_detailed, t.category_confidence) == (
+        "FOOD_AND_DRINK",
+        "FOOD_AND_DRINK_COFFEE",
+        "HIGH",
+    )
+    assert t.pending_transaction_id == "p1" and not t.pending
+    same = map_transaction(
+        {**RAW_TXN, "date": date(2025, 3, 14), "authorized_date": None, "personal_finance_category": None}
+    )
+    assert same.date == t.date and same.authorized_date is None and same.category_primary is None
+
+
+def test_credit_balance_keeps_plaids_meaning() -> None:
+    a = map_account(
+        {
+            "account_id": "c",
+            "name": "Card",
+            "official_name": None,
+            "mask": "0001",
+            "type": "credit",
+            "subtype": "credit card",
+            "balances": {"current": 410.5, "available": 3589.5, "limit": 4000, "iso_currency_code": "USD"},
+        }
+    )
+    assert (a.current_minor, a.available_minor, a.limit_minor) == (41050, 358950, 400000)
+
+
+def test_sync_page_removed_are_ids() -> None:
+    page = map_sync_page(
+        {
+            "added": [RAW_TXN],
+            "modified": [],
+            "removed": [{"transaction_id": "p1", "account_id": "a1"}],
+            "accounts": [],
+            "next_cursor": "abc",
+            "has_more": False,
+            "transactions_update_status": "HISTORICAL_UPDATE_COMPLETE",
+            "request_id": "r1",
+        }
+    )
+    assert page.removed == ("p1",) and page.added[0].transaction_id == "t1" and "abc" not in repr(page)
+
+
+def _body(code: str, etype: str, **extra: object) -> str:
+    return json.dumps(
+        {
+            "error_code": code,
+            "error_type": etype,
+            "error_message": "m",
+            "display_message": None,
+            "request_id": "rq",
+            **extra,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "cls", "code"),
+    [
+        (400, _body("ITEM_LOGIN_REQUIRED", "ITEM_ERROR"), LoginRequired, "ITEM_LOGIN_REQUIRED"),
+        (429, _body("TRANSACTIONS_SYNC_LIMIT", "RATE_LIMIT_EXCEEDED"), RateLimited, "TRANSACTIONS_SYNC_LIMIT"),
+        (400, _body("INSTITUTION_NOT_RESPONDING", "INSTITUTION_ERROR"), InstitutionDown, "INSTITUTION_NOT_RESPONDING"),
+        (400, _body("INVALID_API_KEYS", "INVALID_INPUT"), InvalidRequest, "INVALID_API_KEYS"),
+        (
+            400,
+            _body("TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION", "TRANSACTIONS_ERROR"),
+            MutationDuringPagination,
+            "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION",
+        ),
+        (500, _body("INTERNAL_SERVER_ERROR", "API_ERROR"), Transient, "INTERNAL_SERVER_ERROR"),
+        (502, "<html>bad gateway</html>", Transient, "HTTP_502"),
+        (429, "", RateLimited, "HTTP_429"),
+        (400, _body("PRODUCTS_NOT_SUPPORTED", "ITEM_ERROR"), PlaidError, "PRODUCTS_NOT_SUPPORTED"),
+    ],
+)
+def test_error_bodies_decode_into_our_tree(status: int, body: str, cls: type[PlaidError], code: str) -> None:
+    err = error_from_body(status, body)
+    assert type(err) is cls and err.code == code and err.http_status == status
+
+
+def test_error_message_uses_display_message_and_request_id() -> None:
+    err = error_from_body(400, _body("INSTITUTION_DOWN", "INSTITUTION_ERROR", display_message="Bank is down."))
+    assert str(err).startswith("Bank is down.") and "rq" in str(err) and err.display_message == "Bank is down."
