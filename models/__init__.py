@@ -1,5 +1,6 @@
 """SQLModel tables and read shapes; importing this package registers every table."""
 
+from models.banking import BankAccount, LinkSession, PlaidApiEvent, PlaidItem, WebhookDelivery
 from models.tables import (
     AuditEvent,
     AuthSession,
@@ -13,9 +14,14 @@ from models.tables import (
 __all__ = [
     "AuditEvent",
     "AuthSession",
+    "BankAccount",
     "KeyCanary",
+    "LinkSession",
     "OneTimeToken",
+    "PlaidApiEvent",
+    "PlaidItem",
     "RecoveryCode",
     "ThrottleCounter",
     "User",
+    "WebhookDelivery",
 ]

@@ -1,0 +1,114 @@
+"""The tables of linked banks: Plaid items, their accounts, API calls and webhook deliveries."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import ClassVar
+
+from sqlalchemy import BigInteger, Column, ForeignKey, LargeBinary, Uuid
+from sqlmodel import Field, SQLModel
+
+from models.types import UTCDateTime, utcnow
+
+
+def _ts(nullable: bool = False, index: bool = False) -> Column[datetime]:
+    return Column(UTCDateTime(), nullable=nullable, index=index)
+
+
+def _fk(target: str, *, nullable: bool = False, on_delete: str = "CASCADE") -> Column[uuid.UUID]:
+    return Column(Uuid(), ForeignKey(target, ondelete=on_delete), nullable=nullable, index=True)
+
+
+def _money() -> Column[int]:
+    return Column(BigInteger, nullable=True)
+
+
+class PlaidItem(SQLModel, table=True):
+    """One login at one institution; the access token is encrypted and bound to this row."""
+
+    __tablename__ = "plaid_items"
+    __encrypted__: ClassVar[tuple[str, ...]] = ("access_token_enc",)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(sa_column=_fk("users.id"))
+    plaid_item_id: str = Field(max_length=128, unique=True)
+    access_token_enc: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    institution_id: str = Field(max_length=64)
+    institution_name: str = Field(max_length=128)
+    status: str = Field(default="ok", max_length=32)
+    status_code: str | None = Field(default=None, max_length=64)
+    consent_expires_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class BankAccount(SQLModel, table=True):
+    """An account at an institution; balances in integer minor units. Kept (detached) when history is kept."""
+
+    __tablename__ = "bank_accounts"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(sa_column=_fk("users.id"))
+    item_id: uuid.UUID | None = Field(
+        default=None, sa_column=_fk("plaid_items.id", nullable=True, on_delete="SET NULL")
+    )
+    plaid_account_id: str = Field(max_length=128, unique=True)
+    name: str = Field(max_length=128)
+    official_name: str | None = Field(default=None, max_length=256)
+    mask: str | None = Field(default=None, max_length=8)
+    type: str = Field(max_length=32)
+    subtype: str | None = Field(default=None, max_length=64)
+    iso_currency_code: str | None = Field(default=None, max_length=3)
+    current_minor: int | None = Field(default=None, sa_column=_money())
+    available_minor: int | None = Field(default=None, sa_column=_money())
+    limit_minor: int | None = Field(default=None, sa_column=_money())
+    institution_name: str = Field(default="", max_length=128)
+    balance_updated_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    disconnected_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class LinkSession(SQLModel, table=True):
+    """A link token handed to the browser, kept so an OAuth redirect can resume it in a new session."""
+
+    __tablename__ = "link_sessions"
+    __encrypted__: ClassVar[tuple[str, ...]] = ("link_token_enc",)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(sa_column=_fk("users.id"))
+    item_id: uuid.UUID | None = Field(default=None, sa_column=_fk("plaid_items.id", nullable=True))
+    link_token_enc: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    expires_at: datetime = Field(sa_column=_ts())
+    completed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class PlaidApiEvent(SQLModel, table=True):
+    """One call to Plaid: endpoint, request id, duration and error code; never a token."""
+
+    __tablename__ = "plaid_api_events"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts(index=True))
+    user_id: uuid.UUID | None = Field(default=None, index=True)
+    item_id: uuid.UUID | None = Field(default=None, index=True)
+    endpoint: str = Field(max_length=64)
+    request_id: str | None = Field(default=None, max_length=64)
+    duration_ms: int = Field(default=0)
+    http_status: int | None = Field(default=None)
+    error_code: str | None = Field(default=None, max_length=64)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One webhook received: what it said and whether it verified (or why not)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_ts(index=True))
+    webhook_type: str | None = Field(default=None, max_length=64)
+    webhook_code: str | None = Field(default=None, max_length=64)
+    plaid_item_id: str | None = Field(default=None, max_length=128)
+    item_id: uuid.UUID | None = Field(default=None)
+    verified: bool = Field(default=False)
+    outcome: str = Field(default="", max_length=255)
