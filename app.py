@@ -7,11 +7,12 @@ from functools import lru_cache
 
 import streamlit as st
 from starlette.middleware import Middleware
+from streamlit import config as st_config
 
-from services.config import load_settings
+from services import keys
 from services.container import Container, build_container
 from services.errors import FinsyncError
-from services.web import SecurityHeadersMiddleware, health_route
+from services.web import SecurityHeadersMiddleware, auth_routes, health_route
 
 
 @lru_cache(maxsize=1)
@@ -20,14 +21,16 @@ def container() -> Container:
 
 
 try:
-    _settings = load_settings(create_secrets=False)
-    container()
+    _c = container()
 except FinsyncError as exc:
     print(f"finsync: cannot start: {exc}", file=sys.stderr)
     sys.exit(2)
 
+# Streamlit signs its XSRF cookie with this; derive it so every replica agrees (CONVENTIONS section 3).
+st_config.set_option("server.cookieSecret", keys.derive(_c.settings.secret_bytes, "streamlit-cookie").hex())
+
 app = st.App(
     "pages/navigation.py",
-    routes=[health_route(container)],
-    middleware=[Middleware(SecurityHeadersMiddleware, https=_settings.secure_cookies)],
+    routes=[health_route(container), *auth_routes(container)],
+    middleware=[Middleware(SecurityHeadersMiddleware, https=_c.settings.secure_cookies)],
 )

@@ -1,10 +1,27 @@
-"""Home: what finsync is and whether it is healthy."""
+"""Home: a signed-in person's starting point."""
 
 import streamlit as st
 
+from pages.ui.session import require_user
 from pages.ui.state import container
+from pages.ui.text import md
+from services import auth
+from services.errors import FinsyncError
 
-st.title("finsync")
-st.write("Your banks, synced by themselves: dashboards, a searchable ledger, budgets and monthly reports.")
-settings = container().settings
-st.caption(f"Bank connection mode: {settings.effective_plaid_env}")
+view = require_user()
+st.title(f"Welcome, {md(view.user.username)}")
+st.write("finsync keeps your banks in sync by itself: dashboards, a searchable ledger, budgets and monthly reports.")
+
+if not view.user.email_verified:
+    st.warning(
+        f"Please verify {md(view.user.email)}: open the link we emailed you. Until then you cannot link a bank.",
+        icon=":material/mark_email_unread:",
+    )
+    if st.button("Send the link again", key="resend_verification"):
+        try:
+            auth.resend_verification(container(), view.user.id)
+        except FinsyncError as exc:
+            st.error(str(exc))
+        else:
+            st.success("Sent. Check your inbox.")
+st.caption(f"Bank connection mode: {container().settings.effective_plaid_env}")

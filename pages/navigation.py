@@ -2,7 +2,53 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="finsync", page_icon=":material/savings:", layout="wide")
+from pages.ui.browser import post_and_reload
+from pages.ui.session import current_session, read_cookie
+from pages.ui.state import container
+from pages.ui.text import md
+from services import sessions
 
-home = st.Page("home.py", title="Home", icon=":material/home:", default=True)
-st.navigation([home]).run()
+st.set_page_config(page_title="finsync", page_icon="💰", layout="wide")
+
+view = current_session()
+params = st.query_params
+
+if st.session_state.pop("clear_cookie", False):
+    post_and_reload("/auth/logout", "", "Signing out…", key="sign_out")
+
+# Emailed links land on "/" with a token: show the page that consumes it first.
+link_page = None
+if "verify" in params:
+    link_page = st.Page("verify_email.py", title="Verify email", icon=":material/mark_email_read:", default=True)
+elif "reset" in params and view is None:
+    link_page = st.Page("reset_password.py", title="Choose a new password", icon=":material/key:", default=True)
+
+if view is None:
+    public = [
+        st.Page("sign_in.py", title="Sign in", icon=":material/login:", default=link_page is None),
+        st.Page("register.py", title="Create account", icon=":material/person_add:"),
+        st.Page("forgot_password.py", title="Forgot password", icon=":material/key:"),
+    ]
+    st.navigation([*public, *([link_page] if link_page else [])], position="top").run()
+else:
+    account = [st.Page("settings.py", title="Settings", icon=":material/settings:")]
+    if link_page is not None:
+        account.append(link_page)
+    sections = {
+        "finsync": [
+            st.Page("home.py", title="Home", icon=":material/home:", default=link_page is None),
+        ],
+        "Account": account,
+    }
+    if view.user.role == "admin":
+        sections["Admin"] = [st.Page("admin.py", title="Users and audit", icon=":material/admin_panel_settings:")]
+    with st.sidebar:
+        st.caption(f"Signed in as {md(view.user.username)}")
+        if st.button("Sign out", icon=":material/logout:", key="sign_out_button"):
+            token = read_cookie()
+            if token:
+                sessions.sign_out(container(), token)
+            st.session_state.clear()
+            st.session_state["clear_cookie"] = True
+            st.rerun()
+    st.navigation(sections).run()

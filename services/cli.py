@@ -10,6 +10,7 @@ import getpass
 import secrets
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from services import migrations
 from services.config import (
@@ -149,6 +150,18 @@ def _users_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _users_import_authenticator(args: argparse.Namespace) -> int:
+    from services.authenticator_import import import_authenticator
+
+    report = import_authenticator(container(), Path(args.file))
+    for name in report.imported:
+        print(f"imported {name} (unverified; the hash is upgraded at the first sign-in)")
+    for name, reason in report.skipped:
+        print(f"skipped {name}: {reason}")
+    print(f"{len(report.imported)} imported, {len(report.skipped)} skipped")
+    return 0
+
+
 @command
 def _users(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     users = sub.add_parser("users", help="user accounts").add_subparsers(dest="action", required=True)
@@ -158,6 +171,11 @@ def _users(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     create.add_argument("--admin", action="store_true", help="give the admin role")
     create.add_argument("--generate-password", action="store_true", help="generate a random password and print it")
     create.set_defaults(handler=_users_create)
+    imp = users.add_parser(
+        "import-authenticator", help="import users from a streamlit-authenticator config.yaml (hashed passwords only)"
+    )
+    imp.add_argument("file", help="path of the YAML file")
+    imp.set_defaults(handler=_users_import_authenticator)
 
 
 def build_parser() -> argparse.ArgumentParser:

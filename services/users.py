@@ -19,6 +19,7 @@ from services.errors import InputError
 USERNAME_RE = re.compile(r"^[\w.-]{3,32}$")
 MAX_EMAIL = 254
 ROLES = ("user", "admin")
+CONFUSABLE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK"})
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,22 @@ def _no_controls(text: str, what: str) -> None:
         raise InputError(f"The {what} contains invisible or control characters.")
 
 
+def _script(ch: str) -> str | None:
+    """The script of a letter from its Unicode name (LATIN, CYRILLIC, GREEK, ...); None for non-letters."""
+    if not ch.isalpha():
+        return None
+    return unicodedata.name(ch, "UNKNOWN").split(" ")[0]
+
+
+def _mixed_script(text: str) -> bool:
+    """True when one label mixes Latin, Cyrillic or Greek letters: the shape of a homoglyph spoof."""
+    for label in re.split(r"[@.+_-]", text):
+        scripts = {s for s in map(_script, label) if s in CONFUSABLE_SCRIPTS}
+        if len(scripts) > 1:
+            return True
+    return False
+
+
 def clean_email(raw: str) -> str:
     """A syntactically valid address in its normal form, or ``InputError`` saying why not."""
     text = raw.strip()
@@ -68,6 +85,9 @@ def clean_email(raw: str) -> str:
     if len(text) > MAX_EMAIL:
         raise InputError(f"An email address has at most {MAX_EMAIL} characters.")
     _no_controls(text, "email address")
+    # Look-alike letters (a Cyrillic 'а' in 'exаmple.com') make a second account that reads the same.
+    if _mixed_script(text):
+        raise InputError("That email address mixes letters from different alphabets; type it in one alphabet.")
     try:
         result = validate_email(text, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as exc:
@@ -86,11 +106,16 @@ def clean_username(raw: str) -> str:
 def find_by_login(session: Session, login: str) -> User | None:
     """The user whose email or username folds to ``login``."""
     key = fold(login.strip())
-    if not key or len(key) > MAX_EMAIL:
-        return None
+    if not key or len(key) > MAX_EMAIL or any(unicodedata.category(ch) in ("Cc", "Cf") for ch in key):
+        return None  # PostgreSQL refuses NUL in text; no stored identity has control characters anyway
     return session.execute(
         select(User).where(or_(col(User.email_norm) == key, col(User.username_norm) == key))
     ).scalar_one_or_none()
+
+
+def email_taken(session: Session, email_norm: str) -> bool:
+    query = select(func.count()).select_from(User).where(col(User.email_norm) == email_norm)
+    return bool(session.execute(query).scalar_one())
 
 
 def identity_taken(session: Session, email_norm: str, username_norm: str) -> bool:

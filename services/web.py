@@ -23,7 +23,7 @@ def content_security_policy(extra_origins: tuple[str, ...] = ()) -> str:
     return "; ".join(
         [
             "default-src 'self'",
-            f"script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval' {plaid}",
+            f"script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval' blob: {plaid}",  # components v2 load as blob modules
             "style-src 'self' 'unsafe-inline' https://fonts.googleapis.com",
             "font-src 'self' data: https://fonts.gstatic.com",
             "img-src 'self' data: blob:",
@@ -84,3 +84,71 @@ def health_route(get_container: Callable[[], Container]) -> Route:
         return JSONResponse({"status": "ok", "database": "ok"})
 
     return Route("/healthz", healthz, methods=["GET"])
+
+
+def session_cookie_name(secure: bool) -> str:
+    """``__Host-`` needs Secure; plain HTTP (local use) gets a plain name."""
+    return "__Host-finsync_session" if secure else "finsync_session"
+
+
+def _same_origin(request: Request) -> bool:
+    # Login-CSRF guard for our POST routes: browsers send Sec-Fetch-Site / Origin on fetch().
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site == "same-origin"
+    origin = request.headers.get("origin")
+    return origin is not None and origin.rstrip("/") == f"{request.url.scheme}://{request.url.netloc}"
+
+
+def _client(request: Request) -> tuple[str, str]:
+    ip = request.client.host if request.client else ""
+    return ip[:64], request.headers.get("user-agent", "")[:256]
+
+
+def auth_routes(get_container: Callable[[], Container]) -> list[Route]:
+    """``POST /auth/session`` trades a hand-off ticket for the session cookie; ``POST /auth/logout`` ends it."""
+    from starlette.concurrency import run_in_threadpool
+
+    from services import auth, sessions
+
+    async def start_session(request: Request) -> JSONResponse:
+        if not _same_origin(request):
+            return JSONResponse({"error": "cross-site request refused"}, status_code=403)
+        body = (await request.body())[:512]
+        c = get_container()
+        ip, agent = _client(request)
+        try:
+            token = await run_in_threadpool(
+                auth.redeem_ticket, c, ticket=body.decode("ascii", "replace").strip(), ip=ip, user_agent=agent
+            )
+        except FinsyncError:
+            return JSONResponse({"error": "This sign-in link has expired. Sign in again."}, status_code=401)
+        response = JSONResponse({"status": "signed in"})
+        secure = c.settings.secure_cookies
+        response.set_cookie(
+            session_cookie_name(secure),
+            token,
+            max_age=c.settings.session_absolute_hours * 3600,
+            path="/",
+            secure=secure,
+            httponly=True,
+            samesite="lax",
+        )
+        return response
+
+    async def end_session(request: Request) -> JSONResponse:
+        if not _same_origin(request):
+            return JSONResponse({"error": "cross-site request refused"}, status_code=403)
+        c = get_container()
+        name = session_cookie_name(c.settings.secure_cookies)
+        token = request.cookies.get(name)
+        if token:
+            await run_in_threadpool(sessions.sign_out, c, token)
+        response = JSONResponse({"status": "signed out"})
+        response.delete_cookie(name, path="/", secure=c.settings.secure_cookies, httponly=True, samesite="lax")
+        return response
+
+    return [
+        Route("/auth/session", start_session, methods=["POST"]),
+        Route("/auth/logout", end_session, methods=["POST"]),
+    ]

@@ -10,13 +10,15 @@ from streamlit.testing.v1 import AppTest
 
 from pages.ui import state
 from services.container import Container
+from tests.integration.auth_support import fast_hashing  # noqa: F401 - fixture used by the UI tests
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY = str(ROOT / "pages" / "navigation.py")
+AppFactory = Callable[[], AppTest]
 
 
 @pytest.fixture
-def app(container: Container, monkeypatch: pytest.MonkeyPatch) -> Callable[[], AppTest]:
+def app(container: Container, monkeypatch: pytest.MonkeyPatch) -> AppFactory:
     """A factory of AppTests whose process-wide container is the test's container."""
     state.container.clear()
     monkeypatch.setattr(state, "build_container", lambda: container)

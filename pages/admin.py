@@ -1,0 +1,44 @@
+"""Admin: users (unlock, sign out, disable), the audit log and the mail outbox."""
+
+import pandas as pd
+import streamlit as st
+
+from pages.ui.session import require_admin
+from pages.ui.state import container
+from services import admin
+from services.errors import FinsyncError
+
+view = require_admin()
+c = container()
+st.title("Users and audit")
+users_tab, audit_tab, outbox_tab = st.tabs(["Users", "Audit log", "Outbox"])
+
+with users_tab:
+    rows = admin.list_users(c, view.user.id)
+    st.dataframe(pd.DataFrame([r.__dict__ for r in rows]).drop(columns=["id"]), hide_index=True, width="stretch")
+    by_label = {f"{r.username} <{r.email}>": r for r in rows}
+    choice = st.selectbox("User", list(by_label), key="admin_user")
+    if choice:
+        target = by_label[choice]
+        cols = st.columns(3)
+        try:
+            if cols[0].button("Unlock", key="admin_unlock"):
+                admin.unlock_user(c, view.user.id, target.id)
+                st.success(f"{target.username} can sign in again.")
+            if cols[1].button("Force sign-out", key="admin_signout"):
+                st.success(f"Signed out {admin.force_sign_out(c, view.user.id, target.id)} session(s).")
+            disabled = target.status == "disabled"
+            if cols[2].button("Enable" if disabled else "Disable", key="admin_disable"):
+                admin.set_disabled(c, view.user.id, target.id, not disabled)
+                st.rerun()
+        except FinsyncError as exc:
+            st.error(str(exc))
+
+with audit_tab:
+    events = admin.audit_log(c, view.user.id)
+    st.dataframe(pd.DataFrame([e.__dict__ for e in events]), hide_index=True, width="stretch")
+
+with outbox_tab:
+    path, messages = admin.outbox(c, view.user.id)
+    st.write(f"Without SMTP_URL, mail is written as .eml files to `{path}`.")
+    st.dataframe(pd.DataFrame([m.__dict__ for m in messages]), hide_index=True, width="stretch")

@@ -1,0 +1,33 @@
+"""Choose a new password from an emailed reset link (``?reset=TOKEN``)."""
+
+import streamlit as st
+
+from pages.ui.session import client_ip
+from pages.ui.state import container
+from services import auth
+from services.errors import FinsyncError
+
+st.title("Choose a new password")
+token = st.query_params.get("reset", "")
+
+with st.form("reset_form"):
+    password = st.text_input(
+        "New password", type="password", max_chars=1024, key="reset_password", autocomplete="new-password"
+    )
+    repeat = st.text_input(
+        "Repeat new password", type="password", max_chars=1024, key="reset_repeat", autocomplete="new-password"
+    )
+    submitted = st.form_submit_button("Set new password", type="primary")
+
+if submitted:
+    if password != repeat:
+        st.error("The two passwords differ.")
+    else:
+        try:
+            auth.reset_password(container(), token=token, new_password=password, ip=client_ip())
+        except FinsyncError as exc:
+            st.error(str(exc))
+        else:
+            st.query_params.clear()
+            st.success("Your password is changed and every session was signed out. Sign in with the new password.")
+            st.page_link("sign_in.py", label="Sign in", icon=":material/login:")

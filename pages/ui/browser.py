@@ -1,0 +1,29 @@
+"""A tiny component that POSTs to one of our routes and reloads: how the HttpOnly cookie is set and cleared."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+_JS = """
+export default function (component) {
+  const { data, parentElement } = component;
+  const note = document.createElement("span");
+  note.textContent = data.message || "";
+  parentElement.appendChild(note);
+  fetch(data.url, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "text/plain" },
+    body: data.body || "",
+  }).then(() => window.location.replace(data.next || "/"))
+    .catch(() => { note.textContent = "Could not reach the server. Reload the page."; });
+  return () => {};
+}
+"""
+
+_post_and_reload = st.components.v2.component("finsync_post_and_reload", js=_JS)
+
+
+def post_and_reload(url: str, body: str, message: str, *, next_url: str = "/", key: str = "post_and_reload") -> None:
+    """Ask the browser to POST ``body`` to ``url`` on our origin, then load ``next_url``."""
+    _post_and_reload(key=key, data={"url": url, "body": body, "message": message, "next": next_url}, height=30)

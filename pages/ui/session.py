@@ -1,0 +1,56 @@
+"""Who is signed in: the session cookie checked against the server on every rerun."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages.ui.state import container
+from services import sessions
+from services.sessions import SessionView
+from services.web import session_cookie_name
+
+
+def read_cookie() -> str | None:
+    """The session token from the HttpOnly cookie (tests replace this seam: AppTest has no cookies)."""
+    name = session_cookie_name(container().settings.secure_cookies)
+    try:
+        value = st.context.cookies.get(name)
+    except Exception:  # no browser behind this run
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+def client_ip() -> str:
+    try:
+        return str(st.context.ip_address or "")[:64]
+    except Exception:
+        return ""
+
+
+def user_agent() -> str:
+    try:
+        return str(st.context.headers.get("User-Agent", ""))[:256]
+    except Exception:
+        return ""
+
+
+def current_session() -> SessionView | None:
+    """Checked once per rerun; revoked, expired or disabled sessions come back as None."""
+    return sessions.current_user(container(), read_cookie())
+
+
+def require_user() -> SessionView:
+    """Every signed-in page starts here; without a live session it stops with a sign-in prompt."""
+    view = current_session()
+    if view is None:
+        st.warning("Your session has ended. Sign in again.")
+        st.stop()
+    return view
+
+
+def require_admin() -> SessionView:
+    view = require_user()
+    if view.user.role != "admin":
+        st.error("This page is for administrators.")
+        st.stop()
+    return view

@@ -1,0 +1,146 @@
+"""The sections of the Settings page; each calls one service function per action."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from pages.ui.session import read_cookie
+from pages.ui.state import container
+from pages.ui.text import md
+from services import audit, auth, sessions, totp
+from services.errors import FinsyncError
+from services.sessions import SessionView
+
+
+def _password_input(label: str, key: str) -> str:
+    return st.text_input(label, type="password", max_chars=1024, key=key, autocomplete="current-password")
+
+
+def password_section(view: SessionView) -> None:
+    with st.form("change_password_form", clear_on_submit=True):
+        current = _password_input("Current password", "cp_current")
+        new = st.text_input("New password", type="password", max_chars=1024, key="cp_new", autocomplete="new-password")
+        submitted = st.form_submit_button("Change password")
+    if submitted:
+        try:
+            auth.change_password(
+                container(), view.user.id, current_password=current, new_password=new, current_token=read_cookie()
+            )
+        except FinsyncError as exc:
+            st.error(str(exc))
+        else:
+            st.success("Password changed. Your other sessions were signed out.")
+
+
+def two_factor_section(view: SessionView) -> None:
+    if view.user.totp_enabled:
+        st.success("Two-factor sign-in is on.", icon=":material/verified_user:")
+        with st.form("totp_off_form", clear_on_submit=True):
+            password = _password_input("Password", "totp_off_password")
+            code = st.text_input("Current code", max_chars=64, key="totp_off_code")
+            col_off, col_new = st.columns(2)
+            off = col_off.form_submit_button("Turn two-factor off")
+            regenerate = col_new.form_submit_button("New recovery codes")
+        try:
+            if off:
+                totp.disable_totp(container(), view.user.id, password=password, code=code)
+                st.rerun()
+            if regenerate:
+                _show_codes(totp.regenerate_recovery_codes(container(), view.user.id, password=password, code=code))
+        except FinsyncError as exc:
+            st.error(str(exc))
+        return
+    st.write("Protect your account with an authenticator app (codes that change every 30 seconds).")
+    if st.button("Set up two-factor sign-in", key="totp_start"):
+        enrolment = totp.start_totp_enrolment(container(), view.user.id)
+        st.session_state["totp_enrolment"] = (enrolment.secret, enrolment.qr_svg)
+    pending = st.session_state.get("totp_enrolment")
+    if not pending:
+        return
+    secret, svg = pending
+    st.image(svg, width=220, caption="Scan with your authenticator app")
+    st.code(secret, language=None)
+    with st.form("totp_confirm_form"):
+        code = st.text_input("Enter the 6-digit code the app shows", max_chars=64, key="totp_confirm_code")
+        confirmed = st.form_submit_button("Turn on", type="primary")
+    if confirmed:
+        try:
+            codes = totp.confirm_totp(container(), view.user.id, secret=secret, code=code)
+        except FinsyncError as exc:
+            st.error(str(exc))
+        else:
+            st.session_state.pop("totp_enrolment", None)
+            st.success("Two-factor sign-in is on.")
+            _show_codes(codes)
+
+
+def _show_codes(codes: list[str]) -> None:
+    st.warning("Save these recovery codes now: each works once if you lose your phone. They are not shown again.")
+    st.code("\n".join(codes), language=None)
+
+
+def sessions_section(view: SessionView) -> None:
+    c = container()
+    rows = sessions.list_sessions(c, view.user.id, read_cookie())
+    for row in rows:
+        cols = st.columns([3, 2, 2, 1])
+        cols[0].text(f"{row.user_agent[:60] or 'unknown browser'}" + ("  (this one)" if row.current else ""))
+        cols[1].caption(f"from {md(row.ip or 'unknown')}, started {row.created_at:%Y-%m-%d %H:%M} UTC")
+        cols[2].caption(f"last seen {row.last_seen_at:%Y-%m-%d %H:%M} UTC")
+        if not row.current and cols[3].button("Revoke", key=f"revoke_{row.id}"):
+            try:
+                sessions.revoke_session(c, view.user.id, row.id)
+            except FinsyncError as exc:
+                st.error(str(exc))
+            st.rerun()
+    if len(rows) > 1 and st.button("Sign out all other sessions", key="revoke_others"):
+        count = sessions.revoke_other_sessions(c, view.user.id, read_cookie())
+        st.success(f"Signed out {count} other session(s).")
+
+
+def activity_section(view: SessionView) -> None:
+    events = audit.list_events(container(), view.user.id)
+    if not events:
+        st.info("No activity yet.")
+        return
+    frame = pd.DataFrame([{"when (UTC)": e.at, "event": e.event, "from": e.ip, "detail": e.detail} for e in events])
+    st.dataframe(frame, hide_index=True, width="stretch")
+
+
+def email_section(view: SessionView) -> None:
+    status = "verified" if view.user.email_verified else "not verified"
+    st.markdown(f"Your email: **{md(view.user.email)}** ({status})")
+    with st.form("email_change_form", clear_on_submit=True):
+        new_email = st.text_input("New email address", max_chars=320, key="ec_email")
+        password = _password_input("Password", "ec_password")
+        submitted = st.form_submit_button("Change email")
+    if submitted:
+        try:
+            auth.request_email_change(container(), view.user.id, password=password, new_email=new_email)
+        except FinsyncError as exc:
+            st.error(str(exc))
+        else:
+            st.success("We sent a confirmation link to the new address. Your email changes when you open it.")
+
+
+def delete_section(view: SessionView) -> None:
+    st.subheader("Delete my account")
+    st.write("This removes your linked banks, transactions and settings. It cannot be undone.")
+    with st.form("delete_form", clear_on_submit=True):
+        password = _password_input("Password", "del_password")
+        code = st.text_input("Two-factor code", max_chars=64, key="del_code") if view.user.totp_enabled else None
+        sure = st.checkbox("I understand this cannot be undone", key="del_sure")
+        submitted = st.form_submit_button("Delete my account", type="primary")
+    if submitted:
+        if not sure:
+            st.error("Tick the box to confirm.")
+            return
+        try:
+            auth.delete_account(container(), view.user.id, password=password, code=code)
+        except FinsyncError as exc:
+            st.error(str(exc))
+        else:
+            st.session_state.clear()
+            st.session_state["clear_cookie"] = True
+            st.rerun()

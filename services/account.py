@@ -1,0 +1,157 @@
+"""Account flows of a known user: password reset and change, email change, deleting the account."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+from sqlmodel import col
+
+from models import AuditEvent, User
+from services import audit, notices, sessions, throttle, tokens, users
+from services.container import Container
+from services.credentials import Pending, load_user, reauth, set_password
+from services.db import unit_of_work
+from services.errors import InputError, NotFound, TokenInvalid
+
+RESET_EVERY = timedelta(seconds=60)  # at most one reset email a minute per account
+RESET_IP_LIMIT = 10  # and ten requests per client address in three minutes (Rails' default)
+RESET_IP_WINDOW = timedelta(minutes=3)
+
+
+def request_password_reset(c: Container, *, email: str, ip: str = "") -> None:
+    """Mail a 30-minute reset link if the account exists; the caller shows the same message either way.
+
+    Both paths run the same queries and no bcrypt, so neither the answer nor its timing says whether
+    the address is registered (with SMTP, the send itself takes time: see docs); limits are silent too.
+    """
+    if not isinstance(email, str):
+        raise InputError("Enter an email address.")
+    key = users.fold(users.clean_email(email))
+    now, ip, p = c.clock(), audit.clean_ip(ip), Pending()
+    with unit_of_work(c.engine, immediate=True) as session:
+        count = throttle.record_ip(session, ip, now, scope="reset", window=RESET_IP_WINDOW)
+        user = session.execute(select(User).where(col(User.email_norm) == key)).scalar_one_or_none()
+        last = tokens.latest_created(session, user.id, tokens.RESET) if user is not None else None
+        if user is None or user.status != "active":
+            audit.record(session, event="password_reset_requested", ip=ip, detail="no active account", at=now)
+        elif count > RESET_IP_LIMIT or (last is not None and now - last < RESET_EVERY):
+            audit.record(session, event="password_reset_requested", user_id=user.id, ip=ip, detail="limited", at=now)
+        else:
+            tokens.revoke(session, user.id, (tokens.RESET,), now)
+            token = tokens.issue(session, user.id, tokens.RESET, now)
+            audit.record(session, event="password_reset_requested", user_id=user.id, ip=ip, at=now)
+            p.mails.append(notices.reset(c, user.email, token))
+    p.finish(c)
+
+
+def reset_password(c: Container, *, token: str, new_password: str, ip: str = "") -> None:
+    """Set a new password from a reset link; ends every session and clears a sign-in pause.
+
+    Two-factor sign-in stays on: a reset proves the mailbox, not the second factor (ASVS 6.4.3).
+    """
+    now, p = c.clock(), Pending()
+    with unit_of_work(c.engine, immediate=True) as session:
+        row = tokens.find(session, token, (tokens.RESET,), now)
+        user = session.get(User, row.user_id, with_for_update=True) if row is not None else None
+        if row is None or user is None or user.status != "active":
+            raise TokenInvalid("This reset link is invalid, already used or expired. Ask for a new one.")
+        set_password(session, c, user, new_password, now)  # InputError keeps the link usable
+        row.used_at = now
+        user.email_verified = True  # the link reached the mailbox, which is what verification proves
+        tokens.revoke(session, user.id, (tokens.RESET, tokens.TICKET, tokens.CHALLENGE), now)
+        count = sessions.revoke_all(session, user.id, now)
+        throttle.clear(session, throttle.account_key(user.id))
+        audit.record(
+            session, event="password_reset_done", user_id=user.id, ip=ip, detail=f"{count} sessions ended", at=now
+        )
+        p.mails.append(notices.notice(user.email, "your password was reset", "Your password was reset", now))
+    p.finish(c)
+
+
+def change_password(
+    c: Container,
+    user_id: uuid.UUID,
+    *,
+    current_password: str,
+    new_password: str,
+    current_token: str | None = None,
+) -> None:
+    """Change the password (the current one is required); other sessions end, a notice is mailed."""
+    now, p = c.clock(), Pending()
+    with unit_of_work(c.engine, immediate=True) as session:
+        user = load_user(session, user_id, lock=True)
+        if reauth(session, c, user, p, password=current_password, failed_event="password_change_failed"):
+            set_password(session, c, user, new_password, now)
+            keep = sessions.find_id(session, current_token, user.id)
+            count = sessions.revoke_all(session, user.id, now, keep=keep)
+            tokens.revoke(session, user.id, (tokens.RESET,), now)
+            audit.record(
+                session, event="password_changed", user_id=user.id, detail=f"{count} other sessions ended", at=now
+            )
+            p.mails.append(notices.notice(user.email, "your password was changed", "Your password was changed", now))
+    p.finish(c)
+
+
+def request_email_change(c: Container, user_id: uuid.UUID, *, password: str, new_email: str) -> None:
+    """Mail a 48-hour confirmation link to the new address and a notice to the old one."""
+    if not isinstance(new_email, str):
+        raise InputError("Enter an email address.")
+    new = users.clean_email(new_email)
+    now, p = c.clock(), Pending()
+    with unit_of_work(c.engine, immediate=True) as session:
+        user = load_user(session, user_id, lock=True)
+        if users.fold(new) == user.email_norm:
+            raise InputError("That is already your email address.")
+        if users.email_taken(session, users.fold(new)):
+            raise InputError("That email address or username is already registered.")
+        if reauth(session, c, user, p, password=password):
+            tokens.revoke(session, user.id, (tokens.EMAIL_CHANGE,), now)
+            token = tokens.issue(session, user.id, tokens.EMAIL_CHANGE, now, payload=new)
+            audit.record(session, event="email_change_requested", user_id=user.id, at=now)
+            p.mails.append(notices.verify_email(c, new, token, change=True))
+            what = "Someone asked to change the email address of your finsync account; it changes once the new address confirms"
+            p.mails.append(notices.notice(user.email, "email change requested", what, now))
+    p.finish(c)
+
+
+def delete_account(
+    c: Container,
+    user_id: uuid.UUID,
+    *,
+    password: str,
+    code: str | None = None,
+    remove_bank_items: Callable[[uuid.UUID], None] | None = None,
+) -> None:
+    """Delete the account and everything it owns after re-authentication.
+
+    Banks are unlinked first through ``remove_bank_items`` (if it raises, nothing is deleted). The
+    user's earlier audit rows keep their event and time but lose IP and detail; one row
+    ``account_deleted`` without personal data remains.
+    """
+    p = Pending()
+    with unit_of_work(c.engine, immediate=True) as session:
+        user = load_user(session, user_id, lock=True)
+        reauth(session, c, user, p, password=password, code=code, need_code=user.totp_enabled)
+    p.finish(c)
+    if remove_bank_items is not None:
+        remove_bank_items(user_id)
+    now = c.clock()
+    with unit_of_work(c.engine, immediate=True) as session:
+        doomed = session.get(User, user_id)
+        if doomed is None:
+            raise NotFound("That account does not exist.")
+        email = doomed.email
+        session.execute(
+            update(AuditEvent)
+            .where(or_(col(AuditEvent.user_id) == user_id, col(AuditEvent.actor_id) == user_id))
+            .values(ip="", detail="")
+        )
+        throttle.clear(session, throttle.account_key(user_id))
+        session.delete(doomed)  # sessions, tokens and recovery codes go with it (ON DELETE CASCADE)
+        audit.record(session, event="account_deleted", user_id=user_id, at=now)
+    notices.deliver(
+        c, [notices.notice(email, "your account was deleted", "Your account and its data were deleted", now)]
+    )

@@ -1,0 +1,156 @@
+"""What an admin may do: see accounts (metadata only), unlock, sign out, disable, read the audit log and outbox."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.parser import BytesHeaderParser
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from models import ThrottleCounter, User
+from services import audit, sessions, throttle
+from services.audit import AuditView
+from services.container import Container
+from services.db import unit_of_work
+from services.errors import InputError, NotFound, PermissionDenied
+
+MAX_OUTBOX = 500
+
+
+@dataclass(frozen=True)
+class AdminUserRow:
+    """One account as the admin page lists it: no hash, secret or token."""
+
+    id: uuid.UUID
+    email: str
+    username: str
+    role: str
+    status: str
+    email_verified: bool
+    totp_enabled: bool
+    last_sign_in_at: datetime | None
+    locked_until: datetime | None
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """The headers of one `.eml` file in the outbox (bodies hold live links, so they are not listed)."""
+
+    name: str
+    to: str
+    subject: str
+    date: datetime | None
+
+
+def _admin(session: Session, actor_id: uuid.UUID) -> User:
+    actor = session.get(User, actor_id) if isinstance(actor_id, uuid.UUID) else None
+    if actor is None or actor.role != "admin" or actor.status != "active":
+        raise PermissionDenied("Only an administrator can do this.")
+    return actor
+
+
+def _target(session: Session, user_id: uuid.UUID) -> User:
+    user = session.get(User, user_id, with_for_update=True) if isinstance(user_id, uuid.UUID) else None
+    if user is None:
+        raise NotFound("That account does not exist.")
+    return user
+
+
+def list_users(c: Container, actor_id: uuid.UUID) -> list[AdminUserRow]:
+    now = c.clock()
+    with unit_of_work(c.engine) as session:
+        _admin(session, actor_id)
+        locks = {
+            row.key: row.locked_until
+            for row in session.execute(select(ThrottleCounter).where(col(ThrottleCounter.key).startswith("acct:")))
+            .scalars()
+            .all()
+            if row.locked_until is not None and row.locked_until > now
+        }
+        users = session.execute(select(User).order_by(col(User.username_norm))).scalars()
+        return [
+            AdminUserRow(
+                u.id,
+                u.email,
+                u.username,
+                u.role,
+                u.status,
+                u.email_verified,
+                u.totp_enabled,
+                u.last_sign_in_at,
+                locks.get(throttle.account_key(u.id)),
+            )
+            for u in users
+        ]
+
+
+def unlock_user(c: Container, actor_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    """End a sign-in pause now."""
+    now = c.clock()
+    with unit_of_work(c.engine) as session:
+        actor = _admin(session, actor_id)
+        user = _target(session, user_id)
+        throttle.clear(session, throttle.account_key(user.id))
+        audit.record(session, event="admin_unlock", user_id=user.id, actor_id=actor.id, at=now)
+
+
+def force_sign_out(c: Container, actor_id: uuid.UUID, user_id: uuid.UUID) -> int:
+    """End every session of the user; returns how many."""
+    now = c.clock()
+    with unit_of_work(c.engine) as session:
+        actor = _admin(session, actor_id)
+        user = _target(session, user_id)
+        count = sessions.revoke_all(session, user.id, now)
+        audit.record(
+            session, event="admin_sign_out", user_id=user.id, actor_id=actor.id, detail=f"{count} sessions", at=now
+        )
+        return count
+
+
+def set_disabled(c: Container, actor_id: uuid.UUID, user_id: uuid.UUID, disabled: bool) -> None:
+    """Disable (sessions end at once, sign-in refused) or re-enable an account; never your own."""
+    now = c.clock()
+    with unit_of_work(c.engine) as session:
+        actor = _admin(session, actor_id)
+        user = _target(session, user_id)
+        if user.id == actor.id:
+            raise InputError("You cannot disable or enable your own account.")
+        user.status = "disabled" if disabled else "active"
+        if disabled:
+            sessions.revoke_all(session, user.id, now)
+        event = "admin_disable" if disabled else "admin_enable"
+        audit.record(session, event=event, user_id=user.id, actor_id=actor.id, at=now)
+
+
+def audit_log(c: Container, actor_id: uuid.UUID, limit: int = 500) -> list[AuditView]:
+    """Every account's events, newest first, with user and actor ids."""
+    with unit_of_work(c.engine) as session:
+        _admin(session, actor_id)
+        return audit.recent(session, max(1, min(int(limit), 5000)))
+
+
+def _read_headers(path: Path) -> OutboxMessage:
+    with path.open("rb") as handle:
+        headers = BytesHeaderParser(policy=policy.default).parse(handle)
+    try:
+        date = parsedate_to_datetime(str(headers["Date"])) if headers["Date"] else None
+    except (TypeError, ValueError):
+        date = None
+    return OutboxMessage(path.name, str(headers["To"] or ""), str(headers["Subject"] or ""), date)
+
+
+def outbox(c: Container, actor_id: uuid.UUID) -> tuple[Path, list[OutboxMessage]]:
+    """The outbox folder (mail written there when no SMTP is set) and its newest messages."""
+    with unit_of_work(c.engine) as session:
+        _admin(session, actor_id)
+    folder = c.settings.outbox_dir
+    if not folder.is_dir():
+        return folder, []
+    files = sorted(folder.glob("*.eml"), key=lambda p: p.stat().st_mtime, reverse=True)[:MAX_OUTBOX]
+    return folder, [_read_headers(p) for p in files]

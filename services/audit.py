@@ -1,0 +1,127 @@
+"""The audit trail: one row per security event, mirrored to the ``finsync.auth`` logger; never a secret."""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from models import AuditEvent
+from services.container import Container
+from services.db import unit_of_work
+
+log = logging.getLogger("finsync.auth")
+
+EVENTS = frozenset(
+    {
+        "sign_in_ok",
+        "sign_in_failed",
+        "account_locked",
+        "ip_throttled",
+        "sign_out",
+        "session_revoked",
+        "password_changed",
+        "password_change_failed",
+        "password_reset_requested",
+        "password_reset_done",
+        "email_change_requested",
+        "email_changed",
+        "email_verified",
+        "totp_enabled",
+        "totp_disabled",
+        "totp_failed",
+        "totp_replay",
+        "recovery_code_used",
+        "account_deleted",
+        "admin_unlock",
+        "admin_sign_out",
+        "admin_disable",
+        "admin_enable",
+        "registered",
+    }
+)
+FAILURES = frozenset(
+    {"sign_in_failed", "account_locked", "ip_throttled", "password_change_failed", "totp_failed", "totp_replay"}
+)
+MAX_DETAIL = 200
+MAX_IP = 64
+
+
+@dataclass(frozen=True)
+class AuditView:
+    """One audit row as a page shows it; ``user_id``/``actor_id`` are filled only for admins."""
+
+    at: datetime
+    event: str
+    ip: str
+    detail: str
+    user_id: uuid.UUID | None = None
+    actor_id: uuid.UUID | None = None
+
+
+def clean_text(text: object, limit: int = MAX_DETAIL) -> str:
+    """Printable text only: control and format characters (CR, LF, NUL, bidi) removed, then cut."""
+    raw = str(text)[: limit * 4]
+    kept = "".join(ch for ch in raw if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn"))
+    return kept[:limit]
+
+
+def clean_ip(ip: object) -> str:
+    return clean_text(ip, MAX_IP).strip()
+
+
+def record(
+    session: Session,
+    *,
+    event: str,
+    user_id: uuid.UUID | None = None,
+    actor_id: uuid.UUID | None = None,
+    ip: str = "",
+    detail: str = "",
+    at: datetime | None = None,
+) -> None:
+    """Add an audit row (the caller commits) and log it; ``detail`` holds short reasons, never secrets."""
+    if event not in EVENTS:
+        raise ValueError(f"unknown audit event {event!r}")
+    row = AuditEvent(event=event, user_id=user_id, actor_id=actor_id, ip=clean_ip(ip), detail=clean_text(detail))
+    if at is not None:
+        row.at = at
+    session.add(row)
+    result = "failure" if event in FAILURES else "ok"
+    log.info(
+        "auth event=%s user=%s actor=%s result=%s ip=%s detail=%s",
+        event,
+        user_id,
+        actor_id,
+        result,
+        row.ip,
+        row.detail,
+        extra={"event": event, "user_id": str(user_id) if user_id else None, "result": result},
+    )
+
+
+def list_events(c: Container, user_id: uuid.UUID, limit: int = 200) -> list[AuditView]:
+    """The signed-in user's own events, newest first."""
+    limit = max(1, min(int(limit), 1000))
+    with unit_of_work(c.engine) as session:
+        rows = session.execute(
+            select(AuditEvent)
+            .where(col(AuditEvent.user_id) == user_id)
+            .order_by(col(AuditEvent.at).desc())
+            .limit(limit)
+        ).scalars()
+        return [AuditView(at=r.at, event=r.event, ip=r.ip, detail=r.detail) for r in rows]
+
+
+def recent(session: Session, limit: int) -> list[AuditView]:
+    """Every user's events, newest first, with ids (for the admin page)."""
+    rows = session.execute(select(AuditEvent).order_by(col(AuditEvent.at).desc()).limit(limit)).scalars()
+    return [
+        AuditView(at=r.at, event=r.event, ip=r.ip, detail=r.detail, user_id=r.user_id, actor_id=r.actor_id)
+        for r in rows
+    ]

@@ -1,0 +1,251 @@
+"""Registration, email verification and sign-in (password, then TOTP, then a one-minute hand-off ticket).
+
+Every sign-in failure (unknown login, wrong password, paused or disabled account) raises the same
+``InvalidCredentials`` after the same bcrypt work, so neither the message nor the timing tells an
+attacker which accounts exist (ASVS 6.3.8). Limits live in ``services.throttle``.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlmodel import Session
+
+from models import User
+from services import audit, notices, passwords, sessions, throttle, tokens, users
+from services.account import (
+    change_password,
+    delete_account,
+    request_email_change,
+    request_password_reset,
+    reset_password,
+)
+from services.container import Container
+from services.credentials import Pending, load_user, second_factor
+from services.db import unit_of_work
+from services.errors import InputError, InvalidCredentials, PermissionDenied, Throttled, TokenInvalid
+from services.users import UserPublic
+
+RESEND_EVERY = timedelta(seconds=60)
+MAX_CHALLENGE_TRIES = 5
+
+__all__ = [
+    "SignInStep",
+    "begin_sign_in",
+    "change_password",
+    "complete_totp",
+    "delete_account",
+    "redeem_ticket",
+    "register",
+    "request_email_change",
+    "request_password_reset",
+    "require_verified",
+    "resend_verification",
+    "reset_password",
+    "verify_email",
+]
+
+
+@dataclass(frozen=True)
+class SignInStep:
+    """What follows a correct password: a hand-off ticket, or a TOTP challenge to answer first."""
+
+    kind: Literal["ticket", "totp"]
+    ticket: str | None
+    challenge: str | None
+
+
+# registration and verification -----------------------------------------------------------------
+def register(c: Container, *, email: str, username: str, password: str, ip: str = "") -> UserPublic:
+    """Create an unverified account and mail a verification link; ``InputError`` says what to fix."""
+    if not all(isinstance(v, str) for v in (email, username, password)):
+        raise InputError("Enter an email address, a username and a password.")
+    now = c.clock()
+    p = Pending()
+    with unit_of_work(c.engine) as session:
+        user = users.create_user(session, email=email, username=username, password=password, pepper=c.pepper)
+        user.created_at = user.password_changed_at = now
+        token = tokens.issue(session, user.id, tokens.VERIFY, now)
+        audit.record(session, event="registered", user_id=user.id, ip=ip, at=now)
+        p.mails.append(notices.verify_email(c, user.email, token))
+        view = UserPublic.of(user)
+    p.finish(c)
+    return view
+
+
+def verify_email(c: Container, token: str) -> UserPublic:
+    """Confirm a new account's address or a changed address from the link; ``TokenInvalid`` otherwise."""
+    now = c.clock()
+    p = Pending()
+    with unit_of_work(c.engine, immediate=True) as session:
+        row = tokens.find(session, token, (tokens.VERIFY, tokens.EMAIL_CHANGE), now)
+        user = session.get(User, row.user_id) if row is not None else None
+        if row is None or user is None or user.status != "active":
+            raise TokenInvalid()
+        row.used_at = now
+        if row.purpose == tokens.VERIFY:
+            user.email_verified = True
+            audit.record(session, event="email_verified", user_id=user.id, at=now)
+        elif row.payload is not None and users.email_taken(session, users.fold(row.payload)):
+            p.fail(InputError("That email address or username is already registered."))
+        elif row.payload is not None:
+            user.email, user.email_norm, user.email_verified = row.payload, users.fold(row.payload), True
+            tokens.revoke(session, user.id, (tokens.RESET, tokens.VERIFY, tokens.EMAIL_CHANGE), now)
+            audit.record(session, event="email_changed", user_id=user.id, at=now)
+        view = UserPublic.of(user)
+    p.finish(c)
+    return view
+
+
+def resend_verification(c: Container, user_id: uuid.UUID) -> None:
+    """A new verification link (the old one stops working); at most one a minute per account."""
+    now = c.clock()
+    p = Pending()
+    with unit_of_work(c.engine, immediate=True) as session:
+        user = load_user(session, user_id)
+        if user.email_verified:
+            raise InputError("Your email address is already verified.")
+        last = tokens.latest_created(session, user.id, tokens.VERIFY)
+        if last is not None and now - last < RESEND_EVERY:
+            wait = math.ceil((last + RESEND_EVERY - now).total_seconds())
+            raise Throttled(f"We just sent a link. You can ask for another in {wait} seconds.", retry_after=wait)
+        tokens.revoke(session, user.id, (tokens.VERIFY,), now)
+        p.mails.append(notices.verify_email(c, user.email, tokens.issue(session, user.id, tokens.VERIFY, now)))
+    p.finish(c)
+
+
+def require_verified(c: Container, user_id: uuid.UUID) -> None:
+    """``PermissionDenied`` until the user has verified the email address (needed to link a bank)."""
+    with unit_of_work(c.engine) as session:
+        if not load_user(session, user_id).email_verified:
+            raise PermissionDenied(
+                "Verify your email address first: open the link we emailed you, or ask for a new one in Settings."
+            )
+
+
+# sign-in -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Target:
+    id: uuid.UUID
+    password_hash: str
+    scheme: str
+    refusal: str  # "" when the account may sign in, else why not (for the audit row only)
+    lock_started: datetime | None
+
+
+def _throttled(session: Session, ip: str, now: datetime, p: Pending) -> bool:
+    wait = throttle.ip_retry_after(session, ip, now)
+    if wait:
+        audit.record(session, event="ip_throttled", ip=ip, detail="sign-in", at=now)
+        minutes = max(1, (wait + 59) // 60)
+        p.fail(Throttled(f"Too many failed sign-ins from your network. Try again in {minutes} minutes.", wait))
+    return bool(wait)
+
+
+def _prepare(session: Session, login: object, ip: str, now: datetime, p: Pending) -> _Target | None:
+    """Check and pre-count the attempt (counted before bcrypt, so parallel guesses are counted too)."""
+    if _throttled(session, ip, now, p):
+        return None
+    throttle.record_ip(session, ip, now)
+    user = users.find_by_login(session, login) if isinstance(login, str) else None
+    if user is None:
+        return None
+    key = throttle.account_key(user.id)
+    refusal, started = "", None
+    if user.status != "active":
+        refusal = "disabled"
+    elif throttle.locked_until(session, key, now) is not None:
+        refusal = "locked"
+    else:
+        started = throttle.record_failure(session, key, now)
+    return _Target(user.id, user.password_hash, user.password_scheme, refusal, started)
+
+
+def _grant(session: Session, c: Container, user: User, *, ip: str, now: datetime, method: str) -> str:
+    """The factors are proven: clear failures, stamp the sign-in and issue a hand-off ticket."""
+    throttle.clear(session, throttle.account_key(user.id))
+    tokens.revoke(session, user.id, (tokens.RESET,), now)  # signing in proves the password is known
+    user.last_sign_in_at = now
+    audit.record(session, event="sign_in_ok", user_id=user.id, ip=ip, detail=method, at=now)
+    return tokens.issue(session, user.id, tokens.TICKET, now)
+
+
+def begin_sign_in(c: Container, *, login: str, password: str, ip: str = "", user_agent: str = "") -> SignInStep:
+    """Check the password; ``InvalidCredentials`` (one message) or ``Throttled`` for the client address."""
+    now, ip, p = c.clock(), audit.clean_ip(ip), Pending()
+    with unit_of_work(c.engine, immediate=True) as session:
+        target = _prepare(session, login, ip, now, p)
+    if p.error is not None:
+        p.finish(c)
+    secret = password if isinstance(password, str) else ""
+    if target is None:
+        passwords.dummy_verify(secret, c.pepper)  # same bcrypt time for a login that does not exist
+        ok = False
+    else:  # also for paused and disabled accounts, so their timing matches too
+        ok = passwords.verify_password(secret, target.password_hash, c.pepper, scheme=target.scheme)
+    with unit_of_work(c.engine, immediate=True) as session:
+        user = session.get(User, target.id, with_for_update=True) if target is not None else None
+        if target is None or user is None or not ok or target.refusal:
+            reason = "unknown account" if target is None else (target.refusal or "wrong password")
+            audit.record(
+                session, event="sign_in_failed", user_id=target.id if target else None, ip=ip, detail=reason, at=now
+            )
+            if user is not None and target is not None and target.lock_started is not None:
+                audit.record(session, event="account_locked", user_id=user.id, ip=ip, detail="15+ min", at=now)
+                p.mails.append(notices.locked(user.email, target.lock_started))
+            p.fail(InvalidCredentials())
+            step = SignInStep("ticket", None, None)
+        else:
+            throttle.undo_ip(session, ip, now)
+            if passwords.needs_rehash(user.password_hash, user.password_scheme):
+                user.password_hash = passwords.hash_password(secret, c.pepper)
+                user.password_scheme = passwords.SCHEME
+            if user.totp_enabled:
+                started = target.lock_started is not None
+                throttle.undo_failure(session, throttle.account_key(user.id), now, started_lock=started)
+                step = SignInStep("totp", None, tokens.issue(session, user.id, tokens.CHALLENGE, now))
+            else:
+                step = SignInStep("ticket", _grant(session, c, user, ip=ip, now=now, method="password"), None)
+    p.finish(c)
+    return step
+
+
+def complete_totp(c: Container, *, challenge: str, code: str, ip: str = "", user_agent: str = "") -> str:
+    """Answer the TOTP challenge with an app code or a recovery code; returns a hand-off ticket."""
+    now, ip, p = c.clock(), audit.clean_ip(ip), Pending()
+    ticket = ""
+    with unit_of_work(c.engine, immediate=True) as session:
+        if not _throttled(session, ip, now, p):
+            row = tokens.find(session, challenge, (tokens.CHALLENGE,), now)
+            user = session.get(User, row.user_id, with_for_update=True) if row is not None else None
+            paused = user is not None and throttle.locked_until(session, throttle.account_key(user.id), now)
+            if row is None or user is None or user.status != "active" or paused:
+                throttle.record_ip(session, ip, now)
+                p.fail(InvalidCredentials())
+            elif kind := second_factor(session, c, user, code, p, ip=ip, now=now):
+                row.used_at = now
+                ticket = _grant(session, c, user, ip=ip, now=now, method=f"password+{kind}")
+            else:
+                throttle.record_ip(session, ip, now)
+                row.attempts += 1
+                if row.attempts >= MAX_CHALLENGE_TRIES:
+                    row.used_at = now
+                p.fail(InvalidCredentials())
+    p.finish(c)
+    return ticket
+
+
+def redeem_ticket(c: Container, *, ticket: str, ip: str = "", user_agent: str = "") -> str:
+    """Swap a fresh single-use ticket (60 s) for a new session; returns the raw token for the cookie."""
+    now = c.clock()
+    with unit_of_work(c.engine, immediate=True) as session:
+        row = tokens.find(session, ticket, (tokens.TICKET,), now)
+        user = session.get(User, row.user_id) if row is not None else None
+        if row is None or user is None or user.status != "active":
+            raise TokenInvalid()
+        row.used_at = now
+        return sessions.create(session, c, user, ip=ip, user_agent=user_agent, now=now)

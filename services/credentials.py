@@ -1,0 +1,131 @@
+"""Shared steps of the account flows: deferred errors, failure counting, re-authentication."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlmodel import Session
+
+from models import User
+from services import audit, notices, otp, passwords, throttle
+from services.container import Container
+from services.errors import FinsyncError, InputError, NotFound, PermissionDenied
+
+log = logging.getLogger("finsync.auth")
+WRONG_PASSWORD = "That password is not right."  # noqa: S105 - a message, not a password
+WRONG_CODE = "That code is not right, or it was already used. Enter the current code from your app or a recovery code."
+PAUSED = "Sign-in for this account is paused after failed attempts; try again later or reset your password."
+
+
+@dataclass
+class Pending:
+    """What a flow does after its unit of work commits: send mails, then raise its deferred error.
+
+    Failures must be committed (counters, audit rows) before the caller sees the error, so errors
+    are parked here instead of raised inside the transaction.
+    """
+
+    mails: list[notices.Mail] = field(default_factory=list)
+    error: FinsyncError | None = None
+
+    def fail(self, error: FinsyncError) -> None:
+        self.error = error
+
+    def finish(self, c: Container) -> None:
+        notices.deliver(c, self.mails)
+        if self.error is not None:
+            raise self.error
+
+
+def load_user(session: Session, user_id: uuid.UUID, *, lock: bool = False) -> User:
+    """An active user, or ``NotFound``/``PermissionDenied``."""
+    user = session.get(User, user_id, with_for_update=lock) if isinstance(user_id, uuid.UUID) else None
+    if user is None:
+        raise NotFound("That account does not exist.")
+    if user.status != "active":
+        raise PermissionDenied("This account is disabled.")
+    return user
+
+
+def count_failure(session: Session, c: Container, user: User, p: Pending, *, ip: str, now: datetime) -> None:
+    """One failed proof of identity; the fifth in 15 minutes pauses the account and mails its owner once."""
+    until = throttle.record_failure(session, throttle.account_key(user.id), now)
+    if until is not None:
+        minutes = int((until - now).total_seconds() // 60)
+        audit.record(session, event="account_locked", user_id=user.id, ip=ip, detail=f"{minutes} min", at=now)
+        p.mails.append(notices.locked(user.email, until))
+
+
+def second_factor(
+    session: Session, c: Container, user: User, code: object, p: Pending, *, ip: str, now: datetime
+) -> str | None:
+    """Check a TOTP or recovery code: "totp"/"recovery", or None (audited, counted; replays mailed)."""
+    result = otp.check(session, c, user, code, now)
+    if result == "totp":
+        return result
+    if result == "recovery":
+        audit.record(session, event="recovery_code_used", user_id=user.id, ip=ip, at=now)
+        p.mails.append(notices.notice(user.email, "a recovery code was used", "A recovery code was used", now))
+        return result
+    if result == "replay":
+        audit.record(session, event="totp_replay", user_id=user.id, ip=ip, detail="code already used", at=now)
+        p.mails.append(
+            notices.notice(
+                user.email,
+                "a sign-in code was used twice",
+                "A two-factor code for your account was entered again after it had been used; it was refused",
+                now,
+            )
+        )
+    else:
+        audit.record(session, event="totp_failed", user_id=user.id, ip=ip, at=now)
+    count_failure(session, c, user, p, ip=ip, now=now)
+    return None
+
+
+def reauth(
+    session: Session,
+    c: Container,
+    user: User,
+    p: Pending,
+    *,
+    password: object,
+    code: object = None,
+    need_code: bool = False,
+    ip: str = "",
+    failed_event: str | None = None,
+) -> bool:
+    """Prove it is still the owner (password, plus a code when asked); on failure park an ``InputError``."""
+    now = c.clock()
+    if need_code and not code:
+        p.fail(InputError("Enter the 6-digit code from your authenticator app, or a recovery code."))
+        return False
+    if throttle.locked_until(session, throttle.account_key(user.id), now) is not None:
+        p.fail(PermissionDenied(PAUSED))
+        return False
+    ok = isinstance(password, str) and passwords.verify_password(
+        password, user.password_hash, c.pepper, scheme=user.password_scheme
+    )
+    if not ok:
+        if failed_event:
+            audit.record(session, event=failed_event, user_id=user.id, ip=ip, detail="wrong password", at=now)
+        count_failure(session, c, user, p, ip=ip, now=now)
+        p.fail(InputError(WRONG_PASSWORD))
+        return False
+    if need_code and second_factor(session, c, user, code, p, ip=ip, now=now) is None:
+        p.fail(InputError(WRONG_CODE))
+        return False
+    return True
+
+
+def set_password(session: Session, c: Container, user: User, new_password: str, now: datetime) -> None:
+    """Check the policy and store a fresh hash of our scheme (``InputError`` says why not)."""
+    if not isinstance(new_password, str):
+        raise InputError("Enter a password.")
+    passwords.check_policy(new_password, context=[user.email, user.username, user.email.split("@")[0]])
+    user.password_hash = passwords.hash_password(new_password, c.pepper)
+    user.password_scheme = passwords.SCHEME
+    user.password_changed_at = now

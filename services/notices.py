@@ -1,0 +1,67 @@
+"""The emails of the account flows: plain text, links from settings.base_url, never a password."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from services.container import Container
+
+log = logging.getLogger("finsync.auth")
+
+
+@dataclass(frozen=True)
+class Mail:
+    """One message waiting for the unit of work to commit."""
+
+    to: str
+    subject: str
+    body: str
+    kind: str
+
+
+def deliver(c: Container, mails: list[Mail]) -> None:
+    """Send after commit; a mail failure is logged (kind only) and never changes the flow's answer."""
+    for mail in mails:
+        try:
+            c.mailer.send(mail.to, mail.subject, mail.body)
+        except Exception as exc:  # an SMTP outage must not reveal whether an account exists
+            log.warning("mail kind=%s failed: %s", mail.kind, type(exc).__name__)
+
+
+def _footer() -> str:
+    return "\n\nIf this was not you, reset your password and contact your finsync administrator.\n"
+
+
+def verify_email(c: Container, to: str, token: str, *, change: bool = False) -> Mail:
+    link = f"{c.settings.base_url}/?verify={token}"
+    what = "confirm your new email address" if change else "verify your email address"
+    body = f"Hello,\n\nOpen this link within 48 hours to {what} for finsync:\n\n{link}\n\nIt works once."
+    return Mail(to, "Verify your email for finsync", body + _footer(), "verify")
+
+
+def reset(c: Container, to: str, token: str) -> Mail:
+    link = f"{c.settings.base_url}/?reset={token}"
+    body = (
+        "Hello,\n\nSomeone asked to reset the password of your finsync account.\n"
+        f"Open this link within 30 minutes to choose a new password:\n\n{link}\n\n"
+        "It works once. If you did not ask for this, ignore this email: your password stays as it is.\n"
+    )
+    return Mail(to, "Reset your finsync password", body, "reset")
+
+
+def notice(to: str, subject: str, what: str, at: datetime) -> Mail:
+    """A security notice: what happened and when (UTC)."""
+    when = at.strftime("%Y-%m-%d %H:%M UTC")
+    return Mail(to, f"finsync: {subject}", f"Hello,\n\n{what} ({when}).{_footer()}", "notice")
+
+
+def locked(to: str, until: datetime) -> Mail:
+    when = until.strftime("%Y-%m-%d %H:%M UTC")
+    body = (
+        "Hello,\n\nThere were several failed sign-in attempts on your finsync account, so sign-in is paused "
+        f"until {when}.\nYou can clear the pause at any time by resetting your password."
+        f"{_footer()}"
+    )
+    return Mail(to, "finsync: sign-in paused after failed attempts", body, "locked")

@@ -1,0 +1,79 @@
+"""Single-use tokens (verification, reset, TOTP challenge, sign-in ticket): only the SHA-256 is stored."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlmodel import Session, col
+
+from models import OneTimeToken
+from services.keys import token_hash
+
+VERIFY = "verify"
+EMAIL_CHANGE = "email_change"
+RESET = "reset"
+CHALLENGE = "totp_challenge"
+TICKET = "ticket"
+
+TTL = {
+    VERIFY: timedelta(hours=48),
+    EMAIL_CHANGE: timedelta(hours=48),
+    RESET: timedelta(minutes=30),
+    CHALLENGE: timedelta(minutes=5),
+    TICKET: timedelta(seconds=60),
+}
+MAX_TOKEN_CHARS = 128
+
+
+def issue(session: Session, user_id: uuid.UUID, purpose: str, now: datetime, payload: str | None = None) -> str:
+    """A new random token (256 bits); returns the raw value, stores its hash."""
+    raw = secrets.token_urlsafe(32)
+    session.add(
+        OneTimeToken(
+            user_id=user_id,
+            purpose=purpose,
+            token_hash=token_hash(raw),
+            payload=payload,
+            created_at=now,
+            expires_at=now + TTL[purpose],
+        )
+    )
+    return raw
+
+
+def find(session: Session, raw: object, purposes: Iterable[str], now: datetime) -> OneTimeToken | None:
+    """The live token for ``raw`` (unused, unexpired, of one of ``purposes``), locked for update."""
+    if not isinstance(raw, str) or not raw or len(raw) > MAX_TOKEN_CHARS:
+        return None
+    row: OneTimeToken | None = session.execute(
+        select(OneTimeToken).where(col(OneTimeToken.token_hash) == token_hash(raw.strip())).with_for_update()
+    ).scalar_one_or_none()
+    if row is None or row.purpose not in set(purposes) or row.used_at is not None or now >= row.expires_at:
+        return None
+    return row
+
+
+def revoke(session: Session, user_id: uuid.UUID, purposes: Iterable[str], now: datetime) -> None:
+    """Mark every unused token of these purposes as used (a newer one or a credential change wins)."""
+    session.execute(
+        update(OneTimeToken)
+        .where(col(OneTimeToken.user_id) == user_id)
+        .where(col(OneTimeToken.purpose).in_(list(purposes)))
+        .where(col(OneTimeToken.used_at).is_(None))
+        .values(used_at=now)
+    )
+
+
+def latest_created(session: Session, user_id: uuid.UUID, purpose: str) -> datetime | None:
+    row = session.execute(
+        select(OneTimeToken)
+        .where(col(OneTimeToken.user_id) == user_id)
+        .where(col(OneTimeToken.purpose) == purpose)
+        .order_by(col(OneTimeToken.created_at).desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return row.created_at if row is not None else None

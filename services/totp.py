@@ -1,0 +1,109 @@
+"""Two-factor sign-in with an authenticator app (TOTP, RFC 6238) and recovery codes."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import pyotp
+import segno
+
+from services import audit, notices, otp
+from services.container import Container
+from services.credentials import Pending, load_user, reauth
+from services.db import unit_of_work
+from services.errors import InputError
+
+ISSUER = "finsync"
+
+
+@dataclass(frozen=True)
+class TotpEnrolment:
+    """What the enrolment page shows once: the secret, its otpauth:// URI and a QR code (SVG)."""
+
+    secret: str
+    uri: str
+    qr_svg: str
+
+
+def start_totp_enrolment(c: Container, user_id: uuid.UUID) -> TotpEnrolment:
+    """A fresh 160-bit secret to scan; nothing is stored or switched on until ``confirm_totp``."""
+    with unit_of_work(c.engine) as session:
+        user = load_user(session, user_id)
+        if user.totp_enabled:
+            raise InputError("Two-factor sign-in is already on. Turn it off first to move it to another app.")
+        email = user.email
+    secret = pyotp.random_base32()
+    uri = pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name=ISSUER)
+    return TotpEnrolment(secret=secret, uri=uri, qr_svg=segno.make(uri, error="m").svg_inline(scale=4))
+
+
+def confirm_totp(c: Container, user_id: uuid.UUID, *, secret: str, code: str) -> list[str]:
+    """Switch 2FA on once a code from the app proves the secret was scanned; returns 10 recovery codes."""
+    now = c.clock()
+    clean_secret = otp.valid_secret(secret)
+    digits = otp.clean_code(code)
+    p = Pending()
+    codes: list[str] = []
+    with unit_of_work(c.engine) as session:
+        user = load_user(session, user_id, lock=True)
+        if user.totp_enabled:
+            raise InputError("Two-factor sign-in is already on.")
+        if clean_secret is None:
+            raise InputError("The setup expired; start again to get a new QR code.")
+        steps = otp.matching_step(clean_secret, digits, now) if digits else []
+        if not steps:
+            audit.record(session, event="totp_failed", user_id=user.id, detail="enrolment", at=now)
+            p.fail(InputError("That code does not match. Enter the 6-digit code your app shows now."))
+        else:
+            user.totp_secret_enc = c.cipher.encrypt(
+                clean_secret, table="users", column="totp_secret_enc", row_id=user.id
+            )
+            user.totp_enabled = True
+            user.totp_last_step = max(steps)
+            codes = otp.new_recovery_codes(session, user.id)
+            audit.record(session, event="totp_enabled", user_id=user.id, at=now)
+            p.mails.append(
+                notices.notice(user.email, "two-factor sign-in is on", "Two-factor sign-in was turned on", now)
+            )
+    p.finish(c)
+    return codes
+
+
+def disable_totp(c: Container, user_id: uuid.UUID, *, password: str, code: str) -> None:
+    """Turn 2FA off; needs the password and a current code (or a recovery code)."""
+    now = c.clock()
+    p = Pending()
+    with unit_of_work(c.engine) as session:
+        user = load_user(session, user_id, lock=True)
+        if not user.totp_enabled:
+            raise InputError("Two-factor sign-in is already off.")
+        if reauth(session, c, user, p, password=password, code=code, need_code=True):
+            user.totp_enabled = False
+            user.totp_secret_enc = None
+            user.totp_last_step = None
+            otp.drop_recovery_codes(session, user.id)
+            audit.record(session, event="totp_disabled", user_id=user.id, at=now)
+            p.mails.append(
+                notices.notice(user.email, "two-factor sign-in is off", "Two-factor sign-in was turned off", now)
+            )
+    p.finish(c)
+
+
+def regenerate_recovery_codes(c: Container, user_id: uuid.UUID, *, password: str, code: str) -> list[str]:
+    """Ten new recovery codes (the old ones stop working); needs the password and a code."""
+    p = Pending()
+    codes: list[str] = []
+    with unit_of_work(c.engine) as session:
+        user = load_user(session, user_id, lock=True)
+        if not user.totp_enabled:
+            raise InputError("Turn on two-factor sign-in first.")
+        if reauth(session, c, user, p, password=password, code=code, need_code=True):
+            codes = otp.new_recovery_codes(session, user.id)
+            p.mails.append(
+                notices.notice(
+                    user.email, "new recovery codes", "New recovery codes were made; old ones stopped", c.clock()
+                )
+            )
+    p.finish(c)
+    return codes

@@ -1,0 +1,94 @@
+"""Sign-in as a person does it, in Chromium: register, verify, sign in, reload, sign out, replay."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+
+import pytest
+
+from tests.e2e.conftest import Server, shot
+
+pytestmark = pytest.mark.e2e
+PASSWORD = "velvet compass harbor 1871 tundra"
+
+
+def _verify_link(server: Server) -> str:
+    for raw in reversed(server.outbox()):
+        body = str(email.message_from_string(raw, policy=email.policy.default).get_content())  # type: ignore[attr-defined]
+        found = re.search(r"\?verify=([A-Za-z0-9_\-]+)", body)
+        if found:
+            return f"{server.url}/?verify={found.group(1)}"
+    raise AssertionError("no verification email in the outbox")
+
+
+def test_register_verify_sign_in_reload_sign_out(server: Server, browser: object) -> None:
+    context = browser.new_context()  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.goto(server.url)
+    page.get_by_text("Sign in to finsync").wait_for(timeout=30_000)
+
+    page.get_by_role("link", name="Create account").first.click()
+    page.get_by_label("Email").fill("carol@example.com")
+    page.get_by_label("Username").fill("carol")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Repeat password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    page.get_by_text("Account created").wait_for(timeout=20_000)
+    shot(page, "auth-registered")
+
+    page.goto(_verify_link(server))
+    page.get_by_role("button", name="Confirm my email address").click()
+    page.get_by_text("is verified").wait_for(timeout=20_000)
+
+    page.goto(server.url)
+    page.get_by_label("Email or username").fill("carol")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("Welcome, carol").wait_for(timeout=30_000)
+    shot(page, "auth-signed-in")
+    cookies = context.cookies()
+    session_cookie = next(c for c in cookies if c["name"] == "finsync_session")
+    assert session_cookie["httpOnly"] and session_cookie["sameSite"] == "Lax"
+    assert page.evaluate("document.cookie").find("finsync_session") == -1  # not readable from scripts
+
+    page.reload()
+    page.get_by_text("Welcome, carol").wait_for(timeout=30_000)
+
+    with page.expect_response("**/auth/logout") as logout:
+        page.get_by_role("button", name="Sign out").click()
+    assert logout.value.status == 200
+    page.get_by_text("Sign in to finsync").wait_for(timeout=30_000)
+    page.reload()
+    page.get_by_text("Sign in to finsync").wait_for(timeout=30_000)
+    assert not any(c["name"] == "finsync_session" for c in context.cookies())
+
+    # A copy of the cookie taken before sign-out is dead everywhere.
+    thief = browser.new_context()  # type: ignore[attr-defined]
+    thief.add_cookies([session_cookie])
+    stolen = thief.new_page()
+    stolen.goto(server.url)
+    stolen.get_by_text("Sign in to finsync").wait_for(timeout=30_000)
+    assert stolen.get_by_text("Welcome, carol").count() == 0
+    thief.close()
+    context.close()
+
+
+def test_forged_session_cookie_shows_sign_in(server: Server, browser: object) -> None:
+    context = browser.new_context()  # type: ignore[attr-defined]
+    host = server.url.split("//")[1].split(":")[0]
+    context.add_cookies([{"name": "finsync_session", "value": "forged" * 8, "domain": host, "path": "/"}])
+    page = context.new_page()
+    page.goto(server.url)
+    page.get_by_text("Sign in to finsync").wait_for(timeout=30_000)
+    context.close()
+
+
+def test_security_headers_on_the_page(server: Server) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(server.url) as response:
+        csp = response.headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in csp and "object-src 'none'" in csp
+        assert response.headers["X-Content-Type-Options"] == "nosniff"

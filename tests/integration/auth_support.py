@@ -1,0 +1,82 @@
+"""Helpers for the auth tests: cheap bcrypt, users, sign-in, links out of emails, TOTP codes."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+
+import pyotp
+import pytest
+from sqlalchemy import select
+
+from models import User
+from services import auth, passwords
+from services.container import Container
+from services.db import unit_of_work
+from services.mailer import MemoryMailer
+from services.users import UserPublic, create_user
+from tests.factories import STRONG_PASSWORD
+
+PASSWORD = STRONG_PASSWORD
+OTHER_PASSWORD = "copper giraffe lantern violin 77"
+IP = "198.51.100.7"
+
+
+@pytest.fixture
+def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """bcrypt cost 4 instead of 12 (one test in test_passwords keeps 12 and checks the prefix)."""
+    monkeypatch.setattr(passwords, "BCRYPT_COST", 4)
+    yield
+
+
+def make_user(
+    c: Container,
+    name: str = "alice",
+    *,
+    password: str = PASSWORD,
+    verified: bool = True,
+    role: str = "user",
+) -> UserPublic:
+    with unit_of_work(c.engine) as session:
+        user = create_user(
+            session,
+            email=f"{name}@example.com",
+            username=name,
+            password=password,
+            pepper=c.pepper,
+            role=role,
+            email_verified=verified,
+        )
+        return UserPublic.of(user)
+
+
+def sign_in(c: Container, login: str = "alice", password: str = PASSWORD, *, ip: str = IP) -> str:
+    """Password (no 2FA) to a raw session token."""
+    step = auth.begin_sign_in(c, login=login, password=password, ip=ip)
+    assert step.kind == "ticket" and step.ticket
+    return auth.redeem_ticket(c, ticket=step.ticket, ip=ip, user_agent="pytest")
+
+
+def link_token(mailer: MemoryMailer, param: str, index: int = -1) -> str:
+    """The token of the ``?param=`` link in a sent email (the last one by default)."""
+    body = str(mailer.sent[index].get_content())
+    match = re.search(rf"/\?{param}=([A-Za-z0-9_-]+)", body)
+    assert match, body
+    return match.group(1)
+
+
+def mails_to(mailer: MemoryMailer, address: str) -> list[str]:
+    return [str(m["Subject"]) for m in mailer.sent if m["To"] == address]
+
+
+def code_at(secret: str, when: datetime, steps: int = 0) -> str:
+    return str(pyotp.TOTP(secret).at(int(when.timestamp()) + 30 * steps))
+
+
+def user_row(c: Container, user_id: uuid.UUID) -> User:
+    with unit_of_work(c.engine) as session:
+        row = session.execute(select(User).where(User.id == user_id)).scalar_one()  # type: ignore[arg-type]
+        session.expunge(row)
+        return row

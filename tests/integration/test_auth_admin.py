@@ -1,0 +1,192 @@
+"""Admin actions, the streamlit-authenticator import (service and CLI), and the secret-free logs (D6, F4, I1)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import bcrypt
+import pytest
+from sqlalchemy import text
+
+from services import admin, audit, auth, sessions, totp
+from services.authenticator_import import import_authenticator
+from services.container import Container
+from services.db import unit_of_work
+from services.errors import InputError, InvalidCredentials
+from services.mailer import MemoryMailer, OutboxMailer
+from services.users import UserPublic
+from tests.factories import FakeClock
+from tests.integration.auth_support import (  # noqa: F401
+    OTHER_PASSWORD,
+    PASSWORD,
+    code_at,
+    fast_hashing,
+    link_token,
+    make_user,
+    sign_in,
+    user_row,
+)
+from tests.integration.test_cli import cli
+
+pytestmark = pytest.mark.usefixtures("fast_hashing")
+
+
+def test_admin_lists_metadata_unlocks_signs_out_and_disables(container: Container, clock: FakeClock) -> None:
+    root = make_user(container, "root", role="admin")
+    alice = make_user(container)
+    token = sign_in(container)
+    for _ in range(5):
+        with pytest.raises(InvalidCredentials):
+            auth.begin_sign_in(container, login="alice", password="guess guess guess guess")
+    rows = {r.username: r for r in admin.list_users(container, root.id)}
+    assert rows["alice"].locked_until is not None and rows["root"].locked_until is None
+    assert "password_hash" not in repr(rows) and "$2b$" not in repr(rows)
+    admin.unlock_user(container, root.id, alice.id)
+    assert admin.list_users(container, root.id)[0].locked_until is None
+    second = sign_in(container)
+    assert admin.force_sign_out(container, root.id, alice.id) == 2
+    assert sessions.current_user(container, token) is None and sessions.current_user(container, second) is None
+    admin.set_disabled(container, root.id, alice.id, True)
+    with pytest.raises(InvalidCredentials):
+        auth.begin_sign_in(container, login="alice", password=PASSWORD)
+    with pytest.raises(InputError):
+        admin.set_disabled(container, root.id, root.id, True)
+    log = admin.audit_log(container, root.id)
+    assert {"admin_unlock", "admin_sign_out", "admin_disable"} <= {e.event for e in log}
+    assert all(e.actor_id == root.id for e in log if e.event.startswith("admin_"))
+
+
+def test_outbox_lists_headers_of_written_mail(container: Container) -> None:
+    root = make_user(container, "root", role="admin")
+    OutboxMailer(container.settings.outbox_dir, "finsync <x@finsync.local>").send("a@example.com", "Hello", "body")
+    folder, messages = admin.outbox(container, root.id)
+    assert folder == container.settings.outbox_dir
+    assert [(m.to, m.subject) for m in messages] == [("a@example.com", "Hello")] and messages[0].date is not None
+
+
+def _authenticator_yaml(tmp_path: Path) -> Path:
+    hashed = bcrypt.hashpw(b"legacy password 1", bcrypt.gensalt(4)).decode()
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"""
+credentials:
+  usernames:
+    jsmith:
+      email: jsmith@example.com
+      first_name: John
+      password: '{hashed}'
+      roles: [admin]
+    plain:
+      email: plain@example.com
+      password: abc
+    bad_mail:
+      email: 'a@b.c\\r\\nBcc: x@y.z'
+      password: '{hashed}'
+    alice:
+      email: other@example.com
+      password: '{hashed}'
+cookie: {{expiry_days: 30, key: some_key, name: some_cookie}}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_import_keeps_hashes_skips_plain_text_and_upgrades_at_first_sign_in(
+    container: Container, tmp_path: Path
+) -> None:
+    make_user(container)
+    report = import_authenticator(container, _authenticator_yaml(tmp_path))
+    assert report.imported == ["jsmith"]
+    reasons = dict(report.skipped)
+    assert set(reasons) == {"plain", "bad_mail", "alice"} and "plain-text" in reasons["plain"]
+    with container.engine.connect() as conn:
+        assert "abc" not in repr(conn.execute(text("SELECT password_hash FROM users")).fetchall())
+    step = auth.begin_sign_in(container, login="jsmith", password="legacy password 1")
+    assert step.ticket
+    users = {u.username: u for u in admin.list_users(container, make_user(container, "root", role="admin").id)}
+    assert users["jsmith"].role == "user" and not users["jsmith"].email_verified
+    row = user_row(container, users["jsmith"].id)
+    assert row.password_scheme == "pbcrypt" and row.password_hash.startswith("$2b$04$")
+    sign_in(container, "jsmith", "legacy password 1")
+
+
+def test_import_refuses_a_bad_file(container: Container, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("just: [a, list", encoding="utf-8")
+    with pytest.raises(InputError, match="not a YAML file"):
+        import_authenticator(container, bad)
+    bad.write_text("other: 1\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"credentials\.usernames"):
+        import_authenticator(container, bad)
+    with pytest.raises(InputError, match="Cannot read"):
+        import_authenticator(container, tmp_path / "missing.yaml")
+
+
+def test_cli_import_prints_what_happened(db_url: str, tmp_path: Path) -> None:
+    env = {"DATABASE_URL": db_url}
+    assert cli("db", "upgrade", env=env).returncode == 0
+    done = cli("users", "import-authenticator", str(_authenticator_yaml(tmp_path)), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "imported jsmith" in done.stdout and "skipped plain" in done.stdout and "$2b$" not in done.stdout
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("[", encoding="utf-8")
+    failed = cli("users", "import-authenticator", str(broken), env=env)
+    assert failed.returncode == 2 and len(failed.stderr.strip().splitlines()) == 1 and "Traceback" not in failed.stderr
+
+
+def _everything(c: Container, clock: FakeClock, mailer: MemoryMailer) -> list[str]:
+    """Run every flow once; return every secret that was used on the way."""
+    secrets = [PASSWORD, OTHER_PASSWORD]
+    user = auth.register(c, email="sam@example.com", username="sam", password=PASSWORD, ip="10.0.0.1")
+    secrets.append(link_token(mailer, "verify"))
+    auth.verify_email(c, secrets[-1])
+    step = auth.begin_sign_in(c, login="sam", password=PASSWORD)
+    secrets += [step.ticket or "", auth.redeem_ticket(c, ticket=step.ticket or "")]
+    enrolment = totp.start_totp_enrolment(c, user.id)
+    secrets += [enrolment.secret, code_at(enrolment.secret, clock())]
+    codes = totp.confirm_totp(c, user.id, secret=enrolment.secret, code=secrets[-1])
+    secrets += codes
+    with pytest.raises(InvalidCredentials):  # a replay, logged as such, without the code
+        auth.complete_totp(
+            c, challenge=auth.begin_sign_in(c, login="sam", password=PASSWORD).challenge or "", code=secrets[-11]
+        )
+    step = auth.begin_sign_in(c, login="sam", password=PASSWORD)
+    secrets.append(step.challenge or "")
+    ticket = auth.complete_totp(c, challenge=step.challenge or "", code=codes[0])
+    secrets += [ticket, auth.redeem_ticket(c, ticket=ticket)]
+    auth.request_password_reset(c, email="sam@example.com")
+    secrets.append(link_token(mailer, "reset"))
+    auth.reset_password(c, token=secrets[-1], new_password=OTHER_PASSWORD)
+    clock.advance(seconds=30)
+    auth.change_password(c, user.id, current_password=OTHER_PASSWORD, new_password="quartz meadow falcon 1999")
+    secrets.append("quartz meadow falcon 1999")
+    return secrets
+
+
+def test_no_secret_reaches_a_log_record_or_an_audit_row(
+    container: Container, clock: FakeClock, mailer: MemoryMailer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)  # SQL and its parameters too
+    try:
+        used = _everything(container, clock, mailer)
+    finally:
+        logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    assert len(used) > 20 and all(used)
+    logs = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert "sign_in_ok" in logs and "totp_replay" in logs
+    with unit_of_work(container.engine) as session:
+        rows = repr(session.execute(text("SELECT * FROM audit_events")).fetchall())
+    for secret in used:
+        variants = {secret, secret.replace("-", "")}
+        leaks = [v for v in variants if v in logs or v in rows]
+        assert not leaks, f"a secret of length {len(secret)} leaked"
+
+
+def test_user_view_has_no_hash(container: Container) -> None:
+    alice = make_user(container)
+    assert isinstance(alice, UserPublic)
+    assert "hash" not in repr(alice) and "totp_secret" not in repr(alice)
+    assert [e.event for e in audit.list_events(container, alice.id)] == []

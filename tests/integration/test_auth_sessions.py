@@ -1,0 +1,128 @@
+"""Sessions: server-side rows, hashed tokens, timeouts, sign-out, and one user never touching another's (D1-D4, D6, D8, F1)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from models import AuditEvent, AuthSession
+from services import admin, audit, sessions
+from services.container import Container
+from services.db import unit_of_work
+from services.errors import NotFound, PermissionDenied
+from services.keys import token_hash
+from tests.factories import FakeClock
+from tests.integration.auth_support import fast_hashing, make_user, sign_in  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("fast_hashing")
+
+
+def _rows(c: Container) -> list[AuthSession]:
+    with unit_of_work(c.engine) as session:
+        return list(session.execute(select(AuthSession)).scalars())
+
+
+def test_only_the_hash_of_a_random_token_is_stored(container: Container) -> None:
+    make_user(container)
+    token = sign_in(container)
+    (row,) = _rows(container)
+    assert row.token_hash == token_hash(token) and token not in row.token_hash
+    assert "." not in token and "alice" not in token  # a random reference, not a JWT of the username
+    assert row.ip == "198.51.100.7" and row.user_agent == "pytest"
+
+
+def test_sign_out_kills_the_token_for_good(container: Container) -> None:
+    make_user(container)
+    token = sign_in(container)
+    sessions.sign_out(container, token)
+    assert sessions.current_user(container, token) is None
+    sessions.sign_out(container, token)  # twice is harmless
+    assert [e.event for e in audit.list_events(container, _rows(container)[0].user_id)].count("sign_out") == 1
+
+
+def test_idle_timeout_30_minutes(container: Container, clock: FakeClock) -> None:
+    make_user(container)
+    token = sign_in(container)
+    clock.advance(minutes=29, seconds=59)
+    assert sessions.current_user(container, token) is not None  # activity moves the idle deadline
+    clock.advance(minutes=29, seconds=59)
+    assert sessions.current_user(container, token) is not None
+    clock.advance(minutes=30, seconds=1)
+    assert sessions.current_user(container, token) is None
+
+
+def test_absolute_timeout_12_hours_even_when_active(container: Container, clock: FakeClock) -> None:
+    make_user(container)
+    token = sign_in(container)
+    for _ in range(12 * 3 - 1):
+        clock.advance(minutes=20)
+        assert sessions.current_user(container, token) is not None
+    clock.advance(minutes=20)
+    assert sessions.current_user(container, token) is None
+
+
+@pytest.mark.parametrize("forged", [None, "", "x" * 10_000, "' OR 1=1 --", "\x00", 42])
+def test_forged_tokens_get_nobody(container: Container, forged: object) -> None:
+    make_user(container)
+    sign_in(container)
+    assert sessions.current_user(container, forged) is None  # type: ignore[arg-type]
+
+
+def test_disabled_user_loses_live_sessions_at_once(container: Container) -> None:
+    alice = make_user(container)
+    root = make_user(container, "root", role="admin")
+    token = sign_in(container)
+    admin.set_disabled(container, root.id, alice.id, True)
+    assert sessions.current_user(container, token) is None
+    admin.set_disabled(container, root.id, alice.id, False)
+    assert sessions.current_user(container, token) is None  # re-enabling does not revive old sessions
+    assert sign_in(container)
+
+
+def test_list_and_revoke_own_sessions(container: Container) -> None:
+    alice = make_user(container)
+    here, phone, laptop = sign_in(container), sign_in(container), sign_in(container)
+    listed = sessions.list_sessions(container, alice.id, here)
+    assert len(listed) == 3 and [s.current for s in listed].count(True) == 1
+    phone_id = next(s.id for s in listed if not s.current)
+    sessions.revoke_session(container, alice.id, phone_id)
+    assert len(sessions.list_sessions(container, alice.id, here)) == 2
+    assert sessions.revoke_other_sessions(container, alice.id, here) == 1
+    assert sessions.current_user(container, here) is not None
+    assert sessions.current_user(container, phone) is None and sessions.current_user(container, laptop) is None
+
+
+def test_user_b_can_never_touch_user_a(container: Container) -> None:
+    alice, bob = make_user(container), make_user(container, "bob")
+    a_token, b_token = sign_in(container), sign_in(container, "bob")
+    a_session = sessions.list_sessions(container, alice.id, a_token)[0].id
+    with pytest.raises(NotFound):
+        sessions.revoke_session(container, bob.id, a_session)
+    with pytest.raises(NotFound):
+        sessions.revoke_session(container, bob.id, uuid.uuid4())
+    assert sessions.revoke_other_sessions(container, bob.id, a_token) == 1  # only bob's own session ends
+    assert sessions.current_user(container, a_token) is not None
+    assert sessions.current_user(container, b_token) is None
+    assert sessions.list_sessions(container, bob.id, a_token) == []
+    assert {e.event for e in audit.list_events(container, bob.id)} == {"sign_in_ok", "session_revoked"}
+    with unit_of_work(container.engine) as session:
+        alice_rows = session.execute(select(AuditEvent).where(AuditEvent.user_id == alice.id)).scalars().all()  # type: ignore[arg-type]
+    assert alice_rows and all(e.event == "sign_in_ok" for e in audit.list_events(container, alice.id))
+
+
+def test_non_admins_are_refused_every_admin_function(container: Container) -> None:
+    alice, bob = make_user(container), make_user(container, "bob")
+    calls = [
+        lambda: admin.list_users(container, alice.id),
+        lambda: admin.unlock_user(container, alice.id, bob.id),
+        lambda: admin.force_sign_out(container, alice.id, bob.id),
+        lambda: admin.set_disabled(container, alice.id, bob.id, True),
+        lambda: admin.audit_log(container, alice.id),
+        lambda: admin.outbox(container, alice.id),
+        lambda: admin.list_users(container, uuid.uuid4()),
+    ]
+    for call in calls:
+        with pytest.raises(PermissionDenied):
+            call()

@@ -1,0 +1,197 @@
+"""Sign-in as an attacker sees it: one message, the same bcrypt work, locks that pass, IP limits (A7, B3, C1-C3, C5)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import bcrypt
+import pytest
+from sqlalchemy import select, update
+
+from models import AuditEvent, ThrottleCounter, User
+from services import admin, auth, passwords, sessions, throttle
+from services.container import Container, build_container
+from services.db import unit_of_work
+from services.errors import InvalidCredentials, Throttled, TokenInvalid
+from services.mailer import MemoryMailer
+from tests.factories import FakeClock
+from tests.integration.auth_support import (
+    IP,
+    OTHER_PASSWORD,
+    PASSWORD,
+    fast_hashing,  # noqa: F401
+    mails_to,
+    make_user,
+    sign_in,
+)
+
+pytestmark = pytest.mark.usefixtures("fast_hashing")
+GENERIC = "Sign-in failed: check your details and try again."
+
+
+@pytest.fixture
+def checkpw_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    calls: list[int] = []
+    real = bcrypt.checkpw
+
+    def counting(password: bytes, hashed: bytes) -> bool:
+        calls.append(1)
+        return real(password, hashed)
+
+    monkeypatch.setattr(passwords.bcrypt, "checkpw", counting)
+    yield calls
+
+
+def _fail(c: Container, login: str, password: str = "wrong wrong wrong wrong", ip: str = IP) -> str:
+    with pytest.raises(InvalidCredentials) as info:
+        auth.begin_sign_in(c, login=login, password=password, ip=ip)
+    return str(info.value)
+
+
+def _events(c: Container, event: str) -> list[AuditEvent]:
+    with unit_of_work(c.engine) as session:
+        return list(session.execute(select(AuditEvent).where(AuditEvent.event == event)).scalars())  # type: ignore[arg-type]
+
+
+def test_sign_in_by_email_or_username_gives_a_fresh_token_each_time(container: Container) -> None:
+    make_user(container)
+    first = sign_in(container, "ALICE@example.com")
+    second = sign_in(container, "Alice")
+    assert first != second and len(first) >= 43  # 256-bit tokens, a new one per sign-in (D2)
+    assert sessions.current_user(container, first) is not None
+    assert sessions.current_user(container, second) is not None
+
+
+def test_every_failure_has_one_message_and_one_bcrypt_verify(
+    container: Container, clock: FakeClock, checkpw_calls: list[int]
+) -> None:
+    make_user(container)
+    bob = make_user(container, "bob")
+    make_user(container, "carol")
+    admin_user = make_user(container, "root", role="admin")
+    admin.set_disabled(container, admin_user.id, bob.id, True)
+    for _ in range(5):
+        _fail(container, "carol", ip="203.0.113.9")
+    checkpw_calls.clear()
+    messages = {
+        "wrong password": _fail(container, "alice"),
+        "unknown user": _fail(container, "nobody@example.com"),
+        "disabled, right password": _fail(container, "bob", PASSWORD),
+        "locked, right password": _fail(container, "carol", PASSWORD),
+    }
+    assert set(messages.values()) == {GENERIC}
+    assert len(checkpw_calls) == 4  # the same bcrypt work on every path: timing does not tell them apart
+
+
+def test_five_failures_lock_for_15_minutes_then_doubling_capped_at_24h(
+    container: Container, clock: FakeClock, mailer: MemoryMailer
+) -> None:
+    alice = make_user(container)
+    for _ in range(5):
+        _fail(container, "alice", ip=f"192.0.2.{_}")
+    assert len(mails_to(mailer, "alice@example.com")) == 1  # one email per lock
+    assert len(_events(container, "account_locked")) == 1
+    clock.advance(minutes=14, seconds=59)
+    _fail(container, "alice", PASSWORD)  # right password during the lock: still refused, same message
+    _fail(container, "alice")  # failures during a lock do not extend it or send more mail
+    assert len(mails_to(mailer, "alice@example.com")) == 1
+    clock.advance(seconds=1)
+    assert sign_in(container)  # the lock has passed by itself: no permanent lockout
+    lengths = []
+    for _ in range(9):
+        for _ in range(5):
+            _fail(container, "alice")
+        with unit_of_work(container.engine) as session:
+            row = session.get(ThrottleCounter, throttle.account_key(alice.id))
+            assert row is not None and row.locked_until is not None
+            lengths.append(round((row.locked_until - clock()).total_seconds() / 60))
+        clock.now = row.locked_until
+    # the success above reset the back-off; from there each repeat lock doubles, capped at 24 hours
+    assert lengths == [15, 30, 60, 120, 240, 480, 960, 24 * 60, 24 * 60]
+    assert len(mails_to(mailer, "alice@example.com")) == 10
+
+
+def test_ip_limit_refuses_before_any_bcrypt_and_survives_a_restart(
+    container: Container, clock: FakeClock, checkpw_calls: list[int], mailer: MemoryMailer
+) -> None:
+    make_user(container)
+    for n in range(20):
+        _fail(container, f"user{n}@example.com", ip="203.0.113.50")
+    checkpw_calls.clear()
+    restarted = build_container(container.settings, engine=container.engine, mailer=mailer, clock=clock)
+    with pytest.raises(Throttled) as info:
+        auth.begin_sign_in(restarted, login="alice", password=PASSWORD, ip="203.0.113.50")
+    assert 0 < info.value.retry_after <= 15 * 60 and checkpw_calls == []
+    assert _events(container, "ip_throttled")
+    assert sign_in(container, ip="203.0.113.51")  # another address is not affected
+    clock.advance(minutes=15)
+    assert sign_in(container, ip="203.0.113.50")
+
+
+def test_successful_sign_ins_do_not_count_towards_the_ip_limit(container: Container) -> None:
+    make_user(container)
+    for _ in range(25):
+        step = auth.begin_sign_in(container, login="alice", password=PASSWORD, ip="203.0.113.60")
+        assert step.ticket
+
+
+def test_ticket_is_single_use_and_lasts_60_seconds(container: Container, clock: FakeClock) -> None:
+    make_user(container)
+    step = auth.begin_sign_in(container, login="alice", password=PASSWORD)
+    assert step.ticket and step.challenge is None
+    auth.redeem_ticket(container, ticket=step.ticket)
+    with pytest.raises(TokenInvalid):
+        auth.redeem_ticket(container, ticket=step.ticket)
+    late = auth.begin_sign_in(container, login="alice", password=PASSWORD).ticket
+    assert late
+    clock.advance(seconds=60)
+    with pytest.raises(TokenInvalid):
+        auth.redeem_ticket(container, ticket=late)
+    for forged in ["", "x" * 10_000, "' OR 1=1 --", late[:-1] + "A", None]:
+        with pytest.raises(TokenInvalid):
+            auth.redeem_ticket(container, ticket=forged)  # type: ignore[arg-type]
+
+
+def test_disabled_user_cannot_redeem_a_ticket(container: Container) -> None:
+    alice = make_user(container)
+    root = make_user(container, "root", role="admin")
+    ticket = auth.begin_sign_in(container, login="alice", password=PASSWORD).ticket
+    admin.set_disabled(container, root.id, alice.id, True)
+    with pytest.raises(TokenInvalid):
+        auth.redeem_ticket(container, ticket=ticket or "")
+
+
+def test_legacy_and_weaker_hashes_are_upgraded_at_sign_in(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = make_user(container)
+    legacy = bcrypt.hashpw(OTHER_PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+    with unit_of_work(container.engine) as session:
+        session.execute(update(User).values(password_hash=legacy, password_scheme="legacy"))
+    monkeypatch.setattr(passwords, "BCRYPT_COST", 5)
+    sign_in(container, "alice", OTHER_PASSWORD)
+    with unit_of_work(container.engine) as session:
+        row = session.get(User, alice.id)
+        assert row is not None and row.password_scheme == "pbcrypt" and row.password_hash.startswith("$2b$05$")
+    sign_in(container, "alice", OTHER_PASSWORD)  # still the same password for the user
+
+
+def test_hostile_logins_fail_cleanly(container: Container) -> None:
+    make_user(container)
+    for login in ["' OR '1'='1", "alice'--", "<script>alert(1)</script>", "x" * 10_000, "alice\x00", "ali\r\nce"]:
+        assert _fail(container, login, PASSWORD) == GENERIC
+    for password in ["x" * 10_000, PASSWORD + "\x00", 12345]:
+        assert _fail(container, "alice", password) == GENERIC  # type: ignore[arg-type]
+
+
+def test_sign_in_events_are_logged_with_user_and_result(container: Container, caplog: pytest.LogCaptureFixture) -> None:
+    alice = make_user(container)
+    caplog.set_level(logging.INFO, logger="finsync.auth")
+    sign_in(container)
+    for _ in range(5):
+        _fail(container, "alice")
+    records = [(r.event, r.result, r.user_id) for r in caplog.records if hasattr(r, "event")]  # type: ignore[attr-defined]
+    assert ("sign_in_ok", "ok", str(alice.id)) in records
+    assert ("sign_in_failed", "failure", str(alice.id)) in records
+    assert ("account_locked", "failure", str(alice.id)) in records

@@ -1,0 +1,205 @@
+"""The sign-in and account forms as a person uses them (AppTest), happy paths and errors."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pages.ui import session as ui_session
+from services import auth, sessions
+from services.container import Container
+from services.mailer import MemoryMailer
+from tests.factories import FakeClock
+from tests.integration.auth_support import PASSWORD, code_at, link_token, make_user, sign_in
+from tests.ui.conftest import AppFactory
+
+pytestmark = pytest.mark.usefixtures("fast_hashing")
+
+
+def submit(at: AppTest, label: str) -> AppTest:
+    """Click the (form) button with this label and rerun."""
+    button = next(b for b in at.button if b.label == label)
+    return button.click().run()
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("error", "success", "warning", "info") for e in getattr(at, kind)]
+    parts += [t.value for t in at.title] + [m.value for m in at.markdown]
+    return "\n".join(str(p) for p in parts)
+
+
+def signed_in_as(monkeypatch: pytest.MonkeyPatch, token: str | None) -> None:
+    monkeypatch.setattr(ui_session, "read_cookie", lambda: token)
+
+
+def test_sign_in_wrong_password_is_generic_then_right_password_signs_in(
+    app: AppFactory, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_user(container, "alice")
+    signed_in_as(monkeypatch, None)
+    at = app().run()
+    assert "Sign in to finsync" in texts(at)
+    at.text_input(key="sign_in_login").input("alice")
+    at.text_input(key="sign_in_password").input("wrong wrong wrong wrong")
+    at = submit(at, "Sign in")
+    assert "Sign-in failed: check your details and try again." in texts(at)
+    at.text_input(key="sign_in_login").input("nobody-here")
+    at.text_input(key="sign_in_password").input(PASSWORD)
+    at = submit(at, "Sign in")
+    assert "Sign-in failed: check your details and try again." in texts(at)
+    at.text_input(key="sign_in_login").input("ALICE@example.com")
+    at.text_input(key="sign_in_password").input(PASSWORD)
+    at = submit(at, "Sign in")
+    assert not at.exception
+    assert at.session_state["handoff_ticket"]  # the browser now trades it for the cookie
+    token = auth.redeem_ticket(container, ticket=at.session_state["handoff_ticket"])  # what the route does
+    signed_in_as(monkeypatch, token)
+    at = app().run()
+    assert "Welcome, alice" in texts(at)
+
+
+def test_sign_in_with_two_factor_asks_for_the_code(
+    app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services import totp
+
+    user = make_user(container, "tess")
+    enrolment = totp.start_totp_enrolment(container, user.id)
+    totp.confirm_totp(container, user.id, secret=enrolment.secret, code=code_at(enrolment.secret, clock.now))
+    clock.advance(seconds=90)
+    signed_in_as(monkeypatch, None)
+    at = app().run()
+    at.text_input(key="sign_in_login").input("tess")
+    at.text_input(key="sign_in_password").input(PASSWORD)
+    at = submit(at, "Sign in")
+    assert at.session_state["sign_in_stage"] == "totp"
+    at.text_input(key="totp_code").input("000000")
+    at = submit(at, "Verify")
+    assert "Sign-in failed" in texts(at)
+    at.text_input(key="totp_code").input(code_at(enrolment.secret, clock.now))
+    at = submit(at, "Verify")
+    assert at.session_state["handoff_ticket"]  # the browser now trades it for the cookie
+
+
+def test_register_errors_then_success_sends_verification(
+    app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signed_in_as(monkeypatch, None)
+    at = app().run()
+    at.switch_page("register.py").run()
+    fields = {"register_email": "bob@example.com", "register_username": "bob", "register_password": "short"}
+    for key, value in fields.items():
+        at.text_input(key=key).input(value)
+    at.text_input(key="register_repeat").input("short")
+    at = submit(at, "Create account")
+    assert "at least 15 characters" in texts(at)
+    at.text_input(key="register_password").input("passwordpassword")
+    at.text_input(key="register_repeat").input("passwordpassword")
+    at = submit(at, "Create account")
+    assert "too weak" in texts(at)
+    at.text_input(key="register_email").input("<script>alert(1)</script>@example.com")
+    at.text_input(key="register_password").input(PASSWORD)
+    at.text_input(key="register_repeat").input(PASSWORD)
+    at = submit(at, "Create account")
+    assert "not valid" in texts(at) and not mailer.sent
+    at.text_input(key="register_email").input("bob@example.com")
+    at = submit(at, "Create account")
+    assert "Account created" in texts(at)
+    assert [m["To"] for m in mailer.sent] == ["bob@example.com"]
+
+
+def test_forgot_password_answers_the_same_for_unknown_accounts(
+    app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_user(container, "alice")
+    signed_in_as(monkeypatch, None)
+    answers = []
+    for address in ("alice@example.com", "ghost@example.com"):
+        at = app().run()
+        at.switch_page("forgot_password.py").run()
+        at.text_input(key="forgot_email").input(address)
+        at = submit(at, "Send me a reset link")
+        answers.append([s.value for s in at.success])
+    assert answers[0] == answers[1] and answers[0]
+    assert [m["To"] for m in mailer.sent] == ["alice@example.com"]
+
+
+def test_reset_link_sets_a_new_password_once(
+    app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_user(container, "alice")
+    auth.request_password_reset(container, email="alice@example.com")
+    token = link_token(mailer, "reset")
+    signed_in_as(monkeypatch, None)
+    new = "marble falcon orchard 5521 quilt"
+    for expected in ("every session was signed out", "invalid, already used or expired"):
+        at = app()
+        at.query_params["reset"] = token
+        at.run()
+        at.text_input(key="reset_password").input(new)
+        at.text_input(key="reset_repeat").input(new)
+        at = submit(at, "Set new password")
+        assert expected in texts(at)
+    assert sign_in(container, "alice", new)
+
+
+def test_verify_link_and_forged_link(
+    app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = auth.register(container, email="vic@example.com", username="vic", password=PASSWORD)
+    signed_in_as(monkeypatch, None)
+    for token, expected in (("forged-token", "invalid or has expired"), (link_token(mailer, "verify"), "is verified")):
+        at = app()
+        at.query_params["verify"] = token
+        at.run()
+        at = submit(at, "Confirm my email address")
+        assert expected in texts(at)
+    assert sessions.current_user(container, sign_in(container, "vic")).user.id == user.id  # type: ignore[union-attr]
+
+
+def test_settings_change_password_and_enrol_two_factor(
+    app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_user(container, "alice")
+    signed_in_as(monkeypatch, sign_in(container))
+    at = app().run()
+    at.switch_page("settings.py").run()
+    assert not at.exception
+    at.text_input(key="cp_current").input("not my password at all")
+    at.text_input(key="cp_new").input("marble falcon orchard 5521 quilt")
+    at = submit(at, "Change password")
+    assert at.error and "password is not right" in at.error[0].value
+    at = submit(at, "Set up two-factor sign-in")
+    secret = at.session_state["totp_enrolment"][0]
+    at.text_input(key="totp_confirm_code").input("123")
+    at = submit(at, "Turn on")
+    assert at.error
+    at.text_input(key="totp_confirm_code").input(code_at(secret, clock.now))
+    at = submit(at, "Turn on")
+    assert "Two-factor sign-in is on." in texts(at)
+    assert len([c for c in at.code if c.value.count("\n") == 9]) == 1  # ten recovery codes, shown once
+
+
+def test_admin_page_only_for_admins(app: AppFactory, container: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_user(container, "alice")
+    make_user(container, "root", role="admin")
+    signed_in_as(monkeypatch, sign_in(container, "alice"))
+    at = app().run()
+    with pytest.raises(ValueError):  # the page is not even registered for a plain user
+        at.switch_page("admin.py").run()
+    signed_in_as(monkeypatch, sign_in(container, "root"))
+    at = app().run()
+    at.switch_page("admin.py").run()
+    assert not at.exception
+    shown = at.dataframe[0].value
+    assert set(shown["username"]) == {"alice", "root"}
+    assert not any("password" in str(col) or "totp_secret" in str(col) for col in shown.columns)
+
+
+def test_every_signed_in_page_renders(app: AppFactory, container: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_user(container, "root", role="admin", verified=False)
+    signed_in_as(monkeypatch, sign_in(container, "root"))
+    for page in ("home.py", "settings.py", "admin.py"):
+        at = app().run()
+        at.switch_page(page).run()
+        assert not at.exception, page
