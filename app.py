@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 import streamlit as st
 from starlette.middleware import Middleware
@@ -12,7 +13,7 @@ from streamlit import config as st_config
 from services import keys
 from services.container import Container, build_container
 from services.errors import FinsyncError
-from services.web import SecurityHeadersMiddleware, auth_routes, health_route
+from services.web import SecurityHeadersMiddleware, auth_routes, health_route, webhook_route
 
 
 @lru_cache(maxsize=1)
@@ -29,8 +30,13 @@ except FinsyncError as exc:
 # Streamlit signs its XSRF cookie with this; derive it so every replica agrees (CONVENTIONS section 3).
 st_config.set_option("server.cookieSecret", keys.derive(_c.settings.secret_bytes, "streamlit-cookie").hex())
 
+_extra_origins: tuple[str, ...] = ()
+if _c.plaid is not None and _c.settings.effective_plaid_env == "demo":
+    parts = urlsplit(_c.plaid.base_url)
+    _extra_origins = (f"{parts.scheme}://{parts.netloc}",)
+
 app = st.App(
     "pages/navigation.py",
-    routes=[health_route(container), *auth_routes(container)],
-    middleware=[Middleware(SecurityHeadersMiddleware, https=_c.settings.secure_cookies)],
+    routes=[health_route(container), webhook_route(container), *auth_routes(container)],
+    middleware=[Middleware(SecurityHeadersMiddleware, https=_c.settings.secure_cookies, extra_origins=_extra_origins)],
 )

@@ -39,6 +39,7 @@ class PlaidItem(SQLModel, table=True):
     status: str = Field(default="ok", max_length=32)
     status_code: str | None = Field(default=None, max_length=64)
     consent_expires_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    sync_requested_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
@@ -112,3 +113,5 @@ class WebhookDelivery(SQLModel, table=True):
     item_id: uuid.UUID | None = Field(default=None)
     verified: bool = Field(default=False)
     outcome: str = Field(default="", max_length=255)
+    # sha256 of the Plaid-Verification JWT of an applied delivery; unique, so a replay cannot apply twice.
+    signature_sha256: str | None = Field(default=None, max_length=64, unique=True)

@@ -37,6 +37,7 @@ else:
     sections = {
         "finsync": [
             st.Page("home.py", title="Home", icon=":material/home:", default=link_page is None),
+            st.Page("accounts.py", title="Accounts", icon=":material/account_balance:"),
         ],
         "Account": account,
     }

@@ -43,10 +43,22 @@ EVENTS = frozenset(
         "admin_disable",
         "admin_enable",
         "registered",
+        "bank_linked",
+        "bank_link_failed",
+        "bank_repaired",
+        "bank_removed",
     }
 )
 FAILURES = frozenset(
-    {"sign_in_failed", "account_locked", "ip_throttled", "password_change_failed", "totp_failed", "totp_replay"}
+    {
+        "sign_in_failed",
+        "account_locked",
+        "ip_throttled",
+        "password_change_failed",
+        "totp_failed",
+        "totp_replay",
+        "bank_link_failed",
+    }
 )
 MAX_DETAIL = 200
 MAX_IP = 64

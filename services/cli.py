@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from services import migrations
+from services import banking, migrations
 from services.config import (
     LOCAL_SECRETS_FILE,
     ensure_local_secrets,
@@ -176,6 +176,40 @@ def _users(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     imp.add_argument("file", help="path of the YAML file")
     imp.set_defaults(handler=_users_import_authenticator)
+
+
+# plaid ------------------------------------------------------------------------------------
+def _plaid_link_sandbox(args: argparse.Namespace) -> int:
+    item_id = banking.link_sandbox(
+        container(), email=args.email, institution_id=args.institution, username=args.username
+    )
+    print(item_id)
+    print(f"linked {args.institution} for {args.email}", file=sys.stderr)
+    return 0
+
+
+def _plaid_reset_login(args: argparse.Namespace) -> int:
+    item_id = banking.reset_login_sandbox(container(), email=args.email, institution_id=args.institution)
+    print(item_id)
+    return 0
+
+
+@command
+def _plaid(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    plaid = sub.add_parser("plaid", help="linked banks").add_subparsers(dest="action", required=True)
+    link = plaid.add_parser(
+        "link-sandbox", help="link a bank for a user without Plaid Link (demo or sandbox mode); prints the item id"
+    )
+    link.add_argument("--email", required=True, help="the user's email address")
+    link.add_argument("--institution", default="ins_demo_1", help="institution id (default: ins_demo_1)")
+    link.add_argument("--username", default=None, help="sandbox username that picks the bank's behaviour")
+    link.set_defaults(handler=_plaid_link_sandbox)
+    reset = plaid.add_parser(
+        "reset-login", help="force a user's bank into 'needs sign-in again' (demo or sandbox), to try the repair flow"
+    )
+    reset.add_argument("--email", required=True, help="the user's email address")
+    reset.add_argument("--institution", default="ins_demo_1", help="institution id (default: ins_demo_1)")
+    reset.set_defaults(handler=_plaid_reset_login)
 
 
 def build_parser() -> argparse.ArgumentParser:

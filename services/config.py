@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     plaid_secret: SecretStr | None = Field(default=None, alias="PLAID_SECRET")
     plaid_api_url: str | None = Field(default=None, alias="PLAID_API_URL")
     plaid_redirect_uri: str | None = Field(default=None, alias="PLAID_REDIRECT_URI")
+    plaid_link_script_url: str | None = Field(default=None, alias="PLAID_LINK_SCRIPT_URL")
     smtp_url: SecretStr | None = Field(default=None, alias="SMTP_URL")
     session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60, alias="SESSION_IDLE_MINUTES")
     session_absolute_hours: int = Field(default=12, ge=1, le=24 * 30, alias="SESSION_ABSOLUTE_HOURS")
@@ -115,7 +116,7 @@ class Settings(BaseSettings):
         parse_key_ring(value.get_secret_value())
         return value
 
-    @field_validator("plaid_api_url", "base_url", "plaid_redirect_uri")
+    @field_validator("plaid_api_url", "base_url", "plaid_redirect_uri", "plaid_link_script_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None or value == "":

@@ -16,6 +16,8 @@ from services.db import check_database, make_engine
 from services.errors import DatabaseUnavailable
 from services.mailer import Mailer, make_mailer
 from services.migrations import current_revision, head_revision
+from services.plaid_client import PlaidGateway
+from services.plaid_events import DatabaseRecorder, tee
 
 Clock = Callable[[], datetime]
 
@@ -31,6 +33,7 @@ class Container:
     clock: Clock
     pepper: bytes
     token_key: bytes
+    plaid: PlaidGateway | None = None
 
 
 def check_schema(engine: Engine) -> None:
@@ -42,12 +45,34 @@ def check_schema(engine: Engine) -> None:
         )
 
 
+def _demo_bank_url(settings: Settings) -> str:
+    from services.demo_bank_runtime import ensure_demo_bank  # the demo bank starts on the first Plaid call
+
+    return ensure_demo_bank(settings)
+
+
+def build_gateway(settings: Settings) -> PlaidGateway | None:
+    """The gateway the settings ask for: the demo bank (no keys needed), Plaid's sandbox or production."""
+    env = settings.effective_plaid_env
+    secret = settings.plaid_secret.get_secret_value() if settings.plaid_secret else None
+    if env == "demo":
+        from services.demo_bank.app import DEMO_CLIENT_ID, DEMO_SECRET
+
+        base = settings.plaid_api_url or (lambda: _demo_bank_url(settings))
+        return PlaidGateway("demo", settings.plaid_client_id or DEMO_CLIENT_ID, secret or DEMO_SECRET, base)
+    if not (settings.plaid_client_id and secret):
+        return None  # load_settings refuses this; a hand-built Settings simply gets no bank linking
+    return PlaidGateway("sandbox" if env == "sandbox" else "production", settings.plaid_client_id, secret,
+                        settings.plaid_api_url)  # fmt: skip
+
+
 def build_container(
     settings: Settings | None = None,
     *,
     engine: Engine | None = None,
     mailer: Mailer | None = None,
     clock: Clock | None = None,
+    plaid: PlaidGateway | None = None,
     check: bool = True,
 ) -> Container:
     """Wire the real parts; with ``check`` the database must answer and the key ring must match it."""
@@ -61,6 +86,10 @@ def build_container(
     if check:
         check_key_ring(engine, cipher)
     secret = settings.secret_bytes
+    clock = clock or utcnow
+    gateway = plaid or build_gateway(settings)
+    if gateway is not None:  # every call lands in plaid_api_events; a test's own recorder keeps hearing too
+        gateway = gateway.with_recorder(tee(gateway.recorder, DatabaseRecorder(engine, clock)))
     return Container(
         settings=settings,
         engine=engine,
@@ -71,7 +100,8 @@ def build_container(
             settings.outbox_dir,
             settings.mail_from,
         ),
-        clock=clock or utcnow,
+        clock=clock,
         pepper=keys.derive(secret, "password-pepper"),
         token_key=keys.derive(secret, "token-mac"),
+        plaid=gateway,
     )

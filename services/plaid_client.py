@@ -1,29 +1,17 @@
 """The Plaid gateway: the only module that imports `plaid`; our frozen dataclasses in and out.
 
-Errors, rooted at ``services.errors.FinsyncError``::
-
-    PlaidError                       any Plaid failure; ``code``, ``request_id``, ``display_message``
-    ├── LoginRequired                ITEM_LOGIN_REQUIRED: send the user through Link update mode
-    ├── RateLimited                  error_type RATE_LIMIT_EXCEEDED (HTTP 429): back off
-    ├── InstitutionDown              INSTITUTION_DOWN / INSTITUTION_NOT_RESPONDING: retry later
-    ├── InvalidRequest               INVALID_REQUEST / INVALID_INPUT (bad keys, token, field)
-    ├── MutationDuringPagination     restart the sync loop from its starting cursor
-    └── Transient                    5xx, network failure or garbled response: retry later
-
-Money leaves this module as integer minor units with the statement sign (money out is negative);
-balances keep Plaid's meaning (for credit accounts `current` is the amount owed).
+Shapes, errors and mapping live in ``services.plaid_types`` and ``services.plaid_mapping`` (no SDK
+there); every name is re-exported here so callers may keep importing from this module.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import copy
 import json
+import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal
 
 import plaid
@@ -39,6 +27,7 @@ from plaid.model.item_remove_request import ItemRemoveRequest
 from plaid.model.link_token_create_request import LinkTokenCreateRequest
 from plaid.model.link_token_create_request_user import LinkTokenCreateRequestUser
 from plaid.model.products import Products
+from plaid.model.sandbox_item_reset_login_request import SandboxItemResetLoginRequest
 from plaid.model.sandbox_public_token_create_request import SandboxPublicTokenCreateRequest
 from plaid.model.sandbox_public_token_create_request_options import SandboxPublicTokenCreateRequestOptions
 from plaid.model.transactions_recurring_get_request import TransactionsRecurringGetRequest
@@ -47,453 +36,85 @@ from plaid.model.transactions_sync_request import TransactionsSyncRequest
 from plaid.model.webhook_verification_key_get_request import WebhookVerificationKeyGetRequest
 
 from services.errors import FinsyncError
+from services.plaid_mapping import (
+    Json,
+    as_date,
+    as_datetime,
+    map_account,
+    map_institution,
+    map_item,
+    map_stream,
+    map_sync_page,
+    map_transaction,
+    statement_minor,
+    to_minor,
+)
+from services.plaid_types import (
+    Account,
+    AccountsResult,
+    CallEvent,
+    Institution,
+    InstitutionDown,
+    InvalidRequest,
+    ItemAccess,
+    ItemInfo,
+    LinkToken,
+    LoginRequired,
+    MutationDuringPagination,
+    PlaidError,
+    RateLimited,
+    Recorder,
+    RecurringResult,
+    RecurringStream,
+    SyncPage,
+    Transaction,
+    Transient,
+    WebhookKey,
+    error_from_body,
+)
+
+__all__ = [
+    "PLAID_VERSION",
+    "Account",
+    "AccountsResult",
+    "CallEvent",
+    "Environment",
+    "Institution",
+    "InstitutionDown",
+    "InvalidRequest",
+    "ItemAccess",
+    "ItemInfo",
+    "Json",
+    "LinkToken",
+    "LoginRequired",
+    "MutationDuringPagination",
+    "PlaidError",
+    "PlaidGateway",
+    "RateLimited",
+    "Recorder",
+    "RecurringResult",
+    "RecurringStream",
+    "SyncPage",
+    "Transaction",
+    "Transient",
+    "WebhookKey",
+    "as_date",
+    "as_datetime",
+    "error_from_body",
+    "map_account",
+    "map_institution",
+    "map_item",
+    "map_stream",
+    "map_sync_page",
+    "map_transaction",
+    "statement_minor",
+    "to_minor",
+]
 
 PLAID_VERSION = "2020-09-14"
 Environment = Literal["demo", "sandbox", "production"]
-Json = Mapping[str, Any]
+BaseUrl = str | Callable[[], str]
 _HOSTS = {"sandbox": plaid.Environment.Sandbox, "production": plaid.Environment.Production}
-# ISO 4217 minor-unit exponents that are not 2; https://www.six-group.com/en/products-services/financial-information/data-standards.html
-_EXPONENTS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3}
-
-# -- errors ------------------------------------------------------------------------------------------
-
-
-class PlaidError(FinsyncError):
-    """Plaid refused or failed a call; `code` is Plaid's error_code, never a token."""
-
-    default_message = "The bank connection service reported a problem. Please try again later."
-
-    def __init__(
-        self,
-        code: str,
-        request_id: str | None = None,
-        display_message: str | None = None,
-        http_status: int | None = None,
-        error_type: str | None = None,
-    ) -> None:
-        self.code = code
-        self.request_id = request_id
-        self.display_message = display_message
-        self.http_status = http_status
-        self.error_type = error_type
-        super().__init__(f"{display_message or self.default_message} ({code}, request {request_id or 'n/a'})")
-
-
-class LoginRequired(PlaidError):
-    """The bank needs the user to sign in again (Link update mode)."""
-
-    default_message = "Your bank needs you to sign in again to keep syncing."
-
-
-class RateLimited(PlaidError):
-    """Too many calls for this item or client; back off."""
-
-    default_message = "Too many requests to the bank connection service; try again in a minute."
-
-
-class InstitutionDown(PlaidError):
-    """The institution is not responding."""
-
-    default_message = "Your bank is not responding right now; try again later."
-
-
-class InvalidRequest(PlaidError):
-    """Plaid rejected the request itself (keys, token or a field)."""
-
-    default_message = "The bank connection service rejected the request; check the Plaid settings or relink."
-
-
-class MutationDuringPagination(PlaidError):
-    """Data changed mid-pagination: restart the sync from its starting cursor."""
-
-    default_message = "Transactions changed while syncing; the sync will restart."
-
-
-class Transient(PlaidError):
-    """A server error, network failure or unreadable response; retry later."""
-
-    default_message = "The bank connection service is temporarily unavailable; try again later."
-
-
-_BY_CODE: dict[str, type[PlaidError]] = {
-    "ITEM_LOGIN_REQUIRED": LoginRequired,
-    "INSTITUTION_DOWN": InstitutionDown,
-    "INSTITUTION_NOT_RESPONDING": InstitutionDown,
-    "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION": MutationDuringPagination,
-}
-_BY_TYPE: dict[str, type[PlaidError]] = {
-    "RATE_LIMIT_EXCEEDED": RateLimited,
-    "INVALID_REQUEST": InvalidRequest,
-    "INVALID_INPUT": InvalidRequest,
-    "API_ERROR": Transient,
-}
-
-
-def error_from_body(status: int, body: str | bytes | None) -> PlaidError:
-    """Decode Plaid's error body into our exception tree (falls back on the HTTP status)."""
-    try:
-        data = json.loads(body or b"")
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        data = {}
-    code = str(data.get("error_code") or f"HTTP_{status}")
-    etype = str(data.get("error_type") or "")
-    cls = _BY_CODE.get(code) or _BY_TYPE.get(etype)
-    if cls is None:
-        cls = RateLimited if status == 429 else Transient if status >= 500 or status == 0 else PlaidError
-    display = data.get("display_message")
-    request_id = data.get("request_id")
-    return cls(
-        code,
-        request_id=str(request_id) if request_id else None,
-        display_message=str(display) if display else None,
-        http_status=status,
-        error_type=etype or None,
-    )
-
-
-# -- money and dates ---------------------------------------------------------------------------------
-
-
-def to_minor(amount: float | int | str | Decimal, currency: str | None) -> int:
-    """Convert a decimal amount to integer minor units of its currency, exactly (via `str`, never float math)."""
-    exp = _EXPONENTS.get((currency or "").upper(), 2)
-    value = Decimal(str(amount)).scaleb(exp).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
-    return int(value)
-
-
-def statement_minor(plaid_amount: float | int | str | Decimal, currency: str | None) -> int:
-    """Plaid's amount (positive = money out) to statement-signed minor units (money out negative)."""
-    return -to_minor(plaid_amount, currency)
-
-
-def as_date(value: date | str | None) -> date | None:
-    """Accept a `date` (SDK models) or an ISO string (raw JSON)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])
-
-
-def as_datetime(value: datetime | str | None) -> datetime | None:
-    """Accept a `datetime` or an ISO-8601 string (with `Z`)."""
-    if value is None or value == "":
-        return None
-    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return parsed.astimezone(UTC) if parsed.tzinfo is not None else parsed
-
-
-def _opt_minor(value: Any, currency: str | None) -> int | None:
-    return None if value is None else to_minor(value, currency)
-
-
-def _s(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-# -- our shapes --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CallEvent:
-    """One Plaid call for the audit table; never carries a token."""
-
-    endpoint: str
-    request_id: str | None
-    duration_ms: int
-    error_code: str | None
-    http_status: int | None
-
-
-@dataclass(frozen=True)
-class LinkToken:
-    """A Link token for the browser."""
-
-    link_token: str = field(repr=False)
-    expiration: datetime
-    request_id: str
-
-
-@dataclass(frozen=True)
-class ItemAccess:
-    """The result of a public-token exchange; the access token is hidden from repr."""
-
-    item_id: str
-    access_token: str = field(repr=False)
-    request_id: str
-
-
-@dataclass(frozen=True)
-class Account:
-    """An account with balances in minor units (Plaid's balance meaning, not the statement sign)."""
-
-    account_id: str
-    name: str
-    official_name: str | None
-    mask: str | None
-    type: str
-    subtype: str | None
-    current_minor: int | None
-    available_minor: int | None
-    limit_minor: int | None
-    iso_currency_code: str | None
-
-
-@dataclass(frozen=True)
-class ItemInfo:
-    """An item's identity, webhook and error state."""
-
-    item_id: str
-    institution_id: str | None
-    institution_name: str | None
-    webhook: str | None
-    error_code: str | None
-    update_type: str | None
-    last_successful_update: datetime | None = None
-    last_failed_update: datetime | None = None
-
-
-@dataclass(frozen=True)
-class AccountsResult:
-    """Accounts of one item, plus the item."""
-
-    accounts: tuple[Account, ...]
-    item: ItemInfo
-    request_id: str
-
-
-@dataclass(frozen=True)
-class Transaction:
-    """A transaction normalised once: statement-signed minor units, real dates, open category strings."""
-
-    transaction_id: str
-    account_id: str
-    amount_minor: int
-    iso_currency_code: str | None
-    unofficial_currency_code: str | None
-    date: dt.date
-    authorized_date: dt.date | None
-    name: str
-    merchant_name: str | None
-    pending: bool
-    pending_transaction_id: str | None
-    category_primary: str | None
-    category_detailed: str | None
-    category_confidence: str | None
-    payment_channel: str | None
-    website: str | None
-
-
-@dataclass(frozen=True)
-class SyncPage:
-    """One /transactions/sync page."""
-
-    added: tuple[Transaction, ...]
-    modified: tuple[Transaction, ...]
-    removed: tuple[str, ...]
-    accounts: tuple[Account, ...]
-    next_cursor: str = field(repr=False)
-    has_more: bool
-    update_status: str
-    request_id: str
-
-
-@dataclass(frozen=True)
-class RecurringStream:
-    """A recurring inflow or outflow stream; amounts statement-signed like transactions."""
-
-    stream_id: str
-    account_id: str
-    description: str
-    merchant_name: str | None
-    frequency: str
-    status: str
-    is_active: bool
-    first_date: date | None
-    last_date: date | None
-    predicted_next_date: date | None
-    average_amount_minor: int | None
-    last_amount_minor: int | None
-    iso_currency_code: str | None
-    category_primary: str | None
-    category_detailed: str | None
-    transaction_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class RecurringResult:
-    """Recurring streams of one item."""
-
-    inflow: tuple[RecurringStream, ...]
-    outflow: tuple[RecurringStream, ...]
-    updated_datetime: datetime | None
-    request_id: str
-
-
-@dataclass(frozen=True)
-class Institution:
-    """An institution's display data."""
-
-    institution_id: str
-    name: str
-    url: str | None
-    primary_color: str | None
-    logo: str | None
-    country_codes: tuple[str, ...]
-    products: tuple[str, ...]
-    oauth: bool
-
-
-@dataclass(frozen=True)
-class WebhookKey:
-    """A webhook verification JWK; `jwk()` gives the dict PyJWT's `PyJWK` takes."""
-
-    kid: str
-    alg: str
-    crv: str
-    kty: str
-    use: str
-    x: str
-    y: str
-    created_at: int
-    expired_at: int | None
-
-    def jwk(self) -> dict[str, str]:
-        """The key material as a JWK dict."""
-        return {
-            "kid": self.kid,
-            "alg": self.alg,
-            "crv": self.crv,
-            "kty": self.kty,
-            "use": self.use,
-            "x": self.x,
-            "y": self.y,
-        }
-
-
-# -- mapping (pure; takes dicts from raw JSON or the SDK's to_dict()) -------------------------------
-
-
-def map_transaction(t: Json) -> Transaction:
-    """Map one Plaid transaction; the amount sign is reversed here and nowhere else."""
-    currency = t.get("iso_currency_code") or t.get("unofficial_currency_code")
-    pfc = t.get("personal_finance_category") or {}
-    day = as_date(t["date"])
-    assert day is not None
-    return Transaction(
-        transaction_id=str(t["transaction_id"]),
-        account_id=str(t["account_id"]),
-        amount_minor=statement_minor(t["amount"], currency),
-        iso_currency_code=_s(t.get("iso_currency_code")),
-        unofficial_currency_code=_s(t.get("unofficial_currency_code")),
-        date=day,
-        authorized_date=as_date(t.get("authorized_date")),
-        name=str(t.get("name") or t.get("merchant_name") or ""),
-        merchant_name=_s(t.get("merchant_name")),
-        pending=bool(t["pending"]),
-        pending_transaction_id=_s(t.get("pending_transaction_id")),
-        category_primary=_s(pfc.get("primary")),
-        category_detailed=_s(pfc.get("detailed")),
-        category_confidence=_s(pfc.get("confidence_level")),
-        payment_channel=_s(t.get("payment_channel")),
-        website=_s(t.get("website")),
-    )
-
-
-def map_account(a: Json) -> Account:
-    """Map one AccountBase."""
-    b = a.get("balances") or {}
-    currency = b.get("iso_currency_code") or b.get("unofficial_currency_code")
-    return Account(
-        account_id=str(a["account_id"]),
-        name=str(a.get("name") or ""),
-        official_name=_s(a.get("official_name")),
-        mask=_s(a.get("mask")),
-        type=str(a.get("type")),
-        subtype=_s(a.get("subtype")),
-        current_minor=_opt_minor(b.get("current"), currency),
-        available_minor=_opt_minor(b.get("available"), currency),
-        limit_minor=_opt_minor(b.get("limit"), currency),
-        iso_currency_code=_s(b.get("iso_currency_code")),
-    )
-
-
-def map_item(i: Json, status: Json | None = None) -> ItemInfo:
-    """Map an Item (and the optional /item/get status)."""
-    tx = (status or {}).get("transactions") or {}
-    err = i.get("error") or {}
-    return ItemInfo(
-        item_id=str(i["item_id"]),
-        institution_id=_s(i.get("institution_id")),
-        institution_name=_s(i.get("institution_name")),
-        webhook=_s(i.get("webhook")),
-        error_code=_s(err.get("error_code")),
-        update_type=_s(i.get("update_type")),
-        last_successful_update=as_datetime(tx.get("last_successful_update")),
-        last_failed_update=as_datetime(tx.get("last_failed_update")),
-    )
-
-
-def map_sync_page(r: Json) -> SyncPage:
-    """Map a /transactions/sync body (raw JSON)."""
-    return SyncPage(
-        added=tuple(map_transaction(t) for t in r["added"]),
-        modified=tuple(map_transaction(t) for t in r["modified"]),
-        removed=tuple(str(x["transaction_id"]) for x in r["removed"]),
-        accounts=tuple(map_account(a) for a in r["accounts"]),
-        next_cursor=str(r["next_cursor"]),
-        has_more=bool(r["has_more"]),
-        update_status=str(r.get("transactions_update_status") or ""),
-        request_id=str(r.get("request_id") or ""),
-    )
-
-
-def map_stream(s: Json) -> RecurringStream:
-    """Map a TransactionStream."""
-    avg, last = s.get("average_amount") or {}, s.get("last_amount") or {}
-    currency = avg.get("iso_currency_code") or avg.get("unofficial_currency_code")
-    pfc = s.get("personal_finance_category") or {}
-    return RecurringStream(
-        stream_id=str(s["stream_id"]),
-        account_id=str(s["account_id"]),
-        description=str(s.get("description") or ""),
-        merchant_name=_s(s.get("merchant_name")),
-        frequency=str(s.get("frequency")),
-        status=str(s.get("status")),
-        is_active=bool(s.get("is_active")),
-        first_date=as_date(s.get("first_date")),
-        last_date=as_date(s.get("last_date")),
-        predicted_next_date=as_date(s.get("predicted_next_date")),
-        average_amount_minor=None if avg.get("amount") is None else statement_minor(avg["amount"], currency),
-        last_amount_minor=None if last.get("amount") is None else statement_minor(last["amount"], currency),
-        iso_currency_code=_s(avg.get("iso_currency_code")),
-        category_primary=_s(pfc.get("primary")),
-        category_detailed=_s(pfc.get("detailed")),
-        transaction_ids=tuple(str(x) for x in s.get("transaction_ids") or ()),
-    )
-
-
-def map_institution(i: Json) -> Institution:
-    """Map an Institution."""
-    return Institution(
-        institution_id=str(i["institution_id"]),
-        name=str(i["name"]),
-        url=_s(i.get("url")),
-        primary_color=_s(i.get("primary_color")),
-        logo=_s(i.get("logo")),
-        country_codes=tuple(str(c) for c in i.get("country_codes") or ()),
-        products=tuple(str(p) for p in i.get("products") or ()),
-        oauth=bool(i.get("oauth")),
-    )
-
-
-# -- the gateway -------------------------------------------------------------------------------------
-
-Recorder = Callable[[CallEvent], None]
 
 
 class PlaidGateway:
@@ -504,7 +125,7 @@ class PlaidGateway:
         env: Environment,
         client_id: str,
         secret: str,
-        base_url: str | None = None,
+        base_url: BaseUrl | None = None,
         *,
         timeout: tuple[float, float] = (5.0, 30.0),
         recorder: Recorder | None = None,
@@ -515,17 +136,53 @@ class PlaidGateway:
             raise FinsyncError("The demo environment needs the demo bank's base URL.")
         if env not in ("demo", "sandbox", "production"):
             raise FinsyncError(f"Unknown Plaid environment {env!r}: use demo, sandbox or production.")
-        host = (base_url or _HOSTS[env]).rstrip("/")
-        cfg = plaid.Configuration(
-            host=host, api_key={"clientId": client_id, "secret": secret, "plaidVersion": PLAID_VERSION}
-        )
-        cfg.retries = 0  # retries are the caller's policy, not urllib3's
         self.env = env
-        self._api = plaid_api.PlaidApi(plaid.ApiClient(cfg))
+        self._base_url: BaseUrl = base_url or _HOSTS[env]
+        self._credentials = (client_id, secret)
+        self._client: plaid_api.PlaidApi | None = None
         self._timeout = timeout
         self._recorder = recorder
         self._client_name = client_name
         self._countries = [CountryCode(c) for c in country_codes]
+
+    @property
+    def _api(self) -> plaid_api.PlaidApi:
+        """The SDK client, built on first use (a callable base URL, e.g. the demo bank, starts only then)."""
+        if self._client is None:
+            client_id, secret = self._credentials
+            cfg = plaid.Configuration(
+                host=self.base_url, api_key={"clientId": client_id, "secret": secret, "plaidVersion": PLAID_VERSION}
+            )
+            cfg.retries = 0  # retries are the caller's policy, not urllib3's
+            self._client = plaid_api.PlaidApi(plaid.ApiClient(cfg))
+        return self._client
+
+    @property
+    def base_url(self) -> str:
+        """Where the API lives (starts the demo bank if the URL is lazy)."""
+        return (self._base_url() if callable(self._base_url) else self._base_url).rstrip("/")
+
+    @property
+    def recorder(self) -> Recorder | None:
+        """Who hears about every call (``CallEvent``), if anyone."""
+        return self._recorder
+
+    def with_recorder(self, recorder: Recorder | None) -> PlaidGateway:
+        """The same client (shared connection pool) reporting to another recorder."""
+        twin = copy.copy(self)
+        twin._recorder = recorder
+        if self._client is None:
+            _ = self._api  # build once so both share the pool
+            twin._client = self._client
+        return twin
+
+    def _report(self, event: CallEvent) -> None:
+        if self._recorder is None:
+            return
+        try:
+            self._recorder(event)
+        except Exception:  # recording must never turn a good call into a failure
+            logging.getLogger("finsync.plaid").exception("could not record a Plaid call to %s", event.endpoint)
 
     @contextmanager
     def _call(self, endpoint: str) -> Iterator[dict[str, Any]]:
@@ -548,9 +205,8 @@ class PlaidGateway:
             code, status = "MALFORMED_RESPONSE", 200
             raise Transient(code, display_message="Plaid sent a response we could not read.") from None
         finally:
-            if self._recorder is not None:
-                ms = int((time.perf_counter() - started) * 1000)
-                self._recorder(CallEvent(endpoint, meta["request_id"], ms, code, status))
+            ms = int((time.perf_counter() - started) * 1000)
+            self._report(CallEvent(endpoint, meta["request_id"], ms, code, status))
 
     def _kw(self) -> dict[str, Any]:
         return {"_request_timeout": self._timeout}
@@ -612,6 +268,15 @@ class PlaidGateway:
             r = self._api.sandbox_public_token_create(req, **self._kw())
             meta["request_id"] = r.request_id
             return str(r.public_token)
+
+    def sandbox_item_reset_login(self, access_token: str) -> str:
+        """Force an item into ITEM_LOGIN_REQUIRED (sandbox and demo only), to try the repair flow."""
+        with self._call("/sandbox/item/reset_login") as meta:
+            r = self._api.sandbox_item_reset_login(
+                SandboxItemResetLoginRequest(access_token=access_token), **self._kw()
+            )
+            meta["request_id"] = r.request_id
+            return str(r.request_id)
 
     def accounts_get(self, access_token: str) -> AccountsResult:
         """Accounts with cached balances."""

@@ -152,3 +152,21 @@ def auth_routes(get_container: Callable[[], Container]) -> list[Route]:
         Route("/auth/session", start_session, methods=["POST"]),
         Route("/auth/logout", end_session, methods=["POST"]),
     ]
+
+
+def webhook_route(get_container: Callable[[], Container]) -> Route:
+    """``POST /webhooks/plaid``: verified before anything else (services/webhooks.py); answers fast."""
+    from starlette.concurrency import run_in_threadpool
+
+    from services import webhooks
+
+    async def plaid_webhook(request: Request) -> JSONResponse:
+        body = await request.body()
+        if len(body) > 64 * 1024:
+            return JSONResponse({"error": "too large"}, status_code=413)
+        result = await run_in_threadpool(
+            webhooks.handle_webhook, get_container(), body=body, headers=dict(request.headers)
+        )
+        return JSONResponse({"outcome": result.outcome}, status_code=result.status_code)
+
+    return Route("/webhooks/plaid", plaid_webhook, methods=["POST"])

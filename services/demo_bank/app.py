@@ -31,6 +31,7 @@ DEMO_SECRET = "demo-secret"
 _STATIC = Path(__file__).with_name("static")
 _ALNUM = string.ascii_letters + string.digits
 Handler = Callable[[Bank, dict[str, Any]], dict[str, Any]]
+_READ_ONLY = frozenset({"/institutions/get_by_id", "/webhook_verification_key/get"})
 
 
 def _need(body: dict[str, Any], *names: str) -> None:
@@ -193,6 +194,9 @@ def _authenticate(request: Request, body: dict[str, Any], client_id: str, secret
 
 def _delay_for(bank: Bank, body: dict[str, Any]) -> float:
     item_id = bank.by_token.get(str(body.get("access_token") or ""))
+    if item_id is None and body.get("public_token"):
+        entry = bank.public_tokens.get(str(body["public_token"]))
+        item_id = entry[0] if entry else None
     return bank.items[item_id].faults.delay if item_id else 0.0
 
 
@@ -208,6 +212,9 @@ def _api_route(bank: Bank, path: str, handler: Handler, client_id: str, secret: 
             result = handler(bank, body)
         except BankError as exc:
             return JSONResponse(exc.body(request_id), status_code=exc.status)
+        finally:
+            if path not in _READ_ONLY:
+                bank.save()
         result["request_id"] = request_id
         return JSONResponse(result)
 
@@ -241,6 +248,7 @@ def _link_routes(bank: Bank) -> list[Route]:
             )
         except BankError as exc:
             return JSONResponse(exc.body(_request_id()), status_code=exc.status)
+        bank.save()
         return JSONResponse(result)
 
     async def script(request: Request) -> Response:

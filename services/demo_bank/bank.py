@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from services.demo_bank import problems
@@ -56,6 +57,14 @@ class Bank:
         self.cursor_key = secrets.token_bytes(32)
         self.webhooks = WebhookSender()
         self._serial = 0
+        self.state_file: Path | None = None
+
+    def save(self) -> None:
+        """Persist items and tokens if this bank has a state file (the app's demo mode)."""
+        if self.state_file is not None:
+            from services.demo_bank.persist import save
+
+            save(self, self.state_file)
 
     # -- items and tokens -------------------------------------------------------------------------
 
@@ -73,6 +82,7 @@ class Bank:
             today = self.clock()
             item = new_item(item_id, f"access-demo-{secrets.token_hex(16)}", institution_id, today, _now())
             item.webhook = webhook
+            item.login = username
             first = today - timedelta(days=self.history_days - 1)
             item.anchor = first
             simulate_range(item.ledger, item.accounts, item.seed, first, today)
@@ -97,10 +107,14 @@ class Bank:
     def exchange(self, public_token: str) -> Item:
         """Redeem a public token once; exchanging an update-mode token also repairs the item."""
         with self.lock:
-            entry = self.public_tokens.pop(public_token, None)
+            entry = self.public_tokens.get(public_token)
             if entry is None or entry[1] < _now():
                 raise problems.invalid_token("public")
             item = self.items[entry[0]]
+            err = item.faults.next_error("/item/public_token/exchange")
+            if err is not None:
+                raise err  # failed before redeeming: the same public token may be tried again
+            del self.public_tokens[public_token]
             if entry[2]:
                 self.repair(item.item_id)
             return item

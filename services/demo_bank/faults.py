@@ -11,8 +11,9 @@ FaultKind = Literal[
     "login_required", "rate_limit", "server_error", "institution_down", "mutation_during_pagination", "delay"
 ]
 
-# Endpoints that keep working whatever state the item is in, as Plaid's item-management calls do.
-ALWAYS_UP = frozenset({"/item/remove", "/item/get"})
+# Endpoints that keep working whatever state the item is in, as Plaid's item-management calls do
+# (unless a fault names one of them explicitly).
+ALWAYS_UP = frozenset({"/item/remove", "/item/get", "/item/public_token/exchange"})
 
 
 @dataclass
@@ -33,12 +34,12 @@ class Faults:
 
     def next_error(self, path: str) -> BankError | None:
         """Consume one counted fault matching this endpoint and return the error to answer with."""
-        if path in ALWAYS_UP:
-            return None
         for kind in ("rate_limit", "server_error", "institution_down"):
             spec = self.counted.get(kind)
             if spec is None or spec.times <= 0 or (spec.endpoint is not None and spec.endpoint != path):
                 continue
+            if path in ALWAYS_UP and spec.endpoint != path:
+                continue  # item management fails only when a fault names it explicitly
             spec.times -= 1
             if spec.times <= 0:
                 del self.counted[kind]

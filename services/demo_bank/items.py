@@ -30,6 +30,7 @@ class Item:
     anchor: date
     created_at: datetime
     webhook: str | None = None
+    login: str = "user_good"
     ready: bool = True
     error_code: str | None = None
     synced_once: bool = False
@@ -39,8 +40,12 @@ class Item:
     faults: Faults = field(default_factory=Faults)
 
     def masks(self) -> dict[str, str]:
-        """Return the last four digits of each account id."""
-        return {aid: str(int(aid[:8], 16) % 10_000).zfill(4) for aid in self.accounts.values()}
+        """The last four digits of each account: fixed by institution and login, so relinking shows the same ones."""
+        out = {}
+        for key, aid in self.accounts.items():
+            digest = stable_id(self.institution_id, self.login, key)
+            out[aid] = str(int(digest[:8], 16) % 10_000).zfill(4)
+        return out
 
 
 def new_item(item_id: str, access_token: str, institution_id: str, today: date, now: datetime) -> Item:

@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -13,6 +14,7 @@ import uvicorn
 from services.demo_bank.app import DEMO_CLIENT_ID, DEMO_SECRET, create_app
 from services.demo_bank.bank import Bank
 from services.demo_bank.faults import FaultKind
+from services.demo_bank.persist import load
 from services.demo_bank.webhooks import Delivery
 
 
@@ -132,10 +134,17 @@ def start_demo_bank(
     client_id: str = DEMO_CLIENT_ID,
     secret: str = DEMO_SECRET,
     host: str = "127.0.0.1",
+    state_file: Path | None = None,
 ) -> DemoBankHandle:
-    """Start the demo bank on `host:port` (0 = any free port) in a daemon thread; return its handle."""
+    """Start the demo bank on `host:port` (0 = any free port) in a daemon thread; return its handle.
+
+    With `state_file`, items are loaded from it and saved after every change, so they survive a restart.
+    """
     clock = Clock(today)
     bank = Bank(clock, history_days=history_days)
+    if state_file is not None:
+        load(bank, state_file)
+        bank.state_file = state_file
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))

@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import http.server
+import json
 import threading
+import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import Engine
 
-from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, DemoBankHandle, start_demo_bank
+from models import PlaidItem
+from services import banking, webhooks
+from services.banking import ItemView
+from services.container import Container, build_container
+from services.db import unit_of_work
+from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, PASSWORD, DemoBankHandle, start_demo_bank
+from services.mailer import MemoryMailer
 from services.plaid_client import CallEvent, PlaidGateway
+from services.users import create_user
+from services.webhooks import WebhookResult
+from tests.factories import STRONG_PASSWORD, FakeClock, make_settings
 
 BANK_TODAY = date(2025, 3, 15)
 
@@ -19,6 +34,14 @@ BANK_TODAY = date(2025, 3, 15)
 @pytest.fixture(scope="session")
 def demo_bank() -> Iterator[DemoBankHandle]:
     """One demo bank per test session with a fixed clock, so data is deterministic."""
+    handle = start_demo_bank(today=BANK_TODAY)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def fresh_demo_bank() -> Iterator[DemoBankHandle]:
+    """A demo bank of its own, for tests whose data must not depend on what other tests did to the clock."""
     handle = start_demo_bank(today=BANK_TODAY)
     yield handle
     handle.stop()
@@ -95,3 +118,66 @@ def webhook_sink() -> Iterator[WebhookSink]:
     yield WebhookSink(f"http://127.0.0.1:{server.server_address[1]}/plaid/webhook", received, arrived)
     server.shutdown()
     server.server_close()
+
+
+# --- the banking service over the demo bank -------------------------------------------------
+@dataclass(frozen=True)
+class Bank:
+    """A container wired to the demo bank (webhooks go to `sink`), plus helpers to act like Link."""
+
+    c: Container
+    demo: DemoBankHandle
+    sink: WebhookSink
+    clock: FakeClock
+
+    def user(self, name: str = "alice", *, verified: bool = True) -> uuid.UUID:
+        """Create a user and return their id."""
+        with unit_of_work(self.c.engine) as session:
+            user = create_user(session, email=f"{name}@example.com", username=name, password=STRONG_PASSWORD,
+                               pepper=self.c.pepper, email_verified=verified)  # fmt: skip
+            return user.id
+
+    def link_login(
+        self, link_token: str, institution_id: str = "ins_demo_1", username: str = "user_good"
+    ) -> dict[str, Any]:
+        """Sign in through the demo bank's Link stand-in, as the browser does; return onSuccess data."""
+        body = json.dumps({"link_token": link_token, "institution_id": institution_id, "username": username,
+                           "password": PASSWORD}).encode()  # fmt: skip
+        req = urllib.request.Request(f"{self.demo.url}/link/demo/login", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            data: dict[str, Any] = json.loads(resp.read())
+        return data
+
+    def link(self, user_id: uuid.UUID, institution_id: str = "ins_demo_1", username: str = "user_good") -> ItemView:
+        """The whole Link flow: start, sign in at the bank, complete."""
+        start = banking.start_link(self.c, user_id)
+        success = self.link_login(start.link_token, institution_id, username)
+        return banking.complete_link(self.c, user_id, public_token=success["public_token"], metadata=success,
+                                     link_session_id=start.link_session_id)  # fmt: skip
+
+    def plaid_item_id(self, item_id: uuid.UUID) -> str:
+        """The demo bank's id of one of our items."""
+        with unit_of_work(self.c.engine) as session:
+            item = session.get(PlaidItem, item_id)
+            assert item is not None
+            return item.plaid_item_id
+
+    def deliver(self, n: int) -> list[WebhookResult]:
+        """Hand the first `n` webhooks the bank sent (headers and raw body as received) to our handler."""
+        received = self.sink.wait(n)[:n]
+        return [webhooks.handle_webhook(self.c, body=body, headers=headers) for headers, body in received]
+
+
+@pytest.fixture
+def bank(
+    engine: Engine, db_url: str, tmp_path: Path, clock: FakeClock, mailer: MemoryMailer,
+    gateway: PlaidGateway, demo_bank: DemoBankHandle, webhook_sink: WebhookSink,
+) -> Bank:  # fmt: skip
+    """Banking over the demo bank; the clock starts at the real time because the bank signs with real iat."""
+    clock.now = datetime.now(UTC).replace(microsecond=0)
+    base = webhook_sink.url.removesuffix("/plaid/webhook")
+    settings = make_settings(tmp_path / "data", db_url, FINSYNC_BASE_URL=base)
+    c = build_container(settings, engine=engine, mailer=mailer, clock=clock, plaid=gateway)
+    webhooks.clear_key_cache()
+    return Bank(c, demo_bank, webhook_sink, clock)

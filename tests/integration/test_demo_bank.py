@@ -56,7 +56,8 @@ def post(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) 
         return exc.code, json.loads(exc.read())
 
 
-def test_every_endpoint_decodes_through_the_sdk_with_type_checking(demo_bank: DemoBankHandle) -> None:
+def test_every_endpoint_decodes_through_the_sdk_with_type_checking(fresh_demo_bank: DemoBankHandle) -> None:
+    demo_bank = fresh_demo_bank
     api = sdk(demo_bank.url)
     link = api.link_token_create(
         LinkTokenCreateRequest(

@@ -49,7 +49,9 @@ def upgrade() -> None:
         sa.Column("item_id", sa.Uuid(), nullable=True),
         sa.Column("verified", sa.Boolean(), nullable=False),
         sa.Column("outcome", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+        sa.Column("signature_sha256", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("signature_sha256"),
     )
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_webhook_deliveries_received_at"), ["received_at"], unique=False)
@@ -65,6 +67,7 @@ def upgrade() -> None:
         sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
         sa.Column("status_code", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("consent_expires_at", models.types.UTCDateTime(), nullable=True),
+        sa.Column("sync_requested_at", models.types.UTCDateTime(), nullable=True),
         sa.Column("created_at", models.types.UTCDateTime(), nullable=False),
         sa.Column("updated_at", models.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),

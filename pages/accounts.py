@@ -1,0 +1,57 @@
+"""Accounts: link banks through Plaid Link, see balances, repair and remove connections."""
+
+import streamlit as st
+
+from pages.ui import accounts_view
+from pages.ui.plaid_link import plaid_link
+from pages.ui.session import require_user
+from pages.ui.state import container
+from services import banking
+from services.errors import FinsyncError
+
+view = require_user()
+c = container()
+uid = view.user.id
+st.title("Accounts")
+
+# Coming back from an OAuth bank: a new browser session, so resume the stored link token.
+if "oauth_state_id" in st.query_params:
+    resumed = banking.resume_link(c, uid)
+    if resumed is not None:
+        st.session_state["link_start"] = (resumed.link_token, str(resumed.link_session_id), resumed.script_url, None)
+        st.session_state["link_redirect"] = st.context.url
+
+pending = st.session_state.get("link_start")
+if pending is None:
+    if st.button("Link a bank", type="primary", icon=":material/add_link:", key="link_start_button"):
+        try:
+            start = banking.start_link(c, uid)
+        except FinsyncError as exc:
+            st.error(str(exc))
+        else:
+            st.session_state["link_start"] = (start.link_token, str(start.link_session_id), start.script_url, None)
+            st.rerun()
+else:
+    token, link_session_id, script_url, repair_item = pending
+    label = "Sign in to your bank again" if repair_item else "Choose your bank"
+    outcome = plaid_link(
+        link_token=token,
+        script_url=script_url,
+        label=label,
+        key=f"plaid_link_{link_session_id}",
+        received_redirect_uri=st.session_state.get("link_redirect"),
+    )
+    if st.button("Cancel", key="link_cancel"):
+        st.session_state.pop("link_start", None)
+        st.rerun()
+    if outcome is not None:
+        accounts_view.finish_link(c, uid, outcome, link_session_id, repair_item)
+
+st.session_state.pop("link_redirect", None)
+accounts_view.show_flash()
+
+items = banking.list_items(c, uid)
+if not items:
+    st.info("No bank linked yet. Use “Link a bank” to connect one; finsync then keeps it in sync by itself.")
+for item in items:
+    accounts_view.item_card(c, uid, item)

@@ -1,0 +1,103 @@
+"""Pieces of the Accounts page: one card per linked bank, and what happens when Link finishes."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from pages.ui.format import money
+from pages.ui.text import md
+from services import banking
+from services.banking import ItemView
+from services.container import Container
+from services.errors import FinsyncError
+
+
+def finish_link(
+    c: Container, uid: uuid.UUID, outcome: dict[str, Any], link_session_id: str, repair: str | None
+) -> None:
+    """Exchange the public token (or record the exit), then rerun with the outcome in plain words."""
+    st.session_state.pop("link_start", None)
+    try:
+        if outcome.get("kind") != "success":
+            message = banking.link_exit(c, uid, link_session_id=uuid.UUID(link_session_id), error=outcome.get("error"))
+            st.session_state["flash"] = [("warning", message)]
+        elif repair:
+            item = banking.complete_repair(c, uid, uuid.UUID(repair))
+            st.session_state["flash"] = [("success", f"{item.institution_name} is connected again.")]
+        else:
+            item = banking.complete_link(
+                c,
+                uid,
+                public_token=str(outcome.get("public_token", "")),
+                metadata=dict(outcome.get("metadata") or {}),
+                link_session_id=uuid.UUID(link_session_id),
+            )
+            linked = f"Linked {item.institution_name} with {len(item.accounts)} account(s)."
+            st.session_state["flash"] = [("success", linked)]
+    except FinsyncError as exc:
+        st.session_state["flash"] = [("error", str(exc))]
+    st.rerun()
+
+
+def show_flash() -> None:
+    """Messages left by the previous run (Link outcomes, removals)."""
+    for kind, message in st.session_state.pop("flash", []):
+        getattr(st, kind)(md(message))
+
+
+def _accounts_table(item: ItemView) -> None:
+    rows = [
+        {
+            "Account": f"{a.name} ••{a.mask}" if a.mask else a.name,
+            "Type": a.subtype or a.type,
+            "Current": money(a.current_minor, a.currency),
+            "Available": money(a.available_minor, a.currency),
+            "Limit": money(a.limit_minor, a.currency) if a.limit_minor is not None else "",
+        }
+        for a in item.accounts
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def item_card(c: Container, uid: uuid.UUID, item: ItemView) -> None:
+    with st.container(border=True):
+        head, status = st.columns([3, 2])
+        head.subheader(md(item.institution_name))
+        if item.needs_repair:
+            status.error(item.status_message, icon=":material/link_off:")
+        else:
+            status.success(item.status_message, icon=":material/check_circle:")
+        _accounts_table(item)
+        repair_col, remove_col = st.columns(2)
+        if item.needs_repair and repair_col.button("Repair connection", key=f"repair_{item.id}", type="primary"):
+            try:
+                start = banking.start_link(c, uid, item_id=item.id)
+            except FinsyncError as exc:
+                st.error(str(exc))
+            else:
+                st.session_state["link_start"] = (
+                    start.link_token,
+                    str(start.link_session_id),
+                    start.script_url,
+                    str(item.id),
+                )
+                st.rerun()
+        with remove_col.popover("Remove", icon=":material/delete:"):
+            st.write(f"Disconnect {md(item.institution_name)} from finsync and from Plaid.")
+            keep = st.radio(
+                "Its history",
+                ["Keep its accounts and transactions", "Delete them too"],
+                key=f"keep_{item.id}",
+            )
+            if st.button("Remove this bank", key=f"remove_{item.id}"):
+                try:
+                    banking.remove_item(c, uid, item.id, keep_history=keep.startswith("Keep"))
+                except FinsyncError as exc:
+                    st.error(str(exc))
+                else:
+                    st.session_state["flash"] = [("success", f"Removed {item.institution_name}.")]
+                    st.rerun()

@@ -1,0 +1,304 @@
+"""Linking banks through Plaid Link: start, resume, complete, repair, exit, and CLI-style sandbox links."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel import col
+
+from models import LinkSession, PlaidItem
+from services import banking_store as store
+from services.banking_views import ItemView, LinkStart
+from services.container import Container
+from services.db import unit_of_work
+from services.errors import DecryptionError, FinsyncError, InputError, NotFound
+from services.plaid_client import ItemAccess, PlaidError, PlaidGateway
+from services.plaid_events import calls_for
+from services.users import find_by_login
+
+LINK_SESSION_TTL = timedelta(hours=4)
+PLAID_LINK_JS = "https://cdn.plaid.com/link/v2/stable/link-initialize.js"
+_EXIT_MESSAGES = {
+    "INVALID_CREDENTIALS": "Your bank did not accept that username or password. Try again.",
+    "INVALID_MFA": "Your bank did not accept the security code. Try again.",
+    "ITEM_LOCKED": "Your bank locked this login after too many attempts. Unlock it at your bank, then try again.",
+    "INSTITUTION_DOWN": "Your bank is not responding right now. Try again later.",
+    "INSTITUTION_NOT_RESPONDING": "Your bank is not responding right now. Try again later.",
+    "INVALID_LINK_TOKEN": "The linking session expired. Start again.",
+    "NO_ACCOUNTS": "Your bank reported no accounts that can be shared.",
+}
+
+
+def gateway(c: Container) -> PlaidGateway:
+    """The Plaid gateway, or a clear error when bank linking is not configured."""
+    if c.plaid is None:
+        raise FinsyncError("Bank linking is not set up: set PLAID_CLIENT_ID and PLAID_SECRET, or run in demo mode.")
+    return c.plaid
+
+
+def webhook_url(c: Container) -> str:
+    return f"{c.settings.base_url}/webhooks/plaid"
+
+
+def script_url(c: Container, gw: PlaidGateway) -> str:
+    """The Link script: the setting, the demo bank's stand-in, or Plaid's CDN."""
+    if c.settings.plaid_link_script_url:
+        return c.settings.plaid_link_script_url
+    return f"{gw.base_url}/link/link-initialize.js" if gw.env == "demo" else PLAID_LINK_JS
+
+
+def get_access_token(c: Container, user_id: uuid.UUID, item_id: uuid.UUID) -> str:
+    """Decrypt an item's access token (for sync); an unreadable token marks the item "error"."""
+    with unit_of_work(c.engine) as session:
+        item = store.owned_item(session, user_id, item_id)
+        try:
+            return store.decrypt_token(c.cipher, item)
+        except DecryptionError:
+            store.set_status(item, "error", "TOKEN_UNREADABLE", c.clock())
+            name = item.institution_name
+    raise DecryptionError(
+        f"The saved connection to {name} cannot be read (the encryption keys changed or the data was altered). "
+        "Remove it and link the bank again."
+    )
+
+
+def start_link(c: Container, user_id: uuid.UUID, *, item_id: uuid.UUID | None = None) -> LinkStart:
+    """Create a Link token (update mode for `item_id`, to repair it) and remember it for 4 hours."""
+    gw = gateway(c)
+    with unit_of_work(c.engine) as session:
+        store.require_verified(session, user_id)
+    token = get_access_token(c, user_id, item_id) if item_id is not None else None
+    with calls_for(user_id, item_id):
+        link = gw.link_token_create(
+            str(user_id), access_token=token, webhook=webhook_url(c), redirect_uri=c.settings.plaid_redirect_uri
+        )
+    now = c.clock()
+    with unit_of_work(c.engine) as session:
+        row = LinkSession(user_id=user_id, item_id=item_id, created_at=now, expires_at=now + LINK_SESSION_TTL,
+                          link_token_enc=b"")  # fmt: skip
+        row.link_token_enc = c.cipher.encrypt(link.link_token, table=store.LINK_TABLE, column=store.LINK_COLUMN,
+                                              row_id=row.id)  # fmt: skip
+        session.add(row)
+    return LinkStart(link.link_token, row.id, script_url(c, gw))
+
+
+def resume_link(c: Container, user_id: uuid.UUID) -> LinkStart | None:
+    """The user's newest open Link session (an OAuth redirect returns into a new browser session)."""
+    gw = gateway(c)
+    with unit_of_work(c.engine) as session:
+        row = session.execute(
+            select(LinkSession)
+            .where(col(LinkSession.user_id) == user_id, col(LinkSession.completed_at).is_(None))
+            .where(col(LinkSession.expires_at) > c.clock())
+            .order_by(col(LinkSession.created_at).desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if row is None:
+            return None
+        try:
+            token = c.cipher.decrypt_text(row.link_token_enc, table=store.LINK_TABLE, column=store.LINK_COLUMN,
+                                          row_id=row.id)  # fmt: skip
+        except DecryptionError:
+            return None
+        return LinkStart(token, row.id, script_url(c, gw))
+
+
+def _open_session(c: Container, user_id: uuid.UUID, link_session_id: uuid.UUID) -> uuid.UUID | None:
+    """Check the Link session is this user's and still open; return the item it repairs, if any."""
+    with unit_of_work(c.engine) as session:
+        store.require_verified(session, user_id)
+        link = session.get(LinkSession, link_session_id)
+        if link is None or link.user_id != user_id:
+            raise NotFound("This bank linking session is unknown. Start linking again.")
+        if link.completed_at is not None:
+            raise InputError("This bank linking session was already completed. Start linking again to add another.")
+        if link.expires_at <= c.clock():
+            raise InputError("This bank linking session expired. Start linking again.")
+        return link.item_id
+
+
+def _failed(c: Container, user_id: uuid.UUID, ip: str, detail: str) -> None:
+    with unit_of_work(c.engine) as session:
+        store.record(session, event="bank_link_failed", user_id=user_id, ip=ip, detail=detail)
+
+
+def _discard(c: Container, gw: PlaidGateway, user_id: uuid.UUID, access: ItemAccess, why: str, ip: str) -> None:
+    """Remove a freshly exchanged item at Plaid so no unused, billable connection is left behind."""
+    try:
+        gw.item_remove(access.access_token)
+        outcome = "removed at Plaid"
+    except PlaidError as exc:
+        outcome = f"NOT removed at Plaid ({exc.code}); Plaid item {access.item_id}"
+    _failed(c, user_id, ip, f"{why}; {outcome}")
+
+
+def link_public_token(
+    c: Container,
+    user_id: uuid.UUID,
+    public_token: str,
+    metadata: Mapping[str, Any],
+    *,
+    link_session_id: uuid.UUID | None,
+    ip: str = "",
+) -> ItemView:
+    """Exchange, fetch accounts, then store item, institution and accounts in one unit of work."""
+    gw = gateway(c)
+    if not public_token or not isinstance(public_token, str):
+        raise InputError("Linking did not return a bank connection. Start linking again.")
+    row_id = uuid.uuid4()
+    with calls_for(user_id, row_id):
+        try:
+            access = gw.exchange_public_token(public_token)
+        except PlaidError as exc:
+            _failed(c, user_id, ip, f"exchange failed: {exc.code}")
+            if exc.code == "INVALID_PUBLIC_TOKEN":
+                raise InputError("This bank link was already used or has expired. Start linking again.") from None
+            raise FinsyncError(f"Linking your bank did not finish and nothing was saved: {exc}") from None
+        try:
+            result = gw.accounts_get(access.access_token)
+        except PlaidError as exc:
+            _discard(c, gw, user_id, access, f"accounts failed: {exc.code}", ip)
+            raise FinsyncError(f"Linking your bank did not finish and nothing was saved: {exc}") from None
+        raw_inst = metadata.get("institution")
+        inst: Mapping[str, Any] = raw_inst if isinstance(raw_inst, Mapping) else {}
+        institution_id = result.item.institution_id or str(inst.get("institution_id") or "unknown")
+        name = result.item.institution_name or str(inst.get("name") or institution_id)
+        now = c.clock()
+        try:
+            with unit_of_work(c.engine) as session:
+                duplicate = store.find_duplicate(session, user_id, institution_id, result.accounts)
+                if duplicate is None:
+                    item = store.store_item(session, c.cipher, row_id=row_id, user_id=user_id, access=access,
+                                            institution=(institution_id, name), accounts=result.accounts, now=now)  # fmt: skip
+                    if link_session_id is not None:
+                        link = session.get(LinkSession, link_session_id)
+                        if link is not None:
+                            link.completed_at = now
+                    store.record(session, event="bank_linked", user_id=user_id, ip=ip, detail=name)
+                    view = store.view(session, item)
+        except BaseException:
+            _discard(c, gw, user_id, access, "storing failed", ip)
+            raise
+    if duplicate is not None:
+        with calls_for(user_id, duplicate.id):
+            _discard(c, gw, user_id, access, f"duplicate of an existing connection to {name}", ip)
+        raise InputError(f"You already linked {name}. Use “Repair connection” on the Accounts page instead.")
+    return view
+
+
+def complete_link(
+    c: Container,
+    user_id: uuid.UUID,
+    *,
+    public_token: str,
+    metadata: Mapping[str, Any],
+    link_session_id: uuid.UUID,
+    ip: str = "",
+) -> ItemView:
+    """Link's onSuccess: store the new bank (or, for an update-mode session, finish the repair)."""
+    repairing = _open_session(c, user_id, link_session_id)
+    if repairing is not None:
+        return complete_repair(c, user_id, repairing, ip=ip)
+    return link_public_token(c, user_id, public_token, metadata, link_session_id=link_session_id, ip=ip)
+
+
+def complete_repair(c: Container, user_id: uuid.UUID, item_id: uuid.UUID, *, ip: str = "") -> ItemView:
+    """After update-mode Link: ask Plaid whether the item is healthy again and clear its repair state."""
+    gw = gateway(c)
+    token = get_access_token(c, user_id, item_id)
+    with calls_for(user_id, item_id):
+        info = gw.item_get(token)
+        try:
+            accounts = gw.accounts_get(token).accounts if info.error_code is None else ()
+        except PlaidError:
+            accounts = ()  # balances and new accounts follow with the next sync
+    now = c.clock()
+    with unit_of_work(c.engine) as session:
+        item = store.owned_item(session, user_id, item_id)
+        open_links = select(LinkSession).where(
+            col(LinkSession.item_id) == item_id, col(LinkSession.completed_at).is_(None)
+        )
+        for link in session.execute(open_links).scalars():
+            link.completed_at = now
+        if info.error_code is not None:
+            status = "login_required" if info.error_code == "ITEM_LOGIN_REQUIRED" else "error"
+            store.set_status(item, status, info.error_code, now)
+        else:
+            store.set_status(item, "ok", None, now)
+            store.upsert_accounts(session, item, accounts, now)
+            store.record(session, event="bank_repaired", user_id=user_id, ip=ip, detail=item.institution_name)
+        return store.view(session, item)
+
+
+def link_exit(
+    c: Container, user_id: uuid.UUID, *, link_session_id: uuid.UUID, error: Mapping[str, Any] | None, ip: str = ""
+) -> str:
+    """Link's onExit: close the session, audit an error, and say in plain words what happened."""
+    code = str((error or {}).get("error_code") or "")[:64]
+    with unit_of_work(c.engine) as session:
+        link = session.get(LinkSession, link_session_id)
+        if link is None or link.user_id != user_id:
+            raise NotFound("This bank linking session is unknown.")
+        if link.completed_at is None:
+            link.completed_at = c.clock()
+        if error:
+            store.record(
+                session, event="bank_link_failed", user_id=user_id, ip=ip, detail=f"Link exit: {code or 'error'}"
+            )
+    if not error:
+        return "Linking was cancelled. No bank was connected."
+    return _EXIT_MESSAGES.get(
+        code, f"Linking did not finish ({code or 'unknown error'}). No bank was connected; try again."
+    )
+
+
+def link_sandbox(
+    c: Container, *, email: str, institution_id: str = "ins_demo_1", username: str | None = None
+) -> uuid.UUID:
+    """Link a bank without Plaid Link (demo and sandbox only), stored exactly as the UI stores it."""
+    gw = gateway(c)
+    if gw.env == "production":
+        raise InputError("Linking without Plaid Link works only with PLAID_ENV=demo or sandbox, not production.")
+    with unit_of_work(c.engine) as session:
+        user = find_by_login(session, email)
+        if user is None or "@" not in email:
+            raise InputError(f"There is no user with the email address {email!r}.")
+        user_id = user.id
+    with calls_for(user_id):
+        try:
+            public = gw.sandbox_public_token_create(institution_id, username=username, webhook=webhook_url(c))
+        except PlaidError as exc:
+            raise InputError(f"The bank refused to link: {exc}") from None
+    return link_public_token(c, user_id, public, {}, link_session_id=None).id
+
+
+def reset_login_sandbox(c: Container, *, email: str, institution_id: str) -> uuid.UUID:
+    """Put a user's item at this institution into ITEM_LOGIN_REQUIRED (demo and sandbox only).
+
+    Plaid (and the demo bank) then sends the ITEM ERROR webhook that marks the item for repair.
+    """
+    gw = gateway(c)
+    if gw.env == "production":
+        raise InputError("Resetting a bank login works only with PLAID_ENV=demo or sandbox, not production.")
+    with unit_of_work(c.engine) as session:
+        user = find_by_login(session, email)
+        if user is None or "@" not in email:
+            raise InputError(f"There is no user with the email address {email!r}.")
+        item = session.execute(
+            select(PlaidItem).where(col(PlaidItem.user_id) == user.id, col(PlaidItem.institution_id) == institution_id)
+        ).scalar_one_or_none()
+        if item is None:
+            raise InputError(f"That user has no bank linked at {institution_id}.")
+        user_id: uuid.UUID = user.id
+        item_id: uuid.UUID = item.id
+    token = get_access_token(c, user_id, item_id)
+    with calls_for(user_id, item_id):
+        try:
+            gw.sandbox_item_reset_login(token)
+        except PlaidError as exc:
+            raise InputError(f"The bank refused: {exc}") from None
+    return item_id

@@ -1,0 +1,90 @@
+"""What leaves the banking service: frozen views of linked banks, and their status in plain words."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+STATUSES = (
+    "ok",
+    "login_required",
+    "pending_expiration",
+    "pending_disconnect",
+    "new_accounts_available",
+    "permission_revoked",
+    "error",
+)
+# Statuses that Link's update mode fixes ("Repair connection").
+NEEDS_REPAIR = frozenset({"login_required", "pending_expiration", "pending_disconnect", "new_accounts_available"})
+_MESSAGES = {
+    "ok": "Connected.",
+    "login_required": "Your bank needs you to sign in again. Use “Repair connection” to keep syncing.",
+    "pending_expiration": "Your permission to read this bank expires soon. Use “Repair connection” to renew it.",
+    "pending_disconnect": "This bank connection will stop working soon. Use “Repair connection” to keep it.",
+    "new_accounts_available": "Your bank has new accounts you can add. Use “Repair connection” to choose them.",
+    "permission_revoked": "Access was revoked at your bank. Remove this connection and link the bank again.",
+}
+_ERRORS = {
+    "TOKEN_UNREADABLE": "The saved connection cannot be read (the encryption keys changed or the data was "
+    "altered). Remove it and link the bank again.",
+}
+
+
+@dataclass(frozen=True)
+class AccountView:
+    """One account of a linked bank; balances in minor units (Plaid's meaning: credit `current` is owed)."""
+
+    id: uuid.UUID
+    name: str
+    official_name: str | None
+    mask: str | None
+    type: str
+    subtype: str | None
+    currency: str | None
+    current_minor: int | None
+    available_minor: int | None
+    limit_minor: int | None
+    balance_updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ItemView:
+    """One linked bank login with its accounts and what, if anything, the user must do."""
+
+    id: uuid.UUID
+    institution_id: str
+    institution_name: str
+    status: str
+    status_code: str | None
+    status_message: str
+    consent_expires_at: datetime | None
+    needs_repair: bool
+    created_at: datetime
+    accounts: list[AccountView]
+
+
+@dataclass(frozen=True)
+class LinkStart:
+    """What the page needs to open Plaid Link: the token, our session id and the script to load."""
+
+    link_token: str = field(repr=False)
+    link_session_id: uuid.UUID
+    script_url: str
+
+
+def status_message(status: str, code: str | None, consent_expires_at: datetime | None = None) -> str:
+    """The status in words a user can act on."""
+    if status == "pending_expiration" and consent_expires_at is not None:
+        when = consent_expires_at.strftime("%d %b %Y")
+        return f"Your permission to read this bank expires on {when}. Use “Repair connection” to renew it."
+    if status in _MESSAGES:
+        return _MESSAGES[status]
+    if code in _ERRORS:
+        return _ERRORS[code]
+    return f"The bank reported a problem ({code or 'unknown'}). Try again later; if it stays, repair or relink it."
+
+
+def needs_repair(status: str) -> bool:
+    """True when Link's update mode is the fix."""
+    return status in NEEDS_REPAIR

@@ -1,0 +1,302 @@
+"""Plaid-facing shapes and errors without the SDK: frozen dataclasses in and out of the gateway.
+
+Errors, rooted at ``services.errors.FinsyncError``::
+
+    PlaidError                       any Plaid failure; ``code``, ``request_id``, ``display_message``
+    ├── LoginRequired                ITEM_LOGIN_REQUIRED: send the user through Link update mode
+    ├── RateLimited                  error_type RATE_LIMIT_EXCEEDED (HTTP 429): back off
+    ├── InstitutionDown              INSTITUTION_DOWN / INSTITUTION_NOT_RESPONDING: retry later
+    ├── InvalidRequest               INVALID_REQUEST / INVALID_INPUT (bad keys, token, field)
+    ├── MutationDuringPagination     restart the sync loop from its starting cursor
+    └── Transient                    5xx, network failure or garbled response: retry later
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from services.errors import FinsyncError
+
+# -- errors ------------------------------------------------------------------------------------------
+
+
+class PlaidError(FinsyncError):
+    """Plaid refused or failed a call; `code` is Plaid's error_code, never a token."""
+
+    default_message = "The bank connection service reported a problem. Please try again later."
+
+    def __init__(
+        self,
+        code: str,
+        request_id: str | None = None,
+        display_message: str | None = None,
+        http_status: int | None = None,
+        error_type: str | None = None,
+    ) -> None:
+        self.code = code
+        self.request_id = request_id
+        self.display_message = display_message
+        self.http_status = http_status
+        self.error_type = error_type
+        super().__init__(f"{display_message or self.default_message} ({code}, request {request_id or 'n/a'})")
+
+
+class LoginRequired(PlaidError):
+    """The bank needs the user to sign in again (Link update mode)."""
+
+    default_message = "Your bank needs you to sign in again to keep syncing."
+
+
+class RateLimited(PlaidError):
+    """Too many calls for this item or client; back off."""
+
+    default_message = "Too many requests to the bank connection service; try again in a minute."
+
+
+class InstitutionDown(PlaidError):
+    """The institution is not responding."""
+
+    default_message = "Your bank is not responding right now; try again later."
+
+
+class InvalidRequest(PlaidError):
+    """Plaid rejected the request itself (keys, token or a field)."""
+
+    default_message = "The bank connection service rejected the request; check the Plaid settings or relink."
+
+
+class MutationDuringPagination(PlaidError):
+    """Data changed mid-pagination: restart the sync from its starting cursor."""
+
+    default_message = "Transactions changed while syncing; the sync will restart."
+
+
+class Transient(PlaidError):
+    """A server error, network failure or unreadable response; retry later."""
+
+    default_message = "The bank connection service is temporarily unavailable; try again later."
+
+
+_BY_CODE: dict[str, type[PlaidError]] = {
+    "ITEM_LOGIN_REQUIRED": LoginRequired,
+    "INSTITUTION_DOWN": InstitutionDown,
+    "INSTITUTION_NOT_RESPONDING": InstitutionDown,
+    "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION": MutationDuringPagination,
+}
+_BY_TYPE: dict[str, type[PlaidError]] = {
+    "RATE_LIMIT_EXCEEDED": RateLimited,
+    "INVALID_REQUEST": InvalidRequest,
+    "INVALID_INPUT": InvalidRequest,
+    "API_ERROR": Transient,
+}
+
+
+def error_from_body(status: int, body: str | bytes | None) -> PlaidError:
+    """Decode Plaid's error body into our exception tree (falls back on the HTTP status)."""
+    try:
+        data = json.loads(body or b"")
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        data = {}
+    code = str(data.get("error_code") or f"HTTP_{status}")
+    etype = str(data.get("error_type") or "")
+    cls = _BY_CODE.get(code) or _BY_TYPE.get(etype)
+    if cls is None:
+        cls = RateLimited if status == 429 else Transient if status >= 500 or status == 0 else PlaidError
+    display = data.get("display_message")
+    request_id = data.get("request_id")
+    return cls(
+        code,
+        request_id=str(request_id) if request_id else None,
+        display_message=str(display) if display else None,
+        http_status=status,
+        error_type=etype or None,
+    )
+
+
+# -- our shapes --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    """One Plaid call for the audit table; never carries a token."""
+
+    endpoint: str
+    request_id: str | None
+    duration_ms: int
+    error_code: str | None
+    http_status: int | None
+
+
+@dataclass(frozen=True)
+class LinkToken:
+    """A Link token for the browser."""
+
+    link_token: str = field(repr=False)
+    expiration: datetime
+    request_id: str
+
+
+@dataclass(frozen=True)
+class ItemAccess:
+    """The result of a public-token exchange; the access token is hidden from repr."""
+
+    item_id: str
+    access_token: str = field(repr=False)
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Account:
+    """An account with balances in minor units (Plaid's balance meaning, not the statement sign)."""
+
+    account_id: str
+    name: str
+    official_name: str | None
+    mask: str | None
+    type: str
+    subtype: str | None
+    current_minor: int | None
+    available_minor: int | None
+    limit_minor: int | None
+    iso_currency_code: str | None
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    """An item's identity, webhook and error state."""
+
+    item_id: str
+    institution_id: str | None
+    institution_name: str | None
+    webhook: str | None
+    error_code: str | None
+    update_type: str | None
+    last_successful_update: datetime | None = None
+    last_failed_update: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AccountsResult:
+    """Accounts of one item, plus the item."""
+
+    accounts: tuple[Account, ...]
+    item: ItemInfo
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """A transaction normalised once: statement-signed minor units, real dates, open category strings."""
+
+    transaction_id: str
+    account_id: str
+    amount_minor: int
+    iso_currency_code: str | None
+    unofficial_currency_code: str | None
+    date: dt.date
+    authorized_date: dt.date | None
+    name: str
+    merchant_name: str | None
+    pending: bool
+    pending_transaction_id: str | None
+    category_primary: str | None
+    category_detailed: str | None
+    category_confidence: str | None
+    payment_channel: str | None
+    website: str | None
+
+
+@dataclass(frozen=True)
+class SyncPage:
+    """One /transactions/sync page."""
+
+    added: tuple[Transaction, ...]
+    modified: tuple[Transaction, ...]
+    removed: tuple[str, ...]
+    accounts: tuple[Account, ...]
+    next_cursor: str = field(repr=False)
+    has_more: bool
+    update_status: str
+    request_id: str
+
+
+@dataclass(frozen=True)
+class RecurringStream:
+    """A recurring inflow or outflow stream; amounts statement-signed like transactions."""
+
+    stream_id: str
+    account_id: str
+    description: str
+    merchant_name: str | None
+    frequency: str
+    status: str
+    is_active: bool
+    first_date: date | None
+    last_date: date | None
+    predicted_next_date: date | None
+    average_amount_minor: int | None
+    last_amount_minor: int | None
+    iso_currency_code: str | None
+    category_primary: str | None
+    category_detailed: str | None
+    transaction_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RecurringResult:
+    """Recurring streams of one item."""
+
+    inflow: tuple[RecurringStream, ...]
+    outflow: tuple[RecurringStream, ...]
+    updated_datetime: datetime | None
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Institution:
+    """An institution's display data."""
+
+    institution_id: str
+    name: str
+    url: str | None
+    primary_color: str | None
+    logo: str | None
+    country_codes: tuple[str, ...]
+    products: tuple[str, ...]
+    oauth: bool
+
+
+@dataclass(frozen=True)
+class WebhookKey:
+    """A webhook verification JWK; `jwk()` gives the dict PyJWT's `PyJWK` takes."""
+
+    kid: str
+    alg: str
+    crv: str
+    kty: str
+    use: str
+    x: str
+    y: str
+    created_at: int
+    expired_at: int | None
+
+    def jwk(self) -> dict[str, str]:
+        """The key material as a JWK dict."""
+        return {
+            "kid": self.kid,
+            "alg": self.alg,
+            "crv": self.crv,
+            "kty": self.kty,
+            "use": self.use,
+            "x": self.x,
+            "y": self.y,
+        }
+
+
+Recorder = Callable[[CallEvent], None]

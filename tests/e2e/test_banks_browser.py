@@ -1,0 +1,82 @@
+"""Linking banks as a person does it, in Chromium, through the Link component and the demo bank."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import Server, shot
+
+pytestmark = pytest.mark.e2e
+PASSWORD = "granite osprey lullaby 4410 fern"
+
+
+def sign_in(page: object, server: Server, login: str) -> None:
+    page.goto(server.url)  # type: ignore[attr-defined]
+    page.get_by_label("Email or username").fill(login)  # type: ignore[attr-defined]
+    page.get_by_label("Password", exact=True).fill(PASSWORD)  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Sign in").click()  # type: ignore[attr-defined]
+    page.get_by_text(f"Welcome, {login}").wait_for(timeout=30_000)  # type: ignore[attr-defined]
+
+
+def link_through_component(page: object, institution: str, password: str = "pass_good") -> None:
+    page.get_by_role("button", name="Link a bank").click()  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Choose your bank").click()  # type: ignore[attr-defined]
+    page.get_by_test_id("demo-link-dialog").wait_for(timeout=20_000)  # type: ignore[attr-defined]
+    page.locator(f'[data-institution-id="{institution}"]').click()  # type: ignore[attr-defined]
+    page.get_by_label("Username").fill("user_good")  # type: ignore[attr-defined]
+    page.get_by_label("Password", exact=True).last.fill(password)  # type: ignore[attr-defined]
+    page.get_by_test_id("demo-link-submit").click()  # type: ignore[attr-defined]
+
+
+def test_link_two_banks_repair_one_remove_one(server: Server, browser: object) -> None:
+    made = server.cli("users", "create", "--email", "lin@example.com", "--username", "lin", stdin=PASSWORD + "\n")
+    assert made.returncode == 0, made.stderr
+    page = browser.new_context().new_page()  # type: ignore[attr-defined]
+    sign_in(page, server, "lin")
+    page.get_by_role("link", name="Accounts").click()
+    page.get_by_text("No bank linked yet").wait_for(timeout=20_000)
+
+    # Wrong password at the bank: an error inside Link, nothing linked.
+    link_through_component(page, "ins_demo_1", password="pass_bad")
+    page.get_by_test_id("demo-link-error").get_by_text("incorrect").wait_for(timeout=20_000)
+    page.get_by_test_id("demo-link-close").click()
+    page.get_by_text("No bank linked yet").wait_for(timeout=20_000)
+
+    link_through_component(page, "ins_demo_1")
+    page.get_by_text("Linked First Demo Bank").wait_for(timeout=30_000)
+    link_through_component(page, "ins_demo_2")
+    page.get_by_text("Linked Maple Credit Union").wait_for(timeout=30_000)
+    page.get_by_text("Everyday Checking").first.wait_for(state="attached")  # a canvas grid: cells stay hidden
+    shot(page, "accounts-two-banks")
+
+    # The same login again is refused with a pointer to repair.
+    link_through_component(page, "ins_demo_1")
+    page.get_by_text("already linked First Demo Bank").wait_for(timeout=30_000)
+
+    # A third bank, linked by an operator from the CLI (the same demo bank serves the app and the CLI),
+    # then its login expires: the demo bank sends the signed ITEM ERROR webhook to /webhooks/plaid.
+    user = ("--email", "lin@example.com", "--institution", "ins_demo_3")
+    linked = server.cli("plaid", "link-sandbox", *user)
+    assert linked.returncode == 0, linked.stderr
+    broken = server.cli("plaid", "reset-login", *user)
+    assert broken.returncode == 0, broken.stderr
+    page.reload()
+    page.get_by_role("button", name="Repair connection").wait_for(timeout=30_000)
+    shot(page, "accounts-needs-repair")
+    page.get_by_role("button", name="Repair connection").click()
+    page.get_by_role("button", name="Sign in to your bank again").click()
+    page.get_by_test_id("demo-link-dialog").wait_for(timeout=20_000)
+    page.locator('[data-institution-id="ins_demo_3"]').click()
+    page.get_by_label("Username").fill("user_good")
+    page.get_by_label("Password", exact=True).last.fill("pass_good")
+    page.get_by_test_id("demo-link-submit").click()
+    page.get_by_text("Harbor National is connected again").wait_for(timeout=30_000)
+    assert page.get_by_role("button", name="Repair connection").count() == 0
+
+    # Remove one bank and its history.
+    page.get_by_role("button", name="Remove").nth(1).click()
+    page.get_by_text("Delete them too").click()
+    page.get_by_role("button", name="Remove this bank").click()
+    page.get_by_text("Removed Maple Credit Union").wait_for(timeout=30_000)
+    shot(page, "accounts-after-remove")
+    page.context.close()

@@ -1,0 +1,324 @@
+"""Linking banks end to end: the real plaid-python SDK over HTTP against the demo bank, on both databases."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlmodel import SQLModel, col
+
+from models import AuditEvent, BankAccount, LinkSession, PlaidApiEvent, PlaidItem
+from services import banking
+from services.container import build_container
+from services.db import unit_of_work
+from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, INSTITUTIONS
+from services.errors import DecryptionError, FinsyncError, InputError, NotFound, PermissionDenied
+from services.plaid_client import PlaidGateway
+from tests.integration.conftest_bank import Bank
+
+
+def count(bank: Bank, model: type[SQLModel]) -> int:
+    with unit_of_work(bank.c.engine) as session:
+        return int(session.execute(select(func.count()).select_from(model)).scalar_one())
+
+
+def audit_events(bank: Bank, event: str) -> list[str]:
+    with unit_of_work(bank.c.engine) as session:
+        rows = session.execute(select(AuditEvent).where(col(AuditEvent.event) == event)).scalars()
+        return [r.detail for r in rows]
+
+
+def dump(bank: Bank) -> str:
+    """Every value of every table, as text (bytes both raw and hex), to search for secrets."""
+    parts: list[str] = []
+    with bank.c.engine.connect() as conn:
+        for table in SQLModel.metadata.sorted_tables:
+            for row in conn.execute(text(f'SELECT * FROM "{table.name}"')):
+                for value in row:
+                    if isinstance(value, bytes | memoryview):
+                        raw = bytes(value)
+                        parts += [raw.decode("latin-1"), raw.hex()]
+                    else:
+                        parts.append(str(value))
+    return "\n".join(parts)
+
+
+def pending_item(bank: Bank, public_token: str) -> str:
+    """The demo bank's item behind a public token that was not exchanged yet."""
+    return bank.demo.bank.public_tokens[public_token][0]
+
+
+def test_link_two_institutions_with_accounts_and_balances(bank: Bank) -> None:
+    alice = bank.user()
+    start = banking.start_link(bank.c, alice)
+    assert start.script_url == f"{bank.demo.url}/link/link-initialize.js"
+    at_bank = bank.demo.bank.link_sessions[start.link_token]
+    assert at_bank.client_user_id == str(alice)  # an opaque id, never the email
+    assert at_bank.webhook == f"{bank.c.settings.base_url}/webhooks/plaid"
+    assert start.link_token not in repr(start)
+    success = bank.link_login(start.link_token, "ins_demo_1")
+    first = banking.complete_link(
+        bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+    )
+    second = bank.link(alice, "ins_demo_2")
+    items = banking.list_items(bank.c, alice)
+    assert [i.id for i in items] == [first.id, second.id]
+    assert [i.institution_name for i in items] == [INSTITUTIONS["ins_demo_1"].name, INSTITUTIONS["ins_demo_2"].name]
+    for item in items:
+        assert item.status == "ok" and not item.needs_repair and item.status_message == "Connected."
+        assert len(item.accounts) == 3
+        assert all(isinstance(a.current_minor, int) and a.mask and a.currency == "USD" for a in item.accounts)
+    assert banking.resume_link(bank.c, alice) is None  # the finished session is not offered again
+    assert audit_events(bank, "bank_linked") == [items[0].institution_name, items[1].institution_name]
+
+
+def test_resume_link_returns_the_newest_open_session_of_this_user_for_four_hours(bank: Bank) -> None:
+    alice, bob = bank.user("alice"), bank.user("bob")
+    banking.start_link(bank.c, alice)
+    bank.clock.advance(minutes=1)
+    newest = banking.start_link(bank.c, alice)
+    resumed = banking.resume_link(bank.c, alice)
+    assert resumed is not None and resumed.link_session_id == newest.link_session_id
+    assert resumed.link_token == newest.link_token
+    assert banking.resume_link(bank.c, bob) is None
+    bank.clock.advance(hours=4, minutes=1)
+    assert banking.resume_link(bank.c, alice) is None
+
+
+def test_same_bank_linked_twice_is_refused_and_the_extra_connection_removed_at_plaid(bank: Bank) -> None:
+    alice = bank.user()
+    bank.link(alice, "ins_demo_1")
+    start = banking.start_link(bank.c, alice)
+    success = bank.link_login(start.link_token, "ins_demo_1")
+    extra = pending_item(bank, success["public_token"])
+    with pytest.raises(InputError, match=r"You already linked First Demo Bank. Use “Repair connection”"):
+        banking.complete_link(
+            bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+        )
+    assert bank.demo.bank.items[extra].removed
+    assert count(bank, PlaidItem) == 1 and count(bank, BankAccount) == 3
+    # A different login at the same bank (other accounts) is not a duplicate.
+    bank.link(alice, "ins_demo_1", username="user_not_ready")
+    assert count(bank, PlaidItem) == 2
+
+
+def test_an_unverified_email_cannot_link(bank: Bank) -> None:
+    carol = bank.user("carol", verified=False)
+    with pytest.raises(PermissionDenied, match=r"Verify your email address before linking a bank."):
+        banking.start_link(bank.c, carol)
+    assert count(bank, LinkSession) == 0
+
+
+@pytest.mark.parametrize("fault", ["server_error", "rate_limit"])
+def test_plaid_failing_during_the_exchange_stores_nothing_and_a_retry_works(bank: Bank, fault: str) -> None:
+    alice = bank.user()
+    start = banking.start_link(bank.c, alice)
+    success = bank.link_login(start.link_token)
+    bank.demo.set_fault(pending_item(bank, success["public_token"]), fault, endpoint="/item/public_token/exchange")  # type: ignore[arg-type]
+    with pytest.raises(FinsyncError, match="nothing was saved"):
+        banking.complete_link(
+            bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+        )
+    assert count(bank, PlaidItem) == 0 and count(bank, BankAccount) == 0
+    assert audit_events(bank, "bank_link_failed")
+    view = banking.complete_link(
+        bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+    )
+    assert len(view.accounts) == 3
+
+
+def test_a_timeout_during_the_exchange_stores_nothing(bank: Bank, engine, db_url, tmp_path, mailer) -> None:  # type: ignore[no-untyped-def]
+    slow = PlaidGateway("demo", DEMO_CLIENT_ID, DEMO_SECRET, bank.demo.url, timeout=(1.0, 0.3))
+    c = build_container(bank.c.settings, engine=engine, mailer=mailer, clock=bank.clock, plaid=slow)
+    alice = bank.user()
+    start = banking.start_link(c, alice)
+    success = bank.link_login(start.link_token)
+    bank.demo.set_fault(pending_item(bank, success["public_token"]), "delay", seconds=0.6)
+    with pytest.raises(FinsyncError, match=r"nothing was saved.*NETWORK_ERROR"):
+        banking.complete_link(
+            c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+        )
+    assert count(bank, PlaidItem) == 0 and count(bank, BankAccount) == 0
+
+
+def test_accounts_failing_after_the_exchange_stores_nothing_and_removes_the_item_at_plaid(bank: Bank) -> None:
+    alice = bank.user()
+    start = banking.start_link(bank.c, alice)
+    success = bank.link_login(start.link_token)
+    at_bank = pending_item(bank, success["public_token"])
+    bank.demo.set_fault(at_bank, "server_error", endpoint="/accounts/get")
+    with pytest.raises(FinsyncError, match="nothing was saved"):
+        banking.complete_link(
+            bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+        )
+    assert count(bank, PlaidItem) == 0 and count(bank, BankAccount) == 0
+    assert bank.demo.bank.items[at_bank].removed
+
+
+def test_a_public_token_used_twice_is_refused_clearly(bank: Bank) -> None:
+    alice = bank.user()
+    start = banking.start_link(bank.c, alice)
+    success = bank.link_login(start.link_token)
+    banking.complete_link(
+        bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+    )
+    with pytest.raises(InputError, match="already completed"):
+        banking.complete_link(
+            bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+        )
+    again = banking.start_link(bank.c, alice)
+    with pytest.raises(InputError, match="already used or has expired"):
+        banking.complete_link(
+            bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=again.link_session_id
+        )
+    assert count(bank, PlaidItem) == 1 and count(bank, BankAccount) == 3
+
+
+def test_link_exit_with_an_error_is_recorded_and_explained(bank: Bank) -> None:
+    alice, bob = bank.user("alice"), bank.user("bob")
+    start = banking.start_link(bank.c, alice)
+    with pytest.raises(NotFound):
+        banking.link_exit(bank.c, bob, link_session_id=start.link_session_id, error=None)
+    error = {"error_code": "INVALID_CREDENTIALS", "display_message": "<script>alert(1)</script>"}
+    message = banking.link_exit(bank.c, alice, link_session_id=start.link_session_id, error=error)
+    assert message == "Your bank did not accept that username or password. Try again."
+    assert audit_events(bank, "bank_link_failed") == ["Link exit: INVALID_CREDENTIALS"]
+    assert banking.resume_link(bank.c, alice) is None
+    cancelled = banking.start_link(bank.c, alice)
+    assert "cancelled" in banking.link_exit(bank.c, alice, link_session_id=cancelled.link_session_id, error=None)
+
+
+def test_repair_after_login_required_webhook_through_update_mode(bank: Bank) -> None:
+    alice = bank.user()
+    item = bank.link(alice)
+    bank.demo.set_fault(bank.plaid_item_id(item.id), "login_required")  # the bank sends ITEM/ERROR to our URL
+    assert [r.status_code for r in bank.deliver(1)] == [200]
+    broken = banking.list_items(bank.c, alice)[0]
+    assert broken.status == "login_required" and broken.needs_repair
+    assert "sign in again" in broken.status_message
+    update = banking.start_link(bank.c, alice, item_id=item.id)
+    assert bank.demo.bank.link_sessions[update.link_token].item_id == bank.plaid_item_id(item.id)
+    success = bank.link_login(update.link_token)
+    fixed = banking.complete_link(
+        bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=update.link_session_id
+    )
+    assert fixed.status == "ok" and not fixed.needs_repair
+    assert audit_events(bank, "bank_repaired") == ["First Demo Bank"]
+    assert count(bank, PlaidItem) == 1
+
+
+def test_complete_repair_keeps_the_item_flagged_while_the_bank_still_wants_a_login(bank: Bank) -> None:
+    alice = bank.user()
+    item = bank.link(alice)
+    bank.demo.set_fault(bank.plaid_item_id(item.id), "login_required")
+    still = banking.complete_repair(bank.c, alice, item.id)
+    assert still.status == "login_required" and still.needs_repair
+    bank.demo.repair(bank.plaid_item_id(item.id))
+    assert not banking.complete_repair(bank.c, alice, item.id).needs_repair
+
+
+@pytest.mark.parametrize("keep_history", [True, False])
+def test_remove_revokes_at_plaid_then_deletes_keeping_history_on_request(bank: Bank, keep_history: bool) -> None:
+    alice = bank.user()
+    item = bank.link(alice)
+    at_bank = bank.plaid_item_id(item.id)
+    banking.remove_item(bank.c, alice, item.id, keep_history=keep_history)
+    assert banking.list_items(bank.c, alice) == []
+    assert bank.demo.bank.items[at_bank].removed
+    with unit_of_work(bank.c.engine) as session:
+        accounts = list(session.execute(select(BankAccount)).scalars())
+    if keep_history:
+        assert len(accounts) == 3
+        assert all(a.item_id is None and a.disconnected_at == bank.clock.now for a in accounts)
+    else:
+        assert accounts == []
+    assert len(audit_events(bank, "bank_removed")) == 1
+
+
+def test_plaid_refusing_removal_is_reported_and_the_item_kept(bank: Bank) -> None:
+    alice = bank.user()
+    item = bank.link(alice)
+    at_bank = bank.plaid_item_id(item.id)
+    bank.demo.set_fault(at_bank, "server_error", endpoint="/item/remove")
+    with pytest.raises(FinsyncError, match=r"did not confirm disconnecting First Demo Bank.*still linked"):
+        banking.remove_item(bank.c, alice, item.id, keep_history=False)
+    assert [i.id for i in banking.list_items(bank.c, alice)] == [item.id]
+    assert not bank.demo.bank.items[at_bank].removed
+    banking.remove_item(bank.c, alice, item.id, keep_history=False)
+    assert banking.list_items(bank.c, alice) == []
+
+
+def test_remove_all_items_deletes_everything_and_audits_what_plaid_did_not_confirm(bank: Bank) -> None:
+    alice = bank.user()
+    ok, stuck = bank.link(alice, "ins_demo_1"), bank.link(alice, "ins_demo_2")
+    bank.demo.set_fault(bank.plaid_item_id(stuck.id), "server_error", endpoint="/item/remove")
+    banking.remove_all_items(bank.c, alice)
+    assert banking.list_items(bank.c, alice) == [] and count(bank, BankAccount) == 0
+    details = audit_events(bank, "bank_removed")
+    assert len(details) == 2 and sum("NOT revoked at Plaid (INTERNAL_SERVER_ERROR)" in d for d in details) == 1
+    assert ok.id != stuck.id
+
+
+def test_another_user_cannot_see_remove_repair_or_use_an_item(bank: Bank) -> None:
+    alice, bob = bank.user("alice"), bank.user("bob")
+    item = bank.link(alice)
+    start = banking.start_link(bank.c, alice)
+    assert banking.list_items(bank.c, bob) == []
+    for attempt in (
+        lambda: banking.remove_item(bank.c, bob, item.id, keep_history=False),
+        lambda: banking.start_link(bank.c, bob, item_id=item.id),
+        lambda: banking.complete_repair(bank.c, bob, item.id),
+        lambda: banking.get_access_token(bank.c, bob, item.id),
+        lambda: banking.complete_link(
+            bank.c, bob, public_token="public-x", metadata={}, link_session_id=start.link_session_id
+        ),
+        lambda: banking.remove_item(bank.c, alice, uuid.uuid4(), keep_history=False),
+    ):
+        with pytest.raises(NotFound):
+            attempt()
+    assert [i.id for i in banking.list_items(bank.c, alice)] == [item.id]
+
+
+def test_access_token_is_stored_encrypted_and_bound_to_its_row(bank: Bank) -> None:
+    alice = bank.user()
+    first, second = bank.link(alice, "ins_demo_1"), bank.link(alice, "ins_demo_2")
+    token = banking.get_access_token(bank.c, alice, first.id)
+    assert token.startswith("access-")
+    link_token = banking.start_link(bank.c, alice).link_token
+    everything = dump(bank)
+    assert token not in everything and link_token not in everything
+    with unit_of_work(bank.c.engine) as session:
+        a, b = session.get(PlaidItem, first.id), session.get(PlaidItem, second.id)
+        assert a is not None and b is not None
+        b.access_token_enc = a.access_token_enc  # a ciphertext moved to another row
+    with pytest.raises(DecryptionError, match="Remove it and link the bank again"):
+        banking.get_access_token(bank.c, alice, second.id)
+    broken = next(i for i in banking.list_items(bank.c, alice) if i.id == second.id)
+    assert broken.status == "error" and "cannot be read" in broken.status_message
+
+
+def test_every_plaid_call_is_recorded_with_its_request_id_and_never_a_token(bank: Bank) -> None:
+    alice = bank.user()
+    item = bank.link(alice)
+    token = banking.get_access_token(bank.c, alice, item.id)
+    with unit_of_work(bank.c.engine) as session:
+        events = list(session.execute(select(PlaidApiEvent).order_by(col(PlaidApiEvent.at))).scalars())
+    by_endpoint = {e.endpoint: e for e in events}
+    assert {"/link/token/create", "/item/public_token/exchange", "/accounts/get"} <= by_endpoint.keys()
+    assert all(e.request_id and e.http_status == 200 and e.user_id == alice for e in events)
+    assert by_endpoint["/accounts/get"].item_id == item.id
+    assert by_endpoint["/item/public_token/exchange"].item_id == item.id
+    assert token not in dump(bank)
+
+
+def test_link_sessions_expire_after_four_hours(bank: Bank) -> None:
+    alice = bank.user()
+    start = banking.start_link(bank.c, alice)
+    success = bank.link_login(start.link_token)
+    bank.clock.advance(hours=4, seconds=1)
+    with pytest.raises(InputError, match="expired"):
+        banking.complete_link(
+            bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+        )
+    assert count(bank, PlaidItem) == 0

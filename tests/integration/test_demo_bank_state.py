@@ -1,0 +1,44 @@
+"""The demo bank in the running app: no keys needed, and linked items survive a restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.container import build_container
+from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, start_demo_bank
+from services.demo_bank_runtime import STATE_FILE, ensure_demo_bank
+from services.plaid_client import PlaidGateway
+from tests.factories import make_settings
+
+
+def test_items_tokens_and_cursors_survive_a_restart(tmp_path: Path) -> None:
+    state = tmp_path / "demo_bank.json"
+    first = start_demo_bank(state_file=state)
+    gw = PlaidGateway("demo", DEMO_CLIENT_ID, DEMO_SECRET, first.url, timeout=(2.0, 5.0))
+    access = gw.exchange_public_token(gw.sandbox_public_token_create("ins_demo_2"))
+    page = gw.transactions_sync(access.access_token)
+    before = gw.accounts_get(access.access_token)
+    first.stop()
+    assert state.stat().st_mode & 0o077 == 0  # holds tokens and signing keys: owner only
+
+    second = start_demo_bank(state_file=state)
+    try:
+        again = PlaidGateway("demo", DEMO_CLIENT_ID, DEMO_SECRET, second.url, timeout=(2.0, 5.0))
+        after = again.accounts_get(access.access_token)  # the stored access token still works
+        assert [a.mask for a in after.accounts] == [a.mask for a in before.accounts]
+        assert after.item.item_id == access.item_id
+        resumed = again.transactions_sync(access.access_token, page.next_cursor)  # and so does the cursor
+        assert resumed.added == ()
+    finally:
+        second.stop()
+
+
+def test_demo_mode_needs_no_keys_and_starts_its_bank_on_first_use(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data", f"sqlite:///{tmp_path / 'x.db'}")
+    c = build_container(settings, check=False)
+    assert c.plaid is not None and c.plaid.env == "demo"
+    assert not (tmp_path / "data" / STATE_FILE).exists()  # nothing started yet
+    public = c.plaid.sandbox_public_token_create("ins_demo_1")
+    assert public.startswith("public-demo-")
+    assert c.plaid.base_url == ensure_demo_bank(settings)  # one bank per process and data dir
+    assert (tmp_path / "data" / STATE_FILE).exists()
