@@ -13,6 +13,7 @@ from streamlit import config as st_config
 from services import keys
 from services.container import Container, build_container
 from services.errors import FinsyncError
+from services.sync import start_scheduler
 from services.web import SecurityHeadersMiddleware, auth_routes, health_route, webhook_route
 
 
@@ -29,6 +30,9 @@ except FinsyncError as exc:
 
 # Streamlit signs its XSRF cookie with this; derive it so every replica agrees (CONVENTIONS section 3).
 st_config.set_option("server.cookieSecret", keys.derive(_c.settings.secret_bytes, "streamlit-cookie").hex())
+
+# The sync bot: one scheduler thread per server process, running with or without a browser open.
+start_scheduler(_c, tick=_c.settings.sync_tick_seconds)
 
 _extra_origins: tuple[str, ...] = ()
 if _c.plaid is not None and _c.settings.effective_plaid_env == "demo":

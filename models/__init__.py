@@ -1,6 +1,17 @@
 """SQLModel tables and read shapes; importing this package registers every table."""
 
 from models.banking import BankAccount, LinkSession, PlaidApiEvent, PlaidItem, WebhookDelivery
+from models.ledger import (
+    AccountCheck,
+    ItemSyncState,
+    LedgerTransaction,
+    NotificationPrefs,
+    PendingEdit,
+    SyncJob,
+    SyncRun,
+    SyncStaged,
+    TransactionChange,
+)
 from models.tables import (
     AuditEvent,
     AuthSession,
@@ -12,16 +23,25 @@ from models.tables import (
 )
 
 __all__ = [
+    "AccountCheck",
     "AuditEvent",
     "AuthSession",
     "BankAccount",
+    "ItemSyncState",
     "KeyCanary",
+    "LedgerTransaction",
     "LinkSession",
+    "NotificationPrefs",
     "OneTimeToken",
+    "PendingEdit",
     "PlaidApiEvent",
     "PlaidItem",
     "RecoveryCode",
+    "SyncJob",
+    "SyncRun",
+    "SyncStaged",
     "ThrottleCounter",
+    "TransactionChange",
     "User",
     "WebhookDelivery",
 ]

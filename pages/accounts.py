@@ -6,7 +6,7 @@ from pages.ui import accounts_view
 from pages.ui.plaid_link import plaid_link
 from pages.ui.session import require_user
 from pages.ui.state import container
-from services import banking
+from services import banking, sync
 from services.errors import FinsyncError
 
 view = require_user()
@@ -51,7 +51,8 @@ st.session_state.pop("link_redirect", None)
 accounts_view.show_flash()
 
 items = banking.list_items(c, uid)
+statuses = {s.item_id: s for s in sync.item_sync_status(c, uid)}
 if not items:
     st.info("No bank linked yet. Use “Link a bank” to connect one; finsync then keeps it in sync by itself.")
 for item in items:
-    accounts_view.item_card(c, uid, item)
+    accounts_view.item_card(c, uid, item, statuses.get(item.id))

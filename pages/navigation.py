@@ -38,6 +38,8 @@ else:
         "finsync": [
             st.Page("home.py", title="Home", icon=":material/home:", default=link_page is None),
             st.Page("accounts.py", title="Accounts", icon=":material/account_balance:"),
+            st.Page("transactions.py", title="Transactions", icon=":material/receipt_long:"),
+            st.Page("sync_history.py", title="Sync history", icon=":material/history:"),
         ],
         "Account": account,
     }

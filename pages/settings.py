@@ -7,8 +7,8 @@ from pages.ui.session import require_user
 
 view = require_user()
 st.title("Settings")
-password, two_factor, sessions_tab, activity, account = st.tabs(
-    ["Password", "Two-factor", "Sessions", "Activity", "Email and account"]
+password, two_factor, sessions_tab, notifications, activity, account = st.tabs(
+    ["Password", "Two-factor", "Sessions", "Notifications", "Activity", "Email and account"]
 )
 with password:
     sections.password_section(view)
@@ -16,6 +16,8 @@ with two_factor:
     sections.two_factor_section(view)
 with sessions_tab:
     sections.sessions_section(view)
+with notifications:
+    sections.notifications_section(view)
 with activity:
     sections.activity_section(view)
 with account:

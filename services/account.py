@@ -127,7 +127,8 @@ def delete_account(
 ) -> None:
     """Delete the account and everything it owns after re-authentication.
 
-    Banks are unlinked first through ``remove_bank_items`` (if it raises, nothing is deleted). The
+    Banks are unlinked at Plaid first (``banking.remove_all_items`` unless a hook is given; if it
+    raises, nothing is deleted). The
     user's earlier audit rows keep their event and time but lose IP and detail; one row
     ``account_deleted`` without personal data remains.
     """
@@ -136,7 +137,11 @@ def delete_account(
         user = load_user(session, user_id, lock=True)
         reauth(session, c, user, p, password=password, code=code, need_code=user.totp_enabled)
     p.finish(c)
-    if remove_bank_items is not None:
+    if remove_bank_items is None:
+        from services import banking  # banking builds on accounts, not the other way round
+
+        banking.remove_all_items(c, user_id)
+    else:
         remove_bank_items(user_id)
     now = c.clock()
     with unit_of_work(c.engine, immediate=True) as session:

@@ -229,6 +229,7 @@ def complete_repair(c: Container, user_id: uuid.UUID, item_id: uuid.UUID, *, ip:
             store.set_status(item, status, info.error_code, now)
         else:
             store.set_status(item, "ok", None, now)
+            item.sync_requested_at = now  # the bot syncs it on its next tick, past the login-required pause
             store.upsert_accounts(session, item, accounts, now)
             store.record(session, event="bank_repaired", user_id=user_id, ip=ip, detail=item.institution_name)
         return store.view(session, item)

@@ -212,6 +212,17 @@ def _plaid(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     reset.set_defaults(handler=_plaid_reset_login)
 
 
+# sync bot: sync, worker, export (services/sync_cli.py) -----------------------------------------
+def _sync_bot(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from services.sync_cli import register_export, register_sync
+
+    register_sync(sub)
+    register_export(sub)
+
+
+command(_sync_bot)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m services.cli", description="finsync command line")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -58,7 +60,47 @@ def ensure_demo_bank(settings: Settings) -> str:
 
         state.parent.mkdir(parents=True, exist_ok=True)
         handle = _running[state] = start_demo_bank(state_file=state)
+        if settings.demo_activity_seconds > 0:
+            _start_activity(handle, settings.demo_activity_seconds)
         tmp = url_file.with_suffix(".tmp")
         tmp.write_text(handle.url, encoding="utf-8")
         os.replace(tmp, url_file)
         return handle.url
+
+
+def _start_activity(handle: DemoBankHandle, every: float) -> None:
+    """Make the demo bank's customers shop: a new card purchase per item every ``every`` seconds.
+
+    The bank then sends SYNC_UPDATES_AVAILABLE to finsync's webhook route, so a running app shows
+    new transactions without anyone clicking (the point of the sync bot).
+    """
+    from services.demo_bank.catalog import SPENDING
+
+    rng = random.Random(0)  # noqa: S311 - a demo, not a secret
+
+    def shop() -> None:
+        while True:
+            time.sleep(every)
+            bank = handle.bank
+            with bank.lock:
+                live = [i.item_id for i in bank.items.values() if not i.removed and not i.error_code]
+            for item_id in live:
+                m = rng.choice(SPENDING)
+                cents = rng.randint(max(m.low_cents, 100), max(m.high_cents, m.low_cents + 100))
+                try:
+                    bank.mutate(
+                        item_id,
+                        "add",
+                        account="credit",
+                        cents=cents,
+                        name=m.name.upper(),
+                        merchant_name=m.merchant,
+                        primary=m.primary,
+                        detailed=m.detailed,
+                        pending=True,
+                    )
+                except (KeyError, ValueError):  # removed meanwhile
+                    continue
+            bank.save()
+
+    threading.Thread(target=shop, name="demo-bank-activity", daemon=True).start()

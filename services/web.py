@@ -110,6 +110,14 @@ def auth_routes(get_container: Callable[[], Container]) -> list[Route]:
     from starlette.concurrency import run_in_threadpool
 
     from services import auth, sessions
+    from services.jobs import request_sync_on_sign_in
+
+    def open_session(c: Container, ticket: str, ip: str, agent: str) -> str:
+        token = auth.redeem_ticket(c, ticket=ticket, ip=ip, user_agent=agent)
+        view = sessions.current_user(c, token)
+        if view is not None:  # banks last synced over an hour ago are queued now
+            request_sync_on_sign_in(c, view.user.id)
+        return token
 
     async def start_session(request: Request) -> JSONResponse:
         if not _same_origin(request):
@@ -118,9 +126,7 @@ def auth_routes(get_container: Callable[[], Container]) -> list[Route]:
         c = get_container()
         ip, agent = _client(request)
         try:
-            token = await run_in_threadpool(
-                auth.redeem_ticket, c, ticket=body.decode("ascii", "replace").strip(), ip=ip, user_agent=agent
-            )
+            token = await run_in_threadpool(open_session, c, body.decode("ascii", "replace").strip(), ip, agent)
         except FinsyncError:
             return JSONResponse({"error": "This sign-in link has expired. Sign in again."}, status_code=401)
         response = JSONResponse({"status": "signed in"})

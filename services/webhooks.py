@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -92,8 +92,8 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return next((v for k, v in headers.items() if k.lower() == wanted), None)
 
 
-def _verify(c: Container, body: bytes, headers: Mapping[str, str], now: datetime) -> str:
-    """Return the JWT when every check passes; raise ``_Rejected`` with the reason otherwise."""
+def _verify(c: Container, body: bytes, headers: Mapping[str, str], now: datetime) -> tuple[str, datetime]:
+    """Return the JWT and when it was signed when every check passes; raise ``_Rejected`` otherwise."""
     token = _header(headers, "Plaid-Verification")
     if not token:
         raise _Rejected("missing Plaid-Verification header")
@@ -128,7 +128,7 @@ def _verify(c: Container, body: bytes, headers: Mapping[str, str], now: datetime
     actual = hashlib.sha256(body).hexdigest()
     if not isinstance(claimed, str) or not hmac.compare_digest(actual.encode(), claimed.encode()):
         raise _Rejected("body does not match its signature")
-    return token
+    return token, datetime.fromtimestamp(float(iat), tz=UTC)
 
 
 def _parse(body: bytes) -> dict[str, Any] | None:
@@ -170,6 +170,7 @@ def _item_event(item: PlaidItem, code: object, data: Mapping[str, Any], now: dat
         if item.status == "permission_revoked":
             return "kept permission_revoked"
         item.status, item.status_code, item.updated_at = "ok", None, now
+        item.sync_requested_at = now  # repaired elsewhere: sync now rather than at the daily probe
         return "status ok"
     if code == "ERROR":
         raw = data.get("error")
@@ -197,7 +198,7 @@ def handle_webhook(c: Container, *, body: bytes, headers: Mapping[str, str]) -> 
     """Verify one delivery, then apply it once; 401 for anything unverified or replayed."""
     now = c.clock()
     try:
-        token = _verify(c, body, headers, now)
+        token, signed_at = _verify(c, body, headers, now)
     except _Rejected as exc:
         outcome = f"rejected: {exc}"
         _record(c, body, verified=False, outcome=outcome)
@@ -216,7 +217,13 @@ def handle_webhook(c: Container, *, body: bytes, headers: Mapping[str, str]) -> 
             item = session.execute(
                 select(PlaidItem).where(col(PlaidItem.plaid_item_id) == plaid_item_id)
             ).scalar_one_or_none()
-            outcome = "unknown item" if item is None else _apply(item, data, now)
+            if item is None:
+                outcome = "unknown item"
+            elif data.get("webhook_type") == "ITEM" and item.updated_at > signed_at + timedelta(seconds=1):
+                # Deliveries can arrive out of order: news older than the item's last change is stale.
+                outcome = "stale: the item changed after this was sent"
+            else:
+                outcome = _apply(item, data, now)
             session.add(WebhookDelivery(received_at=now, webhook_type=_text(data.get("webhook_type"), 64),
                                         webhook_code=_text(data.get("webhook_code"), 64), plaid_item_id=plaid_item_id,
                                         item_id=item.id if item else None, verified=True, outcome=outcome[:255],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -10,10 +11,11 @@ import streamlit as st
 
 from pages.ui.format import money
 from pages.ui.text import md
-from services import banking
+from services import banking, sync
 from services.banking import ItemView
 from services.container import Container
 from services.errors import FinsyncError
+from services.sync import ItemSyncStatus, SyncProgress
 
 
 def finish_link(
@@ -49,10 +51,44 @@ def show_flash() -> None:
         getattr(st, kind)(md(message))
 
 
-def _accounts_table(item: ItemView) -> None:
+def _when(stamp: datetime | None) -> str:
+    return f"{stamp:%Y-%m-%d %H:%M} UTC" if stamp else "never"
+
+
+def sync_line(status: ItemSyncStatus | None) -> None:
+    """Last successful sync, next scheduled one, and the state in words."""
+    if status is None:
+        st.caption("Not synced yet: the first sync starts within a minute.")
+        return
+    st.caption(
+        f"Last synced {_when(status.last_success_at)} · next {_when(status.next_due_at)} · {md(status.message or status.state)}"
+    )
+
+
+def sync_now(c: Container, uid: uuid.UUID, item: ItemView) -> None:
+    """Sync one bank now, showing pages fetched and transactions applied as they happen."""
+    with st.status(f"Syncing {md(item.institution_name)}…", expanded=True) as box:
+        line = st.empty()
+
+        def progress(p: SyncProgress) -> None:
+            line.write(f"{p.stage}: {p.pages} page(s) fetched, {p.fetched} change(s), {p.applied} applied")
+
+        try:
+            result = sync.sync_item(c, uid, item.id, explicit=True, progress=progress)
+        except FinsyncError as exc:
+            box.update(label=str(exc), state="error")
+            return
+        done = f"{result.added} new, {result.modified} updated, {result.removed} removed"
+        if result.status == "ok":
+            box.update(label=f"{item.institution_name} is up to date: {done}.", state="complete")
+        else:
+            box.update(label=md(result.message or result.status), state="error")
+
+
+def _accounts_table(item: ItemView, flagged: tuple[uuid.UUID, ...] = ()) -> None:
     rows = [
         {
-            "Account": f"{a.name} ••{a.mask}" if a.mask else a.name,
+            "Account": (f"{a.name} ••{a.mask}" if a.mask else a.name) + (" ⚠ balance drift" if a.id in flagged else ""),
             "Type": a.subtype or a.type,
             "Current": money(a.current_minor, a.currency),
             "Available": money(a.available_minor, a.currency),
@@ -63,16 +99,25 @@ def _accounts_table(item: ItemView) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
-def item_card(c: Container, uid: uuid.UUID, item: ItemView) -> None:
+def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStatus | None) -> None:
     with st.container(border=True):
-        head, status = st.columns([3, 2])
+        head, badge = st.columns([3, 2])
         head.subheader(md(item.institution_name))
         if item.needs_repair:
-            status.error(item.status_message, icon=":material/link_off:")
+            badge.error(item.status_message, icon=":material/link_off:")
         else:
-            status.success(item.status_message, icon=":material/check_circle:")
-        _accounts_table(item)
-        repair_col, remove_col = st.columns(2)
+            badge.success(item.status_message, icon=":material/check_circle:")
+        sync_line(status)
+        flagged = status.drift_flagged_accounts if status else ()
+        _accounts_table(item, flagged)
+        if flagged:
+            st.warning(
+                "The balance of a flagged account no longer matches its transactions as it did before the last "
+                "sync: a transaction may be missing. Sync again; if it stays, check the account at your bank."
+            )
+        sync_col, repair_col, remove_col = st.columns(3)
+        if sync_col.button("Sync now", key=f"sync_{item.id}", icon=":material/sync:"):
+            sync_now(c, uid, item)
         if item.needs_repair and repair_col.button("Repair connection", key=f"repair_{item.id}", type="primary"):
             try:
                 start = banking.start_link(c, uid, item_id=item.id)
@@ -86,14 +131,14 @@ def item_card(c: Container, uid: uuid.UUID, item: ItemView) -> None:
                     str(item.id),
                 )
                 st.rerun()
-        with remove_col.popover("Remove", icon=":material/delete:"):
+        with remove_col.popover("Remove", icon=":material/delete:"), st.form(f"remove_form_{item.id}", border=False):
             st.write(f"Disconnect {md(item.institution_name)} from finsync and from Plaid.")
             keep = st.radio(
                 "Its history",
                 ["Keep its accounts and transactions", "Delete them too"],
                 key=f"keep_{item.id}",
             )
-            if st.button("Remove this bank", key=f"remove_{item.id}"):
+            if st.form_submit_button("Remove this bank"):
                 try:
                     banking.remove_item(c, uid, item.id, keep_history=keep.startswith("Keep"))
                 except FinsyncError as exc:

@@ -8,7 +8,7 @@ import streamlit as st
 from pages.ui.session import read_cookie
 from pages.ui.state import container
 from pages.ui.text import md
-from services import audit, auth, sessions, totp
+from services import audit, auth, sessions, sync, totp
 from services.errors import FinsyncError
 from services.sessions import SessionView
 
@@ -144,3 +144,47 @@ def delete_section(view: SessionView) -> None:
             st.session_state.clear()
             st.session_state["clear_cookie"] = True
             st.rerun()
+
+
+def _to_minor(amount: float) -> int | None:
+    return round(amount * 100) if amount > 0 else None
+
+
+def notifications_section(view: SessionView) -> None:
+    c = container()
+    prefs = sync.get_notification_prefs(c, view.user.id)
+    with st.form("notify_form"):
+        digest = st.checkbox(
+            "Email me a digest after a sync brings new transactions", value=prefs.digest, key="n_digest"
+        )
+        alerts = st.checkbox(
+            "Email me when a bank connection needs my attention", value=prefs.connection_alerts, key="n_alerts"
+        )
+        large = st.number_input(
+            "Alert me about any single transaction above (0 = off)",
+            min_value=0.0,
+            max_value=10_000_000.0,
+            value=(prefs.large_transaction_minor or 0) / 100,
+            step=50.0,
+            key="n_large",
+        )
+        low = st.number_input(
+            "Alert me when an account's available balance falls below (0 = off)",
+            min_value=0.0,
+            max_value=10_000_000.0,
+            value=(prefs.low_balance_minor or 0) / 100,
+            step=50.0,
+            key="n_low",
+        )
+        saved = st.form_submit_button("Save notification settings")
+    if saved:
+        try:
+            sync.set_notification_prefs(
+                c,
+                view.user.id,
+                sync.NotificationSettings(digest, _to_minor(large), _to_minor(low), alerts),
+            )
+        except FinsyncError as exc:
+            st.error(str(exc))
+        else:
+            st.success("Saved.")

@@ -60,14 +60,14 @@ class Server:
         )
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def start_server(factory: pytest.TempPathFactory, **settings: str) -> Iterator[Server]:
+    """Migrate a fresh data dir and serve ``app.py`` on a free loopback port until the generator closes."""
     if not Path(CHROMIUM).exists():
         pytest.skip("browser test: Debian's chromium is not installed (make test installs it as root)")
-    data = tmp_path_factory.mktemp("e2e") / "data"
+    data = factory.mktemp("e2e") / "data"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FINSYNC_", "PLAID_", "DATABASE_URL", "SMTP_"))}
-    env.update(FINSYNC_DATA_DIR=str(data), FINSYNC_BASE_URL=f"http://127.0.0.1:{port}")
+    env.update(FINSYNC_DATA_DIR=str(data), FINSYNC_BASE_URL=f"http://127.0.0.1:{port}", **settings)
     log = data.parent / "server.log"
     subprocess.run(
         [sys.executable, "-m", "services.cli", "db", "upgrade"],
@@ -80,27 +80,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with log.open("w") as out:
         proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "app.py",
-                "--server.address",
-                "127.0.0.1",
-                "--server.port",
-                str(port),
-                "--server.headless",
-                "true",
-                "--browser.gatherUsageStats",
-                "false",
-                "--server.fileWatcherType",
-                "none",
+                sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
+                "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                "--server.fileWatcherType", "none",
             ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -113,12 +98,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     else:
         proc.terminate()
         pytest.fail(f"server did not start: {log.read_text()[-2000:]}")
-    yield Server(url=url, data_dir=data, env=env, log=log)
-    proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield Server(url=url, data_dir=data, env=env, log=log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from start_server(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -256,3 +256,28 @@ def test_keys_are_cached_and_an_expired_key_is_refused(bank: Bank, plaid_events:
     assert result.status_code == 401 and "expired" in result.outcome
     fresh = bank.demo.sign_webhook(body)
     assert send(bank, body, fresh).status_code == 200
+
+
+def test_an_error_webhook_older_than_a_repair_does_not_undo_it(bank: Bank) -> None:
+    """Deliveries can arrive out of order: an ITEM ERROR signed before the repair is stale news."""
+    item_id, plaid_item_id = linked(bank)
+    body = body_of(
+        {
+            "webhook_type": "ITEM",
+            "webhook_code": "ERROR",
+            "item_id": plaid_item_id,
+            "error": {"error_code": "ITEM_LOGIN_REQUIRED", "error_type": "ITEM_ERROR"},
+            "environment": "sandbox",
+        }
+    )
+    signed_before_repair = bank.demo.sign_webhook(body, iat=int(bank.clock.now.timestamp()) - 30)
+    with unit_of_work(bank.c.engine) as session:  # the repair the user just finished
+        item = session.get(PlaidItem, item_id)
+        assert item is not None
+        item.status, item.updated_at = "ok", bank.clock.now
+    result = send(bank, body, signed_before_repair)
+    assert result.status_code == 200 and result.outcome.startswith("stale")
+    assert state(bank, item_id)[0] == "ok"
+    fresh = bank.demo.sign_webhook(body, iat=int(bank.clock.now.timestamp()) + 5)
+    assert send(bank, body, fresh).outcome == "status login_required"
+    assert state(bank, item_id)[0] == "login_required"

@@ -1,0 +1,169 @@
+"""Sync end to end against the demo bank over loopback HTTP, with a raw-write baseline in the same run.
+
+Usage: .venv/bin/python bench/bench_sync.py initial --db sqlite|postgresql [--transactions N]
+       .venv/bin/python bench/bench_sync.py incremental --db sqlite|postgresql [--history N] [--changes K]
+PostgreSQL reads BENCH_POSTGRES_URL (a database it may create tables in; a fresh one is made per run).
+Peak memory: the process's peak RSS growth during the sync (the demo bank's own data is allocated before).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import text
+
+from services import migrations
+from services.container import build_container
+from services.db import make_engine, unit_of_work
+from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, start_demo_bank
+from services.plaid_client import PlaidGateway
+from services.sync_engine import sync_item
+from tests.factories import FakeClock, make_settings
+from tests.integration.sync_helpers import link_item, make_user
+
+COLS = (
+    "plaid_transaction_id, user_id, account_id, item_id, amount_minor, iso_currency_code, unofficial_currency_code, "
+    '"date", authorized_date, name, merchant_name, pending, pending_transaction_id, category_primary, '
+    "category_detailed, payment_channel, category_override, note, tags, excluded, user_edited_at, synced_at"
+)
+
+
+def rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def database(kind: str, tmp: Path) -> tuple[str, object]:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp / 'bench.db'}", None
+    base = os.environ["BENCH_POSTGRES_URL"]
+    admin = make_engine(base, isolation_level="AUTOCOMMIT")
+    name = f"finsync_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    from sqlalchemy.engine import make_url
+
+    return make_url(base).set(database=name).render_as_string(hide_password=False), (admin, name)
+
+
+def drop(handle: object) -> None:
+    if handle is None:
+        return
+    admin, name = handle  # type: ignore[misc]
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def raw_baseline(engine, kind: str) -> tuple[int, float]:  # type: ignore[no-untyped-def]
+    """Copy the ledger's rows into an identical empty table with a raw executemany, one transaction."""
+    with engine.begin() as conn:
+        rows = conn.exec_driver_sql(f"SELECT {COLS} FROM transactions").fetchall()
+        if kind == "sqlite":
+            ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'transactions'").scalar()
+            conn.exec_driver_sql(ddl.replace("CREATE TABLE transactions", "CREATE TABLE bench_raw", 1))
+            conn.exec_driver_sql('CREATE INDEX ix_raw_user_date ON bench_raw (user_id, "date")')
+        else:
+            conn.exec_driver_sql("CREATE TABLE bench_raw (LIKE transactions INCLUDING ALL)")
+    rows = [tuple(r) for r in rows]
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        dbapi = conn.connection.dbapi_connection
+        cur = dbapi.cursor()
+        if kind == "sqlite":
+            cur.executemany(f"INSERT INTO bench_raw ({COLS}) VALUES ({', '.join(['?'] * 22)})", rows)
+        else:
+            from psycopg2.extras import execute_values
+
+            execute_values(cur, f"INSERT INTO bench_raw ({COLS}) VALUES %s", rows, page_size=1000)
+    return len(rows), time.perf_counter() - started
+
+
+def setup(kind: str, tmp: Path, history: int):  # type: ignore[no-untyped-def]
+    url, handle = database(kind, tmp)
+    engine = make_engine(url)
+    migrations.upgrade(engine)
+    c = build_container(make_settings(tmp / "data", url), engine=engine, clock=FakeClock())
+    bank = start_demo_bank()
+    gw = PlaidGateway("demo", DEMO_CLIENT_ID, DEMO_SECRET, bank.url, timeout=(5.0, 120.0))
+    user_id = make_user(c)
+    item_id, pid = link_item(c, gw, user_id)
+    t0 = time.perf_counter()
+    bank.generate_history(pid, history)
+    print(f"history: {history:,} extra transactions generated in {time.perf_counter() - t0:.2f} s")
+    return c, bank, gw, user_id, item_id, pid, handle
+
+
+def initial(kind: str, n: int) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        c, bank, gw, user_id, item_id, _pid, handle = setup(kind, Path(d), n)
+        before = rss_mib()
+        t0 = time.perf_counter()
+        r = sync_item(c, user_id, item_id, gateway=gw)
+        took = time.perf_counter() - t0
+        growth = rss_mib() - before
+        assert r.status == "ok", r
+        rows, raw = raw_baseline(c.engine, kind)
+        print(
+            f"[{kind}] initial sync  : {r.added:,} txns, {r.pages} pages in {took:.2f} s = {r.added / took:,.0f} txns/s"
+        )
+        print(
+            f"[{kind}] raw executemany: {rows:,} rows in {raw:.2f} s = {rows / raw:,.0f} rows/s (one txn, same table shape)"
+        )
+        print(f"[{kind}] ratio end-to-end / raw: {took / raw:.2f}x ;  peak RSS growth during sync: {growth:.0f} MiB")
+        bank.stop()
+        c.engine.dispose()
+        drop(handle)
+
+
+def incremental(kind: str, history: int, changes: int) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        c, bank, gw, user_id, item_id, pid, handle = setup(kind, Path(d), history)
+        t0 = time.perf_counter()
+        first = sync_item(c, user_id, item_id, gateway=gw)
+        print(f"[{kind}] initial sync of {first.added:,} in {time.perf_counter() - t0:.1f} s (setup)")
+        ids = [t["transaction_id"] for t in bank.truth(pid)[:changes]]
+        for i, tid in enumerate(ids[: changes // 2]):
+            bank.mutate(pid, "modify", transaction_id=tid, name=f"CHANGED {i}")
+        for tid in ids[changes // 2 : changes // 2 + changes // 5]:
+            bank.mutate(pid, "remove", transaction_id=tid)
+        for i in range(changes - changes // 2 - changes // 5):
+            bank.mutate(pid, "add", cents=1000 + i, name=f"NEW {i}")
+        before = rss_mib()
+        t0 = time.perf_counter()
+        r = sync_item(c, user_id, item_id, gateway=gw)
+        took = time.perf_counter() - t0
+        with unit_of_work(c.engine) as s:
+            total = s.execute(text("SELECT count(*) FROM transactions")).scalar()
+        print(
+            f"[{kind}] incremental sync of {r.added + r.modified + r.removed} changes on {total:,} txns: {took:.3f} s; "
+            f"peak RSS growth {rss_mib() - before:.0f} MiB"
+        )
+        bank.stop()
+        c.engine.dispose()
+        drop(handle)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("mode", choices=["initial", "incremental"])
+    p.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    p.add_argument("--transactions", type=int, default=200_000)
+    p.add_argument("--history", type=int, default=1_000_000)
+    p.add_argument("--changes", type=int, default=100)
+    a = p.parse_args()
+    if a.mode == "initial":
+        initial(a.db, a.transactions)
+    else:
+        incremental(a.db, a.history, a.changes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""CSV export of a user's ledger (a contract: column names and formats are relied on by others).
+
+Columns: transaction_id,date,account_id,account_name,name,merchant_name,amount,iso_currency_code,category,
+pending, then authorized_date,note,tags,excluded. ``amount`` is a decimal with the statement sign (money
+out negative), ``category`` the user's override else Plaid's detailed category. Text cells a spreadsheet
+would run as a formula get a leading apostrophe (OWASP "CSV Injection"); bidi and control characters are
+dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+import unicodedata
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+from sqlmodel import col, select
+
+from models import BankAccount, LedgerTransaction
+from services.container import Container
+from services.db import unit_of_work
+from services.plaid_mapping import to_minor
+
+COLUMNS = (
+    "transaction_id", "date", "account_id", "account_name", "name", "merchant_name", "amount",
+    "iso_currency_code", "category", "pending", "authorized_date", "note", "tags", "excluded",
+)  # fmt: skip
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "|", "%")
+
+
+def safe_cell(text: str | None) -> str:
+    """Text a spreadsheet shows as text: no controls or bidi overrides, formulas neutralised."""
+    if not text:
+        return ""
+    clean = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf") or ch == "\u200d")
+    return "'" + clean if clean.startswith(_FORMULA_START) else clean
+
+
+def decimal_amount(amount_minor: int, currency: str | None) -> str:
+    """Minor units as a plain decimal with the currency's number of places (``-12.50``, ``-1200`` for JPY)."""
+    places = len(str(to_minor(1, currency))) - 1
+    return f"{Decimal(amount_minor).scaleb(-places):.{places}f}"
+
+
+def rows(
+    c: Container, user_id: uuid.UUID, start: date | None = None, end: date | None = None
+) -> Iterator[tuple[str, ...]]:
+    """The export rows, streamed from the database a thousand at a time."""
+    q = (
+        select(LedgerTransaction, BankAccount.plaid_account_id, BankAccount.name)
+        .join(BankAccount, col(BankAccount.id) == col(LedgerTransaction.account_id))
+        .where(LedgerTransaction.user_id == user_id)
+    )
+    if start is not None:
+        q = q.where(LedgerTransaction.date >= start)
+    if end is not None:
+        q = q.where(LedgerTransaction.date <= end)
+    q = q.order_by(col(LedgerTransaction.date), col(LedgerTransaction.plaid_transaction_id))
+    with unit_of_work(c.engine) as session:
+        for t, account_id, account_name in session.exec(q.execution_options(yield_per=1000)):
+            yield (
+                t.plaid_transaction_id,
+                t.date.isoformat(),
+                account_id,
+                safe_cell(account_name),
+                safe_cell(t.name),
+                safe_cell(t.merchant_name),
+                decimal_amount(t.amount_minor, t.iso_currency_code or t.unofficial_currency_code),
+                t.iso_currency_code or "",
+                safe_cell(t.category_override or t.category_detailed),
+                "true" if t.pending else "false",
+                t.authorized_date.isoformat() if t.authorized_date else "",
+                safe_cell(t.note),
+                safe_cell(t.tags),
+                "true" if t.excluded else "false",
+            )
+
+
+def export_csv(c: Container, user_id: uuid.UUID, out: Path, start: date | None = None, end: date | None = None) -> int:
+    """Write the CSV atomically (a temp file renamed into place); return the number of transactions."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=".csv", dir=out.parent)
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(COLUMNS)
+            for row in rows(c, user_id, start, end):
+                writer.writerow(row)
+                count += 1
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count

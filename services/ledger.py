@@ -1,0 +1,222 @@
+"""Read queries over the ledger and sync records, and the user's edits of a transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from models import AccountCheck, BankAccount, ItemSyncState, LedgerTransaction, PlaidItem, SyncRun, TransactionChange
+from services.container import Container
+from services.db import unit_of_work
+from services.errors import InputError, NotFound
+from services.sync_types import ChangeView, ItemSyncStatus, RunView, explain
+
+MAX_TAGS = 20
+
+
+@dataclass(frozen=True)
+class TransactionView:
+    """A transaction as pages show it: Plaid's fields plus the user's, and the effective category."""
+
+    transaction_id: str
+    account_id: uuid.UUID
+    date: date
+    name: str
+    merchant_name: str | None
+    amount_minor: int
+    iso_currency_code: str | None
+    pending: bool
+    category: str | None
+    plaid_category: str | None
+    note: str | None
+    tags: tuple[str, ...]
+    excluded: bool
+
+
+def split_tags(raw: str | None) -> tuple[str, ...]:
+    """Stored tags (comma-separated) as a tuple."""
+    return tuple(t for t in (raw or "").split(",") if t)
+
+
+def view(t: LedgerTransaction) -> TransactionView:
+    """The page-facing shape of a ledger row."""
+    return TransactionView(
+        t.plaid_transaction_id,
+        t.account_id,
+        t.date,
+        t.name,
+        t.merchant_name,
+        t.amount_minor,
+        t.iso_currency_code,
+        t.pending,
+        t.category_override or t.category_detailed,
+        t.category_detailed,
+        t.note,
+        split_tags(t.tags),
+        t.excluded,
+    )
+
+
+def edit_transaction(
+    c: Container,
+    user_id: uuid.UUID,
+    transaction_id: str,
+    *,
+    category: str | None = None,
+    note: str | None = None,
+    tags: Sequence[str] | None = None,
+    excluded: bool | None = None,
+) -> TransactionView:
+    """Change what the user owns on a transaction (None leaves a field alone; "" clears category or note).
+
+    Sync never overwrites these, and they move to the posted transaction when a pending one posts.
+    """
+    with unit_of_work(c.engine) as session:
+        t = session.get(LedgerTransaction, transaction_id)
+        if t is None or t.user_id != user_id:
+            raise NotFound("No such transaction.")
+        if category is not None:
+            if len(category) > 128:
+                raise InputError("A category has at most 128 characters.")
+            t.category_override = category.strip() or None
+        if note is not None:
+            if len(note) > 2000:
+                raise InputError("A note has at most 2,000 characters.")
+            t.note = note.strip() or None
+        if tags is not None:
+            clean = [x.strip().replace(",", " ") for x in tags if x.strip()]
+            if len(clean) > MAX_TAGS or sum(len(x) + 1 for x in clean) > 1000:
+                raise InputError(f"Use at most {MAX_TAGS} tags of reasonable length.")
+            t.tags = ",".join(dict.fromkeys(clean)) or None
+        if excluded is not None:
+            t.excluded = excluded
+        t.user_edited_at = c.clock()
+        session.add(t)
+        return view(t)
+
+
+def get_transaction(c: Container, user_id: uuid.UUID, transaction_id: str) -> TransactionView:
+    """One of the user's transactions."""
+    with unit_of_work(c.engine) as session:
+        t = session.get(LedgerTransaction, transaction_id)
+        if t is None or t.user_id != user_id:
+            raise NotFound("No such transaction.")
+        return view(t)
+
+
+def transaction_history(c: Container, user_id: uuid.UUID, transaction_id: str) -> list[ChangeView]:
+    """What Plaid changed on a transaction (and on its pending twin), oldest first."""
+    with unit_of_work(c.engine) as session:
+        t = session.get(LedgerTransaction, transaction_id)
+        if t is None or t.user_id != user_id:
+            raise NotFound("No such transaction.")
+        rows = session.exec(
+            select(TransactionChange)
+            .where(TransactionChange.user_id == user_id, TransactionChange.plaid_transaction_id == transaction_id)
+            .order_by(col(TransactionChange.changed_at), col(TransactionChange.id))
+        ).all()
+        return [ChangeView(r.changed_at, r.field_name, r.old_value, r.new_value) for r in rows]
+
+
+def item_sync_status(c: Container, user_id: uuid.UUID) -> list[ItemSyncStatus]:
+    """Per connection: last good sync, next scheduled one, state in words, and accounts whose balance drifted."""
+    now = c.clock()
+    with unit_of_work(c.engine) as session:
+        pairs = session.exec(
+            select(PlaidItem, ItemSyncState)
+            .join(ItemSyncState, col(ItemSyncState.item_id) == col(PlaidItem.id), isouter=True)
+            .where(PlaidItem.user_id == user_id)
+            .order_by(col(PlaidItem.created_at))
+        ).all()
+        flagged = session.exec(
+            select(BankAccount.item_id, BankAccount.id)
+            .join(AccountCheck, col(AccountCheck.account_id) == col(BankAccount.id))
+            .where(BankAccount.user_id == user_id, col(AccountCheck.flagged).is_(True))
+        ).all()
+        by_item: dict[uuid.UUID | None, list[uuid.UUID]] = {}
+        for item_id, account_id in flagged:
+            by_item.setdefault(item_id, []).append(account_id)
+        out = []
+        for item, state in pairs:
+            if state is None:
+                out.append(
+                    ItemSyncStatus(item.id, item.institution_name, None, now, "new", "Waiting for the first sync.")
+                )
+                continue
+            syncing = state.lease_owner is not None and (state.lease_expires_at or now) > now
+            label = "syncing" if syncing else state.state
+            out.append(
+                ItemSyncStatus(
+                    item.id,
+                    item.institution_name,
+                    state.last_success_at,
+                    state.next_due_at,
+                    label,
+                    state.message,
+                    tuple(by_item.get(item.id, ())),
+                )
+            )
+        return out
+
+
+def list_runs(c: Container, user_id: uuid.UUID, limit: int = 100) -> list[RunView]:
+    """The user's sync runs, newest first, each failure explained with its fix."""
+    with unit_of_work(c.engine) as session:
+        rows = session.exec(
+            select(SyncRun, PlaidItem.institution_name)
+            .join(PlaidItem, col(PlaidItem.id) == col(SyncRun.item_id))
+            .where(SyncRun.user_id == user_id)
+            .order_by(col(SyncRun.started_at).desc())
+            .limit(max(1, min(limit, 1000)))
+        ).all()
+        out = []
+        for run, name in rows:
+            what, fix = explain(run.error_code)
+            out.append(
+                RunView(
+                    run.id, run.item_id, name, run.trigger, run.started_at, run.finished_at, run.status,
+                    run.pages, run.added, run.modified, run.removed, run.error_code, what, fix,
+                    tuple(r for r in run.request_ids.split(",") if r),
+                )
+            )  # fmt: skip
+        return out
+
+
+def last_success(c: Container, user_id: uuid.UUID) -> datetime | None:
+    """The newest successful sync of any of the user's connections."""
+    with unit_of_work(c.engine) as session:
+        return session.exec(
+            select(func.max(ItemSyncState.last_success_at)).where(ItemSyncState.user_id == user_id)
+        ).one()
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern matching ``text`` literally (``%`` and ``_`` typed by a user are not wildcards)."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def list_transactions(c: Container, user_id: uuid.UUID, *, search: str = "", limit: int = 500) -> list[TransactionView]:
+    """The user's newest transactions, optionally those whose name or merchant contains ``search``."""
+    query = select(LedgerTransaction).where(col(LedgerTransaction.user_id) == user_id)
+    needle = search.strip()[:100]
+    if needle:
+        pattern = _like(needle.lower())
+        query = query.where(
+            func.lower(col(LedgerTransaction.name)).like(pattern, escape="\\")
+            | func.lower(func.coalesce(col(LedgerTransaction.merchant_name), "")).like(pattern, escape="\\")
+        )
+    query = query.order_by(col(LedgerTransaction.date).desc(), col(LedgerTransaction.plaid_transaction_id)).limit(limit)
+    with unit_of_work(c.engine) as session:
+        return [view(t) for t in session.exec(query).all()]
+
+
+def account_names(c: Container, user_id: uuid.UUID) -> dict[uuid.UUID, str]:
+    """Display names of the user's accounts (including ones kept after their bank was removed)."""
+    with unit_of_work(c.engine) as session:
+        rows = session.exec(select(BankAccount).where(col(BankAccount.user_id) == user_id)).all()
+        return {a.id: f"{a.name} ••{a.mask}" if a.mask else a.name for a in rows}

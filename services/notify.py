@@ -1,0 +1,128 @@
+"""Email notifications of the sync bot, per the user's preferences (Settings page)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import date
+
+from models import NotificationPrefs, User
+from services.container import Container
+from services.db import unit_of_work
+from services.errors import InputError
+from services.sync_checks import LowBalance
+
+log = logging.getLogger("finsync.notify")
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    """What a user wants to hear about; thresholds in minor units (cents), None when off."""
+
+    digest: bool = True
+    large_transaction_minor: int | None = None
+    low_balance_minor: int | None = None
+    connection_alerts: bool = True
+
+
+@dataclass(frozen=True)
+class NewTransaction:
+    """A transaction a sync brought in, as a notification shows it."""
+
+    date: date
+    name: str
+    amount_minor: int
+    iso_currency_code: str | None
+
+
+def get_notification_prefs(c: Container, user_id: uuid.UUID) -> NotificationSettings:
+    """The user's preferences (defaults until saved: digest and connection alerts on, thresholds off)."""
+    with unit_of_work(c.engine) as session:
+        row = session.get(NotificationPrefs, user_id)
+        if row is None:
+            return NotificationSettings()
+        return NotificationSettings(
+            row.digest, row.large_transaction_minor, row.low_balance_minor, row.connection_alerts
+        )
+
+
+def set_notification_prefs(c: Container, user_id: uuid.UUID, prefs: NotificationSettings) -> NotificationSettings:
+    """Save the user's preferences; a large-transaction threshold must be positive."""
+    if prefs.large_transaction_minor is not None and prefs.large_transaction_minor <= 0:
+        raise InputError("The large-transaction threshold must be more than zero.")
+    with unit_of_work(c.engine) as session:
+        row = session.get(NotificationPrefs, user_id) or NotificationPrefs(user_id=user_id)
+        row.digest, row.connection_alerts = prefs.digest, prefs.connection_alerts
+        row.large_transaction_minor, row.low_balance_minor = prefs.large_transaction_minor, prefs.low_balance_minor
+        row.updated_at = c.clock()
+        session.add(row)
+    return prefs
+
+
+def money(minor: int, currency: str | None) -> str:
+    """``-1,234.50 USD`` from minor units (two decimals; enough for an email)."""
+    sign = "-" if minor < 0 else ""
+    whole, cents = divmod(abs(minor), 100)
+    return f"{sign}{whole:,}.{cents:02d} {currency or ''}".strip()
+
+
+def _send(c: Container, user_id: uuid.UUID, subject: str, body: str) -> None:
+    with unit_of_work(c.engine) as session:
+        user = session.get(User, user_id)
+        to = user.email if user is not None and user.status == "active" else None
+    if to is None:
+        return
+    try:
+        c.mailer.send(
+            to, subject, body + f"\n\nChange what finsync emails you about in Settings: {c.settings.base_url}\n"
+        )
+    except Exception:  # a mail outage must never fail a sync
+        log.exception("could not send a notification")
+
+
+def after_sync(
+    c: Container,
+    user_id: uuid.UUID,
+    institution: str,
+    new: list[NewTransaction],
+    added_total: int,
+    low: list[LowBalance],
+) -> None:
+    """The digest, large-transaction and low-balance emails a finished sync calls for."""
+    prefs = get_notification_prefs(c, user_id)
+    if prefs.digest and added_total:
+        lines = [
+            f"  {t.date.isoformat()}  {money(t.amount_minor, t.iso_currency_code):>16}  {_plain(t.name)}"
+            for t in new[:20]
+        ]
+        more = f"\n  ... and {added_total - len(lines)} more" if added_total > len(lines) else ""
+        body = f"finsync synced {added_total} new transaction(s) from {institution}:\n\n" + "\n".join(lines) + more
+        _send(c, user_id, f"{added_total} new transaction(s) from {institution}", body)
+    limit = prefs.large_transaction_minor
+    large = [t for t in new if limit is not None and abs(t.amount_minor) >= limit]
+    if large and limit is not None:
+        lines = [
+            f"  {t.date.isoformat()}  {money(t.amount_minor, t.iso_currency_code):>16}  {_plain(t.name)}" for t in large
+        ]
+        body = f"These transactions at {institution} are at or above your alert amount of {money(limit, None)}:\n\n"
+        _send(c, user_id, f"Large transaction at {institution}", body + "\n".join(lines))
+    for acct in low if prefs.low_balance_minor is not None else []:
+        body = f"The balance of {_plain(acct.name)} at {institution} is {money(acct.balance_minor, acct.iso_currency_code)}."
+        _send(c, user_id, f"Low balance: {_plain(acct.name)}", body)
+
+
+def connection_needs_attention(c: Container, user_id: uuid.UUID, institution: str) -> None:
+    """Tell the user a bank wants them to sign in again (once, when it starts)."""
+    if not get_notification_prefs(c, user_id).connection_alerts:
+        return
+    body = (
+        f"Your bank {institution} needs you to sign in again before finsync can fetch new transactions.\n"
+        "Open finsync, go to Accounts and choose Repair next to the connection."
+    )
+    _send(c, user_id, f"A connection needs your attention: {institution}", body)
+
+
+def _plain(text: str) -> str:
+    """One line of text: no control characters (an email header or body cannot be split by a merchant)."""
+    return "".join(ch if ch.isprintable() else " " for ch in text)[:120]

@@ -1,0 +1,197 @@
+"""Pure change planning: staged Plaid changes plus the rows they touch -> the writes that apply them.
+
+No database here. Rows use plain values (ISO date strings, ints, bools) so the planner is the same for
+SQLite and PostgreSQL, and most of the sync logic is unit-tested without a database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.plaid_types import Transaction
+
+ADDED, MODIFIED, REMOVED = 0, 1, 2
+
+# Plaid's fields, in the column order used by staging and the ledger; the user's fields are never here.
+PLAID_FIELDS = (
+    "plaid_account_id",
+    "amount_minor",
+    "iso_currency_code",
+    "unofficial_currency_code",
+    "date",
+    "authorized_date",
+    "name",
+    "merchant_name",
+    "pending",
+    "pending_transaction_id",
+    "category_primary",
+    "category_detailed",
+    "payment_channel",
+)
+_PENDING = PLAID_FIELDS.index("pending")
+_PENDING_ID = PLAID_FIELDS.index("pending_transaction_id")
+# Fields whose change is worth showing the user (not the ids that tie a posted row to its pending twin).
+HISTORY_FIELDS = tuple(f for f in PLAID_FIELDS if f not in ("pending_transaction_id",))
+
+Values = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Edits:
+    """What the user changed on a transaction."""
+
+    category_override: str | None = None
+    note: str | None = None
+    tags: str | None = None
+    excluded: bool = False
+    user_edited_at: Any = None
+
+    @property
+    def any(self) -> bool:
+        """True if the user changed anything."""
+        return bool(self.category_override or self.note or self.tags or self.excluded)
+
+
+NO_EDITS = Edits()
+
+
+@dataclass(frozen=True)
+class Staged:
+    """One fetched change: ``values`` follows PLAID_FIELDS (empty for a removal)."""
+
+    seq: int
+    kind: int
+    transaction_id: str
+    values: Values = ()
+
+
+@dataclass(frozen=True)
+class Existing:
+    """A ledger row as the planner needs it."""
+
+    values: Values
+    edits: Edits = NO_EDITS
+
+
+@dataclass
+class Plan:
+    """The writes for one chunk, in the order the store applies them."""
+
+    upserts: dict[str, tuple[Values, Edits]] = field(default_factory=dict)
+    carry: list[tuple[str, Edits]] = field(default_factory=list)
+    history: list[tuple[str, str, str | None, str | None]] = field(default_factory=list)
+    history_moves: list[tuple[str, str]] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)
+    tombstones: list[tuple[str, Edits]] = field(default_factory=list)
+    tombstones_used: list[str] = field(default_factory=list)
+    added: int = 0
+    modified: int = 0
+    removed: int = 0
+
+
+def staged_values(t: Transaction) -> Values:
+    """A gateway transaction as PLAID_FIELDS values."""
+    return (
+        t.account_id,
+        t.amount_minor,
+        t.iso_currency_code,
+        t.unofficial_currency_code,
+        t.date.isoformat(),
+        t.authorized_date.isoformat() if t.authorized_date else None,
+        t.name,
+        t.merchant_name,
+        t.pending,
+        t.pending_transaction_id,
+        t.category_primary,
+        t.category_detailed,
+        t.payment_channel,
+    )
+
+
+def referenced_ids(chunk: Iterable[Staged]) -> set[str]:
+    """Every transaction id a chunk touches: its own ids and the pending ids its posted rows replace."""
+    ids: set[str] = set()
+    for s in chunk:
+        ids.add(s.transaction_id)
+        if s.values and s.values[_PENDING_ID]:
+            ids.add(s.values[_PENDING_ID])
+    return ids
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def plan_chunk(
+    chunk: Sequence[Staged], existing: dict[str, Existing], tombstones: dict[str, Edits] | None = None
+) -> Plan:
+    """Plan the writes for staged changes in ``seq`` order.
+
+    ``existing`` holds the ledger rows for ``referenced_ids(chunk)``; ``tombstones`` the saved edits of
+    removed pending transactions among them. Neither is modified.
+    """
+    rows: dict[str, Existing | None] = dict(existing)
+    saved = dict(tombstones or {})
+    plan = Plan()
+    for s in chunk:
+        if s.kind == REMOVED:
+            plan.removed += 1
+            _remove(plan, rows, saved, s.transaction_id)
+            continue
+        if s.kind == ADDED:
+            plan.added += 1
+        else:
+            plan.modified += 1
+        _upsert(plan, rows, saved, s)
+    return plan
+
+
+def _remove(plan: Plan, rows: dict[str, Existing | None], saved: dict[str, Edits], tid: str) -> None:
+    row = rows.get(tid)
+    if row is None:
+        return
+    if row.values[_PENDING] and row.edits.any:
+        # Plaid may send the posted twin in a later sync: keep the edits until then.
+        plan.tombstones.append((tid, row.edits))
+        saved[tid] = row.edits
+    plan.deletes.append(tid)
+    plan.upserts.pop(tid, None)
+    rows[tid] = None
+
+
+def _upsert(plan: Plan, rows: dict[str, Existing | None], saved: dict[str, Edits], s: Staged) -> None:
+    tid, values = s.transaction_id, s.values
+    current = rows.get(tid)
+    edits = current.edits if current is not None else NO_EDITS
+    pending_id = values[_PENDING_ID]
+    if pending_id and pending_id != tid:
+        twin = rows.get(pending_id)
+        carried = NO_EDITS
+        if twin is not None:
+            carried = twin.edits
+            plan.history_moves.append((pending_id, tid))
+            plan.deletes.append(pending_id)  # the ledger never shows both
+            plan.upserts.pop(pending_id, None)
+            rows[pending_id] = None
+        elif pending_id in saved:
+            carried = saved.pop(pending_id)
+            plan.tombstones_used.append(pending_id)
+            plan.history_moves.append((pending_id, tid))
+        if carried.any and not edits.any:
+            edits = carried
+            if current is not None:
+                plan.carry.append((tid, carried))
+    if current is not None:
+        for name, old, new in zip(PLAID_FIELDS, current.values, values, strict=True):
+            if old != new and name in HISTORY_FIELDS:
+                plan.history.append((tid, name, _text(old), _text(new)))
+    plan.upserts[tid] = (values, edits)
+    if tid in plan.deletes:  # removed, then sent again within one chunk: the later change wins
+        plan.deletes.remove(tid)
+    rows[tid] = Existing(values, edits)

@@ -1,0 +1,82 @@
+"""After-sync account checks: balance against the sum of transactions (drift), and low balances."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from models import AccountCheck, LedgerTransaction, PlaidItem
+from services.plaid_client import Account
+
+# For these account types Plaid's `current` is what is owed, so the statement balance is its negative.
+_OWED = ("credit", "loan")
+
+
+@dataclass(frozen=True)
+class LowBalance:
+    """An account whose balance just fell below the user's threshold."""
+
+    name: str
+    balance_minor: int
+    iso_currency_code: str | None
+
+
+def statement_balance(account: Account) -> int | None:
+    """The balance with the statement sign (money owed is negative)."""
+    if account.current_minor is None:
+        return None
+    return -account.current_minor if account.type in _OWED else account.current_minor
+
+
+def drift(balance: int, posted_sum: int) -> int:
+    """What the balance has that the posted transactions do not explain (the opening balance, ideally constant)."""
+    return balance - posted_sum
+
+
+def check_accounts(
+    session: Session,
+    item: PlaidItem,
+    accounts: tuple[Account, ...],
+    amap: dict[str, uuid.UUID],
+    now: datetime,
+    low_threshold: int | None = None,
+) -> list[LowBalance]:
+    """Update each account's drift flag: set while drift differs from the last unflagged sync's; return newly low balances."""
+    ids = [amap[a.account_id] for a in accounts if a.account_id in amap]
+    sums: dict[uuid.UUID, int] = {}
+    if ids:
+        q = (
+            select(LedgerTransaction.account_id, func.sum(LedgerTransaction.amount_minor))
+            .where(col(LedgerTransaction.account_id).in_(ids), col(LedgerTransaction.pending).is_(False))
+            .group_by(col(LedgerTransaction.account_id))
+        )
+        sums = {a: int(s or 0) for a, s in session.exec(q).all()}
+    low: list[LowBalance] = []
+    for a in accounts:
+        account_id = amap.get(a.account_id)
+        balance = statement_balance(a)
+        if account_id is None or balance is None:
+            continue
+        value = drift(balance, sums.get(account_id, 0))
+        check = session.get(AccountCheck, account_id)
+        if check is None:
+            check = AccountCheck(account_id=account_id, drift_minor=value, expected_drift_minor=value)
+        check.drift_minor, check.checked_at = value, now
+        if value != check.expected_drift_minor:  # the transactions no longer explain the balance as they did
+            if not check.flagged:
+                check.flagged, check.flagged_at = True, now
+        else:
+            check.flagged, check.flagged_at, check.expected_drift_minor = False, None, value
+        available = a.available_minor if a.available_minor is not None else a.current_minor
+        is_low = (
+            low_threshold is not None and a.type not in _OWED and available is not None and available < low_threshold
+        )
+        if is_low and not check.low_balance_alerted:
+            low.append(LowBalance(a.name, available or 0, a.iso_currency_code))
+        check.low_balance_alerted = is_low
+        session.add(check)
+    return low

@@ -1,0 +1,107 @@
+"""CLI commands of the sync bot (a contract for cron and operators; keep the names):
+
+``sync --email E`` | ``sync --all``, ``worker [--once]``,
+``export transactions --email E --format csv --out FILE [--from YYYY-MM-DD] [--to YYYY-MM-DD]``.
+Exit codes: 0 all requested items synced (or not ready yet, or syncing elsewhere), 1 any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import date
+from pathlib import Path
+
+from sqlmodel import col, select
+
+from models import PlaidItem
+from services.config import load_settings
+from services.container import Container, build_container
+from services.db import unit_of_work
+from services.errors import InputError
+from services.export import export_csv
+from services.jobs import run_due_jobs
+from services.sync import resolve_user, sync_item
+from services.sync_state import worker_name
+from services.sync_types import SyncResult
+
+
+def _container() -> Container:
+    return build_container(load_settings(create_secrets=False))
+
+
+def _report(results: list[SyncResult]) -> int:
+    for r in results:
+        print(r.summary())
+    failed = [r for r in results if r.status in ("failed", "login_required")]
+    print(f"{len(results) - len(failed)} of {len(results)} connection(s) synced")
+    return 1 if failed else 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    c = _container()
+    with unit_of_work(c.engine) as session:
+        q = select(PlaidItem.user_id, PlaidItem.id).order_by(col(PlaidItem.user_id), col(PlaidItem.created_at))
+        if not args.all:
+            q = q.where(PlaidItem.user_id == resolve_user(c, args.email))
+        pairs = session.exec(q).all()
+    if not pairs:
+        print("no bank connections to sync")
+        return 0
+    return _report([sync_item(c, user_id, item_id, explicit=True, trigger="cli") for user_id, item_id in pairs])
+
+
+def _worker(args: argparse.Namespace) -> int:
+    c = _container()
+    worker_id = worker_name("worker")
+    if args.once:
+        print(f"ran {run_due_jobs(c, worker_id=worker_id, limit=args.limit)} job(s)")
+        return 0
+    print(f"worker {worker_id} running; Ctrl-C stops it")
+    while True:
+        if run_due_jobs(c, worker_id=worker_id, limit=args.limit) < args.limit:
+            time.sleep(args.tick)
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2025-01-31") from None
+
+
+def _export(args: argparse.Namespace) -> int:
+    if args.format != "csv":
+        raise InputError("Only --format csv is supported.")
+    if args.start and args.end and args.start > args.end:
+        raise InputError("--from is after --to.")
+    c = _container()
+    count = export_csv(c, resolve_user(c, args.email), Path(args.out), args.start, args.end)
+    print(f"wrote {count} transaction(s) to {args.out}")
+    return 0
+
+
+def register_sync(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sync`` and ``worker``."""
+    sync = sub.add_parser("sync", help="sync bank connections now")
+    who = sync.add_mutually_exclusive_group(required=True)
+    who.add_argument("--email", help="the user's email address")
+    who.add_argument("--all", action="store_true", help="every user's connections")
+    sync.set_defaults(handler=_sync)
+    worker = sub.add_parser("worker", help="run queued and scheduled syncs (several may run at once on PostgreSQL)")
+    worker.add_argument("--once", action="store_true", help="one pass, then exit (for cron)")
+    worker.add_argument("--limit", type=int, default=10, help="jobs per pass (default 10)")
+    worker.add_argument("--tick", type=float, default=30.0, help="seconds between passes (default 30)")
+    worker.set_defaults(handler=_worker)
+
+
+def register_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``export transactions``."""
+    export = sub.add_parser("export", help="export data").add_subparsers(dest="what", required=True)
+    tx = export.add_parser("transactions", help="a user's transactions as CSV")
+    tx.add_argument("--email", required=True)
+    tx.add_argument("--format", default="csv", choices=["csv"])
+    tx.add_argument("--out", required=True, help="file to write")
+    tx.add_argument("--from", dest="start", type=_day, help="first date (YYYY-MM-DD), inclusive")
+    tx.add_argument("--to", dest="end", type=_day, help="last date (YYYY-MM-DD), inclusive")
+    tx.set_defaults(handler=_export)

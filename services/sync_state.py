@@ -1,0 +1,149 @@
+"""Per-item sync state: the lease that allows one sync at a time, run records, and how a run ends."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, update
+from sqlmodel import Session, col, select
+
+from models import ItemSyncState, PlaidItem, SyncRun
+from services.db import unit_of_work
+from services.sync_store import Sql, drop_staging
+from services.sync_types import LEASE_SECONDS, explain
+
+HOST = socket.gethostname()
+
+
+def worker_name(role: str = "app") -> str:
+    """``host:pid:role:random`` so a lease left by a dead process on this host can be recognised."""
+    return f"{HOST}:{os.getpid()}:{role}:{uuid.uuid4().hex[:8]}"
+
+
+def _owner_dead(owner: str) -> bool:
+    """True when the lease belongs to a process on this host that no longer exists."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != HOST or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def ensure_state(session: Session, item: PlaidItem) -> ItemSyncState:
+    """The item's sync state row, created on first use."""
+    state = session.get(ItemSyncState, item.id)
+    if state is None:
+        state = ItemSyncState(item_id=item.id, user_id=item.user_id)
+        session.add(state)
+        session.flush()
+    return state
+
+
+def acquire(session: Session, item: PlaidItem, owner: str, now: datetime) -> bool:
+    """Take the item's lease if it is free, expired, or held by a dead process on this host."""
+    ensure_state(session, item)
+    expires = now + timedelta(seconds=LEASE_SECONDS)
+    free = (col(ItemSyncState.lease_owner).is_(None)) | (col(ItemSyncState.lease_expires_at) < now)
+    stmt = update(ItemSyncState).where(col(ItemSyncState.item_id) == item.id, free)
+    if session.execute(stmt.values(lease_owner=owner, lease_expires_at=expires)).rowcount == 1:  # type: ignore[attr-defined]
+        session.expire_all()  # read the state as it is now that we hold it, not as first loaded
+        return True
+    held = session.execute(select(ItemSyncState.lease_owner).where(ItemSyncState.item_id == item.id)).scalar()
+    if held and _owner_dead(held):
+        stmt = update(ItemSyncState).where(
+            col(ItemSyncState.item_id) == item.id, col(ItemSyncState.lease_owner) == held
+        )
+        taken = session.execute(stmt.values(lease_owner=owner, lease_expires_at=expires)).rowcount == 1  # type: ignore[attr-defined]
+        session.expire_all()
+        return bool(taken)
+    return False
+
+
+def renew(session: Session, item_id: uuid.UUID, owner: str, now: datetime) -> bool:
+    """Push the lease expiry forward while a long sync is still fetching; False if the lease was lost."""
+    stmt = update(ItemSyncState).where(col(ItemSyncState.item_id) == item_id, col(ItemSyncState.lease_owner) == owner)
+    result = session.execute(stmt.values(lease_expires_at=now + timedelta(seconds=LEASE_SECONDS)))
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def start_run(session: Session, item: PlaidItem, owner: str, trigger: str, now: datetime) -> SyncRun:
+    """Record a new run; runs of this item still marked running belonged to a dead holder: close them."""
+    stale = session.exec(select(SyncRun).where(SyncRun.item_id == item.id, SyncRun.status == "running")).all()
+    what, _ = explain("INTERRUPTED")
+    for old in stale:
+        old.status, old.error_code, old.message, old.finished_at = "failed", "INTERRUPTED", what, now
+        session.add(old)
+    orphans: Sequence[uuid.UUID] = [r.id for r in stale]
+    drop_staging(Sql(session.connection()), orphans)
+    run = SyncRun(item_id=item.id, user_id=item.user_id, trigger=trigger, worker=owner, started_at=now)
+    session.add(run)
+    session.flush()
+    return run
+
+
+def finish_unsuccessful(
+    engine: Engine,
+    *,
+    item_id: uuid.UUID,
+    run_id: uuid.UUID,
+    owner: str,
+    now: datetime,
+    status: str,
+    error_code: str | None,
+    message: str,
+    next_due_at: datetime | None,
+    counts: tuple[int, int, int],
+    request_ids: Sequence[str],
+) -> bool:
+    """Close a run that did not apply anything; return True if the item just entered login-required."""
+    with unit_of_work(engine, immediate=True) as session:
+        run = session.get(SyncRun, run_id)
+        if run is not None:
+            run.status, run.error_code, run.message, run.finished_at = status, error_code, message, now
+            run.pages, run.restarts, run.retries = counts
+            run.request_ids = ",".join(r for r in request_ids if r)
+            session.add(run)
+            drop_staging(Sql(session.connection()), [run_id])
+        state = session.get(ItemSyncState, item_id)
+        newly_login = False
+        if state is not None:
+            newly_login = status == "login_required" and state.state != "login_required"
+            state.state = status
+            state.error_code = error_code
+            state.message = message
+            state.last_attempt_at = now
+            state.next_due_at = next_due_at
+            if status == "failed":
+                state.consecutive_failures += 1
+            if status == "login_required" and state.login_required_since is None:
+                state.login_required_since = now
+            if state.lease_owner == owner:
+                state.lease_owner, state.lease_expires_at = None, None
+            session.add(state)
+        if status == "login_required":
+            item = session.get(PlaidItem, item_id)
+            began = run.started_at if run is not None else now
+            # A repair that landed while this run was failing is newer news: keep it.
+            if item is not None and item.updated_at <= began:
+                item.status, item.status_code, item.updated_at = "login_required", error_code, now
+                session.add(item)
+        return newly_login
+
+
+def release(engine: Engine, item_id: uuid.UUID, owner: str) -> None:
+    """Give the lease back (used when a run ends by an unexpected error)."""
+    with unit_of_work(engine, immediate=True) as session:
+        stmt = update(ItemSyncState).where(
+            col(ItemSyncState.item_id) == item_id, col(ItemSyncState.lease_owner) == owner
+        )
+        session.execute(stmt.values(lease_owner=None, lease_expires_at=None))

@@ -1,0 +1,162 @@
+"""What the sync bot hands to pages and the CLI: frozen results, and failures explained in plain words."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+SyncStatus = Literal["ok", "preparing", "already_syncing", "failed", "login_required"]
+
+MAX_RESTARTS = 3  # mutation during pagination: restarts from the starting cursor before giving up
+MAX_PAGES = 4000  # 2,000,000 transactions: a run that pages forever stops instead of looping
+LEASE_SECONDS = 600
+PREPARING_RETRY_MINUTES = 10
+LOGIN_PROBE_HOURS = 24
+SIGN_IN_STALE_MINUTES = 60
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff with full jitter for 429s and transient failures, within a budget of retries per call."""
+
+    retries: int = 4
+    base_seconds: float = 1.0
+    cap_seconds: float = 30.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def pause(self, attempt: int) -> None:
+        """Sleep before retry number ``attempt`` (0-based); see AWS's "Exponential Backoff And Jitter"."""
+        ceiling = min(self.cap_seconds, self.base_seconds * 2**attempt)
+        self.sleep(random.uniform(0, ceiling))  # noqa: S311 - jitter, not a secret
+
+
+@dataclass(frozen=True)
+class SyncProgress:
+    """Reported while a sync runs: pages fetched so far, then transactions applied."""
+
+    item_id: uuid.UUID
+    stage: Literal["fetching", "applying", "done"]
+    pages: int
+    fetched: int
+    applied: int
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """How one item's sync ended; ``message`` is plain words with the fix."""
+
+    item_id: uuid.UUID
+    status: SyncStatus
+    institution_name: str = ""
+    pages: int = 0
+    added: int = 0
+    modified: int = 0
+    removed: int = 0
+    error_code: str | None = None
+    message: str = ""
+    run_id: uuid.UUID | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the item is up to date or simply not ready yet."""
+        return self.status in ("ok", "preparing")
+
+    def summary(self) -> str:
+        """One line for the CLI and logs."""
+        name = self.institution_name or str(self.item_id)
+        if self.status == "ok":
+            return f"{name}: ok, {self.pages} page(s), {self.added} added, {self.modified} modified, {self.removed} removed"
+        return f"{name}: {self.status.replace('_', ' ')}: {self.message}"
+
+
+@dataclass(frozen=True)
+class ItemSyncStatus:
+    """What the Accounts page shows per connection."""
+
+    item_id: uuid.UUID
+    institution_name: str
+    last_success_at: datetime | None
+    next_due_at: datetime | None
+    state: str
+    message: str
+    drift_flagged_accounts: tuple[uuid.UUID, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunView:
+    """One row of the Sync history page."""
+
+    run_id: uuid.UUID
+    item_id: uuid.UUID
+    institution_name: str
+    trigger: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    pages: int
+    added: int
+    modified: int
+    removed: int
+    error_code: str | None
+    explanation: str
+    fix: str
+    request_ids: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class ChangeView:
+    """One field Plaid changed on a transaction."""
+
+    changed_at: datetime
+    field_name: str
+    old_value: str | None
+    new_value: str | None
+
+
+_LOGIN = ("Your bank needs you to sign in again.", "Repair the connection on the Accounts page.")
+_LATER = "Nothing to do: finsync tries again automatically."
+_EXPLAIN: dict[str, tuple[str, str]] = {
+    "ITEM_LOGIN_REQUIRED": _LOGIN,
+    "PREPARING": ("Your bank is still preparing your transactions.", "Nothing to do: finsync checks again soon."),
+    "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION": (
+        "Your bank kept changing transactions while finsync was reading them.",
+        _LATER,
+    ),
+    "INSTITUTION_DOWN": ("Your bank is not responding right now.", _LATER),
+    "INSTITUTION_NOT_RESPONDING": ("Your bank is not responding right now.", _LATER),
+    "INVALID_ACCESS_TOKEN": (
+        "This connection is no longer valid at the bank.",
+        "Remove it on the Accounts page and link the bank again.",
+    ),
+    "TOO_MANY_PAGES": ("The bank sent more pages than a sync may read at once.", _LATER),
+    "INTERRUPTED": ("The sync was interrupted before it finished (the process stopped).", _LATER),
+    "DATABASE_ERROR": ("finsync could not save the new transactions.", "Check the server's storage and logs."),
+    "NOT_CONFIGURED": ("Bank syncing is not configured on this server.", "Ask the operator to set the Plaid settings."),
+}
+
+
+def explain(error_code: str | None, error_type: str | None = None) -> tuple[str, str]:
+    """Plain words for a failure code, and what the user (or nobody) should do about it."""
+    if error_code is None:
+        return "", ""
+    if error_code in _EXPLAIN:
+        return _EXPLAIN[error_code]
+    if error_code.endswith("_LIMIT") or error_type == "RATE_LIMIT_EXCEEDED":
+        return "The bank connection service asked finsync to slow down.", _LATER
+    if error_code.startswith(("INVALID_", "MISSING_", "UNKNOWN_")):
+        return (
+            "The bank connection service rejected finsync's request.",
+            "Ask the operator to check the Plaid settings; if it persists, link the bank again.",
+        )
+    return "The bank connection service is temporarily unavailable.", _LATER
+
+
+def explained(error_code: str | None, error_type: str | None = None) -> str:
+    """``explain`` as one sentence pair."""
+    what, fix = explain(error_code, error_type)
+    return f"{what} {fix}".strip()

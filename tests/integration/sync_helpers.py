@@ -1,0 +1,100 @@
+"""Helpers for sync tests: a user, a demo item linked through the gateway and stored, ledger vs bank truth."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlmodel import select
+
+from models import BankAccount, ItemSyncState, LedgerTransaction, PlaidItem, User
+from services.container import Container
+from services.db import unit_of_work
+from services.demo_bank import DemoBankHandle
+from services.plaid_client import PlaidGateway, map_transaction
+from services.sync_types import RetryPolicy
+
+FAST = RetryPolicy(retries=4, base_seconds=0.001, cap_seconds=0.005)
+
+
+def make_user(c: Container, email: str = "ada@example.com") -> uuid.UUID:
+    """A user row (no password work: these tests never sign in)."""
+    name = email.split("@", maxsplit=1)[0]
+    with unit_of_work(c.engine) as s:
+        user = User(
+            email=email, email_norm=email, username=name, username_norm=name, password_hash="x", email_verified=True
+        )
+        s.add(user)
+        s.flush()
+        return user.id
+
+
+def link_item(
+    c: Container,
+    gateway: PlaidGateway,
+    user_id: uuid.UUID,
+    *,
+    username: str = "user_good",
+    institution: str = "ins_demo_1",
+) -> tuple[uuid.UUID, str]:
+    """Link a demo item through the real SDK and store it as banking.complete_link would: (our id, Plaid item id)."""
+    public = gateway.sandbox_public_token_create(institution, username=username)
+    access = gateway.exchange_public_token(public)
+    row_id = uuid.uuid4()
+    blob = c.cipher.encrypt(access.access_token, table="plaid_items", column="access_token_enc", row_id=row_id)
+    with unit_of_work(c.engine) as s:
+        s.add(
+            PlaidItem(
+                id=row_id,
+                user_id=user_id,
+                plaid_item_id=access.item_id,
+                access_token_enc=blob,
+                institution_id=institution,
+                institution_name=f"Demo {institution}",
+            )
+        )
+    return row_id, access.item_id
+
+
+def ledger(c: Container, user_id: uuid.UUID) -> dict[str, tuple[Any, ...]]:
+    """The user's ledger keyed by Plaid id: Plaid's fields as the comparison needs them."""
+    with unit_of_work(c.engine) as s:
+        rows = s.exec(
+            select(LedgerTransaction, BankAccount.plaid_account_id)
+            .join(BankAccount, BankAccount.id == LedgerTransaction.account_id)  # type: ignore[arg-type]
+            .where(LedgerTransaction.user_id == user_id)
+        ).all()
+        return {
+            t.plaid_transaction_id: (
+                acct, t.amount_minor, t.date, t.name, t.merchant_name, t.pending, t.category_detailed
+            )
+            for t, acct in rows
+        }  # fmt: skip
+
+
+def truth(bank: DemoBankHandle, plaid_item_id: str) -> dict[str, tuple[Any, ...]]:
+    """The demo bank's own current transactions in the same shape."""
+    out = {}
+    for raw in bank.truth(plaid_item_id):
+        t = map_transaction(raw)
+        out[t.transaction_id] = (
+            t.account_id,
+            t.amount_minor,
+            t.date,
+            t.name,
+            t.merchant_name,
+            t.pending,
+            t.category_detailed,
+        )
+    return out
+
+
+def cursor_of(c: Container, item_id: uuid.UUID) -> str:
+    with unit_of_work(c.engine) as s:
+        state = s.get(ItemSyncState, item_id)
+        return state.cursor if state else ""
+
+
+def user_row(c: Container, user_id: uuid.UUID, tid: str) -> LedgerTransaction | None:
+    with unit_of_work(c.engine) as s:
+        return s.get(LedgerTransaction, tid)

@@ -1,0 +1,276 @@
+"""Scenario tests of the sync against the demo bank over HTTP; the ledger is compared with the bank's truth."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from sqlmodel import col, select
+
+from models import ItemSyncState, LedgerTransaction, PlaidItem, SyncRun, SyncStaged
+from services.container import Container
+from services.db import unit_of_work
+from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET
+from services.mailer import MemoryMailer
+from services.plaid_client import CallEvent, MutationDuringPagination, PlaidGateway, SyncPage
+from services.sync import edit_transaction, item_sync_status, list_runs, sync_item, transaction_history
+from services.sync_state import acquire, worker_name
+from tests.integration.sync_helpers import FAST, cursor_of, ledger, link_item, make_user, truth
+
+
+@pytest.fixture
+def linked(container: Container, gateway: PlaidGateway) -> tuple[uuid.UUID, uuid.UUID, str]:
+    user_id = make_user(container)
+    item_id, plaid_id = link_item(container, gateway, user_id)
+    return user_id, item_id, plaid_id
+
+
+def _sync(c: Container, gw: PlaidGateway, user_id: uuid.UUID, item_id: uuid.UUID, **kw: object):  # type: ignore[no-untyped-def]
+    return sync_item(c, user_id, item_id, gateway=gw, policy=FAST, **kw)  # type: ignore[arg-type]
+
+
+def _runs(c: Container, item_id: uuid.UUID) -> list[SyncRun]:
+    with unit_of_work(c.engine) as s:
+        return list(s.exec(select(SyncRun).where(SyncRun.item_id == item_id).order_by(col(SyncRun.started_at))).all())
+
+
+def test_initial_multi_page_and_incremental_sync_equal_the_bank(container, gateway, demo_bank, linked) -> None:
+    user_id, item_id, pid = linked
+    demo_bank.generate_history(pid, 1200)
+    first = _sync(container, gateway, user_id, item_id)
+    assert first.status == "ok" and first.pages == 3
+    assert ledger(container, user_id) == truth(demo_bank, pid)
+    demo_bank.advance(pid, 5)
+    second = _sync(container, gateway, user_id, item_id)
+    assert second.status == "ok" and second.added + second.modified + second.removed > 0
+    assert ledger(container, user_id) == truth(demo_bank, pid)
+    again = _sync(container, gateway, user_id, item_id)  # nothing new: nothing changes, no duplicates
+    assert (again.added, again.modified, again.removed) == (0, 0, 0)
+    assert ledger(container, user_id) == truth(demo_bank, pid)
+
+
+def test_modified_transaction_keeps_user_edits_and_records_what_plaid_changed(
+    container, gateway, demo_bank, linked
+) -> None:
+    user_id, item_id, pid = linked
+    _sync(container, gateway, user_id, item_id)
+    target = next(t for t in demo_bank.truth(pid) if not t["pending"])
+    tid = target["transaction_id"]
+    edit_transaction(
+        container, user_id, tid, category="Groceries", note="split with Sam", tags=["shared"], excluded=True
+    )
+    demo_bank.mutate(pid, "modify", transaction_id=tid, name="RENAMED BY BANK", cents=4321)
+    assert _sync(container, gateway, user_id, item_id).modified >= 1
+    assert ledger(container, user_id) == truth(demo_bank, pid)
+    with unit_of_work(container.engine) as s:
+        row = s.get(LedgerTransaction, tid)
+        assert row is not None
+        assert (row.name, row.amount_minor) == ("RENAMED BY BANK", -4321)
+        assert (row.category_override, row.note, row.tags, row.excluded) == (
+            "Groceries",
+            "split with Sam",
+            "shared",
+            True,
+        )
+    changes = {c.field_name: (c.old_value, c.new_value) for c in transaction_history(container, user_id, tid)}
+    assert changes["name"] == (target["name"], "RENAMED BY BANK")
+    assert changes["amount_minor"][1] == "-4321"
+
+
+def test_pending_to_posted_across_pages_carries_edits_and_never_shows_both(
+    container, gateway, demo_bank, linked
+) -> None:
+    user_id, item_id, pid = linked
+    pending = demo_bank.mutate(pid, "add", cents=2500, name="COFFEE HOLD", pending=True)
+    assert pending is not None
+    _sync(container, gateway, user_id, item_id)
+    edit_transaction(container, user_id, pending["transaction_id"], category="Treats", note="birthday")
+    for i in range(499):  # the removal of the pending row ends page 1; its posted twin starts page 2
+        demo_bank.mutate(pid, "add", cents=100 + i, name=f"FILLER {i}")
+    posted = demo_bank.mutate(pid, "post", transaction_id=pending["transaction_id"], cents=2800)
+    assert posted is not None
+    result = _sync(container, gateway, user_id, item_id)
+    assert result.status == "ok" and result.pages == 2
+    rows = ledger(container, user_id)
+    assert rows == truth(demo_bank, pid)
+    assert pending["transaction_id"] not in rows
+    with unit_of_work(container.engine) as s:
+        row = s.get(LedgerTransaction, posted["transaction_id"])
+        assert row is not None and (row.category_override, row.note, row.amount_minor) == ("Treats", "birthday", -2800)
+
+
+def test_pending_to_posted_in_one_page_carries_edits(container, gateway, demo_bank, linked) -> None:
+    user_id, item_id, pid = linked
+    pending = demo_bank.mutate(pid, "add", cents=900, name="TAXI", pending=True)
+    _sync(container, gateway, user_id, item_id)
+    edit_transaction(container, user_id, pending["transaction_id"], tags=["work", "travel"])
+    posted = demo_bank.mutate(pid, "post", transaction_id=pending["transaction_id"])
+    _sync(container, gateway, user_id, item_id)
+    assert ledger(container, user_id) == truth(demo_bank, pid)
+    with unit_of_work(container.engine) as s:
+        assert s.get(LedgerTransaction, posted["transaction_id"]).tags == "work,travel"  # type: ignore[union-attr]
+
+
+def test_mutation_during_pagination_restarts_from_the_first_cursor(
+    container, gateway, demo_bank, linked, plaid_events
+) -> None:
+    user_id, item_id, pid = linked
+    demo_bank.generate_history(pid, 1200)
+    demo_bank.set_fault(pid, "mutation_during_pagination", page=2)
+    result = _sync(container, gateway, user_id, item_id)
+    assert result.status == "ok"
+    assert ledger(container, user_id) == truth(demo_bank, pid)  # the restarted loop saw the changed row
+    run = _runs(container, item_id)[-1]
+    assert run.restarts == 1
+    errors = [e for e in plaid_events if e.error_code == "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION"]
+    assert len(errors) == 1
+
+
+class AlwaysMutating(PlaidGateway):
+    """Every second page fails as if the bank changed data mid-pagination."""
+
+    def transactions_sync(self, access_token: str, cursor: str = "", count: int = 500) -> SyncPage:
+        page = super().transactions_sync(access_token, cursor, count)
+        if page.has_more:
+            return page
+        raise MutationDuringPagination("TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION", request_id="req-m")
+
+
+def test_endless_mutation_gives_up_and_changes_nothing(container, gateway, demo_bank, linked) -> None:
+    user_id, item_id, pid = linked
+    _sync(container, gateway, user_id, item_id)
+    before, cursor = ledger(container, user_id), cursor_of(container, item_id)
+    demo_bank.generate_history(pid, 600)
+    flaky = AlwaysMutating("demo", DEMO_CLIENT_ID, DEMO_SECRET, demo_bank.url, timeout=(2.0, 5.0))
+    result = _sync(container, flaky, user_id, item_id)
+    assert result.status == "failed" and result.error_code == "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION"
+    assert "tries again automatically" in result.message
+    assert ledger(container, user_id) == before and cursor_of(container, item_id) == cursor
+    with unit_of_work(container.engine) as s:
+        assert s.exec(select(SyncStaged)).first() is None
+    assert _runs(container, item_id)[-1].restarts == 4
+    assert _sync(container, gateway, user_id, item_id).status == "ok"
+    assert ledger(container, user_id) == truth(demo_bank, pid)
+
+
+def test_one_429_and_one_500_are_absorbed_within_the_run(container, gateway, demo_bank, linked) -> None:
+    user_id, item_id, pid = linked
+    demo_bank.set_fault(pid, "rate_limit", times=1, endpoint="/transactions/sync")
+    demo_bank.set_fault(pid, "server_error", times=1, endpoint="/accounts/get")
+    result = _sync(container, gateway, user_id, item_id)
+    assert result.status == "ok"
+    assert ledger(container, user_id) == truth(demo_bank, pid)
+    run = _runs(container, item_id)[-1]
+    assert run.retries == 2 and run.status == "ok" and run.request_ids
+
+
+def test_persistent_outage_fails_with_words_and_the_next_run_completes(container, gateway, demo_bank, linked) -> None:
+    user_id, item_id, pid = linked
+    demo_bank.set_fault(pid, "server_error", times=50)
+    result = _sync(container, gateway, user_id, item_id)
+    assert result.status == "failed" and ledger(container, user_id) == {} and cursor_of(container, item_id) == ""
+    view = list_runs(container, user_id)[0]
+    assert view.status == "failed" and view.explanation and "automatically" in view.fix
+    demo_bank.clear_faults(pid)
+    assert _sync(container, gateway, user_id, item_id).status == "ok"
+    assert ledger(container, user_id) == truth(demo_bank, pid)
+
+
+def test_a_bank_that_times_out_is_a_transient_failure(container, demo_bank, linked) -> None:
+    user_id, item_id, pid = linked
+    slow = PlaidGateway("demo", DEMO_CLIENT_ID, DEMO_SECRET, demo_bank.url, timeout=(2.0, 0.2))
+    demo_bank.set_fault(pid, "delay", seconds=0.6)
+    try:
+        result = sync_item(
+            container, user_id, item_id, gateway=slow, policy=FAST.__class__(retries=1, base_seconds=0.001)
+        )
+    finally:
+        demo_bank.clear_faults(pid)
+    assert result.status == "failed" and result.error_code == "NETWORK_ERROR"
+    assert _sync(container, slow, user_id, item_id).status == "ok"
+    assert ledger(container, user_id) == truth(demo_bank, pid)
+
+
+def test_login_required_then_repaired(
+    container, gateway, demo_bank, linked, plaid_events, mailer: MemoryMailer
+) -> None:
+    user_id, item_id, pid = linked
+    _sync(container, gateway, user_id, item_id)
+    demo_bank.set_fault(pid, "login_required")
+    demo_bank.advance(pid, 2)
+    result = _sync(container, gateway, user_id, item_id)
+    assert result.status == "login_required" and "sign in again" in result.message and "Repair" in result.message
+    assert [m for m in mailer.sent if "needs your attention" in str(m)]
+    status = item_sync_status(container, user_id)[0]
+    assert status.state == "login_required"
+    calls = len(plaid_events)
+    scheduled = _sync(container, gateway, user_id, item_id, explicit=False)
+    assert scheduled.status == "login_required" and len(plaid_events) == calls  # the scheduler does not hammer it
+    demo_bank.repair(pid)  # the user repaired it elsewhere: an explicit sync picks that up
+    assert _sync(container, gateway, user_id, item_id).status == "ok"
+    assert ledger(container, user_id) == truth(demo_bank, pid)
+    with unit_of_work(container.engine) as s:
+        assert s.get(PlaidItem, item_id).status == "ok"  # type: ignore[union-attr]
+
+
+def test_an_item_not_ready_yet_is_preparing_not_an_error(container, gateway, demo_bank) -> None:
+    user_id = make_user(container)
+    item_id, pid = link_item(container, gateway, user_id, username="user_not_ready")
+    result = _sync(container, gateway, user_id, item_id)
+    assert result.status == "preparing" and result.ok and "preparing" in result.message
+    assert item_sync_status(container, user_id)[0].state == "preparing"
+    demo_bank.set_ready(pid, True)
+    assert _sync(container, gateway, user_id, item_id).status == "ok"
+    assert ledger(container, user_id) == truth(demo_bank, pid)
+
+
+def test_second_sync_of_the_same_item_is_refused_while_one_runs(container, gateway, linked) -> None:
+    user_id, item_id, _ = linked
+    with unit_of_work(container.engine, immediate=True) as s:
+        assert acquire(s, s.get(PlaidItem, item_id), worker_name("other"), container.clock())  # type: ignore[arg-type]
+    result = _sync(container, gateway, user_id, item_id)
+    assert result.status == "already_syncing" and ledger(container, user_id) == {}
+
+
+def test_a_lease_left_by_a_dead_process_is_taken_over(container, gateway, demo_bank, linked) -> None:
+    user_id, item_id, pid = linked
+    with unit_of_work(container.engine, immediate=True) as s:
+        acquire(s, s.get(PlaidItem, item_id), "x", container.clock())  # type: ignore[arg-type]
+        state = s.get(ItemSyncState, item_id)
+        assert state is not None
+        state.lease_owner = f"{os.uname().nodename}:{2**22 + 12345}:worker:dead"  # no such pid
+        s.add(state)
+    assert _sync(container, gateway, user_id, item_id).status == "ok"
+    assert ledger(container, user_id) == truth(demo_bank, pid)
+
+
+def test_balance_drift_flags_the_account(container, gateway, demo_bank, linked) -> None:
+    user_id, item_id, pid = linked
+    _sync(container, gateway, user_id, item_id)
+    assert item_sync_status(container, user_id)[0].drift_flagged_accounts == ()
+    victim = next(t for t in demo_bank.truth(pid) if not t["pending"])
+    with unit_of_work(container.engine) as s:  # the ledger loses a transaction the bank still counts
+        s.delete(s.get(LedgerTransaction, victim["transaction_id"]))
+        account_id = s.exec(select(LedgerTransaction.account_id).limit(1)).first()
+    demo_bank.mutate(pid, "add", cents=500, name="NEW")
+    _sync(container, gateway, user_id, item_id)
+    flagged = item_sync_status(container, user_id)[0].drift_flagged_accounts
+    assert len(flagged) == 1 and account_id is not None
+
+
+def test_sync_progress_reports_pages_and_applied(container, gateway, demo_bank, linked) -> None:
+    user_id, item_id, pid = linked
+    demo_bank.generate_history(pid, 700)
+    seen = []
+    result = _sync(container, gateway, user_id, item_id, progress=seen.append)
+    assert [p.pages for p in seen if p.stage == "fetching"] == [1, 2]
+    assert seen[-1].stage == "done" and seen[-1].applied == result.added
+
+
+def test_request_ids_are_recorded_per_run(container, gateway, linked, plaid_events: list[CallEvent]) -> None:
+    user_id, item_id, _ = linked
+    _sync(container, gateway, user_id, item_id)
+    run = list_runs(container, user_id)[0]
+    assert run.status == "ok" and set(run.request_ids) <= {e.request_id for e in plaid_events}
+    assert len(run.request_ids) >= 2  # /transactions/sync and /accounts/get

