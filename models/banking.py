@@ -6,18 +6,12 @@ import uuid
 from datetime import datetime
 from typing import ClassVar
 
-from sqlalchemy import BigInteger, Column, ForeignKey, LargeBinary, Uuid
+from sqlalchemy import BigInteger, Column, LargeBinary
 from sqlmodel import Field, SQLModel
 
-from models.types import UTCDateTime, utcnow
-
-
-def _ts(nullable: bool = False, index: bool = False) -> Column[datetime]:
-    return Column(UTCDateTime(), nullable=nullable, index=index)
-
-
-def _fk(target: str, *, nullable: bool = False, on_delete: str = "CASCADE") -> Column[uuid.UUID]:
-    return Column(Uuid(), ForeignKey(target, ondelete=on_delete), nullable=nullable, index=True)
+from models.types import fk_column as _fk
+from models.types import ts_column as _ts
+from models.types import utcnow
 
 
 def _money() -> Column[int]:

@@ -9,15 +9,9 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Column, Date, ForeignKey, Index, Integer, String, Text, Uuid
 from sqlmodel import Field, SQLModel
 
-from models.types import UTCDateTime, utcnow
-
-
-def _ts(nullable: bool = False, index: bool = False) -> Column[datetime]:
-    return Column(UTCDateTime(), nullable=nullable, index=index)
-
-
-def _fk(target: str, *, nullable: bool = False, on_delete: str = "CASCADE", index: bool = True) -> Column[uuid.UUID]:
-    return Column(Uuid(), ForeignKey(target, ondelete=on_delete), nullable=nullable, index=index)
+from models.types import fk_column as _fk
+from models.types import ts_column as _ts
+from models.types import utcnow
 
 
 class LedgerTransaction(SQLModel, table=True):

@@ -6,18 +6,11 @@ import uuid
 from datetime import datetime
 from typing import ClassVar
 
-from sqlalchemy import BigInteger, Column, ForeignKey, LargeBinary, Uuid
+from sqlalchemy import BigInteger, Column, LargeBinary
 from sqlmodel import Field, SQLModel
 
-from models.types import UTCDateTime, utcnow
-
-
-def _ts(nullable: bool = False, index: bool = False) -> Column[datetime]:
-    return Column(UTCDateTime(), nullable=nullable, index=index)
-
-
-def _user_fk() -> Column[uuid.UUID]:
-    return Column(Uuid(), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
+from models.types import fk_column, utcnow
+from models.types import ts_column as _ts
 
 
 class User(SQLModel, table=True):
@@ -50,7 +43,7 @@ class AuthSession(SQLModel, table=True):
     __tablename__ = "auth_sessions"
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    user_id: uuid.UUID = Field(sa_column=_user_fk())
+    user_id: uuid.UUID = Field(sa_column=fk_column("users.id"))
     token_hash: str = Field(max_length=64, unique=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     last_seen_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
@@ -66,7 +59,7 @@ class OneTimeToken(SQLModel, table=True):
     __tablename__ = "one_time_tokens"
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    user_id: uuid.UUID = Field(sa_column=_user_fk())
+    user_id: uuid.UUID = Field(sa_column=fk_column("users.id"))
     purpose: str = Field(max_length=32, index=True)
     token_hash: str = Field(max_length=64, unique=True)
     payload: str | None = Field(default=None, max_length=320)
@@ -82,7 +75,7 @@ class RecoveryCode(SQLModel, table=True):
     __tablename__ = "recovery_codes"
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    user_id: uuid.UUID = Field(sa_column=_user_fk())
+    user_id: uuid.UUID = Field(sa_column=fk_column("users.id"))
     code_hash: str = Field(max_length=64, unique=True)
     used_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime
+from sqlalchemy import Column, DateTime, ForeignKey, Uuid
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
@@ -33,3 +34,15 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         stamp: datetime = value
         return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
+def ts_column(nullable: bool = False, index: bool = False) -> Column[datetime]:
+    """A UTC timestamp column (a fresh Column per field: SQLAlchemy columns cannot be shared)."""
+    return Column(UTCDateTime(), nullable=nullable, index=index)
+
+
+def fk_column(
+    target: str, *, nullable: bool = False, on_delete: str = "CASCADE", index: bool = True
+) -> Column[uuid.UUID]:
+    """A UUID foreign key that follows its parent row on delete (CASCADE unless said otherwise)."""
+    return Column(Uuid(), ForeignKey(target, ondelete=on_delete), nullable=nullable, index=index)
