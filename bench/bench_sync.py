@@ -1,9 +1,11 @@
 """Sync end to end against the demo bank over loopback HTTP, with a raw-write baseline in the same run.
 
-Usage: .venv/bin/python bench/bench_sync.py initial --db sqlite|postgresql [--transactions N]
-       .venv/bin/python bench/bench_sync.py incremental --db sqlite|postgresql [--history N] [--changes K]
+Usage: .venv/bin/python bench/bench_sync.py initial --db sqlite|postgresql [--transactions N] [--bank B]
+       .venv/bin/python bench/bench_sync.py incremental --db sqlite|postgresql [--history N] [--changes K] [--bank B]
 PostgreSQL reads BENCH_POSTGRES_URL (a database it may create tables in; a fresh one is made per run).
-Peak memory: the process's peak RSS growth during the sync (the demo bank's own data is allocated before).
+``--bank process`` (the default) runs the demo bank in its own process (bench/bank_process.py), so the
+figures are finsync's own; ``--bank thread`` runs it in this process, competing for the GIL as before.
+Peak memory: this process's peak RSS growth during the sync (with ``--bank thread`` it includes the bank's).
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import contextlib
+
 from sqlalchemy import text
 
+from bench.bank_process import RemoteBank
 from services import migrations
 from services.container import build_container
 from services.db import make_engine, unit_of_work
@@ -37,8 +42,23 @@ COLS = (
 )
 
 
-def rss_mib() -> float:
+def _status_mib(key: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mib() -> float:
+    """The current RSS, after resetting the kernel's peak-RSS mark (Linux clear_refs 5), so peak_mib() is ours."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+    return _status_mib("VmRSS")
+
+
+def peak_mib() -> float:
+    """Peak RSS since the last rss_mib()."""
+    return _status_mib("VmHWM")
 
 
 def database(kind: str, tmp: Path) -> tuple[str, object]:
@@ -86,12 +106,32 @@ def raw_baseline(engine, kind: str) -> tuple[int, float]:  # type: ignore[no-unt
     return len(rows), time.perf_counter() - started
 
 
-def setup(kind: str, tmp: Path, history: int):  # type: ignore[no-untyped-def]
+class ThreadBank:
+    """The demo bank in this process, with RemoteBank's interface."""
+
+    def __init__(self) -> None:
+        self.handle = start_demo_bank()
+        self.url = self.handle.url
+
+    def generate_history(self, item: str, count: int) -> None:
+        self.handle.generate_history(item, count)
+
+    def ids(self, item: str, limit: int) -> list[str]:
+        return [t["transaction_id"] for t in self.handle.truth(item)[:limit]]
+
+    def mutate(self, item: str, action: str, **fields: object) -> None:
+        self.handle.mutate(item, action, **fields)
+
+    def stop(self) -> None:
+        self.handle.stop()
+
+
+def setup(kind: str, tmp: Path, history: int, where: str):  # type: ignore[no-untyped-def]
     url, handle = database(kind, tmp)
     engine = make_engine(url)
     migrations.upgrade(engine)
     c = build_container(make_settings(tmp / "data", url), engine=engine, clock=FakeClock())
-    bank = start_demo_bank()
+    bank = RemoteBank() if where == "process" else ThreadBank()
     gw = PlaidGateway("demo", DEMO_CLIENT_ID, DEMO_SECRET, bank.url, timeout=(5.0, 120.0))
     user_id = make_user(c)
     item_id, pid = link_item(c, gw, user_id)
@@ -101,14 +141,14 @@ def setup(kind: str, tmp: Path, history: int):  # type: ignore[no-untyped-def]
     return c, bank, gw, user_id, item_id, pid, handle
 
 
-def initial(kind: str, n: int) -> None:
+def initial(kind: str, n: int, where: str) -> None:
     with tempfile.TemporaryDirectory() as d:
-        c, bank, gw, user_id, item_id, _pid, handle = setup(kind, Path(d), n)
+        c, bank, gw, user_id, item_id, _pid, handle = setup(kind, Path(d), n, where)
         before = rss_mib()
         t0 = time.perf_counter()
         r = sync_item(c, user_id, item_id, gateway=gw)
         took = time.perf_counter() - t0
-        growth = rss_mib() - before
+        growth = peak_mib() - before
         assert r.status == "ok", r
         rows, raw = raw_baseline(c.engine, kind)
         print(
@@ -123,13 +163,13 @@ def initial(kind: str, n: int) -> None:
         drop(handle)
 
 
-def incremental(kind: str, history: int, changes: int) -> None:
+def incremental(kind: str, history: int, changes: int, where: str) -> None:
     with tempfile.TemporaryDirectory() as d:
-        c, bank, gw, user_id, item_id, pid, handle = setup(kind, Path(d), history)
+        c, bank, gw, user_id, item_id, pid, handle = setup(kind, Path(d), history, where)
         t0 = time.perf_counter()
         first = sync_item(c, user_id, item_id, gateway=gw)
         print(f"[{kind}] initial sync of {first.added:,} in {time.perf_counter() - t0:.1f} s (setup)")
-        ids = [t["transaction_id"] for t in bank.truth(pid)[:changes]]
+        ids = bank.ids(pid, changes)
         for i, tid in enumerate(ids[: changes // 2]):
             bank.mutate(pid, "modify", transaction_id=tid, name=f"CHANGED {i}")
         for tid in ids[changes // 2 : changes // 2 + changes // 5]:
@@ -144,7 +184,7 @@ def incremental(kind: str, history: int, changes: int) -> None:
             total = s.execute(text("SELECT count(*) FROM transactions")).scalar()
         print(
             f"[{kind}] incremental sync of {r.added + r.modified + r.removed} changes on {total:,} txns: {took:.3f} s; "
-            f"peak RSS growth {rss_mib() - before:.0f} MiB"
+            f"peak RSS growth {peak_mib() - before:.0f} MiB"
         )
         bank.stop()
         c.engine.dispose()
@@ -158,11 +198,13 @@ def main() -> None:
     p.add_argument("--transactions", type=int, default=200_000)
     p.add_argument("--history", type=int, default=1_000_000)
     p.add_argument("--changes", type=int, default=100)
+    p.add_argument("--bank", choices=["process", "thread"], default="process")
     a = p.parse_args()
+    print(f"demo bank: {'own process' if a.bank == 'process' else 'in this process (thread)'}")
     if a.mode == "initial":
-        initial(a.db, a.transactions)
+        initial(a.db, a.transactions, a.bank)
     else:
-        incremental(a.db, a.history, a.changes)
+        incremental(a.db, a.history, a.changes, a.bank)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ UPDATE`` executemany one row at a time on psycopg2 (PERFORMANCE_NOTES §1), so P
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
@@ -79,6 +80,27 @@ class Sql:
         cur = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         execute_values(cur, f"{head}%s {suffix}", rows, page_size=1000)
 
+    def copy(self, table: str, cols: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Append rows with COPY on PostgreSQL (about twice execute_values for staging); ``insert`` on SQLite."""
+        if self.sqlite or not rows:
+            self.insert(table, cols, rows)
+            return
+        body = "".join("\t".join(_copy_text(v) for v in r) + "\n" for r in rows)
+        cur = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cur.copy_expert(f"COPY {table} ({', '.join(_q(c) for c in cols)}) FROM STDIN", io.StringIO(body))
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: Any) -> str:
+    """One value in COPY's text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    return str(value).translate(_COPY_ESCAPES)
+
 
 def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, date) else value
@@ -89,7 +111,7 @@ def stage(sql: Sql, run_id: uuid.UUID, first_seq: int, changes: Sequence[tuple[i
     rid = sql.uid(run_id)
     blank = (None,) * len(PLAID_FIELDS)
     rows = [(rid, first_seq + i, kind, tid, *(values or blank)) for i, (kind, tid, values) in enumerate(changes)]
-    sql.insert("sync_staging", _STAGE_COLS, rows)
+    sql.copy("sync_staging", _STAGE_COLS, rows)
     return first_seq + len(rows)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 
@@ -274,3 +275,36 @@ def test_request_ids_are_recorded_per_run(container, gateway, linked, plaid_even
     run = list_runs(container, user_id)[0]
     assert run.status == "ok" and set(run.request_ids) <= {e.request_id for e in plaid_events}
     assert len(run.request_ids) >= 2  # /transactions/sync and /accounts/get
+
+
+class _RemovalComesLater:
+    """A gateway whose pages carry additions but not removals: Plaid may send a pending row's removal in a
+    later sync than its posted twin, so the posted row arrives in a run of additions only."""
+
+    def __init__(self, inner: PlaidGateway) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def transactions_sync(self, access_token: str, cursor: str = "", count: int = 500) -> SyncPage:
+        page = self._inner.transactions_sync(access_token, cursor, count)
+        return dataclasses.replace(page, removed=())
+
+
+def test_posted_twin_in_an_additions_only_run_replaces_the_pending_row_and_keeps_edits(
+    container, gateway, demo_bank, linked
+) -> None:
+    user_id, item_id, pid = linked
+    pending = demo_bank.mutate(pid, "add", cents=4200, name="HOTEL HOLD", pending=True)
+    _sync(container, gateway, user_id, item_id)
+    edit_transaction(container, user_id, pending["transaction_id"], category="Trips", excluded=True)
+    posted = demo_bank.mutate(pid, "post", transaction_id=pending["transaction_id"], cents=4350)
+    result = sync_item(container, user_id, item_id, gateway=_RemovalComesLater(gateway), policy=FAST)  # type: ignore[arg-type]
+    assert result.status == "ok" and result.added == 1
+    rows = ledger(container, user_id)
+    assert pending["transaction_id"] not in rows and posted["transaction_id"] in rows  # never both
+    with unit_of_work(container.engine) as s:
+        row = s.get(LedgerTransaction, posted["transaction_id"])
+        assert row is not None and (row.category_override, row.excluded, row.amount_minor) == ("Trips", True, -4350)
+    assert rows == truth(demo_bank, pid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -30,10 +31,9 @@ def _runs_per_item(c: Container) -> dict[uuid.UUID, int]:
 
 
 @pytest.fixture
-def wired(container: Container, gateway, monkeypatch: pytest.MonkeyPatch) -> Container:
-    """Jobs find the gateway the way the app will: on the container (until it has the field, via gateway_for)."""
-    monkeypatch.setattr("services.sync_engine.gateway_for", lambda c: gateway)
-    return container
+def wired(container: Container, gateway) -> Container:
+    """Jobs find the gateway the way the app does: on the container."""
+    return dataclasses.replace(container, plaid=gateway)
 
 
 def test_due_items_are_synced_once_and_then_not_again_until_the_interval(wired, demo_bank, gateway, clock) -> None:
@@ -84,9 +84,8 @@ def test_a_job_of_a_killed_worker_is_retried_after_its_lease_expires(wired, demo
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite runs one worker process
 def test_two_workers_racing_sync_each_item_once_per_due_time(wired, demo_bank, gateway, clock, db_url) -> None:
-    if not db_url.startswith("postgresql"):
-        pytest.skip("several workers share the queue on PostgreSQL; SQLite has one worker process")
     users = [make_user(wired, f"u{i}@example.com") for i in range(3)]
     items = [link_item(wired, gateway, u)[0] for u in users for _ in range(2)]
     barrier = threading.Barrier(2)

@@ -1,0 +1,144 @@
+"""Apply a fetched run: rows, balances, checks, cursor, state and run record in ONE transaction."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import update
+from sqlmodel import Session, col
+
+from models import ItemSyncState, PlaidItem, SyncRun
+from services.container import Container
+from services.db import unit_of_work
+from services.notify import NewTransaction, NotificationSettings
+from services.plaid_client import Account
+from services.sync_accounts import placeholder_account, upsert_accounts
+from services.sync_apply import ADDED, Staged, plan_chunk, referenced_ids
+from services.sync_bulk import all_added, insert_new, new_rows, staged_accounts
+from services.sync_checks import LowBalance, check_accounts
+from services.sync_run import LeaseLost, RunCounters
+from services.sync_store import Sql, drop_staging, load_existing, load_tombstones, staged_chunks, write_plan
+from services.sync_types import SyncResult
+
+
+@dataclass
+class News:
+    """What a sync brought in, for the notifications sent after it commits."""
+
+    rows: list[NewTransaction] = field(default_factory=list)
+    count: int = 0
+    low: list[LowBalance] = field(default_factory=list)
+
+    def collect(self, chunk: list[Staged], existing: set[str], large: int | None) -> None:
+        for s in chunk:
+            if s.kind != ADDED or s.transaction_id in existing:
+                continue
+            self.count += 1
+            amount = s.values[1]
+            if len(self.rows) < 20 or (large is not None and abs(amount) >= large and len(self.rows) < 200):
+                self.rows.append(NewTransaction(date.fromisoformat(s.values[4]), s.values[6], amount, s.values[2]))
+
+
+def apply_run(
+    c: Container,
+    item: PlaidItem,
+    run: RunCounters,
+    start: str,
+    cursor: str,
+    accounts: tuple[Account, ...],
+    began: datetime,
+    prefs: NotificationSettings,
+) -> tuple[SyncResult, News]:
+    """Rows, balances, checks, cursor, state and run record: one transaction."""
+    now = c.clock()
+    news = News()
+    with unit_of_work(c.engine, immediate=True) as session:
+        claim = update(ItemSyncState).where(
+            col(ItemSyncState.item_id) == item.id,
+            col(ItemSyncState.lease_owner) == run.owner,
+            col(ItemSyncState.cursor) == start,
+        )
+        if session.execute(claim.values(cursor=cursor)).rowcount != 1:  # type: ignore[attr-defined]
+            raise LeaseLost("the cursor moved or the lease expired")
+        amap = upsert_accounts(session, item, accounts, now)
+        sql = Sql(session.connection())
+        added, modified, removed = _apply_rows(session, sql, item, run, amap, now, news, prefs)
+        drop_staging(sql, [run.run_id])
+        news.low = check_accounts(session, item, accounts, amap, now, prefs.low_balance_minor)
+        _finish(c, session, item, run, now, began, (added, modified, removed))
+    result = SyncResult(item.id, "ok", item.institution_name, run.pages, added, modified, removed, None, "", run.run_id)
+    return result, news
+
+
+def _apply_rows(
+    session: Session,
+    sql: Sql,
+    item: PlaidItem,
+    run: RunCounters,
+    amap: dict[str, uuid.UUID],
+    now: datetime,
+    news: News,
+    prefs: NotificationSettings,
+) -> tuple[int, int, int]:
+    """Insert an all-new run set-based, or plan and write it chunk by chunk (memory does not grow with its size)."""
+    if all_added(sql, run.run_id):
+        for plaid_account_id in staged_accounts(sql, run.run_id):
+            if plaid_account_id not in amap:
+                amap[plaid_account_id] = placeholder_account(session, item, plaid_account_id)
+        keys = {"user_id": item.user_id, "item_id": item.id, "run_id": run.run_id}
+        inserted = insert_new(sql, **keys, now=now, report=lambda n: run.report("applying", n))
+        if inserted is not None:
+            news.count += inserted
+            news.rows = new_rows(sql, run.run_id, prefs.large_transaction_minor)
+            return inserted, 0, 0
+    added = modified = removed = 0
+    for chunk in staged_chunks(sql, run.run_id):
+        for s in chunk:
+            if s.values and s.values[0] not in amap:
+                amap[s.values[0]] = placeholder_account(session, item, s.values[0])
+        ids = sorted(referenced_ids(chunk))
+        existing = load_existing(sql, item.user_id, ids)
+        news.collect(chunk, set(existing), prefs.large_transaction_minor)
+        plan = plan_chunk(chunk, existing, load_tombstones(sql, item.user_id, ids))
+        write_plan(sql, plan, user_id=item.user_id, item_id=item.id, run_id=run.run_id, accounts=amap, now=now)
+        added, modified, removed = added + plan.added, modified + plan.modified, removed + plan.removed
+        run.report("applying", added + modified + removed)
+    return added, modified, removed
+
+
+def _finish(
+    c: Container,
+    session: Session,
+    item: PlaidItem,
+    run: RunCounters,
+    now: datetime,
+    began: datetime,
+    counts: tuple[int, int, int],
+) -> None:
+    """Mark the item synced and the run done, inside the apply transaction."""
+    state = session.get(ItemSyncState, item.id)
+    assert state is not None
+    state.state, state.error_code, state.message = "ok", None, ""
+    state.last_success_at, state.last_success_started_at, state.last_attempt_at = now, began, now
+    state.next_due_at = now + timedelta(hours=c.settings.sync_interval_hours)
+    state.consecutive_failures, state.login_required_since = 0, None
+    state.lease_owner, state.lease_expires_at = None, None
+    session.add(state)
+    row = session.get(SyncRun, run.run_id)
+    assert row is not None
+    row.status, row.finished_at, row.pages, row.restarts, row.retries = (
+        "ok",
+        now,
+        run.pages,
+        run.restarts,
+        run.retries,
+    )
+    row.added, row.modified, row.removed = counts
+    row.request_ids = ",".join(run.request_ids)
+    session.add(row)
+    fresh = session.get(PlaidItem, item.id)
+    if fresh is not None and fresh.status != "ok":
+        fresh.status, fresh.status_code, fresh.updated_at = "ok", None, now
+        session.add(fresh)

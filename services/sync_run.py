@@ -1,0 +1,66 @@
+"""One run's bookkeeping: counters and progress, the ways a run stops early, and retries of a Plaid call."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from services.errors import FinsyncError
+from services.plaid_client import CallEvent, RateLimited, Transient
+from services.sync_types import RetryPolicy, SyncProgress
+
+log = logging.getLogger("finsync.sync")
+T = TypeVar("T")
+Progress = Callable[[SyncProgress], None]
+
+
+class LeaseLost(FinsyncError):
+    """Another process took over the item (our lease expired) or moved its cursor."""
+
+
+class TooManyPages(FinsyncError):
+    """The run paged beyond MAX_PAGES."""
+
+
+@dataclass
+class RunCounters:
+    """Counters of one run."""
+
+    run_id: uuid.UUID
+    item_id: uuid.UUID
+    owner: str
+    progress: Progress | None
+    pages: int = 0
+    restarts: int = 0
+    retries: int = 0
+    fetched: int = 0
+    events: list[CallEvent] = field(default_factory=list)
+
+    @property
+    def request_ids(self) -> list[str]:
+        return [e.request_id for e in self.events if e.request_id]
+
+    def report(self, stage: Any, applied: int = 0) -> None:
+        if self.progress is None:
+            return
+        try:
+            self.progress(SyncProgress(self.item_id, stage, self.pages, self.fetched, applied))
+        except Exception:  # a broken progress bar must not break the sync
+            log.exception("sync progress callback failed")
+
+
+def retrying(call: Callable[[], T], policy: RetryPolicy, run: RunCounters) -> T:
+    """Absorb 429s and transient failures with jittered backoff, within the policy's budget."""
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except (RateLimited, Transient):
+            if attempt >= policy.retries:
+                raise
+            policy.pause(attempt)
+            attempt += 1
+            run.retries += 1
