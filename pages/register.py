@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from pages.ui.forms import new_password_inputs, passwords_match
 from pages.ui.session import client_ip
 from pages.ui.state import container
 from pages.ui.text import md
@@ -17,25 +18,17 @@ st.caption(
 with st.form("register_form"):
     email = st.text_input("Email", max_chars=320, key="register_email", autocomplete="email")
     username = st.text_input("Username", max_chars=64, key="register_username", autocomplete="username")
-    password = st.text_input(
-        "Password", type="password", max_chars=1024, key="register_password", autocomplete="new-password"
-    )
-    repeat = st.text_input(
-        "Repeat password", type="password", max_chars=1024, key="register_repeat", autocomplete="new-password"
-    )
+    password, repeat = new_password_inputs("Password", "register")
     submitted = st.form_submit_button("Create account", type="primary")
 
-if submitted:
-    if password != repeat:
-        st.error("The two passwords differ.")
+if submitted and passwords_match(password, repeat):
+    try:
+        user = auth.register(container(), email=email, username=username, password=password, ip=client_ip())
+    except FinsyncError as exc:
+        st.error(str(exc))
     else:
-        try:
-            user = auth.register(container(), email=email, username=username, password=password, ip=client_ip())
-        except FinsyncError as exc:
-            st.error(str(exc))
-        else:
-            st.success(
-                f"Account created. We sent a verification link to {md(user.email)}: open it to confirm your address. "
-                "You can sign in now."
-            )
-            st.page_link("sign_in.py", label="Sign in", icon=":material/login:")
+        st.success(
+            f"Account created. We sent a verification link to {md(user.email)}: open it to confirm your address. "
+            "You can sign in now."
+        )
+        st.page_link("sign_in.py", label="Sign in", icon=":material/login:")

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from pages.ui.forms import new_password_inputs, passwords_match
 from pages.ui.session import client_ip
 from pages.ui.state import container
 from services import auth
@@ -11,23 +12,15 @@ st.title("Choose a new password")
 token = st.query_params.get("reset", "")
 
 with st.form("reset_form"):
-    password = st.text_input(
-        "New password", type="password", max_chars=1024, key="reset_password", autocomplete="new-password"
-    )
-    repeat = st.text_input(
-        "Repeat new password", type="password", max_chars=1024, key="reset_repeat", autocomplete="new-password"
-    )
+    password, repeat = new_password_inputs("New password", "reset")
     submitted = st.form_submit_button("Set new password", type="primary")
 
-if submitted:
-    if password != repeat:
-        st.error("The two passwords differ.")
+if submitted and passwords_match(password, repeat):
+    try:
+        auth.reset_password(container(), token=token, new_password=password, ip=client_ip())
+    except FinsyncError as exc:
+        st.error(str(exc))
     else:
-        try:
-            auth.reset_password(container(), token=token, new_password=password, ip=client_ip())
-        except FinsyncError as exc:
-            st.error(str(exc))
-        else:
-            st.query_params.clear()
-            st.success("Your password is changed and every session was signed out. Sign in with the new password.")
-            st.page_link("sign_in.py", label="Sign in", icon=":material/login:")
+        st.query_params.clear()
+        st.success("Your password is changed and every session was signed out. Sign in with the new password.")
+        st.page_link("sign_in.py", label="Sign in", icon=":material/login:")
