@@ -30,12 +30,18 @@ def test_register_verify_sign_in_reload_sign_out(server: Server, browser: object
     page.get_by_text("Sign in to finsync").wait_for(timeout=30_000)
 
     page.get_by_role("link", name="Create account").first.click()
+    page.get_by_role("heading", name="Create your finsync account").wait_for(timeout=20_000)
+    page.wait_for_timeout(500)  # let the page's first run settle before typing (a rerun would reset fields)
     page.get_by_label("Email").fill("carol@example.com")
     page.get_by_label("Username").fill("carol")
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_label("Repeat password").fill(PASSWORD)
     page.get_by_role("button", name="Create account").click()
-    page.get_by_text("Account created").wait_for(timeout=20_000)
+    try:
+        page.get_by_text("Account created").wait_for(timeout=20_000)
+    except Exception:
+        shot(page, "auth-register-failed")
+        raise
     shot(page, "auth-registered")
 
     page.goto(_verify_link(server))
