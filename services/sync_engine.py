@@ -13,12 +13,14 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from models import ItemSyncState, PlaidApiEvent, PlaidItem
+from models import ItemSyncState, PlaidItem
+from services.banking import get_access_token
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import NotFound
 from services.notify import after_sync, connection_needs_attention, get_notification_prefs
 from services.plaid_client import CallEvent, LoginRequired, MutationDuringPagination, PlaidError, PlaidGateway
+from services.plaid_events import calls_for
 from services.sync_commit import apply_run
 from services.sync_fetch import fetch
 from services.sync_run import LeaseLost, Progress, RunCounters, TooManyPages, retrying
@@ -31,21 +33,9 @@ from services.sync_types import (
     explained,
 )
 
-__all__ = ["LeaseLost", "Progress", "TooManyPages", "access_token", "gateway_for", "sync_item"]
+__all__ = ["LeaseLost", "Progress", "TooManyPages", "sync_item"]
 
 log = logging.getLogger("finsync.sync")
-
-
-def gateway_for(c: Container) -> PlaidGateway | None:
-    """The container's gateway (None when Plaid is not set up)."""
-    return c.plaid
-
-
-def access_token(c: Container, user_id: uuid.UUID, item: PlaidItem) -> str:
-    """Decrypt the item's access token (bound to its row; a bad ciphertext marks the item)."""
-    from services.banking import get_access_token
-
-    return get_access_token(c, user_id, item.id)
 
 
 def sync_item(
@@ -73,7 +63,7 @@ def sync_item(
             last = state.last_attempt_at
             if last is not None and now - last < timedelta(hours=LOGIN_PROBE_HOURS):
                 return SyncResult(item_id, "login_required", name, error_code=state.error_code, message=state.message)
-    gw = gateway or gateway_for(c)
+    gw = gateway or c.plaid
     if gw is None:
         return SyncResult(item_id, "failed", name, error_code="NOT_CONFIGURED", message=explained("NOT_CONFIGURED"))
     owner = worker or worker_name()
@@ -102,18 +92,17 @@ def sync_item(
 
     gw = gw.with_recorder(record)
     try:
-        return _execute(c, gw, item, run, start_cursor, policy or RetryPolicy(), now)
+        with calls_for(user_id, item_id):  # the container's recorder logs each call, tagged with this item
+            return _execute(c, gw, item, run, start_cursor, policy or RetryPolicy(), now)
     except BaseException:
         release(c.engine, item_id, owner)  # a crash of ours (not a kill) frees the item at once
         raise
-    finally:
-        _record_calls(c, user_id, item_id, run.events)
 
 
 def _execute(  # noqa: PLR0911 - one return per way a run can end
     c: Container, gw: PlaidGateway, item: PlaidItem, run: RunCounters, start: str, policy: RetryPolicy, now: datetime
 ) -> SyncResult:
-    token = access_token(c, item.user_id, item)
+    token = get_access_token(c, item.user_id, item.id)
     counts = (0, 0, 0)
 
     def fail(status: Any, code: str | None, message: str, due: datetime | None) -> SyncResult:
@@ -161,25 +150,3 @@ def _execute(  # noqa: PLR0911 - one return per way a run can end
     run.report("done", result.added + result.modified + result.removed)
     after_sync(c, item.user_id, item.institution_name, news.rows, news.count, news.low)
     return result
-
-
-def _record_calls(c: Container, user_id: uuid.UUID, item_id: uuid.UUID, events: list[CallEvent]) -> None:
-    """Keep every Plaid call of the run (endpoint, request id, status; never a token)."""
-    if not events:
-        return
-    try:
-        with unit_of_work(c.engine, immediate=True) as session:
-            for e in events:
-                session.add(
-                    PlaidApiEvent(
-                        user_id=user_id,
-                        item_id=item_id,
-                        endpoint=e.endpoint[:64],
-                        request_id=(e.request_id or None) and e.request_id[:64],
-                        duration_ms=e.duration_ms,
-                        http_status=e.http_status,
-                        error_code=e.error_code,
-                    )
-                )
-    except SQLAlchemyError:
-        log.exception("could not record Plaid calls")

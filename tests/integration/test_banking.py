@@ -206,6 +206,27 @@ def test_repair_after_login_required_webhook_through_update_mode(bank: Bank) -> 
     assert fixed.status == "ok" and not fixed.needs_repair
     assert audit_events(bank, "bank_repaired") == ["First Demo Bank"]
     assert count(bank, PlaidItem) == 1
+    with unit_of_work(bank.c.engine) as session:  # the bot syncs it next, past its login-required pause
+        repaired = session.get(PlaidItem, item.id)
+        assert repaired is not None and repaired.sync_requested_at is not None
+
+
+def test_each_plaid_call_of_a_sync_is_logged_once_and_tagged_with_its_item(bank: Bank) -> None:
+    from services.sync import sync_item
+
+    alice = bank.user()
+    item = bank.link(alice)
+    result = sync_item(bank.c, alice, item.id)
+    assert result.status == "ok" and result.pages >= 1
+    with unit_of_work(bank.c.engine) as session:
+        rows = (
+            session.execute(select(PlaidApiEvent).where(col(PlaidApiEvent.endpoint) == "/transactions/sync"))
+            .scalars()
+            .all()
+        )
+        assert len(rows) == result.pages
+        assert {(r.user_id, r.item_id) for r in rows} == {(alice, item.id)}
+        assert all(r.request_id for r in rows)
 
 
 def test_complete_repair_keeps_the_item_flagged_while_the_bank_still_wants_a_login(bank: Bank) -> None:
