@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import uuid
+from datetime import timedelta
 
 import pytest
 from sqlmodel import col, select
@@ -287,6 +288,9 @@ class _RemovalComesLater:
     def __getattr__(self, name: str) -> object:
         return getattr(self._inner, name)
 
+    def with_recorder(self, recorder: object) -> _RemovalComesLater:  # the engine adds its own recorder
+        return _RemovalComesLater(self._inner.with_recorder(recorder))  # type: ignore[arg-type]
+
     def transactions_sync(self, access_token: str, cursor: str = "", count: int = 500) -> SyncPage:
         page = self._inner.transactions_sync(access_token, cursor, count)
         return dataclasses.replace(page, removed=())
@@ -301,10 +305,49 @@ def test_posted_twin_in_an_additions_only_run_replaces_the_pending_row_and_keeps
     edit_transaction(container, user_id, pending["transaction_id"], category="Trips", excluded=True)
     posted = demo_bank.mutate(pid, "post", transaction_id=pending["transaction_id"], cents=4350)
     result = sync_item(container, user_id, item_id, gateway=_RemovalComesLater(gateway), policy=FAST)  # type: ignore[arg-type]
-    assert result.status == "ok" and result.added == 1
+    assert result.status == "ok" and (result.added, result.removed) == (1, 0)  # the removal did not come
     rows = ledger(container, user_id)
     assert pending["transaction_id"] not in rows and posted["transaction_id"] in rows  # never both
     with unit_of_work(container.engine) as s:
         row = s.get(LedgerTransaction, posted["transaction_id"])
         assert row is not None and (row.category_override, row.excluded, row.amount_minor) == ("Trips", True, -4350)
     assert rows == truth(demo_bank, pid)
+
+
+class _RepairedWhileRunning:
+    """A gateway during whose fetch the user repairs the item elsewhere (e.g. in another tab)."""
+
+    def __init__(self, inner: PlaidGateway, c: Container, item_id: uuid.UUID) -> None:
+        self._inner, self._c, self._item_id = inner, c, item_id
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def with_recorder(self, recorder: object) -> _RepairedWhileRunning:  # the engine adds its own recorder
+        return _RepairedWhileRunning(self._inner.with_recorder(recorder), self._c, self._item_id)  # type: ignore[arg-type]
+
+    def transactions_sync(self, access_token: str, cursor: str = "", count: int = 500) -> SyncPage:
+        with unit_of_work(self._c.engine) as s:
+            item = s.get(PlaidItem, self._item_id)
+            assert item is not None
+            item.status, item.updated_at = "ok", self._c.clock() + timedelta(seconds=1)
+        return self._inner.transactions_sync(access_token, cursor, count)
+
+
+def test_a_login_failure_does_not_undo_a_repair_made_while_the_run_was_going(
+    container, gateway, demo_bank, linked, clock
+) -> None:
+    user_id, item_id, pid = linked
+    demo_bank.set_fault(pid, "login_required")
+    result = sync_item(
+        container, user_id, item_id, gateway=_RepairedWhileRunning(gateway, container, item_id), policy=FAST
+    )  # type: ignore[arg-type]
+    assert result.status == "login_required"  # this run failed...
+    with unit_of_work(container.engine) as s:
+        item = s.get(PlaidItem, item_id)
+        assert item is not None and item.status == "ok"  # ...but the newer repair stands
+    clock.advance(minutes=1)
+    result = _sync(container, gateway, user_id, item_id)  # control: with no repair, the failure is recorded
+    assert result.status == "login_required"
+    with unit_of_work(container.engine) as s:
+        assert s.get(PlaidItem, item_id).status == "login_required"  # type: ignore[union-attr]
