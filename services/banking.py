@@ -30,8 +30,8 @@ from services.banking_views import AccountView, ItemView, LinkStart
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import DecryptionError, FinsyncError
-from services.plaid_client import PlaidError
 from services.plaid_events import calls_for
+from services.plaid_types import PlaidError
 
 __all__ = [
     "AccountView",

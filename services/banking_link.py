@@ -16,8 +16,9 @@ from services.banking_views import ItemView, LinkStart
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import DecryptionError, FinsyncError, InputError, NotFound
-from services.plaid_client import ItemAccess, PlaidError, PlaidGateway
+from services.plaid_client import PlaidGateway
 from services.plaid_events import calls_for
+from services.plaid_types import ItemAccess, PlaidError
 from services.users import find_by_login
 
 LINK_SESSION_TTL = timedelta(hours=4)

@@ -9,7 +9,7 @@ from typing import Any
 from sqlmodel import col, select
 
 from models import BankAccount, PlaidItem
-from services.plaid_client import Account
+from services.plaid_types import Account
 
 
 def upsert_accounts(

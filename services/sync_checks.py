@@ -10,7 +10,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from models import AccountCheck, LedgerTransaction, PlaidItem
-from services.plaid_client import Account
+from services.plaid_types import Account
 
 # For these account types Plaid's `current` is what is owed, so the statement balance is its negative.
 _OWED = ("credit", "loan")

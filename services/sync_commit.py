@@ -13,7 +13,7 @@ from models import ItemSyncState, PlaidItem, SyncRun
 from services.container import Container
 from services.db import unit_of_work
 from services.notify import NewTransaction, NotificationSettings
-from services.plaid_client import Account
+from services.plaid_types import Account
 from services.sync_accounts import placeholder_account, upsert_accounts
 from services.sync_apply import ADDED, Staged, plan_chunk, referenced_ids
 from services.sync_bulk import all_added, insert_new, new_rows, staged_accounts

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from services.container import Container
 from services.db import unit_of_work
-from services.plaid_client import MutationDuringPagination, PlaidGateway
+from services.plaid_client import PlaidGateway
+from services.plaid_types import MutationDuringPagination
 from services.sync_apply import ADDED, MODIFIED, REMOVED, staged_values
 from services.sync_run import LeaseLost, RunCounters, TooManyPages, retrying
 from services.sync_state import renew

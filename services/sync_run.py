@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from services.errors import FinsyncError
-from services.plaid_client import CallEvent, RateLimited, Transient
+from services.plaid_types import CallEvent, RateLimited, Transient
 from services.sync_types import RetryPolicy, SyncProgress
 
 log = logging.getLogger("finsync.sync")

@@ -25,7 +25,8 @@ from sqlmodel import col
 from models import PlaidItem, WebhookDelivery
 from services.container import Container
 from services.db import unit_of_work
-from services.plaid_client import PlaidError, WebhookKey, as_datetime
+from services.plaid_mapping import as_datetime
+from services.plaid_types import PlaidError, WebhookKey
 
 MAX_AGE_SECONDS = 300  # Plaid: reject a webhook whose iat is more than 5 minutes old
 FUTURE_LEEWAY_SECONDS = 60  # clocks drift; an iat a little in the future is still fine

@@ -23,7 +23,8 @@ from services.container import Container, build_container
 from services.db import unit_of_work
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, PASSWORD, DemoBankHandle, start_demo_bank
 from services.mailer import MemoryMailer
-from services.plaid_client import CallEvent, PlaidGateway
+from services.plaid_client import PlaidGateway
+from services.plaid_types import CallEvent
 from services.users import create_user
 from services.webhooks import WebhookResult
 from tests.factories import STRONG_PASSWORD, FakeClock, make_settings

@@ -11,7 +11,8 @@ from models import BankAccount, ItemSyncState, LedgerTransaction, PlaidItem, Use
 from services.container import Container
 from services.db import unit_of_work
 from services.demo_bank import DemoBankHandle
-from services.plaid_client import PlaidGateway, map_transaction
+from services.plaid_client import PlaidGateway
+from services.plaid_mapping import map_transaction
 from services.sync_types import RetryPolicy
 
 FAST = RetryPolicy(retries=4, base_seconds=0.001, cap_seconds=0.005)

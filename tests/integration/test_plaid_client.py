@@ -9,14 +9,14 @@ import pytest
 
 from services.demo_bank import DEMO_CLIENT_ID, DemoBankHandle
 from services.errors import FinsyncError
-from services.plaid_client import (
+from services.plaid_client import PlaidGateway
+from services.plaid_types import (
     CallEvent,
     InstitutionDown,
     InvalidRequest,
     LoginRequired,
     MutationDuringPagination,
     PlaidError,
-    PlaidGateway,
     RateLimited,
     SyncPage,
     Transient,

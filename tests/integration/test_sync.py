@@ -15,7 +15,8 @@ from services.container import Container
 from services.db import unit_of_work
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET
 from services.mailer import MemoryMailer
-from services.plaid_client import CallEvent, MutationDuringPagination, PlaidGateway, SyncPage
+from services.plaid_client import PlaidGateway
+from services.plaid_types import CallEvent, MutationDuringPagination, SyncPage
 from services.sync import edit_transaction, item_sync_status, list_runs, sync_item, transaction_history
 from services.sync_state import acquire, worker_name
 from tests.integration.sync_helpers import FAST, cursor_of, ledger, link_item, make_user, truth

@@ -19,7 +19,7 @@ from sqlmodel import col
 from models import PlaidItem, WebhookDelivery
 from services import banking, webhooks
 from services.db import unit_of_work
-from services.plaid_client import CallEvent
+from services.plaid_types import CallEvent
 from tests.integration.conftest_bank import Bank
 
 

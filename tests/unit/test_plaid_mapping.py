@@ -8,7 +8,16 @@ from decimal import Decimal
 
 import pytest
 
-from services.plaid_client import (
+from services.plaid_mapping import (
+    as_date,
+    as_datetime,
+    map_account,
+    map_sync_page,
+    map_transaction,
+    statement_minor,
+    to_minor,
+)
+from services.plaid_types import (
     InstitutionDown,
     InvalidRequest,
     LoginRequired,
@@ -16,14 +25,7 @@ from services.plaid_client import (
     PlaidError,
     RateLimited,
     Transient,
-    as_date,
-    as_datetime,
     error_from_body,
-    map_account,
-    map_sync_page,
-    map_transaction,
-    statement_minor,
-    to_minor,
 )
 
 RAW_TXN = {
