@@ -19,23 +19,16 @@ from services.audit import AuditView
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError, NotFound, PermissionDenied
+from services.users import UserPublic
 
 MAX_OUTBOX = 500
 
 
 @dataclass(frozen=True)
-class AdminUserRow:
-    """One account as the admin page lists it: no hash, secret or token."""
+class AdminUserRow(UserPublic):
+    """One account as the admin page lists it (a user's public fields and any sign-in pause)."""
 
-    id: uuid.UUID
-    email: str
-    username: str
-    role: str
-    status: str
-    email_verified: bool
-    totp_enabled: bool
-    last_sign_in_at: datetime | None
-    locked_until: datetime | None
+    locked_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -75,18 +68,7 @@ def list_users(c: Container, actor_id: uuid.UUID) -> list[AdminUserRow]:
         }
         users = session.execute(select(User).order_by(col(User.username_norm))).scalars()
         return [
-            AdminUserRow(
-                u.id,
-                u.email,
-                u.username,
-                u.role,
-                u.status,
-                u.email_verified,
-                u.totp_enabled,
-                u.last_sign_in_at,
-                locks.get(throttle.account_key(u.id)),
-            )
-            for u in users
+            AdminUserRow(**vars(UserPublic.of(u)), locked_until=locks.get(throttle.account_key(u.id))) for u in users
         ]
 
 

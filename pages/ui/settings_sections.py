@@ -146,6 +146,11 @@ def delete_section(view: SessionView) -> None:
             st.rerun()
 
 
+def _threshold(label: str, minor: int | None, key: str) -> float:
+    """An amount in currency units; 0 turns the alert off."""
+    return st.number_input(label, min_value=0.0, max_value=10_000_000.0, value=(minor or 0) / 100, step=50.0, key=key)
+
+
 def _to_minor(amount: float) -> int | None:
     return round(amount * 100) if amount > 0 else None
 
@@ -160,21 +165,11 @@ def notifications_section(view: SessionView) -> None:
         alerts = st.checkbox(
             "Email me when a bank connection needs my attention", value=prefs.connection_alerts, key="n_alerts"
         )
-        large = st.number_input(
-            "Alert me about any single transaction above (0 = off)",
-            min_value=0.0,
-            max_value=10_000_000.0,
-            value=(prefs.large_transaction_minor or 0) / 100,
-            step=50.0,
-            key="n_large",
+        large = _threshold(
+            "Alert me about any single transaction above (0 = off)", prefs.large_transaction_minor, "n_large"
         )
-        low = st.number_input(
-            "Alert me when an account's available balance falls below (0 = off)",
-            min_value=0.0,
-            max_value=10_000_000.0,
-            value=(prefs.low_balance_minor or 0) / 100,
-            step=50.0,
-            key="n_low",
+        low = _threshold(
+            "Alert me when an account's available balance falls below (0 = off)", prefs.low_balance_minor, "n_low"
         )
         saved = st.form_submit_button("Save notification settings")
     if saved:
