@@ -7,13 +7,13 @@ there); every name is re-exported here so callers may keep importing from this m
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
+import orjson
 import plaid
 import urllib3
 from plaid.api import plaid_api
@@ -255,7 +255,7 @@ class PlaidGateway:
         req = TransactionsSyncRequest(access_token=access_token, cursor=cursor, count=count)
         with self._call("/transactions/sync") as meta:
             raw = self._api.transactions_sync(req, _preload_content=False, **self._kw())
-            data = json.loads(raw.data)
+            data = orjson.loads(raw.data)  # about twice json.loads on a full page
             meta["request_id"] = data.get("request_id")
             return map_sync_page(data)
 

@@ -14,6 +14,7 @@ from typing import Any
 from services.plaid_types import Account, Institution, ItemInfo, RecurringStream, SyncPage, Transaction
 
 Json = Mapping[str, Any]
+_EMPTY: Json = {}
 # ISO 4217 minor-unit exponents that are not 2; https://www.six-group.com/en/products-services/financial-information/data-standards.html
 _EXPONENTS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3}
 
@@ -22,7 +23,13 @@ _EXPONENTS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD":
 
 def to_minor(amount: float | int | str | Decimal, currency: str | None) -> int:
     """Convert a decimal amount to integer minor units of its currency, exactly (via `str`, never float math)."""
-    exp = _EXPONENTS.get((currency or "").upper(), 2)
+    exp = _EXPONENTS.get((currency or "").upper(), 2) if currency else 2
+    if exp == 2 and type(amount) is float:  # the common case, on a sync's hot path: read the digits directly
+        text = repr(amount)  # the shortest string that reads back as this float, as str() gives
+        whole, _, frac = text.partition(".")
+        if len(frac) <= 2 and whole.lstrip("-").isdigit() and frac.isdigit():
+            cents = int(whole) * 100 + int(frac.ljust(2, "0")) * (-1 if text[0] == "-" else 1)
+            return cents
     value = Decimal(str(amount)).scaleb(exp).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
     return int(value)
 
@@ -34,6 +41,8 @@ def statement_minor(plaid_amount: float | int | str | Decimal, currency: str | N
 
 def as_date(value: date | str | None) -> date | None:
     """Accept a `date` (SDK models) or an ISO string (raw JSON)."""
+    if type(value) is str and len(value) == 10:
+        return date.fromisoformat(value)  # raw JSON's "YYYY-MM-DD", the hot path
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
@@ -56,7 +65,7 @@ def _opt_minor(value: Any, currency: str | None) -> int | None:
 
 
 def _s(value: Any) -> str | None:
-    return None if value is None else str(value)
+    return value if value is None or type(value) is str else str(value)
 
 
 # -- mapping (pure; takes dicts from raw JSON or the SDK's to_dict()) -------------------------------
@@ -64,27 +73,29 @@ def _s(value: Any) -> str | None:
 
 def map_transaction(t: Json) -> Transaction:
     """Map one Plaid transaction; the amount sign is reversed here and nowhere else."""
-    currency = t.get("iso_currency_code") or t.get("unofficial_currency_code")
-    pfc = t.get("personal_finance_category") or {}
+    get = t.get
+    iso, unofficial = get("iso_currency_code"), get("unofficial_currency_code")
+    pfc = get("personal_finance_category") or _EMPTY
     day = as_date(t["date"])
     assert day is not None
+    merchant = get("merchant_name")
     return Transaction(
-        transaction_id=str(t["transaction_id"]),
-        account_id=str(t["account_id"]),
-        amount_minor=statement_minor(t["amount"], currency),
-        iso_currency_code=_s(t.get("iso_currency_code")),
-        unofficial_currency_code=_s(t.get("unofficial_currency_code")),
-        date=day,
-        authorized_date=as_date(t.get("authorized_date")),
-        name=str(t.get("name") or t.get("merchant_name") or ""),
-        merchant_name=_s(t.get("merchant_name")),
-        pending=bool(t["pending"]),
-        pending_transaction_id=_s(t.get("pending_transaction_id")),
-        category_primary=_s(pfc.get("primary")),
-        category_detailed=_s(pfc.get("detailed")),
-        category_confidence=_s(pfc.get("confidence_level")),
-        payment_channel=_s(t.get("payment_channel")),
-        website=_s(t.get("website")),
+        str(t["transaction_id"]),
+        str(t["account_id"]),
+        statement_minor(t["amount"], iso or unofficial),
+        _s(iso),
+        _s(unofficial),
+        day,
+        as_date(get("authorized_date")),
+        str(get("name") or merchant or ""),
+        _s(merchant),
+        bool(t["pending"]),
+        _s(get("pending_transaction_id")),
+        _s(pfc.get("primary")),
+        _s(pfc.get("detailed")),
+        _s(pfc.get("confidence_level")),
+        _s(get("payment_channel")),
+        _s(get("website")),
     )
 
 

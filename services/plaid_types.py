@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import NamedTuple
 
 from services.errors import FinsyncError
 
@@ -190,9 +191,12 @@ class AccountsResult:
     request_id: str
 
 
-@dataclass(frozen=True)
-class Transaction:
-    """A transaction normalised once: statement-signed minor units, real dates, open category strings."""
+class Transaction(NamedTuple):
+    """A transaction normalised once: statement-signed minor units, real dates, open category strings.
+
+    A named tuple rather than a frozen dataclass: a first sync builds hundreds of thousands of them,
+    and a tuple is built about five times faster. It is just as immutable.
+    """
 
     transaction_id: str
     account_id: str

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.plaid_mapping import (
     as_date,
@@ -71,6 +73,15 @@ def test_statement_minor_flips_sign_and_is_exact(
 def test_to_minor_accepts_decimal_and_keeps_sign() -> None:
     assert to_minor(Decimal("-0.01"), "USD") == -1
     assert sum(to_minor(0.1, "USD") for _ in range(3)) == to_minor(0.3, "USD") == 30
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(st.floats(-1e15, 1e15), st.integers(-(10**12), 10**12).map(lambda c: c / 100)))
+def test_to_minor_fast_path_equals_exact_decimal_rounding(amount: float) -> None:
+    """The float fast path (digits read from repr) gives what Decimal(str(x)) half-even rounding gives."""
+    exact = int(Decimal(str(amount)).scaleb(2).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    assert to_minor(amount, "USD") == exact
+    assert statement_minor(amount, None) == -exact
 
 
 def test_dates_from_strings_and_sdk_objects() -> None:
