@@ -152,15 +152,21 @@ def load_existing(sql: Sql, user_id: uuid.UUID, ids: Sequence[str]) -> dict[str,
     if not ids:
         return {}
     cols = ", ".join(f"t.{_q(c)}" for c in (*_TXN_PLAID, *_EDIT_COLS))
+    # Look the ids up by primary key and drop other users' rows here: with ``t.user_id = ?`` in the WHERE
+    # clause SQLite's planner walks the user's whole ledger by (user_id, date) instead (0.6 s at 1M rows).
     rows = sql.run(
-        f"SELECT t.plaid_transaction_id, a.plaid_account_id, {cols} FROM transactions t "  # noqa: S608 - table and column names are constants; values are bound
+        f"SELECT t.plaid_transaction_id, t.user_id, a.plaid_account_id, {cols} FROM transactions t "  # noqa: S608 - table and column names are constants; values are bound
         f"JOIN bank_accounts a ON a.id = t.account_id "
-        f"WHERE t.user_id = ? AND t.plaid_transaction_id IN ({sql.marks(len(ids))})",
-        (sql.uid(user_id), *ids),
+        f"WHERE t.plaid_transaction_id IN ({sql.marks(len(ids))})",
+        tuple(ids),
     ).fetchall()
     out: dict[str, Existing] = {}
     n = len(PLAID_FIELDS)
+    owner = sql.uid(user_id)
     for r in rows:
+        if str(r[1]) != owner:
+            continue  # another user's transaction: not ours to plan against (the upsert leaves it alone)
+        r = (r[0], *r[2:])  # noqa: PLW2901 - the rest reads the row without its owner
         values = list(r[1 : 1 + n])
         values[_PENDING] = bool(values[_PENDING])
         for i in _DATES:

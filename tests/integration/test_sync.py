@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import col, select
 
-from models import ItemSyncState, LedgerTransaction, PlaidItem, SyncRun, SyncStaged
+from models import ItemSyncState, LedgerTransaction, PlaidItem, SyncRun, SyncStaged, TransactionChange
 from services.container import Container
 from services.db import unit_of_work
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET
@@ -19,7 +19,7 @@ from services.plaid_client import PlaidGateway
 from services.plaid_types import CallEvent, MutationDuringPagination, SyncPage
 from services.sync import edit_transaction, item_sync_status, list_runs, sync_item, transaction_history
 from services.sync_state import acquire, worker_name
-from tests.integration.sync_helpers import FAST, cursor_of, ledger, link_item, make_user, truth
+from tests.integration.sync_helpers import FAST, cursor_of, ledger, link_item, make_user, truth, user_row
 
 
 @pytest.fixture
@@ -352,3 +352,27 @@ def test_a_login_failure_does_not_undo_a_repair_made_while_the_run_was_going(
     assert result.status == "login_required"
     with unit_of_work(container.engine) as s:
         assert s.get(PlaidItem, item_id).status == "login_required"  # type: ignore[union-attr]
+
+
+def test_a_change_to_an_id_another_user_owns_never_touches_their_row(container, gateway, demo_bank, linked) -> None:
+    """Transaction ids are global keys; a sync of Ada's item must not read or rewrite Bob's row with that id."""
+    ada, item_id, pid = linked
+    bob = make_user(container, "bob@example.com")
+    bob_item, _ = link_item(container, gateway, bob)
+    _sync(container, gateway, ada, item_id)
+    _sync(container, gateway, bob, bob_item)
+    taken = next(iter(ledger(container, ada)))
+    with unit_of_work(container.engine) as s:  # the id now belongs to Bob (as if his bank had issued it first)
+        row = s.get(LedgerTransaction, taken)
+        bobs_account = s.exec(select(LedgerTransaction.account_id).where(LedgerTransaction.user_id == bob)).first()
+        assert row is not None and bobs_account is not None
+        row.user_id, row.account_id, row.item_id, row.name = bob, bobs_account, bob_item, "BOB'S ROW"
+        s.add(row)
+    demo_bank.mutate(pid, "modify", transaction_id=taken, name="CHANGED AT ADA'S BANK")
+    result = _sync(container, gateway, ada, item_id)
+    assert result.status == "ok"
+    assert taken not in ledger(container, ada)
+    kept = user_row(container, bob, taken)
+    assert kept is not None and kept.name == "BOB'S ROW" and kept.item_id == bob_item
+    with unit_of_work(container.engine) as s:
+        assert s.exec(select(TransactionChange).where(TransactionChange.plaid_transaction_id == taken)).all() == []
