@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
+import time
 import uuid
 from datetime import timedelta
 
 import pytest
 from sqlmodel import col, select
 
-from models import ItemSyncState, LedgerTransaction, PlaidItem, SyncRun, SyncStaged, TransactionChange
+from models import ItemSyncState, LedgerTransaction, PlaidApiEvent, PlaidItem, SyncRun, SyncStaged, TransactionChange
 from services.container import Container
 from services.db import unit_of_work
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET
 from services.mailer import MemoryMailer
 from services.plaid_client import PlaidGateway
-from services.plaid_types import CallEvent, MutationDuringPagination, SyncPage
+from services.plaid_events import DatabaseRecorder
+from services.plaid_types import CallEvent, MutationDuringPagination, SyncPage, Transient
 from services.sync import edit_transaction, item_sync_status, list_runs, sync_item, transaction_history
 from services.sync_state import acquire, worker_name
 from tests.integration.sync_helpers import FAST, cursor_of, ledger, link_item, make_user, truth, user_row
@@ -376,3 +379,37 @@ def test_a_change_to_an_id_another_user_owns_never_touches_their_row(container, 
     assert kept is not None and kept.name == "BOB'S ROW" and kept.item_id == bob_item
     with unit_of_work(container.engine) as s:
         assert s.exec(select(TransactionChange).where(TransactionChange.plaid_transaction_id == taken)).all() == []
+
+
+class _FailsFromPage(PlaidGateway):
+    """The real gateway, except that every /transactions/sync call after the first ``ok`` pages fails."""
+
+    ok = 2
+    calls = 0  # per instance once counted (the sync's copy of this gateway counts its own calls)
+
+    def transactions_sync(self, access_token: str, cursor: str = "", count: int = 500) -> SyncPage:
+        self.calls += 1
+        if self.calls > self.ok:
+            raise Transient("INTERNAL_SERVER_ERROR")
+        return super().transactions_sync(access_token, cursor, count)
+
+
+def test_a_failure_on_a_later_page_keeps_nothing_and_leaves_no_fetcher_running(container, demo_bank, linked) -> None:
+    """Pages are fetched ahead in a thread: an error there ends the run like an error in line would."""
+    user_id, item_id, pid = linked
+    demo_bank.generate_history(pid, 1200)  # three pages
+    failing = _FailsFromPage("demo", DEMO_CLIENT_ID, DEMO_SECRET, demo_bank.url)
+    failing = failing.with_recorder(DatabaseRecorder(container.engine, container.clock))  # type: ignore[assignment]
+    result = _sync(container, failing, user_id, item_id)
+    assert result.status == "failed" and result.error_code == "INTERNAL_SERVER_ERROR"
+    assert ledger(container, user_id) == {} and cursor_of(container, item_id) == ""
+    with unit_of_work(container.engine) as s:
+        assert s.exec(select(SyncStaged)).all() == []  # the fetched pages were not kept
+        logged = s.exec(select(PlaidApiEvent).where(PlaidApiEvent.endpoint == "/transactions/sync")).all()
+    assert len(logged) == 2 and {(e.user_id, e.item_id) for e in logged} == {(user_id, item_id)}  # held, then written
+    deadline = time.monotonic() + 5
+    while any(t.name == "finsync-sync-fetch" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(t.name == "finsync-sync-fetch" for t in threading.enumerate())
+    assert _sync(container, PlaidGateway("demo", DEMO_CLIENT_ID, DEMO_SECRET, demo_bank.url), user_id, item_id).ok
+    assert ledger(container, user_id) == truth(demo_bank, pid)
