@@ -1,6 +1,6 @@
 """SQLModel tables and read shapes; importing this package registers every table."""
 
-from models.banking import BankAccount, LinkSession, PlaidApiEvent, PlaidItem, WebhookDelivery
+from models.banking import BankAccount, LinkSession, PlaidApiEvent, PlaidItem, PlaidRevocation, WebhookDelivery
 from models.ledger import (
     AccountCheck,
     ItemSyncState,
@@ -36,6 +36,7 @@ __all__ = [
     "PendingEdit",
     "PlaidApiEvent",
     "PlaidItem",
+    "PlaidRevocation",
     "RecoveryCode",
     "SyncJob",
     "SyncRun",

@@ -1,4 +1,4 @@
-"""The tables of linked banks: Plaid items, their accounts, API calls and webhook deliveries."""
+"""The tables of linked banks: Plaid items, their accounts, API calls, webhook deliveries and revocations."""
 
 from __future__ import annotations
 
@@ -109,3 +109,27 @@ class WebhookDelivery(SQLModel, table=True):
     outcome: str = Field(default="", max_length=255)
     # sha256 of the Plaid-Verification JWT of an applied delivery; unique, so a replay cannot apply twice.
     signature_sha256: str | None = Field(default=None, max_length=64, unique=True)
+
+
+class PlaidRevocation(SQLModel, table=True):
+    """A Plaid connection deleted here that Plaid has not confirmed revoking yet: retried until it does.
+
+    No foreign key to users on purpose (the user may be gone); nothing personal beyond the institution
+    name. The access token is encrypted and bound to this row, and wiped once the row is revoked or given
+    up; ``last_error`` is a Plaid error code.
+    """
+
+    __tablename__ = "plaid_revocations"
+    __encrypted__: ClassVar[tuple[str, ...]] = ("access_token_enc",)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    plaid_item_id: str = Field(max_length=128)
+    institution_name: str = Field(default="", max_length=128)
+    access_token_enc: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))  # None once done
+    reason: str = Field(max_length=32)  # account_deletion | link_discard | bank_removal
+    attempts: int = Field(default=0)
+    last_error: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=_ts(index=True))
+    finished_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    outcome: str = Field(default="pending", max_length=16, index=True)  # pending | revoked | given_up

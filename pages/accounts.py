@@ -1,5 +1,7 @@
 """Accounts: link banks through Plaid Link, see balances, repair and remove connections."""
 
+from urllib.parse import urlencode
+
 import streamlit as st
 
 from pages.ui import accounts_view
@@ -18,8 +20,12 @@ st.title("Accounts")
 if "oauth_state_id" in st.query_params:
     resumed = banking.resume_link(c, uid)
     if resumed is not None:
-        st.session_state["link_start"] = (resumed.link_token, str(resumed.link_session_id), resumed.script_url, None)
-        st.session_state["link_redirect"] = st.context.url
+        repair = str(resumed.repair_item_id) if resumed.repair_item_id else None
+        st.session_state["link_start"] = (resumed.link_token, str(resumed.link_session_id), resumed.script_url, repair)
+        # Link wants the URI as received, oauth_state_id included; st.context.url leaves out the query string.
+        url = st.context.url
+        st.session_state["link_redirect"] = f"{url}?{urlencode(st.query_params.to_dict())}" if url else None
+    del st.query_params["oauth_state_id"]  # resume once: a rerun or "Cancel" must not reopen Link
 
 pending = st.session_state.get("link_start")
 if pending is None:

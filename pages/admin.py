@@ -11,7 +11,7 @@ from services.errors import FinsyncError
 view = require_admin()
 c = container()
 st.title("Users and audit")
-users_tab, audit_tab, outbox_tab = st.tabs(["Users", "Audit log", "Outbox"])
+users_tab, audit_tab, outbox_tab, revocations_tab = st.tabs(["Users", "Audit log", "Outbox", "Bank revocations"])
 
 with users_tab:
     rows = admin.list_users(c, view.user.id)
@@ -42,3 +42,21 @@ with outbox_tab:
     path, messages = admin.outbox(c, view.user.id)
     st.write(f"Without SMTP_URL, mail is written as .eml files to `{path}`.")
     st.dataframe(pd.DataFrame([m.__dict__ for m in messages]), hide_index=True, width="stretch")
+
+with revocations_tab:
+    queued = admin.pending_revocations(c, view.user.id)
+    st.write(
+        "Bank connections deleted here whose revocation Plaid has not confirmed. finsync retries them "
+        "(5 minutes, doubling up to 6 hours) for 7 days."
+    )
+    if not queued:
+        st.info("No bank connections waiting to be revoked.")
+    else:
+        given_up = [r for r in queued if r.outcome == "given_up"]
+        if given_up:
+            st.warning(
+                f"finsync stopped trying for {len(given_up)} connection(s): remove these items in the Plaid "
+                "Dashboard, or Plaid keeps them (and bills them)."
+            )
+        table = pd.DataFrame([r.__dict__ for r in queued]).drop(columns=["id"])
+        st.dataframe(table, hide_index=True, width="stretch")

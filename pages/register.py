@@ -23,12 +23,13 @@ with st.form("register_form"):
 
 if submitted and passwords_match(password, repeat):
     try:
-        user = auth.register(container(), email=email, username=username, password=password, ip=client_ip())
+        received = auth.register(container(), email=email, username=username, password=password, ip=client_ip())
     except FinsyncError as exc:
         st.error(str(exc))
     else:
+        # The same words whether or not the address already had an account (the owner gets a notice instead).
         st.success(
-            f"Account created. We sent a verification link to {md(user.email)}: open it to confirm your address. "
-            "You can sign in now."
+            f"Check your email: we sent a message to {md(received.email)}. Open the verification link in it "
+            "to confirm your address. You can sign in now."
         )
         st.page_link("sign_in.py", label="Sign in", icon=":material/login:")

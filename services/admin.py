@@ -14,14 +14,16 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from models import ThrottleCounter, User
-from services import audit, sessions, throttle
+from services import audit, revocations, sessions, throttle
 from services.audit import AuditView
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError, NotFound, PermissionDenied
+from services.revocations import RevocationView
 from services.users import UserPublic
 
 MAX_OUTBOX = 500
+ADMIN_NEEDS_TOTP = "Admin functions need two-factor sign-in. Turn it on in Settings → Two-factor."
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,12 @@ class OutboxMessage:
 
 
 def _admin(session: Session, actor_id: uuid.UUID) -> User:
+    """The acting admin: role admin, active, and two-factor on (security bar F3), else ``PermissionDenied``."""
     actor = session.get(User, actor_id) if isinstance(actor_id, uuid.UUID) else None
     if actor is None or actor.role != "admin" or actor.status != "active":
         raise PermissionDenied("Only an administrator can do this.")
+    if not actor.totp_enabled:
+        raise PermissionDenied(ADMIN_NEEDS_TOTP)
     return actor
 
 
@@ -115,6 +120,13 @@ def audit_log(c: Container, actor_id: uuid.UUID, limit: int = 500) -> list[Audit
     with unit_of_work(c.engine) as session:
         _admin(session, actor_id)
         return audit.recent(session, max(1, min(int(limit), 5000)))
+
+
+def pending_revocations(c: Container, actor_id: uuid.UUID) -> list[RevocationView]:
+    """Bank connections deleted here that Plaid has not confirmed revoking (retrying, or given up), newest first."""
+    with unit_of_work(c.engine) as session:
+        _admin(session, actor_id)
+        return revocations.unfinished(session)
 
 
 def _read_headers(path: Path) -> OutboxMessage:

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from models import AuditEvent
@@ -43,10 +43,13 @@ EVENTS = frozenset(
         "admin_disable",
         "admin_enable",
         "registered",
+        "registration_email_taken",
         "bank_linked",
         "bank_link_failed",
         "bank_repaired",
         "bank_removed",
+        "bank_revocation_done",
+        "bank_revocation_given_up",
     }
 )
 FAILURES = frozenset(
@@ -58,6 +61,8 @@ FAILURES = frozenset(
         "totp_failed",
         "totp_replay",
         "bank_link_failed",
+        "registration_email_taken",
+        "bank_revocation_given_up",
     }
 )
 MAX_DETAIL = 200
@@ -128,6 +133,18 @@ def list_events(c: Container, user_id: uuid.UUID, limit: int = 200) -> list[Audi
             .limit(limit)
         ).scalars()
         return [AuditView(at=r.at, event=r.event, ip=r.ip, detail=r.detail) for r in rows]
+
+
+def last_at(session: Session, *, user_id: uuid.UUID, event: str, detail: str) -> datetime | None:
+    """When ``user_id`` last had an ``event`` row with this exact ``detail`` (for flows that limit themselves)."""
+    query = (
+        select(func.max(col(AuditEvent.at)))
+        .where(col(AuditEvent.user_id) == user_id)
+        .where(col(AuditEvent.event) == event)
+        .where(col(AuditEvent.detail) == detail)
+    )
+    latest: datetime | None = session.execute(query).scalar_one()
+    return latest
 
 
 def recent(session: Session, limit: int) -> list[AuditView]:

@@ -32,8 +32,11 @@ from services.users import UserPublic
 
 RESEND_EVERY = timedelta(seconds=60)
 MAX_CHALLENGE_TRIES = 5
+REGISTRATION_NOTICE_EVERY = timedelta(hours=1)  # at most one "someone tried to register" mail an hour
+NOTICE_MAILED = "notice mailed"
 
 __all__ = [
+    "RegistrationReceived",
     "SignInStep",
     "begin_sign_in",
     "change_password",
@@ -60,21 +63,53 @@ class SignInStep:
 
 
 # registration and verification -----------------------------------------------------------------
-def register(c: Container, *, email: str, username: str, password: str, ip: str = "") -> UserPublic:
-    """Create an unverified account and mail a verification link; ``InputError`` says what to fix."""
+@dataclass(frozen=True)
+class RegistrationReceived:
+    """The one answer to a registration, the same whether or not the address already had an account."""
+
+    email: str  # the address as typed (normalised), never the stored one: its spelling would tell
+
+
+def register(c: Container, *, email: str, username: str, password: str, ip: str = "") -> RegistrationReceived:
+    """Create an unverified account and mail a verification link; ``InputError`` says what to fix.
+
+    An address that already has an account gets the same answer after the same work (one bcrypt
+    hash), and no second account: its owner gets a notice instead, at most one an hour, so the form
+    can neither probe addresses nor flood a mailbox (security bar B3).
+    """
     if not all(isinstance(v, str) for v in (email, username, password)):
         raise InputError("Enter an email address, a username and a password.")
-    now = c.clock()
-    p = Pending()
-    with unit_of_work(c.engine) as session:
-        user = users.create_user(session, email=email, username=username, password=password, pepper=c.pepper)
-        user.created_at = user.password_changed_at = now
-        token = tokens.issue(session, user.id, tokens.VERIFY, now)
-        audit.record(session, event="registered", user_id=user.id, ip=ip, at=now)
-        p.mails.append(notices.verify_email(c, user.email, token))
-        view = UserPublic.of(user)
+    email, username = users.check_new_user(email, username, password)
+    password_hash = passwords.hash_password(password, c.pepper)  # on both paths below, so the time matches
+    now, ip, p = c.clock(), audit.clean_ip(ip), Pending()
+    with unit_of_work(c.engine, immediate=True) as session:
+        # Deliberate: a taken username is said plainly, because people must be able to pick one. It is
+        # checked before the email and whatever the email, so a known username cannot probe addresses.
+        if users.username_taken(session, users.fold(username)):
+            raise InputError("That username is taken; choose another.")
+        owner = users.find_by_email(session, users.fold(email), lock=True)
+        if owner is not None:
+            _registration_for_taken_email(session, c, owner, ip=ip, now=now, p=p)
+        else:
+            user = users.add_user(session, email=email, username=username, password_hash=password_hash)
+            user.created_at = user.password_changed_at = now
+            token = tokens.issue(session, user.id, tokens.VERIFY, now)
+            audit.record(session, event="registered", user_id=user.id, ip=ip, at=now)
+            p.mails.append(notices.verify_email(c, user.email, token))
     p.finish(c)
-    return view
+    return RegistrationReceived(email)
+
+
+def _registration_for_taken_email(
+    session: Session, c: Container, owner: User, *, ip: str, now: datetime, p: Pending
+) -> None:
+    """Audit the attempt on the owner's account and mail them, unless they were mailed in the last hour."""
+    last = audit.last_at(session, user_id=owner.id, event="registration_email_taken", detail=NOTICE_MAILED)
+    if last is not None and now - last < REGISTRATION_NOTICE_EVERY:
+        audit.record(session, event="registration_email_taken", user_id=owner.id, ip=ip, detail="limited", at=now)
+        return
+    audit.record(session, event="registration_email_taken", user_id=owner.id, ip=ip, detail=NOTICE_MAILED, at=now)
+    p.mails.append(notices.registration_attempt(c, owner.email, now))
 
 
 def verify_email(c: Container, token: str) -> UserPublic:

@@ -14,6 +14,7 @@ from sqlmodel import Session, col
 
 from models import LinkSession, PlaidItem
 from services import banking_store as store
+from services import revocations
 from services.banking_link import (
     complete_link,
     complete_repair,
@@ -31,7 +32,6 @@ from services.container import Container
 from services.db import unit_of_work
 from services.errors import DecryptionError, FinsyncError
 from services.plaid_events import calls_for
-from services.plaid_types import PlaidError
 
 __all__ = [
     "AccountView",
@@ -64,13 +64,19 @@ def _revoke_at_plaid(c: Container, user_id: uuid.UUID, item_id: uuid.UUID) -> st
     try:
         token = get_access_token(c, user_id, item_id)
     except DecryptionError:
-        return "TOKEN_UNREADABLE"
+        return revocations.UNREADABLE
     with calls_for(user_id, item_id):
-        try:
-            gateway(c).item_remove(token)
-        except PlaidError as exc:
-            return None if exc.code in ("INVALID_ACCESS_TOKEN", "ITEM_NOT_FOUND") else exc.code
-    return None
+        return revocations.remove_at_plaid(gateway(c), token)
+
+
+def _queue(session: Session, c: Container, item: PlaidItem, failure: str, reason: str) -> str:
+    """Keep what revoking the item later needs, in the unit of work that deletes it; return the audit note."""
+    token = None if failure == revocations.UNREADABLE else store.decrypt_token(c.cipher, item)
+    revocations.enqueue(session, c.cipher, plaid_item_id=item.plaid_item_id, institution=item.institution_name,
+                        token=token, reason=reason, error=failure, now=c.clock())  # fmt: skip
+    if token is None:
+        return f"; token unreadable, NOT revoked at Plaid: remove Plaid item {item.plaid_item_id} by hand"
+    return f"; Plaid did not confirm revoking ({failure}), queued for retry; Plaid item {item.plaid_item_id}"
 
 
 def _delete(session: Session, item: PlaidItem, *, keep_history: bool, c: Container) -> None:
@@ -90,35 +96,36 @@ def remove_item(c: Container, user_id: uuid.UUID, item_id: uuid.UUID, *, keep_hi
     """Revoke the connection at Plaid first, then delete it here (accounts kept detached with ``keep_history``).
 
     If Plaid does not confirm, the item stays so the user can try again; an unreadable token cannot be
-    revoked at all, so that item is deleted here anyway and the audit log says so.
+    revoked at all, so that item is deleted here anyway, listed for admins as a given-up revocation.
     """
     with unit_of_work(c.engine) as session:
         name = store.owned_item(session, user_id, item_id).institution_name
     failure = _revoke_at_plaid(c, user_id, item_id)
-    if failure not in (None, "TOKEN_UNREADABLE"):
+    if failure not in (None, revocations.UNREADABLE):
         raise FinsyncError(
             f"Plaid did not confirm disconnecting {name} ({failure}), so it is still linked. Try again in a few minutes."
         )
     with unit_of_work(c.engine) as session:
         item = store.owned_item(session, user_id, item_id)
+        note = _queue(session, c, item, failure, revocations.BANK_REMOVAL) if failure else ""
         _delete(session, item, keep_history=keep_history, c=c)
-        note = "; token unreadable, not revoked at Plaid" if failure else ""
         store.record(session, event="bank_removed", user_id=user_id, ip=ip,
                      detail=f"{name}; history {'kept' if keep_history else 'deleted'}{note}")  # fmt: skip
 
 
 def remove_all_items(c: Container, user_id: uuid.UUID, *, ip: str = "") -> None:
-    """For account deletion: revoke every item at Plaid (best effort, failures audited), then delete them all."""
+    """For account deletion: revoke every item at Plaid, queueing what Plaid does not confirm, then delete them all."""
     with unit_of_work(c.engine) as session:
-        items = [(i.id, i.institution_name, i.plaid_item_id) for i in
+        items = [(i.id, i.institution_name) for i in
                  session.execute(select(PlaidItem).where(col(PlaidItem.user_id) == user_id)).scalars()]  # fmt: skip
-    for item_id, name, plaid_item_id in items:
+    for item_id, name in items:
         failure = _revoke_at_plaid(c, user_id, item_id)
         with unit_of_work(c.engine) as session:
             item = session.get(PlaidItem, item_id)
+            note = ""
             if item is not None:
+                note = _queue(session, c, item, failure, revocations.ACCOUNT_DELETION) if failure else ""
                 _delete(session, item, keep_history=False, c=c)
-            detail = f"{name}; account deletion" + (
-                f"; NOT revoked at Plaid ({failure}), Plaid item {plaid_item_id}" if failure else ""
+            store.record(
+                session, event="bank_removed", user_id=user_id, ip=ip, detail=f"{name}; account deletion{note}"
             )
-            store.record(session, event="bank_removed", user_id=user_id, ip=ip, detail=detail)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
@@ -12,6 +13,7 @@ from sqlmodel import col
 
 from models import LinkSession, PlaidItem
 from services import banking_store as store
+from services import revocations
 from services.banking_views import ItemView, LinkStart
 from services.container import Container
 from services.db import unit_of_work
@@ -21,6 +23,7 @@ from services.plaid_events import calls_for
 from services.plaid_types import ItemAccess, PlaidError
 from services.users import find_by_login
 
+log = logging.getLogger("finsync.banking")
 LINK_SESSION_TTL = timedelta(hours=4)
 PLAID_LINK_JS = "https://cdn.plaid.com/link/v2/stable/link-initialize.js"
 _EXIT_MESSAGES = {
@@ -84,11 +87,14 @@ def start_link(c: Container, user_id: uuid.UUID, *, item_id: uuid.UUID | None = 
         row.link_token_enc = c.cipher.encrypt(link.link_token, table=store.LINK_TABLE, column=store.LINK_COLUMN,
                                               row_id=row.id)  # fmt: skip
         session.add(row)
-    return LinkStart(link.link_token, row.id, script_url(c, gw))
+    return LinkStart(link.link_token, row.id, script_url(c, gw), item_id)
 
 
 def resume_link(c: Container, user_id: uuid.UUID) -> LinkStart | None:
-    """The user's newest open Link session (an OAuth redirect returns into a new browser session)."""
+    """The user's newest open Link session (an OAuth redirect returns into a new browser session).
+
+    It keeps the item an update-mode session repairs, so a repair that went through OAuth ends as a repair.
+    """
     gw = gateway(c)
     with unit_of_work(c.engine) as session:
         row = session.execute(
@@ -105,7 +111,7 @@ def resume_link(c: Container, user_id: uuid.UUID) -> LinkStart | None:
                                           row_id=row.id)  # fmt: skip
         except DecryptionError:
             return None
-        return LinkStart(token, row.id, script_url(c, gw))
+        return LinkStart(token, row.id, script_url(c, gw), row.item_id)
 
 
 def _open_session(c: Container, user_id: uuid.UUID, link_session_id: uuid.UUID) -> uuid.UUID | None:
@@ -127,14 +133,27 @@ def _failed(c: Container, user_id: uuid.UUID, ip: str, detail: str) -> None:
         store.record(session, event="bank_link_failed", user_id=user_id, ip=ip, detail=detail)
 
 
-def _discard(c: Container, gw: PlaidGateway, user_id: uuid.UUID, access: ItemAccess, why: str, ip: str) -> None:
-    """Remove a freshly exchanged item at Plaid so no unused, billable connection is left behind."""
+def _discard(
+    c: Container, gw: PlaidGateway, user_id: uuid.UUID, access: ItemAccess, why: str, ip: str, institution: str = ""
+) -> None:
+    """Remove a freshly exchanged item at Plaid so no unused, billable connection is left behind.
+
+    What Plaid does not confirm is queued for retry in the unit of work that audits the failure.
+    """
+    code = revocations.remove_at_plaid(gw, access.access_token)
+    outcome = "removed at Plaid"
     try:
-        gw.item_remove(access.access_token)
-        outcome = "removed at Plaid"
-    except PlaidError as exc:
-        outcome = f"NOT removed at Plaid ({exc.code}); Plaid item {access.item_id}"
-    _failed(c, user_id, ip, f"{why}; {outcome}")
+        with unit_of_work(c.engine) as session:
+            if code is not None:
+                revocations.enqueue(session, c.cipher, plaid_item_id=access.item_id, institution=institution,
+                                    token=access.access_token, reason=revocations.LINK_DISCARD, error=code,
+                                    now=c.clock())  # fmt: skip
+                outcome = f"not removed at Plaid ({code}), queued for retry; Plaid item {access.item_id}"
+            store.record(session, event="bank_link_failed", user_id=user_id, ip=ip, detail=f"{why}; {outcome}")
+    except Exception:
+        if code is not None:  # the token is lost with this transaction: say which item needs removing by hand
+            log.error("Plaid item %s was not removed at Plaid (%s) and could not be queued", access.item_id, code)
+        raise
 
 
 def link_public_token(
@@ -182,11 +201,11 @@ def link_public_token(
                     store.record(session, event="bank_linked", user_id=user_id, ip=ip, detail=name)
                     view = store.view(session, item)
         except BaseException:
-            _discard(c, gw, user_id, access, "storing failed", ip)
+            _discard(c, gw, user_id, access, "storing failed", ip, name)
             raise
     if duplicate is not None:
         with calls_for(user_id, duplicate.id):
-            _discard(c, gw, user_id, access, f"duplicate of an existing connection to {name}", ip)
+            _discard(c, gw, user_id, access, f"duplicate of an existing connection to {name}", ip, name)
         raise InputError(f"You already linked {name}. Use “Repair connection” on the Accounts page instead.")
     return view
 

@@ -66,11 +66,12 @@ class ItemView:
 
 @dataclass(frozen=True)
 class LinkStart:
-    """What the page needs to open Plaid Link: the token, our session id and the script to load."""
+    """What the page needs to open Plaid Link: the token, our session id, the script, and the item it repairs."""
 
     link_token: str = field(repr=False)
     link_session_id: uuid.UUID
     script_url: str
+    repair_item_id: uuid.UUID | None = None  # set for update mode (a repair), None for a new link
 
 
 def status_message(status: str, code: str | None, consent_expires_at: datetime | None = None) -> str:

@@ -51,6 +51,19 @@ def reset(c: Container, to: str, token: str) -> Mail:
     return Mail(to, "Reset your finsync password", body, "reset")
 
 
+def registration_attempt(c: Container, to: str, at: datetime) -> Mail:
+    """To the owner of an address someone tried to register again: what to do, and no link that changes anything."""
+    when = at.strftime("%Y-%m-%d %H:%M UTC")
+    body = (
+        f"Hello,\n\nSomeone tried to create a finsync account with this email address ({when}). It already "
+        "has an account, so no new account was made and nothing was changed.\n\n"
+        f"If it was you, sign in at {c.settings.base_url} with your username or this address. If you do not "
+        "remember your password, choose “Forgot your password?” on the sign-in page.\n"
+        "If it was not you, you can ignore this email.\n"
+    )
+    return Mail(to, "finsync: someone tried to register with your email address", body, "registration_attempt")
+
+
 def notice(to: str, subject: str, what: str, at: datetime) -> Mail:
     """A security notice: what happened and when (UTC)."""
     when = at.strftime("%Y-%m-%d %H:%M UTC")

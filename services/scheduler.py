@@ -7,6 +7,7 @@ import threading
 
 from services.container import Container
 from services.jobs import run_due_jobs
+from services.revocations import retry_quietly
 from services.sync_state import worker_name
 
 log = logging.getLogger("finsync.scheduler")
@@ -47,8 +48,11 @@ class Scheduler:
             self._thread.join(timeout)
 
     def run_once(self) -> int:
-        """One pass: queue due items, run up to ``limit`` jobs; return how many ran."""
-        ran = run_due_jobs(self.c, worker_id=self.worker_id, limit=self.limit)
+        """One pass: queue due items, run up to ``limit`` jobs, retry due Plaid revocations; return how many jobs ran."""
+        try:
+            ran = run_due_jobs(self.c, worker_id=self.worker_id, limit=self.limit)
+        finally:
+            retry_quietly(self.c)  # never raises, so it cannot break a sync pass; runs even if syncing failed
         self.passes += 1
         return ran
 

@@ -21,6 +21,7 @@ from services.db import unit_of_work
 from services.errors import InputError
 from services.export import export_csv
 from services.jobs import run_due_jobs
+from services.revocations import retry_quietly
 from services.sync import resolve_user, sync_item
 from services.sync_state import worker_name
 from services.sync_types import SyncResult
@@ -51,15 +52,24 @@ def _sync(args: argparse.Namespace) -> int:
     return _report([sync_item(c, user_id, item_id, explicit=True, trigger="cli") for user_id, item_id in pairs])
 
 
+def _pass(c: Container, worker_id: str, limit: int) -> int:
+    """Run due sync jobs, then retry due Plaid revocations (which never raises); return how many jobs ran."""
+    try:
+        return run_due_jobs(c, worker_id=worker_id, limit=limit)
+    finally:
+        if revoked := retry_quietly(c):
+            print(f"revoked {revoked} bank connection(s) at Plaid")
+
+
 def _worker(args: argparse.Namespace) -> int:
     c = _container()
     worker_id = worker_name("worker")
     if args.once:
-        print(f"ran {run_due_jobs(c, worker_id=worker_id, limit=args.limit)} job(s)")
+        print(f"ran {_pass(c, worker_id, args.limit)} job(s)")
         return 0
     print(f"worker {worker_id} running; Ctrl-C stops it")
     while True:
-        if run_due_jobs(c, worker_id=worker_id, limit=args.limit) < args.limit:
+        if _pass(c, worker_id, args.limit) < args.limit:
             time.sleep(args.tick)
 
 

@@ -118,6 +118,17 @@ def email_taken(session: Session, email_norm: str) -> bool:
     return bool(session.execute(query).scalar_one())
 
 
+def username_taken(session: Session, username_norm: str) -> bool:
+    query = select(func.count()).select_from(User).where(col(User.username_norm) == username_norm)
+    return bool(session.execute(query).scalar_one())
+
+
+def find_by_email(session: Session, email_norm: str, *, lock: bool = False) -> User | None:
+    """The user whose folded email is ``email_norm`` (locked for this transaction with ``lock``)."""
+    query = select(User).where(col(User.email_norm) == email_norm)
+    return session.execute(query.with_for_update() if lock else query).scalar_one_or_none()
+
+
 def identity_taken(session: Session, email_norm: str, username_norm: str) -> bool:
     query = (
         select(func.count())
@@ -133,6 +144,40 @@ def identity_taken(session: Session, email_norm: str, username_norm: str) -> boo
     return bool(session.execute(query).scalar_one())
 
 
+def check_new_user(email: str, username: str, password: str) -> tuple[str, str]:
+    """The normal forms of a new account's email and username; ``InputError`` on bad input or a weak password."""
+    email = clean_email(email)
+    username = clean_username(username)
+    passwords.check_policy(password, context=[email, username, email.split("@")[0]])
+    return email, username
+
+
+def add_user(
+    session: Session,
+    *,
+    email: str,
+    username: str,
+    password_hash: str,
+    role: str = "user",
+    email_verified: bool = False,
+) -> User:
+    """Add a user whose email and username ``check_new_user`` returned (the caller's unit of work commits)."""
+    if role not in ROLES:
+        raise InputError(f"Role must be one of {', '.join(ROLES)}.")
+    user = User(
+        email=email,
+        email_norm=fold(email),
+        username=username,
+        username_norm=fold(username),
+        password_hash=password_hash,
+        role=role,
+        email_verified=email_verified,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
 def create_user(
     session: Session,
     *,
@@ -146,20 +191,10 @@ def create_user(
     """Validate and add a user (the caller's unit of work commits); ``InputError`` on bad input."""
     if role not in ROLES:
         raise InputError(f"Role must be one of {', '.join(ROLES)}.")
-    email = clean_email(email)
-    username = clean_username(username)
-    passwords.check_policy(password, context=[email, username, email.split("@")[0]])
+    email, username = check_new_user(email, username, password)
     if identity_taken(session, fold(email), fold(username)):
         raise InputError("That email address or username is already registered.")
-    user = User(
-        email=email,
-        email_norm=fold(email),
-        username=username,
-        username_norm=fold(username),
-        password_hash=passwords.hash_password(password, pepper),
-        role=role,
-        email_verified=email_verified,
+    password_hash = passwords.hash_password(password, pepper)
+    return add_user(
+        session, email=email, username=username, password_hash=password_hash, role=role, email_verified=email_verified
     )
-    session.add(user)
-    session.flush()
-    return user

@@ -49,8 +49,13 @@ def require_user() -> SessionView:
 
 
 def require_admin() -> SessionView:
+    """Admins with two-factor on only (checked on every rerun; the admin services check it again)."""
     view = require_user()
     if view.user.role != "admin":
         st.error("This page is for administrators.")
+        st.stop()
+    if not view.user.totp_enabled:
+        st.warning("The admin page needs two-factor sign-in. Turn it on in Settings → Two-factor.")
+        st.page_link("settings.py", label="Open Settings", icon=":material/settings:")
         st.stop()
     return view

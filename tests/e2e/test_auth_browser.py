@@ -38,7 +38,7 @@ def test_register_verify_sign_in_reload_sign_out(server: Server, browser: object
     page.get_by_label("Repeat password").fill(PASSWORD)
     page.get_by_role("button", name="Create account").click()
     try:
-        page.get_by_text("Account created").wait_for(timeout=20_000)
+        page.get_by_text("Check your email").wait_for(timeout=20_000)
     except Exception:
         shot(page, "auth-register-failed")
         raise

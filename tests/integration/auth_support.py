@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 
 import pyotp
@@ -12,12 +13,12 @@ import pytest
 from sqlalchemy import select
 
 from models import User
-from services import auth, passwords
+from services import auth, passwords, totp
 from services.container import Container
 from services.db import unit_of_work
 from services.mailer import MemoryMailer
-from services.users import UserPublic, create_user
-from tests.factories import STRONG_PASSWORD
+from services.users import UserPublic, create_user, find_by_email, fold
+from tests.factories import STRONG_PASSWORD, FakeClock
 
 PASSWORD = STRONG_PASSWORD
 OTHER_PASSWORD = "copper giraffe lantern violin 77"
@@ -52,6 +53,14 @@ def make_user(
         return UserPublic.of(user)
 
 
+def registered(c: Container, email: str) -> UserPublic:
+    """The account registered under ``email`` (``auth.register`` answers without saying)."""
+    with unit_of_work(c.engine) as session:
+        user = find_by_email(session, fold(email))
+        assert user is not None, email
+        return UserPublic.of(user)
+
+
 def sign_in(c: Container, login: str = "alice", password: str = PASSWORD, *, ip: str = IP) -> str:
     """Password (no 2FA) to a raw session token."""
     step = auth.begin_sign_in(c, login=login, password=password, ip=ip)
@@ -73,6 +82,29 @@ def mails_to(mailer: MemoryMailer, address: str) -> list[str]:
 
 def code_at(secret: str, when: datetime, steps: int = 0) -> str:
     return str(pyotp.TOTP(secret).at(int(when.timestamp()) + 30 * steps))
+
+
+def enable_totp(c: Container, user_id: uuid.UUID) -> str:
+    """Turn two-factor on as Settings does (enrol, confirm with the current code); returns the secret."""
+    enrolment = totp.start_totp_enrolment(c, user_id)
+    totp.confirm_totp(c, user_id, secret=enrolment.secret, code=code_at(enrolment.secret, c.clock()))
+    return enrolment.secret
+
+
+def make_admin(c: Container, name: str = "root", *, verified: bool = True) -> UserPublic:
+    """An admin with two-factor on, as the admin page and services require (security bar F3)."""
+    admin = make_user(c, name, role="admin", verified=verified)
+    enable_totp(c, admin.id)
+    return replace(admin, totp_enabled=True)
+
+
+def sign_in_with_code(c: Container, clock: FakeClock, login: str, secret: str, password: str = PASSWORD) -> str:
+    """Password, then a TOTP code of the next 30-second step (so it is never a replay), to a raw session token."""
+    clock.advance(seconds=30)
+    step = auth.begin_sign_in(c, login=login, password=password, ip=IP)
+    assert step.kind == "totp" and step.challenge
+    ticket = auth.complete_totp(c, challenge=step.challenge, code=code_at(secret, clock()), ip=IP)
+    return auth.redeem_ticket(c, ticket=ticket, ip=IP, user_agent="pytest")
 
 
 def user_row(c: Container, user_id: uuid.UUID) -> User:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
+import bcrypt
 import pytest
 from sqlalchemy import func, select
 
-from models import AuditEvent, AuthSession, User
+from models import AuditEvent, AuthSession, OneTimeToken, User
 from services import audit, auth, sessions
 from services.container import Container
 from services.db import unit_of_work
@@ -21,6 +23,7 @@ from tests.integration.auth_support import (  # noqa: F401
     link_token,
     mails_to,
     make_user,
+    registered,
     sign_in,
 )
 
@@ -38,8 +41,9 @@ def test_register_verify_and_sign_in_with_a_200_byte_emoji_password(container: C
     while len(password.encode()) > 200:
         password = password[:-1]
     assert 190 <= len(password.encode()) <= 200
-    user = auth.register(container, email="Zoë@Example.com", username="zoe", password=password, ip="10.1.1.1")
-    assert not user.email_verified
+    received = auth.register(container, email="Zoë@Example.com", username="zoe", password=password, ip="10.1.1.1")
+    user = registered(container, "zoë@example.com")
+    assert received.email == user.email and not user.email_verified
     with pytest.raises(PermissionDenied, match="Verify your email"):
         auth.require_verified(container, user.id)
     (message,) = mailer.sent
@@ -55,18 +59,82 @@ def test_register_verify_and_sign_in_with_a_200_byte_emoji_password(container: C
         auth.begin_sign_in(container, login="zoe", password=password[:-1])
 
 
-def test_duplicates_are_found_after_nfkc_and_casefold(container: Container) -> None:
+def test_a_taken_username_is_said_plainly_after_nfkc_and_casefold(container: Container, mailer: MemoryMailer) -> None:
     make_user(container)
     for email, username in [
-        ("ALICE@example.com", "x_new"),
-        ("new@example.com", "ALİCE".lower()),
-        ("n@example.com", "ＡＬＩＣＥ"),
+        ("new@example.com", "ALICE"),
+        ("n@example.com", "ＡＬＩＣＥ"),  # fullwidth letters fold to "alice"
+        ("alice@example.com", "Alice"),  # whatever the email: a known username cannot probe addresses
     ]:
-        if username == "ali̇ce":
-            continue  # Turkish dotted i folds differently: a distinct username
-        with pytest.raises(InputError, match="already registered"):
+        with pytest.raises(InputError, match="That username is taken; choose another"):
             auth.register(container, email=email, username=username, password=PASSWORD)
-    assert _users(container) == 1
+    assert _users(container) == 1 and mailer.sent == []
+
+
+def _registration_events(c: Container, user_id: uuid.UUID) -> list[str]:
+    return [e.detail for e in audit.list_events(c, user_id) if e.event == "registration_email_taken"]
+
+
+def test_a_taken_email_in_any_case_gets_the_new_account_answer_and_the_owner_a_notice(
+    container: Container, clock: FakeClock, mailer: MemoryMailer
+) -> None:
+    alice = make_user(container)
+    fresh = auth.register(container, email="bob@Example.COM", username="bob", password=OTHER_PASSWORD)
+    assert fresh == auth.RegistrationReceived("bob@example.com")
+    mailer.sent.clear()
+    answer = auth.register(container, email="ALICE@Example.COM", username="mallory", password=OTHER_PASSWORD)
+    assert answer == auth.RegistrationReceived("ALICE@example.com")  # the address as typed, not as stored
+    assert _users(container) == 2
+    (notice,) = mailer.sent
+    body = str(notice.get_content())
+    assert notice["To"] == "alice@example.com" and "tried to register" in str(notice["Subject"])
+    assert "sign in" in body and "Forgot your password?" in body
+    assert not re.search(r"[?&=][A-Za-z0-9_-]{20,}", body)  # no link with a token: nothing that changes anything
+    assert _registration_events(container, alice.id) == ["notice mailed"]
+    with unit_of_work(container.engine) as session:  # and no link was made that a later mail could carry
+        assert not session.execute(select(OneTimeToken).where(OneTimeToken.user_id == alice.id)).all()  # type: ignore[arg-type]
+    with pytest.raises(InvalidCredentials):
+        auth.begin_sign_in(container, login="alice", password=OTHER_PASSWORD)  # the account is untouched
+    assert sign_in(container, "alice")
+
+    clock.advance(minutes=59)  # again within the hour, spelled another way: audited, not mailed again
+    auth.register(container, email="alice@EXAMPLE.com", username="mallory2", password=OTHER_PASSWORD, ip="10.9.9.9")
+    assert len(mailer.sent) == 1 and _users(container) == 2
+    assert _registration_events(container, alice.id) == ["limited", "notice mailed"]
+    clock.advance(minutes=1)
+    auth.register(container, email="alice@example.com", username="mallory3", password=OTHER_PASSWORD)
+    assert [m["To"] for m in mailer.sent] == ["alice@example.com", "alice@example.com"]
+
+
+def test_a_taken_email_costs_the_same_bcrypt_hash_as_a_new_one(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_user(container)
+    calls: list[bytes] = []
+    real = bcrypt.hashpw
+
+    def counted(secret: bytes, salt: bytes) -> bytes:
+        calls.append(salt)
+        return real(secret, salt)
+
+    monkeypatch.setattr(bcrypt, "hashpw", counted)
+    for email, username in (("new@example.com", "newbie"), ("Alice@example.com", "other")):
+        calls.clear()
+        auth.register(container, email=email, username=username, password=OTHER_PASSWORD)
+        assert len(calls) == 1, email
+
+
+def test_bad_input_is_reported_before_a_taken_email_is_looked_at(container: Container, mailer: MemoryMailer) -> None:
+    alice = make_user(container)
+    for fields in (
+        {"password": "passwordpassword1"},
+        {"username": "x"},
+        {"email": "alice@exаmple.com"},  # Cyrillic "а"
+    ):
+        values = {"email": "alice@example.com", "username": "mallory", "password": OTHER_PASSWORD, **fields}
+        with pytest.raises(InputError):
+            auth.register(container, **values)
+    assert mailer.sent == [] and _registration_events(container, alice.id) == []
 
 
 @pytest.mark.parametrize(
@@ -97,9 +165,8 @@ def test_sql_and_html_metacharacters_are_stored_as_text(container: Container) ->
     email = "o'brien+<script>alert(1)</script>@example.com"
     with pytest.raises(InputError):
         auth.register(container, email=email, username="obrien", password=PASSWORD)
-    user = auth.register(
-        container, email="o'brien+1=1--@example.com", username="Robert.DROP-TABLE_users", password=PASSWORD
-    )
+    auth.register(container, email="o'brien+1=1--@example.com", username="Robert.DROP-TABLE_users", password=PASSWORD)
+    user = registered(container, "o'brien+1=1--@example.com")
     assert user.email == "o'brien+1=1--@example.com" and user.username == "Robert.DROP-TABLE_users"
     sign_in(container, "o'brien+1=1--@example.com")
 
@@ -107,7 +174,8 @@ def test_sql_and_html_metacharacters_are_stored_as_text(container: Container) ->
 def test_verification_link_expires_after_48_hours_and_resend_is_limited(
     container: Container, clock: FakeClock, mailer: MemoryMailer
 ) -> None:
-    user = auth.register(container, email="bob@example.com", username="bob", password=PASSWORD)
+    auth.register(container, email="bob@example.com", username="bob", password=PASSWORD)
+    user = registered(container, "bob@example.com")
     first = link_token(mailer, "verify")
     with pytest.raises(Throttled) as info:
         auth.resend_verification(container, user.id)

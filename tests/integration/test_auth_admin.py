@@ -13,7 +13,7 @@ from services import admin, audit, auth, sessions, totp
 from services.authenticator_import import import_authenticator
 from services.container import Container
 from services.db import unit_of_work
-from services.errors import InputError, InvalidCredentials
+from services.errors import InputError, InvalidCredentials, PermissionDenied
 from services.mailer import MemoryMailer, OutboxMailer
 from services.users import UserPublic
 from tests.factories import FakeClock
@@ -21,9 +21,12 @@ from tests.integration.auth_support import (  # noqa: F401
     OTHER_PASSWORD,
     PASSWORD,
     code_at,
+    enable_totp,
     fast_hashing,
     link_token,
+    make_admin,
     make_user,
+    registered,
     sign_in,
     user_row,
 )
@@ -33,7 +36,7 @@ pytestmark = pytest.mark.usefixtures("fast_hashing")
 
 
 def test_admin_lists_metadata_unlocks_signs_out_and_disables(container: Container, clock: FakeClock) -> None:
-    root = make_user(container, "root", role="admin")
+    root = make_admin(container)
     alice = make_user(container)
     token = sign_in(container)
     for _ in range(5):
@@ -57,8 +60,33 @@ def test_admin_lists_metadata_unlocks_signs_out_and_disables(container: Containe
     assert all(e.actor_id == root.id for e in log if e.event.startswith("admin_"))
 
 
+def test_admin_functions_need_two_factor_on(container: Container) -> None:
+    root = make_user(container, "root", role="admin")  # as `users create --admin` makes it: no two-factor yet
+    alice = make_user(container)
+    calls = [
+        lambda: admin.list_users(container, root.id),
+        lambda: admin.unlock_user(container, root.id, alice.id),
+        lambda: admin.force_sign_out(container, root.id, alice.id),
+        lambda: admin.set_disabled(container, root.id, alice.id, True),
+        lambda: admin.audit_log(container, root.id),
+        lambda: admin.outbox(container, root.id),
+    ]
+    for call in calls:
+        with pytest.raises(PermissionDenied, match="need two-factor sign-in"):
+            call()
+    assert user_row(container, alice.id).status == "active"
+    assert not [e for e in audit.list_events(container, alice.id) if e.event.startswith("admin_")]
+    enable_totp(container, alice.id)  # two-factor does not make a user an admin
+    with pytest.raises(PermissionDenied, match="Only an administrator"):
+        admin.list_users(container, alice.id)
+    enable_totp(container, root.id)
+    assert {r.username for r in admin.list_users(container, root.id)} == {"alice", "root"}
+    admin.set_disabled(container, root.id, alice.id, True)
+    assert user_row(container, alice.id).status == "disabled"
+
+
 def test_outbox_lists_headers_of_written_mail(container: Container) -> None:
-    root = make_user(container, "root", role="admin")
+    root = make_admin(container)
     OutboxMailer(container.settings.outbox_dir, "finsync <x@finsync.local>").send("a@example.com", "Hello", "body")
     folder, messages = admin.outbox(container, root.id)
     assert folder == container.settings.outbox_dir
@@ -105,7 +133,7 @@ def test_import_keeps_hashes_skips_plain_text_and_upgrades_at_first_sign_in(
         assert "abc" not in repr(conn.execute(text("SELECT password_hash FROM users")).fetchall())
     step = auth.begin_sign_in(container, login="jsmith", password="legacy password 1")
     assert step.ticket
-    users = {u.username: u for u in admin.list_users(container, make_user(container, "root", role="admin").id)}
+    users = {u.username: u for u in admin.list_users(container, make_admin(container).id)}
     assert users["jsmith"].role == "user" and not users["jsmith"].email_verified
     row = user_row(container, users["jsmith"].id)
     assert row.password_scheme == "pbcrypt" and row.password_hash.startswith("$2b$04$")
@@ -139,7 +167,8 @@ def test_cli_import_prints_what_happened(db_url: str, tmp_path: Path) -> None:
 def _everything(c: Container, clock: FakeClock, mailer: MemoryMailer) -> list[str]:
     """Run every flow once; return every secret that was used on the way."""
     secrets = [PASSWORD, OTHER_PASSWORD]
-    user = auth.register(c, email="sam@example.com", username="sam", password=PASSWORD, ip="10.0.0.1")
+    auth.register(c, email="sam@example.com", username="sam", password=PASSWORD, ip="10.0.0.1")
+    user = registered(c, "sam@example.com")
     secrets.append(link_token(mailer, "verify"))
     auth.verify_email(c, secrets[-1])
     step = auth.begin_sign_in(c, login="sam", password=PASSWORD)

@@ -14,7 +14,7 @@ from services.db import unit_of_work
 from services.errors import NotFound, PermissionDenied
 from services.keys import token_hash
 from tests.factories import FakeClock
-from tests.integration.auth_support import fast_hashing, make_user, sign_in  # noqa: F401
+from tests.integration.auth_support import fast_hashing, make_admin, make_user, sign_in  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("fast_hashing")
 
@@ -72,7 +72,7 @@ def test_forged_tokens_get_nobody(container: Container, forged: object) -> None:
 
 def test_disabled_user_loses_live_sessions_at_once(container: Container) -> None:
     alice = make_user(container)
-    root = make_user(container, "root", role="admin")
+    root = make_admin(container)
     token = sign_in(container)
     admin.set_disabled(container, root.id, alice.id, True)
     assert sessions.current_user(container, token) is None

@@ -22,6 +22,7 @@ from tests.integration.auth_support import (
     PASSWORD,
     fast_hashing,  # noqa: F401
     mails_to,
+    make_admin,
     make_user,
     sign_in,
 )
@@ -69,7 +70,7 @@ def test_every_failure_has_one_message_and_one_bcrypt_verify(
     make_user(container)
     bob = make_user(container, "bob")
     make_user(container, "carol")
-    admin_user = make_user(container, "root", role="admin")
+    admin_user = make_admin(container)
     admin.set_disabled(container, admin_user.id, bob.id, True)
     for _ in range(5):
         _fail(container, "carol", ip="203.0.113.9")
@@ -155,7 +156,7 @@ def test_ticket_is_single_use_and_lasts_60_seconds(container: Container, clock: 
 
 def test_disabled_user_cannot_redeem_a_ticket(container: Container) -> None:
     alice = make_user(container)
-    root = make_user(container, "root", role="admin")
+    root = make_admin(container)
     ticket = auth.begin_sign_in(container, login="alice", password=PASSWORD).ticket
     admin.set_disabled(container, root.id, alice.id, True)
     with pytest.raises(TokenInvalid):

@@ -19,6 +19,7 @@ from tests.integration.auth_support import (  # noqa: F401
     fast_hashing,
     link_token,
     mails_to,
+    make_admin,
     make_user,
 )
 
@@ -106,7 +107,7 @@ def test_challenge_allows_five_tries_and_five_minutes(container: Container, cloc
     from services import throttle
     from services.admin import unlock_user
 
-    root = make_user(container, "root", role="admin")
+    root = make_admin(container)
     unlock_user(container, root.id, alice.id)  # not locked yet: 4 failures; clearing keeps this test on the challenge
     with pytest.raises(InvalidCredentials):
         auth.complete_totp(container, challenge=challenge, code="000000")

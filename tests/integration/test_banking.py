@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlmodel import SQLModel, col
 
-from models import AuditEvent, BankAccount, LinkSession, PlaidApiEvent, PlaidItem
+from models import AuditEvent, BankAccount, LinkSession, PlaidApiEvent, PlaidItem, PlaidRevocation
 from services import banking
 from services.container import build_container
 from services.db import unit_of_work
@@ -270,15 +270,15 @@ def test_plaid_refusing_removal_is_reported_and_the_item_kept(bank: Bank) -> Non
     assert banking.list_items(bank.c, alice) == []
 
 
-def test_remove_all_items_deletes_everything_and_audits_what_plaid_did_not_confirm(bank: Bank) -> None:
+def test_remove_all_items_deletes_everything_and_queues_what_plaid_did_not_confirm(bank: Bank) -> None:
     alice = bank.user()
     ok, stuck = bank.link(alice, "ins_demo_1"), bank.link(alice, "ins_demo_2")
     bank.demo.set_fault(bank.plaid_item_id(stuck.id), "server_error", endpoint="/item/remove")
     banking.remove_all_items(bank.c, alice)
     assert banking.list_items(bank.c, alice) == [] and count(bank, BankAccount) == 0
     details = audit_events(bank, "bank_removed")
-    assert len(details) == 2 and sum("NOT revoked at Plaid (INTERNAL_SERVER_ERROR)" in d for d in details) == 1
-    assert ok.id != stuck.id
+    assert len(details) == 2 and sum("(INTERNAL_SERVER_ERROR), queued for retry" in d for d in details) == 1
+    assert count(bank, PlaidRevocation) == 1 and ok.id != stuck.id  # retried by tests/integration/test_revocations.py
 
 
 def test_another_user_cannot_see_remove_repair_or_use_an_item(bank: Bank) -> None:

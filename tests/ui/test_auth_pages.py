@@ -6,11 +6,20 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pages.ui import session as ui_session
-from services import auth, sessions
+from services import auth, sessions, totp
 from services.container import Container
 from services.mailer import MemoryMailer
 from tests.factories import FakeClock
-from tests.integration.auth_support import PASSWORD, code_at, link_token, make_user, sign_in
+from tests.integration.auth_support import (
+    PASSWORD,
+    code_at,
+    enable_totp,
+    link_token,
+    make_user,
+    registered,
+    sign_in,
+    sign_in_with_code,
+)
 from tests.ui.conftest import AppFactory
 
 pytestmark = pytest.mark.usefixtures("fast_hashing")
@@ -104,8 +113,47 @@ def test_register_errors_then_success_sends_verification(
     assert "not valid" in texts(at) and not mailer.sent
     at.text_input(key="register_email").input("bob@example.com")
     at = submit(at, "Create account")
-    assert "Account created" in texts(at)
+    assert "Check your email: we sent a message to bob@example" in texts(at)
     assert [m["To"] for m in mailer.sent] == ["bob@example.com"]
+
+
+def _register(app: AppFactory, email: str, username: str) -> AppTest:
+    at = app().run()
+    at.switch_page("register.py").run()
+    for key, value in (("register_email", email), ("register_username", username), ("register_password", PASSWORD)):
+        at.text_input(key=key).input(value)
+    at.text_input(key="register_repeat").input(PASSWORD)
+    return submit(at, "Create account")
+
+
+def test_register_answers_the_same_for_a_taken_email(
+    app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signed_in_as(monkeypatch, None)
+    answers = []
+    for email, username in (("bob@example.com", "bob"), ("bob@example.com", "bobby"), ("BOB@Example.COM", "robert")):
+        at = _register(app, email, username)
+        assert not at.exception and not at.error
+        answers.append(([m.value for m in at.success], [link.value for link in at.page_link]))
+    new, taken, taken_other_case = answers
+    assert new == taken and new[0] and new[1] == ["Sign in"]
+    assert taken_other_case == ([new[0][0].replace("bob@", "BOB@")], new[1])  # the address as typed, nothing more
+    subjects = [(str(m["To"]), str(m["Subject"])) for m in mailer.sent]
+    assert subjects == [
+        ("bob@example.com", "Verify your email for finsync"),
+        ("bob@example.com", "finsync: someone tried to register with your email address"),
+    ]  # the third attempt, within the hour, mails nobody
+    assert registered(container, "bob@example.com").username == "bob"
+
+
+def test_register_says_when_a_username_is_taken(
+    app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_user(container, "alice")
+    signed_in_as(monkeypatch, None)
+    at = _register(app, "someone.new@example.com", "ALICE")
+    assert [e.value for e in at.error] == ["That username is taken; choose another."]
+    assert not at.success and mailer.sent == []
 
 
 def test_forgot_password_answers_the_same_for_unknown_accounts(
@@ -146,7 +194,8 @@ def test_reset_link_sets_a_new_password_once(
 def test_verify_link_and_forged_link(
     app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    user = auth.register(container, email="vic@example.com", username="vic", password=PASSWORD)
+    auth.register(container, email="vic@example.com", username="vic", password=PASSWORD)
+    user = registered(container, "vic@example.com")
     signed_in_as(monkeypatch, None)
     for token, expected in (("forged-token", "invalid or has expired"), (link_token(mailer, "verify"), "is verified")):
         at = app()
@@ -180,20 +229,62 @@ def test_settings_change_password_and_enrol_two_factor(
     assert len([c for c in at.code if c.value.count("\n") == 9]) == 1  # ten recovery codes, shown once
 
 
-def test_admin_page_only_for_admins(app: AppFactory, container: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_admin_page_only_for_admins(
+    app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_user(container, "alice")
-    make_user(container, "root", role="admin")
+    root = make_user(container, "root", role="admin")
+    secret = enable_totp(container, root.id)
     signed_in_as(monkeypatch, sign_in(container, "alice"))
     at = app().run()
     with pytest.raises(ValueError):  # the page is not even registered for a plain user
         at.switch_page("admin.py").run()
-    signed_in_as(monkeypatch, sign_in(container, "root"))
+    signed_in_as(monkeypatch, sign_in_with_code(container, clock, "root", secret))
     at = app().run()
     at.switch_page("admin.py").run()
     assert not at.exception
     shown = at.dataframe[0].value
     assert set(shown["username"]) == {"alice", "root"}
     assert not any("password" in str(col) or "totp_secret" in str(col) for col in shown.columns)
+    assert "No bank connections waiting to be revoked." in [i.value for i in at.info]  # the revocations tab
+
+
+NEEDS_TOTP = "The admin page needs two-factor sign-in. Turn it on in Settings → Two-factor."
+
+
+def _admin_page_refused(at: AppTest) -> bool:
+    """Only the two-factor message and a link to Settings: no table, tab or button of the admin page."""
+    links = [(link.value, link.proto.page) for link in at.page_link]
+    return (
+        [w.value for w in at.warning] == [NEEDS_TOTP]
+        and len(links) == 1
+        and links[0][1] == "settings"
+        and not at.dataframe
+        and not at.tabs
+        and not at.title
+        and not at.selectbox
+        and not [b for b in at.main.button]
+    )
+
+
+def test_admin_page_needs_two_factor_on_every_rerun(
+    app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_user(container, "alice")
+    root = make_user(container, "root", role="admin")  # as `users create --admin` makes it
+    signed_in_as(monkeypatch, sign_in(container, "root"))
+    at = app().run()
+    at.switch_page("admin.py").run()
+    assert not at.exception and _admin_page_refused(at)
+
+    secret = enable_totp(container, root.id)  # in Settings, in this same session
+    at.run()
+    assert not at.exception and set(at.dataframe[0].value["username"]) == {"alice", "root"}
+
+    clock.advance(seconds=30)
+    totp.disable_totp(container, root.id, password=PASSWORD, code=code_at(secret, clock()))
+    at.run()  # the open page notices at its next rerun, not at the next sign-in
+    assert not at.exception and _admin_page_refused(at)
 
 
 def test_every_signed_in_page_renders(app: AppFactory, container: Container, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -117,3 +117,84 @@ def test_notification_settings_are_saved(bank_app: Bank, monkeypatch: pytest.Mon
     assert "Saved." in everything(at)
     prefs = sync.get_notification_prefs(c, user.id)
     assert prefs.large_transaction_minor == 25_000 and prefs.digest is False
+
+
+# --- coming back from an OAuth bank: a new browser session resumes the stored Link session -----
+# A browser reports st.context.url without the query string (streamlit's docstring); AppTest returns the
+# seeded URL with the page's path added, so seeding the bare origin gives what a browser gives.
+BROWSER_URL = "http://127.0.0.1:8501"
+OAUTH_URL = "http://127.0.0.1:8501/accounts?oauth_state_id=4f6e0b9c-oauth"  # what Link must be handed back
+
+
+def open_after_oauth(
+    monkeypatch: pytest.MonkeyPatch, outcome: dict[str, Any] | None = None
+) -> tuple[AppTest, list[dict[str, Any]]]:
+    """Open Accounts as the bank's redirect does (query param and URL); record what the Link seam receives."""
+    calls: list[dict[str, Any]] = []
+
+    def seam(**kwargs: Any) -> dict[str, Any] | None:
+        calls.append(kwargs)
+        return outcome
+
+    monkeypatch.setattr(plaid_link_module, "plaid_link", seam)
+    at = AppTest.from_file(ENTRY, default_timeout=60)
+    at.query_params["oauth_state_id"] = "4f6e0b9c-oauth"
+    at.context["url"] = BROWSER_URL
+    at.switch_page("accounts.py").run()
+    assert not at.exception, at.exception
+    return at, calls
+
+
+def labels(at: AppTest) -> list[str]:
+    return [b.label for b in at.button]
+
+
+def test_oauth_redirect_resumes_the_open_link_session(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = bank_app.c
+    user = make_user(c, "ann")
+    monkeypatch.setattr(ui_session, "read_cookie", lambda: sign_in(c, "ann"))
+    start = banking.start_link(c, user.id)
+    success = bank_app.link_login(start.link_token, "ins_demo_2")  # what Link returns once the bank sent us back
+    at, calls = open_after_oauth(monkeypatch, {"kind": "success", **success})
+    first = calls[0]
+    assert first["link_token"] == start.link_token and first["label"] == "Choose your bank"
+    assert first["received_redirect_uri"] == OAUTH_URL and first["key"] == f"plaid_link_{start.link_session_id}"
+    assert "Linked Maple Credit Union" in everything(at)
+    assert [i.institution_name for i in banking.list_items(c, user.id)] == ["Maple Credit Union"]
+
+    assert "oauth_state_id" not in at.query_params  # resumed once: a reload or rerun does not reopen Link
+    calls.clear()
+    at.run()
+    assert not at.exception and calls == [] and "Link a bank" in labels(at)
+    assert banking.resume_link(c, user.id) is None
+
+
+def test_oauth_redirect_resumes_a_repair_as_a_repair(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = bank_app.c
+    uid = bank_app.user("rae")
+    monkeypatch.setattr(ui_session, "read_cookie", lambda: sign_in(c, "rae"))
+    item = bank_app.link(uid, "ins_demo_2")
+    start = banking.start_link(c, uid, item_id=item.id)  # "Repair connection" starts update mode like this
+    at, calls = open_after_oauth(monkeypatch, {"kind": "success", "public_token": "", "metadata": {}})
+    assert calls[0]["link_token"] == start.link_token and calls[0]["label"] == "Sign in to your bank again"
+    assert calls[0]["received_redirect_uri"] == OAUTH_URL
+    assert "Maple Credit Union is connected again" in everything(at) and "Linked" not in everything(at)
+    assert [i.id for i in banking.list_items(c, uid)] == [item.id]
+
+
+def test_oauth_redirect_never_resumes_a_closed_expired_or_other_users_session(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c, clock = bank_app.c, bank_app.clock
+    ann, bob = make_user(c, "ann"), make_user(c, "bob")
+    banking.start_link(c, ann.id)
+    clock.advance(hours=4, seconds=1)  # Link sessions are kept for four hours: that one has expired
+    cancelled = banking.start_link(c, ann.id)
+    banking.link_exit(c, ann.id, link_session_id=cancelled.link_session_id, error=None)
+    bobs = banking.start_link(c, bob.id)  # open, newest, and not ann's
+    monkeypatch.setattr(ui_session, "read_cookie", lambda: sign_in(c, "ann"))
+    at, calls = open_after_oauth(monkeypatch)
+    assert calls == [] and "Link a bank" in labels(at) and "No bank linked yet" in everything(at)
+    assert banking.resume_link(c, ann.id) is None
+    resumed = banking.resume_link(c, bob.id)
+    assert resumed is not None and resumed.link_session_id == bobs.link_session_id  # it was there to be taken
