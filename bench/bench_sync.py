@@ -89,7 +89,13 @@ def raw_baseline(engine, kind: str) -> tuple[int, float]:  # type: ignore[no-unt
         if kind == "sqlite":
             ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'transactions'").scalar()
             conn.exec_driver_sql(ddl.replace("CREATE TABLE transactions", "CREATE TABLE bench_raw", 1))
-            conn.exec_driver_sql('CREATE INDEX ix_raw_user_date ON bench_raw (user_id, "date")')
+            indexes = conn.exec_driver_sql(  # every index of the ledger (as PostgreSQL's LIKE ... INCLUDING ALL)
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'transactions' AND sql IS NOT NULL"
+            ).fetchall()
+            for name, sql in indexes:
+                conn.exec_driver_sql(
+                    sql.replace(name, f"raw_{name}", 1).replace(" ON transactions ", " ON bench_raw ", 1)
+                )
         else:
             conn.exec_driver_sql("CREATE TABLE bench_raw (LIKE transactions INCLUDING ALL)")
     rows = [tuple(r) for r in rows]

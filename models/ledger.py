@@ -21,11 +21,15 @@ class LedgerTransaction(SQLModel, table=True):
     """
 
     __tablename__ = "transactions"
-    __table_args__ = (Index("ix_transactions_user_date", "user_id", "date"),)
+    __table_args__ = (
+        Index("ix_transactions_user_date", "user_id", "date"),
+        # Covers the after-sync balance check (sum of posted amounts per account) without reading rows.
+        Index("ix_transactions_account_pending_amount", "account_id", "pending", "amount_minor"),
+    )
 
     plaid_transaction_id: str = Field(sa_column=Column(String(128), primary_key=True))
     user_id: uuid.UUID = Field(sa_column=_fk("users.id", index=False))
-    account_id: uuid.UUID = Field(sa_column=_fk("bank_accounts.id"))
+    account_id: uuid.UUID = Field(sa_column=_fk("bank_accounts.id", index=False))
     item_id: uuid.UUID | None = Field(
         default=None, sa_column=_fk("plaid_items.id", nullable=True, on_delete="SET NULL")
     )
