@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from models import User
@@ -81,23 +82,36 @@ def register(c: Container, *, email: str, username: str, password: str, ip: str 
         raise InputError("Enter an email address, a username and a password.")
     email, username = users.check_new_user(email, username, password)
     password_hash = passwords.hash_password(password, c.pepper)  # on both paths below, so the time matches
-    now, ip, p = c.clock(), audit.clean_ip(ip), Pending()
-    with unit_of_work(c.engine, immediate=True) as session:
-        # Deliberate: a taken username is said plainly, because people must be able to pick one. It is
-        # checked before the email and whatever the email, so a known username cannot probe addresses.
-        if users.username_taken(session, users.fold(username)):
-            raise InputError("That username is taken; choose another.")
-        owner = users.find_by_email(session, users.fold(email), lock=True)
-        if owner is not None:
-            _registration_for_taken_email(session, c, owner, ip=ip, now=now, p=p)
-        else:
-            user = users.add_user(session, email=email, username=username, password_hash=password_hash)
-            user.created_at = user.password_changed_at = now
-            token = tokens.issue(session, user.id, tokens.VERIFY, now)
-            audit.record(session, event="registered", user_id=user.id, ip=ip, at=now)
-            p.mails.append(notices.verify_email(c, user.email, token))
+    now, ip = c.clock(), audit.clean_ip(ip)
+    for attempt in (1, 2):
+        p = Pending()
+        try:
+            with unit_of_work(c.engine, immediate=True) as session:
+                _register_in(session, c, email, username, password_hash, ip=ip, now=now, p=p)
+            break
+        except IntegrityError:  # a concurrent registration took the address or name first (PostgreSQL)
+            if attempt == 2:
+                raise
     p.finish(c)
     return RegistrationReceived(email)
+
+
+def _register_in(
+    session: Session, c: Container, email: str, username: str, password_hash: str, *, ip: str, now: datetime, p: Pending
+) -> None:
+    # Deliberate: a taken username is said plainly, because people must be able to pick one. It is
+    # checked before the email and whatever the email, so a known username cannot probe addresses.
+    if users.username_taken(session, users.fold(username)):
+        raise InputError("That username is taken; choose another.")
+    owner = users.find_by_email(session, users.fold(email), lock=True)
+    if owner is not None:
+        _registration_for_taken_email(session, c, owner, ip=ip, now=now, p=p)
+        return
+    user = users.add_user(session, email=email, username=username, password_hash=password_hash)
+    user.created_at = user.password_changed_at = now
+    token = tokens.issue(session, user.id, tokens.VERIFY, now)
+    audit.record(session, event="registered", user_id=user.id, ip=ip, at=now)
+    p.mails.append(notices.verify_email(c, user.email, token))
 
 
 def _registration_for_taken_email(

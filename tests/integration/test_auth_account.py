@@ -106,6 +106,26 @@ def test_a_taken_email_in_any_case_gets_the_new_account_answer_and_the_owner_a_n
     assert [m["To"] for m in mailer.sent] == ["alice@example.com", "alice@example.com"]
 
 
+def test_a_registration_that_loses_a_race_for_the_address_gets_the_taken_answer(
+    container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The address is free when checked but taken at insert (a concurrent twin): retried, same answer, no error."""
+    alice = make_user(container)
+    from services import users
+
+    real, seen = users.find_by_email, []
+
+    def free_the_first_time(*args: object, **kw: object) -> object:
+        seen.append(1)
+        return None if len(seen) == 1 else real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(users, "find_by_email", free_the_first_time)
+    answer = auth.register(container, email="alice@example.com", username="mallory", password=OTHER_PASSWORD)
+    assert answer == auth.RegistrationReceived("alice@example.com") and len(seen) == 2
+    assert _users(container) == 1 and [m["To"] for m in mailer.sent] == ["alice@example.com"]
+    assert _registration_events(container, alice.id) == ["notice mailed"]
+
+
 def test_a_taken_email_costs_the_same_bcrypt_hash_as_a_new_one(
     container: Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
