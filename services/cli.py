@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from services import banking, migrations
+from services import banking, migrations, retention
 from services.config import (
     LOCAL_SECRETS_FILE,
     ensure_local_secrets,
@@ -61,12 +61,25 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_purge(args: argparse.Namespace) -> int:
+    for table, count in retention.purge(container()).items():
+        print(f"{table}: {count} row(s) deleted")
+    return 0
+
+
 @command
 def _db(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    db = sub.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
+    db = sub.add_parser("db", help="database schema and retention").add_subparsers(dest="action", required=True)
     up = db.add_parser("upgrade", help="apply migrations (default: to the newest)")
     up.add_argument("--revision", default="head", help="target revision (default: head)")
     up.set_defaults(handler=_db_upgrade)
+    purge = db.add_parser(
+        "purge",
+        help="delete rows past retention now (old sessions, tokens, webhooks, Plaid calls, sync runs)",
+        description="Delete rows past their retention period (services/retention.py) and print how many per table. "
+        "The scheduler and the worker do this once a day by themselves.",
+    )
+    purge.set_defaults(handler=_db_purge)
 
 
 # keys -------------------------------------------------------------------------------------

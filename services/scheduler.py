@@ -7,6 +7,7 @@ import threading
 
 from services.container import Container
 from services.jobs import run_due_jobs
+from services.retention import DailyPurge
 from services.revocations import retry_quietly
 from services.sync_state import worker_name
 
@@ -28,6 +29,7 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.passes = 0
+        self.purge = DailyPurge()  # this process's daily retention purge
 
     @property
     def running(self) -> bool:
@@ -48,11 +50,15 @@ class Scheduler:
             self._thread.join(timeout)
 
     def run_once(self) -> int:
-        """One pass: queue due items, run up to ``limit`` jobs, retry due Plaid revocations; return how many jobs ran."""
+        """One pass: queue due items, run up to ``limit`` jobs, retry due Plaid revocations, purge old rows once a day.
+
+        Returns how many jobs ran.
+        """
         try:
             ran = run_due_jobs(self.c, worker_id=self.worker_id, limit=self.limit)
         finally:
             retry_quietly(self.c)  # never raises, so it cannot break a sync pass; runs even if syncing failed
+            self.purge(self.c)  # never raises either
         self.passes += 1
         return ran
 

@@ -54,7 +54,7 @@ def insert_new(
     total, first, last = int(bounds[0]), bounds[1], bounds[2]
     if total == 0:
         return 0
-    picked = [_pick(sql, c) for c in _TXN_PLAID]
+    picked = [staged_column(sql, c) for c in _TXN_PLAID]
     cols = ("plaid_transaction_id", "user_id", "account_id", "item_id", *_TXN_PLAID, "excluded", "synced_at")
     statement = (
         f"INSERT INTO transactions ({', '.join(_q(c) for c in cols)}) "  # noqa: S608 - names are constants; values are bound
@@ -78,7 +78,7 @@ def insert_new(
     return inserted
 
 
-def _pick(sql: Sql, column: str) -> str:
+def staged_column(sql: Sql, column: str) -> str:
     """A staged column as the ledger stores it (staging keeps dates as ISO text; SQLite's DATE is that text)."""
     if column in ("date", "authorized_date") and not sql.sqlite:
         return f"CAST(s.{_q(column)} AS DATE)"

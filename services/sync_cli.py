@@ -1,8 +1,9 @@
 """CLI commands of the sync bot (a contract for cron and operators; keep the names):
 
-``sync --email E`` | ``sync --all``, ``worker [--once]``,
+``sync --email E`` | ``sync --all`` (``--verify`` also checks the ledger against a full replay), ``worker [--once]``,
 ``export transactions --email E --format csv --out FILE [--from YYYY-MM-DD] [--to YYYY-MM-DD]``.
-Exit codes: 0 all requested items synced (or not ready yet, or syncing elsewhere), 1 any failed.
+Exit codes: 0 all requested items synced (or not ready yet, or syncing elsewhere), 1 any failed
+(with ``--verify``: 1 when any item differs from its replay or could not be checked).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from services.db import unit_of_work
 from services.errors import InputError
 from services.export import export_csv
 from services.jobs import run_due_jobs
+from services.retention import DailyPurge
 from services.revocations import retry_quietly
 from services.sync import resolve_user, sync_item
 from services.sync_state import worker_name
 from services.sync_types import SyncResult
+from services.sync_verify import VerifyResult, verify_item
 
 
 def _container() -> Container:
@@ -49,27 +52,39 @@ def _sync(args: argparse.Namespace) -> int:
     if not pairs:
         print("no bank connections to sync")
         return 0
+    if args.verify:
+        return _report_verified([verify_item(c, user_id, item_id) for user_id, item_id in pairs])
     return _report([sync_item(c, user_id, item_id, explicit=True, trigger="cli") for user_id, item_id in pairs])
 
 
-def _pass(c: Container, worker_id: str, limit: int) -> int:
-    """Run due sync jobs, then retry due Plaid revocations (which never raises); return how many jobs ran."""
+def _report_verified(results: list[VerifyResult]) -> int:
+    for r in results:
+        print(r.summary())
+    bad = [r for r in results if not r.ok]
+    print(f"{len(results) - len(bad)} of {len(results)} connection(s) verified")
+    return 1 if bad else 0
+
+
+def _pass(c: Container, worker_id: str, limit: int, purge: DailyPurge) -> int:
+    """Run due sync jobs, retry due Plaid revocations, purge old rows once a day (neither raises); return jobs run."""
     try:
         return run_due_jobs(c, worker_id=worker_id, limit=limit)
     finally:
         if revoked := retry_quietly(c):
             print(f"revoked {revoked} bank connection(s) at Plaid")
+        if purged := sum((purge(c) or {}).values()):
+            print(f"purged {purged} row(s) past retention")
 
 
 def _worker(args: argparse.Namespace) -> int:
     c = _container()
-    worker_id = worker_name("worker")
+    worker_id, purge = worker_name("worker"), DailyPurge()
     if args.once:
-        print(f"ran {_pass(c, worker_id, args.limit)} job(s)")
+        print(f"ran {_pass(c, worker_id, args.limit, purge)} job(s)")
         return 0
     print(f"worker {worker_id} running; Ctrl-C stops it")
     while True:
-        if _pass(c, worker_id, args.limit) < args.limit:
+        if _pass(c, worker_id, args.limit, purge) < args.limit:
             time.sleep(args.tick)
 
 
@@ -97,6 +112,12 @@ def register_sync(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     who = sync.add_mutually_exclusive_group(required=True)
     who.add_argument("--email", help="the user's email address")
     who.add_argument("--all", action="store_true", help="every user's connections")
+    sync.add_argument(
+        "--verify",
+        action="store_true",
+        help="sync, then replay each connection from Plaid's start and report any transaction the ledger "
+        "lacks, has in excess or holds differently (reads every transaction again: slow on long histories)",
+    )
     sync.set_defaults(handler=_sync)
     worker = sub.add_parser("worker", help="run queued and scheduled syncs (several may run at once on PostgreSQL)")
     worker.add_argument("--once", action="store_true", help="one pass, then exit (for cron)")

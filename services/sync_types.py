@@ -137,6 +137,10 @@ _EXPLAIN: dict[str, tuple[str, str]] = {
     "INTERRUPTED": ("The sync was interrupted before it finished (the process stopped).", _LATER),
     "DATABASE_ERROR": ("finsync could not save the new transactions.", "Check the server's storage and logs."),
     "NOT_CONFIGURED": ("Bank syncing is not configured on this server.", "Ask the operator to set the Plaid settings."),
+    "LEDGER_DIFFERS": (
+        "A check against your bank found transactions that differ from what finsync shows.",
+        "Ask the operator: `sync --verify` lists the transactions concerned.",
+    ),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from starlette.requests import Request
@@ -12,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.container import Container
 from services.db import check_database
 from services.errors import FinsyncError
+from services.ratelimit import TokenBucket
 
 # Plaid Link's documented CSP needs (plaid.com/docs/link/web/#content-security-policy).
 PLAID_ORIGINS = ("https://cdn.plaid.com", "https://*.plaid.com")
@@ -160,13 +162,29 @@ def auth_routes(get_container: Callable[[], Container]) -> list[Route]:
     ]
 
 
-def webhook_route(get_container: Callable[[], Container]) -> Route:
-    """``POST /webhooks/plaid``: verified before anything else (services/webhooks.py); answers fast."""
+# Security bar L7. Plaid sends a few webhooks per bank a day, so 20 a second per process is far above real
+# traffic yet caps the database writes a flood of forged deliveries causes; a burst of 100 absorbs a
+# backlog Plaid redelivers at once. Plaid retries a delivery without a 200 for up to 24 hours, so a 429
+# loses nothing (plaid.com/docs/api/webhooks/#webhook-retries).
+WEBHOOK_RATE = 20.0
+WEBHOOK_BURST = 100
+
+
+def webhook_route(get_container: Callable[[], Container], *, limiter: TokenBucket | None = None) -> Route:
+    """``POST /webhooks/plaid``: rate-limited, then verified before anything else (services/webhooks.py); answers fast.
+
+    The limit is one bucket per route, so per process; it is checked before the body is read.
+    """
     from starlette.concurrency import run_in_threadpool
 
     from services import webhooks
 
+    bucket = limiter if limiter is not None else TokenBucket(WEBHOOK_RATE, WEBHOOK_BURST)
+
     async def plaid_webhook(request: Request) -> JSONResponse:
+        if wait := bucket.take():
+            retry = str(max(1, math.ceil(wait)))
+            return JSONResponse({"error": "too many requests"}, status_code=429, headers={"Retry-After": retry})
         body = await request.body()
         if len(body) > 64 * 1024:
             return JSONResponse({"error": "too large"}, status_code=413)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from models import SyncRun
+from models import LedgerTransaction, SyncRun
 from services import cli
 from services.container import Container
 from services.db import unit_of_work
@@ -53,6 +53,25 @@ def test_cli_sync_all_exits_1_when_an_item_fails(cli_env, container, gateway, ca
     assert cli.main(["sync", "--all"]) == 1
     out = capsys.readouterr().out
     assert "login required: Your bank needs you to sign in again" in out and "1 of 2 connection(s) synced" in out
+
+
+def test_cli_sync_verify_exits_0_when_the_ledger_equals_the_bank_and_1_when_it_does_not(
+    cli_env, container, gateway, demo_bank, capsys
+) -> None:
+    user_id = make_user(container)
+    link_item(container, gateway, user_id)
+    assert cli.main(["sync", "--email", "ada@example.com", "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "verified, the ledger equals the bank's" in out and "1 of 1 connection(s) verified" in out
+    lost = sorted(ledger(container, user_id))[0]
+    with unit_of_work(container.engine) as session:
+        row = session.get(LedgerTransaction, lost)
+        assert row is not None
+        session.delete(row)
+    assert cli.main(["sync", "--all", "--verify"]) == 1
+    out = capsys.readouterr().out
+    assert f"DIFFERS: 1 missing, 0 extra, 0 different (missing {lost})" in out
+    assert "0 of 1 connection(s) verified" in out
 
 
 def test_cli_worker_once_runs_due_jobs(cli_env, container, gateway, demo_bank, capsys) -> None:

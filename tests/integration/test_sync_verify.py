@@ -1,0 +1,95 @@
+"""The self-check: an item replayed from the empty cursor equals the ledger, and tampering is found."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlmodel import select
+
+from models import LedgerTransaction, SyncRun
+from services.container import Container
+from services.db import unit_of_work
+from services.demo_bank.server import DemoBankHandle
+from services.plaid_client import PlaidGateway
+from services.sync_engine import sync_item
+from services.sync_verify import verify_item
+from tests.integration.sync_helpers import FAST, ledger, link_item, make_user, truth
+
+
+@pytest.fixture
+def linked(container: Container, gateway: PlaidGateway) -> tuple[uuid.UUID, uuid.UUID, str]:
+    user_id = make_user(container)
+    item_id, plaid_id = link_item(container, gateway, user_id)
+    return user_id, item_id, plaid_id
+
+
+def _verify(c: Container, gw: PlaidGateway, user_id: uuid.UUID, item_id: uuid.UUID):  # type: ignore[no-untyped-def]
+    return verify_item(c, user_id, item_id, gateway=gw, policy=FAST)
+
+
+def test_a_ledger_built_by_many_syncs_verifies_against_a_replay(
+    container: Container, gateway: PlaidGateway, demo_bank: DemoBankHandle, linked: tuple[uuid.UUID, uuid.UUID, str]
+) -> None:
+    user_id, item_id, pid = linked
+    demo_bank.generate_history(pid, 1200)  # several pages
+    sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    for day in range(3):  # pending charges post, transactions change and disappear between syncs
+        demo_bank.advance(pid, 2 + day)
+        sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    result = _verify(container, gateway, user_id, item_id)
+    assert result.status == "verified", result.summary()
+    assert result.found.checked == len(truth(demo_bank, pid)) == len(ledger(container, user_id))
+    with unit_of_work(container.engine) as s:
+        runs = s.exec(select(SyncRun).where(SyncRun.trigger == "verify")).all()
+        assert [(r.status, r.error_code) for r in runs] == [("ok", None)]
+        assert s.exec(select(SyncRun).where(SyncRun.status == "running")).all() == []
+
+
+def test_a_lost_an_invented_and_an_altered_transaction_are_each_reported(
+    container: Container, gateway: PlaidGateway, demo_bank: DemoBankHandle, linked: tuple[uuid.UUID, uuid.UUID, str]
+) -> None:
+    user_id, item_id, _ = linked
+    sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    lost, altered = sorted(ledger(container, user_id))[:2]
+    with unit_of_work(container.engine) as s:  # what a bug in the sync could have done
+        row = s.get(LedgerTransaction, lost)
+        assert row is not None
+        s.delete(row)
+        changed = s.get(LedgerTransaction, altered)
+        assert changed is not None
+        changed.amount_minor += 1
+        s.add(changed)
+        s.add(
+            LedgerTransaction(
+                plaid_transaction_id="invented-1",
+                user_id=user_id,
+                account_id=changed.account_id,
+                item_id=item_id,
+                amount_minor=-500,
+                date=changed.date,
+                name="NOT AT THE BANK",
+            )
+        )
+    result = _verify(container, gateway, user_id, item_id)
+    assert result.status == "differs" and not result.ok
+    f = result.found
+    assert (f.missing, f.extra, f.differing) == (1, 1, 1)
+    assert set(f.examples) == {("missing", lost), ("extra", "invented-1"), ("different", altered)}
+    assert "DIFFERS: 1 missing, 1 extra, 1 different" in result.summary()
+    with unit_of_work(container.engine) as s:  # recorded twice (confirmed by a second sync and replay)
+        runs = s.exec(select(SyncRun).where(SyncRun.trigger == "verify")).all()
+        assert [(r.status, r.error_code) for r in runs] == [("failed", "LEDGER_DIFFERS")] * 2
+        assert s.get(LedgerTransaction, "invented-1") is not None  # a check reports; it never repairs
+
+
+def test_a_bank_that_is_down_fails_the_check_without_a_verdict(
+    container: Container, gateway: PlaidGateway, demo_bank: DemoBankHandle, linked: tuple[uuid.UUID, uuid.UUID, str]
+) -> None:
+    user_id, item_id, pid = linked
+    sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    demo_bank.set_fault(pid, "server_error", times=50, endpoint="/transactions/sync")
+    result = _verify(container, gateway, user_id, item_id)
+    demo_bank.clear_faults(pid)
+    assert result.status == "failed" and "automatically" in result.message
+    assert _verify(container, gateway, user_id, item_id).status == "verified"

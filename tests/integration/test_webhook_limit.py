@@ -1,0 +1,84 @@
+"""The webhook route under a flood (security bar L7): past the token bucket, 429 before the body is read or stored."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import func, select
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from models import PlaidItem, WebhookDelivery
+from services import banking
+from services.container import Container
+from services.db import unit_of_work
+from services.ratelimit import TokenBucket
+from services.web import WEBHOOK_BURST, WEBHOOK_RATE, webhook_route
+from tests.integration.conftest_bank import Bank
+from tests.integration.test_webhooks import sync_update
+
+URL = "/webhooks/plaid"
+
+
+class Ticker:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def client(c: Container, ticker: Ticker) -> TestClient:
+    bucket = TokenBucket(WEBHOOK_RATE, WEBHOOK_BURST, clock=ticker)
+    return TestClient(Starlette(routes=[webhook_route(lambda: c, limiter=bucket)]))
+
+
+def stored(c: Container) -> int:
+    with unit_of_work(c.engine) as session:
+        return int(session.execute(select(func.count()).select_from(WebhookDelivery)).scalar_one())
+
+
+def test_a_flood_gets_429_with_retry_after_and_writes_nothing_until_the_bucket_refills(container: Container) -> None:
+    ticker = Ticker()
+    http = client(container, ticker)
+    answers = [http.post(URL, content=b'{"webhook_type": "TRANSACTIONS"}') for _ in range(150)]
+    assert [r.status_code for r in answers] == [401] * 100 + [429] * 50  # unsigned: answered, refused, recorded
+    assert all(r.headers["retry-after"] == "1" and r.json() == {"error": "too many requests"} for r in answers[100:])
+    assert stored(container) == 100  # the 50 refused never reached the database
+
+    ticker.now += 1.0  # 20 tokens a second come back
+    again = [http.post(URL, content=b"{}").status_code for _ in range(21)]
+    assert again == [401] * 20 + [429] and stored(container) == 120
+    ticker.now += 60.0  # a quiet minute refills the bucket to its burst, no further
+    burst = [http.post(URL, content=b"{}").status_code for _ in range(WEBHOOK_BURST + 1)]
+    assert burst == [401] * WEBHOOK_BURST + [429]
+
+
+def sync_requested_at(bank: Bank, item_id: uuid.UUID) -> datetime | None:
+    with unit_of_work(bank.c.engine) as session:
+        item = session.get(PlaidItem, item_id)
+        assert item is not None
+        return item.sync_requested_at
+
+
+def test_a_signed_webhook_refused_in_a_flood_is_applied_once_the_bucket_refills(bank: Bank) -> None:
+    bank.user()
+    item_id = banking.link_sandbox(bank.c, email="alice@example.com")
+    body = sync_update(bank.plaid_item_id(item_id))
+    headers = {"Content-Type": "application/json", "Plaid-Verification": bank.demo.sign_webhook(body)}
+    bank.clock.advance(minutes=1)  # so "requested now" differs from anything linking wrote
+    before = sync_requested_at(bank, item_id)
+    ticker = Ticker()
+    http = client(bank.c, ticker)
+    assert {http.post(URL, content=b"{}").status_code for _ in range(WEBHOOK_BURST)} == {401}  # forged
+    refused = http.post(URL, content=body, headers=headers)
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    assert sync_requested_at(bank, item_id) == before and stored(bank.c) == WEBHOOK_BURST  # nothing read or stored
+
+    ticker.now += 0.1  # two tokens back (20 a second); Plaid retries the very same delivery
+    accepted = http.post(URL, content=body, headers=headers)
+    assert (accepted.status_code, accepted.json()) == (200, {"outcome": "sync requested"})
+    assert sync_requested_at(bank, item_id) == bank.clock.now != before

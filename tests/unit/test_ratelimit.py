@@ -1,0 +1,52 @@
+"""The token bucket behind the webhook flood limit: refill, cap, wait, and no double spend across threads."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from services.ratelimit import TokenBucket
+
+
+class Ticker:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_burst_then_refill_at_the_rate_never_above_the_burst() -> None:
+    ticker = Ticker()
+    bucket = TokenBucket(20.0, 5, clock=ticker)
+    assert [bucket.take() for _ in range(5)] == [0.0] * 5
+    assert bucket.take() == pytest.approx(0.05)  # one token is 1/20 s away
+    ticker.now = 0.5  # ten tokens' worth of time, but the bucket holds five
+    assert [bucket.take() == 0.0 for _ in range(6)] == [True] * 5 + [False]
+    ticker.now = 0.4  # a clock that steps back adds nothing
+    assert bucket.take() > 0.0
+
+
+def test_threads_never_take_more_than_the_bucket_holds() -> None:
+    bucket = TokenBucket(1.0, 100, clock=Ticker())
+    taken: list[bool] = []
+    start = threading.Barrier(16)
+
+    def worker() -> None:
+        start.wait()
+        results = [bucket.take() == 0.0 for _ in range(50)]
+        taken.extend(results)
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(taken) == 800 and sum(taken) == 100
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(0.0, 10), (-1.0, 10), (5.0, 0)])
+def test_a_bucket_that_could_never_serve_is_refused(rate: float, burst: int) -> None:
+    with pytest.raises(ValueError, match="positive rate"):
+        TokenBucket(rate, burst)
