@@ -168,6 +168,20 @@ def auth_routes(get_container: Callable[[], Container]) -> list[Route]:
 # loses nothing (plaid.com/docs/api/webhooks/#webhook-retries).
 WEBHOOK_RATE = 20.0
 WEBHOOK_BURST = 100
+MAX_WEBHOOK_BYTES = 64 * 1024  # Plaid's webhook bodies are a few hundred bytes
+
+
+async def _read_capped(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it (or its declared length) passes ``limit``: a large body is never held."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def webhook_route(get_container: Callable[[], Container], *, limiter: TokenBucket | None = None) -> Route:
@@ -185,8 +199,8 @@ def webhook_route(get_container: Callable[[], Container], *, limiter: TokenBucke
         if wait := bucket.take():
             retry = str(max(1, math.ceil(wait)))
             return JSONResponse({"error": "too many requests"}, status_code=429, headers={"Retry-After": retry})
-        body = await request.body()
-        if len(body) > 64 * 1024:
+        body = await _read_capped(request, MAX_WEBHOOK_BYTES)
+        if body is None:
             return JSONResponse({"error": "too large"}, status_code=413)
         result = await run_in_threadpool(
             webhooks.handle_webhook, get_container(), body=body, headers=dict(request.headers)

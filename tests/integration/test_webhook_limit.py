@@ -14,7 +14,7 @@ from services import banking
 from services.container import Container
 from services.db import unit_of_work
 from services.ratelimit import TokenBucket
-from services.web import WEBHOOK_BURST, WEBHOOK_RATE, webhook_route
+from services.web import MAX_WEBHOOK_BYTES, WEBHOOK_BURST, WEBHOOK_RATE, webhook_route
 from tests.integration.conftest_bank import Bank
 from tests.integration.test_webhooks import sync_update
 
@@ -82,3 +82,18 @@ def test_a_signed_webhook_refused_in_a_flood_is_applied_once_the_bucket_refills(
     accepted = http.post(URL, content=body, headers=headers)
     assert (accepted.status_code, accepted.json()) == (200, {"outcome": "sync requested"})
     assert sync_requested_at(bank, item_id) == bank.clock.now != before
+
+
+def test_an_oversized_body_declared_or_chunked_gets_413_and_is_not_stored(container: Container) -> None:
+    http = client(container, Ticker())
+    limit = MAX_WEBHOOK_BYTES
+    assert http.post(URL, content=b"x" * (limit + 1)).status_code == 413  # declared Content-Length
+
+    def chunks():  # chunked, no Content-Length: the route counts while streaming
+        for _ in range(1000):
+            yield b"x" * 4096
+
+    assert http.post(URL, content=chunks()).status_code == 413
+    assert stored(container) == 0
+    assert http.post(URL, content=b"{}").status_code == 401  # an ordinary body is still read and verified
+    assert stored(container) == 1
