@@ -19,7 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.responses import JSONResponse as _StarletteJSON
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from services.demo_bank import problems
 from services.demo_bank.bank import USERNAMES, Bank
@@ -230,7 +230,7 @@ def _api_route(bank: Bank, path: str, handler: Handler, client_id: str, secret: 
     return Route(path, endpoint, methods=["POST"])
 
 
-def _link_routes(bank: Bank) -> list[Route]:
+def _link_routes(bank: Bank) -> list[Mount]:
     """Endpoints the Link stand-in calls from the browser, authenticated by the link token alone."""
 
     async def session(request: Request) -> Response:
@@ -263,26 +263,30 @@ def _link_routes(bank: Bank) -> list[Route]:
     async def script(request: Request) -> Response:
         return FileResponse(_STATIC / "link-initialize.js", media_type="text/javascript")
 
-    return [
-        Route("/link/link-initialize.js", script, methods=["GET"]),
-        Route("/link/demo/session", session, methods=["POST"]),
-        Route("/link/demo/login", login, methods=["POST"]),
+    # Only these are called from a browser (the Link stand-in on the app's page, another origin): they
+    # alone answer CORS. The Plaid API routes are for servers, so a web page can never call them.
+    cors = Middleware(
+        CORSMiddleware,
+        allow_origins=["*"],  # the app may be opened under any host name; a link token authenticates
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Content-Type"],
+    )
+    routes = [
+        Route("/link-initialize.js", script, methods=["GET"]),
+        Route("/demo/session", session, methods=["POST"]),
+        Route("/demo/login", login, methods=["POST"]),
     ]
+    return [Mount("/link", routes=routes, middleware=[cors])]
 
 
 def create_app(bank: Bank, client_id: str = DEMO_CLIENT_ID, secret: str = DEMO_SECRET) -> Starlette:
     """Build the ASGI app for a bank; mount it anywhere (the Link script finds its base from its own URL)."""
-    routes = [_api_route(bank, path, h, client_id, secret) for path, h in HANDLERS.items()] + _link_routes(bank)
+    routes: list[BaseRoute] = [_api_route(bank, path, h, client_id, secret) for path, h in HANDLERS.items()]
+    routes += _link_routes(bank)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return JSONResponse(problems.not_found(request.url.path).body(_request_id()), status_code=404)
 
-    cors = Middleware(
-        CORSMiddleware,
-        allow_origins=["*"],
-        allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=["Content-Type", "PLAID-CLIENT-ID", "PLAID-SECRET", "Plaid-Version"],
-    )
-    app = Starlette(routes=routes, middleware=[cors], exception_handlers={404: not_found})
+    app = Starlette(routes=routes, exception_handlers={404: not_found})
     app.state.started = datetime.now(UTC)
     return app

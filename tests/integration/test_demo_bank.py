@@ -181,6 +181,19 @@ def test_link_script_and_cors_for_the_browser(demo_bank: DemoBankHandle) -> None
     )
     with urllib.request.urlopen(req, timeout=5) as resp:
         assert resp.headers["Access-Control-Allow-Origin"] in ("*", "http://127.0.0.1:8501")
+    # The Plaid API itself is for servers: a web page on another origin gets no CORS grant for it.
+    api = urllib.request.Request(
+        demo_bank.url + "/item/remove",
+        data=b"{}",
+        method="POST",
+        headers={"Origin": "https://evil.example", "Content-Type": "application/json"},
+    )
+    try:
+        urllib.request.urlopen(api, timeout=5)
+    except urllib.error.HTTPError as refused:  # 400: no keys; what matters is the missing grant
+        assert refused.headers.get("Access-Control-Allow-Origin") is None
+    else:
+        raise AssertionError("the API answered a keyless request")
 
 
 def verify_webhook(headers: dict[str, str], body: bytes, gateway: PlaidGateway, max_age: int = 300) -> bool:
