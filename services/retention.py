@@ -34,7 +34,8 @@ log = logging.getLogger("finsync.retention")
 
 SESSION_KEEP = timedelta(days=30)  # ended sessions stay a month, to answer "was that sign-in me?"
 TOKEN_KEEP = timedelta(days=7)  # a used or expired link opens nothing; a week to explain "my link failed"
-THROTTLE_KEEP = timedelta(days=1)  # a quiet day after window and lock ended; the lock back-off then starts over
+THROTTLE_KEEP = timedelta(days=1)  # a counter that never locked: a quiet day after its window ended
+LOCK_MEMORY = timedelta(days=7)  # one that locked keeps its back-off level (doubling) for a quiet week
 WEBHOOK_KEEP = timedelta(days=90)  # a quarter to debug deliveries; replay checks need 5 minutes (MAX_AGE_SECONDS)
 PLAID_CALL_KEEP = timedelta(days=90)  # a quarter of request ids to give Plaid support
 LINK_KEEP = timedelta(days=7)  # a finished link session is never resumed; a week to debug a failed link
@@ -56,9 +57,15 @@ def _rules(c: Container, now: datetime) -> list[tuple[str, type[SQLModel], Colum
         col(AuthSession.expires_at) < ended,
         col(AuthSession.last_seen_at) < ended - idle,
     )
-    quiet = now - THROTTLE_KEEP
-    counter_over = (col(ThrottleCounter.window_start) < quiet - LONGEST_WINDOW) & or_(
-        col(ThrottleCounter.locked_until).is_(None), col(ThrottleCounter.locked_until) < quiet
+
+    def quiet_since(quiet: datetime) -> ColumnElement[bool]:
+        return (col(ThrottleCounter.window_start) < quiet - LONGEST_WINDOW) & or_(
+            col(ThrottleCounter.locked_until).is_(None), col(ThrottleCounter.locked_until) < quiet
+        )
+
+    counter_over = or_(
+        (col(ThrottleCounter.lock_level) == 0) & quiet_since(now - THROTTLE_KEEP),
+        (col(ThrottleCounter.lock_level) > 0) & quiet_since(now - LOCK_MEMORY),
     )
     newer = aliased(SyncRun)
     superseded = exists().where(

@@ -37,6 +37,7 @@ from services.container import Container
 from services.db import unit_of_work
 from services.retention import (
     LINK_KEEP,
+    LOCK_MEMORY,
     LONGEST_WINDOW,
     PLAID_CALL_KEEP,
     SESSION_KEEP,
@@ -132,16 +133,20 @@ class Seeder:
         self.token(False, tokens.TICKET, expires=used - S)
         self.token(True, tokens.VERIFY, expires=self.now + timedelta(hours=47))  # live
 
-    def counter(self, keep: bool, key: str, window_start: datetime, locked_until: datetime | None = None) -> None:
-        self.add(ThrottleCounter(key=key, window_start=window_start, failures=3, lock_level=2,
+    def counter(
+        self, keep: bool, key: str, window_start: datetime, locked_until: datetime | None = None, level: int = 2
+    ) -> None:
+        self.add(ThrottleCounter(key=key, window_start=window_start, failures=3, lock_level=level,
                                  locked_until=locked_until), keep=keep)  # fmt: skip
 
     def counters(self) -> None:
-        quiet = self.now - THROTTLE_KEEP
-        self.counter(True, "ip:auth:quiet-inside", quiet - LONGEST_WINDOW + S)
-        self.counter(False, "ip:auth:quiet-past", quiet - LONGEST_WINDOW - S)
-        self.counter(True, "acct:lock-inside", self.ancient, quiet + S)
-        self.counter(False, "acct:lock-past", self.ancient, quiet - S)
+        quiet, remembered = self.now - THROTTLE_KEEP, self.now - LOCK_MEMORY
+        self.counter(True, "ip:auth:quiet-inside", quiet - LONGEST_WINDOW + S, level=0)
+        self.counter(False, "ip:auth:quiet-past", quiet - LONGEST_WINDOW - S, level=0)
+        self.counter(True, "acct:lock-level-kept", quiet - LONGEST_WINDOW - S, quiet - S)  # its doubling is kept
+        self.counter(True, "acct:lock-inside", self.ancient, remembered + S)
+        self.counter(False, "acct:lock-past", self.ancient, remembered - S)
+        self.counter(False, "acct:locked-window-past", remembered - LONGEST_WINDOW - S)
         self.counter(True, "acct:still-locking", self.ancient, self.now + timedelta(hours=20))
         self.counter(True, "ip:auth:still-counting", self.now - timedelta(minutes=5))
 
