@@ -38,8 +38,12 @@ def start_totp_enrolment(c: Container, user_id: uuid.UUID) -> TotpEnrolment:
     return TotpEnrolment(secret=secret, uri=uri, qr_svg=segno.make(uri, error="m").svg_inline(scale=4))
 
 
-def confirm_totp(c: Container, user_id: uuid.UUID, *, secret: str, code: str) -> list[str]:
-    """Switch 2FA on once a code from the app proves the secret was scanned; returns 10 recovery codes."""
+def confirm_totp(c: Container, user_id: uuid.UUID, *, secret: str, code: str, password: str) -> list[str]:
+    """Switch 2FA on once a code from the app proves the secret was scanned; returns 10 recovery codes.
+
+    It needs the password too: a stolen session alone must not be able to put the account's second
+    factor (and with it the admin page) on the thief's phone.
+    """
     now = c.clock()
     clean_secret = otp.valid_secret(secret)
     digits = otp.clean_code(code)
@@ -52,7 +56,9 @@ def confirm_totp(c: Container, user_id: uuid.UUID, *, secret: str, code: str) ->
         if clean_secret is None:
             raise InputError("The setup expired; start again to get a new QR code.")
         steps = otp.matching_step(clean_secret, digits, now) if digits else []
-        if not steps:
+        if not reauth(session, c, user, p, password=password):
+            pass  # the wrong password is parked in ``p`` (and counted like a failed sign-in)
+        elif not steps:
             audit.record(session, event="totp_failed", user_id=user.id, detail="enrolment", at=now)
             p.fail(InputError("That code does not match. Enter the 6-digit code your app shows now."))
         else:

@@ -63,10 +63,11 @@ def two_factor_section(view: SessionView) -> None:
     st.code(secret, language=None)
     with st.form("totp_confirm_form"):
         code = st.text_input("Enter the 6-digit code the app shows", max_chars=64, key="totp_confirm_code")
+        password = _password_input("Your password", "totp_confirm_password")
         confirmed = st.form_submit_button("Turn on", type="primary")
     if confirmed:
         try:
-            codes = totp.confirm_totp(container(), view.user.id, secret=secret, code=code)
+            codes = totp.confirm_totp(container(), view.user.id, secret=secret, code=code, password=password)
         except FinsyncError as exc:
             st.error(str(exc))
         else:

@@ -87,7 +87,7 @@ def code_at(secret: str, when: datetime, steps: int = 0) -> str:
 def enable_totp(c: Container, user_id: uuid.UUID) -> str:
     """Turn two-factor on as Settings does (enrol, confirm with the current code); returns the secret."""
     enrolment = totp.start_totp_enrolment(c, user_id)
-    totp.confirm_totp(c, user_id, secret=enrolment.secret, code=code_at(enrolment.secret, c.clock()))
+    totp.confirm_totp(c, user_id, secret=enrolment.secret, code=code_at(enrolment.secret, c.clock()), password=PASSWORD)
     return enrolment.secret
 
 

@@ -28,7 +28,9 @@ pytestmark = pytest.mark.usefixtures("fast_hashing")
 
 def _enrol(c: Container, clock: FakeClock, user: UserPublic) -> tuple[str, list[str]]:
     enrolment = totp.start_totp_enrolment(c, user.id)
-    codes = totp.confirm_totp(c, user.id, secret=enrolment.secret, code=code_at(enrolment.secret, clock()))
+    codes = totp.confirm_totp(
+        c, user.id, secret=enrolment.secret, code=code_at(enrolment.secret, clock()), password=PASSWORD
+    )
     clock.advance(seconds=30)
     return enrolment.secret, codes
 
@@ -48,9 +50,15 @@ def test_enrolment_needs_a_valid_code_and_stores_the_secret_encrypted(container:
     step = auth.begin_sign_in(container, login="alice", password=PASSWORD)
     assert step.kind == "ticket"  # nothing switched on yet
     with pytest.raises(InputError):
-        totp.confirm_totp(container, alice.id, secret=enrolment.secret, code="000000")
+        totp.confirm_totp(container, alice.id, secret=enrolment.secret, code="000000", password=PASSWORD)
+    with pytest.raises(InputError):  # the right code without the password: a stolen session cannot enrol
+        totp.confirm_totp(
+            container, alice.id, secret=enrolment.secret, code=code_at(enrolment.secret, clock()), password="wrong"
+        )
     assert not auth.begin_sign_in(container, login="alice", password=PASSWORD).challenge
-    codes = totp.confirm_totp(container, alice.id, secret=enrolment.secret, code=code_at(enrolment.secret, clock()))
+    codes = totp.confirm_totp(
+        container, alice.id, secret=enrolment.secret, code=code_at(enrolment.secret, clock()), password=PASSWORD
+    )
     assert len(codes) == 10 and len(set(codes)) == 10
     with container.engine.connect() as conn:
         dump = repr(conn.execute(text("SELECT * FROM users")).fetchall())

@@ -74,7 +74,9 @@ def test_sign_in_with_two_factor_asks_for_the_code(
 
     user = make_user(container, "tess")
     enrolment = totp.start_totp_enrolment(container, user.id)
-    totp.confirm_totp(container, user.id, secret=enrolment.secret, code=code_at(enrolment.secret, clock.now))
+    totp.confirm_totp(
+        container, user.id, secret=enrolment.secret, code=code_at(enrolment.secret, clock.now), password=PASSWORD
+    )
     clock.advance(seconds=90)
     signed_in_as(monkeypatch, None)
     at = app().run()
@@ -221,9 +223,14 @@ def test_settings_change_password_and_enrol_two_factor(
     at = submit(at, "Set up two-factor sign-in")
     secret = at.session_state["totp_enrolment"][0]
     at.text_input(key="totp_confirm_code").input("123")
+    at.text_input(key="totp_confirm_password").input(PASSWORD)
     at = submit(at, "Turn on")
     assert at.error
     at.text_input(key="totp_confirm_code").input(code_at(secret, clock.now))
+    at.text_input(key="totp_confirm_password").input("not my password at all")  # a stolen session is not enough
+    at = submit(at, "Turn on")
+    assert at.error and "Two-factor sign-in is on." not in texts(at)
+    at.text_input(key="totp_confirm_password").input(PASSWORD)
     at = submit(at, "Turn on")
     assert "Two-factor sign-in is on." in texts(at)
     assert len([c for c in at.code if c.value.count("\n") == 9]) == 1  # ten recovery codes, shown once
