@@ -413,3 +413,22 @@ def test_a_failure_on_a_later_page_keeps_nothing_and_leaves_no_fetcher_running(c
     assert not any(t.name == "finsync-sync-fetch" for t in threading.enumerate())
     assert _sync(container, PlaidGateway("demo", DEMO_CLIENT_ID, DEMO_SECRET, demo_bank.url), user_id, item_id).ok
     assert ledger(container, user_id) == truth(demo_bank, pid)
+
+
+def test_a_bank_that_pages_past_the_bound_stops_the_run_and_keeps_nothing(
+    container, gateway, demo_bank, linked, monkeypatch, plaid_events: list[CallEvent]
+) -> None:
+    """Security bar M10: a run that pages beyond MAX_PAGES ends (no endless loop), cursor and ledger unchanged."""
+    import services.sync_fetch as sync_fetch
+
+    user_id, item_id, pid = linked
+    demo_bank.generate_history(pid, 2000)  # five pages
+    real = sync_fetch.MAX_PAGES
+    monkeypatch.setattr(sync_fetch, "MAX_PAGES", 3)
+    result = _sync(container, gateway, user_id, item_id)
+    assert result.status == "failed" and result.error_code == "TOO_MANY_PAGES" and result.pages == 3
+    assert ledger(container, user_id) == {} and cursor_of(container, item_id) == ""
+    assert [e.endpoint for e in plaid_events].count("/transactions/sync") == 3  # the fetcher stopped too
+    monkeypatch.setattr(sync_fetch, "MAX_PAGES", real)
+    assert _sync(container, gateway, user_id, item_id).status == "ok"
+    assert ledger(container, user_id) == truth(demo_bank, pid)
