@@ -16,6 +16,7 @@ from services.plaid_types import Account, Institution, ItemInfo, RecurringStream
 Json = Mapping[str, Any]
 _EMPTY: Json = {}
 # ISO 4217 minor-unit exponents that are not 2; https://www.six-group.com/en/products-services/financial-information/data-standards.html
+MAX_MINOR = 10**15  # ten trillion in a two-decimal currency: larger is garbage, and BIGINT stays far away
 _EXPONENTS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3}
 
 # -- money and dates ---------------------------------------------------------------------------------
@@ -29,9 +30,15 @@ def to_minor(amount: float | int | str | Decimal, currency: str | None) -> int:
         whole, _, frac = text.partition(".")
         if len(frac) <= 2 and whole.lstrip("-").isdigit() and frac.isdigit():
             cents = int(whole) * 100 + int(frac.ljust(2, "0")) * (-1 if text[0] == "-" else 1)
-            return cents
-    value = Decimal(str(amount)).scaleb(exp).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
-    return int(value)
+            if abs(cents) < MAX_MINOR:
+                return cents
+    try:
+        value = int(Decimal(str(amount)).scaleb(exp).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    except (ArithmeticError, ValueError):  # NaN, infinity, null, text, or more digits than Decimal holds
+        value = MAX_MINOR
+    if abs(value) >= MAX_MINOR or isinstance(amount, bool):
+        raise ValueError(f"not an amount: {str(amount)[:40]!r}")  # the gateway reports MALFORMED_RESPONSE
+    return value
 
 
 def statement_minor(plaid_amount: float | int | str | Decimal, currency: str | None) -> int:

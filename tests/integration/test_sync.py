@@ -432,3 +432,28 @@ def test_a_bank_that_pages_past_the_bound_stops_the_run_and_keeps_nothing(
     monkeypatch.setattr(sync_fetch, "MAX_PAGES", real)
     assert _sync(container, gateway, user_id, item_id).status == "ok"
     assert ledger(container, user_id) == truth(demo_bank, pid)
+
+
+@pytest.mark.parametrize("amount", [None, "12,50", 1e308])
+def test_a_transaction_whose_amount_is_not_money_fails_the_run_cleanly(
+    container, gateway, demo_bank, linked, monkeypatch, amount
+) -> None:
+    """Hostile input 61: the run fails as a garbled response (retried later), nothing is kept, nothing crashes."""
+    import services.demo_bank.syncing as bank_sync
+
+    user_id, item_id, pid = linked
+    real = bank_sync.txn_json
+    poisoned = sorted(truth(demo_bank, pid))[0]
+
+    def garbled(t):  # type: ignore[no-untyped-def]
+        body = real(t)
+        return {**body, "amount": amount} if body["transaction_id"] == poisoned else body
+
+    monkeypatch.setattr(bank_sync, "txn_json", garbled)
+    result = _sync(container, gateway, user_id, item_id)
+    assert result.status == "failed" and result.error_code == "MALFORMED_RESPONSE"
+    assert "automatically" in result.message
+    assert ledger(container, user_id) == {} and cursor_of(container, item_id) == ""
+    monkeypatch.setattr(bank_sync, "txn_json", real)
+    assert _sync(container, gateway, user_id, item_id).status == "ok"
+    assert ledger(container, user_id) == truth(demo_bank, pid)
