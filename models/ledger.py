@@ -155,6 +155,27 @@ class SyncStaged(SQLModel, table=True):
     payment_channel: str | None = Field(default=None, max_length=32)
 
 
+class SyncQuarantine(SQLModel, table=True):
+    """A transaction the bank sent that could not be read: set aside (with why) instead of stopping the sync.
+
+    It leaves when a later sync brings that transaction readable, or its removal.
+    """
+
+    __tablename__ = "sync_quarantine"
+    __table_args__ = (Index("ux_sync_quarantine_item_txn", "item_id", "plaid_transaction_id", unique=True),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    item_id: uuid.UUID = Field(sa_column=_fk("plaid_items.id", index=False))
+    user_id: uuid.UUID = Field(sa_column=_fk("users.id"))
+    plaid_transaction_id: str = Field(sa_column=Column(String(128), nullable=False))
+    kind: str = Field(max_length=16)
+    reason: str = Field(max_length=200)
+    excerpt: str = Field(sa_column=Column(Text, nullable=False))
+    run_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid(), nullable=True))
+    first_seen_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    last_seen_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
 class SyncJob(SQLModel, table=True):
     """A queued sync; workers claim it with a lease, so a killed worker's job is retried after expiry."""
 

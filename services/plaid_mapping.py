@@ -6,12 +6,13 @@ balances keep Plaid's meaning (for credit accounts `current` is the amount owed)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from services.plaid_types import Account, Institution, ItemInfo, RecurringStream, SyncPage, Transaction
+from services.plaid_types import Account, Institution, ItemInfo, RecurringStream, SyncPage, Transaction, Unreadable
 
 Json = Mapping[str, Any]
 _EMPTY: Json = {}
@@ -84,7 +85,8 @@ def map_transaction(t: Json) -> Transaction:
     iso, unofficial = get("iso_currency_code"), get("unofficial_currency_code")
     pfc = get("personal_finance_category") or _EMPTY
     day = as_date(t["date"])
-    assert day is not None
+    if day is None:
+        raise ValueError("a transaction without a date")
     merchant = get("merchant_name")
     return Transaction(
         str(t["transaction_id"]),
@@ -141,17 +143,32 @@ def map_item(i: Json, status: Json | None = None) -> ItemInfo:
 
 
 def map_sync_page(r: Json) -> SyncPage:
-    """Map a /transactions/sync body (raw JSON)."""
+    """Map a /transactions/sync body (raw JSON); a transaction that cannot be mapped is set aside, not fatal."""
+    unreadable: list[Unreadable] = []
     return SyncPage(
-        added=tuple(map_transaction(t) for t in r["added"]),
-        modified=tuple(map_transaction(t) for t in r["modified"]),
+        added=_map_each(r["added"], "added", unreadable),
+        modified=_map_each(r["modified"], "modified", unreadable),
         removed=tuple(str(x["transaction_id"]) for x in r["removed"]),
         accounts=tuple(map_account(a) for a in r["accounts"]),
         next_cursor=str(r["next_cursor"]),
         has_more=bool(r["has_more"]),
         update_status=str(r.get("transactions_update_status") or ""),
         request_id=str(r.get("request_id") or ""),
+        unreadable=tuple(unreadable),
     )
+
+
+def _map_each(raw: Any, kind: str, unreadable: list[Unreadable]) -> tuple[Transaction, ...]:
+    out = []
+    for t in raw:
+        try:
+            out.append(map_transaction(t))
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            tid = t.get("transaction_id") if isinstance(t, Mapping) else None
+            reason = f"{type(exc).__name__}: {exc}"[:200]
+            excerpt = json.dumps(t, default=str, ensure_ascii=False)[:1000]
+            unreadable.append(Unreadable(str(tid)[:128] if tid else "", kind, reason, excerpt))
+    return tuple(out)
 
 
 def map_stream(s: Json) -> RecurringStream:

@@ -217,8 +217,18 @@ class Transaction(NamedTuple):
 
 
 @dataclass(frozen=True)
+class Unreadable:
+    """A transaction of a sync page that could not be mapped (its amount is not money, a field is missing...)."""
+
+    transaction_id: str
+    kind: str  # "added" or "modified"
+    reason: str
+    excerpt: str  # the start of its JSON, for the operator
+
+
+@dataclass(frozen=True)
 class SyncPage:
-    """One /transactions/sync page."""
+    """One /transactions/sync page; ``unreadable`` holds the transactions that could not be mapped."""
 
     added: tuple[Transaction, ...]
     modified: tuple[Transaction, ...]
@@ -228,6 +238,7 @@ class SyncPage:
     has_more: bool
     update_status: str
     request_id: str
+    unreadable: tuple[Unreadable, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlmodel import Session, col
 
-from models import ItemSyncState, PlaidItem, SyncRun
+from models import ItemSyncState, PlaidItem, SyncQuarantine, SyncRun
 from services.container import Container
 from services.db import unit_of_work
 from services.notify import NewTransaction, NotificationSettings
@@ -65,11 +66,41 @@ def apply_run(
         amap = upsert_accounts(session, item, accounts, now)
         sql = Sql(session.connection())
         added, modified, removed = _apply_rows(session, sql, item, run, amap, now, news, prefs)
+        set_aside(session, sql, item, run, now)
         drop_staging(sql, [run.run_id])
         news.low = check_accounts(session, item, accounts, amap, now, prefs.low_balance_minor)
         _finish(c, session, item, run, now, began, (added, modified, removed))
-    result = SyncResult(item.id, "ok", item.institution_name, run.pages, added, modified, removed, None, "", run.run_id)
+    code, message = _aside_note(run)
+    result = SyncResult(item.id, "ok", item.institution_name, run.pages, added, modified, removed, code, message,
+                        run.run_id)  # fmt: skip
     return result, news
+
+
+def _aside_note(run: RunCounters) -> tuple[str | None, str]:
+    if not run.unreadable:
+        return None, ""
+    return "TRANSACTIONS_SET_ASIDE", f"{len(run.unreadable)} transaction(s) could not be read and were set aside."
+
+
+def set_aside(session: Session, sql: Sql, item: PlaidItem, run: RunCounters, now: datetime) -> None:
+    """Keep this run's unreadable transactions; forget set-aside ones the run brought readable (or removed)."""
+    sql.run(
+        "DELETE FROM sync_quarantine WHERE item_id = ? AND plaid_transaction_id IN "
+        "(SELECT plaid_transaction_id FROM sync_staging WHERE run_id = ?)",
+        (sql.uid(item.id), sql.uid(run.run_id)),
+    )
+    for u in run.unreadable:
+        tid = u.transaction_id or f"unnamed:{hashlib.sha256(u.excerpt.encode()).hexdigest()[:32]}"
+        row = session.execute(
+            select(SyncQuarantine).where(
+                col(SyncQuarantine.item_id) == item.id, col(SyncQuarantine.plaid_transaction_id) == tid
+            )
+        ).scalar_one_or_none()
+        if row is None:
+            row = SyncQuarantine(item_id=item.id, user_id=item.user_id, plaid_transaction_id=tid, first_seen_at=now,
+                                 kind=u.kind, reason=u.reason, excerpt=u.excerpt)  # fmt: skip
+        row.kind, row.reason, row.excerpt, row.run_id, row.last_seen_at = u.kind, u.reason, u.excerpt, run.run_id, now
+        session.add(row)
 
 
 def _apply_rows(
@@ -136,6 +167,7 @@ def _finish(
         run.retries,
     )
     row.added, row.modified, row.removed = counts
+    row.error_code, row.message = _aside_note(run)
     row.request_ids = ",".join(run.request_ids)
     session.add(row)
     fresh = session.get(PlaidItem, item.id)

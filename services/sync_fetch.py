@@ -19,12 +19,12 @@ from services.container import Container
 from services.db import unit_of_work
 from services.plaid_client import PlaidGateway
 from services.plaid_events import EventBatch, batched_calls
-from services.plaid_types import MutationDuringPagination, SyncPage
+from services.plaid_types import MutationDuringPagination, SyncPage, Transient
 from services.sync_apply import ADDED, MODIFIED, REMOVED, staged_values
 from services.sync_run import LeaseLost, RunCounters, TooManyPages, retrying
 from services.sync_state import renew
 from services.sync_store import Sql, drop_staging, stage
-from services.sync_types import MAX_PAGES, MAX_RESTARTS, RetryPolicy
+from services.sync_types import MAX_PAGES, MAX_RESTARTS, MAX_UNREADABLE, RetryPolicy
 
 PAGE_SIZE = 500
 STAGE_ROWS = 5000  # staged changes per transaction (ten full pages)
@@ -35,6 +35,7 @@ def fetch(c: Container, gw: PlaidGateway, token: str, run: RunCounters, start: s
     """Stage every page from ``start``; return the final cursor, or None while the item is not ready."""
     with batched_calls(c.engine) as events:
         while True:
+            run.unreadable.clear()  # what an abandoned attempt set aside is fetched again
             try:
                 return _fetch_once(c, gw, token, run, start, policy, events)
             except MutationDuringPagination:
@@ -65,6 +66,9 @@ def _fetch_once(
             buffered += [(MODIFIED, t.transaction_id, staged_values(t)) for t in page.modified]
             buffered += [(REMOVED, tid, ()) for tid in page.removed]
             run.fetched += len(page.added) + len(page.modified) + len(page.removed)
+            run.unreadable += page.unreadable
+            if len(run.unreadable) > MAX_UNREADABLE:
+                raise Transient("MALFORMED_RESPONSE", display_message="Plaid sent many transactions we could not read.")
             if len(buffered) >= STAGE_ROWS or not page.has_more:
                 with unit_of_work(c.engine, immediate=True) as session:
                     if not renew(session, run.item_id, run.owner, c.clock()):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from services.errors import FinsyncError
-from services.plaid_types import CallEvent, RateLimited, Transient
+from services.plaid_types import CallEvent, RateLimited, Transient, Unreadable
 from services.sync_types import RetryPolicy, SyncProgress
 
 log = logging.getLogger("finsync.sync")
@@ -38,6 +38,7 @@ class RunCounters:
     retries: int = 0
     fetched: int = 0
     events: list[CallEvent] = field(default_factory=list)
+    unreadable: list[Unreadable] = field(default_factory=list)  # set aside by this attempt of the run
 
     @property
     def request_ids(self) -> list[str]:

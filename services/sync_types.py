@@ -13,6 +13,7 @@ from typing import Literal
 SyncStatus = Literal["ok", "preparing", "already_syncing", "failed", "login_required"]
 
 MAX_RESTARTS = 3  # mutation during pagination: restarts from the starting cursor before giving up
+MAX_UNREADABLE = 100  # transactions one run may set aside; more means a broken response, not a bad row
 MAX_PAGES = 4000  # 2,000,000 transactions: a run that pages forever stops instead of looping
 LEASE_SECONDS = 600
 PREPARING_RETRY_MINUTES = 10
@@ -70,7 +71,8 @@ class SyncResult:
         """One line for the CLI and logs."""
         name = self.institution_name or str(self.item_id)
         if self.status == "ok":
-            return f"{name}: ok, {self.pages} page(s), {self.added} added, {self.modified} modified, {self.removed} removed"
+            line = f"{name}: ok, {self.pages} page(s), {self.added} added, {self.modified} modified, {self.removed} removed"
+            return f"{line}; {self.message}" if self.message else line
         return f"{name}: {self.status.replace('_', ' ')}: {self.message}"
 
 
@@ -137,6 +139,10 @@ _EXPLAIN: dict[str, tuple[str, str]] = {
     "INTERRUPTED": ("The sync was interrupted before it finished (the process stopped).", _LATER),
     "DATABASE_ERROR": ("finsync could not save the new transactions.", "Check the server's storage and logs."),
     "NOT_CONFIGURED": ("Bank syncing is not configured on this server.", "Ask the operator to set the Plaid settings."),
+    "TRANSACTIONS_SET_ASIDE": (
+        "Your bank sent transactions finsync could not read; they were set aside and the rest synced.",
+        "Nothing to do: they come in when the bank sends them readable. The operator can see why.",
+    ),
     "LEDGER_DIFFERS": (
         "A check against your bank found transactions that differ from what finsync shows.",
         "Ask the operator: `sync --verify` lists the transactions concerned.",

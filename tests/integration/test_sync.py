@@ -434,11 +434,18 @@ def test_a_bank_that_pages_past_the_bound_stops_the_run_and_keeps_nothing(
     assert ledger(container, user_id) == truth(demo_bank, pid)
 
 
+def _quarantined(c: Container) -> dict[str, str]:
+    from models import SyncQuarantine
+
+    with unit_of_work(c.engine) as s:
+        return {q.plaid_transaction_id: q.reason for q in s.exec(select(SyncQuarantine)).all()}
+
+
 @pytest.mark.parametrize("amount", [None, "12,50", 1e308])
-def test_a_transaction_whose_amount_is_not_money_fails_the_run_cleanly(
+def test_an_unreadable_transaction_is_set_aside_and_the_rest_syncs_until_it_comes_readable(
     container, gateway, demo_bank, linked, monkeypatch, amount
 ) -> None:
-    """Hostile input 61: the run fails as a garbled response (retried later), nothing is kept, nothing crashes."""
+    """One bad row must not stop an item's sync for good: it waits aside, with the reason, and leaves when fixed."""
     import services.demo_bank.syncing as bank_sync
 
     user_id, item_id, pid = linked
@@ -451,9 +458,48 @@ def test_a_transaction_whose_amount_is_not_money_fails_the_run_cleanly(
 
     monkeypatch.setattr(bank_sync, "txn_json", garbled)
     result = _sync(container, gateway, user_id, item_id)
-    assert result.status == "failed" and result.error_code == "MALFORMED_RESPONSE"
-    assert "automatically" in result.message
-    assert ledger(container, user_id) == {} and cursor_of(container, item_id) == ""
+    assert result.status == "ok" and result.error_code == "TRANSACTIONS_SET_ASIDE"
+    assert "1 transaction(s) could not be read" in result.summary()
+    expected = {k: v for k, v in truth(demo_bank, pid).items() if k != poisoned}
+    assert ledger(container, user_id) == expected and cursor_of(container, item_id) != ""
+    assert list(_quarantined(container)) == [poisoned] and "not an amount" in _quarantined(container)[poisoned]
+    view = list_runs(container, user_id)[0]
+    assert view.status == "ok" and "set aside" in view.explanation
+
+    monkeypatch.setattr(bank_sync, "txn_json", real)  # the bank mends it and says so (a modification)
+    demo_bank.mutate(pid, "modify", transaction_id=poisoned, name="MENDED")
+    mended = _sync(container, gateway, user_id, item_id)
+    assert mended.status == "ok" and mended.error_code is None
+    assert ledger(container, user_id) == truth(demo_bank, pid) and _quarantined(container) == {}
+
+
+def test_a_set_aside_transaction_the_bank_removes_leaves_the_quarantine(
+    container, gateway, demo_bank, linked, monkeypatch
+) -> None:
+    import services.demo_bank.syncing as bank_sync
+
+    user_id, item_id, pid = linked
+    real = bank_sync.txn_json
+    poisoned = sorted(truth(demo_bank, pid))[0]
+    monkeypatch.setattr(
+        bank_sync, "txn_json", lambda t: {**real(t), "date": None} if t.transaction_id == poisoned else real(t)
+    )
+    assert _sync(container, gateway, user_id, item_id).error_code == "TRANSACTIONS_SET_ASIDE"
+    assert list(_quarantined(container)) == [poisoned]
     monkeypatch.setattr(bank_sync, "txn_json", real)
+    demo_bank.mutate(pid, "remove", transaction_id=poisoned)
     assert _sync(container, gateway, user_id, item_id).status == "ok"
-    assert ledger(container, user_id) == truth(demo_bank, pid)
+    assert _quarantined(container) == {} and ledger(container, user_id) == truth(demo_bank, pid)
+
+
+def test_more_unreadable_transactions_than_a_run_may_set_aside_fail_it_as_a_broken_response(
+    container, gateway, demo_bank, linked, monkeypatch
+) -> None:
+    import services.demo_bank.syncing as bank_sync
+
+    user_id, item_id, _ = linked
+    real = bank_sync.txn_json
+    monkeypatch.setattr(bank_sync, "txn_json", lambda t: {**real(t), "amount": None})  # every row
+    result = _sync(container, gateway, user_id, item_id)
+    assert result.status == "failed" and result.error_code == "MALFORMED_RESPONSE"
+    assert ledger(container, user_id) == {} and cursor_of(container, item_id) == "" and _quarantined(container) == {}
