@@ -127,3 +127,12 @@ def shot(page: object, name: str) -> None:
     """Keep a screenshot of what the user saw (for people reviewing the run)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def sign_in(page: object, server: Server, login: str, password: str) -> None:
+    """Sign in through the form as a person does and wait for the home page."""
+    page.goto(server.url)  # type: ignore[attr-defined]
+    page.get_by_label("Email or username").fill(login)  # type: ignore[attr-defined]
+    page.get_by_label("Password", exact=True).fill(password)  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Sign in").click()  # type: ignore[attr-defined]
+    page.get_by_text(f"Welcome, {login}").wait_for(timeout=30_000)  # type: ignore[attr-defined]

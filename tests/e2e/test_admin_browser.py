@@ -7,7 +7,7 @@ import re
 import pyotp
 import pytest
 
-from tests.e2e.conftest import Server, shot
+from tests.e2e.conftest import Server, shot, sign_in
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "granite meadow copper 2210 sparrow"
@@ -18,11 +18,7 @@ def test_an_admin_turns_on_two_factor_before_the_admin_page_opens(server: Server
                       stdin=PASSWORD + "\n")  # fmt: skip
     assert made.returncode == 0, made.stderr
     page = browser.new_context().new_page()  # type: ignore[attr-defined]
-    page.goto(server.url)
-    page.get_by_label("Email or username").fill("root")
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_text("Welcome, root").wait_for(timeout=30_000)
+    sign_in(page, server, "root", PASSWORD)
 
     page.goto(f"{server.url}/admin")
     page.get_by_text("The admin page needs two-factor sign-in").wait_for(timeout=30_000)

@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import Server, shot
+from tests.e2e.conftest import Server, shot, sign_in
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "granite osprey lullaby 4410 fern"
-
-
-def sign_in(page: object, server: Server, login: str) -> None:
-    page.goto(server.url)  # type: ignore[attr-defined]
-    page.get_by_label("Email or username").fill(login)  # type: ignore[attr-defined]
-    page.get_by_label("Password", exact=True).fill(PASSWORD)  # type: ignore[attr-defined]
-    page.get_by_role("button", name="Sign in").click()  # type: ignore[attr-defined]
-    page.get_by_text(f"Welcome, {login}").wait_for(timeout=30_000)  # type: ignore[attr-defined]
 
 
 def link_through_component(page: object, institution: str, password: str = "pass_good") -> None:
@@ -32,7 +24,7 @@ def test_link_two_banks_repair_one_remove_one(server: Server, browser: object) -
     made = server.cli("users", "create", "--email", "lin@example.com", "--username", "lin", stdin=PASSWORD + "\n")
     assert made.returncode == 0, made.stderr
     page = browser.new_context().new_page()  # type: ignore[attr-defined]
-    sign_in(page, server, "lin")
+    sign_in(page, server, "lin", PASSWORD)
     page.get_by_role("link", name="Accounts").click()
     page.get_by_text("No bank linked yet").wait_for(timeout=20_000)
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import Server, shot, start_server
+from tests.e2e.conftest import Server, shot, sign_in, start_server
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "saffron beacon tundra 7812 oriole"
@@ -52,11 +52,7 @@ def test_new_demo_transactions_arrive_without_a_click(busy_server: Server, brows
     assert new_ids and len({r["transaction_id"] for r in later}) == len(later)  # no duplicate
 
     page = browser.new_context().new_page()  # type: ignore[attr-defined]
-    page.goto(server.url)
-    page.get_by_label("Email or username").fill("bot")
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_text("Welcome, bot").wait_for(timeout=30_000)
+    sign_in(page, server, "bot", PASSWORD)
     page.get_by_role("link", name="Sync history").click()
     page.get_by_role("heading", name="Sync history").wait_for(timeout=20_000)
     page.get_by_test_id("stDataFrame").first.wait_for(timeout=20_000)
