@@ -44,6 +44,7 @@ class Differences:
     extra: int = 0
     differing: int = 0
     examples: tuple[tuple[str, str], ...] = ()  # (kind, transaction id)
+    set_aside: int = 0  # unreadable at the bank, so in neither the replay nor the ledger (sync_quarantine)
 
     @property
     def none(self) -> bool:
@@ -69,7 +70,8 @@ class VerifyResult:
         name = self.institution_name or str(self.item_id)
         f = self.found
         if self.status == "verified":
-            return f"{name}: verified, the ledger equals the bank's {f.checked} transaction(s)"
+            aside = f" ({f.set_aside} unreadable one(s) set aside)" if f.set_aside else ""
+            return f"{name}: verified, the ledger equals the bank's {f.checked} transaction(s){aside}"
         if self.status == "differs":
             ids = ", ".join(f"{kind} {tid}" for kind, tid in f.examples)
             return f"{name}: DIFFERS: {f.missing} missing, {f.extra} extra, {f.differing} different ({ids})"
@@ -183,4 +185,5 @@ def compare(sql: Sql, user_id: uuid.UUID, item_id: uuid.UUID, run_id: uuid.UUID)
         counts.append(int(sql.run(f"SELECT count(*) {body}", params).scalar_one()))
         ids = sql.run(f"SELECT {column}.plaid_transaction_id {body} LIMIT {SHOWN}", params).scalars()
         examples += [(kind, str(i)) for i in ids]
-    return Differences(int(checked), counts[0], counts[1], counts[2], tuple(examples))
+    aside = sql.run("SELECT count(*) FROM sync_quarantine WHERE item_id = ?", (iid,)).scalar_one()
+    return Differences(int(checked), counts[0], counts[1], counts[2], tuple(examples), int(aside))

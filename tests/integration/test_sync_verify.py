@@ -93,3 +93,23 @@ def test_a_bank_that_is_down_fails_the_check_without_a_verdict(
     demo_bank.clear_faults(pid)
     assert result.status == "failed" and "automatically" in result.message
     assert _verify(container, gateway, user_id, item_id).status == "verified"
+
+
+def test_a_set_aside_transaction_is_counted_not_reported_as_missing(
+    container: Container,
+    gateway: PlaidGateway,
+    demo_bank: DemoBankHandle,
+    linked: tuple[uuid.UUID, uuid.UUID, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import services.demo_bank.syncing as bank_sync
+
+    user_id, item_id, pid = linked
+    real = bank_sync.txn_json
+    poisoned = sorted(truth(demo_bank, pid))[0]
+    monkeypatch.setattr(
+        bank_sync, "txn_json", lambda t: {**real(t), "amount": None} if t.transaction_id == poisoned else real(t)
+    )
+    result = _verify(container, gateway, user_id, item_id)
+    assert result.status == "verified" and result.found.set_aside == 1
+    assert "(1 unreadable one(s) set aside)" in result.summary()
