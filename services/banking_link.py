@@ -9,9 +9,9 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlmodel import col
+from sqlmodel import Session, col
 
-from models import LinkSession, PlaidItem
+from models import LinkSession, PlaidItem, User
 from services import banking_store as store
 from services import revocations
 from services.banking_views import ItemView, LinkStart
@@ -277,18 +277,27 @@ def link_exit(
     )
 
 
+def _sandbox_gateway(c: Container, what: str) -> PlaidGateway:
+    gw = gateway(c)
+    if gw.env == "production":
+        raise InputError(f"{what} works only with PLAID_ENV=demo or sandbox, not production.")
+    return gw
+
+
+def _user_by_email(session: Session, email: str) -> User:
+    user = find_by_login(session, email)
+    if user is None or "@" not in email:
+        raise InputError(f"There is no user with the email address {email!r}.")
+    return user
+
+
 def link_sandbox(
     c: Container, *, email: str, institution_id: str = "ins_demo_1", username: str | None = None
 ) -> uuid.UUID:
     """Link a bank without Plaid Link (demo and sandbox only), stored exactly as the UI stores it."""
-    gw = gateway(c)
-    if gw.env == "production":
-        raise InputError("Linking without Plaid Link works only with PLAID_ENV=demo or sandbox, not production.")
+    gw = _sandbox_gateway(c, "Linking without Plaid Link")
     with unit_of_work(c.engine) as session:
-        user = find_by_login(session, email)
-        if user is None or "@" not in email:
-            raise InputError(f"There is no user with the email address {email!r}.")
-        user_id = user.id
+        user_id = _user_by_email(session, email).id
     with calls_for(user_id):
         try:
             public = gw.sandbox_public_token_create(institution_id, username=username, webhook=webhook_url(c))
@@ -302,13 +311,9 @@ def reset_login_sandbox(c: Container, *, email: str, institution_id: str) -> uui
 
     Plaid (and the demo bank) then sends the ITEM ERROR webhook that marks the item for repair.
     """
-    gw = gateway(c)
-    if gw.env == "production":
-        raise InputError("Resetting a bank login works only with PLAID_ENV=demo or sandbox, not production.")
+    gw = _sandbox_gateway(c, "Resetting a bank login")
     with unit_of_work(c.engine) as session:
-        user = find_by_login(session, email)
-        if user is None or "@" not in email:
-            raise InputError(f"There is no user with the email address {email!r}.")
+        user = _user_by_email(session, email)
         item = session.execute(
             select(PlaidItem).where(col(PlaidItem.user_id) == user.id, col(PlaidItem.institution_id) == institution_id)
         ).scalar_one_or_none()

@@ -25,7 +25,7 @@ _EXPONENTS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD":
 
 def to_minor(amount: float | int | str | Decimal, currency: str | None) -> int:
     """Convert a decimal amount to integer minor units of its currency, exactly (via `str`, never float math)."""
-    exp = _EXPONENTS.get((currency or "").upper(), 2) if currency else 2
+    exp = _EXPONENTS.get(currency.upper(), 2) if currency else 2
     if exp == 2 and type(amount) is float:  # the common case, on a sync's hot path: read the digits directly
         text = repr(amount)  # the shortest string that reads back as this float, as str() gives
         whole, _, frac = text.partition(".")

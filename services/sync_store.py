@@ -163,15 +163,14 @@ def load_existing(sql: Sql, user_id: uuid.UUID, ids: Sequence[str]) -> dict[str,
     out: dict[str, Existing] = {}
     n = len(PLAID_FIELDS)
     owner = sql.uid(user_id)
-    for r in rows:
-        if str(r[1]) != owner:
+    for tid, row_owner, *rest in rows:
+        if str(row_owner) != owner:
             continue  # another user's transaction: not ours to plan against (the upsert leaves it alone)
-        r = (r[0], *r[2:])  # noqa: PLW2901 - the rest reads the row without its owner
-        values = list(r[1 : 1 + n])
+        values = rest[:n]
         values[_PENDING] = bool(values[_PENDING])
         for i in _DATES:
             values[i] = _iso(values[i])
-        out[r[0]] = Existing(tuple(values), _edits(r[1 + n :]))
+        out[tid] = Existing(tuple(values), _edits(rest[n:]))
     return out
 
 

@@ -27,7 +27,7 @@ from services.sync_bulk import staged_column
 from services.sync_engine import sync_item
 from services.sync_fetch import fetch
 from services.sync_run import LeaseLost, RunCounters
-from services.sync_state import acquire, release, worker_name
+from services.sync_state import acquire, release, start_run, worker_name
 from services.sync_store import Sql, drop_staging
 from services.sync_types import RetryPolicy, explained
 
@@ -113,8 +113,7 @@ def _replay_and_compare(
             return VerifyResult(item_id, name, "failed", message=explained("NOT_CONFIGURED"))
         if not acquire(session, item, owner, now):
             return VerifyResult(item_id, name, "already_syncing", message="This connection is syncing; try again.")
-        run_row = SyncRun(item_id=item_id, user_id=user_id, trigger="verify", worker=owner, started_at=now)
-        session.add(run_row)
+        run_row = start_run(session, item, owner, "verify", now)  # also closes runs a killed process left open
     run = RunCounters(run_row.id, item_id, owner, None)
     result = VerifyResult(item_id, name, "failed", message="The verification did not finish.")
     try:
