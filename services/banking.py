@@ -22,11 +22,10 @@ from services.banking_link import (
     get_access_token,
     link_exit,
     link_public_token,
-    link_sandbox,
-    reset_login_sandbox,
     resume_link,
     start_link,
 )
+from services.banking_sandbox import link_sandbox, reset_login_sandbox
 from services.banking_views import AccountView, ItemView, LinkStart
 from services.container import Container
 from services.db import unit_of_work

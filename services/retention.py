@@ -2,7 +2,8 @@
 
 Each table is purged in batches of ``BATCH`` rows, one short transaction each, so SQLite's write lock
 is never held for long. Kept for good: audit events (append-only by triggers), transactions, their
-history, pending edits and Plaid revocations (the admin page lists them). The scheduler and the worker
+history, pending edits, and Plaid revocations not yet confirmed (the admin page lists them; a confirmed one
+goes after ``REVOCATION_KEEP``). The scheduler and the worker
 purge at most once a day per process (``DailyPurge``); ``python -m services.cli db purge`` does it now.
 """
 
@@ -20,6 +21,7 @@ from models import (
     LinkSession,
     OneTimeToken,
     PlaidApiEvent,
+    PlaidRevocation,
     SyncRun,
     SyncStaged,
     ThrottleCounter,
@@ -39,6 +41,7 @@ LOCK_MEMORY = timedelta(days=7)  # one that locked keeps its back-off level (dou
 WEBHOOK_KEEP = timedelta(days=90)  # a quarter to debug deliveries; replay checks need 5 minutes (MAX_AGE_SECONDS)
 PLAID_CALL_KEEP = timedelta(days=90)  # a quarter of request ids to give Plaid support
 LINK_KEEP = timedelta(days=7)  # a finished link session is never resumed; a week to debug a failed link
+REVOCATION_KEEP = timedelta(days=90)  # a confirmed revocation: a quarter to answer "is my bank really unlinked?"
 SYNC_RUN_KEEP = timedelta(days=400)  # a year of sync history plus a month; each item's latest run always stays
 PURGE_EVERY = timedelta(hours=24)  # the scheduler and the worker purge once a day
 RETRY_FAILED = timedelta(hours=1)  # after a failed purge (database away), try again sooner than a day
@@ -90,6 +93,11 @@ def _rules(c: Container, now: datetime) -> list[tuple[str, type[SQLModel], Colum
             (col(SyncRun.started_at) < now - SYNC_RUN_KEEP) & (col(SyncRun.status) != "running") & superseded,
         ),
         ("sync_staging", SyncStaged, col(SyncStaged.run_id).not_in(running)),
+        (
+            "plaid_revocations",  # given-up ones stay: Plaid may still hold that connection, an admin must act
+            PlaidRevocation,
+            (col(PlaidRevocation.outcome) == "revoked") & (col(PlaidRevocation.finished_at) < now - REVOCATION_KEEP),
+        ),
     ]
 
 

@@ -40,6 +40,7 @@ from services.retention import (
     LOCK_MEMORY,
     LONGEST_WINDOW,
     PLAID_CALL_KEEP,
+    REVOCATION_KEEP,
     SESSION_KEEP,
     SYNC_RUN_KEEP,
     THROTTLE_KEEP,
@@ -62,8 +63,9 @@ PURGED = (
     "link_sessions",
     "sync_runs",
     "sync_staging",
+    "plaid_revocations",
 )
-KEPT_FOR_GOOD = (AuditEvent, LedgerTransaction, TransactionChange, PendingEdit, PlaidRevocation)
+KEPT_FOR_GOOD = (AuditEvent, LedgerTransaction, TransactionChange, PendingEdit)
 
 
 def ids(c: Container, model: type[SQLModel]) -> set[object]:
@@ -205,8 +207,19 @@ class Seeder:
                                            synced_at=at))  # fmt: skip
         self.session.add(TransactionChange(user_id=user, plaid_transaction_id="tx", changed_at=at, field_name="name"))
         self.session.add(PendingEdit(plaid_transaction_id="gone-pending", user_id=user, removed_at=at))
-        self.session.add(PlaidRevocation(plaid_item_id="item-gone", reason="bank_removal", access_token_enc=b"x",
-                                         created_at=at, next_attempt_at=at))  # fmt: skip
+
+    def revocation(self, keep: bool, outcome: str, finished: datetime | None) -> None:
+        self.add(PlaidRevocation(plaid_item_id=f"item-{uuid.uuid4()}", reason="bank_removal", outcome=outcome,
+                                 access_token_enc=b"x" if finished is None else None, created_at=self.ancient,
+                                 next_attempt_at=self.ancient, finished_at=finished), keep=keep)  # fmt: skip
+
+    def revocations(self) -> None:
+        """Confirmed revocations go after their period; pending and given-up ones (an admin must act) never."""
+        done = self.now - REVOCATION_KEEP
+        self.revocation(True, "revoked", done + S)
+        self.revocation(False, "revoked", done - S)
+        self.revocation(True, "pending", None)
+        self.revocation(True, "given_up", self.ancient)
 
 
 def seed(c: Container, now: datetime) -> Seeded:
@@ -219,6 +232,7 @@ def seed(c: Container, now: datetime) -> Seeded:
         seeder.counters()
         seeder.logs()
         seeder.links()
+        seeder.revocations()
         seeder.kept_for_good(seeder.runs())
     return seeder.out
 
@@ -249,7 +263,8 @@ def test_years_later_only_each_items_latest_run_and_the_kept_tables_remain(
     assert ids(container, SyncStaged) == seeded.kept[SyncStaged]  # its run is still running
     assert all(count(container, m) == 1 for m in KEPT_FOR_GOOD)
     with unit_of_work(container.engine) as session:
-        assert session.execute(select(PlaidRevocation.outcome)).scalar_one() == "pending"
+        outcomes = session.execute(select(PlaidRevocation.outcome)).scalars().all()
+    assert sorted(outcomes) == ["given_up", "pending"]  # never confirmed: kept however old
 
 
 def test_purges_in_batches_of_a_few_rows(container: Container, monkeypatch: pytest.MonkeyPatch) -> None:
