@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pyotp
 import segno
 
-from services import audit, notices, otp
+from services import audit, notices, otp, sessions
 from services.container import Container
 from services.credentials import Pending, load_user, reauth
 from services.db import unit_of_work
@@ -38,11 +38,14 @@ def start_totp_enrolment(c: Container, user_id: uuid.UUID) -> TotpEnrolment:
     return TotpEnrolment(secret=secret, uri=uri, qr_svg=segno.make(uri, error="m").svg_inline(scale=4))
 
 
-def confirm_totp(c: Container, user_id: uuid.UUID, *, secret: str, code: str, password: str) -> list[str]:
+def confirm_totp(
+    c: Container, user_id: uuid.UUID, *, secret: str, code: str, password: str, current_token: str | None = None
+) -> list[str]:
     """Switch 2FA on once a code from the app proves the secret was scanned; returns 10 recovery codes.
 
     It needs the password too: a stolen session alone must not be able to put the account's second
-    factor (and with it the admin page) on the thief's phone.
+    factor (and with it the admin page) on the thief's phone. Every other session ends: none of them
+    proved the second factor, so a session stolen earlier does not become a two-factor one.
     """
     now = c.clock()
     clean_secret = otp.valid_secret(secret)
@@ -68,7 +71,8 @@ def confirm_totp(c: Container, user_id: uuid.UUID, *, secret: str, code: str, pa
             user.totp_enabled = True
             user.totp_last_step = max(steps)
             codes = otp.new_recovery_codes(session, user.id)
-            audit.record(session, event="totp_enabled", user_id=user.id, at=now)
+            ended = sessions.revoke_all(session, user.id, now, keep=sessions.find_id(session, current_token, user.id))
+            audit.record(session, event="totp_enabled", user_id=user.id, detail=f"{ended} other sessions ended", at=now)
             p.mails.append(
                 notices.notice(user.email, "two-factor sign-in is on", "Two-factor sign-in was turned on", now)
             )

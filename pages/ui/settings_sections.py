@@ -67,7 +67,9 @@ def two_factor_section(view: SessionView) -> None:
         confirmed = st.form_submit_button("Turn on", type="primary")
     if confirmed:
         try:
-            codes = totp.confirm_totp(container(), view.user.id, secret=secret, code=code, password=password)
+            codes = totp.confirm_totp(
+                container(), view.user.id, secret=secret, code=code, password=password, current_token=read_cookie()
+            )
         except FinsyncError as exc:
             st.error(str(exc))
         else:

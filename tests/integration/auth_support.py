@@ -84,10 +84,14 @@ def code_at(secret: str, when: datetime, steps: int = 0) -> str:
     return str(pyotp.TOTP(secret).at(int(when.timestamp()) + 30 * steps))
 
 
-def enable_totp(c: Container, user_id: uuid.UUID) -> str:
-    """Turn two-factor on as Settings does (enrol, confirm with the current code); returns the secret."""
+def enable_totp(c: Container, user_id: uuid.UUID, *, current_token: str | None = None) -> str:
+    """Turn two-factor on as Settings does (enrol, confirm with the current code); returns the secret.
+
+    Every session but ``current_token`` (the one Settings was opened in) ends.
+    """
     enrolment = totp.start_totp_enrolment(c, user_id)
-    totp.confirm_totp(c, user_id, secret=enrolment.secret, code=code_at(enrolment.secret, c.clock()), password=PASSWORD)
+    code = code_at(enrolment.secret, c.clock())
+    totp.confirm_totp(c, user_id, secret=enrolment.secret, code=code, password=PASSWORD, current_token=current_token)
     return enrolment.secret
 
 

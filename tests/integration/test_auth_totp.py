@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select, text
 
 from models import RecoveryCode, User
-from services import audit, auth, totp
+from services import audit, auth, sessions, totp
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError, InvalidCredentials
@@ -21,6 +21,7 @@ from tests.integration.auth_support import (  # noqa: F401
     mails_to,
     make_admin,
     make_user,
+    sign_in,
 )
 
 pytestmark = pytest.mark.usefixtures("fast_hashing")
@@ -65,6 +66,19 @@ def test_enrolment_needs_a_valid_code_and_stores_the_secret_encrypted(container:
         dump += repr(conn.execute(text("SELECT * FROM recovery_codes")).fetchall())
     assert enrolment.secret not in dump and enrolment.secret.encode() not in dump.encode()
     assert all(code.replace("-", "") not in dump for code in codes)
+
+
+def test_turning_2fa_on_ends_every_other_session(container: Container, clock: FakeClock) -> None:
+    """A session stolen before 2FA went on proved only the password: it must not outlive the switch."""
+    alice = make_user(container)
+    here, stolen = sign_in(container), sign_in(container)
+    enrolment = totp.start_totp_enrolment(container, alice.id)
+    code = code_at(enrolment.secret, clock())
+    totp.confirm_totp(container, alice.id, secret=enrolment.secret, code=code, password=PASSWORD, current_token=here)
+    assert sessions.current_user(container, here) is not None
+    assert sessions.current_user(container, stolen) is None
+    enabled = [e for e in audit.list_events(container, alice.id) if e.event == "totp_enabled"]
+    assert [e.detail for e in enabled] == ["1 other sessions ended"]
 
 
 def test_sign_in_asks_for_the_code_and_accepts_one_step_either_side(container: Container, clock: FakeClock) -> None:

@@ -279,12 +279,13 @@ def test_admin_page_needs_two_factor_on_every_rerun(
 ) -> None:
     make_user(container, "alice")
     root = make_user(container, "root", role="admin")  # as `users create --admin` makes it
-    signed_in_as(monkeypatch, sign_in(container, "root"))
+    token = sign_in(container, "root")
+    signed_in_as(monkeypatch, token)
     at = app().run()
     at.switch_page("admin.py").run()
     assert not at.exception and _admin_page_refused(at)
 
-    secret = enable_totp(container, root.id)  # in Settings, in this same session
+    secret = enable_totp(container, root.id, current_token=token)  # in Settings, in this same session
     at.run()
     assert not at.exception and set(at.dataframe[0].value["username"]) == {"alice", "root"}
 
