@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import func
-from sqlmodel import col, select
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, col, select
 
 from models import AccountCheck, BankAccount, ItemSyncState, LedgerTransaction, PlaidItem, SyncRun, TransactionChange
 from services.container import Container
 from services.db import unit_of_work
-from services.errors import InputError, NotFound
+from services.errors import DatabaseUnavailable, InputError, NotFound
 from services.sync_types import ChangeView, ItemSyncStatus, RunView, explain
 
 MAX_TAGS = 20
@@ -36,6 +38,8 @@ class TransactionView:
     note: str | None
     tags: tuple[str, ...]
     excluded: bool
+    category_override: str | None = None  # what the user set; ``category`` falls back to Plaid's
+    version: str = ""  # changes with every saved edit: a form opened at one version refuses to save over another
 
 
 def split_tags(raw: str | None) -> tuple[str, ...]:
@@ -59,7 +63,35 @@ def view(t: LedgerTransaction) -> TransactionView:
         t.note,
         split_tags(t.tags),
         t.excluded,
+        t.category_override,
+        edit_version(t),
     )
+
+
+def edit_version(t: LedgerTransaction) -> str:
+    """A fingerprint of what the user owns on the row (a timestamp alone can repeat within a second)."""
+    owned = (t.user_edited_at.isoformat() if t.user_edited_at else "", t.category_override, t.note, t.tags, t.excluded)
+    return hashlib.sha256(repr(owned).encode()).hexdigest()[:16]
+
+
+def _resolve(session: Session, user_id: uuid.UUID, transaction_id: str) -> LedgerTransaction:
+    """The user's transaction by id, or the posted transaction that replaced that pending one."""
+    t = session.get(LedgerTransaction, transaction_id)
+    if t is None:  # posted since the page was drawn: the edit belongs to its posted twin
+        t = session.exec(
+            select(LedgerTransaction).where(
+                LedgerTransaction.user_id == user_id, LedgerTransaction.pending_transaction_id == transaction_id
+            )
+        ).first()
+    if t is None or t.user_id != user_id:
+        raise NotFound("That transaction is gone: your bank removed it. Pick another one.")
+    return t
+
+
+STALE_EDIT = (
+    "This transaction was edited somewhere else (another tab?) after you opened it. "
+    "Nothing was saved: check what it says now and save again."
+)
 
 
 def edit_transaction(
@@ -71,50 +103,66 @@ def edit_transaction(
     note: str | None = None,
     tags: Sequence[str] | None = None,
     excluded: bool | None = None,
+    opened: TransactionView | None = None,
 ) -> TransactionView:
     """Change what the user owns on a transaction (None leaves a field alone; "" clears category or note).
 
-    Sync never overwrites these, and they move to the posted transaction when a pending one posts.
+    Sync never overwrites these, and they move to the posted transaction when a pending one posts (an
+    edit of a pending transaction that has just posted lands on the posted one). With ``opened`` (the view
+    the form was drawn from), an edit saved elsewhere since then refuses this one instead of overwriting it.
     """
-    with unit_of_work(c.engine) as session:
-        t = session.get(LedgerTransaction, transaction_id)
-        if t is None or t.user_id != user_id:
-            raise NotFound("No such transaction.")
-        if category is not None:
-            if len(category) > 128:
-                raise InputError("A category has at most 128 characters.")
-            t.category_override = category.strip() or None
-        if note is not None:
-            if len(note) > 2000:
-                raise InputError("A note has at most 2,000 characters.")
-            t.note = note.strip() or None
-        if tags is not None:
-            clean = [x.strip().replace(",", " ") for x in tags if x.strip()]
-            if len(clean) > MAX_TAGS or sum(len(x) + 1 for x in clean) > 1000:
-                raise InputError(f"Use at most {MAX_TAGS} tags of reasonable length.")
-            t.tags = ",".join(dict.fromkeys(clean)) or None
-        if excluded is not None:
-            t.excluded = excluded
-        t.user_edited_at = c.clock()
-        session.add(t)
-        return view(t)
+    try:
+        with unit_of_work(c.engine, immediate=True) as session:  # SQLite: wait for a running sync, never fail
+            t = _resolve(session, user_id, transaction_id)
+            if opened is not None and edit_version(t) != opened.version:
+                raise InputError(STALE_EDIT)
+            _apply_edit(t, category=category, note=note, tags=tags, excluded=excluded)
+            t.user_edited_at = c.clock()
+            session.add(t)
+            return view(t)
+    except OperationalError:  # SQLite's busy timeout ran out behind a very long sync, or the database went away
+        raise DatabaseUnavailable(
+            "The database did not answer in time. Nothing was saved; try again in a minute."
+        ) from None
+
+
+def _apply_edit(
+    t: LedgerTransaction,
+    *,
+    category: str | None,
+    note: str | None,
+    tags: Sequence[str] | None,
+    excluded: bool | None,
+) -> None:
+    """Validate and set the user's fields on the row (None leaves a field alone)."""
+    if category is not None:
+        if len(category) > 128:
+            raise InputError("A category has at most 128 characters.")
+        t.category_override = category.strip() or None
+    if note is not None:
+        if len(note) > 2000:
+            raise InputError("A note has at most 2,000 characters.")
+        t.note = note.strip() or None
+    if tags is not None:
+        clean = [x.strip().replace(",", " ") for x in tags if x.strip()]
+        if len(clean) > MAX_TAGS or sum(len(x) + 1 for x in clean) > 1000:
+            raise InputError(f"Use at most {MAX_TAGS} tags of reasonable length.")
+        t.tags = ",".join(dict.fromkeys(clean)) or None
+    if excluded is not None:
+        t.excluded = excluded
 
 
 def get_transaction(c: Container, user_id: uuid.UUID, transaction_id: str) -> TransactionView:
-    """One of the user's transactions."""
+    """One of the user's transactions (the posted one, when a pending one has posted since)."""
     with unit_of_work(c.engine) as session:
-        t = session.get(LedgerTransaction, transaction_id)
-        if t is None or t.user_id != user_id:
-            raise NotFound("No such transaction.")
-        return view(t)
+        return view(_resolve(session, user_id, transaction_id))
 
 
 def transaction_history(c: Container, user_id: uuid.UUID, transaction_id: str) -> list[ChangeView]:
     """What Plaid changed on a transaction (and on its pending twin), oldest first."""
     with unit_of_work(c.engine) as session:
-        t = session.get(LedgerTransaction, transaction_id)
-        if t is None or t.user_id != user_id:
-            raise NotFound("No such transaction.")
+        t = _resolve(session, user_id, transaction_id)
+        transaction_id = t.plaid_transaction_id
         rows = session.exec(
             select(TransactionChange)
             .where(TransactionChange.user_id == user_id, TransactionChange.plaid_transaction_id == transaction_id)

@@ -11,7 +11,7 @@ from services.container import Container
 from services.db import unit_of_work
 from services.errors import NotFound
 from services.jobs import enqueue_sync, request_sync_on_sign_in, run_due_jobs
-from services.ledger import edit_transaction, item_sync_status, list_runs, transaction_history
+from services.ledger import edit_transaction, get_transaction, item_sync_status, list_runs, transaction_history
 from services.notify import NotificationSettings, get_notification_prefs, set_notification_prefs
 from services.scheduler import Scheduler, start_scheduler
 from services.sync_engine import sync_item
@@ -30,6 +30,7 @@ __all__ = [
     "edit_transaction",
     "enqueue_sync",
     "get_notification_prefs",
+    "get_transaction",
     "item_sync_status",
     "list_runs",
     "request_sync_on_sign_in",

@@ -6,15 +6,18 @@ public token made by the demo bank, and everything after it is real: exchange, s
 
 from __future__ import annotations
 
+import types
+from datetime import date
 from typing import Any
 
 import pytest
+import streamlit
 from streamlit.testing.v1 import AppTest
 
 import pages.ui.plaid_link as plaid_link_module
 from pages.ui import session as ui_session
 from pages.ui import state
-from services import banking, sync
+from services import banking, ledger, sync
 from tests.integration.auth_support import make_user, sign_in
 from tests.integration.conftest_bank import Bank
 from tests.ui.conftest import ENTRY
@@ -198,3 +201,55 @@ def test_oauth_redirect_never_resumes_a_closed_expired_or_other_users_session(
     assert banking.resume_link(c, ann.id) is None
     resumed = banking.resume_link(c, bob.id)
     assert resumed is not None and resumed.link_session_id == bobs.link_session_id  # it was there to be taken
+
+
+class FakeGrid:
+    """``st.dataframe`` for the transactions grid, remembering a selection per widget key like Streamlit."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.picked, self.key = real, {}, ""  # type: ignore[var-annotated]
+
+    def __call__(self, data: Any, *args: Any, key: str | None = None, **kwargs: Any) -> Any:
+        if not (key or "").startswith("tx_grid_"):
+            return self.real(data, *args, key=key, **kwargs)
+        self.key = str(key)
+        return types.SimpleNamespace(selection=types.SimpleNamespace(rows=self.picked.get(key, [])))
+
+    def click(self, row: int) -> None:
+        self.picked[self.key] = [row]
+
+
+def test_an_edit_lands_on_the_transaction_shown_even_when_a_sync_adds_rows_meanwhile(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = bank_app.c
+    user = make_user(c, "ann")
+    monkeypatch.setattr(ui_session, "read_cookie", lambda: sign_in(c, "ann"))
+    item = bank_app.link(user.id)
+    sync.sync_item(c, user.id, item.id)
+    grid = FakeGrid(streamlit.dataframe)
+    monkeypatch.setattr(streamlit, "dataframe", grid)
+    at = open_page("transactions.py")
+    grid.click(0)
+    at.run()
+    first = ledger.list_transactions(c, user.id)[0]
+    assert (first.merchant_name or first.name) in at.subheader[0].value
+
+    # While the user types, the bot brings a newer transaction: row 0 is now another one.
+    bank_app.demo.mutate(bank_app.plaid_item_id(item.id), "add", cents=999, name="BRAND NEW", date=date(2031, 1, 1))
+    sync.sync_item(c, user.id, item.id)
+    assert ledger.list_transactions(c, user.id)[0].name == "BRAND NEW"
+    note = next(t for t in at.text_area if t.label == "Note")
+    note.input("dinner with Sam")
+    at = click(at, "Save")
+    assert not at.exception, at.exception
+    noted = [(t.transaction_id, t.note, t.category_override) for t in ledger.list_transactions(c, user.id) if t.note]
+    assert noted == [(first.transaction_id, "dinner with Sam", None)]  # the bank's category is not frozen
+
+    # Another tab saves an edit of the same transaction; this form, drawn before it, must not overwrite it.
+    sync.edit_transaction(c, user.id, first.transaction_id, note="from the other tab")
+    next(t for t in at.text_area if t.label == "Note").input("stale words")
+    at = click(at, "Save")
+    assert ledger.STALE_EDIT in [e.value for e in at.error]
+    assert sync.get_transaction(c, user.id, first.transaction_id).note == "from the other tab"
+    assert next(t for t in at.text_area if t.label == "Note").value == "from the other tab"  # shown as stored now
