@@ -38,7 +38,9 @@ def safe_cell(text: str | None) -> str:
     if not text:
         return ""
     clean = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf") or ch == "\u200d")
-    return "'" + clean if clean.startswith(_FORMULA_START) else clean
+    # Some spreadsheets trim leading blanks before deciding a cell is a formula: look past them too.
+    lead = next((ch for ch in clean if not (ch.isspace() or ch == "\u200d" or unicodedata.category(ch) == "Zs")), "")
+    return "'" + clean if clean.startswith(_FORMULA_START) or (lead and lead in _FORMULA_START) else clean
 
 
 def decimal_amount(amount_minor: int, currency: str | None) -> str:
