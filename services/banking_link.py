@@ -3,27 +3,32 @@
 from __future__ import annotations
 
 import logging
+import random
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlmodel import col
 
-from models import LinkSession
+from models import LinkSession, User
 from services import banking_store as store
 from services import revocations
 from services.banking_views import ItemView, LinkStart
 from services.container import Container
 from services.db import unit_of_work
-from services.errors import DecryptionError, FinsyncError, InputError, NotFound
+from services.errors import DecryptionError, DuplicateConnection, FinsyncError, InputError, NotFound
 from services.plaid_client import PlaidGateway
 from services.plaid_events import calls_for
-from services.plaid_types import ItemAccess, PlaidError
+from services.plaid_types import ItemAccess, PlaidError, RateLimited, Transient
 
 log = logging.getLogger("finsync.banking")
+T = TypeVar("T")
 LINK_SESSION_TTL = timedelta(hours=4)
+EXCHANGE_TRIES = 3  # the public token lives 30 minutes: worth a retry before sending the person back to Link
+EXCHANGE_PAUSE = 0.5  # seconds, doubling, with full jitter
 PLAID_LINK_JS = "https://cdn.plaid.com/link/v2/stable/link-initialize.js"
 _EXIT_MESSAGES = {
     "INVALID_CREDENTIALS": "Your bank did not accept that username or password. Try again.",
@@ -34,6 +39,22 @@ _EXIT_MESSAGES = {
     "INVALID_LINK_TOKEN": "The linking session expired. Start again.",
     "NO_ACCOUNTS": "Your bank reported no accounts that can be shared.",
 }
+
+
+def _patiently(call: Callable[[], T]) -> T:
+    """Retry a call a person is waiting on after Plaid refused it (429, 5xx): three tries within seconds.
+
+    Not after a timeout or a lost connection: Plaid may have done the work, and a public token exchanged
+    once cannot be exchanged again, so a retry would only turn "try again" into "link already used".
+    """
+    for attempt in range(EXCHANGE_TRIES):
+        try:
+            return call()
+        except (RateLimited, Transient) as exc:
+            if attempt == EXCHANGE_TRIES - 1 or exc.http_status is None:
+                raise
+            time.sleep(random.uniform(0, EXCHANGE_PAUSE * 2**attempt))  # noqa: S311 - jitter, not a secret
+    raise AssertionError("unreachable")
 
 
 def gateway(c: Container) -> PlaidGateway:
@@ -171,7 +192,7 @@ def link_public_token(
     row_id = uuid.uuid4()
     with calls_for(user_id, row_id):
         try:
-            access = gw.exchange_public_token(public_token)
+            access = _patiently(lambda: gw.exchange_public_token(public_token))
         except PlaidError as exc:
             _failed(c, user_id, ip, f"exchange failed: {exc.code}")
             if exc.code == "INVALID_PUBLIC_TOKEN":
@@ -188,7 +209,8 @@ def link_public_token(
         name = result.item.institution_name or str(inst.get("name") or institution_id)
         now = c.clock()
         try:
-            with unit_of_work(c.engine) as session:
+            with unit_of_work(c.engine, immediate=True) as session:
+                session.get(User, user_id, with_for_update=True)  # one link at a time per user: no twin items
                 duplicate = store.find_duplicate(session, user_id, institution_id, result.accounts)
                 if duplicate is None:
                     item = store.store_item(session, c.cipher, row_id=row_id, user_id=user_id, access=access,
@@ -205,7 +227,11 @@ def link_public_token(
     if duplicate is not None:
         with calls_for(user_id, duplicate.id):
             _discard(c, gw, user_id, access, f"duplicate of an existing connection to {name}", ip, name)
-        raise InputError(f"You already linked {name}. Use “Repair connection” on the Accounts page instead.")
+        raise DuplicateConnection(
+            f"You already linked {name} with these accounts, so nothing new was added. If that connection "
+            "stopped working, use “Repair connection” on its card below.",
+            duplicate.id,
+        )
     return view
 
 

@@ -59,18 +59,24 @@ def accounts_of(session: Session, item_id: uuid.UUID) -> list[BankAccount]:
     return list(session.execute(query).scalars())
 
 
-def _fingerprint(pairs: Iterable[tuple[str | None, str]]) -> frozenset[tuple[str, str]]:
-    return frozenset((mask or "", name.strip().casefold()) for mask, name in pairs)
+def _known(pairs: Iterable[tuple[str | None, str]]) -> set[tuple[str, str]]:
+    return {(mask or "", name.strip().casefold()) for mask, name in pairs}
 
 
 def find_duplicate(
     session: Session, user_id: uuid.UUID, institution_id: str, accounts: Iterable[Account]
 ) -> PlaidItem | None:
-    """An item of this user at the same institution with the same accounts (masks and names)."""
-    wanted = _fingerprint((a.mask, a.name) for a in accounts)
+    """An item of this user at the same institution sharing an account (same mask and name) with ``accounts``.
+
+    One shared account is enough: linking a subset of a login's accounts again would still count that
+    account's transactions twice. Without masks to tell accounts apart, only an identical set counts.
+    """
+    wanted = _known((a.mask, a.name) for a in accounts)
+    masked = {pair for pair in wanted if pair[0]}
     query = select(PlaidItem).where(col(PlaidItem.user_id) == user_id, col(PlaidItem.institution_id) == institution_id)
     for item in session.execute(query).scalars():
-        if _fingerprint((a.mask, a.name) for a in accounts_of(session, item.id)) == wanted:
+        have = _known((a.mask, a.name) for a in accounts_of(session, item.id))
+        if masked & have or have == wanted:
             found: PlaidItem = item
             return found
     return None

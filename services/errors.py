@@ -8,6 +8,7 @@
     ├── CryptoError                  key ring problems
     │   └── DecryptionError          ciphertext tampered, moved, or its key is gone
     ├── InputError                   bad user input; ``str()`` is the message to show
+    │   └── DuplicateConnection      that bank login is linked already (``item_id``: repair it instead)
     ├── NotFound                     no such object for this user (also: someone else's)
     ├── PermissionDenied             the user may not do this
     └── AuthError                    sign-in and account flows
@@ -46,6 +47,14 @@ class DecryptionError(CryptoError):
 
 class InputError(FinsyncError):
     """Bad input; the message says what to fix."""
+
+
+class DuplicateConnection(InputError):
+    """The bank just linked is a connection the user already has; ``item_id`` is the one to repair."""
+
+    def __init__(self, message: str, item_id: object) -> None:
+        self.item_id = item_id
+        super().__init__(message)
 
 
 class NotFound(FinsyncError):

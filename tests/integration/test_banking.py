@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import uuid
 
 import pytest
@@ -13,7 +15,14 @@ from services import banking
 from services.container import build_container
 from services.db import unit_of_work
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, INSTITUTIONS
-from services.errors import DecryptionError, FinsyncError, InputError, NotFound, PermissionDenied
+from services.errors import (
+    DecryptionError,
+    DuplicateConnection,
+    FinsyncError,
+    InputError,
+    NotFound,
+    PermissionDenied,
+)
 from services.plaid_client import PlaidGateway
 from tests.integration.conftest_bank import Bank
 
@@ -92,10 +101,11 @@ def test_same_bank_linked_twice_is_refused_and_the_extra_connection_removed_at_p
     start = banking.start_link(bank.c, alice)
     success = bank.link_login(start.link_token, "ins_demo_1")
     extra = pending_item(bank, success["public_token"])
-    with pytest.raises(InputError, match=r"You already linked First Demo Bank. Use “Repair connection”"):
+    with pytest.raises(DuplicateConnection, match=r"You already linked First Demo Bank with these accounts") as dup:
         banking.complete_link(
             bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
         )
+    assert dup.value.item_id == banking.list_items(bank.c, alice)[0].id  # the one "Repair connection" is offered for
     assert bank.demo.bank.items[extra].removed
     assert count(bank, PlaidItem) == 1 and count(bank, BankAccount) == 3
     # A different login at the same bank (other accounts) is not a duplicate.
@@ -115,8 +125,10 @@ def test_plaid_failing_during_the_exchange_stores_nothing_and_a_retry_works(bank
     alice = bank.user()
     start = banking.start_link(bank.c, alice)
     success = bank.link_login(start.link_token)
-    bank.demo.set_fault(pending_item(bank, success["public_token"]), fault, endpoint="/item/public_token/exchange")  # type: ignore[arg-type]
-    with pytest.raises(FinsyncError, match="nothing was saved"):
+    bank.demo.set_fault(
+        pending_item(bank, success["public_token"]), fault, endpoint="/item/public_token/exchange", times=3
+    )  # type: ignore[arg-type]
+    with pytest.raises(FinsyncError, match="nothing was saved"):  # three tries, all refused
         banking.complete_link(
             bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
         )
@@ -126,6 +138,65 @@ def test_plaid_failing_during_the_exchange_stores_nothing_and_a_retry_works(bank
         bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
     )
     assert len(view.accounts) == 3
+
+
+@pytest.mark.parametrize("fault", ["server_error", "rate_limit"])
+def test_one_refusal_during_the_exchange_is_retried_and_the_bank_is_linked(bank: Bank, fault: str) -> None:
+    alice = bank.user()
+    start = banking.start_link(bank.c, alice)
+    success = bank.link_login(start.link_token)
+    bank.demo.set_fault(pending_item(bank, success["public_token"]), fault, endpoint="/item/public_token/exchange")  # type: ignore[arg-type]
+    view = banking.complete_link(
+        bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+    )
+    assert len(view.accounts) == 3 and not audit_events(bank, "bank_link_failed")
+
+
+def test_linking_a_subset_of_a_linked_login_again_is_a_duplicate(bank: Bank) -> None:
+    """Link's account select can share fewer accounts: one shared account is enough to be the same login."""
+    alice = bank.user()
+    bank.link(alice, "ins_demo_1")
+    fewer = [a for a in banking.list_items(bank.c, alice)[0].accounts][:1]
+    start = banking.start_link(bank.c, alice)
+    success = bank.link_login(start.link_token, "ins_demo_1")
+    accounts = [{"id": "x", "name": a.name, "mask": a.mask} for a in fewer]
+    original = bank.c.plaid.accounts_get  # type: ignore[union-attr]
+
+    def only_some(token: str):  # type: ignore[no-untyped-def]
+        result = original(token)
+        keep = {(a["mask"], a["name"]) for a in accounts}
+        return dataclasses.replace(result, accounts=[a for a in result.accounts if (a.mask, a.name) in keep])
+
+    bank.c.plaid.accounts_get = only_some  # type: ignore[union-attr,method-assign]
+    with pytest.raises(DuplicateConnection):
+        banking.complete_link(
+            bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+        )
+    assert count(bank, PlaidItem) == 1
+
+
+def test_two_completions_of_the_same_login_at_once_store_one_item(bank: Bank) -> None:
+    alice = bank.user()
+    starts = [banking.start_link(bank.c, alice) for _ in range(2)]
+    logins = [bank.link_login(s.link_token, "ins_demo_1") for s in starts]
+    outcomes: list[object] = []
+    barrier = threading.Barrier(2)
+
+    def complete(start: object, success: dict) -> None:  # type: ignore[type-arg]
+        barrier.wait()
+        try:
+            outcomes.append(banking.complete_link(bank.c, alice, public_token=success["public_token"],
+                                                  metadata=success, link_session_id=start.link_session_id))  # type: ignore[attr-defined]  # fmt: skip
+        except FinsyncError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=complete, args=pair) for pair in zip(starts, logins, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(type(o).__name__ for o in outcomes) == ["DuplicateConnection", "ItemView"]
+    assert count(bank, PlaidItem) == 1 and count(bank, BankAccount) == 3
 
 
 def test_a_timeout_during_the_exchange_stores_nothing(bank: Bank, engine, db_url, tmp_path, mailer) -> None:  # type: ignore[no-untyped-def]
