@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -11,6 +12,7 @@ from starlette.middleware import Middleware
 from streamlit import config as st_config
 
 from services import keys
+from services.config import get_settings
 from services.container import Container, build_container
 from services.errors import FinsyncError
 from services.sync import start_scheduler
@@ -22,7 +24,15 @@ def container() -> Container:
     return build_container()
 
 
+def _base_url_follows_port() -> None:
+    """Without FINSYNC_BASE_URL, email links and demo webhooks go to the port this server listens on."""
+    if "base_url" not in get_settings().model_fields_set:
+        os.environ["FINSYNC_BASE_URL"] = f"http://localhost:{st_config.get_option('server.port')}"
+        get_settings.cache_clear()
+
+
 try:
+    _base_url_follows_port()
     _c = container()
 except FinsyncError as exc:
     print(f"finsync: cannot start: {exc}", file=sys.stderr)
