@@ -17,12 +17,21 @@ from services.plaid_events import calls_for
 from services.plaid_types import PlaidError
 from services.users import find_by_login
 
+# The institution used when none is named: the demo bank's first, or Plaid's sandbox-only "First Platypus
+# Bank" (https://plaid.com/docs/sandbox/institutions/); each environment rejects the other's id.
+DEFAULT_INSTITUTIONS = {"demo": "ins_demo_1", "sandbox": "ins_109508"}
+
 
 def _sandbox_gateway(c: Container, what: str) -> PlaidGateway:
     gw = gateway(c)
     if gw.env == "production":
         raise InputError(f"{what} works only with PLAID_ENV=demo or sandbox, not production.")
     return gw
+
+
+def default_institution(c: Container) -> str:
+    """The institution `link_sandbox` and `reset_login_sandbox` use when none is given."""
+    return DEFAULT_INSTITUTIONS[_sandbox_gateway(c, "Linking without Plaid Link").env]
 
 
 def _user_by_email(session: Session, email: str) -> User:
@@ -33,10 +42,11 @@ def _user_by_email(session: Session, email: str) -> User:
 
 
 def link_sandbox(
-    c: Container, *, email: str, institution_id: str = "ins_demo_1", username: str | None = None
+    c: Container, *, email: str, institution_id: str | None = None, username: str | None = None
 ) -> uuid.UUID:
     """Link a bank without Plaid Link (demo and sandbox only), stored exactly as the UI stores it."""
     gw = _sandbox_gateway(c, "Linking without Plaid Link")
+    institution_id = institution_id or DEFAULT_INSTITUTIONS[gw.env]
     with unit_of_work(c.engine) as session:
         user_id = _user_by_email(session, email).id
     with calls_for(user_id):
@@ -47,25 +57,45 @@ def link_sandbox(
     return link_public_token(c, user_id, public, {}, link_session_id=None).id
 
 
-def reset_login_sandbox(c: Container, *, email: str, institution_id: str) -> uuid.UUID:
-    """Put a user's item at this institution into ITEM_LOGIN_REQUIRED (demo and sandbox only).
+def reset_login_sandbox(
+    c: Container, *, email: str, institution_id: str | None = None, item_id: uuid.UUID | None = None
+) -> uuid.UUID:
+    """Put one of a user's items into ITEM_LOGIN_REQUIRED (demo and sandbox only).
 
-    Plaid (and the demo bank) then sends the ITEM ERROR webhook that marks the item for repair.
+    The item is `item_id`, or else the user's only item at the institution (the environment's default if
+    none is given). Plaid (and the demo bank) then sends the ITEM ERROR webhook that marks it for repair.
     """
     gw = _sandbox_gateway(c, "Resetting a bank login")
+    if institution_id is None and item_id is None:
+        institution_id = DEFAULT_INSTITUTIONS[gw.env]
     with unit_of_work(c.engine) as session:
         user = _user_by_email(session, email)
-        item = session.execute(
-            select(PlaidItem).where(col(PlaidItem.user_id) == user.id, col(PlaidItem.institution_id) == institution_id)
-        ).scalar_one_or_none()
-        if item is None:
-            raise InputError(f"That user has no bank linked at {institution_id}.")
+        item = _pick_item(session, user.id, institution_id, item_id)
         user_id: uuid.UUID = user.id
-        item_id: uuid.UUID = item.id
-    token = get_access_token(c, user_id, item_id)
-    with calls_for(user_id, item_id):
+        chosen: uuid.UUID = item.id
+    token = get_access_token(c, user_id, chosen)
+    with calls_for(user_id, chosen):
         try:
             gw.sandbox_item_reset_login(token)
         except PlaidError as exc:
             raise InputError(f"The bank refused: {exc}") from None
-    return item_id
+    return chosen
+
+
+def _pick_item(
+    session: Session, user_id: uuid.UUID, institution_id: str | None, item_id: uuid.UUID | None
+) -> PlaidItem:
+    query = select(PlaidItem).where(col(PlaidItem.user_id) == user_id).order_by(col(PlaidItem.created_at))
+    if institution_id is not None:
+        query = query.where(col(PlaidItem.institution_id) == institution_id)
+    if item_id is not None:
+        query = query.where(col(PlaidItem.id) == item_id)
+    items: list[PlaidItem] = list(session.execute(query).scalars().all())
+    where = f"at {institution_id}" if institution_id else ""
+    if not items:
+        which = f"with item id {item_id} " if item_id else ""
+        raise InputError(f"That user has no bank linked {which}{where}".strip() + ".")
+    if len(items) > 1:  # a user may link two logins at one institution: never guess which to break
+        ids = ", ".join(str(i.id) for i in items)
+        raise InputError(f"That user has {len(items)} banks linked {where} ({ids}); choose one with --item ITEM_ID.")
+    return items[0]

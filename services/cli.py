@@ -9,10 +9,12 @@ import argparse
 import getpass
 import secrets
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from services import banking, migrations, retention
+from services.banking_sandbox import default_institution
 from services.config import (
     LOCAL_SECRETS_FILE,
     ensure_local_secrets,
@@ -193,18 +195,29 @@ def _users(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 # plaid ------------------------------------------------------------------------------------
 def _plaid_link_sandbox(args: argparse.Namespace) -> int:
-    item_id = banking.link_sandbox(
-        container(), email=args.email, institution_id=args.institution, username=args.username
-    )
+    c = container()
+    institution = args.institution or default_institution(c)
+    item_id = banking.link_sandbox(c, email=args.email, institution_id=institution, username=args.username)
     print(item_id)
-    print(f"linked {args.institution} for {args.email}", file=sys.stderr)
+    print(f"linked {institution} for {args.email}", file=sys.stderr)
     return 0
 
 
 def _plaid_reset_login(args: argparse.Namespace) -> int:
-    item_id = banking.reset_login_sandbox(container(), email=args.email, institution_id=args.institution)
-    print(item_id)
+    item = uuid.UUID(args.item) if args.item else None
+    print(banking.reset_login_sandbox(container(), email=args.email, institution_id=args.institution, item_id=item))
     return 0
+
+
+def _item_id(value: str) -> str:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an item id (a UUID, as link-sandbox prints)") from None
+    return value
+
+
+_INSTITUTION_HELP = "institution id (default: ins_demo_1 with PLAID_ENV=demo, ins_109508 with PLAID_ENV=sandbox)"
 
 
 @command
@@ -214,14 +227,17 @@ def _plaid(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "link-sandbox", help="link a bank for a user without Plaid Link (demo or sandbox mode); prints the item id"
     )
     link.add_argument("--email", required=True, help="the user's email address")
-    link.add_argument("--institution", default="ins_demo_1", help="institution id (default: ins_demo_1)")
+    link.add_argument("--institution", default=None, help=_INSTITUTION_HELP)
     link.add_argument("--username", default=None, help="sandbox username that picks the bank's behaviour")
     link.set_defaults(handler=_plaid_link_sandbox)
     reset = plaid.add_parser(
         "reset-login", help="force a user's bank into 'needs sign-in again' (demo or sandbox), to try the repair flow"
     )
     reset.add_argument("--email", required=True, help="the user's email address")
-    reset.add_argument("--institution", default="ins_demo_1", help="institution id (default: ins_demo_1)")
+    reset.add_argument("--institution", default=None, help=_INSTITUTION_HELP)
+    reset.add_argument(
+        "--item", type=_item_id, default=None, help="the item id (as link-sandbox prints) when the user has several"
+    )
     reset.set_defaults(handler=_plaid_reset_login)
 
 

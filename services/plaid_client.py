@@ -25,6 +25,7 @@ from plaid.model.item_get_request import ItemGetRequest
 from plaid.model.item_public_token_exchange_request import ItemPublicTokenExchangeRequest
 from plaid.model.item_remove_request import ItemRemoveRequest
 from plaid.model.link_token_create_request import LinkTokenCreateRequest
+from plaid.model.link_token_create_request_update import LinkTokenCreateRequestUpdate
 from plaid.model.link_token_create_request_user import LinkTokenCreateRequestUser
 from plaid.model.products import Products
 from plaid.model.sandbox_item_reset_login_request import SandboxItemResetLoginRequest
@@ -171,8 +172,16 @@ class PlaidGateway:
         webhook: str | None = None,
         redirect_uri: str | None = None,
         days_requested: int = 730,
+        account_selection: bool = False,
     ) -> LinkToken:
-        """Create a Link token; with `access_token` it opens Link in update mode for that item."""
+        """Create a Link token; with `access_token` it opens Link in update mode for that item.
+
+        `account_selection` lets update mode add accounts (for NEW_ACCOUNTS_AVAILABLE).
+        """
+        if account_selection and not access_token:
+            raise InvalidRequest(
+                "INVALID_FIELD", display_message="Account selection needs update mode: give the item's access token."
+            )
         args: dict[str, Any] = {
             "client_name": self._client_name,
             "language": "en",
@@ -181,6 +190,10 @@ class PlaidGateway:
         }
         if access_token:
             args["access_token"] = access_token
+            if account_selection:
+                # Off by default in update mode at non-OAuth institutions, so new accounts could not be picked:
+                # https://plaid.com/docs/link/update-mode/#using-update-mode-to-request-new-accounts
+                args["update"] = LinkTokenCreateRequestUpdate(account_selection_enabled=True)
         else:
             args["products"] = [Products("transactions")]
             args["transactions"] = {"days_requested": days_requested}

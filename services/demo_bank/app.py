@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import secrets
 import string
 from collections.abc import Callable
@@ -21,12 +22,14 @@ from starlette.responses import FileResponse, Response
 from starlette.responses import JSONResponse as _StarletteJSON
 from starlette.routing import BaseRoute, Mount, Route
 
-from services.demo_bank import problems
+from services.demo_bank import fields, problems
 from services.demo_bank.bank import USERNAMES, Bank
 from services.demo_bank.catalog import INSTITUTIONS
 from services.demo_bank.problems import BankError
 from services.demo_bank.render import accounts_json, institution_json, iso, item_json, item_status_json, streams_json
 from services.demo_bank.syncing import sync_page
+
+_log = logging.getLogger("finsync.demo_bank")
 
 DEMO_CLIENT_ID = "demo-client"
 DEMO_SECRET = "demo-secret"
@@ -36,69 +39,72 @@ Handler = Callable[[Bank, dict[str, Any]], dict[str, Any]]
 _READ_ONLY = frozenset({"/institutions/get_by_id", "/webhook_verification_key/get"})
 
 
-def _need(body: dict[str, Any], *names: str) -> None:
-    missing = [n for n in names if body.get(n) in (None, "", [])]
-    if missing:
-        raise problems.missing_fields(missing)
-
-
-def _options(body: dict[str, Any]) -> dict[str, Any]:
-    opts = body.get("options") or {}
-    if not isinstance(opts, dict):
-        raise problems.invalid_field("options must be an object")
-    return opts
+def _access_token(body: dict[str, Any]) -> str:
+    fields.need(body, "access_token")
+    return fields.text(body, "access_token")
 
 
 def link_token_create(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
     """Create a Link token (update mode when `access_token` is given)."""
-    _need(body, "client_name", "language", "country_codes", "user")
-    user = body["user"] if isinstance(body["user"], dict) else {}
-    _need(user, "client_user_id")
-    token = bank.new_link_session(str(user["client_user_id"]), body.get("access_token"), body.get("webhook"))
+    fields.need(body, "client_name", "language", "country_codes", "user")
+    for name in ("client_name", "language"):
+        fields.text(body, name)
+    for name in ("country_codes", "products"):
+        fields.texts(body, name)
+    user = fields.obj(body, "user")
+    fields.need(user, "client_user_id", where="user.")
+    # Update mode lists the item's new accounts only with account selection on (off by default for
+    # non-OAuth institutions): https://plaid.com/docs/link/update-mode/#using-update-mode-to-request-new-accounts
+    selection = fields.flag(fields.obj(body, "update"), "account_selection_enabled", where="update.")
+    token = bank.new_link_session(
+        fields.text(user, "client_user_id", where="user."),
+        fields.opt_text(body, "access_token"),
+        fields.opt_text(body, "webhook"),
+        account_selection=selection,
+    )
     return {"link_token": token, "expiration": iso(bank.link_session(token).expires)}
 
 
 def public_token_exchange(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
     """Swap a public token for the item's access token."""
-    _need(body, "public_token")
-    item = bank.exchange(str(body["public_token"]))
+    fields.need(body, "public_token")
+    item = bank.exchange(fields.text(body, "public_token"))
     return {"access_token": item.access_token, "item_id": item.item_id}
 
 
 def sandbox_public_token_create(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
     """Link an item without the UI; `options.override_username` picks its behaviour."""
-    _need(body, "institution_id", "initial_products")
-    opts = _options(body)
-    if opts.get("override_password") not in (None, "pass_good"):
+    fields.need(body, "institution_id", "initial_products")
+    institution_id = fields.text(body, "institution_id")
+    fields.texts(body, "initial_products")
+    opts = fields.obj(body, "options")
+    username = fields.opt_text(opts, "override_username", where="options.")
+    webhook = fields.opt_text(opts, "webhook", where="options.")
+    if fields.opt_text(opts, "override_password", where="options.") not in (None, "pass_good"):
         raise BankError(400, "ITEM_ERROR", "INVALID_CREDENTIALS", "the provided credentials were not correct")
-    item = bank.create_item(
-        str(body["institution_id"]), str(opts.get("override_username") or "user_good"), opts.get("webhook")
-    )
+    item = bank.create_item(institution_id, username or "user_good", webhook)
     return {"public_token": bank.issue_public_token(item)}
 
 
 def _accounts(bank: Bank, body: dict[str, Any], path: str) -> dict[str, Any]:
-    _need(body, "access_token")
-    item = bank.item_for(str(body["access_token"]), path)
-    wanted = _options(body).get("account_ids")
+    token = _access_token(body)
+    wanted = fields.texts(fields.obj(body, "options"), "account_ids", where="options.")
+    item = bank.item_for(token, path)
     accounts = [a for a in accounts_json(item) if not wanted or a["account_id"] in wanted]
     return {"accounts": accounts, "item": item_json(item)}
 
 
 def transactions_sync(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
     """One page of transaction updates since the cursor."""
-    _need(body, "access_token")
-    item = bank.item_for(str(body["access_token"]), "/transactions/sync")
-    count = body.get("count", 100)
-    if not isinstance(count, int):
-        raise problems.invalid_field("count must be an integer")
-    return sync_page(item, str(body.get("cursor") or ""), count, bank.cursor_key)
+    token = _access_token(body)
+    cursor, count = fields.opt_text(body, "cursor") or "", fields.integer(body, "count", 100)
+    item = bank.item_for(token, "/transactions/sync")
+    return sync_page(item, cursor, count, bank.cursor_key)
 
 
 def transactions_refresh(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
     """Look for new data now: a fresh pending card charge appears and SYNC_UPDATES_AVAILABLE fires."""
-    _need(body, "access_token")
-    item = bank.item_for(str(body["access_token"]), "/transactions/refresh")
+    item = bank.item_for(_access_token(body), "/transactions/refresh")
     bank.mutate(item.item_id, "add", account="credit", cents=675, name="STARBUCKS STORE 0411", merchant_name="Starbucks",
                 primary="FOOD_AND_DRINK", detailed="FOOD_AND_DRINK_COFFEE", pending=True)  # fmt: skip
     return {}
@@ -106,24 +112,24 @@ def transactions_refresh(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
 
 def recurring_get(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
     """Recurring inflow and outflow streams detected in the item's history."""
-    _need(body, "access_token")
-    item = bank.item_for(str(body["access_token"]), "/transactions/recurring/get")
-    inflow, outflow = streams_json(item, body.get("account_ids") or None)
+    token = _access_token(body)
+    wanted = fields.texts(body, "account_ids")
+    item = bank.item_for(token, "/transactions/recurring/get")
+    inflow, outflow = streams_json(item, wanted or None)
     return {"inflow_streams": inflow, "outflow_streams": outflow, "updated_datetime": iso(item.last_successful_update)}
 
 
 def item_get(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
     """The item, its error (if any) and its update status."""
-    _need(body, "access_token")
-    item = bank.item_for(str(body["access_token"]), "/item/get")
+    item = bank.item_for(_access_token(body), "/item/get")
     return {"item": item_json(item), "status": item_status_json(item)}
 
 
 def item_remove(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
     """Invalidate the access token for good."""
-    _need(body, "access_token")
+    token = _access_token(body)
     with bank.lock:
-        item = bank.item_for(str(body["access_token"]), "/item/remove")
+        item = bank.item_for(token, "/item/remove")
         item.removed = True
         bank.by_token.pop(item.access_token, None)
     return {}
@@ -131,16 +137,18 @@ def item_remove(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
 
 def institution_get(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
     """One demo institution."""
-    _need(body, "institution_id", "country_codes")
-    if body["institution_id"] not in INSTITUTIONS:
+    fields.need(body, "institution_id", "country_codes")
+    institution_id = fields.text(body, "institution_id")
+    fields.texts(body, "country_codes")
+    if institution_id not in INSTITUTIONS:
         raise BankError(400, "INVALID_INPUT", "INVALID_INSTITUTION", "invalid institution_id provided")
-    return {"institution": institution_json(str(body["institution_id"]))}
+    return {"institution": institution_json(institution_id)}
 
 
 def webhook_key_get(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
     """The public JWK for a webhook signing key id."""
-    _need(body, "key_id")
-    key = bank.webhooks.keys.get(str(body["key_id"]))
+    fields.need(body, "key_id")
+    key = bank.webhooks.keys.get(fields.text(body, "key_id"))
     if key is None:
         raise BankError(400, "INVALID_INPUT", "INVALID_WEBHOOK_VERIFICATION_KEY_ID", "invalid key_id provided")
     return {"key": key.jwk()}
@@ -148,8 +156,7 @@ def webhook_key_get(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
 
 def sandbox_reset_login(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
     """Force ITEM_LOGIN_REQUIRED, as Plaid's sandbox endpoint does."""
-    _need(body, "access_token")
-    item = bank.item_for(str(body["access_token"]), "/item/get")
+    item = bank.item_for(_access_token(body), "/item/get")
     bank.set_fault(item.item_id, "login_required")
     return {"reset_login": True}
 
@@ -180,6 +187,10 @@ class JSONResponse(_StarletteJSON):
 
 def _request_id() -> str:
     return "".join(secrets.choice(_ALNUM) for _ in range(15))
+
+
+def _error(exc: BankError, request_id: str | None = None, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(exc.body(request_id or _request_id()), status_code=exc.status, headers=headers)
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -220,7 +231,10 @@ def _api_route(bank: Bank, path: str, handler: Handler, client_id: str, secret: 
                 await asyncio.sleep(delay)
             result = handler(bank, body)
         except BankError as exc:
-            return JSONResponse(exc.body(request_id), status_code=exc.status)
+            return _error(exc, request_id)
+        except Exception:  # a bug here must still look like Plaid's 500, so clients treat it as Plaid's
+            _log.exception("demo bank: %s failed", path)
+            return _error(problems.internal_error(), request_id)
         finally:
             if path not in _READ_ONLY:
                 bank.save()
@@ -240,11 +254,10 @@ def _link_routes(bank: Bank) -> list[Mount]:
                 link = bank.link_session(str(body.get("link_token") or ""))
                 update = bank.items[link.item_id].institution_id if link.item_id else None
         except BankError as exc:
-            return JSONResponse(exc.body(_request_id()), status_code=exc.status)
+            return _error(exc)
         institutions = [{"institution_id": i.institution_id, "name": i.name} for i in INSTITUTIONS.values()]
-        return JSONResponse(
-            {"institutions": institutions, "update_institution_id": update, "usernames": sorted(USERNAMES)}
-        )
+        return JSONResponse({"institutions": institutions, "update_institution_id": update,
+                             "account_selection": link.account_selection, "usernames": sorted(USERNAMES)})  # fmt: skip
 
     async def login(request: Request) -> Response:
         try:
@@ -256,7 +269,7 @@ def _link_routes(bank: Bank) -> list[Mount]:
                 str(body.get("password") or ""),
             )
         except BankError as exc:
-            return JSONResponse(exc.body(_request_id()), status_code=exc.status)
+            return _error(exc)
         bank.save()
         return JSONResponse(result)
 
@@ -284,9 +297,18 @@ def create_app(bank: Bank, client_id: str = DEMO_CLIENT_ID, secret: str = DEMO_S
     routes: list[BaseRoute] = [_api_route(bank, path, h, client_id, secret) for path, h in HANDLERS.items()]
     routes += _link_routes(bank)
 
+    # Plaid answers every failure, even a wrong method or its own crash, with its JSON error body.
     async def not_found(request: Request, exc: Exception) -> Response:
-        return JSONResponse(problems.not_found(request.url.path).body(_request_id()), status_code=404)
+        return _error(problems.not_found(request.url.path))
 
-    app = Starlette(routes=routes, exception_handlers={404: not_found})
+    async def wrong_method(request: Request, exc: Exception) -> Response:
+        headers = getattr(exc, "headers", None)  # keeps Starlette's `Allow: POST`
+        return _error(problems.wrong_method(request.url.path, request.method), headers=headers)
+
+    async def crashed(request: Request, exc: Exception) -> Response:
+        return _error(problems.internal_error())
+
+    handlers = {404: not_found, 405: wrong_method, Exception: crashed}
+    app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.started = datetime.now(UTC)
     return app

@@ -134,6 +134,7 @@ def snapshot(bank: Bank) -> dict[str, Any]:
                 "item_id": s.item_id,
                 "webhook": s.webhook,
                 "expires": _when(s.expires),
+                "account_selection": s.account_selection,
             }
             for t, s in bank.link_sessions.items()
         },
@@ -156,7 +157,13 @@ def restore(bank: Bank, data: dict[str, Any]) -> None:
         t: (i, datetime.fromisoformat(exp), bool(upd)) for t, (i, exp, upd) in data["public_tokens"].items()
     }
     bank.link_sessions = {
-        t: LinkSession(s["client_user_id"], s["item_id"], s["webhook"], datetime.fromisoformat(s["expires"]))
+        t: LinkSession(
+            s["client_user_id"],
+            s["item_id"],
+            s["webhook"],
+            datetime.fromisoformat(s["expires"]),
+            bool(s.get("account_selection")),  # absent in state files written before it existed
+        )
         for t, s in data["link_sessions"].items()
     }
     keys = {d["kid"]: _key_in(d) for d in data["keys"]}

@@ -16,20 +16,26 @@ class BankError(Exception):
         self.message = message
         self.display = display
 
-    def body(self, request_id: str) -> dict[str, Any]:
-        """Return the JSON body Plaid would send for this error."""
+    def fields(self) -> dict[str, Any]:
+        """The error's own fields, the same in an API answer, an item's `error` and a webhook."""
+        # PlaidError (2020-09-14 spec): `error_code_reason` only for OAuth item errors, `causes` only for
+        # Assets and user errors, `status` only in webhooks; each is omitted otherwise, not sent empty.
         return {
             "error_type": self.error_type,
             "error_code": self.error_code,
-            "error_code_reason": None,
             "error_message": self.message,
             "display_message": self.display,
-            "request_id": request_id,
-            "causes": [],
-            "status": self.status,
             "documentation_url": f"https://plaid.com/docs/errors/#{self.error_code.lower()}",
             "suggested_action": None,
         }
+
+    def body(self, request_id: str) -> dict[str, Any]:
+        """Return the JSON body Plaid answers an API call with for this error."""
+        return {**self.fields(), "request_id": request_id}
+
+    def webhook_body(self) -> dict[str, Any]:
+        """Return the `error` object of an ITEM ERROR webhook: with `status`, without `request_id`."""
+        return {**self.fields(), "status": self.status}
 
 
 def invalid_keys() -> BankError:
@@ -118,3 +124,10 @@ def mutation_during_pagination() -> BankError:
 def not_found(path: str) -> BankError:
     """An endpoint the demo bank does not emulate."""
     return BankError(404, "INVALID_REQUEST", "NOT_FOUND", f"unknown endpoint {path}")
+
+
+def wrong_method(path: str, method: str) -> BankError:
+    """A method other than POST on an API endpoint (every Plaid endpoint is POST with a JSON body)."""
+    return BankError(
+        405, "INVALID_REQUEST", "NOT_FOUND", f"{method} {path} is not supported: use POST with a JSON body"
+    )

@@ -23,12 +23,12 @@ def iso(ts: datetime | None) -> str | None:
     return None if ts is None else ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def error_json(item: Item) -> dict[str, Any] | None:
-    """The item's current error as a PlaidError object, or null."""
+def error_json(item: Item, *, webhook: bool = False) -> dict[str, Any] | None:
+    """The item's current error as a PlaidError object (as an ITEM ERROR webhook carries it), or null."""
     if item.error_code is None:
         return None
     err = login_required()
-    return {k: v for k, v in err.body("").items() if k != "request_id"}
+    return err.webhook_body() if webhook else err.fields()
 
 
 def item_json(item: Item) -> dict[str, Any]:

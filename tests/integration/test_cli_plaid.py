@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -11,6 +12,7 @@ from sqlmodel import col
 from models import BankAccount, PlaidApiEvent, PlaidItem, User
 from services.db import make_engine, unit_of_work
 from services.demo_bank import DemoBankHandle
+from tests.integration.conftest_bank import WebhookSink
 from tests.integration.test_cli import cli
 
 PASSWORD = "quiet lantern meadow 1987 vessel"
@@ -66,3 +68,41 @@ def test_bad_input_exits_2_with_one_clear_line_and_stores_nothing(env: dict[str,
     with unit_of_work(engine) as session:
         assert session.execute(select(func.count()).select_from(PlaidItem)).scalar_one() == 0
     engine.dispose()
+
+
+def test_reset_login_asks_which_of_two_logins_at_one_bank_and_resets_the_chosen_one(
+    env: dict[str, str], db_url: str, demo_bank: DemoBankHandle
+) -> None:
+    two_logins = [[], ["--username", "user_not_ready"]]  # a second login at the same bank has other accounts
+    linked = [cli("plaid", "link-sandbox", "--email", "ann@example.com", *login, env=env) for login in two_logins]
+    assert all(r.returncode == 0 for r in linked), [r.stderr for r in linked]
+    assert all("linked ins_demo_1 for" in r.stderr for r in linked)  # the demo default institution
+    first, second = (r.stdout.strip() for r in linked)
+
+    ambiguous = cli("plaid", "reset-login", "--email", "ann@example.com", env=env)
+    assert ambiguous.returncode == 2 and "Traceback" not in ambiguous.stderr, ambiguous.stderr
+    assert len(ambiguous.stderr.strip().splitlines()) == 1
+    assert first in ambiguous.stderr and second in ambiguous.stderr and "--item" in ambiguous.stderr
+
+    chosen = cli("plaid", "reset-login", "--email", "ann@example.com", "--item", second, env=env)
+    assert chosen.returncode == 0, chosen.stderr
+    assert chosen.stdout.strip() == second
+    engine = make_engine(db_url)
+    with unit_of_work(engine) as session:
+        plaid_ids = {str(i.id): i.plaid_item_id for i in session.execute(select(PlaidItem)).scalars()}
+    engine.dispose()
+    assert demo_bank.bank.items[plaid_ids[second]].error_code == "ITEM_LOGIN_REQUIRED"
+    assert demo_bank.bank.items[plaid_ids[first]].error_code is None
+
+    for args, says in [(["--item", "not-an-id"], "is not an item id"), (["--item", str(uuid.uuid4())], "no bank")]:
+        wrong = cli("plaid", "reset-login", "--email", "ann@example.com", *args, env=env)
+        assert wrong.returncode == 2 and says in wrong.stderr and "Traceback" not in wrong.stderr, wrong.stderr
+
+
+def test_sandbox_mode_defaults_to_a_real_sandbox_institution(env: dict[str, str], webhook_sink: WebhookSink) -> None:
+    # A loopback stand-in for Plaid's sandbox records what it is sent (its empty answer then fails the link).
+    sandbox = {"PLAID_ENV": "sandbox", "PLAID_CLIENT_ID": "id", "PLAID_SECRET": "s", "PLAID_API_URL": webhook_sink.url}
+    result = cli("plaid", "link-sandbox", "--email", "ann@example.com", env=env | sandbox)
+    assert result.returncode == 2 and "The bank refused to link" in result.stderr, result.stderr
+    sent = json.loads(webhook_sink.wait(1)[0][1])
+    assert sent["institution_id"] == "ins_109508"  # Plaid's sandbox "First Platypus Bank"; ins_demo_1 would be refused

@@ -24,6 +24,7 @@ from plaid.model.item_remove_request import ItemRemoveRequest
 from plaid.model.link_token_create_request import LinkTokenCreateRequest
 from plaid.model.link_token_create_request_user import LinkTokenCreateRequestUser
 from plaid.model.products import Products
+from plaid.model.sandbox_item_reset_login_request import SandboxItemResetLoginRequest
 from plaid.model.sandbox_public_token_create_request import SandboxPublicTokenCreateRequest
 from plaid.model.transactions_recurring_get_request import TransactionsRecurringGetRequest
 from plaid.model.transactions_refresh_request import TransactionsRefreshRequest
@@ -32,6 +33,7 @@ from plaid.model.webhook_verification_key_get_request import WebhookVerification
 
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, DemoBankHandle, start_demo_bank
 from services.plaid_client import PlaidGateway
+from services.plaid_types import InvalidRequest, Transient, error_from_body
 from tests.integration.conftest_bank import BANK_TODAY, LinkedItem, WebhookSink
 
 
@@ -88,6 +90,10 @@ def test_every_endpoint_decodes_through_the_sdk_with_type_checking(fresh_demo_ba
     assert {"Netflix", "Spotify", "Greenleaf Property"} <= outflow
     assert [str(s.frequency) for s in recurring.inflow_streams if s.merchant_name == "Acme Corp"] == ["BIWEEKLY"]
     assert api.item_get(ItemGetRequest(access_token=token)).item.institution_id == "ins_demo_1"
+    assert api.sandbox_item_reset_login(SandboxItemResetLoginRequest(access_token=token)).reset_login is True
+    broken = api.item_get(ItemGetRequest(access_token=token)).item.error  # a PlaidError, decoded with type checks
+    assert (str(broken.error_type), broken.error_code) == ("ITEM_ERROR", "ITEM_LOGIN_REQUIRED")
+    assert broken.display_message and "status" not in broken  # `status` is for webhooks only
     inst = api.institutions_get_by_id(
         InstitutionsGetByIdRequest(institution_id="ins_demo_3", country_codes=[CountryCode("US")])
     )
@@ -112,6 +118,86 @@ def test_wrong_secret_gets_plaids_error_shape_with_request_id(demo_bank: DemoBan
     assert len(body["request_id"]) == 15 and "display_message" in body
     status, missing = post(demo_bank.url + "/item/get", {"client_id": DEMO_CLIENT_ID, "secret": DEMO_SECRET})
     assert (status, missing["error_code"]) == (400, "MISSING_FIELDS")
+
+
+def call(url: str, body: dict[str, Any] | None, method: str = "POST") -> tuple[int, str, bytes]:
+    """An authenticated raw request; returns status, content type and body."""
+    req = urllib.request.Request(
+        url,
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={"Content-Type": "application/json", "PLAID-CLIENT-ID": DEMO_CLIENT_ID, "PLAID-SECRET": DEMO_SECRET},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, resp.headers["Content-Type"], resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read()
+
+
+PLAID_ERROR_FIELDS = {"error_type", "error_code", "error_message", "display_message", "request_id",
+                      "documentation_url", "suggested_action"}  # fmt: skip
+
+WRONG_TYPES: list[tuple[str, dict[str, Any], str]] = [
+    ("/accounts/get", {"options": {"account_ids": 5}}, "options.account_ids"),
+    ("/accounts/balance/get", {"options": "all"}, "options"),
+    ("/institutions/get_by_id", {"institution_id": {"a": 1}, "country_codes": ["US"]}, "institution_id"),
+    ("/transactions/recurring/get", {"account_ids": 7}, "account_ids"),
+    ("/transactions/sync", {"count": True}, "count"),
+    ("/transactions/sync", {"cursor": 12}, "cursor"),
+    ("/item/get", {"access_token": ["access-demo-x"]}, "access_token"),
+    ("/item/public_token/exchange", {"public_token": 12}, "public_token"),
+    ("/sandbox/public_token/create", {"institution_id": "ins_demo_1", "initial_products": ["transactions"],
+                                      "options": {"override_username": 1}}, "options.override_username"),
+    ("/link/token/create", {"client_name": "x", "language": "en", "country_codes": ["US"], "user": "u-1"}, "user"),
+    ("/link/token/create", {"client_name": "x", "language": "en", "country_codes": ["US"],
+                            "user": {"client_user_id": "u-1"}, "update": {"account_selection_enabled": "yes"}},
+     "update.account_selection_enabled"),
+]  # fmt: skip
+
+
+def test_wrong_field_types_are_plaids_400_invalid_field_not_a_500(demo_bank: DemoBankHandle, item: LinkedItem) -> None:
+    for path, body, field_name in WRONG_TYPES:
+        status, ctype, raw = call(demo_bank.url + path, {"access_token": item.access_token, **body})
+        err = json.loads(raw)
+        assert (status, ctype, err["error_type"], err["error_code"]) == (
+            400, "application/json", "INVALID_REQUEST", "INVALID_FIELD"), (path, raw)  # fmt: skip
+        assert err["error_message"].startswith(field_name + " must be") and len(err["request_id"]) == 15
+        # Our gateway must see a request to fix, never a Plaid outage to retry.
+        assert isinstance(error_from_body(status, raw), InvalidRequest)
+
+
+def test_get_and_crashes_answer_in_plaids_error_shape(
+    fresh_demo_bank: DemoBankHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status, ctype, raw = call(fresh_demo_bank.url + "/accounts/get", None, method="GET")
+    err = json.loads(raw)
+    assert (status, ctype, err["error_type"]) == (405, "application/json", "INVALID_REQUEST") and err["request_id"]
+    assert not isinstance(error_from_body(status, raw), Transient)
+
+    _, token = fresh_demo_bank.link_item()
+
+    def bug(*args: object) -> None:
+        raise RuntimeError("a bug in the demo bank")
+
+    monkeypatch.setattr(fresh_demo_bank.bank, "item_for", bug)
+    gateway = PlaidGateway("demo", DEMO_CLIENT_ID, DEMO_SECRET, fresh_demo_bank.url)
+    with pytest.raises(Transient) as caught:  # Plaid's own 500: API_ERROR / INTERNAL_SERVER_ERROR, with a request id
+        gateway.accounts_get(token)
+    assert (caught.value.code, caught.value.error_type, caught.value.http_status) == (
+        "INTERNAL_SERVER_ERROR", "API_ERROR", 500)  # fmt: skip
+    assert caught.value.request_id and len(caught.value.request_id) == 15
+
+
+def test_api_errors_carry_only_the_fields_plaid_sends(demo_bank: DemoBankHandle, item: LinkedItem) -> None:
+    status, _, raw = call(demo_bank.url + "/item/get", {"access_token": "access-demo-unknown"})
+    err = json.loads(raw)
+    assert status == 400 and err["error_code"] == "INVALID_ACCESS_TOKEN"
+    # PlaidError: `status` only in webhooks, `causes` only for Assets/user errors, `error_code_reason` only for OAuth.
+    assert set(err) == PLAID_ERROR_FIELDS
+    demo_bank.set_fault(item.item_id, "login_required")
+    status, _, raw = call(demo_bank.url + "/accounts/get", {"access_token": item.access_token})
+    assert status == 400 and set(json.loads(raw)) == PLAID_ERROR_FIELDS
 
 
 def test_same_seed_same_history() -> None:
@@ -244,6 +330,7 @@ def test_login_required_fault_sends_item_error_webhook(
     payload = json.loads(webhook_sink.wait(1)[0][1])
     assert (payload["webhook_type"], payload["webhook_code"]) == ("ITEM", "ERROR")
     assert payload["error"]["error_code"] == "ITEM_LOGIN_REQUIRED"
+    assert payload["error"]["status"] == 400 and "request_id" not in payload["error"]  # webhook-delivered errors
     delivery = demo_bank.fire_webhook(
         item.item_id, "ITEM", "PENDING_EXPIRATION", consent_expiration_time="2025-04-01T00:00:00Z"
     )

@@ -18,6 +18,7 @@ def test_items_tokens_and_cursors_survive_a_restart(tmp_path: Path) -> None:
     access = gw.exchange_public_token(gw.sandbox_public_token_create("ins_demo_2"))
     page = gw.transactions_sync(access.access_token)
     before = gw.accounts_get(access.access_token)
+    repair = gw.link_token_create("u-1", access_token=access.access_token, account_selection=True)
     first.stop()
     assert state.stat().st_mode & 0o077 == 0  # holds tokens and signing keys: owner only
 
@@ -29,6 +30,7 @@ def test_items_tokens_and_cursors_survive_a_restart(tmp_path: Path) -> None:
         assert after.item.item_id == access.item_id
         resumed = again.transactions_sync(access.access_token, page.next_cursor)  # and so does the cursor
         assert resumed.added == ()
+        assert second.bank.link_session(repair.link_token).account_selection  # an open update-mode Link keeps it
     finally:
         second.stop()
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
+import urllib.request
 
 import pytest
 
@@ -201,6 +203,25 @@ def test_tokens_never_reach_messages_events_or_reprs(
     assert access.access_token not in str(caught.value)
     assert all(e.request_id for e in plaid_events)
     assert not any(access.access_token in repr(e) for e in plaid_events)
+
+
+def test_update_mode_link_can_turn_on_account_selection(
+    gateway: PlaidGateway, demo_bank: DemoBankHandle, item: LinkedItem
+) -> None:
+    def session(link_token: str) -> dict[str, object]:
+        req = urllib.request.Request(demo_bank.url + "/link/demo/session", data=json.dumps({"link_token": link_token}).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            data: dict[str, object] = json.loads(resp.read())
+        return data
+
+    # NEW_ACCOUNTS_AVAILABLE: without `update.account_selection_enabled` Link cannot offer the new accounts.
+    picking = gateway.link_token_create("user-1", access_token=item.access_token, account_selection=True)
+    assert session(picking.link_token)["account_selection"] is True
+    plain = gateway.link_token_create("user-1", access_token=item.access_token)
+    assert session(plain.link_token)["account_selection"] is False
+    with pytest.raises(InvalidRequest, match="update mode"):
+        gateway.link_token_create("user-1", account_selection=True)
 
 
 def test_unreachable_and_slow_banks_are_transient(demo_bank: DemoBankHandle, item: LinkedItem) -> None:
