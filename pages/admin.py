@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from pages.ui.format import when
 from pages.ui.session import require_admin
 from pages.ui.state import container
 from services import admin
@@ -13,9 +14,31 @@ c = container()
 st.title("Users and audit")
 users_tab, audit_tab, outbox_tab, revocations_tab = st.tabs(["Users", "Audit log", "Outbox", "Bank revocations"])
 
+rows = admin.list_users(c, view.user.id)
+names = {r.id: r.username for r in rows}
+
 with users_tab:
-    rows = admin.list_users(c, view.user.id)
-    st.dataframe(pd.DataFrame([r.__dict__ for r in rows]).drop(columns=["id"]), hide_index=True, width="stretch")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "Username": r.username,
+                    "Email": r.email,
+                    "Role": r.role,
+                    "Status": f"paused until {when(r.locked_until)}" if r.locked_until else r.status,
+                    "Email verified": r.email_verified,
+                    "Two-factor": r.totp_enabled,
+                    "Last sign-in": when(r.last_sign_in_at),
+                    "Created": when(r.created_at),
+                }
+                for r in rows
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+    for message in st.session_state.pop("admin_flash", []):
+        st.success(message)
     by_label = {f"{r.username} <{r.email}>": r for r in rows}
     choice = st.selectbox("User", list(by_label), key="admin_user")
     if choice:
@@ -30,18 +53,36 @@ with users_tab:
             disabled = target.status == "disabled"
             if cols[2].button("Enable" if disabled else "Disable", key="admin_disable"):
                 admin.set_disabled(c, view.user.id, target.id, not disabled)
+                done = "enabled: they can sign in again" if disabled else "disabled and signed out everywhere"
+                st.session_state["admin_flash"] = [f"{target.username} is {done}."]
                 st.rerun()
         except FinsyncError as exc:
             st.error(str(exc))
 
 with audit_tab:
     events = admin.audit_log(c, view.user.id)
-    st.dataframe(pd.DataFrame([e.__dict__ for e in events]), hide_index=True, width="stretch")
+
+    def who(user_id: object) -> str:
+        return names.get(user_id, "(deleted account)") if user_id else ""  # type: ignore[call-overload]
+
+    table = [
+        {
+            "When": when(e.at),
+            "Event": e.event,
+            "Account": who(e.user_id),
+            "By": who(e.actor_id),
+            "From": e.ip,
+            "Detail": e.detail,
+        }
+        for e in events
+    ]
+    st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch")
 
 with outbox_tab:
     path, messages = admin.outbox(c, view.user.id)
     st.write(f"Without SMTP_URL, mail is written as .eml files to `{path}`.")
-    st.dataframe(pd.DataFrame([m.__dict__ for m in messages]), hide_index=True, width="stretch")
+    outbox = [{"Sent": when(m.date, ""), "To": m.to, "Subject": m.subject, "File": m.name} for m in messages]
+    st.dataframe(pd.DataFrame(outbox), hide_index=True, width="stretch")
 
 with revocations_tab:
     queued = admin.pending_revocations(c, view.user.id)

@@ -76,9 +76,11 @@ class LinkStart:
 
 def status_message(status: str, code: str | None, consent_expires_at: datetime | None = None) -> str:
     """The status in words a user can act on."""
-    if status == "pending_expiration" and consent_expires_at is not None:
-        when = consent_expires_at.strftime("%d %b %Y")
+    when = consent_expires_at.strftime("%d %b %Y") if consent_expires_at is not None else None
+    if status == "pending_expiration" and when:
         return f"Your permission to read this bank expires on {when}. Use “Repair connection” to renew it."
+    if status == "pending_disconnect" and when:
+        return f"This bank connection will stop working on {when}. Use “Repair connection” to keep it."
     if status in _MESSAGES:
         return _MESSAGES[status]
     if code in _ERRORS:

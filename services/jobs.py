@@ -1,8 +1,9 @@
 """Sync jobs as database rows: enqueue what is due, claim with a lease (SKIP LOCKED on PostgreSQL), run.
 
-A worker killed mid-job leaves a lease that expires; the job is then claimed again. At most one open
-job per item (``open_key`` is unique), and a scheduled job re-checks under the item lock that the item
-is still due, so racing workers sync an item once per due time.
+A worker killed mid-job leaves a lease that expires; the job is then claimed again. Jobs are claimed one
+at a time and a worker checks it still owns a job before running it, so a job whose lease ran out is run
+by one worker only. At most one open job per item (``open_key`` is unique), and a scheduled job re-checks
+under the item lock that the item is still due, so racing workers sync an item once per due time.
 """
 
 from __future__ import annotations
@@ -42,6 +43,18 @@ def _enqueue(session: Session, item_id: uuid.UUID, user_id: uuid.UUID, reason: s
     return True
 
 
+def _upgrade(session: Session, item_id: uuid.UUID, reason: str) -> bool:
+    """Make the item's queued job run as explicit ``reason`` (past the due check and sign-in pause); False if none."""
+    queued = select(SyncJob).where(col(SyncJob.open_key) == str(item_id), col(SyncJob.status) == "queued")
+    job = session.exec(queued.with_for_update()).first()  # a worker claiming it meanwhile: we see it running
+    if job is None:
+        return False
+    if job.reason not in EXPLICIT_REASONS:
+        job.reason = reason
+        session.add(job)
+    return True
+
+
 def enqueue_sync(c: Container, item_id: uuid.UUID, reason: str = "manual") -> bool:
     """Queue a sync of one item now (webhooks, "Sync now" in the background)."""
     with unit_of_work(c.engine, immediate=True) as session:
@@ -74,20 +87,31 @@ def enqueue_due(c: Container) -> int:
         due = session.exec(
             select(PlaidItem.id, PlaidItem.user_id)
             .join(ItemSyncState, col(ItemSyncState.item_id) == col(PlaidItem.id), isouter=True)
-            .where(or_(col(ItemSyncState.item_id).is_(None), col(ItemSyncState.next_due_at) <= now))
+            .where(
+                or_(
+                    col(ItemSyncState.item_id).is_(None),
+                    col(ItemSyncState.next_due_at).is_(None),  # a first sync that never finished: due now
+                    col(ItemSyncState.next_due_at) <= now,
+                ),
+                # not while a sync holds the item (its end sets the next due time); a dead holder's lease expires
+                or_(col(ItemSyncState.lease_owner).is_(None), col(ItemSyncState.lease_expires_at) < now),
+            )
         ).all()
         for item_id, user_id in due:
             added += _enqueue(session, item_id, user_id, "schedule", now)
         asked = session.exec(select(PlaidItem).where(col(PlaidItem.sync_requested_at).is_not(None))).all()
         for item in asked:
-            added += _enqueue(session, item.id, item.user_id, "webhook", now)
-            item.sync_requested_at = None
-            session.add(item)
+            queued = _enqueue(session, item.id, item.user_id, "webhook", now)
+            added += queued
+            # A job already running may have read the bank before this request: keep it for the next tick.
+            if queued or _upgrade(session, item.id, "webhook"):
+                item.sync_requested_at = None
+                session.add(item)
     return added
 
 
-def claim(c: Container, worker_id: str, limit: int) -> list[SyncJob]:
-    """Lease up to ``limit`` jobs that are due, or whose worker's lease expired."""
+def claim(c: Container, worker_id: str, limit: int = 1) -> list[SyncJob]:
+    """Lease up to ``limit`` jobs that are due, or whose worker's lease expired (run them before the lease ends)."""
     now = c.clock()
     with unit_of_work(c.engine, immediate=True) as session:
         ready = (col(SyncJob.status) == "queued") & (col(SyncJob.due_at) <= now)
@@ -121,8 +145,25 @@ def _finish(c: Container, job: SyncJob, worker_id: str, status: str, outcome: st
         )
 
 
+def _still_ours(c: Container, job: SyncJob, worker_id: str) -> bool:
+    """Renew the job's lease if this worker still holds it; False when it expired and another worker took it."""
+    now = c.clock()
+    with unit_of_work(c.engine, immediate=True) as session:
+        stmt = update(SyncJob).where(
+            col(SyncJob.id) == job.id,
+            col(SyncJob.status) == "running",
+            col(SyncJob.lease_owner) == worker_id,
+            col(SyncJob.attempts) == job.attempts,  # a re-claim by this same worker id is a different attempt
+        )
+        renewed = session.execute(stmt.values(lease_expires_at=now + timedelta(seconds=LEASE_SECONDS)))
+        return bool(renewed.rowcount == 1)  # type: ignore[attr-defined]
+
+
 def run_job(c: Container, job: SyncJob, worker_id: str) -> SyncResult | None:
-    """Run one claimed job; None when it was no longer needed or gave up."""
+    """Run one claimed job; None when it was no longer needed, gave up, or is no longer this worker's."""
+    if not _still_ours(c, job, worker_id):
+        log.warning("sync job %s: lease lost to another worker before it ran; not running it", job.id)
+        return None
     if job.attempts > MAX_ATTEMPTS:
         _finish(c, job, worker_id, "failed", f"gave up after {MAX_ATTEMPTS} attempts")
         return None
@@ -145,9 +186,13 @@ def run_job(c: Container, job: SyncJob, worker_id: str) -> SyncResult | None:
 
 
 def run_due_jobs(c: Container, *, worker_id: str, limit: int = 10) -> int:
-    """Queue what is due, then claim and run up to ``limit`` jobs; return how many ran."""
+    """Queue what is due, then claim and run up to ``limit`` jobs one at a time; return how many ran."""
     enqueue_due(c)
-    jobs = claim(c, worker_id, limit)
-    for job in jobs:
-        run_job(c, job, worker_id)
-    return len(jobs)
+    ran = 0
+    while ran < limit:
+        jobs = claim(c, worker_id)  # one at a time: a job waiting behind a batch would outlive its lease
+        if not jobs:
+            break
+        run_job(c, jobs[0], worker_id)
+        ran += 1
+    return ran

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -19,6 +20,14 @@ _EMPTY: Json = {}
 # ISO 4217 minor-unit exponents that are not 2; https://www.six-group.com/en/products-services/financial-information/data-standards.html
 MAX_MINOR = 10**15  # ten trillion in a two-decimal currency: larger is garbage, and BIGINT stays far away
 _EXPONENTS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3}
+# Column lengths of the ledger and staging tables (models/ledger.py, models/banking.py). PostgreSQL refuses
+# a longer value and the whole sync with it, so display text is cut to fit here; an id or a currency code
+# cannot be cut without naming something else, so a record with a longer one is set aside as unreadable.
+ID_MAX = 128
+TEXT_MAX = {"name": 512, "merchant_name": 256, "category_primary": 64, "category_detailed": 128, "payment_channel": 32}
+CURRENCY_MAX = {"iso_currency_code": 3, "unofficial_currency_code": 16}
+_NAME, _MERCHANT, _PRIMARY, _DETAILED, _CHANNEL = TEXT_MAX.values()
+ACCOUNT_TEXT_MAX = {"name": 128, "official_name": 256, "mask": 8, "type": 32, "subtype": 64}
 
 # -- money and dates ---------------------------------------------------------------------------------
 
@@ -76,34 +85,54 @@ def _s(value: Any) -> str | None:
     return value if value is None or type(value) is str else str(value)
 
 
+def _cut(value: Any, limit: int) -> str | None:
+    """Display text that fits its column (a slice that covers the whole string costs nothing)."""
+    return None if value is None else str(value)[:limit]
+
+
+@dataclass(frozen=True)
+class UnreadableRecord(Unreadable):
+    """An unreadable transaction plus the pending transaction it replaces, when that much could be read."""
+
+    pending_transaction_id: str | None = None
+
+
 # -- mapping (pure; takes dicts from raw JSON or the SDK's to_dict()) -------------------------------
 
 
 def map_transaction(t: Json) -> Transaction:
     """Map one Plaid transaction; the amount sign is reversed here and nowhere else."""
     get = t.get
-    iso, unofficial = get("iso_currency_code"), get("unofficial_currency_code")
+    iso, unofficial = _s(get("iso_currency_code")), _s(get("unofficial_currency_code"))
+    tid, account, twin = str(t["transaction_id"]), str(t["account_id"]), _s(get("pending_transaction_id"))
+    # One test for the common case on a sync's hot path (about 2 µs a row for per-field calls).
+    if len(tid) > ID_MAX or len(account) > ID_MAX or (twin and len(twin) > ID_MAX) or (iso and len(iso) > 3):
+        raise ValueError(f"an id longer than {ID_MAX} characters or a currency code longer than 3")
+    if unofficial and len(unofficial) > CURRENCY_MAX["unofficial_currency_code"]:
+        raise ValueError("a currency code longer than 16 characters")
     pfc = get("personal_finance_category") or _EMPTY
     day = as_date(t["date"])
     if day is None:
         raise ValueError("a transaction without a date")
-    merchant = get("merchant_name")
+    merchant, primary, detailed, channel = (
+        _s(get("merchant_name")), _s(pfc.get("primary")), _s(pfc.get("detailed")), _s(get("payment_channel"))
+    )  # fmt: skip
     return Transaction(
-        str(t["transaction_id"]),
-        str(t["account_id"]),
+        tid,
+        account,
         statement_minor(t["amount"], iso or unofficial),
-        _s(iso),
-        _s(unofficial),
+        iso,
+        unofficial,
         day,
         as_date(get("authorized_date")),
-        str(get("name") or merchant or ""),
-        _s(merchant),
+        str(get("name") or merchant or "")[:_NAME],
+        merchant and merchant[:_MERCHANT],
         bool(t["pending"]),
-        _s(get("pending_transaction_id")),
-        _s(pfc.get("primary")),
-        _s(pfc.get("detailed")),
+        twin,
+        primary and primary[:_PRIMARY],
+        detailed and detailed[:_DETAILED],
         _s(pfc.get("confidence_level")),
-        _s(get("payment_channel")),
+        channel and channel[:_CHANNEL],
         _s(get("website")),
     )
 
@@ -114,11 +143,11 @@ def map_account(a: Json) -> Account:
     currency = b.get("iso_currency_code") or b.get("unofficial_currency_code")
     return Account(
         account_id=str(a["account_id"]),
-        name=str(a.get("name") or ""),
-        official_name=_s(a.get("official_name")),
-        mask=_s(a.get("mask")),
-        type=str(a.get("type")),
-        subtype=_s(a.get("subtype")),
+        name=str(a.get("name") or "")[: ACCOUNT_TEXT_MAX["name"]],
+        official_name=_cut(a.get("official_name"), ACCOUNT_TEXT_MAX["official_name"]),
+        mask=_cut(a.get("mask"), ACCOUNT_TEXT_MAX["mask"]),
+        type=str(a.get("type"))[: ACCOUNT_TEXT_MAX["type"]],
+        subtype=_cut(a.get("subtype"), ACCOUNT_TEXT_MAX["subtype"]),
         current_minor=_opt_minor(b.get("current"), currency),
         available_minor=_opt_minor(b.get("available"), currency),
         limit_minor=_opt_minor(b.get("limit"), currency),
@@ -148,7 +177,8 @@ def map_sync_page(r: Json) -> SyncPage:
     return SyncPage(
         added=_map_each(r["added"], "added", unreadable),
         modified=_map_each(r["modified"], "modified", unreadable),
-        removed=tuple(str(x["transaction_id"]) for x in r["removed"]),
+        # An id longer than the ledger can hold names nothing stored: there is nothing to remove.
+        removed=tuple(tid for x in r["removed"] if len(tid := str(x["transaction_id"])) <= ID_MAX),
         accounts=tuple(map_account(a) for a in r["accounts"]),
         next_cursor=str(r["next_cursor"]),
         has_more=bool(r["has_more"]),
@@ -165,9 +195,11 @@ def _map_each(raw: Any, kind: str, unreadable: list[Unreadable]) -> tuple[Transa
             out.append(map_transaction(t))
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             tid = t.get("transaction_id") if isinstance(t, Mapping) else None
+            twin = t.get("pending_transaction_id") if isinstance(t, Mapping) else None
+            twin = twin if isinstance(twin, str) and 0 < len(twin) <= ID_MAX else None
             reason = f"{type(exc).__name__}: {exc}"[:200]
             excerpt = json.dumps(t, default=str, ensure_ascii=False)[:1000]
-            unreadable.append(Unreadable(str(tid)[:128] if tid else "", kind, reason, excerpt))
+            unreadable.append(UnreadableRecord(str(tid)[:ID_MAX] if tid else "", kind, reason, excerpt, twin))
     return tuple(out)
 
 

@@ -6,7 +6,7 @@ SQLite and PostgreSQL, and most of the sync logic is unit-tested without a datab
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +86,9 @@ class Plan:
     deletes: list[str] = field(default_factory=list)
     tombstones: list[tuple[str, Edits]] = field(default_factory=list)
     tombstones_used: list[str] = field(default_factory=list)
+    new: dict[str, Values] = field(default_factory=dict)  # rows new to the user (not a pending row posting)
+    born: set[str] = field(default_factory=set)  # ids this chunk inserted, so a later delete nets out
+    gone: dict[str, Existing] = field(default_factory=dict)  # ledger rows this chunk's removals deleted
     added: int = 0
     modified: int = 0
     removed: int = 0
@@ -129,68 +132,109 @@ def _text(value: Any) -> str | None:
 
 
 def plan_chunk(
-    chunk: Sequence[Staged], existing: dict[str, Existing], tombstones: dict[str, Edits] | None = None
+    chunk: Sequence[Staged],
+    existing: dict[str, Existing],
+    tombstones: dict[str, Edits] | None = None,
+    keep: Collection[str] = (),
 ) -> Plan:
     """Plan the writes for staged changes in ``seq`` order.
 
     ``existing`` holds the ledger rows for ``referenced_ids(chunk)``; ``tombstones`` the saved edits of
-    removed pending transactions among them. Neither is modified.
+    removed pending transactions among them; ``keep`` pending ids whose removal waits (their posted twin
+    was set aside as unreadable). None is modified. The counts are what changes in the ledger.
     """
     rows: dict[str, Existing | None] = dict(existing)
     saved = dict(tombstones or {})
     plan = Plan()
     for s in chunk:
         if s.kind == REMOVED:
-            plan.removed += 1
-            _remove(plan, rows, saved, s.transaction_id)
+            if s.transaction_id not in keep:
+                _remove(plan, rows, saved, s.transaction_id)
             continue
-        if s.kind == ADDED:
-            plan.added += 1
-        else:
-            plan.modified += 1
         _upsert(plan, rows, saved, s)
     return plan
+
+
+def _drop(plan: Plan, rows: dict[str, Existing | None], tid: str) -> None:
+    """Delete a ledger row (one this chunk inserted nets out of ``added``)."""
+    plan.deletes.append(tid)
+    plan.upserts.pop(tid, None)
+    plan.new.pop(tid, None)
+    rows[tid] = None
+    if tid in plan.born:
+        plan.born.discard(tid)
+        plan.added -= 1
+    else:
+        plan.removed += 1
 
 
 def _remove(plan: Plan, rows: dict[str, Existing | None], saved: dict[str, Edits], tid: str) -> None:
     row = rows.get(tid)
     if row is None:
-        return
-    if row.values[_PENDING] and row.edits.any:
-        # Plaid may send the posted twin in a later sync: keep the edits until then.
+        return  # not in the ledger: nothing changes
+    if row.values[_PENDING]:
+        # Plaid may send the posted twin later (a later page or sync): keep the edits and, for this run at
+        # least, the Plaid history until then; the store forgets unedited tombstones when the run ends.
         plan.tombstones.append((tid, row.edits))
         saved[tid] = row.edits
-    plan.deletes.append(tid)
-    plan.upserts.pop(tid, None)
-    rows[tid] = None
+    if tid not in plan.born:
+        plan.gone[tid] = row
+    _drop(plan, rows, tid)
+
+
+def _revive(plan: Plan, rows: dict[str, Existing | None], saved: dict[str, Edits], tid: str) -> Existing:
+    """A row removed earlier in this chunk and sent again: it never leaves the ledger, edits and all."""
+    row = plan.gone.pop(tid)
+    plan.removed -= 1
+    plan.tombstones = [t for t in plan.tombstones if t[0] != tid]
+    saved.pop(tid, None)
+    rows[tid] = row
+    return row
+
+
+def _twin(
+    plan: Plan, rows: dict[str, Existing | None], saved: dict[str, Edits], pending_id: str, tid: str
+) -> tuple[Edits, bool]:
+    """Take over the pending row posted ``tid`` replaces: its edits, and whether ``tid`` is still news."""
+    twin = rows.get(pending_id)
+    if twin is not None:
+        news = pending_id in plan.new  # a pending row this chunk brought in passes its news on
+        plan.history_moves.append((pending_id, tid))
+        _drop(plan, rows, pending_id)  # the ledger never shows both
+        return twin.edits, news
+    if pending_id in saved:
+        plan.tombstones_used.append(pending_id)
+        plan.history_moves.append((pending_id, tid))
+        return saved.pop(pending_id), False
+    return NO_EDITS, True
 
 
 def _upsert(plan: Plan, rows: dict[str, Existing | None], saved: dict[str, Edits], s: Staged) -> None:
     tid, values = s.transaction_id, s.values
     current = rows.get(tid)
+    if current is None and tid in plan.gone:
+        current = _revive(plan, rows, saved, tid)
     edits = current.edits if current is not None else NO_EDITS
+    new = current is None
     pending_id = values[_PENDING_ID]
     if pending_id and pending_id != tid:
-        twin = rows.get(pending_id)
-        carried = NO_EDITS
-        if twin is not None:
-            carried = twin.edits
-            plan.history_moves.append((pending_id, tid))
-            plan.deletes.append(pending_id)  # the ledger never shows both
-            plan.upserts.pop(pending_id, None)
-            rows[pending_id] = None
-        elif pending_id in saved:
-            carried = saved.pop(pending_id)
-            plan.tombstones_used.append(pending_id)
-            plan.history_moves.append((pending_id, tid))
+        carried, news = _twin(plan, rows, saved, pending_id, tid)
+        new = new and news
         if carried.any and not edits.any:
             edits = carried
             if current is not None:
                 plan.carry.append((tid, carried))
+    if current is None:
+        plan.added += 1
+        plan.born.add(tid)
+    elif current.values != values and tid not in plan.born:
+        plan.modified += 1
     if current is not None:
-        for name, old, new in zip(PLAID_FIELDS, current.values, values, strict=True):
-            if old != new and name in HISTORY_FIELDS:
-                plan.history.append((tid, name, _text(old), _text(new)))
+        for name, old, value in zip(PLAID_FIELDS, current.values, values, strict=True):
+            if old != value and name in HISTORY_FIELDS:
+                plan.history.append((tid, name, _text(old), _text(value)))
+    if new:
+        plan.new[tid] = values
     plan.upserts[tid] = (values, edits)
     if tid in plan.deletes:  # removed, then sent again within one chunk: the later change wins
         plan.deletes.remove(tid)

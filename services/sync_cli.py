@@ -3,13 +3,16 @@
 ``sync --email E`` | ``sync --all`` (``--verify`` also checks the ledger against a full replay), ``worker [--once]``,
 ``export transactions --email E --format csv --out FILE [--from YYYY-MM-DD] [--to YYYY-MM-DD]``.
 Exit codes: 0 all requested items synced (or not ready yet, or syncing elsewhere), 1 any failed
-(with ``--verify``: 1 when any item differs from its replay or could not be checked).
+(with ``--verify``: 1 when any item differs from its replay or could not be checked). One broken item
+never stops the others: each gets its line, then the exit code says whether any failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import time
+import uuid
 from datetime import date
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from models import PlaidItem
 from services.config import load_settings
 from services.container import Container, build_container
 from services.db import unit_of_work
-from services.errors import InputError
+from services.errors import FinsyncError, InputError
 from services.export import export_csv
 from services.jobs import run_due_jobs
 from services.retention import DailyPurge
@@ -28,6 +31,8 @@ from services.sync import resolve_user, sync_item
 from services.sync_state import worker_name
 from services.sync_types import SyncResult
 from services.sync_verify import VerifyResult, verify_item
+
+log = logging.getLogger("finsync.cli")
 
 
 def _container() -> Container:
@@ -38,14 +43,29 @@ def _report(results: list[SyncResult]) -> int:
     for r in results:
         print(r.summary())
     failed = [r for r in results if r.status in ("failed", "login_required")]
-    print(f"{len(results) - len(failed)} of {len(results)} connection(s) synced")
+    elsewhere = sum(r.status == "already_syncing" for r in results)
+    tail = f"; {elsewhere} syncing in another process" if elsewhere else ""
+    print(f"{len(results) - len(failed) - elsewhere} of {len(results)} connection(s) synced{tail}")
     return 1 if failed else 0
+
+
+def _sync_one(c: Container, user_id: uuid.UUID, item_id: uuid.UUID, name: str) -> SyncResult:
+    """Sync one item; an exception becomes this item's failed line instead of ending ``sync --all``."""
+    try:
+        return sync_item(c, user_id, item_id, explicit=True, trigger="cli")
+    except Exception as exc:
+        log.exception("sync of item %s failed", item_id)
+        # our errors carry a message for the operator; anything else may hold data that belongs in the log only
+        msg = str(exc) if isinstance(exc, FinsyncError) else f"unexpected {type(exc).__name__}; see the log above."
+        return SyncResult(item_id, "failed", name, error_code="INTERNAL_ERROR", message=msg)
 
 
 def _sync(args: argparse.Namespace) -> int:
     c = _container()
     with unit_of_work(c.engine) as session:
-        q = select(PlaidItem.user_id, PlaidItem.id).order_by(col(PlaidItem.user_id), col(PlaidItem.created_at))
+        q = select(PlaidItem.user_id, PlaidItem.id, PlaidItem.institution_name).order_by(
+            col(PlaidItem.user_id), col(PlaidItem.created_at)
+        )
         if not args.all:
             q = q.where(PlaidItem.user_id == resolve_user(c, args.email))
         pairs = session.exec(q).all()
@@ -53,8 +73,8 @@ def _sync(args: argparse.Namespace) -> int:
         print("no bank connections to sync")
         return 0
     if args.verify:
-        return _report_verified([verify_item(c, user_id, item_id) for user_id, item_id in pairs])
-    return _report([sync_item(c, user_id, item_id, explicit=True, trigger="cli") for user_id, item_id in pairs])
+        return _report_verified([verify_item(c, user_id, item_id) for user_id, item_id, _ in pairs])
+    return _report([_sync_one(c, user_id, item_id, name) for user_id, item_id, name in pairs])
 
 
 def _report_verified(results: list[VerifyResult]) -> int:

@@ -17,7 +17,7 @@ from models import ItemSyncState, PlaidItem
 from services.banking import get_access_token
 from services.container import Container
 from services.db import unit_of_work
-from services.errors import NotFound
+from services.errors import DecryptionError, FinsyncError, NotFound
 from services.notify import after_sync, connection_needs_attention, get_notification_prefs
 from services.plaid_client import PlaidGateway
 from services.plaid_events import calls_for
@@ -25,7 +25,7 @@ from services.plaid_types import CallEvent, LoginRequired, MutationDuringPaginat
 from services.sync_commit import apply_run
 from services.sync_fetch import fetch
 from services.sync_run import LeaseLost, Progress, RunCounters, TooManyPages, retrying
-from services.sync_state import acquire, finish_unsuccessful, release, start_run, worker_name
+from services.sync_state import acquire, close_interrupted, finish_unsuccessful, release, start_run, worker_name
 from services.sync_types import (
     LOGIN_PROBE_HOURS,
     PREPARING_RETRY_MINUTES,
@@ -37,6 +37,19 @@ from services.sync_types import (
 __all__ = ["LeaseLost", "Progress", "TooManyPages", "sync_item"]
 
 log = logging.getLogger("finsync.sync")
+INTERRUPTED_RETRY = timedelta(minutes=5)  # a run cut short (a rerun, Ctrl-C) is finished by the scheduler soon after
+FIRST_BACKOFF = timedelta(minutes=5)  # an unexpected error retries after 5, 10, 20... minutes, up to the interval
+INTERNAL_MESSAGE = "finsync hit an unexpected error while syncing. Nothing to do: it tries again later; the operator can see why in the logs."
+
+
+def _waits_for_sign_in(item: PlaidItem, state: ItemSyncState | None, now: datetime) -> bool:
+    """True while a login-required item waits for its daily probe: not repaired nor asked to sync since its last try."""
+    if state is None or state.state != "login_required" or state.last_attempt_at is None:
+        return False
+    last = state.last_attempt_at
+    if item.status == "ok" or (item.sync_requested_at is not None and item.sync_requested_at > last):
+        return False  # repaired (Link update mode, LOGIN_REPAIRED) or a webhook asked after the failure
+    return now - last < timedelta(hours=LOGIN_PROBE_HOURS)
 
 
 def sync_item(
@@ -60,10 +73,9 @@ def sync_item(
             raise NotFound("No such bank connection.")
         name = item.institution_name
         state = session.get(ItemSyncState, item_id)
-        if not explicit and state is not None and state.state == "login_required":
-            last = state.last_attempt_at
-            if last is not None and now - last < timedelta(hours=LOGIN_PROBE_HOURS):
-                return SyncResult(item_id, "login_required", name, error_code=state.error_code, message=state.message)
+        if not explicit and _waits_for_sign_in(item, state, now):
+            assert state is not None
+            return SyncResult(item_id, "login_required", name, error_code=state.error_code, message=state.message)
     gw = gateway or c.plaid
     if gw is None:
         return SyncResult(item_id, "failed", name, error_code="NOT_CONFIGURED", message=explained("NOT_CONFIGURED"))
@@ -83,6 +95,8 @@ def sync_item(
             return SyncResult(item_id, "ok", name, message="Already up to date.")
         run_row = start_run(session, item, owner, trigger or ("manual" if explicit else "schedule"), now)
         start_cursor = state.cursor
+        interval = timedelta(hours=c.settings.sync_interval_hours)
+        backoff = min(interval, FIRST_BACKOFF * 2 ** min(state.consecutive_failures, 16))
     run = RunCounters(run_row.id, item_id, owner, progress)
     original = gw.recorder
 
@@ -94,16 +108,46 @@ def sync_item(
     gw = gw.with_recorder(record)
     try:
         with calls_for(user_id, item_id):  # the container's recorder logs each call, tagged with this item
-            return _execute(c, gw, item, run, start_cursor, policy or RetryPolicy(), now)
+            return _execute(c, gw, item, run, start_cursor, policy or RetryPolicy(), now, backoff)
     except BaseException:
-        release(c.engine, item_id, owner)  # a crash of ours (not a kill) frees the item at once
+        _interrupted(c, run)
         raise
 
 
+def _interrupted(c: Container, run: RunCounters) -> None:
+    """Close the run and free the item when an exception escapes a run (never raises: the caller re-raises)."""
+    try:
+        at = c.clock()
+        close_interrupted(
+            c.engine, item_id=run.item_id, run_id=run.run_id, owner=run.owner, now=at, retry_at=at + INTERRUPTED_RETRY
+        )
+    except Exception:
+        log.exception("could not close interrupted sync run %s", run.run_id)
+        try:
+            release(c.engine, run.item_id, run.owner)  # the lease would expire anyway; this is just sooner
+        except Exception:
+            log.exception("could not release the lease of item %s", run.item_id)
+
+
+def _unexpected(exc: Exception) -> tuple[str, str]:
+    """The code and plain words recorded for an exception no branch of ``_execute`` expects."""
+    if isinstance(exc, DecryptionError):
+        return "TOKEN_UNREADABLE", str(exc)[:500]
+    if isinstance(exc, FinsyncError):
+        return "INTERNAL_ERROR", str(exc)[:500]  # our errors carry a message a user can act on
+    return "INTERNAL_ERROR", INTERNAL_MESSAGE
+
+
 def _execute(  # noqa: PLR0911 - one return per way a run can end
-    c: Container, gw: PlaidGateway, item: PlaidItem, run: RunCounters, start: str, policy: RetryPolicy, now: datetime
+    c: Container,
+    gw: PlaidGateway,
+    item: PlaidItem,
+    run: RunCounters,
+    start: str,
+    policy: RetryPolicy,
+    now: datetime,
+    backoff: timedelta,
 ) -> SyncResult:
-    token = get_access_token(c, item.user_id, item.id)
     counts = (0, 0, 0)
 
     def fail(status: Any, code: str | None, message: str, due: datetime | None) -> SyncResult:
@@ -126,6 +170,7 @@ def _execute(  # noqa: PLR0911 - one return per way a run can end
 
     interval = timedelta(hours=c.settings.sync_interval_hours)
     try:
+        token = get_access_token(c, item.user_id, item.id)
         cursor = fetch(c, gw, token, run, start, policy)
         if cursor is None:
             due = now + timedelta(minutes=PREPARING_RETRY_MINUTES)
@@ -148,6 +193,10 @@ def _execute(  # noqa: PLR0911 - one return per way a run can end
     except SQLAlchemyError:
         log.exception("sync of item %s could not be saved", item.id)
         return fail("failed", "DATABASE_ERROR", explained("DATABASE_ERROR"), now + interval)
+    except Exception as exc:  # a bug or a broken row must end this run, not leave it running and retried every tick
+        log.exception("sync of item %s failed unexpectedly", item.id)
+        code, message = _unexpected(exc)
+        return fail("failed", code, message, now + backoff)
     run.report("done", result.added + result.modified + result.removed)
     after_sync(c, item.user_id, item.institution_name, news.rows, news.count, news.low)
     return result

@@ -42,7 +42,7 @@ def fetch(c: Container, gw: PlaidGateway, token: str, run: RunCounters, start: s
                 run.restarts += 1
                 with unit_of_work(c.engine, immediate=True) as session:
                     drop_staging(Sql(session.connection()), [run.run_id])
-                if run.restarts > MAX_RESTARTS:
+                if run.restarts >= MAX_RESTARTS:
                     raise
 
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from models import ItemSyncState, PlaidItem, SyncRun
@@ -42,10 +43,15 @@ def _owner_dead(owner: str) -> bool:
 def ensure_state(session: Session, item: PlaidItem) -> ItemSyncState:
     """The item's sync state row, created on first use."""
     state = session.get(ItemSyncState, item.id)
-    if state is None:
-        state = ItemSyncState(item_id=item.id, user_id=item.user_id)
-        session.add(state)
-        session.flush()
+    if state is not None:
+        return state
+    # Two first syncs at once both find no row: ON CONFLICT makes the loser wait for the winner's row
+    # (PostgreSQL) and then find its lease taken ("already syncing"), instead of a unique violation.
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    row = ItemSyncState(item_id=item.id, user_id=item.user_id).model_dump()
+    session.execute(dialect.insert(ItemSyncState).values(**row).on_conflict_do_nothing(index_elements=["item_id"]))
+    state = session.get(ItemSyncState, item.id)
+    assert state is not None
     return state
 
 
@@ -136,8 +142,32 @@ def finish_unsuccessful(
             # A repair that landed while this run was failing is newer news: keep it.
             if item is not None and item.updated_at <= began:
                 item.status, item.status_code, item.updated_at = "login_required", error_code, now
+                item.status_since = began  # an ITEM webhook signed before this run is older news
                 session.add(item)
         return newly_login
+
+
+def close_interrupted(
+    engine: Engine, *, item_id: uuid.UUID, run_id: uuid.UUID, owner: str, now: datetime, retry_at: datetime
+) -> None:
+    """Close a run cut short by an exception that is not ours to handle (a Streamlit rerun, Ctrl-C), and free the item.
+
+    The run is marked failed (INTERRUPTED) only if it is still running, and the item is made due by
+    ``retry_at`` so the scheduler finishes the work, even for an item that never completed a first sync.
+    """
+    with unit_of_work(engine, immediate=True) as session:
+        run = session.get(SyncRun, run_id)
+        if run is not None and run.status == "running":
+            what, _ = explain("INTERRUPTED")
+            run.status, run.error_code, run.message, run.finished_at = "failed", "INTERRUPTED", what, now
+            session.add(run)
+            drop_staging(Sql(session.connection()), [run_id])
+        state = session.get(ItemSyncState, item_id)
+        if state is not None and state.lease_owner == owner:
+            state.lease_owner, state.lease_expires_at, state.last_attempt_at = None, None, now
+            if state.next_due_at is None or state.next_due_at > retry_at:
+                state.next_due_at = retry_at
+            session.add(state)
 
 
 def release(engine: Engine, item_id: uuid.UUID, owner: str) -> None:

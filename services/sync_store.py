@@ -154,10 +154,14 @@ def load_existing(sql: Sql, user_id: uuid.UUID, ids: Sequence[str]) -> dict[str,
     cols = ", ".join(f"t.{_q(c)}" for c in (*_TXN_PLAID, *_EDIT_COLS))
     # Look the ids up by primary key and drop other users' rows here: with ``t.user_id = ?`` in the WHERE
     # clause SQLite's planner walks the user's whole ledger by (user_id, date) instead (0.6 s at 1M rows).
+    # On PostgreSQL the rows are locked until the apply commits: an edit saved meanwhile waits, so it is
+    # either read here (and carried to a posted twin) or finds what the apply left, never lost in between.
+    # SQLite needs no lock: the apply holds the only write lock (BEGIN IMMEDIATE) from its start.
+    lock = "" if sql.sqlite else " FOR UPDATE OF t"
     rows = sql.run(
         f"SELECT t.plaid_transaction_id, t.user_id, a.plaid_account_id, {cols} FROM transactions t "  # noqa: S608 - table and column names are constants; values are bound
         f"JOIN bank_accounts a ON a.id = t.account_id "
-        f"WHERE t.plaid_transaction_id IN ({sql.marks(len(ids))})",
+        f"WHERE t.plaid_transaction_id IN ({sql.marks(len(ids))}){lock}",
         tuple(ids),
     ).fetchall()
     out: dict[str, Existing] = {}
@@ -247,6 +251,29 @@ def write_plan(
     sql.many(
         "DELETE FROM transaction_history WHERE plaid_transaction_id = ? AND user_id = ?",
         [(t, uid) for t in plan.deletes if t not in kept],
+    )
+
+
+_UNEDITED = (
+    "COALESCE(category_override, '') = '' AND COALESCE(note, '') = '' AND COALESCE(tags, '') = '' AND excluded = ?"
+)
+
+
+def forget_unedited_tombstones(sql: Sql, user_id: uuid.UUID, ids: Sequence[str]) -> None:
+    """Drop this run's tombstones of unedited pending rows whose posted twin did not come, with their history.
+
+    They lived only so a twin later in the run could take the history; kept for good they would pile up
+    with every hold that never posts. A tombstone that holds edits stays (the twin may come in a later sync).
+    """
+    uid = sql.uid(user_id)
+    sql.many(
+        "DELETE FROM transaction_history WHERE plaid_transaction_id = ? AND user_id = ? AND EXISTS "  # noqa: S608 - constant SQL
+        f"(SELECT 1 FROM pending_edits WHERE plaid_transaction_id = ? AND user_id = ? AND {_UNEDITED})",
+        [(t, uid, t, uid, False) for t in ids],
+    )
+    sql.many(
+        f"DELETE FROM pending_edits WHERE plaid_transaction_id = ? AND user_id = ? AND {_UNEDITED}",  # noqa: S608 - constant SQL
+        [(t, uid, False) for t in ids],
     )
 
 

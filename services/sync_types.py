@@ -12,9 +12,9 @@ from typing import Literal
 
 SyncStatus = Literal["ok", "preparing", "already_syncing", "failed", "login_required"]
 
-MAX_RESTARTS = 3  # mutation during pagination: restarts from the starting cursor before giving up
+MAX_RESTARTS = 3  # mutation during pagination: attempts of the loop before giving up (SECURITY_BAR M3: ≤3)
 MAX_UNREADABLE = 100  # transactions one run may set aside; more means a broken response, not a bad row
-MAX_PAGES = 4000  # 2,000,000 transactions: a run that pages forever stops instead of looping
+MAX_PAGES = 200  # 100,000 transactions (SECURITY_BAR M10: 200 pages × 500): a run that pages forever stops
 LEASE_SECONDS = 600
 PREPARING_RETRY_MINUTES = 10
 LOGIN_PROBE_HOURS = 24

@@ -11,10 +11,10 @@ import hashlib
 import hmac
 import json
 import threading
-import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
@@ -27,11 +27,14 @@ from services.container import Container
 from services.db import unit_of_work
 from services.plaid_mapping import as_datetime
 from services.plaid_types import PlaidError, WebhookKey
+from services.ratelimit import TokenBucket
 
 MAX_AGE_SECONDS = 300  # Plaid: reject a webhook whose iat is more than 5 minutes old
 FUTURE_LEEWAY_SECONDS = 60  # clocks drift; an iat a little in the future is still fine
-KEY_TTL_SECONDS = 3600  # refetch a cached key hourly so an expiry Plaid announced is noticed
-MISS_TTL_SECONDS = 60  # an unknown kid is asked for at most once a minute (no fetch storm from forgeries)
+KEY_TTL_SECONDS = 600  # a live key is refetched after 10 minutes, so an expiry is noticed even without a rotation
+MISS_TTL_SECONDS = 60  # an unknown kid is asked for at most once a minute (no fetch storm from one forgery)
+MAX_MISSES = 1000  # the unknown-kid cache forgets the oldest beyond this, so forged kids cannot fill memory
+NEW_KID_RATE, NEW_KID_BURST = 1.0, 10  # Plaid is asked about unseen kids at most this often, whoever sends them
 # Never lower a serious status to a milder one because a later, milder webhook arrived.
 _SEVERITY = {"ok": 0, "new_accounts_available": 1, "pending_expiration": 2, "pending_disconnect": 3,
              "error": 4, "login_required": 5, "permission_revoked": 6}  # fmt: skip
@@ -56,25 +59,47 @@ class _Rejected(Exception):
 
 
 _lock = threading.Lock()
-_keys: dict[str, tuple[WebhookKey, float]] = {}
-_misses: dict[str, float] = {}
+_keys: dict[str, tuple[WebhookKey, float]] = {}  # kid -> (key, when fetched by the container's clock)
+_misses: OrderedDict[str, float] = OrderedDict()  # kid -> when Plaid said no; least recently seen first
+_new_kids = TokenBucket(NEW_KID_RATE, NEW_KID_BURST)
 
 
 def clear_key_cache() -> None:
-    """Forget every cached verification key (tests; key rotation drills)."""
+    """Forget every cached verification key and refill the unseen-kid budget (tests; key rotation drills)."""
+    global _new_kids  # noqa: PLW0603 - a fresh budget, not a drained one, after a drill
     with _lock:
         _keys.clear()
         _misses.clear()
+        _new_kids = TokenBucket(NEW_KID_RATE, NEW_KID_BURST)
+
+
+def _fresh(at: float, now: float, ttl: float) -> bool:
+    return 0 <= now - at < ttl  # a clock that went back counts as stale, not as fresh for ever
+
+
+def _plan(kid: str, now: float) -> WebhookKey | list[str]:
+    """The cached key if it will do, else the kids to fetch (this one first); the caller holds ``_lock``."""
+    cached = _keys.get(kid)
+    if cached is not None:
+        key, at = cached
+        # Plaid never un-expires a key, so an expired one is kept (and refused) without asking again.
+        return key if key.expired_at is not None or _fresh(at, now, KEY_TTL_SECONDS) else [kid]
+    if kid in _misses and _fresh(_misses[kid], now, MISS_TTL_SECONDS):
+        _misses.move_to_end(kid)
+        raise _Rejected("unknown key id")
+    if _new_kids.take() > 0:
+        raise _Rejected("unknown key id (too many new key ids just now; try again later)")
+    # A new kid usually means Plaid rotated: refetch the live keys too so their expired_at is learned now,
+    # as Plaid's sample does (plaid.com/docs/api/webhooks/webhook-verification/).
+    return [kid, *(k for k, (key, _) in _keys.items() if key.expired_at is None)]
 
 
 def _key(c: Container, kid: str) -> WebhookKey:
-    now = time.monotonic()
+    now = c.clock().timestamp()
     with _lock:
-        cached = _keys.get(kid)
-        if cached is not None and now - cached[1] < KEY_TTL_SECONDS:
-            return cached[0]
-        if now - _misses.get(kid, -MISS_TTL_SECONDS) < MISS_TTL_SECONDS:
-            raise _Rejected("unknown key id")
+        plan = _plan(kid, now)
+    if isinstance(plan, WebhookKey):
+        return plan
     if c.plaid is None:
         raise _Rejected("bank linking is not configured")
     try:
@@ -82,9 +107,17 @@ def _key(c: Container, kid: str) -> WebhookKey:
     except PlaidError as exc:
         with _lock:
             _misses[kid] = now
+            _misses.move_to_end(kid)
+            while len(_misses) > MAX_MISSES:
+                _misses.popitem(last=False)
         raise _Rejected(f"unknown key id ({exc.code})") from None
+    fetched = {kid: key}
+    for other in plan[1:]:
+        with contextlib.suppress(PlaidError):  # keep the cached copy; its TTL brings it back soon enough
+            fetched[other] = c.plaid.webhook_verification_key_get(other)
     with _lock:
-        _keys[kid] = (key, now)
+        _keys.update((k, (v, now)) for k, v in fetched.items())
+        _misses.pop(kid, None)
     return key
 
 
@@ -94,7 +127,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def _verify(c: Container, body: bytes, headers: Mapping[str, str], now: datetime) -> tuple[str, datetime]:
-    """Return the JWT and when it was signed when every check passes; raise ``_Rejected`` otherwise."""
+    """Return the delivery's replay key and when it was signed when every check passes; else raise ``_Rejected``."""
     token = _header(headers, "Plaid-Verification")
     if not token:
         raise _Rejected("missing Plaid-Verification header")
@@ -129,7 +162,10 @@ def _verify(c: Container, body: bytes, headers: Mapping[str, str], now: datetime
     actual = hashlib.sha256(body).hexdigest()
     if not isinstance(claimed, str) or not hmac.compare_digest(actual.encode(), claimed.encode()):
         raise _Rejected("body does not match its signature")
-    return token, datetime.fromtimestamp(float(iat), tz=UTC)
+    # The replay key is what Plaid signed, not the JWT's text: an ECDSA signature (r, s) also verifies as
+    # (r, n - s) (signature malleability), so one delivery has more than one valid encoding.
+    replay_key = hashlib.sha256(json.dumps([kid, iat, actual]).encode()).hexdigest()
+    return replay_key, datetime.fromtimestamp(float(iat), tz=UTC)
 
 
 def _parse(body: bytes) -> dict[str, Any] | None:
@@ -158,48 +194,70 @@ def _record(c: Container, body: bytes, *, verified: bool, outcome: str) -> None:
         )
 
 
-def _raise_status(item: PlaidItem, status: str, code: str | None, now: datetime) -> str:
+def _set(item: PlaidItem, status: str, code: str | None, now: datetime, signed_at: datetime) -> None:
+    item.status, item.status_code, item.updated_at, item.status_since = status, code, now, signed_at
+
+
+def _raise_status(item: PlaidItem, status: str, code: str | None, now: datetime, signed_at: datetime) -> str:
     if _SEVERITY[status] < _SEVERITY.get(item.status, 0):
         return f"kept {item.status} (not lowered to {status})"
-    item.status, item.status_code, item.updated_at = status, code, now
+    _set(item, status, code, now, signed_at)
     return f"status {status}"
 
 
-def _item_event(item: PlaidItem, code: object, data: Mapping[str, Any], now: datetime) -> str:
+def _stops_at(data: Mapping[str, Any], field: str) -> datetime | None:
+    try:
+        return as_datetime(_text(data.get(field), 64))
+    except ValueError:
+        return None  # no date beats a wrong one left over from an earlier warning
+
+
+def _item_event(item: PlaidItem, code: object, data: Mapping[str, Any], now: datetime, signed_at: datetime) -> str:
     """ITEM webhooks: error, repaired, expiring consent, disconnect, revoked, new accounts."""
     if code == "LOGIN_REPAIRED":
         if item.status == "permission_revoked":
             return "kept permission_revoked"
-        item.status, item.status_code, item.updated_at = "ok", None, now
+        _set(item, "ok", None, now, signed_at)
         item.sync_requested_at = now  # repaired elsewhere: sync now rather than at the daily probe
         return "status ok"
     if code == "ERROR":
         raw = data.get("error")
         err_code = (_text(raw.get("error_code"), 64) if isinstance(raw, dict) else None) or "UNKNOWN"
-        return _raise_status(item, "login_required" if err_code == "ITEM_LOGIN_REQUIRED" else "error", err_code, now)
+        bad = "login_required" if err_code == "ITEM_LOGIN_REQUIRED" else "error"
+        return _raise_status(item, bad, err_code, now, signed_at)
     status = _ITEM_STATUS.get(str(code))
     if status is None:
         return "ignored"
+    # consent_expires_at is the day this connection stops working, whichever warning said so.
     if status == "pending_expiration":
-        with contextlib.suppress(ValueError):
-            item.consent_expires_at = as_datetime(_text(data.get("consent_expiration_time"), 64))
-    return _raise_status(item, status, str(code), now)
+        item.consent_expires_at = _stops_at(data, "consent_expiration_time")
+    elif status == "pending_disconnect":
+        item.consent_expires_at = _stops_at(data, "disconnect_time")
+    return _raise_status(item, status, str(code), now, signed_at)
 
 
-def _apply(item: PlaidItem, data: Mapping[str, Any], now: datetime) -> str:
+def _apply(item: PlaidItem, data: Mapping[str, Any], now: datetime, signed_at: datetime) -> str:
     """Change the item as the webhook says; return what was done."""
     kind, code = data.get("webhook_type"), data.get("webhook_code")
     if kind == "TRANSACTIONS" and code == "SYNC_UPDATES_AVAILABLE":
         item.sync_requested_at = now
         return "sync requested"
-    return _item_event(item, code, data, now) if kind == "ITEM" else "ignored"
+    if kind != "ITEM":
+        return "ignored"
+    # Deliveries can arrive out of order: news signed before the item's status was last decided (by a newer
+    # webhook, or by the user repairing it in Link) must not overwrite it. iat has whole seconds, so a
+    # webhook signed in that same second still counts; no status_since (older rows) means no constraint.
+    since = item.status_since
+    if since is not None and signed_at < since.replace(microsecond=0):
+        return "stale: the status was set after this was sent"
+    return _item_event(item, code, data, now, signed_at)
 
 
 def handle_webhook(c: Container, *, body: bytes, headers: Mapping[str, str]) -> WebhookResult:
     """Verify one delivery, then apply it once; 401 for anything unverified or replayed."""
     now = c.clock()
     try:
-        token, signed_at = _verify(c, body, headers, now)
+        replay_key, signed_at = _verify(c, body, headers, now)
     except _Rejected as exc:
         outcome = f"rejected: {exc}"
         _record(c, body, verified=False, outcome=outcome)
@@ -208,28 +266,21 @@ def handle_webhook(c: Container, *, body: bytes, headers: Mapping[str, str]) -> 
     if data is None:
         _record(c, body, verified=True, outcome="verified but not a JSON object")
         return WebhookResult(400, "unreadable body")
-    signature = hashlib.sha256(token.encode()).hexdigest()
     plaid_item_id = _text(data.get("item_id"), 128)
     try:
         with unit_of_work(c.engine) as session:
-            seen = select(col(WebhookDelivery.id)).where(col(WebhookDelivery.signature_sha256) == signature)
+            seen = select(col(WebhookDelivery.id)).where(col(WebhookDelivery.signature_sha256) == replay_key)
             if session.execute(seen).first() is not None:
                 raise _Rejected("replay")
             item = session.execute(
                 select(PlaidItem).where(col(PlaidItem.plaid_item_id) == plaid_item_id)
             ).scalar_one_or_none()
-            if item is None:
-                outcome = "unknown item"
-            elif data.get("webhook_type") == "ITEM" and item.updated_at > signed_at + timedelta(seconds=1):
-                # Deliveries can arrive out of order: news older than the item's last change is stale.
-                outcome = "stale: the item changed after this was sent"
-            else:
-                outcome = _apply(item, data, now)
+            outcome = "unknown item" if item is None else _apply(item, data, now, signed_at)
             session.add(WebhookDelivery(received_at=now, webhook_type=_text(data.get("webhook_type"), 64),
                                         webhook_code=_text(data.get("webhook_code"), 64), plaid_item_id=plaid_item_id,
                                         item_id=item.id if item else None, verified=True, outcome=outcome[:255],
-                                        signature_sha256=signature))  # fmt: skip
-    except (_Rejected, IntegrityError):  # a concurrent twin may win the unique signature: same answer
+                                        signature_sha256=replay_key))  # fmt: skip
+    except (_Rejected, IntegrityError):  # a concurrent twin may win the unique replay key: same answer
         _record(c, body, verified=True, outcome="replay: ignored")
         return WebhookResult(401, "rejected: replay")
     return WebhookResult(200, outcome)

@@ -8,13 +8,14 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.scriptrunner_utils.exceptions import RerunException, StopException
 
 from pages.ui.format import money
 from pages.ui.text import md
 from services import banking, sync
 from services.banking import ItemView
 from services.container import Container
-from services.errors import FinsyncError
+from services.errors import DuplicateConnection, FinsyncError
 from services.sync import ItemSyncStatus, SyncProgress
 
 
@@ -40,6 +41,9 @@ def finish_link(
             )
             linked = f"Linked {item.institution_name} with {len(item.accounts)} account(s)."
             st.session_state["flash"] = [("success", linked)]
+    except DuplicateConnection as exc:
+        st.session_state["flash"] = [("error", str(exc))]
+        st.session_state["offer_repair"] = str(exc.item_id)  # its card shows "Repair connection" though healthy
     except FinsyncError as exc:
         st.session_state["flash"] = [("error", str(exc))]
     st.rerun()
@@ -65,19 +69,35 @@ def sync_line(status: ItemSyncStatus | None) -> None:
     )
 
 
+def _resume(held: list[RerunException | StopException]) -> None:
+    """Let through the rerun or stop that Streamlit asked for while the sync was running."""
+    if held:
+        raise held[0]
+
+
 def sync_now(c: Container, uid: uuid.UUID, item: ItemView) -> None:
     """Sync one bank now, showing pages fetched and transactions applied as they happen."""
     with st.status(f"Syncing {md(item.institution_name)}…", expanded=True) as box:
         line = st.empty()
+        held: list[RerunException | StopException] = []
 
         def progress(p: SyncProgress) -> None:
-            line.write(f"{p.stage}: {p.pages} page(s) fetched, {p.fetched} change(s), {p.applied} applied")
+            if held:
+                return
+            try:
+                line.write(f"{p.stage}: {p.pages} page(s) fetched, {p.fetched} change(s), {p.applied} applied")
+            except (RerunException, StopException) as exc:
+                # A click (or a closed tab) meanwhile makes Streamlit raise here; letting it through would
+                # abort the sync halfway, so hold it and honour it once the sync has finished.
+                held.append(exc)
 
         try:
             result = sync.sync_item(c, uid, item.id, explicit=True, progress=progress)
         except FinsyncError as exc:
+            _resume(held)
             box.update(label=str(exc), state="error")
             return
+        _resume(held)
         done = f"{result.added} new, {result.modified} updated, {result.removed} removed"
         if result.status == "ok":
             box.update(label=f"{item.institution_name} is up to date: {done}.", state="complete")
@@ -118,7 +138,11 @@ def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStat
         sync_col, repair_col, remove_col = st.columns(3)
         if sync_col.button("Sync now", key=f"sync_{item.id}", icon=":material/sync:"):
             sync_now(c, uid, item)
-        if item.needs_repair and repair_col.button("Repair connection", key=f"repair_{item.id}", type="primary"):
+        offered = st.session_state.get("offer_repair") == str(item.id)
+        if (item.needs_repair or offered) and repair_col.button(
+            "Repair connection", key=f"repair_{item.id}", type="primary"
+        ):
+            st.session_state.pop("offer_repair", None)
             try:
                 start = banking.start_link(c, uid, item_id=item.id)
             except FinsyncError as exc:

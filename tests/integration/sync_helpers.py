@@ -52,6 +52,8 @@ def link_item(
                 access_token_enc=blob,
                 institution_id=institution,
                 institution_name=f"Demo {institution}",
+                created_at=c.clock(),  # the container's clock, as banking.complete_link stamps it
+                updated_at=c.clock(),
             )
         )
     return row_id, access.item_id

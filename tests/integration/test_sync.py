@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from datetime import timedelta
+from typing import ClassVar
 
 import pytest
 from sqlmodel import col, select
@@ -22,6 +23,7 @@ from services.plaid_events import DatabaseRecorder
 from services.plaid_types import CallEvent, MutationDuringPagination, SyncPage, Transient
 from services.sync import edit_transaction, item_sync_status, list_runs, sync_item, transaction_history
 from services.sync_state import acquire, worker_name
+from services.sync_types import MAX_PAGES, MAX_RESTARTS
 from tests.integration.sync_helpers import FAST, cursor_of, ledger, link_item, make_user, truth, user_row
 
 
@@ -136,10 +138,13 @@ def test_mutation_during_pagination_restarts_from_the_first_cursor(
 class AlwaysMutating(PlaidGateway):
     """Every second page fails as if the bank changed data mid-pagination."""
 
+    raised: ClassVar[list[int]] = []  # shared with the copies a sync makes (with_recorder)
+
     def transactions_sync(self, access_token: str, cursor: str = "", count: int = 500) -> SyncPage:
         page = super().transactions_sync(access_token, cursor, count)
         if page.has_more:
             return page
+        self.raised.append(1)
         raise MutationDuringPagination("TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION", request_id="req-m")
 
 
@@ -149,13 +154,15 @@ def test_endless_mutation_gives_up_and_changes_nothing(container, gateway, demo_
     before, cursor = ledger(container, user_id), cursor_of(container, item_id)
     demo_bank.generate_history(pid, 600)
     flaky = AlwaysMutating("demo", DEMO_CLIENT_ID, DEMO_SECRET, demo_bank.url, timeout=(2.0, 5.0))
+    AlwaysMutating.raised.clear()
     result = _sync(container, flaky, user_id, item_id)
     assert result.status == "failed" and result.error_code == "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION"
     assert "tries again automatically" in result.message
     assert ledger(container, user_id) == before and cursor_of(container, item_id) == cursor
     with unit_of_work(container.engine) as s:
         assert s.exec(select(SyncStaged)).first() is None
-    assert _runs(container, item_id)[-1].restarts == 4
+    assert _runs(container, item_id)[-1].restarts == MAX_RESTARTS  # security bar M3: at most 3 tries, then stop
+    assert len(AlwaysMutating.raised) == MAX_RESTARTS
     assert _sync(container, gateway, user_id, item_id).status == "ok"
     assert ledger(container, user_id) == truth(demo_bank, pid)
 
@@ -309,7 +316,8 @@ def test_posted_twin_in_an_additions_only_run_replaces_the_pending_row_and_keeps
     edit_transaction(container, user_id, pending["transaction_id"], category="Trips", excluded=True)
     posted = demo_bank.mutate(pid, "post", transaction_id=pending["transaction_id"], cents=4350)
     result = sync_item(container, user_id, item_id, gateway=_RemovalComesLater(gateway), policy=FAST)  # type: ignore[arg-type]
-    assert result.status == "ok" and (result.added, result.removed) == (1, 0)  # the removal did not come
+    # The removal did not come, yet the ledger swapped the pending row for the posted one: counts say so.
+    assert result.status == "ok" and (result.added, result.removed) == (1, 1)
     rows = ledger(container, user_id)
     assert pending["transaction_id"] not in rows and posted["transaction_id"] in rows  # never both
     with unit_of_work(container.engine) as s:
@@ -419,6 +427,7 @@ def test_a_bank_that_pages_past_the_bound_stops_the_run_and_keeps_nothing(
     container, gateway, demo_bank, linked, monkeypatch, plaid_events: list[CallEvent]
 ) -> None:
     """Security bar M10: a run that pages beyond MAX_PAGES ends (no endless loop), cursor and ledger unchanged."""
+    assert MAX_PAGES == 200  # the bar's bound: 200 pages of 500
     import services.sync_fetch as sync_fetch
 
     user_id, item_id, pid = linked

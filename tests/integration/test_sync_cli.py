@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import csv
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlmodel import select
 
-from models import LedgerTransaction, SyncRun
-from services import cli
+from models import LedgerTransaction, PlaidItem, SyncRun
+from services import cli, sync_cli
 from services.container import Container
 from services.db import unit_of_work
 from services.demo_bank import DemoBankHandle
-from services.sync import edit_transaction, sync_item
+from services.sync import SyncResult, edit_transaction, sync_item
+from services.sync_state import acquire
 from tests.integration.sync_helpers import FAST, ledger, link_item, make_user, truth
 
 CONTRACT = "transaction_id,date,account_id,account_name,name,merchant_name,amount,iso_currency_code,category,pending"
@@ -136,3 +140,60 @@ def test_export_for_an_unknown_email_fails_with_a_message(cli_env, tmp_path, cap
     assert cli.main(args) == 2
     assert "No user with the email address" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def _corrupt_token(c: Container, item_id: uuid.UUID) -> None:
+    with unit_of_work(c.engine) as s:
+        item = s.get(PlaidItem, item_id)
+        assert item is not None
+        blob = bytearray(item.access_token_enc)
+        blob[-1] ^= 1
+        item.access_token_enc = bytes(blob)
+        s.add(item)
+
+
+def test_cli_sync_all_goes_on_past_an_unreadable_item_and_exits_1(
+    cli_env, container, gateway, demo_bank, capsys
+) -> None:
+    users = [make_user(container), make_user(container, "bob@example.com")]
+    items = sorted((u, *link_item(container, gateway, u)) for u in users)  # `sync --all` goes by user id
+    _corrupt_token(container, items[0][1])
+    assert cli.main(["sync", "--all"]) == 1
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "failed: The saved connection" in out[0] and ": ok," in out[1]
+    assert out[-1] == "1 of 2 connection(s) synced"
+    good_user, _, good_pid = items[1]
+    assert ledger(container, good_user) == truth(demo_bank, good_pid)
+
+
+def test_cli_sync_prints_a_line_for_an_item_whose_sync_raised(
+    cli_env, container, gateway, monkeypatch, capsys, caplog
+) -> None:
+    user_id = make_user(container)
+    broken, _ = link_item(container, gateway, user_id)
+    link_item(container, gateway, user_id, institution="ins_demo_2")
+    real = sync_cli.sync_item
+
+    def sync_or_raise(c: Container, uid: uuid.UUID, item_id: uuid.UUID, **kwargs: Any) -> SyncResult:
+        if item_id == broken:
+            raise RuntimeError("token=secret")  # whatever it says stays in the log, not on stdout
+        return real(c, uid, item_id, **kwargs)
+
+    monkeypatch.setattr(sync_cli, "sync_item", sync_or_raise)
+    assert cli.main(["sync", "--email", "ada@example.com"]) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 3 and lines[-1] == "1 of 2 connection(s) synced"
+    assert any("failed: unexpected RuntimeError" in line for line in lines) and "secret" not in captured.out
+    assert "Traceback" in caplog.text and "token=secret" in caplog.text  # the operator still sees why
+
+
+def test_cli_sync_exits_0_when_an_item_is_syncing_in_another_process(cli_env, container, gateway, capsys) -> None:
+    user_id = make_user(container)
+    item_id, _ = link_item(container, gateway, user_id)
+    with unit_of_work(container.engine, immediate=True) as s:
+        item = s.get(PlaidItem, item_id)
+        assert item is not None and acquire(s, item, "otherhost:1:worker:x", datetime.now(UTC))
+    assert cli.main(["sync", "--email", "ada@example.com"]) == 0
+    out = capsys.readouterr().out
+    assert "already syncing" in out and "0 of 1 connection(s) synced; 1 syncing in another process" in out

@@ -11,10 +11,11 @@ import pytest
 from sqlmodel import select
 
 from models import PlaidItem, SyncJob, SyncRun
+from services import jobs
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError
-from services.jobs import claim, enqueue_due, run_due_jobs
+from services.jobs import claim, enqueue_due, enqueue_sync, run_due_jobs, run_job
 from services.mailer import MemoryMailer
 from services.notify import NotificationSettings, get_notification_prefs, set_notification_prefs
 from services.scheduler import start_scheduler, stop_scheduler
@@ -150,3 +151,97 @@ def test_notification_thresholds_are_validated(container) -> None:
     user_id = make_user(container)
     with pytest.raises(InputError):
         set_notification_prefs(container, user_id, NotificationSettings(large_transaction_minor=0))
+
+
+def _ask_to_sync(c: Container, item_id: uuid.UUID, **fields: object) -> None:
+    """What a verified SYNC_UPDATES_AVAILABLE (or a repair: status "ok" too) sets on the item."""
+    with unit_of_work(c.engine) as s:
+        item = s.get(PlaidItem, item_id)
+        assert item is not None
+        item.sync_requested_at = c.clock()
+        for name, value in fields.items():
+            setattr(item, name, value)
+        s.add(item)
+
+
+def test_a_webhook_arriving_while_a_job_runs_is_kept_and_synced_after_it(wired, demo_bank, gateway, clock) -> None:
+    user_id = make_user(wired)
+    item_id, pid = link_item(wired, gateway, user_id)
+    run_due_jobs(wired, worker_id="w", limit=5)
+    clock.advance(hours=wired.settings.sync_interval_hours, seconds=1)
+    enqueue_due(wired)
+    (running,) = claim(wired, "A", 1)  # worker A is fetching when the webhook lands
+    demo_bank.advance(pid, 1)
+    _ask_to_sync(wired, item_id)
+    assert enqueue_due(wired) == 0  # another worker's tick: the item still has its open job
+    with unit_of_work(wired.engine) as s:
+        assert s.get(PlaidItem, item_id).sync_requested_at is not None  # type: ignore[union-attr]  # not dropped
+    assert run_job(wired, running, "A") is not None
+    assert run_due_jobs(wired, worker_id="w", limit=5) == 1  # the webhook's own sync
+    assert ledger(wired, user_id) == truth(demo_bank, pid)
+
+
+def test_a_repair_behind_a_queued_sign_in_job_syncs_on_the_next_tick(wired, demo_bank, gateway, clock) -> None:
+    user_id = make_user(wired)
+    item_id, pid = link_item(wired, gateway, user_id)
+    run_due_jobs(wired, worker_id="w", limit=5)
+    demo_bank.set_fault(pid, "login_required")
+    clock.advance(hours=wired.settings.sync_interval_hours, seconds=1)
+    run_due_jobs(wired, worker_id="w", limit=5)  # the scheduled sync finds the login expired
+    clock.advance(hours=2)
+    assert request_sync_on_sign_in(wired, user_id) == 1  # the user signs in: a sign-in job is queued
+    demo_bank.repair(pid)
+    demo_bank.advance(pid, 1)
+    _ask_to_sync(wired, item_id, status="ok")  # what completing the repair in Link sets
+    assert run_due_jobs(wired, worker_id="w", limit=5) == 1
+    assert ledger(wired, user_id) == truth(demo_bank, pid)
+    with unit_of_work(wired.engine) as s:
+        assert [j.reason for j in s.exec(select(SyncJob).order_by(SyncJob.created_at)).all()][-1] == "webhook"  # type: ignore[arg-type]
+
+
+def test_a_scheduled_sync_of_a_repaired_item_does_not_wait_for_the_daily_probe(
+    wired, demo_bank, gateway, clock
+) -> None:
+    user_id = make_user(wired)
+    item_id, pid = link_item(wired, gateway, user_id)
+    sync_item(wired, user_id, item_id, policy=FAST)
+    demo_bank.set_fault(pid, "login_required")
+    assert sync_item(wired, user_id, item_id, policy=FAST).status == "login_required"
+    clock.advance(hours=1)
+    demo_bank.repair(pid)
+    _ask_to_sync(wired, item_id, status="ok", sync_requested_at=None)  # repaired; the request already taken
+    assert sync_item(wired, user_id, item_id, explicit=False, policy=FAST).status == "ok"
+    assert ledger(wired, user_id) == truth(demo_bank, pid)
+
+
+def test_a_job_whose_lease_expired_under_a_live_worker_runs_once(wired, demo_bank, gateway, clock) -> None:
+    user_id = make_user(wired)
+    item_id, pid = link_item(wired, gateway, user_id)
+    enqueue_sync(wired, item_id, "manual")
+    (slow,) = claim(wired, "A", 1)  # worker A is alive but late (busy elsewhere) ...
+    clock.advance(minutes=11)
+    (taken,) = claim(wired, "B", 1)  # ... so B takes the job over
+    assert taken.id == slow.id
+    assert run_job(wired, taken, "B") is not None
+    demo_bank.advance(pid, 1)
+    assert run_job(wired, slow, "A") is None  # A sees it no longer holds the job
+    with unit_of_work(wired.engine) as s:
+        assert len(s.exec(select(SyncRun)).all()) == 1
+        job = s.exec(select(SyncJob)).one()
+        assert (job.status, job.attempts) == ("done", 2)
+
+
+def test_a_pass_claims_one_job_at_a_time(wired, gateway, monkeypatch) -> None:
+    for n in range(3):
+        link_item(wired, gateway, make_user(wired, f"u{n}@example.com"))
+    running: list[int] = []
+    real_run_job = jobs.run_job
+
+    def spy(c: Container, job: SyncJob, worker_id: str) -> object:
+        with unit_of_work(c.engine) as s:
+            running.append(len(s.exec(select(SyncJob).where(SyncJob.status == "running")).all()))
+        return real_run_job(c, job, worker_id)
+
+    monkeypatch.setattr(jobs, "run_job", spy)
+    assert run_due_jobs(wired, worker_id="w", limit=10) == 3
+    assert running == [1, 1, 1]  # never a batch whose last job waits out its lease

@@ -1,18 +1,23 @@
-"""The webhook route under a flood (security bar L7): past the token bucket, 429 before the body is read or stored."""
+"""The webhook route under a flood (security bar L7): 429 before the body is read; forged key ids cannot flood Plaid."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime
 
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from models import PlaidItem, WebhookDelivery
-from services import banking
+from services import banking, webhooks
 from services.container import Container
 from services.db import unit_of_work
+from services.plaid_types import CallEvent
 from services.ratelimit import TokenBucket
 from services.web import MAX_WEBHOOK_BYTES, WEBHOOK_BURST, WEBHOOK_RATE, webhook_route
 from tests.integration.conftest_bank import Bank
@@ -97,3 +102,57 @@ def test_an_oversized_body_declared_or_chunked_gets_413_and_is_not_stored(contai
     assert stored(container) == 0
     assert http.post(URL, content=b"{}").status_code == 401  # an ordinary body is still read and verified
     assert stored(container) == 1
+
+
+def _forged_kid(bank: Bank, body: bytes, kid: str | None = None) -> str:
+    claims = {"iat": int(bank.clock.now.timestamp()), "request_body_sha256": hashlib.sha256(body).hexdigest()}
+    key = ec.generate_private_key(ec.SECP256R1())
+    return jwt.encode(claims, key, algorithm="ES256", headers={"kid": kid or str(uuid.uuid4())})
+
+
+def _key_fetches(plaid_events: list[CallEvent]) -> int:
+    return sum(e.endpoint == "/webhook_verification_key/get" for e in plaid_events)
+
+
+def test_forged_key_ids_spend_a_small_budget_then_get_401_without_asking_plaid(
+    bank: Bank, plaid_events: list[CallEvent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bank.user()
+    body = sync_update(bank.plaid_item_id(banking.link_sandbox(bank.c, email="alice@example.com")))
+    assert webhooks.handle_webhook(bank.c, body=body, headers=_signed(bank.demo.sign_webhook(body))).status_code == 200
+    assert _key_fetches(plaid_events) == 1  # Plaid's own key, cached
+    ticker = Ticker()  # a full budget from here, on a clock the test moves
+    monkeypatch.setattr(webhooks, "_new_kids", TokenBucket(webhooks.NEW_KID_RATE, webhooks.NEW_KID_BURST, clock=ticker))
+
+    answers = [webhooks.handle_webhook(bank.c, body=body, headers=_signed(_forged_kid(bank, body))) for _ in range(30)]
+    assert {a.status_code for a in answers} == {401}
+    assert _key_fetches(plaid_events) == 1 + webhooks.NEW_KID_BURST  # not 30: the rest never reached Plaid
+    assert all("too many new key ids" in a.outcome for a in answers[webhooks.NEW_KID_BURST :])
+
+    genuine = body.replace(b"sandbox", b"sandbox-again")
+    signed = webhooks.handle_webhook(bank.c, body=genuine, headers=_signed(bank.demo.sign_webhook(genuine)))
+    assert signed.status_code == 200  # a cached key needs no budget: Plaid's webhooks still get through
+    ticker.now += 1.0 / webhooks.NEW_KID_RATE
+    webhooks.handle_webhook(bank.c, body=body, headers=_signed(_forged_kid(bank, body)))
+    assert _key_fetches(plaid_events) == 2 + webhooks.NEW_KID_BURST  # the budget refills
+
+
+def test_the_unknown_key_id_cache_forgets_the_oldest_instead_of_growing(
+    bank: Bank, plaid_events: list[CallEvent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(webhooks, "MAX_MISSES", 5)
+    body = sync_update("no-such-item")
+    kids = [f"forged-{i}" for i in range(6)]
+    for kid in kids:
+        assert (
+            webhooks.handle_webhook(bank.c, body=body, headers=_signed(_forged_kid(bank, body, kid))).status_code == 401
+        )
+    assert _key_fetches(plaid_events) == 6 and len(webhooks._misses) == 5
+    webhooks.handle_webhook(bank.c, body=body, headers=_signed(_forged_kid(bank, body, kids[-1])))
+    assert _key_fetches(plaid_events) == 6  # remembered: no second fetch within the minute
+    webhooks.handle_webhook(bank.c, body=body, headers=_signed(_forged_kid(bank, body, kids[0])))
+    assert _key_fetches(plaid_events) == 7 and len(webhooks._misses) == 5  # forgotten as the oldest, asked again
+
+
+def _signed(token: str) -> dict[str, str]:
+    return {"Content-Type": "application/json", "Plaid-Verification": token}

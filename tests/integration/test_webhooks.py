@@ -250,12 +250,29 @@ def test_keys_are_cached_and_an_expired_key_is_refused(bank: Bank, plaid_events:
     assert fetches() == 1
     body = sync_update(plaid_item_id)
     old = bank.demo.sign_webhook(body)
-    bank.demo.rotate_webhook_key()
-    webhooks.clear_key_cache()
+    bank.demo.rotate_webhook_key()  # Plaid expires the cached key; nothing here is told
+    fresh = bank.demo.sign_webhook(body)
+    assert send(bank, body, fresh).status_code == 200  # the new kid makes us refetch the cached one too
     result = send(bank, body, old)
     assert result.status_code == 401 and "expired" in result.outcome
-    fresh = bank.demo.sign_webhook(body)
-    assert send(bank, body, fresh).status_code == 200
+
+
+def _signed_with(key: Any, body: bytes, iat: int) -> str:
+    claims = {"iat": iat, "request_body_sha256": hashlib.sha256(body).hexdigest()}
+    return jwt.encode(claims, key.private, algorithm="ES256", headers={"kid": key.kid})
+
+
+def test_an_expired_key_is_refused_once_its_cache_entry_is_ten_minutes_old(bank: Bank) -> None:
+    """Without any webhook under the new key, the expiry is still learned within the short TTL."""
+    _, plaid_item_id = linked(bank)
+    body = sync_update(plaid_item_id)
+    assert send(bank, body, bank.demo.sign_webhook(body)).status_code == 200  # the key is cached now
+    old = bank.demo.bank.webhooks.current
+    bank.demo.rotate_webhook_key()
+    bank.clock.advance(minutes=webhooks.KEY_TTL_SECONDS / 60 + 1)
+    later = body.replace(b"sandbox", b"sandbox-later")
+    result = send(bank, later, _signed_with(old, later, int(bank.clock.now.timestamp())))
+    assert result.status_code == 401 and "expired" in result.outcome
 
 
 def test_an_error_webhook_older_than_a_repair_does_not_undo_it(bank: Bank) -> None:
@@ -271,13 +288,86 @@ def test_an_error_webhook_older_than_a_repair_does_not_undo_it(bank: Bank) -> No
         }
     )
     signed_before_repair = bank.demo.sign_webhook(body, iat=int(bank.clock.now.timestamp()) - 30)
-    with unit_of_work(bank.c.engine) as session:  # the repair the user just finished
+    with unit_of_work(bank.c.engine) as session:
         item = session.get(PlaidItem, item_id)
         assert item is not None
-        item.status, item.updated_at = "ok", bank.clock.now
+        item.status, user_id = "login_required", item.user_id
+    assert banking.complete_repair(bank.c, user_id, item_id).status == "ok"  # the repair the user just finished
     result = send(bank, body, signed_before_repair)
     assert result.status_code == 200 and result.outcome.startswith("stale")
     assert state(bank, item_id)[0] == "ok"
     fresh = bank.demo.sign_webhook(body, iat=int(bank.clock.now.timestamp()) + 5)
     assert send(bank, body, fresh).outcome == "status login_required"
     assert state(bank, item_id)[0] == "login_required"
+
+
+def _item_webhook(plaid_item_id: str, code: str, **extra: Any) -> bytes:
+    return body_of({"webhook_type": "ITEM", "webhook_code": code, "item_id": plaid_item_id} | extra)
+
+
+LOGIN_REQUIRED = {"error": {"error_code": "ITEM_LOGIN_REQUIRED", "error_type": "ITEM_ERROR"}}
+
+
+def test_a_newer_item_webhook_applies_however_recently_the_item_changed(bank: Bank) -> None:
+    """Our processing time is not Plaid's: an ERROR signed after the last applied webhook is news."""
+    item_id, plaid_item_id = linked(bank)
+    bank.clock.advance(minutes=2)
+    now = int(bank.clock.now.timestamp())
+    new_accounts = _item_webhook(plaid_item_id, "NEW_ACCOUNTS_AVAILABLE")
+    error = _item_webhook(plaid_item_id, "ERROR", **LOGIN_REQUIRED)
+    assert send(bank, new_accounts, bank.demo.sign_webhook(new_accounts, iat=now - 3)).outcome == (
+        "status new_accounts_available"
+    )
+    result = send(bank, error, bank.demo.sign_webhook(error, iat=now - 2))
+    assert (result.status_code, result.outcome) == (200, "status login_required")
+    assert state(bank, item_id)[:2] == ("login_required", "ITEM_LOGIN_REQUIRED")
+
+
+def test_an_item_webhook_signed_before_the_one_that_set_the_status_is_stale(bank: Bank) -> None:
+    """A LOGIN_REPAIRED that Plaid sent before a newer ERROR, delivered after it, must not clear the error."""
+    item_id, plaid_item_id = linked(bank)
+    now = int(bank.clock.now.timestamp())
+    error = _item_webhook(plaid_item_id, "ERROR", **LOGIN_REQUIRED)
+    repaired = _item_webhook(plaid_item_id, "LOGIN_REPAIRED")
+    assert send(bank, error, bank.demo.sign_webhook(error, iat=now - 5)).outcome == "status login_required"
+    bank.clock.advance(seconds=30)
+    late = send(bank, repaired, bank.demo.sign_webhook(repaired, iat=now - 20))
+    assert (late.status_code, late.outcome[:5]) == (200, "stale")
+    assert state(bank, item_id)[0] == "login_required"
+    in_order = send(bank, repaired, bank.demo.sign_webhook(repaired, iat=now - 4))
+    assert in_order.outcome == "status ok" and state(bank, item_id)[0] == "ok"
+
+
+N_P256 = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # the P-256 group order
+
+
+def _high_s_twin(token: str) -> str:
+    """The same signature as (r, n - s): it verifies too, but the JWT's text differs."""
+    header, payload, sig = token.split(".")
+    raw = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+    r, s = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+    return f"{header}.{payload}.{b64(r.to_bytes(32, 'big') + (N_P256 - s).to_bytes(32, 'big'))}"
+
+
+def test_a_re_encoded_signature_of_a_delivered_webhook_is_refused_as_a_replay(bank: Bank) -> None:
+    item_id, plaid_item_id = linked(bank)
+    body = sync_update(plaid_item_id)
+    token = bank.demo.sign_webhook(body)
+    assert send(bank, body, token).status_code == 200
+    first = state(bank, item_id)
+    bank.clock.advance(seconds=30)
+    twin = _high_s_twin(token)
+    assert twin != token
+    replay = send(bank, body, twin)
+    assert (replay.status_code, replay.outcome) == (401, "rejected: replay")
+    assert state(bank, item_id) == first
+
+
+def test_pending_disconnect_says_the_day_the_connection_stops_working(bank: Bank) -> None:
+    _, plaid_item_id = linked(bank)
+    body = _item_webhook(plaid_item_id, "PENDING_DISCONNECT", reason="INSTITUTION_MIGRATION",
+                         disconnect_time="2027-02-01T00:00:00Z", environment="sandbox")  # fmt: skip
+    assert send(bank, body, bank.demo.sign_webhook(body)).outcome == "status pending_disconnect"
+    (view,) = banking.list_items(bank.c, bank_user(bank))
+    assert view.status == "pending_disconnect" and view.needs_repair
+    assert "stop working on 01 Feb 2027" in view.status_message

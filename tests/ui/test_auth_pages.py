@@ -251,8 +251,10 @@ def test_admin_page_only_for_admins(
     at.switch_page("admin.py").run()
     assert not at.exception
     shown = at.dataframe[0].value
-    assert set(shown["username"]) == {"alice", "root"}
+    assert set(shown["Username"]) == {"alice", "root"}
     assert not any("password" in str(col) or "totp_secret" in str(col) for col in shown.columns)
+    log = at.dataframe[1].value  # the audit log names accounts, never shows raw ids or bytes
+    assert {"alice", "root"} <= set(log["Account"]) and not log.astype(str).map(lambda v: "{" in v).any().any()
     assert "No bank connections waiting to be revoked." in [i.value for i in at.info]  # the revocations tab
 
 
@@ -287,7 +289,7 @@ def test_admin_page_needs_two_factor_on_every_rerun(
 
     secret = enable_totp(container, root.id, current_token=token)  # in Settings, in this same session
     at.run()
-    assert not at.exception and set(at.dataframe[0].value["username"]) == {"alice", "root"}
+    assert not at.exception and set(at.dataframe[0].value["Username"]) == {"alice", "root"}
 
     clock.advance(seconds=30)
     totp.disable_totp(container, root.id, password=PASSWORD, code=code_at(secret, clock()))

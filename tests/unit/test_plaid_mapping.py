@@ -1,4 +1,4 @@
-"""Pure mapping at the Plaid edge: the sign flip, exact minor units, dates and error decoding."""
+"""Pure mapping at the Plaid edge: the sign flip, exact minor units, dates, column limits and error decoding."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.plaid_mapping import (
+    ACCOUNT_TEXT_MAX,
+    CURRENCY_MAX,
+    ID_MAX,
+    TEXT_MAX,
+    UnreadableRecord,
     as_date,
     as_datetime,
     map_account,
@@ -186,3 +191,60 @@ def test_error_bodies_decode_into_our_tree(status: int, body: str, cls: type[Pla
 def test_error_message_uses_display_message_and_request_id() -> None:
     err = error_from_body(400, _body("INSTITUTION_DOWN", "INSTITUTION_ERROR", display_message="Bank is down."))
     assert str(err).startswith("Bank is down.") and "rq" in str(err) and err.display_message == "Bank is down."
+
+
+def _page(*txns: dict, removed: tuple[str, ...] = ()) -> dict:
+    return {"added": list(txns), "modified": [], "removed": [{"transaction_id": r} for r in removed], "accounts": [],
+            "next_cursor": "c", "has_more": False}  # fmt: skip
+
+
+def test_display_text_longer_than_its_column_is_cut_to_fit() -> None:
+    pfc = {"primary": "P" * 100, "detailed": "D" * 200, "confidence_level": "HIGH"}
+    long = {**RAW_TXN, "name": "X" * 600, "merchant_name": "M" * 300, "personal_finance_category": pfc,
+            "payment_channel": "C" * 40}  # fmt: skip
+    t = map_transaction(long)
+    assert (len(t.name), len(t.merchant_name or ""), len(t.category_primary or "")) == (512, 256, 64)
+    assert (len(t.category_detailed or ""), len(t.payment_channel or "")) == (128, 32)
+    a = map_account({"account_id": "a", "name": "N" * 200, "official_name": "O" * 300, "mask": "1" * 20,
+                     "type": "depository", "subtype": "S" * 100, "balances": {}})  # fmt: skip
+    assert (len(a.name), len(a.official_name or ""), len(a.mask or ""), len(a.subtype or "")) == (128, 256, 8, 64)
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"transaction_id": "t" * 129},
+        {"account_id": "a" * 129},
+        {"pending_transaction_id": "p" * 129},
+        {"iso_currency_code": "USDX"},
+        {"unofficial_currency_code": "U" * 17},
+    ],
+)
+def test_an_id_or_currency_too_long_to_store_makes_the_transaction_unreadable(field: dict) -> None:
+    page = map_sync_page(_page({**RAW_TXN, **field}, {**RAW_TXN, "transaction_id": "ok"}))
+    assert [t.transaction_id for t in page.added] == ["ok"]
+    (bad,) = page.unreadable
+    assert bad.kind == "added" and len(bad.transaction_id) <= 128 and "longer than" in bad.reason
+
+
+def test_an_unreadable_posted_transaction_still_names_its_pending_twin() -> None:
+    page = map_sync_page(_page({**RAW_TXN, "date": "2025-13-45"}))
+    (bad,) = page.unreadable
+    assert isinstance(bad, UnreadableRecord) and bad.pending_transaction_id == "p1"
+
+
+def test_a_removal_of_an_id_too_long_to_store_names_nothing() -> None:
+    assert map_sync_page(_page(removed=("x" * 129, "ok"))).removed == ("ok",)
+
+
+def test_column_limits_match_the_tables() -> None:
+    from models import BankAccount, LedgerTransaction, SyncStaged
+
+    for model in (LedgerTransaction, SyncStaged):
+        columns = model.__table__.columns  # type: ignore[attr-defined]
+        for name, limit in {**TEXT_MAX, **CURRENCY_MAX}.items():
+            assert columns[name].type.length == limit, (model, name)
+        assert columns["plaid_transaction_id"].type.length == ID_MAX
+        assert columns["pending_transaction_id"].type.length == ID_MAX
+    for name, limit in ACCOUNT_TEXT_MAX.items():
+        assert BankAccount.__table__.columns[name].type.length == limit, name  # type: ignore[attr-defined]

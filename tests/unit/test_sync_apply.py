@@ -67,14 +67,60 @@ def test_removal_first_keeps_edits_until_the_posted_twin_arrives_in_a_later_sync
     assert later.upserts["q"][1] == EDITED and later.tombstones_used == ["p"]
 
 
-def test_unedited_pending_removal_leaves_no_tombstone() -> None:
+def test_unedited_pending_removal_is_remembered_so_a_later_twin_takes_its_history() -> None:
     plan = plan_chunk([Staged(0, REMOVED, "p")], {"p": Existing(vals(pending=True))})
-    assert plan.deletes == ["p"] and plan.tombstones == []
+    assert plan.deletes == ["p"] and plan.tombstones == [("p", NO_EDITS)] and plan.removed == 1
 
 
-def test_removing_an_unknown_id_is_harmless() -> None:
+def test_posted_twin_after_an_unedited_removal_in_one_chunk_moves_the_history_and_is_not_news() -> None:
+    chunk = [Staged(0, REMOVED, "p"), Staged(1, ADDED, "q", vals(pending_id="p"))]
+    plan = plan_chunk(chunk, {"p": Existing(vals(pending=True))})
+    assert ("p", "q") in plan.history_moves and plan.tombstones_used == ["p"] and plan.new == {}
+    assert (plan.added, plan.removed) == (1, 1)
+
+
+def test_removing_an_unknown_id_is_harmless_and_not_counted() -> None:
     plan = plan_chunk([Staged(0, REMOVED, "ghost")], {})
-    assert plan.deletes == [] and plan.removed == 1
+    assert plan.deletes == [] and plan.removed == 0
+
+
+def test_the_same_id_added_twice_counts_once_and_is_news_once() -> None:
+    plan = plan_chunk([Staged(0, ADDED, "a", vals()), Staged(1, ADDED, "a", vals())], {})
+    assert (plan.added, plan.modified) == (1, 0) and list(plan.new) == ["a"]
+
+
+def test_counts_are_what_changed_in_the_ledger() -> None:
+    existing = {"a": Existing(vals()), "b": Existing(vals())}
+    chunk = [
+        Staged(0, MODIFIED, "a", vals()),
+        Staged(1, MODIFIED, "b", vals(name="NEW")),
+        Staged(2, MODIFIED, "c", vals()),
+    ]
+    plan = plan_chunk(chunk, existing)
+    assert (plan.added, plan.modified, plan.removed) == (1, 1, 0) and list(plan.new) == ["c"]
+    born_and_gone = plan_chunk([Staged(0, ADDED, "d", vals(pending=True)), Staged(1, REMOVED, "d")], {})
+    assert (born_and_gone.added, born_and_gone.removed) == (0, 0) and born_and_gone.new == {}
+
+
+def test_a_posted_row_replacing_a_ledger_or_saved_pending_row_is_not_news() -> None:
+    in_ledger = plan_chunk([Staged(0, ADDED, "q", vals(pending_id="p"))], {"p": Existing(vals(pending=True))})
+    saved = plan_chunk([Staged(0, ADDED, "q", vals(pending_id="p"))], {}, {"p": NO_EDITS})
+    assert in_ledger.new == {} and saved.new == {} and (in_ledger.added, in_ledger.removed) == (1, 1)
+    same_run = plan_chunk([Staged(0, ADDED, "p", vals(pending=True)), Staged(1, ADDED, "q", vals(pending_id="p"))], {})
+    assert list(same_run.new) == ["q"] and (same_run.added, same_run.removed) == (1, 0)
+
+
+def test_a_pending_row_whose_posted_twin_was_set_aside_is_kept() -> None:
+    existing = {"p": Existing(vals(pending=True), EDITED)}
+    plan = plan_chunk([Staged(0, REMOVED, "p")], existing, keep={"p"})
+    assert plan.deletes == [] and plan.tombstones == [] and plan.removed == 0
+
+
+def test_removed_and_sent_again_keeps_the_row_and_its_edits_as_a_modification() -> None:
+    existing = {"a": Existing(vals(name="X", pending=True), EDITED)}
+    plan = plan_chunk([Staged(0, REMOVED, "a"), Staged(1, ADDED, "a", vals(pending=True))], existing)
+    assert plan.upserts["a"][1] == EDITED and plan.tombstones == [] and plan.new == {}
+    assert (plan.added, plan.modified, plan.removed) == (0, 1, 0)
 
 
 def test_removed_then_sent_again_in_one_chunk_keeps_the_later_change() -> None:
