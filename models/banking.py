@@ -32,6 +32,10 @@ class PlaidItem(SQLModel, table=True):
     institution_name: str = Field(max_length=128)
     status: str = Field(default="ok", max_length=32)
     status_code: str | None = Field(default=None, max_length=64)
+    # When the status was decided: the iat of the webhook that set it, or the time of a repair or link.
+    # An ITEM webhook signed before this is stale news (deliveries arrive out of order). None: no constraint.
+    status_since: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    # The day the connection stops working (consent expiry or a pending disconnect), as Plaid announced it.
     consent_expires_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     sync_requested_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
@@ -61,6 +65,8 @@ class BankAccount(SQLModel, table=True):
     institution_name: str = Field(default="", max_length=128)
     balance_updated_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     disconnected_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    # Set when a new link took this kept account back; until cleared, syncs match its kept history (services/relink).
+    relinked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
 
 class LinkSession(SQLModel, table=True):
@@ -107,7 +113,8 @@ class WebhookDelivery(SQLModel, table=True):
     item_id: uuid.UUID | None = Field(default=None)
     verified: bool = Field(default=False)
     outcome: str = Field(default="", max_length=255)
-    # sha256 of the Plaid-Verification JWT of an applied delivery; unique, so a replay cannot apply twice.
+    # sha256 of what Plaid signed for an applied delivery (kid, iat, body hash), not of the JWT's text, which an
+    # ECDSA re-encoding changes; unique, so a replay cannot apply twice.
     signature_sha256: str | None = Field(default=None, max_length=64, unique=True)
 
 

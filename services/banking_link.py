@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlmodel import col
 
-from models import LinkSession, User
+from models import LinkSession, PlaidItem, User
 from services import banking_store as store
 from services import revocations
 from services.banking_views import ItemView, LinkStart
@@ -95,10 +95,17 @@ def start_link(c: Container, user_id: uuid.UUID, *, item_id: uuid.UUID | None = 
     gw = gateway(c)
     with unit_of_work(c.engine) as session:
         store.require_verified(session, user_id)
+        repaired = session.get(PlaidItem, item_id) if item_id is not None else None
+        # New accounts at the bank can only be picked in update mode with account selection on.
+        selection = repaired is not None and repaired.user_id == user_id and repaired.status == "new_accounts_available"
     token = get_access_token(c, user_id, item_id) if item_id is not None else None
     with calls_for(user_id, item_id):
         link = gw.link_token_create(
-            str(user_id), access_token=token, webhook=webhook_url(c), redirect_uri=c.settings.plaid_redirect_uri
+            str(user_id),
+            access_token=token,
+            webhook=webhook_url(c),
+            redirect_uri=c.settings.plaid_redirect_uri,
+            account_selection=selection,
         )
     now = c.clock()
     with unit_of_work(c.engine) as session:
@@ -213,13 +220,15 @@ def link_public_token(
                 session.get(User, user_id, with_for_update=True)  # one link at a time per user: no twin items
                 duplicate = store.find_duplicate(session, user_id, institution_id, result.accounts)
                 if duplicate is None:
-                    item = store.store_item(session, c.cipher, row_id=row_id, user_id=user_id, access=access,
-                                            institution=(institution_id, name), accounts=result.accounts, now=now)  # fmt: skip
+                    item, taken = store.store_item(session, c.cipher, row_id=row_id, user_id=user_id, access=access,
+                                                   institution=(institution_id, name), accounts=result.accounts,
+                                                   now=now)  # fmt: skip
                     if link_session_id is not None:
                         link = session.get(LinkSession, link_session_id)
                         if link is not None:
                             link.completed_at = now
-                    store.record(session, event="bank_linked", user_id=user_id, ip=ip, detail=name)
+                    kept = f"; continues the kept history of {taken} account(s)" if taken else ""
+                    store.record(session, event="bank_linked", user_id=user_id, ip=ip, detail=name + kept)
                     view = store.view(session, item)
         except BaseException:
             _discard(c, gw, user_id, access, "storing failed", ip, name)

@@ -16,6 +16,7 @@ from services.banking_views import AccountView, ItemView, needs_repair, status_m
 from services.crypto import FieldCipher
 from services.errors import NotFound, PermissionDenied
 from services.plaid_types import Account, ItemAccess
+from services.relink import reattach_kept
 
 log = logging.getLogger("finsync.banking")
 TOKEN_TABLE, TOKEN_COLUMN = "plaid_items", "access_token_enc"
@@ -111,8 +112,11 @@ def store_item(
     institution: tuple[str, str],
     accounts: Iterable[Account],
     now: datetime,
-) -> PlaidItem:
-    """Add the item (token encrypted and bound to its row) and its accounts with balances."""
+) -> tuple[PlaidItem, int]:
+    """Add the item (token encrypted and bound to its row) and its accounts with balances.
+
+    Returns the item and how many kept accounts (removed earlier with their history) it took back.
+    """
     item = PlaidItem(
         id=row_id,
         user_id=user_id,
@@ -125,12 +129,15 @@ def store_item(
     )
     session.add(item)
     session.flush()
+    accounts = list(accounts)
+    taken = reattach_kept(session, item, accounts, now)  # the same login linked again after "keep history"
     upsert_accounts(session, item, accounts, now)
-    return item
+    return item, taken
 
 
 def set_status(item: PlaidItem, status: str, code: str | None, now: datetime) -> None:
-    item.status, item.status_code, item.updated_at = status, code, now
+    """Decide the item's state now: an ITEM webhook signed before this is older news and stale."""
+    item.status, item.status_code, item.updated_at, item.status_since = status, code, now, now
 
 
 def view(session: Session, item: PlaidItem) -> ItemView:

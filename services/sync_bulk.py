@@ -103,7 +103,7 @@ def _names_a_twin(sql: Sql, rid: str, uid: str) -> bool:
 
 def new_rows(sql: Sql, run_id: uuid.UUID, large: int | None) -> list[NewTransaction]:
     """What the notification lists, as the row-by-row path picks it: the first 20, then large ones, up to 200."""
-    cols = 'seq, "date", name, amount_minor, iso_currency_code'
+    cols = 'seq, "date", name, amount_minor, iso_currency_code, plaid_transaction_id'
     rid = sql.uid(run_id)
     rows = sql.run(
         f"SELECT {cols} FROM sync_staging WHERE run_id = ? ORDER BY seq LIMIT {_NEWS_FIRST}",  # noqa: S608 - constant SQL
@@ -115,7 +115,7 @@ def new_rows(sql: Sql, run_id: uuid.UUID, large: int | None) -> list[NewTransact
             f"ORDER BY seq LIMIT {_NEWS_MAX - _NEWS_FIRST}",
             (rid, rows[-1][0], large),
         ).fetchall()
-    return [NewTransaction(_day(r[1]), r[2], r[3], r[4]) for r in rows]
+    return [NewTransaction(_day(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
 
 
 def _day(value: str | date) -> date:

@@ -40,6 +40,7 @@ class LinkSession:
     item_id: str | None
     webhook: str | None
     expires: datetime
+    account_selection: bool = False  # update mode may add accounts (`update.account_selection_enabled`)
 
 
 class Bank:
@@ -83,6 +84,9 @@ class Bank:
             item = new_item(item_id, f"access-demo-{secrets.token_hex(16)}", institution_id, today, _now())
             item.webhook = webhook
             item.login = username
+            # The bank's history belongs to the login, not the link: linking the same login again shows the same
+            # transactions (under new ids, as Plaid gives a new item new ids).
+            item.seed = stable_id(self.seed, institution_id, username)
             first = today - timedelta(days=self.history_days - 1)
             item.anchor = first
             simulate_range(item.ledger, item.accounts, item.seed, first, today)
@@ -143,14 +147,17 @@ class Bank:
 
     # -- link sessions ----------------------------------------------------------------------------
 
-    def new_link_session(self, client_user_id: str, access_token: str | None, webhook: str | None) -> str:
+    def new_link_session(
+        self, client_user_id: str, access_token: str | None, webhook: str | None, *, account_selection: bool = False
+    ) -> str:
         """Create a link token; with an access token it is an update-mode token for that item."""
         with self.lock:
             item_id = None
             if access_token is not None:
                 item_id = self.item_for(access_token, "/link/token/create").item_id
             token = f"link-demo-{secrets.token_hex(16)}"
-            self.link_sessions[token] = LinkSession(client_user_id, item_id, webhook, _now() + LINK_TOKEN_TTL)
+            expires = _now() + LINK_TOKEN_TTL
+            self.link_sessions[token] = LinkSession(client_user_id, item_id, webhook, expires, account_selection)
             return token
 
     def link_session(self, link_token: str) -> LinkSession:
@@ -281,7 +288,7 @@ class Bank:
             item = self.item(item_id)
             if kind == "login_required":
                 item.error_code = "ITEM_LOGIN_REQUIRED"
-                self.notify(item, "ITEM", "ERROR", error=error_json(item))
+                self.notify(item, "ITEM", "ERROR", error=error_json(item, webhook=True))
             elif kind == "delay":
                 item.faults.delay = seconds
             elif kind == "mutation_during_pagination":

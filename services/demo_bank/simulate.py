@@ -51,7 +51,8 @@ def _recurs_on(rec: Recurring, day: date, anchor: date) -> bool:
 def simulate_day(ledger: Ledger, accounts: dict[str, str], seed: str, day: date, anchor: date) -> None:
     """Post yesterday's holds, book today's bills and pay, add pending card spending, and tidy history."""
     rng = random.Random(f"{seed}:{day.isoformat()}")
-    for txn in sorted((t for t in ledger.txns.values() if t.pending and t.date < day), key=lambda t: t.transaction_id):
+    # In booking order, not id order: ids differ per link, and the same login linked again must live the same life.
+    for txn in sorted((t for t in ledger.txns.values() if t.pending and t.date < day), key=lambda t: t.created_pos):
         if rng.random() < 0.06:
             ledger.remove(txn.transaction_id)  # an authorization hold that never posts
             continue
@@ -70,7 +71,7 @@ def simulate_day(ledger: Ledger, accounts: dict[str, str], seed: str, day: date,
     if rng.random() < 0.15:
         recent = [t for t in ledger.txns.values() if not t.pending and t.stream is None and (day - t.date).days < 10]
         if recent:
-            victim = min(recent, key=lambda t: t.transaction_id)
+            victim = min(recent, key=lambda t: t.created_pos)
             ledger.modify(victim.transaction_id, confidence="VERY_HIGH", name=victim.name.title())
 
 

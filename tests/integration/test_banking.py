@@ -282,6 +282,24 @@ def test_repair_after_login_required_webhook_through_update_mode(bank: Bank) -> 
         assert repaired is not None and repaired.sync_requested_at is not None
 
 
+def test_repair_for_new_accounts_opens_link_with_account_selection(bank: Bank) -> None:
+    """NEW_ACCOUNTS_AVAILABLE: update mode must let the user pick the new accounts; a login repair need not."""
+    alice = bank.user()
+    item = bank.link(alice)
+    plain = banking.start_link(bank.c, alice, item_id=item.id)
+    assert bank.demo.bank.link_sessions[plain.link_token].account_selection is False
+    with unit_of_work(bank.c.engine) as session:
+        row = session.get(PlaidItem, item.id)
+        assert row is not None
+        row.status, row.status_code = "new_accounts_available", "NEW_ACCOUNTS_AVAILABLE"
+        session.add(row)
+    assert "new accounts" in banking.list_items(bank.c, alice)[0].status_message
+    update = banking.start_link(bank.c, alice, item_id=item.id)
+    session_at_bank = bank.demo.bank.link_sessions[update.link_token]
+    assert session_at_bank.account_selection is True
+    assert session_at_bank.item_id == bank.plaid_item_id(item.id)
+
+
 def test_each_plaid_call_of_a_sync_is_logged_once_and_tagged_with_its_item(bank: Bank) -> None:
     from services.sync import sync_item
 
