@@ -8,7 +8,7 @@ from services import auth
 from services.errors import FinsyncError
 
 st.title("Forgot your password?")
-with st.form("forgot_form"):
+with st.form("forgot_form", clear_on_submit=True):
     email = st.text_input("Your account's email address", max_chars=320, key="forgot_email", autocomplete="email")
     submitted = st.form_submit_button("Send me a reset link", type="primary")
 

@@ -10,7 +10,11 @@ from services.errors import FinsyncError
 
 view = require_user()
 st.title(f"Welcome, {md(view.user.username)}")
-st.write("finsync keeps your banks in sync by itself: dashboards, a searchable ledger, budgets and monthly reports.")
+st.write(
+    "finsync keeps your banks in sync by itself. Link a bank under **Accounts**; from then on it fetches new "
+    "transactions every few hours. **Transactions** is your searchable ledger (categories, notes, tags, CSV "
+    "export), and **Sync history** shows every sync and explains anything that went wrong."
+)
 
 if not view.user.email_verified:
     st.warning(

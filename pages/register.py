@@ -15,7 +15,8 @@ st.caption(
     "works best. Any characters are fine, emoji included."
 )
 
-with st.form("register_form"):
+holder = st.empty()  # the form goes away once the account is made (no password left on screen)
+with holder.form("register_form"):
     email = st.text_input("Email", max_chars=320, key="register_email", autocomplete="email")
     username = st.text_input("Username", max_chars=64, key="register_username", autocomplete="username")
     password, repeat = new_password_inputs("Password", "register")
@@ -27,6 +28,7 @@ if submitted and passwords_match(password, repeat):
     except FinsyncError as exc:
         st.error(str(exc))
     else:
+        holder.empty()
         # The same words whether or not the address already had an account (the owner gets a notice instead).
         st.success(
             f"Check your email: we sent a message to {md(received.email)}. Open the verification link in it "

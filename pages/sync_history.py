@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from pages.ui.format import when
 from pages.ui.session import require_user
 from pages.ui.state import container
 from services import sync
@@ -14,19 +15,26 @@ if not runs:
     st.info("No syncs yet. finsync syncs each linked bank by itself every few hours.")
     st.stop()
 
-for run in runs:
+WHY = {"manual": "Sync now", "cli": "command line", "schedule": "schedule", "sign_in": "you signed in",
+       "webhook": "bank news or a repair"}  # fmt: skip
+RESULT = {"ok": "synced", "preparing": "bank preparing data", "running": "running", "failed": "failed",
+          "login_required": "needs sign-in", "already_syncing": "already syncing"}  # fmt: skip
+
+latest: dict[object, sync.RunView] = {}
+for run in runs:  # newest first: a failure matters only until a later run of that bank worked
+    latest.setdefault(run.item_id, run)
+for run in latest.values():
     if run.status not in ("ok", "preparing", "running"):
-        st.error(f"{run.started_at:%Y-%m-%d %H:%M} UTC, {run.institution_name}: {run.explanation} {run.fix}".strip())
-        break
+        st.error(f"{when(run.started_at)}, {run.institution_name}: {run.explanation} {run.fix}".strip())
 
 st.dataframe(
     pd.DataFrame(
         [
             {
-                "Started (UTC)": r.started_at,
+                "Started": when(r.started_at),
                 "Bank": r.institution_name,
-                "Why": r.trigger,
-                "Result": r.status,
+                "Why": WHY.get(r.trigger, r.trigger),
+                "Result": RESULT.get(r.status, r.status),
                 "Pages": r.pages,
                 "Added": r.added,
                 "Modified": r.modified,

@@ -5,7 +5,7 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
-from pages.ui.format import money
+from pages.ui.format import category, money
 from pages.ui.session import require_user
 from pages.ui.state import container
 from pages.ui.text import md
@@ -31,7 +31,7 @@ frame = pd.DataFrame(
             "Name": t.name,
             "Merchant": t.merchant_name or "",
             "Amount": money(t.amount_minor, t.iso_currency_code),
-            "Category": t.category or "",
+            "Category": category(t.category),
             "Account": names.get(t.account_id, ""),
             "Pending": t.pending,
             "Excluded": t.excluded,
@@ -69,8 +69,9 @@ with st.form("tx_edit_form"):
         "Category",
         value=tx.category_override or "",
         max_chars=64,
-        placeholder=tx.plaid_category or "",
-        help="Leave empty to use your bank's category" + (f" ({tx.plaid_category})." if tx.plaid_category else "."),
+        placeholder=category(tx.plaid_category),
+        help="Leave empty to use your bank's category"
+        + (f" ({category(tx.plaid_category)})." if tx.plaid_category else "."),
         key=f"tx_category_{shown}",
     )
     note = st.text_area("Note", value=tx.note or "", max_chars=500, key=f"tx_note_{shown}")
@@ -95,9 +96,13 @@ elif saved:
     except FinsyncError as exc:
         st.error(str(exc))
     else:
-        tx_id = st.session_state["tx_selected"] = tx.transaction_id
-        st.success("Saved. Your edits stay when the bank updates or posts this transaction.")
+        st.session_state["tx_selected"] = tx.transaction_id
+        st.session_state["tx_opened"] = (tx.transaction_id, tx.version)
+        st.session_state["tx_flash"] = "Saved. Your edits stay when the bank updates or posts this transaction."
+        st.rerun()  # the list above shows the new category and exclusion at once
 st.session_state["tx_opened"] = (tx_id, tx.version)
+if flash := st.session_state.pop("tx_flash", None):
+    st.success(flash)
 
 history = sync.transaction_history(c, uid, tx.transaction_id)
 with st.expander(f"What the bank changed ({len(history)})"):

@@ -47,6 +47,12 @@ def request_password_reset(c: Container, *, email: str, ip: str = "") -> None:
     p.finish(c)
 
 
+def reset_link_usable(c: Container, token: str) -> bool:
+    """Whether a reset link can still set a password (unused, unexpired), so a dead one shows no form."""
+    with unit_of_work(c.engine) as session:
+        return tokens.find(session, token, (tokens.RESET,), c.clock()) is not None
+
+
 def reset_password(c: Container, *, token: str, new_password: str, ip: str = "") -> None:
     """Set a new password from a reset link; ends every session and clears a sign-in pause.
 

@@ -23,6 +23,7 @@ from services.account import (
     delete_account,
     request_email_change,
     request_password_reset,
+    reset_link_usable,
     reset_password,
 )
 from services.container import Container
@@ -49,6 +50,7 @@ __all__ = [
     "request_password_reset",
     "require_verified",
     "resend_verification",
+    "reset_link_usable",
     "reset_password",
     "verify_email",
 ]

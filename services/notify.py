@@ -6,11 +6,13 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 
 from models import NotificationPrefs, User
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError
+from services.plaid_mapping import to_minor
 from services.sync_checks import LowBalance
 
 log = logging.getLogger("finsync.notify")
@@ -34,6 +36,7 @@ class NewTransaction:
     name: str
     amount_minor: int
     iso_currency_code: str | None
+    transaction_id: str = ""
 
 
 def get_notification_prefs(c: Container, user_id: uuid.UUID) -> NotificationSettings:
@@ -61,10 +64,10 @@ def set_notification_prefs(c: Container, user_id: uuid.UUID, prefs: Notification
 
 
 def money(minor: int, currency: str | None) -> str:
-    """``-1,234.50 USD`` from minor units (two decimals; enough for an email)."""
+    """``-1,234.50 USD`` from minor units, in the currency's own decimals (``1,200 JPY``)."""
     sign = "-" if minor < 0 else ""
-    whole, cents = divmod(abs(minor), 100)
-    return f"{sign}{whole:,}.{cents:02d} {currency or ''}".strip()
+    places = len(str(to_minor(1, currency))) - 1
+    return f"{sign}{Decimal(abs(minor)).scaleb(-places):,.{places}f} {currency or ''}".strip()
 
 
 def _send(c: Container, user_id: uuid.UUID, subject: str, body: str) -> None:
@@ -75,7 +78,9 @@ def _send(c: Container, user_id: uuid.UUID, subject: str, body: str) -> None:
         return
     try:
         c.mailer.send(
-            to, subject, body + f"\n\nChange what finsync emails you about in Settings: {c.settings.base_url}\n"
+            to,
+            f"finsync: {subject}",  # one prefix on every notification, so a mail filter can sort them
+            body + f"\n\nChange what finsync emails you about in Settings: {c.settings.base_url}\n",
         )
     except Exception:  # a mail outage must never fail a sync
         log.exception("could not send a notification")
@@ -88,9 +93,17 @@ def after_sync(
     new: list[NewTransaction],
     added_total: int,
     low: list[LowBalance],
+    *,
+    initial: bool = False,
 ) -> None:
-    """The digest, large-transaction and low-balance emails a finished sync calls for."""
+    """The digest, large-transaction and low-balance emails a finished sync calls for.
+
+    ``initial``: the connection's first sync brought its past history, which is not news: no digest and no
+    large-transaction alerts for it (low balances still count).
+    """
     prefs = get_notification_prefs(c, user_id)
+    new = [] if initial else sorted(new, key=lambda t: t.date, reverse=True)  # newest first, as a bank lists them
+    added_total = 0 if initial else added_total
     if prefs.digest and added_total:
         lines = [
             f"  {t.date.isoformat()}  {money(t.amount_minor, t.iso_currency_code):>16}  {_plain(t.name)}"
@@ -105,7 +118,8 @@ def after_sync(
         lines = [
             f"  {t.date.isoformat()}  {money(t.amount_minor, t.iso_currency_code):>16}  {_plain(t.name)}" for t in large
         ]
-        body = f"These transactions at {institution} are at or above your alert amount of {money(limit, None)}:\n\n"
+        amount = money(limit, None)  # the threshold is a plain amount, compared in each transaction's own currency
+        body = f"These transactions at {institution} are at or above your alert amount of {amount}:\n\n"
         _send(c, user_id, f"Large transaction at {institution}", body + "\n".join(lines))
     for acct in low if prefs.low_balance_minor is not None else []:
         body = f"The balance of {_plain(acct.name)} at {institution} is {money(acct.balance_minor, acct.iso_currency_code)}."

@@ -7,20 +7,30 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlmodel import Session, col
 
 from models import ItemSyncState, PlaidItem, SyncQuarantine, SyncRun
 from services.container import Container
 from services.db import unit_of_work
 from services.notify import NewTransaction, NotificationSettings
+from services.plaid_mapping import UnreadableRecord
 from services.plaid_types import Account
+from services.relink import reconcile_kept
 from services.sync_accounts import placeholder_account, upsert_accounts
-from services.sync_apply import ADDED, Staged, plan_chunk, referenced_ids
+from services.sync_apply import Plan, plan_chunk, referenced_ids
 from services.sync_bulk import all_added, insert_new, new_rows, staged_accounts
 from services.sync_checks import LowBalance, check_accounts
 from services.sync_run import LeaseLost, RunCounters
-from services.sync_store import Sql, drop_staging, load_existing, load_tombstones, staged_chunks, write_plan
+from services.sync_store import (
+    Sql,
+    drop_staging,
+    forget_unedited_tombstones,
+    load_existing,
+    load_tombstones,
+    staged_chunks,
+    write_plan,
+)
 from services.sync_types import SyncResult
 
 
@@ -31,15 +41,20 @@ class News:
     rows: list[NewTransaction] = field(default_factory=list)
     count: int = 0
     low: list[LowBalance] = field(default_factory=list)
+    initial: bool = False  # the connection's first successful sync: its rows are past history, not news
 
-    def collect(self, chunk: list[Staged], existing: set[str], large: int | None) -> None:
-        for s in chunk:
-            if s.kind != ADDED or s.transaction_id in existing:
-                continue
+    def forget(self, ids: set[str]) -> None:
+        """Drop rows that turned out to continue kept history (a bank linked again) rather than be new."""
+        self.count -= len(ids)
+        self.rows = [r for r in self.rows if r.transaction_id not in ids]
+
+    def collect(self, plan: Plan, large: int | None) -> None:
+        """The rows a chunk brought in that are new to the user (a pending row posting is not news again)."""
+        for tid, values in plan.new.items():
             self.count += 1
-            amount = s.values[1]
+            amount = values[1]
             if len(self.rows) < 20 or (large is not None and abs(amount) >= large and len(self.rows) < 200):
-                self.rows.append(NewTransaction(date.fromisoformat(s.values[4]), s.values[6], amount, s.values[2]))
+                self.rows.append(NewTransaction(date.fromisoformat(values[4]), values[6], amount, values[2], tid))
 
 
 def apply_run(
@@ -66,9 +81,15 @@ def apply_run(
         amap = upsert_accounts(session, item, accounts, now)
         sql = Sql(session.connection())
         added, modified, removed = _apply_rows(session, sql, item, run, amap, now, news, prefs)
+        continued = reconcile_kept(session, item, run.run_id, now)  # a relinked bank's history is not news
+        if continued:
+            added -= len(continued)
+            news.forget(continued)
         set_aside(session, sql, item, run, now)
         drop_staging(sql, [run.run_id])
         news.low = check_accounts(session, item, accounts, amap, now, prefs.low_balance_minor)
+        state = session.get(ItemSyncState, item.id)
+        news.initial = state is None or state.last_success_at is None
         _finish(c, session, item, run, now, began, (added, modified, removed))
     code, message = _aside_note(run)
     result = SyncResult(item.id, "ok", item.institution_name, run.pages, added, modified, removed, code, message,
@@ -125,17 +146,25 @@ def _apply_rows(
             news.rows = new_rows(sql, run.run_id, prefs.large_transaction_minor)
             return inserted, 0, 0
     added = modified = removed = 0
+    # A posted transaction set aside as unreadable: its pending twin stays (edits and all) until it reads.
+    held = {
+        u.pending_transaction_id for u in run.unreadable if isinstance(u, UnreadableRecord) and u.pending_transaction_id
+    }
+    unedited: set[str] = set()
     for chunk in staged_chunks(sql, run.run_id):
         for s in chunk:
             if s.values and s.values[0] not in amap:
                 amap[s.values[0]] = placeholder_account(session, item, s.values[0])
         ids = sorted(referenced_ids(chunk))
         existing = load_existing(sql, item.user_id, ids)
-        news.collect(chunk, set(existing), prefs.large_transaction_minor)
-        plan = plan_chunk(chunk, existing, load_tombstones(sql, item.user_id, ids))
+        plan = plan_chunk(chunk, existing, load_tombstones(sql, item.user_id, ids), held)
+        news.collect(plan, prefs.large_transaction_minor)
         write_plan(sql, plan, user_id=item.user_id, item_id=item.id, run_id=run.run_id, accounts=amap, now=now)
+        unedited |= {t for t, e in plan.tombstones if not e.any}
+        unedited -= set(plan.tombstones_used)
         added, modified, removed = added + plan.added, modified + plan.modified, removed + plan.removed
         run.report("applying", added + modified + removed)
+    forget_unedited_tombstones(sql, item.user_id, sorted(unedited))
     return added, modified, removed
 
 
@@ -151,7 +180,7 @@ def _finish(
     """Mark the item synced and the run done, inside the apply transaction."""
     state = session.get(ItemSyncState, item.id)
     assert state is not None
-    state.state, state.error_code, state.message = "ok", None, ""
+    state.state, (state.error_code, state.message) = "ok", _still_aside(session, item)
     state.last_success_at, state.last_success_started_at, state.last_attempt_at = now, began, now
     state.next_due_at = now + timedelta(hours=c.settings.sync_interval_hours)
     state.consecutive_failures, state.login_required_since = 0, None
@@ -171,6 +200,22 @@ def _finish(
     row.request_ids = ",".join(run.request_ids)
     session.add(row)
     fresh = session.get(PlaidItem, item.id)
-    if fresh is not None and fresh.status != "ok":
-        fresh.status, fresh.status_code, fresh.updated_at = "ok", None, now
+    # A sync that worked disproves only "sign in again" and "error"; a webhook's advisory (consent expiring,
+    # new accounts, access revoked) still holds and stays until the user repairs the connection.
+    # A status decided after this run began (a webhook signed meanwhile) is newer news than this run: keep it.
+    if fresh is not None and fresh.status in _DISPROVED and (fresh.status_since or began) <= began:
+        fresh.status, fresh.status_code, fresh.updated_at, fresh.status_since = "ok", None, now, began
         session.add(fresh)
+
+
+_DISPROVED = frozenset({"login_required", "error"})
+
+
+def _still_aside(session: Session, item: PlaidItem) -> tuple[str | None, str]:
+    """The connection's note while transactions stay set aside (this run's or an earlier one's)."""
+    n = session.execute(
+        select(func.count()).select_from(SyncQuarantine).where(col(SyncQuarantine.item_id) == item.id)
+    ).scalar_one()
+    if not n:
+        return None, ""
+    return "TRANSACTIONS_SET_ASIDE", f"{n} transaction(s) from your bank could not be read and are set aside."

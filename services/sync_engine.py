@@ -198,5 +198,5 @@ def _execute(  # noqa: PLR0911 - one return per way a run can end
         code, message = _unexpected(exc)
         return fail("failed", code, message, now + backoff)
     run.report("done", result.added + result.modified + result.removed)
-    after_sync(c, item.user_id, item.institution_name, news.rows, news.count, news.low)
+    after_sync(c, item.user_id, item.institution_name, news.rows, news.count, news.low, initial=news.initial)
     return result

@@ -96,13 +96,17 @@ def sync_now(c: Container, uid: uuid.UUID, item: ItemView) -> None:
         except FinsyncError as exc:
             _resume(held)
             box.update(label=str(exc), state="error")
-            return
-        _resume(held)
-        done = f"{result.added} new, {result.modified} updated, {result.removed} removed"
-        if result.status == "ok":
-            box.update(label=f"{item.institution_name} is up to date: {done}.", state="complete")
+            st.session_state["flash"] = [("error", str(exc))]
         else:
-            box.update(label=md(result.message or result.status), state="error")
+            _resume(held)
+            done = f"{result.added} new, {result.modified} updated, {result.removed} removed"
+            if result.status == "ok":
+                box.update(label=f"{item.institution_name} is up to date: {done}.", state="complete")
+                st.session_state["flash"] = [("success", f"{item.institution_name} is up to date: {done}.")]
+            else:
+                box.update(label=md(result.message or result.status), state="error")
+                st.session_state["flash"] = [("error", result.message or result.status)]
+    st.rerun()  # the card's status, last sync and balances show what the sync changed
 
 
 def _accounts_table(item: ItemView, flagged: tuple[uuid.UUID, ...] = ()) -> None:

@@ -25,3 +25,41 @@ def money(minor: int | None, currency: str | None) -> str:
 def when(stamp: datetime | None, empty: str = "never") -> str:
     """A stored UTC time as ``2026-11-27 05:58 UTC``."""
     return f"{stamp:%Y-%m-%d %H:%M} UTC" if stamp else empty
+
+
+# Plaid's personal_finance_category primaries; a detailed code starts with its primary.
+_PRIMARIES = (
+    "INCOME", "TRANSFER_IN", "TRANSFER_OUT", "LOAN_PAYMENTS", "BANK_FEES", "ENTERTAINMENT", "FOOD_AND_DRINK",
+    "GENERAL_MERCHANDISE", "HOME_IMPROVEMENT", "MEDICAL", "PERSONAL_CARE", "GENERAL_SERVICES",
+    "GOVERNMENT_AND_NON_PROFIT", "TRANSPORTATION", "TRAVEL", "RENT_AND_UTILITIES",
+)  # fmt: skip
+
+
+def _words(code: str) -> str:
+    return code.replace("_", " ").lower().capitalize()
+
+
+def category(value: str | None) -> str:
+    """A bank's category code in words (``FOOD_AND_DRINK_COFFEE`` -> ``Food and drink · Coffee``); a user's as typed."""
+    if not value or not value.isupper() or " " in value:
+        return value or ""
+    for primary in _PRIMARIES:
+        if value == primary:
+            return _words(primary)
+        if value.startswith(primary + "_"):
+            return f"{_words(primary)} · {_words(value[len(primary) + 1 :])}"
+    return _words(value)
+
+
+_BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"), ("Safari/", "Safari"))
+_SYSTEMS = (("iPhone", "iPhone"), ("iPad", "iPad"), ("Android", "Android"), ("Windows", "Windows"),
+            ("Mac OS X", "macOS"), ("CrOS", "ChromeOS"), ("Linux", "Linux"))  # fmt: skip
+
+
+def device(user_agent: str) -> str:
+    """``Firefox on Linux`` from a User-Agent header (order matters: Edge also says Chrome and Safari)."""
+    browser = next((name for mark, name in _BROWSERS if mark in user_agent), "")
+    system = next((name for mark, name in _SYSTEMS if mark in user_agent), "")
+    if browser and system:
+        return f"{browser} on {system}"
+    return browser or system or (user_agent[:40] or "unknown browser")

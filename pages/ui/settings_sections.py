@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from pages.ui.format import device
 from pages.ui.session import read_cookie
 from pages.ui.state import container
 from pages.ui.text import md
@@ -36,6 +37,8 @@ def password_section(view: SessionView) -> None:
 def two_factor_section(view: SessionView) -> None:
     if view.user.totp_enabled:
         st.success("Two-factor sign-in is on.", icon=":material/verified_user:")
+        if _codes_to_save():
+            return
         with st.form("totp_off_form", clear_on_submit=True):
             password = _password_input("Password", "totp_off_password")
             code = st.text_input("Current code", max_chars=64, key="totp_off_code")
@@ -47,7 +50,7 @@ def two_factor_section(view: SessionView) -> None:
                 totp.disable_totp(container(), view.user.id, password=password, code=code)
                 st.rerun()
             if regenerate:
-                _show_codes(totp.regenerate_recovery_codes(container(), view.user.id, password=password, code=code))
+                _keep_codes(totp.regenerate_recovery_codes(container(), view.user.id, password=password, code=code))
         except FinsyncError as exc:
             st.error(str(exc))
         return
@@ -73,14 +76,26 @@ def two_factor_section(view: SessionView) -> None:
         except FinsyncError as exc:
             st.error(str(exc))
         else:
-            st.session_state.pop("totp_enrolment", None)
-            st.success("Two-factor sign-in is on.")
-            _show_codes(codes)
+            st.session_state.pop("totp_enrolment", None)  # the QR code and its form go away
+            _keep_codes(codes)
 
 
-def _show_codes(codes: list[str]) -> None:
+def _keep_codes(codes: list[str]) -> None:
+    """Show new recovery codes until the user says they saved them (a click elsewhere must not lose them)."""
+    st.session_state["recovery_codes"] = codes
+    st.rerun()
+
+
+def _codes_to_save() -> bool:
+    codes = st.session_state.get("recovery_codes")
+    if not codes:
+        return False
     st.warning("Save these recovery codes now: each works once if you lose your phone. They are not shown again.")
     st.code("\n".join(codes), language=None)
+    if st.button("I have saved them", key="codes_saved", type="primary"):
+        st.session_state.pop("recovery_codes", None)
+        st.rerun()
+    return True
 
 
 def sessions_section(view: SessionView) -> None:
@@ -88,7 +103,9 @@ def sessions_section(view: SessionView) -> None:
     rows = sessions.list_sessions(c, view.user.id, read_cookie())
     for row in rows:
         cols = st.columns([3, 2, 2, 1])
-        cols[0].text(f"{row.user_agent[:60] or 'unknown browser'}" + ("  (this one)" if row.current else ""))
+        cols[0].text(
+            device(row.user_agent) + ("  (this one)" if row.current else ""), help=row.user_agent[:300] or None
+        )
         cols[1].caption(f"from {md(row.ip or 'unknown')}, started {row.created_at:%Y-%m-%d %H:%M} UTC")
         cols[2].caption(f"last seen {row.last_seen_at:%Y-%m-%d %H:%M} UTC")
         if not row.current and cols[3].button("Revoke", key=f"revoke_{row.id}"):
@@ -169,7 +186,9 @@ def notifications_section(view: SessionView) -> None:
             "Email me when a bank connection needs my attention", value=prefs.connection_alerts, key="n_alerts"
         )
         large = _threshold(
-            "Alert me about any single transaction above (0 = off)", prefs.large_transaction_minor, "n_large"
+            "Alert me about any single transaction at or above this amount (0 = off)",
+            prefs.large_transaction_minor,
+            "n_large",
         )
         low = _threshold(
             "Alert me when an account's available balance falls below (0 = off)", prefs.low_balance_minor, "n_low"

@@ -77,3 +77,21 @@ def test_unreachable_postgres_is_one_clear_message() -> None:
         check_database(engine)
     assert "127.0.0.1" in str(info.value) and "topsecret" not in str(info.value)
     assert "DATABASE_URL" in str(info.value)
+
+
+def test_sqlite_file_is_private_to_its_owner(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The ledger holds bank data: other local users must not read the database or its WAL."""
+    import stat
+
+    path = tmp_path / "data" / "finsync.db"
+    engine = make_engine(f"sqlite:///{path}")
+    with unit_of_work(engine) as session:
+        session.execute(text("CREATE TABLE t (x INTEGER)"))
+        session.execute(text("INSERT INTO t VALUES (1)"))
+    files = [p for p in path.parent.iterdir() if p.name.startswith("finsync.db")]
+    assert any(p.name.endswith("-wal") for p in files)
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in files} == dict.fromkeys((p.name for p in files), 0o600)
+    engine.dispose()
+    path.chmod(0o644)  # a file left by an older version is tightened at the next start
+    make_engine(f"sqlite:///{path}").dispose()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

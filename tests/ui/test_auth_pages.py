@@ -182,15 +182,21 @@ def test_reset_link_sets_a_new_password_once(
     token = link_token(mailer, "reset")
     signed_in_as(monkeypatch, None)
     new = "marble falcon orchard 5521 quilt"
-    for expected in ("every session was signed out", "invalid, already used or expired"):
-        at = app()
-        at.query_params["reset"] = token
-        at.run()
-        at.text_input(key="reset_password").input(new)
-        at.text_input(key="reset_repeat").input(new)
-        at = submit(at, "Set new password")
-        assert expected in texts(at)
+    at = app()
+    at.query_params["reset"] = token
+    at.run()
+    at.text_input(key="reset_password").input(new)
+    at.text_input(key="reset_repeat").input(new)
+    at = submit(at, "Set new password")
+    assert "every session was signed out" in texts(at)
+    assert not [t for t in at.text_input if t.key in ("reset_password", "reset_repeat")]  # the form is gone
     assert sign_in(container, "alice", new)
+    for used in (token, "forged-token"):  # a used or forged link says so at once, with no form to fill in vain
+        at = app()
+        at.query_params["reset"] = used
+        at.run()
+        assert "invalid, already used or expired" in texts(at)
+        assert not [t for t in at.text_input if t.key == "reset_password"]
 
 
 def test_verify_link_and_forged_link(
@@ -234,6 +240,11 @@ def test_settings_change_password_and_enrol_two_factor(
     at = submit(at, "Turn on")
     assert "Two-factor sign-in is on." in texts(at)
     assert len([c for c in at.code if c.value.count("\n") == 9]) == 1  # ten recovery codes, shown once
+    assert not [c for c in at.code if c.value == secret]  # the QR code and its secret are gone
+    at = submit(at, "Change password")  # another click on the page does not lose the codes
+    assert len([c for c in at.code if c.value.count("\n") == 9]) == 1
+    at = submit(at, "I have saved them")
+    assert not [c for c in at.code if c.value.count("\n") == 9]
 
 
 def test_admin_page_only_for_admins(

@@ -78,7 +78,7 @@ def test_link_sync_and_browse(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -
     at = open_page("sync_history.py")
     runs = at.dataframe[0].value
     assert (
-        list(runs["Result"]) == ["ok"]
+        list(runs["Result"]) == ["synced"] and list(runs["Why"]) == ["Sync now"]
         and runs["Added"].iloc[0] == len(sync.list_runs(c, user.id)) * runs["Added"].iloc[0]
     )
 
@@ -207,12 +207,12 @@ class FakeGrid:
     """``st.dataframe`` for the transactions grid, remembering a selection per widget key like Streamlit."""
 
     def __init__(self, real: Any) -> None:
-        self.real, self.picked, self.key = real, {}, ""  # type: ignore[var-annotated]
+        self.real, self.picked, self.key, self.data = real, {}, "", None  # type: ignore[var-annotated]
 
     def __call__(self, data: Any, *args: Any, key: str | None = None, **kwargs: Any) -> Any:
         if not (key or "").startswith("tx_grid_"):
             return self.real(data, *args, key=key, **kwargs)
-        self.key = str(key)
+        self.key, self.data = str(key), data
         return types.SimpleNamespace(selection=types.SimpleNamespace(rows=self.picked.get(key, [])))
 
     def click(self, row: int) -> None:
@@ -253,3 +253,29 @@ def test_an_edit_lands_on_the_transaction_shown_even_when_a_sync_adds_rows_meanw
     assert ledger.STALE_EDIT in [e.value for e in at.error]
     assert sync.get_transaction(c, user.id, first.transaction_id).note == "from the other tab"
     assert next(t for t in at.text_area if t.label == "Note").value == "from the other tab"  # shown as stored now
+
+    # A saved category shows in the list at once, not after the next click.
+    next(t for t in at.text_input if t.label == "Category").input("Gifts")
+    at = click(at, "Save")
+    assert not at.exception and "Saved." in everything(at)
+    assert "Gifts" in list(grid.data["Category"])
+
+
+def test_sync_history_shows_a_failure_only_until_that_bank_synced_again(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = bank_app.c
+    user = make_user(c, "dee")
+    monkeypatch.setattr(ui_session, "read_cookie", lambda: sign_in(c, "dee"))
+    item = bank_app.link(user.id)
+    bank_app.demo.set_fault(bank_app.plaid_item_id(item.id), "login_required")
+    assert sync.sync_item(c, user.id, item.id, explicit=True).status == "login_required"
+    at = open_page("sync_history.py")
+    assert [e.value for e in at.error] and "sign in again" in at.error[0].value
+    assert list(at.dataframe[0].value["Result"]) == ["needs sign-in"]
+
+    bank_app.demo.bank.items[bank_app.plaid_item_id(item.id)].error_code = None  # repaired at the bank
+    assert sync.sync_item(c, user.id, item.id, explicit=True).status == "ok"
+    at = open_page("sync_history.py")
+    assert not at.error  # the old failure is history now, not an alarm
+    assert list(at.dataframe[0].value["Result"]) == ["synced", "needs sign-in"]

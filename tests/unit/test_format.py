@@ -1,0 +1,30 @@
+"""How pages write money and categories: what a person reads in the ledger."""
+
+from __future__ import annotations
+
+from pages.ui.format import category, device, money
+
+
+def test_money_uses_each_currencys_own_decimals() -> None:
+    assert money(-123456, "USD") == "-$1,234.56"
+    assert money(1200, "JPY") == "¥1,200"  # yen have no minor unit: 1200 is twelve hundred yen
+    assert money(1500, "KWD") == "1.500 KWD"
+    assert money(None, "USD") == "—"
+
+
+def test_bank_category_codes_read_as_words_and_a_users_category_as_typed() -> None:
+    assert category("FOOD_AND_DRINK_COFFEE") == "Food and drink · Coffee"
+    assert category("TRANSFER_IN_DEPOSIT") == "Transfer in · Deposit"
+    assert category("TRAVEL") == "Travel"
+    assert category("Weekend trips") == "Weekend trips"
+    assert category(None) == ""
+
+
+def test_sessions_name_the_browser_and_system_not_the_raw_header() -> None:
+    chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+    edge = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36 Edg/131.0"
+    iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 Version/18.1 Safari/604.1"
+    assert device(chrome) == "Chrome on Linux"
+    assert device(edge) == "Edge on Windows"
+    assert device(iphone) == "Safari on iPhone"
+    assert device("") == "unknown browser"
