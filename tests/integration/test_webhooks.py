@@ -371,3 +371,24 @@ def test_pending_disconnect_says_the_day_the_connection_stops_working(bank: Bank
     (view,) = banking.list_items(bank.c, bank_user(bank))
     assert view.status == "pending_disconnect" and view.needs_repair
     assert "stop working on 01 Feb 2027" in view.status_message
+
+
+def test_an_error_webhook_signed_before_a_successful_sync_does_not_break_the_item_after_it(bank: Bank) -> None:
+    """A sync that worked at t1 is newer news than an ITEM ERROR Plaid signed at t0 < t1 and delivered late."""
+    from services.sync import sync_item
+
+    item_id, plaid_item_id = linked(bank)
+    error = _item_webhook(plaid_item_id, "ERROR", **LOGIN_REQUIRED)
+    signed_before = bank.demo.sign_webhook(error, iat=int(bank.clock.now.timestamp()) - 10)
+    with unit_of_work(bank.c.engine) as session:
+        item = session.get(PlaidItem, item_id)
+        assert item is not None
+        item.status, item.status_code, user_id = "error", "INTERNAL_SERVER_ERROR", item.user_id
+    assert sync_item(bank.c, user_id, item_id, explicit=True).status == "ok"  # the bank answered: it works
+    assert state(bank, item_id)[0] == "ok"
+    late = send(bank, error, signed_before)
+    assert (late.status_code, late.outcome[:5]) == (200, "stale")
+    assert state(bank, item_id)[0] == "ok"
+    bank.clock.advance(seconds=5)
+    news = send(bank, error, bank.demo.sign_webhook(error, iat=int(bank.clock.now.timestamp())))
+    assert news.outcome == "status login_required"  # signed after the sync: the bank broke since
