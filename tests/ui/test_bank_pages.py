@@ -78,7 +78,8 @@ def test_link_sync_and_browse(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -
     at = open_page("sync_history.py")
     runs = at.dataframe[0].value
     assert (
-        list(runs["Result"]) == ["synced"] and list(runs["Why"]) == ["Sync now"]
+        list(runs["Result"]) == ["synced"]
+        and list(runs["Why"]) == ["Sync now"]
         and runs["Added"].iloc[0] == len(sync.list_runs(c, user.id)) * runs["Added"].iloc[0]
     )
 
