@@ -101,3 +101,14 @@ def cursor_of(c: Container, item_id: uuid.UUID) -> str:
 def user_row(c: Container, user_id: uuid.UUID, tid: str) -> LedgerTransaction | None:
     with unit_of_work(c.engine) as s:
         return s.get(LedgerTransaction, tid)
+
+
+def corrupt_token(c: Container, item_id: uuid.UUID) -> None:
+    """Flip one bit of an item's stored access token, as a disk error or a tampered row would."""
+    with unit_of_work(c.engine) as s:
+        item = s.get(PlaidItem, item_id)
+        assert item is not None
+        blob = bytearray(item.access_token_enc)
+        blob[-1] ^= 1
+        item.access_token_enc = bytes(blob)
+        s.add(item)

@@ -18,7 +18,7 @@ from services.db import unit_of_work
 from services.demo_bank import DemoBankHandle
 from services.sync import SyncResult, edit_transaction, sync_item
 from services.sync_state import acquire
-from tests.integration.sync_helpers import FAST, ledger, link_item, make_user, truth
+from tests.integration.sync_helpers import FAST, corrupt_token, ledger, link_item, make_user, truth
 
 CONTRACT = "transaction_id,date,account_id,account_name,name,merchant_name,amount,iso_currency_code,category,pending"
 
@@ -142,22 +142,12 @@ def test_export_for_an_unknown_email_fails_with_a_message(cli_env, tmp_path, cap
     assert not (tmp_path / "x").exists()
 
 
-def _corrupt_token(c: Container, item_id: uuid.UUID) -> None:
-    with unit_of_work(c.engine) as s:
-        item = s.get(PlaidItem, item_id)
-        assert item is not None
-        blob = bytearray(item.access_token_enc)
-        blob[-1] ^= 1
-        item.access_token_enc = bytes(blob)
-        s.add(item)
-
-
 def test_cli_sync_all_goes_on_past_an_unreadable_item_and_exits_1(
     cli_env, container, gateway, demo_bank, capsys
 ) -> None:
     users = [make_user(container), make_user(container, "bob@example.com")]
     items = sorted((u, *link_item(container, gateway, u)) for u in users)  # `sync --all` goes by user id
-    _corrupt_token(container, items[0][1])
+    corrupt_token(container, items[0][1])
     assert cli.main(["sync", "--all"]) == 1
     out = capsys.readouterr().out.strip().splitlines()
     assert "failed: The saved connection" in out[0] and ": ok," in out[1]

@@ -23,7 +23,7 @@ from services.db import unit_of_work
 from services.jobs import enqueue_due, run_due_jobs
 from services.sync import SyncProgress, sync_item
 from services.sync_state import acquire, start_run
-from tests.integration.sync_helpers import FAST, ledger, link_item, make_user, truth
+from tests.integration.sync_helpers import FAST, corrupt_token, ledger, link_item, make_user, truth
 
 
 @pytest.fixture
@@ -79,23 +79,13 @@ def test_a_first_sync_killed_midway_is_picked_up_by_the_scheduler(wired, gateway
     assert _runs(wired) == [("failed", "INTERRUPTED"), ("ok", None)]
 
 
-def _corrupt_token(c: Container, item_id: uuid.UUID) -> None:
-    with unit_of_work(c.engine) as s:
-        item = s.get(PlaidItem, item_id)
-        assert item is not None
-        blob = bytearray(item.access_token_enc)
-        blob[-1] ^= 1
-        item.access_token_enc = bytes(blob)
-        s.add(item)
-
-
 def test_an_unexpected_error_fails_the_run_and_backs_off_instead_of_retrying_every_tick(
     wired, gateway, demo_bank, clock, caplog
 ) -> None:
     user_id = make_user(wired)
     item_id, _ = link_item(wired, gateway, user_id)
     assert run_due_jobs(wired, worker_id="w", limit=5) == 1
-    _corrupt_token(wired, item_id)
+    corrupt_token(wired, item_id)
     clock.advance(hours=wired.settings.sync_interval_hours, seconds=1)
     failed_at = clock()
     ran = []
