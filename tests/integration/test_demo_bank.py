@@ -354,13 +354,12 @@ def test_new_days_bring_new_transactions_through_clock(demo_bank: DemoBankHandle
 
 
 @pytest.mark.slow
-def test_large_history_pages_quickly(demo_bank: DemoBankHandle, gateway: PlaidGateway) -> None:
+def test_large_history_pages_completely(demo_bank: DemoBankHandle, gateway: PlaidGateway) -> None:
+    """Every generated transaction comes through the pages once (its speed is bench/bench_decode.py's job)."""
     item_id, token = demo_bank.link_item("ins_demo_3")
-    started = time.monotonic()
     demo_bank.generate_history(item_id, 20_000)
     total, cursor, more = 0, "", True
     while more:
         page = gateway.transactions_sync(token, cursor, 500)
         total, cursor, more = total + len(page.added), page.next_cursor, page.has_more
     assert total == len(demo_bank.truth(item_id)) >= 20_000
-    assert time.monotonic() - started < 20
