@@ -67,7 +67,8 @@ def reset_password(c: Container, *, token: str, new_password: str, ip: str = "")
         set_password(session, c, user, new_password, now)  # InputError keeps the link usable
         row.used_at = now
         user.email_verified = True  # the link reached the mailbox, which is what verification proves
-        tokens.revoke(session, user.id, (tokens.RESET, tokens.TICKET, tokens.CHALLENGE), now)
+        # A pending email change may be an intruder's: the owner taking the account back ends it too.
+        tokens.revoke(session, user.id, (tokens.RESET, tokens.TICKET, tokens.CHALLENGE, tokens.EMAIL_CHANGE), now)
         count = sessions.revoke_all(session, user.id, now)
         throttle.clear(session, throttle.account_key(user.id))
         audit.record(
@@ -93,7 +94,7 @@ def change_password(
             set_password(session, c, user, new_password, now)
             keep = sessions.find_id(session, current_token, user.id)
             count = sessions.revoke_all(session, user.id, now, keep=keep)
-            tokens.revoke(session, user.id, (tokens.RESET,), now)
+            tokens.revoke(session, user.id, (tokens.RESET, tokens.EMAIL_CHANGE), now)
             audit.record(
                 session, event="password_changed", user_id=user.id, detail=f"{count} other sessions ended", at=now
             )

@@ -246,8 +246,10 @@ def begin_sign_in(c: Container, *, login: str, password: str, ip: str = "", user
                 session, event="sign_in_failed", user_id=target.id if target else None, ip=ip, detail=reason, at=now
             )
             if user is not None and target is not None and target.lock_started is not None:
-                audit.record(session, event="account_locked", user_id=user.id, ip=ip, detail="15+ min", at=now)
-                p.mails.append(notices.locked(user.email, target.lock_started))
+                hard = throttle.is_hard_stop(target.lock_started, now)
+                detail = f"until reset: {throttle.HARD_STOP} failures in a row" if hard else "15+ min"
+                audit.record(session, event="account_locked", user_id=user.id, ip=ip, detail=detail, at=now)
+                p.mails.append(notices.locked(user.email, target.lock_started, for_good=hard))
             p.fail(InvalidCredentials())
             step = SignInStep("ticket", None, None)
         else:

@@ -54,9 +54,11 @@ def count_failure(session: Session, c: Container, user: User, p: Pending, *, ip:
     """One failed proof of identity; the fifth in 15 minutes pauses the account and mails its owner once."""
     until = throttle.record_failure(session, throttle.account_key(user.id), now)
     if until is not None:
+        hard = throttle.is_hard_stop(until, now)
         minutes = int((until - now).total_seconds() // 60)
-        audit.record(session, event="account_locked", user_id=user.id, ip=ip, detail=f"{minutes} min", at=now)
-        p.mails.append(notices.locked(user.email, until))
+        detail = f"until reset: {throttle.HARD_STOP} failures in a row" if hard else f"{minutes} min"
+        audit.record(session, event="account_locked", user_id=user.id, ip=ip, detail=detail, at=now)
+        p.mails.append(notices.locked(user.email, until, for_good=hard))
 
 
 def second_factor(

@@ -70,11 +70,16 @@ def notice(to: str, subject: str, what: str, at: datetime) -> Mail:
     return Mail(to, f"finsync: {subject}", f"Hello,\n\n{what} ({when}).{_footer()}", "notice")
 
 
-def locked(to: str, until: datetime) -> Mail:
+def locked(to: str, until: datetime, *, for_good: bool = False) -> Mail:
     when = until.strftime("%Y-%m-%d %H:%M UTC")
+    pause = (
+        "so sign-in is stopped until you reset your password (or an administrator unlocks the account)"
+        if for_good
+        else f"so sign-in is paused until {when}"
+    )
     body = (
-        "Hello,\n\nThere were several failed sign-in attempts on your finsync account, so sign-in is paused "
-        f"until {when}.\nYou can clear the pause at any time by resetting your password."
+        f"Hello,\n\nThere were {'100 failed sign-in attempts in a row' if for_good else 'several failed sign-in attempts'}"
+        f" on your finsync account, {pause}.\nYou can clear it at any time by resetting your password."
         f"{_footer()}"
     )
     return Mail(to, "finsync: sign-in paused after failed attempts", body, "locked")

@@ -5,7 +5,9 @@ sign-in for 15 minutes; each repeat lock doubles that, up to 24 hours; success, 
 or an admin unlock clears it, and so does a week without failures (services.retention). A client
 address with 20 failures in 15 minutes is refused before any bcrypt work until its window ends.
 Locks expire by themselves, so nobody can lock a victim out for good, and the victim can always
-reset the password to clear a lock.
+reset the password to clear a lock. After 100 failures in a row with no success between them (NIST SP
+800-63B: at most 100 consecutive failed attempts), sign-in stops until a password reset or an admin
+unlock: no expiry, and retention keeps the counter.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ ACCOUNT_LIMIT = 5
 ACCOUNT_WINDOW = timedelta(minutes=15)
 BASE_LOCK = timedelta(minutes=15)
 MAX_LOCK = timedelta(hours=24)
+HARD_STOP = 100  # consecutive failures, across locks, before sign-in stops until a reset or an admin unlock
+HARD_LOCK = timedelta(days=36_500)  # "until reset": far enough that it never ends by itself
 IP_LIMIT = 20
 IP_WINDOW = timedelta(minutes=15)
 
@@ -69,12 +73,20 @@ def record_failure(session: Session, key: str, now: datetime) -> datetime | None
         row.window_start, row.failures = now, 0
     row.failures += 1
     row.consecutive += 1
+    if row.consecutive >= HARD_STOP:
+        row.locked_until, row.failures, row.window_start = now + HARD_LOCK, 0, now
+        return row.locked_until
     if row.failures < ACCOUNT_LIMIT:
         return None
     row.locked_until = now + min(BASE_LOCK * (2**row.lock_level), MAX_LOCK)
     row.lock_level = min(row.lock_level + 1, 16)
     row.failures, row.window_start = 0, now
     return row.locked_until
+
+
+def is_hard_stop(until: datetime, now: datetime) -> bool:
+    """Whether a lock ending at ``until`` is the stop that only a reset or an admin lifts."""
+    return until - now > MAX_LOCK * 2
 
 
 def undo_failure(session: Session, key: str, now: datetime, *, started_lock: bool) -> None:

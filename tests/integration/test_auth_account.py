@@ -328,6 +328,26 @@ def test_email_change_confirms_the_new_address_and_tells_the_old(container: Cont
         auth.begin_sign_in(container, login="alice@example.com", password=PASSWORD)
 
 
+def test_taking_the_account_back_ends_an_intruders_pending_email_change(
+    container: Container, mailer: MemoryMailer
+) -> None:
+    """Security bar B2: an email change asked for with a stolen password dies with a reset or a password change."""
+    alice = make_user(container)
+    auth.request_email_change(container, alice.id, password=PASSWORD, new_email="intruder@example.com")
+    intruders = link_token(mailer, "verify", index=-2)
+    auth.request_password_reset(container, email="alice@example.com")  # the owner notices and resets
+    auth.reset_password(container, token=link_token(mailer, "reset"), new_password=OTHER_PASSWORD)
+    with pytest.raises(TokenInvalid):
+        auth.verify_email(container, intruders)
+    assert sign_in(container, "alice@example.com", OTHER_PASSWORD)
+
+    auth.request_email_change(container, alice.id, password=OTHER_PASSWORD, new_email="intruder@example.com")
+    again = link_token(mailer, "verify", index=-2)
+    auth.change_password(container, alice.id, current_password=OTHER_PASSWORD, new_password=PASSWORD)
+    with pytest.raises(TokenInvalid):
+        auth.verify_email(container, again)
+
+
 def test_delete_account_calls_the_hook_and_leaves_only_an_anonymous_row(
     container: Container, clock: FakeClock, mailer: MemoryMailer
 ) -> None:

@@ -21,6 +21,7 @@ from tests.integration.auth_support import (
     OTHER_PASSWORD,
     PASSWORD,
     fast_hashing,  # noqa: F401
+    link_token,
     mails_to,
     make_admin,
     make_user,
@@ -111,6 +112,29 @@ def test_five_failures_lock_for_15_minutes_then_doubling_capped_at_24h(
     # the success above reset the back-off; from there each repeat lock doubles, capped at 24 hours
     assert lengths == [15, 30, 60, 120, 240, 480, 960, 24 * 60, 24 * 60]
     assert len(mails_to(mailer, "alice@example.com")) == 10
+
+
+def test_a_hundred_failures_in_a_row_stop_sign_in_until_a_reset(
+    container: Container, clock: FakeClock, mailer: MemoryMailer
+) -> None:
+    """NIST's cap: locks that pass by themselves cannot give a guesser more than 100 tries in a row."""
+    alice = make_user(container)
+    for n in range(throttle.HARD_STOP):
+        _fail(container, "alice", ip=f"198.51.100.{n % 250}")
+        with unit_of_work(container.engine) as session:
+            row = session.get(ThrottleCounter, throttle.account_key(alice.id))
+            assert row is not None and row.locked_until is not None or n % 5 != 4
+            if n < throttle.HARD_STOP - 1 and row is not None and row.locked_until is not None:
+                clock.now = max(clock.now, row.locked_until)  # wait each pause out, as a patient guesser would
+    clock.advance(days=365)
+    _fail(container, "alice", PASSWORD)  # a year later, the right password still does not open it
+    bodies = [m.get_content() for m in mailer.sent if m["To"] == "alice@example.com"]
+    [mail] = [b for b in bodies if "100 failed sign-in attempts in a row" in b]
+    assert "stopped until you reset your password" in mail
+    assert any("until reset" in e.detail for e in _events(container, "account_locked"))
+    auth.request_password_reset(container, email="alice@example.com")
+    auth.reset_password(container, token=link_token(mailer, "reset"), new_password=OTHER_PASSWORD)
+    assert sign_in(container, "alice", OTHER_PASSWORD)  # the reset lifts the stop
 
 
 def test_ip_limit_refuses_before_any_bcrypt_and_survives_a_restart(
