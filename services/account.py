@@ -6,10 +6,10 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlmodel import col
 
-from models import AuditEvent, User
+from models import AuditEvent, PlaidApiEvent, User
 from services import audit, notices, sessions, throttle, tokens, users
 from services.container import Container
 from services.credentials import Pending, load_user, reauth, set_password
@@ -162,6 +162,8 @@ def delete_account(
             .values(ip="", detail="")
         )
         throttle.clear(session, throttle.account_key(user_id))
+        # The Plaid call log names the user (no foreign key: it outlives the items it logs); it goes too.
+        session.execute(delete(PlaidApiEvent).where(col(PlaidApiEvent.user_id) == user_id))
         session.delete(doomed)  # sessions, tokens and recovery codes go with it (ON DELETE CASCADE)
         audit.record(session, event="account_deleted", user_id=user_id, at=now)
     notices.deliver(

@@ -37,6 +37,7 @@ EVENTS = frozenset(
         "totp_failed",
         "totp_replay",
         "recovery_code_used",
+        "recovery_codes_regenerated",
         "account_deleted",
         "admin_unlock",
         "admin_sign_out",

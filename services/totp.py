@@ -110,6 +110,7 @@ def regenerate_recovery_codes(c: Container, user_id: uuid.UUID, *, password: str
             raise InputError("Turn on two-factor sign-in first.")
         if reauth(session, c, user, p, password=password, code=code, need_code=True):
             codes = otp.new_recovery_codes(session, user.id)
+            audit.record(session, event="recovery_codes_regenerated", user_id=user.id, at=c.clock())
             p.mails.append(
                 notices.notice(
                     user.email, "new recovery codes", "New recovery codes were made; old ones stopped", c.clock()

@@ -123,7 +123,7 @@ def test_a_hundred_failures_in_a_row_stop_sign_in_until_a_reset(
         _fail(container, "alice", ip=f"198.51.100.{n % 250}")
         with unit_of_work(container.engine) as session:
             row = session.get(ThrottleCounter, throttle.account_key(alice.id))
-            assert row is not None and row.locked_until is not None or n % 5 != 4
+            assert (row is not None and row.locked_until is not None) or n % 5 != 4
             if n < throttle.HARD_STOP - 1 and row is not None and row.locked_until is not None:
                 clock.now = max(clock.now, row.locked_until)  # wait each pause out, as a patient guesser would
     clock.advance(days=365)

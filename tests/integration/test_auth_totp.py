@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import select, text
+from sqlmodel import col
 
-from models import RecoveryCode, User
+from models import AuditEvent, RecoveryCode, User
 from services import audit, auth, sessions, totp
 from services.container import Container
 from services.db import unit_of_work
@@ -181,6 +182,9 @@ def test_switching_off_needs_password_and_code(container: Container, clock: Fake
         totp.disable_totp(container, alice.id, password=PASSWORD, code="")
     new_codes = totp.regenerate_recovery_codes(container, alice.id, password=PASSWORD, code=code_at(secret, clock()))
     assert set(new_codes).isdisjoint(codes)
+    with unit_of_work(container.engine) as session:  # the user can see when new codes were made
+        made = session.execute(select(AuditEvent).where(col(AuditEvent.event) == "recovery_codes_regenerated"))
+        assert [e.user_id for e in made.scalars()] == [alice.id]
     clock.advance(seconds=30)
     totp.disable_totp(container, alice.id, password=PASSWORD, code=code_at(secret, clock()))
     assert auth.begin_sign_in(container, login="alice", password=PASSWORD).kind == "ticket"

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlmodel import SQLModel, col
 
-from models import AuditEvent, BankAccount, PlaidItem, PlaidRevocation, User
+from models import AuditEvent, BankAccount, PlaidApiEvent, PlaidItem, PlaidRevocation, User
 from services import account, admin, banking, cli, revocations
 from services.config import parse_key_ring
 from services.crypto import FieldCipher, rotate_keys
@@ -90,6 +90,8 @@ def test_account_deletion_queues_what_plaid_refused_and_a_later_retry_revokes_it
     account.delete_account(bank.c, alice, password=PASSWORD)
 
     assert count(bank, User) == count(bank, PlaidItem) == count(bank, BankAccount) == 0
+    with unit_of_work(bank.c.engine) as session:  # the call log named her: it goes with her data
+        assert session.execute(select(PlaidApiEvent).where(col(PlaidApiEvent.user_id) == alice)).first() is None
     assert [bank.demo.bank.items[p].removed for p in (first, stuck, third)] == [True, False, True]
     (row,) = queued(bank)
     assert (row.plaid_item_id, row.institution_name, row.reason, row.outcome, row.attempts, row.last_error) == (
