@@ -51,3 +51,25 @@ def test_security_headers_everywhere(container: Container) -> None:
 def test_hsts_only_under_https(container: Container) -> None:
     headers = client(container, https=True).get("/").headers
     assert headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
+
+
+def test_the_session_hand_off_takes_one_ticket_and_refuses_big_or_cross_site_bodies(container: Container) -> None:
+    from services import auth
+    from services.web import auth_routes
+    from tests.integration.auth_support import PASSWORD, make_user
+
+    make_user(container)
+    app = Starlette(routes=auth_routes(lambda: container))
+    web = TestClient(app, base_url="http://testserver")
+    same = {"Sec-Fetch-Site": "same-origin"}
+
+    def ticket() -> str:
+        step = auth.begin_sign_in(container, login="alice", password=PASSWORD)
+        assert step.ticket
+        return step.ticket
+
+    assert web.post("/auth/session", content=ticket(), headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    big = web.post("/auth/session", content=ticket().encode() + b" " * 1_000_000, headers=same)
+    assert big.status_code == 413 and "set-cookie" not in big.headers  # refused before the body is held
+    ok = web.post("/auth/session", content=ticket(), headers=same)
+    assert ok.status_code == 200 and "httponly" in ok.headers["set-cookie"].lower()
