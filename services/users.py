@@ -100,6 +100,8 @@ def clean_username(raw: str) -> str:
     _no_controls(text, "username")
     if not USERNAME_RE.fullmatch(text) or "@" in text:
         raise InputError("A username has 3 to 32 letters, digits, dots, dashes or underscores.")
+    if _mixed_script(text):  # "аlice" with a Cyrillic "а" would pass for someone else's "alice"
+        raise InputError("That username mixes letters from different alphabets; use one alphabet.")
     return text
 
 

@@ -167,6 +167,7 @@ def test_bad_input_is_reported_before_a_taken_email_is_looked_at(container: Cont
         ("username", "x" * 10_000),
         ("username", "bob\x00"),
         ("username", "bob\r\nadmin"),
+        ("username", "\u0430lice"),  # a Cyrillic "а" before Latin "lice": passes for "alice"
         ("password", "p" * 10_000),
         ("password", "lantern violin\x00 cactus moon"),
         ("password", "passwordpassword1"),
@@ -189,6 +190,8 @@ def test_sql_and_html_metacharacters_are_stored_as_text(container: Container) ->
     user = registered(container, "o'brien+1=1--@example.com")
     assert user.email == "o'brien+1=1--@example.com" and user.username == "Robert.DROP-TABLE_users"
     sign_in(container, "o'brien+1=1--@example.com")
+    auth.register(container, email="sasha@example.com", username="\u0430\u043b\u0438\u0441\u0430", password=PASSWORD)
+    assert registered(container, "sasha@example.com").username == "алиса"  # one alphabet, not Latin: fine
 
 
 def test_verification_link_expires_after_48_hours_and_resend_is_limited(
