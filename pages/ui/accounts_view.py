@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import RerunException, StopException
 
-from pages.ui.format import money
+from pages.ui.format import money, when
 from pages.ui.text import md
 from services import banking, sync
 from services.banking import ItemView
@@ -55,17 +54,13 @@ def show_flash() -> None:
         getattr(st, kind)(md(message))
 
 
-def _when(stamp: datetime | None) -> str:
-    return f"{stamp:%Y-%m-%d %H:%M} UTC" if stamp else "never"
-
-
 def sync_line(status: ItemSyncStatus | None) -> None:
     """Last successful sync, next scheduled one, and the state in words."""
     if status is None:
         st.caption("Not synced yet: the first sync starts within a minute.")
         return
     st.caption(
-        f"Last synced {_when(status.last_success_at)} · next {_when(status.next_due_at)} · {md(status.message or status.state)}"
+        f"Last synced {when(status.last_success_at)} · next {when(status.next_due_at, 'within a minute')} · {md(status.message or status.state)}"
     )
 
 
