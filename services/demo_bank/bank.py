@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from services.demo_bank import problems
-from services.demo_bank.catalog import ACCOUNT_TEMPLATES, INSTITUTIONS
+from services.demo_bank.catalog import ALL_TEMPLATES, INSTITUTIONS, OPENED_LATER
 from services.demo_bank.faults import Counted, FaultKind
 from services.demo_bank.items import Item, new_item, stable_id
 from services.demo_bank.ledger import Txn
@@ -182,6 +182,11 @@ class Bank:
             if session.item_id is not None:
                 item = self.items[session.item_id]
                 self.repair(item.item_id)
+                if session.account_selection:  # the user picks the new accounts (all of them, in this stand-in)
+                    for t in ALL_TEMPLATES:
+                        if t.key in item.offered:
+                            item.share(t)
+                    item.offered = []
             else:
                 item = self.create_item(institution_id, username, session.webhook)
             return {
@@ -195,7 +200,7 @@ class Bank:
                         "type": t.type,
                         "subtype": t.subtype,
                     }
-                    for t in ACCOUNT_TEMPLATES
+                    for t in item.templates()
                 ],
                 "link_session_id": secrets.token_hex(16),
             }
@@ -289,6 +294,10 @@ class Bank:
             if kind == "login_required":
                 item.error_code = "ITEM_LOGIN_REQUIRED"
                 self.notify(item, "ITEM", "ERROR", error=error_json(item, webhook=True))
+            elif kind == "new_accounts":  # the bank opened an account: Plaid says so, sharing waits for the user
+                if OPENED_LATER.key not in item.accounts and OPENED_LATER.key not in item.offered:
+                    item.offered.append(OPENED_LATER.key)
+                self.notify(item, "ITEM", "NEW_ACCOUNTS_AVAILABLE", error=None)
             elif kind == "delay":
                 item.faults.delay = seconds
             elif kind == "mutation_during_pagination":

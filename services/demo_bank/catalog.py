@@ -46,6 +46,10 @@ ACCOUNT_TEMPLATES: tuple[AccountTemplate, ...] = (
     AccountTemplate("savings", "Rainy Day Savings", "High Yield Savings", "depository", "savings", 1_250_000, None),
     AccountTemplate("credit", "Rewards Card", "Rewards Visa Signature", "credit", "credit card", 0, 800_000),
 )
+# An account the bank opens later (fault "new_accounts"): Plaid then sends NEW_ACCOUNTS_AVAILABLE, and it is
+# shared only when the user picks it in update mode with account selection on.
+OPENED_LATER = AccountTemplate("goal", "Holiday Savings", "Holiday Club Savings", "depository", "savings", 50_000, None)
+ALL_TEMPLATES: tuple[AccountTemplate, ...] = (*ACCOUNT_TEMPLATES, OPENED_LATER)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,13 @@ from typing import Literal
 from services.demo_bank.problems import BankError, institution_down, internal_error, rate_limited
 
 FaultKind = Literal[
-    "login_required", "rate_limit", "server_error", "institution_down", "mutation_during_pagination", "delay"
+    "login_required",
+    "rate_limit",
+    "server_error",
+    "institution_down",
+    "mutation_during_pagination",
+    "delay",
+    "new_accounts",
 ]
 
 # Endpoints that keep working whatever state the item is in, as Plaid's item-management calls do

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from services.demo_bank.catalog import ACCOUNT_TEMPLATES
+from services.demo_bank.catalog import ACCOUNT_TEMPLATES, ALL_TEMPLATES, AccountTemplate
 from services.demo_bank.faults import Faults
 from services.demo_bank.ledger import Ledger
 
@@ -38,6 +38,19 @@ class Item:
     last_successful_update: datetime | None = None
     last_webhook: tuple[datetime, str] | None = None
     faults: Faults = field(default_factory=Faults)
+    offered: list[str] = field(default_factory=list)  # accounts the bank has that the user did not share yet
+
+    def templates(self) -> list[AccountTemplate]:
+        """The shared accounts' templates, in the bank's order."""
+        return [t for t in ALL_TEMPLATES if t.key in self.accounts]
+
+    def share(self, template: AccountTemplate) -> None:
+        """Share one more account with this item (update mode with account selection)."""
+        aid = stable_id(self.item_id, "account", template.key)
+        self.accounts[template.key] = aid
+        self.ledger.opening[aid] = template.opening_cents
+        self.ledger.posted.setdefault(aid, 0)
+        self.ledger.pending.setdefault(aid, 0)
 
     def masks(self) -> dict[str, str]:
         """The last four digits of each account: fixed by institution and login, so relinking shows the same ones."""

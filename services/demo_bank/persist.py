@@ -82,6 +82,7 @@ def _item_out(item: Item) -> dict[str, Any]:
         "synced_once": item.synced_once,
         "removed": item.removed,
         "last_successful_update": _when(item.last_successful_update),
+        "offered": item.offered,
     }
 
 
@@ -105,6 +106,7 @@ def _item_in(d: dict[str, Any]) -> Item:
         removed=bool(d.get("removed")),
         last_successful_update=datetime.fromisoformat(last) if last else None,
         faults=Faults(),
+        offered=[str(k) for k in d.get("offered", [])],  # absent in state files written before it existed
     )
 
 

@@ -6,7 +6,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.demo_bank.catalog import ACCOUNT_TEMPLATES, INSTITUTIONS, RECURRING
+from services.demo_bank.catalog import INSTITUTIONS, RECURRING
 from services.demo_bank.items import Item, stable_id
 from services.demo_bank.ledger import Txn
 from services.demo_bank.problems import login_required
@@ -64,7 +64,7 @@ def accounts_json(item: Item) -> list[dict[str, Any]]:
     """AccountBase objects with balances derived from the ledger."""
     masks = item.masks()
     out = []
-    for t in ACCOUNT_TEMPLATES:
+    for t in item.templates():
         aid = item.accounts[t.key]
         posted, pending = item.ledger.balance(aid)
         if t.type == "credit":

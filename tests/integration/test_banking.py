@@ -300,6 +300,32 @@ def test_repair_for_new_accounts_opens_link_with_account_selection(bank: Bank) -
     assert session_at_bank.item_id == bank.plaid_item_id(item.id)
 
 
+def test_a_new_account_at_the_bank_is_added_through_update_mode_with_account_selection(bank: Bank) -> None:
+    """NEW_ACCOUNTS_AVAILABLE end to end: webhook, the card asks, update mode lets the user pick it, sync adds it."""
+    from services.sync import sync_item
+
+    alice = bank.user()
+    item = bank.link(alice)
+    assert sync_item(bank.c, alice, item.id, explicit=True).status == "ok"
+    bank.demo.set_fault(bank.plaid_item_id(item.id), "new_accounts")  # the bank opened a savings goal account
+    assert [r.outcome for r in bank.deliver(1)] == ["status new_accounts_available"]
+    flagged = banking.list_items(bank.c, alice)[0]
+    assert flagged.needs_repair and "new accounts" in flagged.status_message
+    assert sync_item(bank.c, alice, item.id, explicit=True).status == "ok"  # not shared yet: syncing adds nothing
+    assert len(banking.list_items(bank.c, alice)[0].accounts) == 3
+
+    update = banking.start_link(bank.c, alice, item_id=item.id)
+    success = bank.link_login(update.link_token)
+    assert "Holiday Savings" in [a["name"] for a in success["accounts"]]
+    fixed = banking.complete_link(
+        bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=update.link_session_id
+    )
+    assert fixed.status == "ok" and not fixed.needs_repair
+    assert sync_item(bank.c, alice, item.id, explicit=True).status == "ok"
+    names = sorted(a.name for a in banking.list_items(bank.c, alice)[0].accounts)
+    assert names == ["Everyday Checking", "Holiday Savings", "Rainy Day Savings", "Rewards Card"]
+
+
 def test_each_plaid_call_of_a_sync_is_logged_once_and_tagged_with_its_item(bank: Bank) -> None:
     from services.sync import sync_item
 
