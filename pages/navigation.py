@@ -2,8 +2,9 @@
 
 import streamlit as st
 
+from pages.ui import session as ui_session
 from pages.ui.browser import post_and_reload
-from pages.ui.session import current_session, read_cookie
+from pages.ui.session import current_session
 from pages.ui.state import container
 from pages.ui.text import md
 from services import sessions
@@ -48,7 +49,7 @@ else:
     with st.sidebar:
         st.caption(f"Signed in as {md(view.user.username)}")
         if st.button("Sign out", icon=":material/logout:", key="sign_out_button"):
-            token = read_cookie()
+            token = ui_session.read_cookie()
             if token:
                 sessions.sign_out(container(), token)
             st.session_state.clear()

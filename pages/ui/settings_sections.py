@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from pages.ui import session as ui_session  # read_cookie looked up at call time: one seam for tests
 from pages.ui.format import device
-from pages.ui.session import read_cookie
 from pages.ui.state import container
 from pages.ui.text import md
 from services import audit, auth, sessions, sync, totp
@@ -26,7 +26,11 @@ def password_section(view: SessionView) -> None:
     if submitted:
         try:
             auth.change_password(
-                container(), view.user.id, current_password=current, new_password=new, current_token=read_cookie()
+                container(),
+                view.user.id,
+                current_password=current,
+                new_password=new,
+                current_token=ui_session.read_cookie(),
             )
         except FinsyncError as exc:
             st.error(str(exc))
@@ -71,7 +75,12 @@ def two_factor_section(view: SessionView) -> None:
     if confirmed:
         try:
             codes = totp.confirm_totp(
-                container(), view.user.id, secret=secret, code=code, password=password, current_token=read_cookie()
+                container(),
+                view.user.id,
+                secret=secret,
+                code=code,
+                password=password,
+                current_token=ui_session.read_cookie(),
             )
         except FinsyncError as exc:
             st.error(str(exc))
@@ -100,7 +109,7 @@ def _codes_to_save() -> bool:
 
 def sessions_section(view: SessionView) -> None:
     c = container()
-    rows = sessions.list_sessions(c, view.user.id, read_cookie())
+    rows = sessions.list_sessions(c, view.user.id, ui_session.read_cookie())
     for row in rows:
         cols = st.columns([3, 2, 2, 1])
         cols[0].text(
@@ -115,7 +124,7 @@ def sessions_section(view: SessionView) -> None:
                 st.error(str(exc))
             st.rerun()
     if len(rows) > 1 and st.button("Sign out all other sessions", key="revoke_others"):
-        count = sessions.revoke_other_sessions(c, view.user.id, read_cookie())
+        count = sessions.revoke_other_sessions(c, view.user.id, ui_session.read_cookie())
         st.success(f"Signed out {count} other session(s).")
 
 
