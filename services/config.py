@@ -207,7 +207,7 @@ def ensure_local_secrets(settings: Settings, *, announce: bool = True) -> Settin
         return settings
     path = settings.data_dir / LOCAL_SECRETS_FILE
     if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # secrets and the ledger live here
         body = (
             "# finsync local secrets, generated on first start. Keep private; back it up with the database.\n"
             f"FINSYNC_SECRET_KEY={secrets.token_urlsafe(48)}\n"

@@ -37,7 +37,7 @@ def _sqlite_begin(connection: Any) -> None:
 
 def _private_file(path: Path) -> None:
     """Create the SQLite file readable by its owner only (it holds bank data); SQLite gives -wal and -shm its mode."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         if path.stat().st_mode & 0o077:
