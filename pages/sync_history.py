@@ -27,6 +27,31 @@ for run in latest.values():
     if run.status not in ("ok", "preparing", "running"):
         st.error(f"{when(run.started_at)}, {run.institution_name}: {run.explanation} {run.fix}".strip())
 
+aside = sync.list_set_aside(container(), view.user.id)
+if aside:
+    with st.expander(f"Transactions your bank sent that finsync could not read ({len(aside)})", expanded=True):
+        st.caption(
+            "They are kept with the reason and tried again at every sync: they come in as soon as your bank "
+            "sends them readable, or a finsync update can read them."
+        )
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "Bank": a.institution_name,
+                        "Date": a.day,
+                        "Name": a.name,
+                        "Amount": a.amount,
+                        "Why": a.reason,
+                        "First seen": when(a.first_seen_at),
+                    }
+                    for a in aside
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+
 st.dataframe(
     pd.DataFrame(
         [

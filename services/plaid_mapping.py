@@ -27,6 +27,7 @@ ID_MAX = 128
 TEXT_MAX = {"name": 512, "merchant_name": 256, "category_primary": 64, "category_detailed": 128, "payment_channel": 32}
 CURRENCY_MAX = {"iso_currency_code": 3, "unofficial_currency_code": 16}
 _NAME, _MERCHANT, _PRIMARY, _DETAILED, _CHANNEL = TEXT_MAX.values()
+EXCERPT_MAX = 16_000  # the JSON kept of a transaction set aside as unreadable (a whole one is about 1 KB)
 ACCOUNT_TEXT_MAX = {"name": 128, "official_name": 256, "mask": 8, "type": 32, "subtype": 64}
 
 # -- money and dates ---------------------------------------------------------------------------------
@@ -198,7 +199,8 @@ def _map_each(raw: Any, kind: str, unreadable: list[Unreadable]) -> tuple[Transa
             twin = t.get("pending_transaction_id") if isinstance(t, Mapping) else None
             twin = twin if isinstance(twin, str) and 0 < len(twin) <= ID_MAX else None
             reason = f"{type(exc).__name__}: {exc}"[:200]
-            excerpt = json.dumps(t, default=str, ensure_ascii=False)[:1000]
+            # Whole (up to EXCERPT_MAX), so a later finsync that reads it can bring it in (services/sync_aside.py).
+            excerpt = json.dumps(t, default=str, ensure_ascii=False)[:EXCERPT_MAX]
             unreadable.append(UnreadableRecord(str(tid)[:ID_MAX] if tid else "", kind, reason, excerpt, twin))
     return tuple(out)
 

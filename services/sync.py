@@ -14,6 +14,7 @@ from services.jobs import enqueue_sync, request_sync_on_sign_in, run_due_jobs
 from services.ledger import edit_transaction, get_transaction, item_sync_status, list_runs, transaction_history
 from services.notify import NotificationSettings, get_notification_prefs, set_notification_prefs
 from services.scheduler import Scheduler, start_scheduler
+from services.sync_aside import SetAsideView, list_set_aside
 from services.sync_engine import sync_item
 from services.sync_types import ChangeView, ItemSyncStatus, RetryPolicy, RunView, SyncProgress, SyncResult
 from services.users import fold
@@ -25,6 +26,7 @@ __all__ = [
     "RetryPolicy",
     "RunView",
     "Scheduler",
+    "SetAsideView",
     "SyncProgress",
     "SyncResult",
     "edit_transaction",
@@ -33,6 +35,7 @@ __all__ = [
     "get_transaction",
     "item_sync_status",
     "list_runs",
+    "list_set_aside",
     "request_sync_on_sign_in",
     "resolve_user",
     "run_due_jobs",

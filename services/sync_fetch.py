@@ -21,6 +21,7 @@ from services.plaid_client import PlaidGateway
 from services.plaid_events import EventBatch, batched_calls
 from services.plaid_types import MutationDuringPagination, SyncPage, Transient
 from services.sync_apply import ADDED, MODIFIED, REMOVED, staged_values
+from services.sync_aside import readable_again
 from services.sync_run import LeaseLost, RunCounters, TooManyPages, retrying
 from services.sync_state import renew
 from services.sync_store import Sql, drop_staging, stage
@@ -50,7 +51,8 @@ def _fetch_once(
     c: Container, gw: PlaidGateway, token: str, run: RunCounters, start: str, policy: RetryPolicy, events: EventBatch
 ) -> str | None:
     seq, pages = 0, 0
-    buffered: list[tuple[int, str, tuple[Any, ...]]] = []
+    with unit_of_work(c.engine) as session:  # staged first, so what Plaid sends in this run wins over it
+        buffered: list[tuple[int, str, tuple[Any, ...]]] = readable_again(Sql(session.connection()), run.item_id)
 
     def get(at: str) -> SyncPage:
         return retrying(lambda: gw.transactions_sync(token, at, PAGE_SIZE), policy, run)

@@ -280,3 +280,28 @@ def test_sync_history_shows_a_failure_only_until_that_bank_synced_again(
     at = open_page("sync_history.py")
     assert not at.error  # the old failure is history now, not an alarm
     assert list(at.dataframe[0].value["Result"]) == ["synced", "needs sign-in"]
+
+
+def test_sync_history_lists_transactions_set_aside_as_unreadable(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services import plaid_mapping
+
+    c = bank_app.c
+    user = make_user(c, "eve")
+    monkeypatch.setattr(ui_session, "read_cookie", lambda: sign_in(c, "eve"))
+    item = bank_app.link(user.id)
+    real = plaid_mapping.map_transaction
+    victim = sorted(t["transaction_id"] for t in bank_app.demo.truth(bank_app.plaid_item_id(item.id)))[0]
+
+    def unreadable(t: Any) -> Any:
+        if t.get("transaction_id") == victim:
+            raise ValueError("amount is not an amount")
+        return real(t)
+
+    monkeypatch.setattr(plaid_mapping, "map_transaction", unreadable)
+    assert sync.sync_item(c, user.id, item.id, explicit=True).error_code == "TRANSACTIONS_SET_ASIDE"
+    at = open_page("sync_history.py")
+    assert [e.label for e in at.expander] == ["Transactions your bank sent that finsync could not read (1)"]
+    aside = at.dataframe[0].value
+    assert list(aside["Why"]) == ["ValueError: amount is not an amount"] and aside["Name"].iloc[0]
