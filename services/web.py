@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.client_address import client_address
 from services.container import Container
 from services.db import check_database
 from services.errors import FinsyncError
@@ -102,8 +103,9 @@ def _same_origin(request: Request) -> bool:
     return origin is not None and origin.rstrip("/") == f"{request.url.scheme}://{request.url.netloc}"
 
 
-def _client(request: Request) -> tuple[str, str]:
-    ip = request.client.host if request.client else ""
+def _client(request: Request, c: Container) -> tuple[str, str]:
+    peer = request.client.host if request.client else ""
+    ip = client_address(peer, request.headers.get("x-forwarded-for"), c.settings.proxy_hops)
     return ip[:64], request.headers.get("user-agent", "")[:256]
 
 
@@ -128,7 +130,7 @@ def auth_routes(get_container: Callable[[], Container]) -> list[Route]:
         if body is None:
             return JSONResponse({"error": "too large"}, status_code=413)
         c = get_container()
-        ip, agent = _client(request)
+        ip, agent = _client(request, c)
         try:
             token = await run_in_threadpool(open_session, c, body.decode("ascii", "replace").strip(), ip, agent)
         except FinsyncError:

@@ -6,6 +6,7 @@ import streamlit as st
 
 from pages.ui.state import container
 from services import sessions
+from services.client_address import client_address
 from services.sessions import SessionView
 from services.web import session_cookie_name
 
@@ -21,10 +22,12 @@ def read_cookie() -> str | None:
 
 
 def client_ip() -> str:
+    """The visitor's address: the connection's, or X-Forwarded-For's as far as FINSYNC_PROXY_HOPS trusts it."""
     try:
-        return str(st.context.ip_address or "")[:64]
+        peer, forwarded = st.context.ip_address, st.context.headers.get("X-Forwarded-For")
     except Exception:
         return ""
+    return client_address(peer, forwarded, container().settings.proxy_hops)[:64]
 
 
 def user_agent() -> str:

@@ -73,3 +73,22 @@ def test_the_session_hand_off_takes_one_ticket_and_refuses_big_or_cross_site_bod
     assert big.status_code == 413 and "set-cookie" not in big.headers  # refused before the body is held
     ok = web.post("/auth/session", content=ticket(), headers=same)
     assert ok.status_code == 200 and "httponly" in ok.headers["set-cookie"].lower()
+
+
+def test_behind_a_trusted_proxy_the_session_records_the_forwarded_address(container: Container) -> None:
+    import dataclasses
+
+    from services import auth, sessions
+    from services.web import auth_routes
+    from tests.integration.auth_support import PASSWORD, make_user
+
+    alice = make_user(container)
+    proxied = dataclasses.replace(container, settings=container.settings.model_copy(update={"proxy_hops": 1}))
+    web = TestClient(Starlette(routes=auth_routes(lambda: proxied)), base_url="http://testserver")
+    step = auth.begin_sign_in(container, login="alice", password=PASSWORD)
+    assert step.ticket
+    headers = {"Sec-Fetch-Site": "same-origin", "X-Forwarded-For": "6.6.6.6, 198.51.100.23"}
+    response = web.post("/auth/session", content=step.ticket, headers=headers)
+    assert response.status_code == 200
+    [row] = sessions.list_sessions(container, alice.id, None)
+    assert row.ip == "198.51.100.23"  # the proxy's entry, not the client's forged one nor the proxy itself
