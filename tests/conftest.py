@@ -20,7 +20,7 @@ from services.db import make_engine
 from services.mailer import MemoryMailer
 from tests.factories import FakeClock, make_settings
 
-pytest_plugins = ["tests.integration.conftest_bank"]
+pytest_plugins = ["tests.integration.conftest_bank", "tests.integration.sync_helpers"]
 
 PG_URL = os.environ.get("TEST_POSTGRES_URL", "")
 ISOLATED_PREFIXES = ("FINSYNC_", "PLAID_", "DATABASE_URL", "SMTP_URL", "SESSION_", "SYNC_", "STREAMLIT_")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
 from sqlmodel import select
 
 from models import BankAccount, ItemSyncState, LedgerTransaction, PlaidItem, User
@@ -112,3 +113,11 @@ def corrupt_token(c: Container, item_id: uuid.UUID) -> None:
         blob[-1] ^= 1
         item.access_token_enc = bytes(blob)
         s.add(item)
+
+
+@pytest.fixture
+def linked(container: Container, gateway: PlaidGateway) -> tuple[uuid.UUID, uuid.UUID, str]:
+    """A user with one linked demo item: (user id, our item id, the demo bank's item id)."""
+    user_id = make_user(container)
+    item_id, plaid_id = link_item(container, gateway, user_id)
+    return user_id, item_id, plaid_id

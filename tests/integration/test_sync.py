@@ -27,13 +27,6 @@ from services.sync_types import MAX_PAGES, MAX_RESTARTS
 from tests.integration.sync_helpers import FAST, cursor_of, ledger, link_item, make_user, truth, user_row
 
 
-@pytest.fixture
-def linked(container: Container, gateway: PlaidGateway) -> tuple[uuid.UUID, uuid.UUID, str]:
-    user_id = make_user(container)
-    item_id, plaid_id = link_item(container, gateway, user_id)
-    return user_id, item_id, plaid_id
-
-
 def _sync(c: Container, gw: PlaidGateway, user_id: uuid.UUID, item_id: uuid.UUID, **kw: object):  # type: ignore[no-untyped-def]
     return sync_item(c, user_id, item_id, gateway=gw, policy=FAST, **kw)  # type: ignore[arg-type]
 

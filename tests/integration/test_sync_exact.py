@@ -20,14 +20,7 @@ from services.notify import NotificationSettings, set_notification_prefs
 from services.plaid_client import PlaidGateway
 from services.plaid_types import SyncPage
 from services.sync import edit_transaction, sync_item, transaction_history
-from tests.integration.sync_helpers import FAST, ledger, link_item, make_user, truth
-
-
-@pytest.fixture
-def linked(container: Container, gateway: PlaidGateway) -> tuple[uuid.UUID, uuid.UUID, str]:
-    user_id = make_user(container)
-    item_id, plaid_id = link_item(container, gateway, user_id)
-    return user_id, item_id, plaid_id
+from tests.integration.sync_helpers import FAST, ledger, truth
 
 
 def _sync(c: Container, gw: PlaidGateway, user_id: uuid.UUID, item_id: uuid.UUID):  # type: ignore[no-untyped-def]

@@ -14,14 +14,7 @@ from services.demo_bank.server import DemoBankHandle
 from services.plaid_client import PlaidGateway
 from services.sync_engine import sync_item
 from services.sync_verify import verify_item
-from tests.integration.sync_helpers import FAST, ledger, link_item, make_user, truth
-
-
-@pytest.fixture
-def linked(container: Container, gateway: PlaidGateway) -> tuple[uuid.UUID, uuid.UUID, str]:
-    user_id = make_user(container)
-    item_id, plaid_id = link_item(container, gateway, user_id)
-    return user_id, item_id, plaid_id
+from tests.integration.sync_helpers import FAST, ledger, truth
 
 
 def _verify(c: Container, gw: PlaidGateway, user_id: uuid.UUID, item_id: uuid.UUID):  # type: ignore[no-untyped-def]
