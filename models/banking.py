@@ -59,6 +59,7 @@ class BankAccount(SQLModel, table=True):
     type: str = Field(max_length=32)
     subtype: str | None = Field(default=None, max_length=64)
     iso_currency_code: str | None = Field(default=None, max_length=3)
+    unofficial_currency_code: str | None = Field(default=None, max_length=16)  # crypto and other non-ISO codes
     current_minor: int | None = Field(default=None, sa_column=_money())
     available_minor: int | None = Field(default=None, sa_column=_money())
     limit_minor: int | None = Field(default=None, sa_column=_money())

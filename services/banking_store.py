@@ -93,6 +93,7 @@ def upsert_accounts(session: Session, item: PlaidItem, accounts: Iterable[Accoun
             session.add(row)
         row.name, row.official_name, row.mask = acc.name[:128], acc.official_name, acc.mask
         row.type, row.subtype, row.iso_currency_code = acc.type, acc.subtype, acc.iso_currency_code
+        row.unofficial_currency_code = acc.unofficial_currency_code
         row.current_minor, row.available_minor, row.limit_minor = (
             acc.current_minor,
             acc.available_minor,
@@ -150,7 +151,7 @@ def view(session: Session, item: PlaidItem) -> ItemView:
             mask=a.mask,
             type=a.type,
             subtype=a.subtype,
-            currency=a.iso_currency_code,
+            currency=a.iso_currency_code or a.unofficial_currency_code,
             current_minor=a.current_minor,
             available_minor=a.available_minor,
             limit_minor=a.limit_minor,

@@ -56,7 +56,7 @@ def view(t: LedgerTransaction) -> TransactionView:
         t.name,
         t.merchant_name,
         t.amount_minor,
-        t.iso_currency_code,
+        t.iso_currency_code or t.unofficial_currency_code,  # the currency, ISO or Plaid's unofficial (BTC)
         t.pending,
         t.category_override or t.category_detailed,
         t.category_detailed,

@@ -17,9 +17,38 @@ from services.plaid_types import Account, Institution, ItemInfo, RecurringStream
 
 Json = Mapping[str, Any]
 _EMPTY: Json = {}
-# ISO 4217 minor-unit exponents that are not 2; https://www.six-group.com/en/products-services/financial-information/data-standards.html
 MAX_MINOR = 10**15  # ten trillion in a two-decimal currency: larger is garbage, and BIGINT stays far away
-_EXPONENTS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3}
+MAX_MINOR_WIDE = 10**18  # ten billion units of an 8-decimal currency; BIGINT ends at 9.2e18
+# ISO 4217 minor-unit exponents that are not 2; https://www.six-group.com/en/products-services/financial-information/data-standards.html
+_EXPONENTS = {
+    **dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV",
+                     "XAF", "XOF", "XPF"), 0),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+    **dict.fromkeys(("CLF", "UYW"), 4),
+}  # fmt: skip
+# Every active ISO 4217 code. Anything else is one of Plaid's unofficial_currency_code values (crypto such as BTC),
+# kept to 8 decimals so that 0.00050000 BTC is not rounded to nothing.
+_ISO_CODES = (
+    "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD BTN BWP BYN BZD CAD "
+    "CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP "
+    "GMD GNF GTQ GYD HKD HNL HRK HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK "
+    "LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB "
+    "PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB "
+    "TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR "
+    "ZMW ZWG ZWL"
+)
+ISO_4217 = frozenset(_ISO_CODES.split())
+UNOFFICIAL_EXPONENT = 8
+
+
+def exponent(currency: str | None) -> int:
+    """Decimal places of a currency's minor unit (2 when unknown; 8 for a non-ISO code such as BTC)."""
+    if not currency:
+        return 2
+    code = currency.upper()
+    return _EXPONENTS.get(code, 2) if code in ISO_4217 else UNOFFICIAL_EXPONENT
+
+
 # Column lengths of the ledger and staging tables (models/ledger.py, models/banking.py). PostgreSQL refuses
 # a longer value and the whole sync with it, so display text is cut to fit here; an id or a currency code
 # cannot be cut without naming something else, so a record with a longer one is set aside as unreadable.
@@ -35,7 +64,7 @@ ACCOUNT_TEXT_MAX = {"name": 128, "official_name": 256, "mask": 8, "type": 32, "s
 
 def to_minor(amount: float | int | str | Decimal, currency: str | None) -> int:
     """Convert a decimal amount to integer minor units of its currency, exactly (via `str`, never float math)."""
-    exp = _EXPONENTS.get(currency.upper(), 2) if currency else 2
+    exp = exponent(currency)
     if exp == 2 and type(amount) is float:  # the common case, on a sync's hot path: read the digits directly
         text = repr(amount)  # the shortest string that reads back as this float, as str() gives
         whole, _, frac = text.partition(".")
@@ -47,7 +76,7 @@ def to_minor(amount: float | int | str | Decimal, currency: str | None) -> int:
         value = int(Decimal(str(amount)).scaleb(exp).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
     except (ArithmeticError, ValueError):  # NaN, infinity, null, text, or more digits than Decimal holds
         value = MAX_MINOR
-    if abs(value) >= MAX_MINOR or isinstance(amount, bool):
+    if abs(value) >= (MAX_MINOR_WIDE if exp > 4 else MAX_MINOR) or isinstance(amount, bool):
         raise ValueError(f"not an amount: {str(amount)[:40]!r}")  # the gateway reports MALFORMED_RESPONSE
     return value
 
@@ -153,6 +182,7 @@ def map_account(a: Json) -> Account:
         available_minor=_opt_minor(b.get("available"), currency),
         limit_minor=_opt_minor(b.get("limit"), currency),
         iso_currency_code=_s(b.get("iso_currency_code")),
+        unofficial_currency_code=_cut(b.get("unofficial_currency_code"), CURRENCY_MAX["unofficial_currency_code"]),
     )
 
 

@@ -166,6 +166,7 @@ class Account:
     available_minor: int | None
     limit_minor: int | None
     iso_currency_code: str | None
+    unofficial_currency_code: str | None = None  # Plaid's code for a non-ISO currency (crypto), when iso is null
 
 
 @dataclass(frozen=True)

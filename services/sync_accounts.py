@@ -33,6 +33,7 @@ def upsert_accounts(
             continue
         row.name, row.official_name, row.mask = a.name[:128], a.official_name, a.mask
         row.type, row.subtype, row.iso_currency_code = a.type[:32], a.subtype, a.iso_currency_code
+        row.unofficial_currency_code = a.unofficial_currency_code
         row.current_minor, row.available_minor, row.limit_minor = a.current_minor, a.available_minor, a.limit_minor
         row.institution_name, row.balance_updated_at, row.item_id = item.institution_name, now, item.id
         session.add(row)

@@ -103,7 +103,9 @@ def _names_a_twin(sql: Sql, rid: str, uid: str) -> bool:
 
 def new_rows(sql: Sql, run_id: uuid.UUID, large: int | None) -> list[NewTransaction]:
     """What the notification lists, as the row-by-row path picks it: the first 20, then large ones, up to 200."""
-    cols = 'seq, "date", name, amount_minor, iso_currency_code, plaid_transaction_id'
+    cols = (
+        'seq, "date", name, amount_minor, COALESCE(iso_currency_code, unofficial_currency_code), plaid_transaction_id'
+    )
     rid = sql.uid(run_id)
     rows = sql.run(
         f"SELECT {cols} FROM sync_staging WHERE run_id = ? ORDER BY seq LIMIT {_NEWS_FIRST}",  # noqa: S608 - constant SQL

@@ -76,7 +76,7 @@ def check_accounts(
             low_threshold is not None and a.type not in _OWED and available is not None and available < low_threshold
         )
         if is_low and not check.low_balance_alerted:
-            low.append(LowBalance(a.name, available or 0, a.iso_currency_code))
+            low.append(LowBalance(a.name, available or 0, a.iso_currency_code or a.unofficial_currency_code))
         check.low_balance_alerted = is_low
         session.add(check)
     return low

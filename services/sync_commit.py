@@ -54,7 +54,8 @@ class News:
             self.count += 1
             amount = values[1]
             if len(self.rows) < 20 or (large is not None and abs(amount) >= large and len(self.rows) < 200):
-                self.rows.append(NewTransaction(date.fromisoformat(values[4]), values[6], amount, values[2], tid))
+                currency = values[2] or values[3]  # ISO, else Plaid's unofficial code
+                self.rows.append(NewTransaction(date.fromisoformat(values[4]), values[6], amount, currency, tid))
 
 
 def apply_run(

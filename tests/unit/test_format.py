@@ -28,3 +28,18 @@ def test_sessions_name_the_browser_and_system_not_the_raw_header() -> None:
     assert device(edge) == "Edge on Windows"
     assert device(iphone) == "Safari on iPhone"
     assert device("") == "unknown browser"
+
+
+def test_a_crypto_amount_keeps_its_eight_decimals_from_plaid_to_the_page_and_the_csv() -> None:
+    """Plaid's unofficial currencies (BTC) are not two-decimal: 0.0005 BTC must not round to nothing."""
+    from services.export import decimal_amount
+    from services.plaid_mapping import map_transaction
+
+    t = map_transaction(
+        {"transaction_id": "t1", "account_id": "a1", "amount": 0.0005, "iso_currency_code": None,
+         "unofficial_currency_code": "BTC", "date": "2026-12-01", "name": "Coffee in sats", "pending": False}
+    )  # fmt: skip
+    assert t.amount_minor == -50_000  # money out, in hundred-millionths
+    assert decimal_amount(t.amount_minor, "BTC") == "-0.00050000"
+    assert money(t.amount_minor, "BTC") == "-0.00050000 BTC"
+    assert money(-1234, "USD") == "-$12.34"  # ISO currencies keep their own exponents

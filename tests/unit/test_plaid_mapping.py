@@ -248,3 +248,14 @@ def test_column_limits_match_the_tables() -> None:
         assert columns["pending_transaction_id"].type.length == ID_MAX
     for name, limit in ACCOUNT_TEXT_MAX.items():
         assert BankAccount.__table__.columns[name].type.length == limit, name  # type: ignore[attr-defined]
+
+
+def test_a_crypto_account_keeps_its_code_and_eight_decimal_balances() -> None:
+    from services.plaid_mapping import map_account
+
+    a = map_account(
+        {"account_id": "a1", "name": "Wallet", "type": "other", "subtype": None, "mask": None,
+         "balances": {"current": 0.1234, "available": None, "limit": None, "iso_currency_code": None,
+                      "unofficial_currency_code": "BTC"}}
+    )  # fmt: skip
+    assert (a.iso_currency_code, a.unofficial_currency_code, a.current_minor) == (None, "BTC", 12_340_000)
