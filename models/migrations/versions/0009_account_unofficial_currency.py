@@ -22,7 +22,9 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("bank_accounts", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("unofficial_currency_code", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True))
+        batch_op.add_column(
+            sa.Column("unofficial_currency_code", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True)
+        )
 
 
 def downgrade() -> None:
