@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
-from pages.ui.format import when
+from pages.ui.format import count, when
 from pages.ui.session import require_admin
 from pages.ui.state import container
 from services import admin
@@ -61,7 +61,7 @@ with users_tab:
                 admin.unlock_user(c, view.user.id, target.id)
                 st.success(f"{target.username} can sign in again.")
             if cols[1].button("Force sign-out", key="admin_signout"):
-                st.success(f"Signed out {admin.force_sign_out(c, view.user.id, target.id)} session(s).")
+                st.success(f"Signed out {count(admin.force_sign_out(c, view.user.id, target.id), 'session')}.")
             disabled = target.status == "disabled"
             if cols[2].button("Enable" if disabled else "Disable", key="admin_disable"):
                 admin.set_disabled(c, view.user.id, target.id, not disabled)
@@ -108,7 +108,7 @@ with revocations_tab:
         given_up = [r for r in queued if r.outcome == "given_up"]
         if given_up:
             st.warning(
-                f"finsync stopped trying for {len(given_up)} connection(s): remove these items in the Plaid "
+                f"finsync stopped trying for {count(len(given_up), 'connection')}: remove these items in the Plaid "
                 "Dashboard, or Plaid keeps them (and bills them)."
             )
         table = pd.DataFrame([r.__dict__ for r in queued]).drop(columns=["id"])

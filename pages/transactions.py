@@ -5,7 +5,7 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
-from pages.ui.format import category, money
+from pages.ui.format import category, count, money
 from pages.ui.session import require_user
 from pages.ui.state import container
 from pages.ui.text import md
@@ -39,7 +39,7 @@ frame = pd.DataFrame(
         for t in rows
     ]
 )
-st.caption(f"{len(rows)} transaction(s), newest first. Select one to edit it.")
+st.caption(f"{count(len(rows), 'transaction')}, newest first. Select one to edit it.")
 ids = [t.transaction_id for t in rows]
 # The grid's selection is a row position. Its key follows the rows shown, so a position always refers to
 # the list the user clicked in; when a sync changes the list, the old selection is dropped, not re-pointed.

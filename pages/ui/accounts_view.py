@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import RerunException, StopException
 
-from pages.ui.format import money, when
+from pages.ui.format import count, money, when
 from pages.ui.text import md
 from services import banking, sync
 from services.banking import ItemView
@@ -38,7 +38,7 @@ def finish_link(
                 metadata=dict(outcome.get("metadata") or {}),
                 link_session_id=uuid.UUID(link_session_id),
             )
-            linked = f"Linked {item.institution_name} with {len(item.accounts)} account(s)."
+            linked = f"Linked {item.institution_name} with {count(len(item.accounts), 'account')}."
             st.session_state["flash"] = [("success", linked)]
     except DuplicateConnection as exc:
         st.session_state["flash"] = [("error", str(exc))]
@@ -80,7 +80,9 @@ def sync_now(c: Container, uid: uuid.UUID, item: ItemView) -> None:
             if held:
                 return
             try:
-                line.write(f"{p.stage}: {p.pages} page(s) fetched, {p.fetched} change(s), {p.applied} applied")
+                line.write(
+                    f"{p.stage}: {count(p.pages, 'page')} fetched, {count(p.fetched, 'change')}, {p.applied} applied"
+                )
             except (RerunException, StopException) as exc:
                 # A click (or a closed tab) meanwhile makes Streamlit raise here; letting it through would
                 # abort the sync halfway, so hold it and honour it once the sync has finished.

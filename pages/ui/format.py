@@ -63,3 +63,8 @@ def device(user_agent: str) -> str:
     if browser and system:
         return f"{browser} on {system}"
     return browser or system or (user_agent[:40] or "unknown browser")
+
+
+def count(n: int, word: str, plural: str | None = None) -> str:
+    """``1 account``, ``3 accounts``."""
+    return f"{n:,} {word if n == 1 else plural or word + 's'}"

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.ui import session as ui_session  # read_cookie looked up at call time: one seam for tests
+from pages.ui.format import count as plural
 from pages.ui.format import device
 from pages.ui.state import container
 from pages.ui.text import md
@@ -125,7 +126,7 @@ def sessions_section(view: SessionView) -> None:
             st.rerun()
     if len(rows) > 1 and st.button("Sign out all other sessions", key="revoke_others"):
         count = sessions.revoke_other_sessions(c, view.user.id, ui_session.read_cookie())
-        st.success(f"Signed out {count} other session(s).")
+        st.success(f"Signed out {plural(count, 'other session')}.")
 
 
 def activity_section(view: SessionView) -> None:
