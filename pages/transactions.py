@@ -5,6 +5,7 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
+from pages.ui.export_view import export_section
 from pages.ui.format import category, count, money
 from pages.ui.session import require_user
 from pages.ui.state import container
@@ -17,6 +18,7 @@ c = container()
 uid = view.user.id
 st.title("Transactions")
 
+export_section(c, uid)
 search = st.text_input("Search by name or merchant", max_chars=100, key="tx_search")
 rows = ledger.list_transactions(c, uid, search=search)
 names = ledger.account_names(c, uid)

@@ -51,6 +51,7 @@ EVENTS = frozenset(
         "bank_removed",
         "bank_revocation_done",
         "bank_revocation_given_up",
+        "transactions_exported",
     }
 )
 FAILURES = frozenset(

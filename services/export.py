@@ -10,6 +10,7 @@ dropped.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import tempfile
 import unicodedata
@@ -18,12 +19,15 @@ from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import TextIO
 
 from sqlmodel import col, select
 
 from models import BankAccount, LedgerTransaction
+from services import audit
 from services.container import Container
 from services.db import unit_of_work
+from services.errors import InputError
 from services.plaid_mapping import to_minor
 
 COLUMNS = (
@@ -83,20 +87,42 @@ def rows(
             )
 
 
+def _write(fh: TextIO, c: Container, user_id: uuid.UUID, start: date | None, end: date | None) -> int:
+    if start is not None and end is not None and start > end:
+        raise InputError("The start date is after the end date.")
+    writer = csv.writer(fh)
+    writer.writerow(COLUMNS)
+    count = 0
+    for row in rows(c, user_id, start, end):
+        writer.writerow(row)
+        count += 1
+    _record(c, user_id, count)
+    return count
+
+
+def _record(c: Container, user_id: uuid.UUID, count: int) -> None:
+    with unit_of_work(c.engine) as session:
+        audit.record(session, event="transactions_exported", user_id=user_id, detail=f"{count} transactions")
+
+
 def export_csv(c: Container, user_id: uuid.UUID, out: Path, start: date | None = None, end: date | None = None) -> int:
     """Write the CSV atomically (a temp file renamed into place); return the number of transactions."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=".csv", dir=out.parent)
-    count = 0
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(COLUMNS)
-            for row in rows(c, user_id, start, end):
-                writer.writerow(row)
-                count += 1
+            count = _write(fh, c, user_id, start, end)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return count
+
+
+def export_bytes(
+    c: Container, user_id: uuid.UUID, start: date | None = None, end: date | None = None
+) -> tuple[bytes, int]:
+    """The same CSV as ``export_csv``, in memory, for a download from the Transactions page."""
+    buffer = io.StringIO(newline="")
+    count = _write(buffer, c, user_id, start, end)
+    return buffer.getvalue().encode("utf-8"), count

@@ -305,3 +305,31 @@ def test_sync_history_lists_transactions_set_aside_as_unreadable(
     assert [e.label for e in at.expander] == ["Transactions your bank sent that finsync could not read (1)"]
     aside = at.dataframe[0].value
     assert list(aside["Why"]) == ["ValueError: amount is not an amount"] and aside["Name"].iloc[0]
+
+
+def test_transactions_download_as_csv_is_the_contract_file_and_is_audited(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import csv
+    import io
+
+    from services import audit
+    from services.export import COLUMNS
+
+    c = bank_app.c
+    user = make_user(c, "fay")
+    monkeypatch.setattr(ui_session, "read_cookie", lambda: sign_in(c, "fay"))
+    item = bank_app.link(user.id)
+    sync.sync_item(c, user.id, item.id)
+    at = open_page("transactions.py")
+    at.date_input(key="export_from").set_value(date(2031, 1, 2))
+    at.date_input(key="export_to").set_value(date(2031, 1, 1))
+    at = click(at, "Prepare the file")
+    assert "start date is after the end date" in everything(at) and "export_file" not in at.session_state
+    at.date_input(key="export_from").set_value(None)
+    at.date_input(key="export_to").set_value(None)
+    at = click(at, "Prepare the file")
+    data, n = at.session_state["export_file"]
+    table = list(csv.reader(io.StringIO(data.decode("utf-8"))))
+    assert tuple(table[0]) == COLUMNS and len(table) - 1 == n == len(ledger.list_transactions(c, user.id, limit=10**6))
+    assert "transactions_exported" in [e.event for e in audit.list_events(c, user.id)]
