@@ -33,6 +33,7 @@ from services.plaid_mapping import to_minor
 COLUMNS = (
     "transaction_id", "date", "account_id", "account_name", "name", "merchant_name", "amount",
     "iso_currency_code", "category", "pending", "authorized_date", "note", "tags", "excluded",
+    "unofficial_currency_code",
 )  # fmt: skip
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "|", "%")
 
@@ -84,6 +85,7 @@ def rows(
                 safe_cell(t.note),
                 safe_cell(t.tags),
                 "true" if t.excluded else "false",
+                safe_cell(t.unofficial_currency_code),  # crypto and other non-ISO codes: the amount's currency
             )
 
 
