@@ -48,10 +48,16 @@ def everything(at: AppTest) -> str:
     return "\n".join(str(getattr(e, "label", None) or getattr(e, "value", "")) for k in kinds for e in getattr(at, k))
 
 
+def signed_in(bank_app: Bank, monkeypatch: pytest.MonkeyPatch, name: str, **kw: Any) -> Any:
+    """A new user whose browser carries a live session cookie."""
+    user = make_user(bank_app.c, name, **kw)
+    monkeypatch.setattr(ui_session, "read_cookie", lambda: sign_in(bank_app.c, name))
+    return user
+
+
 def test_link_sync_and_browse(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
     c = bank_app.c
-    user = make_user(c, "ann")
-    monkeypatch.setattr(ui_session, "read_cookie", lambda: sign_in(c, "ann"))
+    user = signed_in(bank_app, monkeypatch, "ann")
 
     at = open_page("accounts.py")
     assert "No bank linked yet" in everything(at)
@@ -91,8 +97,7 @@ def test_link_sync_and_browse(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -
 
 def test_link_exit_is_reported_and_nothing_is_linked(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
     c = bank_app.c
-    user = make_user(c, "bea")
-    monkeypatch.setattr(ui_session, "read_cookie", lambda: sign_in(c, "bea"))
+    user = signed_in(bank_app, monkeypatch, "bea")
     at = open_page("accounts.py")
     at = click(at, "Link a bank")
     exit_result = {"kind": "exit", "error": {"error_code": "INVALID_CREDENTIALS", "display_message": None}}
@@ -103,17 +108,14 @@ def test_link_exit_is_reported_and_nothing_is_linked(bank_app: Bank, monkeypatch
 
 
 def test_unverified_user_cannot_start_linking(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
-    c = bank_app.c
-    make_user(c, "cal", verified=False)
-    monkeypatch.setattr(ui_session, "read_cookie", lambda: sign_in(c, "cal"))
+    signed_in(bank_app, monkeypatch, "cal", verified=False)
     at = click(open_page("accounts.py"), "Link a bank")
     assert "Verify your email address before linking a bank." in everything(at)
 
 
 def test_notification_settings_are_saved(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
     c = bank_app.c
-    user = make_user(c, "dee")
-    monkeypatch.setattr(ui_session, "read_cookie", lambda: sign_in(c, "dee"))
+    user = signed_in(bank_app, monkeypatch, "dee")
     at = open_page("settings.py")
     at.number_input(key="n_large").set_value(250.0)
     at.checkbox(key="n_digest").uncheck()
@@ -155,8 +157,7 @@ def labels(at: AppTest) -> list[str]:
 
 def test_oauth_redirect_resumes_the_open_link_session(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
     c = bank_app.c
-    user = make_user(c, "ann")
-    monkeypatch.setattr(ui_session, "read_cookie", lambda: sign_in(c, "ann"))
+    user = signed_in(bank_app, monkeypatch, "ann")
     start = banking.start_link(c, user.id)
     success = bank_app.link_login(start.link_token, "ins_demo_2")  # what Link returns once the bank sent us back
     at, calls = open_after_oauth(monkeypatch, {"kind": "success", **success})
@@ -224,8 +225,7 @@ def test_an_edit_lands_on_the_transaction_shown_even_when_a_sync_adds_rows_meanw
     bank_app: Bank, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     c = bank_app.c
-    user = make_user(c, "ann")
-    monkeypatch.setattr(ui_session, "read_cookie", lambda: sign_in(c, "ann"))
+    user = signed_in(bank_app, monkeypatch, "ann")
     item = bank_app.link(user.id)
     sync.sync_item(c, user.id, item.id)
     grid = FakeGrid(streamlit.dataframe)
@@ -266,8 +266,7 @@ def test_sync_history_shows_a_failure_only_until_that_bank_synced_again(
     bank_app: Bank, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     c = bank_app.c
-    user = make_user(c, "dee")
-    monkeypatch.setattr(ui_session, "read_cookie", lambda: sign_in(c, "dee"))
+    user = signed_in(bank_app, monkeypatch, "dee")
     item = bank_app.link(user.id)
     bank_app.demo.set_fault(bank_app.plaid_item_id(item.id), "login_required")
     assert sync.sync_item(c, user.id, item.id, explicit=True).status == "login_required"
@@ -288,8 +287,7 @@ def test_sync_history_lists_transactions_set_aside_as_unreadable(
     from services import plaid_mapping
 
     c = bank_app.c
-    user = make_user(c, "eve")
-    monkeypatch.setattr(ui_session, "read_cookie", lambda: sign_in(c, "eve"))
+    user = signed_in(bank_app, monkeypatch, "eve")
     item = bank_app.link(user.id)
     real = plaid_mapping.map_transaction
     victim = sorted(t["transaction_id"] for t in bank_app.demo.truth(bank_app.plaid_item_id(item.id)))[0]
@@ -317,8 +315,7 @@ def test_transactions_download_as_csv_is_the_contract_file_and_is_audited(
     from services.export import COLUMNS
 
     c = bank_app.c
-    user = make_user(c, "fay")
-    monkeypatch.setattr(ui_session, "read_cookie", lambda: sign_in(c, "fay"))
+    user = signed_in(bank_app, monkeypatch, "fay")
     item = bank_app.link(user.id)
     sync.sync_item(c, user.id, item.id)
     at = open_page("transactions.py")
