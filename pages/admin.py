@@ -1,7 +1,5 @@
 """Admin: users (unlock, sign out, disable), the audit log and the mail outbox."""
 
-from datetime import UTC, datetime
-
 import pandas as pd
 import streamlit as st
 
@@ -18,15 +16,6 @@ users_tab, audit_tab, outbox_tab, revocations_tab = st.tabs(["Users", "Audit log
 
 rows = admin.list_users(c, view.user.id)
 
-
-def _status(status: str, locked_until: datetime | None) -> str:
-    if locked_until is None:
-        return status
-    if locked_until.year - datetime.now(UTC).year > 10:  # the stop after 100 failures in a row
-        return "stopped until password reset or unlock"
-    return f"paused until {when(locked_until)}"
-
-
 names = {r.id: r.username for r in rows}
 
 with users_tab:
@@ -37,7 +26,9 @@ with users_tab:
                     "Username": r.username,
                     "Email": r.email,
                     "Role": r.role,
-                    "Status": _status(r.status, r.locked_until),
+                    "Status": "stopped until password reset or unlock"
+                    if r.stopped
+                    else (f"paused until {when(r.locked_until)}" if r.locked_until else r.status),
                     "Email verified": r.email_verified,
                     "Two-factor": r.totp_enabled,
                     "Last sign-in": when(r.last_sign_in_at),

@@ -31,6 +31,7 @@ class AdminUserRow(UserPublic):
     """One account as the admin page lists it (a user's public fields and any sign-in pause)."""
 
     locked_until: datetime | None = None
+    stopped: bool = False  # the lock after 100 failures in a row: only a reset or an unlock lifts it
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,11 @@ class OutboxMessage:
     to: str
     subject: str
     date: datetime | None
+
+
+def _row(user: User, until: datetime | None, now: datetime) -> AdminUserRow:
+    stopped = until is not None and throttle.is_hard_stop(until, now)
+    return AdminUserRow(**vars(UserPublic.of(user)), locked_until=until, stopped=stopped)
 
 
 def _admin(session: Session, actor_id: uuid.UUID) -> User:
@@ -72,9 +78,7 @@ def list_users(c: Container, actor_id: uuid.UUID) -> list[AdminUserRow]:
             if row.locked_until is not None and row.locked_until > now
         }
         users = session.execute(select(User).order_by(col(User.username_norm))).scalars()
-        return [
-            AdminUserRow(**vars(UserPublic.of(u)), locked_until=locks.get(throttle.account_key(u.id))) for u in users
-        ]
+        return [_row(u, locks.get(throttle.account_key(u.id)), now) for u in users]
 
 
 def unlock_user(c: Container, actor_id: uuid.UUID, user_id: uuid.UUID) -> None:

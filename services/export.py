@@ -17,7 +17,6 @@ import unicodedata
 import uuid
 from collections.abc import Iterator
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
@@ -28,7 +27,7 @@ from services import audit
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError
-from services.plaid_mapping import to_minor
+from services.plaid_mapping import decimal_text
 
 COLUMNS = (
     "transaction_id", "date", "account_id", "account_name", "name", "merchant_name", "amount",
@@ -50,8 +49,7 @@ def safe_cell(text: str | None) -> str:
 
 def decimal_amount(amount_minor: int, currency: str | None) -> str:
     """Minor units as a plain decimal with the currency's number of places (``-12.50``, ``-1200`` for JPY)."""
-    places = len(str(to_minor(1, currency))) - 1
-    return f"{Decimal(amount_minor).scaleb(-places):.{places}f}"
+    return decimal_text(amount_minor, currency)
 
 
 def rows(

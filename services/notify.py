@@ -6,13 +6,12 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
 
 from models import NotificationPrefs, User
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError
-from services.plaid_mapping import to_minor
+from services.plaid_mapping import decimal_text
 from services.sync_checks import LowBalance
 
 log = logging.getLogger("finsync.notify")
@@ -65,9 +64,7 @@ def set_notification_prefs(c: Container, user_id: uuid.UUID, prefs: Notification
 
 def money(minor: int, currency: str | None) -> str:
     """``-1,234.50 USD`` from minor units, in the currency's own decimals (``1,200 JPY``)."""
-    sign = "-" if minor < 0 else ""
-    places = len(str(to_minor(1, currency))) - 1
-    return f"{sign}{Decimal(abs(minor)).scaleb(-places):,.{places}f} {currency or ''}".strip()
+    return f"{decimal_text(minor, currency, grouped=True)} {currency or ''}".strip()
 
 
 def _send(c: Container, user_id: uuid.UUID, subject: str, body: str) -> None:

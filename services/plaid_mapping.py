@@ -62,6 +62,13 @@ ACCOUNT_TEXT_MAX = {"name": 128, "official_name": 256, "mask": 8, "type": 32, "s
 # -- money and dates ---------------------------------------------------------------------------------
 
 
+def decimal_text(amount_minor: int, currency: str | None, *, grouped: bool = False) -> str:
+    """Minor units as a decimal in the currency's own places (``-12.50``; ``-1200`` JPY; ``-0.00050000`` BTC)."""
+    places = exponent(currency)
+    value = Decimal(amount_minor).scaleb(-places)
+    return f"{value:,.{places}f}" if grouped else f"{value:.{places}f}"
+
+
 def to_minor(amount: float | int | str | Decimal, currency: str | None) -> int:
     """Convert a decimal amount to integer minor units of its currency, exactly (via `str`, never float math)."""
     exp = exponent(currency)

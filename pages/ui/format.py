@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 
-from services.export import decimal_amount
+from services.plaid_mapping import decimal_text
 
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "CA$", "JPY": "¥"}
 
@@ -15,11 +14,10 @@ def money(minor: int | None, currency: str | None) -> str:
     if minor is None:
         return "—"
     code = (currency or "USD").upper()
-    value = Decimal(decimal_amount(abs(minor), code))  # the currency's own decimals: 1200 yen, 1.500 dinar
-    places = -int(value.as_tuple().exponent)
+    value = decimal_text(abs(minor), code, grouped=True)  # the currency's own decimals: 1,200 yen, 1.500 dinar
     sign = "-" if minor < 0 else ""
     symbol = SYMBOLS.get(code)
-    return f"{sign}{symbol}{value:,.{places}f}" if symbol else f"{sign}{value:,.{places}f} {code}"
+    return f"{sign}{symbol}{value}" if symbol else f"{sign}{value} {code}"
 
 
 def when(stamp: datetime | None, empty: str = "never") -> str:

@@ -132,6 +132,9 @@ def test_a_hundred_failures_in_a_row_stop_sign_in_until_a_reset(
     [mail] = [b for b in bodies if "100 failed sign-in attempts in a row" in b]
     assert "stopped until you reset your password" in mail
     assert any("until reset" in e.detail for e in _events(container, "account_locked"))
+    root = make_admin(container)
+    listed = {r.username: r.stopped for r in admin.list_users(container, root.id)}
+    assert listed == {"alice": True, "root": False}  # the admin page says "stopped until reset", not a date
     auth.request_password_reset(container, email="alice@example.com")
     auth.reset_password(container, token=link_token(mailer, "reset"), new_password=OTHER_PASSWORD)
     assert sign_in(container, "alice", OTHER_PASSWORD)  # the reset lifts the stop
