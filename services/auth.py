@@ -27,7 +27,7 @@ from services.account import (
     reset_password,
 )
 from services.container import Container
-from services.credentials import Pending, load_user, second_factor
+from services.credentials import Pending, announce_lock, load_user, second_factor
 from services.db import unit_of_work
 from services.errors import InputError, InvalidCredentials, PermissionDenied, Throttled, TokenInvalid
 from services.users import UserPublic
@@ -246,10 +246,7 @@ def begin_sign_in(c: Container, *, login: str, password: str, ip: str = "", user
                 session, event="sign_in_failed", user_id=target.id if target else None, ip=ip, detail=reason, at=now
             )
             if user is not None and target is not None and target.lock_started is not None:
-                hard = throttle.is_hard_stop(target.lock_started, now)
-                detail = f"until reset: {throttle.HARD_STOP} failures in a row" if hard else "15+ min"
-                audit.record(session, event="account_locked", user_id=user.id, ip=ip, detail=detail, at=now)
-                p.mails.append(notices.locked(user.email, target.lock_started, for_good=hard))
+                announce_lock(session, user, target.lock_started, p, ip=ip, now=now)
             p.fail(InvalidCredentials())
             step = SignInStep("ticket", None, None)
         else:

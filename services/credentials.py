@@ -54,11 +54,16 @@ def count_failure(session: Session, c: Container, user: User, p: Pending, *, ip:
     """One failed proof of identity; the fifth in 15 minutes pauses the account and mails its owner once."""
     until = throttle.record_failure(session, throttle.account_key(user.id), now)
     if until is not None:
-        hard = throttle.is_hard_stop(until, now)
-        minutes = int((until - now).total_seconds() // 60)
-        detail = f"until reset: {throttle.HARD_STOP} failures in a row" if hard else f"{minutes} min"
-        audit.record(session, event="account_locked", user_id=user.id, ip=ip, detail=detail, at=now)
-        p.mails.append(notices.locked(user.email, until, for_good=hard))
+        announce_lock(session, user, until, p, ip=ip, now=now)
+
+
+def announce_lock(session: Session, user: User, until: datetime, p: Pending, *, ip: str, now: datetime) -> None:
+    """A lock just started: audit it and mail the owner once (saying whether only a reset lifts it)."""
+    hard = throttle.is_hard_stop(until, now)
+    minutes = int((until - now).total_seconds() // 60)
+    detail = f"until reset: {throttle.HARD_STOP} failures in a row" if hard else f"{minutes} min"
+    audit.record(session, event="account_locked", user_id=user.id, ip=ip, detail=detail, at=now)
+    p.mails.append(notices.locked(user.email, until, for_good=hard))
 
 
 def second_factor(
