@@ -114,3 +114,24 @@ class KeyCanary(SQLModel, table=True):
 
     version: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     blob: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class QueuedMail(SQLModel, table=True):
+    """A message the mailer has not taken yet; removed once sent or past its use.
+
+    The message (recipient, subject, body with its live link) is encrypted and bound to this row, so a
+    reset link waiting out an SMTP outage is no easier to read than the token table's hashes.
+    """
+
+    __tablename__ = "mail_queue"
+    __encrypted__: ClassVar[tuple[str, ...]] = ("message_enc",)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID | None = Field(default=None, sa_column=fk_column("users.id", nullable=True))
+    kind: str = Field(max_length=32)
+    message_enc: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    attempts: int = Field(default=0)
+    last_error: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=_ts(index=True))
+    expires_at: datetime = Field(sa_column=_ts())

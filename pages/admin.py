@@ -82,6 +82,15 @@ with audit_tab:
     st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch")
 
 with outbox_tab:
+    waiting = admin.waiting_mail(c, view.user.id)
+    if waiting:
+        st.warning(
+            f"{count(len(waiting), 'email')} could not be sent yet. finsync retries (1 minute, doubling up to 30 "
+            "minutes) until each one is past its use (a reset link after 30 minutes); check SMTP_URL and the mail server."
+        )
+        rows = [{"Kind": m.kind, "Tries": m.attempts, "Last error": m.last_error or "", "Queued": when(m.created_at, ""),
+                 "Next try": when(m.next_attempt_at, ""), "Dropped after": when(m.expires_at, "")} for m in waiting]  # fmt: skip
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     path, messages = admin.outbox(c, view.user.id)
     st.write(f"Without SMTP_URL, mail is written as .eml files to `{path}`.")
     outbox = [{"Sent": when(m.date, ""), "To": m.to, "Subject": m.subject, "File": m.name} for m in messages]

@@ -10,7 +10,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlmodel import col
 
 from models import AuditEvent, PlaidApiEvent, User
-from services import audit, notices, sessions, throttle, tokens, users
+from services import audit, mail_queue, notices, sessions, throttle, tokens, users
 from services.container import Container
 from services.credentials import Pending, load_user, reauth, set_password
 from services.db import unit_of_work
@@ -43,7 +43,7 @@ def request_password_reset(c: Container, *, email: str, ip: str = "") -> None:
             tokens.revoke(session, user.id, (tokens.RESET,), now)
             token = tokens.issue(session, user.id, tokens.RESET, now)
             audit.record(session, event="password_reset_requested", user_id=user.id, ip=ip, at=now)
-            p.mails.append(notices.reset(c, user.email, token))
+            p.mail(session, c, user.id, notices.reset(c, user.email, token))
     p.finish(c)
 
 
@@ -74,7 +74,9 @@ def reset_password(c: Container, *, token: str, new_password: str, ip: str = "")
         audit.record(
             session, event="password_reset_done", user_id=user.id, ip=ip, detail=f"{count} sessions ended", at=now
         )
-        p.mails.append(notices.notice(user.email, "your password was reset", "Your password was reset", now))
+        p.mail(
+            session, c, user.id, notices.notice(user.email, "your password was reset", "Your password was reset", now)
+        )
     p.finish(c)
 
 
@@ -98,7 +100,12 @@ def change_password(
             audit.record(
                 session, event="password_changed", user_id=user.id, detail=f"{count} other sessions ended", at=now
             )
-            p.mails.append(notices.notice(user.email, "your password was changed", "Your password was changed", now))
+            p.mail(
+                session,
+                c,
+                user.id,
+                notices.notice(user.email, "your password was changed", "Your password was changed", now),
+            )
     p.finish(c)
 
 
@@ -118,9 +125,9 @@ def request_email_change(c: Container, user_id: uuid.UUID, *, password: str, new
             tokens.revoke(session, user.id, (tokens.EMAIL_CHANGE,), now)
             token = tokens.issue(session, user.id, tokens.EMAIL_CHANGE, now, payload=new)
             audit.record(session, event="email_change_requested", user_id=user.id, at=now)
-            p.mails.append(notices.verify_email(c, new, token, change=True))
+            p.mail(session, c, user.id, notices.verify_email(c, new, token, change=True))
             what = "Someone asked to change the email address of your finsync account; it changes once the new address confirms"
-            p.mails.append(notices.notice(user.email, "email change requested", what, now))
+            p.mail(session, c, user.id, notices.notice(user.email, "email change requested", what, now))
     p.finish(c)
 
 
@@ -164,8 +171,8 @@ def delete_account(
         throttle.clear(session, throttle.account_key(user_id))
         # The Plaid call log names the user (no foreign key: it outlives the items it logs); it goes too.
         session.execute(delete(PlaidApiEvent).where(col(PlaidApiEvent.user_id) == user_id))
-        session.delete(doomed)  # sessions, tokens and recovery codes go with it (ON DELETE CASCADE)
+        session.delete(doomed)  # sessions, tokens, recovery codes and waiting mail go too (ON DELETE CASCADE)
         audit.record(session, event="account_deleted", user_id=user_id, at=now)
-    notices.deliver(
-        c, [notices.notice(email, "your account was deleted", "Your account and its data were deleted", now)]
-    )
+        farewell = notices.notice(email, "your account was deleted", "Your account and its data were deleted", now)
+        queued = mail_queue.enqueue(session, c, farewell)  # tied to no account: there is none left
+    mail_queue.send_quietly(c, [queued])

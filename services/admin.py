@@ -14,11 +14,12 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from models import ThrottleCounter, User
-from services import audit, revocations, sessions, throttle
+from services import audit, mail_queue, revocations, sessions, throttle
 from services.audit import AuditView
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError, NotFound, PermissionDenied
+from services.mail_queue import QueuedMailView
 from services.revocations import RevocationView
 from services.users import UserPublic
 
@@ -131,6 +132,13 @@ def pending_revocations(c: Container, actor_id: uuid.UUID) -> list[RevocationVie
     with unit_of_work(c.engine) as session:
         _admin(session, actor_id)
         return revocations.unfinished(session)
+
+
+def waiting_mail(c: Container, actor_id: uuid.UUID) -> list[QueuedMailView]:
+    """Mail the mailer has not taken yet (SMTP away, or the first try still to come), oldest first."""
+    with unit_of_work(c.engine) as session:
+        _admin(session, actor_id)
+        return mail_queue.waiting(session)
 
 
 def _read_headers(path: Path) -> OutboxMessage:

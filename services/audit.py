@@ -52,6 +52,7 @@ EVENTS = frozenset(
         "bank_revocation_done",
         "bank_revocation_given_up",
         "transactions_exported",
+        "mail_given_up",
     }
 )
 FAILURES = frozenset(
@@ -65,6 +66,7 @@ FAILURES = frozenset(
         "bank_link_failed",
         "registration_email_taken",
         "bank_revocation_given_up",
+        "mail_given_up",
     }
 )
 MAX_DETAIL = 200

@@ -113,7 +113,7 @@ def _register_in(
     user.created_at = user.password_changed_at = now
     token = tokens.issue(session, user.id, tokens.VERIFY, now)
     audit.record(session, event="registered", user_id=user.id, ip=ip, at=now)
-    p.mails.append(notices.verify_email(c, user.email, token))
+    p.mail(session, c, user.id, notices.verify_email(c, user.email, token))
 
 
 def _registration_for_taken_email(
@@ -125,7 +125,7 @@ def _registration_for_taken_email(
         audit.record(session, event="registration_email_taken", user_id=owner.id, ip=ip, detail="limited", at=now)
         return
     audit.record(session, event="registration_email_taken", user_id=owner.id, ip=ip, detail=NOTICE_MAILED, at=now)
-    p.mails.append(notices.registration_attempt(c, owner.email, now))
+    p.mail(session, c, owner.id, notices.registration_attempt(c, owner.email, now))
 
 
 def verify_email(c: Container, token: str) -> UserPublic:
@@ -165,7 +165,9 @@ def resend_verification(c: Container, user_id: uuid.UUID) -> None:
             wait = math.ceil((last + RESEND_EVERY - now).total_seconds())
             raise Throttled(f"We just sent a link. You can ask for another in {wait} seconds.", retry_after=wait)
         tokens.revoke(session, user.id, (tokens.VERIFY,), now)
-        p.mails.append(notices.verify_email(c, user.email, tokens.issue(session, user.id, tokens.VERIFY, now)))
+        p.mail(
+            session, c, user.id, notices.verify_email(c, user.email, tokens.issue(session, user.id, tokens.VERIFY, now))
+        )
     p.finish(c)
 
 
@@ -246,7 +248,7 @@ def begin_sign_in(c: Container, *, login: str, password: str, ip: str = "", user
                 session, event="sign_in_failed", user_id=target.id if target else None, ip=ip, detail=reason, at=now
             )
             if user is not None and target is not None and target.lock_started is not None:
-                announce_lock(session, user, target.lock_started, p, ip=ip, now=now)
+                announce_lock(session, c, user, target.lock_started, p, ip=ip, now=now)
             p.fail(InvalidCredentials())
             step = SignInStep("ticket", None, None)
         else:

@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from models import User
-from services import audit, notices, otp, passwords, throttle
+from services import audit, mail_queue, notices, otp, passwords, throttle
 from services.container import Container
 from services.errors import FinsyncError, InputError, NotFound, PermissionDenied
 
@@ -22,20 +22,24 @@ PAUSED = "Sign-in for this account is paused after failed attempts; try again la
 
 @dataclass
 class Pending:
-    """What a flow does after its unit of work commits: send mails, then raise its deferred error.
+    """What a flow does after its unit of work commits: send the mails it queued, then raise its deferred error.
 
     Failures must be committed (counters, audit rows) before the caller sees the error, so errors
     are parked here instead of raised inside the transaction.
     """
 
-    mails: list[notices.Mail] = field(default_factory=list)
+    queued: list[uuid.UUID] = field(default_factory=list)
     error: FinsyncError | None = None
+
+    def mail(self, session: Session, c: Container, user_id: uuid.UUID, mail: notices.Mail) -> None:
+        """Queue ``mail`` in the flow's unit of work (nothing is sent if it rolls back)."""
+        self.queued.append(mail_queue.enqueue(session, c, mail, user_id=user_id))
 
     def fail(self, error: FinsyncError) -> None:
         self.error = error
 
     def finish(self, c: Container) -> None:
-        notices.deliver(c, self.mails)
+        mail_queue.send_quietly(c, self.queued)  # what fails now waits in the queue for the scheduler
         if self.error is not None:
             raise self.error
 
@@ -54,16 +58,18 @@ def count_failure(session: Session, c: Container, user: User, p: Pending, *, ip:
     """One failed proof of identity; the fifth in 15 minutes pauses the account and mails its owner once."""
     until = throttle.record_failure(session, throttle.account_key(user.id), now)
     if until is not None:
-        announce_lock(session, user, until, p, ip=ip, now=now)
+        announce_lock(session, c, user, until, p, ip=ip, now=now)
 
 
-def announce_lock(session: Session, user: User, until: datetime, p: Pending, *, ip: str, now: datetime) -> None:
+def announce_lock(
+    session: Session, c: Container, user: User, until: datetime, p: Pending, *, ip: str, now: datetime
+) -> None:
     """A lock just started: audit it and mail the owner once (saying whether only a reset lifts it)."""
     hard = throttle.is_hard_stop(until, now)
     minutes = int((until - now).total_seconds() // 60)
     detail = f"until reset: {throttle.HARD_STOP} failures in a row" if hard else f"{minutes} min"
     audit.record(session, event="account_locked", user_id=user.id, ip=ip, detail=detail, at=now)
-    p.mails.append(notices.locked(user.email, until, for_good=hard))
+    p.mail(session, c, user.id, notices.locked(user.email, until, for_good=hard))
 
 
 def second_factor(
@@ -75,17 +81,22 @@ def second_factor(
         return result
     if result == "recovery":
         audit.record(session, event="recovery_code_used", user_id=user.id, ip=ip, at=now)
-        p.mails.append(notices.notice(user.email, "a recovery code was used", "A recovery code was used", now))
+        p.mail(
+            session, c, user.id, notices.notice(user.email, "a recovery code was used", "A recovery code was used", now)
+        )
         return result
     if result == "replay":
         audit.record(session, event="totp_replay", user_id=user.id, ip=ip, detail="code already used", at=now)
-        p.mails.append(
+        p.mail(
+            session,
+            c,
+            user.id,
             notices.notice(
                 user.email,
                 "a sign-in code was used twice",
                 "A two-factor code for your account was entered again after it had been used; it was refused",
                 now,
-            )
+            ),
         )
     else:
         audit.record(session, event="totp_failed", user_id=user.id, ip=ip, at=now)

@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from services import tokens
 from services.container import Container
-
-log = logging.getLogger("finsync.auth")
 
 
 @dataclass(frozen=True)
 class Mail:
-    """One message waiting for the unit of work to commit."""
+    """One message for the mail queue; ``lifetime`` is how long sending it still makes sense."""
 
     to: str
     subject: str
     body: str
     kind: str
-
-
-def deliver(c: Container, mails: list[Mail]) -> None:
-    """Send after commit; a mail failure is logged (kind only) and never changes the flow's answer."""
-    for mail in mails:
-        try:
-            c.mailer.send(mail.to, mail.subject, mail.body)
-        except Exception as exc:  # an SMTP outage must not reveal whether an account exists
-            log.warning("mail kind=%s failed: %s", mail.kind, type(exc).__name__)
+    lifetime: timedelta = timedelta(hours=24)
 
 
 def _footer() -> str:
@@ -38,7 +28,8 @@ def verify_email(c: Container, to: str, token: str, *, change: bool = False) -> 
     link = f"{c.settings.base_url}/?verify={token}"
     what = "confirm your new email address" if change else "verify your email address"
     body = f"Hello,\n\nOpen this link within 48 hours to {what} for finsync:\n\n{link}\n\nIt works once."
-    return Mail(to, "Verify your email for finsync", body + _footer(), "verify")
+    ttl = tokens.TTL[tokens.EMAIL_CHANGE if change else tokens.VERIFY]
+    return Mail(to, "Verify your email for finsync", body + _footer(), "verify", ttl)
 
 
 def reset(c: Container, to: str, token: str) -> Mail:
@@ -48,7 +39,7 @@ def reset(c: Container, to: str, token: str) -> Mail:
         f"Open this link within 30 minutes to choose a new password:\n\n{link}\n\n"
         "It works once. If you did not ask for this, ignore this email: your password stays as it is.\n"
     )
-    return Mail(to, "Reset your finsync password", body, "reset")
+    return Mail(to, "Reset your finsync password", body, "reset", tokens.TTL[tokens.RESET])
 
 
 def registration_attempt(c: Container, to: str, at: datetime) -> Mail:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from dataclasses import dataclass
 from datetime import date
 
 from models import NotificationPrefs, User
+from services import mail_queue
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError
+from services.notices import Mail
 from services.plaid_mapping import decimal_text
 from services.sync_checks import LowBalance
-
-log = logging.getLogger("finsync.notify")
 
 
 @dataclass(frozen=True)
@@ -68,19 +67,16 @@ def money(minor: int, currency: str | None) -> str:
 
 
 def _send(c: Container, user_id: uuid.UUID, subject: str, body: str) -> None:
+    """Queue one notification for an active user and try it now; a mail outage must never fail a sync."""
     with unit_of_work(c.engine) as session:
         user = session.get(User, user_id)
-        to = user.email if user is not None and user.status == "active" else None
-    if to is None:
-        return
-    try:
-        c.mailer.send(
-            to,
-            f"finsync: {subject}",  # one prefix on every notification, so a mail filter can sort them
-            body + f"\n\nChange what finsync emails you about in Settings: {c.settings.base_url}\n",
-        )
-    except Exception:  # a mail outage must never fail a sync
-        log.exception("could not send a notification")
+        if user is None or user.status != "active":
+            return
+        footer = f"\n\nChange what finsync emails you about in Settings: {c.settings.base_url}\n"
+        # one prefix on every notification, so a mail filter can sort them
+        mail = Mail(user.email, f"finsync: {subject}", body + footer, "notification")
+        queued = mail_queue.enqueue(session, c, mail, user_id=user_id)
+    mail_queue.send_quietly(c, [queued])
 
 
 def after_sync(

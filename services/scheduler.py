@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from services import mail_queue
 from services.container import Container
 from services.jobs import run_due_jobs
 from services.retention import DailyPurge
@@ -50,14 +51,15 @@ class Scheduler:
             self._thread.join(timeout)
 
     def run_once(self) -> int:
-        """One pass: queue due items, run up to ``limit`` jobs, retry due Plaid revocations, purge old rows once a day.
+        """One pass: queue due items, run up to ``limit`` jobs, retry due mail and Plaid revocations, purge once a day.
 
         Returns how many jobs ran.
         """
         try:
             ran = run_due_jobs(self.c, worker_id=self.worker_id, limit=self.limit)
         finally:
-            retry_quietly(self.c)  # never raises, so it cannot break a sync pass; runs even if syncing failed
+            mail_queue.send_quietly(self.c)  # neither of these raises, so they cannot break a sync pass,
+            retry_quietly(self.c)  # and they run even if syncing failed
             self.purge(self.c)  # never raises either
         self.passes += 1
         return ran

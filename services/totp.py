@@ -73,8 +73,11 @@ def confirm_totp(
             codes = otp.new_recovery_codes(session, user.id)
             ended = sessions.revoke_all(session, user.id, now, keep=sessions.find_id(session, current_token, user.id))
             audit.record(session, event="totp_enabled", user_id=user.id, detail=f"{ended} other sessions ended", at=now)
-            p.mails.append(
-                notices.notice(user.email, "two-factor sign-in is on", "Two-factor sign-in was turned on", now)
+            p.mail(
+                session,
+                c,
+                user.id,
+                notices.notice(user.email, "two-factor sign-in is on", "Two-factor sign-in was turned on", now),
             )
     p.finish(c)
     return codes
@@ -94,8 +97,11 @@ def disable_totp(c: Container, user_id: uuid.UUID, *, password: str, code: str) 
             user.totp_last_step = None
             otp.drop_recovery_codes(session, user.id)
             audit.record(session, event="totp_disabled", user_id=user.id, at=now)
-            p.mails.append(
-                notices.notice(user.email, "two-factor sign-in is off", "Two-factor sign-in was turned off", now)
+            p.mail(
+                session,
+                c,
+                user.id,
+                notices.notice(user.email, "two-factor sign-in is off", "Two-factor sign-in was turned off", now),
             )
     p.finish(c)
 
@@ -111,10 +117,13 @@ def regenerate_recovery_codes(c: Container, user_id: uuid.UUID, *, password: str
         if reauth(session, c, user, p, password=password, code=code, need_code=True):
             codes = otp.new_recovery_codes(session, user.id)
             audit.record(session, event="recovery_codes_regenerated", user_id=user.id, at=c.clock())
-            p.mails.append(
+            p.mail(
+                session,
+                c,
+                user.id,
                 notices.notice(
                     user.email, "new recovery codes", "New recovery codes were made; old ones stopped", c.clock()
-                )
+                ),
             )
     p.finish(c)
     return codes

@@ -1,0 +1,156 @@
+"""Outgoing mail kept in the database until the mailer takes it: an SMTP outage delays mail, never loses it.
+
+A flow queues its mails in its own unit of work (a rolled-back change sends nothing), tries them once
+right after the commit, and leaves what failed to the scheduler and the worker, which retry from 1 minute,
+doubling, to 30 minutes. A mail past its use (a reset link after the link's 30 minutes) is dropped and
+audited instead of sent late. A claimed mail is leased for 5 minutes first, so two processes never send
+it twice, and a process killed while sending leaves it to be sent again (at least once, not at most once).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from models import QueuedMail
+from services import audit
+from services.container import Container
+from services.db import unit_of_work
+from services.errors import DecryptionError
+from services.notices import Mail
+
+log = logging.getLogger("finsync.mail")
+TABLE, COLUMN = "mail_queue", "message_enc"
+LEASE = timedelta(minutes=5)
+FIRST_RETRY = timedelta(minutes=1)
+MAX_RETRY = timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class QueuedMailView:
+    """One waiting mail as the admin page lists it (kind and timing, never the message)."""
+
+    kind: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    next_attempt_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class _Claim:
+    id: uuid.UUID
+    mail: Mail = field(repr=False)
+
+
+def backoff(attempts: int) -> timedelta:
+    """The wait after the ``attempts``-th failed try: 1 minute, doubling, at most 30 minutes."""
+    return min(FIRST_RETRY * (1 << min(max(attempts - 1, 0), 16)), MAX_RETRY)
+
+
+def enqueue(session: Session, c: Container, mail: Mail, *, user_id: uuid.UUID | None = None) -> uuid.UUID:
+    """Queue ``mail`` in the caller's unit of work; ``user_id`` ties it to an account (deleted with it)."""
+    now = c.clock()
+    row = QueuedMail(user_id=user_id, kind=mail.kind[:32], message_enc=b"", created_at=now,
+                     next_attempt_at=now, expires_at=now + mail.lifetime)  # fmt: skip
+    message = json.dumps({"to": mail.to, "subject": mail.subject, "body": mail.body})
+    row.message_enc = c.cipher.encrypt(message, table=TABLE, column=COLUMN, row_id=row.id)
+    session.add(row)
+    return row.id
+
+
+def _drop(session: Session, row: QueuedMail, why: str, now: datetime) -> None:
+    detail = f"{row.kind} mail; {row.attempts} attempt(s); {why}"
+    audit.record(session, event="mail_given_up", user_id=row.user_id, detail=detail, at=now)
+    session.delete(row)
+
+
+def _claim(c: Container, ids: list[uuid.UUID] | None) -> _Claim | None:
+    """Lease the oldest due mail (of ``ids``, or any); mails past their use or unreadable are dropped on the way."""
+    now = c.clock()
+    with unit_of_work(c.engine, immediate=True) as session:
+        query = select(QueuedMail).where(col(QueuedMail.next_attempt_at) <= now)
+        if ids is not None:
+            query = query.where(col(QueuedMail.id).in_(ids))
+        query = (
+            query.order_by(col(QueuedMail.next_attempt_at), col(QueuedMail.created_at))
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        while (row := session.execute(query).scalar_one_or_none()) is not None:
+            if now >= row.expires_at:
+                _drop(session, row, "past its use before it could be sent", now)
+                continue
+            try:
+                text = c.cipher.decrypt_text(row.message_enc, table=TABLE, column=COLUMN, row_id=row.id)
+            except DecryptionError:
+                _drop(session, row, "unreadable (moved, altered or its key is gone)", now)
+                continue
+            message = json.loads(text)
+            row.attempts += 1
+            row.next_attempt_at = now + LEASE
+            return _Claim(row.id, Mail(message["to"], message["subject"], message["body"], row.kind))
+        return None
+
+
+def _settle(c: Container, claim: _Claim, error: Exception | None) -> None:
+    """Sent: the row goes. Failed: it waits for its next try (the log names the kind and error type only)."""
+    now = c.clock()
+    with unit_of_work(c.engine) as session:
+        row = session.get(QueuedMail, claim.id)
+        if row is None:
+            return
+        if error is None:
+            session.delete(row)
+            return
+        log.warning("mail kind=%s attempt %d failed: %s", row.kind, row.attempts, type(error).__name__)
+        row.last_error = type(error).__name__[:64]
+        row.next_attempt_at = now + backoff(row.attempts)
+
+
+def send(c: Container, ids: Iterable[uuid.UUID] | None = None, *, limit: int = 50) -> int:
+    """Try due mails once each (``ids`` only and in their order when given, else oldest first); return how many were sent.
+
+    After one failure the rest wait for the next pass: the mail server is likely down for all of them.
+    """
+    picks: Iterable[list[uuid.UUID] | None] = [[i] for i in ids] if ids is not None else [None] * limit
+    sent = 0
+    for pick in picks:
+        claim = _claim(c, pick)
+        if claim is None:
+            if pick is None:
+                break
+            continue
+        try:
+            c.mailer.send(claim.mail.to, claim.mail.subject, claim.mail.body)
+        except Exception as exc:  # any mailer failure: SMTP refused, timed out, disk full for the outbox
+            _settle(c, claim, exc)
+            break
+        _settle(c, claim, None)
+        sent += 1
+    return sent
+
+
+def send_quietly(c: Container, ids: Iterable[uuid.UUID] | None = None) -> int:
+    """``send`` for flows, the scheduler and the worker: a failure is logged, never raised; the mail stays queued."""
+    try:
+        return send(c, ids)
+    except Exception:  # the database may be away: the rows (if committed) wait for the next pass
+        log.exception("sending queued mail failed")
+        return 0
+
+
+def waiting(session: Session) -> list[QueuedMailView]:
+    """Every mail not sent yet, oldest first."""
+    rows = session.execute(select(QueuedMail).order_by(col(QueuedMail.created_at))).scalars()
+    return [
+        QueuedMailView(r.kind, r.attempts, r.last_error, r.created_at, r.next_attempt_at, r.expires_at) for r in rows
+    ]
