@@ -2,8 +2,10 @@
 
 ``sync --email E`` | ``sync --all`` (``--verify`` also checks the ledger against a full replay), ``worker [--once]``,
 ``export transactions --email E --format csv --out FILE [--from YYYY-MM-DD] [--to YYYY-MM-DD]``.
-Exit codes: 0 all requested items synced (or not ready yet, or syncing elsewhere), 1 any failed
-(with ``--verify``: 1 when any item differs from its replay or could not be checked). One broken item
+Exit codes: 0 all requested items synced (or not ready yet), 1 any failed (with ``--verify``: 1 when any
+item differs from its replay or could not be checked). An item another process is syncing is waited for
+(``--wait``, 300 s by default) and then synced here, so the exit code speaks for every item; one still
+busy when the wait ends counts as not synced. One broken item
 never stops the others: each gets its line, then the exit code says whether any failed.
 """
 
@@ -13,12 +15,15 @@ import argparse
 import logging
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from sqlmodel import col, select
 
 from models import PlaidItem
+from services import mail_queue
 from services.config import load_settings
 from services.container import Container, build_container
 from services.db import unit_of_work
@@ -33,6 +38,16 @@ from services.sync_types import SyncResult
 from services.sync_verify import VerifyResult, verify_item
 
 log = logging.getLogger("finsync.cli")
+BUSY = "already_syncing"
+POLL_SECONDS = 2.0
+
+
+class _HasStatus(Protocol):
+    @property
+    def status(self) -> str: ...
+
+
+R = TypeVar("R", bound=_HasStatus)
 
 
 def _container() -> Container:
@@ -42,11 +57,27 @@ def _container() -> Container:
 def _report(results: list[SyncResult]) -> int:
     for r in results:
         print(r.summary())
-    failed = [r for r in results if r.status in ("failed", "login_required")]
-    elsewhere = sum(r.status == "already_syncing" for r in results)
-    tail = f"; {elsewhere} syncing in another process" if elsewhere else ""
-    print(f"{len(results) - len(failed) - elsewhere} of {len(results)} connection(s) synced{tail}")
+    failed = [r for r in results if r.status in ("failed", "login_required", BUSY)]
+    elsewhere = sum(r.status == BUSY for r in results)
+    tail = f"; {elsewhere} still syncing in another process" if elsewhere else ""
+    print(f"{len(results) - len(failed)} of {len(results)} connection(s) synced{tail}")
     return 1 if failed else 0
+
+
+def _after_others(
+    run: Callable[[uuid.UUID, uuid.UUID, str], R], pairs: Sequence[tuple[uuid.UUID, uuid.UUID, str]], wait: float
+) -> list[R]:
+    """``run`` each item; those another process holds are tried again every few seconds for up to ``wait`` seconds."""
+    results = [run(*pair) for pair in pairs]
+    deadline = time.monotonic() + wait
+    busy = sum(r.status == BUSY for r in results)
+    if busy and wait > 0:
+        print(f"waiting for {busy} connection(s) syncing in another process (up to {wait:g} s)", flush=True)
+    while busy and time.monotonic() < deadline:
+        time.sleep(min(POLL_SECONDS, max(deadline - time.monotonic(), 0)))
+        results = [run(*pair) if r.status == BUSY else r for r, pair in zip(results, pairs, strict=True)]
+        busy = sum(r.status == BUSY for r in results)
+    return results
 
 
 def _sync_one(c: Container, user_id: uuid.UUID, item_id: uuid.UUID, name: str) -> SyncResult:
@@ -73,8 +104,8 @@ def _sync(args: argparse.Namespace) -> int:
         print("no bank connections to sync")
         return 0
     if args.verify:
-        return _report_verified([verify_item(c, user_id, item_id) for user_id, item_id, _ in pairs])
-    return _report([_sync_one(c, user_id, item_id, name) for user_id, item_id, name in pairs])
+        return _report_verified(_after_others(lambda u, i, _: verify_item(c, u, i), pairs, args.wait))
+    return _report(_after_others(lambda u, i, n: _sync_one(c, u, i, n), pairs, args.wait))
 
 
 def _report_verified(results: list[VerifyResult]) -> int:
@@ -86,10 +117,12 @@ def _report_verified(results: list[VerifyResult]) -> int:
 
 
 def _pass(c: Container, worker_id: str, limit: int, purge: DailyPurge) -> int:
-    """Run due sync jobs, retry due Plaid revocations, purge old rows once a day (neither raises); return jobs run."""
+    """Run due sync jobs, retry due mail and Plaid revocations, purge old rows daily (none raises); return jobs run."""
     try:
         return run_due_jobs(c, worker_id=worker_id, limit=limit)
     finally:
+        if mailed := mail_queue.send_quietly(c):
+            print(f"sent {mailed} queued email(s)")
         if revoked := retry_quietly(c):
             print(f"revoked {revoked} bank connection(s) at Plaid")
         if purged := sum((purge(c) or {}).values()):
@@ -115,6 +148,16 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2025-01-31") from None
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 86400")
+    return value
+
+
 def _export(args: argparse.Namespace) -> int:
     if args.format != "csv":
         raise InputError("Only --format csv is supported.")
@@ -137,6 +180,14 @@ def register_sync(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="store_true",
         help="sync, then replay each connection from Plaid's start and report any transaction the ledger "
         "lacks, has in excess or holds differently (reads every transaction again: slow on long histories)",
+    )
+    sync.add_argument(
+        "--wait",
+        type=_seconds,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long to wait for a connection another process is syncing before counting it as not synced "
+        "(default 300; 0 does not wait)",
     )
     sync.set_defaults(handler=_sync)
     worker = sub.add_parser("worker", help="run queued and scheduled syncs (several may run at once on PostgreSQL)")

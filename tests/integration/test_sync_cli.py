@@ -17,7 +17,7 @@ from services.container import Container
 from services.db import unit_of_work
 from services.demo_bank import DemoBankHandle
 from services.sync import SyncResult, edit_transaction, sync_item
-from services.sync_state import acquire
+from services.sync_state import acquire, release
 from tests.integration.sync_helpers import FAST, corrupt_token, ledger, link_item, make_user, truth
 
 CONTRACT = "transaction_id,date,account_id,account_name,name,merchant_name,amount,iso_currency_code,category,pending"
@@ -178,12 +178,42 @@ def test_cli_sync_prints_a_line_for_an_item_whose_sync_raised(
     assert "Traceback" in caplog.text and "token=secret" in caplog.text  # the operator still sees why
 
 
-def test_cli_sync_exits_0_when_an_item_is_syncing_in_another_process(cli_env, container, gateway, capsys) -> None:
-    user_id = make_user(container)
-    item_id, _ = link_item(container, gateway, user_id)
+def _hold_lease(container: Container, item_id: uuid.UUID, owner: str = "otherhost:1:worker:x") -> None:
+    """Another process (on another host) is in the middle of syncing ``item_id``."""
     with unit_of_work(container.engine, immediate=True) as s:
         item = s.get(PlaidItem, item_id)
-        assert item is not None and acquire(s, item, "otherhost:1:worker:x", datetime.now(UTC))
+        assert item is not None and acquire(s, item, owner, datetime.now(UTC))
+
+
+def test_cli_sync_waits_for_another_process_then_syncs_the_item_itself(
+    cli_env, container, gateway, monkeypatch, capsys
+) -> None:
+    user_id = make_user(container)
+    item_id, _ = link_item(container, gateway, user_id)
+    _hold_lease(container, item_id)
+    naps: list[float] = []
+
+    def other_process_finishes(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 2:
+            release(container.engine, item_id, "otherhost:1:worker:x")
+
+    monkeypatch.setattr(sync_cli.time, "sleep", other_process_finishes)
     assert cli.main(["sync", "--email", "ada@example.com"]) == 0
     out = capsys.readouterr().out
-    assert "already syncing" in out and "0 of 1 connection(s) synced; 1 syncing in another process" in out
+    assert "waiting for 1 connection(s) syncing in another process (up to 300 s)" in out
+    assert len(naps) == 2 and ": ok, " in out and out.strip().endswith("1 of 1 connection(s) synced")
+    assert len(ledger(container, user_id)) > 0  # synced here, after the other process let go
+
+
+def test_cli_sync_exits_1_when_an_item_stays_busy_past_the_wait(cli_env, container, gateway, capsys) -> None:
+    user_id = make_user(container)
+    item_id, _ = link_item(container, gateway, user_id)
+    _hold_lease(container, item_id)
+    assert cli.main(["sync", "--email", "ada@example.com", "--wait", "0"]) == 1
+    out = capsys.readouterr().out
+    assert "already syncing" in out and "0 of 1 connection(s) synced; 1 still syncing in another process" in out
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["sync", "--email", "ada@example.com", "--wait", "-5"])
+    assert refused.value.code == 2
+    assert "not a number of seconds" in capsys.readouterr().err
