@@ -6,6 +6,7 @@ import streamlit as st
 from pages.ui.format import count, when
 from pages.ui.session import require_admin
 from pages.ui.state import container
+from pages.ui.text import md
 from services import admin
 from services.errors import FinsyncError
 
@@ -50,7 +51,7 @@ with users_tab:
         try:
             if cols[0].button("Unlock", key="admin_unlock"):
                 admin.unlock_user(c, view.user.id, target.id)
-                st.success(f"{target.username} can sign in again.")
+                st.success(f"{md(target.username)} can sign in again.")
             if cols[1].button("Force sign-out", key="admin_signout"):
                 st.success(f"Signed out {count(admin.force_sign_out(c, view.user.id, target.id), 'session')}.")
             disabled = target.status == "disabled"

@@ -6,6 +6,7 @@ import streamlit as st
 from pages.ui.format import when
 from pages.ui.session import require_user
 from pages.ui.state import container
+from pages.ui.text import md
 from services import sync
 
 view = require_user()
@@ -25,7 +26,7 @@ for run in runs:  # newest first: a failure matters only until a later run of th
     latest.setdefault(run.item_id, run)
 for run in latest.values():
     if run.status not in ("ok", "preparing", "running"):
-        st.error(f"{when(run.started_at)}, {run.institution_name}: {run.explanation} {run.fix}".strip())
+        st.error(f"{when(run.started_at)}, {md(run.institution_name)}: {run.explanation} {run.fix}".strip())
 
 aside = sync.list_set_aside(container(), view.user.id)
 if aside:

@@ -29,7 +29,7 @@ def finish_link(
             st.session_state["flash"] = [("warning", message)]
         elif repair:
             item = banking.complete_repair(c, uid, uuid.UUID(repair))
-            st.session_state["flash"] = [("success", f"{item.institution_name} is connected again.")]
+            st.session_state["flash"] = [("success", f"{md(item.institution_name)} is connected again.")]
         else:
             item = banking.complete_link(
                 c,
@@ -38,7 +38,7 @@ def finish_link(
                 metadata=dict(outcome.get("metadata") or {}),
                 link_session_id=uuid.UUID(link_session_id),
             )
-            linked = f"Linked {item.institution_name} with {count(len(item.accounts), 'account')}."
+            linked = f"Linked {md(item.institution_name)} with {count(len(item.accounts), 'account')}."
             st.session_state["flash"] = [("success", linked)]
     except DuplicateConnection as exc:
         st.session_state["flash"] = [("error", str(exc))]
@@ -98,8 +98,8 @@ def sync_now(c: Container, uid: uuid.UUID, item: ItemView) -> None:
             _resume(held)
             done = f"{result.added} new, {result.modified} updated, {result.removed} removed"
             if result.status == "ok":
-                box.update(label=f"{item.institution_name} is up to date: {done}.", state="complete")
-                st.session_state["flash"] = [("success", f"{item.institution_name} is up to date: {done}.")]
+                box.update(label=f"{md(item.institution_name)} is up to date: {done}.", state="complete")
+                st.session_state["flash"] = [("success", f"{md(item.institution_name)} is up to date: {done}.")]
             else:
                 box.update(label=md(result.message or result.status), state="error")
                 st.session_state["flash"] = [("error", result.message or result.status)]
@@ -169,5 +169,5 @@ def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStat
                 except FinsyncError as exc:
                     st.error(str(exc))
                 else:
-                    st.session_state["flash"] = [("success", f"Removed {item.institution_name}.")]
+                    st.session_state["flash"] = [("success", f"Removed {md(item.institution_name)}.")]
                     st.rerun()

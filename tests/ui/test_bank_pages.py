@@ -330,3 +330,26 @@ def test_transactions_download_as_csv_is_the_contract_file_and_is_audited(
     table = list(csv.reader(io.StringIO(data.decode("utf-8"))))
     assert tuple(table[0]) == COLUMNS and len(table) - 1 == n == len(ledger.list_transactions(c, user.id, limit=10**6))
     assert "transactions_exported" in [e.event for e in audit.list_events(c, user.id)]
+
+
+def test_a_hostile_institution_name_is_shown_as_text_not_markdown(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Security bar G2/L10: bank-supplied text never becomes a link or formatting in Markdown widgets."""
+    from models import PlaidItem
+    from services.db import unit_of_work
+
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "fay")
+    item = bank_app.link(user.id)
+    bank_app.demo.set_fault(bank_app.plaid_item_id(item.id), "login_required")
+    assert sync.sync_item(c, user.id, item.id, explicit=True).status == "login_required"
+    hostile = "**Evil** [click](javascript:alert(1))"
+    with unit_of_work(c.engine) as session:
+        row = session.get(PlaidItem, item.id)
+        assert row is not None
+        row.institution_name = hostile
+    for page in ("accounts.py", "sync_history.py"):
+        shown = everything(open_page(page))
+        assert r"\*\*Evil\*\* \[click\]\(javascript\:alert\(1\)\)" in shown, page
+        assert hostile not in shown, page
