@@ -23,7 +23,7 @@ from typing import TextIO
 from sqlmodel import col, select
 
 from models import BankAccount, LedgerTransaction
-from services import audit
+from services import audit, safe_text
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError
@@ -41,7 +41,7 @@ def safe_cell(text: str | None) -> str:
     """Text a spreadsheet shows as text: no controls or bidi overrides, formulas neutralised."""
     if not text:
         return ""
-    clean = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf") or ch == "\u200d")
+    clean = safe_text.clean(text)
     # Some spreadsheets trim leading blanks before deciding a cell is a formula: look past them too.
     lead = next((ch for ch in clean if not (ch.isspace() or ch == "\u200d" or unicodedata.category(ch) == "Zs")), "")
     return "'" + clean if clean.startswith(_FORMULA_START) or (lead and lead in _FORMULA_START) else clean

@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from models import AccountCheck, BankAccount, ItemSyncState, LedgerTransaction, PlaidItem, SyncRun, TransactionChange
+from services import safe_text
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import DatabaseUnavailable, InputError, NotFound
@@ -138,13 +139,13 @@ def _apply_edit(
     if category is not None:
         if len(category) > 128:
             raise InputError("A category has at most 128 characters.")
-        t.category_override = category.strip() or None
+        t.category_override = safe_text.clean(category).strip() or None
     if note is not None:
         if len(note) > 2000:
             raise InputError("A note has at most 2,000 characters.")
-        t.note = note.strip() or None
+        t.note = "\n".join(safe_text.clean(line) for line in note.splitlines()).strip() or None  # keeps its lines
     if tags is not None:
-        clean = [x.strip().replace(",", " ") for x in tags if x.strip()]
+        clean = [x.strip().replace(",", " ") for x in map(safe_text.clean, tags) if x.strip()]
         if len(clean) > MAX_TAGS or sum(len(x) + 1 for x in clean) > 1000:
             raise InputError(f"Use at most {MAX_TAGS} tags of reasonable length.")
         t.tags = ",".join(dict.fromkeys(clean)) or None

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from services import safe_text
 from services.plaid_types import Account, Institution, ItemInfo, RecurringStream, SyncPage, Transaction, Unreadable
 
 Json = Mapping[str, Any]
@@ -123,8 +124,8 @@ def _s(value: Any) -> str | None:
 
 
 def _cut(value: Any, limit: int) -> str | None:
-    """Display text that fits its column (a slice that covers the whole string costs nothing)."""
-    return None if value is None else str(value)[:limit]
+    """Display text, made safe (services/safe_text.py), that fits its column."""
+    return None if value is None else safe_text.clean(str(value))[:limit]
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,18 @@ def map_transaction(t: Json) -> Transaction:
     merchant, primary, detailed, channel = (
         _s(get("merchant_name")), _s(pfc.get("primary")), _s(pfc.get("detailed")), _s(get("payment_channel"))
     )  # fmt: skip
+    name, confidence, website = str(get("name") or merchant or ""), _s(pfc.get("confidence_level")), _s(get("website"))
+    ids = f"{tid}{account}{twin or ''}{iso or ''}{unofficial or ''}"
+    # One C-speed test per row; only a row that fails it pays for the character-by-character cleaning.
+    texts = f"{name}{merchant or ''}{primary or ''}{detailed or ''}{confidence or ''}{channel or ''}{website or ''}"
+    if not f"{ids}{texts}".isprintable():
+        if safe_text.escaped(ids) != ids:
+            raise ValueError("an id or a currency code with control or format characters")
+        name = safe_text.clean(name)
+        merchant, primary, detailed, confidence, channel, website = (
+            None if x is None else safe_text.clean(x)
+            for x in (merchant, primary, detailed, confidence, channel, website)
+        )
     return Transaction(
         tid,
         account,
@@ -162,15 +175,15 @@ def map_transaction(t: Json) -> Transaction:
         unofficial,
         day,
         as_date(get("authorized_date")),
-        str(get("name") or merchant or "")[:_NAME],
+        name[:_NAME],
         merchant and merchant[:_MERCHANT],
         bool(t["pending"]),
         twin,
         primary and primary[:_PRIMARY],
         detailed and detailed[:_DETAILED],
-        _s(pfc.get("confidence_level")),
+        confidence,
         channel and channel[:_CHANNEL],
-        _s(get("website")),
+        website,
     )
 
 
@@ -179,8 +192,8 @@ def map_account(a: Json) -> Account:
     b = a.get("balances") or {}
     currency = b.get("iso_currency_code") or b.get("unofficial_currency_code")
     return Account(
-        account_id=str(a["account_id"]),
-        name=str(a.get("name") or "")[: ACCOUNT_TEXT_MAX["name"]],
+        account_id=safe_text.escaped(str(a["account_id"])),
+        name=safe_text.clean(str(a.get("name") or ""))[: ACCOUNT_TEXT_MAX["name"]],
         official_name=_cut(a.get("official_name"), ACCOUNT_TEXT_MAX["official_name"]),
         mask=_cut(a.get("mask"), ACCOUNT_TEXT_MAX["mask"]),
         type=str(a.get("type"))[: ACCOUNT_TEXT_MAX["type"]],
@@ -200,7 +213,7 @@ def map_item(i: Json, status: Json | None = None) -> ItemInfo:
     return ItemInfo(
         item_id=str(i["item_id"]),
         institution_id=_s(i.get("institution_id")),
-        institution_name=_s(i.get("institution_name")),
+        institution_name=None if i.get("institution_name") is None else safe_text.clean(str(i["institution_name"])),
         webhook=_s(i.get("webhook")),
         error_code=_s(err.get("error_code")),
         update_type=_s(i.get("update_type")),
@@ -215,8 +228,9 @@ def map_sync_page(r: Json) -> SyncPage:
     return SyncPage(
         added=_map_each(r["added"], "added", unreadable),
         modified=_map_each(r["modified"], "modified", unreadable),
-        # An id longer than the ledger can hold names nothing stored: there is nothing to remove.
-        removed=tuple(tid for x in r["removed"] if len(tid := str(x["transaction_id"])) <= ID_MAX),
+        # An id longer than the ledger can hold names nothing stored: there is nothing to remove. One with control
+        # characters can only name a record set aside, under its escaped id.
+        removed=tuple(tid for x in r["removed"] if len(tid := safe_text.escaped(str(x["transaction_id"]))) <= ID_MAX),
         accounts=tuple(map_account(a) for a in r["accounts"]),
         next_cursor=str(r["next_cursor"]),
         has_more=bool(r["has_more"]),
@@ -234,11 +248,14 @@ def _map_each(raw: Any, kind: str, unreadable: list[Unreadable]) -> tuple[Transa
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             tid = t.get("transaction_id") if isinstance(t, Mapping) else None
             twin = t.get("pending_transaction_id") if isinstance(t, Mapping) else None
-            twin = twin if isinstance(twin, str) and 0 < len(twin) <= ID_MAX else None
+            twin = twin if isinstance(twin, str) and 0 < len(twin) <= ID_MAX and twin.isprintable() else None
             reason = f"{type(exc).__name__}: {exc}"[:200]
             # Whole (up to EXCERPT_MAX), so a later finsync that reads it can bring it in (services/sync_aside.py).
-            excerpt = json.dumps(t, default=str, ensure_ascii=False)[:EXCERPT_MAX]
-            unreadable.append(UnreadableRecord(str(tid)[:ID_MAX] if tid else "", kind, reason, excerpt, twin))
+            excerpt = json.dumps(t, default=str, ensure_ascii=False)
+            if not excerpt.isprintable():  # JSON escapes controls but not lone surrogates, which no database takes
+                excerpt = json.dumps(t, default=str)
+            tid = safe_text.escaped(str(tid))[:ID_MAX] if tid else ""
+            unreadable.append(UnreadableRecord(tid, kind, safe_text.clean(reason), excerpt[:EXCERPT_MAX], twin))
     return tuple(out)
 
 
@@ -250,7 +267,7 @@ def map_stream(s: Json) -> RecurringStream:
     return RecurringStream(
         stream_id=str(s["stream_id"]),
         account_id=str(s["account_id"]),
-        description=str(s.get("description") or ""),
+        description=safe_text.clean(str(s.get("description") or "")),
         merchant_name=_s(s.get("merchant_name")),
         frequency=str(s.get("frequency")),
         status=str(s.get("status")),
@@ -271,7 +288,7 @@ def map_institution(i: Json) -> Institution:
     """Map an Institution."""
     return Institution(
         institution_id=str(i["institution_id"]),
-        name=str(i["name"]),
+        name=safe_text.clean(str(i["name"])),
         url=_s(i.get("url")),
         primary_color=_s(i.get("primary_color")),
         logo=_s(i.get("logo")),
