@@ -13,7 +13,7 @@ from services.export import safe_cell
 )
 def test_a_formula_behind_leading_blanks_is_neutralised(hostile: str) -> None:
     cell = safe_cell(hostile)
-    assert cell.startswith("'") and cell[1:] == hostile.replace("\t", "")
+    assert cell.startswith("'") and cell[1:] == hostile.replace("\t", " ")  # tabs and line breaks read as spaces
 
 
 @pytest.mark.parametrize("plain", ["  Coffee = good", "Uber Eats 🍔", "  ", "A+B Hardware", "\u200d👩\u200d💻 Studio"])
