@@ -1,4 +1,4 @@
-"""Registration, email verification and sign-in (password, then TOTP, then a one-minute hand-off ticket).
+"""Sign-in (password, then TOTP, then a one-minute hand-off ticket); the account flows' front door for pages.
 
 Every sign-in failure (unknown login, wrong password, paused or disabled account) raises the same
 ``InvalidCredentials`` after the same bcrypt work, so neither the message nor the timing tells an
@@ -7,17 +7,15 @@ attacker which accounts exist (ASVS 6.3.8). Limits live in ``services.throttle``
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from models import User
-from services import audit, notices, passwords, sessions, throttle, tokens, users
+from services import audit, passwords, sessions, throttle, tokens, users
 from services.account import (
     change_password,
     delete_account,
@@ -27,15 +25,12 @@ from services.account import (
     reset_password,
 )
 from services.container import Container
-from services.credentials import Pending, announce_lock, load_user, second_factor
+from services.credentials import Pending, announce_lock, second_factor
 from services.db import unit_of_work
-from services.errors import InputError, InvalidCredentials, PermissionDenied, Throttled, TokenInvalid
-from services.users import UserPublic
+from services.errors import InvalidCredentials, Throttled, TokenInvalid
+from services.registration import RegistrationReceived, register, require_verified, resend_verification, verify_email
 
-RESEND_EVERY = timedelta(seconds=60)
 MAX_CHALLENGE_TRIES = 5
-REGISTRATION_NOTICE_EVERY = timedelta(hours=1)  # at most one "someone tried to register" mail an hour
-NOTICE_MAILED = "notice mailed"
 
 __all__ = [
     "RegistrationReceived",
@@ -63,121 +58,6 @@ class SignInStep:
     kind: Literal["ticket", "totp"]
     ticket: str | None
     challenge: str | None
-
-
-# registration and verification -----------------------------------------------------------------
-@dataclass(frozen=True)
-class RegistrationReceived:
-    """The one answer to a registration, the same whether or not the address already had an account."""
-
-    email: str  # the address as typed (normalised), never the stored one: its spelling would tell
-
-
-def register(c: Container, *, email: str, username: str, password: str, ip: str = "") -> RegistrationReceived:
-    """Create an unverified account and mail a verification link; ``InputError`` says what to fix.
-
-    An address that already has an account gets the same answer after the same work (one bcrypt
-    hash), and no second account: its owner gets a notice instead, at most one an hour, so the form
-    can neither probe addresses nor flood a mailbox (security bar B3).
-    """
-    if not all(isinstance(v, str) for v in (email, username, password)):
-        raise InputError("Enter an email address, a username and a password.")
-    email, username = users.check_new_user(email, username, password)
-    password_hash = passwords.hash_password(password, c.pepper)  # on both paths below, so the time matches
-    now, ip = c.clock(), audit.clean_ip(ip)
-    for attempt in (1, 2):
-        p = Pending()
-        try:
-            with unit_of_work(c.engine, immediate=True) as session:
-                _register_in(session, c, email, username, password_hash, ip=ip, now=now, p=p)
-            break
-        except IntegrityError:  # a concurrent registration took the address or name first (PostgreSQL)
-            if attempt == 2:
-                raise
-    p.finish(c)
-    return RegistrationReceived(email)
-
-
-def _register_in(
-    session: Session, c: Container, email: str, username: str, password_hash: str, *, ip: str, now: datetime, p: Pending
-) -> None:
-    # Deliberate: a taken username is said plainly, because people must be able to pick one. It is
-    # checked before the email and whatever the email, so a known username cannot probe addresses.
-    if users.username_taken(session, users.fold(username)):
-        raise InputError("That username is taken; choose another.")
-    owner = users.find_by_email(session, users.fold(email), lock=True)
-    if owner is not None:
-        _registration_for_taken_email(session, c, owner, ip=ip, now=now, p=p)
-        return
-    user = users.add_user(session, email=email, username=username, password_hash=password_hash)
-    user.created_at = user.password_changed_at = now
-    token = tokens.issue(session, user.id, tokens.VERIFY, now)
-    audit.record(session, event="registered", user_id=user.id, ip=ip, at=now)
-    p.mail(session, c, user.id, notices.verify_email(c, user.email, token))
-
-
-def _registration_for_taken_email(
-    session: Session, c: Container, owner: User, *, ip: str, now: datetime, p: Pending
-) -> None:
-    """Audit the attempt on the owner's account and mail them, unless they were mailed in the last hour."""
-    last = audit.last_at(session, user_id=owner.id, event="registration_email_taken", detail=NOTICE_MAILED)
-    if last is not None and now - last < REGISTRATION_NOTICE_EVERY:
-        audit.record(session, event="registration_email_taken", user_id=owner.id, ip=ip, detail="limited", at=now)
-        return
-    audit.record(session, event="registration_email_taken", user_id=owner.id, ip=ip, detail=NOTICE_MAILED, at=now)
-    p.mail(session, c, owner.id, notices.registration_attempt(c, owner.email, now))
-
-
-def verify_email(c: Container, token: str) -> UserPublic:
-    """Confirm a new account's address or a changed address from the link; ``TokenInvalid`` otherwise."""
-    now = c.clock()
-    p = Pending()
-    with unit_of_work(c.engine, immediate=True) as session:
-        row = tokens.find(session, token, (tokens.VERIFY, tokens.EMAIL_CHANGE), now)
-        user = session.get(User, row.user_id) if row is not None else None
-        if row is None or user is None or user.status != "active":
-            raise TokenInvalid()
-        row.used_at = now
-        if row.purpose == tokens.VERIFY:
-            user.email_verified = True
-            audit.record(session, event="email_verified", user_id=user.id, at=now)
-        elif row.payload is not None and users.email_taken(session, users.fold(row.payload)):
-            p.fail(InputError("That email address or username is already registered."))
-        elif row.payload is not None:
-            user.email, user.email_norm, user.email_verified = row.payload, users.fold(row.payload), True
-            tokens.revoke(session, user.id, (tokens.RESET, tokens.VERIFY, tokens.EMAIL_CHANGE), now)
-            audit.record(session, event="email_changed", user_id=user.id, at=now)
-        view = UserPublic.of(user)
-    p.finish(c)
-    return view
-
-
-def resend_verification(c: Container, user_id: uuid.UUID) -> None:
-    """A new verification link (the old one stops working); at most one a minute per account."""
-    now = c.clock()
-    p = Pending()
-    with unit_of_work(c.engine, immediate=True) as session:
-        user = load_user(session, user_id)
-        if user.email_verified:
-            raise InputError("Your email address is already verified.")
-        last = tokens.latest_created(session, user.id, tokens.VERIFY)
-        if last is not None and now - last < RESEND_EVERY:
-            wait = math.ceil((last + RESEND_EVERY - now).total_seconds())
-            raise Throttled(f"We just sent a link. You can ask for another in {wait} seconds.", retry_after=wait)
-        tokens.revoke(session, user.id, (tokens.VERIFY,), now)
-        p.mail(
-            session, c, user.id, notices.verify_email(c, user.email, tokens.issue(session, user.id, tokens.VERIFY, now))
-        )
-    p.finish(c)
-
-
-def require_verified(c: Container, user_id: uuid.UUID) -> None:
-    """``PermissionDenied`` until the user has verified the email address (needed to link a bank)."""
-    with unit_of_work(c.engine) as session:
-        if not load_user(session, user_id).email_verified:
-            raise PermissionDenied(
-                "Verify your email address first: open the link we emailed you, or ask for a new one in Settings."
-            )
 
 
 # sign-in -------------------------------------------------------------------------------------

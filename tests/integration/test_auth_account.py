@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from models import AuditEvent, AuthSession, OneTimeToken, User
-from services import audit, auth, sessions
+from services import audit, auth, passwords, sessions
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError, InvalidCredentials, PermissionDenied, Throttled, TokenInvalid
@@ -379,3 +379,24 @@ def test_delete_account_calls_the_hook_and_leaves_only_an_anonymous_row(
     assert all(r.ip == "" and r.detail == "" for r in rows)
     assert all("alice" not in repr(r) and "203.0.113.77" not in repr(r) for r in rows)
     assert sessions.list_sessions(container, bob.id, None)  # bob is untouched
+
+
+def test_sign_ups_from_one_address_are_limited_before_any_hashing_or_mail(
+    container: Container, mailer: MemoryMailer, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Security bar C4/B8: a script cannot spend bcrypt time or send verification mail to strangers without end."""
+    for i in range(10):
+        auth.register(container, email=f"u{i}@example.com", username=f"user{i}", password=PASSWORD, ip="203.0.113.9")
+    hashed: list[str] = []
+    monkeypatch.setattr(passwords, "hash_password", lambda *a, **k: hashed.append("!") or "x")
+    with pytest.raises(Throttled, match=r"Too many new accounts from your network\. Try again in 15 minutes\."):
+        auth.register(container, email="u10@example.com", username="user10", password=PASSWORD, ip="203.0.113.9")
+    assert hashed == [] and _users(container) == 10 and len(mailer.sent) == 10
+    with unit_of_work(container.engine) as session:
+        refused = session.execute(select(AuditEvent).where(AuditEvent.event == "ip_throttled")).scalars().all()
+    assert [(e.ip, e.detail) for e in refused] == [("203.0.113.9", "registration")]
+    monkeypatch.undo()
+    auth.register(container, email="u11@example.com", username="user11", password=PASSWORD, ip="198.51.100.20")
+    clock.advance(minutes=15)
+    auth.register(container, email="u12@example.com", username="user12", password=PASSWORD, ip="203.0.113.9")
+    assert _users(container) == 12
