@@ -15,16 +15,9 @@ from sqlmodel import Session, col
 from models import LinkSession, PlaidItem
 from services import banking_store as store
 from services import revocations
-from services.banking_link import (
-    complete_link,
-    complete_repair,
-    gateway,
-    get_access_token,
-    link_exit,
-    link_public_token,
-    resume_link,
-    start_link,
-)
+from services.banking_access import gateway, get_access_token
+from services.banking_exchange import link_public_token
+from services.banking_link import complete_link, complete_repair, link_exit, resume_link, start_link
 from services.banking_sandbox import link_sandbox, reset_login_sandbox
 from services.banking_views import AccountView, ItemView, LinkStart
 from services.container import Container

@@ -1,34 +1,28 @@
-"""Linking banks through Plaid Link: start, resume, complete, repair and exit."""
+"""Plaid Link sessions: start, resume, complete (a new bank or a repair) and exit."""
 
 from __future__ import annotations
 
-import logging
-import random
-import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import select
 from sqlmodel import col
 
-from models import LinkSession, PlaidItem, User
+from models import LinkSession, PlaidItem
 from services import banking_store as store
-from services import revocations
+from services.banking_access import gateway, get_access_token, webhook_url
+from services.banking_exchange import link_public_token
 from services.banking_views import ItemView, LinkStart
 from services.container import Container
 from services.db import unit_of_work
-from services.errors import DecryptionError, DuplicateConnection, FinsyncError, InputError, NotFound
+from services.errors import DecryptionError, InputError, NotFound
 from services.plaid_client import PlaidGateway
+from services.plaid_errors import PlaidError
 from services.plaid_events import calls_for
-from services.plaid_types import ItemAccess, PlaidError, RateLimited, Transient
 
-log = logging.getLogger("finsync.banking")
-T = TypeVar("T")
 LINK_SESSION_TTL = timedelta(hours=4)
-EXCHANGE_TRIES = 3  # the public token lives 30 minutes: worth a retry before sending the person back to Link
-EXCHANGE_PAUSE = 0.5  # seconds, doubling, with full jitter
 PLAID_LINK_JS = "https://cdn.plaid.com/link/v2/stable/link-initialize.js"
 _EXIT_MESSAGES = {
     "INVALID_CREDENTIALS": "Your bank did not accept that username or password. Try again.",
@@ -41,53 +35,11 @@ _EXIT_MESSAGES = {
 }
 
 
-def _patiently(call: Callable[[], T]) -> T:
-    """Retry a call a person is waiting on after Plaid refused it (429, 5xx): three tries within seconds.
-
-    Not after a timeout or a lost connection: Plaid may have done the work, and a public token exchanged
-    once cannot be exchanged again, so a retry would only turn "try again" into "link already used".
-    """
-    for attempt in range(EXCHANGE_TRIES):
-        try:
-            return call()
-        except (RateLimited, Transient) as exc:
-            if attempt == EXCHANGE_TRIES - 1 or exc.http_status is None:
-                raise
-            time.sleep(random.uniform(0, EXCHANGE_PAUSE * 2**attempt))  # noqa: S311 - jitter, not a secret
-    raise AssertionError("unreachable")
-
-
-def gateway(c: Container) -> PlaidGateway:
-    """The Plaid gateway, or a clear error when bank linking is not configured."""
-    if c.plaid is None:
-        raise FinsyncError("Bank linking is not set up: set PLAID_CLIENT_ID and PLAID_SECRET, or run in demo mode.")
-    return c.plaid
-
-
-def webhook_url(c: Container) -> str:
-    return f"{c.settings.base_url}/webhooks/plaid"
-
-
 def script_url(c: Container, gw: PlaidGateway) -> str:
     """The Link script: the setting, the demo bank's stand-in, or Plaid's CDN."""
     if c.settings.plaid_link_script_url:
         return c.settings.plaid_link_script_url
     return f"{gw.base_url}/link/link-initialize.js" if gw.env == "demo" else PLAID_LINK_JS
-
-
-def get_access_token(c: Container, user_id: uuid.UUID, item_id: uuid.UUID) -> str:
-    """Decrypt an item's access token (for sync); an unreadable token marks the item "error"."""
-    with unit_of_work(c.engine) as session:
-        item = store.owned_item(session, user_id, item_id)
-        try:
-            return store.decrypt_token(c.cipher, item)
-        except DecryptionError:
-            store.set_status(item, "error", "TOKEN_UNREADABLE", c.clock())
-            name = item.institution_name
-    raise DecryptionError(
-        f"The saved connection to {name} cannot be read (the encryption keys changed or the data was altered). "
-        "Remove it and link the bank again."
-    )
 
 
 def start_link(c: Container, user_id: uuid.UUID, *, item_id: uuid.UUID | None = None) -> LinkStart:
@@ -153,95 +105,6 @@ def _open_session(c: Container, user_id: uuid.UUID, link_session_id: uuid.UUID) 
         if link.expires_at <= c.clock():
             raise InputError("This bank linking session expired. Start linking again.")
         return link.item_id
-
-
-def _failed(c: Container, user_id: uuid.UUID, ip: str, detail: str) -> None:
-    with unit_of_work(c.engine) as session:
-        store.record(session, event="bank_link_failed", user_id=user_id, ip=ip, detail=detail)
-
-
-def _discard(
-    c: Container, gw: PlaidGateway, user_id: uuid.UUID, access: ItemAccess, why: str, ip: str, institution: str = ""
-) -> None:
-    """Remove a freshly exchanged item at Plaid so no unused, billable connection is left behind.
-
-    What Plaid does not confirm is queued for retry in the unit of work that audits the failure.
-    """
-    code = revocations.remove_at_plaid(gw, access.access_token)
-    outcome = "removed at Plaid"
-    try:
-        with unit_of_work(c.engine) as session:
-            if code is not None:
-                revocations.enqueue(session, c.cipher, plaid_item_id=access.item_id, institution=institution,
-                                    token=access.access_token, reason=revocations.LINK_DISCARD, error=code,
-                                    now=c.clock())  # fmt: skip
-                outcome = f"not removed at Plaid ({code}), queued for retry; Plaid item {access.item_id}"
-            store.record(session, event="bank_link_failed", user_id=user_id, ip=ip, detail=f"{why}; {outcome}")
-    except Exception:
-        if code is not None:  # the token is lost with this transaction: say which item needs removing by hand
-            log.error("Plaid item %s was not removed at Plaid (%s) and could not be queued", access.item_id, code)
-        raise
-
-
-def link_public_token(
-    c: Container,
-    user_id: uuid.UUID,
-    public_token: str,
-    metadata: Mapping[str, Any],
-    *,
-    link_session_id: uuid.UUID | None,
-    ip: str = "",
-) -> ItemView:
-    """Exchange, fetch accounts, then store item, institution and accounts in one unit of work."""
-    gw = gateway(c)
-    if not public_token or not isinstance(public_token, str):
-        raise InputError("Linking did not return a bank connection. Start linking again.")
-    row_id = uuid.uuid4()
-    with calls_for(user_id, row_id):
-        try:
-            access = _patiently(lambda: gw.exchange_public_token(public_token))
-        except PlaidError as exc:
-            _failed(c, user_id, ip, f"exchange failed: {exc.code}")
-            if exc.code == "INVALID_PUBLIC_TOKEN":
-                raise InputError("This bank link was already used or has expired. Start linking again.") from None
-            raise FinsyncError(f"Linking your bank did not finish and nothing was saved: {exc}") from None
-        try:
-            result = gw.accounts_get(access.access_token)
-        except PlaidError as exc:
-            _discard(c, gw, user_id, access, f"accounts failed: {exc.code}", ip)
-            raise FinsyncError(f"Linking your bank did not finish and nothing was saved: {exc}") from None
-        raw_inst = metadata.get("institution")
-        inst: Mapping[str, Any] = raw_inst if isinstance(raw_inst, Mapping) else {}
-        institution_id = result.item.institution_id or str(inst.get("institution_id") or "unknown")
-        name = result.item.institution_name or str(inst.get("name") or institution_id)
-        now = c.clock()
-        try:
-            with unit_of_work(c.engine, immediate=True) as session:
-                session.get(User, user_id, with_for_update=True)  # one link at a time per user: no twin items
-                duplicate = store.find_duplicate(session, user_id, institution_id, result.accounts)
-                if duplicate is None:
-                    item, taken = store.store_item(session, c.cipher, row_id=row_id, user_id=user_id, access=access,
-                                                   institution=(institution_id, name), accounts=result.accounts,
-                                                   now=now)  # fmt: skip
-                    if link_session_id is not None:
-                        link = session.get(LinkSession, link_session_id)
-                        if link is not None:
-                            link.completed_at = now
-                    kept = f"; continues the kept history of {taken} account(s)" if taken else ""
-                    store.record(session, event="bank_linked", user_id=user_id, ip=ip, detail=name + kept)
-                    view = store.view(session, item)
-        except BaseException:
-            _discard(c, gw, user_id, access, "storing failed", ip, name)
-            raise
-    if duplicate is not None:
-        with calls_for(user_id, duplicate.id):
-            _discard(c, gw, user_id, access, f"duplicate of an existing connection to {name}", ip, name)
-        raise DuplicateConnection(
-            f"You already linked {name} with these accounts, so nothing new was added. If that connection "
-            "stopped working, use “Repair connection” on its card below.",
-            duplicate.id,
-        )
-    return view
 
 
 def complete_link(

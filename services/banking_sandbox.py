@@ -8,13 +8,14 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from models import PlaidItem, User
-from services.banking_link import gateway, get_access_token, link_public_token, webhook_url
+from services.banking_access import gateway, get_access_token, webhook_url
+from services.banking_exchange import link_public_token
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError
 from services.plaid_client import PlaidGateway
+from services.plaid_errors import PlaidError
 from services.plaid_events import calls_for
-from services.plaid_types import PlaidError
 from services.users import find_by_login
 
 # The institution used when none is named: the demo bank's first, or Plaid's sandbox-only "First Platypus

@@ -1,14 +1,8 @@
-"""The Plaid gateway: the only module that imports `plaid`; our frozen dataclasses in and out.
-
-Shapes, errors and mapping live in ``services.plaid_types`` and ``services.plaid_mapping`` (no SDK
-there); every name is re-exported here so callers may keep importing from this module.
-"""
+"""The Plaid gateway: the only module that imports `plaid`; our frozen dataclasses in and out."""
 
 from __future__ import annotations
 
 import copy
-import logging
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -37,29 +31,20 @@ from plaid.model.transactions_sync_request import TransactionsSyncRequest
 from plaid.model.webhook_verification_key_get_request import WebhookVerificationKeyGetRequest
 
 from services.errors import FinsyncError
-from services.plaid_mapping import (
-    Json,
-    as_datetime,
-    map_account,
-    map_institution,
-    map_item,
-    map_stream,
-    map_sync_page,
-)
+from services.plaid_calls import metered
+from services.plaid_errors import InvalidRequest, Transient, error_from_body
+from services.plaid_mapping import map_institution, map_item, map_sync_page
+from services.plaid_results import map_accounts_result, map_recurring_result, map_webhook_key
 from services.plaid_types import (
     AccountsResult,
-    CallEvent,
     Institution,
-    InvalidRequest,
     ItemAccess,
     ItemInfo,
     LinkToken,
     Recorder,
     RecurringResult,
     SyncPage,
-    Transient,
     WebhookKey,
-    error_from_body,
 )
 
 __all__ = ["PLAID_VERSION", "Environment", "PlaidGateway"]
@@ -129,37 +114,24 @@ class PlaidGateway:
             twin._client = self._client
         return twin
 
-    def _report(self, event: CallEvent) -> None:
-        if self._recorder is None:
-            return
-        try:
-            self._recorder(event)
-        except Exception:  # recording must never turn a good call into a failure
-            logging.getLogger("finsync.plaid").exception("could not record a Plaid call to %s", event.endpoint)
-
     @contextmanager
     def _call(self, endpoint: str) -> Iterator[dict[str, Any]]:
-        """Time one call, translate its failures and report it to the recorder."""
-        started = time.perf_counter()
-        meta: dict[str, Any] = {"request_id": None}
-        code: str | None = None
-        status: int | None = None
-        try:
-            yield meta
-            status = 200
-        except plaid.ApiException as exc:
-            err = error_from_body(int(exc.status or 0), exc.body)
-            code, status, meta["request_id"] = err.code, err.http_status, err.request_id
-            raise err from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            code = "NETWORK_ERROR"
-            raise Transient(code, display_message=f"Could not reach Plaid ({type(exc).__name__}).") from None
-        except (TypeError, ValueError, KeyError, plaid.ApiTypeError, plaid.ApiValueError):
-            code, status = "MALFORMED_RESPONSE", 200
-            raise Transient(code, display_message="Plaid sent a response we could not read.") from None
-        finally:
-            ms = int((time.perf_counter() - started) * 1000)
-            self._report(CallEvent(endpoint, meta["request_id"], ms, code, status))
+        """Translate one call's failures into our errors; ``metered`` times it and reports it to the recorder."""
+        with metered(self._recorder, endpoint) as meta:
+            try:
+                yield meta
+                meta["http_status"] = 200
+            except plaid.ApiException as exc:
+                err = error_from_body(int(exc.status or 0), exc.body)
+                meta.update(request_id=err.request_id, error_code=err.code, http_status=err.http_status)
+                raise err from None
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                meta["error_code"] = code = "NETWORK_ERROR"
+                raise Transient(code, display_message=f"Could not reach Plaid ({type(exc).__name__}).") from None
+            except (TypeError, ValueError, KeyError, plaid.ApiTypeError, plaid.ApiValueError):
+                meta["error_code"] = code = "MALFORMED_RESPONSE"
+                meta["http_status"] = 200
+                raise Transient(code, display_message="Plaid sent a response we could not read.") from None
 
     def _kw(self) -> dict[str, Any]:
         return {"_request_timeout": self._timeout}
@@ -248,18 +220,14 @@ class PlaidGateway:
         with self._call("/accounts/get") as meta:
             r = self._api.accounts_get(AccountsGetRequest(access_token=access_token), **self._kw())
             meta["request_id"] = r.request_id
-            return self._accounts_result(r.to_dict())
+            return map_accounts_result(r.to_dict())
 
     def accounts_balance_get(self, access_token: str) -> AccountsResult:
         """Accounts with balances fetched live from the institution."""
         with self._call("/accounts/balance/get") as meta:
             r = self._api.accounts_balance_get(AccountsBalanceGetRequest(access_token=access_token), **self._kw())
             meta["request_id"] = r.request_id
-            return self._accounts_result(r.to_dict())
-
-    @staticmethod
-    def _accounts_result(d: Json) -> AccountsResult:
-        return AccountsResult(tuple(map_account(a) for a in d["accounts"]), map_item(d["item"]), str(d["request_id"]))
+            return map_accounts_result(r.to_dict())
 
     def transactions_sync(self, access_token: str, cursor: str = "", count: int = 500) -> SyncPage:
         """One page of changes; read as raw JSON because the SDK's models decode ~300 transactions/s."""
@@ -285,13 +253,7 @@ class PlaidGateway:
         with self._call("/transactions/recurring/get") as meta:
             r = self._api.transactions_recurring_get(req, **self._kw())
             meta["request_id"] = r.request_id
-            d = r.to_dict()
-            return RecurringResult(
-                tuple(map_stream(s) for s in d["inflow_streams"]),
-                tuple(map_stream(s) for s in d["outflow_streams"]),
-                as_datetime(d.get("updated_datetime")),
-                str(d["request_id"]),
-            )
+            return map_recurring_result(r.to_dict())
 
     def item_get(self, access_token: str) -> ItemInfo:
         """The item with its error state and last update times."""
@@ -321,8 +283,4 @@ class PlaidGateway:
         with self._call("/webhook_verification_key/get") as meta:
             r = self._api.webhook_verification_key_get(WebhookVerificationKeyGetRequest(key_id=key_id), **self._kw())
             meta["request_id"] = r.request_id
-            k = r.to_dict()["key"]
-            return WebhookKey(
-                str(k["kid"]), str(k["alg"]), str(k["crv"]), str(k["kty"]), str(k["use"]), str(k["x"]), str(k["y"]),
-                int(k["created_at"]), None if k.get("expired_at") is None else int(k["expired_at"]),
-            )  # fmt: skip
+            return map_webhook_key(r.to_dict()["key"])

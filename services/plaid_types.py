@@ -1,126 +1,12 @@
-"""Plaid-facing shapes and errors without the SDK: frozen dataclasses in and out of the gateway.
-
-Errors, rooted at ``services.errors.FinsyncError``::
-
-    PlaidError                       any Plaid failure; ``code``, ``request_id``, ``display_message``
-    ├── LoginRequired                ITEM_LOGIN_REQUIRED: send the user through Link update mode
-    ├── RateLimited                  error_type RATE_LIMIT_EXCEEDED (HTTP 429): back off
-    ├── InstitutionDown              INSTITUTION_DOWN / INSTITUTION_NOT_RESPONDING: retry later
-    ├── InvalidRequest               INVALID_REQUEST / INVALID_INPUT (bad keys, token, field)
-    ├── MutationDuringPagination     restart the sync loop from its starting cursor
-    └── Transient                    5xx, network failure or garbled response: retry later
-"""
+"""Plaid-facing shapes without the SDK: frozen dataclasses in and out of the gateway."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import NamedTuple
-
-from services.errors import FinsyncError
-
-# -- errors ------------------------------------------------------------------------------------------
-
-
-class PlaidError(FinsyncError):
-    """Plaid refused or failed a call; `code` is Plaid's error_code, never a token."""
-
-    default_message = "The bank connection service reported a problem. Please try again later."
-
-    def __init__(
-        self,
-        code: str,
-        request_id: str | None = None,
-        display_message: str | None = None,
-        http_status: int | None = None,
-        error_type: str | None = None,
-    ) -> None:
-        self.code = code
-        self.request_id = request_id
-        self.display_message = display_message
-        self.http_status = http_status
-        self.error_type = error_type
-        super().__init__(f"{display_message or self.default_message} ({code}, request {request_id or 'n/a'})")
-
-
-class LoginRequired(PlaidError):
-    """The bank needs the user to sign in again (Link update mode)."""
-
-    default_message = "Your bank needs you to sign in again to keep syncing."
-
-
-class RateLimited(PlaidError):
-    """Too many calls for this item or client; back off."""
-
-    default_message = "Too many requests to the bank connection service; try again in a minute."
-
-
-class InstitutionDown(PlaidError):
-    """The institution is not responding."""
-
-    default_message = "Your bank is not responding right now; try again later."
-
-
-class InvalidRequest(PlaidError):
-    """Plaid rejected the request itself (keys, token or a field)."""
-
-    default_message = "The bank connection service rejected the request; check the Plaid settings or relink."
-
-
-class MutationDuringPagination(PlaidError):
-    """Data changed mid-pagination: restart the sync from its starting cursor."""
-
-    default_message = "Transactions changed while syncing; the sync will restart."
-
-
-class Transient(PlaidError):
-    """A server error, network failure or unreadable response; retry later."""
-
-    default_message = "The bank connection service is temporarily unavailable; try again later."
-
-
-_BY_CODE: dict[str, type[PlaidError]] = {
-    "ITEM_LOGIN_REQUIRED": LoginRequired,
-    "INSTITUTION_DOWN": InstitutionDown,
-    "INSTITUTION_NOT_RESPONDING": InstitutionDown,
-    "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION": MutationDuringPagination,
-}
-_BY_TYPE: dict[str, type[PlaidError]] = {
-    "RATE_LIMIT_EXCEEDED": RateLimited,
-    "INVALID_REQUEST": InvalidRequest,
-    "INVALID_INPUT": InvalidRequest,
-    "API_ERROR": Transient,
-}
-
-
-def error_from_body(status: int, body: str | bytes | None) -> PlaidError:
-    """Decode Plaid's error body into our exception tree (falls back on the HTTP status)."""
-    try:
-        data = json.loads(body or b"")
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        data = {}
-    code = str(data.get("error_code") or f"HTTP_{status}")
-    etype = str(data.get("error_type") or "")
-    cls = _BY_CODE.get(code) or _BY_TYPE.get(etype)
-    if cls is None:
-        cls = RateLimited if status == 429 else Transient if status >= 500 or status == 0 else PlaidError
-    display = data.get("display_message")
-    request_id = data.get("request_id")
-    return cls(
-        code,
-        request_id=str(request_id) if request_id else None,
-        display_message=str(display) if display else None,
-        http_status=status,
-        error_type=etype or None,
-    )
-
-
-# -- our shapes --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

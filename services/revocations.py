@@ -22,8 +22,8 @@ from services.crypto import FieldCipher
 from services.db import unit_of_work
 from services.errors import DecryptionError
 from services.plaid_client import PlaidGateway
+from services.plaid_errors import PlaidError
 from services.plaid_events import calls_for
-from services.plaid_types import PlaidError
 
 log = logging.getLogger("finsync.revocations")
 TABLE, COLUMN = "plaid_revocations", "access_token_enc"

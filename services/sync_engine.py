@@ -20,8 +20,9 @@ from services.db import unit_of_work
 from services.errors import DecryptionError, FinsyncError, NotFound
 from services.notify import after_sync, connection_needs_attention, get_notification_prefs
 from services.plaid_client import PlaidGateway
+from services.plaid_errors import LoginRequired, MutationDuringPagination, PlaidError
 from services.plaid_events import calls_for
-from services.plaid_types import CallEvent, LoginRequired, MutationDuringPagination, PlaidError
+from services.plaid_types import CallEvent
 from services.sync_commit import apply_run
 from services.sync_fetch import fetch
 from services.sync_run import LeaseLost, Progress, RunCounters, TooManyPages, retrying

@@ -18,8 +18,9 @@ from typing import Any
 from services.container import Container
 from services.db import unit_of_work
 from services.plaid_client import PlaidGateway
+from services.plaid_errors import MutationDuringPagination, Transient
 from services.plaid_events import EventBatch, batched_calls
-from services.plaid_types import MutationDuringPagination, SyncPage, Transient
+from services.plaid_types import SyncPage
 from services.sync_apply import ADDED, MODIFIED, REMOVED, staged_values
 from services.sync_aside import readable_again
 from services.sync_run import LeaseLost, RunCounters, TooManyPages, retrying

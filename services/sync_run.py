@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from services.errors import FinsyncError
-from services.plaid_types import CallEvent, RateLimited, Transient, Unreadable
+from services.plaid_errors import RateLimited, Transient
+from services.plaid_types import CallEvent, Unreadable
 from services.sync_types import RetryPolicy, SyncProgress
 
 log = logging.getLogger("finsync.sync")

@@ -20,8 +20,8 @@ from services.container import Container
 from services.db import unit_of_work
 from services.errors import NotFound
 from services.plaid_client import PlaidGateway
+from services.plaid_errors import PlaidError
 from services.plaid_events import calls_for
-from services.plaid_types import PlaidError
 from services.sync_apply import PLAID_FIELDS
 from services.sync_bulk import staged_column
 from services.sync_engine import sync_item

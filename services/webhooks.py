@@ -25,8 +25,9 @@ from sqlmodel import col
 from models import PlaidItem, WebhookDelivery
 from services.container import Container
 from services.db import unit_of_work
+from services.plaid_errors import PlaidError
 from services.plaid_mapping import as_datetime
-from services.plaid_types import PlaidError, WebhookKey
+from services.plaid_types import WebhookKey
 from services.ratelimit import TokenBucket
 
 MAX_AGE_SECONDS = 300  # Plaid: reject a webhook whose iat is more than 5 minutes old

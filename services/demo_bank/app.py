@@ -23,8 +23,9 @@ from starlette.responses import JSONResponse as _StarletteJSON
 from starlette.routing import BaseRoute, Mount, Route
 
 from services.demo_bank import fields, problems
-from services.demo_bank.bank import USERNAMES, Bank
+from services.demo_bank.bank import Bank
 from services.demo_bank.catalog import INSTITUTIONS
+from services.demo_bank.links import USERNAMES, link_login, link_session, new_link_session
 from services.demo_bank.problems import BankError
 from services.demo_bank.render import accounts_json, institution_json, iso, item_json, item_status_json, streams_json
 from services.demo_bank.syncing import sync_page
@@ -56,13 +57,14 @@ def link_token_create(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
     # Update mode lists the item's new accounts only with account selection on (off by default for
     # non-OAuth institutions): https://plaid.com/docs/link/update-mode/#using-update-mode-to-request-new-accounts
     selection = fields.flag(fields.obj(body, "update"), "account_selection_enabled", where="update.")
-    token = bank.new_link_session(
+    token = new_link_session(
+        bank,
         fields.text(user, "client_user_id", where="user."),
         fields.opt_text(body, "access_token"),
         fields.opt_text(body, "webhook"),
         account_selection=selection,
     )
-    return {"link_token": token, "expiration": iso(bank.link_session(token).expires)}
+    return {"link_token": token, "expiration": iso(link_session(bank, token).expires)}
 
 
 def public_token_exchange(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
@@ -251,7 +253,7 @@ def _link_routes(bank: Bank) -> list[Mount]:
         try:
             body = await _json_body(request)
             with bank.lock:
-                link = bank.link_session(str(body.get("link_token") or ""))
+                link = link_session(bank, str(body.get("link_token") or ""))
                 update = bank.items[link.item_id].institution_id if link.item_id else None
         except BankError as exc:
             return _error(exc)
@@ -262,7 +264,8 @@ def _link_routes(bank: Bank) -> list[Mount]:
     async def login(request: Request) -> Response:
         try:
             body = await _json_body(request)
-            result = bank.link_login(
+            result = link_login(
+                bank,
                 str(body.get("link_token") or ""),
                 str(body.get("institution_id") or ""),
                 str(body.get("username") or ""),

@@ -5,42 +5,21 @@ from __future__ import annotations
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from services.demo_bank import problems
-from services.demo_bank.catalog import ALL_TEMPLATES, INSTITUTIONS, OPENED_LATER
+from services.demo_bank.catalog import INSTITUTIONS, OPENED_LATER
 from services.demo_bank.faults import Counted, FaultKind
-from services.demo_bank.items import Item, new_item, stable_id
+from services.demo_bank.items import Item, new_item, stable_id, utc_now
 from services.demo_bank.ledger import Txn
+from services.demo_bank.links import USERNAMES, LinkSession
 from services.demo_bank.render import error_json, txn_json
 from services.demo_bank.simulate import bulk_history, simulate_day, simulate_range
 from services.demo_bank.webhooks import Delivery, WebhookSender
 
-# Sandbox-style usernames: each puts a freshly linked item into a state tests and the CLI can use.
-USERNAMES: dict[str, str | None] = {
-    "user_good": None,
-    "user_login_required": "login_required",
-    "user_institution_down": "institution_down",
-    "user_not_ready": "not_ready",
-    "user_flaky": "server_error",
-}
-PASSWORD = "pass_good"
 PUBLIC_TOKEN_TTL = timedelta(minutes=30)
-LINK_TOKEN_TTL = timedelta(hours=4)
-
-
-@dataclass
-class LinkSession:
-    """A link token and what it was created for."""
-
-    client_user_id: str
-    item_id: str | None
-    webhook: str | None
-    expires: datetime
-    account_selection: bool = False  # update mode may add accounts (`update.account_selection_enabled`)
 
 
 class Bank:
@@ -81,7 +60,7 @@ class Bank:
             self._serial += 1
             item_id = stable_id(self.seed, "item", str(self._serial))
             today = self.clock()
-            item = new_item(item_id, f"access-demo-{secrets.token_hex(16)}", institution_id, today, _now())
+            item = new_item(item_id, f"access-demo-{secrets.token_hex(16)}", institution_id, today, utc_now())
             item.webhook = webhook
             item.login = username
             # The bank's history belongs to the login, not the link: linking the same login again shows the same
@@ -90,7 +69,7 @@ class Bank:
             first = today - timedelta(days=self.history_days - 1)
             item.anchor = first
             simulate_range(item.ledger, item.accounts, item.seed, first, today)
-            item.last_successful_update = _now()
+            item.last_successful_update = utc_now()
             mode = USERNAMES[username]
             if mode == "login_required":
                 item.error_code = "ITEM_LOGIN_REQUIRED"
@@ -105,14 +84,14 @@ class Bank:
     def issue_public_token(self, item: Item, update: bool = False) -> str:
         """Mint a single-use public token for an item (`update`: from an update-mode Link session)."""
         token = f"public-demo-{secrets.token_hex(16)}"
-        self.public_tokens[token] = (item.item_id, _now() + PUBLIC_TOKEN_TTL, update)
+        self.public_tokens[token] = (item.item_id, utc_now() + PUBLIC_TOKEN_TTL, update)
         return token
 
     def exchange(self, public_token: str) -> Item:
         """Redeem a public token once; exchanging an update-mode token also repairs the item."""
         with self.lock:
             entry = self.public_tokens.get(public_token)
-            if entry is None or entry[1] < _now():
+            if entry is None or entry[1] < utc_now():
                 raise problems.invalid_token("public")
             item = self.items[entry[0]]
             err = item.faults.next_error("/item/public_token/exchange")
@@ -145,66 +124,6 @@ class Bank:
         except KeyError:
             raise KeyError(f"no demo item {item_id!r}") from None
 
-    # -- link sessions ----------------------------------------------------------------------------
-
-    def new_link_session(
-        self, client_user_id: str, access_token: str | None, webhook: str | None, *, account_selection: bool = False
-    ) -> str:
-        """Create a link token; with an access token it is an update-mode token for that item."""
-        with self.lock:
-            item_id = None
-            if access_token is not None:
-                item_id = self.item_for(access_token, "/link/token/create").item_id
-            token = f"link-demo-{secrets.token_hex(16)}"
-            expires = _now() + LINK_TOKEN_TTL
-            self.link_sessions[token] = LinkSession(client_user_id, item_id, webhook, expires, account_selection)
-            return token
-
-    def link_session(self, link_token: str) -> LinkSession:
-        """Return a live link session or raise INVALID_LINK_TOKEN."""
-        session = self.link_sessions.get(link_token)
-        if session is None or session.expires < _now():
-            raise problems.invalid_token("link")
-        return session
-
-    def link_login(self, link_token: str, institution_id: str, username: str, password: str) -> dict[str, Any]:
-        """Sign in through the Link stand-in; return the `onSuccess` public token and metadata."""
-        with self.lock:
-            session = self.link_session(link_token)
-            if password != PASSWORD or username not in USERNAMES:
-                raise problems.BankError(
-                    400,
-                    "ITEM_ERROR",
-                    "INVALID_CREDENTIALS",
-                    "the provided credentials were not correct",
-                    "The username or password you entered is incorrect. Please try again.",
-                )
-            if session.item_id is not None:
-                item = self.items[session.item_id]
-                self.repair(item.item_id)
-                if session.account_selection:  # the user picks the new accounts (all of them, in this stand-in)
-                    for t in ALL_TEMPLATES:
-                        if t.key in item.offered:
-                            item.share(t)
-                    item.offered = []
-            else:
-                item = self.create_item(institution_id, username, session.webhook)
-            return {
-                "public_token": self.issue_public_token(item, update=session.item_id is not None),
-                "institution": {"name": INSTITUTIONS[item.institution_id].name, "institution_id": item.institution_id},
-                "accounts": [
-                    {
-                        "id": item.accounts[t.key],
-                        "name": t.name,
-                        "mask": item.masks()[item.accounts[t.key]],
-                        "type": t.type,
-                        "subtype": t.subtype,
-                    }
-                    for t in item.templates()
-                ],
-                "link_session_id": secrets.token_hex(16),
-            }
-
     # -- time and mutations -----------------------------------------------------------------------
 
     def catch_up(self, item: Item) -> None:
@@ -221,7 +140,7 @@ class Bank:
             for _ in range(days):
                 item.today += timedelta(days=1)
                 simulate_day(item.ledger, item.accounts, item.seed, item.today, item.anchor)
-            item.last_successful_update = _now()
+            item.last_successful_update = utc_now()
             self._changed(item, before)
             return len(item.ledger.log) - before
 
@@ -337,7 +256,7 @@ class Bank:
             "environment": "sandbox",
         }
         payload.update(extra)
-        item.last_webhook = (_now(), code)
+        item.last_webhook = (utc_now(), code)
         if now:
             return self.webhooks.send(item.webhook, payload)
         self.webhooks.send_later(item.webhook, payload)
@@ -352,7 +271,3 @@ class Bank:
                 initial_update_complete=True,
                 historical_update_complete=True,
             )
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)

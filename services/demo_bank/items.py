@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from services.demo_bank.catalog import ACCOUNT_TEMPLATES, ALL_TEMPLATES, AccountTemplate
 from services.demo_bank.faults import Faults
 from services.demo_bank.ledger import Ledger
+
+
+def utc_now() -> datetime:
+    """The time the bank stamps on items and tokens: UTC, whole seconds."""
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def stable_id(*parts: str, size: int = 37) -> str:

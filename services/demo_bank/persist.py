@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from services.demo_bank.faults import Faults
 from services.demo_bank.items import Item
 from services.demo_bank.ledger import Ledger, Txn
+from services.demo_bank.links import LinkSession
 from services.demo_bank.webhooks import SigningKey
 
 if TYPE_CHECKING:
@@ -147,8 +148,6 @@ def snapshot(bank: Bank) -> dict[str, Any]:
 
 def restore(bank: Bank, data: dict[str, Any]) -> None:
     """Load a snapshot into a fresh bank."""
-    from services.demo_bank.bank import LinkSession
-
     if data.get("version") != VERSION:
         raise ValueError(f"demo bank state version {data.get('version')!r} is not {VERSION}")
     bank._serial = int(data["serial"])

@@ -33,7 +33,7 @@ from plaid.model.webhook_verification_key_get_request import WebhookVerification
 
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, DemoBankHandle, start_demo_bank
 from services.plaid_client import PlaidGateway
-from services.plaid_types import InvalidRequest, Transient, error_from_body
+from services.plaid_errors import InvalidRequest, Transient, error_from_body
 from tests.integration.conftest_bank import BANK_TODAY, LinkedItem, WebhookSink
 
 

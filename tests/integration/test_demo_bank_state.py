@@ -6,6 +6,7 @@ from pathlib import Path
 
 from services.container import build_container
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, start_demo_bank
+from services.demo_bank.links import link_session
 from services.demo_bank_runtime import STATE_FILE, ensure_demo_bank
 from services.plaid_client import PlaidGateway
 from tests.factories import make_settings
@@ -30,7 +31,7 @@ def test_items_tokens_and_cursors_survive_a_restart(tmp_path: Path) -> None:
         assert after.item.item_id == access.item_id
         resumed = again.transactions_sync(access.access_token, page.next_cursor)  # and so does the cursor
         assert resumed.added == ()
-        assert second.bank.link_session(repair.link_token).account_selection  # an open update-mode Link keeps it
+        assert link_session(second.bank, repair.link_token).account_selection  # an open update-mode Link keeps it
     finally:
         second.stop()
 

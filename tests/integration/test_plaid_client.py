@@ -11,17 +11,16 @@ import pytest
 from services.demo_bank import DEMO_CLIENT_ID, DemoBankHandle
 from services.errors import FinsyncError
 from services.plaid_client import PlaidGateway
-from services.plaid_types import (
-    CallEvent,
+from services.plaid_errors import (
     InstitutionDown,
     InvalidRequest,
     LoginRequired,
     MutationDuringPagination,
     PlaidError,
     RateLimited,
-    SyncPage,
     Transient,
 )
+from services.plaid_types import CallEvent, SyncPage
 from tests.integration.conftest_bank import LinkedItem
 
 

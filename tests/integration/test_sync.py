@@ -19,8 +19,9 @@ from services.db import unit_of_work
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET
 from services.mailer import MemoryMailer
 from services.plaid_client import PlaidGateway
+from services.plaid_errors import MutationDuringPagination, Transient
 from services.plaid_events import DatabaseRecorder
-from services.plaid_types import CallEvent, MutationDuringPagination, SyncPage, Transient
+from services.plaid_types import CallEvent, SyncPage
 from services.sync import edit_transaction, item_sync_status, list_runs, sync_item, transaction_history
 from services.sync_state import acquire, worker_name
 from services.sync_types import MAX_PAGES, MAX_RESTARTS

@@ -10,6 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.plaid_errors import (
+    InstitutionDown,
+    InvalidRequest,
+    LoginRequired,
+    MutationDuringPagination,
+    PlaidError,
+    RateLimited,
+    Transient,
+    error_from_body,
+)
 from services.plaid_mapping import (
     ACCOUNT_TEXT_MAX,
     CURRENCY_MAX,
@@ -23,16 +33,6 @@ from services.plaid_mapping import (
     map_transaction,
     statement_minor,
     to_minor,
-)
-from services.plaid_types import (
-    InstitutionDown,
-    InvalidRequest,
-    LoginRequired,
-    MutationDuringPagination,
-    PlaidError,
-    RateLimited,
-    Transient,
-    error_from_body,
 )
 
 RAW_TXN = {

@@ -1,0 +1,98 @@
+"""The demo bank's Link stand-in: sandbox logins, link tokens and the sign-in that ends in onSuccess."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from services.demo_bank import problems
+from services.demo_bank.catalog import ALL_TEMPLATES, INSTITUTIONS
+from services.demo_bank.items import utc_now
+
+if TYPE_CHECKING:
+    from services.demo_bank.bank import Bank
+
+# Sandbox-style usernames: each puts a freshly linked item into a state tests and the CLI can use.
+USERNAMES: dict[str, str | None] = {
+    "user_good": None,
+    "user_login_required": "login_required",
+    "user_institution_down": "institution_down",
+    "user_not_ready": "not_ready",
+    "user_flaky": "server_error",
+}
+PASSWORD = "pass_good"
+LINK_TOKEN_TTL = timedelta(hours=4)
+
+
+@dataclass
+class LinkSession:
+    """A link token and what it was created for."""
+
+    client_user_id: str
+    item_id: str | None
+    webhook: str | None
+    expires: datetime
+    account_selection: bool = False  # update mode may add accounts (`update.account_selection_enabled`)
+
+
+def new_link_session(
+    bank: Bank, client_user_id: str, access_token: str | None, webhook: str | None, *, account_selection: bool = False
+) -> str:
+    """Create a link token; with an access token it is an update-mode token for that item."""
+    with bank.lock:
+        item_id = None
+        if access_token is not None:
+            item_id = bank.item_for(access_token, "/link/token/create").item_id
+        token = f"link-demo-{secrets.token_hex(16)}"
+        expires = utc_now() + LINK_TOKEN_TTL
+        bank.link_sessions[token] = LinkSession(client_user_id, item_id, webhook, expires, account_selection)
+        return token
+
+
+def link_session(bank: Bank, link_token: str) -> LinkSession:
+    """Return a live link session or raise INVALID_LINK_TOKEN."""
+    session = bank.link_sessions.get(link_token)
+    if session is None or session.expires < utc_now():
+        raise problems.invalid_token("link")
+    return session
+
+
+def link_login(bank: Bank, link_token: str, institution_id: str, username: str, password: str) -> dict[str, Any]:
+    """Sign in through the Link stand-in; return the `onSuccess` public token and metadata."""
+    with bank.lock:
+        session = link_session(bank, link_token)
+        if password != PASSWORD or username not in USERNAMES:
+            raise problems.BankError(
+                400,
+                "ITEM_ERROR",
+                "INVALID_CREDENTIALS",
+                "the provided credentials were not correct",
+                "The username or password you entered is incorrect. Please try again.",
+            )
+        if session.item_id is not None:
+            item = bank.items[session.item_id]
+            bank.repair(item.item_id)
+            if session.account_selection:  # the user picks the new accounts (all of them, in this stand-in)
+                for t in ALL_TEMPLATES:
+                    if t.key in item.offered:
+                        item.share(t)
+                item.offered = []
+        else:
+            item = bank.create_item(institution_id, username, session.webhook)
+        return {
+            "public_token": bank.issue_public_token(item, update=session.item_id is not None),
+            "institution": {"name": INSTITUTIONS[item.institution_id].name, "institution_id": item.institution_id},
+            "accounts": [
+                {
+                    "id": item.accounts[t.key],
+                    "name": t.name,
+                    "mask": item.masks()[item.accounts[t.key]],
+                    "type": t.type,
+                    "subtype": t.subtype,
+                }
+                for t in item.templates()
+            ],
+            "link_session_id": secrets.token_hex(16),
+        }
