@@ -175,4 +175,4 @@ def delete_account(
         audit.record(session, event="account_deleted", user_id=user_id, at=now)
         farewell = notices.notice(email, "your account was deleted", "Your account and its data were deleted", now)
         queued = mail_queue.enqueue(session, c, farewell)  # tied to no account: there is none left
-    mail_queue.send_quietly(c, [queued])
+    mail_queue.after_commit(c, [queued])

@@ -34,6 +34,7 @@ class Container:
     pepper: bytes
     token_key: bytes
     plaid: PlaidGateway | None = None
+    background_mail: bool = False  # flows hand their mail to a sender thread instead of waiting on the server
 
 
 def check_schema(engine: Engine) -> None:
@@ -74,8 +75,12 @@ def build_container(
     clock: Clock | None = None,
     plaid: PlaidGateway | None = None,
     check: bool = True,
+    background_mail: bool | None = None,
 ) -> Container:
-    """Wire the real parts; with ``check`` the database must answer and the key ring must match it."""
+    """Wire the real parts; with ``check`` the database must answer and the key ring must match it.
+
+    ``background_mail`` defaults to on with SMTP: a request must not wait on (or be timed by) a mail server.
+    """
     settings = settings or load_settings(create_secrets=False)
     engine = engine or make_engine(settings.effective_database_url)
     if check:
@@ -104,4 +109,5 @@ def build_container(
         pepper=keys.derive(secret, "password-pepper"),
         token_key=keys.derive(secret, "token-mac"),
         plaid=gateway,
+        background_mail=bool(settings.smtp_url) if background_mail is None else background_mail,
     )

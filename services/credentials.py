@@ -39,7 +39,7 @@ class Pending:
         self.error = error
 
     def finish(self, c: Container) -> None:
-        mail_queue.send_quietly(c, self.queued)  # what fails now waits in the queue for the scheduler
+        mail_queue.after_commit(c, self.queued)  # what fails to send waits in the queue for the scheduler
         if self.error is not None:
             raise self.error
 

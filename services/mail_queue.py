@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,6 +29,9 @@ from services.errors import DecryptionError
 from services.notices import Mail
 
 log = logging.getLogger("finsync.mail")
+_handoff: queue.SimpleQueue[tuple[Container, list[uuid.UUID]]] = queue.SimpleQueue()
+_sender_lock = threading.Lock()
+_sender: threading.Thread | None = None
 TABLE, COLUMN = "mail_queue", "message_enc"
 LEASE = timedelta(minutes=5)
 FIRST_RETRY = timedelta(minutes=1)
@@ -137,6 +142,32 @@ def send(c: Container, ids: Iterable[uuid.UUID] | None = None, *, limit: int = 5
         _settle(c, claim, None)
         sent += 1
     return sent
+
+
+def after_commit(c: Container, ids: list[uuid.UUID]) -> None:
+    """Send a flow's just-queued mail: on a sender thread with ``c.background_mail``, else now, in this thread.
+
+    On the thread, the request answers at once, so its time says nothing about whether a mail went out (a
+    reset for an unknown address sends none) and a slow mail server slows no page. A process that ends
+    before the thread sends leaves the rows to the scheduler.
+    """
+    if not ids:
+        return
+    if not c.background_mail:
+        send_quietly(c, ids)
+        return
+    _handoff.put((c, ids))
+    with _sender_lock:
+        global _sender  # noqa: PLW0603 - one sender thread per process
+        if _sender is None or not _sender.is_alive():
+            _sender = threading.Thread(target=_send_handed_off, name="finsync-mail", daemon=True)
+            _sender.start()
+
+
+def _send_handed_off() -> None:
+    while True:
+        c, ids = _handoff.get()
+        send_quietly(c, ids)
 
 
 def send_quietly(c: Container, ids: Iterable[uuid.UUID] | None = None) -> int:

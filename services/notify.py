@@ -76,7 +76,7 @@ def _send(c: Container, user_id: uuid.UUID, subject: str, body: str) -> None:
         # one prefix on every notification, so a mail filter can sort them
         mail = Mail(user.email, f"finsync: {subject}", body + footer, "notification")
         queued = mail_queue.enqueue(session, c, mail, user_id=user_id)
-    mail_queue.send_quietly(c, [queued])
+    mail_queue.after_commit(c, [queued])
 
 
 def after_sync(

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from models import AuditEvent, QueuedMail
 from services import admin, auth, mail_queue
-from services.container import Container
+from services.container import Container, build_container
 from services.db import unit_of_work
 from services.errors import InputError, PermissionDenied
 from services.mailer import MemoryMailer
 from services.scheduler import Scheduler
-from tests.factories import FakeClock
+from tests.factories import FakeClock, make_settings
 from tests.integration.auth_support import PASSWORD, fast_hashing, link_token, make_admin, make_user  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("fast_hashing")
@@ -154,3 +157,34 @@ def test_admins_see_what_waits_without_the_message(container: Container, mailer:
     (view,) = admin.waiting_mail(container, root.id)
     assert (view.kind, view.attempts, view.last_error) == ("reset", 1, "MailServerDown")
     assert "alice" not in repr(view)
+
+
+class SlowMailServer(MemoryMailer):
+    """An SMTP server that takes its time: it accepts nothing until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def send(self, to: str, subject: str, body: str) -> None:
+        self.gate.wait(10)
+        super().send(to, subject, body)
+
+
+def test_with_smtp_a_reset_request_answers_without_waiting_for_the_mail_server(
+    container: Container, db_url: str, tmp_path: Path
+) -> None:
+    """Security bar B3: the answer's timing must not tell that a mail went out (so that the account exists)."""
+    settings = make_settings(tmp_path / "smtp", db_url, SMTP_URL="smtp://mail.example.test:587")
+    assert build_container(settings, engine=container.engine, check=False).background_mail  # on with SMTP
+    server = SlowMailServer()
+    c = replace(container, mailer=server, background_mail=True)
+    make_user(c)
+    auth.request_password_reset(c, email="alice@example.com")
+    assert server.sent == []  # answered while the server still holds the mail (inline, this would wait 10 s)
+    server.gate.set()
+    for _ in range(200):
+        if server.sent:
+            break
+        time.sleep(0.05)
+    assert subjects(server.sent) == ["Reset your finsync password"] and queued(c) == []
