@@ -28,7 +28,7 @@ BASE_LOCK = timedelta(minutes=15)
 MAX_LOCK = timedelta(hours=24)
 HARD_STOP = 100  # consecutive failures, across locks, before sign-in stops until a reset or an admin unlock
 HARD_LOCK = timedelta(days=36_500)  # "until reset": far enough that it never ends by itself
-IP_LIMIT = 20
+IP_LIMIT = 10  # failed sign-ins per client address per IP_WINDOW: the 11th is refused (bar C2)
 IP_WINDOW = timedelta(minutes=15)
 
 
