@@ -61,4 +61,4 @@ statuses = {s.item_id: s for s in sync.item_sync_status(c, uid)}
 if not items:
     st.info("No bank linked yet. Use “Link a bank” to connect one; finsync then keeps it in sync by itself.")
 for item in items:
-    accounts_view.item_card(c, uid, item, statuses.get(item.id))
+    accounts_view.item_card(c, uid, item, statuses.get(item.id), two_factor=view.user.totp_enabled)

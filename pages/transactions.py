@@ -18,7 +18,7 @@ c = container()
 uid = view.user.id
 st.title("Transactions")
 
-export_section(c, uid)
+export_section(c, uid, two_factor=view.user.totp_enabled)
 search = st.text_input("Search by name or merchant", max_chars=100, key="tx_search")
 rows = ledger.list_transactions(c, uid, search=search)
 names = ledger.account_names(c, uid)

@@ -12,7 +12,7 @@ from sqlmodel import col
 from models import AuditEvent, PlaidApiEvent, User
 from services import audit, mail_queue, notices, sessions, throttle, tokens, users
 from services.container import Container
-from services.credentials import Pending, load_user, reauth, set_password
+from services.credentials import Pending, confirm_identity, load_user, reauth, set_password
 from services.db import unit_of_work
 from services.errors import InputError, NotFound, TokenInvalid
 
@@ -109,8 +109,10 @@ def change_password(
     p.finish(c)
 
 
-def request_email_change(c: Container, user_id: uuid.UUID, *, password: str, new_email: str) -> None:
-    """Mail a 48-hour confirmation link to the new address and a notice to the old one."""
+def request_email_change(
+    c: Container, user_id: uuid.UUID, *, password: str, new_email: str, code: str | None = None
+) -> None:
+    """Mail a 48-hour confirmation link to the new address and a notice to the old one (password, and code with 2FA)."""
     if not isinstance(new_email, str):
         raise InputError("Enter an email address.")
     new = users.clean_email(new_email)
@@ -121,7 +123,7 @@ def request_email_change(c: Container, user_id: uuid.UUID, *, password: str, new
             raise InputError("That is already your email address.")
         if users.email_taken(session, users.fold(new)):
             raise InputError("That email address or username is already registered.")
-        if reauth(session, c, user, p, password=password):
+        if reauth(session, c, user, p, password=password, code=code, need_code=user.totp_enabled):
             tokens.revoke(session, user.id, (tokens.EMAIL_CHANGE,), now)
             token = tokens.issue(session, user.id, tokens.EMAIL_CHANGE, now, payload=new)
             audit.record(session, event="email_change_requested", user_id=user.id, at=now)
@@ -146,11 +148,7 @@ def delete_account(
     user's earlier audit rows keep their event and time but lose IP and detail; one row
     ``account_deleted`` without personal data remains.
     """
-    p = Pending()
-    with unit_of_work(c.engine, immediate=True) as session:
-        user = load_user(session, user_id, lock=True)
-        reauth(session, c, user, p, password=password, code=code, need_code=user.totp_enabled)
-    p.finish(c)
+    confirm_identity(c, user_id, password=password, code=code)
     if remove_bank_items is None:
         from services import banking  # banking builds on accounts, not the other way round
 

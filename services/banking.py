@@ -21,6 +21,7 @@ from services.banking_link import complete_link, complete_repair, link_exit, res
 from services.banking_sandbox import link_sandbox, reset_login_sandbox
 from services.banking_views import AccountView, ItemView, LinkStart
 from services.container import Container
+from services.credentials import confirm_identity
 from services.db import unit_of_work
 from services.errors import DecryptionError, FinsyncError
 from services.plaid_events import calls_for
@@ -37,6 +38,7 @@ __all__ = [
     "link_sandbox",
     "list_items",
     "remove_all_items",
+    "remove_bank",
     "remove_item",
     "reset_login_sandbox",
     "resume_link",
@@ -103,6 +105,21 @@ def remove_item(c: Container, user_id: uuid.UUID, item_id: uuid.UUID, *, keep_hi
         _delete(session, item, keep_history=keep_history, c=c)
         store.record(session, event="bank_removed", user_id=user_id, ip=ip,
                      detail=f"{name}; history {'kept' if keep_history else 'deleted'}{note}")  # fmt: skip
+
+
+def remove_bank(
+    c: Container,
+    user_id: uuid.UUID,
+    item_id: uuid.UUID,
+    *,
+    keep_history: bool,
+    password: str,
+    code: str | None = None,
+    ip: str = "",
+) -> None:
+    """``remove_item`` for the Accounts page, after the owner proves it is them (password, and code with 2FA)."""
+    confirm_identity(c, user_id, password=password, code=code, ip=ip)
+    remove_item(c, user_id, item_id, keep_history=keep_history, ip=ip)
 
 
 def remove_all_items(c: Container, user_id: uuid.UUID, *, ip: str = "") -> None:

@@ -12,6 +12,7 @@ from sqlmodel import Session
 from models import User
 from services import audit, mail_queue, notices, otp, passwords, throttle
 from services.container import Container
+from services.db import unit_of_work
 from services.errors import FinsyncError, InputError, NotFound, PermissionDenied
 
 log = logging.getLogger("finsync.auth")
@@ -137,6 +138,28 @@ def reauth(
         p.fail(InputError(WRONG_CODE))
         return False
     return True
+
+
+def confirm_identity(
+    c: Container,
+    user_id: uuid.UUID,
+    *,
+    password: object,
+    code: object = None,
+    ip: str = "",
+    failed_event: str | None = None,
+) -> None:
+    """Re-authentication before a sensitive action: the password, plus a code when two-factor is on (bar D7).
+
+    Raises what ``reauth`` parks: ``InputError`` (wrong password or code) or ``PermissionDenied`` (paused);
+    failures count towards the account's sign-in pause like any other.
+    """
+    p = Pending()
+    with unit_of_work(c.engine, immediate=True) as session:
+        user = load_user(session, user_id, lock=True)
+        reauth(session, c, user, p, password=password, code=code, need_code=user.totp_enabled, ip=ip,
+               failed_event=failed_event)  # fmt: skip
+    p.finish(c)
 
 
 def set_password(session: Session, c: Container, user: User, new_password: str, now: datetime) -> None:

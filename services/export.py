@@ -25,6 +25,7 @@ from sqlmodel import col, select
 from models import BankAccount, LedgerTransaction
 from services import audit, safe_text
 from services.container import Container
+from services.credentials import confirm_identity
 from services.db import unit_of_work
 from services.errors import InputError
 from services.plaid_mapping import decimal_text
@@ -87,9 +88,13 @@ def rows(
             )
 
 
-def _write(fh: TextIO, c: Container, user_id: uuid.UUID, start: date | None, end: date | None) -> int:
+def _check_dates(start: date | None, end: date | None) -> None:
     if start is not None and end is not None and start > end:
         raise InputError("The start date is after the end date.")
+
+
+def _write(fh: TextIO, c: Container, user_id: uuid.UUID, start: date | None, end: date | None) -> int:
+    _check_dates(start, end)
     writer = csv.writer(fh)
     writer.writerow(COLUMNS)
     count = 0
@@ -120,9 +125,17 @@ def export_csv(c: Container, user_id: uuid.UUID, out: Path, start: date | None =
 
 
 def export_bytes(
-    c: Container, user_id: uuid.UUID, start: date | None = None, end: date | None = None
+    c: Container,
+    user_id: uuid.UUID,
+    start: date | None = None,
+    end: date | None = None,
+    *,
+    password: str,
+    code: str | None = None,
 ) -> tuple[bytes, int]:
-    """The same CSV as ``export_csv``, in memory, for a download from the Transactions page."""
+    """The same CSV as ``export_csv``, in memory, for a download from the Transactions page, after re-authentication."""
+    _check_dates(start, end)  # a typo in the dates is said before the password is checked (and counted)
+    confirm_identity(c, user_id, password=password, code=code)
     buffer = io.StringIO(newline="")
     count = _write(buffer, c, user_id, start, end)
     return buffer.getvalue().encode("utf-8"), count

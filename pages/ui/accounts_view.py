@@ -10,6 +10,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import RerunException, StopException
 
 from pages.ui.format import count, money, when
+from pages.ui.reauth import proof_inputs
 from pages.ui.text import md
 from services import banking, sync
 from services.banking import ItemView
@@ -120,7 +121,7 @@ def _accounts_table(item: ItemView, flagged: tuple[uuid.UUID, ...] = ()) -> None
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
-def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStatus | None) -> None:
+def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStatus | None, *, two_factor: bool) -> None:
     with st.container(border=True):
         head, badge = st.columns([3, 2])
         head.subheader(md(item.institution_name))
@@ -163,9 +164,12 @@ def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStat
                 ["Keep its accounts and transactions", "Delete them too"],
                 key=f"keep_{item.id}",
             )
+            password, code = proof_inputs(two_factor, f"remove_{item.id}")
             if st.form_submit_button("Remove this bank"):
                 try:
-                    banking.remove_item(c, uid, item.id, keep_history=keep.startswith("Keep"))
+                    banking.remove_bank(
+                        c, uid, item.id, keep_history=keep.startswith("Keep"), password=password, code=code
+                    )
                 except FinsyncError as exc:
                     st.error(str(exc))
                 else:

@@ -8,22 +8,25 @@ from datetime import date
 import streamlit as st
 
 from pages.ui.format import count
+from pages.ui.reauth import proof_inputs
 from services import export
 from services.container import Container
 from services.errors import FinsyncError
 
 
-def export_section(c: Container, uid: uuid.UUID) -> None:
-    """Dates (optional), then a file built on request: a rerun does not rebuild it."""
+def export_section(c: Container, uid: uuid.UUID, *, two_factor: bool) -> None:
+    """Dates (optional) and the password (a bank history is worth re-authenticating for), then the file: a rerun
+    does not rebuild it."""
     with st.expander("Download as CSV"):
         with st.form("export_form", border=False):
             cols = st.columns(2)
             start = cols[0].date_input("From (optional)", value=None, key="export_from")
             end = cols[1].date_input("To (optional)", value=None, key="export_to")
+            password, code = proof_inputs(two_factor, "export")
             prepared = st.form_submit_button("Prepare the file")
         if prepared:
             try:
-                data, n = export.export_bytes(c, uid, _day(start), _day(end))
+                data, n = export.export_bytes(c, uid, _day(start), _day(end), password=password, code=code)
             except FinsyncError as exc:
                 st.error(str(exc))
             else:

@@ -8,6 +8,7 @@ import streamlit as st
 from pages.ui import session as ui_session  # read_cookie looked up at call time: one seam for tests
 from pages.ui.format import count as plural
 from pages.ui.format import device
+from pages.ui.reauth import proof_inputs
 from pages.ui.state import container
 from pages.ui.text import md
 from services import audit, auth, sessions, sync, totp
@@ -143,11 +144,11 @@ def email_section(view: SessionView) -> None:
     st.markdown(f"Your email: **{md(view.user.email)}** ({status})")
     with st.form("email_change_form", clear_on_submit=True):
         new_email = st.text_input("New email address", max_chars=320, key="ec_email")
-        password = _password_input("Password", "ec_password")
+        password, code = proof_inputs(view.user.totp_enabled, "ec")
         submitted = st.form_submit_button("Change email")
     if submitted:
         try:
-            auth.request_email_change(container(), view.user.id, password=password, new_email=new_email)
+            auth.request_email_change(container(), view.user.id, password=password, new_email=new_email, code=code)
         except FinsyncError as exc:
             st.error(str(exc))
         else:
@@ -158,8 +159,7 @@ def delete_section(view: SessionView) -> None:
     st.subheader("Delete my account")
     st.write("This removes your linked banks, transactions and settings. It cannot be undone.")
     with st.form("delete_form", clear_on_submit=True):
-        password = _password_input("Password", "del_password")
-        code = st.text_input("Two-factor code", max_chars=64, key="del_code") if view.user.totp_enabled else None
+        password, code = proof_inputs(view.user.totp_enabled, "del")
         sure = st.checkbox("I understand this cannot be undone", key="del_sure")
         submitted = st.form_submit_button("Delete my account", type="primary")
     if submitted:

@@ -68,6 +68,7 @@ def test_link_two_banks_repair_one_remove_one(server: Server, browser: object) -
     # Remove one bank and its history.
     page.get_by_role("button", name="Remove").nth(1).click()
     page.get_by_text("Delete them too").click()
+    page.locator('input[aria-label="Your password"]:visible').fill(PASSWORD)  # removing a bank asks who you are
     page.get_by_role("button", name="Remove this bank").click()
     try:
         page.get_by_text("Removed Maple Credit Union").wait_for(timeout=30_000)

@@ -18,7 +18,7 @@ import pages.ui.plaid_link as plaid_link_module
 from pages.ui import session as ui_session
 from pages.ui import state
 from services import banking, ledger, sync
-from tests.integration.auth_support import make_user, sign_in
+from tests.integration.auth_support import PASSWORD, make_user, sign_in
 from tests.integration.conftest_bank import Bank
 from tests.ui.conftest import ENTRY
 
@@ -325,6 +325,10 @@ def test_transactions_download_as_csv_is_the_contract_file_and_is_audited(
     assert "start date is after the end date" in everything(at) and "export_file" not in at.session_state
     at.date_input(key="export_from").set_value(None)
     at.date_input(key="export_to").set_value(None)
+    at.text_input(key="export_password").input("not my password at all")
+    at = click(at, "Prepare the file")
+    assert "That password is not right." in everything(at) and "export_file" not in at.session_state
+    at.text_input(key="export_password").input(PASSWORD)
     at = click(at, "Prepare the file")
     data, n = at.session_state["export_file"]
     table = list(csv.reader(io.StringIO(data.decode("utf-8"))))
