@@ -18,7 +18,7 @@ from services import audit, mail_queue, revocations, sessions, throttle
 from services.audit import AuditView
 from services.container import Container
 from services.db import unit_of_work
-from services.errors import InputError, NotFound, PermissionDenied
+from services.errors import AdminOnly, InputError, NotFound, PermissionDenied
 from services.mail_queue import QueuedMailView
 from services.revocations import RevocationView
 from services.users import UserPublic
@@ -54,7 +54,7 @@ def _admin(session: Session, actor_id: uuid.UUID) -> User:
     """The acting admin: role admin, active, and two-factor on (security bar F3), else ``PermissionDenied``."""
     actor = session.get(User, actor_id) if isinstance(actor_id, uuid.UUID) else None
     if actor is None or actor.role != "admin" or actor.status != "active":
-        raise PermissionDenied("Only an administrator can do this.")
+        raise AdminOnly("Only an administrator can do this.", user_id=actor_id, what="an admin function")
     if not actor.totp_enabled:
         raise PermissionDenied(ADMIN_NEEDS_TOTP)
     return actor

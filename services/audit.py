@@ -8,12 +8,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlmodel import Session, col
 
 from models import AuditEvent
+from services import db
 from services.container import Container
 from services.db import unit_of_work
+from services.errors import Denial
 
 log = logging.getLogger("finsync.auth")
 
@@ -53,6 +55,7 @@ EVENTS = frozenset(
         "bank_revocation_given_up",
         "transactions_exported",
         "mail_given_up",
+        "access_denied",
     }
 )
 FAILURES = frozenset(
@@ -67,6 +70,7 @@ FAILURES = frozenset(
         "registration_email_taken",
         "bank_revocation_given_up",
         "mail_given_up",
+        "access_denied",
     }
 )
 MAX_DETAIL = 200
@@ -124,6 +128,22 @@ def record(
         row.detail,
         extra={"event": event, "user_id": str(user_id) if user_id else None, "result": result},
     )
+
+
+def _record_denial(engine: Engine, exc: BaseException) -> None:
+    """After a unit of work rolled back on a ``NotYours``/``AdminOnly``: write its ``access_denied`` row, once."""
+    if not isinstance(exc, Denial) or exc.recorded:
+        return
+    exc.recorded = True
+    user_id = exc.user_id if isinstance(exc.user_id, uuid.UUID) else None
+    try:
+        with unit_of_work(engine) as session:
+            record(session, event="access_denied", user_id=user_id, detail=exc.what)
+    except Exception:  # the refusal stands either way; the log keeps what the table could not
+        log.exception("could not record access_denied for user %s: %s", user_id, exc.what)
+
+
+db.AFTER_ROLLBACK.append(_record_denial)
 
 
 def list_events(c: Container, user_id: uuid.UUID, limit: int = 200) -> list[AuditView]:

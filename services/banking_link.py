@@ -17,7 +17,7 @@ from services.banking_exchange import link_public_token
 from services.banking_views import ItemView, LinkStart
 from services.container import Container
 from services.db import unit_of_work
-from services.errors import DecryptionError, InputError, NotFound
+from services.errors import DecryptionError, InputError
 from services.plaid_client import PlaidGateway
 from services.plaid_errors import PlaidError
 from services.plaid_events import calls_for
@@ -97,9 +97,9 @@ def _open_session(c: Container, user_id: uuid.UUID, link_session_id: uuid.UUID) 
     """Check the Link session is this user's and still open; return the item it repairs, if any."""
     with unit_of_work(c.engine) as session:
         store.require_verified(session, user_id)
-        link = session.get(LinkSession, link_session_id)
-        if link is None or link.user_id != user_id:
-            raise NotFound("This bank linking session is unknown. Start linking again.")
+        link = store.owned_link(
+            session, user_id, link_session_id, "This bank linking session is unknown. Start linking again."
+        )
         if link.completed_at is not None:
             raise InputError("This bank linking session was already completed. Start linking again to add another.")
         if link.expires_at <= c.clock():
@@ -158,9 +158,7 @@ def link_exit(
     """Link's onExit: close the session, audit an error, and say in plain words what happened."""
     code = str((error or {}).get("error_code") or "")[:64]
     with unit_of_work(c.engine) as session:
-        link = session.get(LinkSession, link_session_id)
-        if link is None or link.user_id != user_id:
-            raise NotFound("This bank linking session is unknown.")
+        link = store.owned_link(session, user_id, link_session_id, "This bank linking session is unknown.")
         if link.completed_at is None:
             link.completed_at = c.clock()
         if error:

@@ -10,11 +10,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from models import BankAccount, PlaidItem, User
+from models import BankAccount, LinkSession, PlaidItem, User
 from services import audit
 from services.banking_views import AccountView, ItemView, needs_repair, status_message
 from services.crypto import FieldCipher
-from services.errors import NotFound, PermissionDenied
+from services.errors import NotFound, NotYours, PermissionDenied
 from services.plaid_types import Account, ItemAccess
 from services.relink import reattach_kept
 
@@ -42,9 +42,21 @@ def require_verified(session: Session, user_id: uuid.UUID) -> User:
 def owned_item(session: Session, user_id: uuid.UUID, item_id: uuid.UUID) -> PlaidItem:
     """The item if it belongs to this user; someone else's item is as missing as a missing one."""
     item = session.get(PlaidItem, item_id)
-    if item is None or item.user_id != user_id:
+    if item is None:
         raise NotFound(NO_SUCH_ITEM)
+    if item.user_id != user_id:
+        raise NotYours(NO_SUCH_ITEM, user_id=user_id, what=f"bank connection {item_id}")
     return item
+
+
+def owned_link(session: Session, user_id: uuid.UUID, link_session_id: uuid.UUID, unknown: str) -> LinkSession:
+    """The Link session if it is this user's; ``unknown`` is said for a missing one and someone else's alike."""
+    link = session.get(LinkSession, link_session_id) if isinstance(link_session_id, uuid.UUID) else None
+    if link is None:
+        raise NotFound(unknown)
+    if link.user_id != user_id:
+        raise NotYours(unknown, user_id=user_id, what=f"bank linking session {link_session_id}")
+    return link
 
 
 def encrypt_token(cipher: FieldCipher, item_id: uuid.UUID, token: str) -> bytes:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,10 @@ def check_database(engine: Engine) -> None:
         ) from None
 
 
+# Called with the engine and the exception after a unit of work rolled back (services.audit records denials).
+AFTER_ROLLBACK: list[Callable[[Engine, BaseException], None]] = []
+
+
 @contextmanager
 def unit_of_work(engine: Engine, *, immediate: bool = False) -> Iterator[Session]:
     """A session whose transaction commits when the block succeeds and rolls back otherwise.
@@ -92,6 +96,8 @@ def unit_of_work(engine: Engine, *, immediate: bool = False) -> Iterator[Session
         try:
             yield session
             session.commit()
-        except BaseException:
+        except BaseException as exc:
             session.rollback()
+            for hook in AFTER_ROLLBACK:
+                hook(engine, exc)
             raise

@@ -9,8 +9,10 @@
     │   └── DecryptionError          ciphertext tampered, moved, or its key is gone
     ├── InputError                   bad user input; ``str()`` is the message to show
     │   └── DuplicateConnection      that bank login is linked already (``item_id``: repair it instead)
-    ├── NotFound                     no such object for this user (also: someone else's)
+    ├── NotFound                     no such object for this user
+    │   └── NotYours                 someone else's object: the same words, and audited (``access_denied``)
     ├── PermissionDenied             the user may not do this
+    │   └── AdminOnly                an admin function asked for by someone who is not one (audited too)
     └── AuthError                    sign-in and account flows
         ├── InvalidCredentials       generic: wrong password, unknown user, locked, disabled
         ├── TokenInvalid             a link, ticket or code that is unknown, used or expired
@@ -63,6 +65,22 @@ class NotFound(FinsyncError):
 
 class PermissionDenied(FinsyncError):
     """The user is not allowed to do this."""
+
+
+class Denial(FinsyncError):
+    """An authorisation failure: ``unit_of_work`` has ``audit`` record it after the rollback (ASVS 16.3.2)."""
+
+    def __init__(self, message: str, *, user_id: object, what: str) -> None:
+        super().__init__(message)
+        self.user_id, self.what, self.recorded = user_id, what, False
+
+
+class NotYours(Denial, NotFound):
+    """Someone else's object, said in the words of a missing one (no enumeration), and audited."""
+
+
+class AdminOnly(Denial, PermissionDenied):
+    """An admin function asked for by someone who is not an active admin, audited."""
 
 
 class AuthError(FinsyncError):

@@ -16,7 +16,7 @@ from models import AccountCheck, BankAccount, ItemSyncState, LedgerTransaction, 
 from services import safe_text
 from services.container import Container
 from services.db import unit_of_work
-from services.errors import DatabaseUnavailable, InputError, NotFound
+from services.errors import DatabaseUnavailable, InputError, NotFound, NotYours
 from services.sync_types import ChangeView, ItemSyncStatus, RunView, explain
 
 MAX_TAGS = 20
@@ -84,8 +84,11 @@ def _resolve(session: Session, user_id: uuid.UUID, transaction_id: str) -> Ledge
                 LedgerTransaction.user_id == user_id, LedgerTransaction.pending_transaction_id == transaction_id
             )
         ).first()
-    if t is None or t.user_id != user_id:
-        raise NotFound("That transaction is gone: your bank removed it. Pick another one.")
+    gone = "That transaction is gone: your bank removed it. Pick another one."
+    if t is None:
+        raise NotFound(gone)
+    if t.user_id != user_id:
+        raise NotYours(gone, user_id=user_id, what=f"transaction {transaction_id[:128]}")
     return t
 
 

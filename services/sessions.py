@@ -20,7 +20,7 @@ from models import AuthSession, User
 from services import audit
 from services.container import Container
 from services.db import unit_of_work
-from services.errors import NotFound
+from services.errors import NotFound, NotYours
 from services.keys import token_hash
 from services.users import UserPublic
 
@@ -146,8 +146,11 @@ def revoke_session(c: Container, user_id: uuid.UUID, session_id: uuid.UUID) -> N
     now = c.clock()
     with unit_of_work(c.engine) as session:
         row = session.get(AuthSession, session_id) if isinstance(session_id, uuid.UUID) else None
-        if row is None or row.user_id != user_id or row.revoked_at is not None:
-            raise NotFound("That session does not exist or has already ended.")
+        gone = "That session does not exist or has already ended."
+        if row is not None and row.user_id != user_id:
+            raise NotYours(gone, user_id=user_id, what=f"session {session_id}")
+        if row is None or row.revoked_at is not None:
+            raise NotFound(gone)
         row.revoked_at = now
         audit.record(session, event="session_revoked", user_id=user_id, at=now, detail="one session")
 

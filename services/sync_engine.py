@@ -17,7 +17,7 @@ from models import ItemSyncState, PlaidItem
 from services.banking import get_access_token
 from services.container import Container
 from services.db import unit_of_work
-from services.errors import DecryptionError, FinsyncError, NotFound
+from services.errors import DecryptionError, FinsyncError, NotFound, NotYours
 from services.notify import after_sync, connection_needs_attention, get_notification_prefs
 from services.plaid_client import PlaidGateway
 from services.plaid_errors import LoginRequired, MutationDuringPagination, PlaidError
@@ -70,8 +70,10 @@ def sync_item(
     now = c.clock()
     with unit_of_work(c.engine) as session:
         item = session.get(PlaidItem, item_id)
-        if item is None or item.user_id != user_id:
+        if item is None:
             raise NotFound("No such bank connection.")
+        if item.user_id != user_id:
+            raise NotYours("No such bank connection.", user_id=user_id, what=f"sync of bank connection {item_id}")
         name = item.institution_name
         state = session.get(ItemSyncState, item_id)
         if not explicit and _waits_for_sign_in(item, state, now):

@@ -106,7 +106,7 @@ def test_user_b_can_never_touch_user_a(container: Container) -> None:
     assert sessions.current_user(container, a_token) is not None
     assert sessions.current_user(container, b_token) is None
     assert sessions.list_sessions(container, bob.id, a_token) == []
-    assert {e.event for e in audit.list_events(container, bob.id)} == {"sign_in_ok", "session_revoked"}
+    assert {e.event for e in audit.list_events(container, bob.id)} == {"sign_in_ok", "session_revoked", "access_denied"}
     with unit_of_work(container.engine) as session:
         alice_rows = session.execute(select(AuditEvent).where(AuditEvent.user_id == alice.id)).scalars().all()  # type: ignore[arg-type]
     assert alice_rows and all(e.event == "sign_in_ok" for e in audit.list_events(container, alice.id))

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, text
 from sqlmodel import SQLModel, col
 
 from models import AuditEvent, BankAccount, LinkSession, PlaidApiEvent, PlaidItem, PlaidRevocation
-from services import banking
+from services import audit, banking
 from services.container import build_container
 from services.db import unit_of_work
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, INSTITUTIONS
@@ -401,6 +401,7 @@ def test_another_user_cannot_see_remove_repair_or_use_an_item(bank: Bank) -> Non
     item = bank.link(alice)
     start = banking.start_link(bank.c, alice)
     assert banking.list_items(bank.c, bob) == []
+    said: list[str] = []
     for attempt in (
         lambda: banking.remove_item(bank.c, bob, item.id, keep_history=False),
         lambda: banking.start_link(bank.c, bob, item_id=item.id),
@@ -411,9 +412,17 @@ def test_another_user_cannot_see_remove_repair_or_use_an_item(bank: Bank) -> Non
         ),
         lambda: banking.remove_item(bank.c, alice, uuid.uuid4(), keep_history=False),
     ):
-        with pytest.raises(NotFound):
+        with pytest.raises(NotFound) as refused:
             attempt()
+        said.append(str(refused.value))
     assert [i.id for i in banking.list_items(bank.c, alice)] == [item.id]
+    assert said[0] == said[-1]  # someone else's item is said to be missing, in the same words as a missing one
+    # ...but unlike a missing one, it is an authorisation failure in the audit log (bar F2, ASVS 16.3.2)
+    denied = [e.detail for e in audit.list_events(bank.c, bob) if e.event == "access_denied"]
+    assert sorted(denied) == sorted(
+        [f"bank connection {item.id}"] * 4 + [f"bank linking session {start.link_session_id}"]
+    )
+    assert "access_denied" not in [e.event for e in audit.list_events(bank.c, alice)]
 
 
 def test_access_token_is_stored_encrypted_and_bound_to_its_row(bank: Bank) -> None:
