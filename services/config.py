@@ -248,6 +248,28 @@ def write_local_key_ring(data_dir: Path, value: str) -> None:
     os.replace(tmp, path)
 
 
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+_TLS_MODES = ("require", "verify-ca", "verify-full")
+
+
+def _check_production(settings: Settings) -> None:
+    """Real bank data travels only over TLS: HTTPS for the app and Plaid, TLS to a PostgreSQL on another host."""
+    for alias, link in (("FINSYNC_BASE_URL", settings.base_url), ("PLAID_API_URL", settings.plaid_api_url)):
+        if link and urlsplit(link).scheme != "https":
+            raise ConfigError(alias, "must be an https:// URL with PLAID_ENV=production (cookies are Secure only then)")
+    if settings.database_url:
+        url = make_url(settings.database_url)
+        host = url.host or str(url.query.get("host") or "")
+        remote = (
+            url.get_backend_name() == "postgresql" and host and not host.startswith("/") and host not in _LOCAL_HOSTS
+        )
+        if remote and url.query.get("sslmode") not in _TLS_MODES:
+            raise ConfigError(
+                "DATABASE_URL",
+                "a PostgreSQL server on another host needs ?sslmode=verify-full (or require) with PLAID_ENV=production",
+            )
+
+
 def load_settings(*, create_secrets: bool = True, announce: bool = True) -> Settings:
     """Validate every setting, then fill local secrets; raises ``ConfigError`` with one clear line."""
     try:
@@ -257,6 +279,8 @@ def load_settings(*, create_secrets: bool = True, announce: bool = True) -> Sett
     _check_data_dir(settings.data_dir)
     if settings.effective_plaid_env != "demo" and not (settings.plaid_client_id and settings.plaid_secret):
         raise ConfigError("PLAID_CLIENT_ID", f"PLAID_ENV={settings.plaid_env} needs PLAID_CLIENT_ID and PLAID_SECRET")
+    if settings.effective_plaid_env == "production":
+        _check_production(settings)
     if create_secrets:
         settings = ensure_local_secrets(settings, announce=announce)
     return settings

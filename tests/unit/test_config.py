@@ -76,6 +76,38 @@ def test_sandbox_without_credentials_is_refused(monkeypatch: pytest.MonkeyPatch)
         load_settings(announce=False)
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("FINSYNC_BASE_URL", "http://money.example.com", "https://"),
+        ("PLAID_API_URL", "http://plaid.internal.example", "https://"),
+        ("DATABASE_URL", "postgresql+psycopg2://finsync:pw@db.example.com:5432/finsync", "sslmode=verify-full"),
+        ("DATABASE_URL", "postgresql+psycopg2://finsync:pw@db.example.com/finsync?sslmode=prefer", "sslmode"),
+    ],
+)
+def test_production_refuses_anything_but_tls_for_bank_data(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, fragment: str
+) -> None:
+    """Bar K1/K4: with real banks, no plain-HTTP app (its cookies would not be Secure) and no plain-text database link."""
+    for key, setting in {"PLAID_ENV": "production", "PLAID_CLIENT_ID": "client", "PLAID_SECRET": "s" * 30,
+                         "FINSYNC_BASE_URL": "https://money.example.com", name: value}.items():  # fmt: skip
+        monkeypatch.setenv(key, setting)
+    with pytest.raises(ConfigError) as info:
+        load_settings(announce=False)
+    assert str(info.value).startswith(name) and fragment in str(info.value) and "pw@" not in str(info.value)
+
+
+def test_production_accepts_https_and_a_local_or_tls_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLAID_ENV", "production")
+    monkeypatch.setenv("PLAID_CLIENT_ID", "client")
+    monkeypatch.setenv("PLAID_SECRET", "s" * 30)
+    monkeypatch.setenv("FINSYNC_BASE_URL", "https://money.example.com")
+    for url in ("postgresql+psycopg2://finsync:pw@127.0.0.1/finsync",
+                "postgresql+psycopg2://finsync:pw@db.example.com/finsync?sslmode=verify-full"):  # fmt: skip
+        monkeypatch.setenv("DATABASE_URL", url)
+        assert load_settings(announce=False, create_secrets=False).effective_plaid_env == "production"
+
+
 def test_data_dir_that_is_a_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
