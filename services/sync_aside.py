@@ -12,12 +12,13 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlmodel import col, select
 
 from models import PlaidItem, SyncQuarantine
-from services import plaid_mapping
+from services import plaid_mapping, safe_text
 from services.container import Container
 from services.db import unit_of_work
 from services.sync_apply import ADDED, staged_values
@@ -75,7 +76,19 @@ def _view(q: SyncQuarantine, institution: str) -> SetAsideView:
         day = plaid_mapping.as_date(raw.get("date"))
     except (TypeError, ValueError):
         day = None
-    name = str(raw.get("merchant_name") or raw.get("name") or "")[:120]
-    amount = raw.get("amount")
-    shown = f"{amount} {raw.get('iso_currency_code') or ''}".strip() if amount is not None else ""
-    return SetAsideView(institution, q.first_seen_at, q.reason, day, name, shown[:40])
+    name = safe_text.clean(str(raw.get("merchant_name") or raw.get("name") or ""))[:120]
+    return SetAsideView(institution, q.first_seen_at, q.reason, day, name, _amount(raw)[:40])
+
+
+def _amount(raw: dict[str, object]) -> str:
+    """The amount with the statement sign (money out negative) when it is a number, else as the bank sent it."""
+    amount, currency = raw.get("amount"), raw.get("iso_currency_code") or raw.get("unofficial_currency_code") or ""
+    if amount is None:
+        return ""
+    try:
+        value = (
+            -Decimal(str(amount)) + 0
+        )  # (+ 0: never "-0") Plaid's sign is reversed once, as the mapper does for readable ones
+    except InvalidOperation:
+        return safe_text.clean(f"{amount} {currency}").strip()
+    return safe_text.clean(f"{value if value.is_finite() else amount} {currency}").strip()

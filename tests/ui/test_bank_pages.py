@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import types
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -290,7 +291,8 @@ def test_sync_history_lists_transactions_set_aside_as_unreadable(
     user = signed_in(bank_app, monkeypatch, "eve")
     item = bank_app.link(user.id)
     real = plaid_mapping.map_transaction
-    victim = sorted(t["transaction_id"] for t in bank_app.demo.truth(bank_app.plaid_item_id(item.id)))[0]
+    victim_raw = sorted(bank_app.demo.truth(bank_app.plaid_item_id(item.id)), key=lambda t: t["transaction_id"])[0]
+    victim = victim_raw["transaction_id"]
 
     def unreadable(t: Any) -> Any:
         if t.get("transaction_id") == victim:
@@ -303,6 +305,8 @@ def test_sync_history_lists_transactions_set_aside_as_unreadable(
     assert [e.label for e in at.expander] == ["Transactions your bank sent that finsync could not read (1)"]
     aside = at.dataframe[0].value
     assert list(aside["Why"]) == ["ValueError: amount is not an amount"] and aside["Name"].iloc[0]
+    statement = -Decimal(str(victim_raw["amount"])) + 0  # shown as the ledger shows amounts: money out negative
+    assert aside["Amount"].iloc[0] == f"{statement} {victim_raw['iso_currency_code']}"
 
 
 def test_transactions_download_as_csv_is_the_contract_file_and_is_audited(
