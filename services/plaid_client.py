@@ -32,7 +32,7 @@ from plaid.model.webhook_verification_key_get_request import WebhookVerification
 
 from services.errors import FinsyncError
 from services.plaid_calls import metered
-from services.plaid_errors import InvalidRequest, Transient, error_from_body
+from services.plaid_errors import InvalidRequest, Transient, error_from_body, parse_retry_after
 from services.plaid_mapping import map_institution, map_item, map_sync_page
 from services.plaid_results import map_accounts_result, map_recurring_result, map_webhook_key
 from services.plaid_types import (
@@ -53,6 +53,16 @@ PLAID_VERSION = "2020-09-14"
 Environment = Literal["demo", "sandbox", "production"]
 BaseUrl = str | Callable[[], str]
 _HOSTS = {"sandbox": plaid.Environment.Sandbox, "production": plaid.Environment.Production}
+
+
+def _header(headers: Any, name: str) -> str | None:
+    """One header of a failed answer; the SDK gives urllib3's case-insensitive dict, or None without an answer."""
+    if not headers:
+        return None
+    for key, value in headers.items():
+        if str(key).lower() == name:
+            return str(value)
+    return None
 
 
 class PlaidGateway:
@@ -122,7 +132,8 @@ class PlaidGateway:
                 yield meta
                 meta["http_status"] = 200
             except plaid.ApiException as exc:
-                err = error_from_body(int(exc.status or 0), exc.body)
+                retry_after = parse_retry_after(_header(exc.headers, "retry-after"))
+                err = error_from_body(int(exc.status or 0), exc.body, retry_after)
                 meta.update(request_id=err.request_id, error_code=err.code, http_status=err.http_status)
                 raise err from None
             except (urllib3.exceptions.HTTPError, OSError) as exc:

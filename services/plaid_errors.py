@@ -1,6 +1,6 @@
 """Plaid's failures as our exceptions (``error_from_body`` decodes them), rooted at ``services.errors.FinsyncError``::
 
-PlaidError                       any Plaid failure; ``code``, ``request_id``, ``display_message``
+PlaidError                       any Plaid failure; ``code``, ``request_id``, ``display_message``, ``retry_after``
 ├── LoginRequired                ITEM_LOGIN_REQUIRED: send the user through Link update mode
 ├── RateLimited                  error_type RATE_LIMIT_EXCEEDED (HTTP 429): back off
 ├── InstitutionDown              INSTITUTION_DOWN / INSTITUTION_NOT_RESPONDING: retry later
@@ -12,8 +12,15 @@ PlaidError                       any Plaid failure; ``code``, ``request_id``, ``
 from __future__ import annotations
 
 import json
+import math
+import re
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 from services.errors import FinsyncError
+
+MAX_RETRY_AFTER = 300.0  # seconds; a longer (or hostile) Retry-After is read as this, never as hours
+_DELTA_SECONDS = re.compile(r"[0-9]+")
 
 
 class PlaidError(FinsyncError):
@@ -28,12 +35,14 @@ class PlaidError(FinsyncError):
         display_message: str | None = None,
         http_status: int | None = None,
         error_type: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.code = code
         self.request_id = request_id
         self.display_message = display_message
         self.http_status = http_status
         self.error_type = error_type
+        self.retry_after = retry_after  # seconds the answer's Retry-After asked us to wait, if it sent one
         super().__init__(f"{display_message or self.default_message} ({code}, request {request_id or 'n/a'})")
 
 
@@ -87,7 +96,22 @@ _BY_TYPE: dict[str, type[PlaidError]] = {
 }
 
 
-def error_from_body(status: int, body: str | bytes | None) -> PlaidError:
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date, RFC 9110 10.2.3), clamped to 0..300; None if unreadable."""
+    text = (value or "").strip()
+    if _DELTA_SECONDS.fullmatch(text):
+        return min(float(text), MAX_RETRY_AFTER)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000" parses naive; HTTP dates are always GMT
+        when = when.replace(tzinfo=UTC)
+    seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER) if math.isfinite(seconds) else None
+
+
+def error_from_body(status: int, body: str | bytes | None, retry_after: float | None = None) -> PlaidError:
     """Decode Plaid's error body into our exception tree (falls back on the HTTP status)."""
     try:
         data = json.loads(body or b"")
@@ -108,4 +132,5 @@ def error_from_body(status: int, body: str | bytes | None) -> PlaidError:
         display_message=str(display) if display else None,
         http_status=status,
         error_type=etype or None,
+        retry_after=retry_after,
     )

@@ -55,14 +55,17 @@ class RunCounters:
 
 
 def retrying(call: Callable[[], T], policy: RetryPolicy, run: RunCounters) -> T:
-    """Absorb 429s and transient failures with jittered backoff, within the policy's budget."""
+    """Absorb 429s and transient failures with jittered backoff (at least any Retry-After), within the policy's budget."""
     attempt = 0
+    waited = 0.0
     while True:
         try:
             return call()
-        except (RateLimited, Transient):
-            if attempt >= policy.retries:
+        except (RateLimited, Transient) as exc:
+            wait = policy.delay(attempt, exc.retry_after)
+            if attempt >= policy.retries or waited + wait > policy.budget_seconds:
                 raise
-            policy.pause(attempt)
+            policy.sleep(wait)
+            waited += wait
             attempt += 1
             run.retries += 1

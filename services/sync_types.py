@@ -26,17 +26,25 @@ SIGN_IN_STALE_MINUTES = 60
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Backoff with full jitter for 429s and transient failures, within a budget of retries per call."""
+    """Backoff with full jitter for 429s and transient failures, within a budget of retries and seconds per call.
+
+    SECURITY_BAR L8: base 1 s, cap 60 s, at most 5 attempts, and a Retry-After is honoured. A Retry-After the
+    remaining ``budget_seconds`` cannot cover fails the call instead: the scheduler tries the item again later.
+    """
 
     retries: int = 4
     base_seconds: float = 1.0
-    cap_seconds: float = 30.0
+    cap_seconds: float = 60.0
+    budget_seconds: float = 120.0
     sleep: Callable[[float], None] = time.sleep
 
-    def pause(self, attempt: int) -> None:
-        """Sleep before retry number ``attempt`` (0-based); see AWS's "Exponential Backoff And Jitter"."""
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based): full jitter, but never less than Retry-After.
+
+        See AWS's "Exponential Backoff And Jitter".
+        """
         ceiling = min(self.cap_seconds, self.base_seconds * 2**attempt)
-        self.sleep(random.uniform(0, ceiling))  # noqa: S311 - jitter, not a secret
+        return max(random.uniform(0, ceiling), retry_after or 0.0)  # noqa: S311 - jitter, not a secret
 
 
 @dataclass(frozen=True)

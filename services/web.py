@@ -41,8 +41,21 @@ def content_security_policy(extra_origins: tuple[str, ...] = ()) -> str:
     )
 
 
+# Streamlit 1.67 serves its content-hashed JS/CSS bundles under /static/ as "public, immutable, max-age=1y"
+# (streamlit/web/server/starlette/starlette_static_routes.py); only those may sit in a cache. Everything
+# else (the page, health checks, media downloads, our routes, Streamlit's own "no-cache" answers) is no-store.
+STATIC_ASSET_PREFIX = "/static/"
+
+
+def _keeps_cache_control(path: str, status: int, cache_control: bytes | None) -> bool:
+    """A hashed bundle keeps Streamlit's caching; so does its 304, whose headers would overwrite the cached copy's."""
+    if not path.startswith(STATIC_ASSET_PREFIX):
+        return False
+    return status == 304 or (cache_control is not None and b"immutable" in cache_control.lower())
+
+
 class SecurityHeadersMiddleware:
-    """Adds CSP, nosniff, Referrer-Policy, frame protection, no-store and (under HTTPS) HSTS."""
+    """Adds CSP, nosniff, Referrer-Policy, frame protection, no-store (bar G5) and (under HTTPS) HSTS."""
 
     def __init__(self, app: ASGIApp, *, https: bool = False, extra_origins: tuple[str, ...] = ()) -> None:
         self.app = app
@@ -64,10 +77,11 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
                 headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
                 headers.extend(h for h in self.headers if h[0] not in present)
-                if scope["path"].startswith(("/auth/", "/healthz")) or b"cache-control" not in present:
+                cache = next((value for name, value in headers if name.lower() == b"cache-control"), None)
+                if not _keeps_cache_control(scope["path"], message["status"], cache):
                     headers = [h for h in headers if h[0].lower() != b"cache-control"]
                     headers.append((b"cache-control", b"no-store"))
                 message["headers"] = headers

@@ -36,6 +36,7 @@ DEMO_CLIENT_ID = "demo-client"
 DEMO_SECRET = "demo-secret"
 _STATIC = Path(__file__).with_name("static")
 _ALNUM = string.ascii_letters + string.digits
+RETRY_AFTER_SECONDS = "1"  # sent with every injected 429
 Handler = Callable[[Bank, dict[str, Any]], dict[str, Any]]
 _READ_ONLY = frozenset({"/institutions/get_by_id", "/webhook_verification_key/get"})
 
@@ -192,6 +193,8 @@ def _request_id() -> str:
 
 
 def _error(exc: BankError, request_id: str | None = None, headers: dict[str, str] | None = None) -> Response:
+    if exc.status == 429:  # Plaid's rate-limit answers say when to come back; clients must honour it (bar L8)
+        headers = {"Retry-After": RETRY_AFTER_SECONDS, **(headers or {})}
     return JSONResponse(exc.body(request_id or _request_id()), status_code=exc.status, headers=headers)
 
 

@@ -16,7 +16,7 @@ from services.plaid_client import PlaidGateway
 from services.plaid_mapping import map_transaction
 from services.sync_types import RetryPolicy
 
-FAST = RetryPolicy(retries=4, base_seconds=0.001, cap_seconds=0.005)
+FAST = RetryPolicy(retries=4, base_seconds=0.001, cap_seconds=0.005, sleep=lambda _s: None)  # waits are not slept
 
 
 def make_user(c: Container, email: str = "ada@example.com") -> uuid.UUID:

@@ -128,6 +128,7 @@ def test_counted_faults_map_to_our_exceptions_then_clear(
         with pytest.raises(exc) as caught:
             gateway.transactions_sync(item.access_token)
         assert caught.value.code == code and caught.value.http_status == status
+        assert caught.value.retry_after == (1.0 if status == 429 else None)  # the demo bank's 429 says "Retry-After: 1"
     assert gateway.transactions_sync(item.access_token).added
     assert [(e.error_code, e.http_status) for e in plaid_events] == [(code, status), (code, status), (None, 200)]
 
@@ -243,3 +244,38 @@ def test_unreachable_and_slow_banks_are_transient(demo_bank: DemoBankHandle, ite
 def test_demo_env_requires_a_base_url() -> None:
     with pytest.raises(FinsyncError):
         PlaidGateway("demo", DEMO_CLIENT_ID, "demo-secret")
+
+
+def test_retry_after_is_read_from_a_preloaded_answer_too(
+    gateway: PlaidGateway, demo_bank: DemoBankHandle, item: LinkedItem
+) -> None:
+    demo_bank.set_fault(item.item_id, "rate_limit", times=1, endpoint="/accounts/get")
+    with pytest.raises(RateLimited) as caught:  # unlike /transactions/sync, the SDK decodes this answer itself
+        gateway.accounts_get(item.access_token)
+    assert (caught.value.code, caught.value.retry_after) == ("ACCOUNTS_LIMIT", 1.0)
+
+
+class _Answer:
+    """What urllib3 hands plaid.ApiException: a status, a body and the answer's headers."""
+
+    def __init__(self, status: int, headers: dict[str, str]) -> None:
+        self.status, self.reason, self.headers = status, "Too Many Requests", headers
+        self.data = json.dumps({"error_type": "RATE_LIMIT_EXCEEDED", "error_code": "RATE_LIMIT", "request_id": "r"})
+
+    def getheaders(self) -> dict[str, str]:
+        return self.headers
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("7", 7.0), ("86400", 300.0), ("soon", None), ("-3", None), ("1e9", None), ("", None), (None, None)],
+)
+def test_a_429s_retry_after_reaches_the_error_clamped_and_garbage_ignored(
+    gateway: PlaidGateway, header: str | None, seconds: float | None
+) -> None:
+    import plaid
+
+    headers = {"Content-Type": "application/json"} | ({"rEtRy-AfTeR": header} if header is not None else {})
+    with pytest.raises(RateLimited) as caught, gateway._call("/transactions/sync"):
+        raise plaid.ApiException(http_resp=_Answer(429, headers))
+    assert caught.value.retry_after == seconds and caught.value.code == "RATE_LIMIT"

@@ -181,3 +181,25 @@ def test_two_first_syncs_at_once_one_says_already_syncing(container, gateway, de
         time.sleep(1.0)  # let the second reach its insert of the state row
     thread.join(30)
     assert out == {"status": "already_syncing"}
+
+
+def test_a_429s_retry_after_is_waited_out_and_one_beyond_the_budget_fails_the_run(
+    container, gateway, demo_bank
+) -> None:
+    """Security bar L8 over real HTTP: the demo bank's 429 says "Retry-After: 1"; waits are recorded, not slept."""
+    user_id = make_user(container)
+    item_id, pid = link_item(container, gateway, user_id)
+    slept: list[float] = []
+    patient = dataclasses.replace(FAST, sleep=slept.append)
+    demo_bank.set_fault(pid, "rate_limit", times=1, endpoint="/transactions/sync")
+    assert sync_item(container, user_id, item_id, gateway=gateway, policy=patient).status == "ok"
+    assert slept == [1.0]  # FAST's jitter is a few milliseconds: the header set the wait
+    assert ledger(container, user_id) == truth(demo_bank, pid)
+
+    slept.clear()
+    hurried = dataclasses.replace(patient, budget_seconds=0.5)
+    demo_bank.set_fault(pid, "rate_limit", times=1, endpoint="/transactions/sync")
+    result = sync_item(container, user_id, item_id, gateway=gateway, policy=hurried)
+    assert (result.status, result.error_code, slept) == ("failed", "TRANSACTIONS_SYNC_LIMIT", [])
+    assert "slow down" in result.message
+    demo_bank.clear_faults(pid)

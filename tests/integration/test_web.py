@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.responses import PlainTextResponse
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from services.container import Container
 from services.db import make_engine
 from services.web import SecurityHeadersMiddleware, health_route
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def client(container: Container, *, https: bool = False) -> TestClient:
@@ -45,7 +54,75 @@ def test_security_headers_everywhere(container: Container) -> None:
         assert headers["x-content-type-options"] == "nosniff"
         assert headers["referrer-policy"] == "no-referrer"
         assert headers["x-frame-options"] == "DENY"
+        assert headers["cache-control"] == "no-store"
         assert "strict-transport-security" not in headers
+
+
+def test_no_store_overrides_a_routes_own_cache_control_except_on_hashed_static_bundles() -> None:
+    async def no_cache(_request: Request) -> Response:
+        return PlainTextResponse("balances", headers={"Cache-Control": "no-cache"})  # what Streamlit sends on `/`
+
+    async def bundle(_request: Request) -> Response:
+        return PlainTextResponse("js", headers={"Cache-Control": "public, immutable, max-age=31536000"})
+
+    async def revalidated(_request: Request) -> Response:
+        return Response(status_code=304, headers={"ETag": '"x"'})
+
+    app = Starlette(
+        routes=[
+            Route("/", no_cache),
+            Route("/media/report.pdf", bundle),  # long-lived outside /static/ is still refused
+            Route("/static/js/index.abc123.js", bundle),
+            Route("/static/js/old.js", revalidated),
+            Route("/static/js/fallback", no_cache),  # Streamlit's index.html fallback under /static/
+        ],
+        middleware=[Middleware(SecurityHeadersMiddleware)],
+    )
+    web = TestClient(app)
+    for path in ("/", "/media/report.pdf", "/static/js/fallback"):
+        assert web.get(path).headers.get_list("cache-control") == ["no-store"], path
+    assert web.get("/static/js/index.abc123.js").headers["cache-control"] == "public, immutable, max-age=31536000"
+    assert "cache-control" not in web.get("/static/js/old.js").headers  # a 304 must not turn the copy no-store
+
+
+# Run in a child process: importing app.py starts the scheduler, and Streamlit allows one Runtime per process.
+_REAL_APP_PROBE = """
+import json, os, sys
+from services.cli import main
+main(["db", "upgrade"])
+from starlette.testclient import TestClient
+from streamlit import file_util
+import app
+from services.scheduler import stop_scheduler
+
+bundle = "/static/js/" + sorted(os.listdir(os.path.join(file_util.get_static_dir(), "static", "js")))[0]
+out = {}
+with TestClient(app.app) as web:
+    for path in ("/", "/healthz", "/_stcore/health", bundle):
+        r = web.get(path)
+        out[path] = [r.status_code, r.headers.get_list("cache-control"), r.headers.get("x-content-type-options")]
+stop_scheduler()
+print(json.dumps({"bundle": bundle, "answers": out}))
+"""
+
+
+def test_the_real_app_answers_no_store_except_on_streamlits_hashed_bundles() -> None:
+    """Security bar G5 through app.py's own ``st.App`` (Streamlit itself sends ``no-cache`` on `/` and its health)."""
+    done = subprocess.run(  # noqa: PLW1510
+        [sys.executable, "-c", _REAL_APP_PROBE],
+        cwd=ROOT,
+        env={**os.environ, "SYNC_TICK_SECONDS": "3600"},  # isolated_env has pointed FINSYNC_DATA_DIR at tmp
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    probe = json.loads(done.stdout.strip().splitlines()[-1])
+    answers = probe["answers"]
+    for path in ("/", "/healthz", "/_stcore/health"):
+        assert answers[path] == [200, ["no-store"], "nosniff"], path
+    status, cache, _ = answers[probe["bundle"]]
+    assert status == 200 and cache == ["public, immutable, max-age=31536000"]
 
 
 def test_hsts_only_under_https(container: Container) -> None:
