@@ -59,18 +59,51 @@ def hash_password(password: str, pepper: bytes, *, cost: int | None = None) -> s
 
 
 def verify_password(password: str, stored: str, pepper: bytes, *, scheme: str = SCHEME) -> bool:
-    """True when ``password`` matches; legacy hashes are plain bcrypt of the UTF-8 password."""
+    """True when ``password`` matches; legacy hashes are plain bcrypt of the UTF-8 password.
+
+    Every answer costs the bcrypt work of our cost: a cheaper stored hash (an imported one at cost 10, a
+    legacy password too long to check at all) is padded, so timing never tells an imported account from
+    an unknown login (security bar B3; the dummy verification covers unknown logins).
+    """
     if len(password) > MAX_LENGTH * 4:
         return False
+    done = 0  # the bcrypt cost actually spent, as 2**cost units
     try:
         if scheme == LEGACY_SCHEME:
             raw = password.encode("utf-8")
             if len(raw) > 72:
                 return False
+            done = _units(stored)
             return bcrypt.checkpw(raw, stored.encode())
+        done = _units(stored)
         return bcrypt.checkpw(_prehash(password, pepper), stored.encode())
-    except ValueError:
+    except ValueError:  # not a bcrypt hash: nothing was spent on it
+        done = 0
         return False
+    finally:
+        _pad(done)
+
+
+def _units(stored: str) -> int:
+    """2**cost of a bcrypt hash (0 when it has no readable cost: no work is done then)."""
+    try:
+        return 1 << int(stored.split("$")[2])
+    except (IndexError, ValueError):
+        return 0
+
+
+_PAD_HASHES: dict[int, bytes] = {}
+
+
+def _pad(done: int) -> None:
+    """Spend what is missing to reach 2**BCRYPT_COST units, one dummy check per missing power of two (4 and up)."""
+    missing = (1 << BCRYPT_COST) - done
+    for cost in range(BCRYPT_COST, 3, -1):
+        if missing >= 1 << cost:
+            if cost not in _PAD_HASHES:
+                _PAD_HASHES[cost] = bcrypt.hashpw(b"finsync timing pad", bcrypt.gensalt(rounds=cost))
+            bcrypt.checkpw(b"finsync timing pad", _PAD_HASHES[cost])
+            missing -= 1 << cost
 
 
 def needs_rehash(stored: str, scheme: str) -> bool:

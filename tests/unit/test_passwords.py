@@ -169,3 +169,38 @@ def test_single_script_international_addresses_are_allowed() -> None:
 def test_bad_usernames_are_refused(raw: str) -> None:
     with pytest.raises(InputError):
         clean_username(raw)
+
+
+@pytest.mark.parametrize(
+    ("password", "stored_cost", "scheme"),
+    [
+        ("old streamlit password", 4, passwords.LEGACY_SCHEME),  # an imported hash cheaper than ours
+        ("x" * 73, 4, passwords.LEGACY_SCHEME),  # too long for plain bcrypt: refused without any check
+        ("a password of ours", 6, passwords.SCHEME),  # ours at the full cost: nothing to pad
+        ("a password of ours", 5, passwords.SCHEME),  # ours from before a cost increase
+    ],
+)
+def test_every_verification_costs_the_same_bcrypt_work(
+    monkeypatch: pytest.MonkeyPatch, password: str, stored_cost: int, scheme: str
+) -> None:
+    """Bar B3: an imported (cheaper) hash must not answer faster than an unknown login's dummy check."""
+    monkeypatch.setattr(passwords, "BCRYPT_COST", 6)
+    raw = b"old streamlit password" if scheme == passwords.LEGACY_SCHEME else None
+    stored = (
+        bcrypt.hashpw(raw, bcrypt.gensalt(rounds=stored_cost)).decode()
+        if raw
+        else passwords.hash_password(password, PEPPER, cost=stored_cost)
+    )
+    spent: list[int] = []
+    real = bcrypt.checkpw
+
+    def counting(secret: bytes, hashed: bytes) -> bool:
+        spent.append(1 << int(hashed.split(b"$")[2]))
+        return real(secret, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", counting)
+    passwords.verify_password(password, stored, PEPPER, scheme=scheme)
+    assert sum(spent) == 1 << 6  # 2**cost units: the same as the dummy check of an unknown login
+    spent.clear()
+    passwords.dummy_verify(password, PEPPER)
+    assert sum(spent) == 1 << 6
