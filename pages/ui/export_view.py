@@ -18,7 +18,7 @@ def export_section(c: Container, uid: uuid.UUID, *, two_factor: bool) -> None:
     """Dates (optional) and the password (a bank history is worth re-authenticating for), then the file: a rerun
     does not rebuild it."""
     with st.expander("Download as CSV"):
-        with st.form("export_form", border=False):
+        with st.form("export_form", border=False, clear_on_submit=True):  # no password left on screen
             cols = st.columns(2)
             start = cols[0].date_input("From (optional)", value=None, key="export_from")
             end = cols[1].date_input("To (optional)", value=None, key="export_to")
