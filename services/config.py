@@ -254,9 +254,13 @@ _TLS_MODES = ("require", "verify-ca", "verify-full")
 
 def _check_production(settings: Settings) -> None:
     """Real bank data travels only over TLS: HTTPS for the app and Plaid, TLS to a PostgreSQL on another host."""
-    for alias, link in (("FINSYNC_BASE_URL", settings.base_url), ("PLAID_API_URL", settings.plaid_api_url)):
-        if link and urlsplit(link).scheme != "https":
-            raise ConfigError(alias, "must be an https:// URL with PLAID_ENV=production (cookies are Secure only then)")
+    if urlsplit(settings.base_url).scheme != "https":
+        raise ConfigError(
+            "FINSYNC_BASE_URL", "must be an https:// URL with PLAID_ENV=production (cookies are Secure only then)"
+        )
+    api = urlsplit(settings.plaid_api_url or "https://")
+    if api.scheme != "https" and api.hostname not in _LOCAL_HOSTS:  # plain http only to a proxy on this machine
+        raise ConfigError("PLAID_API_URL", "must be an https:// URL with PLAID_ENV=production (or on this machine)")
     if settings.database_url:
         url = make_url(settings.database_url)
         host = url.host or str(url.query.get("host") or "")

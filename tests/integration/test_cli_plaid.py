@@ -53,8 +53,10 @@ BAD_INPUT = [
     (["--email", "nobody@example.com"], {}, "no user with the email address"),
     (["--email", "ann@example.com", "--institution", "ins_nope"], {}, "The bank refused to link"),
     (["--email", "ann@example.com", "--username", "user_login_required"], {}, "nothing was saved"),
+    (["--email", "ann@example.com"], {"PLAID_ENV": "production", "PLAID_CLIENT_ID": "id", "PLAID_SECRET": "s",
+                                      "FINSYNC_BASE_URL": "https://money.example.com"}, "not production"),
     (["--email", "ann@example.com"], {"PLAID_ENV": "production", "PLAID_CLIENT_ID": "id", "PLAID_SECRET": "s"},
-     "not production"),
+     "FINSYNC_BASE_URL: must be an https:// URL"),
 ]  # fmt: skip
 
 

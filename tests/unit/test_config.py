@@ -80,7 +80,7 @@ def test_sandbox_without_credentials_is_refused(monkeypatch: pytest.MonkeyPatch)
     ("name", "value", "fragment"),
     [
         ("FINSYNC_BASE_URL", "http://money.example.com", "https://"),
-        ("PLAID_API_URL", "http://plaid.internal.example", "https://"),
+        ("PLAID_API_URL", "http://plaid.internal.example", "https://"),  # http only to this machine
         ("DATABASE_URL", "postgresql+psycopg2://finsync:pw@db.example.com:5432/finsync", "sslmode=verify-full"),
         ("DATABASE_URL", "postgresql+psycopg2://finsync:pw@db.example.com/finsync?sslmode=prefer", "sslmode"),
     ],
@@ -102,6 +102,7 @@ def test_production_accepts_https_and_a_local_or_tls_database(monkeypatch: pytes
     monkeypatch.setenv("PLAID_CLIENT_ID", "client")
     monkeypatch.setenv("PLAID_SECRET", "s" * 30)
     monkeypatch.setenv("FINSYNC_BASE_URL", "https://money.example.com")
+    monkeypatch.setenv("PLAID_API_URL", "http://127.0.0.1:9000")  # a proxy on this machine may speak plain http
     for url in ("postgresql+psycopg2://finsync:pw@127.0.0.1/finsync",
                 "postgresql+psycopg2://finsync:pw@db.example.com/finsync?sslmode=verify-full"):  # fmt: skip
         monkeypatch.setenv("DATABASE_URL", url)
