@@ -198,7 +198,7 @@ def test_cli_sync_waits_for_another_process_then_syncs_the_item_itself(
         if len(naps) == 2:
             release(container.engine, item_id, "otherhost:1:worker:x")
 
-    monkeypatch.setattr(sync_cli.time, "sleep", other_process_finishes)
+    monkeypatch.setattr(sync_cli, "_nap", other_process_finishes)
     assert cli.main(["sync", "--email", "ada@example.com"]) == 0
     out = capsys.readouterr().out
     assert "waiting for 1 connection(s) syncing in another process (up to 300 s)" in out
