@@ -15,6 +15,7 @@ from services import keys
 from services.config import get_settings
 from services.container import Container, build_container
 from services.errors import FinsyncError
+from services.logs import configure_logging
 from services.sync import start_scheduler
 from services.web import SecurityHeadersMiddleware, auth_routes, health_route, webhook_route
 
@@ -31,6 +32,7 @@ def _base_url_follows_port() -> None:
         get_settings.cache_clear()
 
 
+configure_logging()  # JSON lines on stderr for finsync's loggers (FINSYNC_LOG_LEVEL), before anything logs
 try:
     _base_url_follows_port()
     _c = container()

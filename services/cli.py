@@ -26,6 +26,7 @@ from services.container import Container, build_container
 from services.crypto import rotate_keys, versions_in_use
 from services.db import check_database, make_engine, unit_of_work
 from services.errors import FinsyncError
+from services.logs import configure_logging
 from services.users import create_user
 
 Handler = Callable[[argparse.Namespace], int]
@@ -261,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    configure_logging("WARNING")  # stderr stays one clear line per failure; FINSYNC_LOG_LEVEL=INFO shows more
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))

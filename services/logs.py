@@ -1,0 +1,88 @@
+"""Log records as JSON lines on stderr: one object per record, control characters escaped, UTC times.
+
+One handler on the root logger, levels set on the ``finsync`` namespace only. Streamlit's and
+uvicorn's loggers keep their own handlers and do not propagate, so nothing is printed twice; other
+libraries reach us at WARNING and above (the root's default level), never their DEBUG chatter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+ENV_VAR = "FINSYNC_LOG_LEVEL"
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+NAMESPACE = "finsync"
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
+_CORE = ("ts", "level", "logger", "msg")
+
+
+def utc_stamp(created: float) -> str:
+    """``2026-01-01T12:00:00.123Z``: UTC, ISO-8601, milliseconds."""
+    return datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JsonFormatter(logging.Formatter):
+    """``{"ts", "level", "logger", "msg", ...extra fields, "exc"}`` on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": utc_stamp(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                out[f"extra_{key}" if key in _CORE or key in ("exc", "stack") else key] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            out["exc"] = record.exc_text
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        # ensure_ascii also escapes U+2028, U+0085 and the like, which some log viewers split lines on.
+        return json.dumps(out, ensure_ascii=True, default=str)
+
+
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever ``sys.stderr`` is now (test capture and reloaders swap it)."""
+
+    finsync_json = True
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)  # as logging.lastResort does: no stream fixed at creation
+
+    @property  # read-only on purpose, as in logging.lastResort
+    def stream(self) -> TextIO:  # type: ignore[override]
+        return sys.stderr
+
+
+def _resolve(level: str) -> tuple[int, bool]:
+    """The level to use and whether the environment asked for something we refuse."""
+    wanted = os.environ.get(ENV_VAR)
+    if wanted is not None and wanted.strip().upper() in LEVELS:
+        return logging.getLevelName(wanted.strip().upper()), False
+    fallback = level.strip().upper() if level.strip().upper() in LEVELS else "INFO"
+    return logging.getLevelName(fallback), wanted is not None
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Install the JSON handler once; ``FINSYNC_LOG_LEVEL`` (DEBUG/INFO/WARNING/ERROR) overrides ``level``."""
+    root = logging.getLogger()
+    if not any(getattr(h, "finsync_json", False) for h in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(JsonFormatter())
+        root.addHandler(handler)
+    numeric, refused = _resolve(level)
+    logging.getLogger(NAMESPACE).setLevel(numeric)
+    if refused:  # the value itself is not echoed: it may be anything someone pasted
+        logging.getLogger(f"{NAMESPACE}.logs").warning(
+            "%s is not one of %s; using %s", ENV_VAR, ", ".join(LEVELS), logging.getLevelName(numeric)
+        )
