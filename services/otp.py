@@ -25,7 +25,6 @@ RECOVERY_CODES = 10
 RECOVERY_BYTES = 16  # 128 bits
 _DIGITS = re.compile(r"[0-9]{6}")
 _RECOVERY = re.compile(r"[a-z2-7]{26}")
-_SECRET = re.compile(r"[A-Z2-7]{32}")
 MAX_INPUT = 64
 
 Check = Literal["totp", "recovery", "replay", "bad"]
@@ -47,12 +46,6 @@ def clean_recovery(code: object) -> str | None:
         return None
     text = code.replace(" ", "").replace("-", "").lower()
     return text if _RECOVERY.fullmatch(text) else None
-
-
-def valid_secret(secret: object) -> str | None:
-    if not isinstance(secret, str) or not _SECRET.fullmatch(secret):
-        return None
-    return secret
 
 
 def step_of(now: datetime) -> int:

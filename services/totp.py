@@ -27,28 +27,45 @@ class TotpEnrolment:
 
 
 def start_totp_enrolment(c: Container, user_id: uuid.UUID) -> TotpEnrolment:
-    """A fresh 160-bit secret to scan; nothing is stored or switched on until ``confirm_totp``."""
+    """A fresh 160-bit secret to scan, kept encrypted on the account (not yet on) until ``confirm_totp``.
+
+    The page shows it and keeps nothing: a rerun asks ``pending_enrolment`` again (CONVENTIONS: no
+    TOTP secret in ``st.session_state``). Starting again replaces a secret that was never confirmed.
+    """
+    secret = pyotp.random_base32()
     with unit_of_work(c.engine) as session:
-        user = load_user(session, user_id)
+        user = load_user(session, user_id, lock=True)
         if user.totp_enabled:
             raise InputError("Two-factor sign-in is already on. Turn it off first to move it to another app.")
-        email = user.email
-    secret = pyotp.random_base32()
+        user.totp_secret_enc = c.cipher.encrypt(secret, table="users", column="totp_secret_enc", row_id=user.id)
+        user.totp_last_step = None
+        return _enrolment(secret, user.email)
+
+
+def pending_enrolment(c: Container, user_id: uuid.UUID) -> TotpEnrolment | None:
+    """The enrolment started and not confirmed yet, to show again; None when there is none (or 2FA is on)."""
+    with unit_of_work(c.engine) as session:
+        user = load_user(session, user_id)
+        if user.totp_enabled or user.totp_secret_enc is None:
+            return None
+        return _enrolment(otp.secret_of(c, user), user.email)
+
+
+def _enrolment(secret: str, email: str) -> TotpEnrolment:
     uri = pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name=ISSUER)
     return TotpEnrolment(secret=secret, uri=uri, qr_svg=segno.make(uri, error="m").svg_inline(scale=4))
 
 
 def confirm_totp(
-    c: Container, user_id: uuid.UUID, *, secret: str, code: str, password: str, current_token: str | None = None
+    c: Container, user_id: uuid.UUID, *, code: str, password: str, current_token: str | None = None
 ) -> list[str]:
-    """Switch 2FA on once a code from the app proves the secret was scanned; returns 10 recovery codes.
+    """Switch 2FA on once a code from the app proves the pending secret was scanned; returns 10 recovery codes.
 
     It needs the password too: a stolen session alone must not be able to put the account's second
     factor (and with it the admin page) on the thief's phone. Every other session ends: none of them
     proved the second factor, so a session stolen earlier does not become a two-factor one.
     """
     now = c.clock()
-    clean_secret = otp.valid_secret(secret)
     digits = otp.clean_code(code)
     p = Pending()
     codes: list[str] = []
@@ -56,18 +73,15 @@ def confirm_totp(
         user = load_user(session, user_id, lock=True)
         if user.totp_enabled:
             raise InputError("Two-factor sign-in is already on.")
-        if clean_secret is None:
+        if user.totp_secret_enc is None:
             raise InputError("The setup expired; start again to get a new QR code.")
-        steps = otp.matching_step(clean_secret, digits, now) if digits else []
+        steps = otp.matching_step(otp.secret_of(c, user), digits, now) if digits else []
         if not reauth(session, c, user, p, password=password):
             pass  # the wrong password is parked in ``p`` (and counted like a failed sign-in)
         elif not steps:
             audit.record(session, event="totp_failed", user_id=user.id, detail="enrolment", at=now)
             p.fail(InputError("That code does not match. Enter the 6-digit code your app shows now."))
         else:
-            user.totp_secret_enc = c.cipher.encrypt(
-                clean_secret, table="users", column="totp_secret_enc", row_id=user.id
-            )
             user.totp_enabled = True
             user.totp_last_step = max(steps)
             codes = otp.new_recovery_codes(session, user.id)

@@ -61,15 +61,14 @@ def two_factor_section(view: SessionView) -> None:
             st.error(str(exc))
         return
     st.write("Protect your account with an authenticator app (codes that change every 30 seconds).")
-    if st.button("Set up two-factor sign-in", key="totp_start"):
-        enrolment = totp.start_totp_enrolment(container(), view.user.id)
-        st.session_state["totp_enrolment"] = (enrolment.secret, enrolment.qr_svg)
-    pending = st.session_state.get("totp_enrolment")
-    if not pending:
+    pending = totp.pending_enrolment(container(), view.user.id)  # kept on the account, not in session_state
+    label = "Start again with a new code" if pending else "Set up two-factor sign-in"
+    if st.button(label, key="totp_start"):
+        pending = totp.start_totp_enrolment(container(), view.user.id)
+    if pending is None:
         return
-    secret, svg = pending
-    st.image(svg, width=220, caption="Scan with your authenticator app")
-    st.code(secret, language=None)
+    st.image(pending.qr_svg, width=220, caption="Scan with your authenticator app")
+    st.code(pending.secret, language=None)
     with st.form("totp_confirm_form"):
         code = st.text_input("Enter the 6-digit code the app shows", max_chars=64, key="totp_confirm_code")
         password = _password_input("Your password", "totp_confirm_password")
@@ -79,7 +78,6 @@ def two_factor_section(view: SessionView) -> None:
             codes = totp.confirm_totp(
                 container(),
                 view.user.id,
-                secret=secret,
                 code=code,
                 password=password,
                 current_token=ui_session.read_cookie(),
@@ -87,8 +85,7 @@ def two_factor_section(view: SessionView) -> None:
         except FinsyncError as exc:
             st.error(str(exc))
         else:
-            st.session_state.pop("totp_enrolment", None)  # the QR code and its form go away
-            _keep_codes(codes)
+            _keep_codes(codes)  # 2FA is on: the QR code and its form go away
 
 
 def _keep_codes(codes: list[str]) -> None:

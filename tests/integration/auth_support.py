@@ -91,7 +91,7 @@ def enable_totp(c: Container, user_id: uuid.UUID, *, current_token: str | None =
     """
     enrolment = totp.start_totp_enrolment(c, user_id)
     code = code_at(enrolment.secret, c.clock())
-    totp.confirm_totp(c, user_id, secret=enrolment.secret, code=code, password=PASSWORD, current_token=current_token)
+    totp.confirm_totp(c, user_id, code=code, password=PASSWORD, current_token=current_token)
     return enrolment.secret
 
 

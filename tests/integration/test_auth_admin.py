@@ -175,7 +175,7 @@ def _everything(c: Container, clock: FakeClock, mailer: MemoryMailer) -> list[st
     secrets += [step.ticket or "", auth.redeem_ticket(c, ticket=step.ticket or "")]
     enrolment = totp.start_totp_enrolment(c, user.id)
     secrets += [enrolment.secret, code_at(enrolment.secret, clock())]
-    codes = totp.confirm_totp(c, user.id, secret=enrolment.secret, code=secrets[-1], password=PASSWORD)
+    codes = totp.confirm_totp(c, user.id, code=secrets[-1], password=PASSWORD)
     secrets += codes
     with pytest.raises(InvalidCredentials):  # a replay, logged as such, without the code
         auth.complete_totp(
