@@ -109,7 +109,7 @@ def _claim(c: Container, ids: list[uuid.UUID] | None) -> _Claim | None:
 def _settle(c: Container, claim: _Claim, error: Exception | None) -> None:
     """Sent: the row goes. Failed: it waits for its next try (the log names the kind and error type only)."""
     now = c.clock()
-    with unit_of_work(c.engine) as session:
+    with unit_of_work(c.engine, immediate=True) as session:  # read then write: take SQLite's lock at BEGIN
         row = session.get(QueuedMail, claim.id)
         if row is None:
             return

@@ -52,7 +52,7 @@ def set_notification_prefs(c: Container, user_id: uuid.UUID, prefs: Notification
     """Save the user's preferences; a large-transaction threshold must be positive."""
     if prefs.large_transaction_minor is not None and prefs.large_transaction_minor <= 0:
         raise InputError("The large-transaction threshold must be more than zero.")
-    with unit_of_work(c.engine) as session:
+    with unit_of_work(c.engine, immediate=True) as session:
         row = session.get(NotificationPrefs, user_id) or NotificationPrefs(user_id=user_id)
         row.digest, row.connection_alerts = prefs.digest, prefs.connection_alerts
         row.large_transaction_minor, row.low_balance_minor = prefs.large_transaction_minor, prefs.low_balance_minor
@@ -68,7 +68,7 @@ def money(minor: int, currency: str | None) -> str:
 
 def _send(c: Container, user_id: uuid.UUID, subject: str, body: str) -> None:
     """Queue one notification for an active user and try it now; a mail outage must never fail a sync."""
-    with unit_of_work(c.engine) as session:
+    with unit_of_work(c.engine, immediate=True) as session:  # reads, then writes: SQLite's lock at BEGIN
         user = session.get(User, user_id)
         if user is None or user.status != "active":
             return

@@ -33,7 +33,7 @@ def start_totp_enrolment(c: Container, user_id: uuid.UUID) -> TotpEnrolment:
     TOTP secret in ``st.session_state``). Starting again replaces a secret that was never confirmed.
     """
     secret = pyotp.random_base32()
-    with unit_of_work(c.engine) as session:
+    with unit_of_work(c.engine, immediate=True) as session:
         user = load_user(session, user_id, lock=True)
         if user.totp_enabled:
             raise InputError("Two-factor sign-in is already on. Turn it off first to move it to another app.")
@@ -69,7 +69,7 @@ def confirm_totp(
     digits = otp.clean_code(code)
     p = Pending()
     codes: list[str] = []
-    with unit_of_work(c.engine) as session:
+    with unit_of_work(c.engine, immediate=True) as session:
         user = load_user(session, user_id, lock=True)
         if user.totp_enabled:
             raise InputError("Two-factor sign-in is already on.")
@@ -101,7 +101,7 @@ def disable_totp(c: Container, user_id: uuid.UUID, *, password: str, code: str) 
     """Turn 2FA off; needs the password and a current code (or a recovery code)."""
     now = c.clock()
     p = Pending()
-    with unit_of_work(c.engine) as session:
+    with unit_of_work(c.engine, immediate=True) as session:
         user = load_user(session, user_id, lock=True)
         if not user.totp_enabled:
             raise InputError("Two-factor sign-in is already off.")
@@ -124,7 +124,7 @@ def regenerate_recovery_codes(c: Container, user_id: uuid.UUID, *, password: str
     """Ten new recovery codes (the old ones stop working); needs the password and a code."""
     p = Pending()
     codes: list[str] = []
-    with unit_of_work(c.engine) as session:
+    with unit_of_work(c.engine, immediate=True) as session:
         user = load_user(session, user_id, lock=True)
         if not user.totp_enabled:
             raise InputError("Turn on two-factor sign-in first.")
