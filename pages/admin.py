@@ -92,10 +92,16 @@ with outbox_tab:
         rows = [{"Kind": m.kind, "Tries": m.attempts, "Last error": m.last_error or "", "Queued": when(m.created_at, ""),
                  "Next try": when(m.next_attempt_at, ""), "Dropped after": when(m.expires_at, "")} for m in waiting]  # fmt: skip
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    elif c.settings.smtp_url:
+        st.success("Every email went out: nothing is waiting for the mail server.")
     path, messages = admin.outbox(c, view.user.id)
-    st.write(f"Without SMTP_URL, mail is written as .eml files to `{path}`.")
-    outbox = [{"Sent": when(m.date, ""), "To": m.to, "Subject": m.subject, "File": m.name} for m in messages]
-    st.dataframe(pd.DataFrame(outbox), hide_index=True, width="stretch")
+    if c.settings.smtp_url:
+        st.write("Mail goes out through the server in SMTP_URL.")
+    else:
+        st.write(f"Without SMTP_URL, mail is written as .eml files to `{path}`.")
+    if messages or not c.settings.smtp_url:
+        outbox = [{"Sent": when(m.date, ""), "To": m.to, "Subject": m.subject, "File": m.name} for m in messages]
+        st.dataframe(pd.DataFrame(outbox), hide_index=True, width="stretch")
 
 with revocations_tab:
     queued = admin.pending_revocations(c, view.user.id)

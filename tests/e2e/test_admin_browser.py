@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import socket
+from collections.abc import Iterator
 
 import pyotp
 import pytest
 
-from tests.e2e.conftest import Server, shot, sign_in
+from tests.e2e.conftest import Server, shot, sign_in, start_server
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "granite meadow copper 2210 sparrow"
@@ -41,3 +43,39 @@ def test_an_admin_turns_on_two_factor_before_the_admin_page_opens(server: Server
     page.get_by_role("tab", name="Bank revocations").click()
     page.get_by_text("No bank connections waiting to be revoked.").wait_for(timeout=20_000)
     shot(page, "admin-revocations")
+
+
+@pytest.fixture(scope="module")
+def server_without_mail(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The app with SMTP_URL pointing at a port where nothing listens: every send is refused, as in an outage."""
+    with socket.socket() as probe:  # a free port, closed again: connecting to it is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    yield from start_server(tmp_path_factory, SMTP_URL=f"smtp://127.0.0.1:{port}")
+
+
+def test_with_the_mail_server_down_mail_waits_and_the_admin_sees_it(
+    server_without_mail: Server, browser: object
+) -> None:
+    server = server_without_mail
+    made = server.cli("users", "create", "--email", "ops@example.com", "--username", "ops", "--admin",
+                      stdin=PASSWORD + "\n")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    page = browser.new_context().new_page()  # type: ignore[attr-defined]
+    sign_in(page, server, "ops", PASSWORD)
+    page.get_by_role("link", name="Settings").click()
+    page.get_by_role("tab", name="Two-factor").click()
+    page.get_by_role("button", name="Set up two-factor sign-in").click()
+    secret_block = page.locator("code").filter(has_text=re.compile(r"^[A-Z2-7]{32}$"))
+    secret_block.first.wait_for(timeout=20_000)
+    secret = secret_block.first.inner_text().strip()
+    page.get_by_label("Enter the 6-digit code the app shows").fill(pyotp.TOTP(secret).now())
+    page.locator('input[aria-label="Your password"]:visible').fill(PASSWORD)
+    page.get_by_role("button", name="Turn on").click()  # its notice cannot be sent: it is queued
+    page.get_by_text("Two-factor sign-in is on.").wait_for(timeout=20_000)
+
+    page.goto(f"{server.url}/admin")
+    page.get_by_role("tab", name="Outbox").click()
+    page.get_by_text("could not be sent yet").wait_for(timeout=30_000)
+    shot(page, "admin-outbox-waiting")
+    assert server.outbox() == []  # nothing pretended to be sent
