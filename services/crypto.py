@@ -1,8 +1,11 @@
 """Field encryption: AES-256-GCM with a versioned key ring, bound to table, column and row.
 
-Blob layout: ``b"\\x01" | key version (4 bytes, big-endian) | nonce (12) | ciphertext+tag``.
-The associated data binds the blob to where it lives, so a ciphertext copied to another row
-or column fails to decrypt instead of returning someone else's secret.
+Blob layout: ``format (1 byte) | key version (4 bytes, big-endian) | nonce (12) | ciphertext+tag``.
+Format 2 encrypts each column with its own key, derived from the ring's key by HKDF-SHA256 with the
+table and column as info, so Plaid access tokens and TOTP seeds never share a key (security bar H4);
+format 1 (the ring's key itself) still decrypts, and ``keys rotate`` rewrites it as format 2. The
+associated data binds the blob to where it lives, so a ciphertext copied to another row or column
+fails to decrypt instead of returning someone else's secret.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Engine, select
 from sqlmodel import SQLModel
 
@@ -23,7 +28,8 @@ from services.config import KeyEntry
 from services.db import unit_of_work
 from services.errors import CryptoError, DecryptionError
 
-FORMAT = 1
+FORMAT = 2  # a key per column
+LEGACY_FORMAT = 1  # the ring's key for every column: read, and rewritten by rotation
 HEADER = struct.Struct(">BI")
 NONCE_BYTES = 12
 CANARY = b"finsync key canary"
@@ -39,24 +45,40 @@ class FieldCipher:
     def __init__(self, ring: Sequence[KeyEntry]) -> None:
         if not ring:
             raise CryptoError("FINSYNC_ENCRYPTION_KEYS: the key ring is empty")
-        self._keys = {entry.version: AESGCM(entry.key) for entry in ring}
+        self._masters = {entry.version: entry.key for entry in ring}
+        self._aeads: dict[tuple[int, int, str, str], AESGCM] = {}
         self.primary_version = ring[0].version
         self.versions = tuple(entry.version for entry in ring)
+
+    def _aead(self, fmt: int, version: int, table: str, column: str) -> AESGCM:
+        """The AES-GCM key for a column: derived per column in format 2, the ring's key itself in format 1."""
+        cache_key = (fmt, version, table, column) if fmt == FORMAT else (fmt, version, "", "")
+        aead = self._aeads.get(cache_key)
+        if aead is None:
+            master = self._masters[version]
+            info = f"finsync field key|{table}|{column}".encode()
+            key = master if fmt == LEGACY_FORMAT else HKDF(hashes.SHA256(), 32, None, info).derive(master)
+            aead = self._aeads[cache_key] = AESGCM(key)
+        return aead
 
     def encrypt(self, plaintext: bytes | str, *, table: str, column: str, row_id: object) -> bytes:
         data = plaintext.encode() if isinstance(plaintext, str) else plaintext
         nonce = os.urandom(NONCE_BYTES)
         aad = _aad(table, column, row_id, self.primary_version)
-        body = self._keys[self.primary_version].encrypt(nonce, data, aad)
+        body = self._aead(FORMAT, self.primary_version, table, column).encrypt(nonce, data, aad)
         return HEADER.pack(FORMAT, self.primary_version) + nonce + body
+
+    def is_current(self, blob: bytes) -> bool:
+        """Whether ``blob`` is already what ``encrypt`` writes now: this format and the primary key."""
+        return self.key_version(blob) == self.primary_version and blob[0] == FORMAT
 
     def decrypt(self, blob: bytes, *, table: str, column: str, row_id: object) -> bytes:
         version = self.key_version(blob)
-        key = self._keys.get(version)
-        if key is None:
+        if version not in self._masters:
             raise DecryptionError(
                 f"{table}.{column}: encrypted with key version {version}, which is not in FINSYNC_ENCRYPTION_KEYS"
             )
+        key = self._aead(blob[0], version, table, column)
         nonce = blob[HEADER.size : HEADER.size + NONCE_BYTES]
         try:
             return key.decrypt(nonce, blob[HEADER.size + NONCE_BYTES :], _aad(table, column, row_id, version))
@@ -73,7 +95,7 @@ class FieldCipher:
         if len(blob) < HEADER.size + NONCE_BYTES + 16:
             raise DecryptionError("encrypted value is truncated")
         fmt, version = HEADER.unpack_from(blob)
-        if fmt != FORMAT:
+        if fmt not in (FORMAT, LEGACY_FORMAT):
             raise DecryptionError(f"unknown encrypted value format {fmt}")
         return int(version)
 
@@ -126,9 +148,9 @@ def rotate_keys(
     batch_size: int = 500,
     models: Iterable[type[SQLModel]] | None = None,
 ) -> RotationReport:
-    """Re-encrypt every encrypted field with the primary key, one committed batch at a time.
+    """Re-encrypt every encrypted field with the primary key (and the current format), one committed batch at a time.
 
-    Safe to interrupt: a rerun skips rows already on the primary key and finishes the rest.
+    Safe to interrupt: a rerun skips rows already current and finishes the rest.
     """
     report = RotationReport()
     for model in models if models is not None else encrypted_models():
@@ -146,7 +168,7 @@ def rotate_keys(
                     report.scanned += 1
                     for column in columns:
                         blob = getattr(row, column)
-                        if blob is None or cipher.key_version(blob) == cipher.primary_version:
+                        if blob is None or cipher.is_current(blob):
                             continue
                         plain = cipher.decrypt(blob, table=table, column=column, row_id=row.id)
                         setattr(row, column, cipher.encrypt(plain, table=table, column=column, row_id=row.id))

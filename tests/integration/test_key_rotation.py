@@ -85,3 +85,31 @@ def test_wrong_key_ring_is_refused_at_start(engine: Engine) -> None:
     check_key_ring(engine, right)
     with pytest.raises(CryptoError, match="key version 1 is not the key"):
         check_key_ring(engine, FieldCipher(parse_key_ring(key_entry(1))))
+
+
+def test_rotation_rewrites_single_key_blobs_as_per_column_keys(engine: Engine) -> None:
+    """Values written before per-column keys (format 1) are rewritten by `keys rotate`, even on the same key."""
+    import base64
+    import os
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from services import crypto
+
+    entry = key_entry(1)
+    ring = FieldCipher(parse_key_ring(entry))
+    secrets = seed(engine, ring, 3)
+    master = AESGCM(base64.b64decode(entry.split(":", 1)[1]))
+    with unit_of_work(engine) as session:  # as a finsync from before format 2 stored them
+        for user in session.execute(select(User)).scalars():
+            nonce = os.urandom(12)
+            aad = f"finsync|users|totp_secret_enc|{user.id}|1".encode()
+            body = master.encrypt(nonce, secrets[user.id].encode(), aad)
+            user.totp_secret_enc = crypto.HEADER.pack(crypto.LEGACY_FORMAT, 1) + nonce + body
+    assert read_all(engine, ring) == secrets  # still readable
+    report = rotate_keys(engine, ring, batch_size=2)
+    assert report.rewritten == 3
+    assert rotate_keys(engine, ring).rewritten == 0  # done: a rerun finds nothing left
+    with unit_of_work(engine) as session:
+        assert {u.totp_secret_enc[0] for u in session.execute(select(User)).scalars()} == {crypto.FORMAT}
+    assert read_all(engine, ring) == secrets

@@ -84,3 +84,25 @@ def test_old_keys_decrypt_first_key_encrypts() -> None:
 def test_key_is_256_bits() -> None:
     entry = key_entry(3)
     assert len(base64.b64decode(entry.split(":")[1])) == 32
+
+
+def test_each_column_has_its_own_key_and_old_blobs_still_open() -> None:
+    """Bar H4: access tokens and TOTP seeds never share a key; blobs of the single-key format still decrypt."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from services import crypto
+
+    entry = key_entry(1)
+    c = cipher(entry)
+    blob = seal(c)
+    assert blob[0] == crypto.FORMAT == 2
+    master = base64.b64decode(entry.split(":", 1)[1])
+    header, nonce, body = blob[:5], blob[5:17], blob[17:]
+    aad = f"finsync|items|access_token_enc|{ROW}|1".encode()
+    with pytest.raises(InvalidTag):  # the ring's key itself does not open it: a derived per-column key does
+        AESGCM(master).decrypt(nonce, body, aad)
+    legacy = bytes([crypto.LEGACY_FORMAT]) + header[1:] + nonce + AESGCM(master).encrypt(nonce, b"old token", aad)
+    assert open_(c, legacy) == "old token" and not c.is_current(legacy) and c.is_current(blob)
+    with pytest.raises(DecryptionError):  # a legacy blob is still bound to its column
+        open_(c, legacy, column="totp_secret_enc")
