@@ -23,7 +23,7 @@ from services.config import (
     write_local_key_ring,
 )
 from services.container import Container, build_container
-from services.crypto import rotate_keys, versions_in_use
+from services.crypto import rotate_keys, values_to_rotate, versions_in_use
 from services.db import check_database, make_engine, unit_of_work
 from services.errors import FinsyncError
 from services.logs import configure_logging
@@ -128,6 +128,8 @@ def _keys_status(args: argparse.Namespace) -> int:
     for version in c.cipher.versions:
         role = "encrypts" if version == c.cipher.primary_version else "decrypts"
         print(f"key {version}: {role}, protects {in_use.get(version, 0)} value(s)")
+    if stale := values_to_rotate(c.engine, c.cipher):
+        print(f"{stale} value(s) are not on key {c.cipher.primary_version} with per-column keys yet: run `keys rotate`")
     return 0
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import struct
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -180,14 +180,23 @@ def rotate_keys(
     return report
 
 
-def versions_in_use(engine: Engine, cipher: FieldCipher) -> dict[int, int]:
-    """How many encrypted values each key version still protects."""
-    counts: dict[int, int] = {}
+def _blobs(engine: Engine) -> Iterator[bytes]:
+    """Every encrypted value in the database."""
     with unit_of_work(engine) as session:
         for model in encrypted_models():
             for column in model.__encrypted__:  # type: ignore[attr-defined]
-                for blob in session.execute(select(getattr(model, column))).scalars():
-                    if blob is not None:
-                        version = cipher.key_version(blob)
-                        counts[version] = counts.get(version, 0) + 1
+                yield from (b for b in session.execute(select(getattr(model, column))).scalars() if b is not None)
+
+
+def versions_in_use(engine: Engine, cipher: FieldCipher) -> dict[int, int]:
+    """How many encrypted values each key version still protects."""
+    counts: dict[int, int] = {}
+    for blob in _blobs(engine):
+        version = cipher.key_version(blob)
+        counts[version] = counts.get(version, 0) + 1
     return counts
+
+
+def values_to_rotate(engine: Engine, cipher: FieldCipher) -> int:
+    """How many encrypted values ``rotate_keys`` would rewrite (an older key, or the single-key format)."""
+    return sum(not cipher.is_current(blob) for blob in _blobs(engine))

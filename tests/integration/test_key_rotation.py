@@ -7,7 +7,7 @@ from sqlalchemy import Engine, select
 
 from models import User
 from services.config import parse_key_ring
-from services.crypto import FieldCipher, check_key_ring, rotate_keys, versions_in_use
+from services.crypto import FieldCipher, check_key_ring, rotate_keys, values_to_rotate, versions_in_use
 from services.db import unit_of_work
 from services.errors import CryptoError, DecryptionError
 from tests.factories import key_entry
@@ -107,9 +107,10 @@ def test_rotation_rewrites_single_key_blobs_as_per_column_keys(engine: Engine) -
             body = master.encrypt(nonce, secrets[user.id].encode(), aad)
             user.totp_secret_enc = crypto.HEADER.pack(crypto.LEGACY_FORMAT, 1) + nonce + body
     assert read_all(engine, ring) == secrets  # still readable
+    assert values_to_rotate(engine, ring) == 3 and versions_in_use(engine, ring) == {1: 3}
     report = rotate_keys(engine, ring, batch_size=2)
     assert report.rewritten == 3
-    assert rotate_keys(engine, ring).rewritten == 0  # done: a rerun finds nothing left
+    assert rotate_keys(engine, ring).rewritten == 0 and values_to_rotate(engine, ring) == 0  # nothing left
     with unit_of_work(engine) as session:
         assert {u.totp_secret_enc[0] for u in session.execute(select(User)).scalars()} == {crypto.FORMAT}
     assert read_all(engine, ring) == secrets
