@@ -15,6 +15,19 @@ pytestmark = pytest.mark.e2e
 PASSWORD = "granite meadow copper 2210 sparrow"
 
 
+def turn_on_two_factor(page: object) -> None:
+    """On Settings: enrol an authenticator with the secret shown, as a person types it in, and confirm."""
+    page.get_by_role("tab", name="Two-factor").click()  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Set up two-factor sign-in").click()  # type: ignore[attr-defined]
+    secret_block = page.locator("code").filter(has_text=re.compile(r"^[A-Z2-7]{32}$"))  # type: ignore[attr-defined]
+    secret_block.first.wait_for(timeout=20_000)
+    secret = secret_block.first.inner_text().strip()
+    page.get_by_label("Enter the 6-digit code the app shows").fill(pyotp.TOTP(secret).now())  # type: ignore[attr-defined]
+    page.locator('input[aria-label="Your password"]:visible').fill(PASSWORD)  # type: ignore[attr-defined]  # other tabs ask too
+    page.get_by_role("button", name="Turn on").click()  # type: ignore[attr-defined]
+    page.get_by_text("Two-factor sign-in is on.").wait_for(timeout=20_000)  # type: ignore[attr-defined]
+
+
 def test_an_admin_turns_on_two_factor_before_the_admin_page_opens(server: Server, browser: object) -> None:
     made = server.cli("users", "create", "--email", "root@example.com", "--username", "root", "--admin",
                       stdin=PASSWORD + "\n")  # fmt: skip
@@ -28,15 +41,7 @@ def test_an_admin_turns_on_two_factor_before_the_admin_page_opens(server: Server
     shot(page, "admin-needs-two-factor")
 
     page.get_by_role("link", name="Open Settings").click()
-    page.get_by_role("tab", name="Two-factor").click()
-    page.get_by_role("button", name="Set up two-factor sign-in").click()
-    secret_block = page.locator("code").filter(has_text=re.compile(r"^[A-Z2-7]{32}$"))
-    secret_block.first.wait_for(timeout=20_000)
-    secret = secret_block.first.inner_text().strip()
-    page.get_by_label("Enter the 6-digit code the app shows").fill(pyotp.TOTP(secret).now())
-    page.locator('input[aria-label="Your password"]:visible').fill(PASSWORD)  # other tabs ask for it too
-    page.get_by_role("button", name="Turn on").click()
-    page.get_by_text("Two-factor sign-in is on.").wait_for(timeout=20_000)
+    turn_on_two_factor(page)
 
     page.goto(f"{server.url}/admin")
     page.get_by_role("tab", name="Users").wait_for(timeout=30_000)
@@ -64,15 +69,7 @@ def test_with_the_mail_server_down_mail_waits_and_the_admin_sees_it(
     page = browser.new_context().new_page()  # type: ignore[attr-defined]
     sign_in(page, server, "ops", PASSWORD)
     page.get_by_role("link", name="Settings").click()
-    page.get_by_role("tab", name="Two-factor").click()
-    page.get_by_role("button", name="Set up two-factor sign-in").click()
-    secret_block = page.locator("code").filter(has_text=re.compile(r"^[A-Z2-7]{32}$"))
-    secret_block.first.wait_for(timeout=20_000)
-    secret = secret_block.first.inner_text().strip()
-    page.get_by_label("Enter the 6-digit code the app shows").fill(pyotp.TOTP(secret).now())
-    page.locator('input[aria-label="Your password"]:visible').fill(PASSWORD)
-    page.get_by_role("button", name="Turn on").click()  # its notice cannot be sent: it is queued
-    page.get_by_text("Two-factor sign-in is on.").wait_for(timeout=20_000)
+    turn_on_two_factor(page)  # its notice cannot be sent: it is queued
 
     page.goto(f"{server.url}/admin")
     page.get_by_role("tab", name="Outbox").click()
