@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,7 +11,7 @@ from sqlalchemy import Engine, func, select
 from sqlmodel import Session, col
 
 from models import AuditEvent
-from services import db
+from services import db, safe_text
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import Denial
@@ -90,10 +89,8 @@ class AuditView:
 
 
 def clean_text(text: object, limit: int = MAX_DETAIL) -> str:
-    """Printable text only: control and format characters (CR, LF, NUL, bidi) removed, then cut."""
-    raw = str(text)[: limit * 4]
-    kept = "".join(ch for ch in raw if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn"))
-    return kept[:limit]
+    """Printable text only (``safe_text.clean``: NUL, bidi and other controls gone, line breaks as spaces), then cut."""
+    return safe_text.clean(str(text)[: limit * 4])[:limit]
 
 
 def clean_ip(ip: object) -> str:
