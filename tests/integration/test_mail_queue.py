@@ -156,7 +156,7 @@ def test_admins_see_what_waits_without_the_message(container: Container, mailer:
         admin.waiting_mail(container, make_user(container, "bob").id)
     (view,) = admin.waiting_mail(container, root.id)
     assert (view.kind, view.attempts, view.last_error) == ("reset", 1, "MailServerDown")
-    assert "alice" not in repr(view)
+    assert not {"to", "subject", "body", "message_enc"} & set(vars(view))  # the list never carries the message
 
 
 class SlowMailServer(MemoryMailer):
