@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from models import LinkSession, User
 from services import banking_store as store
-from services import revocations
+from services import revocations, wakeup
 from services.banking_access import gateway
 from services.banking_views import ItemView
 from services.container import Container
@@ -130,4 +130,5 @@ def link_public_token(
             "stopped working, use “Repair connection” on its card below.",
             duplicate.id,
         )
+    wakeup.nudge()  # committed, and a new bank is due at once: its first sync starts now, not at the next tick
     return view

@@ -12,6 +12,7 @@ from sqlmodel import col
 
 from models import LinkSession, PlaidItem
 from services import banking_store as store
+from services import wakeup
 from services.banking_access import gateway, get_access_token, webhook_url
 from services.banking_exchange import link_public_token
 from services.banking_views import ItemView, LinkStart
@@ -149,7 +150,10 @@ def complete_repair(c: Container, user_id: uuid.UUID, item_id: uuid.UUID, *, ip:
             item.sync_requested_at = now  # the bot syncs it on its next tick, past the login-required pause
             store.upsert_accounts(session, item, accounts, now)
             store.record(session, event="bank_repaired", user_id=user_id, ip=ip, detail=item.institution_name)
-        return store.view(session, item)
+        view = store.view(session, item)
+    if info.error_code is None:
+        wakeup.nudge()  # committed: the scheduler syncs it now
+    return view
 
 
 def link_exit(

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from models import ItemSyncState, PlaidItem, SyncJob
+from services import wakeup
 from services.container import Container
 from services.db import unit_of_work
 from services.sync_engine import sync_item
@@ -59,7 +60,10 @@ def enqueue_sync(c: Container, item_id: uuid.UUID, reason: str = "manual") -> bo
     """Queue a sync of one item now (webhooks, "Sync now" in the background)."""
     with unit_of_work(c.engine, immediate=True) as session:
         item = session.get(PlaidItem, item_id)
-        return item is not None and _enqueue(session, item.id, item.user_id, reason, c.clock())
+        added = item is not None and _enqueue(session, item.id, item.user_id, reason, c.clock())
+    if added:
+        wakeup.nudge()
+    return added
 
 
 def request_sync_on_sign_in(c: Container, user_id: uuid.UUID) -> int:
@@ -76,6 +80,8 @@ def request_sync_on_sign_in(c: Container, user_id: uuid.UUID) -> int:
         for item_id, last in rows:
             if last is None or last < stale:
                 added += _enqueue(session, item_id, user_id, "sign_in", now)
+    if added:
+        wakeup.nudge()
     return added
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from services import mail_queue
+from services import mail_queue, wakeup
 from services.container import Container
 from services.jobs import run_due_jobs
 from services.retention import DailyPurge
@@ -20,7 +20,7 @@ _instance: Scheduler | None = None
 
 
 class Scheduler:
-    """Every ``tick`` seconds: queue items that are due (interval, webhook, sign-in) and run their jobs."""
+    """Every ``tick`` seconds, or when nudged: queue items that are due (interval, webhook, sign-in) and run their jobs."""
 
     def __init__(self, c: Container, *, tick: float = TICK_SECONDS, limit: int = 10) -> None:
         self.c = c
@@ -47,6 +47,7 @@ class Scheduler:
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the thread to finish its current job and stop."""
         self._stop.set()
+        wakeup.nudge()  # out of its wait now
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -71,8 +72,8 @@ class Scheduler:
             except Exception:  # the database may be briefly unavailable: try again next tick
                 log.exception("scheduler pass failed")
                 ran = 0
-            if ran < self.limit:
-                self._stop.wait(self.tick)
+            if ran < self.limit and not self._stop.is_set():
+                wakeup.wait(self.tick)  # the next tick, or sooner when a link, webhook or sign-in queues work
 
 
 def start_scheduler(c: Container, *, tick: float = TICK_SECONDS) -> Scheduler:

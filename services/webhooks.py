@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from models import PlaidItem, WebhookDelivery
+from services import wakeup
 from services.container import Container
 from services.db import unit_of_work
 from services.plaid_errors import PlaidError
@@ -277,6 +278,7 @@ def handle_webhook(c: Container, *, body: bytes, headers: Mapping[str, str]) -> 
                 select(PlaidItem).where(col(PlaidItem.plaid_item_id) == plaid_item_id)
             ).scalar_one_or_none()
             outcome = "unknown item" if item is None else _apply(item, data, now, signed_at)
+            wake = item is not None and item.sync_requested_at is not None
             session.add(WebhookDelivery(received_at=now, webhook_type=_text(data.get("webhook_type"), 64),
                                         webhook_code=_text(data.get("webhook_code"), 64), plaid_item_id=plaid_item_id,
                                         item_id=item.id if item else None, verified=True, outcome=outcome[:255],
@@ -284,4 +286,6 @@ def handle_webhook(c: Container, *, body: bytes, headers: Mapping[str, str]) -> 
     except (_Rejected, IntegrityError):  # a concurrent twin may win the unique replay key: same answer
         _record(c, body, verified=True, outcome="replay: ignored")
         return WebhookResult(401, "rejected: replay")
+    if wake:
+        wakeup.nudge()  # committed: this process's scheduler syncs it now rather than at its next tick
     return WebhookResult(200, outcome)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -55,13 +56,44 @@ def show_flash() -> None:
         getattr(st, kind)(md(message))
 
 
+WATCH_SECONDS = 300  # a first sync takes seconds in demo mode; Plaid may need minutes. Past that, a reload shows it.
+BUSY = ("new", "syncing")
+STATE_WORDS = {"ok": "Up to date.", "syncing": "Syncing now…", "new": "Waiting for the first sync."}
+
+
+def watch_syncing(c: Container, uid: uuid.UUID, statuses: list[ItemSyncStatus]) -> None:
+    """While the bot syncs a bank (a new one's first sync above all), reload the page by itself once it is done."""
+    busy = {s.item_id for s in statuses if s.state in BUSY}
+    if not busy:
+        st.session_state.pop("watch_until", None)
+        return
+    until = st.session_state.setdefault("watch_until", time.monotonic() + WATCH_SECONDS)
+    if time.monotonic() > until or "link_start" in st.session_state:  # never rerun under an open Link
+        return
+
+    @st.fragment(run_every=2)
+    def poll() -> None:
+        now = {s.item_id: s for s in sync.item_sync_status(c, uid)}
+        done = [now[i] for i in busy if i in now and now[i].state not in BUSY]
+        if done:  # its card, balances and last sync change: show them, and say so
+            ok = [md(s.institution_name) for s in done if s.state == "ok"]
+            if ok:
+                said = f"{', '.join(ok)} {'is' if len(ok) == 1 else 'are'} synced: see Transactions."
+                st.session_state["flash"] = [("success", said)]
+            st.rerun(scope="app")
+        st.caption(":material/sync: Syncing in the background; this page updates by itself when it is done.")
+
+    poll()
+
+
 def sync_line(status: ItemSyncStatus | None) -> None:
     """Last successful sync, next scheduled one, and the state in words."""
     if status is None:
         st.caption("Not synced yet: the first sync starts within a minute.")
         return
+    words = status.message or STATE_WORDS.get(status.state, status.state)
     st.caption(
-        f"Last synced {when(status.last_success_at)} · next {when(status.next_due_at, 'within a minute')} · {md(status.message or status.state)}"
+        f"Last synced {when(status.last_success_at)} · next {when(status.next_due_at, 'within a minute')} · {md(words)}"
     )
 
 

@@ -36,6 +36,9 @@ def test_link_two_banks_repair_one_remove_one(server: Server, browser: object) -
 
     link_through_component(page, "ins_demo_1")
     page.get_by_text("Linked First Demo Bank").wait_for(timeout=30_000)
+    # Its first sync starts at once (not at the scheduler's next tick) and the page updates by itself.
+    page.get_by_text("First Demo Bank is synced").wait_for(timeout=20_000)
+    page.get_by_text("Up to date.").wait_for(timeout=5_000)
     link_through_component(page, "ins_demo_2")
     page.get_by_text("Linked Maple Credit Union").wait_for(timeout=30_000)
     page.get_by_text("Everyday Checking").first.wait_for(state="attached")  # a canvas grid: cells stay hidden

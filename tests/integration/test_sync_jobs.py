@@ -12,6 +12,7 @@ from sqlmodel import select
 
 from models import PlaidItem, SyncJob, SyncRun
 from services import jobs
+from services.banking import link_sandbox
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError
@@ -125,6 +126,29 @@ def test_scheduler_starts_once_per_process_and_runs_without_a_browser(wired, dem
         stop_scheduler()
     assert not first.running
     assert ledger(wired, user_id) == truth(demo_bank, pid)
+
+
+def test_a_new_bank_is_synced_at_once_not_at_the_next_tick(wired, demo_bank) -> None:
+    """Linking nudges the scheduler: with an hour between ticks, the first sync still starts right away."""
+    user_id = make_user(wired, "ny@example.com")
+    try:
+        scheduler = start_scheduler(wired, tick=3600)
+        for _ in range(500):  # its first pass finds nothing to do; then it sleeps for the hour
+            if scheduler.passes:
+                break
+            time.sleep(0.01)
+        item_id = link_sandbox(wired, email="ny@example.com", institution_id="ins_demo_2")
+        for _ in range(1000):  # bounded wait for the nudged pass (not a speed assertion)
+            if ledger(wired, user_id):
+                break
+            time.sleep(0.01)
+        synced = ledger(wired, user_id)
+    finally:
+        stop_scheduler()
+    with unit_of_work(wired.engine) as s:
+        pid = s.get(PlaidItem, item_id).plaid_item_id  # type: ignore[union-attr]
+    assert synced and synced == truth(demo_bank, pid)
+    assert scheduler.passes >= 2
 
 
 def test_notifications_digest_large_transaction_and_low_balance(

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from models import PlaidItem, WebhookDelivery
-from services import banking, webhooks
+from services import banking, wakeup, webhooks
 from services.db import unit_of_work
 from services.plaid_types import CallEvent
 from tests.integration.conftest_bank import Bank
@@ -70,8 +70,10 @@ def sync_update(plaid_item_id: str) -> bytes:
 def test_a_signed_sync_webhook_marks_the_item_for_sync_and_is_recorded(bank: Bank) -> None:
     item_id, plaid_item_id = linked(bank)
     body = sync_update(plaid_item_id)
+    wakeup.wait(0)  # forget the nudge of linking
     result = send(bank, body, bank.demo.sign_webhook(body), header="plaid-verification")
     assert (result.status_code, result.outcome) == (200, "sync requested")
+    assert wakeup.wait(0)  # the app's scheduler is woken to sync it now, not at its next tick
     assert state(bank, item_id)[2] == bank.clock.now
     (row,) = deliveries(bank)
     assert row.verified and row.item_id == item_id and row.webhook_code == "SYNC_UPDATES_AVAILABLE"
@@ -208,9 +210,10 @@ def test_unverified_webhooks_get_401_and_change_nothing(bank: Bank, forge: Any, 
     item_id, plaid_item_id = linked(bank)
     body = sync_update(plaid_item_id)
     before = state(bank, item_id)
+    wakeup.wait(0)
     result = send(bank, body, forge(bank, body))
     assert result.status_code == 401 and reason in result.outcome
-    assert state(bank, item_id) == before
+    assert state(bank, item_id) == before and not wakeup.wait(0)
     (row,) = deliveries(bank)
     assert not row.verified and reason in row.outcome and row.item_id is None
 
