@@ -33,8 +33,12 @@ _PRIMARIES = (
 )  # fmt: skip
 
 
+_ACRONYMS = {"tv": "TV", "atm": "ATM"}  # in Plaid's codes: ENTERTAINMENT_TV_AND_MOVIES, BANK_FEES_ATM_FEES
+
+
 def _words(code: str) -> str:
-    return code.replace("_", " ").lower().capitalize()
+    words = code.replace("_", " ").lower().capitalize().split(" ")
+    return " ".join(_ACRONYMS.get(w.lower(), w) for w in words)
 
 
 def category(value: str | None) -> str:

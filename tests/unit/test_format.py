@@ -16,6 +16,8 @@ def test_bank_category_codes_read_as_words_and_a_users_category_as_typed() -> No
     assert category("FOOD_AND_DRINK_COFFEE") == "Food and drink · Coffee"
     assert category("TRANSFER_IN_DEPOSIT") == "Transfer in · Deposit"
     assert category("TRAVEL") == "Travel"
+    assert category("ENTERTAINMENT_TV_AND_MOVIES") == "Entertainment · TV and movies"
+    assert category("BANK_FEES_ATM_FEES") == "Bank fees · ATM fees"
     assert category("Weekend trips") == "Weekend trips"
     assert category(None) == ""
 
