@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from pages.ui.overview import overview
 from pages.ui.session import require_user
 from pages.ui.state import container
 from pages.ui.text import md
@@ -28,4 +29,5 @@ if not view.user.email_verified:
             st.error(str(exc))
         else:
             st.success("Sent. Check your inbox.")
+overview(container(), view.user.id, can_link=view.user.email_verified)
 st.caption(f"Bank connection mode: {container().settings.effective_plaid_env}")

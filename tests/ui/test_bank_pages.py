@@ -357,7 +357,36 @@ def test_a_hostile_institution_name_is_shown_as_text_not_markdown(
         row = session.get(PlaidItem, item.id)
         assert row is not None
         row.institution_name = hostile
-    for page in ("accounts.py", "sync_history.py"):
+    for page in ("accounts.py", "sync_history.py", "home.py"):
         shown = everything(open_page(page))
         assert r"\*\*Evil\*\* \[click\]\(javascript\:alert\(1\)\)" in shown, page
         assert hostile not in shown, page
+
+
+def test_home_sums_balances_by_kind_and_points_at_a_connection_that_needs_the_user(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "gus")
+    at = open_page("home.py")
+    assert "No bank linked yet" in everything(at) and not at.metric
+
+    item = bank_app.link(user.id)  # First Demo Bank: checking, savings and a credit card
+    assert sync.sync_item(c, user.id, item.id, explicit=True).status == "ok"
+    [view] = banking.list_items(c, user.id)
+    cash = sum(a.current_minor or 0 for a in view.accounts if a.type == "depository")
+    owed = sum(a.current_minor or 0 for a in view.accounts if a.type == "credit")
+    assert cash > 0 and owed > 0
+    at = open_page("home.py")
+    shown = {m.label: m.value for m in at.metric}
+    assert shown == {
+        "Cash (checking and savings)": f"${Decimal(cash) / 100:,.2f}",
+        "Owed on cards and loans": f"${Decimal(owed) / 100:,.2f}",
+    }
+    assert not at.warning
+
+    bank_app.demo.set_fault(bank_app.plaid_item_id(item.id), "login_required")
+    assert sync.sync_item(c, user.id, item.id, explicit=True).status == "login_required"
+    at = open_page("home.py")
+    [warning] = at.warning
+    assert warning.value.startswith("First Demo Bank:") and "sign in" in warning.value

@@ -1,0 +1,54 @@
+"""The Home page's overview: what the person has linked, what it holds, and what needs them."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+
+import streamlit as st
+
+from pages.ui.format import count, money, when
+from pages.ui.text import md
+from services import banking, sync
+from services.banking import AccountView
+from services.container import Container
+
+
+def _totals(accounts: Iterable[AccountView]) -> str:
+    """Current balances summed per currency (``$1.00 · €2.00``); a dash when there are none."""
+    sums: dict[str, int] = defaultdict(int)
+    for a in accounts:
+        if a.current_minor is not None:
+            sums[(a.currency or "USD").upper()] += a.current_minor
+    return " · ".join(money(v, k) for k, v in sorted(sums.items())) or "—"
+
+
+def overview(c: Container, uid: uuid.UUID, *, can_link: bool) -> None:
+    """Balances by kind, the last sync, and every connection that needs the person's attention."""
+    items = banking.list_items(c, uid)
+    if not items and not can_link:
+        return  # the page already asks them to verify their email first
+    if not items:
+        st.info("No bank linked yet: link one and finsync keeps its transactions in sync by itself.")
+        st.page_link("accounts.py", label="Link a bank", icon=":material/add_link:")
+        return
+    statuses = sync.item_sync_status(c, uid)
+    accounts = [a for item in items for a in item.accounts]
+    cash, owed = st.columns(2)
+    cash.metric("Cash (checking and savings)", _totals(a for a in accounts if a.type == "depository"))
+    owed.metric("Owed on cards and loans", _totals(a for a in accounts if a.type in ("credit", "loan")))
+    synced = [s.last_success_at for s in statuses if s.last_success_at is not None]
+    banks = f"{count(len(items), 'bank')}, {count(len(accounts), 'account')}"
+    st.caption(f"{banks} · last synced {when(max(synced) if synced else None)}")
+
+    attention = [f"{md(i.institution_name)}: {md(i.status_message)}" for i in items if i.needs_repair]
+    attention += [
+        f"{md(s.institution_name)}: an account's balance no longer matches its transactions."
+        for s in statuses
+        if s.drift_flagged_accounts
+    ]
+    for line in attention:
+        st.warning(line, icon=":material/link_off:")
+    if attention:
+        st.page_link("accounts.py", label="Open Accounts to fix it", icon=":material/account_balance:")
