@@ -14,6 +14,13 @@ st.set_page_config(page_title="finsync", page_icon="💰", layout="wide")
 view = current_session()
 params = st.query_params
 
+# What a page keeps for its user (recovery codes to save, an open Link, messages) belongs to that user alone:
+# when the session ended (idle, revoked elsewhere) or another account is signed in, none of it is kept.
+owner = str(view.user.id) if view is not None else None
+if st.session_state.get("signed_in_user") != owner:
+    st.session_state.clear()
+    st.session_state["signed_in_user"] = owner
+
 if st.session_state.pop("clear_cookie", False):
     post_and_reload("/auth/logout", "", "Signing out…", key="sign_out")
 

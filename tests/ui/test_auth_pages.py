@@ -248,6 +248,33 @@ def test_settings_change_password_and_enrol_two_factor(
     assert not [c for c in at.code if c.value.count("\n") == 9]
 
 
+def test_what_a_page_kept_for_one_user_is_gone_when_their_session_ends(
+    app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recovery codes waiting to be saved are not shown after the session ends, nor to the next account."""
+    make_user(container, "alice")
+    make_user(container, "bob")
+    token = sign_in(container, "alice")
+    signed_in_as(monkeypatch, token)
+    at = app().run()
+    at.switch_page("settings.py").run()
+    at = submit(at, "Set up two-factor sign-in")
+    (secret,) = [c.value for c in at.code if len(c.value) == 32]
+    at.text_input(key="totp_confirm_code").input(code_at(secret, clock.now))
+    at.text_input(key="totp_confirm_password").input(PASSWORD)
+    at = submit(at, "Turn on")
+    (codes,) = [c.value for c in at.code if c.value.count("\n") == 9]
+
+    sessions.sign_out(container, token)  # ended elsewhere ("sign out everywhere", idle timeout, an admin)
+    at.run()
+    signed_in_as(monkeypatch, sign_in(container, "bob"))  # the next person at this browser tab
+    at.run()
+    at.switch_page("settings.py").run()
+    assert not at.exception
+    shown = [c.value for c in at.code] + [repr(at.session_state[k]) for k in at.session_state]
+    assert not [v for v in shown if any(code in v for code in codes.split("\n"))]
+
+
 def test_admin_page_only_for_admins(
     app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
