@@ -70,3 +70,32 @@ def device(user_agent: str) -> str:
 def count(n: int, word: str, plural: str | None = None) -> str:
     """``1 account``, ``3 accounts``."""
     return f"{n:,} {word if n == 1 else plural or word + 's'}"
+
+
+# What each audit event means to the person it is about (Settings → Activity); others read as their words.
+ACTIVITY = {
+    "registered": "Account created", "email_verified": "Email address verified",
+    "sign_in_ok": "Signed in", "sign_in_failed": "Sign-in refused", "sign_out": "Signed out",
+    "account_locked": "Sign-in paused after failed attempts", "ip_throttled": "Sign-in paused for this address",
+    "session_revoked": "Session ended", "password_changed": "Password changed",
+    "password_change_failed": "Password change refused (wrong password)",
+    "password_reset_requested": "Password reset requested", "password_reset_done": "Password reset",
+    "email_change_requested": "Email change requested", "email_changed": "Email address changed",
+    "totp_enabled": "Two-factor sign-in turned on", "totp_disabled": "Two-factor sign-in turned off",
+    "totp_failed": "Two-factor code refused", "totp_replay": "Two-factor code refused (already used)",
+    "recovery_code_used": "Recovery code used", "recovery_codes_regenerated": "New recovery codes made",
+    "bank_linked": "Bank linked", "bank_link_failed": "Bank linking failed", "bank_repaired": "Bank reconnected",
+    "bank_removed": "Bank removed", "transactions_exported": "Transactions downloaded",
+    "access_denied": "Refused: not yours", "admin_unlock": "Unlocked by an administrator",
+    "admin_sign_out": "Signed out by an administrator", "admin_disable": "Disabled by an administrator",
+    "admin_enable": "Enabled by an administrator", "account_deleted": "Account deleted",
+    "registration_email_taken": "Someone tried to register with your email address",
+    "bank_revocation_done": "Bank access withdrawn at Plaid",
+    "bank_revocation_given_up": "Withdrawing bank access at Plaid failed",
+    "mail_given_up": "An email to you could not be delivered",
+}  # fmt: skip
+
+
+def activity_words(event: str) -> str:
+    """An audit event as a sentence fragment (``sign_in_ok`` -> ``Signed in``)."""
+    return ACTIVITY.get(event) or event.replace("_", " ").capitalize()

@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from pages.ui import session as ui_session  # read_cookie looked up at call time: one seam for tests
+from pages.ui.format import activity_words, device, when
 from pages.ui.format import count as plural
-from pages.ui.format import device
 from pages.ui.reauth import proof_inputs
 from pages.ui.state import container
 from pages.ui.text import md
@@ -132,7 +132,9 @@ def activity_section(view: SessionView) -> None:
     if not events:
         st.info("No activity yet.")
         return
-    frame = pd.DataFrame([{"when (UTC)": e.at, "event": e.event, "from": e.ip, "detail": e.detail} for e in events])
+    frame = pd.DataFrame(
+        [{"When": when(e.at), "What": activity_words(e.event), "From": e.ip, "Detail": e.detail} for e in events]
+    )
     st.dataframe(frame, hide_index=True, width="stretch")
 
 

@@ -224,6 +224,8 @@ def test_settings_change_password_and_enrol_two_factor(
     at.text_input(key="cp_new").input("marble falcon orchard 5521 quilt")
     at = submit(at, "Change password")
     assert at.error and "password is not right" in at.error[0].value
+    (activity,) = [d.value for d in at.dataframe if "What" in d.value.columns]  # Settings → Activity, in words
+    assert set(activity["What"]) == {"Password change refused (wrong password)", "Signed in"}
     at = submit(at, "Set up two-factor sign-in")
     (shown,) = [c.value for c in at.code if len(c.value) == 32]  # the secret, for typing in instead of scanning
     state = {k: repr(at.session_state[k]) for k in at.session_state}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pages.ui.format import category, device, money
+from pages.ui.format import ACTIVITY, activity_words, category, device, money
+from services.audit import EVENTS
 
 
 def test_money_uses_each_currencys_own_decimals() -> None:
@@ -45,3 +46,9 @@ def test_a_crypto_amount_keeps_its_eight_decimals_from_plaid_to_the_page_and_the
     assert decimal_amount(t.amount_minor, "BTC") == "-0.00050000"
     assert money(t.amount_minor, "BTC") == "-0.00050000 BTC"
     assert money(-1234, "USD") == "-$12.34"  # ISO currencies keep their own exponents
+
+
+def test_every_audit_event_reads_as_words_in_the_activity_list() -> None:
+    assert sorted(EVENTS - ACTIVITY.keys()) == []  # a new event gets its own words, not its code
+    assert activity_words("sign_in_ok") == "Signed in"
+    assert activity_words("something_new") == "Something new"
