@@ -37,6 +37,7 @@ class RunCounters:
     pages: int = 0
     restarts: int = 0
     retries: int = 0
+    waited: float = 0.0  # seconds slept before retries, across the run's calls
     fetched: int = 0
     events: list[CallEvent] = field(default_factory=list)
     unreadable: list[Unreadable] = field(default_factory=list)  # set aside by this attempt of the run
@@ -55,7 +56,8 @@ class RunCounters:
 
 
 def retrying(call: Callable[[], T], policy: RetryPolicy, run: RunCounters) -> T:
-    """Absorb 429s and transient failures with jittered backoff (at least any Retry-After), within the policy's budget."""
+    """Absorb 429s and transient failures with jittered backoff (at least any Retry-After), within the policy's
+    budgets for this call and for the whole run."""
     attempt = 0
     waited = 0.0
     while True:
@@ -63,9 +65,14 @@ def retrying(call: Callable[[], T], policy: RetryPolicy, run: RunCounters) -> T:
             return call()
         except (RateLimited, Transient) as exc:
             wait = policy.delay(attempt, exc.retry_after)
-            if attempt >= policy.retries or waited + wait > policy.budget_seconds:
+            if (
+                attempt >= policy.retries
+                or waited + wait > policy.budget_seconds
+                or run.waited + wait > policy.run_budget_seconds
+            ):
                 raise
             policy.sleep(wait)
             waited += wait
+            run.waited += wait
             attempt += 1
             run.retries += 1

@@ -28,14 +28,17 @@ SIGN_IN_STALE_MINUTES = 60
 class RetryPolicy:
     """Backoff with full jitter for 429s and transient failures, within a budget of retries and seconds per call.
 
-    SECURITY_BAR L8: base 1 s, cap 60 s, at most 5 attempts, and a Retry-After is honoured. A Retry-After the
-    remaining ``budget_seconds`` cannot cover fails the call instead: the scheduler tries the item again later.
+    SECURITY_BAR L8: base 1 s, cap 60 s, at most 5 attempts, and a Retry-After is honoured. A wait that the
+    call's remaining ``budget_seconds``, or the run's remaining ``run_budget_seconds``, cannot cover fails the
+    call instead: the run stops with nothing applied and the scheduler tries the item again later. The run's
+    budget keeps a bank that throttles every page from holding a worker (and the item) for an hour.
     """
 
     retries: int = 4
     base_seconds: float = 1.0
     cap_seconds: float = 60.0
     budget_seconds: float = 120.0
+    run_budget_seconds: float = 300.0
     sleep: Callable[[float], None] = time.sleep
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:

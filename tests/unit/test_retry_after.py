@@ -103,7 +103,22 @@ def test_retry_afters_count_against_one_budget_per_call() -> None:
     assert slept == [50.0, 50.0] and len(calls) == 3  # a third 50 s would pass 120 s
 
 
+def test_waits_count_against_one_budget_per_run_too() -> None:
+    """A bank that throttles every page: each call recovers, but the run stops once it has waited 300 s."""
+    slept: list[float] = []
+    run = _run()
+    policy = _policy(slept, budget_seconds=120.0)
+    for _ in range(3):  # three pages, each after two 50 s waits: 300 s in all, the run's whole budget
+        _, call = _failing(*(RateLimited("RATE_LIMIT", retry_after=50.0) for _ in range(2)))
+        assert retrying(call, policy, run) == "page"
+    calls, call = _failing(RateLimited("RATE_LIMIT", retry_after=1.0))
+    with pytest.raises(RateLimited):
+        retrying(call, policy, run)  # the fourth page's first wait would pass it
+    assert sum(slept) == 300.0 and run.waited == 300.0 and len(calls) == 1
+
+
 def test_the_default_policy_is_the_security_bars() -> None:
     policy = RetryPolicy()
     assert (policy.retries + 1, policy.base_seconds, policy.cap_seconds) == (5, 1.0, 60.0)  # bar L8
     assert policy.budget_seconds >= 60.0  # room for one minute-long Retry-After, Plaid's per-minute limits
+    assert policy.budget_seconds <= policy.run_budget_seconds <= 300.0  # one call's worth fits; a run stays minutes
