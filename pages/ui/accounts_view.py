@@ -133,6 +133,9 @@ def sync_now(c: Container, uid: uuid.UUID, item: ItemView) -> None:
             if result.status == "ok":
                 box.update(label=f"{md(item.institution_name)} is up to date: {done}.", state="complete")
                 st.session_state["flash"] = [("success", f"{md(item.institution_name)} is up to date: {done}.")]
+            elif result.status == "already_syncing":  # the bot got there first: not a failure, and the page follows it
+                box.update(label=md(result.message), state="complete")
+                st.session_state["flash"] = [("info", result.message)]
             else:
                 box.update(label=md(result.message or result.status), state="error")
                 st.session_state["flash"] = [("error", result.message or result.status)]

@@ -390,3 +390,24 @@ def test_home_sums_balances_by_kind_and_points_at_a_connection_that_needs_the_us
     at = open_page("home.py")
     [warning] = at.warning
     assert warning.value.startswith("First Demo Bank:") and "sign in" in warning.value
+
+
+def test_sync_now_while_the_bot_syncs_says_so_and_the_page_follows_the_bot(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models import PlaidItem
+    from services.db import unit_of_work
+    from services.sync_state import acquire, worker_name
+
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "hal")
+    item = bank_app.link(user.id)
+    with unit_of_work(c.engine) as session:  # the bot's scheduler (alive, in this process) holds the item
+        row = session.get(PlaidItem, item.id)
+        assert row is not None and acquire(session, row, worker_name("scheduler"), c.clock())
+    at = open_page("accounts.py")
+    at = click(at, "Sync now")
+    assert not at.exception and not at.error  # not a failure
+    [info] = at.info
+    assert "already syncing" in info.value
+    assert "Syncing in the background" in everything(at)  # and the page updates by itself when the bot is done
