@@ -12,6 +12,7 @@ from streamlit.runtime.scriptrunner_utils.exceptions import RerunException, Stop
 
 from pages.ui.format import count, money, when
 from pages.ui.reauth import proof_inputs
+from pages.ui.session import current_session
 from pages.ui.text import md
 from services import banking, sync
 from services.banking import ItemView
@@ -73,6 +74,9 @@ def watch_syncing(c: Container, uid: uuid.UUID, statuses: list[ItemSyncStatus]) 
 
     @st.fragment(run_every=2)
     def poll() -> None:
+        view = current_session()  # a fragment's rerun skips the entry script's check: a session ended elsewhere
+        if view is None or view.user.id != uid:  # stops the polling at once (the full rerun shows sign-in)
+            st.rerun(scope="app")
         now = {s.item_id: s for s in sync.item_sync_status(c, uid)}
         done = [now[i] for i in busy if i in now and now[i].state not in BUSY]
         if done:  # its card, balances and last sync change: show them, and say so
