@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from services.demo_bank import fields, problems
 from services.demo_bank.bank import Bank
 from services.demo_bank.catalog import INSTITUTIONS
-from services.demo_bank.links import USERNAMES, link_login, link_session, new_link_session
+from services.demo_bank.links import USERNAMES, link_accounts, link_login, link_session, new_link_session
 from services.demo_bank.problems import BankError
 from services.demo_bank.render import accounts_json, institution_json, iso, item_json, item_status_json, streams_json
 from services.demo_bank.syncing import sync_page
@@ -264,16 +264,26 @@ def _link_routes(bank: Bank) -> list[Mount]:
         return JSONResponse({"institutions": institutions, "update_institution_id": update,
                              "account_selection": link.account_selection, "usernames": sorted(USERNAMES)})  # fmt: skip
 
+    def credentials(body: dict[str, Any]) -> tuple[str, str, str, str]:
+        keys = ("link_token", "institution_id", "username", "password")
+        token, institution, username, password = (str(body.get(k) or "") for k in keys)
+        return token, institution, username, password
+
+    async def accounts(request: Request) -> Response:
+        try:
+            body = await _json_body(request)
+            result = link_accounts(bank, *credentials(body))
+        except BankError as exc:
+            return _error(exc)
+        return JSONResponse(result)
+
     async def login(request: Request) -> Response:
         try:
             body = await _json_body(request)
-            result = link_login(
-                bank,
-                str(body.get("link_token") or ""),
-                str(body.get("institution_id") or ""),
-                str(body.get("username") or ""),
-                str(body.get("password") or ""),
-            )
+            picked = body.get("account_keys")
+            if picked is not None and not isinstance(picked, list):
+                raise problems.invalid_field("account_keys must be a list")
+            result = link_login(bank, *credentials(body), account_keys=picked)
         except BankError as exc:
             return _error(exc)
         bank.save()
@@ -293,6 +303,7 @@ def _link_routes(bank: Bank) -> list[Mount]:
     routes = [
         Route("/link-initialize.js", script, methods=["GET"]),
         Route("/demo/session", session, methods=["POST"]),
+        Route("/demo/accounts", accounts, methods=["POST"]),
         Route("/demo/login", login, methods=["POST"]),
     ]
     return [Mount("/link", routes=routes, middleware=[cors])]

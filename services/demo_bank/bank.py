@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from services.demo_bank import problems
-from services.demo_bank.catalog import INSTITUTIONS, OPENED_LATER
+from services.demo_bank.catalog import ACCOUNT_TEMPLATES, INSTITUTIONS, OPENED_LATER
 from services.demo_bank.faults import Counted, FaultKind
 from services.demo_bank.items import Item, new_item, stable_id, utc_now
 from services.demo_bank.ledger import Txn
@@ -48,8 +48,17 @@ class Bank:
 
     # -- items and tokens -------------------------------------------------------------------------
 
-    def create_item(self, institution_id: str, username: str = "user_good", webhook: str | None = None) -> Item:
-        """Link a new item with seeded history and the state its username asks for."""
+    def create_item(
+        self,
+        institution_id: str,
+        username: str = "user_good",
+        webhook: str | None = None,
+        shared: Sequence[str] | None = None,
+    ) -> Item:
+        """Link a new item with seeded history and the state its username asks for.
+
+        ``shared`` is the account keys the user ticked in Link (None: all); the others stay the bank's own.
+        """
         if institution_id not in INSTITUTIONS:
             raise problems.BankError(400, "INVALID_INPUT", "INVALID_INSTITUTION", "invalid institution_id provided")
         if username not in USERNAMES:
@@ -63,6 +72,8 @@ class Bank:
             item = new_item(item_id, f"access-demo-{secrets.token_hex(16)}", institution_id, today, utc_now())
             item.webhook = webhook
             item.login = username
+            if shared is not None:
+                item.hidden = [t.key for t in ACCOUNT_TEMPLATES if t.key not in shared]
             # The bank's history belongs to the login, not the link: linking the same login again shows the same
             # transactions (under new ids, as Plaid gives a new item new ids).
             item.seed = stable_id(self.seed, institution_id, username)
@@ -190,9 +201,10 @@ class Bank:
     def truth(self, item_id: str) -> list[dict[str, Any]]:
         """Every current transaction of an item as Plaid JSON, newest first."""
         with self.lock:
-            txns = sorted(
-                self.item(item_id).ledger.txns.values(), key=lambda t: (t.date, t.transaction_id), reverse=True
-            )
+            item = self.item(item_id)
+            hidden = item.hidden_ids()
+            shown = (t for t in item.ledger.txns.values() if t.account_id not in hidden)
+            txns = sorted(shown, key=lambda t: (t.date, t.transaction_id), reverse=True)
             return [txn_json(t) for t in txns]
 
     # -- faults -----------------------------------------------------------------------------------

@@ -44,10 +44,15 @@ class Item:
     last_webhook: tuple[datetime, str] | None = None
     faults: Faults = field(default_factory=Faults)
     offered: list[str] = field(default_factory=list)  # accounts the bank has that the user did not share yet
+    hidden: list[str] = field(default_factory=list)  # accounts the user left unticked in Link: never sent
 
     def templates(self) -> list[AccountTemplate]:
         """The shared accounts' templates, in the bank's order."""
-        return [t for t in ALL_TEMPLATES if t.key in self.accounts]
+        return [t for t in ALL_TEMPLATES if t.key in self.accounts and t.key not in self.hidden]
+
+    def hidden_ids(self) -> frozenset[str]:
+        """Account ids the bank keeps (its own history moves money through them) but this item does not show."""
+        return frozenset(self.accounts[k] for k in self.hidden if k in self.accounts)
 
     def share(self, template: AccountTemplate) -> None:
         """Share one more account with this item (update mode with account selection)."""
@@ -59,11 +64,13 @@ class Item:
 
     def masks(self) -> dict[str, str]:
         """The last four digits of each account: fixed by institution and login, so relinking shows the same ones."""
-        out = {}
-        for key, aid in self.accounts.items():
-            digest = stable_id(self.institution_id, self.login, key)
-            out[aid] = str(int(digest[:8], 16) % 10_000).zfill(4)
-        return out
+        return {aid: mask_of(self.institution_id, self.login, key) for key, aid in self.accounts.items()}
+
+
+def mask_of(institution_id: str, login: str, key: str) -> str:
+    """An account's last four digits, known before any item exists (Link's account picker shows them)."""
+    digest = stable_id(institution_id, login, key)
+    return str(int(digest[:8], 16) % 10_000).zfill(4)
 
 
 def new_item(item_id: str, access_token: str, institution_id: str, today: date, now: datetime) -> Item:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from services.demo_bank import problems
-from services.demo_bank.catalog import ALL_TEMPLATES, INSTITUTIONS
-from services.demo_bank.items import utc_now
+from services.demo_bank.catalog import ACCOUNT_TEMPLATES, ALL_TEMPLATES, INSTITUTIONS
+from services.demo_bank.items import mask_of, utc_now
 
 if TYPE_CHECKING:
     from services.demo_bank.bank import Bank
@@ -59,18 +60,59 @@ def link_session(bank: Bank, link_token: str) -> LinkSession:
     return session
 
 
-def link_login(bank: Bank, link_token: str, institution_id: str, username: str, password: str) -> dict[str, Any]:
-    """Sign in through the Link stand-in; return the `onSuccess` public token and metadata."""
+def _check_login(bank: Bank, link_token: str, institution_id: str, username: str, password: str) -> LinkSession:
+    session = link_session(bank, link_token)
+    if password != PASSWORD or username not in USERNAMES:
+        raise problems.BankError(
+            400,
+            "ITEM_ERROR",
+            "INVALID_CREDENTIALS",
+            "the provided credentials were not correct",
+            "The username or password you entered is incorrect. Please try again.",
+        )
+    if session.item_id is None and institution_id not in INSTITUTIONS:
+        raise problems.BankError(400, "INVALID_INPUT", "INVALID_INSTITUTION", "invalid institution_id provided")
+    return session
+
+
+def link_accounts(bank: Bank, link_token: str, institution_id: str, username: str, password: str) -> dict[str, Any]:
+    """Link's account picker: after a correct sign-in, the accounts this login can share (nothing is linked yet)."""
     with bank.lock:
-        session = link_session(bank, link_token)
-        if password != PASSWORD or username not in USERNAMES:
-            raise problems.BankError(
-                400,
-                "ITEM_ERROR",
-                "INVALID_CREDENTIALS",
-                "the provided credentials were not correct",
-                "The username or password you entered is incorrect. Please try again.",
-            )
+        _check_login(bank, link_token, institution_id, username, password)
+        accounts = [
+            {"key": t.key, "name": t.name, "mask": mask_of(institution_id, username, t.key), "type": t.type,
+             "subtype": t.subtype}
+            for t in ACCOUNT_TEMPLATES
+        ]  # fmt: skip
+        return {"accounts": accounts}
+
+
+def _shared(account_keys: Sequence[str] | None) -> list[str] | None:
+    """The ticked account keys, checked: at least one, each an account this bank has."""
+    if account_keys is None:
+        return None
+    known = {t.key for t in ACCOUNT_TEMPLATES}
+    picked = [str(k) for k in account_keys]
+    if not picked or not set(picked) <= known:
+        raise problems.invalid_field("account_keys must name at least one of the login's accounts")
+    return picked
+
+
+def link_login(
+    bank: Bank,
+    link_token: str,
+    institution_id: str,
+    username: str,
+    password: str,
+    account_keys: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Sign in through the Link stand-in; return the `onSuccess` public token and metadata.
+
+    ``account_keys``: the accounts ticked in the picker (None: all, as when Link shows no picker).
+    """
+    with bank.lock:
+        session = _check_login(bank, link_token, institution_id, username, password)
+        shared = _shared(account_keys)
         if session.item_id is not None:
             item = bank.items[session.item_id]
             bank.repair(item.item_id)
@@ -80,7 +122,7 @@ def link_login(bank: Bank, link_token: str, institution_id: str, username: str, 
                         item.share(t)
                 item.offered = []
         else:
-            item = bank.create_item(institution_id, username, session.webhook)
+            item = bank.create_item(institution_id, username, session.webhook, shared)
         return {
             "public_token": bank.issue_public_token(item, update=session.item_id is not None),
             "institution": {"name": INSTITUTIONS[item.institution_id].name, "institution_id": item.institution_id},

@@ -84,6 +84,7 @@ def _item_out(item: Item) -> dict[str, Any]:
         "removed": item.removed,
         "last_successful_update": _when(item.last_successful_update),
         "offered": item.offered,
+        "hidden": item.hidden,
     }
 
 
@@ -108,6 +109,7 @@ def _item_in(d: dict[str, Any]) -> Item:
         last_successful_update=datetime.fromisoformat(last) if last else None,
         faults=Faults(),
         offered=[str(k) for k in d.get("offered", [])],  # absent in state files written before it existed
+        hidden=[str(k) for k in d.get("hidden", [])],  # likewise
     )
 
 

@@ -40,6 +40,9 @@ def sync_page(item: Item, token: str, count: int, key: bytes) -> dict[str, Any]:
         raise problems.mutation_during_pagination()
     end = cur.end if cur.paging else len(ledger.log)
     changes = ledger.changes(cur.start, end)
+    hidden = item.hidden_ids()
+    if hidden:  # accounts the user did not share: their transactions are never sent (nor their removals)
+        changes = [(kind, tid) for kind, tid in changes if ledger.account_of(tid) not in hidden]
     window = changes[cur.offset : cur.offset + count]
     has_more = cur.offset + count < len(changes)
     if has_more:

@@ -10,7 +10,10 @@ pytestmark = pytest.mark.e2e
 PASSWORD = "granite osprey lullaby 4410 fern"
 
 
-def link_through_component(page: object, institution: str, password: str = "pass_good") -> None:
+def link_through_component(
+    page: object, institution: str, password: str = "pass_good", untick: tuple[str, ...] = ()
+) -> None:
+    """Link a bank as a person does: pick it, sign in, leave the accounts in ``untick`` unshared, continue."""
     page.get_by_role("button", name="Link a bank").click()  # type: ignore[attr-defined]
     page.get_by_role("button", name="Choose your bank").click()  # type: ignore[attr-defined]
     page.get_by_test_id("demo-link-dialog").wait_for(timeout=20_000)  # type: ignore[attr-defined]
@@ -18,6 +21,12 @@ def link_through_component(page: object, institution: str, password: str = "pass
     page.get_by_label("Username").fill("user_good")  # type: ignore[attr-defined]
     page.get_by_label("Password", exact=True).last.fill(password)  # type: ignore[attr-defined]
     page.get_by_test_id("demo-link-submit").click()  # type: ignore[attr-defined]
+    if password != "pass_good":
+        return  # Link shows the bank's refusal; there are no accounts to pick
+    page.get_by_test_id("demo-link-accounts").wait_for(timeout=20_000)  # type: ignore[attr-defined]
+    for key in untick:
+        page.locator(f'[data-account-key="{key}"]').uncheck()  # type: ignore[attr-defined]
+    page.get_by_test_id("demo-link-continue").click()  # type: ignore[attr-defined]
 
 
 def test_link_two_banks_repair_one_remove_one(server: Server, browser: object) -> None:
@@ -39,8 +48,8 @@ def test_link_two_banks_repair_one_remove_one(server: Server, browser: object) -
     # Its first sync starts at once (not at the scheduler's next tick) and the page updates by itself.
     page.get_by_text("First Demo Bank is synced").wait_for(timeout=20_000)
     page.get_by_text("Up to date.").wait_for(timeout=5_000)
-    link_through_component(page, "ins_demo_2")
-    page.get_by_text("Linked Maple Credit Union").wait_for(timeout=30_000)
+    link_through_component(page, "ins_demo_2", untick=("savings",))  # Link's account picker: share two of three
+    page.get_by_text("Linked Maple Credit Union with 2 accounts").wait_for(timeout=30_000)
     page.get_by_text("Everyday Checking").first.wait_for(state="attached")  # a canvas grid: cells stay hidden
     shot(page, "accounts-two-banks")
 

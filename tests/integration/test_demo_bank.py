@@ -234,6 +234,35 @@ def test_link_stand_in_signs_in_and_refuses_bad_passwords(demo_bank: DemoBankHan
     assert status == 400
 
 
+def test_link_account_picker_shares_only_the_ticked_accounts(demo_bank: DemoBankHandle, gateway: PlaidGateway) -> None:
+    """Plaid Link's Account Select: the item, its balances and its transactions cover the ticked accounts only."""
+    link = gateway.link_token_create("user-8")
+    creds = {"link_token": link.link_token, "institution_id": "ins_demo_1", "username": "user_good"}
+    status, err = post(demo_bank.url + "/link/demo/accounts", {**creds, "password": "wrong"})
+    assert (status, err["error_code"]) == (400, "INVALID_CREDENTIALS")  # the picker is behind the sign-in
+    status, offer = post(demo_bank.url + "/link/demo/accounts", {**creds, "password": "pass_good"})
+    assert status == 200 and [a["key"] for a in offer["accounts"]] == ["checking", "savings", "credit"]
+    for bad in ([], ["checking", "brokerage"], "checking"):
+        status, err = post(demo_bank.url + "/link/demo/login", {**creds, "password": "pass_good", "account_keys": bad})
+        assert (status, err["error_code"]) == (400, "INVALID_FIELD"), bad
+    status, ok = post(
+        demo_bank.url + "/link/demo/login", {**creds, "password": "pass_good", "account_keys": ["checking", "credit"]}
+    )
+    assert status == 200 and [a["subtype"] for a in ok["accounts"]] == ["checking", "credit card"]
+    masks = {a["key"]: a["mask"] for a in offer["accounts"]}
+    assert [a["mask"] for a in ok["accounts"]] == [masks["checking"], masks["credit"]]  # what the picker showed
+    access = gateway.exchange_public_token(ok["public_token"])
+    shared = {a["id"] for a in ok["accounts"]}
+    assert {a.account_id for a in gateway.accounts_get(access.access_token).accounts} == shared
+    page = gateway.transactions_sync(access.access_token, count=500)
+    seen = {t.account_id for t in page.added}
+    while page.has_more:
+        page = gateway.transactions_sync(access.access_token, page.next_cursor, count=500)
+        seen |= {t.account_id for t in page.added}
+    assert seen == shared  # the savings account's transactions (its transfers too) never leave the bank
+    assert {t["account_id"] for t in demo_bank.truth(access.item_id)} == shared
+
+
 def test_update_mode_link_repairs_the_item(demo_bank: DemoBankHandle, gateway: PlaidGateway, item: LinkedItem) -> None:
     demo_bank.set_fault(item.item_id, "login_required")
     link = gateway.link_token_create("user-1", access_token=item.access_token)

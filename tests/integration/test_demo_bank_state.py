@@ -6,7 +6,7 @@ from pathlib import Path
 
 from services.container import build_container
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, start_demo_bank
-from services.demo_bank.links import link_session
+from services.demo_bank.links import PASSWORD, link_login, link_session
 from services.demo_bank_runtime import STATE_FILE, ensure_demo_bank
 from services.plaid_client import PlaidGateway
 from tests.factories import make_settings
@@ -20,6 +20,11 @@ def test_items_tokens_and_cursors_survive_a_restart(tmp_path: Path) -> None:
     page = gw.transactions_sync(access.access_token)
     before = gw.accounts_get(access.access_token)
     repair = gw.link_token_create("u-1", access_token=access.access_token, account_selection=True)
+    # Another login, linked in Link with the savings account left unticked.
+    link = gw.link_token_create("u-2")
+    ok = link_login(first.bank, link.link_token, "ins_demo_1", "user_good", PASSWORD, ["checking", "credit"])
+    picked = gw.exchange_public_token(ok["public_token"]).access_token
+    shared = [a["id"] for a in ok["accounts"]]
     first.stop()
     assert state.stat().st_mode & 0o077 == 0  # holds tokens and signing keys: owner only
 
@@ -32,6 +37,7 @@ def test_items_tokens_and_cursors_survive_a_restart(tmp_path: Path) -> None:
         resumed = again.transactions_sync(access.access_token, page.next_cursor)  # and so does the cursor
         assert resumed.added == ()
         assert link_session(second.bank, repair.link_token).account_selection  # an open update-mode Link keeps it
+        assert [a.account_id for a in again.accounts_get(picked).accounts] == shared  # unticked stays unshared
     finally:
         second.stop()
 

@@ -85,13 +85,83 @@
           "data-institution-id": inst.institution_id,
           style: "display:block;width:100%;margin:6px 0;padding:12px;border:1px solid #ccc;border-radius:8px;" +
                  "background:#f7f7f7;text-align:left;cursor:pointer" }, inst.name);
-        b.addEventListener("click", function () { chosen = inst; emit("SELECT_INSTITUTION"); showLogin(); });
+        b.addEventListener("click", function () { chosen = inst; emit("SELECT_INSTITUTION"); showLogin(!!updateId); });
         box.appendChild(b);
       });
       mount(box);
     }
 
-    function showLogin() {
+    function failed(res, where) {
+      lastError = { error_type: res.data.error_type, error_code: res.data.error_code,
+                    error_message: res.data.error_message, display_message: res.data.display_message };
+      where.textContent = res.data.display_message || res.data.error_message || "Sign-in failed.";
+      emit("ERROR", { error_code: res.data.error_code, error_message: res.data.error_message });
+    }
+
+    function succeed(data) {
+      finished = true;
+      close();
+      emit("HANDOFF");
+      onSuccess(data.public_token, {
+        institution: data.institution, accounts: data.accounts,
+        link_session_id: data.link_session_id, transfer_status: null, public_token: data.public_token,
+      });
+    }
+
+    function login(creds, keys, error, button) {
+      var body = { link_token: token, institution_id: chosen.institution_id,
+                   username: creds.username, password: creds.password };
+      if (keys) body.account_keys = keys;
+      button.disabled = true;
+      return post("/link/demo/login", body).then(function (res) {
+        button.disabled = false;
+        if (!res.ok) { failed(res, error); return; }
+        succeed(res.data);
+      }).catch(function () { button.disabled = false; error.textContent = "Could not reach the demo bank."; });
+    }
+
+    // Plaid's Account Select step: every account ticked, the user may untick some; at least one stays.
+    function showAccounts(list, creds) {
+      var box = panel();
+      box.appendChild(el("h2", { style: "margin:0 0 4px" }, "Share accounts"));
+      box.appendChild(el("p", { style: "color:#555;margin:0 0 12px" },
+        "Choose the " + chosen.name + " accounts finsync may read."));
+      var form = el("form", { "data-testid": "demo-link-accounts" });
+      var boxes = list.map(function (a) {
+        var label = el("label", { style: "display:flex;gap:10px;align-items:center;margin:8px 0;padding:10px;" +
+                                         "border:1px solid #ddd;border-radius:8px;cursor:pointer" });
+        var tick = el("input", { type: "checkbox", "data-account-key": a.key, "aria-label": a.name });
+        tick.checked = true;
+        label.appendChild(tick);
+        label.appendChild(el("span", {}, a.name + " \u2022\u2022" + a.mask + " (" + (a.subtype || a.type) + ")"));
+        form.appendChild(label);
+        return tick;
+      });
+      var error = el("p", { role: "alert", "data-testid": "demo-link-error", style: "color:#b00020;min-height:1.2em" });
+      var go = el("button", { type: "submit", "data-testid": "demo-link-continue",
+        style: "width:100%;padding:12px;border:0;border-radius:8px;background:#111;color:#fff;cursor:pointer" },
+        "Continue");
+      boxes.forEach(function (tick) {
+        tick.addEventListener("change", function () {
+          go.disabled = !boxes.some(function (b) { return b.checked; });
+        });
+      });
+      form.appendChild(error);
+      form.appendChild(go);
+      form.addEventListener("submit", function (ev) {
+        ev.preventDefault();
+        var keys = boxes.filter(function (b) { return b.checked; })
+                        .map(function (b) { return b.getAttribute("data-account-key"); });
+        if (!keys.length) return;
+        emit("TRANSITION_VIEW", { view_name: "CONNECTED" });
+        login(creds, keys, error, go);
+      });
+      box.appendChild(form);
+      mount(box);
+      emit("TRANSITION_VIEW", { view_name: "SELECT_ACCOUNT" });
+    }
+
+    function showLogin(update) {
       var box = panel();
       box.appendChild(el("h2", { style: "margin:0 0 12px" }, chosen.name));
       var form = el("form", { "data-testid": "demo-link-form" });
@@ -106,26 +176,16 @@
       [user, pass, error, submit].forEach(function (n) { form.appendChild(n); });
       form.addEventListener("submit", function (ev) {
         ev.preventDefault();
-        submit.disabled = true;
         emit("SUBMIT_CREDENTIALS");
-        post("/link/demo/login", { link_token: token, institution_id: chosen.institution_id,
-                                   username: user.value, password: pass.value })
+        var creds = { username: user.value, password: pass.value };
+        if (update) { login(creds, null, error, submit); return; }  // repairing: the item keeps its accounts
+        submit.disabled = true;
+        post("/link/demo/accounts", { link_token: token, institution_id: chosen.institution_id,
+                                      username: creds.username, password: creds.password })
           .then(function (res) {
             submit.disabled = false;
-            if (!res.ok) {
-              lastError = { error_type: res.data.error_type, error_code: res.data.error_code,
-                            error_message: res.data.error_message, display_message: res.data.display_message };
-              error.textContent = res.data.display_message || res.data.error_message || "Sign-in failed.";
-              emit("ERROR", { error_code: res.data.error_code, error_message: res.data.error_message });
-              return;
-            }
-            finished = true;
-            close();
-            emit("HANDOFF");
-            onSuccess(res.data.public_token, {
-              institution: res.data.institution, accounts: res.data.accounts,
-              link_session_id: res.data.link_session_id, transfer_status: null, public_token: res.data.public_token,
-            });
+            if (!res.ok) { failed(res, error); return; }
+            showAccounts(res.data.accounts, creds);
           })
           .catch(function () { submit.disabled = false; error.textContent = "Could not reach the demo bank."; });
       });
