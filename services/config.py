@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     session_absolute_hours: int = Field(default=12, ge=1, le=24 * 30, alias="SESSION_ABSOLUTE_HOURS")
     sync_interval_hours: float = Field(default=6, gt=0, le=24 * 7, alias="SYNC_INTERVAL_HOURS")
     sync_tick_seconds: float = Field(default=30, ge=0.5, le=3600, alias="SYNC_TICK_SECONDS")
+    sync_verify_days: float = Field(default=7, ge=0, le=365, alias="SYNC_VERIFY_DAYS")  # 0: no scheduled self-check
     demo_activity_seconds: float = Field(default=120, ge=0, alias="FINSYNC_DEMO_ACTIVITY_SECONDS")
     proxy_hops: int = Field(default=0, ge=0, le=10, alias="FINSYNC_PROXY_HOPS")  # reverse proxies to trust
 

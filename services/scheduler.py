@@ -10,6 +10,7 @@ from services.container import Container
 from services.jobs import run_due_jobs
 from services.retention import DailyPurge
 from services.revocations import retry_quietly
+from services.sync_selfcheck import check_due
 from services.sync_state import worker_name
 
 log = logging.getLogger("finsync.scheduler")
@@ -52,12 +53,15 @@ class Scheduler:
             self._thread.join(timeout)
 
     def run_once(self) -> int:
-        """One pass: queue due items, run up to ``limit`` jobs, retry due mail and Plaid revocations, purge once a day.
+        """One pass: queue due items, run up to ``limit`` jobs, then (if that was all) one due self-check; retry due
+        mail and Plaid revocations, purge once a day.
 
         Returns how many jobs ran.
         """
         try:
             ran = run_due_jobs(self.c, worker_id=self.worker_id, limit=self.limit)
+            if ran < self.limit:  # a quiet pass: compare one bank's ledger with a full replay, if one is due
+                check_due(self.c)
         finally:
             mail_queue.send_quietly(self.c)  # neither of these raises, so they cannot break a sync pass,
             retry_quietly(self.c)  # and they run even if syncing failed

@@ -19,7 +19,7 @@ from services.errors import InputError
 from services.jobs import claim, enqueue_due, enqueue_sync, run_due_jobs, run_job
 from services.mailer import MemoryMailer
 from services.notify import NotificationSettings, get_notification_prefs, set_notification_prefs
-from services.scheduler import start_scheduler, stop_scheduler
+from services.scheduler import Scheduler, start_scheduler, stop_scheduler
 from services.sync import request_sync_on_sign_in, sync_item
 from tests.integration.sync_helpers import FAST, ledger, link_item, make_user, truth
 
@@ -125,6 +125,19 @@ def test_scheduler_starts_once_per_process_and_runs_without_a_browser(wired, dem
     finally:
         stop_scheduler()
     assert not first.running
+    assert ledger(wired, user_id) == truth(demo_bank, pid)
+
+
+def test_a_quiet_scheduler_pass_also_self_checks_a_bank_that_is_due(wired, demo_bank, gateway, clock) -> None:
+    user_id = make_user(wired)
+    _, pid = link_item(wired, gateway, user_id)
+    scheduler = Scheduler(wired)
+    assert scheduler.run_once() == 1  # the first sync; no check for a bank linked today
+    clock.advance(days=wired.settings.sync_verify_days, seconds=1)
+    assert scheduler.run_once() == 1  # the due sync, then the week's check
+    with unit_of_work(wired.engine) as s:
+        checks = s.exec(select(SyncRun).where(SyncRun.trigger == "verify")).all()
+    assert [(r.status, r.error_code) for r in checks] == [("ok", None)]
     assert ledger(wired, user_id) == truth(demo_bank, pid)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import pytest
@@ -13,7 +14,9 @@ from services.db import unit_of_work
 from services.demo_bank.server import DemoBankHandle
 from services.plaid_client import PlaidGateway
 from services.sync_engine import sync_item
+from services.sync_selfcheck import check_due
 from services.sync_verify import verify_item
+from tests.factories import FakeClock
 from tests.integration.sync_helpers import FAST, ledger, truth
 
 
@@ -106,3 +109,83 @@ def test_a_set_aside_transaction_is_counted_not_reported_as_missing(
     result = _verify(container, gateway, user_id, item_id)
     assert result.status == "verified" and result.found.set_aside == 1
     assert "(1 unreadable one(s) set aside)" in result.summary()
+
+
+def _scheduled(c: Container, gw: PlaidGateway):  # type: ignore[no-untyped-def]
+    return check_due(c, gateway=gw, policy=FAST)
+
+
+def _verify_runs(c: Container) -> list[tuple[str, str | None]]:
+    with unit_of_work(c.engine) as s:
+        runs = s.exec(select(SyncRun).where(SyncRun.trigger == "verify").order_by(SyncRun.started_at)).all()  # type: ignore[arg-type]
+        return [(r.status, r.error_code) for r in runs]
+
+
+def test_the_bot_checks_each_bank_once_a_period_by_itself(
+    container: Container,
+    gateway: PlaidGateway,
+    demo_bank: DemoBankHandle,
+    linked: tuple[uuid.UUID, uuid.UUID, str],
+    clock: FakeClock,
+) -> None:
+    user_id, item_id, pid = linked
+    sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    assert _scheduled(container, gateway) is None  # a bank linked today is checked a period from now
+    clock.advance(days=7, seconds=1)
+    demo_bank.advance(pid, 7)
+    sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    first = _scheduled(container, gateway)
+    assert first is not None and first.status == "verified", first
+    assert first.found.checked == len(truth(demo_bank, pid))
+    assert _scheduled(container, gateway) is None  # checked: not again this period
+    clock.advance(days=3)
+    assert _scheduled(container, gateway) is None
+    clock.advance(days=4, seconds=1)
+    again = _scheduled(container, gateway)
+    assert again is not None and again.status == "verified"
+    assert _verify_runs(container) == [("ok", None), ("ok", None)]
+
+
+def test_a_scheduled_check_that_finds_a_lost_transaction_records_it_once_a_period(
+    container: Container,
+    gateway: PlaidGateway,
+    linked: tuple[uuid.UUID, uuid.UUID, str],
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    user_id, item_id, _ = linked
+    sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    lost = sorted(ledger(container, user_id))[0]
+    with unit_of_work(container.engine) as s:  # what a bug in the sync could have done
+        row = s.get(LedgerTransaction, lost)
+        assert row is not None
+        s.delete(row)
+    clock.advance(days=8)
+    with caplog.at_level("WARNING", logger="finsync.selfcheck"):
+        found = _scheduled(container, gateway)
+    assert found is not None and found.status == "differs" and ("missing", lost) in found.found.examples
+    assert any(lost in r.getMessage() for r in caplog.records)  # the operator's log names it
+    # Found, then confirmed by a second sync and replay; Sync history explains it to the user.
+    assert _verify_runs(container) == [("failed", "LEDGER_DIFFERS")] * 2
+    assert _scheduled(container, gateway) is None  # reported: not re-checked at every tick
+
+
+def test_a_bank_that_fails_is_not_self_checked_and_checks_can_be_turned_off(
+    container: Container,
+    gateway: PlaidGateway,
+    demo_bank: DemoBankHandle,
+    linked: tuple[uuid.UUID, uuid.UUID, str],
+    clock: FakeClock,
+) -> None:
+    user_id, item_id, pid = linked
+    sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    clock.advance(days=8)
+    off = dataclasses.replace(container, settings=container.settings.model_copy(update={"sync_verify_days": 0}))
+    assert _scheduled(off, gateway) is None and _verify_runs(container) == []
+    demo_bank.set_fault(pid, "institution_down", times=10**6)
+    assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status == "failed"
+    assert _scheduled(container, gateway) is None  # the ordinary sync and its back-off deal with a bank that is down
+    demo_bank.clear_faults(pid)
+    assert sync_item(container, user_id, item_id, explicit=True, gateway=gateway, policy=FAST).ok
+    result = _scheduled(container, gateway)
+    assert result is not None and result.status == "verified"
