@@ -32,7 +32,7 @@ def finish_link(
             st.session_state["flash"] = [("warning", message)]
         elif repair:
             item = banking.complete_repair(c, uid, uuid.UUID(repair))
-            st.session_state["flash"] = [("success", f"{md(item.institution_name)} is connected again.")]
+            st.session_state["flash"] = [("success", f"{item.institution_name} is connected again.")]
         else:
             item = banking.complete_link(
                 c,
@@ -41,7 +41,7 @@ def finish_link(
                 metadata=dict(outcome.get("metadata") or {}),
                 link_session_id=uuid.UUID(link_session_id),
             )
-            linked = f"Linked {md(item.institution_name)} with {count(len(item.accounts), 'account')}."
+            linked = f"Linked {item.institution_name} with {count(len(item.accounts), 'account')}."
             st.session_state["flash"] = [("success", linked)]
     except DuplicateConnection as exc:
         st.session_state["flash"] = [("error", str(exc))]
@@ -52,7 +52,7 @@ def finish_link(
 
 
 def show_flash() -> None:
-    """Messages left by the previous run (Link outcomes, removals)."""
+    """Messages left by the previous run (Link outcomes, removals): plain text, escaped here and only here."""
     for kind, message in st.session_state.pop("flash", []):
         getattr(st, kind)(md(message))
 
@@ -80,7 +80,7 @@ def watch_syncing(c: Container, uid: uuid.UUID, statuses: list[ItemSyncStatus]) 
         now = {s.item_id: s for s in sync.item_sync_status(c, uid)}
         done = [now[i] for i in busy if i in now and now[i].state not in BUSY]
         if done:  # its card, balances and last sync change: show them, and say so
-            ok = [md(s.institution_name) for s in done if s.state == "ok"]
+            ok = [s.institution_name for s in done if s.state == "ok"]
             if ok:
                 said = f"{', '.join(ok)} {'is' if len(ok) == 1 else 'are'} synced: see Transactions."
                 st.session_state["flash"] = [("success", said)]
@@ -136,7 +136,7 @@ def sync_now(c: Container, uid: uuid.UUID, item: ItemView) -> None:
             done = f"{result.added} new, {result.modified} updated, {result.removed} removed"
             if result.status == "ok":
                 box.update(label=f"{md(item.institution_name)} is up to date: {done}.", state="complete")
-                st.session_state["flash"] = [("success", f"{md(item.institution_name)} is up to date: {done}.")]
+                st.session_state["flash"] = [("success", f"{item.institution_name} is up to date: {done}.")]
             elif result.status == "already_syncing":  # the bot got there first: not a failure, and the page follows it
                 box.update(label=md(result.message), state="complete")
                 st.session_state["flash"] = [("info", result.message)]
@@ -212,5 +212,5 @@ def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStat
                 except FinsyncError as exc:
                     st.error(str(exc))
                 else:
-                    st.session_state["flash"] = [("success", f"Removed {md(item.institution_name)}.")]
+                    st.session_state["flash"] = [("success", f"Removed {item.institution_name}.")]
                     st.rerun()

@@ -411,3 +411,20 @@ def test_sync_now_while_the_bot_syncs_says_so_and_the_page_follows_the_bot(
     [info] = at.info
     assert "already syncing" in info.value
     assert "Syncing in the background" in everything(at)  # and the page updates by itself when the bot is done
+
+
+def test_messages_about_a_bank_show_its_name_as_written(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name with Markdown characters (U.S. Bank) is escaped once: the user reads it, not backslashes."""
+    from models import PlaidItem
+    from services.db import unit_of_work
+
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "ivy")
+    item = bank_app.link(user.id)
+    with unit_of_work(c.engine) as session:
+        row = session.get(PlaidItem, item.id)
+        assert row is not None
+        row.institution_name = "U.S. Bank"
+    at = click(open_page("accounts.py"), "Sync now")
+    done = [e.value for e in at.success if "up to date" in e.value]
+    assert done and done[0].startswith(r"U\.S\. Bank is up to date"), done  # renders "U.S. Bank is up to date"
