@@ -58,7 +58,7 @@ with users_tab:
             if cols[2].button("Enable" if disabled else "Disable", key="admin_disable"):
                 admin.set_disabled(c, view.user.id, target.id, not disabled)
                 done = "enabled: they can sign in again" if disabled else "disabled and signed out everywhere"
-                st.session_state["admin_flash"] = [f"{target.username} is {done}."]
+                st.session_state["admin_flash"] = [f"{md(target.username)} is {done}."]
                 st.rerun()
         except FinsyncError as exc:
             st.error(str(exc))

@@ -299,6 +299,21 @@ def test_admin_page_only_for_admins(
     assert "No bank connections waiting to be revoked." in [i.value for i in at.info]  # the revocations tab
 
 
+def test_admin_messages_show_a_username_as_written(
+    app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_user(container, "__loud__")  # usernames may hold underscores: Markdown's bold
+    root = make_user(container, "root", role="admin")
+    secret = enable_totp(container, root.id)
+    signed_in_as(monkeypatch, sign_in_with_code(container, clock, "root", secret))
+    at = app().run()
+    at.switch_page("admin.py").run()
+    at.selectbox(key="admin_user").select("__loud__ <__loud__@example.com>").run()
+    at = submit(at, "Disable")
+    assert not at.exception
+    assert [s.value for s in at.success] == [r"\_\_loud\_\_ is disabled and signed out everywhere."]
+
+
 NEEDS_TOTP = "The admin page needs two-factor sign-in. Turn it on in Settings → Two-factor."
 
 
