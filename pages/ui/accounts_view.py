@@ -165,9 +165,9 @@ def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStat
         head, badge = st.columns([3, 2])
         head.subheader(md(item.institution_name))
         if item.needs_repair:
-            badge.error(item.status_message, icon=":material/link_off:")
+            badge.error(md(item.status_message), icon=":material/link_off:")
         else:
-            badge.success(item.status_message, icon=":material/check_circle:")
+            badge.success(md(item.status_message), icon=":material/check_circle:")
         sync_line(status)
         flagged = status.drift_flagged_accounts if status else ()
         _accounts_table(item, flagged)

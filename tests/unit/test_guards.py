@@ -459,3 +459,66 @@ def test_state_checker_catches_shared_state(page_script: bool) -> None:
         "def f(view):\n    rows = []\n    rows.append(1)\n    st.session_state['x'] = rows\n    st.session_state.pop('y')\n"
     )
     assert state_problems(ok, "ok.py", page_script=False) == []
+
+
+# --- G2: people's and banks' text is shown as text in Markdown-rendering widgets -------------------
+# Streamlit renders Markdown in messages, captions and widget labels. Text that a user or a bank wrote
+# (names, emails, notes) goes through pages.ui.text.md() there, so "**x**" or "[a](b)" shows as typed.
+MARKDOWN_SINKS = frozenset({
+    "markdown", "write", "caption", "success", "error", "warning", "info", "subheader", "header", "title", "toast",
+    "button", "expander", "status", "popover", "page_link", "metric", "checkbox", "radio", "selectbox",
+    "multiselect", "text_input", "text_area", "number_input", "date_input", "form_submit_button",
+    "download_button", "update", "tabs",
+})  # fmt: skip
+OUTSIDE_TEXT = frozenset({
+    "username", "email", "institution_name", "name", "merchant_name", "official_name", "note", "detail",
+    "status_message", "tags", "category_override", "display_message",
+})  # fmt: skip
+
+
+def _unescaped(expr: ast.expr) -> Iterator[ast.Attribute]:
+    """Attributes holding outside text that reach the output without md()."""
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id == "md":
+        return
+    if isinstance(expr, ast.Attribute) and expr.attr in OUTSIDE_TEXT:
+        yield expr
+        return
+    for child in ast.iter_child_nodes(expr):
+        if isinstance(child, ast.expr):
+            yield from _unescaped(child)
+
+
+def markdown_problems(source: str, name: str) -> list[str]:
+    problems = []
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        if node.func.attr not in MARKDOWN_SINKS:
+            continue
+        shown = [*node.args, *(k.value for k in node.keywords if k.arg in ("label", "body"))]  # value= is input
+        for expr in shown:
+            problems += [
+                f"{name}:{node.lineno}: .{a.attr} shown as Markdown without md() (G2)" for a in _unescaped(expr)
+            ]
+    return problems
+
+
+def test_outside_text_is_escaped_in_markdown_widgets() -> None:
+    problems = [p for path in ui_sources() for p in markdown_problems(path.read_text(encoding="utf-8"), rel(path))]
+    assert problems == []
+
+
+def test_markdown_checker_catches_unescaped_outside_text() -> None:
+    bad = (
+        "st.success(f'{target.username} is disabled.')\n"
+        "box.update(label=item.institution_name)\n"
+        "st.caption('Note: ' + tx.note)\n"
+        "st.button(f'Remove {a.name}')\n"
+    )
+    assert [p.split(":")[1] for p in markdown_problems(bad, "bad.py")] == ["1", "2", "3", "4"]
+    ok = (
+        "st.success(f'{md(target.username)} is disabled.')\n"
+        "st.text_input('Note', value=tx.note)\n"
+        "st.write(f'{count(n, \"row\")}')\n"
+    )
+    assert markdown_problems(ok, "ok.py") == []
