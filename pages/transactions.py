@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.ui.export_view import export_section
-from pages.ui.format import category, count, money
+from pages.ui.format import category, count, money, when
 from pages.ui.session import require_user
 from pages.ui.state import container
 from pages.ui.text import md
@@ -112,7 +112,7 @@ with st.expander(f"What the bank changed ({len(history)})"):
         st.dataframe(
             pd.DataFrame(
                 [
-                    {"When (UTC)": h.changed_at, "Field": h.field_name, "Before": h.old_value, "After": h.new_value}
+                    {"When": when(h.changed_at), "Field": h.field_name, "Before": h.old_value, "After": h.new_value}
                     for h in history
                 ]
             ),

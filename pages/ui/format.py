@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import streamlit as st
 
 from services.plaid_mapping import decimal_text
 
@@ -20,9 +23,26 @@ def money(minor: int | None, currency: str | None) -> str:
     return f"{sign}{symbol}{value}" if symbol else f"{sign}{value} {code}"
 
 
-def when(stamp: datetime | None, empty: str = "never") -> str:
-    """A stored UTC time as ``2026-11-27 05:58 UTC``."""
-    return f"{stamp:%Y-%m-%d %H:%M} UTC" if stamp else empty
+def viewer_zone() -> tzinfo:
+    """The time zone of the person's browser (``st.context.timezone``); UTC when unknown or not a real zone."""
+    try:
+        name = st.context.timezone
+    except Exception:  # no browser behind this run
+        return UTC
+    if not isinstance(name, str) or not 0 < len(name) <= 64:
+        return UTC
+    try:
+        return ZoneInfo(name)  # refuses paths and unknown names; caches the zones it loaded
+    except (ValueError, ZoneInfoNotFoundError, OSError):
+        return UTC
+
+
+def when(stamp: datetime | None, empty: str = "never", zone: tzinfo | None = None) -> str:
+    """A stored UTC time in the viewer's zone, ``2026-11-27 00:58 EST`` (``2026-11-27 05:58 UTC`` if unknown)."""
+    if not stamp:
+        return empty
+    local = (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).astimezone(zone or viewer_zone())
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname() or 'UTC'}"
 
 
 # Plaid's personal_finance_category primaries; a detailed code starts with its primary.

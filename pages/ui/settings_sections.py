@@ -114,8 +114,8 @@ def sessions_section(view: SessionView) -> None:
         cols[0].text(
             device(row.user_agent) + ("  (this one)" if row.current else ""), help=row.user_agent[:300] or None
         )
-        cols[1].caption(f"from {md(row.ip or 'unknown')}, started {row.created_at:%Y-%m-%d %H:%M} UTC")
-        cols[2].caption(f"last seen {row.last_seen_at:%Y-%m-%d %H:%M} UTC")
+        cols[1].caption(f"from {md(row.ip or 'unknown')}, started {when(row.created_at)}")
+        cols[2].caption(f"last seen {when(row.last_seen_at)}")
         if not row.current and cols[3].button("Revoke", key=f"revoke_{row.id}"):
             try:
                 sessions.revoke_session(c, view.user.id, row.id)

@@ -428,3 +428,23 @@ def test_messages_about_a_bank_show_its_name_as_written(bank_app: Bank, monkeypa
     at = click(open_page("accounts.py"), "Sync now")
     done = [e.value for e in at.success if "up to date" in e.value]
     assert done and done[0].startswith(r"U\.S\. Bank is up to date"), done  # renders "U.S. Bank is up to date"
+
+
+@pytest.mark.parametrize(
+    ("browser_zone", "suffix"),
+    [("Asia/Tokyo", "JST"), ("../../../etc/passwd", "UTC"), ("Not/AZone", "UTC"), (None, "UTC")],
+)
+def test_times_are_shown_in_the_browsers_time_zone(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch, browser_zone: str | None, suffix: str
+) -> None:
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "joy")
+    item = bank_app.link(user.id)
+    assert sync.sync_item(c, user.id, item.id, explicit=True).status == "ok"
+    at = AppTest.from_file(ENTRY, default_timeout=60)
+    at.context = {"timezone": browser_zone}  # what the browser reports; a hostile value falls back to UTC
+    at.run()
+    at.switch_page("sync_history.py").run()
+    assert not at.exception
+    [started] = list(at.dataframe[0].value["Started"])
+    assert started.endswith(f" {suffix}"), started

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pages.ui.format import ACTIVITY, activity_words, category, device, money
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from pages.ui.format import ACTIVITY, activity_words, category, device, money, viewer_zone, when
 from services.audit import EVENTS
 
 
@@ -52,3 +55,12 @@ def test_every_audit_event_reads_as_words_in_the_activity_list() -> None:
     assert sorted(EVENTS - ACTIVITY.keys()) == []  # a new event gets its own words, not its code
     assert activity_words("sign_in_ok") == "Signed in"
     assert activity_words("something_new") == "Something new"
+
+
+def test_times_read_in_the_viewers_zone_and_say_which() -> None:
+    stored = datetime(2026, 12, 5, 0, 11)  # the database keeps UTC
+    assert when(stored, zone=ZoneInfo("America/New_York")) == "2026-12-04 19:11 EST"
+    assert when(stored.replace(tzinfo=UTC), zone=ZoneInfo("Asia/Tokyo")) == "2026-12-05 09:11 JST"
+    assert when(stored, zone=UTC) == "2026-12-05 00:11 UTC"
+    assert when(None) == "never" and when(None, "") == ""
+    assert viewer_zone() == UTC  # no browser behind this call
