@@ -159,7 +159,7 @@ _EXPLAIN: dict[str, tuple[str, str]] = {
     ),
     "LEDGER_DIFFERS": (
         "A check against your bank found transactions that differ from what finsync shows.",
-        "Ask the operator: `sync --verify` lists the transactions concerned.",
+        "Ask the operator: the server log (finsync.selfcheck) and `sync --verify` list the transactions concerned.",
     ),
 }
 
