@@ -110,7 +110,11 @@ class SyncRun(SQLModel, table=True):
     """One attempt to sync one item: when, how much, and how it ended."""
 
     __tablename__ = "sync_runs"
-    __table_args__ = (Index("ix_sync_runs_user_started", "user_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_sync_runs_user_started", "user_id", "started_at"),
+        # the scheduler's self-check asks at every tick when each item was last verified: verify runs only
+        Index("ix_sync_runs_trigger_item_started", "trigger", "item_id", "started_at"),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     item_id: uuid.UUID = Field(sa_column=_fk("plaid_items.id"))
