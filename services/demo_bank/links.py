@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from services.demo_bank import problems
-from services.demo_bank.catalog import ACCOUNT_TEMPLATES, ALL_TEMPLATES, INSTITUTIONS
+from services.demo_bank.catalog import ACCOUNT_TEMPLATES, ALL_TEMPLATES, INSTITUTIONS, AccountTemplate
 from services.demo_bank.items import mask_of, utc_now
 
 if TYPE_CHECKING:
@@ -75,25 +75,36 @@ def _check_login(bank: Bank, link_token: str, institution_id: str, username: str
     return session
 
 
+def _choices(bank: Bank, session: LinkSession) -> list[AccountTemplate]:
+    """What the picker offers: a new link, every account of the login; update mode with account selection, the
+    accounts the bank opened since (NEW_ACCOUNTS_AVAILABLE); a plain repair, nothing (no picker)."""
+    if session.item_id is None:
+        return list(ACCOUNT_TEMPLATES)
+    item = bank.items[session.item_id]
+    return [t for t in ALL_TEMPLATES if t.key in item.offered] if session.account_selection else []
+
+
 def link_accounts(bank: Bank, link_token: str, institution_id: str, username: str, password: str) -> dict[str, Any]:
     """Link's account picker: after a correct sign-in, the accounts this login can share (nothing is linked yet)."""
     with bank.lock:
-        _check_login(bank, link_token, institution_id, username, password)
+        session = _check_login(bank, link_token, institution_id, username, password)
+        if session.item_id is not None:  # update mode: the item's own institution and login give the masks
+            item = bank.items[session.item_id]
+            institution_id, username = item.institution_id, item.login
         accounts = [
             {"key": t.key, "name": t.name, "mask": mask_of(institution_id, username, t.key), "type": t.type,
              "subtype": t.subtype}
-            for t in ACCOUNT_TEMPLATES
+            for t in _choices(bank, session)
         ]  # fmt: skip
-        return {"accounts": accounts}
+        return {"accounts": accounts, "update": session.item_id is not None}
 
 
-def _shared(account_keys: Sequence[str] | None) -> list[str] | None:
-    """The ticked account keys, checked: at least one, each an account this bank has."""
+def _shared(account_keys: Sequence[str] | None, offered: list[AccountTemplate], *, update: bool) -> list[str] | None:
+    """The ticked account keys, checked: each one offered; at least one for a new link (a repair may add none)."""
     if account_keys is None:
         return None
-    known = {t.key for t in ACCOUNT_TEMPLATES}
     picked = [str(k) for k in account_keys]
-    if not picked or not set(picked) <= known:
+    if (not picked and not update) or not set(picked) <= {t.key for t in offered}:
         raise problems.invalid_field("account_keys must name at least one of the login's accounts")
     return picked
 
@@ -112,15 +123,16 @@ def link_login(
     """
     with bank.lock:
         session = _check_login(bank, link_token, institution_id, username, password)
-        shared = _shared(account_keys)
+        offered = _choices(bank, session)
+        shared = _shared(account_keys, offered, update=session.item_id is not None)
         if session.item_id is not None:
             item = bank.items[session.item_id]
             bank.repair(item.item_id)
-            if session.account_selection:  # the user picks the new accounts (all of them, in this stand-in)
-                for t in ALL_TEMPLATES:
-                    if t.key in item.offered:
+            if session.account_selection:  # the new accounts the user ticked (all, without a picker) are shared
+                for t in offered:
+                    if shared is None or t.key in shared:
                         item.share(t)
-                item.offered = []
+                item.offered = []  # the ones left unticked were declined: the question is answered
         else:
             item = bank.create_item(institution_id, username, session.webhook, shared)
         return {

@@ -139,11 +139,17 @@ class Bank:
             return user.id
 
     def link_login(
-        self, link_token: str, institution_id: str = "ins_demo_1", username: str = "user_good"
+        self,
+        link_token: str,
+        institution_id: str = "ins_demo_1",
+        username: str = "user_good",
+        account_keys: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Sign in through the demo bank's Link stand-in, as the browser does; return onSuccess data."""
-        body = json.dumps({"link_token": link_token, "institution_id": institution_id, "username": username,
-                           "password": PASSWORD}).encode()  # fmt: skip
+        """Sign in through the demo bank's Link stand-in, as the browser does (ticking ``account_keys`` in its
+        account picker; None: no picker); return onSuccess data."""
+        fields = {"link_token": link_token, "institution_id": institution_id, "username": username,
+                  "password": PASSWORD} | ({"account_keys": account_keys} if account_keys is not None else {})  # fmt: skip
+        body = json.dumps(fields).encode()
         req = urllib.request.Request(f"{self.demo.url}/link/demo/login", data=body, method="POST",
                                      headers={"Content-Type": "application/json"})  # fmt: skip
         with urllib.request.urlopen(req, timeout=10) as resp:

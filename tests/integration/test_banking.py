@@ -15,6 +15,8 @@ from services import audit, banking
 from services.container import build_container
 from services.db import unit_of_work
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, INSTITUTIONS
+from services.demo_bank.links import PASSWORD as BANK_PASSWORD
+from services.demo_bank.links import link_accounts
 from services.errors import (
     DecryptionError,
     DuplicateConnection,
@@ -324,6 +326,27 @@ def test_a_new_account_at_the_bank_is_added_through_update_mode_with_account_sel
     assert sync_item(bank.c, alice, item.id, explicit=True).status == "ok"
     names = sorted(a.name for a in banking.list_items(bank.c, alice)[0].accounts)
     assert names == ["Everyday Checking", "Holiday Savings", "Rainy Day Savings", "Rewards Card"]
+
+
+def test_a_new_account_the_user_leaves_unticked_is_not_shared_and_not_asked_about_again(bank: Bank) -> None:
+    from services.sync import sync_item
+
+    alice = bank.user()
+    item = bank.link(alice)
+    pid = bank.plaid_item_id(item.id)
+    bank.demo.set_fault(pid, "new_accounts")
+    assert [r.outcome for r in bank.deliver(1)] == ["status new_accounts_available"]
+    update = banking.start_link(bank.c, alice, item_id=item.id)
+    picker = link_accounts(bank.demo.bank, update.link_token, "ins_demo_1", "user_good", BANK_PASSWORD)
+    assert [a["name"] for a in picker["accounts"]] == ["Holiday Savings"]  # only the account opened since
+    success = bank.link_login(update.link_token, account_keys=[])  # unticked: declined
+    fixed = banking.complete_link(
+        bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=update.link_session_id
+    )
+    assert fixed.status == "ok" and not fixed.needs_repair
+    assert sync_item(bank.c, alice, item.id, explicit=True).status == "ok"
+    assert "Holiday Savings" not in [a.name for a in banking.list_items(bank.c, alice)[0].accounts]
+    assert bank.demo.bank.items[pid].offered == []  # answered: the bank does not ask again
 
 
 def test_each_plaid_call_of_a_sync_is_logged_once_and_tagged_with_its_item(bank: Bank) -> None:

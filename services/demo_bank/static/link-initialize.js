@@ -75,7 +75,7 @@
       return box;
     }
 
-    function showInstitutions(list, updateId) {
+    function showInstitutions(list, updateId, selection) {
       var box = panel();
       box.appendChild(el("h2", { style: "margin:0 0 12px" }, "Select your bank"));
       box.appendChild(el("p", { style: "color:#555" }, "Demo bank: no real data leaves this machine."));
@@ -85,7 +85,7 @@
           "data-institution-id": inst.institution_id,
           style: "display:block;width:100%;margin:6px 0;padding:12px;border:1px solid #ccc;border-radius:8px;" +
                  "background:#f7f7f7;text-align:left;cursor:pointer" }, inst.name);
-        b.addEventListener("click", function () { chosen = inst; emit("SELECT_INSTITUTION"); showLogin(!!updateId); });
+        b.addEventListener("click", function () { chosen = inst; emit("SELECT_INSTITUTION"); showLogin(!!updateId, !!selection); });
         box.appendChild(b);
       });
       mount(box);
@@ -121,11 +121,12 @@
     }
 
     // Plaid's Account Select step: every account ticked, the user may untick some; at least one stays.
-    function showAccounts(list, creds) {
+    function showAccounts(list, creds, update) {
       var box = panel();
-      box.appendChild(el("h2", { style: "margin:0 0 4px" }, "Share accounts"));
-      box.appendChild(el("p", { style: "color:#555;margin:0 0 12px" },
-        "Choose the " + chosen.name + " accounts finsync may read."));
+      box.appendChild(el("h2", { style: "margin:0 0 4px" }, update ? "New accounts" : "Share accounts"));
+      box.appendChild(el("p", { style: "color:#555;margin:0 0 12px" }, update
+        ? chosen.name + " has accounts finsync cannot read yet. Tick the ones to share."
+        : "Choose the " + chosen.name + " accounts finsync may read."));
       var form = el("form", { "data-testid": "demo-link-accounts" });
       var boxes = list.map(function (a) {
         var label = el("label", { style: "display:flex;gap:10px;align-items:center;margin:8px 0;padding:10px;" +
@@ -143,7 +144,7 @@
         "Continue");
       boxes.forEach(function (tick) {
         tick.addEventListener("change", function () {
-          go.disabled = !boxes.some(function (b) { return b.checked; });
+          go.disabled = !update && !boxes.some(function (b) { return b.checked; });  // a repair may add none
         });
       });
       form.appendChild(error);
@@ -152,7 +153,7 @@
         ev.preventDefault();
         var keys = boxes.filter(function (b) { return b.checked; })
                         .map(function (b) { return b.getAttribute("data-account-key"); });
-        if (!keys.length) return;
+        if (!keys.length && !update) return;
         emit("TRANSITION_VIEW", { view_name: "CONNECTED" });
         login(creds, keys, error, go);
       });
@@ -161,7 +162,7 @@
       emit("TRANSITION_VIEW", { view_name: "SELECT_ACCOUNT" });
     }
 
-    function showLogin(update) {
+    function showLogin(update, selection) {
       var box = panel();
       box.appendChild(el("h2", { style: "margin:0 0 12px" }, chosen.name));
       var form = el("form", { "data-testid": "demo-link-form" });
@@ -178,14 +179,15 @@
         ev.preventDefault();
         emit("SUBMIT_CREDENTIALS");
         var creds = { username: user.value, password: pass.value };
-        if (update) { login(creds, null, error, submit); return; }  // repairing: the item keeps its accounts
+        if (update && !selection) { login(creds, null, error, submit); return; }  // a plain repair: no picker
         submit.disabled = true;
         post("/link/demo/accounts", { link_token: token, institution_id: chosen.institution_id,
                                       username: creds.username, password: creds.password })
           .then(function (res) {
             submit.disabled = false;
             if (!res.ok) { failed(res, error); return; }
-            showAccounts(res.data.accounts, creds);
+            if (!res.data.accounts.length) { login(creds, null, error, submit); return; }
+            showAccounts(res.data.accounts, creds, update);
           })
           .catch(function () { submit.disabled = false; error.textContent = "Could not reach the demo bank."; });
       });
@@ -209,7 +211,7 @@
         post("/link/demo/session", { link_token: token }).then(function (res) {
           if (!res.ok) { exitNow({ error_type: res.data.error_type, error_code: res.data.error_code,
                                    error_message: res.data.error_message, display_message: null }); return; }
-          showInstitutions(res.data.institutions, res.data.update_institution_id);
+          showInstitutions(res.data.institutions, res.data.update_institution_id, res.data.account_selection);
         }).catch(function () { exitNow({ error_type: "API_ERROR", error_code: "INTERNAL_SERVER_ERROR",
                                          error_message: "could not reach the demo bank", display_message: null }); });
       },
