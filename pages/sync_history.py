@@ -17,7 +17,7 @@ if not runs:
     st.stop()
 
 WHY = {"manual": "Sync now", "cli": "command line", "schedule": "on schedule", "sign_in": "you signed in",
-       "webhook": "bank news or a repair", "verify": "self-check"}  # fmt: skip
+       "webhook": "bank news or a repair", "check": "self-check (sync)", "verify": "self-check"}  # fmt: skip
 RESULT = {"ok": "synced", "preparing": "bank preparing data", "running": "running", "failed": "failed",
           "login_required": "needs sign-in", "already_syncing": "already syncing"}  # fmt: skip
 

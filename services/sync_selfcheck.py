@@ -78,7 +78,7 @@ def check_due(
         picked = due_check(c, c.clock())
         if picked is None:
             return None
-        result = verify_item(c, *picked, gateway=gateway, policy=policy)
+        result = verify_item(c, *picked, gateway=gateway, policy=policy, trigger="check")
     except Exception:
         log.exception("scheduled self-check failed")
         return None

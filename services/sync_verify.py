@@ -85,11 +85,16 @@ def verify_item(
     *,
     gateway: PlaidGateway | None = None,
     policy: RetryPolicy | None = None,
+    trigger: str = "cli",
 ) -> VerifyResult:
-    """Sync the item, replay it from the empty cursor and compare; a difference is confirmed once more."""
+    """Sync the item, replay it from the empty cursor and compare; a difference is confirmed once more.
+
+    ``trigger`` names the syncs in Sync history (``cli`` for `sync --verify`, ``check`` for the scheduler's);
+    the replays are always ``verify``.
+    """
     result: VerifyResult | None = None
     for _ in range(2):
-        synced = sync_item(c, user_id, item_id, explicit=True, gateway=gateway, policy=policy)
+        synced = sync_item(c, user_id, item_id, explicit=True, trigger=trigger, gateway=gateway, policy=policy)
         if not synced.ok or synced.status == "preparing":
             status: VerifyStatus = "already_syncing" if synced.status == "already_syncing" else "failed"
             return VerifyResult(item_id, synced.institution_name, status, message=synced.message or synced.status)

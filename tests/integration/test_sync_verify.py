@@ -144,6 +144,9 @@ def test_the_bot_checks_each_bank_once_a_period_by_itself(
     again = _scheduled(container, gateway)
     assert again is not None and again.status == "verified"
     assert _verify_runs(container) == [("ok", None), ("ok", None)]
+    with unit_of_work(container.engine) as s:  # Sync history names the check's own syncs as such
+        triggers = sorted({r.trigger for r in s.exec(select(SyncRun)).all()})
+    assert triggers == ["check", "manual", "verify"]
 
 
 def test_a_scheduled_check_that_finds_a_lost_transaction_records_it_once_a_period(
