@@ -18,7 +18,7 @@ from services import revocations
 from services.banking_access import gateway, get_access_token
 from services.banking_exchange import link_public_token
 from services.banking_link import complete_link, complete_repair, link_exit, resume_link, start_link
-from services.banking_sandbox import link_sandbox, reset_login_sandbox
+from services.banking_sandbox import FIRABLE_WEBHOOKS, fire_webhook_sandbox, link_sandbox, reset_login_sandbox
 from services.banking_views import AccountView, ItemView, LinkStart
 from services.container import Container
 from services.credentials import confirm_identity
@@ -27,11 +27,13 @@ from services.errors import DecryptionError, FinsyncError
 from services.plaid_events import calls_for
 
 __all__ = [
+    "FIRABLE_WEBHOOKS",
     "AccountView",
     "ItemView",
     "LinkStart",
     "complete_link",
     "complete_repair",
+    "fire_webhook_sandbox",
     "get_access_token",
     "link_exit",
     "link_public_token",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlmodel import Session, col
@@ -66,7 +67,39 @@ def reset_login_sandbox(
     The item is `item_id`, or else the user's only item at the institution (the environment's default if
     none is given). Plaid (and the demo bank) then sends the ITEM ERROR webhook that marks it for repair.
     """
-    gw = _sandbox_gateway(c, "Resetting a bank login")
+    return _at_bank(
+        c, "Resetting a bank login", email, institution_id, item_id, lambda gw, t: gw.sandbox_item_reset_login(t)
+    )
+
+
+FIRABLE_WEBHOOKS = ("NEW_ACCOUNTS_AVAILABLE", "SYNC_UPDATES_AVAILABLE")
+
+
+def fire_webhook_sandbox(
+    c: Container, *, email: str, code: str, institution_id: str | None = None, item_id: uuid.UUID | None = None
+) -> uuid.UUID:
+    """Have the bank send one of its webhooks for a user's item (demo and sandbox only), as Plaid's sandbox does.
+
+    NEW_ACCOUNTS_AVAILABLE (the demo bank opens an account first) marks the item so that "Repair connection"
+    offers the new account; SYNC_UPDATES_AVAILABLE makes the bot sync it.
+    """
+    if code not in FIRABLE_WEBHOOKS:
+        raise InputError(f"Choose one of {', '.join(FIRABLE_WEBHOOKS)}.")
+    return _at_bank(
+        c, "Firing a webhook", email, institution_id, item_id, lambda gw, t: gw.sandbox_item_fire_webhook(t, code)
+    )
+
+
+def _at_bank(
+    c: Container,
+    what: str,
+    email: str,
+    institution_id: str | None,
+    item_id: uuid.UUID | None,
+    call: Callable[[PlaidGateway, str], object],
+) -> uuid.UUID:
+    """Run a sandbox call on the user's one item at the institution (or ``item_id``); return the item's id."""
+    gw = _sandbox_gateway(c, what)
     if institution_id is None and item_id is None:
         institution_id = DEFAULT_INSTITUTIONS[gw.env]
     with unit_of_work(c.engine) as session:
@@ -77,7 +110,7 @@ def reset_login_sandbox(
     token = get_access_token(c, user_id, chosen)
     with calls_for(user_id, chosen):
         try:
-            gw.sandbox_item_reset_login(token)
+            call(gw, token)
         except PlaidError as exc:
             raise InputError(f"The bank refused: {exc}") from None
     return chosen

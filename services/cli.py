@@ -212,6 +212,15 @@ def _plaid_reset_login(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plaid_fire_webhook(args: argparse.Namespace) -> int:
+    item = uuid.UUID(args.item) if args.item else None
+    c = container()
+    print(
+        banking.fire_webhook_sandbox(c, email=args.email, code=args.code, institution_id=args.institution, item_id=item)
+    )
+    return 0
+
+
 def _item_id(value: str) -> str:
     try:
         uuid.UUID(value)
@@ -242,6 +251,18 @@ def _plaid(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--item", type=_item_id, default=None, help="the item id (as link-sandbox prints) when the user has several"
     )
     reset.set_defaults(handler=_plaid_reset_login)
+    fire = plaid.add_parser(
+        "fire-webhook",
+        help="have the bank send a webhook for a user's bank (demo or sandbox): NEW_ACCOUNTS_AVAILABLE opens an "
+        "account to share through Repair, SYNC_UPDATES_AVAILABLE makes the bot sync",
+    )
+    fire.add_argument("--email", required=True, help="the user's email address")
+    fire.add_argument("--code", required=True, choices=banking.FIRABLE_WEBHOOKS, help="the webhook code")
+    fire.add_argument("--institution", default=None, help=_INSTITUTION_HELP)
+    fire.add_argument(
+        "--item", type=_item_id, default=None, help="the item id (as link-sandbox prints) when the user has several"
+    )
+    fire.set_defaults(handler=_plaid_fire_webhook)
 
 
 # sync bot: sync, worker, export (services/sync_cli.py) -----------------------------------------

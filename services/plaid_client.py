@@ -22,6 +22,7 @@ from plaid.model.link_token_create_request import LinkTokenCreateRequest
 from plaid.model.link_token_create_request_update import LinkTokenCreateRequestUpdate
 from plaid.model.link_token_create_request_user import LinkTokenCreateRequestUser
 from plaid.model.products import Products
+from plaid.model.sandbox_item_fire_webhook_request import SandboxItemFireWebhookRequest
 from plaid.model.sandbox_item_reset_login_request import SandboxItemResetLoginRequest
 from plaid.model.sandbox_public_token_create_request import SandboxPublicTokenCreateRequest
 from plaid.model.sandbox_public_token_create_request_options import SandboxPublicTokenCreateRequestOptions
@@ -222,6 +223,15 @@ class PlaidGateway:
         with self._call("/sandbox/item/reset_login") as meta:
             r = self._api.sandbox_item_reset_login(
                 SandboxItemResetLoginRequest(access_token=access_token), **self._kw()
+            )
+            meta["request_id"] = r.request_id
+            return str(r.request_id)
+
+    def sandbox_item_fire_webhook(self, access_token: str, webhook_code: str) -> str:
+        """Have Plaid (sandbox) or the demo bank send one of its webhooks for an item, to try the flows it starts."""
+        with self._call("/sandbox/item/fire_webhook") as meta:
+            r = self._api.sandbox_item_fire_webhook(
+                SandboxItemFireWebhookRequest(access_token=access_token, webhook_code=webhook_code), **self._kw()
             )
             meta["request_id"] = r.request_id
             return str(r.request_id)

@@ -164,11 +164,34 @@ def sandbox_reset_login(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
     return {"reset_login": True}
 
 
+FIRABLE = ("NEW_ACCOUNTS_AVAILABLE", "SYNC_UPDATES_AVAILABLE")  # the codes of Plaid's list this bank can fire
+
+
+def sandbox_fire_webhook(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
+    """Plaid's /sandbox/item/fire_webhook for the codes the demo bank can act on.
+
+    NEW_ACCOUNTS_AVAILABLE first opens an account at the bank (shared only when the user ticks it in update
+    mode); SYNC_UPDATES_AVAILABLE just announces. Plaid refuses an item without a webhook URL, and so do we.
+    """
+    item = bank.item_for(_access_token(body), "/sandbox/item/fire_webhook")
+    code = fields.opt_text(body, "webhook_code") or "DEFAULT_UPDATE"
+    if code not in FIRABLE:
+        raise problems.invalid_field(f"webhook_code must be one of {', '.join(FIRABLE)} for the demo bank")
+    if not item.webhook:
+        raise BankError(400, "INVALID_INPUT", "SANDBOX_WEBHOOK_INVALID", "the item has no webhook URL to fire at")
+    if code == "NEW_ACCOUNTS_AVAILABLE":
+        bank.set_fault(item.item_id, "new_accounts")
+    else:
+        bank.notify(item, "TRANSACTIONS", code, initial_update_complete=True, historical_update_complete=True)
+    return {"webhook_fired": True}
+
+
 HANDLERS: dict[str, Handler] = {
     "/link/token/create": link_token_create,
     "/item/public_token/exchange": public_token_exchange,
     "/sandbox/public_token/create": sandbox_public_token_create,
     "/sandbox/item/reset_login": sandbox_reset_login,
+    "/sandbox/item/fire_webhook": sandbox_fire_webhook,
     "/accounts/get": lambda b, body: _accounts(b, body, "/accounts/get"),
     "/accounts/balance/get": lambda b, body: _accounts(b, body, "/accounts/balance/get"),
     "/transactions/sync": transactions_sync,

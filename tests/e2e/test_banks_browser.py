@@ -77,6 +77,25 @@ def test_link_two_banks_repair_one_remove_one(server: Server, browser: object) -
     page.get_by_text("Harbor National is connected again").wait_for(timeout=30_000)
     page.get_by_role("button", name="Repair connection").wait_for(state="detached", timeout=15_000)
 
+    # The bank opens a new account and says so (Plaid's sandbox webhook); Repair asks whether to share it.
+    fired = server.cli("plaid", "fire-webhook", *user, "--code", "NEW_ACCOUNTS_AVAILABLE")
+    assert fired.returncode == 0, fired.stderr
+    page.reload()
+    page.get_by_role("button", name="Repair connection").wait_for(timeout=30_000)
+    page.get_by_role("button", name="Repair connection").click()
+    page.get_by_role("button", name="Sign in to your bank again").click()
+    page.locator('[data-institution-id="ins_demo_3"]').click()
+    page.get_by_label("Username").fill("user_good")
+    page.get_by_label("Password", exact=True).last.fill("pass_good")
+    page.get_by_test_id("demo-link-submit").click()
+    page.get_by_test_id("demo-link-accounts").wait_for(timeout=20_000)
+    assert page.get_by_role("heading", name="New accounts").is_visible()
+    assert page.locator("[data-account-key]").count() == 1  # only the account opened since
+    shot(page, "accounts-new-account-picker")
+    page.get_by_test_id("demo-link-continue").click()
+    page.get_by_text("Harbor National is connected again").wait_for(timeout=30_000)
+    page.get_by_text("Holiday Savings").first.wait_for(state="attached", timeout=15_000)
+
     # Remove one bank and its history.
     page.get_by_role("button", name="Remove").nth(1).click()
     page.get_by_text("Delete them too").click()

@@ -108,3 +108,29 @@ def test_sandbox_mode_defaults_to_a_real_sandbox_institution(env: dict[str, str]
     assert result.returncode == 2 and "The bank refused to link" in result.stderr, result.stderr
     sent = json.loads(webhook_sink.wait(1)[0][1])
     assert sent["institution_id"] == "ins_109508"  # Plaid's sandbox "First Platypus Bank"; ins_demo_1 would be refused
+
+
+def test_fire_webhook_has_the_bank_announce_a_new_account_or_new_data(
+    env: dict[str, str], demo_bank: DemoBankHandle, webhook_sink: WebhookSink
+) -> None:
+    """Plaid's /sandbox/item/fire_webhook: the bank opens an account and says so at the item's webhook URL."""
+    linked = cli(
+        "plaid", "link-sandbox", "--email", "ann@example.com", env=env | {"FINSYNC_BASE_URL": webhook_sink.url}
+    )
+    assert linked.returncode == 0, linked.stderr
+    item_id = linked.stdout.strip()
+    fired = cli("plaid", "fire-webhook", "--email", "ann@example.com", "--code", "NEW_ACCOUNTS_AVAILABLE", env=env)
+    assert fired.returncode == 0 and fired.stdout.strip() == item_id, fired.stderr
+    headers, body = webhook_sink.wait(1)[0]
+    sent = json.loads(body)
+    assert (sent["webhook_type"], sent["webhook_code"]) == ("ITEM", "NEW_ACCOUNTS_AVAILABLE")
+    assert any(k.lower() == "plaid-verification" for k in headers)  # signed like every webhook of the bank
+    [item] = [i for i in demo_bank.bank.items.values() if i.item_id == sent["item_id"]]
+    assert item.offered == ["goal"]  # the new account waits for the user to share it
+
+    again = cli("plaid", "fire-webhook", "--email", "ann@example.com", "--code", "SYNC_UPDATES_AVAILABLE", env=env)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(webhook_sink.wait(2)[1][1])["webhook_code"] == "SYNC_UPDATES_AVAILABLE"
+
+    wrong = cli("plaid", "fire-webhook", "--email", "ann@example.com", "--code", "ERROR", env=env)
+    assert wrong.returncode == 2 and "invalid choice" in wrong.stderr  # argparse names the choices
