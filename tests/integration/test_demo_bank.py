@@ -263,6 +263,17 @@ def test_link_account_picker_shares_only_the_ticked_accounts(demo_bank: DemoBank
     assert {t["account_id"] for t in demo_bank.truth(access.item_id)} == shared
 
 
+def test_fire_webhook_needs_a_webhook_url_and_a_code_the_bank_can_fire(
+    demo_bank: DemoBankHandle, gateway: PlaidGateway
+) -> None:
+    access = gateway.exchange_public_token(gateway.sandbox_public_token_create("ins_demo_2"))  # no webhook URL
+    with pytest.raises(Exception, match="SANDBOX_WEBHOOK_INVALID"):
+        gateway.sandbox_item_fire_webhook(access.access_token, "NEW_ACCOUNTS_AVAILABLE")
+    assert demo_bank.bank.items[access.item_id].offered == []  # refused: nothing changed at the bank
+    with pytest.raises(Exception, match="INVALID_FIELD"):
+        gateway.sandbox_item_fire_webhook(access.access_token, "PRODUCT_READY")
+
+
 def test_update_mode_link_repairs_the_item(demo_bank: DemoBankHandle, gateway: PlaidGateway, item: LinkedItem) -> None:
     demo_bank.set_fault(item.item_id, "login_required")
     link = gateway.link_token_create("user-1", access_token=item.access_token)
