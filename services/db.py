@@ -36,14 +36,23 @@ def _sqlite_begin(connection: Any) -> None:
 
 
 def _private_file(path: Path) -> None:
-    """Create the SQLite file readable by its owner only (it holds bank data); SQLite gives -wal and -shm its mode."""
+    """Create the SQLite file readable by its owner only (it holds bank data); SQLite gives -wal and -shm its mode.
+
+    An existing file is never opened here: closing any descriptor of it would drop every POSIX lock this
+    process holds on it, SQLite's too (the app and its pages each build an engine on the same file).
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        if path.stat().st_mode & 0o077:
-            path.chmod(0o600)  # a file made before this rule (or by a umask) is tightened too
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # new: no connection can hold it yet
+    except FileExistsError:
+        pass
     except OSError:
-        pass  # not ours to change (read-only mount, another owner): SQLite reports what it cannot open
+        return  # not ours to create (read-only mount, another owner): SQLite reports what it cannot open
+    try:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)  # a file made before this rule (or by a umask) is tightened too; chmod opens nothing
+    except OSError:
+        pass
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

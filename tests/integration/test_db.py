@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select, text
@@ -69,6 +72,37 @@ def test_immediate_unit_of_work_takes_the_write_lock(tmp_path: object) -> None:
     other.execute("BEGIN IMMEDIATE")  # free again once the unit of work ended
     other.execute("ROLLBACK")
     other.close()
+
+
+def test_a_second_engine_on_the_same_file_keeps_the_first_ones_locks(tmp_path: object) -> None:
+    """POSIX drops every lock a process holds on a file when it closes any descriptor of that file, SQLite's
+    included. The app and its pages each build an engine on one file; if building the second opened and closed
+    the database file, the next process to use it (the CLI, a worker) would find no other connection, treat
+    the WAL as its own and remove it on close, and the server's next statement would fail (disk I/O error)."""
+    path = f"{tmp_path}/twice.db"
+    first = make_engine(f"sqlite:///{path}")
+    with unit_of_work(first) as session:
+        session.execute(text("CREATE TABLE t (x INTEGER)"))
+        session.execute(text("INSERT INTO t VALUES (1)"))
+    with first.connect() as held:  # the scheduler's pooled connection, open while the pages build theirs
+        held.execute(text("SELECT count(*) FROM t")).scalar_one()
+        held.commit()  # idle, but open
+        make_engine(f"sqlite:///{path}")
+        cli = (  # the CLI in another process: opens, writes, closes
+            "import sqlite3, sys\n"
+            "c = sqlite3.connect(sys.argv[1], timeout=5, isolation_level=None)\n"
+            "c.execute('INSERT INTO t VALUES (2)')\n"
+            "c.close()\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", cli, path], check=False, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert held.execute(text("SELECT count(*) FROM t")).scalar_one() == 2  # the server still reads and sees it
+    with unit_of_work(first) as session:
+        session.execute(text("INSERT INTO t VALUES (3)"))
+    assert Path(f"{path}-wal").exists()  # the server's WAL was left alone
+    first.dispose()
 
 
 def test_unreachable_postgres_is_one_clear_message() -> None:
