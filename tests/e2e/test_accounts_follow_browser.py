@@ -1,0 +1,44 @@
+"""The Accounts page follows the bot's sync by itself, and stops the moment its session ends elsewhere."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.conftest import Server, shot, sign_in, start_server
+
+pytestmark = pytest.mark.e2e
+PASSWORD = "copper heron lattice 6631 dune"
+
+
+@pytest.fixture(scope="module")
+def slow_bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A scheduler that, after its first pass, waits an hour: only the page's own polling changes what it shows."""
+    yield from start_server(tmp_path_factory, SYNC_TICK_SECONDS="3600")
+
+
+def test_a_page_waiting_for_a_sync_notices_its_session_ended_elsewhere(slow_bot: Server, browser: object) -> None:
+    server = slow_bot
+    made = server.cli("users", "create", "--email", "pat@example.com", "--username", "pat", stdin=PASSWORD + "\n")
+    assert made.returncode == 0, made.stderr
+    waiting = browser.new_context().new_page()  # type: ignore[attr-defined]
+    other = browser.new_context().new_page()  # type: ignore[attr-defined]
+    sign_in(waiting, server, "pat", PASSWORD)  # both sign in first: a sign-in wakes the bot, with nothing to sync
+    sign_in(other, server, "pat", PASSWORD)
+    linked = server.cli("plaid", "link-sandbox", "--email", "pat@example.com")  # by an operator: nobody wakes the bot
+    assert linked.returncode == 0, linked.stderr
+    waiting.get_by_role("link", name="Accounts").click()
+    waiting.get_by_text("Syncing in the background").wait_for(timeout=20_000)  # the first sync has not run
+
+    other.get_by_role("link", name="Settings").click()
+    other.get_by_role("tab", name="Sessions").click()
+    other.get_by_role("button", name="Sign out all other sessions").click()
+    other.get_by_text("Signed out 1 other session").wait_for(timeout=20_000)
+
+    # No click on the waiting page: its polling finds the session gone and the page asks to sign in.
+    waiting.get_by_label("Email or username").wait_for(timeout=20_000)
+    assert waiting.get_by_text("Syncing in the background").count() == 0
+    shot(waiting, "accounts-session-ended-while-waiting")
+    waiting.context.close()
+    other.context.close()
