@@ -13,7 +13,7 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_
+from sqlalchemy import case, func, or_
 from sqlmodel import col, select
 
 from models import ItemSyncState, PlaidItem, SyncRun
@@ -35,20 +35,13 @@ def due_check(c: Container, now: datetime) -> tuple[uuid.UUID, uuid.UUID] | None
     cutoff = now - timedelta(days=days)
     verdict = or_(col(SyncRun.status) == "ok", col(SyncRun.error_code) == "LEDGER_DIFFERS")
     with unit_of_work(c.engine) as session:
-        checked = dict(
-            session.exec(
-                select(SyncRun.item_id, func.max(SyncRun.started_at))
-                .where(col(SyncRun.trigger) == "verify", verdict)
-                .group_by(col(SyncRun.item_id))
-            ).all()
-        )
-        tried = dict(
-            session.exec(
-                select(SyncRun.item_id, func.max(SyncRun.started_at))
-                .where(col(SyncRun.trigger) == "verify")
-                .group_by(col(SyncRun.item_id))
-            ).all()
-        )
+        last = session.exec(  # per item: the last check with a verdict, and the last one tried at all
+            select(SyncRun.item_id, func.max(case((verdict, SyncRun.started_at))), func.max(SyncRun.started_at))
+            .where(col(SyncRun.trigger) == "verify")
+            .group_by(col(SyncRun.item_id))
+        ).all()
+        checked = {item_id: at for item_id, at, _ in last if at is not None}
+        tried = {item_id: at for item_id, _, at in last}
         healthy = session.exec(
             select(PlaidItem.id, PlaidItem.user_id, PlaidItem.created_at)
             .join(ItemSyncState, col(ItemSyncState.item_id) == col(PlaidItem.id))

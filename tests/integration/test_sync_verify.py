@@ -14,7 +14,7 @@ from services.db import unit_of_work
 from services.demo_bank.server import DemoBankHandle
 from services.plaid_client import PlaidGateway
 from services.sync_engine import sync_item
-from services.sync_selfcheck import check_due
+from services.sync_selfcheck import check_due, due_check
 from services.sync_verify import verify_item
 from tests.factories import FakeClock
 from tests.integration.sync_helpers import FAST, ledger, truth
@@ -192,3 +192,17 @@ def test_a_bank_that_fails_is_not_self_checked_and_checks_can_be_turned_off(
     assert sync_item(container, user_id, item_id, explicit=True, gateway=gateway, policy=FAST).ok
     result = _scheduled(container, gateway)
     assert result is not None and result.status == "verified"
+
+
+def test_a_check_plaid_cut_short_is_tried_again_the_next_day_not_at_every_tick(
+    container: Container, gateway: PlaidGateway, linked: tuple[uuid.UUID, uuid.UUID, str], clock: FakeClock
+) -> None:
+    user_id, item_id, _ = linked
+    sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    clock.advance(days=8)
+    with unit_of_work(container.engine) as s:  # a replay that ended without a verdict (Plaid failed midway)
+        s.add(SyncRun(item_id=item_id, user_id=user_id, trigger="verify", started_at=clock.now, status="failed"))
+    clock.advance(hours=23)
+    assert due_check(container, clock.now) is None
+    clock.advance(hours=1, seconds=1)
+    assert due_check(container, clock.now) == (user_id, item_id)
