@@ -202,6 +202,7 @@ def item_sync_status(c: Container, user_id: uuid.UUID) -> list[ItemSyncStatus]:
                 continue
             syncing = state.lease_owner is not None and (state.lease_expires_at or now) > now
             label = "syncing" if syncing else state.state
+            message = "Syncing now…" if syncing else state.message or ("Up to date." if label == "ok" else "")
             out.append(
                 ItemSyncStatus(
                     item.id,
@@ -209,7 +210,7 @@ def item_sync_status(c: Container, user_id: uuid.UUID) -> list[ItemSyncStatus]:
                     state.last_success_at,
                     state.next_due_at,
                     label,
-                    state.message,
+                    message,
                     tuple(by_item.get(item.id, ())),
                 )
             )

@@ -59,7 +59,6 @@ def show_flash() -> None:
 
 WATCH_SECONDS = 300  # a first sync takes seconds in demo mode; Plaid may need minutes. Past that, a reload shows it.
 BUSY = ("new", "syncing")
-STATE_WORDS = {"ok": "Up to date.", "syncing": "Syncing now…", "new": "Waiting for the first sync."}
 
 
 def watch_syncing(c: Container, uid: uuid.UUID, statuses: list[ItemSyncStatus]) -> None:
@@ -95,9 +94,9 @@ def sync_line(status: ItemSyncStatus | None) -> None:
     if status is None:
         st.caption("Not synced yet: the first sync starts within a minute.")
         return
-    words = status.message or STATE_WORDS.get(status.state, status.state)
     st.caption(
-        f"Last synced {when(status.last_success_at)} · next {when(status.next_due_at, 'within a minute')} · {md(words)}"
+        f"Last synced {when(status.last_success_at)} · next {when(status.next_due_at, 'within a minute')} · "
+        f"{md(status.message or status.state)}"
     )
 
 

@@ -535,3 +535,18 @@ def test_a_transaction_finsync_could_not_read_comes_in_once_finsync_can_without_
     assert result.status == "ok" and result.error_code is None and result.added == 1
     assert ledger(container, user_id) == truth(demo_bank, pid) and _quarantined(container) == {}
     assert list_set_aside(container, user_id) == []
+
+
+def test_the_accounts_page_status_reads_in_words_new_syncing_and_up_to_date(
+    container: Container, gateway: PlaidGateway, linked: tuple[uuid.UUID, uuid.UUID, str]
+) -> None:
+    user_id, item_id, _ = linked
+    assert [(s.state, s.message) for s in item_sync_status(container, user_id)] == [
+        ("new", "Waiting for the first sync.")
+    ]
+    sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    assert [(s.state, s.message) for s in item_sync_status(container, user_id)] == [("ok", "Up to date.")]
+    with unit_of_work(container.engine) as s:  # the bot (alive, in this process) is at it
+        item = s.get(PlaidItem, item_id)
+        assert item is not None and acquire(s, item, worker_name("scheduler"), container.clock())
+    assert [(s.state, s.message) for s in item_sync_status(container, user_id)] == [("syncing", "Syncing now…")]
