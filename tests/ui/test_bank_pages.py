@@ -16,9 +16,11 @@ import streamlit
 from streamlit.testing.v1 import AppTest
 
 import pages.ui.plaid_link as plaid_link_module
+from models import PlaidItem
 from pages.ui import session as ui_session
 from pages.ui import state
 from services import banking, ledger, sync
+from services.db import unit_of_work
 from tests.integration.auth_support import PASSWORD, make_user, sign_in
 from tests.integration.conftest_bank import Bank
 from tests.ui.conftest import ENTRY
@@ -47,6 +49,14 @@ def click(at: AppTest, label: str) -> AppTest:
 def everything(at: AppTest) -> str:
     kinds = ("error", "success", "warning", "info", "caption", "subheader", "markdown", "status")
     return "\n".join(str(getattr(e, "label", None) or getattr(e, "value", "")) for k in kinds for e in getattr(at, k))
+
+
+def rename_bank(bank_app: Bank, item_id: Any, name: str) -> None:
+    """Give a linked bank the institution name a test needs (as a bank could send it)."""
+    with unit_of_work(bank_app.c.engine) as session:
+        row = session.get(PlaidItem, item_id)
+        assert row is not None
+        row.institution_name = name
 
 
 def signed_in(bank_app: Bank, monkeypatch: pytest.MonkeyPatch, name: str, **kw: Any) -> Any:
@@ -344,19 +354,13 @@ def test_a_hostile_institution_name_is_shown_as_text_not_markdown(
     bank_app: Bank, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Security bar G2/L10: bank-supplied text never becomes a link or formatting in Markdown widgets."""
-    from models import PlaidItem
-    from services.db import unit_of_work
-
     c = bank_app.c
     user = signed_in(bank_app, monkeypatch, "fay")
     item = bank_app.link(user.id)
     bank_app.demo.set_fault(bank_app.plaid_item_id(item.id), "login_required")
     assert sync.sync_item(c, user.id, item.id, explicit=True).status == "login_required"
     hostile = "**Evil** [click](javascript:alert(1))"
-    with unit_of_work(c.engine) as session:
-        row = session.get(PlaidItem, item.id)
-        assert row is not None
-        row.institution_name = hostile
+    rename_bank(bank_app, item.id, hostile)
     for page in ("accounts.py", "sync_history.py", "home.py"):
         shown = everything(open_page(page))
         assert r"\*\*Evil\*\* \[click\]\(javascript\:alert\(1\)\)" in shown, page
@@ -395,8 +399,6 @@ def test_home_sums_balances_by_kind_and_points_at_a_connection_that_needs_the_us
 def test_sync_now_while_the_bot_syncs_says_so_and_the_page_follows_the_bot(
     bank_app: Bank, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from models import PlaidItem
-    from services.db import unit_of_work
     from services.sync_state import acquire, worker_name
 
     c = bank_app.c
@@ -415,16 +417,9 @@ def test_sync_now_while_the_bot_syncs_says_so_and_the_page_follows_the_bot(
 
 def test_messages_about_a_bank_show_its_name_as_written(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
     """A name with Markdown characters (U.S. Bank) is escaped once: the user reads it, not backslashes."""
-    from models import PlaidItem
-    from services.db import unit_of_work
-
-    c = bank_app.c
     user = signed_in(bank_app, monkeypatch, "ivy")
     item = bank_app.link(user.id)
-    with unit_of_work(c.engine) as session:
-        row = session.get(PlaidItem, item.id)
-        assert row is not None
-        row.institution_name = "U.S. Bank"
+    rename_bank(bank_app, item.id, "U.S. Bank")
     at = click(open_page("accounts.py"), "Sync now")
     done = [e.value for e in at.success if "up to date" in e.value]
     assert done and done[0].startswith(r"U\.S\. Bank is up to date"), done  # renders "U.S. Bank is up to date"
