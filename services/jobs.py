@@ -12,7 +12,7 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, update
+from sqlalchemy import func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -26,17 +26,27 @@ from services.sync_types import LEASE_SECONDS, SIGN_IN_STALE_MINUTES, SyncResult
 log = logging.getLogger("finsync.jobs")
 MAX_ATTEMPTS = 5
 EXPLICIT_REASONS = ("manual", "webhook")  # these try even an item that waits for the user to sign in
+# A storm of SYNC_UPDATES_AVAILABLE webhooks syncs an item at most once per this gap (SECURITY_BAR faults: per-item
+# budget); the requests in between are coalesced into that one job, none is dropped.
+WEBHOOK_GAP = timedelta(minutes=5)
 
 
-def _enqueue(session: Session, item_id: uuid.UUID, user_id: uuid.UUID, reason: str, now: datetime) -> bool:
-    """Queue a job unless the item already has an open one; True if a job was added."""
+def _enqueue(
+    session: Session, item_id: uuid.UUID, user_id: uuid.UUID, reason: str, now: datetime, due_at: datetime | None = None
+) -> bool:
+    """Queue a job (due at ``due_at``, default now) unless the item already has an open one; True if one was added."""
     if session.exec(select(SyncJob.id).where(SyncJob.open_key == str(item_id))).first() is not None:
         return False
     try:
         with session.begin_nested():
             session.add(
                 SyncJob(
-                    item_id=item_id, user_id=user_id, reason=reason, open_key=str(item_id), due_at=now, created_at=now
+                    item_id=item_id,
+                    user_id=user_id,
+                    reason=reason,
+                    open_key=str(item_id),
+                    due_at=due_at or now,
+                    created_at=now,
                 )
             )
     except IntegrityError:  # another process queued it first
@@ -105,15 +115,40 @@ def enqueue_due(c: Container) -> int:
         ).all()
         for item_id, user_id in due:
             added += _enqueue(session, item_id, user_id, "schedule", now)
-        asked = session.exec(select(PlaidItem).where(col(PlaidItem.sync_requested_at).is_not(None))).all()
-        for item in asked:
-            queued = _enqueue(session, item.id, item.user_id, "webhook", now)
+        asked = session.exec(
+            select(PlaidItem, ItemSyncState)
+            .join(ItemSyncState, col(ItemSyncState.item_id) == col(PlaidItem.id), isouter=True)
+            .where(col(PlaidItem.sync_requested_at).is_not(None))
+        ).all()
+        for item, state in asked:
+            if state is not None and state.lease_expires_at is not None and state.lease_expires_at >= now:
+                continue  # "Sync now" or the CLI holds it and may have read the bank before the request: keep it
+            queued = _enqueue(session, item.id, item.user_id, "webhook", now, _webhook_due(session, item.id, now))
             added += queued
             # A job already running may have read the bank before this request: keep it for the next tick.
             if queued or _upgrade(session, item.id, "webhook"):
                 item.sync_requested_at = None
                 session.add(item)
     return added
+
+
+def _webhook_due(session: Session, item_id: uuid.UUID, now: datetime) -> datetime:
+    """Now, or ``WEBHOOK_GAP`` after the item's last completed webhook sync if that was more recent."""
+    last = session.exec(
+        select(func.max(SyncJob.finished_at)).where(
+            col(SyncJob.item_id) == item_id, col(SyncJob.reason) == "webhook", col(SyncJob.status) == "done"
+        )
+    ).one()
+    return max(now, last + WEBHOOK_GAP) if last is not None else now
+
+
+def _ask_again(c: Container, item_id: uuid.UUID, asked_at: datetime) -> None:
+    """Put back a webhook's request that its job could not serve (another sync held the item)."""
+    with unit_of_work(c.engine, immediate=True) as session:
+        item = session.get(PlaidItem, item_id)
+        if item is not None and item.sync_requested_at is None:
+            item.sync_requested_at = asked_at
+            session.add(item)
 
 
 def claim(c: Container, worker_id: str, limit: int = 1) -> list[SyncJob]:
@@ -188,6 +223,8 @@ def run_job(c: Container, job: SyncJob, worker_id: str) -> SyncResult | None:
         _finish(c, job, worker_id, "failed", type(exc).__name__)
         return None
     _finish(c, job, worker_id, "done" if result.ok else "failed", result.summary())
+    if result.status == "already_syncing" and job.reason == "webhook":
+        _ask_again(c, job.item_id, job.created_at)  # the sync holding it may have read the bank before the webhook
     return result
 
 

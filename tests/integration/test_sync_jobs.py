@@ -6,6 +6,7 @@ import dataclasses
 import threading
 import time
 import uuid
+from datetime import date
 
 import pytest
 from sqlmodel import select
@@ -18,9 +19,16 @@ from services.db import unit_of_work
 from services.errors import InputError
 from services.jobs import claim, enqueue_due, enqueue_sync, run_due_jobs, run_job
 from services.mailer import MemoryMailer
-from services.notify import NotificationSettings, get_notification_prefs, set_notification_prefs
+from services.notify import (
+    NewTransaction,
+    NotificationSettings,
+    after_sync,
+    get_notification_prefs,
+    set_notification_prefs,
+)
 from services.scheduler import Scheduler, start_scheduler, stop_scheduler
 from services.sync import request_sync_on_sign_in, sync_item
+from services.sync_state import acquire, release
 from tests.integration.sync_helpers import FAST, ledger, link_item, make_user, truth
 
 
@@ -187,6 +195,25 @@ def test_notifications_digest_large_transaction_and_low_balance(
     assert mailer.sent == []  # nothing new, nothing sent
 
 
+def test_the_large_transaction_alert_compares_in_each_currency_s_own_units(container, mailer: MemoryMailer) -> None:
+    """A threshold of 500.00 is 500 USD, 500 JPY or 500 KWD: never 50,000 yen or 0.5 dinar."""
+    user_id = make_user(container)
+    set_notification_prefs(container, user_id, NotificationSettings(False, 50_000, None, True))
+    day = date(2026, 12, 1)
+    new = [
+        NewTransaction(day, "YEN 499", 499, "JPY"),  # 499 yen: below
+        NewTransaction(day, "YEN 500", 500, "JPY"),  # 500 yen: at the threshold
+        NewTransaction(day, "DINAR 0.6", 600, "KWD"),  # 0.600 dinar: far below (3 decimals)
+        NewTransaction(day, "DOLLAR 499.99", 49_999, "USD"),
+        NewTransaction(day, "DOLLAR REFUND 500", -50_000, "USD"),  # money in counts by size too
+    ]
+    after_sync(container, user_id, "Demo Bank", new, len(new), [])
+    (alert,) = [m for m in mailer.sent if "Large transaction" in str(m["Subject"])]
+    body = alert.get_content()
+    assert "YEN 500" in body and "DOLLAR REFUND 500" in body
+    assert "YEN 499" not in body and "DINAR" not in body and "DOLLAR 499.99" not in body
+
+
 def test_notification_thresholds_are_validated(container) -> None:
     user_id = make_user(container)
     with pytest.raises(InputError):
@@ -218,6 +245,73 @@ def test_a_webhook_arriving_while_a_job_runs_is_kept_and_synced_after_it(wired, 
         assert s.get(PlaidItem, item_id).sync_requested_at is not None  # type: ignore[union-attr]  # not dropped
     assert run_job(wired, running, "A") is not None
     assert run_due_jobs(wired, worker_id="w", limit=5) == 1  # the webhook's own sync
+    assert ledger(wired, user_id) == truth(demo_bank, pid)
+
+
+def _hold(c: Container, item_id: uuid.UUID, owner: str = "otherhost:1:app:sync-now") -> None:
+    """Another process ("Sync now" or the CLI) is fetching ``item_id``: it holds the item's lease."""
+    with unit_of_work(c.engine, immediate=True) as s:
+        item = s.get(PlaidItem, item_id)
+        assert item is not None and acquire(s, item, owner, c.clock())
+
+
+def _webhook_runs(c: Container, item_id: uuid.UUID) -> int:
+    with unit_of_work(c.engine) as s:
+        runs = s.exec(select(SyncRun).where(SyncRun.item_id == item_id, SyncRun.trigger == "webhook")).all()
+        return len(runs)
+
+
+def test_a_webhook_while_sync_now_holds_the_item_waits_for_it_instead_of_being_dropped(
+    wired, demo_bank, gateway, clock
+) -> None:
+    user_id = make_user(wired)
+    item_id, pid = link_item(wired, gateway, user_id)
+    run_due_jobs(wired, worker_id="w", limit=5)
+    _hold(wired, item_id)  # that sync may already have read the bank when the webhook lands
+    demo_bank.advance(pid, 2)
+    _ask_to_sync(wired, item_id)
+    assert run_due_jobs(wired, worker_id="w", limit=5) == 0  # no job just to be told "already syncing"
+    with unit_of_work(wired.engine) as s:
+        assert s.get(PlaidItem, item_id).sync_requested_at is not None  # type: ignore[union-attr]
+    release(wired.engine, item_id, "otherhost:1:app:sync-now")
+    assert run_due_jobs(wired, worker_id="w", limit=5) == 1
+    assert ledger(wired, user_id) == truth(demo_bank, pid)
+
+
+def test_a_webhook_job_that_finds_the_item_busy_puts_its_request_back(wired, demo_bank, gateway, clock) -> None:
+    user_id = make_user(wired)
+    item_id, pid = link_item(wired, gateway, user_id)
+    run_due_jobs(wired, worker_id="w", limit=5)
+    demo_bank.advance(pid, 2)
+    _ask_to_sync(wired, item_id)
+    assert enqueue_due(wired) == 1
+    (job,) = claim(wired, "w", 1)
+    _hold(wired, item_id)  # "Sync now" took the item between the claim and the run
+    result = run_job(wired, job, "w")
+    assert result is not None and result.status == "already_syncing"
+    release(wired.engine, item_id, "otherhost:1:app:sync-now")
+    assert run_due_jobs(wired, worker_id="w", limit=5) == 1  # the webhook's sync, not lost
+    assert ledger(wired, user_id) == truth(demo_bank, pid)
+
+
+def test_a_webhook_storm_syncs_an_item_at_most_once_per_gap_and_drops_no_request(
+    wired, demo_bank, gateway, clock
+) -> None:
+    user_id = make_user(wired)
+    item_id, pid = link_item(wired, gateway, user_id)
+    run_due_jobs(wired, worker_id="w", limit=5)
+    _ask_to_sync(wired, item_id)
+    assert run_due_jobs(wired, worker_id="w", limit=5) == 1  # the first webhook syncs at once
+    for _ in range(5):  # then five more, a few seconds apart, each with news
+        clock.advance(seconds=20)
+        demo_bank.advance(pid, 1)
+        _ask_to_sync(wired, item_id)
+        assert run_due_jobs(wired, worker_id="w", limit=5) == 0
+    assert _webhook_runs(wired, item_id) == 1
+    clock.advance(seconds=jobs.WEBHOOK_GAP.total_seconds())
+    assert run_due_jobs(wired, worker_id="w", limit=5) == 1  # one sync for all five
+    assert run_due_jobs(wired, worker_id="w", limit=5) == 0
+    assert _webhook_runs(wired, item_id) == 2
     assert ledger(wired, user_id) == truth(demo_bank, pid)
 
 
