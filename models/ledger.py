@@ -202,7 +202,8 @@ class SyncJob(SQLModel, table=True):
 
 
 class NotificationPrefs(SQLModel, table=True):
-    """What a user wants to hear about by email; thresholds in minor units of the account currency."""
+    """What a user wants to hear about by email; thresholds in hundredths of a plain amount, compared in each
+    account's own currency units (a threshold of 500.00 means 500 USD, or 500 JPY)."""
 
     __tablename__ = "notification_prefs"
 

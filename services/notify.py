@@ -12,7 +12,7 @@ from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError
 from services.notices import Mail
-from services.plaid_mapping import decimal_text
+from services.plaid_mapping import decimal_text, in_units, threshold_units
 from services.sync_checks import LowBalance
 
 
@@ -106,12 +106,17 @@ def after_sync(
         body = f"finsync synced {added_total} new transaction(s) from {institution}:\n\n" + "\n".join(lines) + more
         _send(c, user_id, f"{added_total} new transaction(s) from {institution}", body)
     limit = prefs.large_transaction_minor
-    large = [t for t in new if limit is not None and abs(t.amount_minor) >= limit]
+    # the threshold is a plain amount, compared in each transaction's own currency units (500 means 500 USD or 500 JPY)
+    large = [
+        t
+        for t in new
+        if limit is not None and abs(in_units(t.amount_minor, t.iso_currency_code)) >= threshold_units(limit)
+    ]
     if large and limit is not None:
         lines = [
             f"  {t.date.isoformat()}  {money(t.amount_minor, t.iso_currency_code):>16}  {_plain(t.name)}" for t in large
         ]
-        amount = money(limit, None)  # the threshold is a plain amount, compared in each transaction's own currency
+        amount = money(limit, None)
         body = f"These transactions at {institution} are at or above your alert amount of {amount}:\n\n"
         _send(c, user_id, f"Large transaction at {institution}", body + "\n".join(lines))
     for acct in low if prefs.low_balance_minor is not None else []:

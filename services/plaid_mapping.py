@@ -70,6 +70,16 @@ def decimal_text(amount_minor: int, currency: str | None, *, grouped: bool = Fal
     return f"{value:,.{places}f}" if grouped else f"{value:.{places}f}"
 
 
+def in_units(amount_minor: int, currency: str | None) -> Decimal:
+    """Minor units as an exact amount of the currency (1200 JPY -> 1200; 1250 USD -> 12.50)."""
+    return Decimal(amount_minor).scaleb(-exponent(currency))
+
+
+def threshold_units(hundredths: int) -> Decimal:
+    """A notification threshold (stored in hundredths of a plain amount) as an amount to compare with ``in_units``."""
+    return Decimal(hundredths).scaleb(-2)
+
+
 def to_minor(amount: float | int | str | Decimal, currency: str | None) -> int:
     """Convert a decimal amount to integer minor units of its currency, exactly (via `str`, never float math)."""
     exp = exponent(currency)

@@ -10,6 +10,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from models import AccountCheck, LedgerTransaction, PlaidItem
+from services.plaid_mapping import in_units, threshold_units
 from services.plaid_types import Account
 
 # For these account types Plaid's `current` is what is owed, so the statement balance is its negative.
@@ -72,11 +73,15 @@ def check_accounts(
         else:
             check.flagged, check.flagged_at, check.expected_drift_minor = False, None, value
         available = a.available_minor if a.available_minor is not None else a.current_minor
-        is_low = (
-            low_threshold is not None and a.type not in _OWED and available is not None and available < low_threshold
+        currency = a.iso_currency_code or a.unofficial_currency_code
+        is_low = (  # compared in the account's own currency units: a threshold of 100 is 100 USD, or 100 JPY
+            low_threshold is not None
+            and a.type not in _OWED
+            and available is not None
+            and in_units(available, currency) < threshold_units(low_threshold)
         )
         if is_low and not check.low_balance_alerted:
-            low.append(LowBalance(a.name, available or 0, a.iso_currency_code or a.unofficial_currency_code))
+            low.append(LowBalance(a.name, available or 0, currency))
         check.low_balance_alerted = is_low
         session.add(check)
     return low
