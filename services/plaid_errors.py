@@ -21,6 +21,8 @@ from services.errors import FinsyncError
 
 MAX_RETRY_AFTER = 300.0  # seconds; a longer (or hostile) Retry-After is read as this, never as hours
 _DELTA_SECONDS = re.compile(r"[0-9]+")
+_NOT_WORD = re.compile(r"[^A-Za-z0-9_]")
+CODE_MAX = 64  # sync_runs.error_code, item_sync_state.error_code
 
 
 class PlaidError(FinsyncError):
@@ -111,6 +113,10 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return min(max(seconds, 0.0), MAX_RETRY_AFTER) if math.isfinite(seconds) else None
 
 
+def _word(value: object) -> str:
+    return _NOT_WORD.sub("", value)[:CODE_MAX] if isinstance(value, str) else ""
+
+
 def error_from_body(status: int, body: str | bytes | None, retry_after: float | None = None) -> PlaidError:
     """Decode Plaid's error body into our exception tree (falls back on the HTTP status)."""
     try:
@@ -119,8 +125,10 @@ def error_from_body(status: int, body: str | bytes | None, retry_after: float | 
         data = None
     if not isinstance(data, dict):
         data = {}
-    code = str(data.get("error_code") or f"HTTP_{status}")
-    etype = str(data.get("error_type") or "")
+    # Plaid's codes and types are short upper-case words; anything else (a proxy's page, a hostile body) is cut to
+    # what fits the columns that store it (64), so recording the failure cannot fail in its turn.
+    code = _word(data.get("error_code")) or f"HTTP_{status}"
+    etype = _word(data.get("error_type"))
     cls = _BY_CODE.get(code) or _BY_TYPE.get(etype)
     if cls is None:
         cls = RateLimited if status == 429 else Transient if status >= 500 or status == 0 else PlaidError

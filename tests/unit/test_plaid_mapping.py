@@ -193,6 +193,13 @@ def test_error_message_uses_display_message_and_request_id() -> None:
     assert str(err).startswith("Bank is down.") and "rq" in str(err) and err.display_message == "Bank is down."
 
 
+def test_a_hostile_error_code_is_cut_to_what_the_run_record_can_store() -> None:
+    """A 10,000-character code with markup would not fit sync_runs.error_code (64): the failure could not be recorded."""
+    err = error_from_body(400, json.dumps({"error_code": "<b>" + "X" * 10_000, "error_type": "ITEM_ERROR\n\x00"}))
+    assert err.code == "bX" + "X" * 62 and err.error_type == "ITEM_ERROR"
+    assert error_from_body(503, json.dumps({"error_code": 12})).code == "HTTP_503"
+
+
 def _page(*txns: dict, removed: tuple[str, ...] = ()) -> dict:
     return {"added": list(txns), "modified": [], "removed": [{"transaction_id": r} for r in removed], "accounts": [],
             "next_cursor": "c", "has_more": False}  # fmt: skip
