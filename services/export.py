@@ -69,15 +69,15 @@ def rows(
     q = q.order_by(col(LedgerTransaction.date), col(LedgerTransaction.plaid_transaction_id))
     with unit_of_work(c.engine) as session:
         for t, account_id, account_name in session.exec(q.execution_options(yield_per=1000)):
-            yield (
-                t.plaid_transaction_id,
+            yield (  # every text cell through safe_cell, ids and codes too: Plaid's never start with = + - @
+                safe_cell(t.plaid_transaction_id),
                 t.date.isoformat(),
-                account_id,
+                safe_cell(account_id),
                 safe_cell(account_name),
                 safe_cell(t.name),
                 safe_cell(t.merchant_name),
                 decimal_amount(t.amount_minor, t.iso_currency_code or t.unofficial_currency_code),
-                t.iso_currency_code or "",
+                safe_cell(t.iso_currency_code),
                 safe_cell(t.category_override or t.category_detailed),
                 "true" if t.pending else "false",
                 t.authorized_date.isoformat() if t.authorized_date else "",

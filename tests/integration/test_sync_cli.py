@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from models import LedgerTransaction, PlaidItem, SyncRun
+from models import BankAccount, LedgerTransaction, PlaidItem, SyncRun
 from services import cli, sync_cli
 from services.container import Container
 from services.db import unit_of_work
@@ -120,6 +120,52 @@ def test_export_csv_matches_the_ledger_contract(cli_env, container, gateway, dem
     )
     other = next(t for t in bank.values() if t["transaction_id"] != refund["transaction_id"])
     assert rows[other["transaction_id"]]["category"] == other["personal_finance_category"]["detailed"]
+
+
+def test_export_is_one_row_per_transaction_in_this_user_s_ledger_and_nothing_else(
+    cli_env, container, gateway, demo_bank, tmp_path
+) -> None:
+    ada, bob = make_user(container), make_user(container, "bob@example.com")
+    item_id, pid = link_item(container, gateway, ada)
+    bob_item, bob_pid = link_item(container, gateway, bob)
+    sync_item(container, bob, bob_item, gateway=gateway, policy=FAST)
+    pending = demo_bank.mutate(pid, "add", cents=1250, name="COFFEE", pending=True)
+    sync_item(container, ada, item_id, gateway=gateway, policy=FAST)
+    edit_transaction(container, ada, pending["transaction_id"], excluded=True)  # hidden from totals, still a row
+    posted = demo_bank.mutate(pid, "post", transaction_id=pending["transaction_id"])
+    sync_item(container, ada, item_id, gateway=gateway, policy=FAST)
+    out = tmp_path / "ada.csv"
+    assert cli.main(["export", "transactions", "--email", "ada@example.com", "--format", "csv", "--out", str(out)]) == 0
+    rows = _rows(out)
+    ids = [r["transaction_id"] for r in rows]
+    assert len(ids) == len(set(ids)) and set(ids) == set(ledger(container, ada)) == set(truth(demo_bank, pid))
+    assert not set(ids) & set(truth(demo_bank, bob_pid))  # nothing of another user's
+    assert posted is not None and pending["transaction_id"] not in ids  # the pending charge became its posted row
+    row = next(r for r in rows if r["transaction_id"] == posted["transaction_id"])
+    assert row["pending"] == "false" and row["amount"] == "-12.50" and row["excluded"] == "true"
+
+
+def test_export_neutralises_formulas_in_every_cell_even_ids_and_codes(
+    cli_env, container, gateway, demo_bank, tmp_path
+) -> None:
+    user_id = make_user(container)
+    item_id, _ = link_item(container, gateway, user_id)
+    sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    with unit_of_work(container.engine) as s:  # what a hostile upstream could have put in ids and codes
+        t = s.exec(select(LedgerTransaction).where(LedgerTransaction.user_id == user_id)).first()
+        assert t is not None
+        t.plaid_transaction_id, t.iso_currency_code = "=1+2", "@AB"
+        account = s.get(BankAccount, t.account_id)
+        assert account is not None
+        account.plaid_account_id = "+cmd|' /C calc'!A0"
+        s.add_all([t, account])
+    out = tmp_path / "ids.csv"
+    assert cli.main(["export", "transactions", "--email", "ada@example.com", "--format", "csv", "--out", str(out)]) == 0
+    (row,) = [r for r in _rows(out) if r["transaction_id"].endswith("=1+2")]
+    assert row["transaction_id"] == "'=1+2" and row["iso_currency_code"] == "'@AB"
+    assert row["account_id"] == "'+cmd|' /C calc'!A0"
+    for r in _rows(out):
+        assert not any(cell[:1] in "=+-@\t\r" and cell[:1] for cell in r.values() if cell != r["amount"])
 
 
 def test_export_date_range_is_inclusive(cli_env, container, gateway, demo_bank, tmp_path) -> None:
