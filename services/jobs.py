@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, update
@@ -201,13 +202,14 @@ def _still_ours(c: Container, job: SyncJob, worker_id: str) -> bool:
 
 
 def run_job(c: Container, job: SyncJob, worker_id: str) -> SyncResult | None:
-    """Run one claimed job; None when it was no longer needed, gave up, or is no longer this worker's."""
+    """Run one claimed job; None when it is no longer this worker's (another one runs it)."""
     if not _still_ours(c, job, worker_id):
         log.warning("sync job %s: lease lost to another worker before it ran; not running it", job.id)
         return None
     if job.attempts > MAX_ATTEMPTS:
-        _finish(c, job, worker_id, "failed", f"gave up after {MAX_ATTEMPTS} attempts")
-        return None
+        outcome = f"gave up after {MAX_ATTEMPTS} attempts (each ended without finishing: a crash or a kill)"
+        _finish(c, job, worker_id, "failed", outcome)
+        return SyncResult(job.item_id, "failed", message=outcome)
     try:
         result = sync_item(
             c,
@@ -221,21 +223,28 @@ def run_job(c: Container, job: SyncJob, worker_id: str) -> SyncResult | None:
     except Exception as exc:  # one broken item must not stop the worker
         log.exception("sync job %s failed", job.id)
         _finish(c, job, worker_id, "failed", type(exc).__name__)
-        return None
+        return SyncResult(job.item_id, "failed", message=f"unexpected {type(exc).__name__}; see the server log")
     _finish(c, job, worker_id, "done" if result.ok else "failed", result.summary())
     if result.status == "already_syncing" and job.reason == "webhook":
         _ask_again(c, job.item_id, job.created_at)  # the sync holding it may have read the bank before the webhook
     return result
 
 
-def run_due_jobs(c: Container, *, worker_id: str, limit: int = 10) -> int:
-    """Queue what is due, then claim and run up to ``limit`` jobs one at a time; return how many ran."""
+def run_due_jobs(
+    c: Container, *, worker_id: str, limit: int = 10, on_result: Callable[[SyncResult], None] | None = None
+) -> int:
+    """Queue what is due, then claim and run up to ``limit`` jobs one at a time; return how many ran.
+
+    ``on_result`` hears how each job that ran here ended (the worker's command line prints and counts them).
+    """
     enqueue_due(c)
     ran = 0
     while ran < limit:
         jobs = claim(c, worker_id)  # one at a time: a job waiting behind a batch would outlive its lease
         if not jobs:
             break
-        run_job(c, jobs[0], worker_id)
+        result = run_job(c, jobs[0], worker_id)
+        if result is not None and on_result is not None:
+            on_result(result)
         ran += 1
     return ran

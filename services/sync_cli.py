@@ -121,10 +121,17 @@ def _report_verified(results: list[VerifyResult]) -> int:
     return 1 if bad else 0
 
 
-def _pass(c: Container, worker_id: str, limit: int, purge: DailyPurge) -> int:
-    """Run due sync jobs, retry due mail and Plaid revocations, purge old rows daily (none raises); return jobs run."""
+def _pass(c: Container, worker_id: str, limit: int, purge: DailyPurge, failed: list[SyncResult]) -> int:
+    """Run due sync jobs (a line per item; failures added to ``failed``), retry due mail and Plaid revocations,
+    purge old rows daily (none raises); return jobs run."""
+
+    def heard(result: SyncResult) -> None:
+        print(result.summary(), flush=True)
+        if not result.ok:
+            failed.append(result)
+
     try:
-        return run_due_jobs(c, worker_id=worker_id, limit=limit)
+        return run_due_jobs(c, worker_id=worker_id, limit=limit, on_result=heard)
     finally:
         if mailed := mail_queue.send_quietly(c):
             print(f"sent {mailed} queued email(s)")
@@ -137,13 +144,16 @@ def _pass(c: Container, worker_id: str, limit: int, purge: DailyPurge) -> int:
 def _worker(args: argparse.Namespace) -> int:
     c = _container()
     worker_id, purge = worker_name("worker"), DailyPurge()
-    if args.once:
-        print(f"ran {_pass(c, worker_id, args.limit, purge)} job(s)")
-        return 0
+    failed: list[SyncResult] = []
+    if args.once:  # for cron: exit 1 when any connection failed, like `sync`
+        ran = _pass(c, worker_id, args.limit, purge, failed)
+        print(f"ran {ran} job(s)" + (f"; {len(failed)} failed" if failed else ""))
+        return 1 if failed else 0
     print(f"worker {worker_id} running; Ctrl-C stops it")
     while True:
-        if _pass(c, worker_id, args.limit, purge) < args.limit:
+        if _pass(c, worker_id, args.limit, purge, failed) < args.limit:
             time.sleep(args.tick)
+        failed.clear()
 
 
 def _day(text: str) -> date:

@@ -195,12 +195,14 @@ def notifications_section(view: SessionView) -> None:
             "Email me when a bank connection needs my attention", value=prefs.connection_alerts, key="n_alerts"
         )
         large = _threshold(
-            "Alert me about any single transaction at or above this amount (0 = off)",
+            "Alert me about any single transaction at or above this amount, in its own currency (0 = off)",
             prefs.large_transaction_minor,
             "n_large",
         )
         low = _threshold(
-            "Alert me when an account's available balance falls below (0 = off)", prefs.low_balance_minor, "n_low"
+            "Alert me when an account's available balance falls below this amount, in its currency (0 = off)",
+            prefs.low_balance_minor,
+            "n_low",
         )
         saved = st.form_submit_button("Save notification settings")
     if saved:

@@ -82,10 +82,24 @@ def test_cli_worker_once_runs_due_jobs(cli_env, container, gateway, demo_bank, c
     user_id = make_user(container)
     _, pid = link_item(container, gateway, user_id)
     assert cli.main(["worker", "--once"]) == 0
-    assert "ran 1 job(s)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ran 1 job(s)" in out and "Demo" in out and ": ok, " in out  # a line per connection, by name
     assert ledger(container, user_id) == truth(demo_bank, pid)
     with unit_of_work(container.engine) as s:
         assert [r.trigger for r in s.exec(select(SyncRun)).all()] == ["schedule"]
+
+
+def test_cli_worker_once_exits_1_and_names_the_connection_when_a_sync_fails(
+    cli_env, container, gateway, demo_bank, capsys
+) -> None:
+    user_id = make_user(container)
+    link_item(container, gateway, user_id)
+    _, broken = link_item(container, gateway, user_id, institution="ins_demo_2")
+    demo_bank.set_fault(broken, "login_required")
+    assert cli.main(["worker", "--once"]) == 1  # cron sees the failure
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert sum(": ok, " in line for line in lines) == 1
+    assert any("login required" in line for line in lines) and lines[-1] == "ran 2 job(s); 1 failed"
 
 
 def test_export_csv_matches_the_ledger_contract(cli_env, container, gateway, demo_bank, tmp_path) -> None:
