@@ -22,6 +22,7 @@ from models import (
     OneTimeToken,
     PlaidApiEvent,
     PlaidRevocation,
+    SyncJob,
     SyncRun,
     SyncStaged,
     ThrottleCounter,
@@ -42,6 +43,7 @@ WEBHOOK_KEEP = timedelta(days=90)  # a quarter to debug deliveries; replay check
 PLAID_CALL_KEEP = timedelta(days=90)  # a quarter of request ids to give Plaid support
 LINK_KEEP = timedelta(days=7)  # a finished link session is never resumed; a week to debug a failed link
 REVOCATION_KEEP = timedelta(days=90)  # a confirmed revocation: a quarter to answer "is my bank really unlinked?"
+JOB_KEEP = timedelta(days=14)  # finished sync jobs: two weeks to see what the queue did (runs keep the history)
 SYNC_RUN_KEEP = timedelta(days=400)  # a year of sync history plus a month; each item's latest run always stays
 PURGE_EVERY = timedelta(hours=24)  # the scheduler and the worker purge once a day
 RETRY_FAILED = timedelta(hours=1)  # after a failed purge (database away), try again sooner than a day
@@ -93,6 +95,7 @@ def _rules(c: Container, now: datetime) -> list[tuple[str, type[SQLModel], Colum
             (col(SyncRun.started_at) < now - SYNC_RUN_KEEP) & (col(SyncRun.status) != "running") & superseded,
         ),
         ("sync_staging", SyncStaged, col(SyncStaged.run_id).not_in(running)),
+        ("sync_jobs", SyncJob, col(SyncJob.finished_at) < now - JOB_KEEP),  # queued and running ones have none
         (
             "plaid_revocations",  # given-up ones stay: Plaid may still hold that connection, an admin must act
             PlaidRevocation,

@@ -26,6 +26,7 @@ from models import (
     PlaidApiEvent,
     PlaidItem,
     PlaidRevocation,
+    SyncJob,
     SyncRun,
     SyncStaged,
     ThrottleCounter,
@@ -36,6 +37,7 @@ from services import cli, retention, tokens
 from services.container import Container
 from services.db import unit_of_work
 from services.retention import (
+    JOB_KEEP,
     LINK_KEEP,
     LOCK_MEMORY,
     LONGEST_WINDOW,
@@ -63,6 +65,7 @@ PURGED = (
     "link_sessions",
     "sync_runs",
     "sync_staging",
+    "sync_jobs",
     "plaid_revocations",
 )
 KEPT_FOR_GOOD = (AuditEvent, LedgerTransaction, TransactionChange, PendingEdit)
@@ -193,6 +196,12 @@ class Seeder:
         for run_id, keep in ((running, True), (finished, False), (uuid.uuid4(), False)):
             for seq in range(3):
                 self.add(SyncStaged(run_id=run_id, seq=seq, plaid_transaction_id=f"t{seq}"), keep=keep)
+        done = self.now - JOB_KEEP
+        for keep, at, status in ((True, done + S, "done"), (False, done - S, "failed")):
+            self.add(SyncJob(item_id=busy, user_id=self.user, status=status, due_at=at, created_at=at, finished_at=at),
+                     keep=keep)  # fmt: skip
+        self.add(SyncJob(item_id=quiet, user_id=self.user, status="queued", open_key=str(quiet), due_at=self.ancient,
+                         created_at=self.ancient), keep=True)  # fmt: skip  # waiting, however long: never purged
         return busy
 
     def kept_for_good(self, item_id: uuid.UUID) -> None:
