@@ -24,9 +24,11 @@ RESULT = {"ok": "synced", "preparing": "bank preparing data", "running": "runnin
 latest: dict[object, sync.RunView] = {}
 for run in runs:  # newest first: a failure matters only until a later run of that bank worked
     latest.setdefault(run.item_id, run)
-for run in latest.values():
-    if run.status not in ("ok", "preparing", "running"):
-        st.error(f"{when(run.started_at)}, {md(run.institution_name)}: {run.explanation} {run.fix}".strip())
+failing = [run for run in latest.values() if run.status not in ("ok", "preparing", "running")]
+for run in failing:
+    st.error(f"{when(run.started_at)}, {md(run.institution_name)}: {run.explanation} {run.fix}".strip())
+if failing:  # the fixes (Repair, Remove, Sync now) are on Accounts
+    st.page_link("accounts.py", label="Go to Accounts to fix it", icon=":material/account_balance:")
 
 aside = sync.list_set_aside(container(), view.user.id)
 if aside:

@@ -284,11 +284,12 @@ def test_sync_history_shows_a_failure_only_until_that_bank_synced_again(
     at = open_page("sync_history.py")
     assert [e.value for e in at.error] and "sign in again" in at.error[0].value
     assert list(at.dataframe[0].value["Result"]) == ["needs sign-in"]
+    assert [link.proto.page for link in at.get("page_link")] == ["accounts"]  # where Repair is
 
     bank_app.demo.bank.items[bank_app.plaid_item_id(item.id)].error_code = None  # repaired at the bank
     assert sync.sync_item(c, user.id, item.id, explicit=True).status == "ok"
     at = open_page("sync_history.py")
-    assert not at.error  # the old failure is history now, not an alarm
+    assert not at.error and not at.get("page_link")  # the old failure is history now, not an alarm
     assert list(at.dataframe[0].value["Result"]) == ["synced", "needs sign-in"]
 
 
