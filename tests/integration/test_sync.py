@@ -256,14 +256,28 @@ def test_balance_drift_flags_the_account(container, gateway, demo_bank, linked) 
     user_id, item_id, pid = linked
     _sync(container, gateway, user_id, item_id)
     assert item_sync_status(container, user_id)[0].drift_flagged_accounts == ()
+    # Ordinary bank news moves balance and transactions together: never a flag.
+    pending = demo_bank.mutate(pid, "add", cents=2_500, name="GROCER", pending=True)
+    posted = next(t for t in demo_bank.truth(pid) if not t["pending"])
+    demo_bank.mutate(pid, "modify", transaction_id=posted["transaction_id"], cents=round(posted["amount"] * 100) + 300)
+    _sync(container, gateway, user_id, item_id)
+    demo_bank.mutate(pid, "post", transaction_id=pending["transaction_id"])
+    _sync(container, gateway, user_id, item_id)
+    assert item_sync_status(container, user_id)[0].drift_flagged_accounts == ()
+
     victim = next(t for t in demo_bank.truth(pid) if not t["pending"])
     with unit_of_work(container.engine) as s:  # the ledger loses a transaction the bank still counts
-        s.delete(s.get(LedgerTransaction, victim["transaction_id"]))
-        account_id = s.exec(select(LedgerTransaction.account_id).limit(1)).first()
+        row = s.get(LedgerTransaction, victim["transaction_id"])
+        assert row is not None
+        lost, account_id = row.model_dump(), row.account_id
+        s.delete(row)
     demo_bank.mutate(pid, "add", cents=500, name="NEW")
     _sync(container, gateway, user_id, item_id)
-    flagged = item_sync_status(container, user_id)[0].drift_flagged_accounts
-    assert len(flagged) == 1 and account_id is not None
+    assert item_sync_status(container, user_id)[0].drift_flagged_accounts == (account_id,)  # that account only
+    with unit_of_work(container.engine) as s:  # the missing transaction is back: the balance adds up again
+        s.add(LedgerTransaction(**lost))
+    _sync(container, gateway, user_id, item_id)
+    assert item_sync_status(container, user_id)[0].drift_flagged_accounts == ()
 
 
 def test_sync_progress_reports_pages_and_applied(container, gateway, demo_bank, linked) -> None:
