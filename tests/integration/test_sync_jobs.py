@@ -214,6 +214,26 @@ def test_the_large_transaction_alert_compares_in_each_currency_s_own_units(conta
     assert "YEN 499" not in body and "DINAR" not in body and "DOLLAR 499.99" not in body
 
 
+def test_a_user_who_turned_notifications_off_gets_none(container, gateway, demo_bank, mailer: MemoryMailer) -> None:
+    user_id = make_user(container)
+    item_id, pid = link_item(container, gateway, user_id)
+    set_notification_prefs(container, user_id, NotificationSettings(False, None, None, False))
+    sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    demo_bank.mutate(pid, "add", cents=900_000, name="NEW CAR")
+    sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)  # news, large: no digest, no alert
+    demo_bank.set_fault(pid, "login_required")
+    assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status == "login_required"
+    assert mailer.sent == []
+    set_notification_prefs(container, user_id, NotificationSettings(True, None, None, True))
+    demo_bank.repair(pid)
+    demo_bank.mutate(pid, "add", cents=100, name="GUM")
+    sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    demo_bank.set_fault(pid, "login_required")
+    sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    subjects = [str(m["Subject"]) for m in mailer.sent]  # switched back on: both arrive
+    assert any("1 new transaction" in s for s in subjects) and any("needs your attention" in s for s in subjects)
+
+
 def test_notification_thresholds_are_validated(container) -> None:
     user_id = make_user(container)
     with pytest.raises(InputError):
