@@ -38,18 +38,20 @@ op = st.one_of(
     st.tuples(st.just("post"), st.integers(0, 10_000)),
     st.tuples(st.just("fault"), st.sampled_from(["rate_limit", "server_error", "mutation_during_pagination"])),
     st.tuples(st.just("edit"), st.integers(0, 10_000)),
+    st.tuples(st.just("login")),  # the bank wants a new sign-in: a sync changes nothing, then the user repairs
     st.tuples(st.just("sync")),
 )
+OWNED = ("note", "category_override", "tags", "excluded")  # what the user owns on a transaction
 
 
 @pytest.mark.slow
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(ops=st.lists(op, min_size=1, max_size=10))
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(op, min_size=1, max_size=12))
 def test_ledger_always_equals_the_bank_and_no_edit_is_lost(container, gateway, demo_bank, ops) -> None:
     c, bank = container, demo_bank
     user_id = make_user(c, f"{uuid.uuid4().hex[:12]}@example.com")
     item_id, pid = link_item(c, gateway, user_id)
-    notes: dict[str, str] = {}
+    edits: dict[str, tuple[object, ...]] = {}  # transaction id -> the user's fields as saved
 
     def pick(n: int, pending: bool | None = None) -> str | None:
         rows = [t["transaction_id"] for t in bank.truth(pid) if pending is None or t["pending"] == pending]
@@ -58,9 +60,12 @@ def test_ledger_always_equals_the_bank_and_no_edit_is_lost(container, gateway, d
     def check() -> None:
         assert sync_item(c, user_id, item_id, gateway=gateway, policy=FAST).status == "ok"
         assert ledger(c, user_id) == truth(bank, pid)
+        assert {tid: owned(tid) for tid in edits} == edits
+
+    def owned(tid: str) -> tuple[object, ...]:
         with unit_of_work(c.engine) as s:
-            for tid, note in notes.items():
-                assert s.get(LedgerTransaction, tid).note == note  # type: ignore[union-attr]
+            row = s.get(LedgerTransaction, tid)
+            return tuple(getattr(row, f) for f in OWNED) if row is not None else ()
 
     check()
     for step, (kind, *args) in enumerate(ops):
@@ -72,11 +77,11 @@ def test_ledger_always_equals_the_bank_and_no_edit_is_lost(container, gateway, d
             bank.mutate(pid, "modify", transaction_id=tid, name=args[1])
         elif kind == "remove" and (tid := pick(args[0])):
             bank.mutate(pid, "remove", transaction_id=tid)
-            notes.pop(tid, None)
+            edits.pop(tid, None)
         elif kind == "post" and (tid := pick(args[0], pending=True)):
             posted = bank.mutate(pid, "post", transaction_id=tid)
-            if tid in notes and posted is not None:
-                notes[posted["transaction_id"]] = notes.pop(tid)
+            if tid in edits and posted is not None:
+                edits[posted["transaction_id"]] = edits.pop(tid)
         elif kind == "fault":
             bank.set_fault(pid, args[0], times=1, page=1 if args[0] == "mutation_during_pagination" else 2)
         elif kind == "edit":
@@ -84,8 +89,15 @@ def test_ledger_always_equals_the_bank_and_no_edit_is_lost(container, gateway, d
             if rows:
                 tid = rows[args[0] % len(rows)]
                 if tid in {t["transaction_id"] for t in bank.truth(pid)}:
-                    notes[tid] = f"note {step}"
-                    edit_transaction(c, user_id, tid, note=notes[tid])
+                    edit_transaction(c, user_id, tid, note=f"note {step}", category=f"Cat {step}",
+                                     tags=[f"t{step}", "x"], excluded=step % 2 == 0)  # fmt: skip
+                    edits[tid] = owned(tid)
+        elif kind == "login":
+            bank.set_fault(pid, "login_required")
+            before = ledger(c, user_id)
+            assert sync_item(c, user_id, item_id, gateway=gateway, policy=FAST).status == "login_required"
+            assert ledger(c, user_id) == before
+            bank.repair(pid)
         elif kind == "sync":
             check()
     check()
