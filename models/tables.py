@@ -81,13 +81,17 @@ class RecoveryCode(SQLModel, table=True):
 
 
 class ThrottleCounter(SQLModel, table=True):
-    """Failure counters for an account or a client address; in the database so restarts keep them."""
+    """Failure counters for an account or a client address; in the database so restarts keep them.
+
+    ``recent`` is a JSON list of the latest counted times (UTC, ``2026-11-27T12:00:00.000000Z``, oldest
+    first, at most ``services.throttle.KEPT``), so a limit slides over any window instead of restarting.
+    """
 
     __tablename__ = "throttle_counters"
 
     key: str = Field(primary_key=True, max_length=160)
-    window_start: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    failures: int = Field(default=0)
+    last_at: datetime = Field(default_factory=utcnow, sa_column=_ts())  # the latest counted time (retention)
+    recent: str = Field(default="[]", max_length=512)
     consecutive: int = Field(default=0)
     lock_level: int = Field(default=0)
     locked_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))

@@ -37,7 +37,7 @@ log = logging.getLogger("finsync.retention")
 
 SESSION_KEEP = timedelta(days=30)  # ended sessions stay a month, to answer "was that sign-in me?"
 TOKEN_KEEP = timedelta(days=7)  # a used or expired link opens nothing; a week to explain "my link failed"
-THROTTLE_KEEP = timedelta(days=1)  # a counter that never locked: a quiet day after its window ended
+THROTTLE_KEEP = timedelta(days=1)  # a counter that never locked: a quiet day after its last count ran out
 LOCK_MEMORY = timedelta(days=7)  # one that locked keeps its back-off level (doubling) for a quiet week
 WEBHOOK_KEEP = timedelta(days=90)  # a quarter to debug deliveries; replay checks need 5 minutes (MAX_AGE_SECONDS)
 PLAID_CALL_KEEP = timedelta(days=90)  # a quarter of request ids to give Plaid support
@@ -48,7 +48,7 @@ SYNC_RUN_KEEP = timedelta(days=400)  # a year of sync history plus a month; each
 PURGE_EVERY = timedelta(hours=24)  # the scheduler and the worker purge once a day
 RETRY_FAILED = timedelta(hours=1)  # after a failed purge (database away), try again sooner than a day
 BATCH = 500  # rows per transaction: milliseconds of SQLite's write lock, so sign-ins and syncs never wait long
-# A counter still counts until its window ends: the longest window any caller of throttle uses.
+# A counter still counts until its latest time leaves the longest window any caller of throttle uses.
 LONGEST_WINDOW = max(throttle.ACCOUNT_WINDOW, throttle.IP_WINDOW, RESET_IP_WINDOW)
 
 
@@ -64,7 +64,7 @@ def _rules(c: Container, now: datetime) -> list[tuple[str, type[SQLModel], Colum
     )
 
     def quiet_since(quiet: datetime) -> ColumnElement[bool]:
-        return (col(ThrottleCounter.window_start) < quiet - LONGEST_WINDOW) & or_(
+        return (col(ThrottleCounter.last_at) < quiet - LONGEST_WINDOW) & or_(
             col(ThrottleCounter.locked_until).is_(None), col(ThrottleCounter.locked_until) < quiet
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import timedelta
 
 import bcrypt
 import pytest
@@ -112,6 +113,37 @@ def test_five_failures_lock_for_15_minutes_then_doubling_capped_at_24h(
     # the success above reset the back-off; from there each repeat lock doubles, capped at 24 hours
     assert lengths == [15, 30, 60, 120, 240, 480, 960, 24 * 60, 24 * 60]
     assert len(mails_to(mailer, "alice@example.com")) == 10
+
+
+def test_a_burst_across_the_end_of_a_fixed_window_still_locks(
+    container: Container, clock: FakeClock, mailer: MemoryMailer
+) -> None:
+    """The window slides: 1 failure, 3 at 14:58 and 4 at 15:00 are 7 within 2 s, and lock the account."""
+    make_user(container)
+    start = clock()
+    _fail(container, "alice")
+    clock.now = start + timedelta(minutes=14, seconds=58)
+    for _ in range(3):
+        _fail(container, "alice")
+    clock.now = start + timedelta(minutes=15)
+    for _ in range(4):
+        _fail(container, "alice")
+    assert len(mails_to(mailer, "alice@example.com")) == 1 and len(_events(container, "account_locked")) == 1
+    _fail(container, "alice", PASSWORD)  # locked: the right password is refused with the same message
+
+
+def test_the_ip_limit_slides_across_the_end_of_a_fixed_window(container: Container, clock: FakeClock) -> None:
+    make_user(container)
+    start = clock()
+    _fail(container, "nobody0@example.com", ip="203.0.113.52")
+    clock.now = start + timedelta(minutes=14, seconds=58)
+    for n in range(9):
+        _fail(container, f"nobody{n}@example.com", ip="203.0.113.52")
+    clock.now = start + timedelta(minutes=15)
+    _fail(container, "alice", ip="203.0.113.52")  # the first failure has left the window: one more, not ten
+    with pytest.raises(Throttled) as info:
+        auth.begin_sign_in(container, login="alice", password=PASSWORD, ip="203.0.113.52")
+    assert info.value.retry_after == 14 * 60 + 58
 
 
 def test_a_hundred_failures_in_a_row_stop_sign_in_until_a_reset(

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
-from services import migrations
-from services.db import make_engine
+from models import ThrottleCounter
+from models.types import UTCDateTime
+from services import migrations, throttle
+from services.db import make_engine, unit_of_work
 from tests.conftest import PG_URL
 
 
@@ -48,4 +52,47 @@ def test_upgrade_autogenerate_clean_and_downgrade(empty_url: str) -> None:
     assert not set(inspect(engine).get_table_names()) & set(SQLModel.metadata.tables)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 0
+    engine.dispose()
+
+
+OLD_COUNTERS = sa.table(  # throttle_counters up to 0011: fixed windows
+    "throttle_counters",
+    sa.column("key", sa.String()),
+    sa.column("window_start", UTCDateTime()),
+    sa.column("failures", sa.Integer()),
+    sa.column("consecutive", sa.Integer()),
+    sa.column("lock_level", sa.Integer()),
+    sa.column("locked_until", UTCDateTime()),
+)
+
+
+def test_0012_keeps_counts_in_progress_both_ways(empty_url: str) -> None:
+    """A count in progress at the upgrade ends when its fixed window would have; the downgrade restores it."""
+    engine = make_engine(empty_url)
+    migrations.upgrade(engine, "0011")
+    start, until = datetime(2026, 11, 27, 12, 0, tzinfo=UTC), datetime(2026, 11, 27, 13, 0, tzinfo=UTC)
+    counting = {"key": "acct:counting", "failures": 3, "consecutive": 3, "lock_level": 0, "locked_until": None}
+    locked = {"key": "acct:locked", "failures": 0, "consecutive": 5, "lock_level": 1, "locked_until": until}
+    with engine.begin() as conn:
+        conn.execute(OLD_COUNTERS.insert(), [{**counting, "window_start": start}, {**locked, "window_start": start}])
+    migrations.upgrade(engine)
+    with unit_of_work(engine) as session:
+        row = session.get(ThrottleCounter, "acct:counting")
+        assert row is not None and row.last_at == start
+        assert (
+            row.recent == '["2026-11-27T12:00:00.000000Z","2026-11-27T12:00:00.000000Z","2026-11-27T12:00:00.000000Z"]'
+        )
+        window = throttle.ACCOUNT_WINDOW
+        assert throttle.count_in_window(session, "acct:counting", start + window - timedelta(seconds=1), window) == 3
+        assert throttle.count_in_window(session, "acct:counting", start + window, window) == 0
+        assert throttle.locked_until(session, "acct:locked", start) == until
+        kept = session.get(ThrottleCounter, "acct:locked")
+        assert kept is not None and (kept.recent, kept.consecutive, kept.lock_level) == ("[]", 5, 1)
+    migrations.downgrade(engine, "0011")
+    with engine.connect() as conn:
+        rows = {r.key: r._asdict() for r in conn.execute(sa.select(OLD_COUNTERS))}
+    assert rows == {
+        "acct:counting": {**counting, "window_start": start},
+        "acct:locked": {**locked, "window_start": start},
+    }
     engine.dispose()

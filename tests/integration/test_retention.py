@@ -139,9 +139,10 @@ class Seeder:
         self.token(True, tokens.VERIFY, expires=self.now + timedelta(hours=47))  # live
 
     def counter(
-        self, keep: bool, key: str, window_start: datetime, locked_until: datetime | None = None, level: int = 2
+        self, keep: bool, key: str, last_at: datetime, locked_until: datetime | None = None, level: int = 2
     ) -> None:
-        self.add(ThrottleCounter(key=key, window_start=window_start, failures=3, lock_level=level,
+        recent = f'["{last_at:%Y-%m-%dT%H:%M:%S.%fZ}"]'
+        self.add(ThrottleCounter(key=key, last_at=last_at, recent=recent, lock_level=level,
                                  locked_until=locked_until), keep=keep)  # fmt: skip
 
     def counters(self) -> None:
