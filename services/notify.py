@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from models import NotificationPrefs, User
 from services import mail_queue
+from services.banking_views import status_message
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError
@@ -124,15 +125,21 @@ def after_sync(
         _send(c, user_id, f"Low balance: {_plain(acct.name)}", body)
 
 
-def connection_needs_attention(c: Container, user_id: uuid.UUID, institution: str) -> None:
-    """Tell the user a bank wants them to sign in again (once, when it starts)."""
+def connection_needs_attention(
+    c: Container,
+    user_id: uuid.UUID,
+    institution: str,
+    status: str = "login_required",
+    code: str | None = None,
+    until: datetime | None = None,
+) -> None:
+    """Tell the user a bank connection needs them (once, when it starts): sign in again, renew consent before
+    ``until``, choose new accounts, or relink after access was revoked; the words are the Accounts page's."""
     if not get_notification_prefs(c, user_id).connection_alerts:
         return
-    body = (
-        f"Your bank {institution} needs you to sign in again before finsync can fetch new transactions.\n"
-        "Open finsync, go to Accounts and choose Repair next to the connection."
-    )
-    _send(c, user_id, f"A connection needs your attention: {institution}", body)
+    what = status_message(status, code, until)
+    body = f"{_plain(institution)}: {what}\nOpen finsync and go to Accounts to do it."
+    _send(c, user_id, f"A connection needs your attention: {_plain(institution)}", body)
 
 
 def _plain(text: str) -> str:

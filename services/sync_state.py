@@ -111,7 +111,7 @@ def finish_unsuccessful(
     counts: tuple[int, int, int],
     request_ids: Sequence[str],
 ) -> bool:
-    """Close a run that did not apply anything; return True if the item just entered login-required."""
+    """Close a run that did not apply anything; return True if this run found the connection's login expired."""
     with unit_of_work(engine, immediate=True) as session:
         run = session.get(SyncRun, run_id)
         if run is not None:
@@ -123,7 +123,6 @@ def finish_unsuccessful(
         state = session.get(ItemSyncState, item_id)
         newly_login = False
         if state is not None:
-            newly_login = status == "login_required" and state.state != "login_required"
             state.state = status
             state.error_code = error_code
             state.message = message
@@ -141,6 +140,8 @@ def finish_unsuccessful(
             began = run.started_at if run is not None else now
             # A repair that landed while this run was failing is newer news: keep it.
             if item is not None and item.updated_at <= began:
+                # news only if the connection was fine: an ITEM webhook that said so first has told the user
+                newly_login = item.status != "login_required"
                 item.status, item.status_code, item.updated_at = "login_required", error_code, now
                 item.status_since = began  # an ITEM webhook signed before this run is older news
                 session.add(item)

@@ -24,8 +24,10 @@ from sqlmodel import col
 
 from models import PlaidItem, WebhookDelivery
 from services import wakeup
+from services.banking_views import NEEDS_REPAIR
 from services.container import Container
 from services.db import unit_of_work
+from services.notify import connection_needs_attention
 from services.plaid_errors import PlaidError
 from services.plaid_mapping import as_datetime
 from services.plaid_types import WebhookKey
@@ -40,6 +42,7 @@ NEW_KID_RATE, NEW_KID_BURST = 1.0, 10  # Plaid is asked about unseen kids at mos
 # Never lower a serious status to a milder one because a later, milder webhook arrived.
 _SEVERITY = {"ok": 0, "new_accounts_available": 1, "pending_expiration": 2, "pending_disconnect": 3,
              "error": 4, "login_required": 5, "permission_revoked": 6}  # fmt: skip
+ATTENTION = NEEDS_REPAIR | {"permission_revoked"}  # the user must act: repair in Link, or relink
 _ITEM_STATUS = {
     "PENDING_EXPIRATION": "pending_expiration",
     "PENDING_DISCONNECT": "pending_disconnect",
@@ -277,8 +280,10 @@ def handle_webhook(c: Container, *, body: bytes, headers: Mapping[str, str]) -> 
             item = session.execute(
                 select(PlaidItem).where(col(PlaidItem.plaid_item_id) == plaid_item_id)
             ).scalar_one_or_none()
+            before = item.status if item is not None else None
             outcome = "unknown item" if item is None else _apply(item, data, now, signed_at)
             wake = item is not None and item.sync_requested_at is not None
+            alert = _needs_user(item, before)
             session.add(WebhookDelivery(received_at=now, webhook_type=_text(data.get("webhook_type"), 64),
                                         webhook_code=_text(data.get("webhook_code"), 64), plaid_item_id=plaid_item_id,
                                         item_id=item.id if item else None, verified=True, outcome=outcome[:255],
@@ -288,4 +293,13 @@ def handle_webhook(c: Container, *, body: bytes, headers: Mapping[str, str]) -> 
         return WebhookResult(401, "rejected: replay")
     if wake:
         wakeup.nudge()  # committed: this process's scheduler syncs it now rather than at its next tick
+    if alert is not None:  # queued, and sent on the mail thread in the app: the answer does not wait for SMTP
+        connection_needs_attention(c, *alert)
     return WebhookResult(200, outcome)
+
+
+def _needs_user(item: PlaidItem | None, before: str | None) -> tuple[Any, ...] | None:
+    """What to tell the owner when this webhook just put the connection in a state only they can fix, else None."""
+    if item is None or item.status == before or item.status not in ATTENTION:
+        return None
+    return item.user_id, item.institution_name, item.status, item.status_code, item.consent_expires_at

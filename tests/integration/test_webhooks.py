@@ -19,7 +19,9 @@ from sqlmodel import col
 from models import PlaidItem, WebhookDelivery
 from services import banking, wakeup, webhooks
 from services.db import unit_of_work
+from services.mailer import MemoryMailer
 from services.plaid_types import CallEvent
+from services.sync import sync_item
 from tests.integration.conftest_bank import Bank
 
 
@@ -116,6 +118,57 @@ def test_item_webhooks_set_the_status_the_user_sees(
     assert (view.status, view.needs_repair) == expected
     if view.status == "pending_expiration":
         assert view.consent_expires_at is not None and "05 Jan 2027" in view.status_message
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"webhook_code": "ERROR", "error": {"error_code": "ITEM_LOGIN_REQUIRED", "error_type": "ITEM_ERROR"}},
+        {"webhook_code": "PENDING_EXPIRATION", "consent_expiration_time": "2027-01-05T00:00:00Z"},
+        {"webhook_code": "PENDING_DISCONNECT", "reason": "INSTITUTION_MIGRATION"},
+        {"webhook_code": "USER_PERMISSION_REVOKED"},
+        {"webhook_code": "NEW_ACCOUNTS_AVAILABLE"},
+    ],
+)
+def test_a_webhook_that_needs_the_user_emails_them_once_in_the_accounts_page_words(
+    bank: Bank, mailer: MemoryMailer, payload: dict[str, Any]
+) -> None:
+    _, plaid_item_id = linked(bank)
+    mailer.sent.clear()  # the verification mail of signing up
+    for n in range(2):  # Plaid may say it again (a new delivery, not a replay): one email per change
+        body = body_of({"webhook_type": "ITEM", "item_id": plaid_item_id, "environment": "sandbox", "n": n} | payload)
+        assert send(bank, body, bank.demo.sign_webhook(body)).status_code == 200
+    (view,) = banking.list_items(bank.c, bank_user(bank))
+    (mail,) = mailer.sent
+    assert mail["To"] == "alice@example.com" and "needs your attention" in str(mail["Subject"])
+    assert view.status_message in mail.get_content() and "Accounts" in mail.get_content()
+
+
+def test_a_sync_that_meets_the_login_the_webhook_announced_sends_no_second_email(
+    bank: Bank, mailer: MemoryMailer
+) -> None:
+    item_id, plaid_item_id = linked(bank)
+    bank.demo.set_fault(plaid_item_id, "login_required")  # the bank's ITEM ERROR goes to the sink: we deliver it
+    (_, body), *_ = bank.sink.wait(1)
+    mailer.sent.clear()
+    assert send(bank, body, bank.demo.sign_webhook(body)).outcome == "status login_required"
+    assert sync_item(bank.c, bank_user(bank), item_id, explicit=True).status == "login_required"
+    assert [str(m["Subject"]) for m in mailer.sent] == ["finsync: A connection needs your attention: " + _name(bank)]
+
+
+def _name(bank: Bank) -> str:
+    (view,) = banking.list_items(bank.c, bank_user(bank))
+    return view.institution_name
+
+
+def test_news_that_needs_nothing_from_the_user_sends_no_email(bank: Bank, mailer: MemoryMailer) -> None:
+    _, plaid_item_id = linked(bank)
+    mailer.sent.clear()
+    body = sync_update(plaid_item_id)
+    assert send(bank, body, bank.demo.sign_webhook(body)).status_code == 200
+    body = _item_webhook(plaid_item_id, "LOGIN_REPAIRED", environment="sandbox")
+    assert send(bank, body, bank.demo.sign_webhook(body)).status_code == 200
+    assert mailer.sent == []
 
 
 def bank_user(bank: Bank) -> uuid.UUID:
