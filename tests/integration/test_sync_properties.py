@@ -156,3 +156,38 @@ def test_sync_killed_at_a_random_point_then_rerun_is_exact(
         assert s.exec(select(SyncStaged)).first() is None
         statuses = [r.status for r in s.exec(select(SyncRun)).all()]
     assert "running" not in statuses  # the killed run is closed as interrupted (or had committed)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite runs one worker process
+def test_three_worker_processes_racing_sync_each_item_exactly_once(
+    container: Container, gateway: PlaidGateway, demo_bank: DemoBankHandle, tmp_path: Path, db_url: str
+) -> None:
+    """Separate `worker --once` processes (SKIP LOCKED across connections, not threads of one process)."""
+    users = [make_user(container, f"w{i}@example.com") for i in range(3)]
+    items = [link_item(container, gateway, u, institution=ins) for u in users for ins in ("ins_demo_1", "ins_demo_2")]
+    for _, pid in items:
+        demo_bank.set_fault(pid, "delay", seconds=0.3)  # each sync takes a while: the workers overlap
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "worker", "--once", "--limit", "10"],
+            cwd=tmp_path,
+            env=_env(container, demo_bank),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    lines = [line for out, _ in outs for line in out.splitlines() if ": ok, " in line]
+    assert len(lines) == len(items)  # six syncs between them, none twice
+    per_worker = [sum(": ok, " in line for line in out.splitlines()) for out, _ in outs]
+    assert sum(n > 0 for n in per_worker) >= 2, per_worker  # they really shared the queue (here: 2, 2, 2)
+    with unit_of_work(container.engine) as s:
+        runs = s.exec(select(SyncRun.item_id)).all()
+    assert sorted(map(str, runs)) == sorted(str(item_id) for item_id, _ in items)
+    for u, (_, pid), (_, pid2) in zip(users, items[::2], items[1::2], strict=True):
+        assert ledger(container, u) == truth(demo_bank, pid) | truth(demo_bank, pid2)
