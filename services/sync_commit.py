@@ -82,6 +82,7 @@ def apply_run(
         amap = upsert_accounts(session, item, accounts, now)
         sql = Sql(session.connection())
         added, modified, removed = _apply_rows(session, sql, item, run, amap, now, news, prefs)
+        forget_unedited_tombstones(sql, item.user_id, now)  # holds whose posted twin never came
         continued = reconcile_kept(session, item, run.run_id, now)  # a relinked bank's history is not news
         if continued:
             added -= len(continued)
@@ -151,7 +152,6 @@ def _apply_rows(
     held = {
         u.pending_transaction_id for u in run.unreadable if isinstance(u, UnreadableRecord) and u.pending_transaction_id
     }
-    unedited: set[str] = set()
     for chunk in staged_chunks(sql, run.run_id):
         for s in chunk:
             if s.values and s.values[0] not in amap:
@@ -161,11 +161,8 @@ def _apply_rows(
         plan = plan_chunk(chunk, existing, load_tombstones(sql, item.user_id, ids), held)
         news.collect(plan, prefs.large_transaction_minor)
         write_plan(sql, plan, user_id=item.user_id, item_id=item.id, run_id=run.run_id, accounts=amap, now=now)
-        unedited |= {t for t, e in plan.tombstones if not e.any}
-        unedited -= set(plan.tombstones_used)
         added, modified, removed = added + plan.added, modified + plan.modified, removed + plan.removed
         run.report("applying", added + modified + removed)
-    forget_unedited_tombstones(sql, item.user_id, sorted(unedited))
     return added, modified, removed
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
@@ -259,22 +259,24 @@ _UNEDITED = (
 )
 
 
-def forget_unedited_tombstones(sql: Sql, user_id: uuid.UUID, ids: Sequence[str]) -> None:
-    """Drop this run's tombstones of unedited pending rows whose posted twin did not come, with their history.
+TWIN_WAIT = timedelta(days=14)  # how long a removed pending row waits for its posted twin (holds last days)
 
-    They lived only so a twin later in the run could take the history; kept for good they would pile up
-    with every hold that never posts. A tombstone that holds edits stays (the twin may come in a later sync).
+
+def forget_unedited_tombstones(sql: Sql, user_id: uuid.UUID, now: datetime) -> None:
+    """Drop the user's tombstones of unedited pending rows whose posted twin has not come in ``TWIN_WAIT``.
+
+    While one waits, a twin that comes in a later sync still takes the pending row's history and is not
+    announced as news a second time; kept for good they would pile up with every hold that never posts.
+    A tombstone that holds edits stays until its twin comes.
     """
-    uid = sql.uid(user_id)
-    sql.many(
-        "DELETE FROM transaction_history WHERE plaid_transaction_id = ? AND user_id = ? AND EXISTS "  # noqa: S608 - constant SQL
-        f"(SELECT 1 FROM pending_edits WHERE plaid_transaction_id = ? AND user_id = ? AND {_UNEDITED})",
-        [(t, uid, t, uid, False) for t in ids],
+    uid, before = sql.uid(user_id), sql.ts(now - TWIN_WAIT)
+    stale = f"user_id = ? AND removed_at < ? AND {_UNEDITED}"
+    sql.run(
+        "DELETE FROM transaction_history WHERE user_id = ? AND plaid_transaction_id IN "  # noqa: S608 - constant SQL
+        f"(SELECT plaid_transaction_id FROM pending_edits WHERE {stale})",
+        (uid, uid, before, False),
     )
-    sql.many(
-        f"DELETE FROM pending_edits WHERE plaid_transaction_id = ? AND user_id = ? AND {_UNEDITED}",  # noqa: S608 - constant SQL
-        [(t, uid, False) for t in ids],
-    )
+    sql.run(f"DELETE FROM pending_edits WHERE {stale}", (uid, before, False))  # noqa: S608 - constant SQL
 
 
 def _cut(value: str | None) -> str | None:

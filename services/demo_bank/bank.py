@@ -178,6 +178,8 @@ class Bank:
                         channel=str(fields.pop("channel", "in store")),
                         website=None,
                         pending=bool(fields.pop("pending", False)),
+                        # a posted twin whose pending row Plaid removed in an earlier sync (they can arrive apart)
+                        pending_transaction_id=fields.pop("pending_transaction_id", None),
                     )
                 )
             elif action == "modify":

@@ -20,6 +20,7 @@ from services.notify import NotificationSettings, set_notification_prefs
 from services.plaid_client import PlaidGateway
 from services.plaid_types import SyncPage
 from services.sync import edit_transaction, sync_item, transaction_history
+from services.sync_store import TWIN_WAIT
 from tests.integration.sync_helpers import FAST, ledger, truth
 
 
@@ -154,7 +155,7 @@ def test_pending_history_follows_its_posted_twin_from_a_later_page(container, ga
     assert ledger(container, user_id) == truth(demo_bank, pid)
 
 
-def test_an_unedited_hold_that_never_posts_leaves_nothing_behind(container, gateway, demo_bank, linked) -> None:
+def test_an_unedited_hold_that_never_posts_leaves_nothing_behind(container, gateway, demo_bank, linked, clock) -> None:
     user_id, item_id, pid = linked
     p = demo_bank.mutate(pid, "add", cents=2500, name="HOLD", pending=True)
     _sync(container, gateway, user_id, item_id)
@@ -162,9 +163,38 @@ def test_an_unedited_hold_that_never_posts_leaves_nothing_behind(container, gate
     _sync(container, gateway, user_id, item_id)
     demo_bank.mutate(pid, "remove", transaction_id=p["transaction_id"])
     assert _sync(container, gateway, user_id, item_id).removed == 1
+    clock.advance(days=TWIN_WAIT.days, seconds=1)  # its posted twin had its time to come
+    _sync(container, gateway, user_id, item_id)  # the next sync tidies up, even one with nothing new
     with unit_of_work(container.engine) as s:
         assert s.exec(select(PendingEdit)).all() == []
         assert s.exec(select(TransactionChange)).all() == []
+
+
+def test_a_posted_twin_in_a_later_sync_takes_the_hold_s_history_and_is_not_news_again(
+    container, gateway, demo_bank, linked, mailer, clock
+) -> None:
+    """Plaid may remove the pending row in one sync and add its posted twin in a later one."""
+    user_id, item_id, pid = linked
+    _sync(container, gateway, user_id, item_id)
+    p = demo_bank.mutate(pid, "add", cents=2500, name="HOLD", pending=True)
+    _sync(container, gateway, user_id, item_id)
+    demo_bank.mutate(pid, "modify", transaction_id=p["transaction_id"], name="HOLD RENAMED")
+    _sync(container, gateway, user_id, item_id)
+    demo_bank.mutate(pid, "remove", transaction_id=p["transaction_id"])
+    _sync(container, gateway, user_id, item_id)
+    clock.advance(days=3)
+    mailer.sent.clear()
+    posted = demo_bank.mutate(pid, "add", cents=2500, name="HOLD RENAMED", pending_transaction_id=p["transaction_id"])
+    assert posted is not None and _sync(container, gateway, user_id, item_id).added == 1
+    assert _subjects(mailer) == []  # announced when it was pending: not news a second time
+    moved = [
+        (h.field_name, h.old_value, h.new_value)
+        for h in transaction_history(container, user_id, posted["transaction_id"])
+    ]
+    assert ("name", "HOLD", "HOLD RENAMED") in moved
+    with unit_of_work(container.engine) as s:
+        assert s.exec(select(PendingEdit)).all() == []  # used by its twin
+    assert ledger(container, user_id) == truth(demo_bank, pid)
 
 
 def test_an_edit_saved_while_the_apply_runs_is_carried_or_refused_never_lost(
