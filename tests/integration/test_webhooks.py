@@ -243,6 +243,34 @@ def test_a_forged_webhooks_claimed_item_id_is_recorded_as_untrusted_text(
     assert row.webhook_code == "SYNC_UPDATES_AVAILABLE\\x00"
 
 
+def test_a_webhook_signed_ten_minutes_in_the_future_gets_401_and_changes_nothing(bank: Bank) -> None:
+    item_id, plaid_item_id = linked(bank)
+    body = sync_update(plaid_item_id)
+    before = state(bank, item_id)
+    wakeup.wait(0)
+    result = send(bank, body, bank.demo.sign_webhook(body, iat=int(bank.clock.now.timestamp()) + 10 * 60))
+    assert (result.status_code, result.outcome) == (401, "rejected: stale or future iat")
+    assert state(bank, item_id) == before and not wakeup.wait(0)
+    (row,) = deliveries(bank)
+    assert not row.verified and row.item_id is None and row.signature_sha256 is None
+
+
+@pytest.mark.parametrize(("age", "accepted"), [(299, True), (301, False), (-59, True), (-61, False)])
+def test_iat_may_be_up_to_five_minutes_old_and_a_minute_ahead(bank: Bank, age: int, accepted: bool) -> None:
+    """Plaid: reject an iat more than 5 minutes old; a clock running up to a minute fast is tolerated."""
+    item_id, plaid_item_id = linked(bank)
+    body = sync_update(plaid_item_id)
+    before = state(bank, item_id)
+    result = send(bank, body, bank.demo.sign_webhook(body, iat=int(bank.clock.now.timestamp()) - age))
+    if accepted:
+        assert (result.status_code, result.outcome) == (200, "sync requested")
+        assert state(bank, item_id)[2] == bank.clock.now
+    else:
+        assert (result.status_code, result.outcome) == (401, "rejected: stale or future iat")
+        assert state(bank, item_id) == before
+    assert [r.verified for r in deliveries(bank)] == [accepted]
+
+
 def test_a_replayed_delivery_gets_401_and_has_no_second_effect(bank: Bank) -> None:
     item_id, plaid_item_id = linked(bank)
     body = sync_update(plaid_item_id)
