@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 from functools import lru_cache
-from urllib.parse import urlsplit
 
 import streamlit as st
 from starlette.middleware import Middleware
@@ -17,7 +16,7 @@ from services.container import Container, build_container
 from services.errors import FinsyncError
 from services.logs import configure_logging
 from services.sync import start_scheduler
-from services.web import SecurityHeadersMiddleware, auth_routes, health_route, webhook_route
+from services.web import SecurityHeadersMiddleware, auth_routes, health_route, link_origins, webhook_route
 
 
 @lru_cache(maxsize=1)
@@ -46,13 +45,10 @@ st_config.set_option("server.cookieSecret", keys.derive(_c.settings.secret_bytes
 # The sync bot: one scheduler thread per server process, running with or without a browser open.
 start_scheduler(_c, tick=_c.settings.sync_tick_seconds)
 
-_extra_origins: tuple[str, ...] = ()
-if _c.plaid is not None and _c.settings.effective_plaid_env == "demo":
-    parts = urlsplit(_c.plaid.base_url)
-    _extra_origins = (f"{parts.scheme}://{parts.netloc}",)
-
 app = st.App(
     "pages/navigation.py",
     routes=[health_route(container), webhook_route(container), *auth_routes(container)],
-    middleware=[Middleware(SecurityHeadersMiddleware, https=_c.settings.secure_cookies, extra_origins=_extra_origins)],
+    middleware=[
+        Middleware(SecurityHeadersMiddleware, https=_c.settings.secure_cookies, extra_origins=link_origins(_c))
+    ],
 )

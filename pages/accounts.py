@@ -1,6 +1,6 @@
 """Accounts: link banks through Plaid Link, see balances, repair and remove connections."""
 
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 
@@ -22,8 +22,11 @@ if "oauth_state_id" in st.query_params:
     if resumed is not None:
         repair = str(resumed.repair_item_id) if resumed.repair_item_id else None
         st.session_state["link_start"] = (resumed.link_token, str(resumed.link_session_id), resumed.script_url, repair)
-        # Link wants the URI as received, oauth_state_id included; st.context.url leaves out the query string.
+        # Link wants the URI as received (window.location.href), oauth_state_id included; st.context.url leaves
+        # out the query string and the root's "/".
         url = st.context.url
+        if url and not urlsplit(url).path:
+            url += "/"
         st.session_state["link_redirect"] = f"{url}?{urlencode(st.query_params.to_dict())}" if url else None
     del st.query_params["oauth_state_id"]  # resume once: a rerun or "Cancel" must not reopen Link
 

@@ -1,5 +1,7 @@
 """Entry script: the auth gate and router (only pages the visitor may open are registered)."""
 
+from urllib.parse import urlsplit
+
 import streamlit as st
 
 from pages.ui import session as ui_session
@@ -30,6 +32,11 @@ if "verify" in params:
     link_page = st.Page("verify_email.py", title="Verify email", icon=":material/mark_email_read:", default=True)
 elif "reset" in params and view is None:
     link_page = st.Page("reset_password.py", title="Choose a new password", icon=":material/key:", default=True)
+# A bank's OAuth redirect lands on PLAID_REDIRECT_URI with oauth_state_id, and Accounts resumes Link from it. When
+# that URI is the app root, Accounts is the default page of this visit: it opens right there, URL and query params
+# as the bank sent them (Link must be handed that exact URL). Asked for by its own path, Accounts opens as usual.
+asked_path = urlsplit(st.context.url or "").path.rstrip("/")
+oauth_return = link_page is None and "oauth_state_id" in params and not asked_path.endswith("/accounts")
 
 if view is None:
     public = [
@@ -44,8 +51,8 @@ else:
         account.append(link_page)
     sections = {
         "finsync": [
-            st.Page("home.py", title="Home", icon=":material/home:", default=link_page is None),
-            st.Page("accounts.py", title="Accounts", icon=":material/account_balance:"),
+            st.Page("home.py", title="Home", icon=":material/home:", default=link_page is None and not oauth_return),
+            st.Page("accounts.py", title="Accounts", icon=":material/account_balance:", default=oauth_return),
             st.Page("transactions.py", title="Transactions", icon=":material/receipt_long:"),
             st.Page("sync_history.py", title="Sync history", icon=":material/history:"),
         ],

@@ -9,23 +9,27 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from models import LinkSession, User
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from models import LinkSession, PlaidItem, User
 from services import banking_store as store
 from services import revocations, wakeup
 from services.banking_access import gateway
 from services.banking_views import ItemView
 from services.container import Container
 from services.db import unit_of_work
-from services.errors import DuplicateConnection, FinsyncError, InputError
+from services.errors import DatabaseUnavailable, DuplicateConnection, FinsyncError, InputError
 from services.plaid_client import PlaidGateway
 from services.plaid_errors import PlaidError, RateLimited, Transient
 from services.plaid_events import calls_for
-from services.plaid_types import ItemAccess
+from services.plaid_types import AccountsResult, ItemAccess
 
 log = logging.getLogger("finsync.banking")
 T = TypeVar("T")
 EXCHANGE_TRIES = 3  # the public token lives 30 minutes: worth a retry before sending the person back to Link
 EXCHANGE_PAUSE = 0.5  # seconds, doubling, with full jitter
+STORE_TRIES = 3  # the item exists at Plaid now: a busy or briefly lost database is worth a few more tries
+STORE_PAUSE = 0.2  # seconds, doubling, with full jitter
 
 
 def _patiently(call: Callable[[], T]) -> T:
@@ -41,6 +45,28 @@ def _patiently(call: Callable[[], T]) -> T:
             if attempt == EXCHANGE_TRIES - 1 or exc.http_status is None:
                 raise
             time.sleep(random.uniform(0, EXCHANGE_PAUSE * 2**attempt))  # noqa: S311 - jitter, not a secret
+    raise AssertionError("unreachable")
+
+
+def _transient(exc: BaseException) -> bool:
+    """A database error another try may not meet: locked or busy, a lost connection, a serialization conflict.
+
+    psycopg2 raises those as OperationalError (TransactionRollbackError included), SQLite "database is locked";
+    an IntegrityError or a bug would fail the same way again.
+    """
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+def _store_retrying(store_once: Callable[[], T]) -> T:
+    """Run the storing unit of work, again after a transient database error, at most ``STORE_TRIES`` times."""
+    for attempt in range(STORE_TRIES):
+        try:
+            return store_once()
+        except DBAPIError as exc:
+            if attempt == STORE_TRIES - 1 or not _transient(exc):
+                raise
+            log.warning("storing a linked bank failed (%s); trying again", type(exc.orig).__name__)
+            time.sleep(random.uniform(0, STORE_PAUSE * 2**attempt))  # noqa: S311 - jitter, not a secret
     raise AssertionError("unreachable")
 
 
@@ -70,6 +96,37 @@ def _discard(
         if code is not None:  # the token is lost with this transaction: say which item needs removing by hand
             log.error("Plaid item %s was not removed at Plaid (%s) and could not be queued", access.item_id, code)
         raise
+
+
+def _store(
+    c: Container,
+    user_id: uuid.UUID,
+    row_id: uuid.UUID,
+    access: ItemAccess,
+    result: AccountsResult,
+    institution: tuple[str, str],
+    link_session_id: uuid.UUID | None,
+    ip: str,
+) -> tuple[ItemView | None, PlaidItem | None]:
+    """Store the new item in one unit of work: (its view, None), or (None, the connection this login duplicates)."""
+    now = c.clock()
+    with unit_of_work(c.engine, immediate=True) as session:
+        session.get(User, user_id, with_for_update=True)  # one link at a time per user: no twin items
+        stored = session.get(PlaidItem, row_id)
+        if stored is not None:  # an earlier try committed, then lost its connection before hearing so
+            return store.view(session, stored), None
+        duplicate = store.find_duplicate(session, user_id, institution[0], result.accounts)
+        if duplicate is not None:
+            return None, duplicate
+        item, taken = store.store_item(session, c.cipher, row_id=row_id, user_id=user_id, access=access,
+                                       institution=institution, accounts=result.accounts, now=now)  # fmt: skip
+        if link_session_id is not None:
+            link = session.get(LinkSession, link_session_id)
+            if link is not None:
+                link.completed_at = now
+        kept = f"; continues the kept history of {taken} account(s)" if taken else ""
+        store.record(session, event="bank_linked", user_id=user_id, ip=ip, detail=institution[1] + kept)
+        return store.view(session, item), None
 
 
 def link_public_token(
@@ -103,24 +160,18 @@ def link_public_token(
         inst: Mapping[str, Any] = raw_inst if isinstance(raw_inst, Mapping) else {}
         institution_id = result.item.institution_id or str(inst.get("institution_id") or "unknown")
         name = result.item.institution_name or str(inst.get("name") or institution_id)
-        now = c.clock()
+
         try:
-            with unit_of_work(c.engine, immediate=True) as session:
-                session.get(User, user_id, with_for_update=True)  # one link at a time per user: no twin items
-                duplicate = store.find_duplicate(session, user_id, institution_id, result.accounts)
-                if duplicate is None:
-                    item, taken = store.store_item(session, c.cipher, row_id=row_id, user_id=user_id, access=access,
-                                                   institution=(institution_id, name), accounts=result.accounts,
-                                                   now=now)  # fmt: skip
-                    if link_session_id is not None:
-                        link = session.get(LinkSession, link_session_id)
-                        if link is not None:
-                            link.completed_at = now
-                    kept = f"; continues the kept history of {taken} account(s)" if taken else ""
-                    store.record(session, event="bank_linked", user_id=user_id, ip=ip, detail=name + kept)
-                    view = store.view(session, item)
-        except BaseException:
+            view, duplicate = _store_retrying(
+                lambda: _store(c, user_id, row_id, access, result, (institution_id, name), link_session_id, ip)
+            )
+        except BaseException as exc:
             _discard(c, gw, user_id, access, "storing failed", ip, name)
+            if isinstance(exc, DBAPIError) and _transient(exc):
+                raise DatabaseUnavailable(
+                    f"Linking {name} did not finish and nothing was saved: the database did not answer. "
+                    "Start linking again in a minute."
+                ) from None
             raise
     if duplicate is not None:
         with calls_for(user_id, duplicate.id):
@@ -130,5 +181,6 @@ def link_public_token(
             "stopped working, use “Repair connection” on its card below.",
             duplicate.id,
         )
+    assert view is not None
     wakeup.nudge()  # committed, and a new bank is due at once: its first sync starts now, not at the next tick
     return view

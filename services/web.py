@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -18,6 +19,21 @@ from services.ratelimit import TokenBucket
 
 # Plaid Link's documented CSP needs (plaid.com/docs/link/web/#content-security-policy).
 PLAID_ORIGINS = ("https://cdn.plaid.com", "https://*.plaid.com")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def link_origins(c: Container) -> tuple[str, ...]:
+    """Where Link loads from besides Plaid: the demo bank, and the origin of PLAID_LINK_SCRIPT_URL when set."""
+    found: list[str] = []
+    if c.plaid is not None and c.settings.effective_plaid_env == "demo":
+        found.append(_origin(c.plaid.base_url))  # starts the demo bank: its port is only known then
+    if c.settings.plaid_link_script_url:
+        found.append(_origin(c.settings.plaid_link_script_url))
+    return tuple(dict.fromkeys(o for o in found if o not in PLAID_ORIGINS))
 
 
 def content_security_policy(extra_origins: tuple[str, ...] = ()) -> str:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from models import PlaidItem, WebhookDelivery
-from services import wakeup
+from services import safe_text, wakeup
 from services.banking_views import NEEDS_REPAIR
 from services.container import Container
 from services.db import unit_of_work
@@ -182,10 +182,15 @@ def _parse(body: bytes) -> dict[str, Any] | None:
 
 
 def _text(value: object, limit: int) -> str | None:
-    return value[:limit] if isinstance(value, str) and value else None
+    """A string field of the body, storable as is (unsafe characters escaped: PostgreSQL refuses NUL), cut to fit."""
+    return safe_text.escaped(value)[:limit] if isinstance(value, str) and value else None
 
 
 def _record(c: Container, body: bytes, *, verified: bool, outcome: str) -> None:
+    """A delivery that changed nothing (rejected, unreadable, replayed): what its body claims, as untrusted text.
+
+    The claimed item_id is kept as sent (cut to its column) to trace probes, never resolved to one of our items.
+    """
     data = _parse(body) or {}
     with unit_of_work(c.engine) as session:
         session.add(
@@ -193,6 +198,7 @@ def _record(c: Container, body: bytes, *, verified: bool, outcome: str) -> None:
                 received_at=c.clock(),
                 webhook_type=_text(data.get("webhook_type"), 64),
                 webhook_code=_text(data.get("webhook_code"), 64),
+                plaid_item_id=_text(data.get("item_id"), 128),
                 verified=verified,
                 outcome=outcome[:255],
             )

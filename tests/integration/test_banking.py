@@ -26,6 +26,8 @@ from services.errors import (
     PermissionDenied,
 )
 from services.plaid_client import PlaidGateway
+from services.plaid_errors import PlaidError
+from services.plaid_events import calls_for
 from tests.integration.conftest_bank import Bank
 
 
@@ -477,6 +479,36 @@ def test_every_plaid_call_is_recorded_with_its_request_id_and_never_a_token(bank
     assert all(e.request_id and e.http_status == 200 and e.user_id == alice for e in events)
     assert by_endpoint["/accounts/get"].item_id == item.id
     assert by_endpoint["/item/public_token/exchange"].item_id == item.id
+    assert token not in dump(bank)
+
+
+@pytest.mark.parametrize(
+    ("fault", "code", "status"),
+    [
+        ("rate_limit", "BALANCE_LIMIT", 429),
+        ("institution_down", "INSTITUTION_DOWN", 400),
+        ("server_error", "INTERNAL_SERVER_ERROR", 500),
+    ],
+)
+def test_a_failed_plaid_call_is_recorded_with_its_error_code_status_and_duration_and_never_a_token(
+    bank: Bank, fault: str, code: str, status: int
+) -> None:
+    alice = bank.user()
+    item = bank.link(alice)
+    token = banking.get_access_token(bank.c, alice, item.id)
+    at_bank = bank.plaid_item_id(item.id)
+    bank.demo.set_fault(at_bank, "delay", seconds=0.2)  # the bank answers, with an error, after 200 ms
+    bank.demo.set_fault(at_bank, fault, endpoint="/accounts/balance/get")  # type: ignore[arg-type]
+    with calls_for(alice, item.id), pytest.raises(PlaidError) as failed:
+        bank.c.plaid.accounts_balance_get(token)  # type: ignore[union-attr]
+    assert (failed.value.code, failed.value.http_status) == (code, status)
+    with unit_of_work(bank.c.engine) as session:
+        (event,) = session.execute(
+            select(PlaidApiEvent).where(col(PlaidApiEvent.endpoint) == "/accounts/balance/get")
+        ).scalars()
+    assert (event.error_code, event.http_status, event.user_id, event.item_id) == (code, status, alice, item.id)
+    assert event.request_id and event.request_id == failed.value.request_id
+    assert event.duration_ms is not None and 200 <= event.duration_ms < 10_000
     assert token not in dump(bank)
 
 

@@ -58,6 +58,37 @@ def test_security_headers_everywhere(container: Container) -> None:
         assert "strict-transport-security" not in headers
 
 
+def _directives(csp: str) -> dict[str, list[str]]:
+    return {name: values for name, *values in (d.split() for d in csp.split(";"))}
+
+
+LINK_SCRIPT_URL = "http://127.0.0.1:9911/link/v2/stable/link-initialize.js"  # a Link script served from elsewhere
+
+
+def test_the_link_script_settings_origin_is_allowed_to_load_connect_and_frame(container: Container) -> None:
+    import dataclasses
+
+    from services.web import link_origins
+
+    def origins(**update: object) -> tuple[str, ...]:
+        settings = container.settings.model_copy(update={"plaid_env": "sandbox", **update})
+        return link_origins(dataclasses.replace(container, settings=settings, plaid=None))
+
+    assert origins() == ()  # Plaid's own CDN is allowed already
+    assert origins(plaid_link_script_url="https://cdn.plaid.com/link/v2/stable/link-initialize.js") == ()
+    assert origins(plaid_link_script_url=LINK_SCRIPT_URL) == ("http://127.0.0.1:9911",)
+    app = Starlette(
+        routes=[Route("/", lambda _r: PlainTextResponse("page"))],
+        middleware=[
+            Middleware(SecurityHeadersMiddleware, extra_origins=origins(plaid_link_script_url=LINK_SCRIPT_URL))
+        ],
+    )
+    csp = _directives(TestClient(app).get("/").headers["content-security-policy"])
+    for name in ("script-src", "connect-src", "frame-src"):
+        assert "http://127.0.0.1:9911" in csp[name] and "https://cdn.plaid.com" in csp[name], name
+    assert not any("127.0.0.1" in v for name in ("default-src", "img-src", "form-action") for v in csp[name])
+
+
 def test_no_store_overrides_a_routes_own_cache_control_except_on_hashed_static_bundles() -> None:
     async def no_cache(_request: Request) -> Response:
         return PlainTextResponse("balances", headers={"Cache-Control": "no-cache"})  # what Streamlit sends on `/`
@@ -101,17 +132,22 @@ with TestClient(app.app) as web:
     for path in ("/", "/healthz", "/_stcore/health", bundle):
         r = web.get(path)
         out[path] = [r.status_code, r.headers.get_list("cache-control"), r.headers.get("x-content-type-options")]
+    csp = web.get("/").headers["content-security-policy"]
 stop_scheduler()
-print(json.dumps({"bundle": bundle, "answers": out}))
+print(json.dumps({"bundle": bundle, "answers": out, "csp": csp}))
 """
 
 
 def test_the_real_app_answers_no_store_except_on_streamlits_hashed_bundles() -> None:
-    """Security bar G5 through app.py's own ``st.App`` (Streamlit itself sends ``no-cache`` on `/` and its health)."""
+    """Security bar G5 through app.py's own ``st.App`` (Streamlit itself sends ``no-cache`` on `/` and its health).
+
+    Its Content-Security-Policy also lets Link load from PLAID_LINK_SCRIPT_URL's origin.
+    """
     done = subprocess.run(  # noqa: PLW1510
         [sys.executable, "-c", _REAL_APP_PROBE],
         cwd=ROOT,
-        env={**os.environ, "SYNC_TICK_SECONDS": "3600"},  # isolated_env has pointed FINSYNC_DATA_DIR at tmp
+        # isolated_env has pointed FINSYNC_DATA_DIR at tmp; the demo bank serves Link, but the script comes from elsewhere
+        env={**os.environ, "SYNC_TICK_SECONDS": "3600", "PLAID_LINK_SCRIPT_URL": LINK_SCRIPT_URL},
         capture_output=True,
         text=True,
         timeout=180,
@@ -123,6 +159,10 @@ def test_the_real_app_answers_no_store_except_on_streamlits_hashed_bundles() -> 
         assert answers[path] == [200, ["no-store"], "nosniff"], path
     status, cache, _ = answers[probe["bundle"]]
     assert status == 200 and cache == ["public, immutable, max-age=31536000"]
+    csp = _directives(probe["csp"])  # app.py allows the Link script's origin and the demo bank's
+    for name in ("script-src", "connect-src", "frame-src"):
+        assert "http://127.0.0.1:9911" in csp[name], name
+        assert sum(v.startswith("http://127.0.0.1:") for v in csp[name]) == 2, csp[name]
 
 
 def test_hsts_only_under_https(container: Container) -> None:

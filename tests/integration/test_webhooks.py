@@ -269,6 +269,59 @@ def test_unverified_webhooks_get_401_and_change_nothing(bank: Bank, forge: Any, 
     assert state(bank, item_id) == before and not wakeup.wait(0)
     (row,) = deliveries(bank)
     assert not row.verified and reason in row.outcome and row.item_id is None
+    assert row.plaid_item_id == plaid_item_id  # what the body claims, kept as text, never resolved to our item
+
+
+@pytest.mark.parametrize(
+    ("claimed", "stored"),
+    [
+        (12345, None),  # not a string: nothing is claimed
+        (["a"], None),
+        ("x" * 500, "x" * 128),  # cut to the column
+        ("item\u0000\u202e", "item\\x00\\u202e"),  # PostgreSQL refuses NUL; a bidi override would hide text
+    ],
+    ids=["number", "list", "long", "control-characters"],
+)
+def test_a_forged_webhooks_claimed_item_id_is_recorded_as_untrusted_text(
+    bank: Bank, claimed: object, stored: str | None
+) -> None:
+    item_id, plaid_item_id = linked(bank)
+    before = state(bank, item_id)
+    raw = sync_update(plaid_item_id).replace(json.dumps(plaid_item_id).encode(), json.dumps(claimed).encode())
+    body = raw.replace(b"SYNC_UPDATES_AVAILABLE", b"SYNC_UPDATES_AVAILABLE\\u0000")
+    result = send(bank, body, _forged_es256(bank, body))
+    assert result.status_code == 401 and state(bank, item_id) == before
+    (row,) = deliveries(bank)
+    assert (row.verified, row.item_id, row.plaid_item_id) == (False, None, stored)
+    assert row.webhook_code == "SYNC_UPDATES_AVAILABLE\\x00"
+
+
+def test_a_webhook_signed_ten_minutes_in_the_future_gets_401_and_changes_nothing(bank: Bank) -> None:
+    item_id, plaid_item_id = linked(bank)
+    body = sync_update(plaid_item_id)
+    before = state(bank, item_id)
+    wakeup.wait(0)
+    result = send(bank, body, bank.demo.sign_webhook(body, iat=int(bank.clock.now.timestamp()) + 10 * 60))
+    assert (result.status_code, result.outcome) == (401, "rejected: stale or future iat")
+    assert state(bank, item_id) == before and not wakeup.wait(0)
+    (row,) = deliveries(bank)
+    assert not row.verified and row.item_id is None and row.signature_sha256 is None
+
+
+@pytest.mark.parametrize(("age", "accepted"), [(299, True), (301, False), (-59, True), (-61, False)])
+def test_iat_may_be_up_to_five_minutes_old_and_a_minute_ahead(bank: Bank, age: int, accepted: bool) -> None:
+    """Plaid: reject an iat more than 5 minutes old; a clock running up to a minute fast is tolerated."""
+    item_id, plaid_item_id = linked(bank)
+    body = sync_update(plaid_item_id)
+    before = state(bank, item_id)
+    result = send(bank, body, bank.demo.sign_webhook(body, iat=int(bank.clock.now.timestamp()) - age))
+    if accepted:
+        assert (result.status_code, result.outcome) == (200, "sync requested")
+        assert state(bank, item_id)[2] == bank.clock.now
+    else:
+        assert (result.status_code, result.outcome) == (401, "rejected: stale or future iat")
+        assert state(bank, item_id) == before
+    assert [r.verified for r in deliveries(bank)] == [accepted]
 
 
 def test_a_replayed_delivery_gets_401_and_has_no_second_effect(bank: Bank) -> None:
@@ -282,6 +335,8 @@ def test_a_replayed_delivery_gets_401_and_has_no_second_effect(bank: Bank) -> No
     assert (replay.status_code, replay.outcome) == (401, "rejected: replay")
     assert state(bank, item_id) == first
     assert [r.outcome for r in deliveries(bank)] == ["sync requested", "replay: ignored"]
+    replayed = deliveries(bank)[1]
+    assert replayed.plaid_item_id == plaid_item_id and replayed.item_id is None  # the claim, not resolved again
 
 
 def test_a_webhook_for_an_unknown_item_is_recorded_and_changes_nothing(bank: Bank) -> None:

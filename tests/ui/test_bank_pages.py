@@ -137,16 +137,19 @@ def test_notification_settings_are_saved(bank_app: Bank, monkeypatch: pytest.Mon
 
 
 # --- coming back from an OAuth bank: a new browser session resumes the stored Link session -----
-# A browser reports st.context.url without the query string (streamlit's docstring); AppTest returns the
-# seeded URL with the page's path added, so seeding the bare origin gives what a browser gives.
+# A browser reports st.context.url without the query string (streamlit's docstring); each test seeds the URL the
+# bank's redirect opens (PLAID_REDIRECT_URI: Accounts, or the app root).
 BROWSER_URL = "http://127.0.0.1:8501"
 OAUTH_URL = "http://127.0.0.1:8501/accounts?oauth_state_id=4f6e0b9c-oauth"  # what Link must be handed back
 
 
 def open_after_oauth(
-    monkeypatch: pytest.MonkeyPatch, outcome: dict[str, Any] | None = None
+    monkeypatch: pytest.MonkeyPatch, outcome: dict[str, Any] | None = None, *, page: str | None = "accounts.py"
 ) -> tuple[AppTest, list[dict[str, Any]]]:
-    """Open Accounts as the bank's redirect does (query param and URL); record what the Link seam receives."""
+    """Open the app as the bank's redirect does (query param and URL); record what the Link seam receives.
+
+    ``page`` is where PLAID_REDIRECT_URI points: Accounts, or None for the app root.
+    """
     calls: list[dict[str, Any]] = []
 
     def seam(**kwargs: Any) -> dict[str, Any] | None:
@@ -156,8 +159,8 @@ def open_after_oauth(
     monkeypatch.setattr(plaid_link_module, "plaid_link", seam)
     at = AppTest.from_file(ENTRY, default_timeout=60)
     at.query_params["oauth_state_id"] = "4f6e0b9c-oauth"
-    at.context["url"] = BROWSER_URL
-    at.switch_page("accounts.py").run()
+    at.context["url"] = f"{BROWSER_URL}/accounts" if page else BROWSER_URL
+    (at.switch_page(page) if page else at).run()
     assert not at.exception, at.exception
     return at, calls
 
@@ -183,6 +186,32 @@ def test_oauth_redirect_resumes_the_open_link_session(bank_app: Bank, monkeypatc
     at.run()
     assert not at.exception and calls == [] and "Link a bank" in labels(at)
     assert banking.resume_link(c, user.id) is None
+
+
+def test_oauth_redirect_to_the_app_root_opens_accounts_and_resumes_link(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PLAID_REDIRECT_URI may be the app root: "/?oauth_state_id=..." must not land on Home and drop Link."""
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "ann")
+    start = banking.start_link(c, user.id)
+    success = bank_app.link_login(start.link_token, "ins_demo_2")
+    at, calls = open_after_oauth(monkeypatch, {"kind": "success", **success}, page=None)
+    assert at.title[0].value == "Accounts"
+    [first] = calls
+    assert first["link_token"] == start.link_token
+    assert first["received_redirect_uri"] == f"{BROWSER_URL}/?oauth_state_id=4f6e0b9c-oauth"  # window.location.href
+    assert "Linked Maple Credit Union" in everything(at)
+    assert [i.institution_name for i in banking.list_items(c, user.id)] == ["Maple Credit Union"]
+    calls.clear()
+    at.run()  # resumed once; the rerun stays on Accounts without reopening Link
+    assert not at.exception and calls == [] and at.title[0].value == "Accounts" and "Link a bank" in labels(at)
+
+
+def test_the_app_root_without_oauth_state_id_still_opens_home(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
+    signed_in(bank_app, monkeypatch, "ann")
+    at = AppTest.from_file(ENTRY, default_timeout=60).run()
+    assert not at.exception and at.title[0].value != "Accounts"
 
 
 def test_oauth_redirect_resumes_a_repair_as_a_repair(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -> None:

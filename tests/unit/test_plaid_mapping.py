@@ -169,6 +169,9 @@ def _body(code: str, etype: str, **extra: object) -> str:
     [
         (400, _body("ITEM_LOGIN_REQUIRED", "ITEM_ERROR"), LoginRequired, "ITEM_LOGIN_REQUIRED"),
         (429, _body("TRANSACTIONS_SYNC_LIMIT", "RATE_LIMIT_EXCEEDED"), RateLimited, "TRANSACTIONS_SYNC_LIMIT"),
+        # Rate limiting is told by error_type (the code is per endpoint), whatever the HTTP status says.
+        (400, _body("ACCOUNTS_BALANCE_GET_LIMIT", "RATE_LIMIT_EXCEEDED"), RateLimited, "ACCOUNTS_BALANCE_GET_LIMIT"),
+        (500, _body("TRANSACTIONS_REFRESH_LIMIT", "RATE_LIMIT_EXCEEDED"), RateLimited, "TRANSACTIONS_REFRESH_LIMIT"),
         (400, _body("INSTITUTION_NOT_RESPONDING", "INSTITUTION_ERROR"), InstitutionDown, "INSTITUTION_NOT_RESPONDING"),
         (400, _body("INVALID_API_KEYS", "INVALID_INPUT"), InvalidRequest, "INVALID_API_KEYS"),
         (
