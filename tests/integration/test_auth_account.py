@@ -314,9 +314,6 @@ def test_change_password_needs_the_current_one_and_ends_other_sessions(
 
 def test_email_change_confirms_the_new_address_and_tells_the_old(container: Container, mailer: MemoryMailer) -> None:
     alice = make_user(container)
-    make_user(container, "bob")
-    with pytest.raises(InputError, match="already registered"):
-        auth.request_email_change(container, alice.id, password=PASSWORD, new_email="BOB@example.com")
     with pytest.raises(InputError, match="not right"):
         auth.request_email_change(container, alice.id, password="nope nope nope nope", new_email="new@example.com")
     with pytest.raises(InputError):
@@ -329,6 +326,46 @@ def test_email_change_confirms_the_new_address_and_tells_the_old(container: Cont
     sign_in(container, "new@example.com")
     with pytest.raises(InvalidCredentials):
         auth.begin_sign_in(container, login="alice@example.com", password=PASSWORD)
+
+
+def _account_state(c: Container) -> list[tuple[object, ...]]:
+    """Every user's address and password, and every link: what an email change may not touch when refused."""
+    with unit_of_work(c.engine) as session:
+        people = session.execute(select(User.email, User.email_norm, User.password_hash)).all()
+        links = session.execute(select(OneTimeToken.user_id, OneTimeToken.purpose, OneTimeToken.used_at)).all()
+    return sorted(map(tuple, people), key=str) + sorted(map(tuple, links), key=str)
+
+
+def test_an_email_change_to_a_taken_address_answers_as_a_free_one_and_tells_its_owner(
+    container: Container, clock: FakeClock, mailer: MemoryMailer
+) -> None:
+    """Security bar B3: identity first, then one answer, so the form cannot probe which addresses are registered."""
+    alice = make_user(container)
+    bob = make_user(container, "bob")
+    wrong = []
+    for address in ("BOB@example.com", "free@example.com"):
+        with pytest.raises(InputError) as info:
+            auth.request_email_change(container, alice.id, password="nope nope nope nope", new_email=address)
+        wrong.append(str(info.value))
+    assert wrong == ["That password is not right."] * 2 and mailer.sent == []
+    before = _account_state(container)
+
+    assert auth.request_email_change(container, alice.id, password=PASSWORD, new_email="BOB@example.com") is None
+    assert _account_state(container) == before  # no link, no address moved
+    assert mails_to(mailer, "alice@example.com") == ["finsync: email change requested"]  # as for a free address
+    (notice,) = [m for m in mailer.sent if m["To"] == "bob@example.com"]
+    assert str(notice["Subject"]) == "finsync: someone tried to use your email address"
+    assert "nothing was changed" in str(notice.get_content())
+    assert not re.search(r"[?&=][A-Za-z0-9_-]{20,}", str(notice.get_content()))  # no link that changes anything
+    assert [e.event for e in audit.list_events(container, alice.id)] == ["email_change_requested"]
+    taken = [(e.event, e.detail) for e in audit.list_events(container, bob.id)]
+    assert taken == [("email_change_email_taken", "notice mailed")]
+
+    clock.advance(minutes=5)  # again within the hour: audited on bob's account, not mailed again
+    auth.request_email_change(container, alice.id, password=PASSWORD, new_email="bob@example.com")
+    assert len(mails_to(mailer, "bob@example.com")) == 1
+    assert [e.detail for e in audit.list_events(container, bob.id)] == ["limited", "notice mailed"]
+    assert sign_in(container, "bob@example.com") and sign_in(container, "alice@example.com")
 
 
 def test_taking_the_account_back_ends_an_intruders_pending_email_change(
