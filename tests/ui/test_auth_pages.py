@@ -67,6 +67,37 @@ def test_sign_in_wrong_password_is_generic_then_right_password_signs_in(
     assert "Welcome, alice" in texts(at)
 
 
+EXPIRED_SAID = "Your sign-in expired before it could finish. Please sign in again."
+
+
+def test_a_refused_hand_off_comes_back_to_sign_in_with_a_message(
+    app: AppFactory, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The browser is told where to go when the ticket route refuses; the sign-in page says why, once."""
+    from pages.ui import browser
+
+    asked: list[dict[str, str]] = []
+    monkeypatch.setattr(browser, "_post_and_reload", lambda **kw: asked.append(kw["data"]))  # AppTest runs no JS
+    make_user(container, "alice")
+    signed_in_as(monkeypatch, None)
+    at = app().run()
+    assert EXPIRED_SAID not in texts(at)
+    at.text_input(key="sign_in_login").input("alice")
+    at.text_input(key="sign_in_password").input(PASSWORD)
+    at = submit(at, "Sign in")
+    (handoff,) = asked
+    assert handoff["url"] == "/auth/session" and handoff["body"] == at.session_state["handoff_ticket"]
+    assert (handoff["next"], handoff["failed"]) == ("/", "/?signin=expired")
+
+    at = app()  # where the browser lands after a 401 (tests/e2e/test_auth_browser.py follows it for real)
+    at.query_params["signin"] = "expired"
+    at.run()
+    assert not at.exception and [w.value for w in at.warning] == [EXPIRED_SAID]
+    assert "signin" not in at.query_params and at.text_input(key="sign_in_login")  # the form, ready again
+    at.run()
+    assert EXPIRED_SAID not in texts(at)
+
+
 def test_sign_in_with_two_factor_asks_for_the_code(
     app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
