@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Button
 
 from pages.ui import session as ui_session
 from services import auth, sessions, totp
@@ -39,6 +40,19 @@ def texts(at: AppTest) -> str:
 
 def signed_in_as(monkeypatch: pytest.MonkeyPatch, token: str | None) -> None:
     monkeypatch.setattr(ui_session, "read_cookie", lambda: token)
+
+
+def settings_page(app: AppFactory, monkeypatch: pytest.MonkeyPatch, token: str) -> AppTest:
+    """Settings, open in the browser session whose cookie is ``token``."""
+    signed_in_as(monkeypatch, token)
+    at = app().run()
+    at.switch_page("settings.py").run()
+    assert not at.exception
+    return at
+
+
+def revoke_buttons(at: AppTest) -> list[Button]:
+    return [b for b in at.button if b.label == "Revoke"]
 
 
 def test_sign_in_wrong_password_is_generic_then_right_password_signs_in(
@@ -391,3 +405,28 @@ def test_every_signed_in_page_renders(app: AppFactory, container: Container, mon
         at = app().run()
         at.switch_page(page).run()
         assert not at.exception, page
+
+
+def test_settings_revoke_ends_another_session_and_a_failed_revoke_says_why(
+    app: AppFactory, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = make_user(container, "alice")
+    here, _, _ = sign_in(container), sign_in(container), sign_in(container)
+    at = settings_page(app, monkeypatch, here)
+    assert len(revoke_buttons(at)) == 2  # not for the session this page runs in
+    at = revoke_buttons(at)[0].click().run()
+    assert not at.exception and not at.error and len(revoke_buttons(at)) == 1
+    assert len(sessions.list_sessions(container, alice.id, here)) == 2
+
+    real = sessions.revoke_session
+
+    def ended_in_another_tab_first(c: Container, user_id: object, session_id: object) -> None:
+        real(c, user_id, session_id)  # type: ignore[arg-type]
+        real(c, user_id, session_id)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sessions, "revoke_session", ended_in_another_tab_first)
+    at = revoke_buttons(at)[0].click().run()  # the error outlives the rerun that redraws the list
+    (shown,) = [e.value for e in at.error]
+    assert "That session does not exist or has already ended" in shown and not revoke_buttons(at)
+    at.run()
+    assert not at.error  # said once
