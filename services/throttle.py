@@ -3,7 +3,7 @@
 Policy (ASVS 6.1.1, documented here): an account that fails 5 times within 15 minutes refuses
 sign-in for 15 minutes; each repeat lock doubles that, up to 24 hours; success, a password reset
 or an admin unlock clears it, and so does a week without failures (services.retention). A client
-address with 20 failures in 15 minutes is refused before any bcrypt work until its window ends.
+address with 10 failures in 15 minutes is refused before any bcrypt work until its window ends.
 Locks expire by themselves, so nobody can lock a victim out for good, and the victim can always
 reset the password to clear a lock. After 100 failures in a row with no success between them (NIST SP
 800-63B: at most 100 consecutive failed attempts), sign-in stops until a password reset or an admin
