@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 
 import bcrypt
 import pytest
@@ -15,10 +16,13 @@ from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError, InvalidCredentials, PermissionDenied, Throttled, TokenInvalid
 from services.mailer import MemoryMailer
+from services.users import UserPublic
 from tests.factories import FakeClock
 from tests.integration.auth_support import (  # noqa: F401
     OTHER_PASSWORD,
     PASSWORD,
+    code_at,
+    enable_totp,
     fast_hashing,
     link_token,
     mails_to,
@@ -244,7 +248,7 @@ def test_reset_is_silent_and_identical_for_unknown_addresses(container: Containe
     assert len(mailer.sent) == 1
 
 
-def test_newer_reset_sign_in_or_email_change_kill_older_links(
+def test_a_newer_reset_or_a_confirmed_email_change_kills_older_links(
     container: Container, clock: FakeClock, mailer: MemoryMailer
 ) -> None:
     alice = make_user(container)
@@ -256,9 +260,53 @@ def test_newer_reset_sign_in_or_email_change_kill_older_links(
     with pytest.raises(TokenInvalid):
         auth.reset_password(container, token=old, new_password=OTHER_PASSWORD)
     auth.request_email_change(container, alice.id, password=PASSWORD, new_email="alice2@example.com")
+    assert auth.reset_link_usable(container, newer)  # asking is not enough: the new address must confirm
     auth.verify_email(container, link_token(mailer, "verify", index=-2))
     with pytest.raises(TokenInvalid):
         auth.reset_password(container, token=newer, new_password=OTHER_PASSWORD)
+
+
+def _sign_in_with_the_password(c: Container, alice: UserPublic) -> None:
+    sign_in(c)
+
+
+def _change_the_password(c: Container, alice: UserPublic) -> None:
+    auth.change_password(c, alice.id, current_password=PASSWORD, new_password=OTHER_PASSWORD)
+
+
+@pytest.mark.parametrize("proof", [_sign_in_with_the_password, _change_the_password], ids=["sign_in", "change"])
+def test_a_reset_link_dies_when_the_owner_shows_they_know_the_password(
+    container: Container, mailer: MemoryMailer, proof: Callable[[Container, UserPublic], None]
+) -> None:
+    """Someone else's reset link (or an old one in a mailbox) is dead once the owner signs in or changes it."""
+    alice = make_user(container)
+    auth.request_password_reset(container, email="alice@example.com")
+    token = link_token(mailer, "reset")
+    with pytest.raises(InvalidCredentials):  # a wrong guess proves nothing: the link stays
+        auth.begin_sign_in(container, login="alice", password="guess guess guess guess")
+    with pytest.raises(InputError):
+        auth.change_password(container, alice.id, current_password="guess guess guess guess", new_password=EMOJI)
+    assert auth.reset_link_usable(container, token)
+    proof(container, alice)
+    assert not auth.reset_link_usable(container, token)
+    with pytest.raises(TokenInvalid):
+        auth.reset_password(container, token=token, new_password="marble falcon orchard 5521 quilt")
+
+
+def test_with_two_factor_a_reset_link_dies_at_the_code_not_at_the_password(
+    container: Container, clock: FakeClock, mailer: MemoryMailer
+) -> None:
+    alice = make_user(container)
+    secret = enable_totp(container, alice.id)
+    auth.request_password_reset(container, email="alice@example.com")
+    token = link_token(mailer, "reset")
+    clock.advance(seconds=30)
+    step = auth.begin_sign_in(container, login="alice", password=PASSWORD)
+    assert step.kind == "totp" and auth.reset_link_usable(container, token)  # half a sign-in proves too little
+    auth.complete_totp(container, challenge=str(step.challenge), code=code_at(secret, clock()))
+    assert not auth.reset_link_usable(container, token)
+    with pytest.raises(TokenInvalid):
+        auth.reset_password(container, token=token, new_password=OTHER_PASSWORD)
 
 
 def test_reset_ends_every_session_clears_the_lock_and_sends_a_notice(
