@@ -29,6 +29,7 @@ from tests.integration.auth_support import (  # noqa: F401
     make_user,
     registered,
     sign_in,
+    sign_in_with_code,
 )
 
 pytestmark = pytest.mark.usefixtures("fast_hashing")
@@ -464,6 +465,38 @@ def test_delete_account_calls_the_hook_and_leaves_only_an_anonymous_row(
     assert all(r.ip == "" and r.detail == "" for r in rows)
     assert all("alice" not in repr(r) and "203.0.113.77" not in repr(r) for r in rows)
     assert sessions.list_sessions(container, bob.id, None)  # bob is untouched
+
+
+def test_with_two_factor_deleting_the_account_needs_a_valid_code_too(
+    container: Container, clock: FakeClock, mailer: MemoryMailer
+) -> None:
+    """A stolen session plus the password is not enough (security bar D7): nothing is unlinked or deleted."""
+    alice = make_user(container)
+    secret = enable_totp(container, alice.id)
+    here = sign_in_with_code(container, clock, "alice", secret)
+    used = code_at(secret, clock())  # the code that sign-in just used
+    clock.advance(seconds=30)
+    called: list[uuid.UUID] = []
+    for code, refusal in (
+        (None, "6-digit code"),
+        ("", "6-digit code"),
+        ("000000", "code is not right"),
+        (used, "code is not right"),  # a replay of an earlier step
+        (code_at(secret, clock(), steps=-3), "code is not right"),  # ninety seconds old
+    ):
+        with pytest.raises(InputError, match=refusal):
+            auth.delete_account(container, alice.id, password=PASSWORD, code=code, remove_bank_items=called.append)
+    with pytest.raises(InputError, match="password is not right"):  # and the code does not stand in for it
+        auth.delete_account(
+            container, alice.id, password=OTHER_PASSWORD, code=code_at(secret, clock()), remove_bank_items=called.append
+        )
+    assert called == [] and _users(container) == 1 and sessions.current_user(container, here) is not None
+    assert "account_deleted" not in [e.event for e in audit.list_events(container, alice.id)]
+
+    auth.delete_account(
+        container, alice.id, password=PASSWORD, code=code_at(secret, clock()), remove_bank_items=called.append
+    )
+    assert called == [alice.id] and _users(container) == 0 and sessions.current_user(container, here) is None
 
 
 def test_sign_ups_from_one_address_are_limited_before_any_hashing_or_mail(
