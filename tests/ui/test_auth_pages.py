@@ -7,8 +7,9 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Button
 
 from pages.ui import session as ui_session
-from services import auth, sessions, totp
+from services import audit, auth, sessions, totp
 from services.container import Container
+from services.errors import InvalidCredentials
 from services.mailer import MemoryMailer
 from tests.factories import FakeClock
 from tests.integration.auth_support import (
@@ -430,3 +431,76 @@ def test_settings_revoke_ends_another_session_and_a_failed_revoke_says_why(
     assert "That session does not exist or has already ended" in shown and not revoke_buttons(at)
     at.run()
     assert not at.error  # said once
+
+
+def test_settings_change_email_refuses_a_wrong_password_and_answers_a_taken_address_as_a_free_one(
+    app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_user(container, "alice")
+    make_user(container, "bob")
+    at = settings_page(app, monkeypatch, sign_in(container))
+    at.text_input(key="ec_email").input("new@example.com")
+    at.text_input(key="ec_password").input("not my password at all")
+    at = submit(at, "Change email")
+    assert [e.value for e in at.error] == ["That password is not right."] and not at.success and not mailer.sent
+    answers = []
+    for address in ("new@example.com", "BOB@example.com"):
+        at.text_input(key="ec_email").input(address)
+        at.text_input(key="ec_password").input(PASSWORD)
+        at = submit(at, "Change email")
+        assert not at.exception and not at.error
+        answers.append([s.value for s in at.success])
+    assert (
+        answers[0]
+        == answers[1]
+        == ["We sent a confirmation link to the new address. Your email changes when you open it."]
+    )
+    assert [m["To"] for m in mailer.sent] == [
+        "new@example.com",
+        "alice@example.com",
+        "bob@example.com",
+        "alice@example.com",
+    ]
+    assert "Your email: **alice@example\\.com**" in texts(at)  # nothing changes until the new address confirms
+
+
+def test_settings_delete_account_needs_the_box_and_the_password_then_signs_out(
+    app: AppFactory, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = make_user(container, "alice")
+    at = settings_page(app, monkeypatch, sign_in(container))
+    at.text_input(key="del_password").input(PASSWORD)
+    at = submit(at, "Delete my account")
+    assert [e.value for e in at.error] == ["Tick the box to confirm."]
+    at.text_input(key="del_password").input("not my password at all")
+    at.checkbox(key="del_sure").check()
+    at = submit(at, "Delete my account")
+    assert [e.value for e in at.error] == ["That password is not right."]
+    assert registered(container, "alice@example.com").id == alice.id
+    at.text_input(key="del_password").input(PASSWORD)
+    at.checkbox(key="del_sure").check()
+    at = submit(at, "Delete my account")
+    assert not at.exception and "Sign in to finsync" in texts(at)  # the cookie is cleared on the way out
+    assert "account_deleted" in [e.event for e in audit.list_events(container, alice.id)]
+    with pytest.raises(InvalidCredentials):
+        auth.begin_sign_in(container, login="alice", password=PASSWORD)  # the account is gone
+
+
+def test_settings_turn_two_factor_off_needs_a_right_code(
+    app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = make_user(container, "alice")
+    secret = enable_totp(container, alice.id)
+    at = settings_page(app, monkeypatch, sign_in_with_code(container, clock, "alice", secret))
+    assert "Two-factor sign-in is on." in texts(at)
+    clock.advance(seconds=30)
+    at.text_input(key="totp_off_password").input(PASSWORD)
+    at.text_input(key="totp_off_code").input("000000")
+    at = submit(at, "Turn two-factor off")
+    assert at.error and "code is not right" in at.error[0].value and "Two-factor sign-in is on." in texts(at)
+    at.text_input(key="totp_off_password").input(PASSWORD)
+    at.text_input(key="totp_off_code").input(code_at(secret, clock()))
+    at = submit(at, "Turn two-factor off")
+    assert not at.exception and not at.error and "Two-factor sign-in is on." not in texts(at)
+    assert [b for b in at.button if b.label == "Set up two-factor sign-in"]
+    assert registered(container, "alice@example.com").totp_enabled is False
