@@ -7,7 +7,7 @@ import streamlit as st
 from pages.ui import accounts_view
 from pages.ui.plaid_link import plaid_link
 from pages.ui.session import require_user
-from pages.ui.state import container
+from pages.ui.state import container, show_flash
 from services import banking, sync
 from services.errors import FinsyncError
 
@@ -57,7 +57,7 @@ else:
         accounts_view.finish_link(c, uid, outcome, link_session_id, repair_item)
 
 st.session_state.pop("link_redirect", None)
-accounts_view.show_flash()
+show_flash()
 
 items = banking.list_items(c, uid)
 statuses = {s.item_id: s for s in sync.item_sync_status(c, uid)}

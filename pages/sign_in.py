@@ -8,12 +8,18 @@ from pages.ui.state import container
 from services import auth
 from services.errors import FinsyncError
 
+EXPIRED = "expired"  # ?signin=expired: the browser came back from a refused hand-off
+
 st.title("Sign in to finsync")
 stage = st.session_state.get("sign_in_stage", "password")
+if st.query_params.get("signin") == EXPIRED:
+    st.warning("Your sign-in expired before it could finish. Please sign in again.")
+    del st.query_params["signin"]  # said once: a reload shows the plain form
 
 if stage == "handoff":
     # The ticket is single-use and dies in 60 s; the browser trades it for the HttpOnly cookie.
-    post_and_reload("/auth/session", st.session_state.get("handoff_ticket", ""), "Signing you in…", key="handoff")
+    ticket = st.session_state.get("handoff_ticket", "")
+    post_and_reload("/auth/session", ticket, "Signing you in…", failed_url=f"/?signin={EXPIRED}", key="handoff")
     st.session_state["sign_in_stage"] = "password"
     st.stop()
 

@@ -12,7 +12,7 @@ from sqlmodel import col
 from models import AuditEvent, PlaidApiEvent, User
 from services import audit, mail_queue, notices, sessions, throttle, tokens, users
 from services.container import Container
-from services.credentials import Pending, confirm_identity, load_user, reauth, set_password
+from services.credentials import Pending, confirm_identity, load_user, reauth, set_password, tell_address_owner
 from services.db import unit_of_work
 from services.errors import InputError, NotFound, TokenInvalid
 
@@ -112,7 +112,12 @@ def change_password(
 def request_email_change(
     c: Container, user_id: uuid.UUID, *, password: str, new_email: str, code: str | None = None
 ) -> None:
-    """Mail a 48-hour confirmation link to the new address and a notice to the old one (password, and code with 2FA)."""
+    """Mail a 48-hour confirmation link to the new address and a notice to the old one (password, and code with 2FA).
+
+    Identity is checked before the address is looked at, and a taken address gets the same answer, the
+    same notice to the old address and the same activity row as a free one (its owner is told instead
+    of a link being made), so this form cannot tell whether an address is registered (bar B3).
+    """
     if not isinstance(new_email, str):
         raise InputError("Enter an email address.")
     new = users.clean_email(new_email)
@@ -121,13 +126,17 @@ def request_email_change(
         user = load_user(session, user_id, lock=True)
         if users.fold(new) == user.email_norm:
             raise InputError("That is already your email address.")
-        if users.email_taken(session, users.fold(new)):
-            raise InputError("That email address or username is already registered.")
         if reauth(session, c, user, p, password=password, code=code, need_code=user.totp_enabled):
-            tokens.revoke(session, user.id, (tokens.EMAIL_CHANGE,), now)
-            token = tokens.issue(session, user.id, tokens.EMAIL_CHANGE, now, payload=new)
+            # Not locked: two users moving onto each other's address at once would deadlock on PostgreSQL.
+            owner = users.find_by_email(session, users.fold(new))
+            if owner is None:
+                tokens.revoke(session, user.id, (tokens.EMAIL_CHANGE,), now)
+                token = tokens.issue(session, user.id, tokens.EMAIL_CHANGE, now, payload=new)
+                p.mail(session, c, user.id, notices.verify_email(c, new, token, change=True))
+            else:
+                mail = notices.email_change_attempt(c, owner.email, now)
+                tell_address_owner(session, c, owner, mail, event="email_change_email_taken", ip="", now=now, p=p)
             audit.record(session, event="email_change_requested", user_id=user.id, at=now)
-            p.mail(session, c, user.id, notices.verify_email(c, new, token, change=True))
             what = "Someone asked to change the email address of your finsync account; it changes once the new address confirms"
             p.mail(session, c, user.id, notices.notice(user.email, "email change requested", what, now))
     p.finish(c)

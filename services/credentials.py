@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
@@ -19,6 +19,8 @@ log = logging.getLogger("finsync.auth")
 WRONG_PASSWORD = "That password is not right."  # noqa: S105 - a message, not a password
 WRONG_CODE = "That code is not right, or it was already used. Enter the current code from your app or a recovery code."
 PAUSED = "Sign-in for this account is paused after failed attempts; try again later or reset your password."
+OWNER_NOTICE_EVERY = timedelta(hours=1)  # at most one "someone tried to use your address" mail an hour, per kind
+NOTICE_MAILED = "notice mailed"
 
 
 @dataclass
@@ -160,6 +162,22 @@ def confirm_identity(
         reauth(session, c, user, p, password=password, code=code, need_code=user.totp_enabled, ip=ip,
                failed_event=failed_event)  # fmt: skip
     p.finish(c)
+
+
+def tell_address_owner(
+    session: Session, c: Container, owner: User, mail: notices.Mail, *, event: str, ip: str, now: datetime, p: Pending
+) -> None:
+    """Someone tried to use ``owner``'s address: audit ``event`` on their account and mail them, at most once an hour.
+
+    Registration and email change answer a taken address as a free one and call this instead, so the
+    forms can neither probe addresses nor flood a mailbox (security bar B3).
+    """
+    last = audit.last_at(session, user_id=owner.id, event=event, detail=NOTICE_MAILED)
+    if last is not None and now - last < OWNER_NOTICE_EVERY:
+        audit.record(session, event=event, user_id=owner.id, ip=ip, detail="limited", at=now)
+        return
+    audit.record(session, event=event, user_id=owner.id, ip=ip, detail=NOTICE_MAILED, at=now)
+    p.mail(session, c, owner.id, mail)
 
 
 def set_password(session: Session, c: Container, user: User, new_password: str, now: datetime) -> None:

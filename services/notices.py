@@ -55,6 +55,17 @@ def registration_attempt(c: Container, to: str, at: datetime) -> Mail:
     return Mail(to, "finsync: someone tried to register with your email address", body, "registration_attempt")
 
 
+def email_change_attempt(c: Container, to: str, at: datetime) -> Mail:
+    """To the owner of an address another account tried to move onto: nothing changed, and no link."""
+    when = at.strftime("%Y-%m-%d %H:%M UTC")
+    body = (
+        f"Hello,\n\nSomeone signed in to another finsync account tried to change its email address to this one "
+        f"({when}). This address already has an account, so nothing was changed: your account is as it was.\n\n"
+        f"You can ignore this email. To check your account, sign in at {c.settings.base_url}.\n"
+    )
+    return Mail(to, "finsync: someone tried to use your email address", body, "email_change_attempt")
+
+
 def notice(to: str, subject: str, what: str, at: datetime) -> Mail:
     """A security notice: what happened and when (UTC)."""
     when = at.strftime("%Y-%m-%d %H:%M UTC")

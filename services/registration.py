@@ -13,14 +13,12 @@ from sqlmodel import Session
 from models import User
 from services import audit, notices, passwords, throttle, tokens, users
 from services.container import Container
-from services.credentials import Pending, load_user
+from services.credentials import Pending, load_user, tell_address_owner
 from services.db import unit_of_work
 from services.errors import InputError, PermissionDenied, Throttled, TokenInvalid
 from services.users import UserPublic
 
 RESEND_EVERY = timedelta(seconds=60)
-REGISTRATION_NOTICE_EVERY = timedelta(hours=1)  # at most one "someone tried to register" mail an hour
-NOTICE_MAILED = "notice mailed"
 REGISTER_LIMIT = 10  # sign-ups that reach the password hash, per client address per throttle.IP_WINDOW
 
 
@@ -78,25 +76,14 @@ def _register_in(
         raise InputError("That username is taken; choose another.")
     owner = users.find_by_email(session, users.fold(email), lock=True)
     if owner is not None:
-        _registration_for_taken_email(session, c, owner, ip=ip, now=now, p=p)
+        mail = notices.registration_attempt(c, owner.email, now)
+        tell_address_owner(session, c, owner, mail, event="registration_email_taken", ip=ip, now=now, p=p)
         return
     user = users.add_user(session, email=email, username=username, password_hash=password_hash)
     user.created_at = user.password_changed_at = now
     token = tokens.issue(session, user.id, tokens.VERIFY, now)
     audit.record(session, event="registered", user_id=user.id, ip=ip, at=now)
     p.mail(session, c, user.id, notices.verify_email(c, user.email, token))
-
-
-def _registration_for_taken_email(
-    session: Session, c: Container, owner: User, *, ip: str, now: datetime, p: Pending
-) -> None:
-    """Audit the attempt on the owner's account and mail them, unless they were mailed in the last hour."""
-    last = audit.last_at(session, user_id=owner.id, event="registration_email_taken", detail=NOTICE_MAILED)
-    if last is not None and now - last < REGISTRATION_NOTICE_EVERY:
-        audit.record(session, event="registration_email_taken", user_id=owner.id, ip=ip, detail="limited", at=now)
-        return
-    audit.record(session, event="registration_email_taken", user_id=owner.id, ip=ip, detail=NOTICE_MAILED, at=now)
-    p.mail(session, c, owner.id, notices.registration_attempt(c, owner.email, now))
 
 
 def verify_email(c: Container, token: str) -> UserPublic:

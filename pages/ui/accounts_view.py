@@ -51,12 +51,6 @@ def finish_link(
     st.rerun()
 
 
-def show_flash() -> None:
-    """Messages left by the previous run (Link outcomes, removals): plain text, escaped here and only here."""
-    for kind, message in st.session_state.pop("flash", []):
-        getattr(st, kind)(md(message))
-
-
 WATCH_SECONDS = 300  # a first sync takes seconds in demo mode; Plaid may need minutes. Past that, a reload shows it.
 BUSY = ("new", "syncing")
 

@@ -1,4 +1,8 @@
-"""A tiny component that POSTs to one of our routes and reloads: how the HttpOnly cookie is set and cleared."""
+"""A tiny component that POSTs to one of our routes and reloads: how the HttpOnly cookie is set and cleared.
+
+With ``failed_url``, a refusal (any status but 2xx, such as the 401 for a dead sign-in ticket) loads that
+page instead of ``next_url``, so the user is told instead of landing silently on the sign-in form.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ export default function (component) {
     credentials: "same-origin",
     headers: { "Content-Type": "text/plain" },
     body: data.body || "",
-  }).then(() => window.location.replace(data.next || "/"))
+  }).then((response) => window.location.replace((!response.ok && data.failed) || data.next || "/"))
     .catch(() => { note.textContent = "Could not reach the server. Reload the page."; });
   return () => {};
 }
@@ -24,6 +28,15 @@ export default function (component) {
 _post_and_reload = st.components.v2.component("finsync_post_and_reload", js=_JS)
 
 
-def post_and_reload(url: str, body: str, message: str, *, next_url: str = "/", key: str = "post_and_reload") -> None:
-    """Ask the browser to POST ``body`` to ``url`` on our origin, then load ``next_url``."""
-    _post_and_reload(key=key, data={"url": url, "body": body, "message": message, "next": next_url}, height=30)
+def post_and_reload(
+    url: str,
+    body: str,
+    message: str,
+    *,
+    next_url: str = "/",
+    failed_url: str = "",
+    key: str = "post_and_reload",
+) -> None:
+    """Ask the browser to POST ``body`` to ``url`` on our origin, then load ``next_url`` (``failed_url`` if refused)."""
+    data = {"url": url, "body": body, "message": message, "next": next_url, "failed": failed_url}
+    _post_and_reload(key=key, data=data, height=30)

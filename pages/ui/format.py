@@ -110,6 +110,7 @@ ACTIVITY = {
     "admin_sign_out": "Signed out by an administrator", "admin_disable": "Disabled by an administrator",
     "admin_enable": "Enabled by an administrator", "account_deleted": "Account deleted",
     "registration_email_taken": "Someone tried to register with your email address",
+    "email_change_email_taken": "Another account tried to move onto your email address",
     "bank_revocation_done": "Bank access withdrawn at Plaid",
     "bank_revocation_given_up": "Withdrawing bank access at Plaid failed",
     "mail_given_up": "An email to you could not be delivered",

@@ -9,7 +9,7 @@ from pages.ui import session as ui_session  # read_cookie looked up at call time
 from pages.ui.format import activity_words, device, when
 from pages.ui.format import count as plural
 from pages.ui.reauth import proof_inputs
-from pages.ui.state import container
+from pages.ui.state import container, flash, show_flash
 from pages.ui.text import md
 from services import audit, auth, sessions, sync, totp
 from services.errors import FinsyncError
@@ -108,6 +108,7 @@ def _codes_to_save() -> bool:
 
 def sessions_section(view: SessionView) -> None:
     c = container()
+    show_flash()  # a Revoke that failed says why after its rerun
     rows = sessions.list_sessions(c, view.user.id, ui_session.read_cookie())
     for row in rows:
         cols = st.columns([3, 2, 2, 1])
@@ -120,7 +121,7 @@ def sessions_section(view: SessionView) -> None:
             try:
                 sessions.revoke_session(c, view.user.id, row.id)
             except FinsyncError as exc:
-                st.error(str(exc))
+                flash("error", str(exc))
             st.rerun()
     if len(rows) > 1 and st.button("Sign out all other sessions", key="revoke_others"):
         count = sessions.revoke_other_sessions(c, view.user.id, ui_session.read_cookie())

@@ -81,6 +81,31 @@ def test_register_verify_sign_in_reload_sign_out(server: Server, browser: object
     context.close()
 
 
+def test_a_dead_hand_off_ticket_says_so_on_the_sign_in_page(server: Server, browser: object) -> None:
+    """The 401 of the ticket route (expired or used ticket) brings the user back to sign-in with a message."""
+    made = server.cli("users", "create", "--email", "dana@example.com", "--username", "dana", stdin=PASSWORD + "\n")
+    assert made.returncode == 0, made.stderr
+    context = browser.new_context()  # type: ignore[attr-defined]
+    page = context.new_page()
+    # Swap the fresh ticket for a dead one on its way out: the server itself answers 401.
+    page.route("**/auth/session", lambda route: route.continue_(post_data="x" * 43))
+    page.goto(server.url)
+    page.get_by_label("Email or username").fill("dana")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    with page.expect_response("**/auth/session") as handoff:
+        page.get_by_role("button", name="Sign in").click()
+    assert handoff.value.status == 401
+    page.get_by_text("Your sign-in expired before it could finish. Please sign in again.").wait_for(timeout=30_000)
+    shot(page, "auth-handoff-expired")
+    assert not any(c["name"] == "finsync_session" for c in context.cookies())
+    page.unroute("**/auth/session")
+    page.get_by_label("Email or username").fill("dana")  # and signing in again works
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("Welcome, dana").wait_for(timeout=30_000)
+    context.close()
+
+
 def test_forged_session_cookie_shows_sign_in(server: Server, browser: object) -> None:
     context = browser.new_context()  # type: ignore[attr-defined]
     host = server.url.split("//")[1].split(":")[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 
 import bcrypt
 import pytest
@@ -15,16 +16,20 @@ from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError, InvalidCredentials, PermissionDenied, Throttled, TokenInvalid
 from services.mailer import MemoryMailer
+from services.users import UserPublic
 from tests.factories import FakeClock
 from tests.integration.auth_support import (  # noqa: F401
     OTHER_PASSWORD,
     PASSWORD,
+    code_at,
+    enable_totp,
     fast_hashing,
     link_token,
     mails_to,
     make_user,
     registered,
     sign_in,
+    sign_in_with_code,
 )
 
 pytestmark = pytest.mark.usefixtures("fast_hashing")
@@ -244,7 +249,7 @@ def test_reset_is_silent_and_identical_for_unknown_addresses(container: Containe
     assert len(mailer.sent) == 1
 
 
-def test_newer_reset_sign_in_or_email_change_kill_older_links(
+def test_a_newer_reset_or_a_confirmed_email_change_kills_older_links(
     container: Container, clock: FakeClock, mailer: MemoryMailer
 ) -> None:
     alice = make_user(container)
@@ -256,9 +261,53 @@ def test_newer_reset_sign_in_or_email_change_kill_older_links(
     with pytest.raises(TokenInvalid):
         auth.reset_password(container, token=old, new_password=OTHER_PASSWORD)
     auth.request_email_change(container, alice.id, password=PASSWORD, new_email="alice2@example.com")
+    assert auth.reset_link_usable(container, newer)  # asking is not enough: the new address must confirm
     auth.verify_email(container, link_token(mailer, "verify", index=-2))
     with pytest.raises(TokenInvalid):
         auth.reset_password(container, token=newer, new_password=OTHER_PASSWORD)
+
+
+def _sign_in_with_the_password(c: Container, alice: UserPublic) -> None:
+    sign_in(c)
+
+
+def _change_the_password(c: Container, alice: UserPublic) -> None:
+    auth.change_password(c, alice.id, current_password=PASSWORD, new_password=OTHER_PASSWORD)
+
+
+@pytest.mark.parametrize("proof", [_sign_in_with_the_password, _change_the_password], ids=["sign_in", "change"])
+def test_a_reset_link_dies_when_the_owner_shows_they_know_the_password(
+    container: Container, mailer: MemoryMailer, proof: Callable[[Container, UserPublic], None]
+) -> None:
+    """Someone else's reset link (or an old one in a mailbox) is dead once the owner signs in or changes it."""
+    alice = make_user(container)
+    auth.request_password_reset(container, email="alice@example.com")
+    token = link_token(mailer, "reset")
+    with pytest.raises(InvalidCredentials):  # a wrong guess proves nothing: the link stays
+        auth.begin_sign_in(container, login="alice", password="guess guess guess guess")
+    with pytest.raises(InputError):
+        auth.change_password(container, alice.id, current_password="guess guess guess guess", new_password=EMOJI)
+    assert auth.reset_link_usable(container, token)
+    proof(container, alice)
+    assert not auth.reset_link_usable(container, token)
+    with pytest.raises(TokenInvalid):
+        auth.reset_password(container, token=token, new_password="marble falcon orchard 5521 quilt")
+
+
+def test_with_two_factor_a_reset_link_dies_at_the_code_not_at_the_password(
+    container: Container, clock: FakeClock, mailer: MemoryMailer
+) -> None:
+    alice = make_user(container)
+    secret = enable_totp(container, alice.id)
+    auth.request_password_reset(container, email="alice@example.com")
+    token = link_token(mailer, "reset")
+    clock.advance(seconds=30)
+    step = auth.begin_sign_in(container, login="alice", password=PASSWORD)
+    assert step.kind == "totp" and auth.reset_link_usable(container, token)  # half a sign-in proves too little
+    auth.complete_totp(container, challenge=str(step.challenge), code=code_at(secret, clock()))
+    assert not auth.reset_link_usable(container, token)
+    with pytest.raises(TokenInvalid):
+        auth.reset_password(container, token=token, new_password=OTHER_PASSWORD)
 
 
 def test_reset_ends_every_session_clears_the_lock_and_sends_a_notice(
@@ -314,9 +363,6 @@ def test_change_password_needs_the_current_one_and_ends_other_sessions(
 
 def test_email_change_confirms_the_new_address_and_tells_the_old(container: Container, mailer: MemoryMailer) -> None:
     alice = make_user(container)
-    make_user(container, "bob")
-    with pytest.raises(InputError, match="already registered"):
-        auth.request_email_change(container, alice.id, password=PASSWORD, new_email="BOB@example.com")
     with pytest.raises(InputError, match="not right"):
         auth.request_email_change(container, alice.id, password="nope nope nope nope", new_email="new@example.com")
     with pytest.raises(InputError):
@@ -329,6 +375,46 @@ def test_email_change_confirms_the_new_address_and_tells_the_old(container: Cont
     sign_in(container, "new@example.com")
     with pytest.raises(InvalidCredentials):
         auth.begin_sign_in(container, login="alice@example.com", password=PASSWORD)
+
+
+def _account_state(c: Container) -> list[tuple[object, ...]]:
+    """Every user's address and password, and every link: what an email change may not touch when refused."""
+    with unit_of_work(c.engine) as session:
+        people = session.execute(select(User.email, User.email_norm, User.password_hash)).all()
+        links = session.execute(select(OneTimeToken.user_id, OneTimeToken.purpose, OneTimeToken.used_at)).all()
+    return sorted(map(tuple, people), key=str) + sorted(map(tuple, links), key=str)
+
+
+def test_an_email_change_to_a_taken_address_answers_as_a_free_one_and_tells_its_owner(
+    container: Container, clock: FakeClock, mailer: MemoryMailer
+) -> None:
+    """Security bar B3: identity first, then one answer, so the form cannot probe which addresses are registered."""
+    alice = make_user(container)
+    bob = make_user(container, "bob")
+    wrong = []
+    for address in ("BOB@example.com", "free@example.com"):
+        with pytest.raises(InputError) as info:
+            auth.request_email_change(container, alice.id, password="nope nope nope nope", new_email=address)
+        wrong.append(str(info.value))
+    assert wrong == ["That password is not right."] * 2 and mailer.sent == []
+    before = _account_state(container)
+
+    assert auth.request_email_change(container, alice.id, password=PASSWORD, new_email="BOB@example.com") is None
+    assert _account_state(container) == before  # no link, no address moved
+    assert mails_to(mailer, "alice@example.com") == ["finsync: email change requested"]  # as for a free address
+    (notice,) = [m for m in mailer.sent if m["To"] == "bob@example.com"]
+    assert str(notice["Subject"]) == "finsync: someone tried to use your email address"
+    assert "nothing was changed" in str(notice.get_content())
+    assert not re.search(r"[?&=][A-Za-z0-9_-]{20,}", str(notice.get_content()))  # no link that changes anything
+    assert [e.event for e in audit.list_events(container, alice.id)] == ["email_change_requested"]
+    taken = [(e.event, e.detail) for e in audit.list_events(container, bob.id)]
+    assert taken == [("email_change_email_taken", "notice mailed")]
+
+    clock.advance(minutes=5)  # again within the hour: audited on bob's account, not mailed again
+    auth.request_email_change(container, alice.id, password=PASSWORD, new_email="bob@example.com")
+    assert len(mails_to(mailer, "bob@example.com")) == 1
+    assert [e.detail for e in audit.list_events(container, bob.id)] == ["limited", "notice mailed"]
+    assert sign_in(container, "bob@example.com") and sign_in(container, "alice@example.com")
 
 
 def test_taking_the_account_back_ends_an_intruders_pending_email_change(
@@ -379,6 +465,38 @@ def test_delete_account_calls_the_hook_and_leaves_only_an_anonymous_row(
     assert all(r.ip == "" and r.detail == "" for r in rows)
     assert all("alice" not in repr(r) and "203.0.113.77" not in repr(r) for r in rows)
     assert sessions.list_sessions(container, bob.id, None)  # bob is untouched
+
+
+def test_with_two_factor_deleting_the_account_needs_a_valid_code_too(
+    container: Container, clock: FakeClock, mailer: MemoryMailer
+) -> None:
+    """A stolen session plus the password is not enough (security bar D7): nothing is unlinked or deleted."""
+    alice = make_user(container)
+    secret = enable_totp(container, alice.id)
+    here = sign_in_with_code(container, clock, "alice", secret)
+    used = code_at(secret, clock())  # the code that sign-in just used
+    clock.advance(seconds=30)
+    called: list[uuid.UUID] = []
+    for code, refusal in (
+        (None, "6-digit code"),
+        ("", "6-digit code"),
+        ("000000", "code is not right"),
+        (used, "code is not right"),  # a replay of an earlier step
+        (code_at(secret, clock(), steps=-3), "code is not right"),  # ninety seconds old
+    ):
+        with pytest.raises(InputError, match=refusal):
+            auth.delete_account(container, alice.id, password=PASSWORD, code=code, remove_bank_items=called.append)
+    with pytest.raises(InputError, match="password is not right"):  # and the code does not stand in for it
+        auth.delete_account(
+            container, alice.id, password=OTHER_PASSWORD, code=code_at(secret, clock()), remove_bank_items=called.append
+        )
+    assert called == [] and _users(container) == 1 and sessions.current_user(container, here) is not None
+    assert "account_deleted" not in [e.event for e in audit.list_events(container, alice.id)]
+
+    auth.delete_account(
+        container, alice.id, password=PASSWORD, code=code_at(secret, clock()), remove_bank_items=called.append
+    )
+    assert called == [alice.id] and _users(container) == 0 and sessions.current_user(container, here) is None
 
 
 def test_sign_ups_from_one_address_are_limited_before_any_hashing_or_mail(

@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -209,3 +211,71 @@ def test_behind_a_trusted_proxy_the_session_records_the_forwarded_address(contai
     assert response.status_code == 200
     [row] = sessions.list_sessions(container, alice.id, None)
     assert row.ip == "198.51.100.23"  # the proxy's entry, not the client's forged one nor the proxy itself
+
+
+HTTPS = "https://finsync.example"
+HTTP = "http://127.0.0.1:8501"
+SAME_SITE = {"Sec-Fetch-Site": "same-origin"}
+
+
+def _served_at(container: Container, base_url: str) -> tuple[Container, TestClient]:
+    """The auth routes of a finsync whose FINSYNC_BASE_URL is ``base_url``, and a client on that scheme."""
+    import dataclasses
+
+    from services.web import auth_routes
+
+    c = dataclasses.replace(container, settings=container.settings.model_copy(update={"base_url": base_url}))
+    scheme = urlsplit(base_url).scheme
+    return c, TestClient(Starlette(routes=auth_routes(lambda: c)), base_url=f"{scheme}://testserver")
+
+
+def _set_cookie(response: Response) -> tuple[str, str, dict[str, str]]:
+    """The one Set-Cookie header: name, value and attributes (names lower-cased, flags as "")."""
+    (header,) = response.headers.get_list("set-cookie")
+    pair, *attributes = [part.strip() for part in header.split(";")]
+    name, _, value = pair.partition("=")
+    flags = dict(a.partition("=")[::2] for a in attributes)
+    return name, value.strip('"'), {k.lower(): v.lower() for k, v in flags.items()}
+
+
+@pytest.mark.parametrize(("base_url", "name"), [(HTTPS, "__Host-finsync_session"), (HTTP, "finsync_session")])
+def test_the_session_cookie_is_host_only_http_only_lax_and_secure_under_https(
+    container: Container, base_url: str, name: str
+) -> None:
+    """Security bar: ``__Host-`` + Secure under HTTPS (ASVS 3.3.1, 3.3.3), HttpOnly (3.3.4), SameSite=Lax (3.3.2)."""
+    from services import auth, sessions
+    from tests.integration.auth_support import PASSWORD, make_user
+
+    alice = make_user(container)
+    c, web = _served_at(container, base_url)
+    step = auth.begin_sign_in(c, login="alice", password=PASSWORD)
+    response = web.post("/auth/session", content=str(step.ticket), headers=SAME_SITE)
+    assert response.status_code == 200
+    cookie_name, token, flags = _set_cookie(response)
+    assert cookie_name == name
+    assert flags.pop("secure", None) == ("" if base_url == HTTPS else None)
+    assert flags == {"httponly": "", "samesite": "lax", "path": "/", "max-age": str(12 * 3600)}  # no Domain: host-only
+    view = sessions.current_user(c, token)
+    assert view is not None and view.user.id == alice.id
+
+
+@pytest.mark.parametrize(("base_url", "name"), [(HTTPS, "__Host-finsync_session"), (HTTP, "finsync_session")])
+def test_logout_revokes_the_server_session_and_clears_the_cookie(
+    container: Container, base_url: str, name: str
+) -> None:
+    from services import audit, sessions
+    from tests.integration.auth_support import make_user, sign_in
+
+    alice = make_user(container)
+    c, web = _served_at(container, base_url)
+    token = sign_in(c)
+    cookie = {"Cookie": f"{name}={token}"}
+    assert web.post("/auth/logout", headers={"Sec-Fetch-Site": "cross-site", **cookie}).status_code == 403
+    assert sessions.current_user(c, token) is not None  # a cross-site post signs nobody out
+    response = web.post("/auth/logout", headers={**SAME_SITE, **cookie})
+    assert response.status_code == 200
+    cookie_name, value, flags = _set_cookie(response)
+    assert (cookie_name, value, flags["max-age"], flags["path"]) == (name, "", "0", "/")
+    assert "httponly" in flags and ("secure" in flags) == (base_url == HTTPS)  # the same cookie, so it is replaced
+    assert sessions.current_user(c, token) is None and sessions.list_sessions(c, alice.id, None) == []
+    assert "sign_out" in [e.event for e in audit.list_events(c, alice.id)]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Button
 
 from pages.ui import session as ui_session
-from services import auth, sessions, totp
+from services import audit, auth, sessions, totp
 from services.container import Container
+from services.errors import InvalidCredentials
 from services.mailer import MemoryMailer
 from tests.factories import FakeClock
 from tests.integration.auth_support import (
@@ -41,6 +43,19 @@ def signed_in_as(monkeypatch: pytest.MonkeyPatch, token: str | None) -> None:
     monkeypatch.setattr(ui_session, "read_cookie", lambda: token)
 
 
+def settings_page(app: AppFactory, monkeypatch: pytest.MonkeyPatch, token: str) -> AppTest:
+    """Settings, open in the browser session whose cookie is ``token``."""
+    signed_in_as(monkeypatch, token)
+    at = app().run()
+    at.switch_page("settings.py").run()
+    assert not at.exception
+    return at
+
+
+def revoke_buttons(at: AppTest) -> list[Button]:
+    return [b for b in at.button if b.label == "Revoke"]
+
+
 def test_sign_in_wrong_password_is_generic_then_right_password_signs_in(
     app: AppFactory, container: Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -65,6 +80,37 @@ def test_sign_in_wrong_password_is_generic_then_right_password_signs_in(
     signed_in_as(monkeypatch, token)
     at = app().run()
     assert "Welcome, alice" in texts(at)
+
+
+EXPIRED_SAID = "Your sign-in expired before it could finish. Please sign in again."
+
+
+def test_a_refused_hand_off_comes_back_to_sign_in_with_a_message(
+    app: AppFactory, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The browser is told where to go when the ticket route refuses; the sign-in page says why, once."""
+    from pages.ui import browser
+
+    asked: list[dict[str, str]] = []
+    monkeypatch.setattr(browser, "_post_and_reload", lambda **kw: asked.append(kw["data"]))  # AppTest runs no JS
+    make_user(container, "alice")
+    signed_in_as(monkeypatch, None)
+    at = app().run()
+    assert EXPIRED_SAID not in texts(at)
+    at.text_input(key="sign_in_login").input("alice")
+    at.text_input(key="sign_in_password").input(PASSWORD)
+    at = submit(at, "Sign in")
+    (handoff,) = asked
+    assert handoff["url"] == "/auth/session" and handoff["body"] == at.session_state["handoff_ticket"]
+    assert (handoff["next"], handoff["failed"]) == ("/", "/?signin=expired")
+
+    at = app()  # where the browser lands after a 401 (tests/e2e/test_auth_browser.py follows it for real)
+    at.query_params["signin"] = "expired"
+    at.run()
+    assert not at.exception and [w.value for w in at.warning] == [EXPIRED_SAID]
+    assert "signin" not in at.query_params and at.text_input(key="sign_in_login")  # the form, ready again
+    at.run()
+    assert EXPIRED_SAID not in texts(at)
 
 
 def test_sign_in_with_two_factor_asks_for_the_code(
@@ -360,3 +406,101 @@ def test_every_signed_in_page_renders(app: AppFactory, container: Container, mon
         at = app().run()
         at.switch_page(page).run()
         assert not at.exception, page
+
+
+def test_settings_revoke_ends_another_session_and_a_failed_revoke_says_why(
+    app: AppFactory, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = make_user(container, "alice")
+    here, _, _ = sign_in(container), sign_in(container), sign_in(container)
+    at = settings_page(app, monkeypatch, here)
+    assert len(revoke_buttons(at)) == 2  # not for the session this page runs in
+    at = revoke_buttons(at)[0].click().run()
+    assert not at.exception and not at.error and len(revoke_buttons(at)) == 1
+    assert len(sessions.list_sessions(container, alice.id, here)) == 2
+
+    real = sessions.revoke_session
+
+    def ended_in_another_tab_first(c: Container, user_id: object, session_id: object) -> None:
+        real(c, user_id, session_id)  # type: ignore[arg-type]
+        real(c, user_id, session_id)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sessions, "revoke_session", ended_in_another_tab_first)
+    at = revoke_buttons(at)[0].click().run()  # the error outlives the rerun that redraws the list
+    (shown,) = [e.value for e in at.error]
+    assert "That session does not exist or has already ended" in shown and not revoke_buttons(at)
+    at.run()
+    assert not at.error  # said once
+
+
+def test_settings_change_email_refuses_a_wrong_password_and_answers_a_taken_address_as_a_free_one(
+    app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_user(container, "alice")
+    make_user(container, "bob")
+    at = settings_page(app, monkeypatch, sign_in(container))
+    at.text_input(key="ec_email").input("new@example.com")
+    at.text_input(key="ec_password").input("not my password at all")
+    at = submit(at, "Change email")
+    assert [e.value for e in at.error] == ["That password is not right."] and not at.success and not mailer.sent
+    answers = []
+    for address in ("new@example.com", "BOB@example.com"):
+        at.text_input(key="ec_email").input(address)
+        at.text_input(key="ec_password").input(PASSWORD)
+        at = submit(at, "Change email")
+        assert not at.exception and not at.error
+        answers.append([s.value for s in at.success])
+    assert (
+        answers[0]
+        == answers[1]
+        == ["We sent a confirmation link to the new address. Your email changes when you open it."]
+    )
+    assert [m["To"] for m in mailer.sent] == [
+        "new@example.com",
+        "alice@example.com",
+        "bob@example.com",
+        "alice@example.com",
+    ]
+    assert "Your email: **alice@example\\.com**" in texts(at)  # nothing changes until the new address confirms
+
+
+def test_settings_delete_account_needs_the_box_and_the_password_then_signs_out(
+    app: AppFactory, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = make_user(container, "alice")
+    at = settings_page(app, monkeypatch, sign_in(container))
+    at.text_input(key="del_password").input(PASSWORD)
+    at = submit(at, "Delete my account")
+    assert [e.value for e in at.error] == ["Tick the box to confirm."]
+    at.text_input(key="del_password").input("not my password at all")
+    at.checkbox(key="del_sure").check()
+    at = submit(at, "Delete my account")
+    assert [e.value for e in at.error] == ["That password is not right."]
+    assert registered(container, "alice@example.com").id == alice.id
+    at.text_input(key="del_password").input(PASSWORD)
+    at.checkbox(key="del_sure").check()
+    at = submit(at, "Delete my account")
+    assert not at.exception and "Sign in to finsync" in texts(at)  # the cookie is cleared on the way out
+    assert "account_deleted" in [e.event for e in audit.list_events(container, alice.id)]
+    with pytest.raises(InvalidCredentials):
+        auth.begin_sign_in(container, login="alice", password=PASSWORD)  # the account is gone
+
+
+def test_settings_turn_two_factor_off_needs_a_right_code(
+    app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = make_user(container, "alice")
+    secret = enable_totp(container, alice.id)
+    at = settings_page(app, monkeypatch, sign_in_with_code(container, clock, "alice", secret))
+    assert "Two-factor sign-in is on." in texts(at)
+    clock.advance(seconds=30)
+    at.text_input(key="totp_off_password").input(PASSWORD)
+    at.text_input(key="totp_off_code").input("000000")
+    at = submit(at, "Turn two-factor off")
+    assert at.error and "code is not right" in at.error[0].value and "Two-factor sign-in is on." in texts(at)
+    at.text_input(key="totp_off_password").input(PASSWORD)
+    at.text_input(key="totp_off_code").input(code_at(secret, clock()))
+    at = submit(at, "Turn two-factor off")
+    assert not at.exception and not at.error and "Two-factor sign-in is on." not in texts(at)
+    assert [b for b in at.button if b.label == "Set up two-factor sign-in"]
+    assert registered(container, "alice@example.com").totp_enabled is False
