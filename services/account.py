@@ -10,7 +10,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlmodel import col
 
 from models import AuditEvent, PlaidApiEvent, User
-from services import audit, mail_queue, notices, sessions, throttle, tokens, users
+from services import audit, mail_queue, notices, otp, sessions, throttle, tokens, users
 from services.container import Container
 from services.credentials import Pending, confirm_identity, load_user, reauth, set_password, tell_address_owner
 from services.db import unit_of_work
@@ -56,7 +56,9 @@ def reset_link_usable(c: Container, token: str) -> bool:
 def reset_password(c: Container, *, token: str, new_password: str, ip: str = "") -> None:
     """Set a new password from a reset link; ends every session and clears a sign-in pause.
 
-    Two-factor sign-in stays on: a reset proves the mailbox, not the second factor (ASVS 6.4.3).
+    Two-factor sign-in stays on: a reset proves the mailbox, not the second factor (ASVS 6.4.3). Except on
+    an account whose address was never confirmed: someone else may have registered it with this mailbox
+    and put their own authenticator on it, so the reset turns that off and the owner can set up their own.
     """
     now, p = c.clock(), Pending()
     with unit_of_work(c.engine, immediate=True) as session:
@@ -66,6 +68,11 @@ def reset_password(c: Container, *, token: str, new_password: str, ip: str = "")
             raise TokenInvalid("This reset link is invalid, already used or expired. Ask for a new one.")
         set_password(session, c, user, new_password, now)  # InputError keeps the link usable
         row.used_at = now
+        squatted = not user.email_verified and (user.totp_enabled or user.totp_secret_enc is not None)
+        if squatted:  # whoever set two-factor up never proved this mailbox: its owner, who just did, takes it back
+            user.totp_enabled, user.totp_secret_enc, user.totp_last_step = False, None, None
+            otp.drop_recovery_codes(session, user.id)
+            audit.record(session, event="totp_disabled", user_id=user.id, ip=ip, detail="unconfirmed account", at=now)
         user.email_verified = True  # the link reached the mailbox, which is what verification proves
         # A pending email change may be an intruder's: the owner taking the account back ends it too.
         tokens.revoke(session, user.id, (tokens.RESET, tokens.TICKET, tokens.CHALLENGE, tokens.EMAIL_CHANGE), now)
@@ -74,9 +81,10 @@ def reset_password(c: Container, *, token: str, new_password: str, ip: str = "")
         audit.record(
             session, event="password_reset_done", user_id=user.id, ip=ip, detail=f"{count} sessions ended", at=now
         )
-        p.mail(
-            session, c, user.id, notices.notice(user.email, "your password was reset", "Your password was reset", now)
+        what = "Your password was reset" + (
+            " and two-factor sign-in, set up before you confirmed this address, turned off" if squatted else ""
         )
+        p.mail(session, c, user.id, notices.notice(user.email, "your password was reset", what, now))
     p.finish(c)
 
 

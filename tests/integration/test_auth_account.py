@@ -30,6 +30,7 @@ from tests.integration.auth_support import (  # noqa: F401
     registered,
     sign_in,
     sign_in_with_code,
+    user_row,
 )
 
 pytestmark = pytest.mark.usefixtures("fast_hashing")
@@ -324,6 +325,30 @@ def test_reset_ends_every_session_clears_the_lock_and_sends_a_notice(
     sign_in(container, "alice", OTHER_PASSWORD)  # the attacker's lock is gone (C3)
     assert "finsync: your password was reset" in mails_to(mailer, "alice@example.com")
     assert all(OTHER_PASSWORD not in str(m.get_content()) for m in mailer.sent)
+
+
+@pytest.mark.parametrize("verified", [True, False])
+def test_a_reset_takes_back_an_unconfirmed_account_squatted_with_someone_else_s_authenticator(
+    container: Container, clock: FakeClock, mailer: MemoryMailer, verified: bool
+) -> None:
+    """Someone registers the victim's address and turns on two-factor with their own phone; the mailbox's
+    owner resets the password. On a confirmed account two-factor stays (a reset proves only the mailbox)."""
+    squatter = make_user(container, verified=verified)
+    secret = enable_totp(container, squatter.id)
+    auth.request_password_reset(container, email="alice@example.com")
+    clock.advance(seconds=31)
+    auth.reset_password(container, token=link_token(mailer, "reset"), new_password=OTHER_PASSWORD)
+    step = auth.begin_sign_in(container, login="alice", password=OTHER_PASSWORD)
+    if verified:
+        assert step.kind == "totp"  # the owner's own second factor stays
+        auth.complete_totp(container, challenge=str(step.challenge), code=code_at(secret, clock()))
+        return
+    assert step.kind == "ticket"  # the squatter's authenticator no longer gates the owner's account
+    row = user_row(container, squatter.id)
+    assert row.email_verified and not row.totp_enabled and row.totp_secret_enc is None
+    assert "turned off" in str(mailer.sent[-1].get_content())
+    with pytest.raises(InvalidCredentials):  # and the squatter's old password is gone
+        auth.begin_sign_in(container, login="alice", password=PASSWORD)
 
 
 def test_reset_requests_are_limited_per_account_and_address(
