@@ -66,7 +66,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
 def _db_purge(args: argparse.Namespace) -> int:
     for table, count in retention.purge(container()).items():
-        print(f"{table}: {count} row(s) deleted")
+        print(f"{table}: {count} {'mail file(s)' if table == 'outbox' else 'row(s)'} deleted")
     return 0
 
 

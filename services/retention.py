@@ -1,7 +1,7 @@
 """Retention (security bar J6): old sign-in, webhook, Plaid-call, link and sync records are deleted.
 
 Each table is purged in batches of ``BATCH`` rows, one short transaction each, so SQLite's write lock
-is never held for long. Kept for good: audit events (append-only by triggers), transactions, their
+is never held for long; outbox mail (no SMTP) goes after ``OUTBOX_KEEP``. Kept for good: audit events (append-only by triggers), transactions, their
 history, pending edits, and Plaid revocations not yet confirmed (the admin page lists them; a confirmed one
 goes after ``REVOCATION_KEEP``). The scheduler and the worker
 purge at most once a day per process (``DailyPurge``); ``python -m services.cli db purge`` does it now.
@@ -9,8 +9,10 @@ purge at most once a day per process (``DailyPurge``); ``python -m services.cli 
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import ColumnElement, delete, exists, inspect, or_, select, tuple_
 from sqlalchemy.orm import aliased
@@ -43,6 +45,7 @@ WEBHOOK_KEEP = timedelta(days=90)  # a quarter to debug deliveries; replay check
 PLAID_CALL_KEEP = timedelta(days=90)  # a quarter of request ids to give Plaid support
 LINK_KEEP = timedelta(days=7)  # a finished link session is never resumed; a week to debug a failed link
 REVOCATION_KEEP = timedelta(days=90)  # a confirmed revocation: a quarter to answer "is my bank really unlinked?"
+OUTBOX_KEEP = timedelta(days=30)  # mail written to the outbox folder (no SMTP): addresses and links, a month
 JOB_KEEP = timedelta(days=14)  # finished sync jobs: two weeks to see what the queue did (runs keep the history)
 SYNC_RUN_KEEP = timedelta(days=400)  # a year of sync history plus a month; each item's latest run always stays
 PURGE_EVERY = timedelta(hours=24)  # the scheduler and the worker purge once a day
@@ -122,12 +125,24 @@ def _purge_table(c: Container, model: type[SQLModel], where: ColumnElement[bool]
 
 
 def purge(c: Container) -> dict[str, int]:
-    """Delete every row past its retention; returns how many rows each table lost."""
+    """Delete every row past its retention, and old outbox mail; returns how many each table (and "outbox") lost."""
     now = c.clock()
     counts = {table: _purge_table(c, model, where) for table, model, where in _rules(c, now)}
+    counts["outbox"] = _purge_outbox(c.settings.outbox_dir, now - OUTBOX_KEEP)
     if any(counts.values()):
         log.info("retention purge: %s", ", ".join(f"{t}={n}" for t, n in counts.items() if n))
     return counts
+
+
+def _purge_outbox(folder: Path, before: datetime) -> int:
+    """Delete the outbox's ``.eml`` files written before ``before`` (their links died long ago); return how many."""
+    gone = 0
+    for path in folder.glob("*.eml") if folder.is_dir() else ():
+        with contextlib.suppress(FileNotFoundError):  # an admin (or another process's purge) was faster
+            if datetime.fromtimestamp(path.stat().st_mtime, UTC) < before:
+                path.unlink()
+                gone += 1
+    return gone
 
 
 def purge_quietly(c: Container) -> dict[str, int] | None:

@@ -7,6 +7,7 @@ both databases, with time moved by the fake clock.
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -41,6 +42,7 @@ from services.retention import (
     LINK_KEEP,
     LOCK_MEMORY,
     LONGEST_WINDOW,
+    OUTBOX_KEEP,
     PLAID_CALL_KEEP,
     REVOCATION_KEEP,
     SESSION_KEEP,
@@ -67,6 +69,7 @@ PURGED = (
     "sync_staging",
     "sync_jobs",
     "plaid_revocations",
+    "outbox",
 )
 KEPT_FOR_GOOD = (AuditEvent, LedgerTransaction, TransactionChange, PendingEdit)
 
@@ -247,13 +250,26 @@ def seed(c: Container, now: datetime) -> Seeded:
     return seeder.out
 
 
+def outbox_mail(c: Container, now: datetime) -> tuple[set[str], set[str]]:
+    """Mail files either side of ``OUTBOX_KEEP`` (and a file that is not mail): the names kept, and those purged."""
+    folder = c.settings.outbox_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    names = {"new.eml": now - OUTBOX_KEEP + S, "old.eml": now - OUTBOX_KEEP - S, "notes.txt": now - OUTBOX_KEEP * 9}
+    for name, at in names.items():
+        (folder / name).write_text("x", encoding="utf-8")
+        os.utime(folder / name, (at.timestamp(), at.timestamp()))
+    return {"new.eml", "notes.txt"}, {"old.eml"}
+
+
 def test_each_table_keeps_rows_inside_retention_and_loses_rows_past_it(container: Container) -> None:
     now = container.clock()
     seeded = seed(container, now)
+    mail_kept, mail_gone = outbox_mail(container, now)
     before = {m: count(container, m) for m in KEPT_FOR_GOOD}
     counts = retention.purge(container)
     expected = {m.__tablename__: len(seeded.gone.get(m, ())) for m in seeded.kept}  # type: ignore[attr-defined]
-    assert counts == expected and list(counts) == list(PURGED)
+    assert counts == expected | {"outbox": len(mail_gone)} and list(counts) == list(PURGED)
+    assert {p.name for p in container.settings.outbox_dir.iterdir()} == mail_kept
     for model, kept in seeded.kept.items():
         assert ids(container, model) == kept, model.__tablename__  # type: ignore[attr-defined]
     assert {m: count(container, m) for m in KEPT_FOR_GOOD} == before == dict.fromkeys(KEPT_FOR_GOOD, 1)
@@ -364,6 +380,10 @@ def cli_env(container: Container, monkeypatch: pytest.MonkeyPatch, clock: FakeCl
     return container
 
 
+def unit(table: str) -> str:
+    return "mail file(s)" if table == "outbox" else "row(s)"
+
+
 def old_webhooks(c: Container, n: int) -> None:
     with unit_of_work(c.engine) as session:
         for _ in range(n):
@@ -377,10 +397,10 @@ def test_cli_db_purge_prints_each_table_and_a_second_run_deletes_nothing(
     old_webhooks(cli_env, 3)
     assert cli.main(["db", "purge"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines == [f"{t}: {3 if t == 'webhook_deliveries' else 0} row(s) deleted" for t in PURGED]
+    assert lines == [f"{t}: {3 if t == 'webhook_deliveries' else 0} {unit(t)} deleted" for t in PURGED]
     assert count(cli_env, WebhookDelivery) == 1
     assert cli.main(["db", "purge"]) == 0
-    assert capsys.readouterr().out.splitlines() == [f"{t}: 0 row(s) deleted" for t in PURGED]
+    assert capsys.readouterr().out.splitlines() == [f"{t}: 0 {unit(t)} deleted" for t in PURGED]
 
 
 def test_the_cli_worker_purges(cli_env: Container, capsys: pytest.CaptureFixture[str]) -> None:
