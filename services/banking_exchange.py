@@ -122,7 +122,7 @@ def _store(
                                        institution=institution, accounts=result.accounts, now=now)  # fmt: skip
         if link_session_id is not None:
             link = session.get(LinkSession, link_session_id)
-            if link is not None:
+            if link is not None and link.user_id == user_id:
                 link.completed_at = now
         kept = f"; continues the kept history of {taken} account(s)" if taken else ""
         store.record(session, event="bank_linked", user_id=user_id, ip=ip, detail=institution[1] + kept)
@@ -142,6 +142,11 @@ def link_public_token(
     gw = gateway(c)
     if not public_token or not isinstance(public_token, str):
         raise InputError("Linking did not return a bank connection. Start linking again.")
+    if link_session_id is not None:  # someone else's Link session reads as missing (audited), before any exchange
+        with unit_of_work(c.engine) as session:
+            store.owned_link(
+                session, user_id, link_session_id, "This bank linking session is unknown. Start linking again."
+            )
     row_id = uuid.uuid4()
     with calls_for(user_id, row_id):
         try:

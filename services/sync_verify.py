@@ -167,8 +167,8 @@ def compare(sql: Sql, user_id: uuid.UUID, item_id: uuid.UUID, run_id: uuid.UUID)
     )
     extra = (
         "FROM transactions t LEFT JOIN sync_staging s ON s.run_id = ? "
-        "AND s.plaid_transaction_id = t.plaid_transaction_id WHERE t.item_id = ? AND s.seq IS NULL",
-        (rid, iid),
+        "AND s.plaid_transaction_id = t.plaid_transaction_id WHERE t.item_id = ? AND t.user_id = ? AND s.seq IS NULL",
+        (rid, iid, uid),
     )
     distinct = "IS NOT" if sql.sqlite else "IS DISTINCT FROM"
     ledger = ["a.plaid_account_id", *(f't."{f}"' for f in PLAID_FIELDS[1:])]
@@ -189,5 +189,5 @@ def compare(sql: Sql, user_id: uuid.UUID, item_id: uuid.UUID, run_id: uuid.UUID)
         counts.append(int(sql.run(f"SELECT count(*) {body}", params).scalar_one()))
         ids = sql.run(f"SELECT {column}.plaid_transaction_id {body} LIMIT {SHOWN}", params).scalars()
         examples += [(kind, str(i)) for i in ids]
-    aside = sql.run("SELECT count(*) FROM sync_quarantine WHERE item_id = ?", (iid,)).scalar_one()
+    aside = sql.run("SELECT count(*) FROM sync_quarantine WHERE item_id = ? AND user_id = ?", (iid, uid)).scalar_one()
     return Differences(int(checked), counts[0], counts[1], counts[2], tuple(examples), int(aside))
