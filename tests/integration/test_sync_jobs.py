@@ -6,7 +6,7 @@ import dataclasses
 import threading
 import time
 import uuid
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from sqlmodel import select
@@ -314,24 +314,25 @@ def test_a_webhook_job_that_finds_the_item_busy_puts_its_request_back(wired, dem
     assert ledger(wired, user_id) == truth(demo_bank, pid)
 
 
-def test_a_webhook_storm_syncs_an_item_at_most_once_per_gap_and_drops_no_request(
-    wired, demo_bank, gateway, clock
-) -> None:
+def test_a_webhook_storm_is_budgeted_per_item_and_drops_no_request(wired, demo_bank, gateway, clock) -> None:
     user_id = make_user(wired)
     item_id, pid = link_item(wired, gateway, user_id)
     run_due_jobs(wired, worker_id="w", limit=5)
-    _ask_to_sync(wired, item_id)
-    assert run_due_jobs(wired, worker_id="w", limit=5) == 1  # the first webhook syncs at once
-    for _ in range(5):  # then five more, a few seconds apart, each with news
+    first_done = clock()
+    for _ in range(jobs.WEBHOOK_BURST):  # a short burst (a new bank's first updates) syncs at once
+        _ask_to_sync(wired, item_id)
+        assert run_due_jobs(wired, worker_id="w", limit=5) == 1
         clock.advance(seconds=20)
+    for _ in range(5):  # then the budget holds: five more, each with news, wait
         demo_bank.advance(pid, 1)
         _ask_to_sync(wired, item_id)
         assert run_due_jobs(wired, worker_id="w", limit=5) == 0
-    assert _webhook_runs(wired, item_id) == 1
-    clock.advance(seconds=jobs.WEBHOOK_GAP.total_seconds())
+        clock.advance(seconds=20)
+    assert _webhook_runs(wired, item_id) == jobs.WEBHOOK_BURST
+    clock.now = first_done + jobs.WEBHOOK_WINDOW + timedelta(seconds=1)  # the burst's first sync leaves the window
     assert run_due_jobs(wired, worker_id="w", limit=5) == 1  # one sync for all five
     assert run_due_jobs(wired, worker_id="w", limit=5) == 0
-    assert _webhook_runs(wired, item_id) == 2
+    assert _webhook_runs(wired, item_id) == jobs.WEBHOOK_BURST + 1
     assert ledger(wired, user_id) == truth(demo_bank, pid)
 
 
