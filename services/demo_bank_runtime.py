@@ -6,7 +6,6 @@ import json
 import os
 import random
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,6 +20,7 @@ STATE_FILE = "demo_bank.json"
 URL_FILE = "demo_bank.url"
 _lock = threading.Lock()
 _running: dict[Path, DemoBankHandle] = {}
+_shopping: dict[Path, threading.Event] = {}  # set by ``stop_demo_banks``: that bank's shopper ends too
 
 
 def _answers(url: str) -> bool:
@@ -61,14 +61,14 @@ def ensure_demo_bank(settings: Settings) -> str:
         state.parent.mkdir(parents=True, exist_ok=True)
         handle = _running[state] = start_demo_bank(state_file=state)
         if settings.demo_activity_seconds > 0:
-            _start_activity(handle, settings.demo_activity_seconds)
+            _shopping[state] = _start_activity(handle, settings.demo_activity_seconds)
         tmp = url_file.with_suffix(".tmp")
         tmp.write_text(handle.url, encoding="utf-8")
         os.replace(tmp, url_file)
         return handle.url
 
 
-def _start_activity(handle: DemoBankHandle, every: float) -> None:
+def _start_activity(handle: DemoBankHandle, every: float) -> threading.Event:
     """Make the demo bank's customers shop: a new card purchase per item every ``every`` seconds.
 
     The bank then sends SYNC_UPDATES_AVAILABLE to finsync's webhook route, so a running app shows
@@ -77,10 +77,10 @@ def _start_activity(handle: DemoBankHandle, every: float) -> None:
     from services.demo_bank.catalog import SPENDING
 
     rng = random.Random(0)  # noqa: S311 - a demo, not a secret
+    stop = threading.Event()
 
     def shop() -> None:
-        while True:
-            time.sleep(every)
+        while not stop.wait(every):
             bank = handle.bank
             with bank.lock:
                 live = [i.item_id for i in bank.items.values() if not i.removed and not i.error_code]
@@ -104,3 +104,18 @@ def _start_activity(handle: DemoBankHandle, every: float) -> None:
             bank.save()
 
     threading.Thread(target=shop, name="demo-bank-activity", daemon=True).start()
+    return stop
+
+
+def stop_demo_banks() -> int:
+    """Stop every demo bank this process started, and its shopper; return how many. For tests and shutdown:
+    each is a server thread polling on its own, and a test run that starts hundreds pays for all of them."""
+    with _lock:
+        handles = list(_running.values())
+        for stop in _shopping.values():
+            stop.set()
+        _running.clear()
+        _shopping.clear()
+    for handle in handles:
+        handle.stop()
+    return len(handles)

@@ -17,6 +17,7 @@ from services import migrations
 from services.config import get_settings
 from services.container import Container, build_container
 from services.db import make_engine
+from services.demo_bank_runtime import stop_demo_banks
 from services.mailer import MemoryMailer
 from tests.factories import FakeClock, make_settings
 
@@ -38,6 +39,7 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[No
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+    stop_demo_banks()  # a page or CLI call in demo mode started one for this test's data dir: it polls until stopped
 
 
 # --- databases ------------------------------------------------------------------------------
