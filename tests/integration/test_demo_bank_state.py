@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from services.container import build_container
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, start_demo_bank
 from services.demo_bank.links import PASSWORD, link_login, link_session
-from services.demo_bank_runtime import STATE_FILE, ensure_demo_bank
+from services.demo_bank_runtime import STATE_FILE, _answers, ensure_demo_bank, stop_demo_banks
 from services.plaid_client import PlaidGateway
 from tests.factories import make_settings
 
@@ -51,3 +52,19 @@ def test_demo_mode_needs_no_keys_and_starts_its_bank_on_first_use(tmp_path: Path
     assert public.startswith("public-demo-")
     assert c.plaid.base_url == ensure_demo_bank(settings)  # one bank per process and data dir
     assert (tmp_path / "data" / STATE_FILE).exists()
+
+
+def test_stopping_the_demo_banks_ends_their_servers_and_shoppers(tmp_path: Path) -> None:
+    """What the test suite does after every test, and a host process may do at shutdown."""
+    settings = make_settings(tmp_path / "data", f"sqlite:///{tmp_path / 'x.db'}").model_copy(
+        update={"demo_activity_seconds": 60.0}
+    )
+    url = ensure_demo_bank(settings)
+    assert _answers(url) and any(t.name == "demo-bank-activity" for t in threading.enumerate())
+    assert stop_demo_banks() == 1
+    assert not _answers(url)
+    for t in [t for t in threading.enumerate() if t.name == "demo-bank-activity"]:
+        t.join(timeout=5)  # woken at once, not after its 60 s
+        assert not t.is_alive()
+    assert stop_demo_banks() == 0
+    assert _answers(ensure_demo_bank(settings))  # a later call starts a fresh one from the saved state
