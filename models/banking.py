@@ -23,6 +23,7 @@ class PlaidItem(SQLModel, table=True):
 
     __tablename__ = "plaid_items"
     __encrypted__: ClassVar[tuple[str, ...]] = ("access_token_enc",)
+    __encrypted_owner__: ClassVar[str] = "user_id"  # the user its encrypted columns are bound to
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     user_id: uuid.UUID = Field(sa_column=_fk("users.id"))
@@ -75,6 +76,7 @@ class LinkSession(SQLModel, table=True):
 
     __tablename__ = "link_sessions"
     __encrypted__: ClassVar[tuple[str, ...]] = ("link_token_enc",)
+    __encrypted_owner__: ClassVar[str] = "user_id"  # the user its encrypted columns are bound to
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     user_id: uuid.UUID = Field(sa_column=_fk("users.id"))

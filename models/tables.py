@@ -18,6 +18,7 @@ class User(SQLModel, table=True):
 
     __tablename__ = "users"
     __encrypted__: ClassVar[tuple[str, ...]] = ("totp_secret_enc",)
+    __encrypted_owner__: ClassVar[str] = "id"  # the user its encrypted columns are bound to
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     email: str = Field(max_length=320)
@@ -129,6 +130,7 @@ class QueuedMail(SQLModel, table=True):
 
     __tablename__ = "mail_queue"
     __encrypted__: ClassVar[tuple[str, ...]] = ("message_enc",)
+    __encrypted_owner__: ClassVar[str] = "user_id"  # the user its encrypted columns are bound to
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     user_id: uuid.UUID | None = Field(default=None, sa_column=fk_column("users.id", nullable=True))

@@ -65,7 +65,7 @@ def start_link(c: Container, user_id: uuid.UUID, *, item_id: uuid.UUID | None = 
         row = LinkSession(user_id=user_id, item_id=item_id, created_at=now, expires_at=now + LINK_SESSION_TTL,
                           link_token_enc=b"")  # fmt: skip
         row.link_token_enc = c.cipher.encrypt(link.link_token, table=store.LINK_TABLE, column=store.LINK_COLUMN,
-                                              row_id=row.id)  # fmt: skip
+                                              row_id=row.id, owner=user_id)  # fmt: skip
         session.add(row)
     return LinkStart(link.link_token, row.id, script_url(c, gw), item_id)
 
@@ -88,7 +88,7 @@ def resume_link(c: Container, user_id: uuid.UUID) -> LinkStart | None:
             return None
         try:
             token = c.cipher.decrypt_text(row.link_token_enc, table=store.LINK_TABLE, column=store.LINK_COLUMN,
-                                          row_id=row.id)  # fmt: skip
+                                          row_id=row.id, owner=row.user_id)  # fmt: skip
         except DecryptionError:
             return None
         return LinkStart(token, row.id, script_url(c, gw), row.item_id)

@@ -59,12 +59,14 @@ def owned_link(session: Session, user_id: uuid.UUID, link_session_id: uuid.UUID,
     return link
 
 
-def encrypt_token(cipher: FieldCipher, item_id: uuid.UUID, token: str) -> bytes:
-    return cipher.encrypt(token, table=TOKEN_TABLE, column=TOKEN_COLUMN, row_id=item_id)
+def encrypt_token(cipher: FieldCipher, item_id: uuid.UUID, user_id: uuid.UUID, token: str) -> bytes:
+    return cipher.encrypt(token, table=TOKEN_TABLE, column=TOKEN_COLUMN, row_id=item_id, owner=user_id)
 
 
 def decrypt_token(cipher: FieldCipher, item: PlaidItem) -> str:
-    return cipher.decrypt_text(item.access_token_enc, table=TOKEN_TABLE, column=TOKEN_COLUMN, row_id=item.id)
+    """The item's access token; ``DecryptionError`` if it was moved, altered, handed to another user or its key is gone."""
+    return cipher.decrypt_text(item.access_token_enc, table=TOKEN_TABLE, column=TOKEN_COLUMN, row_id=item.id,
+                               owner=item.user_id)  # fmt: skip
 
 
 def accounts_of(session: Session, item_id: uuid.UUID) -> list[BankAccount]:
@@ -134,7 +136,7 @@ def store_item(
         id=row_id,
         user_id=user_id,
         plaid_item_id=access.item_id,
-        access_token_enc=encrypt_token(cipher, row_id, access.access_token),
+        access_token_enc=encrypt_token(cipher, row_id, user_id, access.access_token),
         institution_id=institution[0][:64],
         institution_name=institution[1][:128],
         created_at=now,

@@ -129,7 +129,9 @@ def _keys_status(args: argparse.Namespace) -> int:
         role = "encrypts" if version == c.cipher.primary_version else "decrypts"
         print(f"key {version}: {role}, protects {in_use.get(version, 0)} value(s)")
     if stale := values_to_rotate(c.engine, c.cipher):
-        print(f"{stale} value(s) are not on key {c.cipher.primary_version} with per-column keys yet: run `keys rotate`")
+        print(
+            f"{stale} value(s) are not on key {c.cipher.primary_version} in the current format yet: run `keys rotate`"
+        )
     return 0
 
 

@@ -1,11 +1,14 @@
-"""Field encryption: AES-256-GCM with a versioned key ring, bound to table, column and row.
+"""Field encryption: AES-256-GCM with a versioned key ring, bound to table, column, row and owner.
 
 Blob layout: ``format (1 byte) | key version (4 bytes, big-endian) | nonce (12) | ciphertext+tag``.
-Format 2 encrypts each column with its own key, derived from the ring's key by HKDF-SHA256 with the
-table and column as info, so Plaid access tokens and TOTP seeds never share a key (security bar H4);
-format 1 (the ring's key itself) still decrypts, and ``keys rotate`` rewrites it as format 2. The
-associated data binds the blob to where it lives, so a ciphertext copied to another row or column
-fails to decrypt instead of returning someone else's secret.
+Each column has its own key, derived from the ring's key by HKDF-SHA256 with the table and column as
+info, so Plaid access tokens and TOTP seeds never share a key (security bar H4). The associated data
+binds the blob to where it lives: table, column, row id, the id of the user who owns the row, and the
+key version (bar H1). A ciphertext copied to another row or column, or a row handed to another user by
+rewriting its ``user_id``, fails to decrypt instead of returning someone else's secret.
+
+Older formats still decrypt, and ``keys rotate`` rewrites them as the current one: format 2 (per-column
+key, no owner in the associated data) and format 1 (the ring's key itself for every column).
 """
 
 from __future__ import annotations
@@ -28,15 +31,26 @@ from services.config import KeyEntry
 from services.db import unit_of_work
 from services.errors import CryptoError, DecryptionError
 
-FORMAT = 2  # a key per column
+FORMAT = 3  # a key per column; the owner's id in the associated data
+UNOWNED_FORMAT = 2  # a key per column, no owner in the associated data: read, and rewritten by rotation
 LEGACY_FORMAT = 1  # the ring's key for every column: read, and rewritten by rotation
+FORMATS = (FORMAT, UNOWNED_FORMAT, LEGACY_FORMAT)
+NO_OWNER = "-"  # the owner part of the associated data for rows no user owns (key canaries, revocations)
 HEADER = struct.Struct(">BI")
 NONCE_BYTES = 12
 CANARY = b"finsync key canary"
 
 
-def _aad(table: str, column: str, row_id: object, version: int) -> bytes:
-    return f"finsync|{table}|{column}|{row_id}|{version}".encode()
+def _aad(fmt: int, table: str, column: str, row_id: object, owner: object, version: int) -> bytes:
+    if fmt != FORMAT:
+        return f"finsync|{table}|{column}|{row_id}|{version}".encode()
+    return f"finsync|{table}|{column}|{row_id}|{NO_OWNER if owner is None else owner}|{version}".encode()
+
+
+def owner_of(row: object) -> object:
+    """The owner a model's encrypted columns are bound to: the attribute named by ``__encrypted_owner__``."""
+    attribute = getattr(type(row), "__encrypted_owner__", None)
+    return None if attribute is None else getattr(row, attribute)
 
 
 class FieldCipher:
@@ -46,25 +60,27 @@ class FieldCipher:
         if not ring:
             raise CryptoError("FINSYNC_ENCRYPTION_KEYS: the key ring is empty")
         self._masters = {entry.version: entry.key for entry in ring}
-        self._aeads: dict[tuple[int, int, str, str], AESGCM] = {}
+        self._aeads: dict[tuple[int, str, str], AESGCM] = {}
         self.primary_version = ring[0].version
         self.versions = tuple(entry.version for entry in ring)
 
     def _aead(self, fmt: int, version: int, table: str, column: str) -> AESGCM:
-        """The AES-GCM key for a column: derived per column in format 2, the ring's key itself in format 1."""
-        cache_key = (fmt, version, table, column) if fmt == FORMAT else (fmt, version, "", "")
+        """The AES-GCM key for a column: derived per column since format 2, the ring's key itself in format 1."""
+        legacy = fmt == LEGACY_FORMAT
+        cache_key = (version, "", "") if legacy else (version, table, column)
         aead = self._aeads.get(cache_key)
         if aead is None:
             master = self._masters[version]
             info = f"finsync field key|{table}|{column}".encode()
-            key = master if fmt == LEGACY_FORMAT else HKDF(hashes.SHA256(), 32, None, info).derive(master)
+            key = master if legacy else HKDF(hashes.SHA256(), 32, None, info).derive(master)
             aead = self._aeads[cache_key] = AESGCM(key)
         return aead
 
-    def encrypt(self, plaintext: bytes | str, *, table: str, column: str, row_id: object) -> bytes:
+    def encrypt(self, plaintext: bytes | str, *, table: str, column: str, row_id: object, owner: object) -> bytes:
+        """Seal ``plaintext`` to one column of one row owned by ``owner`` (a user id, or None for no user)."""
         data = plaintext.encode() if isinstance(plaintext, str) else plaintext
         nonce = os.urandom(NONCE_BYTES)
-        aad = _aad(table, column, row_id, self.primary_version)
+        aad = _aad(FORMAT, table, column, row_id, owner, self.primary_version)
         body = self._aead(FORMAT, self.primary_version, table, column).encrypt(nonce, data, aad)
         return HEADER.pack(FORMAT, self.primary_version) + nonce + body
 
@@ -72,7 +88,7 @@ class FieldCipher:
         """Whether ``blob`` is already what ``encrypt`` writes now: this format and the primary key."""
         return self.key_version(blob) == self.primary_version and blob[0] == FORMAT
 
-    def decrypt(self, blob: bytes, *, table: str, column: str, row_id: object) -> bytes:
+    def decrypt(self, blob: bytes, *, table: str, column: str, row_id: object, owner: object) -> bytes:
         version = self.key_version(blob)
         if version not in self._masters:
             raise DecryptionError(
@@ -81,21 +97,22 @@ class FieldCipher:
         key = self._aead(blob[0], version, table, column)
         nonce = blob[HEADER.size : HEADER.size + NONCE_BYTES]
         try:
-            return key.decrypt(nonce, blob[HEADER.size + NONCE_BYTES :], _aad(table, column, row_id, version))
+            aad = _aad(blob[0], table, column, row_id, owner, version)
+            return key.decrypt(nonce, blob[HEADER.size + NONCE_BYTES :], aad)
         except InvalidTag:
             raise DecryptionError(
                 f"{table}.{column}: the value failed authentication (tampered, moved, or a wrong key)"
             ) from None
 
-    def decrypt_text(self, blob: bytes, *, table: str, column: str, row_id: object) -> str:
-        return self.decrypt(blob, table=table, column=column, row_id=row_id).decode()
+    def decrypt_text(self, blob: bytes, *, table: str, column: str, row_id: object, owner: object) -> str:
+        return self.decrypt(blob, table=table, column=column, row_id=row_id, owner=owner).decode()
 
     @staticmethod
     def key_version(blob: bytes) -> int:
         if len(blob) < HEADER.size + NONCE_BYTES + 16:
             raise DecryptionError("encrypted value is truncated")
         fmt, version = HEADER.unpack_from(blob)
-        if fmt not in (FORMAT, LEGACY_FORMAT):
+        if fmt not in FORMATS:
             raise DecryptionError(f"unknown encrypted value format {fmt}")
         return int(version)
 
@@ -119,7 +136,7 @@ def check_key_ring(engine: Engine, cipher: FieldCipher) -> None:
             if canary is None:
                 continue
             try:
-                plain = cipher.decrypt(canary.blob, table="key_canaries", column="blob", row_id=version)
+                plain = cipher.decrypt(canary.blob, table="key_canaries", column="blob", row_id=version, owner=None)
             except DecryptionError:
                 plain = b""
             if plain != CANARY:
@@ -128,7 +145,9 @@ def check_key_ring(engine: Engine, cipher: FieldCipher) -> None:
                     "encrypted with; restore the right key ring"
                 )
         if cipher.primary_version not in stored:
-            blob = cipher.encrypt(CANARY, table="key_canaries", column="blob", row_id=cipher.primary_version)
+            blob = cipher.encrypt(
+                CANARY, table="key_canaries", column="blob", row_id=cipher.primary_version, owner=None
+            )
             session.add(KeyCanary(version=cipher.primary_version, blob=blob))
 
 
@@ -170,8 +189,10 @@ def rotate_keys(
                         blob = getattr(row, column)
                         if blob is None or cipher.is_current(blob):
                             continue
-                        plain = cipher.decrypt(blob, table=table, column=column, row_id=row.id)
-                        setattr(row, column, cipher.encrypt(plain, table=table, column=column, row_id=row.id))
+                        owner = owner_of(row)
+                        plain = cipher.decrypt(blob, table=table, column=column, row_id=row.id, owner=owner)
+                        fresh = cipher.encrypt(plain, table=table, column=column, row_id=row.id, owner=owner)
+                        setattr(row, column, fresh)
                         report.rewritten += 1
             if not rows:
                 break
@@ -198,5 +219,5 @@ def versions_in_use(engine: Engine, cipher: FieldCipher) -> dict[int, int]:
 
 
 def values_to_rotate(engine: Engine, cipher: FieldCipher) -> int:
-    """How many encrypted values ``rotate_keys`` would rewrite (an older key, or the single-key format)."""
+    """How many encrypted values ``rotate_keys`` would rewrite (an older key, or an older format)."""
     return sum(not cipher.is_current(blob) for blob in _blobs(engine))

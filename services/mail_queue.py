@@ -67,7 +67,7 @@ def enqueue(session: Session, c: Container, mail: Mail, *, user_id: uuid.UUID | 
     row = QueuedMail(user_id=user_id, kind=mail.kind[:32], message_enc=b"", created_at=now,
                      next_attempt_at=now, expires_at=now + mail.lifetime)  # fmt: skip
     message = json.dumps({"to": mail.to, "subject": mail.subject, "body": mail.body})
-    row.message_enc = c.cipher.encrypt(message, table=TABLE, column=COLUMN, row_id=row.id)
+    row.message_enc = c.cipher.encrypt(message, table=TABLE, column=COLUMN, row_id=row.id, owner=user_id)
     session.add(row)
     return row.id
 
@@ -95,7 +95,8 @@ def _claim(c: Container, ids: list[uuid.UUID] | None) -> _Claim | None:
                 _drop(session, row, "past its use before it could be sent", now)
                 continue
             try:
-                text = c.cipher.decrypt_text(row.message_enc, table=TABLE, column=COLUMN, row_id=row.id)
+                text = c.cipher.decrypt_text(row.message_enc, table=TABLE, column=COLUMN, row_id=row.id,
+                                             owner=row.user_id)  # fmt: skip
             except DecryptionError:
                 _drop(session, row, "unreadable (moved, altered or its key is gone)", now)
                 continue

@@ -63,7 +63,9 @@ def matching_step(secret: str, code: str, now: datetime) -> list[int]:
 
 def secret_of(c: Container, user: User) -> str:
     assert user.totp_secret_enc is not None
-    return c.cipher.decrypt_text(user.totp_secret_enc, table="users", column="totp_secret_enc", row_id=user.id)
+    return c.cipher.decrypt_text(
+        user.totp_secret_enc, table="users", column="totp_secret_enc", row_id=user.id, owner=user.id
+    )
 
 
 def _hash(code: str) -> str:

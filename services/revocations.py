@@ -94,7 +94,7 @@ def enqueue(
     if token is None:
         _give_up(session, row, UNREADABLE, now)
     else:
-        row.access_token_enc = cipher.encrypt(token, table=TABLE, column=COLUMN, row_id=row.id)
+        row.access_token_enc = cipher.encrypt(token, table=TABLE, column=COLUMN, row_id=row.id, owner=None)
     session.add(row)
     return row
 
@@ -103,7 +103,7 @@ def decrypt(cipher: FieldCipher, row: PlaidRevocation) -> str:
     """The queued token; ``DecryptionError`` if it was moved, altered, wiped or its key is gone."""
     if row.access_token_enc is None:
         raise DecryptionError(f"{TABLE}.{COLUMN}: no token is kept for a finished revocation")
-    return cipher.decrypt_text(row.access_token_enc, table=TABLE, column=COLUMN, row_id=row.id)
+    return cipher.decrypt_text(row.access_token_enc, table=TABLE, column=COLUMN, row_id=row.id, owner=None)
 
 
 def _detail(row: PlaidRevocation) -> str:

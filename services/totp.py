@@ -37,7 +37,9 @@ def start_totp_enrolment(c: Container, user_id: uuid.UUID) -> TotpEnrolment:
         user = load_user(session, user_id, lock=True)
         if user.totp_enabled:
             raise InputError("Two-factor sign-in is already on. Turn it off first to move it to another app.")
-        user.totp_secret_enc = c.cipher.encrypt(secret, table="users", column="totp_secret_enc", row_id=user.id)
+        user.totp_secret_enc = c.cipher.encrypt(
+            secret, table="users", column="totp_secret_enc", row_id=user.id, owner=user.id
+        )
         user.totp_last_step = None
         return _enrolment(secret, user.email)
 

@@ -43,7 +43,9 @@ def link_item(
     public = gateway.sandbox_public_token_create(institution, username=username)
     access = gateway.exchange_public_token(public)
     row_id = uuid.uuid4()
-    blob = c.cipher.encrypt(access.access_token, table="plaid_items", column="access_token_enc", row_id=row_id)
+    blob = c.cipher.encrypt(
+        access.access_token, table="plaid_items", column="access_token_enc", row_id=row_id, owner=user_id
+    )
     with unit_of_work(c.engine) as s:
         s.add(
             PlaidItem(

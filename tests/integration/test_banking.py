@@ -468,6 +468,31 @@ def test_access_token_is_stored_encrypted_and_bound_to_its_row(bank: Bank) -> No
     assert broken.status == "error" and "cannot be read" in broken.status_message
 
 
+def test_an_item_handed_to_another_user_in_the_database_cannot_reach_the_bank(bank: Bank) -> None:
+    """Bar H1/H2: the token is bound to its owner, so rewriting ``plaid_items.user_id`` (a write to the database,
+    or a bug) gives the new owner an unreadable connection, never a working one to someone else's bank."""
+    from services.sync import sync_item
+
+    alice, mallory = bank.user("alice"), bank.user("mallory")
+    item = bank.link(alice)
+    assert sync_item(bank.c, alice, item.id, explicit=True).status == "ok"
+    with unit_of_work(bank.c.engine) as session:
+        calls_before = session.execute(select(func.count()).select_from(PlaidApiEvent)).scalar_one()
+        row = session.get(PlaidItem, item.id)
+        assert row is not None
+        row.user_id = mallory
+    with pytest.raises(DecryptionError, match="cannot be read"):
+        banking.get_access_token(bank.c, mallory, item.id)
+    result = sync_item(bank.c, mallory, item.id, explicit=True)
+    assert (result.status, result.error_code) == ("failed", "TOKEN_UNREADABLE")
+    with unit_of_work(bank.c.engine) as session:  # not one call reached the bank with alice's token
+        assert session.execute(select(func.count()).select_from(PlaidApiEvent)).scalar_one() == calls_before
+        row = session.get(PlaidItem, item.id)
+        assert row is not None
+        row.user_id = alice  # put back where it belongs, it opens again
+    assert banking.get_access_token(bank.c, alice, item.id).startswith("access-")
+
+
 def test_every_plaid_call_is_recorded_with_its_request_id_and_never_a_token(bank: Bank) -> None:
     alice = bank.user()
     item = bank.link(alice)

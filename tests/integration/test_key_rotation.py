@@ -27,7 +27,9 @@ def seed(engine: Engine, cipher: FieldCipher, n: int) -> dict[object, str]:
             session.add(user)
             session.flush()
             secret = f"TOTPSECRET{i:06d}"
-            user.totp_secret_enc = cipher.encrypt(secret, table="users", column="totp_secret_enc", row_id=user.id)
+            user.totp_secret_enc = cipher.encrypt(
+                secret, table="users", column="totp_secret_enc", row_id=user.id, owner=user.id
+            )
             secrets[user.id] = secret
     return secrets
 
@@ -35,7 +37,9 @@ def seed(engine: Engine, cipher: FieldCipher, n: int) -> dict[object, str]:
 def read_all(engine: Engine, cipher: FieldCipher) -> dict[object, str]:
     with unit_of_work(engine) as session:
         return {
-            u.id: cipher.decrypt_text(u.totp_secret_enc, table="users", column="totp_secret_enc", row_id=u.id)
+            u.id: cipher.decrypt_text(
+                u.totp_secret_enc, table="users", column="totp_secret_enc", row_id=u.id, owner=u.id
+            )
             for u in session.execute(select(User)).scalars()
             if u.totp_secret_enc
         }
@@ -87,30 +91,44 @@ def test_wrong_key_ring_is_refused_at_start(engine: Engine) -> None:
         check_key_ring(engine, FieldCipher(parse_key_ring(key_entry(1))))
 
 
-def test_rotation_rewrites_single_key_blobs_as_per_column_keys(engine: Engine) -> None:
-    """Values written before per-column keys (format 1) are rewritten by `keys rotate`, even on the same key."""
+def test_rotation_rewrites_older_formats_as_the_current_one(engine: Engine) -> None:
+    """Values written before per-column keys (format 1) or before owner binding (format 2) are rewritten by
+    `keys rotate`, even on the same key, and come out bound to their owner."""
     import base64
     import os
 
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
     from services import crypto
 
     entry = key_entry(1)
     ring = FieldCipher(parse_key_ring(entry))
-    secrets = seed(engine, ring, 3)
-    master = AESGCM(base64.b64decode(entry.split(":", 1)[1]))
-    with unit_of_work(engine) as session:  # as a finsync from before format 2 stored them
-        for user in session.execute(select(User)).scalars():
+    secrets = seed(engine, ring, 4)
+    raw = base64.b64decode(entry.split(":", 1)[1])
+    keys = {
+        crypto.LEGACY_FORMAT: AESGCM(raw),
+        crypto.UNOWNED_FORMAT: AESGCM(
+            HKDF(hashes.SHA256(), 32, None, b"finsync field key|users|totp_secret_enc").derive(raw)
+        ),
+    }
+    with unit_of_work(engine) as session:  # as older releases of finsync stored them
+        for n, user in enumerate(session.execute(select(User)).scalars()):
+            fmt = crypto.LEGACY_FORMAT if n % 2 else crypto.UNOWNED_FORMAT
             nonce = os.urandom(12)
             aad = f"finsync|users|totp_secret_enc|{user.id}|1".encode()
-            body = master.encrypt(nonce, secrets[user.id].encode(), aad)
-            user.totp_secret_enc = crypto.HEADER.pack(crypto.LEGACY_FORMAT, 1) + nonce + body
+            body = keys[fmt].encrypt(nonce, secrets[user.id].encode(), aad)
+            user.totp_secret_enc = crypto.HEADER.pack(fmt, 1) + nonce + body
     assert read_all(engine, ring) == secrets  # still readable
-    assert values_to_rotate(engine, ring) == 3 and versions_in_use(engine, ring) == {1: 3}
-    report = rotate_keys(engine, ring, batch_size=2)
-    assert report.rewritten == 3
+    assert values_to_rotate(engine, ring) == 4 and versions_in_use(engine, ring) == {1: 4}
+    report = rotate_keys(engine, ring, batch_size=3)
+    assert report.rewritten == 4
     assert rotate_keys(engine, ring).rewritten == 0 and values_to_rotate(engine, ring) == 0  # nothing left
     with unit_of_work(engine) as session:
-        assert {u.totp_secret_enc[0] for u in session.execute(select(User)).scalars()} == {crypto.FORMAT}
+        users = list(session.execute(select(User)).scalars())
+        assert {u.totp_secret_enc[0] for u in users} == {crypto.FORMAT}
+        for user in users:  # now bound to the owner too
+            with pytest.raises(DecryptionError):
+                ring.decrypt(user.totp_secret_enc, table="users", column="totp_secret_enc", row_id=user.id, owner=None)
     assert read_all(engine, ring) == secrets
