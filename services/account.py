@@ -95,19 +95,20 @@ def change_password(
     current_password: str,
     new_password: str,
     current_token: str | None = None,
+    ip: str = "",
 ) -> None:
     """Change the password (the current one is required); other sessions end, a notice is mailed."""
     now, p = c.clock(), Pending()
     with unit_of_work(c.engine, immediate=True) as session:
         user = load_user(session, user_id, lock=True)
-        if reauth(session, c, user, p, password=current_password, failed_event="password_change_failed"):
+        if reauth(session, c, user, p, action="password change", password=current_password, ip=ip,
+                  failed_event="password_change_failed"):  # fmt: skip
             set_password(session, c, user, new_password, now)
             keep = sessions.find_id(session, current_token, user.id)
             count = sessions.revoke_all(session, user.id, now, keep=keep)
             tokens.revoke(session, user.id, (tokens.RESET, tokens.EMAIL_CHANGE), now)
-            audit.record(
-                session, event="password_changed", user_id=user.id, detail=f"{count} other sessions ended", at=now
-            )
+            detail = f"{count} other sessions ended"
+            audit.record(session, event="password_changed", user_id=user.id, ip=ip, detail=detail, at=now)
             p.mail(
                 session,
                 c,
@@ -118,7 +119,7 @@ def change_password(
 
 
 def request_email_change(
-    c: Container, user_id: uuid.UUID, *, password: str, new_email: str, code: str | None = None
+    c: Container, user_id: uuid.UUID, *, password: str, new_email: str, code: str | None = None, ip: str = ""
 ) -> None:
     """Mail a 48-hour confirmation link to the new address and a notice to the old one (password, and code with 2FA).
 
@@ -134,7 +135,8 @@ def request_email_change(
         user = load_user(session, user_id, lock=True)
         if users.fold(new) == user.email_norm:
             raise InputError("That is already your email address.")
-        if reauth(session, c, user, p, password=password, code=code, need_code=user.totp_enabled):
+        if reauth(session, c, user, p, action="email change", password=password, code=code,
+                  need_code=user.totp_enabled, ip=ip):  # fmt: skip
             # Not locked: two users moving onto each other's address at once would deadlock on PostgreSQL.
             owner = users.find_by_email(session, users.fold(new))
             if owner is None:
@@ -143,8 +145,8 @@ def request_email_change(
                 p.mail(session, c, user.id, notices.verify_email(c, new, token, change=True))
             else:
                 mail = notices.email_change_attempt(c, owner.email, now)
-                tell_address_owner(session, c, owner, mail, event="email_change_email_taken", ip="", now=now, p=p)
-            audit.record(session, event="email_change_requested", user_id=user.id, at=now)
+                tell_address_owner(session, c, owner, mail, event="email_change_email_taken", ip=ip, now=now, p=p)
+            audit.record(session, event="email_change_requested", user_id=user.id, ip=ip, at=now)
             what = "Someone asked to change the email address of your finsync account; it changes once the new address confirms"
             p.mail(session, c, user.id, notices.notice(user.email, "email change requested", what, now))
     p.finish(c)
@@ -157,6 +159,7 @@ def delete_account(
     password: str,
     code: str | None = None,
     remove_bank_items: Callable[[uuid.UUID], None] | None = None,
+    ip: str = "",
 ) -> None:
     """Delete the account and everything it owns after re-authentication.
 
@@ -165,7 +168,7 @@ def delete_account(
     user's earlier audit rows keep their event and time but lose IP and detail; one row
     ``account_deleted`` without personal data remains.
     """
-    confirm_identity(c, user_id, password=password, code=code)
+    confirm_identity(c, user_id, action="account deletion", password=password, code=code, ip=ip)
     if remove_bank_items is None:
         from services import banking  # banking builds on accounts, not the other way round
 

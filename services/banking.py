@@ -120,7 +120,7 @@ def remove_bank(
     ip: str = "",
 ) -> None:
     """``remove_item`` for the Accounts page, after the owner proves it is them (password, and code with 2FA)."""
-    confirm_identity(c, user_id, password=password, code=code, ip=ip)
+    confirm_identity(c, user_id, action="bank removal", password=password, code=code, ip=ip)
     remove_item(c, user_id, item_id, keep_history=keep_history, ip=ip)
 
 

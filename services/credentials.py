@@ -113,13 +113,18 @@ def reauth(
     user: User,
     p: Pending,
     *,
+    action: str,
     password: object,
     code: object = None,
     need_code: bool = False,
     ip: str = "",
-    failed_event: str | None = None,
+    failed_event: str = "reauth_failed",
 ) -> bool:
-    """Prove it is still the owner (password, plus a code when asked); on failure park an ``InputError``."""
+    """Prove it is still the owner (password, plus a code when asked); on failure park an ``InputError``.
+
+    A wrong password is audited as ``failed_event`` with the ``action`` it was for (a wrong code as
+    ``totp_failed``), and counts towards the account's sign-in pause.
+    """
     now = c.clock()
     if need_code and not code:
         p.fail(InputError("Enter the 6-digit code from your authenticator app, or a recovery code."))
@@ -131,8 +136,7 @@ def reauth(
         password, user.password_hash, c.pepper, scheme=user.password_scheme
     )
     if not ok:
-        if failed_event:
-            audit.record(session, event=failed_event, user_id=user.id, ip=ip, detail="wrong password", at=now)
+        audit.record(session, event=failed_event, user_id=user.id, ip=ip, detail=f"{action}: wrong password", at=now)
         count_failure(session, c, user, p, ip=ip, now=now)
         p.fail(InputError(WRONG_PASSWORD))
         return False
@@ -146,10 +150,10 @@ def confirm_identity(
     c: Container,
     user_id: uuid.UUID,
     *,
+    action: str,
     password: object,
     code: object = None,
     ip: str = "",
-    failed_event: str | None = None,
 ) -> None:
     """Re-authentication before a sensitive action: the password, plus a code when two-factor is on (bar D7).
 
@@ -159,8 +163,7 @@ def confirm_identity(
     p = Pending()
     with unit_of_work(c.engine, immediate=True) as session:
         user = load_user(session, user_id, lock=True)
-        reauth(session, c, user, p, password=password, code=code, need_code=user.totp_enabled, ip=ip,
-               failed_event=failed_event)  # fmt: skip
+        reauth(session, c, user, p, action=action, password=password, code=code, need_code=user.totp_enabled, ip=ip)
     p.finish(c)
 
 

@@ -93,7 +93,7 @@ def _check_dates(start: date | None, end: date | None) -> None:
         raise InputError("The start date is after the end date.")
 
 
-def _write(fh: TextIO, c: Container, user_id: uuid.UUID, start: date | None, end: date | None) -> int:
+def _write(fh: TextIO, c: Container, user_id: uuid.UUID, start: date | None, end: date | None, ip: str = "") -> int:
     _check_dates(start, end)
     writer = csv.writer(fh)
     writer.writerow(COLUMNS)
@@ -101,13 +101,13 @@ def _write(fh: TextIO, c: Container, user_id: uuid.UUID, start: date | None, end
     for row in rows(c, user_id, start, end):
         writer.writerow(row)
         count += 1
-    _record(c, user_id, count)
+    _record(c, user_id, count, ip)
     return count
 
 
-def _record(c: Container, user_id: uuid.UUID, count: int) -> None:
+def _record(c: Container, user_id: uuid.UUID, count: int, ip: str) -> None:
     with unit_of_work(c.engine) as session:
-        audit.record(session, event="transactions_exported", user_id=user_id, detail=f"{count} transactions")
+        audit.record(session, event="transactions_exported", user_id=user_id, ip=ip, detail=f"{count} transactions")
 
 
 def export_csv(c: Container, user_id: uuid.UUID, out: Path, start: date | None = None, end: date | None = None) -> int:
@@ -132,10 +132,11 @@ def export_bytes(
     *,
     password: str,
     code: str | None = None,
+    ip: str = "",
 ) -> tuple[bytes, int]:
     """The same CSV as ``export_csv``, in memory, for a download from the Transactions page, after re-authentication."""
     _check_dates(start, end)  # a typo in the dates is said before the password is checked (and counted)
-    confirm_identity(c, user_id, password=password, code=code)
+    confirm_identity(c, user_id, action="export", password=password, code=code, ip=ip)
     buffer = io.StringIO(newline="")
-    count = _write(buffer, c, user_id, start, end)
+    count = _write(buffer, c, user_id, start, end, ip)
     return buffer.getvalue().encode("utf-8"), count

@@ -86,7 +86,7 @@ def _register_in(
     p.mail(session, c, user.id, notices.verify_email(c, user.email, token))
 
 
-def verify_email(c: Container, token: str) -> UserPublic:
+def verify_email(c: Container, token: str, *, ip: str = "") -> UserPublic:
     """Confirm a new account's address or a changed address from the link; ``TokenInvalid`` otherwise."""
     now = c.clock()
     p = Pending()
@@ -98,13 +98,13 @@ def verify_email(c: Container, token: str) -> UserPublic:
         row.used_at = now
         if row.purpose == tokens.VERIFY:
             user.email_verified = True
-            audit.record(session, event="email_verified", user_id=user.id, at=now)
+            audit.record(session, event="email_verified", user_id=user.id, ip=ip, at=now)
         elif row.payload is not None and users.email_taken(session, users.fold(row.payload)):
             p.fail(InputError("That email address or username is already registered."))
         elif row.payload is not None:
             user.email, user.email_norm, user.email_verified = row.payload, users.fold(row.payload), True
             tokens.revoke(session, user.id, (tokens.RESET, tokens.VERIFY, tokens.EMAIL_CHANGE), now)
-            audit.record(session, event="email_changed", user_id=user.id, at=now)
+            audit.record(session, event="email_changed", user_id=user.id, ip=ip, at=now)
         view = UserPublic.of(user)
     p.finish(c)
     return view

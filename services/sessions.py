@@ -141,7 +141,7 @@ def list_sessions(c: Container, user_id: uuid.UUID, current_token: str | None) -
         ]
 
 
-def revoke_session(c: Container, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
+def revoke_session(c: Container, user_id: uuid.UUID, session_id: uuid.UUID, *, ip: str = "") -> None:
     """Revoke one of the user's own sessions; ``NotFound`` for anyone else's (same as a missing one)."""
     now = c.clock()
     with unit_of_work(c.engine) as session:
@@ -152,10 +152,10 @@ def revoke_session(c: Container, user_id: uuid.UUID, session_id: uuid.UUID) -> N
         if row is None or row.revoked_at is not None:
             raise NotFound(gone)
         row.revoked_at = now
-        audit.record(session, event="session_revoked", user_id=user_id, at=now, detail="one session")
+        audit.record(session, event="session_revoked", user_id=user_id, ip=ip, at=now, detail="one session")
 
 
-def revoke_other_sessions(c: Container, user_id: uuid.UUID, current_token: str) -> int:
+def revoke_other_sessions(c: Container, user_id: uuid.UUID, current_token: str, *, ip: str = "") -> int:
     """Sign out everywhere else; returns how many sessions ended."""
     now = c.clock()
     with unit_of_work(c.engine) as session:
@@ -163,5 +163,6 @@ def revoke_other_sessions(c: Container, user_id: uuid.UUID, current_token: str) 
         keep = row.id if row is not None and row.user_id == user_id else None
         count = revoke_all(session, user_id, now, keep=keep)
         if count:
-            audit.record(session, event="session_revoked", user_id=user_id, at=now, detail=f"{count} other sessions")
+            detail = f"{count} other sessions"
+            audit.record(session, event="session_revoked", user_id=user_id, ip=ip, at=now, detail=detail)
         return count

@@ -59,7 +59,7 @@ def _enrolment(secret: str, email: str) -> TotpEnrolment:
 
 
 def confirm_totp(
-    c: Container, user_id: uuid.UUID, *, code: str, password: str, current_token: str | None = None
+    c: Container, user_id: uuid.UUID, *, code: str, password: str, current_token: str | None = None, ip: str = ""
 ) -> list[str]:
     """Switch 2FA on once a code from the app proves the pending secret was scanned; returns 10 recovery codes.
 
@@ -78,17 +78,18 @@ def confirm_totp(
         if user.totp_secret_enc is None:
             raise InputError("The setup expired; start again to get a new QR code.")
         steps = otp.matching_step(otp.secret_of(c, user), digits, now) if digits else []
-        if not reauth(session, c, user, p, password=password):
+        if not reauth(session, c, user, p, action="two-factor setup", password=password, ip=ip):
             pass  # the wrong password is parked in ``p`` (and counted like a failed sign-in)
         elif not steps:
-            audit.record(session, event="totp_failed", user_id=user.id, detail="enrolment", at=now)
+            audit.record(session, event="totp_failed", user_id=user.id, ip=ip, detail="enrolment", at=now)
             p.fail(InputError("That code does not match. Enter the 6-digit code your app shows now."))
         else:
             user.totp_enabled = True
             user.totp_last_step = max(steps)
             codes = otp.new_recovery_codes(session, user.id)
             ended = sessions.revoke_all(session, user.id, now, keep=sessions.find_id(session, current_token, user.id))
-            audit.record(session, event="totp_enabled", user_id=user.id, detail=f"{ended} other sessions ended", at=now)
+            detail = f"{ended} other sessions ended"
+            audit.record(session, event="totp_enabled", user_id=user.id, ip=ip, detail=detail, at=now)
             p.mail(
                 session,
                 c,
@@ -99,7 +100,7 @@ def confirm_totp(
     return codes
 
 
-def disable_totp(c: Container, user_id: uuid.UUID, *, password: str, code: str) -> None:
+def disable_totp(c: Container, user_id: uuid.UUID, *, password: str, code: str, ip: str = "") -> None:
     """Turn 2FA off; needs the password and a current code (or a recovery code)."""
     now = c.clock()
     p = Pending()
@@ -107,12 +108,12 @@ def disable_totp(c: Container, user_id: uuid.UUID, *, password: str, code: str) 
         user = load_user(session, user_id, lock=True)
         if not user.totp_enabled:
             raise InputError("Two-factor sign-in is already off.")
-        if reauth(session, c, user, p, password=password, code=code, need_code=True):
+        if reauth(session, c, user, p, action="two-factor off", password=password, code=code, need_code=True, ip=ip):
             user.totp_enabled = False
             user.totp_secret_enc = None
             user.totp_last_step = None
             otp.drop_recovery_codes(session, user.id)
-            audit.record(session, event="totp_disabled", user_id=user.id, at=now)
+            audit.record(session, event="totp_disabled", user_id=user.id, ip=ip, at=now)
             p.mail(
                 session,
                 c,
@@ -122,7 +123,7 @@ def disable_totp(c: Container, user_id: uuid.UUID, *, password: str, code: str) 
     p.finish(c)
 
 
-def regenerate_recovery_codes(c: Container, user_id: uuid.UUID, *, password: str, code: str) -> list[str]:
+def regenerate_recovery_codes(c: Container, user_id: uuid.UUID, *, password: str, code: str, ip: str = "") -> list[str]:
     """Ten new recovery codes (the old ones stop working); needs the password and a code."""
     p = Pending()
     codes: list[str] = []
@@ -130,9 +131,10 @@ def regenerate_recovery_codes(c: Container, user_id: uuid.UUID, *, password: str
         user = load_user(session, user_id, lock=True)
         if not user.totp_enabled:
             raise InputError("Turn on two-factor sign-in first.")
-        if reauth(session, c, user, p, password=password, code=code, need_code=True):
+        if reauth(session, c, user, p, action="new recovery codes", password=password, code=code, need_code=True,
+                  ip=ip):  # fmt: skip
             codes = otp.new_recovery_codes(session, user.id)
-            audit.record(session, event="recovery_codes_regenerated", user_id=user.id, at=c.clock())
+            audit.record(session, event="recovery_codes_regenerated", user_id=user.id, ip=ip, at=c.clock())
             p.mail(
                 session,
                 c,

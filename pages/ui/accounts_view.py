@@ -12,7 +12,7 @@ from streamlit.runtime.scriptrunner_utils.exceptions import RerunException, Stop
 
 from pages.ui.format import count, money, when
 from pages.ui.reauth import proof_inputs
-from pages.ui.session import current_session
+from pages.ui.session import client_ip, current_session
 from pages.ui.text import md
 from services import banking, sync
 from services.banking import ItemView
@@ -200,7 +200,13 @@ def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStat
             if st.form_submit_button("Remove this bank"):
                 try:
                     banking.remove_bank(
-                        c, uid, item.id, keep_history=keep.startswith("Keep"), password=password, code=code
+                        c,
+                        uid,
+                        item.id,
+                        keep_history=keep.startswith("Keep"),
+                        password=password,
+                        code=code,
+                        ip=client_ip(),
                     )
                 except FinsyncError as exc:
                     st.error(str(exc))

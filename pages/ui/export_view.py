@@ -9,6 +9,7 @@ import streamlit as st
 
 from pages.ui.format import count
 from pages.ui.reauth import proof_inputs
+from pages.ui.session import client_ip
 from services import export
 from services.container import Container
 from services.errors import FinsyncError
@@ -26,7 +27,9 @@ def export_section(c: Container, uid: uuid.UUID, *, two_factor: bool) -> None:
             prepared = st.form_submit_button("Prepare the file")
         if prepared:
             try:
-                data, n = export.export_bytes(c, uid, _day(start), _day(end), password=password, code=code)
+                data, n = export.export_bytes(
+                    c, uid, _day(start), _day(end), password=password, code=code, ip=client_ip()
+                )
             except FinsyncError as exc:
                 st.error(str(exc))
             else:

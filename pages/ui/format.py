@@ -99,6 +99,7 @@ ACTIVITY = {
     "account_locked": "Sign-in paused after failed attempts", "ip_throttled": "Sign-in paused for this address",
     "session_revoked": "Session ended", "password_changed": "Password changed",
     "password_change_failed": "Password change refused (wrong password)",
+    "reauth_failed": "Password check failed for a protected action",
     "password_reset_requested": "Password reset requested", "password_reset_done": "Password reset",
     "email_change_requested": "Email change requested", "email_changed": "Email address changed",
     "totp_enabled": "Two-factor sign-in turned on", "totp_disabled": "Two-factor sign-in turned off",

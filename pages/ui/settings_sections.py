@@ -33,6 +33,7 @@ def password_section(view: SessionView) -> None:
                 current_password=current,
                 new_password=new,
                 current_token=ui_session.read_cookie(),
+                ip=ui_session.client_ip(),
             )
         except FinsyncError as exc:
             st.error(str(exc))
@@ -53,10 +54,13 @@ def two_factor_section(view: SessionView) -> None:
             regenerate = col_new.form_submit_button("New recovery codes")
         try:
             if off:
-                totp.disable_totp(container(), view.user.id, password=password, code=code)
+                totp.disable_totp(container(), view.user.id, password=password, code=code, ip=ui_session.client_ip())
                 st.rerun()
             if regenerate:
-                _keep_codes(totp.regenerate_recovery_codes(container(), view.user.id, password=password, code=code))
+                ip = ui_session.client_ip()
+                _keep_codes(
+                    totp.regenerate_recovery_codes(container(), view.user.id, password=password, code=code, ip=ip)
+                )
         except FinsyncError as exc:
             st.error(str(exc))
         return
@@ -81,6 +85,7 @@ def two_factor_section(view: SessionView) -> None:
                 code=code,
                 password=password,
                 current_token=ui_session.read_cookie(),
+                ip=ui_session.client_ip(),
             )
         except FinsyncError as exc:
             st.error(str(exc))
@@ -119,12 +124,12 @@ def sessions_section(view: SessionView) -> None:
         cols[2].caption(f"last seen {when(row.last_seen_at)}")
         if not row.current and cols[3].button("Revoke", key=f"revoke_{row.id}"):
             try:
-                sessions.revoke_session(c, view.user.id, row.id)
+                sessions.revoke_session(c, view.user.id, row.id, ip=ui_session.client_ip())
             except FinsyncError as exc:
                 flash("error", str(exc))
             st.rerun()
     if len(rows) > 1 and st.button("Sign out all other sessions", key="revoke_others"):
-        count = sessions.revoke_other_sessions(c, view.user.id, ui_session.read_cookie())
+        count = sessions.revoke_other_sessions(c, view.user.id, ui_session.read_cookie(), ip=ui_session.client_ip())
         st.success(f"Signed out {plural(count, 'other session')}.")
 
 
@@ -148,7 +153,9 @@ def email_section(view: SessionView) -> None:
         submitted = st.form_submit_button("Change email")
     if submitted:
         try:
-            auth.request_email_change(container(), view.user.id, password=password, new_email=new_email, code=code)
+            auth.request_email_change(
+                container(), view.user.id, password=password, new_email=new_email, code=code, ip=ui_session.client_ip()
+            )
         except FinsyncError as exc:
             st.error(str(exc))
         else:
@@ -167,7 +174,7 @@ def delete_section(view: SessionView) -> None:
             st.error("Tick the box to confirm.")
             return
         try:
-            auth.delete_account(container(), view.user.id, password=password, code=code)
+            auth.delete_account(container(), view.user.id, password=password, code=code, ip=ui_session.client_ip())
         except FinsyncError as exc:
             st.error(str(exc))
         else:

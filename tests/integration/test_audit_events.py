@@ -103,7 +103,7 @@ def _email_verified(r: Run) -> uuid.UUID:
     auth.register(r.c, email="bob@example.com", username="bob", password=PASSWORD)
     token = r.secret(link_token(r.mailer, "verify"))
     r.mark()
-    return auth.verify_email(r.c, token).id
+    return auth.verify_email(r.c, token, ip=IP).id
 
 
 def _sign_in_ok(r: Run) -> uuid.UUID:
@@ -145,14 +145,14 @@ def _session_revoked(r: Run) -> uuid.UUID:
     r.secret(sign_in(r.c))
     (other,) = [s for s in sessions.list_sessions(r.c, alice.id, here) if not s.current]
     r.mark()
-    sessions.revoke_session(r.c, alice.id, other.id)
+    sessions.revoke_session(r.c, alice.id, other.id, ip=IP)
     return alice.id
 
 
 def _password_changed(r: Run) -> uuid.UUID:
     alice = make_user(r.c)
     r.mark()
-    auth.change_password(r.c, alice.id, current_password=PASSWORD, new_password=OTHER_PASSWORD)
+    auth.change_password(r.c, alice.id, current_password=PASSWORD, new_password=OTHER_PASSWORD, ip=IP)
     return alice.id
 
 
@@ -160,7 +160,15 @@ def _password_change_failed(r: Run) -> uuid.UUID:
     alice = make_user(r.c)
     r.mark()
     with pytest.raises(InputError):
-        auth.change_password(r.c, alice.id, current_password=WRONG, new_password=OTHER_PASSWORD)
+        auth.change_password(r.c, alice.id, current_password=WRONG, new_password=OTHER_PASSWORD, ip=IP)
+    return alice.id
+
+
+def _reauth_failed(r: Run) -> uuid.UUID:
+    alice = make_user(r.c)
+    r.mark()
+    with pytest.raises(InputError):
+        auth.request_email_change(r.c, alice.id, password=WRONG, new_email="new@example.com", ip=IP)
     return alice.id
 
 
@@ -184,7 +192,7 @@ def _password_reset_done(r: Run) -> uuid.UUID:
 def _email_change_requested(r: Run) -> uuid.UUID:
     alice = make_user(r.c)
     r.mark()
-    auth.request_email_change(r.c, alice.id, password=PASSWORD, new_email="new@example.com")
+    auth.request_email_change(r.c, alice.id, password=PASSWORD, new_email="new@example.com", ip=IP)
     r.secret(link_token(r.mailer, "verify", index=-2))
     return alice.id
 
@@ -192,7 +200,7 @@ def _email_change_requested(r: Run) -> uuid.UUID:
 def _email_change_email_taken(r: Run) -> uuid.UUID:
     alice, bob = make_user(r.c), make_user(r.c, "bob")
     r.mark()
-    auth.request_email_change(r.c, alice.id, password=PASSWORD, new_email="bob@example.com")
+    auth.request_email_change(r.c, alice.id, password=PASSWORD, new_email="bob@example.com", ip=IP)
     return bob.id
 
 
@@ -201,7 +209,7 @@ def _email_changed(r: Run) -> uuid.UUID:
     auth.request_email_change(r.c, alice.id, password=PASSWORD, new_email="new@example.com")
     token = r.secret(link_token(r.mailer, "verify", index=-2))
     r.mark()
-    auth.verify_email(r.c, token)
+    auth.verify_email(r.c, token, ip=IP)
     return alice.id
 
 
@@ -209,7 +217,7 @@ def _totp_enabled(r: Run) -> uuid.UUID:
     alice = make_user(r.c)
     key = r.secret(totp.start_totp_enrolment(r.c, alice.id).secret)
     r.mark()
-    codes = totp.confirm_totp(r.c, alice.id, code=r.code(key), password=PASSWORD)
+    codes = totp.confirm_totp(r.c, alice.id, code=r.code(key), password=PASSWORD, ip=IP)
     r.secrets.update(codes)
     return alice.id
 
@@ -218,7 +226,7 @@ def _totp_disabled(r: Run) -> uuid.UUID:
     alice = make_user(r.c)
     key = r.totp(alice.id)
     r.mark()
-    totp.disable_totp(r.c, alice.id, password=PASSWORD, code=r.code(key))
+    totp.disable_totp(r.c, alice.id, password=PASSWORD, code=r.code(key), ip=IP)
     return alice.id
 
 
@@ -248,7 +256,7 @@ def _recovery_codes_regenerated(r: Run) -> uuid.UUID:
     alice = make_user(r.c)
     key = r.totp(alice.id)
     r.mark()
-    r.secrets.update(totp.regenerate_recovery_codes(r.c, alice.id, password=PASSWORD, code=r.code(key)))
+    r.secrets.update(totp.regenerate_recovery_codes(r.c, alice.id, password=PASSWORD, code=r.code(key), ip=IP))
     return alice.id
 
 
@@ -293,6 +301,7 @@ FLOWS: dict[str, Flow] = {
     "session_revoked": _session_revoked,
     "password_changed": _password_changed,
     "password_change_failed": _password_change_failed,
+    "reauth_failed": _reauth_failed,
     "password_reset_requested": _password_reset_requested,
     "password_reset_done": _password_reset_done,
     "email_change_requested": _email_change_requested,
@@ -325,6 +334,11 @@ ELSEWHERE = {
 }
 
 
+# Events recorded without a client address: the account is gone (no personal data left), or the account's user
+# did not make the request (an admin's action about them: the admin's own address is not the user's to see).
+WITHOUT_ADDRESS = {"account_deleted", "admin_unlock", "admin_sign_out", "admin_disable", "admin_enable"}
+
+
 def test_every_audit_event_has_a_flow_here_or_a_home_elsewhere() -> None:
     assert sorted(audit.EVENTS - FLOWS.keys() - ELSEWHERE.keys()) == []
     assert not FLOWS.keys() & ELSEWHERE.keys()
@@ -342,6 +356,8 @@ def test_the_flow_records_its_event_secret_free_and_its_account_sees_it(
     mine = [row for row in new if row.event == event]
     assert mine, f"{event} not recorded; the action recorded {sorted(r.event for r in new)}"
     assert {row.user_id for row in mine} == {subject}
+    if event not in WITHOUT_ADDRESS:  # where it came from, for the user reading Settings → Activity
+        assert {row.ip for row in mine} == {IP}, f"{event} recorded without the client's address"
 
     logged = [rec.getMessage() for rec in caplog.records if rec.name == "finsync.auth" and event in rec.getMessage()]
     assert logged

@@ -10,7 +10,7 @@ import pytest
 from services import audit, auth, banking, export
 from services.errors import InputError, PermissionDenied
 from services.mailer import MemoryMailer
-from tests.integration.auth_support import PASSWORD, code_at, enable_totp, fast_hashing, make_user  # noqa: F401
+from tests.integration.auth_support import IP, PASSWORD, code_at, enable_totp, fast_hashing, make_user  # noqa: F401
 from tests.integration.conftest_bank import Bank
 
 pytestmark = pytest.mark.usefixtures("fast_hashing")
@@ -61,3 +61,25 @@ def test_a_csv_export_needs_the_password_and_a_code_with_two_factor(bank: Bank) 
     data, count = export.export_bytes(c, alice.id, password=PASSWORD, code=code_at(secret, c.clock()))
     assert data.startswith(b"transaction_id,date,") and count == 0
     assert "transactions_exported" in [e.event for e in audit.list_events(c, alice.id)]
+
+
+def test_a_wrong_password_for_a_protected_action_is_in_the_activity_log_with_where_it_came_from(bank: Bank) -> None:
+    """Bar I2 (ASVS 16.3.1): a failed proof of identity is an authentication event, whatever the action."""
+    c = bank.c
+    alice = make_user(c)
+    item = bank.link(alice.id)
+    attempts = {
+        "email change": lambda: auth.request_email_change(
+            c, alice.id, password=NOT_IT, new_email="thief@example.com", ip=IP
+        ),
+        "bank removal": lambda: banking.remove_bank(c, alice.id, item.id, keep_history=False, password=NOT_IT, ip=IP),
+        "export": lambda: export.export_bytes(c, alice.id, password=NOT_IT, ip=IP),
+        "account deletion": lambda: auth.delete_account(c, alice.id, password=NOT_IT, ip=IP),
+    }
+    for attempt in attempts.values():
+        with pytest.raises(InputError, match="password is not right"):
+            attempt()
+    failed = [(e.detail, e.ip) for e in audit.list_events(c, alice.id) if e.event == "reauth_failed"]
+    assert sorted(failed) == sorted((f"{action}: wrong password", IP) for action in attempts)
+    assert NOT_IT not in repr(audit.list_events(c, alice.id))
+    assert [i.id for i in banking.list_items(c, alice.id)] == [item.id]  # nothing was done

@@ -421,9 +421,9 @@ def test_settings_revoke_ends_another_session_and_a_failed_revoke_says_why(
 
     real = sessions.revoke_session
 
-    def ended_in_another_tab_first(c: Container, user_id: object, session_id: object) -> None:
-        real(c, user_id, session_id)  # type: ignore[arg-type]
-        real(c, user_id, session_id)  # type: ignore[arg-type]
+    def ended_in_another_tab_first(c: Container, user_id: object, session_id: object, **kw: str) -> None:
+        real(c, user_id, session_id, **kw)  # type: ignore[arg-type]
+        real(c, user_id, session_id, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(sessions, "revoke_session", ended_in_another_tab_first)
     at = revoke_buttons(at)[0].click().run()  # the error outlives the rerun that redraws the list
