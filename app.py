@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import lru_cache
+from typing import Any
 
 import streamlit as st
 from starlette.middleware import Middleware
@@ -13,8 +17,10 @@ from streamlit import config as st_config
 from services import keys
 from services.config import get_settings
 from services.container import Container, build_container
+from services.demo_bank_runtime import stop_demo_banks
 from services.errors import FinsyncError
 from services.logs import configure_logging
+from services.scheduler import stop_scheduler
 from services.sync import start_scheduler
 from services.web import SecurityHeadersMiddleware, auth_routes, health_route, link_origins, webhook_route
 
@@ -45,8 +51,19 @@ st_config.set_option("server.cookieSecret", keys.derive(_c.settings.secret_bytes
 # The sync bot: one scheduler thread per server process, running with or without a browser open.
 start_scheduler(_c, tick=_c.settings.sync_tick_seconds)
 
+
+@asynccontextmanager
+async def lifespan(_app: Any) -> AsyncIterator[None]:
+    """On shutdown the scheduler finishes the job in hand (its lease released, not left to expire), then the demo
+    bank this process serves stops."""
+    yield
+    await asyncio.to_thread(stop_scheduler)
+    stop_demo_banks()
+
+
 app = st.App(
     "pages/navigation.py",
+    lifespan=lifespan,
     routes=[health_route(container), webhook_route(container), *auth_routes(container)],
     middleware=[
         Middleware(SecurityHeadersMiddleware, https=_c.settings.secure_cookies, extra_origins=link_origins(_c))
