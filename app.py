@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -58,7 +59,8 @@ async def lifespan(_app: Any) -> AsyncIterator[None]:
     bank this process serves stops."""
     yield
     await asyncio.to_thread(stop_scheduler)
-    stop_demo_banks()
+    banks = stop_demo_banks()
+    logging.getLogger("finsync.app").info("stopped: the scheduler, and %d demo bank(s)", banks)
 
 
 app = st.App(
