@@ -55,8 +55,8 @@ start_scheduler(_c, tick=_c.settings.sync_tick_seconds)
 
 @asynccontextmanager
 async def lifespan(_app: Any) -> AsyncIterator[None]:
-    """On shutdown the scheduler finishes the job in hand (its lease released, not left to expire), then the demo
-    bank this process serves stops."""
+    """On shutdown the scheduler gets up to 10 s to finish the job in hand and release its lease (one cut off is
+    retried once the lease expires), then the demo bank this process serves stops."""
     yield
     await asyncio.to_thread(stop_scheduler)
     banks = stop_demo_banks()
