@@ -7,8 +7,8 @@ import streamlit as st
 from pages.ui import accounts_view
 from pages.ui.plaid_link import plaid_link
 from pages.ui.session import require_user
-from pages.ui.state import container, show_flash
-from services import banking, sync
+from pages.ui.state import container, flash, show_flash
+from services import banking, link_return, sync
 from services.errors import FinsyncError
 
 view = require_user()
@@ -17,9 +17,12 @@ uid = view.user.id
 st.title("Accounts")
 
 # Coming back from an OAuth bank: a new browser session, so resume the stored link token.
-if "oauth_state_id" in st.query_params:
-    resumed = banking.resume_link(c, uid)
-    if resumed is not None:
+if link_return.OAUTH_STATE_PARAM in st.query_params:
+    state = link_return.oauth_state_id(st.query_params.get(link_return.OAUTH_STATE_PARAM))
+    resumed = banking.resume_link(c, uid) if state else None
+    if resumed is None:  # expired, finished, or never this user's: say so rather than show nothing
+        flash("warning", "The bank sign-in could not be resumed; link the bank again.")
+    else:
         repair = str(resumed.repair_item_id) if resumed.repair_item_id else None
         st.session_state["link_start"] = (resumed.link_token, str(resumed.link_session_id), resumed.script_url, repair)
         # Link wants the URI as received (window.location.href), oauth_state_id included; st.context.url leaves
@@ -28,7 +31,7 @@ if "oauth_state_id" in st.query_params:
         if url and not urlsplit(url).path:
             url += "/"
         st.session_state["link_redirect"] = f"{url}?{urlencode(st.query_params.to_dict())}" if url else None
-    del st.query_params["oauth_state_id"]  # resume once: a rerun or "Cancel" must not reopen Link
+    del st.query_params[link_return.OAUTH_STATE_PARAM]  # resume once: a rerun or "Cancel" must not reopen Link
 
 pending = st.session_state.get("link_start")
 if pending is None:

@@ -44,6 +44,10 @@ if view is None:
         st.Page("register.py", title="Create account", icon=":material/person_add:"),
         st.Page("forgot_password.py", title="Forgot password", icon=":material/key:"),
     ]
+    if "oauth_state_id" in params and asked_path.endswith("/accounts"):
+        # Back from the bank on PLAID_REDIRECT_URI = Accounts, signed out: sign in right there (no "Page not
+        # found"); signing in goes on to Accounts, which resumes Link.
+        public.append(st.Page("sign_in.py", title="Sign in", url_path="accounts", visibility="hidden"))
     st.navigation([*public, *([link_page] if link_page else [])], position="top").run()
 else:
     account = [st.Page("settings.py", title="Settings", icon=":material/settings:")]

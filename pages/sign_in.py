@@ -1,11 +1,13 @@
 """Sign in with email or username and password, then a code when two-factor is on."""
 
+from urllib.parse import urlencode
+
 import streamlit as st
 
 from pages.ui.browser import post_and_reload
 from pages.ui.session import client_ip, user_agent
 from pages.ui.state import container
-from services import auth
+from services import auth, link_return
 from services.errors import FinsyncError
 
 EXPIRED = "expired"  # ?signin=expired: the browser came back from a refused hand-off
@@ -15,11 +17,18 @@ stage = st.session_state.get("sign_in_stage", "password")
 if st.query_params.get("signin") == EXPIRED:
     st.warning("Your sign-in expired before it could finish. Please sign in again.")
     del st.query_params["signin"]  # said once: a reload shows the plain form
+# Back from a bank's OAuth sign-in with the session gone: after signing in, Accounts resumes Link.
+oauth_state = link_return.oauth_state_id(st.query_params.get(link_return.OAUTH_STATE_PARAM))
+if oauth_state and stage != "handoff":
+    st.info("Sign in to finish linking your bank.")
 
 if stage == "handoff":
     # The ticket is single-use and dies in 60 s; the browser trades it for the HttpOnly cookie.
     ticket = st.session_state.get("handoff_ticket", "")
-    post_and_reload("/auth/session", ticket, "Signing you in…", failed_url=f"/?signin={EXPIRED}", key="handoff")
+    resume = link_return.after_sign_in(container().settings.plaid_redirect_uri, oauth_state)
+    kept = {link_return.OAUTH_STATE_PARAM: oauth_state} if oauth_state else {}  # refused: sign in again, still resume
+    failed = "/?" + urlencode({"signin": EXPIRED, **kept})
+    post_and_reload("/auth/session", ticket, "Signing you in…", next_url=resume, failed_url=failed, key="handoff")
     st.session_state["sign_in_stage"] = "password"
     st.stop()
 
