@@ -32,6 +32,8 @@ log = logging.getLogger("finsync.mail")
 _handoff: queue.SimpleQueue[tuple[Container, list[uuid.UUID]]] = queue.SimpleQueue()
 _sender_lock = threading.Lock()
 _sender: threading.Thread | None = None
+_handed_off = threading.Condition()  # guards _unsent: handed to the sender thread and not yet tried
+_unsent = 0
 TABLE, COLUMN = "mail_queue", "message_enc"
 LEASE = timedelta(minutes=5)
 FIRST_RETRY = timedelta(minutes=1)
@@ -157,6 +159,9 @@ def after_commit(c: Container, ids: list[uuid.UUID]) -> None:
     if not c.background_mail:
         send_quietly(c, ids)
         return
+    global _unsent  # noqa: PLW0603 - counts what the one sender thread still has to try
+    with _handed_off:
+        _unsent += 1
     _handoff.put((c, ids))
     with _sender_lock:
         global _sender  # noqa: PLW0603 - one sender thread per process
@@ -166,9 +171,25 @@ def after_commit(c: Container, ids: list[uuid.UUID]) -> None:
 
 
 def _send_handed_off() -> None:
+    global _unsent  # noqa: PLW0603
     while True:
         c, ids = _handoff.get()
-        send_quietly(c, ids)
+        try:
+            send_quietly(c, ids)
+        finally:
+            with _handed_off:
+                _unsent -= 1
+                _handed_off.notify_all()
+
+
+def wait_handed_off(timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds until the sender thread has tried (sent or put back) every mail handed to it.
+
+    False when some are still unsent. For tests, and for a process about to exit: its end cuts off a mail the
+    thread is handing to the server, which then waits out its 5-minute lease (and may go twice).
+    """
+    with _handed_off:
+        return _handed_off.wait_for(lambda: _unsent == 0, timeout)
 
 
 def send_quietly(c: Container, ids: Iterable[uuid.UUID] | None = None) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from pathlib import Path
@@ -168,14 +167,15 @@ def test_admins_see_what_waits_without_the_message(container: Container, mailer:
 
 
 class SlowMailServer(MemoryMailer):
-    """An SMTP server that takes its time: it accepts nothing until the test opens the gate."""
+    """An SMTP server that takes its time: it accepts nothing until the test opens the gate (or times out)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.gate = threading.Event()
 
     def send(self, to: str, subject: str, body: str) -> None:
-        self.gate.wait(10)
+        if not self.gate.wait(60):  # never sends unopened: a stuck test fails instead of passing late
+            raise TimeoutError("the test never opened the gate")
         super().send(to, subject, body)
 
 
@@ -189,10 +189,10 @@ def test_with_smtp_a_reset_request_answers_without_waiting_for_the_mail_server(
     c = replace(container, mailer=server, background_mail=True)
     make_user(c)
     auth.request_password_reset(c, email="alice@example.com")
-    assert server.sent == []  # answered while the server still holds the mail (inline, this would wait 10 s)
+    assert server.sent == []  # answered while the server still holds the mail (inline, this would wait 60 s)
+    assert not mail_queue.wait_handed_off(0)  # ... on the sender thread, not dropped
     server.gate.set()
-    for _ in range(200):
-        if server.sent:
-            break
-        time.sleep(0.05)
+    # Wait for the thread to finish with the mail, not for it to reach the server: the row goes in a second
+    # transaction after the server took it, and polling ``server.sent`` saw it still queued under load.
+    assert mail_queue.wait_handed_off(60)
     assert subjects(server.sent) == ["Reset your finsync password"] and queued(c) == []

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import csv
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from models import BankAccount, LedgerTransaction, PlaidItem, SyncRun
+from models.types import utcnow
 from services import cli, sync_cli
 from services.container import Container
 from services.db import unit_of_work
 from services.demo_bank import DemoBankHandle
+from services.jobs import enqueue_due
 from services.sync import SyncResult, edit_transaction, sync_item
 from services.sync_state import acquire, release
 from tests.integration.sync_helpers import FAST, corrupt_token, ledger, link_item, make_user, truth
@@ -264,6 +267,40 @@ def test_cli_sync_waits_for_another_process_then_syncs_the_item_itself(
     assert "waiting for 1 connection(s) syncing in another process (up to 300 s)" in out
     assert len(naps) == 2 and ": ok, " in out and out.strip().endswith("1 of 1 connection(s) synced")
     assert len(ledger(container, user_id)) > 0  # synced here, after the other process let go
+
+
+def test_cli_worker_once_exits_0_for_a_bank_syncing_elsewhere_and_syncs_its_webhook_on_the_next_pass(
+    cli_env, container, gateway, demo_bank, capsys
+) -> None:
+    """A webhook's job that finds "Sync now" holding the bank is no failure for cron, and its request is kept."""
+    user_id = make_user(container)
+    item_id, pid = link_item(container, gateway, user_id)
+    assert cli.main(["worker", "--once"]) == 0  # the first sync
+    assert demo_bank.advance(pid, 2) > 0  # new transactions at the bank
+    wall = replace(container, clock=utcnow)  # the worker runs on the wall clock
+    with unit_of_work(wall.engine) as s:
+        item = s.get(PlaidItem, item_id)
+        assert item is not None
+        item.sync_requested_at = utcnow()  # a verified SYNC_UPDATES_AVAILABLE webhook
+    assert enqueue_due(wall) == 1  # an earlier tick queued the webhook's job ...
+    _hold_lease(container, item_id)  # ... then another process took the bank before a worker ran it
+    capsys.readouterr()
+
+    assert cli.main(["worker", "--once"]) == 0  # cron sees no failure
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert any(": already syncing: " in line for line in lines) and lines[-1] == "ran 1 job(s)"
+    with unit_of_work(container.engine) as s:
+        assert s.get(PlaidItem, item_id).sync_requested_at is not None  # type: ignore[union-attr]  # kept
+    assert ledger(container, user_id) != truth(demo_bank, pid)
+
+    release(container.engine, item_id, "otherhost:1:worker:x")
+    assert cli.main(["worker", "--once"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert any(": ok, " in line for line in lines) and lines[-1] == "ran 1 job(s)"
+    assert ledger(container, user_id) == truth(demo_bank, pid)  # the webhook's sync ran once the bank was free
+    with unit_of_work(container.engine) as s:
+        runs = s.exec(select(SyncRun).order_by(col(SyncRun.started_at))).all()
+        assert [r.trigger for r in runs] == ["schedule", "webhook"]  # the busy pass fetched nothing
 
 
 def test_cli_sync_exits_1_when_an_item_stays_busy_past_the_wait(cli_env, container, gateway, capsys) -> None:
