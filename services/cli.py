@@ -22,7 +22,7 @@ from services.config import (
     new_key_entry,
     write_local_key_ring,
 )
-from services.container import Container, build_container
+from services.container import Container, build_container, command_container
 from services.crypto import rotate_keys, values_to_rotate, versions_in_use
 from services.db import check_database, make_engine, unit_of_work
 from services.errors import FinsyncError
@@ -39,7 +39,7 @@ def command(register: Callable[[argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def container() -> Container:
-    return build_container(load_settings(create_secrets=False))
+    return command_container()
 
 
 def read_password(prompt: str = "Password: ") -> str:

@@ -111,3 +111,11 @@ def build_container(
         plaid=gateway,
         background_mail=bool(settings.smtp_url) if background_mail is None else background_mail,
     )
+
+
+def command_container() -> Container:
+    """The container of a command-line run (``python -m services.cli``): settings from the environment, no secrets
+    created, and mail sent in the command's own thread. A command has no request to keep fast, and its process may
+    exit as soon as it returns, which would cut off a sender thread in the middle of a mail (left to wait out its
+    lease, and perhaps sent twice)."""
+    return build_container(load_settings(create_secrets=False), background_mail=False)

@@ -24,8 +24,7 @@ from sqlmodel import col, select
 
 from models import PlaidItem
 from services import mail_queue
-from services.config import load_settings
-from services.container import Container, build_container
+from services.container import Container, command_container
 from services.db import unit_of_work
 from services.errors import FinsyncError, InputError
 from services.export import export_csv
@@ -51,7 +50,7 @@ R = TypeVar("R", bound=_HasStatus)
 
 
 def _container() -> Container:
-    return build_container(load_settings(create_secrets=False))
+    return command_container()
 
 
 def _report(results: list[SyncResult]) -> int:

@@ -314,3 +314,32 @@ def test_cli_sync_exits_1_when_an_item_stays_busy_past_the_wait(cli_env, contain
         cli.main(["sync", "--email", "ada@example.com", "--wait", "-5"])
     assert refused.value.code == 2
     assert "not a number of seconds" in capsys.readouterr().err
+
+
+def test_a_command_has_sent_its_mail_by_the_time_it_exits(
+    cli_env, container, gateway, demo_bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With SMTP, the app hands mail to a sender thread; a command must not, or its exit cuts the mail off."""
+    import time
+
+    from services import container as container_module
+    from services.mailer import MemoryMailer
+
+    class SlowServer(MemoryMailer):
+        """A mail server that takes a second to accept each message."""
+
+        def send(self, to: str, subject: str, body: str) -> None:
+            time.sleep(1)
+            super().send(to, subject, body)
+
+    server = SlowServer()
+    monkeypatch.setenv("SMTP_URL", "smtp://mail.example.test:587")
+    monkeypatch.setattr(container_module, "make_mailer", lambda *a, **kw: server)
+    user_id = make_user(container)
+    _, pid = link_item(container, gateway, user_id)
+    assert cli.main(["sync", "--email", "ada@example.com"]) == 0  # the first sync: history, no digest
+    assert demo_bank.advance(pid, 3) > 0  # new transactions at the bank
+    assert cli.main(["sync", "--email", "ada@example.com"]) == 0
+    # The process would exit here: the digest is at the server already, not on a thread still talking to it.
+    assert [m["To"] for m in server.sent] == ["ada@example.com"]
+    assert "new transaction" in str(server.sent[0]["Subject"])
