@@ -31,16 +31,21 @@ def container() -> Container:
     return build_container()
 
 
-def _base_url_follows_port() -> None:
-    """Without FINSYNC_BASE_URL, email links and demo webhooks go to the port this server listens on."""
-    if "base_url" not in get_settings().model_fields_set:
-        os.environ["FINSYNC_BASE_URL"] = f"http://localhost:{st_config.get_option('server.port')}"
-        get_settings.cache_clear()
+def _base_url_follows_port() -> str | None:
+    """Without FINSYNC_BASE_URL, email links and demo webhooks go to the port this server listens on.
+
+    Returns the operator's public URL, or None when they set none (each request's Host then names the page).
+    """
+    if "base_url" in get_settings().model_fields_set:
+        return get_settings().base_url
+    os.environ["FINSYNC_BASE_URL"] = f"http://localhost:{st_config.get_option('server.port')}"
+    get_settings.cache_clear()
+    return None
 
 
 configure_logging()  # JSON lines on stderr for finsync's loggers (FINSYNC_LOG_LEVEL), before anything logs
 try:
-    _base_url_follows_port()
+    _public_url = _base_url_follows_port()
     _c = container()
 except FinsyncError as exc:
     print(f"finsync: cannot start: {exc}", file=sys.stderr)
@@ -68,6 +73,11 @@ app = st.App(
     lifespan=lifespan,
     routes=[health_route(container), webhook_route(container), *auth_routes(container)],
     middleware=[
-        Middleware(SecurityHeadersMiddleware, https=_c.settings.secure_cookies, extra_origins=link_origins(_c))
+        Middleware(
+            SecurityHeadersMiddleware,
+            https=_c.settings.secure_cookies,
+            extra_origins=link_origins(_c),
+            public_url=_public_url,
+        )
     ],
 )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import re
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -36,7 +39,43 @@ def link_origins(c: Container) -> tuple[str, ...]:
     return tuple(dict.fromkeys(o for o in found if o not in PLAID_ORIGINS))
 
 
-def content_security_policy(extra_origins: tuple[str, ...] = ()) -> str:
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[(?P<ip6>[0-9a-f:.]+)\])(?::(?P<port>[0-9]{{1,5}}))?", re.I | re.A)
+
+
+def safe_host(value: str | None) -> str | None:
+    """``value`` lower-cased when it is a host name or IP address with an optional port; otherwise None."""
+    if not value or len(value) > 261:  # 253 for a name, 8 for "[]" and ":port"
+        return None
+    match = _HOST.fullmatch(value)
+    if match is None or (match["port"] is not None and not 0 < int(match["port"]) < 65536):
+        return None
+    try:
+        if match["ip6"] is not None:
+            ipaddress.IPv6Address(match["ip6"])
+    except ValueError:
+        return None
+    return value.lower()
+
+
+def websocket_origins(public_url: str | None, host: str | None) -> tuple[str, ...]:
+    """Where the page may open WebSockets: its own origin only (Streamlit's ``/_stcore/stream``).
+
+    CSP Level 3 lets 'self' cover ws:/wss: on the page's host, but older WebKit does not, so the origin is
+    also named. It comes from the operator's public URL (one scheme, as the browser sees it); without one,
+    from the request's Host header with both schemes, because a proxy in front may have ended TLS.
+    Forwarded headers are not read: behind a proxy set FINSYNC_BASE_URL, as HSTS and Secure cookies need.
+    A Host that is not a plain host[:port] adds nothing: 'self' alone still allows the page's own socket.
+    """
+    if public_url:
+        parts = urlsplit(public_url)
+        netloc = safe_host(parts.netloc)
+        return (f"{'wss' if parts.scheme == 'https' else 'ws'}://{netloc}",) if netloc else ()
+    netloc = safe_host(host)
+    return (f"ws://{netloc}", f"wss://{netloc}") if netloc else ()
+
+
+def content_security_policy(extra_origins: tuple[str, ...] = (), websockets: tuple[str, ...] = ()) -> str:
     """Streamlit's own needs, Plaid Link's documented origins, and nothing else."""
     plaid = " ".join(PLAID_ORIGINS + extra_origins)
     return "; ".join(
@@ -46,7 +85,7 @@ def content_security_policy(extra_origins: tuple[str, ...] = ()) -> str:
             "style-src 'self' 'unsafe-inline' https://fonts.googleapis.com",
             "font-src 'self' data: https://fonts.gstatic.com",
             "img-src 'self' data: blob:",
-            f"connect-src 'self' ws: wss: {plaid}",
+            " ".join(["connect-src 'self'", *websockets, plaid]),  # never bare ws:/wss: (a socket to any host)
             f"frame-src 'self' {plaid}",
             "worker-src 'self' blob:",
             "object-src 'none'",
@@ -71,12 +110,24 @@ def _keeps_cache_control(path: str, status: int, cache_control: bytes | None) ->
 
 
 class SecurityHeadersMiddleware:
-    """Adds CSP, nosniff, Referrer-Policy, frame protection, no-store (bar G5) and (under HTTPS) HSTS."""
+    """Adds CSP, nosniff, Referrer-Policy, frame protection, no-store (bar G5) and (under HTTPS) HSTS.
 
-    def __init__(self, app: ASGIApp, *, https: bool = False, extra_origins: tuple[str, ...] = ()) -> None:
+    ``public_url`` is FINSYNC_BASE_URL when the operator set one; without it the CSP names each request's Host.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        https: bool = False,
+        extra_origins: tuple[str, ...] = (),
+        public_url: str | None = None,
+    ) -> None:
         self.app = app
+        self.extra_origins = extra_origins
+        fixed = content_security_policy(extra_origins, websocket_origins(public_url, None)) if public_url else None
+        self.fixed_csp = fixed.encode() if fixed else None
         self.headers = [
-            (b"content-security-policy", content_security_policy(extra_origins).encode()),
             (b"x-content-type-options", b"nosniff"),
             (b"referrer-policy", b"no-referrer"),
             (b"x-frame-options", b"DENY"),
@@ -91,11 +142,19 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
 
+        csp = (
+            self.fixed_csp
+            or content_security_policy(
+                self.extra_origins, websocket_origins(None, Headers(scope=scope).get("host"))
+            ).encode()
+        )
+        ours = [(b"content-security-policy", csp), *self.headers]
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
-                headers.extend(h for h in self.headers if h[0] not in present)
+                headers.extend(h for h in ours if h[0] not in present)
                 cache = next((value for name, value in headers if name.lower() == b"cache-control"), None)
                 if not _keeps_cache_control(scope["path"], message["status"], cache):
                     headers = [h for h in headers if h[0].lower() != b"cache-control"]

@@ -136,3 +136,16 @@ def sign_in(page: object, server: Server, login: str, password: str) -> None:
     page.get_by_label("Password", exact=True).fill(password)  # type: ignore[attr-defined]
     page.get_by_role("button", name="Sign in").click()  # type: ignore[attr-defined]
     page.get_by_text(f"Welcome, {login}").wait_for(timeout=30_000)  # type: ignore[attr-defined]
+
+
+def csp_violations(page: object) -> list[str]:
+    """Collects what the page's console says about Content-Security-Policy refusals, from now on (all frames)."""
+    seen: list[str] = []
+
+    def note(message: object) -> None:
+        text = str(message.text)  # type: ignore[attr-defined]
+        if "Content Security Policy" in text:
+            seen.append(text)
+
+    page.on("console", note)  # type: ignore[attr-defined]
+    return seen

@@ -122,4 +122,8 @@ def test_security_headers_on_the_page(server: Server) -> None:
     with urllib.request.urlopen(server.url) as response:
         csp = response.headers["Content-Security-Policy"]
         assert "frame-ancestors 'none'" in csp and "object-src 'none'" in csp
+        connect = next(d.split() for d in csp.split(";") if d.split()[0] == "connect-src")
+        assert [v for v in connect if v.startswith("ws")] == [
+            server.url.replace("http://", "ws://")
+        ]  # FINSYNC_BASE_URL's
         assert response.headers["X-Content-Type-Options"] == "nosniff"

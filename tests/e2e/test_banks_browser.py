@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import Server, shot, sign_in
+from tests.e2e.conftest import Server, csp_violations, shot, sign_in
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "granite osprey lullaby 4410 fern"
@@ -33,6 +33,7 @@ def test_link_two_banks_repair_one_remove_one(server: Server, browser: object) -
     made = server.cli("users", "create", "--email", "lin@example.com", "--username", "lin", stdin=PASSWORD + "\n")
     assert made.returncode == 0, made.stderr
     page = browser.new_context().new_page()  # type: ignore[attr-defined]
+    violations = csp_violations(page)  # Link's stand-in loads, connects and frames under the page's policy
     sign_in(page, server, "lin", PASSWORD)
     page.get_by_role("link", name="Accounts").click()
     page.get_by_text("No bank linked yet").wait_for(timeout=20_000)
@@ -106,4 +107,5 @@ def test_link_two_banks_repair_one_remove_one(server: Server, browser: object) -
     finally:
         shot(page, "accounts-after-remove")
     shot(page, "accounts-after-remove")
+    assert violations == []
     page.context.close()

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -140,22 +141,27 @@ print(json.dumps({"bundle": bundle, "answers": out, "csp": csp}))
 """
 
 
-def test_the_real_app_answers_no_store_except_on_streamlits_hashed_bundles() -> None:
-    """Security bar G5 through app.py's own ``st.App`` (Streamlit itself sends ``no-cache`` on `/` and its health).
-
-    Its Content-Security-Policy also lets Link load from PLAID_LINK_SCRIPT_URL's origin.
-    """
+def _probe_real_app(**env: str) -> dict[str, Any]:
     done = subprocess.run(  # noqa: PLW1510
         [sys.executable, "-c", _REAL_APP_PROBE],
         cwd=ROOT,
-        # isolated_env has pointed FINSYNC_DATA_DIR at tmp; the demo bank serves Link, but the script comes from elsewhere
-        env={**os.environ, "SYNC_TICK_SECONDS": "3600", "PLAID_LINK_SCRIPT_URL": LINK_SCRIPT_URL},
+        env={**os.environ, "SYNC_TICK_SECONDS": "3600", **env},
         capture_output=True,
         text=True,
         timeout=180,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    probe = json.loads(done.stdout.strip().splitlines()[-1])
+    probe: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return probe
+
+
+def test_the_real_app_answers_no_store_except_on_streamlits_hashed_bundles() -> None:
+    """Security bar G5 through app.py's own ``st.App`` (Streamlit itself sends ``no-cache`` on `/` and its health).
+
+    Its Content-Security-Policy also lets Link load from PLAID_LINK_SCRIPT_URL's origin.
+    """
+    # isolated_env has pointed FINSYNC_DATA_DIR at tmp; the demo bank serves Link, but the script comes from elsewhere
+    probe = _probe_real_app(PLAID_LINK_SCRIPT_URL=LINK_SCRIPT_URL)
     answers = probe["answers"]
     for path in ("/", "/healthz", "/_stcore/health"):
         assert answers[path] == [200, ["no-store"], "nosniff"], path
@@ -165,11 +171,81 @@ def test_the_real_app_answers_no_store_except_on_streamlits_hashed_bundles() -> 
     for name in ("script-src", "connect-src", "frame-src"):
         assert "http://127.0.0.1:9911" in csp[name], name
         assert sum(v.startswith("http://127.0.0.1:") for v in csp[name]) == 2, csp[name]
+    # no FINSYNC_BASE_URL: sockets only to the Host the page was asked for (the test client's)
+    assert [v for v in csp["connect-src"] if v.startswith("ws")] == ["ws://testserver", "wss://testserver"]
+
+
+def test_the_real_app_names_the_operators_public_url_as_the_only_socket_origin() -> None:
+    """app.py hands FINSYNC_BASE_URL to the headers middleware: the Host a request claims no longer counts."""
+    csp = _directives(_probe_real_app(FINSYNC_BASE_URL=HTTPS)["csp"])
+    assert [v for v in csp["connect-src"] if v.startswith("ws")] == ["wss://finsync.example"]
 
 
 def test_hsts_only_under_https(container: Container) -> None:
     headers = client(container, https=True).get("/").headers
     assert headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
+
+
+def _policy_for(host: str, public_url: str | None = None) -> dict[str, list[str]]:
+    """The CSP a browser gets when it asks for the page with this Host header."""
+    app = Starlette(
+        routes=[Route("/", lambda _r: PlainTextResponse("page"))],
+        middleware=[Middleware(SecurityHeadersMiddleware, public_url=public_url)],
+    )
+    return _directives(TestClient(app).get("/", headers={"host": host}).headers["content-security-policy"])
+
+
+def _any_host_sockets(values: list[str]) -> list[str]:
+    return [v for v in values if v.rstrip("/") in ("ws:", "wss:", "ws://*", "wss://*") or "*" in v.split(":")[0]]
+
+
+def test_websockets_may_go_only_to_the_pages_own_host() -> None:
+    """Injected script cannot open a socket to another host: no bare ws:/wss:, only the Host the page came from."""
+    csp = _policy_for("127.0.0.1:8501")
+    assert _any_host_sockets(csp["connect-src"]) == []
+    sockets = [v for v in csp["connect-src"] if v.startswith(("ws", "wss"))]
+    assert sockets == ["ws://127.0.0.1:8501", "wss://127.0.0.1:8501"]  # a TLS-ending proxy may sit in front
+    assert csp["connect-src"][0] == "'self'" and "https://cdn.plaid.com" in csp["connect-src"]
+    assert [v for v in _policy_for("Finsync.Example")["connect-src"] if v.startswith("ws")] == [
+        "ws://finsync.example",
+        "wss://finsync.example",
+    ]
+    assert "wss://[::1]:8501" in _policy_for("[::1]:8501")["connect-src"]
+
+
+def test_a_public_url_names_the_socket_origin_whatever_host_the_request_claims() -> None:
+    csp = _policy_for("attacker.example", public_url=HTTPS)
+    assert [v for v in csp["connect-src"] if v.startswith("ws")] == ["wss://finsync.example"]  # HTTPS page: wss only
+    assert not any("attacker" in v for values in csp.values() for v in values)
+    plain = _policy_for("attacker.example", public_url="http://192.168.1.20:8501")
+    assert [v for v in plain["connect-src"] if v.startswith("ws")] == ["ws://192.168.1.20:8501"]
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example; script-src *",
+        "evil.example connect-src *",
+        "'unsafe-eval'",
+        '"evil.example"',
+        "evil.example,ws:",
+        "*",
+        "ws:",
+        "evil.example:99999",
+        "[::1",
+        "evil.example/path",
+        "user@evil.example",
+    ],
+)
+def test_a_hostile_host_header_never_reaches_the_policy(host: str) -> None:
+    """A forged Host cannot add sources or directives: the policy falls back to 'self' for sockets."""
+    csp = _policy_for(host)
+    baseline = _policy_for("127.0.0.1:8501")
+    assert csp["connect-src"] == [v for v in baseline["connect-src"] if not v.startswith("ws")]
+    assert {k: v for k, v in csp.items() if k != "connect-src"} == {
+        k: v for k, v in baseline.items() if k != "connect-src"
+    }
+    assert not any("evil" in v or v in ("*", "ws:", "'unsafe-eval'") for values in csp.values() for v in values)
 
 
 def test_the_session_hand_off_takes_one_ticket_and_refuses_big_or_cross_site_bodies(container: Container) -> None:

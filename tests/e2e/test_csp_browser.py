@@ -1,0 +1,63 @@
+"""The page's Content-Security-Policy in Chromium: the app works under it, and a socket elsewhere is refused."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.conftest import Server, csp_violations, free_port, sign_in
+
+pytestmark = pytest.mark.e2e
+PASSWORD = "lantern meadow quarry 5532 pebble"
+
+
+@pytest.fixture
+def other_socket_server() -> Iterator[str]:
+    """A WebSocket server on another loopback port that accepts anyone: only the page's CSP can keep a script out."""
+    from websockets.sync.server import ServerConnection, serve
+
+    def echo(connection: ServerConnection) -> None:
+        for message in connection:
+            connection.send(message)
+
+    port = free_port()
+    with serve(echo, "127.0.0.1", port) as listener:
+        thread = threading.Thread(target=listener.serve_forever, daemon=True)
+        thread.start()
+        yield f"ws://127.0.0.1:{port}/"
+        listener.shutdown()
+    thread.join(timeout=5)
+
+
+OPEN_SOCKET = """url => new Promise(resolve => {
+    let ws;
+    try { ws = new WebSocket(url); } catch (error) { resolve("refused: " + error.name); return; }
+    ws.onopen = () => { ws.close(); resolve("open"); };
+    ws.onerror = () => resolve("refused");
+    setTimeout(() => resolve("timed out"), 5000);
+})"""
+
+
+def test_sign_in_raises_no_csp_violation_and_a_script_cannot_reach_another_socket(
+    server: Server, browser: object, other_socket_server: str
+) -> None:
+    made = server.cli("users", "create", "--email", "erin@example.com", "--username", "erin", stdin=PASSWORD + "\n")
+    assert made.returncode == 0, made.stderr
+    page = browser.new_context().new_page()  # type: ignore[attr-defined]
+    violations = csp_violations(page)
+    sockets: list[object] = []
+    page.on("websocket", lambda ws: sockets.append(ws))  # noqa: PLW0108 (playwright tags its handler: a bound builtin cannot take the tag)
+    sign_in(page, server, "erin", PASSWORD)
+    page.reload()
+    page.get_by_text("Welcome, erin").wait_for(timeout=30_000)  # the app's own socket carried the rerun
+    assert violations == []
+    own = server.url.replace("http://", "ws://") + "/_stcore/stream"
+    assert sockets and all(ws.url == own for ws in sockets)  # type: ignore[attr-defined]
+    assert not sockets[-1].is_closed()  # type: ignore[attr-defined]
+
+    # What injected script would try: a socket to a server that would take it. The policy refuses it.
+    assert page.evaluate(OPEN_SOCKET, other_socket_server).startswith("refused")
+    page.wait_for_timeout(300)  # the console report follows the error event
+    assert any("connect-src" in v and other_socket_server.rstrip("/") in v for v in violations), violations
