@@ -139,7 +139,10 @@ def activity_section(view: SessionView) -> None:
         st.info("No activity yet.")
         return
     frame = pd.DataFrame(
-        [{"When": when(e.at), "What": activity_words(e.event), "From": e.ip, "Detail": e.detail} for e in events]
+        [
+            {"When": when(e.at), "What": activity_words(e.event), "From": e.ip or "unknown", "Detail": e.detail}
+            for e in events
+        ]
     )
     st.dataframe(frame, hide_index=True, width="stretch")
 
