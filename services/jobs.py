@@ -9,6 +9,7 @@ under the item lock that the item is still due, so racing workers sync an item o
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -241,15 +242,21 @@ def run_job(c: Container, job: SyncJob, worker_id: str) -> SyncResult | None:
 
 
 def run_due_jobs(
-    c: Container, *, worker_id: str, limit: int = 10, on_result: Callable[[SyncResult], None] | None = None
+    c: Container,
+    *,
+    worker_id: str,
+    limit: int = 10,
+    on_result: Callable[[SyncResult], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> int:
     """Queue what is due, then claim and run up to ``limit`` jobs one at a time; return how many ran.
 
     ``on_result`` hears how each job that ran here ended (the worker's command line prints and counts them).
+    Once ``stop`` is set (the process is shutting down), no further job is claimed: the one in hand finishes.
     """
     enqueue_due(c)
     ran = 0
-    while ran < limit:
+    while ran < limit and not (stop is not None and stop.is_set()):
         jobs = claim(c, worker_id)  # one at a time: a job waiting behind a batch would outlive its lease
         if not jobs:
             break

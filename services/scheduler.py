@@ -59,7 +59,7 @@ class Scheduler:
         Returns how many jobs ran.
         """
         try:
-            ran = run_due_jobs(self.c, worker_id=self.worker_id, limit=self.limit)
+            ran = run_due_jobs(self.c, worker_id=self.worker_id, limit=self.limit, stop=self._stop)
             if ran < self.limit:  # a quiet pass: compare one bank's ledger with a full replay, if one is due
                 check_due(self.c)
         finally:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -120,7 +122,14 @@ def _report_verified(results: list[VerifyResult]) -> int:
     return 1 if bad else 0
 
 
-def _pass(c: Container, worker_id: str, limit: int, purge: DailyPurge, failed: list[SyncResult]) -> int:
+def _pass(
+    c: Container,
+    worker_id: str,
+    limit: int,
+    purge: DailyPurge,
+    failed: list[SyncResult],
+    stop: threading.Event | None = None,
+) -> int:
     """Run due sync jobs (a line per item; failures added to ``failed``), retry due mail and Plaid revocations,
     purge old rows daily (none raises); return jobs run."""
 
@@ -130,7 +139,7 @@ def _pass(c: Container, worker_id: str, limit: int, purge: DailyPurge, failed: l
             failed.append(result)
 
     try:
-        return run_due_jobs(c, worker_id=worker_id, limit=limit, on_result=heard)
+        return run_due_jobs(c, worker_id=worker_id, limit=limit, on_result=heard, stop=stop)
     finally:
         if mailed := mail_queue.send_quietly(c):
             print(f"sent {mailed} queued email(s)")
@@ -148,11 +157,26 @@ def _worker(args: argparse.Namespace) -> int:
         ran = _pass(c, worker_id, args.limit, purge, failed)
         print(f"ran {ran} job(s)" + (f"; {len(failed)} failed" if failed else ""))
         return 1 if failed else 0
-    print(f"worker {worker_id} running; Ctrl-C stops it")
-    while True:
-        if _pass(c, worker_id, args.limit, purge, failed) < args.limit:
-            time.sleep(args.tick)
-        failed.clear()
+    stop = threading.Event()
+
+    def finish_then_stop(signum: int, _frame: object) -> None:
+        if stop.is_set():  # asked twice: stop now (a sync cut off keeps nothing, and is retried after its lease)
+            raise KeyboardInterrupt
+        stop.set()
+        print(f"{signal.Signals(signum).name}: stopping after the job in hand (again to stop now)", flush=True)
+
+    asked = {sig: signal.signal(sig, finish_then_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    print(f"worker {worker_id} running; Ctrl-C or SIGTERM stops it after the job in hand", flush=True)
+    try:
+        while not stop.is_set():
+            if _pass(c, worker_id, args.limit, purge, failed, stop) < args.limit:
+                stop.wait(args.tick)
+            failed.clear()
+    finally:
+        for sig, handler in asked.items():
+            signal.signal(sig, handler)
+    print(f"worker {worker_id} stopped", flush=True)
+    return 0
 
 
 def _day(text: str) -> date:
