@@ -1,0 +1,109 @@
+"""The database fails under a sync: SQLite's disk fills up, PostgreSQL's connection drops while the ledger is written.
+
+Security bar, faults catalogue ("DB down mid-sync", "Disk full"): the run fails with a reason in words, the ledger,
+cursor and staging are as before, no lease is left held, and the next run completes the work exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, text
+from sqlmodel import select
+
+from models import ItemSyncState, LedgerTransaction, SyncRun, SyncStaged
+from services import sync_commit
+from services.container import Container
+from services.db import unit_of_work
+from services.demo_bank import DemoBankHandle
+from services.plaid_client import PlaidGateway
+from services.sync import sync_item
+from tests.integration.sync_helpers import FAST, cursor_of, ledger, link_item, make_user, truth
+
+
+@contextmanager
+def _disk_full(c: Container) -> Iterator[None]:
+    """SQLite: the database file may grow by a few pages only (``max_page_count``), as on a nearly full disk."""
+    with c.engine.connect() as conn:
+        pages = int(conn.execute(text("PRAGMA page_count")).scalar_one())
+
+    def cap(dbapi_conn: Any, _record: object) -> None:
+        dbapi_conn.execute(f"PRAGMA max_page_count = {pages + 30}")
+
+    c.engine.dispose()  # every connection from here on is capped
+    event.listen(c.engine, "connect", cap)
+    try:
+        yield
+    finally:
+        event.remove(c.engine, "connect", cap)
+        c.engine.dispose()  # space freed: new connections are not capped
+
+
+@contextmanager
+def _connection_dropped(c: Container, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """PostgreSQL: the server ends the sync's connection just as it starts writing the ledger (a restart, a
+    failover, an operator's pg_terminate_backend)."""
+    import psycopg2
+
+    url = c.engine.url
+    cut: list[str] = []
+
+    def dropping(real: Callable[..., Any]) -> Callable[..., Any]:
+        def write(sql: Any, *args: Any, **kwargs: Any) -> Any:
+            if not cut:
+                cut.append(real.__name__)
+                backend = sql.conn.connection.dbapi_connection.get_backend_pid()
+                side = psycopg2.connect(
+                    host=url.host, port=url.port, user=url.username, password=url.password, dbname=url.database
+                )
+                side.autocommit = True
+                side.cursor().execute("SELECT pg_terminate_backend(%s)", (backend,))
+                side.close()
+            return real(sql, *args, **kwargs)
+
+        return write
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sync_commit, "insert_new", dropping(sync_commit.insert_new))
+        patch.setattr(sync_commit, "write_plan", dropping(sync_commit.write_plan))
+        yield
+    assert cut, "the fault never fired: the ledger was not written"
+
+
+def test_a_database_failure_while_syncing_keeps_nothing_and_the_next_run_completes_the_work(
+    container: Container,
+    gateway: PlaidGateway,
+    demo_bank: DemoBankHandle,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    user_id = make_user(container)
+    item_id, pid = link_item(container, gateway, user_id)
+    assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status == "ok"
+    demo_bank.generate_history(pid, 3000)  # six pages to stage and apply
+    before, cursor = ledger(container, user_id), cursor_of(container, item_id)
+
+    fault = _disk_full(container) if db_url.startswith("sqlite") else _connection_dropped(container, monkeypatch)
+    with fault:
+        failed = sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    assert (failed.status, failed.error_code) == ("failed", "DATABASE_ERROR")
+    assert "could not save the new transactions" in failed.message
+    assert ledger(container, user_id) == before and cursor_of(container, item_id) == cursor
+    with unit_of_work(container.engine) as s:
+        runs = [(r.status, r.error_code) for r in s.exec(select(SyncRun).order_by(SyncRun.started_at)).all()]  # type: ignore[arg-type]
+        state = s.get(ItemSyncState, item_id)
+        assert state is not None and state.lease_owner is None  # the bank is free for the next run at once
+        if db_url.startswith("sqlite"):
+            assert s.exec(text("PRAGMA integrity_check")).scalar_one() == "ok"  # type: ignore[call-overload]
+    assert runs == [("ok", None), ("failed", "DATABASE_ERROR")]  # recorded, not left "running"
+
+    again = sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    assert (again.status, again.added) == ("ok", 3000)
+    rows = ledger(container, user_id)
+    assert rows == truth(demo_bank, pid)
+    with unit_of_work(container.engine) as s:
+        assert s.exec(select(func.count()).select_from(LedgerTransaction)).one() == len(rows)  # no duplicates
+        assert s.exec(select(SyncStaged)).first() is None  # the failed run's staged pages are gone too
