@@ -132,6 +132,11 @@ def _interrupted(c: Container, run: RunCounters) -> None:
             log.exception("could not release the lease of item %s", run.item_id)
 
 
+def _removed(c: Container, item_id: uuid.UUID) -> bool:
+    with unit_of_work(c.engine) as session:
+        return session.get(PlaidItem, item_id) is None
+
+
 def _unexpected(exc: Exception) -> tuple[str, str]:
     """The code and plain words recorded for an exception no branch of ``_execute`` expects."""
     if isinstance(exc, DecryptionError):
@@ -192,6 +197,8 @@ def _execute(  # noqa: PLR0911 - one return per way a run can end
         return fail("failed", "TOO_MANY_PAGES", explained("TOO_MANY_PAGES"), now + interval)
     except LeaseLost:
         msg = "Another sync of this connection took over; its result will appear here."
+        if _removed(c, item.id):  # its state went with it: nothing was written, and nothing will be
+            msg = "This connection was removed while it synced; nothing from this sync was kept."
         return SyncResult(item.id, "already_syncing", item.institution_name, run.pages, message=msg)
     except SQLAlchemyError:
         log.exception("sync of item %s could not be saved", item.id)
