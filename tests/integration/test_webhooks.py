@@ -503,3 +503,38 @@ def test_an_error_webhook_signed_before_a_successful_sync_does_not_break_the_ite
     bank.clock.advance(seconds=5)
     news = send(bank, error, bank.demo.sign_webhook(error, iat=int(bank.clock.now.timestamp())))
     assert news.outcome == "status login_required"  # signed after the sync: the bank broke since
+
+
+def test_with_plaids_key_endpoint_unreachable_a_cached_key_still_verifies_and_a_new_one_fails_closed(
+    bank: Bank,
+) -> None:
+    """Faults catalogue: "webhook verification key endpoint down" (the periodic sync still covers what is refused)."""
+    import dataclasses
+    import socket
+
+    from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET
+    from services.plaid_client import PlaidGateway
+
+    item_id, plaid_item_id = linked(bank)
+    body = sync_update(plaid_item_id)
+    assert send(bank, body, bank.demo.sign_webhook(body)).status_code == 200  # its key is cached now
+    with socket.socket() as probe:  # a port nothing listens on: Plaid unreachable
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    unreachable = dataclasses.replace(
+        bank.c, plaid=PlaidGateway("demo", DEMO_CLIENT_ID, DEMO_SECRET, dead, timeout=(1.0, 1.0))
+    )
+
+    def send_while_down(body: bytes, token: str) -> webhooks.WebhookResult:
+        headers = {"Content-Type": "application/json", "Plaid-Verification": token}
+        return webhooks.handle_webhook(unreachable, body=body, headers=headers)
+
+    later = body.replace(b"sandbox", b"sandbox-later")
+    assert send_while_down(later, bank.demo.sign_webhook(later)).status_code == 200  # the cached key needs no call
+    before = state(bank, item_id)
+    bank.demo.rotate_webhook_key()  # a key this process has never fetched
+    rotated = body.replace(b"sandbox", b"sandbox-rotated")
+    refused = send_while_down(rotated, bank.demo.sign_webhook(rotated))
+    assert refused.status_code == 401 and "unknown key id" in refused.outcome  # fails closed, never trusts unverified
+    assert state(bank, item_id) == before
+    assert deliveries(bank)[-1].verified is False
