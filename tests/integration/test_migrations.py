@@ -96,3 +96,37 @@ def test_0012_keeps_counts_in_progress_both_ways(empty_url: str) -> None:
         "acct:locked": {**locked, "window_start": start},
     }
     engine.dispose()
+
+
+def test_an_upgrade_that_dies_partway_leaves_the_database_as_it_was(
+    empty_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Faults catalogue, "migration fails halfway": every step runs in one transaction (SQLite's DDL is
+    transactional too), so a failure after some migrations applied keeps none of them, and the app then
+    refuses to start on the old schema with the command that fixes it."""
+    from alembic import command
+
+    from services.container import check_schema
+    from services.errors import FinsyncError
+
+    engine = make_engine(empty_url)
+    migrations.upgrade(engine, "0009")
+    tables_before = set(inspect(engine).get_table_names())
+    real = command.upgrade
+
+    def dies_after_the_steps(config: object, target: str) -> None:
+        real(config, target)  # type: ignore[arg-type]  # 0010, 0011 and 0012 all ran ...
+        raise OSError("power cut")  # ... and then the process lost its footing before the commit
+
+    monkeypatch.setattr(command, "upgrade", dies_after_the_steps)
+    with pytest.raises(OSError, match="power cut"):
+        migrations.upgrade(engine)
+    monkeypatch.undo()
+    assert migrations.current_revision(engine) == "0009"
+    assert set(inspect(engine).get_table_names()) == tables_before
+    with pytest.raises(FinsyncError, match=r"run `python -m services\.cli db upgrade`"):
+        check_schema(engine)
+    migrations.upgrade(engine)  # the rerun completes the work
+    assert migrations.current_revision(engine) == migrations.head_revision(engine)
+    check_schema(engine)
+    engine.dispose()
