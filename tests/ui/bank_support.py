@@ -1,0 +1,54 @@
+"""Shared by the bank pages' AppTests: the app wired to the demo bank, opening pages, reading what they show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from models import PlaidItem
+from pages.ui import session as ui_session
+from pages.ui import state
+from services.db import unit_of_work
+from tests.integration.auth_support import make_user, sign_in
+from tests.integration.conftest_bank import Bank
+from tests.ui.conftest import ENTRY
+
+
+def wire_app(bank: Bank, monkeypatch: pytest.MonkeyPatch) -> Bank:
+    """The app's process-wide container is the bank test's container (use it as the ``bank_app`` fixture)."""
+    state.container.clear()
+    monkeypatch.setattr(state, "build_container", lambda: bank.c)
+    return bank
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(ENTRY, default_timeout=60).run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def click(at: AppTest, label: str) -> AppTest:
+    return next(b for b in at.button if b.label == label).click().run()
+
+
+def everything(at: AppTest) -> str:
+    kinds = ("error", "success", "warning", "info", "caption", "subheader", "markdown", "status")
+    return "\n".join(str(getattr(e, "label", None) or getattr(e, "value", "")) for k in kinds for e in getattr(at, k))
+
+
+def rename_bank(bank_app: Bank, item_id: Any, name: str) -> None:
+    """Give a linked bank the institution name a test needs (as a bank could send it)."""
+    with unit_of_work(bank_app.c.engine) as session:
+        row = session.get(PlaidItem, item_id)
+        assert row is not None
+        row.institution_name = name
+
+
+def signed_in(bank_app: Bank, monkeypatch: pytest.MonkeyPatch, name: str, **kw: Any) -> Any:
+    """A new user whose browser carries a live session cookie."""
+    user = make_user(bank_app.c, name, **kw)
+    monkeypatch.setattr(ui_session, "read_cookie", lambda: sign_in(bank_app.c, name))
+    return user
