@@ -59,5 +59,7 @@ def test_new_demo_transactions_arrive_without_a_click(busy_server: Server, brows
     shot(page, "sync-history")
     page.get_by_role("link", name="Transactions").click()
     page.get_by_text("newest first").wait_for(timeout=20_000)
+    page.get_by_test_id("stDataFrame").first.wait_for(timeout=20_000)  # the ledger grid, drawn after the caption
+    page.wait_for_timeout(500)  # its canvas paints a moment later
     shot(page, "transactions")
     page.context.close()
