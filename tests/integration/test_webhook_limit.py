@@ -21,7 +21,7 @@ from services.plaid_types import CallEvent
 from services.ratelimit import TokenBucket
 from services.web import MAX_WEBHOOK_BYTES, WEBHOOK_BURST, WEBHOOK_RATE, webhook_route
 from tests.integration.conftest_bank import Bank
-from tests.integration.test_webhooks import sync_update
+from tests.integration.webhook_support import sync_update
 
 URL = "/webhooks/plaid"
 
