@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,8 @@ from services.demo_bank import DemoBankHandle
 from services.plaid_client import PlaidGateway
 from services.plaid_mapping import map_transaction
 from services.sync_types import RetryPolicy
+
+REPO = Path(__file__).resolve().parents[2]
 
 FAST = RetryPolicy(retries=4, base_seconds=0.001, cap_seconds=0.005, sleep=lambda _s: None)  # waits are not slept
 
@@ -123,3 +127,19 @@ def linked(container: Container, gateway: PlaidGateway) -> tuple[uuid.UUID, uuid
     user_id = make_user(container)
     item_id, plaid_id = link_item(container, gateway, user_id)
     return user_id, item_id, plaid_id
+
+
+def process_env(c: Container, bank: DemoBankHandle) -> dict[str, str]:
+    """The environment of a `python -m services.cli` child process: this test's database, keys and demo bank."""
+    s = c.settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FINSYNC_", "PLAID_", "DATABASE_URL", "SMTP_"))}
+    env.update(
+        DATABASE_URL=s.effective_database_url,
+        FINSYNC_SECRET_KEY=s.secret_key.get_secret_value(),  # type: ignore[union-attr]
+        FINSYNC_ENCRYPTION_KEYS=s.encryption_keys.get_secret_value(),  # type: ignore[union-attr]
+        FINSYNC_DATA_DIR=str(s.data_dir),
+        PLAID_ENV="demo",
+        PLAID_API_URL=bank.url,
+        PYTHONPATH=str(REPO),
+    )
+    return env

@@ -6,7 +6,6 @@ twin when a pending transaction posted).
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -26,9 +25,7 @@ from services.demo_bank import DemoBankHandle
 from services.plaid_client import PlaidGateway
 from services.sync import edit_transaction, sync_item
 from services.sync_fetch import STAGE_ROWS
-from tests.integration.sync_helpers import FAST, ledger, link_item, make_user, truth
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.integration.sync_helpers import FAST, ledger, link_item, make_user, process_env, truth
 
 op = st.one_of(
     st.tuples(st.just("advance"), st.integers(1, 3)),
@@ -103,21 +100,6 @@ def test_ledger_always_equals_the_bank_and_no_edit_is_lost(container, gateway, d
     check()
 
 
-def _env(c: Container, bank: DemoBankHandle) -> dict[str, str]:
-    s = c.settings
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FINSYNC_", "PLAID_", "DATABASE_URL", "SMTP_"))}
-    env.update(
-        DATABASE_URL=s.effective_database_url,
-        FINSYNC_SECRET_KEY=s.secret_key.get_secret_value(),  # type: ignore[union-attr]
-        FINSYNC_ENCRYPTION_KEYS=s.encryption_keys.get_secret_value(),  # type: ignore[union-attr]
-        FINSYNC_DATA_DIR=str(s.data_dir),
-        PLAID_ENV="demo",
-        PLAID_API_URL=bank.url,
-        PYTHONPATH=str(REPO),
-    )
-    return env
-
-
 def _staged(c: Container) -> int:
     with unit_of_work(c.engine) as s:
         return int(s.exec(select(func.count()).select_from(SyncStaged)).one())
@@ -143,7 +125,7 @@ def test_sync_killed_at_each_phase_then_rerun_is_exact(
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "sync", "--email", "ada@example.com"],
         cwd=tmp_path,
-        env=_env(container, demo_bank),
+        env=process_env(container, demo_bank),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -185,7 +167,7 @@ def test_three_worker_processes_racing_sync_each_item_exactly_once(
         subprocess.Popen(
             [sys.executable, "-m", "services.cli", "worker", "--once", "--limit", "10"],
             cwd=tmp_path,
-            env=_env(container, demo_bank),
+            env=process_env(container, demo_bank),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -16,8 +16,7 @@ from services.container import Container
 from services.db import unit_of_work
 from services.demo_bank import DemoBankHandle
 from services.plaid_client import PlaidGateway
-from tests.integration.sync_helpers import ledger, link_item, make_user, truth
-from tests.integration.test_sync_properties import _env
+from tests.integration.sync_helpers import ledger, link_item, make_user, process_env, truth
 
 
 def _runs(c: Container) -> list[SyncRun]:
@@ -38,7 +37,7 @@ def test_sigterm_lets_the_sync_in_hand_finish_and_claims_nothing_more(
     worker = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "worker", "--tick", "60"],
         cwd=tmp_path,
-        env=_env(container, demo_bank),
+        env=process_env(container, demo_bank),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -70,7 +69,7 @@ def test_sigterm_lets_the_sync_in_hand_finish_and_claims_nothing_more(
     again = subprocess.run(  # noqa: PLW1510 - the next worker takes the job the stopped one left
         [sys.executable, "-m", "services.cli", "worker", "--once"],
         cwd=tmp_path,
-        env=_env(container, demo_bank),
+        env=process_env(container, demo_bank),
         capture_output=True,
         text=True,
         timeout=120,
