@@ -107,3 +107,52 @@ def test_a_database_failure_while_syncing_keeps_nothing_and_the_next_run_complet
     with unit_of_work(container.engine) as s:
         assert s.exec(select(func.count()).select_from(LedgerTransaction)).one() == len(rows)  # no duplicates
         assert s.exec(select(SyncStaged)).first() is None  # the failed run's staged pages are gone too
+
+
+def test_a_commit_whose_answer_is_lost_neither_loses_nor_duplicates_a_transaction(
+    container: Container, gateway: PlaidGateway, demo_bank: DemoBankHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Faults catalogue, "DB commit outcome unknown": the ledger's transaction commits, then the connection drops
+    before the answer arrives. The run cannot know it worked; the next one starts from wherever the database
+    really is, and the ledger ends exact either way."""
+    from sqlalchemy.exc import OperationalError
+    from sqlmodel import Session
+
+    user_id = make_user(container)
+    item_id, pid = link_item(container, gateway, user_id)
+    assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status == "ok"
+    demo_bank.generate_history(pid, 3000)
+    writing: list[bool] = []
+
+    def marking(real: Callable[..., Any]) -> Callable[..., Any]:
+        def write(*args: Any, **kwargs: Any) -> Any:
+            writing.append(True)  # the session that commits next is the one writing the ledger
+            return real(*args, **kwargs)
+
+        return write
+
+    def answer_lost(session: Session) -> None:
+        if writing:
+            writing.clear()
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(sync_commit, "insert_new", marking(sync_commit.insert_new))
+    monkeypatch.setattr(sync_commit, "write_plan", marking(sync_commit.write_plan))
+    event.listen(Session, "after_commit", answer_lost)
+    try:
+        unknown = sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    finally:
+        event.remove(Session, "after_commit", answer_lost)
+        monkeypatch.undo()
+    assert (unknown.status, unknown.error_code) == ("failed", "DATABASE_ERROR")  # it could not know
+    assert ledger(container, user_id) == truth(demo_bank, pid)  # ... but the commit had gone through
+
+    demo_bank.advance(pid, 2)  # more news: the next run goes on from the committed cursor
+    again = sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    assert again.status == "ok"
+    rows = ledger(container, user_id)
+    assert rows == truth(demo_bank, pid)
+    with unit_of_work(container.engine) as s:
+        assert s.exec(select(func.count()).select_from(LedgerTransaction)).one() == len(rows)  # no duplicates
+        state = s.get(ItemSyncState, item_id)
+        assert state is not None and state.lease_owner is None
