@@ -169,7 +169,9 @@ def rotate_keys(
 ) -> RotationReport:
     """Re-encrypt every encrypted field with the primary key (and the current format), one committed batch at a time.
 
-    Safe to interrupt: a rerun skips rows already current and finishes the rest.
+    Safe to interrupt: a rerun skips rows already current and finishes the rest. Safe while the app runs: each
+    batch's rows are locked (SQLite: the write lock) from read to commit, so a secret written meanwhile (a new
+    TOTP seed, a repaired connection) waits for the batch instead of being overwritten by its old value.
     """
     report = RotationReport()
     for model in models if models is not None else encrypted_models():
@@ -178,8 +180,8 @@ def rotate_keys(
         pk = model.id  # type: ignore[attr-defined]
         last: uuid.UUID | None = None
         while True:
-            with unit_of_work(engine) as session:
-                query = select(model).order_by(pk).limit(batch_size)
+            with unit_of_work(engine, immediate=True) as session:
+                query = select(model).order_by(pk).limit(batch_size).with_for_update()
                 if last is not None:
                     query = query.where(pk > last)
                 rows = list(session.execute(query).scalars())

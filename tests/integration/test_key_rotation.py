@@ -132,3 +132,42 @@ def test_rotation_rewrites_older_formats_as_the_current_one(engine: Engine) -> N
             with pytest.raises(DecryptionError):
                 ring.decrypt(user.totp_secret_enc, table="users", column="totp_secret_enc", row_id=user.id, owner=None)
     assert read_all(engine, ring) == secrets
+
+
+def test_a_secret_written_while_rotation_runs_is_not_overwritten_by_its_old_value(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bar H5, rotation without downtime: a user sets up a new authenticator while `keys rotate` holds their row."""
+    import threading
+
+    old, new = key_entry(1), key_entry(2)
+    secrets = seed(engine, FieldCipher(parse_key_ring(old)), 3)
+    ring = FieldCipher(parse_key_ring(f"{new},{old}"))
+    target = sorted(secrets, key=str)[0]
+    wrote: list[bool] = []
+
+    def new_authenticator() -> None:  # what Settings → Two-factor writes, from another request
+        with unit_of_work(engine, immediate=True) as session:
+            user = session.get(User, target)
+            assert user is not None
+            user.totp_secret_enc = ring.encrypt(
+                "NEWSECRET", table="users", column="totp_secret_enc", row_id=user.id, owner=user.id
+            )
+        wrote.append(True)
+
+    real_decrypt = ring.decrypt
+    writer = threading.Thread(target=new_authenticator)
+
+    def decrypt_while_the_user_writes(blob: bytes, **seat: object) -> bytes:
+        if not writer.is_alive() and not wrote:
+            writer.start()
+            writer.join(1.5)  # the write lands now unless the rotation's lock makes it wait for the batch
+        return real_decrypt(blob, **seat)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ring, "decrypt", decrypt_while_the_user_writes)
+    rotate_keys(engine, ring, batch_size=10)
+    writer.join(30)
+    monkeypatch.undo()
+    assert wrote
+    assert read_all(engine, ring)[target] == "NEWSECRET"  # the user's new secret, not the rotated old one
+    assert values_to_rotate(engine, ring) == 0
