@@ -82,7 +82,7 @@ RATE_LIMIT_CODES = {
     "/transactions/sync": "TRANSACTIONS_SYNC_LIMIT",
     "/transactions/refresh": "TRANSACTIONS_REFRESH_LIMIT",
     "/accounts/get": "ACCOUNTS_LIMIT",
-    "/accounts/balance/get": "BALANCE_LIMIT",
+    "/accounts/balance/get": "ACCOUNTS_BALANCE_GET_LIMIT",  # plaid.com/docs/errors/rate-limit-exceeded
     "/item/get": "ITEM_GET_LIMIT",
 }
 

@@ -510,7 +510,7 @@ def test_every_plaid_call_is_recorded_with_its_request_id_and_never_a_token(bank
 @pytest.mark.parametrize(
     ("fault", "code", "status"),
     [
-        ("rate_limit", "BALANCE_LIMIT", 429),
+        ("rate_limit", "ACCOUNTS_BALANCE_GET_LIMIT", 429),
         ("institution_down", "INSTITUTION_DOWN", 400),
         ("server_error", "INTERNAL_SERVER_ERROR", 500),
     ],
