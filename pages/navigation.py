@@ -9,7 +9,7 @@ from pages.ui.browser import post_and_reload
 from pages.ui.session import current_session
 from pages.ui.state import container
 from pages.ui.text import md
-from services import sessions
+from services import link_return, sessions
 
 st.set_page_config(page_title="finsync", page_icon="💰", layout="wide")
 
@@ -36,7 +36,7 @@ elif "reset" in params and view is None:
 # that URI is the app root, Accounts is the default page of this visit: it opens right there, URL and query params
 # as the bank sent them (Link must be handed that exact URL). Asked for by its own path, Accounts opens as usual.
 asked_path = urlsplit(st.context.url or "").path.rstrip("/")
-oauth_return = link_page is None and "oauth_state_id" in params and not asked_path.endswith("/accounts")
+oauth_return = link_page is None and link_return.OAUTH_STATE_PARAM in params and not asked_path.endswith("/accounts")
 
 if view is None:
     public = [
@@ -44,7 +44,7 @@ if view is None:
         st.Page("register.py", title="Create account", icon=":material/person_add:"),
         st.Page("forgot_password.py", title="Forgot password", icon=":material/key:"),
     ]
-    if "oauth_state_id" in params and asked_path.endswith("/accounts"):
+    if link_return.OAUTH_STATE_PARAM in params and asked_path.endswith("/accounts"):
         # Back from the bank on PLAID_REDIRECT_URI = Accounts, signed out: sign in right there (no "Page not
         # found"); signing in goes on to Accounts, which resumes Link.
         public.append(st.Page("sign_in.py", title="Sign in", url_path="accounts", visibility="hidden"))

@@ -185,8 +185,8 @@ def _send_handed_off() -> None:
 def wait_handed_off(timeout: float) -> bool:
     """Wait up to ``timeout`` seconds until the sender thread has tried (sent or put back) every mail handed to it.
 
-    False when some are still unsent. For tests, and for a process about to exit: its end cuts off a mail the
-    thread is handing to the server, which then waits out its 5-minute lease (and may go twice).
+    False when some are still unsent. For tests: the app's sender thread lives as long as its process, and a
+    command sends its mail in its own thread (``command_container``), so nothing else needs to wait.
     """
     with _handed_off:
         return _handed_off.wait_for(lambda: _unsent == 0, timeout)

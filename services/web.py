@@ -6,6 +6,7 @@ import ipaddress
 import math
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
@@ -109,6 +110,12 @@ def _keeps_cache_control(path: str, status: int, cache_control: bytes | None) ->
     return status == 304 or (cache_control is not None and b"immutable" in cache_control.lower())
 
 
+@lru_cache(maxsize=256)
+def _policy_for(extra_origins: tuple[str, ...], public_url: str | None, host: str | None) -> bytes:
+    """The encoded CSP for one public URL or Host: built once per value, not on every response."""
+    return content_security_policy(extra_origins, websocket_origins(public_url, host)).encode()
+
+
 class SecurityHeadersMiddleware:
     """Adds CSP, nosniff, Referrer-Policy, frame protection, no-store (bar G5) and (under HTTPS) HSTS.
 
@@ -125,8 +132,7 @@ class SecurityHeadersMiddleware:
     ) -> None:
         self.app = app
         self.extra_origins = extra_origins
-        fixed = content_security_policy(extra_origins, websocket_origins(public_url, None)) if public_url else None
-        self.fixed_csp = fixed.encode() if fixed else None
+        self.public_url = public_url
         self.headers = [
             (b"x-content-type-options", b"nosniff"),
             (b"referrer-policy", b"no-referrer"),
@@ -142,12 +148,8 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
 
-        csp = (
-            self.fixed_csp
-            or content_security_policy(
-                self.extra_origins, websocket_origins(None, Headers(scope=scope).get("host"))
-            ).encode()
-        )
+        host = None if self.public_url else Headers(scope=scope).get("host")
+        csp = _policy_for(self.extra_origins, self.public_url, host)
         ours = [(b"content-security-policy", csp), *self.headers]
 
         async def send_with_headers(message: Message) -> None:
