@@ -67,10 +67,10 @@ def apply_run(
     accounts: tuple[Account, ...],
     began: datetime,
     prefs: NotificationSettings,
-) -> tuple[SyncResult, News]:
-    """Rows, balances, checks, cursor, state and run record: one transaction."""
+    news: News,
+) -> SyncResult:
+    """Rows, balances, checks, cursor, state and run record: one transaction; ``news`` collects what it brought in."""
     now = c.clock()
-    news = News()
     with unit_of_work(c.engine, immediate=True) as session:
         claim = update(ItemSyncState).where(
             col(ItemSyncState.item_id) == item.id,
@@ -96,7 +96,7 @@ def apply_run(
     code, message = _aside_note(run)
     result = SyncResult(item.id, "ok", item.institution_name, run.pages, added, modified, removed, code, message,
                         run.run_id)  # fmt: skip
-    return result, news
+    return result
 
 
 def _aside_note(run: RunCounters) -> tuple[str | None, str]:

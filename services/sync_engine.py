@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from models import ItemSyncState, PlaidItem
+from models import ItemSyncState, PlaidItem, SyncRun
 from services.banking import get_access_token
 from services.container import Container
 from services.db import unit_of_work
@@ -23,7 +23,7 @@ from services.plaid_client import PlaidGateway
 from services.plaid_errors import LoginRequired, MutationDuringPagination, PlaidError
 from services.plaid_events import calls_for
 from services.plaid_types import CallEvent
-from services.sync_commit import apply_run
+from services.sync_commit import News, apply_run
 from services.sync_fetch import fetch
 from services.sync_run import LeaseLost, Progress, RunCounters, TooManyPages, retrying
 from services.sync_state import acquire, close_interrupted, finish_unsuccessful, release, start_run, worker_name
@@ -137,6 +137,24 @@ def _removed(c: Container, item_id: uuid.UUID) -> bool:
         return session.get(PlaidItem, item_id) is None
 
 
+def _landed(c: Container, item: PlaidItem, run: RunCounters) -> SyncResult | None:
+    """After a database error: the run's result if its apply transaction committed anyway (its answer was lost).
+
+    Only that transaction marks the run "ok", so the run's own record tells. None when it did not commit, or
+    when the database cannot be asked (the run is then recorded failed, and the next run starts from wherever
+    the database really is: nothing is lost or applied twice either way).
+    """
+    try:
+        with unit_of_work(c.engine) as session:
+            row = session.get(SyncRun, run.run_id)
+            if row is None or row.status != "ok":
+                return None
+            counts = (row.pages, row.added, row.modified, row.removed)
+            return SyncResult(item.id, "ok", item.institution_name, *counts, row.error_code, row.message, run.run_id)
+    except SQLAlchemyError:
+        return None
+
+
 def _unexpected(exc: Exception) -> tuple[str, str]:
     """The code and plain words recorded for an exception no branch of ``_execute`` expects."""
     if isinstance(exc, DecryptionError):
@@ -177,6 +195,7 @@ def _execute(  # noqa: PLR0911 - one return per way a run can end
         return SyncResult(item.id, status, item.institution_name, run.pages, *counts, code, message, run.run_id)
 
     interval = timedelta(hours=c.settings.sync_interval_hours)
+    news = News()  # kept here: if the commit's answer is lost but the commit landed, its news is still to send
     try:
         token = get_access_token(c, item.user_id, item.id)
         cursor = fetch(c, gw, token, run, start, policy)
@@ -186,7 +205,7 @@ def _execute(  # noqa: PLR0911 - one return per way a run can end
         accounts = retrying(lambda: gw.accounts_get(token), policy, run).accounts
         run.report("applying")
         prefs = get_notification_prefs(c, item.user_id)
-        result, news = apply_run(c, item, run, start, cursor, accounts, now, prefs)
+        result = apply_run(c, item, run, start, cursor, accounts, now, prefs, news)
     except LoginRequired as exc:
         return fail("login_required", exc.code, explained(exc.code), now + timedelta(hours=LOGIN_PROBE_HOURS))
     except MutationDuringPagination as exc:
@@ -201,8 +220,12 @@ def _execute(  # noqa: PLR0911 - one return per way a run can end
             msg = "This connection was removed while it synced; nothing from this sync was kept."
         return SyncResult(item.id, "already_syncing", item.institution_name, run.pages, message=msg)
     except SQLAlchemyError:
-        log.exception("sync of item %s could not be saved", item.id)
-        return fail("failed", "DATABASE_ERROR", explained("DATABASE_ERROR"), now + interval)
+        landed = _landed(c, item, run)
+        if landed is None:
+            log.exception("sync of item %s could not be saved", item.id)
+            return fail("failed", "DATABASE_ERROR", explained("DATABASE_ERROR"), now + interval)
+        log.warning("sync of item %s: the database's answer to the commit was lost, but the commit landed", item.id)
+        result = landed
     except Exception as exc:  # a bug or a broken row must end this run, not leave it running and retried every tick
         log.exception("sync of item %s failed unexpectedly", item.id)
         code, message = _unexpected(exc)

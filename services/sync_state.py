@@ -114,6 +114,8 @@ def finish_unsuccessful(
     """Close a run that did not apply anything; return True if this run found the connection's login expired."""
     with unit_of_work(engine, immediate=True) as session:
         run = session.get(SyncRun, run_id)
+        if run is not None and run.status == "ok":
+            return False  # its apply committed after all (the answer was lost): the run and item say so already
         if run is not None:
             run.status, run.error_code, run.message, run.finished_at = status, error_code, message, now
             run.pages, run.restarts, run.retries = counts

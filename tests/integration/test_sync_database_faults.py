@@ -19,6 +19,7 @@ from services import sync_commit
 from services.container import Container
 from services.db import unit_of_work
 from services.demo_bank import DemoBankHandle
+from services.mailer import MemoryMailer
 from services.plaid_client import PlaidGateway
 from services.sync import sync_item
 from tests.integration.sync_helpers import FAST, cursor_of, ledger, link_item, make_user, truth
@@ -109,12 +110,16 @@ def test_a_database_failure_while_syncing_keeps_nothing_and_the_next_run_complet
         assert s.exec(select(SyncStaged)).first() is None  # the failed run's staged pages are gone too
 
 
-def test_a_commit_whose_answer_is_lost_neither_loses_nor_duplicates_a_transaction(
-    container: Container, gateway: PlaidGateway, demo_bank: DemoBankHandle, monkeypatch: pytest.MonkeyPatch
+def test_a_commit_whose_answer_is_lost_is_recorded_as_the_success_it_was_and_its_news_is_sent(
+    container: Container,
+    gateway: PlaidGateway,
+    demo_bank: DemoBankHandle,
+    mailer: MemoryMailer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Faults catalogue, "DB commit outcome unknown": the ledger's transaction commits, then the connection drops
-    before the answer arrives. The run cannot know it worked; the next one starts from wherever the database
-    really is, and the ledger ends exact either way."""
+    before the answer arrives. The run asks the database what really happened: the commit landed, so the run is
+    the success it was (not a failure that sends the user to look for a problem) and the digest goes out once."""
     from sqlalchemy.exc import OperationalError
     from sqlmodel import Session
 
@@ -122,6 +127,7 @@ def test_a_commit_whose_answer_is_lost_neither_loses_nor_duplicates_a_transactio
     item_id, pid = link_item(container, gateway, user_id)
     assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status == "ok"
     demo_bank.generate_history(pid, 3000)
+    mailer.sent.clear()
     writing: list[bool] = []
 
     def marking(real: Callable[..., Any]) -> Callable[..., Any]:
@@ -140,13 +146,22 @@ def test_a_commit_whose_answer_is_lost_neither_loses_nor_duplicates_a_transactio
     monkeypatch.setattr(sync_commit, "write_plan", marking(sync_commit.write_plan))
     event.listen(Session, "after_commit", answer_lost)
     try:
-        unknown = sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+        landed = sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
     finally:
         event.remove(Session, "after_commit", answer_lost)
         monkeypatch.undo()
-    assert (unknown.status, unknown.error_code) == ("failed", "DATABASE_ERROR")  # it could not know
-    assert ledger(container, user_id) == truth(demo_bank, pid)  # ... but the commit had gone through
+    assert (landed.status, landed.added, landed.error_code) == ("ok", 3000, None)
+    assert ledger(container, user_id) == truth(demo_bank, pid)
+    with unit_of_work(container.engine) as s:
+        runs = [(r.status, r.added) for r in s.exec(select(SyncRun).order_by(SyncRun.started_at)).all()]  # type: ignore[arg-type]
+        state = s.get(ItemSyncState, item_id)
+        assert state is not None and (state.state, state.consecutive_failures, state.lease_owner) == ("ok", 0, None)
+    assert runs[-1] == ("ok", 3000)  # not overwritten as failed
+    assert [str(m["Subject"]) for m in mailer.sent] == [
+        "finsync: 3000 new transaction(s) from " + landed.institution_name
+    ]
 
+    mailer.sent.clear()
     demo_bank.advance(pid, 2)  # more news: the next run goes on from the committed cursor
     again = sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
     assert again.status == "ok"
@@ -154,5 +169,53 @@ def test_a_commit_whose_answer_is_lost_neither_loses_nor_duplicates_a_transactio
     assert rows == truth(demo_bank, pid)
     with unit_of_work(container.engine) as s:
         assert s.exec(select(func.count()).select_from(LedgerTransaction)).one() == len(rows)  # no duplicates
-        state = s.get(ItemSyncState, item_id)
-        assert state is not None and state.lease_owner is None
+    assert not any("3000" in str(m["Subject"]) for m in mailer.sent)  # the landed news is not told twice
+
+
+def test_a_commit_that_fails_outright_is_a_failure_and_tells_nothing(
+    container: Container,
+    gateway: PlaidGateway,
+    demo_bank: DemoBankHandle,
+    mailer: MemoryMailer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The other side of the unknown outcome: the commit itself is refused. Nothing landed, nothing is announced,
+    and the next run brings the same transactions, told once."""
+    from sqlalchemy.exc import OperationalError
+    from sqlmodel import Session
+
+    user_id = make_user(container)
+    item_id, pid = link_item(container, gateway, user_id)
+    assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status == "ok"
+    demo_bank.generate_history(pid, 40)
+    before = ledger(container, user_id)
+    mailer.sent.clear()
+    writing: list[bool] = []
+
+    def marking(real: Callable[..., Any]) -> Callable[..., Any]:
+        def write(*args: Any, **kwargs: Any) -> Any:
+            writing.append(True)
+            return real(*args, **kwargs)
+
+        return write
+
+    def refused(session: Session) -> None:
+        if writing:
+            writing.clear()
+            raise OperationalError("COMMIT", {}, Exception("could not write to file: No space left on device"))
+
+    monkeypatch.setattr(sync_commit, "insert_new", marking(sync_commit.insert_new))
+    monkeypatch.setattr(sync_commit, "write_plan", marking(sync_commit.write_plan))
+    event.listen(Session, "before_commit", refused)
+    try:
+        failed = sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    finally:
+        event.remove(Session, "before_commit", refused)
+        monkeypatch.undo()
+    assert (failed.status, failed.error_code) == ("failed", "DATABASE_ERROR")
+    assert ledger(container, user_id) == before and mailer.sent == []
+
+    again = sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    assert (again.status, again.added) == ("ok", 40)
+    assert ledger(container, user_id) == truth(demo_bank, pid)
+    assert [str(m["Subject"]) for m in mailer.sent] == ["finsync: 40 new transaction(s) from " + again.institution_name]
