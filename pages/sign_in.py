@@ -17,8 +17,11 @@ stage = st.session_state.get("sign_in_stage", "password")
 if st.query_params.get("signin") == EXPIRED:
     st.warning("Your sign-in expired before it could finish. Please sign in again.")
     del st.query_params["signin"]  # said once: a reload shows the plain form
-# Back from a bank's OAuth sign-in with the session gone: after signing in, Accounts resumes Link.
+# Back from a bank's OAuth sign-in with the session gone: after signing in, Accounts resumes Link. Kept for this
+# browser tab too, so a detour (Forgot password, Create account: page changes drop the query) does not lose it.
 oauth_state = link_return.oauth_state_id(st.query_params.get(link_return.OAUTH_STATE_PARAM))
+oauth_state = oauth_state or st.session_state.get(link_return.OAUTH_STATE_PARAM)
+st.session_state[link_return.OAUTH_STATE_PARAM] = oauth_state
 if oauth_state and stage != "handoff":
     st.info("Sign in to finish linking your bank.")
 

@@ -33,12 +33,15 @@ def accounts_redirect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serv
     yield from start_server(tmp_path_factory, PLAID_REDIRECT_URI="https://finsync.example.com/accounts")
 
 
-@pytest.mark.parametrize("path", ["/", "/accounts"])
+@pytest.mark.parametrize(
+    ("path", "detour"), [("/", False), ("/accounts", False), ("/accounts", True)], ids=["root", "accounts", "detour"]
+)
 def test_sign_in_after_the_bank_resumes_link(
-    server: Server, accounts_redirect: Server, browser: object, path: str
+    server: Server, accounts_redirect: Server, browser: object, path: str, detour: bool
 ) -> None:
+    """``detour``: the visitor first opens "Forgot your password?" and comes back to Sign in (the query is gone)."""
     app = server if path == "/" else accounts_redirect
-    login = "oli" if path == "/" else "ola"
+    login = {"/": "oli", "/accounts": "ola"}[path] + ("d" if detour else "")
     made = app.cli("users", "create", "--email", f"{login}@example.com", "--username", login, stdin=PASSWORD + "\n")
     assert made.returncode == 0, made.stderr
     before = browser.new_context()  # type: ignore[attr-defined]
@@ -56,6 +59,12 @@ def test_sign_in_after_the_bank_resumes_link(
     page.goto(returned)
     page.get_by_text("Sign in to finish linking your bank.").wait_for(timeout=30_000)
     assert page.url == returned and page.get_by_text("Page not found").count() == 0  # signing in right there
+    if detour:
+        page.get_by_role("link", name="Forgot your password?").click()
+        page.get_by_role("heading", name="Forgot your password").wait_for(timeout=20_000)
+        assert "oauth_state_id" not in page.url
+        page.get_by_role("link", name="Sign in").first.click()
+        page.get_by_text("Sign in to finish linking your bank.").wait_for(timeout=20_000)
     page.get_by_label("Email or username").fill(login)
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
