@@ -9,6 +9,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -23,7 +24,17 @@ from services.errors import FinsyncError
 from services.logs import configure_logging
 from services.scheduler import stop_scheduler
 from services.sync import start_scheduler
-from services.web import SecurityHeadersMiddleware, auth_routes, health_route, link_origins, webhook_route
+from services.web import (
+    SecurityHeadersMiddleware,
+    auth_routes,
+    health_route,
+    inline_script_hashes,
+    link_origins,
+    webhook_route,
+)
+
+# The page Streamlit serves: its inline scripts are allowed by hash in the CSP (no 'unsafe-inline' for scripts).
+STREAMLIT_PAGE = Path(st.__file__).parent / "static" / "index.html"
 
 
 @lru_cache(maxsize=1)
@@ -78,6 +89,7 @@ app = st.App(
             https=_c.settings.secure_cookies,
             extra_origins=link_origins(_c),
             public_url=_public_url,
+            script_hashes=inline_script_hashes(STREAMLIT_PAGE.read_text(encoding="utf-8")),
         )
     ],
 )

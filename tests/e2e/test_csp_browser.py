@@ -61,3 +61,35 @@ def test_sign_in_raises_no_csp_violation_and_a_script_cannot_reach_another_socke
     assert page.evaluate(OPEN_SOCKET, other_socket_server).startswith("refused")
     page.wait_for_timeout(300)  # the console report follows the error event
     assert any("connect-src" in v and other_socket_server.rstrip("/") in v for v in violations), violations
+
+
+PAGES = ("Accounts", "Transactions", "Sync history", "Settings")  # the admin page is test_admin_browser's
+
+
+def test_every_page_with_a_synced_bank_renders_under_the_policy(server: Server, browser: object) -> None:
+    """Scripts are allowed by origin and by hash only (no 'unsafe-inline'): each page, its grids, tabs and
+    components included, must still work, with nothing refused."""
+    made = server.cli("users", "create", "--email", "pat@example.com", "--username", "pat", stdin=PASSWORD + "\n")
+    assert made.returncode == 0, made.stderr
+    linked = server.cli("plaid", "link-sandbox", "--email", "pat@example.com", "--institution", "ins_demo_2")
+    assert linked.returncode == 0, linked.stderr
+    synced = server.cli("sync", "--email", "pat@example.com")
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    page = browser.new_context().new_page()  # type: ignore[attr-defined]
+    violations = csp_violations(page)
+    sign_in(page, server, "pat", PASSWORD)
+    seen = []
+    for title in PAGES:
+        page.get_by_role("link", name=title).click()
+        page.get_by_role("heading", name=title).wait_for(timeout=30_000)
+        if title == "Transactions":
+            page.get_by_test_id("stDataFrame").first.wait_for(timeout=30_000)  # the ledger grid
+        if title == "Settings":
+            for tab in page.get_by_role("tab").all():
+                tab.click()
+                page.wait_for_timeout(300)
+        page.wait_for_timeout(1000)  # grids and components finish drawing
+        assert page.get_by_test_id("stException").count() == 0, title
+        seen.append(title)
+    assert seen == list(PAGES) and violations == []
+    page.context.close()

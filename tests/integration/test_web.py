@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +23,7 @@ from starlette.testclient import TestClient
 
 from services.container import Container
 from services.db import make_engine
-from services.web import SecurityHeadersMiddleware, health_route
+from services.web import SecurityHeadersMiddleware, content_security_policy, health_route, inline_script_hashes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,6 +62,23 @@ def test_security_headers_everywhere(container: Container) -> None:
         assert headers["x-frame-options"] == "DENY"
         assert headers["cache-control"] == "no-store"
         assert "strict-transport-security" not in headers
+
+
+def test_inline_script_hashes_name_each_inline_script_and_nothing_loaded_by_src() -> None:
+    page = (
+        "<html><head><script>window.ready = false</script>"
+        '<script type="module" src="./static/js/index.js"></script>'
+        "<script>if (a < b && c > d) { go() }</script></head><body><script>window.ready = false</script></body></html>"
+    )
+
+    def sha(text: str) -> str:
+        return f"'sha256-{base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()}'"
+
+    assert inline_script_hashes(page) == (sha("window.ready = false"), sha("if (a < b && c > d) { go() }"))
+    assert inline_script_hashes("<html><script src='/x.js'></script></html>") == ()
+    csp = _directives(content_security_policy(script_hashes=inline_script_hashes(page)))
+    assert csp["script-src"][:3] == ["'self'", sha("window.ready = false"), sha("if (a < b && c > d) { go() }")]
+    assert "'unsafe-inline'" not in csp["script-src"]
 
 
 def _directives(csp: str) -> dict[str, list[str]]:
@@ -135,9 +155,10 @@ with TestClient(app.app) as web:
     for path in ("/", "/healthz", "/_stcore/health", bundle):
         r = web.get(path)
         out[path] = [r.status_code, r.headers.get_list("cache-control"), r.headers.get("x-content-type-options")]
-    csp = web.get("/").headers["content-security-policy"]
+    page = web.get("/")
+    csp, body = page.headers["content-security-policy"], page.text
 stop_scheduler()
-print(json.dumps({"bundle": bundle, "answers": out, "csp": csp}))
+print(json.dumps({"bundle": bundle, "answers": out, "csp": csp, "page": body}))
 """
 
 
@@ -173,6 +194,12 @@ def test_the_real_app_answers_no_store_except_on_streamlits_hashed_bundles() -> 
         assert sum(v.startswith("http://127.0.0.1:") for v in csp[name]) == 2, csp[name]
     # no FINSYNC_BASE_URL: sockets only to the Host the page was asked for (the test client's)
     assert [v for v in csp["connect-src"] if v.startswith("ws")] == ["ws://testserver", "wss://testserver"]
+    # Scripts: the served page's own inline scripts by hash, and no 'unsafe-inline' that would run injected ones.
+    inline = re.findall(r"<script>(.*?)</script>", probe["page"], re.S)
+    assert inline, "Streamlit's page has an inline script: the hash below must allow it"
+    for text in inline:
+        assert f"'sha256-{base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()}'" in csp["script-src"]
+    assert "'unsafe-inline'" not in csp["script-src"]
 
 
 def test_the_real_app_names_the_operators_public_url_as_the_only_socket_origin() -> None:
