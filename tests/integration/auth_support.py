@@ -10,7 +10,7 @@ from datetime import datetime
 
 import pyotp
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from models import User
 from services import auth, passwords, totp
@@ -23,6 +23,7 @@ from tests.factories import STRONG_PASSWORD, FakeClock
 PASSWORD = STRONG_PASSWORD
 OTHER_PASSWORD = "copper giraffe lantern violin 77"
 IP = "198.51.100.7"
+EMOJI = "🦊🌵🎻🧲🪁🛶🧊🦉🌋🎲🧵🪐🦔🍄🛸🐙🎺🧭🪴🦩🍉🚲🪕🦜🌶️🧤🎯🪶🐳🧁🛼🌈🧿🐝🥁🪩🦕🌻🎹🍋🐚🪃🥨🦚🧃🗿🪸🦑🎠🌵"
 
 
 @pytest.fixture
@@ -116,3 +117,8 @@ def user_row(c: Container, user_id: uuid.UUID) -> User:
         row = session.execute(select(User).where(User.id == user_id)).scalar_one()  # type: ignore[arg-type]
         session.expunge(row)
         return row
+
+
+def count_users(c: Container) -> int:
+    with unit_of_work(c.engine) as session:
+        return int(session.execute(select(func.count()).select_from(User)).scalar_one())

@@ -16,7 +16,8 @@ from services.db import unit_of_work
 from services.demo_bank import DemoBankHandle
 from services.plaid_client import PlaidGateway
 from services.plaid_mapping import map_transaction
-from services.sync_types import RetryPolicy
+from services.sync import sync_item
+from services.sync_types import RetryPolicy, SyncResult
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,6 +65,11 @@ def link_item(
             )
         )
     return row_id, access.item_id
+
+
+def sync_fast(c: Container, gw: PlaidGateway, user_id: uuid.UUID, item_id: uuid.UUID, **kw: Any) -> SyncResult:
+    """``sync_item`` through ``gw`` with the FAST policy: retries without real waits."""
+    return sync_item(c, user_id, item_id, gateway=gw, policy=FAST, **kw)
 
 
 def ledger(c: Container, user_id: uuid.UUID) -> dict[str, tuple[Any, ...]]:

@@ -12,8 +12,8 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from models import BankAccount, PlaidItem
 from services import banking, banking_exchange, banking_store
 from services.errors import DatabaseUnavailable
+from tests.integration.banking_support import audit_events, count, pending_item
 from tests.integration.conftest_bank import Bank
-from tests.integration.test_banking import audit_events, count, pending_item
 
 
 def _locked() -> OperationalError:

@@ -1,6 +1,6 @@
 """Sensitive actions ask who you are again (security bar D7): email change, bank removal, CSV export.
 
-Account deletion and turning two-factor off already do (test_auth_account, test_auth_totp).
+Account deletion and turning two-factor off already do (test_auth_account_changes, test_auth_totp).
 """
 
 from __future__ import annotations

@@ -1,30 +1,15 @@
-"""Tenant isolation (security bar F1): every service function that takes a ``user_id`` is called as alice with bob's ids.
-
-Functions are found by introspection (every public function of every ``services`` module with a ``user_id``
-or ``actor_id`` parameter), so a new one fails ``test_every_user_scoped_function_is_covered`` until it gets a
-recipe in ``CASES`` or a reason in ``EXEMPT``. One setup per database (two users, each with a synced demo
-bank, sessions, a Link session, edits, preferences, two-factor) serves every recipe in turn; bob's rows are
-snapshotted before and after each call, and the result (and any error message) is searched for bob's ids.
-"""
+"""The isolation recipes: how to call each user-scoped service function as alice with bob's ids, and what passing means."""
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import pkgutil
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
-from sqlalchemy import Connection, func, select
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
-import services
-from models import AuditEvent, BankAccount, ThrottleCounter
 from services import (
     account,
     admin,
@@ -48,102 +33,12 @@ from services import (
     tokens,
     totp,
 )
-from services.db import unit_of_work
-from services.errors import FinsyncError, InputError, NotFound, PermissionDenied
-from services.mailer import MemoryMailer
+from services.errors import FinsyncError, InputError
 from services.notices import Mail
-from services.plaid_types import Account, ItemAccess
+from services.plaid_types import ItemAccess
 from services.sync_store import Sql
-from tests.integration.auth_support import OTHER_PASSWORD, PASSWORD, code_at, fast_hashing, make_user, sign_in  # noqa: F401
-from tests.integration.conftest_bank import Bank
-
-pytestmark = pytest.mark.usefixtures("fast_hashing")
-BOB_NOTE = "bob-private-note-7f3a"
-BOB_THRESHOLD = 987_651
-
-
-# --- discovery --------------------------------------------------------------------------------------------
-def discovered() -> dict[str, Callable[..., Any]]:
-    """Every public function defined (not imported) in a services module that takes ``user_id`` or ``actor_id``."""
-    found: dict[str, Callable[..., Any]] = {}
-    for info in pkgutil.walk_packages(services.__path__, "services."):
-        module = importlib.import_module(info.name)
-        for name, obj in vars(module).items():
-            fn = inspect.unwrap(obj) if callable(obj) else None
-            if name.startswith("_") or not inspect.isfunction(fn) or getattr(obj, "__module__", "") != module.__name__:
-                continue
-            if {"user_id", "actor_id"} & set(inspect.signature(fn).parameters):
-                found[f"{info.name.removeprefix('services.')}.{name}"] = obj
-    return found
-
-
-# --- the two-user world -----------------------------------------------------------------------------------
-@dataclass
-class World:
-    """Alice (the caller), bob (the victim) and bob's object ids."""
-
-    bank: Bank
-    tmp: Path
-    alice: uuid.UUID
-    bob: uuid.UUID
-    alice_item: uuid.UUID
-    bob_item: uuid.UUID
-    bob_tid: str
-    bob_token: str
-    bob_session: uuid.UUID
-    bob_link: uuid.UUID
-    bob_accounts: list[Account]  # shaped like bob's accounts (active and kept), with fresh Plaid ids
-    bob_items: list[uuid.UUID] = field(default_factory=list)
-    bob_account_ids: list[uuid.UUID] = field(default_factory=list)
-    markers: set[str] = field(default_factory=set)  # strings only bob's data contains
-    password: str = PASSWORD
-    secret: str | None = None  # alice's TOTP secret once enrolled
-
-    @property
-    def c(self) -> Any:
-        return self.bank.c
-
-    def code(self) -> str | None:
-        """A fresh TOTP code for alice (the clock moves a step so it is never a replay), None without 2FA."""
-        if self.secret is None:
-            return None
-        self.bank.clock.advance(seconds=30)
-        return code_at(self.secret, self.bank.clock())
-
-
-def build_world(bank: Bank, tmp: Path) -> World:
-    c = bank.c
-    alice, bob = make_user(c, "alice").id, make_user(c, "bob").id
-    alice_item = bank.link(alice, "ins_demo_1").id
-    bob_item = bank.link(bob, "ins_demo_2").id
-    bob_kept = bank.link(bob, "ins_demo_3").id
-    for user, item in ((alice, alice_item), (bob, bob_item), (bob, bob_kept)):
-        assert sync.sync_item(c, user, item, explicit=True).status == "ok"
-    banking.remove_item(c, bob, bob_kept, keep_history=True)  # bob now also has detached accounts and history
-    bob_txns = ledger.list_transactions(c, bob, limit=10_000)
-    alice_names = {t.name for t in ledger.list_transactions(c, alice, limit=10_000)}
-    ledger.edit_transaction(c, bob, bob_txns[0].transaction_id, note=BOB_NOTE, tags=["bobtag"], category="BobCategory")
-    notify.set_notification_prefs(c, bob, notify.NotificationSettings(False, BOB_THRESHOLD, 5, False))
-    account.request_password_reset(c, email="bob@example.com")  # an open one-time token of bob's
-    sign_in(c, "alice")
-    bob_token = sign_in(c, "bob")
-    (bob_session,) = sessions.list_sessions(c, bob, bob_token)
-    bob_link = banking.start_link(c, bob)
-    with unit_of_work(c.engine) as s:
-        rows = list(s.execute(select(BankAccount).where(BankAccount.user_id == bob)).scalars())  # type: ignore[arg-type]
-    # bob's accounts, active and kept, as a new link of alice's would bring them (fresh Plaid ids)
-    bob_accounts = [Account(f"iso-{uuid.uuid4().hex}", a.name, None, a.mask, a.type, a.subtype,
-                            None, None, None, a.iso_currency_code) for a in rows]  # fmt: skip
-    assert any(a.item_id is None for a in rows) and bob_txns
-    w = World(bank, tmp, alice, bob, alice_item, bob_item, bob_txns[0].transaction_id, bob_token, bob_session.id,
-              bob_link.link_session_id, bob_accounts)  # fmt: skip
-    w.bob_items, w.bob_account_ids = [bob_item, bob_kept], [a.id for a in rows]
-    ids: list[Any] = [bob, bob_item, bob_kept, bob_session.id, bob_link.link_session_id, *w.bob_account_ids]
-    ids += [a.plaid_account_id for a in rows]
-    w.markers |= {str(i) for i in ids} | {i.hex for i in ids if isinstance(i, uuid.UUID)}
-    w.markers |= {t.transaction_id for t in bob_txns} | {t.name for t in bob_txns if t.name not in alice_names}
-    w.markers |= {BOB_NOTE, "bobtag", "BobCategory", "bob@example.com", "Maple Credit Union", bob_link.link_token}
-    return w
+from tests.integration.auth_support import OTHER_PASSWORD
+from tests.integration.isolation_world import BOB_THRESHOLD, World
 
 
 # --- recipes ----------------------------------------------------------------------------------------------
@@ -363,124 +258,3 @@ CASES: dict[str, Case] = {
     "banking.remove_all_items": own(lambda w: banking.remove_all_items(w.c, w.alice)),
     "account.delete_account": own(lambda w: account.delete_account(w.c, w.alice, password=w.password, code=w.code())),
 }
-
-EXEMPT: dict[str, str] = {
-    "banking_store.encrypt_token": "pure: seals a token to the item and owner it is given; reads and writes no row",
-    "plaid_events.calls_for": "context manager tagging Plaid call-log rows with ids its caller already checked; reads nothing",
-    "sync_bulk.insert_new": "sync internals: user_id and item_id come from the PlaidItem row sync_item locked, never a caller",
-    "sync_store.write_plan": "sync internals: user_id and item_id come from the PlaidItem row sync_item locked, never a caller",
-}
-
-
-# --- checks -----------------------------------------------------------------------------------------------
-def bobs_rows(conn: Connection, w: World) -> dict[str, list[str]]:
-    """Every row of bob's in every table that names a user, one of his items or accounts, or his throttle key."""
-    out: dict[str, list[str]] = {}
-    for table in SQLModel.metadata.sorted_tables:
-        cols = table.c
-        if table.name == "users":
-            where = cols.id == w.bob
-        elif "user_id" in cols:
-            where = cols.user_id == w.bob
-        elif "item_id" in cols:
-            where = cols.item_id.in_(w.bob_items)
-        elif "account_id" in cols:
-            where = cols.account_id.in_(w.bob_account_ids)
-        elif table.name == ThrottleCounter.__tablename__:
-            where = cols.key == throttle.account_key(w.bob)
-        else:
-            continue
-        out[table.name] = sorted(repr(tuple(r)) for r in conn.execute(select(table).where(where)))
-    return out
-
-
-def snapshot(w: World) -> dict[str, list[str]]:
-    with w.c.engine.connect() as conn:
-        return bobs_rows(conn, w)
-
-
-def alice_denials(w: World) -> int:
-    query = select(func.count()).where(AuditEvent.user_id == w.alice, AuditEvent.event == "access_denied")  # type: ignore[arg-type]
-    with w.c.engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
-
-
-def text_of(value: Any) -> str:
-    """Everything a result says, bytes decoded (a CSV download), containers opened."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        return " ".join(text_of(k) + " " + text_of(v) for k, v in value.items())
-    if isinstance(value, list | tuple | set | frozenset):
-        return " ".join(text_of(v) for v in value)
-    return repr(value)
-
-
-class _Undo(Exception):
-    """Rolls a session recipe back once bob's rows were read inside its transaction."""
-
-
-def run(w: World, case: Case) -> tuple[Any, BaseException | None, dict[str, list[str]]]:
-    """Call the recipe: (result, exception, bob's rows as the call left them)."""
-    if not case.session:
-        try:
-            return case.call(w), None, snapshot(w)
-        except Exception as exc:
-            return None, exc, snapshot(w)
-    try:
-        with unit_of_work(w.c.engine) as s:
-            result = case.call(w, s)
-            after = bobs_rows(s.connection(), w)  # before the rollback: what the call wrote, uncommitted
-            raise _Undo
-    except _Undo:
-        return result, None, after
-    except Exception as exc:
-        return None, exc, snapshot(w)
-
-
-def problems_of(w: World, case: Case, mailer: MemoryMailer) -> list[str]:
-    before, denials, to_bob = snapshot(w), alice_denials(w), len([m for m in mailer.sent if "bob" in str(m["To"])])
-    result, exc, after = run(w, case)
-    found = []
-    if exc is not None and not isinstance(exc, FinsyncError):
-        found.append(f"raised {type(exc).__name__}: {exc} (fix the recipe?)")
-    elif case.refused and not isinstance(exc, NotFound | PermissionDenied):
-        found.append(f"not refused: {'raised ' + type(exc).__name__ if exc else 'returned'} {exc or result!r:.300}")
-    elif not case.refused and exc is not None and not (case.allowed and isinstance(exc, case.allowed)):
-        found.append(f"failed for alice's own data: {type(exc).__name__}: {exc}")
-    said = text_of(result) + " " + (str(exc) if exc else "")
-    if leaked := sorted(m for m in w.markers if m and m in said):
-        found.append(f"returned bob's data: {leaked[:5]}")
-    if case.expect is not None and exc is None and (problem := case.expect(w, result)):
-        found.append(problem)
-    if changed := [t for t in before if before[t] != after.get(t)]:
-        found.append(f"changed bob's rows in {changed}")
-    if len([m for m in mailer.sent if "bob" in str(m["To"])]) != to_bob:
-        found.append("mailed bob")
-    audited = alice_denials(w) > denials
-    if case.audited and not audited:
-        found.append("refused without an access_denied audit row for alice")
-    if audited and not case.audited:
-        found.append("recorded access_denied: mark the case audited=True")
-    return found
-
-
-# --- tests ------------------------------------------------------------------------------------------------
-def test_every_user_scoped_function_is_covered() -> None:
-    names = set(discovered())
-    assert len(names) > 50, sorted(names)  # discovery itself works
-    missing = sorted(names - CASES.keys() - EXEMPT.keys())
-    assert not missing, (
-        f"new user-scoped service functions without an isolation case in CASES (or a reason in EXEMPT): {missing}"
-    )
-    assert not CASES.keys() & EXEMPT.keys(), sorted(CASES.keys() & EXEMPT.keys())
-    stale = sorted((CASES.keys() | EXEMPT.keys()) - names)
-    assert not stale, f"cases for functions that no longer exist or take no user_id: {stale}"
-
-
-def test_alice_with_bobs_ids_gets_and_changes_nothing_of_bobs(bank: Bank, mailer: MemoryMailer, tmp_path: Path) -> None:
-    w = build_world(bank, tmp_path)
-    failures = [f"{name}: {p}" for name, case in CASES.items() for p in problems_of(w, case, mailer)]
-    assert not failures, "alice reached bob's data or a case is wrong:\n" + "\n".join(failures)

@@ -1,0 +1,190 @@
+"""Changing an account: password (needs the current one), email address (confirmed by the new one, told to the old),
+deletion (password and two-factor code, only an anonymous row left) (A8, B2, B3, B6, B7, D6, D7, F1)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from models import AuditEvent, AuthSession, OneTimeToken, User
+from services import audit, auth, sessions
+from services.container import Container
+from services.db import unit_of_work
+from services.errors import InputError, InvalidCredentials, TokenInvalid
+from services.mailer import MemoryMailer
+from tests.factories import FakeClock
+from tests.integration.auth_support import (
+    OTHER_PASSWORD,
+    PASSWORD,
+    code_at,
+    enable_totp,
+    fast_hashing,  # noqa: F401 - the fixture pytestmark names
+    link_token,
+    mails_to,
+    make_user,
+    sign_in,
+    sign_in_with_code,
+)
+from tests.integration.auth_support import count_users as _users
+
+pytestmark = pytest.mark.usefixtures("fast_hashing")
+
+
+def test_change_password_needs_the_current_one_and_ends_other_sessions(
+    container: Container, mailer: MemoryMailer
+) -> None:
+    alice = make_user(container)
+    here, elsewhere = sign_in(container), sign_in(container)
+    with pytest.raises(InputError, match="not right"):
+        auth.change_password(container, alice.id, current_password="guess guess guess", new_password=OTHER_PASSWORD)
+    assert "password_change_failed" in [e.event for e in audit.list_events(container, alice.id)]
+    with pytest.raises(InputError, match=r"too weak|at least"):
+        auth.change_password(container, alice.id, current_password=PASSWORD, new_password="password")
+    auth.change_password(
+        container, alice.id, current_password=PASSWORD, new_password=OTHER_PASSWORD, current_token=here
+    )
+    assert sessions.current_user(container, here) is not None
+    assert sessions.current_user(container, elsewhere) is None
+    assert mails_to(mailer, "alice@example.com") == ["finsync: your password was changed"]
+
+
+def test_email_change_confirms_the_new_address_and_tells_the_old(container: Container, mailer: MemoryMailer) -> None:
+    alice = make_user(container)
+    with pytest.raises(InputError, match="not right"):
+        auth.request_email_change(container, alice.id, password="nope nope nope nope", new_email="new@example.com")
+    with pytest.raises(InputError):
+        auth.request_email_change(container, alice.id, password=PASSWORD, new_email="a@b.c\r\nBcc: x@y.z")
+    auth.request_email_change(container, alice.id, password=PASSWORD, new_email="new@example.com")
+    assert mails_to(mailer, "new@example.com") == ["Verify your email for finsync"]
+    assert mails_to(mailer, "alice@example.com") == ["finsync: email change requested"]
+    sign_in(container, "alice@example.com")  # nothing changes until the new address confirms
+    assert auth.verify_email(container, link_token(mailer, "verify", index=-2)).email == "new@example.com"
+    sign_in(container, "new@example.com")
+    with pytest.raises(InvalidCredentials):
+        auth.begin_sign_in(container, login="alice@example.com", password=PASSWORD)
+
+
+def _account_state(c: Container) -> list[tuple[object, ...]]:
+    """Every user's address and password, and every link: what an email change may not touch when refused."""
+    with unit_of_work(c.engine) as session:
+        people = session.execute(select(User.email, User.email_norm, User.password_hash)).all()
+        links = session.execute(select(OneTimeToken.user_id, OneTimeToken.purpose, OneTimeToken.used_at)).all()
+    return sorted(map(tuple, people), key=str) + sorted(map(tuple, links), key=str)
+
+
+def test_an_email_change_to_a_taken_address_answers_as_a_free_one_and_tells_its_owner(
+    container: Container, clock: FakeClock, mailer: MemoryMailer
+) -> None:
+    """Security bar B3: identity first, then one answer, so the form cannot probe which addresses are registered."""
+    alice = make_user(container)
+    bob = make_user(container, "bob")
+    wrong = []
+    for address in ("BOB@example.com", "free@example.com"):
+        with pytest.raises(InputError) as info:
+            auth.request_email_change(container, alice.id, password="nope nope nope nope", new_email=address)
+        wrong.append(str(info.value))
+    assert wrong == ["That password is not right."] * 2 and mailer.sent == []
+    before = _account_state(container)
+
+    assert auth.request_email_change(container, alice.id, password=PASSWORD, new_email="BOB@example.com") is None
+    assert _account_state(container) == before  # no link, no address moved
+    assert mails_to(mailer, "alice@example.com") == ["finsync: email change requested"]  # as for a free address
+    (notice,) = [m for m in mailer.sent if m["To"] == "bob@example.com"]
+    assert str(notice["Subject"]) == "finsync: someone tried to use your email address"
+    assert "nothing was changed" in str(notice.get_content())
+    assert not re.search(r"[?&=][A-Za-z0-9_-]{20,}", str(notice.get_content()))  # no link that changes anything
+    events = [(e.event, e.detail) for e in audit.list_events(container, alice.id)]
+    assert sorted(events) == [("email_change_requested", "")] + [("reauth_failed", "email change: wrong password")] * 2
+    taken = [(e.event, e.detail) for e in audit.list_events(container, bob.id)]
+    assert taken == [("email_change_email_taken", "notice mailed")]
+
+    clock.advance(minutes=5)  # again within the hour: audited on bob's account, not mailed again
+    auth.request_email_change(container, alice.id, password=PASSWORD, new_email="bob@example.com")
+    assert len(mails_to(mailer, "bob@example.com")) == 1
+    assert [e.detail for e in audit.list_events(container, bob.id)] == ["limited", "notice mailed"]
+    assert sign_in(container, "bob@example.com") and sign_in(container, "alice@example.com")
+
+
+def test_taking_the_account_back_ends_an_intruders_pending_email_change(
+    container: Container, mailer: MemoryMailer
+) -> None:
+    """Security bar B2: an email change asked for with a stolen password dies with a reset or a password change."""
+    alice = make_user(container)
+    auth.request_email_change(container, alice.id, password=PASSWORD, new_email="intruder@example.com")
+    intruders = link_token(mailer, "verify", index=-2)
+    auth.request_password_reset(container, email="alice@example.com")  # the owner notices and resets
+    auth.reset_password(container, token=link_token(mailer, "reset"), new_password=OTHER_PASSWORD)
+    with pytest.raises(TokenInvalid):
+        auth.verify_email(container, intruders)
+    assert sign_in(container, "alice@example.com", OTHER_PASSWORD)
+
+    auth.request_email_change(container, alice.id, password=OTHER_PASSWORD, new_email="intruder@example.com")
+    again = link_token(mailer, "verify", index=-2)
+    auth.change_password(container, alice.id, current_password=OTHER_PASSWORD, new_password=PASSWORD)
+    with pytest.raises(TokenInvalid):
+        auth.verify_email(container, again)
+
+
+def test_delete_account_calls_the_hook_and_leaves_only_an_anonymous_row(
+    container: Container, clock: FakeClock, mailer: MemoryMailer
+) -> None:
+    alice = make_user(container)
+    bob = make_user(container, "bob")
+    sign_in(container, ip="203.0.113.77")
+    sign_in(container, "bob")
+    called: list[uuid.UUID] = []
+    with pytest.raises(InputError):
+        auth.delete_account(container, alice.id, password="nope nope nope nope", remove_bank_items=called.append)
+    assert called == []
+
+    def broken(_: uuid.UUID) -> None:
+        raise RuntimeError("bank unreachable")
+
+    with pytest.raises(RuntimeError):
+        auth.delete_account(container, alice.id, password=PASSWORD, remove_bank_items=broken)
+    assert _users(container) == 2  # a failed unlink deletes nothing
+    auth.delete_account(container, alice.id, password=PASSWORD, remove_bank_items=called.append)
+    assert called == [alice.id]
+    with unit_of_work(container.engine) as session:
+        assert session.get(User, alice.id) is None
+        assert session.execute(select(AuthSession).where(AuthSession.user_id == alice.id)).first() is None  # type: ignore[arg-type]
+        rows = session.execute(select(AuditEvent).where(AuditEvent.user_id == alice.id)).scalars().all()  # type: ignore[arg-type]
+    assert [r.event for r in rows if r.event == "account_deleted"] == ["account_deleted"]
+    assert all(r.ip == "" and r.detail == "" for r in rows)
+    assert all("alice" not in repr(r) and "203.0.113.77" not in repr(r) for r in rows)
+    assert sessions.list_sessions(container, bob.id, None)  # bob is untouched
+
+
+def test_with_two_factor_deleting_the_account_needs_a_valid_code_too(
+    container: Container, clock: FakeClock, mailer: MemoryMailer
+) -> None:
+    """A stolen session plus the password is not enough (security bar D7): nothing is unlinked or deleted."""
+    alice = make_user(container)
+    secret = enable_totp(container, alice.id)
+    here = sign_in_with_code(container, clock, "alice", secret)
+    used = code_at(secret, clock())  # the code that sign-in just used
+    clock.advance(seconds=30)
+    called: list[uuid.UUID] = []
+    for code, refusal in (
+        (None, "6-digit code"),
+        ("", "6-digit code"),
+        ("000000", "code is not right"),
+        (used, "code is not right"),  # a replay of an earlier step
+        (code_at(secret, clock(), steps=-3), "code is not right"),  # ninety seconds old
+    ):
+        with pytest.raises(InputError, match=refusal):
+            auth.delete_account(container, alice.id, password=PASSWORD, code=code, remove_bank_items=called.append)
+    with pytest.raises(InputError, match="password is not right"):  # and the code does not stand in for it
+        auth.delete_account(
+            container, alice.id, password=OTHER_PASSWORD, code=code_at(secret, clock()), remove_bank_items=called.append
+        )
+    assert called == [] and _users(container) == 1 and sessions.current_user(container, here) is not None
+    assert "account_deleted" not in [e.event for e in audit.list_events(container, alice.id)]
+
+    auth.delete_account(
+        container, alice.id, password=PASSWORD, code=code_at(secret, clock()), remove_bank_items=called.append
+    )
+    assert called == [alice.id] and _users(container) == 0 and sessions.current_user(container, here) is None

@@ -1,0 +1,176 @@
+"""Password reset: links that live 30 minutes and work once, die when superseded or when the owner shows they know the
+password, end every session, keep two-factor, and are limited per account and address (B1-B3, B5-B8, C3)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from services import auth, sessions
+from services.container import Container
+from services.errors import InputError, InvalidCredentials, TokenInvalid
+from services.mailer import MemoryMailer
+from services.users import UserPublic
+from tests.factories import FakeClock
+from tests.integration.auth_support import (
+    EMOJI,
+    OTHER_PASSWORD,
+    PASSWORD,
+    code_at,
+    enable_totp,
+    fast_hashing,  # noqa: F401 - the fixture pytestmark names
+    link_token,
+    mails_to,
+    make_user,
+    sign_in,
+    user_row,
+)
+
+pytestmark = pytest.mark.usefixtures("fast_hashing")
+
+
+def test_reset_link_lives_30_minutes_and_works_once(
+    container: Container, clock: FakeClock, mailer: MemoryMailer
+) -> None:
+    make_user(container)
+    auth.request_password_reset(container, email="alice@example.com", ip="10.0.0.5")
+    token = link_token(mailer, "reset")
+    assert f"{container.settings.base_url}/?reset={token}" in str(mailer.sent[-1].get_content())
+    clock.advance(minutes=29, seconds=59)
+    auth.reset_password(container, token=token, new_password=OTHER_PASSWORD)
+    with pytest.raises(TokenInvalid):
+        auth.reset_password(container, token=token, new_password=PASSWORD)
+    clock.advance(minutes=1)
+    auth.request_password_reset(container, email="alice@example.com")
+    late = link_token(mailer, "reset")
+    clock.advance(minutes=30)
+    with pytest.raises(TokenInvalid):
+        auth.reset_password(container, token=late, new_password=PASSWORD)
+    sign_in(container, "alice", OTHER_PASSWORD)
+
+
+def test_reset_is_silent_and_identical_for_unknown_addresses(container: Container, mailer: MemoryMailer) -> None:
+    make_user(container)
+    assert auth.request_password_reset(container, email="nobody@example.com") is None
+    assert mailer.sent == []
+    assert auth.request_password_reset(container, email="alice@example.com") is None
+    assert len(mailer.sent) == 1
+
+
+def test_a_newer_reset_or_a_confirmed_email_change_kills_older_links(
+    container: Container, clock: FakeClock, mailer: MemoryMailer
+) -> None:
+    alice = make_user(container)
+    auth.request_password_reset(container, email="alice@example.com")
+    old = link_token(mailer, "reset")
+    clock.advance(seconds=61)
+    auth.request_password_reset(container, email="alice@example.com")
+    newer = link_token(mailer, "reset")
+    with pytest.raises(TokenInvalid):
+        auth.reset_password(container, token=old, new_password=OTHER_PASSWORD)
+    auth.request_email_change(container, alice.id, password=PASSWORD, new_email="alice2@example.com")
+    assert auth.reset_link_usable(container, newer)  # asking is not enough: the new address must confirm
+    auth.verify_email(container, link_token(mailer, "verify", index=-2))
+    with pytest.raises(TokenInvalid):
+        auth.reset_password(container, token=newer, new_password=OTHER_PASSWORD)
+
+
+def _sign_in_with_the_password(c: Container, alice: UserPublic) -> None:
+    sign_in(c)
+
+
+def _change_the_password(c: Container, alice: UserPublic) -> None:
+    auth.change_password(c, alice.id, current_password=PASSWORD, new_password=OTHER_PASSWORD)
+
+
+@pytest.mark.parametrize("proof", [_sign_in_with_the_password, _change_the_password], ids=["sign_in", "change"])
+def test_a_reset_link_dies_when_the_owner_shows_they_know_the_password(
+    container: Container, mailer: MemoryMailer, proof: Callable[[Container, UserPublic], None]
+) -> None:
+    """Someone else's reset link (or an old one in a mailbox) is dead once the owner signs in or changes it."""
+    alice = make_user(container)
+    auth.request_password_reset(container, email="alice@example.com")
+    token = link_token(mailer, "reset")
+    with pytest.raises(InvalidCredentials):  # a wrong guess proves nothing: the link stays
+        auth.begin_sign_in(container, login="alice", password="guess guess guess guess")
+    with pytest.raises(InputError):
+        auth.change_password(container, alice.id, current_password="guess guess guess guess", new_password=EMOJI)
+    assert auth.reset_link_usable(container, token)
+    proof(container, alice)
+    assert not auth.reset_link_usable(container, token)
+    with pytest.raises(TokenInvalid):
+        auth.reset_password(container, token=token, new_password="marble falcon orchard 5521 quilt")
+
+
+def test_with_two_factor_a_reset_link_dies_at_the_code_not_at_the_password(
+    container: Container, clock: FakeClock, mailer: MemoryMailer
+) -> None:
+    alice = make_user(container)
+    secret = enable_totp(container, alice.id)
+    auth.request_password_reset(container, email="alice@example.com")
+    token = link_token(mailer, "reset")
+    clock.advance(seconds=30)
+    step = auth.begin_sign_in(container, login="alice", password=PASSWORD)
+    assert step.kind == "totp" and auth.reset_link_usable(container, token)  # half a sign-in proves too little
+    auth.complete_totp(container, challenge=str(step.challenge), code=code_at(secret, clock()))
+    assert not auth.reset_link_usable(container, token)
+    with pytest.raises(TokenInvalid):
+        auth.reset_password(container, token=token, new_password=OTHER_PASSWORD)
+
+
+def test_reset_ends_every_session_clears_the_lock_and_sends_a_notice(
+    container: Container, clock: FakeClock, mailer: MemoryMailer
+) -> None:
+    make_user(container)
+    tokens = [sign_in(container), sign_in(container)]
+    for _ in range(5):
+        with pytest.raises(InvalidCredentials):
+            auth.begin_sign_in(container, login="alice", password="attacker guess guess")
+    auth.request_password_reset(container, email="alice@example.com")
+    auth.reset_password(container, token=link_token(mailer, "reset"), new_password=OTHER_PASSWORD)
+    assert all(sessions.current_user(container, t) is None for t in tokens)
+    sign_in(container, "alice", OTHER_PASSWORD)  # the attacker's lock is gone (C3)
+    assert "finsync: your password was reset" in mails_to(mailer, "alice@example.com")
+    assert all(OTHER_PASSWORD not in str(m.get_content()) for m in mailer.sent)
+
+
+@pytest.mark.parametrize("verified", [True, False])
+def test_a_reset_takes_back_an_unconfirmed_account_squatted_with_someone_else_s_authenticator(
+    container: Container, clock: FakeClock, mailer: MemoryMailer, verified: bool
+) -> None:
+    """Someone registers the victim's address and turns on two-factor with their own phone; the mailbox's
+    owner resets the password. On a confirmed account two-factor stays (a reset proves only the mailbox)."""
+    squatter = make_user(container, verified=verified)
+    secret = enable_totp(container, squatter.id)
+    auth.request_password_reset(container, email="alice@example.com")
+    clock.advance(seconds=31)
+    auth.reset_password(container, token=link_token(mailer, "reset"), new_password=OTHER_PASSWORD)
+    step = auth.begin_sign_in(container, login="alice", password=OTHER_PASSWORD)
+    if verified:
+        assert step.kind == "totp"  # the owner's own second factor stays
+        auth.complete_totp(container, challenge=str(step.challenge), code=code_at(secret, clock()))
+        return
+    assert step.kind == "ticket"  # the squatter's authenticator no longer gates the owner's account
+    row = user_row(container, squatter.id)
+    assert row.email_verified and not row.totp_enabled and row.totp_secret_enc is None
+    assert "turned off" in str(mailer.sent[-1].get_content())
+    with pytest.raises(InvalidCredentials):  # and the squatter's old password is gone
+        auth.begin_sign_in(container, login="alice", password=PASSWORD)
+
+
+def test_reset_requests_are_limited_per_account_and_address(
+    container: Container, clock: FakeClock, mailer: MemoryMailer
+) -> None:
+    make_user(container)
+    make_user(container, "bob")
+    for _ in range(5):
+        auth.request_password_reset(container, email="alice@example.com", ip="10.9.9.9")
+    assert len(mailer.sent) == 1  # at most one a minute per account
+    for n in range(6):
+        clock.advance(seconds=1)
+        auth.request_password_reset(container, email=f"u{n}@example.com", ip="10.9.9.9")
+    auth.request_password_reset(container, email="bob@example.com", ip="10.9.9.9")  # the 12th in 3 minutes
+    assert len(mailer.sent) == 1
+    auth.request_password_reset(container, email="bob@example.com", ip="10.9.9.10")
+    assert len(mailer.sent) == 2

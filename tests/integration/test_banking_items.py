@@ -1,0 +1,187 @@
+"""A linked bank (a Plaid item) end to end against the demo bank: repair and new accounts through Link's update
+mode, removal (revoked at Plaid first), and no other user seeing, repairing or removing it.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from models import BankAccount, PlaidItem, PlaidRevocation
+from services import audit, banking
+from services.db import unit_of_work
+from services.demo_bank.links import PASSWORD as BANK_PASSWORD
+from services.demo_bank.links import link_accounts
+from services.errors import FinsyncError, NotFound
+from tests.integration.banking_support import audit_events, count
+from tests.integration.conftest_bank import Bank
+
+
+def test_repair_after_login_required_webhook_through_update_mode(bank: Bank) -> None:
+    alice = bank.user()
+    item = bank.link(alice)
+    bank.demo.set_fault(bank.plaid_item_id(item.id), "login_required")  # the bank sends ITEM/ERROR to our URL
+    assert [r.status_code for r in bank.deliver(1)] == [200]
+    broken = banking.list_items(bank.c, alice)[0]
+    assert broken.status == "login_required" and broken.needs_repair
+    assert "sign in again" in broken.status_message
+    update = banking.start_link(bank.c, alice, item_id=item.id)
+    assert bank.demo.bank.link_sessions[update.link_token].item_id == bank.plaid_item_id(item.id)
+    success = bank.link_login(update.link_token)
+    fixed = banking.complete_link(
+        bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=update.link_session_id
+    )
+    assert fixed.status == "ok" and not fixed.needs_repair
+    assert audit_events(bank, "bank_repaired") == ["First Demo Bank"]
+    assert count(bank, PlaidItem) == 1
+    with unit_of_work(bank.c.engine) as session:  # the bot syncs it next, past its login-required pause
+        repaired = session.get(PlaidItem, item.id)
+        assert repaired is not None and repaired.sync_requested_at is not None
+
+
+def test_repair_for_new_accounts_opens_link_with_account_selection(bank: Bank) -> None:
+    """NEW_ACCOUNTS_AVAILABLE: update mode must let the user pick the new accounts; a login repair need not."""
+    alice = bank.user()
+    item = bank.link(alice)
+    plain = banking.start_link(bank.c, alice, item_id=item.id)
+    assert bank.demo.bank.link_sessions[plain.link_token].account_selection is False
+    with unit_of_work(bank.c.engine) as session:
+        row = session.get(PlaidItem, item.id)
+        assert row is not None
+        row.status, row.status_code = "new_accounts_available", "NEW_ACCOUNTS_AVAILABLE"
+        session.add(row)
+    assert "new accounts" in banking.list_items(bank.c, alice)[0].status_message
+    update = banking.start_link(bank.c, alice, item_id=item.id)
+    session_at_bank = bank.demo.bank.link_sessions[update.link_token]
+    assert session_at_bank.account_selection is True
+    assert session_at_bank.item_id == bank.plaid_item_id(item.id)
+
+
+def test_a_new_account_at_the_bank_is_added_through_update_mode_with_account_selection(bank: Bank) -> None:
+    """NEW_ACCOUNTS_AVAILABLE end to end: webhook, the card asks, update mode lets the user pick it, sync adds it."""
+    from services.sync import sync_item
+
+    alice = bank.user()
+    item = bank.link(alice)
+    assert sync_item(bank.c, alice, item.id, explicit=True).status == "ok"
+    bank.demo.set_fault(bank.plaid_item_id(item.id), "new_accounts")  # the bank opened a savings goal account
+    assert [r.outcome for r in bank.deliver(1)] == ["status new_accounts_available"]
+    flagged = banking.list_items(bank.c, alice)[0]
+    assert flagged.needs_repair and "new accounts" in flagged.status_message
+    assert sync_item(bank.c, alice, item.id, explicit=True).status == "ok"  # not shared yet: syncing adds nothing
+    assert len(banking.list_items(bank.c, alice)[0].accounts) == 3
+
+    update = banking.start_link(bank.c, alice, item_id=item.id)
+    success = bank.link_login(update.link_token)
+    assert "Holiday Savings" in [a["name"] for a in success["accounts"]]
+    fixed = banking.complete_link(
+        bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=update.link_session_id
+    )
+    assert fixed.status == "ok" and not fixed.needs_repair
+    assert sync_item(bank.c, alice, item.id, explicit=True).status == "ok"
+    names = sorted(a.name for a in banking.list_items(bank.c, alice)[0].accounts)
+    assert names == ["Everyday Checking", "Holiday Savings", "Rainy Day Savings", "Rewards Card"]
+
+
+def test_a_new_account_the_user_leaves_unticked_is_not_shared_and_not_asked_about_again(bank: Bank) -> None:
+    from services.sync import sync_item
+
+    alice = bank.user()
+    item = bank.link(alice)
+    pid = bank.plaid_item_id(item.id)
+    bank.demo.set_fault(pid, "new_accounts")
+    assert [r.outcome for r in bank.deliver(1)] == ["status new_accounts_available"]
+    update = banking.start_link(bank.c, alice, item_id=item.id)
+    picker = link_accounts(bank.demo.bank, update.link_token, "ins_demo_1", "user_good", BANK_PASSWORD)
+    assert [a["name"] for a in picker["accounts"]] == ["Holiday Savings"]  # only the account opened since
+    success = bank.link_login(update.link_token, account_keys=[])  # unticked: declined
+    fixed = banking.complete_link(
+        bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=update.link_session_id
+    )
+    assert fixed.status == "ok" and not fixed.needs_repair
+    assert sync_item(bank.c, alice, item.id, explicit=True).status == "ok"
+    assert "Holiday Savings" not in [a.name for a in banking.list_items(bank.c, alice)[0].accounts]
+    assert bank.demo.bank.items[pid].offered == []  # answered: the bank does not ask again
+
+
+def test_complete_repair_keeps_the_item_flagged_while_the_bank_still_wants_a_login(bank: Bank) -> None:
+    alice = bank.user()
+    item = bank.link(alice)
+    bank.demo.set_fault(bank.plaid_item_id(item.id), "login_required")
+    still = banking.complete_repair(bank.c, alice, item.id)
+    assert still.status == "login_required" and still.needs_repair
+    bank.demo.repair(bank.plaid_item_id(item.id))
+    assert not banking.complete_repair(bank.c, alice, item.id).needs_repair
+
+
+@pytest.mark.parametrize("keep_history", [True, False])
+def test_remove_revokes_at_plaid_then_deletes_keeping_history_on_request(bank: Bank, keep_history: bool) -> None:
+    alice = bank.user()
+    item = bank.link(alice)
+    at_bank = bank.plaid_item_id(item.id)
+    banking.remove_item(bank.c, alice, item.id, keep_history=keep_history)
+    assert banking.list_items(bank.c, alice) == []
+    assert bank.demo.bank.items[at_bank].removed
+    with unit_of_work(bank.c.engine) as session:
+        accounts = list(session.execute(select(BankAccount)).scalars())
+    if keep_history:
+        assert len(accounts) == 3
+        assert all(a.item_id is None and a.disconnected_at == bank.clock.now for a in accounts)
+    else:
+        assert accounts == []
+    assert len(audit_events(bank, "bank_removed")) == 1
+
+
+def test_plaid_refusing_removal_is_reported_and_the_item_kept(bank: Bank) -> None:
+    alice = bank.user()
+    item = bank.link(alice)
+    at_bank = bank.plaid_item_id(item.id)
+    bank.demo.set_fault(at_bank, "server_error", endpoint="/item/remove")
+    with pytest.raises(FinsyncError, match=r"did not confirm disconnecting First Demo Bank.*still linked"):
+        banking.remove_item(bank.c, alice, item.id, keep_history=False)
+    assert [i.id for i in banking.list_items(bank.c, alice)] == [item.id]
+    assert not bank.demo.bank.items[at_bank].removed
+    banking.remove_item(bank.c, alice, item.id, keep_history=False)
+    assert banking.list_items(bank.c, alice) == []
+
+
+def test_remove_all_items_deletes_everything_and_queues_what_plaid_did_not_confirm(bank: Bank) -> None:
+    alice = bank.user()
+    ok, stuck = bank.link(alice, "ins_demo_1"), bank.link(alice, "ins_demo_2")
+    bank.demo.set_fault(bank.plaid_item_id(stuck.id), "server_error", endpoint="/item/remove")
+    banking.remove_all_items(bank.c, alice)
+    assert banking.list_items(bank.c, alice) == [] and count(bank, BankAccount) == 0
+    details = audit_events(bank, "bank_removed")
+    assert len(details) == 2 and sum("(INTERNAL_SERVER_ERROR), queued for retry" in d for d in details) == 1
+    assert count(bank, PlaidRevocation) == 1 and ok.id != stuck.id  # retried by tests/integration/test_revocations.py
+
+
+def test_another_user_cannot_see_remove_repair_or_use_an_item(bank: Bank) -> None:
+    alice, bob = bank.user("alice"), bank.user("bob")
+    item = bank.link(alice)
+    start = banking.start_link(bank.c, alice)
+    assert banking.list_items(bank.c, bob) == []
+    said: list[str] = []
+    for attempt in (
+        lambda: banking.remove_item(bank.c, bob, item.id, keep_history=False),
+        lambda: banking.start_link(bank.c, bob, item_id=item.id),
+        lambda: banking.complete_repair(bank.c, bob, item.id),
+        lambda: banking.get_access_token(bank.c, bob, item.id),
+        lambda: banking.complete_link(
+            bank.c, bob, public_token="public-x", metadata={}, link_session_id=start.link_session_id
+        ),
+        lambda: banking.remove_item(bank.c, alice, uuid.uuid4(), keep_history=False),
+    ):
+        with pytest.raises(NotFound) as refused:
+            attempt()
+        said.append(str(refused.value))
+    assert [i.id for i in banking.list_items(bank.c, alice)] == [item.id]
+    assert said[0] == said[-1]  # someone else's item is said to be missing, in the same words as a missing one
+    # ...but unlike a missing one, it is an authorisation failure in the audit log (bar F2, ASVS 16.3.2)
+    denied = [e.detail for e in audit.list_events(bank.c, bob) if e.event == "access_denied"]
+    assert sorted(denied) == sorted(
+        [f"bank connection {item.id}"] * 4 + [f"bank linking session {start.link_session_id}"]
+    )
+    assert "access_denied" not in [e.event for e in audit.list_events(bank.c, alice)]

@@ -1,0 +1,235 @@
+"""Linking banks end to end: the real plaid-python SDK over HTTP against the demo bank, on both databases.
+
+Start, complete, resume and exit a Link session; duplicates refused; Plaid failing, refusing or timing out during
+the exchange stores nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import pytest
+
+from models import BankAccount, LinkSession, PlaidItem
+from services import banking
+from services.container import build_container
+from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, INSTITUTIONS
+from services.errors import DuplicateConnection, FinsyncError, InputError, NotFound, PermissionDenied
+from services.plaid_client import PlaidGateway
+from tests.integration.banking_support import audit_events, count, pending_item
+from tests.integration.conftest_bank import Bank
+
+
+def test_link_two_institutions_with_accounts_and_balances(bank: Bank) -> None:
+    alice = bank.user()
+    start = banking.start_link(bank.c, alice)
+    assert start.script_url == f"{bank.demo.url}/link/link-initialize.js"
+    at_bank = bank.demo.bank.link_sessions[start.link_token]
+    assert at_bank.client_user_id == str(alice)  # an opaque id, never the email
+    assert at_bank.webhook == f"{bank.c.settings.base_url}/webhooks/plaid"
+    assert start.link_token not in repr(start)
+    success = bank.link_login(start.link_token, "ins_demo_1")
+    first = banking.complete_link(
+        bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+    )
+    second = bank.link(alice, "ins_demo_2")
+    items = banking.list_items(bank.c, alice)
+    assert [i.id for i in items] == [first.id, second.id]
+    assert [i.institution_name for i in items] == [INSTITUTIONS["ins_demo_1"].name, INSTITUTIONS["ins_demo_2"].name]
+    for item in items:
+        assert item.status == "ok" and not item.needs_repair and item.status_message == "Connected."
+        assert len(item.accounts) == 3
+        assert all(isinstance(a.current_minor, int) and a.mask and a.currency == "USD" for a in item.accounts)
+    assert banking.resume_link(bank.c, alice) is None  # the finished session is not offered again
+    assert audit_events(bank, "bank_linked") == [items[0].institution_name, items[1].institution_name]
+
+
+def test_resume_link_returns_the_newest_open_session_of_this_user_for_four_hours(bank: Bank) -> None:
+    alice, bob = bank.user("alice"), bank.user("bob")
+    banking.start_link(bank.c, alice)
+    bank.clock.advance(minutes=1)
+    newest = banking.start_link(bank.c, alice)
+    resumed = banking.resume_link(bank.c, alice)
+    assert resumed is not None and resumed.link_session_id == newest.link_session_id
+    assert resumed.link_token == newest.link_token
+    assert banking.resume_link(bank.c, bob) is None
+    bank.clock.advance(hours=4, minutes=1)
+    assert banking.resume_link(bank.c, alice) is None
+
+
+def test_same_bank_linked_twice_is_refused_and_the_extra_connection_removed_at_plaid(bank: Bank) -> None:
+    alice = bank.user()
+    bank.link(alice, "ins_demo_1")
+    start = banking.start_link(bank.c, alice)
+    success = bank.link_login(start.link_token, "ins_demo_1")
+    extra = pending_item(bank, success["public_token"])
+    with pytest.raises(DuplicateConnection, match=r"You already linked First Demo Bank with these accounts") as dup:
+        banking.complete_link(
+            bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+        )
+    assert dup.value.item_id == banking.list_items(bank.c, alice)[0].id  # the one "Repair connection" is offered for
+    assert bank.demo.bank.items[extra].removed
+    assert count(bank, PlaidItem) == 1 and count(bank, BankAccount) == 3
+    # A different login at the same bank (other accounts) is not a duplicate.
+    bank.link(alice, "ins_demo_1", username="user_not_ready")
+    assert count(bank, PlaidItem) == 2
+
+
+def test_an_unverified_email_cannot_link(bank: Bank) -> None:
+    carol = bank.user("carol", verified=False)
+    with pytest.raises(PermissionDenied, match=r"Verify your email address before linking a bank."):
+        banking.start_link(bank.c, carol)
+    assert count(bank, LinkSession) == 0
+
+
+@pytest.mark.parametrize("fault", ["server_error", "rate_limit"])
+def test_plaid_failing_during_the_exchange_stores_nothing_and_a_retry_works(bank: Bank, fault: str) -> None:
+    alice = bank.user()
+    start = banking.start_link(bank.c, alice)
+    success = bank.link_login(start.link_token)
+    bank.demo.set_fault(
+        pending_item(bank, success["public_token"]), fault, endpoint="/item/public_token/exchange", times=3
+    )  # type: ignore[arg-type]
+    with pytest.raises(FinsyncError, match="nothing was saved"):  # three tries, all refused
+        banking.complete_link(
+            bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+        )
+    assert count(bank, PlaidItem) == 0 and count(bank, BankAccount) == 0
+    assert audit_events(bank, "bank_link_failed")
+    view = banking.complete_link(
+        bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+    )
+    assert len(view.accounts) == 3
+
+
+@pytest.mark.parametrize("fault", ["server_error", "rate_limit"])
+def test_one_refusal_during_the_exchange_is_retried_and_the_bank_is_linked(bank: Bank, fault: str) -> None:
+    alice = bank.user()
+    start = banking.start_link(bank.c, alice)
+    success = bank.link_login(start.link_token)
+    bank.demo.set_fault(pending_item(bank, success["public_token"]), fault, endpoint="/item/public_token/exchange")  # type: ignore[arg-type]
+    view = banking.complete_link(
+        bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+    )
+    assert len(view.accounts) == 3 and not audit_events(bank, "bank_link_failed")
+
+
+def test_linking_a_subset_of_a_linked_login_again_is_a_duplicate(bank: Bank) -> None:
+    """Link's account select can share fewer accounts: one shared account is enough to be the same login."""
+    alice = bank.user()
+    bank.link(alice, "ins_demo_1")
+    fewer = [a for a in banking.list_items(bank.c, alice)[0].accounts][:1]
+    start = banking.start_link(bank.c, alice)
+    success = bank.link_login(start.link_token, "ins_demo_1")
+    accounts = [{"id": "x", "name": a.name, "mask": a.mask} for a in fewer]
+    original = bank.c.plaid.accounts_get  # type: ignore[union-attr]
+
+    def only_some(token: str):  # type: ignore[no-untyped-def]
+        result = original(token)
+        keep = {(a["mask"], a["name"]) for a in accounts}
+        return dataclasses.replace(result, accounts=[a for a in result.accounts if (a.mask, a.name) in keep])
+
+    bank.c.plaid.accounts_get = only_some  # type: ignore[union-attr,method-assign]
+    with pytest.raises(DuplicateConnection):
+        banking.complete_link(
+            bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+        )
+    assert count(bank, PlaidItem) == 1
+
+
+def test_two_completions_of_the_same_login_at_once_store_one_item(bank: Bank) -> None:
+    alice = bank.user()
+    starts = [banking.start_link(bank.c, alice) for _ in range(2)]
+    logins = [bank.link_login(s.link_token, "ins_demo_1") for s in starts]
+    outcomes: list[object] = []
+    barrier = threading.Barrier(2)
+
+    def complete(start: object, success: dict) -> None:  # type: ignore[type-arg]
+        barrier.wait()
+        try:
+            outcomes.append(banking.complete_link(bank.c, alice, public_token=success["public_token"],
+                                                  metadata=success, link_session_id=start.link_session_id))  # type: ignore[attr-defined]  # fmt: skip
+        except FinsyncError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=complete, args=pair) for pair in zip(starts, logins, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(type(o).__name__ for o in outcomes) == ["DuplicateConnection", "ItemView"]
+    assert count(bank, PlaidItem) == 1 and count(bank, BankAccount) == 3
+
+
+def test_a_timeout_during_the_exchange_stores_nothing(bank: Bank, engine, db_url, tmp_path, mailer) -> None:  # type: ignore[no-untyped-def]
+    slow = PlaidGateway("demo", DEMO_CLIENT_ID, DEMO_SECRET, bank.demo.url, timeout=(1.0, 0.3))
+    c = build_container(bank.c.settings, engine=engine, mailer=mailer, clock=bank.clock, plaid=slow)
+    alice = bank.user()
+    start = banking.start_link(c, alice)
+    success = bank.link_login(start.link_token)
+    bank.demo.set_fault(pending_item(bank, success["public_token"]), "delay", seconds=0.6)
+    with pytest.raises(FinsyncError, match=r"nothing was saved.*NETWORK_ERROR"):
+        banking.complete_link(
+            c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+        )
+    assert count(bank, PlaidItem) == 0 and count(bank, BankAccount) == 0
+
+
+def test_accounts_failing_after_the_exchange_stores_nothing_and_removes_the_item_at_plaid(bank: Bank) -> None:
+    alice = bank.user()
+    start = banking.start_link(bank.c, alice)
+    success = bank.link_login(start.link_token)
+    at_bank = pending_item(bank, success["public_token"])
+    bank.demo.set_fault(at_bank, "server_error", endpoint="/accounts/get")
+    with pytest.raises(FinsyncError, match="nothing was saved"):
+        banking.complete_link(
+            bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+        )
+    assert count(bank, PlaidItem) == 0 and count(bank, BankAccount) == 0
+    assert bank.demo.bank.items[at_bank].removed
+
+
+def test_a_public_token_used_twice_is_refused_clearly(bank: Bank) -> None:
+    alice = bank.user()
+    start = banking.start_link(bank.c, alice)
+    success = bank.link_login(start.link_token)
+    banking.complete_link(
+        bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+    )
+    with pytest.raises(InputError, match="already completed"):
+        banking.complete_link(
+            bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+        )
+    again = banking.start_link(bank.c, alice)
+    with pytest.raises(InputError, match="already used or has expired"):
+        banking.complete_link(
+            bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=again.link_session_id
+        )
+    assert count(bank, PlaidItem) == 1 and count(bank, BankAccount) == 3
+
+
+def test_link_exit_with_an_error_is_recorded_and_explained(bank: Bank) -> None:
+    alice, bob = bank.user("alice"), bank.user("bob")
+    start = banking.start_link(bank.c, alice)
+    with pytest.raises(NotFound):
+        banking.link_exit(bank.c, bob, link_session_id=start.link_session_id, error=None)
+    error = {"error_code": "INVALID_CREDENTIALS", "display_message": "<script>alert(1)</script>"}
+    message = banking.link_exit(bank.c, alice, link_session_id=start.link_session_id, error=error)
+    assert message == "Your bank did not accept that username or password. Try again."
+    assert audit_events(bank, "bank_link_failed") == ["Link exit: INVALID_CREDENTIALS"]
+    assert banking.resume_link(bank.c, alice) is None
+    cancelled = banking.start_link(bank.c, alice)
+    assert "cancelled" in banking.link_exit(bank.c, alice, link_session_id=cancelled.link_session_id, error=None)
+
+
+def test_link_sessions_expire_after_four_hours(bank: Bank) -> None:
+    alice = bank.user()
+    start = banking.start_link(bank.c, alice)
+    success = bank.link_login(start.link_token)
+    bank.clock.advance(hours=4, seconds=1)
+    with pytest.raises(InputError, match="expired"):
+        banking.complete_link(
+            bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+        )
+    assert count(bank, PlaidItem) == 0

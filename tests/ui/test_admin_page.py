@@ -1,0 +1,101 @@
+"""The admin page as people use it (AppTest): only for admins, only with two-factor on (checked on every rerun),
+usernames shown as written; and every signed-in page renders for an admin."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from services import totp
+from services.container import Container
+from tests.factories import FakeClock
+from tests.integration.auth_support import PASSWORD, code_at, enable_totp, make_user, sign_in, sign_in_with_code
+from tests.ui.account_support import signed_in_as, submit
+from tests.ui.conftest import AppFactory
+
+pytestmark = pytest.mark.usefixtures("fast_hashing")
+
+
+def test_admin_page_only_for_admins(
+    app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_user(container, "alice")
+    root = make_user(container, "root", role="admin")
+    secret = enable_totp(container, root.id)
+    signed_in_as(monkeypatch, sign_in(container, "alice"))
+    at = app().run()
+    with pytest.raises(ValueError):  # the page is not even registered for a plain user
+        at.switch_page("admin.py").run()
+    signed_in_as(monkeypatch, sign_in_with_code(container, clock, "root", secret))
+    at = app().run()
+    at.switch_page("admin.py").run()
+    assert not at.exception
+    shown = at.dataframe[0].value
+    assert set(shown["Username"]) == {"alice", "root"}
+    assert not any("password" in str(col) or "totp_secret" in str(col) for col in shown.columns)
+    log = at.dataframe[1].value  # the audit log names accounts, never shows raw ids or bytes
+    assert {"alice", "root"} <= set(log["Account"]) and not log.astype(str).map(lambda v: "{" in v).any().any()
+    assert "No bank connections waiting to be revoked." in [i.value for i in at.info]  # the revocations tab
+
+
+def test_admin_messages_show_a_username_as_written(
+    app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_user(container, "__loud__")  # usernames may hold underscores: Markdown's bold
+    root = make_user(container, "root", role="admin")
+    secret = enable_totp(container, root.id)
+    signed_in_as(monkeypatch, sign_in_with_code(container, clock, "root", secret))
+    at = app().run()
+    at.switch_page("admin.py").run()
+    at.selectbox(key="admin_user").select("__loud__ <__loud__@example.com>").run()
+    at = submit(at, "Disable")
+    assert not at.exception
+    assert [s.value for s in at.success] == [r"\_\_loud\_\_ is disabled and signed out everywhere."]
+
+
+NEEDS_TOTP = "The admin page needs two-factor sign-in. Turn it on in Settings → Two-factor."
+
+
+def _admin_page_refused(at: AppTest) -> bool:
+    """Only the two-factor message and a link to Settings: no table, tab or button of the admin page."""
+    links = [(link.value, link.proto.page) for link in at.page_link]
+    return (
+        [w.value for w in at.warning] == [NEEDS_TOTP]
+        and len(links) == 1
+        and links[0][1] == "settings"
+        and not at.dataframe
+        and not at.tabs
+        and not at.title
+        and not at.selectbox
+        and not [b for b in at.main.button]
+    )
+
+
+def test_admin_page_needs_two_factor_on_every_rerun(
+    app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_user(container, "alice")
+    root = make_user(container, "root", role="admin")  # as `users create --admin` makes it
+    token = sign_in(container, "root")
+    signed_in_as(monkeypatch, token)
+    at = app().run()
+    at.switch_page("admin.py").run()
+    assert not at.exception and _admin_page_refused(at)
+
+    secret = enable_totp(container, root.id, current_token=token)  # in Settings, in this same session
+    at.run()
+    assert not at.exception and set(at.dataframe[0].value["Username"]) == {"alice", "root"}
+
+    clock.advance(seconds=30)
+    totp.disable_totp(container, root.id, password=PASSWORD, code=code_at(secret, clock()))
+    at.run()  # the open page notices at its next rerun, not at the next sign-in
+    assert not at.exception and _admin_page_refused(at)
+
+
+def test_every_signed_in_page_renders(app: AppFactory, container: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_user(container, "root", role="admin", verified=False)
+    signed_in_as(monkeypatch, sign_in(container, "root"))
+    for page in ("home.py", "settings.py", "admin.py"):
+        at = app().run()
+        at.switch_page(page).run()
+        assert not at.exception, page

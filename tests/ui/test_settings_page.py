@@ -1,0 +1,203 @@
+"""Settings as a signed-in person uses it (AppTest): password, two-factor on and off, sessions, email change and
+account deletion; happy paths and errors, and nothing kept for the next person once a session ends."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Button
+
+from services import audit, auth, sessions
+from services.container import Container
+from services.errors import InvalidCredentials
+from services.mailer import MemoryMailer
+from tests.factories import FakeClock
+from tests.integration.auth_support import (
+    PASSWORD,
+    code_at,
+    enable_totp,
+    make_user,
+    registered,
+    sign_in,
+    sign_in_with_code,
+)
+from tests.ui.account_support import signed_in_as, submit, texts
+from tests.ui.conftest import AppFactory
+
+pytestmark = pytest.mark.usefixtures("fast_hashing")
+
+
+def settings_page(app: AppFactory, monkeypatch: pytest.MonkeyPatch, token: str) -> AppTest:
+    """Settings, open in the browser session whose cookie is ``token``."""
+    signed_in_as(monkeypatch, token)
+    at = app().run()
+    at.switch_page("settings.py").run()
+    assert not at.exception
+    return at
+
+
+def revoke_buttons(at: AppTest) -> list[Button]:
+    return [b for b in at.button if b.label == "Revoke"]
+
+
+def test_settings_change_password_and_enrol_two_factor(
+    app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_user(container, "alice")
+    signed_in_as(monkeypatch, sign_in(container))
+    at = app().run()
+    at.switch_page("settings.py").run()
+    assert not at.exception
+    at.text_input(key="cp_current").input("not my password at all")
+    at.text_input(key="cp_new").input("marble falcon orchard 5521 quilt")
+    at = submit(at, "Change password")
+    assert at.error and "password is not right" in at.error[0].value
+    (activity,) = [d.value for d in at.dataframe if "What" in d.value.columns]  # Settings → Activity, in words
+    assert set(activity["What"]) == {"Password change refused (wrong password)", "Signed in"}
+    at = submit(at, "Set up two-factor sign-in")
+    (shown,) = [c.value for c in at.code if len(c.value) == 32]  # the secret, for typing in instead of scanning
+    state = {k: repr(at.session_state[k]) for k in at.session_state}
+    assert "totp_confirm_code" in state and not [k for k, v in state.items() if shown in v]  # on the account only
+    secret = shown
+    at.text_input(key="totp_confirm_code").input("123")
+    at.text_input(key="totp_confirm_password").input(PASSWORD)
+    at = submit(at, "Turn on")
+    assert at.error
+    at.text_input(key="totp_confirm_code").input(code_at(secret, clock.now))
+    at.text_input(key="totp_confirm_password").input("not my password at all")  # a stolen session is not enough
+    at = submit(at, "Turn on")
+    assert at.error and "Two-factor sign-in is on." not in texts(at)
+    at.text_input(key="totp_confirm_password").input(PASSWORD)
+    at = submit(at, "Turn on")
+    assert "Two-factor sign-in is on." in texts(at)
+    assert len([c for c in at.code if c.value.count("\n") == 9]) == 1  # ten recovery codes, shown once
+    assert not [c for c in at.code if c.value == secret]  # the QR code and its secret are gone
+    at = submit(at, "Change password")  # another click on the page does not lose the codes
+    assert len([c for c in at.code if c.value.count("\n") == 9]) == 1
+    at = submit(at, "I have saved them")
+    assert not [c for c in at.code if c.value.count("\n") == 9]
+
+
+def test_what_a_page_kept_for_one_user_is_gone_when_their_session_ends(
+    app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recovery codes waiting to be saved are not shown after the session ends, nor to the next account."""
+    make_user(container, "alice")
+    make_user(container, "bob")
+    token = sign_in(container, "alice")
+    signed_in_as(monkeypatch, token)
+    at = app().run()
+    at.switch_page("settings.py").run()
+    at = submit(at, "Set up two-factor sign-in")
+    (secret,) = [c.value for c in at.code if len(c.value) == 32]
+    at.text_input(key="totp_confirm_code").input(code_at(secret, clock.now))
+    at.text_input(key="totp_confirm_password").input(PASSWORD)
+    at = submit(at, "Turn on")
+    (codes,) = [c.value for c in at.code if c.value.count("\n") == 9]
+
+    sessions.sign_out(container, token)  # ended elsewhere ("sign out everywhere", idle timeout, an admin)
+    at.run()
+    signed_in_as(monkeypatch, sign_in(container, "bob"))  # the next person at this browser tab
+    at.run()
+    at.switch_page("settings.py").run()
+    assert not at.exception
+    shown = [c.value for c in at.code] + [repr(at.session_state[k]) for k in at.session_state]
+    assert not [v for v in shown if any(code in v for code in codes.split("\n"))]
+
+
+def test_settings_revoke_ends_another_session_and_a_failed_revoke_says_why(
+    app: AppFactory, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = make_user(container, "alice")
+    here, _, _ = sign_in(container), sign_in(container), sign_in(container)
+    at = settings_page(app, monkeypatch, here)
+    assert len(revoke_buttons(at)) == 2  # not for the session this page runs in
+    at = revoke_buttons(at)[0].click().run()
+    assert not at.exception and not at.error and len(revoke_buttons(at)) == 1
+    assert len(sessions.list_sessions(container, alice.id, here)) == 2
+
+    real = sessions.revoke_session
+
+    def ended_in_another_tab_first(c: Container, user_id: object, session_id: object, **kw: str) -> None:
+        real(c, user_id, session_id, **kw)  # type: ignore[arg-type]
+        real(c, user_id, session_id, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sessions, "revoke_session", ended_in_another_tab_first)
+    at = revoke_buttons(at)[0].click().run()  # the error outlives the rerun that redraws the list
+    (shown,) = [e.value for e in at.error]
+    assert "That session does not exist or has already ended" in shown and not revoke_buttons(at)
+    at.run()
+    assert not at.error  # said once
+
+
+def test_settings_change_email_refuses_a_wrong_password_and_answers_a_taken_address_as_a_free_one(
+    app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_user(container, "alice")
+    make_user(container, "bob")
+    at = settings_page(app, monkeypatch, sign_in(container))
+    at.text_input(key="ec_email").input("new@example.com")
+    at.text_input(key="ec_password").input("not my password at all")
+    at = submit(at, "Change email")
+    assert [e.value for e in at.error] == ["That password is not right."] and not at.success and not mailer.sent
+    answers = []
+    for address in ("new@example.com", "BOB@example.com"):
+        at.text_input(key="ec_email").input(address)
+        at.text_input(key="ec_password").input(PASSWORD)
+        at = submit(at, "Change email")
+        assert not at.exception and not at.error
+        answers.append([s.value for s in at.success])
+    assert (
+        answers[0]
+        == answers[1]
+        == ["We sent a confirmation link to the new address. Your email changes when you open it."]
+    )
+    assert [m["To"] for m in mailer.sent] == [
+        "new@example.com",
+        "alice@example.com",
+        "bob@example.com",
+        "alice@example.com",
+    ]
+    assert "Your email: **alice@example\\.com**" in texts(at)  # nothing changes until the new address confirms
+
+
+def test_settings_delete_account_needs_the_box_and_the_password_then_signs_out(
+    app: AppFactory, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = make_user(container, "alice")
+    at = settings_page(app, monkeypatch, sign_in(container))
+    at.text_input(key="del_password").input(PASSWORD)
+    at = submit(at, "Delete my account")
+    assert [e.value for e in at.error] == ["Tick the box to confirm."]
+    at.text_input(key="del_password").input("not my password at all")
+    at.checkbox(key="del_sure").check()
+    at = submit(at, "Delete my account")
+    assert [e.value for e in at.error] == ["That password is not right."]
+    assert registered(container, "alice@example.com").id == alice.id
+    at.text_input(key="del_password").input(PASSWORD)
+    at.checkbox(key="del_sure").check()
+    at = submit(at, "Delete my account")
+    assert not at.exception and "Sign in to finsync" in texts(at)  # the cookie is cleared on the way out
+    assert "account_deleted" in [e.event for e in audit.list_events(container, alice.id)]
+    with pytest.raises(InvalidCredentials):
+        auth.begin_sign_in(container, login="alice", password=PASSWORD)  # the account is gone
+
+
+def test_settings_turn_two_factor_off_needs_a_right_code(
+    app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = make_user(container, "alice")
+    secret = enable_totp(container, alice.id)
+    at = settings_page(app, monkeypatch, sign_in_with_code(container, clock, "alice", secret))
+    assert "Two-factor sign-in is on." in texts(at)
+    clock.advance(seconds=30)
+    at.text_input(key="totp_off_password").input(PASSWORD)
+    at.text_input(key="totp_off_code").input("000000")
+    at = submit(at, "Turn two-factor off")
+    assert at.error and "code is not right" in at.error[0].value and "Two-factor sign-in is on." in texts(at)
+    at.text_input(key="totp_off_password").input(PASSWORD)
+    at.text_input(key="totp_off_code").input(code_at(secret, clock()))
+    at = submit(at, "Turn two-factor off")
+    assert not at.exception and not at.error and "Two-factor sign-in is on." not in texts(at)
+    assert [b for b in at.button if b.label == "Set up two-factor sign-in"]
+    assert registered(container, "alice@example.com").totp_enabled is False

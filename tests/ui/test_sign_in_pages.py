@@ -1,0 +1,219 @@
+"""The signed-out pages as a person uses them (AppTest): sign in (with two-factor, and a refused hand-off), register,
+forgot password, and the reset and verify links; happy paths and errors."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from services import auth, sessions
+from services.container import Container
+from services.mailer import MemoryMailer
+from tests.factories import FakeClock
+from tests.integration.auth_support import PASSWORD, code_at, link_token, make_user, registered, sign_in
+from tests.ui.account_support import signed_in_as, submit, texts
+from tests.ui.conftest import AppFactory
+
+pytestmark = pytest.mark.usefixtures("fast_hashing")
+
+
+def test_sign_in_wrong_password_is_generic_then_right_password_signs_in(
+    app: AppFactory, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_user(container, "alice")
+    signed_in_as(monkeypatch, None)
+    at = app().run()
+    assert "Sign in to finsync" in texts(at)
+    at.text_input(key="sign_in_login").input("alice")
+    at.text_input(key="sign_in_password").input("wrong wrong wrong wrong")
+    at = submit(at, "Sign in")
+    assert "Sign-in failed: check your details and try again." in texts(at)
+    at.text_input(key="sign_in_login").input("nobody-here")
+    at.text_input(key="sign_in_password").input(PASSWORD)
+    at = submit(at, "Sign in")
+    assert "Sign-in failed: check your details and try again." in texts(at)
+    at.text_input(key="sign_in_login").input("ALICE@example.com")
+    at.text_input(key="sign_in_password").input(PASSWORD)
+    at = submit(at, "Sign in")
+    assert not at.exception
+    assert at.session_state["handoff_ticket"]  # the browser now trades it for the cookie
+    token = auth.redeem_ticket(container, ticket=at.session_state["handoff_ticket"])  # what the route does
+    signed_in_as(monkeypatch, token)
+    at = app().run()
+    assert "Welcome, alice" in texts(at)
+
+
+EXPIRED_SAID = "Your sign-in expired before it could finish. Please sign in again."
+
+
+def test_a_refused_hand_off_comes_back_to_sign_in_with_a_message(
+    app: AppFactory, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The browser is told where to go when the ticket route refuses; the sign-in page says why, once."""
+    from pages.ui import browser
+
+    asked: list[dict[str, str]] = []
+    monkeypatch.setattr(browser, "_post_and_reload", lambda **kw: asked.append(kw["data"]))  # AppTest runs no JS
+    make_user(container, "alice")
+    signed_in_as(monkeypatch, None)
+    at = app().run()
+    assert EXPIRED_SAID not in texts(at)
+    at.text_input(key="sign_in_login").input("alice")
+    at.text_input(key="sign_in_password").input(PASSWORD)
+    at = submit(at, "Sign in")
+    (handoff,) = asked
+    assert handoff["url"] == "/auth/session" and handoff["body"] == at.session_state["handoff_ticket"]
+    assert (handoff["next"], handoff["failed"]) == ("/", "/?signin=expired")
+
+    at = app()  # where the browser lands after a 401 (tests/e2e/test_auth_browser.py follows it for real)
+    at.query_params["signin"] = "expired"
+    at.run()
+    assert not at.exception and [w.value for w in at.warning] == [EXPIRED_SAID]
+    assert "signin" not in at.query_params and at.text_input(key="sign_in_login")  # the form, ready again
+    at.run()
+    assert EXPIRED_SAID not in texts(at)
+
+
+def test_sign_in_with_two_factor_asks_for_the_code(
+    app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services import totp
+
+    user = make_user(container, "tess")
+    enrolment = totp.start_totp_enrolment(container, user.id)
+    totp.confirm_totp(container, user.id, code=code_at(enrolment.secret, clock.now), password=PASSWORD)
+    clock.advance(seconds=90)
+    signed_in_as(monkeypatch, None)
+    at = app().run()
+    at.text_input(key="sign_in_login").input("tess")
+    at.text_input(key="sign_in_password").input(PASSWORD)
+    at = submit(at, "Sign in")
+    assert at.session_state["sign_in_stage"] == "totp"
+    at.text_input(key="totp_code").input("000000")
+    at = submit(at, "Verify")
+    assert "Sign-in failed" in texts(at)
+    at.text_input(key="totp_code").input(code_at(enrolment.secret, clock.now))
+    at = submit(at, "Verify")
+    assert at.session_state["handoff_ticket"]  # the browser now trades it for the cookie
+
+
+def test_register_errors_then_success_sends_verification(
+    app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signed_in_as(monkeypatch, None)
+    at = app().run()
+    at.switch_page("register.py").run()
+    fields = {"register_email": "bob@example.com", "register_username": "bob", "register_password": "short"}
+    for key, value in fields.items():
+        at.text_input(key=key).input(value)
+    at.text_input(key="register_repeat").input("short")
+    at = submit(at, "Create account")
+    assert "at least 15 characters" in texts(at)
+    at.text_input(key="register_password").input("passwordpassword")
+    at.text_input(key="register_repeat").input("passwordpassword")
+    at = submit(at, "Create account")
+    assert "too weak" in texts(at)
+    at.text_input(key="register_email").input("<script>alert(1)</script>@example.com")
+    at.text_input(key="register_password").input(PASSWORD)
+    at.text_input(key="register_repeat").input(PASSWORD)
+    at = submit(at, "Create account")
+    assert "not valid" in texts(at) and not mailer.sent
+    at.text_input(key="register_email").input("bob@example.com")
+    at = submit(at, "Create account")
+    assert "Check your email: we sent a message to bob@example" in texts(at)
+    assert [m["To"] for m in mailer.sent] == ["bob@example.com"]
+
+
+def _register(app: AppFactory, email: str, username: str) -> AppTest:
+    at = app().run()
+    at.switch_page("register.py").run()
+    for key, value in (("register_email", email), ("register_username", username), ("register_password", PASSWORD)):
+        at.text_input(key=key).input(value)
+    at.text_input(key="register_repeat").input(PASSWORD)
+    return submit(at, "Create account")
+
+
+def test_register_answers_the_same_for_a_taken_email(
+    app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signed_in_as(monkeypatch, None)
+    answers = []
+    for email, username in (("bob@example.com", "bob"), ("bob@example.com", "bobby"), ("BOB@Example.COM", "robert")):
+        at = _register(app, email, username)
+        assert not at.exception and not at.error
+        answers.append(([m.value for m in at.success], [link.value for link in at.page_link]))
+    new, taken, taken_other_case = answers
+    assert new == taken and new[0] and new[1] == ["Sign in"]
+    assert taken_other_case == ([new[0][0].replace("bob@", "BOB@")], new[1])  # the address as typed, nothing more
+    subjects = [(str(m["To"]), str(m["Subject"])) for m in mailer.sent]
+    assert subjects == [
+        ("bob@example.com", "Verify your email for finsync"),
+        ("bob@example.com", "finsync: someone tried to register with your email address"),
+    ]  # the third attempt, within the hour, mails nobody
+    assert registered(container, "bob@example.com").username == "bob"
+
+
+def test_register_says_when_a_username_is_taken(
+    app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_user(container, "alice")
+    signed_in_as(monkeypatch, None)
+    at = _register(app, "someone.new@example.com", "ALICE")
+    assert [e.value for e in at.error] == ["That username is taken; choose another."]
+    assert not at.success and mailer.sent == []
+
+
+def test_forgot_password_answers_the_same_for_unknown_accounts(
+    app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_user(container, "alice")
+    signed_in_as(monkeypatch, None)
+    answers = []
+    for address in ("alice@example.com", "ghost@example.com"):
+        at = app().run()
+        at.switch_page("forgot_password.py").run()
+        at.text_input(key="forgot_email").input(address)
+        at = submit(at, "Send me a reset link")
+        answers.append([s.value for s in at.success])
+    assert answers[0] == answers[1] and answers[0]
+    assert [m["To"] for m in mailer.sent] == ["alice@example.com"]
+
+
+def test_reset_link_sets_a_new_password_once(
+    app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_user(container, "alice")
+    auth.request_password_reset(container, email="alice@example.com")
+    token = link_token(mailer, "reset")
+    signed_in_as(monkeypatch, None)
+    new = "marble falcon orchard 5521 quilt"
+    at = app()
+    at.query_params["reset"] = token
+    at.run()
+    at.text_input(key="reset_password").input(new)
+    at.text_input(key="reset_repeat").input(new)
+    at = submit(at, "Set new password")
+    assert "every session was signed out" in texts(at)
+    assert not [t for t in at.text_input if t.key in ("reset_password", "reset_repeat")]  # the form is gone
+    assert sign_in(container, "alice", new)
+    for used in (token, "forged-token"):  # a used or forged link says so at once, with no form to fill in vain
+        at = app()
+        at.query_params["reset"] = used
+        at.run()
+        assert "invalid, already used or expired" in texts(at)
+        assert not [t for t in at.text_input if t.key == "reset_password"]
+
+
+def test_verify_link_and_forged_link(
+    app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    auth.register(container, email="vic@example.com", username="vic", password=PASSWORD)
+    user = registered(container, "vic@example.com")
+    signed_in_as(monkeypatch, None)
+    for token, expected in (("forged-token", "invalid or has expired"), (link_token(mailer, "verify"), "is verified")):
+        at = app()
+        at.query_params["verify"] = token
+        at.run()
+        at = submit(at, "Confirm my email address")
+        assert expected in texts(at)
+    assert sessions.current_user(container, sign_in(container, "vic")).user.id == user.id  # type: ignore[union-attr]
