@@ -78,11 +78,12 @@ def login_required() -> BankError:
     )
 
 
+# Each code as plaid.com/docs/errors/rate-limit-exceeded names it for that endpoint; any other endpoint: RATE_LIMIT.
 RATE_LIMIT_CODES = {
     "/transactions/sync": "TRANSACTIONS_SYNC_LIMIT",
     "/transactions/refresh": "TRANSACTIONS_REFRESH_LIMIT",
     "/accounts/get": "ACCOUNTS_LIMIT",
-    "/accounts/balance/get": "ACCOUNTS_BALANCE_GET_LIMIT",  # plaid.com/docs/errors/rate-limit-exceeded
+    "/accounts/balance/get": "ACCOUNTS_BALANCE_GET_LIMIT",
     "/item/get": "ITEM_GET_LIMIT",
 }
 
