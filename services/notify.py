@@ -6,6 +6,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from sqlmodel import Session
+
 from models import NotificationPrefs, User
 from services import mail_queue
 from services.banking_views import status_message
@@ -67,37 +69,37 @@ def money(minor: int, currency: str | None) -> str:
     return f"{decimal_text(minor, currency, grouped=True)} {currency or ''}".strip()
 
 
-def _send(c: Container, user_id: uuid.UUID, subject: str, body: str) -> None:
-    """Queue one notification for an active user and try it now; a mail outage must never fail a sync."""
-    with unit_of_work(c.engine, immediate=True) as session:  # reads, then writes: SQLite's lock at BEGIN
-        user = session.get(User, user_id)
-        if user is None or user.status != "active":
-            return
-        footer = f"\n\nChange what finsync emails you about in Settings: {c.settings.base_url}\n"
-        # one prefix on every notification, so a mail filter can sort them
-        mail = Mail(user.email, f"finsync: {subject}", body + footer, "notification")
-        queued = mail_queue.enqueue(session, c, mail, user_id=user_id)
-    mail_queue.after_commit(c, [queued])
+def _queue(session: Session, c: Container, user_id: uuid.UUID, subject: str, body: str) -> list[uuid.UUID]:
+    """Queue one notification for an active user in the caller's unit of work: it commits, or not, with the news."""
+    user = session.get(User, user_id)
+    if user is None or user.status != "active":
+        return []
+    footer = f"\n\nChange what finsync emails you about in Settings: {c.settings.base_url}\n"
+    # one prefix on every notification, so a mail filter can sort them
+    mail = Mail(user.email, f"finsync: {subject}", body + footer, "notification")
+    return [mail_queue.enqueue(session, c, mail, user_id=user_id)]
 
 
-def after_sync(
+def queue_after_sync(
+    session: Session,
     c: Container,
     user_id: uuid.UUID,
     institution: str,
-    new: list[NewTransaction],
-    added_total: int,
-    low: list[LowBalance],
+    news: tuple[list[NewTransaction], int, list[LowBalance]],
+    prefs: NotificationSettings,
     *,
     initial: bool = False,
-) -> None:
-    """The digest, large-transaction and low-balance emails a finished sync calls for.
+) -> list[uuid.UUID]:
+    """Queue the digest, large-transaction and low-balance emails a sync calls for, in the sync's own transaction.
 
-    ``initial``: the connection's first sync brought its past history, which is not news: no digest and no
-    large-transaction alerts for it (low balances still count).
+    ``news``: the new transactions to show, how many there were, and the accounts now low. ``initial``: the
+    connection's first sync brought its past history, which is not news: no digest and no large-transaction
+    alerts for it (low balances still count).
     """
-    prefs = get_notification_prefs(c, user_id)
+    new, added_total, low = news
     new = [] if initial else sorted(new, key=lambda t: t.date, reverse=True)  # newest first, as a bank lists them
     added_total = 0 if initial else added_total
+    queued: list[uuid.UUID] = []
     if prefs.digest and added_total:
         lines = [
             f"  {t.date.isoformat()}  {money(t.amount_minor, t.iso_currency_code):>16}  {_plain(t.name)}"
@@ -105,7 +107,7 @@ def after_sync(
         ]
         more = f"\n  ... and {added_total - len(lines)} more" if added_total > len(lines) else ""
         body = f"finsync synced {added_total} new transaction(s) from {institution}:\n\n" + "\n".join(lines) + more
-        _send(c, user_id, f"{added_total} new transaction(s) from {institution}", body)
+        queued += _queue(session, c, user_id, f"{added_total} new transaction(s) from {institution}", body)
     limit = prefs.large_transaction_minor
     # the threshold is a plain amount, compared in each transaction's own currency units (500 means 500 USD or 500 JPY)
     large = [
@@ -119,27 +121,48 @@ def after_sync(
         ]
         amount = money(limit, None)
         body = f"These transactions at {institution} are at or above your alert amount of {amount}:\n\n"
-        _send(c, user_id, f"Large transaction at {institution}", body + "\n".join(lines))
+        queued += _queue(session, c, user_id, f"Large transaction at {institution}", body + "\n".join(lines))
     for acct in low if prefs.low_balance_minor is not None else []:
         body = f"The balance of {_plain(acct.name)} at {institution} is {money(acct.balance_minor, acct.iso_currency_code)}."
-        _send(c, user_id, f"Low balance: {_plain(acct.name)}", body)
+        queued += _queue(session, c, user_id, f"Low balance: {_plain(acct.name)}", body)
+    return queued
 
 
-def connection_needs_attention(
+def after_sync(
+    c: Container,
+    user_id: uuid.UUID,
+    institution: str,
+    new: list[NewTransaction],
+    added_total: int,
+    low: list[LowBalance],
+    *,
+    initial: bool = False,
+) -> None:
+    """``queue_after_sync`` in a transaction of its own, then send what it queued."""
+    prefs = get_notification_prefs(c, user_id)
+    with unit_of_work(c.engine, immediate=True) as session:  # reads, then writes: SQLite's lock at BEGIN
+        queued = queue_after_sync(session, c, user_id, institution, (new, added_total, low), prefs, initial=initial)
+    mail_queue.after_commit(c, queued)
+
+
+def queue_connection_alert(
+    session: Session,
     c: Container,
     user_id: uuid.UUID,
     institution: str,
     status: str = "login_required",
     code: str | None = None,
     until: datetime | None = None,
-) -> None:
-    """Tell the user a bank connection needs them (once, when it starts): sign in again, renew consent before
-    ``until``, choose new accounts, or relink after access was revoked; the words are the Accounts page's."""
-    if not get_notification_prefs(c, user_id).connection_alerts:
-        return
+) -> list[uuid.UUID]:
+    """Queue, in the caller's transaction, the email telling the user a bank connection needs them (once, when it
+    starts): sign in again, renew consent before ``until``, choose new accounts, or relink after access was
+    revoked; the words are the Accounts page's. Nothing when the user turned these alerts off."""
+    prefs = session.get(NotificationPrefs, user_id)
+    if prefs is not None and not prefs.connection_alerts:
+        return []
     what = status_message(status, code, until)
     body = f"{_plain(institution)}: {what}\nOpen finsync and go to Accounts to do it."
-    _send(c, user_id, f"A connection needs your attention: {_plain(institution)}", body)
+    return _queue(session, c, user_id, f"A connection needs your attention: {_plain(institution)}", body)
 
 
 def _plain(text: str) -> str:

@@ -13,7 +13,7 @@ from sqlmodel import Session, col
 from models import ItemSyncState, PlaidItem, SyncQuarantine, SyncRun
 from services.container import Container
 from services.db import unit_of_work
-from services.notify import NewTransaction, NotificationSettings
+from services.notify import NewTransaction, NotificationSettings, queue_after_sync
 from services.plaid_mapping import UnreadableRecord
 from services.plaid_types import Account
 from services.relink import reconcile_kept
@@ -42,6 +42,7 @@ class News:
     count: int = 0
     low: list[LowBalance] = field(default_factory=list)
     initial: bool = False  # the connection's first successful sync: its rows are past history, not news
+    mail: list[uuid.UUID] = field(default_factory=list)  # the notifications queued in the apply transaction
 
     def forget(self, ids: set[str]) -> None:
         """Drop rows that turned out to continue kept history (a bank linked again) rather than be new."""
@@ -93,6 +94,9 @@ def apply_run(
         state = session.get(ItemSyncState, item.id)
         news.initial = state is None or state.last_success_at is None
         _finish(c, session, item, run, now, began, (added, modified, removed))
+        # Queued in this transaction: the user hears of exactly what was committed, even if the process dies next.
+        told = (news.rows, news.count, news.low)
+        news.mail = queue_after_sync(session, c, item.user_id, item.institution_name, told, prefs, initial=news.initial)
     code, message = _aside_note(run)
     result = SyncResult(item.id, "ok", item.institution_name, run.pages, added, modified, removed, code, message,
                         run.run_id)  # fmt: skip

@@ -14,11 +14,12 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from models import ItemSyncState, PlaidItem, SyncRun
+from services import mail_queue
 from services.banking import get_access_token
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import DecryptionError, FinsyncError, NotFound, NotYours
-from services.notify import after_sync, connection_needs_attention, get_notification_prefs
+from services.notify import get_notification_prefs, queue_connection_alert
 from services.plaid_client import PlaidGateway
 from services.plaid_errors import LoginRequired, MutationDuringPagination, PlaidError
 from services.plaid_events import calls_for
@@ -177,7 +178,7 @@ def _execute(  # noqa: PLR0911 - one return per way a run can end
     counts = (0, 0, 0)
 
     def fail(status: Any, code: str | None, message: str, due: datetime | None) -> SyncResult:
-        newly = finish_unsuccessful(
+        mail = finish_unsuccessful(
             c.engine,
             item_id=item.id,
             run_id=run.run_id,
@@ -189,13 +190,13 @@ def _execute(  # noqa: PLR0911 - one return per way a run can end
             next_due_at=due,
             counts=(run.pages, run.restarts, run.retries),
             request_ids=run.request_ids,
+            alert=lambda session: queue_connection_alert(session, c, item.user_id, item.institution_name),
         )
-        if newly:
-            connection_needs_attention(c, item.user_id, item.institution_name)
+        mail_queue.after_commit(c, mail)
         return SyncResult(item.id, status, item.institution_name, run.pages, *counts, code, message, run.run_id)
 
     interval = timedelta(hours=c.settings.sync_interval_hours)
-    news = News()  # kept here: if the commit's answer is lost but the commit landed, its news is still to send
+    news = News()  # kept here: if the commit's answer is lost but the commit landed, its queued mail is to send
     try:
         token = get_access_token(c, item.user_id, item.id)
         cursor = fetch(c, gw, token, run, start, policy)
@@ -231,5 +232,5 @@ def _execute(  # noqa: PLR0911 - one return per way a run can end
         code, message = _unexpected(exc)
         return fail("failed", code, message, now + backoff)
     run.report("done", result.added + result.modified + result.removed)
-    after_sync(c, item.user_id, item.institution_name, news.rows, news.count, news.low, initial=news.initial)
+    mail_queue.after_commit(c, news.mail)  # queued with the sync's commit (also when its answer was lost)
     return result

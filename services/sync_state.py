@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, update
@@ -110,12 +110,17 @@ def finish_unsuccessful(
     next_due_at: datetime | None,
     counts: tuple[int, int, int],
     request_ids: Sequence[str],
-) -> bool:
-    """Close a run that did not apply anything; return True if this run found the connection's login expired."""
+    alert: Callable[[Session], list[uuid.UUID]] | None = None,
+) -> list[uuid.UUID]:
+    """Close a run that did not apply anything.
+
+    When this run found the connection's login expired (news to the user), ``alert`` queues the email in the same
+    transaction; the ids of what it queued are returned, for sending once committed.
+    """
     with unit_of_work(engine, immediate=True) as session:
         run = session.get(SyncRun, run_id)
         if run is not None and run.status == "ok":
-            return False  # its apply committed after all (the answer was lost): the run and item say so already
+            return []  # its apply committed after all (the answer was lost): the run and item say so already
         if run is not None:
             run.status, run.error_code, run.message, run.finished_at = status, error_code, message, now
             run.pages, run.restarts, run.retries = counts
@@ -147,7 +152,7 @@ def finish_unsuccessful(
                 item.status, item.status_code, item.updated_at = "login_required", error_code, now
                 item.status_since = began  # an ITEM webhook signed before this run is older news
                 session.add(item)
-        return newly_login
+        return alert(session) if newly_login and alert is not None else []
 
 
 def close_interrupted(

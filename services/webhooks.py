@@ -23,11 +23,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from models import PlaidItem, WebhookDelivery
-from services import safe_text, wakeup
+from services import mail_queue, safe_text, wakeup
 from services.banking_views import NEEDS_REPAIR
 from services.container import Container
 from services.db import unit_of_work
-from services.notify import connection_needs_attention
+from services.notify import queue_connection_alert
 from services.plaid_errors import PlaidError
 from services.plaid_mapping import as_datetime
 from services.plaid_types import WebhookKey
@@ -290,6 +290,7 @@ def handle_webhook(c: Container, *, body: bytes, headers: Mapping[str, str]) -> 
             outcome = "unknown item" if item is None else _apply(item, data, now, signed_at)
             wake = item is not None and item.sync_requested_at is not None
             alert = _needs_user(item, before)
+            mail = [] if alert is None else queue_connection_alert(session, c, *alert)  # commits with the status
             session.add(WebhookDelivery(received_at=now, webhook_type=_text(data.get("webhook_type"), 64),
                                         webhook_code=_text(data.get("webhook_code"), 64), plaid_item_id=plaid_item_id,
                                         item_id=item.id if item else None, verified=True, outcome=outcome[:255],
@@ -299,8 +300,7 @@ def handle_webhook(c: Container, *, body: bytes, headers: Mapping[str, str]) -> 
         return WebhookResult(401, "rejected: replay")
     if wake:
         wakeup.nudge()  # committed: this process's scheduler syncs it now rather than at its next tick
-    if alert is not None:  # queued, and sent on the mail thread in the app: the answer does not wait for SMTP
-        connection_needs_attention(c, *alert)
+    mail_queue.after_commit(c, mail)  # sent on the mail thread in the app: the answer does not wait for SMTP
     return WebhookResult(200, outcome)
 
 

@@ -231,8 +231,14 @@ CASES: dict[str, Case] = {
         lambda w: notify.set_notification_prefs(w.c, w.alice, notify.NotificationSettings())
     ),
     "notify.after_sync": own(lambda w: notify.after_sync(w.c, w.alice, "First Demo Bank", NEWS, 1, [])),
-    "notify.connection_needs_attention": own(
-        lambda w: notify.connection_needs_attention(w.c, w.alice, "First Demo Bank")
+    "notify.queue_after_sync": own(
+        lambda w, s: notify.queue_after_sync(
+            s, w.c, w.alice, "First Demo Bank", (NEWS, 1, []), notify.NotificationSettings()
+        ),
+        session=True,
+    ),
+    "notify.queue_connection_alert": own(
+        lambda w, s: notify.queue_connection_alert(s, w.c, w.alice, "First Demo Bank"), session=True
     ),
     "jobs.request_sync_on_sign_in": own(
         lambda w: (w.bank.clock.advance(hours=2), jobs.request_sync_on_sign_in(w.c, w.alice))[1]

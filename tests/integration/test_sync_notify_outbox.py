@@ -1,0 +1,82 @@
+"""A sync's notifications are queued in the sync's own transaction: the user hears of exactly what was committed.
+
+Faults catalogue, "process killed": a process that dies right after the sync commits, before its mail goes out,
+leaves the mail queued, and the next pass sends it once. A sync whose commit fails queues nothing.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func
+from sqlmodel import select
+
+from models import QueuedMail
+from services import mail_queue, sync_engine
+from services.container import Container
+from services.db import unit_of_work
+from services.demo_bank import DemoBankHandle
+from services.mailer import MemoryMailer
+from services.plaid_client import PlaidGateway
+from services.sync import sync_item
+from tests.integration.sync_helpers import FAST, link_item, make_user
+
+
+def _queued(c: Container) -> int:
+    with unit_of_work(c.engine) as s:
+        return int(s.exec(select(func.count()).select_from(QueuedMail)).one())
+
+
+def _dies_before_sending(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process ends between the sync's commit and its sending (the mail thread never gets to it)."""
+    monkeypatch.setattr(sync_engine.mail_queue, "after_commit", lambda _c, _ids: None)
+
+
+def test_news_committed_by_a_sync_is_told_even_if_the_process_dies_before_sending(
+    container: Container,
+    gateway: PlaidGateway,
+    demo_bank: DemoBankHandle,
+    mailer: MemoryMailer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    user_id = make_user(container)
+    item_id, pid = link_item(container, gateway, user_id)
+    assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status == "ok"
+    mail_queue.send(container)
+    mailer.sent.clear()
+    demo_bank.mutate(pid, "add", cents=4_200, name="CORNER BAKERY")
+
+    with monkeypatch.context() as patch:
+        _dies_before_sending(patch)
+        assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).added == 1
+    assert mailer.sent == [] and _queued(container) == 1  # committed with the transaction, not yet sent
+
+    assert mail_queue.send(container) == 1  # the next pass (scheduler, CLI) sends it
+    (digest,) = mailer.sent
+    assert digest["Subject"].startswith("finsync: 1 new transaction(s)") and "CORNER BAKERY" in digest.get_content()
+    assert mail_queue.send(container) == 0 and len(mailer.sent) == 1  # once
+
+
+def test_a_connection_that_needs_the_user_is_told_even_if_the_process_dies_before_sending(
+    container: Container,
+    gateway: PlaidGateway,
+    demo_bank: DemoBankHandle,
+    mailer: MemoryMailer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    user_id = make_user(container)
+    item_id, pid = link_item(container, gateway, user_id)
+    assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status == "ok"
+    mail_queue.send(container)
+    mailer.sent.clear()
+    demo_bank.set_fault(pid, "login_required")
+
+    with monkeypatch.context() as patch:
+        _dies_before_sending(patch)
+        assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status == "login_required"
+    assert mailer.sent == [] and _queued(container) == 1
+    # The next run finds the connection already marked: it is not news again, so only the queue can tell it.
+    assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status == "login_required"
+    assert mailer.sent == [] and _queued(container) == 1
+    assert mail_queue.send(container) == 1
+    (alert,) = mailer.sent
+    assert str(alert["Subject"]).startswith("finsync: A connection needs your attention:")
