@@ -128,23 +128,6 @@ def queue_after_sync(
     return queued
 
 
-def after_sync(
-    c: Container,
-    user_id: uuid.UUID,
-    institution: str,
-    new: list[NewTransaction],
-    added_total: int,
-    low: list[LowBalance],
-    *,
-    initial: bool = False,
-) -> None:
-    """``queue_after_sync`` in a transaction of its own, then send what it queued."""
-    prefs = get_notification_prefs(c, user_id)
-    with unit_of_work(c.engine, immediate=True) as session:  # reads, then writes: SQLite's lock at BEGIN
-        queued = queue_after_sync(session, c, user_id, institution, (new, added_total, low), prefs, initial=initial)
-    mail_queue.after_commit(c, queued)
-
-
 def queue_connection_alert(
     session: Session,
     c: Container,

@@ -230,7 +230,6 @@ CASES: dict[str, Case] = {
     "notify.set_notification_prefs": own(
         lambda w: notify.set_notification_prefs(w.c, w.alice, notify.NotificationSettings())
     ),
-    "notify.after_sync": own(lambda w: notify.after_sync(w.c, w.alice, "First Demo Bank", NEWS, 1, [])),
     "notify.queue_after_sync": own(
         lambda w, s: notify.queue_after_sync(
             s, w.c, w.alice, "First Demo Bank", (NEWS, 1, []), notify.NotificationSettings()

@@ -12,7 +12,7 @@ import pytest
 from sqlmodel import select
 
 from models import PlaidItem, SyncJob, SyncRun
-from services import jobs
+from services import jobs, mail_queue
 from services.banking import link_sandbox
 from services.container import Container
 from services.db import unit_of_work
@@ -22,8 +22,8 @@ from services.mailer import MemoryMailer
 from services.notify import (
     NewTransaction,
     NotificationSettings,
-    after_sync,
     get_notification_prefs,
+    queue_after_sync,
     set_notification_prefs,
 )
 from services.scheduler import Scheduler, start_scheduler, stop_scheduler
@@ -207,7 +207,10 @@ def test_the_large_transaction_alert_compares_in_each_currency_s_own_units(conta
         NewTransaction(day, "DOLLAR 499.99", 49_999, "USD"),
         NewTransaction(day, "DOLLAR REFUND 500", -50_000, "USD"),  # money in counts by size too
     ]
-    after_sync(container, user_id, "Demo Bank", new, len(new), [])
+    prefs = get_notification_prefs(container, user_id)
+    with unit_of_work(container.engine) as session:
+        queue_after_sync(session, container, user_id, "Demo Bank", (new, len(new), []), prefs)
+    mail_queue.send(container)
     (alert,) = [m for m in mailer.sent if "Large transaction" in str(m["Subject"])]
     body = alert.get_content()
     assert "YEN 500" in body and "DOLLAR REFUND 500" in body
