@@ -110,6 +110,37 @@ def test_a_database_failure_while_syncing_keeps_nothing_and_the_next_run_complet
         assert s.exec(select(SyncStaged)).first() is None  # the failed run's staged pages are gone too
 
 
+@contextmanager
+def _ledger_commit_fails(monkeypatch: pytest.MonkeyPatch, when: str, why: str) -> Iterator[None]:
+    """The commit of the transaction that writes the ledger raises ``why``: ``before_commit`` (refused, nothing
+    lands) or ``after_commit`` (it landed, then the connection dropped before the answer arrived)."""
+    from sqlalchemy.exc import OperationalError
+    from sqlmodel import Session
+
+    writing: list[bool] = []
+
+    def marking(real: Callable[..., Any]) -> Callable[..., Any]:
+        def write(*args: Any, **kwargs: Any) -> Any:
+            writing.append(True)  # the session that commits next is the one writing the ledger
+            return real(*args, **kwargs)
+
+        return write
+
+    def fail(_session: Session) -> None:
+        if writing:
+            writing.clear()
+            raise OperationalError("COMMIT", {}, Exception(why))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sync_commit, "insert_new", marking(sync_commit.insert_new))
+        patch.setattr(sync_commit, "write_plan", marking(sync_commit.write_plan))
+        event.listen(Session, when, fail)
+        try:
+            yield
+        finally:
+            event.remove(Session, when, fail)
+
+
 def test_a_commit_whose_answer_is_lost_is_recorded_as_the_success_it_was_and_its_news_is_sent(
     container: Container,
     gateway: PlaidGateway,
@@ -120,36 +151,13 @@ def test_a_commit_whose_answer_is_lost_is_recorded_as_the_success_it_was_and_its
     """Faults catalogue, "DB commit outcome unknown": the ledger's transaction commits, then the connection drops
     before the answer arrives. The run asks the database what really happened: the commit landed, so the run is
     the success it was (not a failure that sends the user to look for a problem) and the digest goes out once."""
-    from sqlalchemy.exc import OperationalError
-    from sqlmodel import Session
-
     user_id = make_user(container)
     item_id, pid = link_item(container, gateway, user_id)
     assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status == "ok"
     demo_bank.generate_history(pid, 3000)
     mailer.sent.clear()
-    writing: list[bool] = []
-
-    def marking(real: Callable[..., Any]) -> Callable[..., Any]:
-        def write(*args: Any, **kwargs: Any) -> Any:
-            writing.append(True)  # the session that commits next is the one writing the ledger
-            return real(*args, **kwargs)
-
-        return write
-
-    def answer_lost(session: Session) -> None:
-        if writing:
-            writing.clear()
-            raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
-
-    monkeypatch.setattr(sync_commit, "insert_new", marking(sync_commit.insert_new))
-    monkeypatch.setattr(sync_commit, "write_plan", marking(sync_commit.write_plan))
-    event.listen(Session, "after_commit", answer_lost)
-    try:
+    with _ledger_commit_fails(monkeypatch, "after_commit", "server closed the connection unexpectedly"):
         landed = sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
-    finally:
-        event.remove(Session, "after_commit", answer_lost)
-        monkeypatch.undo()
     assert (landed.status, landed.added, landed.error_code) == ("ok", 3000, None)
     assert ledger(container, user_id) == truth(demo_bank, pid)
     with unit_of_work(container.engine) as s:
@@ -181,37 +189,14 @@ def test_a_commit_that_fails_outright_is_a_failure_and_tells_nothing(
 ) -> None:
     """The other side of the unknown outcome: the commit itself is refused. Nothing landed, nothing is announced,
     and the next run brings the same transactions, told once."""
-    from sqlalchemy.exc import OperationalError
-    from sqlmodel import Session
-
     user_id = make_user(container)
     item_id, pid = link_item(container, gateway, user_id)
     assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status == "ok"
     demo_bank.generate_history(pid, 40)
     before = ledger(container, user_id)
     mailer.sent.clear()
-    writing: list[bool] = []
-
-    def marking(real: Callable[..., Any]) -> Callable[..., Any]:
-        def write(*args: Any, **kwargs: Any) -> Any:
-            writing.append(True)
-            return real(*args, **kwargs)
-
-        return write
-
-    def refused(session: Session) -> None:
-        if writing:
-            writing.clear()
-            raise OperationalError("COMMIT", {}, Exception("could not write to file: No space left on device"))
-
-    monkeypatch.setattr(sync_commit, "insert_new", marking(sync_commit.insert_new))
-    monkeypatch.setattr(sync_commit, "write_plan", marking(sync_commit.write_plan))
-    event.listen(Session, "before_commit", refused)
-    try:
+    with _ledger_commit_fails(monkeypatch, "before_commit", "could not write to file: No space left on device"):
         failed = sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
-    finally:
-        event.remove(Session, "before_commit", refused)
-        monkeypatch.undo()
     assert (failed.status, failed.error_code) == ("failed", "DATABASE_ERROR")
     assert ledger(container, user_id) == before and mailer.sent == []
 

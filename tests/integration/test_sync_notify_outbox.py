@@ -6,6 +6,8 @@ leaves the mail queued, and the next pass sends it once. A sync whose commit fai
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from sqlalchemy import func
 from sqlmodel import select
@@ -31,6 +33,16 @@ def _dies_before_sending(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sync_engine.mail_queue, "after_commit", lambda _c, _ids: None)
 
 
+def _synced_once(c: Container, gateway: PlaidGateway, mailer: MemoryMailer) -> tuple[uuid.UUID, uuid.UUID, str]:
+    """A user with a bank synced once, and nothing queued or sent yet: (user id, item id, the bank's item id)."""
+    user_id = make_user(c)
+    item_id, pid = link_item(c, gateway, user_id)
+    assert sync_item(c, user_id, item_id, gateway=gateway, policy=FAST).status == "ok"
+    mail_queue.send(c)
+    mailer.sent.clear()
+    return user_id, item_id, pid
+
+
 def test_news_committed_by_a_sync_is_told_even_if_the_process_dies_before_sending(
     container: Container,
     gateway: PlaidGateway,
@@ -38,11 +50,7 @@ def test_news_committed_by_a_sync_is_told_even_if_the_process_dies_before_sendin
     mailer: MemoryMailer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    user_id = make_user(container)
-    item_id, pid = link_item(container, gateway, user_id)
-    assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status == "ok"
-    mail_queue.send(container)
-    mailer.sent.clear()
+    user_id, item_id, pid = _synced_once(container, gateway, mailer)
     demo_bank.mutate(pid, "add", cents=4_200, name="CORNER BAKERY")
 
     with monkeypatch.context() as patch:
@@ -63,11 +71,7 @@ def test_a_connection_that_needs_the_user_is_told_even_if_the_process_dies_befor
     mailer: MemoryMailer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    user_id = make_user(container)
-    item_id, pid = link_item(container, gateway, user_id)
-    assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status == "ok"
-    mail_queue.send(container)
-    mailer.sent.clear()
+    user_id, item_id, pid = _synced_once(container, gateway, mailer)
     demo_bank.set_fault(pid, "login_required")
 
     with monkeypatch.context() as patch:
