@@ -6,6 +6,7 @@ import streamlit as st
 
 from pages.ui import session as ui_session
 from pages.ui.browser import post_and_reload
+from pages.ui.outage import database_outage_notice
 from pages.ui.session import current_session
 from pages.ui.state import container
 from pages.ui.text import md
@@ -13,64 +14,69 @@ from services import link_return, sessions
 
 st.set_page_config(page_title="finsync", page_icon="💰", layout="wide")
 
-view = current_session()
-params = st.query_params
+with database_outage_notice():  # the database gone mid-session: words, not a bare error box
+    view = current_session()
+    params = st.query_params
 
-# What a page keeps for its user (recovery codes to save, an open Link, messages) belongs to that user alone:
-# when the session ended (idle, revoked elsewhere) or another account is signed in, none of it is kept.
-owner = str(view.user.id) if view is not None else None
-if st.session_state.get("signed_in_user") != owner:
-    st.session_state.clear()
-    st.session_state["signed_in_user"] = owner
+    # What a page keeps for its user (recovery codes to save, an open Link, messages) belongs to that user alone:
+    # when the session ended (idle, revoked elsewhere) or another account is signed in, none of it is kept.
+    owner = str(view.user.id) if view is not None else None
+    if st.session_state.get("signed_in_user") != owner:
+        st.session_state.clear()
+        st.session_state["signed_in_user"] = owner
 
-if st.session_state.pop("clear_cookie", False):
-    post_and_reload("/auth/logout", "", "Signing out…", key="sign_out")
+    if st.session_state.pop("clear_cookie", False):
+        post_and_reload("/auth/logout", "", "Signing out…", key="sign_out")
 
-# Emailed links land on "/" with a token: show the page that consumes it first.
-link_page = None
-if "verify" in params:
-    link_page = st.Page("verify_email.py", title="Verify email", icon=":material/mark_email_read:", default=True)
-elif "reset" in params and view is None:
-    link_page = st.Page("reset_password.py", title="Choose a new password", icon=":material/key:", default=True)
-# A bank's OAuth redirect lands on PLAID_REDIRECT_URI with oauth_state_id, and Accounts resumes Link from it. When
-# that URI is the app root, Accounts is the default page of this visit: it opens right there, URL and query params
-# as the bank sent them (Link must be handed that exact URL). Asked for by its own path, Accounts opens as usual.
-asked_path = urlsplit(st.context.url or "").path.rstrip("/")
-oauth_return = link_page is None and link_return.OAUTH_STATE_PARAM in params and not asked_path.endswith("/accounts")
+    # Emailed links land on "/" with a token: show the page that consumes it first.
+    link_page = None
+    if "verify" in params:
+        link_page = st.Page("verify_email.py", title="Verify email", icon=":material/mark_email_read:", default=True)
+    elif "reset" in params and view is None:
+        link_page = st.Page("reset_password.py", title="Choose a new password", icon=":material/key:", default=True)
+    # A bank's OAuth redirect lands on PLAID_REDIRECT_URI with oauth_state_id, and Accounts resumes Link from it. When
+    # that URI is the app root, Accounts is the default page of this visit: it opens right there, URL and query params
+    # as the bank sent them (Link must be handed that exact URL). Asked for by its own path, Accounts opens as usual.
+    asked_path = urlsplit(st.context.url or "").path.rstrip("/")
+    oauth_return = (
+        link_page is None and link_return.OAUTH_STATE_PARAM in params and not asked_path.endswith("/accounts")
+    )
 
-if view is None:
-    public = [
-        st.Page("sign_in.py", title="Sign in", icon=":material/login:", default=link_page is None),
-        st.Page("register.py", title="Create account", icon=":material/person_add:"),
-        st.Page("forgot_password.py", title="Forgot password", icon=":material/key:"),
-    ]
-    if link_return.OAUTH_STATE_PARAM in params and asked_path.endswith("/accounts"):
-        # Back from the bank on PLAID_REDIRECT_URI = Accounts, signed out: sign in right there (no "Page not
-        # found"); signing in goes on to Accounts, which resumes Link.
-        public.append(st.Page("sign_in.py", title="Sign in", url_path="accounts", visibility="hidden"))
-    st.navigation([*public, *([link_page] if link_page else [])], position="top").run()
-else:
-    account = [st.Page("settings.py", title="Settings", icon=":material/settings:")]
-    if link_page is not None:
-        account.append(link_page)
-    sections = {
-        "finsync": [
-            st.Page("home.py", title="Home", icon=":material/home:", default=link_page is None and not oauth_return),
-            st.Page("accounts.py", title="Accounts", icon=":material/account_balance:", default=oauth_return),
-            st.Page("transactions.py", title="Transactions", icon=":material/receipt_long:"),
-            st.Page("sync_history.py", title="Sync history", icon=":material/history:"),
-        ],
-        "Account": account,
-    }
-    if view.user.role == "admin":
-        sections["Admin"] = [st.Page("admin.py", title="Users and audit", icon=":material/admin_panel_settings:")]
-    with st.sidebar:
-        st.caption(f"Signed in as {md(view.user.username)}")
-        if st.button("Sign out", icon=":material/logout:", key="sign_out_button"):
-            token = ui_session.read_cookie()
-            if token:
-                sessions.sign_out(container(), token)
-            st.session_state.clear()
-            st.session_state["clear_cookie"] = True
-            st.rerun()
-    st.navigation(sections).run()
+    if view is None:
+        public = [
+            st.Page("sign_in.py", title="Sign in", icon=":material/login:", default=link_page is None),
+            st.Page("register.py", title="Create account", icon=":material/person_add:"),
+            st.Page("forgot_password.py", title="Forgot password", icon=":material/key:"),
+        ]
+        if link_return.OAUTH_STATE_PARAM in params and asked_path.endswith("/accounts"):
+            # Back from the bank on PLAID_REDIRECT_URI = Accounts, signed out: sign in right there (no "Page not
+            # found"); signing in goes on to Accounts, which resumes Link.
+            public.append(st.Page("sign_in.py", title="Sign in", url_path="accounts", visibility="hidden"))
+        st.navigation([*public, *([link_page] if link_page else [])], position="top").run()
+    else:
+        account = [st.Page("settings.py", title="Settings", icon=":material/settings:")]
+        if link_page is not None:
+            account.append(link_page)
+        sections = {
+            "finsync": [
+                st.Page(
+                    "home.py", title="Home", icon=":material/home:", default=link_page is None and not oauth_return
+                ),
+                st.Page("accounts.py", title="Accounts", icon=":material/account_balance:", default=oauth_return),
+                st.Page("transactions.py", title="Transactions", icon=":material/receipt_long:"),
+                st.Page("sync_history.py", title="Sync history", icon=":material/history:"),
+            ],
+            "Account": account,
+        }
+        if view.user.role == "admin":
+            sections["Admin"] = [st.Page("admin.py", title="Users and audit", icon=":material/admin_panel_settings:")]
+        with st.sidebar:
+            st.caption(f"Signed in as {md(view.user.username)}")
+            if st.button("Sign out", icon=":material/logout:", key="sign_out_button"):
+                token = ui_session.read_cookie()
+                if token:
+                    sessions.sign_out(container(), token)
+                st.session_state.clear()
+                st.session_state["clear_cookie"] = True
+                st.rerun()
+        st.navigation(sections).run()

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session
 
 from services.errors import DatabaseUnavailable
@@ -77,6 +77,22 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def is_outage(exc: BaseException) -> bool:
+    """True when ``exc`` says the database cannot be used right now (down, restarting, connection cut, locked too
+    long), rather than that a statement or the data is wrong."""
+    if isinstance(exc, DatabaseUnavailable | OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def outage_reason(exc: BaseException) -> str:
+    """The driver's own first line about an outage, for the log: never SQLAlchemy's text, which quotes the
+    statement and its parameters (emails, token hashes)."""
+    if isinstance(exc, DBAPIError):
+        return str(exc.orig).strip().splitlines()[0] if exc.orig and str(exc.orig).strip() else "connection failed"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def check_database(engine: Engine) -> None:
     """Raise ``DatabaseUnavailable`` with a message naming the database (never its password)."""
     try:
@@ -84,7 +100,7 @@ def check_database(engine: Engine) -> None:
             conn.execute(text("SELECT 1"))
     except OperationalError as exc:
         where = engine.url.render_as_string(hide_password=True)
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
+        reason = outage_reason(exc)
         raise DatabaseUnavailable(
             f"cannot reach the database at {where}: {reason}. Check DATABASE_URL and that the server is running."
         ) from None

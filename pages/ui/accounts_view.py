@@ -11,6 +11,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import RerunException, StopException
 
 from pages.ui.format import count, money, when
+from pages.ui.outage import database_outage_notice
 from pages.ui.reauth import proof_inputs
 from pages.ui.session import client_ip, current_session
 from pages.ui.text import md
@@ -67,18 +68,19 @@ def watch_syncing(c: Container, uid: uuid.UUID, statuses: list[ItemSyncStatus]) 
 
     @st.fragment(run_every=2)
     def poll() -> None:
-        view = current_session()  # a fragment's rerun skips the entry script's check: a session ended elsewhere
-        if view is None or view.user.id != uid:  # stops the polling at once (the full rerun shows sign-in)
-            st.rerun(scope="app")
-        now = {s.item_id: s for s in sync.item_sync_status(c, uid)}
-        done = [now[i] for i in busy if i in now and now[i].state not in BUSY]
-        if done:  # its card, balances and last sync change: show them, and say so
-            ok = [s.institution_name for s in done if s.state == "ok"]
-            if ok:
-                said = f"{', '.join(ok)} {'is' if len(ok) == 1 else 'are'} synced: see Transactions."
-                st.session_state["flash"] = [("success", said)]
-            st.rerun(scope="app")
-        st.caption(":material/sync: Syncing in the background; this page updates by itself when it is done.")
+        with database_outage_notice(retry=False):  # the database gone: said here; the next poll tries again
+            view = current_session()  # a fragment's rerun skips the entry script's check: a session ended elsewhere
+            if view is None or view.user.id != uid:  # stops the polling at once (the full rerun shows sign-in)
+                st.rerun(scope="app")
+            now = {s.item_id: s for s in sync.item_sync_status(c, uid)}
+            done = [now[i] for i in busy if i in now and now[i].state not in BUSY]
+            if done:  # its card, balances and last sync change: show them, and say so
+                ok = [s.institution_name for s in done if s.state == "ok"]
+                if ok:
+                    said = f"{', '.join(ok)} {'is' if len(ok) == 1 else 'are'} synced: see Transactions."
+                    st.session_state["flash"] = [("success", said)]
+                st.rerun(scope="app")
+            st.caption(":material/sync: Syncing in the background; this page updates by itself when it is done.")
 
     poll()
 

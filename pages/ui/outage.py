@@ -1,0 +1,32 @@
+"""When the database cannot be reached during a page run: plain words for the person, a line for the operator."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import streamlit as st
+
+from services.db import is_outage, outage_reason
+
+log = logging.getLogger("finsync.pages")
+MESSAGE = (
+    "finsync cannot reach its database right now. Please try again in a minute; "
+    "if this goes on, tell whoever runs this finsync."
+)
+
+
+@contextmanager
+def database_outage_notice(*, retry: bool = True) -> Iterator[None]:
+    """Run the page (or a fragment); a database outage ends it with MESSAGE, not Streamlit's bare error box, and
+    is logged. ``retry``: offer a "Try again" button (a polling fragment tries again by itself)."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        log.error("a page could not use the database: %s", outage_reason(exc))
+        st.error(MESSAGE, icon=":material/cloud_off:")
+        if retry and st.button("Try again", key="outage_retry"):
+            st.rerun()

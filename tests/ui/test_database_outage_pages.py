@@ -1,0 +1,72 @@
+"""The database goes away while people use the app: the page says so in words, and works again once it is back.
+
+Security bar, faults catalogue ("DB down"): no traceback or bare error box in the browser, nothing about the
+database (address, statement, parameters) on the page, and a log line for the operator without secrets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pages.ui import session as ui_session
+from pages.ui import state
+from pages.ui.outage import MESSAGE
+from services.container import Container
+from services.db import make_engine
+from tests.integration.auth_support import make_user, sign_in
+from tests.ui.conftest import ENTRY
+
+pytestmark = pytest.mark.usefixtures("fast_hashing")
+GONE = "postgresql+psycopg2://finsync:s3cret-pw@127.0.0.1:1/finsync"  # nothing listens on port 1
+
+
+def serve(monkeypatch: pytest.MonkeyPatch, c: Container) -> None:
+    """The app's process-wide container from now on (the cache is emptied, as after a restart of the pool)."""
+    state.container.clear()
+    monkeypatch.setattr(state, "build_container", lambda: c)
+
+
+def shown(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def test_a_visitor_sees_words_when_the_database_is_down(
+    container: Container, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    gone = dataclasses.replace(container, engine=make_engine(GONE))
+    serve(monkeypatch, gone)
+    monkeypatch.setattr(ui_session, "read_cookie", lambda: "a-session-token-from-the-cookie")
+    with caplog.at_level(logging.ERROR, logger="finsync.pages"):
+        at = AppTest.from_file(ENTRY, default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert shown(at) == [MESSAGE]
+    page = "\n".join(str(e.value) for e in (*at.error, *at.markdown, *at.caption))
+    assert "127.0.0.1" not in page and "SELECT" not in page and "s3cret" not in page
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "finsync.pages"]
+    assert line.startswith("a page could not use the database:") and "port 1 failed" in line
+    assert "s3cret" not in line and "SELECT" not in line and "a-session-token" not in line
+
+
+def test_a_signed_in_user_whose_database_goes_away_sees_words_then_carries_on(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_user(container, "ann")
+    token = sign_in(container, "ann")
+    monkeypatch.setattr(ui_session, "read_cookie", lambda: token)
+    serve(monkeypatch, container)
+    at = AppTest.from_file(ENTRY, default_timeout=60).run()
+    assert at.title[0].value == "Welcome, ann"
+
+    serve(monkeypatch, dataclasses.replace(container, engine=make_engine(GONE)))  # the server goes down
+    at.switch_page("transactions.py").run()
+    assert not at.exception, at.exception
+    assert shown(at) == [MESSAGE]
+
+    serve(monkeypatch, container)  # back up: the same browser session goes on, still signed in
+    next(b for b in at.button if b.label == "Try again").click().run()
+    assert not at.exception and shown(at) == []
+    assert at.title[0].value == "Transactions"
