@@ -56,7 +56,12 @@ def _private_file(path: Path) -> None:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine configured for our two databases."""
+    """An engine configured for our two databases.
+
+    Its errors never quote a statement's values (emails, token hashes, ciphertexts): a logged traceback says
+    "[SQL parameters hidden ...]" instead.
+    """
+    kwargs.setdefault("hide_parameters", True)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":

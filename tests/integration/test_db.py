@@ -52,6 +52,16 @@ def test_unique_identity_enforced_by_database(engine: Engine) -> None:
     assert count(engine) == 1
 
 
+def test_a_database_error_never_quotes_the_statements_values(engine: Engine) -> None:
+    """What a logged traceback would carry: the statement, but not the email or hash it was run with."""
+    values = {"email": "ann.private@example.com", "token_sha256": "9f2c" * 16}
+    with pytest.raises(Exception, match=r"(?i)no such table|does not exist") as raised, engine.connect() as conn:
+        conn.execute(text("SELECT 1 FROM no_such_table WHERE email = :email AND token = :token_sha256"), values)
+    said = str(raised.value)
+    assert "no_such_table" in said and "parameters hidden" in said
+    assert not any(v in said for v in values.values())
+
+
 def test_sqlite_pragmas(tmp_path: object) -> None:
     engine = make_engine(f"sqlite:///{tmp_path}/p.db")
     with engine.connect() as conn:
