@@ -24,14 +24,8 @@ from services.errors import FinsyncError
 from services.logs import configure_logging
 from services.scheduler import stop_scheduler
 from services.sync import start_scheduler
-from services.web import (
-    SecurityHeadersMiddleware,
-    auth_routes,
-    health_route,
-    inline_script_hashes,
-    link_origins,
-    webhook_route,
-)
+from services.web import auth_routes, health_route, webhook_route
+from services.web_headers import SecurityHeadersMiddleware, inline_script_hashes, link_origins
 
 # The page Streamlit serves: its inline scripts are allowed by hash in the CSP (no 'unsafe-inline' for scripts).
 STREAMLIT_PAGE = Path(st.__file__).parent / "static" / "index.html"
