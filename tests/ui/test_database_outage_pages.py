@@ -12,12 +12,16 @@ import logging
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from models import PlaidItem
 from pages.ui import session as ui_session
 from pages.ui import state
 from pages.ui.outage import MESSAGE
+from services import sync
 from services.container import Container
-from services.db import make_engine
+from services.db import make_engine, unit_of_work
 from tests.integration.auth_support import make_user, sign_in
+from tests.integration.conftest_bank import Bank
+from tests.ui.bank_support import everything, open_page, signed_in, wire_app
 from tests.ui.conftest import ENTRY
 
 pytestmark = pytest.mark.usefixtures("fast_hashing")
@@ -70,3 +74,37 @@ def test_a_signed_in_user_whose_database_goes_away_sees_words_then_carries_on(
     next(b for b in at.button if b.label == "Try again").click().run()
     assert not at.exception and shown(at) == []
     assert at.title[0].value == "Transactions"
+
+
+def test_the_accounts_page_following_a_sync_says_so_in_its_corner_and_keeps_the_page(
+    bank: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The part of Accounts that follows a running sync asks the database every 2 s: when it is gone, that part
+    says so (no button: the next poll tries again) and the rest of the page stays as it was."""
+    from sqlalchemy.exc import OperationalError
+
+    from services.sync_state import acquire, worker_name
+
+    wire_app(bank, monkeypatch)
+    user = signed_in(bank, monkeypatch, "hal")
+    item = bank.link(user.id)
+    with unit_of_work(bank.c.engine) as session:  # the bot syncs this bank: the page follows it
+        row = session.get(PlaidItem, item.id)
+        assert row is not None and acquire(session, row, worker_name("scheduler"), bank.c.clock())
+    at = open_page("accounts.py")
+    assert "Syncing in the background" in everything(at)
+
+    real, calls = sync.item_sync_status, []
+
+    def gone_at_the_poll(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:  # the page's own read works; the follow-up poll's finds the database gone
+            raise OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sync, "item_sync_status", gone_at_the_poll)
+    at.run()
+    assert not at.exception, at.exception
+    assert shown(at) == [MESSAGE]
+    assert "Try again" not in [b.label for b in at.button]
+    assert at.title[0].value == "Accounts" and "Sync now" in [b.label for b in at.button]  # the page is still there
