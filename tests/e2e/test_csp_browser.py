@@ -88,6 +88,11 @@ def test_every_page_with_a_synced_bank_renders_under_the_policy(server: Server, 
             for tab in page.get_by_role("tab").all():
                 tab.click()
                 page.wait_for_timeout(300)
+            page.get_by_role("tab", name="Two-factor").click()  # the QR code is an SVG image: img-src must allow it
+            page.get_by_role("button", name="Set up two-factor sign-in").click()
+            qr = page.get_by_test_id("stImage").locator("img")
+            qr.wait_for(timeout=20_000)
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=qr.element_handle())
         page.wait_for_timeout(1000)  # grids and components finish drawing
         assert page.get_by_test_id("stException").count() == 0, title
         seen.append(title)
