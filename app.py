@@ -83,7 +83,9 @@ app = st.App(
             https=_c.settings.secure_cookies,
             extra_origins=link_origins(_c),
             public_url=_public_url,
-            script_hashes=inline_script_hashes(STREAMLIT_PAGE.read_text(encoding="utf-8")),
+            script_hashes=inline_script_hashes(
+                STREAMLIT_PAGE.read_bytes().decode("utf-8")
+            ),  # as served: no newline rewriting
         )
     ],
 )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session
 
 from services.errors import DatabaseUnavailable
@@ -82,12 +86,35 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+# SQLite reports a wrong statement or schema as OperationalError too: those are bugs, not outages.
+_SQLITE_NOT_OUTAGE = ("no such table", "no such column", "syntax error", "has no column named")
+
+
 def is_outage(exc: BaseException) -> bool:
     """True when ``exc`` says the database cannot be used right now (down, restarting, connection cut, locked too
-    long), rather than that a statement or the data is wrong."""
-    if isinstance(exc, DatabaseUnavailable | OperationalError | InterfaceError):
+    long, no free connection in the pool), rather than that a statement or the data is wrong."""
+    if isinstance(exc, OperationalError) and any(m in str(exc.orig).lower() for m in _SQLITE_NOT_OUTAGE):
+        return False
+    if isinstance(exc, DatabaseUnavailable | OperationalError | InterfaceError | PoolTimeout):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+class Throttle:
+    """True at most once per ``seconds`` (thread-safe): for a log line repeated while an outage lasts."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._last = -math.inf
+
+    def due(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last < self.seconds:
+                return False
+            self._last = now
+            return True
 
 
 def outage_reason(exc: BaseException) -> str:

@@ -36,7 +36,7 @@ from services.sync_types import SyncResult
 
 @dataclass
 class News:
-    """What a sync brought in, for the notifications sent after it commits."""
+    """What a sync brought in: its notifications are queued in the apply transaction and sent once it commits."""
 
     rows: list[NewTransaction] = field(default_factory=list)
     count: int = 0

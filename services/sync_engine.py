@@ -17,7 +17,7 @@ from models import ItemSyncState, PlaidItem, SyncRun
 from services import mail_queue
 from services.banking import get_access_token
 from services.container import Container
-from services.db import unit_of_work
+from services.db import outage_reason, unit_of_work
 from services.errors import DecryptionError, FinsyncError, NotFound, NotYours
 from services.notify import get_notification_prefs, queue_connection_alert
 from services.plaid_client import PlaidGateway
@@ -192,6 +192,12 @@ def _execute(  # noqa: PLR0911 - one return per way a run can end
             request_ids=run.request_ids,
             alert=lambda session: queue_connection_alert(session, c, item.user_id, item.institution_name),
         )
+        if mail is None:  # the apply had committed after all: report the success it was
+            landed = _landed(c, item, run)
+            if landed is not None:
+                mail_queue.after_commit(c, news.mail)
+                return landed
+            mail = []
         mail_queue.after_commit(c, mail)
         return SyncResult(item.id, status, item.institution_name, run.pages, *counts, code, message, run.run_id)
 
@@ -220,12 +226,13 @@ def _execute(  # noqa: PLR0911 - one return per way a run can end
         if _removed(c, item.id):  # its state went with it: nothing was written, and nothing will be
             msg = "This connection was removed while it synced; nothing from this sync was kept."
         return SyncResult(item.id, "already_syncing", item.institution_name, run.pages, message=msg)
-    except SQLAlchemyError:
+    except SQLAlchemyError as exc:
         landed = _landed(c, item, run)
         if landed is None:
             log.exception("sync of item %s could not be saved", item.id)
             return fail("failed", "DATABASE_ERROR", explained("DATABASE_ERROR"), now + interval)
-        log.warning("sync of item %s: the database's answer to the commit was lost, but the commit landed", item.id)
+        why = outage_reason(exc)
+        log.warning("sync of item %s: the commit landed, but its answer was lost (%s)", item.id, why)
         result = landed
     except Exception as exc:  # a bug or a broken row must end this run, not leave it running and retried every tick
         log.exception("sync of item %s failed unexpectedly", item.id)

@@ -111,16 +111,17 @@ def finish_unsuccessful(
     counts: tuple[int, int, int],
     request_ids: Sequence[str],
     alert: Callable[[Session], list[uuid.UUID]] | None = None,
-) -> list[uuid.UUID]:
+) -> list[uuid.UUID] | None:
     """Close a run that did not apply anything.
 
     When this run found the connection's login expired (news to the user), ``alert`` queues the email in the same
-    transaction; the ids of what it queued are returned, for sending once committed.
+    transaction; the ids of what it queued are returned, for sending once committed. None: the run's apply had
+    committed after all (its answer was lost), and nothing was changed.
     """
     with unit_of_work(engine, immediate=True) as session:
-        run = session.get(SyncRun, run_id)
+        run = session.get(SyncRun, run_id, with_for_update=True)  # waits for a COMMIT still under way
         if run is not None and run.status == "ok":
-            return []  # its apply committed after all (the answer was lost): the run and item say so already
+            return None  # the run and the item say so already
         if run is not None:
             run.status, run.error_code, run.message, run.finished_at = status, error_code, message, now
             run.pages, run.restarts, run.retries = counts

@@ -8,9 +8,10 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-from services.db import is_outage, outage_reason
+from services.db import Throttle, is_outage, outage_reason
 
 log = logging.getLogger("finsync.pages")
+_said = Throttle(60.0)  # one line a minute while the outage lasts (a page following a sync asks every 2 s)
 MESSAGE = (
     "finsync cannot reach its database right now. Please try again in a minute; "
     "if this goes on, tell whoever runs this finsync."
@@ -20,13 +21,15 @@ MESSAGE = (
 @contextmanager
 def database_outage_notice(*, retry: bool = True) -> Iterator[None]:
     """Run the page (or a fragment); a database outage ends it with MESSAGE, not Streamlit's bare error box, and
-    is logged. ``retry``: offer a "Try again" button (a polling fragment tries again by itself)."""
+    is logged (at most once a minute). ``retry``: offer a "Try again" button (a polling fragment tries again by
+    itself)."""
     try:
         yield
     except Exception as exc:
         if not is_outage(exc):
             raise
-        log.error("a page could not use the database: %s", outage_reason(exc))
+        if _said.due():
+            log.error("a page could not use the database: %s", outage_reason(exc))
         st.error(MESSAGE, icon=":material/cloud_off:")
-        if retry and st.button("Try again", key="outage_retry"):
-            st.rerun()
+        if retry:
+            st.button("Try again", key="outage_retry")  # a click reruns the page: nothing more to do

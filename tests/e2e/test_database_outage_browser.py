@@ -53,7 +53,7 @@ def test_the_database_going_away_mid_session_is_said_in_words_and_survived(
     sign_in(page, pg_server, "olive", PASSWORD)
 
     # The server turns the app away: no new connections to its database, and the open ones are cut.
-    admin(f'ALTER DATABASE "{database}" CONNECTION LIMIT 0')
+    admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')  # applies to superusers too
     admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'")
     page.get_by_role("link", name="Transactions").click()
     page.get_by_text("finsync cannot reach its database right now.").wait_for(timeout=30_000)
@@ -64,7 +64,7 @@ def test_the_database_going_away_mid_session_is_said_in_words_and_survived(
     log = pg_server.log.read_text()
     assert "a page could not use the database" in log and "SELECT" not in log.split("could not use the database")[1]
 
-    admin(f'ALTER DATABASE "{database}" CONNECTION LIMIT -1')  # back
+    admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')  # back
     page.get_by_role("button", name="Try again").click()
     page.get_by_role("heading", name="Transactions").wait_for(timeout=30_000)
     assert page.get_by_text("cannot reach its database").count() == 0

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 
 from models import User
-from services.db import check_database, make_engine, unit_of_work
+from services.db import check_database, is_outage, make_engine, outage_reason, unit_of_work
 from services.errors import DatabaseUnavailable
 
 
@@ -60,6 +60,23 @@ def test_a_database_error_never_quotes_the_statements_values(engine: Engine) -> 
     said = str(raised.value)
     assert "no_such_table" in said and "parameters hidden" in said
     assert not any(v in said for v in values.values())
+
+
+def test_an_outage_is_told_apart_from_a_wrong_statement(engine: Engine) -> None:
+    """What the pages call "cannot reach its database right now": not a statement or schema that is wrong."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    with pytest.raises((OperationalError, ProgrammingError)) as wrong, engine.connect() as conn:
+        conn.execute(text("SELECT nothing FROM no_such_table"))
+    assert not is_outage(wrong.value)
+    gone = make_engine("postgresql+psycopg2://u:p@127.0.0.1:1/x")
+    with pytest.raises(OperationalError) as down, gone.connect():
+        pass
+    assert is_outage(down.value) and "127.0.0.1" in outage_reason(down.value)
+    assert is_outage(PoolTimeout("QueuePool limit of size 5 overflow 10 reached"))
+    assert is_outage(DatabaseUnavailable("cannot reach the database"))
+    assert not is_outage(ValueError("not a database error"))
 
 
 def test_sqlite_pragmas(tmp_path: object) -> None:

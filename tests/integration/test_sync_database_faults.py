@@ -2,6 +2,7 @@
 
 Security bar, faults catalogue ("DB down mid-sync", "Disk full"): the run fails with a reason in words, the ledger,
 cursor and staging are as before, no lease is left held, and the next run completes the work exactly once.
+("DB commit outcome unknown": a commit that landed although its answer was lost is the success it was.)
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import pytest
 from sqlalchemy import event, func, text
 from sqlmodel import select
 
-from models import ItemSyncState, LedgerTransaction, SyncRun, SyncStaged
-from services import sync_commit
+from models import ItemSyncState, LedgerTransaction, QueuedMail, SyncRun, SyncStaged
+from services import sync_commit, sync_engine
 from services.container import Container
 from services.db import unit_of_work
 from services.demo_bank import DemoBankHandle
@@ -161,10 +162,10 @@ def test_a_commit_whose_answer_is_lost_is_recorded_as_the_success_it_was_and_its
     assert (landed.status, landed.added, landed.error_code) == ("ok", 3000, None)
     assert ledger(container, user_id) == truth(demo_bank, pid)
     with unit_of_work(container.engine) as s:
-        runs = [(r.status, r.added) for r in s.exec(select(SyncRun).order_by(SyncRun.started_at)).all()]  # type: ignore[arg-type]
+        run = s.get(SyncRun, landed.run_id)
+        assert run is not None and (run.status, run.added) == ("ok", 3000)  # not overwritten as failed
         state = s.get(ItemSyncState, item_id)
         assert state is not None and (state.state, state.consecutive_failures, state.lease_owner) == ("ok", 0, None)
-    assert runs[-1] == ("ok", 3000)  # not overwritten as failed
     assert [str(m["Subject"]) for m in mailer.sent] == [
         "finsync: 3000 new transaction(s) from " + landed.institution_name
     ]
@@ -199,8 +200,46 @@ def test_a_commit_that_fails_outright_is_a_failure_and_tells_nothing(
         failed = sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
     assert (failed.status, failed.error_code) == ("failed", "DATABASE_ERROR")
     assert ledger(container, user_id) == before and mailer.sent == []
+    with unit_of_work(container.engine) as s:
+        assert s.exec(select(QueuedMail)).first() is None  # its notification went with the rolled-back transaction
 
     again = sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
     assert (again.status, again.added) == ("ok", 40)
     assert ledger(container, user_id) == truth(demo_bank, pid)
     assert [str(m["Subject"]) for m in mailer.sent] == ["finsync: 40 new transaction(s) from " + again.institution_name]
+
+
+def test_a_landed_commit_is_never_recorded_failed_even_when_the_first_look_cannot_tell(
+    container: Container,
+    gateway: PlaidGateway,
+    demo_bank: DemoBankHandle,
+    mailer: MemoryMailer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The commit landed, its answer was lost, and the first look at the run cannot reach the database either. The
+    run's close then finds the run "ok" and leaves it so: still the success it was, with its digest, told once."""
+    user_id = make_user(container)
+    item_id, pid = link_item(container, gateway, user_id)
+    assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status == "ok"
+    demo_bank.generate_history(pid, 25)
+    mailer.sent.clear()
+    real, looks = sync_engine._landed, []
+
+    def first_look_fails(*args: Any) -> Any:
+        looks.append(1)
+        return None if len(looks) == 1 else real(*args)
+
+    monkeypatch.setattr(sync_engine, "_landed", first_look_fails)
+    with _ledger_commit_fails(monkeypatch, "after_commit", "server closed the connection unexpectedly"):
+        result = sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    assert len(looks) == 2
+    assert (result.status, result.added) == ("ok", 25)
+    with unit_of_work(container.engine) as s:
+        run = s.get(SyncRun, result.run_id)
+        state = s.get(ItemSyncState, item_id)
+        assert run is not None and (run.status, run.error_code) == ("ok", None)
+        assert state is not None and (state.state, state.consecutive_failures) == ("ok", 0)
+    assert [str(m["Subject"]) for m in mailer.sent] == [
+        "finsync: 25 new transaction(s) from " + result.institution_name
+    ]
+    assert ledger(container, user_id) == truth(demo_bank, pid)

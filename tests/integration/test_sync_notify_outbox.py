@@ -1,7 +1,8 @@
 """A sync's notifications are queued in the sync's own transaction: the user hears of exactly what was committed.
 
 Faults catalogue, "process killed": a process that dies right after the sync commits, before its mail goes out,
-leaves the mail queued, and the next pass sends it once. A sync whose commit fails queues nothing.
+leaves the mail queued, and the next pass sends it once. (A sync whose commit fails queues nothing:
+tests/integration/test_sync_database_faults.py.)
 """
 
 from __future__ import annotations
@@ -28,9 +29,19 @@ def _queued(c: Container) -> int:
         return int(s.exec(select(func.count()).select_from(QueuedMail)).one())
 
 
-def _dies_before_sending(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The process ends between the sync's commit and its sending (the mail thread never gets to it)."""
-    monkeypatch.setattr(sync_engine.mail_queue, "after_commit", lambda _c, _ids: None)
+class Killed(BaseException):
+    """The process ends here (SIGKILL, power cut): nothing after this point runs, not even ``except Exception``."""
+
+
+def _killed_after(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The process dies right after ``sync_engine.<name>`` returns: its transaction committed, nothing else ran."""
+    real = getattr(sync_engine, name)
+
+    def then_die(*args: object, **kwargs: object) -> object:
+        real(*args, **kwargs)
+        raise Killed
+
+    monkeypatch.setattr(sync_engine, name, then_die)
 
 
 def _synced_once(c: Container, gateway: PlaidGateway, mailer: MemoryMailer) -> tuple[uuid.UUID, uuid.UUID, str]:
@@ -53,9 +64,9 @@ def test_news_committed_by_a_sync_is_told_even_if_the_process_dies_before_sendin
     user_id, item_id, pid = _synced_once(container, gateway, mailer)
     demo_bank.mutate(pid, "add", cents=4_200, name="CORNER BAKERY")
 
-    with monkeypatch.context() as patch:
-        _dies_before_sending(patch)
-        assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).added == 1
+    with monkeypatch.context() as patch, pytest.raises(Killed):
+        _killed_after(patch, "apply_run")  # the ledger, cursor and run committed; the process is gone
+        sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
     assert mailer.sent == [] and _queued(container) == 1  # committed with the transaction, not yet sent
 
     assert mail_queue.send(container) == 1  # the next pass (scheduler, CLI) sends it
@@ -74,9 +85,9 @@ def test_a_connection_that_needs_the_user_is_told_even_if_the_process_dies_befor
     user_id, item_id, pid = _synced_once(container, gateway, mailer)
     demo_bank.set_fault(pid, "login_required")
 
-    with monkeypatch.context() as patch:
-        _dies_before_sending(patch)
-        assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status == "login_required"
+    with monkeypatch.context() as patch, pytest.raises(Killed):
+        _killed_after(patch, "finish_unsuccessful")  # the item is marked "sign in again"; the process is gone
+        sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
     assert mailer.sent == [] and _queued(container) == 1
     # The next run finds the connection already marked: it is not news again, so only the queue can tell it.
     assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status == "login_required"

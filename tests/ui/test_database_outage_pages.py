@@ -13,12 +13,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from models import PlaidItem
+from pages.ui import outage, state
 from pages.ui import session as ui_session
-from pages.ui import state
 from pages.ui.outage import MESSAGE
 from services import sync
 from services.container import Container
-from services.db import make_engine, unit_of_work
+from services.db import Throttle, make_engine, unit_of_work
 from tests.integration.auth_support import make_user, sign_in
 from tests.integration.conftest_bank import Bank
 from tests.ui.bank_support import everything, open_page, signed_in, wire_app
@@ -41,6 +41,7 @@ def shown(at: AppTest) -> list[str]:
 def test_a_visitor_sees_words_when_the_database_is_down(
     container: Container, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    monkeypatch.setattr(outage, "_said", Throttle(60.0))  # no line said yet in this process
     gone = dataclasses.replace(container, engine=make_engine(GONE))
     serve(monkeypatch, gone)
     monkeypatch.setattr(ui_session, "read_cookie", lambda: "a-session-token-from-the-cookie")
@@ -53,6 +54,9 @@ def test_a_visitor_sees_words_when_the_database_is_down(
     (line,) = [r.getMessage() for r in caplog.records if r.name == "finsync.pages"]
     assert line.startswith("a page could not use the database:") and "port 1 failed" in line
     assert "s3cret" not in line and "SELECT" not in line and "a-session-token" not in line
+    with caplog.at_level(logging.ERROR, logger="finsync.pages"):
+        at.run()  # the same outage a moment later: said on the page again, not in the log (a line a minute)
+    assert shown(at) == [MESSAGE] and len([r for r in caplog.records if r.name == "finsync.pages"]) == 1
 
 
 def test_a_signed_in_user_whose_database_goes_away_sees_words_then_carries_on(
