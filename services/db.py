@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import math
 import os
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,23 +95,6 @@ def is_outage(exc: BaseException) -> bool:
     if isinstance(exc, DatabaseUnavailable | OperationalError | InterfaceError | PoolTimeout):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
-
-
-class Throttle:
-    """True at most once per ``seconds`` (thread-safe): for a log line repeated while an outage lasts."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._lock = threading.Lock()
-        self._last = -math.inf
-
-    def due(self) -> bool:
-        with self._lock:
-            now = time.monotonic()
-            if now - self._last < self.seconds:
-                return False
-            self._last = now
-            return True
 
 
 def outage_reason(exc: BaseException) -> str:

@@ -8,10 +8,13 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-from services.db import Throttle, is_outage, outage_reason
+from services.db import is_outage, outage_reason
+from services.ratelimit import TokenBucket
 
 log = logging.getLogger("finsync.pages")
-_said = Throttle(60.0)  # one line a minute while the outage lasts (a page following a sync asks every 2 s)
+_said = TokenBucket(
+    rate=1 / 60, burst=1
+)  # one line a minute while the outage lasts (a page following a sync asks every 2 s)
 MESSAGE = (
     "finsync cannot reach its database right now. Please try again in a minute; "
     "if this goes on, tell whoever runs this finsync."
@@ -28,7 +31,7 @@ def database_outage_notice(*, retry: bool = True) -> Iterator[None]:
     except Exception as exc:
         if not is_outage(exc):
             raise
-        if _said.due():
+        if _said.take() == 0.0:
             log.error("a page could not use the database: %s", outage_reason(exc))
         st.error(MESSAGE, icon=":material/cloud_off:")
         if retry:

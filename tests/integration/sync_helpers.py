@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func
 from sqlmodel import select
 
 from models import BankAccount, ItemSyncState, LedgerTransaction, PlaidItem, User
@@ -149,3 +150,12 @@ def process_env(c: Container, bank: DemoBankHandle) -> dict[str, str]:
         PYTHONPATH=str(REPO),
     )
     return env
+
+
+def assert_exact(c: Container, demo_bank: DemoBankHandle, user_id: uuid.UUID, plaid_item_id: str) -> list[Any]:
+    """The user's ledger is the bank's truth, each transaction once (no duplicate rows behind it); returns it."""
+    rows = ledger(c, user_id)
+    assert rows == truth(demo_bank, plaid_item_id)
+    with unit_of_work(c.engine) as s:
+        assert s.exec(select(func.count()).select_from(LedgerTransaction)).one() == len(rows)  # no duplicates
+    return rows

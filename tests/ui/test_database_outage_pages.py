@@ -18,7 +18,8 @@ from pages.ui import session as ui_session
 from pages.ui.outage import MESSAGE
 from services import sync
 from services.container import Container
-from services.db import Throttle, make_engine, unit_of_work
+from services.db import make_engine, unit_of_work
+from services.ratelimit import TokenBucket
 from tests.integration.auth_support import make_user, sign_in
 from tests.integration.conftest_bank import Bank
 from tests.ui.bank_support import everything, open_page, signed_in, wire_app
@@ -41,7 +42,7 @@ def shown(at: AppTest) -> list[str]:
 def test_a_visitor_sees_words_when_the_database_is_down(
     container: Container, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(outage, "_said", Throttle(60.0))  # no line said yet in this process
+    monkeypatch.setattr(outage, "_said", TokenBucket(rate=1 / 60, burst=1))  # no line said yet in this process
     gone = dataclasses.replace(container, engine=make_engine(GONE))
     serve(monkeypatch, gone)
     monkeypatch.setattr(ui_session, "read_cookie", lambda: "a-session-token-from-the-cookie")
