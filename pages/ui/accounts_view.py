@@ -14,6 +14,7 @@ from pages.ui.format import count, money, when
 from pages.ui.outage import database_outage_notice
 from pages.ui.reauth import proof_inputs
 from pages.ui.session import client_ip, current_session
+from pages.ui.state import flash_again
 from pages.ui.text import md
 from services import banking, sync
 from services.banking import ItemView
@@ -76,9 +77,8 @@ def watch_syncing(c: Container, uid: uuid.UUID, statuses: list[ItemSyncStatus]) 
             done = [now[i] for i in busy if i in now and now[i].state not in BUSY]
             if done:  # its card, balances and last sync change: show them, and say so
                 ok = [s.institution_name for s in done if s.state == "ok"]
-                if ok:
-                    said = f"{', '.join(ok)} {'is' if len(ok) == 1 else 'are'} synced: see Transactions."
-                    st.session_state["flash"] = [("success", said)]
+                said = f"{', '.join(ok)} {'is' if len(ok) == 1 else 'are'} synced: see Transactions."
+                flash_again(*([("success", said)] if ok else []))  # "Linked …" or "… connected again" stays
                 st.rerun(scope="app")
             st.caption(":material/sync: Syncing in the background; this page updates by itself when it is done.")
 

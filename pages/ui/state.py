@@ -20,6 +20,19 @@ def flash(kind: str, message: str) -> None:
 
 
 def show_flash() -> None:
-    """Messages left by the previous run (Link outcomes, removals): plain text, escaped here and only here."""
-    for kind, message in st.session_state.pop("flash", []):
+    """Messages left by the previous run (Link outcomes, removals): plain text, escaped here and only here.
+
+    They are dropped only once all are on the page (a run cut short by a click shows them on the next one), and
+    remembered as shown, so that a rerun the page makes by itself can keep them (``flash_again``)."""
+    messages = list(st.session_state.get("flash", []))
+    st.session_state["flash_shown"] = messages
+    for kind, message in messages:
         getattr(st, kind)(md(message))
+    st.session_state.pop("flash", None)
+
+
+def flash_again(*said: tuple[str, str]) -> None:
+    """Before a rerun the page makes by itself (no click came in between, so the reader may not have seen the last
+    of what it said): keep what the page said before, then ``said`` (``(kind, message)`` pairs)."""
+    kept = [m for m in st.session_state.get("flash_shown", []) if m not in said]
+    st.session_state["flash"] = [*kept, *said]

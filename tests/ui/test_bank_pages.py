@@ -330,3 +330,39 @@ def test_times_are_shown_in_the_browsers_time_zone(
     assert not at.exception
     [started] = list(at.dataframe[0].value["Started"])
     assert started.endswith(f" {suffix}"), started
+
+
+def test_what_the_page_said_stays_when_it_updates_by_itself_after_the_first_sync(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bot's first sync of a new bank can end between the page's read and its follow-up poll: the page then
+    reloads at once, and "Linked …" must not vanish before anyone could read it."""
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "ivy")
+    at = click(open_page("accounts.py"), "Link a bank")
+    public = c.plaid.sandbox_public_token_create("ins_demo_2")  # type: ignore[union-attr]
+    monkeypatch.setattr(plaid_link_module, "plaid_link", lambda **_: {"kind": "success", "public_token": public})
+    real, calls = sync.item_sync_status, []
+
+    def bot_finishes_in_between(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:  # after the page's own read, before the poll's: the bot syncs the new bank
+            for item in banking.list_items(c, user.id):
+                assert sync.sync_item(c, user.id, item.id).status == "ok"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sync, "item_sync_status", bot_finishes_in_between)
+    at.run()
+    assert not at.exception, at.exception
+    said = [e.value.replace("\\", "") for e in at.success]  # markdown-escaped on the page
+    assert said == [
+        "Linked Maple Credit Union with 3 accounts.",
+        "Maple Credit Union is synced: see Transactions.",
+        "Connected.",
+    ]
+    assert "Syncing in the background" not in everything(at)
+
+    monkeypatch.setattr(plaid_link_module, "plaid_link", lambda **_: None)
+    at = click(at, "Sync now")  # the next thing the person does: the old news goes
+    said = [e.value.replace("\\", "") for e in at.success]
+    assert said[1:] == ["Connected."] and said[0].startswith("Maple Credit Union is up to date: 0 new")
