@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -21,6 +22,29 @@ NAMESPACE = "finsync"
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
 _CORE = ("ts", "level", "logger", "msg")
+
+# What a database driver quotes from the rows it refused (PostgreSQL's DETAIL of a unique, foreign-key or not-null
+# violation; psycopg2 binds parameters into the statement it shows under LINE n): emails, hashes, ciphertexts.
+# The column and constraint names stay, they say what went wrong; the values go. SQLAlchemy's own statement text
+# carries no values (engines are made with hide_parameters=True).
+_WITHHELD = "(values withheld)"
+_DRIVER_VALUES = (
+    (
+        re.compile(r"(Key \([^)\n]*\))=\(.*\)(?= already exists| is not present| is still referenced|$)", re.M),
+        r"\1=" + _WITHHELD,
+    ),
+    (re.compile(r"(Failing row contains ).*$", re.M), r"\1" + _WITHHELD),
+    (re.compile(r"^(LINE \d+: ).*$", re.M), r"\1" + _WITHHELD),
+)
+
+
+def scrub_driver_values(text: str) -> str:
+    """``text`` without the row values a database error quotes (see ``_DRIVER_VALUES``)."""
+    if "DETAIL" not in text and "LINE " not in text:
+        return text
+    for pattern, replacement in _DRIVER_VALUES:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def utc_stamp(created: float) -> str:
@@ -36,15 +60,15 @@ class JsonFormatter(logging.Formatter):
             "ts": utc_stamp(record.created),
             "level": record.levelname,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": scrub_driver_values(record.getMessage()),
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 out[f"extra_{key}" if key in _CORE or key in ("exc", "stack") else key] = value
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+            out["exc"] = scrub_driver_values(self.formatException(record.exc_info))
         elif record.exc_text:
-            out["exc"] = record.exc_text
+            out["exc"] = scrub_driver_values(record.exc_text)
         if record.stack_info:
             out["stack"] = self.formatStack(record.stack_info)
         # ensure_ascii also escapes U+2028, U+0085 and the like, which some log viewers split lines on.

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import sqlite3
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from sqlalchemy import Engine, func, select, text
 from models import User
 from services.db import check_database, is_outage, make_engine, outage_reason, unit_of_work
 from services.errors import DatabaseUnavailable
+from services.logs import JsonFormatter
 
 
 def _user(name: str) -> User:
@@ -60,6 +64,39 @@ def test_a_database_error_never_quotes_the_statements_values(engine: Engine) -> 
     said = str(raised.value)
     assert "no_such_table" in said and "parameters hidden" in said
     assert not any(v in said for v in values.values())
+
+
+def _logged(exc: BaseException) -> str:
+    """The JSON line our log handler writes for ``log.exception(...)`` while ``exc`` is handled."""
+    record = logging.LogRecord("finsync.test", logging.ERROR, __file__, 1, "refused: %s", (exc,), None)
+    record.exc_info = (type(exc), exc, exc.__traceback__)
+    return JsonFormatter().format(record)
+
+
+def test_a_logged_refusal_names_the_constraint_not_the_rows_values(engine: Engine) -> None:
+    """PostgreSQL's DETAIL quotes the refused row (the email of a duplicate, every column of a row missing one)
+    and psycopg2 shows a failing statement with its values bound in: the log keeps the names, never the values."""
+    secret = "private"  # in every value below, and in no line of source a traceback quotes
+    cat = _user(f"cat.{secret}")
+    with unit_of_work(engine) as session:
+        session.add(cat)
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate") as duplicate, unit_of_work(engine) as session:
+        session.add(_user(cat.username))
+    row = {"id": uuid.uuid4().hex, "email": f"dora.{secret}@example.com", "name": f"dora-{secret}"}
+    insert = (
+        "INSERT INTO users (id, email, email_norm, username, username_norm) VALUES (:id, :email, :email, :name, :name)"
+    )
+    with pytest.raises(Exception, match=r"(?i)not.null") as incomplete, engine.begin() as conn:
+        conn.execute(text(insert), row)
+    with pytest.raises(Exception, match=r"(?i)syntax") as wrong, engine.connect() as conn:
+        conn.execute(text("SELECT :email FROM WHERE"), row)
+    if engine.dialect.name == "postgresql":  # what the drivers say (SQLite names the column, and no value)
+        assert all(secret in str(e.value) for e in (duplicate, incomplete, wrong))
+    lines = [_logged(e.value) for e in (duplicate, incomplete, wrong)]
+    for line in lines:
+        assert secret not in line, line
+    assert "email_norm" in lines[0] and "password_hash" in lines[1] and "syntax" in lines[2]
+    assert all(json.loads(line)["exc"].startswith("Traceback") for line in lines)
 
 
 def test_an_outage_is_told_apart_from_a_wrong_statement(engine: Engine) -> None:
