@@ -52,6 +52,20 @@ def utc_stamp(created: float) -> str:
     return datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# Streamlit's own loggers (its format, its handlers) that print a page's uncaught exception with its traceback.
+STREAMLIT_EXCEPTION_LOGGERS = ("streamlit.error_util", "streamlit.runtime.fragment")
+
+
+class ScrubDriverValues(logging.Filter):
+    """On a logger whose handlers we do not own: the record's text and traceback without the driver's values."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = scrub_driver_values(record.getMessage()), ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = scrub_driver_values(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """``{"ts", "level", "logger", "msg", ...extra fields, "exc"}`` on one line."""
 
@@ -104,6 +118,10 @@ def configure_logging(level: str = "INFO") -> None:
         handler = _StderrHandler()
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
+    for name in STREAMLIT_EXCEPTION_LOGGERS:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, ScrubDriverValues) for f in target.filters):
+            target.addFilter(ScrubDriverValues())
     numeric, refused = _resolve(level)
     logging.getLogger(NAMESPACE).setLevel(numeric)
     if refused:  # the value itself is not echoed: it may be anything someone pasted

@@ -121,6 +121,5 @@ def test_link_two_banks_repair_one_remove_one(server: Server, browser: object) -
         page.get_by_text("Removed Maple Credit Union").wait_for(timeout=30_000)
     finally:
         shot(page, "accounts-after-remove")
-    shot(page, "accounts-after-remove")
     assert violations == []
     page.context.close()

@@ -55,6 +55,7 @@ def config_problems(conf: dict[str, Any], *, uploads: bool) -> list[str]:
         "server.runOnSave": False,  # K3
         "server.headless": True,  # K3
         "browser.gatherUsageStats": False,  # K3
+        "logger.enableRich": False,  # I3: a page's uncaught error goes through logging, where values are withheld
     }
     problems += [
         f"{k} must be {v!r} (is {effective(conf, k)!r})" for k, v in required.items() if effective(conf, k) != v

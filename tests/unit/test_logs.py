@@ -9,6 +9,7 @@ import re
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -155,3 +156,50 @@ def test_handler_writes_to_the_current_stderr(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(sys, "stderr", swapped)  # ...it follows the next (test capture, reloaders)
     logging.getLogger("finsync.test").info("still here")
     assert json.loads(swapped.getvalue())["msg"] == "still here"
+
+
+REFUSED = (
+    'duplicate key value violates unique constraint "users_email_norm_key"\n'
+    "DETAIL:  Key (email_norm)=(ann.private@example.com) already exists.\n"
+)
+
+
+def _refusal() -> Exception:
+    try:
+        raise RuntimeError(REFUSED)  # PostgreSQL's text, as psycopg2 carries it into every wrapping exception
+    except RuntimeError as exc:
+        return exc
+
+
+def test_our_lines_keep_a_refusals_names_but_not_its_values(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging()
+    logging.getLogger("finsync.test").error("could not save: %s", _refusal(), exc_info=_refusal())
+    (line,) = _lines(capsys)
+    assert "ann.private" not in json.dumps(line)
+    assert "Key (email_norm)=(values withheld) already exists" in line["msg"] and "email_norm" in line["exc"]
+
+
+def test_streamlits_report_of_a_pages_uncaught_error_keeps_no_values_either(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streamlit prints a page's uncaught exception through its own logger and format: filtered there too (with
+    the app's ``logger.enableRich = false``; rich would print it past every logging filter)."""
+    import tomllib
+
+    from streamlit import config, error_util
+
+    ours = tomllib.loads((Path(__file__).parents[2] / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    real = config.get_option
+    monkeypatch.setattr(
+        config, "get_option", lambda key: ours["logger"]["enableRich"] if key == "logger.enableRich" else real(key)
+    )
+    configure_logging()
+    seen = io.StringIO()
+    handler = logging.StreamHandler(seen)
+    streamlit_logger = logging.getLogger("streamlit.error_util")
+    streamlit_logger.addHandler(handler)
+    try:
+        error_util._log_uncaught_app_exception(_refusal())  # what a page's uncaught exception goes through
+    finally:
+        streamlit_logger.removeHandler(handler)
+    said = seen.getvalue()
+    assert "Uncaught app execution" in said and "Key (email_norm)=(values withheld)" in said
+    assert "ann.private" not in said
