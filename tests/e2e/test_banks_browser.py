@@ -119,6 +119,7 @@ def test_link_two_banks_repair_one_remove_one(server: Server, browser: object) -
     page.get_by_role("button", name="Remove this bank").click()
     try:
         page.get_by_text("Removed Maple Credit Union").wait_for(timeout=30_000)
+        page.get_by_role("heading", name="Maple Credit Union").wait_for(state="detached", timeout=15_000)  # its card
     finally:
         shot(page, "accounts-after-remove")
     assert violations == []
