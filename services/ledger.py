@@ -212,6 +212,7 @@ def item_sync_status(c: Container, user_id: uuid.UUID) -> list[ItemSyncStatus]:
                     label,
                     message,
                     tuple(by_item.get(item.id, ())),
+                    state.last_attempt_at,
                 )
             )
         return out

@@ -101,6 +101,7 @@ class ItemSyncStatus:
     state: str
     message: str
     drift_flagged_accounts: tuple[uuid.UUID, ...] = ()
+    last_attempt_at: datetime | None = None  # when the last attempt ended, whatever its outcome
 
 
 @dataclass(frozen=True)

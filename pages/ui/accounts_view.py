@@ -35,6 +35,7 @@ def finish_link(
         elif repair:
             item = banking.complete_repair(c, uid, uuid.UUID(repair))
             st.session_state["flash"] = [("success", f"{item.institution_name} is connected again.")]
+            _watch(c, item.id)
         else:
             item = banking.complete_link(
                 c,
@@ -45,6 +46,7 @@ def finish_link(
             )
             linked = f"Linked {item.institution_name} with {count(len(item.accounts), 'account')}."
             st.session_state["flash"] = [("success", linked)]
+            _watch(c, item.id)
     except DuplicateConnection as exc:
         st.session_state["flash"] = [("error", str(exc))]
         st.session_state["offer_repair"] = str(exc.item_id)  # its card shows "Repair connection" though healthy
@@ -57,9 +59,28 @@ WATCH_SECONDS = 300  # a first sync takes seconds in demo mode; Plaid may need m
 BUSY = ("new", "syncing")
 
 
+def _watch(c: Container, item_id: uuid.UUID) -> None:
+    """Follow a bank just linked or repaired until the bot's sync after it has ended (however fast it was)."""
+    st.session_state.setdefault("watch_items", {})[str(item_id)] = c.clock()
+    st.session_state.pop("watch_until", None)  # and for a while from now, whatever an earlier watch used up
+
+
+def _settled(status: ItemSyncStatus, watched: dict[str, Any]) -> bool:
+    """No sync running or waiting for it; for a watched bank, one has also ended since it was linked or repaired."""
+    since = watched.get(str(status.item_id))
+    ended = since is None or (status.last_attempt_at is not None and status.last_attempt_at >= since)
+    return status.state not in BUSY and ended
+
+
 def watch_syncing(c: Container, uid: uuid.UUID, statuses: list[ItemSyncStatus]) -> None:
-    """While the bot syncs a bank (a new one's first sync above all), reload the page by itself once it is done."""
-    busy = {s.item_id for s in statuses if s.state in BUSY}
+    """While the bot syncs a bank (a new one's first sync above all), reload the page by itself once it is done.
+
+    A bank just linked or repaired is followed until its sync has been told, even one that ended before this run
+    looked: the follow-up poll then tells it at once."""
+    listed = {str(s.item_id) for s in statuses}  # a bank removed meanwhile is not followed
+    watched = {k: v for k, v in st.session_state.get("watch_items", {}).items() if k in listed}
+    st.session_state["watch_items"] = watched
+    busy = {s.item_id for s in statuses if not _settled(s, watched) or str(s.item_id) in watched}
     if not busy:
         st.session_state.pop("watch_until", None)
         return
@@ -74,8 +95,10 @@ def watch_syncing(c: Container, uid: uuid.UUID, statuses: list[ItemSyncStatus]) 
             if view is None or view.user.id != uid:  # stops the polling at once (the full rerun shows sign-in)
                 st.rerun(scope="app")
             now = {s.item_id: s for s in sync.item_sync_status(c, uid)}
-            done = [now[i] for i in busy if i in now and now[i].state not in BUSY]
+            done = [now[i] for i in busy if i in now and _settled(now[i], watched)]
             if done:  # its card, balances and last sync change: show them, and say so
+                for s in done:
+                    watched.pop(str(s.item_id), None)
                 ok = [s.institution_name for s in done if s.state == "ok"]
                 said = f"{', '.join(ok)} {'is' if len(ok) == 1 else 'are'} synced: see Transactions."
                 flash_again(*([("success", said)] if ok else []))  # "Linked …" or "… connected again" stays

@@ -26,8 +26,9 @@ def show_flash() -> None:
     remembered as shown, so that a rerun the page makes by itself can keep them (``flash_again``)."""
     messages = list(st.session_state.get("flash", []))
     st.session_state["flash_shown"] = messages
-    for kind, message in messages:
-        getattr(st, kind)(md(message))
+    with st.container():  # one place on the page however many there are: what follows keeps its identity (an
+        for kind, message in messages:  # open popover stays open when a message comes or goes)
+            getattr(st, kind)(md(message))
     st.session_state.pop("flash", None)
 
 
