@@ -112,7 +112,13 @@ def sync_item(
     gw = gw.with_recorder(record)
     try:
         with calls_for(user_id, item_id):  # the container's recorder logs each call, tagged with this item
-            return _execute(c, gw, item, run, start_cursor, policy or RetryPolicy(), now, backoff)
+            result = _execute(c, gw, item, run, start_cursor, policy or RetryPolicy(), now, backoff)
+        log.info(  # one line per run for the operator: ids, counts and codes, never a name or amount
+            "sync run=%s item=%s trigger=%s status=%s pages=%d added=%d modified=%d removed=%d error=%s",
+            run.run_id, item_id, run_row.trigger, result.status, result.pages,
+            result.added, result.modified, result.removed, result.error_code,
+        )  # fmt: skip
+        return result
     except BaseException:
         _interrupted(c, run)
         raise

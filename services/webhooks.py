@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ from services.plaid_mapping import as_datetime
 from services.plaid_types import WebhookKey
 from services.ratelimit import TokenBucket
 
+log = logging.getLogger("finsync.webhooks")
 MAX_AGE_SECONDS = 300  # Plaid: reject a webhook whose iat is more than 5 minutes old
 FUTURE_LEEWAY_SECONDS = 60  # clocks drift; an iat a little in the future is still fine
 KEY_TTL_SECONDS = 600  # a live key is refetched after 10 minutes, so an expiry is noticed even without a rotation
@@ -272,6 +274,7 @@ def handle_webhook(c: Container, *, body: bytes, headers: Mapping[str, str]) -> 
     except _Rejected as exc:
         outcome = f"rejected: {exc}"
         _record(c, body, verified=False, outcome=outcome)
+        log.warning("webhook %s", outcome)  # the route's rate limit bounds these lines
         return WebhookResult(401, outcome)
     data = _parse(body)
     if data is None:
@@ -288,6 +291,7 @@ def handle_webhook(c: Container, *, body: bytes, headers: Mapping[str, str]) -> 
             ).scalar_one_or_none()
             before = item.status if item is not None else None
             outcome = "unknown item" if item is None else _apply(item, data, now, signed_at)
+            item_id = item.id if item is not None else None
             wake = item is not None and item.sync_requested_at is not None
             alert = _needs_user(item, before)
             mail = [] if alert is None else queue_connection_alert(session, c, *alert)  # commits with the status
@@ -298,6 +302,8 @@ def handle_webhook(c: Container, *, body: bytes, headers: Mapping[str, str]) -> 
     except (_Rejected, IntegrityError):  # a concurrent twin may win the unique replay key: same answer
         _record(c, body, verified=True, outcome="replay: ignored")
         return WebhookResult(401, "rejected: replay")
+    log.info("webhook %s/%s item=%s: %s", *(_text(data.get(k), 64) for k in ("webhook_type", "webhook_code")),
+             item_id, outcome)  # fmt: skip
     if wake:
         wakeup.nudge()  # committed: this process's scheduler syncs it now rather than at its next tick
     mail_queue.after_commit(c, mail)  # sent on the mail thread in the app: the answer does not wait for SMTP

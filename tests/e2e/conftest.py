@@ -149,3 +149,16 @@ def csp_violations(page: object) -> list[str]:
 
     page.on("console", note)  # type: ignore[attr-defined]
     return seen
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A browser test that failed shows the end of its server's log (syncs, webhooks, audit events) in the report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    for value in getattr(item, "funcargs", {}).values():
+        if isinstance(value, Server) and value.log.exists():
+            tail = value.log.read_text(encoding="utf-8", errors="replace").splitlines()[-40:]
+            report.sections.append((f"server log of {value.url} (last 40 lines)", "\n".join(tail)))

@@ -29,15 +29,17 @@ def link_through_component(
     page.get_by_test_id("demo-link-continue").click()  # type: ignore[attr-defined]
 
 
-def reload_until_repair_is_offered(page: object, timeout: float = 45.0) -> None:
-    """Reload until the card offers "Repair connection": the bank's webhook is delivered and handled out of band
-    (the CLI returns before it lands), and the page polls only while a bank is syncing."""
+def reload_until_repair_is_offered(page: object, bank: str, timeout: float = 90.0) -> None:
+    """Reload until ``bank``'s card offers "Repair connection": the bank's webhook is delivered and handled out of
+    band (the CLI returns before it lands), and the page polls only while a bank is syncing. Each reload is let
+    finish drawing that card first, however slow the machine is, before the button is looked for."""
     import time
 
     deadline = time.monotonic() + timeout
     button = page.get_by_role("button", name="Repair connection")  # type: ignore[attr-defined]
     while True:
         page.reload()  # type: ignore[attr-defined]
+        page.get_by_role("heading", name=bank).wait_for(timeout=30_000)  # type: ignore[attr-defined]
         try:
             button.wait_for(timeout=5_000)
             return
@@ -82,7 +84,7 @@ def test_link_two_banks_repair_one_remove_one(server: Server, browser: object) -
     assert linked.returncode == 0, linked.stderr
     broken = server.cli("plaid", "reset-login", *user)
     assert broken.returncode == 0, broken.stderr
-    reload_until_repair_is_offered(page)
+    reload_until_repair_is_offered(page, "Harbor National")
     shot(page, "accounts-needs-repair")
     page.get_by_role("button", name="Repair connection").click()
     page.get_by_role("button", name="Sign in to your bank again").click()
@@ -93,11 +95,12 @@ def test_link_two_banks_repair_one_remove_one(server: Server, browser: object) -
     page.get_by_test_id("demo-link-submit").click()
     page.get_by_text("Harbor National is connected again").wait_for(timeout=30_000)
     page.get_by_role("button", name="Repair connection").wait_for(state="detached", timeout=15_000)
+    page.get_by_text("Harbor National is synced").wait_for(timeout=30_000)  # the page followed the bot's sync
 
     # The bank opens a new account and says so (Plaid's sandbox webhook); Repair asks whether to share it.
     fired = server.cli("plaid", "fire-webhook", *user, "--code", "NEW_ACCOUNTS_AVAILABLE")
     assert fired.returncode == 0, fired.stderr
-    reload_until_repair_is_offered(page)
+    reload_until_repair_is_offered(page, "Harbor National")
     page.get_by_role("button", name="Repair connection").click()
     page.get_by_role("button", name="Sign in to your bank again").click()
     page.locator('[data-institution-id="ins_demo_3"]').click()
@@ -111,8 +114,10 @@ def test_link_two_banks_repair_one_remove_one(server: Server, browser: object) -
     page.get_by_test_id("demo-link-continue").click()
     page.get_by_text("Harbor National is connected again").wait_for(timeout=30_000)
     page.get_by_text("Holiday Savings").first.wait_for(state="attached", timeout=15_000)
+    page.get_by_text("Harbor National is synced").wait_for(timeout=30_000)  # the page has settled
 
     # Remove one bank and its history.
+    assert page.get_by_role("heading", name="Maple Credit Union").count() == 1
     page.get_by_role("button", name="Remove").nth(1).click()
     page.get_by_text("Delete them too").click()
     page.locator('input[aria-label="Your password"]:visible').fill(PASSWORD)  # removing a bank asks who you are
