@@ -24,24 +24,37 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | 
 _CORE = ("ts", "level", "logger", "msg")
 
 # What a database driver quotes from the rows it refused (PostgreSQL's DETAIL of a unique, foreign-key or not-null
-# violation; psycopg2 binds parameters into the statement it shows under LINE n): emails, hashes, ciphertexts.
-# The column and constraint names stay, they say what went wrong; the values go. SQLAlchemy's own statement text
-# carries no values (engines are made with hide_parameters=True).
-_WITHHELD = "(values withheld)"
+# violation; the value in "invalid input syntax"; psycopg2 binds parameters into the statement it shows under
+# LINE n): emails, hashes, ciphertexts. Column, constraint and table names stay, they say what went wrong; the
+# values go. SQLAlchemy's own statement text carries no values (engines are made with hide_parameters=True).
+WITHHELD = "(values withheld)"
+_KEY = re.compile(r"(Key \((?:[^()\n]|\([^()\n]*\))*\))=\((.*)$", re.M)  # key columns may hold one level of ( )
+_KEY_ENDINGS = (" already exists", " is not present in table", " is still referenced from table", " is duplicated",
+                " conflicts with existing key")  # fmt: skip
 _DRIVER_VALUES = (
-    (
-        re.compile(r"(Key \([^)\n]*\))=\(.*\)(?= already exists| is not present| is still referenced|$)", re.M),
-        r"\1=" + _WITHHELD,
-    ),
-    (re.compile(r"(Failing row contains ).*$", re.M), r"\1" + _WITHHELD),
-    (re.compile(r"^(LINE \d+: ).*$", re.M), r"\1" + _WITHHELD),
+    (re.compile(r"(Failing row contains ).*$", re.M), r"\1" + WITHHELD),
+    (re.compile(r'(invalid input (?:syntax|value) for [^:\n]*: )"[^\n]*$', re.M), r"\1" + WITHHELD),
+    (re.compile(r"(?:^|(?<=\\n))(LINE \d+: )(?:[^\n\\]|\\(?!n))*", re.M), r"\1" + WITHHELD),
 )
+_GATE = ("DETAIL", "LINE ", "invalid input")
+
+
+def _withhold_key(match: re.Match[str]) -> str:
+    """``Key (cols)=(values) already exists.`` -> ``Key (cols)=(values withheld) already exists.``"""
+    key, tail = match.group(1), match.group(2)
+    for ending in _KEY_ENDINGS:
+        at = tail.find(ending)
+        if at >= 0:
+            rest = tail[at:]
+            return f"{key}={WITHHELD}{rest if '=(' not in rest else ending}"  # a second key's values go too
+    return f"{key}={WITHHELD}"
 
 
 def scrub_driver_values(text: str) -> str:
     """``text`` without the row values a database error quotes (see ``_DRIVER_VALUES``)."""
-    if "DETAIL" not in text and "LINE " not in text:
+    if not any(word in text for word in _GATE):
         return text
+    text = _KEY.sub(_withhold_key, text)
     for pattern, replacement in _DRIVER_VALUES:
         text = pattern.sub(replacement, text)
     return text
@@ -52,8 +65,9 @@ def utc_stamp(created: float) -> str:
     return datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-# Streamlit's own loggers (its format, its handlers) that print a page's uncaught exception with its traceback.
-STREAMLIT_EXCEPTION_LOGGERS = ("streamlit.error_util", "streamlit.runtime.fragment")
+# Loggers with their own format and handlers that print an uncaught exception with its traceback: Streamlit's
+# (a page's) and uvicorn's (a route of our own, such as the webhook).
+STREAMLIT_EXCEPTION_LOGGERS = ("streamlit.error_util", "streamlit.runtime.fragment", "uvicorn.error")
 
 
 class ScrubDriverValues(logging.Filter):

@@ -120,6 +120,7 @@ def sync_item(
         )  # fmt: skip
         return result
     except BaseException:
+        log.info("sync run=%s item=%s trigger=%s status=interrupted", run.run_id, item_id, run_row.trigger)
         _interrupted(c, run)
         raise
 

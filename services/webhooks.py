@@ -279,6 +279,7 @@ def handle_webhook(c: Container, *, body: bytes, headers: Mapping[str, str]) -> 
     data = _parse(body)
     if data is None:
         _record(c, body, verified=True, outcome="verified but not a JSON object")
+        log.warning("webhook verified but not a JSON object")
         return WebhookResult(400, "unreadable body")
     plaid_item_id = _text(data.get("item_id"), 128)
     try:
@@ -301,6 +302,7 @@ def handle_webhook(c: Container, *, body: bytes, headers: Mapping[str, str]) -> 
                                         signature_sha256=replay_key))  # fmt: skip
     except (_Rejected, IntegrityError):  # a concurrent twin may win the unique replay key: same answer
         _record(c, body, verified=True, outcome="replay: ignored")
+        log.warning("webhook rejected: replay")
         return WebhookResult(401, "rejected: replay")
     log.info("webhook %s/%s item=%s: %s", *(_text(data.get(k), 64) for k in ("webhook_type", "webhook_code")),
              item_id, outcome)  # fmt: skip

@@ -33,9 +33,13 @@ def finish_link(
             message = banking.link_exit(c, uid, link_session_id=uuid.UUID(link_session_id), error=outcome.get("error"))
             st.session_state["flash"] = [("warning", message)]
         elif repair:
+            before = _last_attempt(c, uid, uuid.UUID(repair))
             item = banking.complete_repair(c, uid, uuid.UUID(repair))
-            st.session_state["flash"] = [("success", f"{item.institution_name} is connected again.")]
-            _watch(c, item.id)
+            if item.needs_repair:  # Plaid still says no: no sync is coming, so there is nothing to follow
+                st.session_state["flash"] = [("warning", f"{item.institution_name}: {item.status_message}")]
+            else:
+                st.session_state["flash"] = [("success", f"{item.institution_name} is connected again.")]
+                _watch(item.id, before)
         else:
             item = banking.complete_link(
                 c,
@@ -46,7 +50,7 @@ def finish_link(
             )
             linked = f"Linked {item.institution_name} with {count(len(item.accounts), 'account')}."
             st.session_state["flash"] = [("success", linked)]
-            _watch(c, item.id)
+            _watch(item.id, None)
     except DuplicateConnection as exc:
         st.session_state["flash"] = [("error", str(exc))]
         st.session_state["offer_repair"] = str(exc.item_id)  # its card shows "Repair connection" though healthy
@@ -59,17 +63,31 @@ WATCH_SECONDS = 300  # a first sync takes seconds in demo mode; Plaid may need m
 BUSY = ("new", "syncing")
 
 
-def _watch(c: Container, item_id: uuid.UUID) -> None:
-    """Follow a bank just linked or repaired until the bot's sync after it has ended (however fast it was)."""
-    st.session_state.setdefault("watch_items", {})[str(item_id)] = c.clock()
+def _last_attempt(c: Container, uid: uuid.UUID, item_id: uuid.UUID) -> str | None:
+    """When the bank's last sync attempt ended, as a marker (None: never): a later attempt changes it."""
+    status = next((s for s in sync.item_sync_status(c, uid) if s.item_id == item_id), None)
+    return status.last_attempt_at.isoformat() if status is not None and status.last_attempt_at else None
+
+
+def _watch(item_id: uuid.UUID, last_attempt: str | None) -> None:
+    """Follow a bank just linked or repaired until a sync attempt after ``last_attempt`` has ended, however fast
+    (no clock is compared: a worker on another machine stamps the attempt with its own)."""
+    st.session_state.setdefault("watch_items", {})[str(item_id)] = last_attempt
     st.session_state.pop("watch_until", None)  # and for a while from now, whatever an earlier watch used up
 
 
-def _settled(status: ItemSyncStatus, watched: dict[str, Any]) -> bool:
+def _unwatch(item_id: uuid.UUID) -> None:
+    st.session_state.get("watch_items", {}).pop(str(item_id), None)
+
+
+def _settled(status: ItemSyncStatus, watched: dict[str, str | None]) -> bool:
     """No sync running or waiting for it; for a watched bank, one has also ended since it was linked or repaired."""
-    since = watched.get(str(status.item_id))
-    ended = since is None or (status.last_attempt_at is not None and status.last_attempt_at >= since)
-    return status.state not in BUSY and ended
+    if status.state in BUSY:
+        return False
+    if str(status.item_id) not in watched:
+        return True
+    now = status.last_attempt_at.isoformat() if status.last_attempt_at else None
+    return now is not None and now != watched[str(status.item_id)]
 
 
 def watch_syncing(c: Container, uid: uuid.UUID, statuses: list[ItemSyncStatus]) -> None:
@@ -79,6 +97,9 @@ def watch_syncing(c: Container, uid: uuid.UUID, statuses: list[ItemSyncStatus]) 
     looked: the follow-up poll then tells it at once."""
     listed = {str(s.item_id) for s in statuses}  # a bank removed meanwhile is not followed
     watched = {k: v for k, v in st.session_state.get("watch_items", {}).items() if k in listed}
+    until = st.session_state.get("watch_until")
+    if until is not None and time.monotonic() > until:  # followed long enough: a reload shows the rest
+        watched = {}
     st.session_state["watch_items"] = watched
     busy = {s.item_id for s in statuses if not _settled(s, watched) or str(s.item_id) in watched}
     if not busy:
@@ -143,6 +164,7 @@ def sync_now(c: Container, uid: uuid.UUID, item: ItemView) -> None:
                 # abort the sync halfway, so hold it and honour it once the sync has finished.
                 held.append(exc)
 
+        _unwatch(item.id)  # this sync tells its own outcome
         try:
             result = sync.sync_item(c, uid, item.id, explicit=True, progress=progress)
         except FinsyncError as exc:

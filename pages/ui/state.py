@@ -32,8 +32,11 @@ def show_flash() -> None:
     st.session_state.pop("flash", None)
 
 
+KEEP_AT_MOST = 3
+
+
 def flash_again(*said: tuple[str, str]) -> None:
     """Before a rerun the page makes by itself (no click came in between, so the reader may not have seen the last
     of what it said): keep what the page said before, then ``said`` (``(kind, message)`` pairs)."""
     kept = [m for m in st.session_state.get("flash_shown", []) if m not in said]
-    st.session_state["flash"] = [*kept, *said]
+    st.session_state["flash"] = [*kept, *said][-KEEP_AT_MOST:]  # a tab left open does not pile them up

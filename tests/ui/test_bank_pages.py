@@ -367,3 +367,85 @@ def test_what_the_page_said_stays_when_it_updates_by_itself_after_the_first_sync
     at = click(at, "Sync now")  # the next thing the person does: the old news goes
     said = [e.value.replace("\\", "") for e in at.success]
     assert said[1:] == ["Connected."] and said[0].startswith("Maple Credit Union is up to date: 0 new")
+
+
+def test_after_a_repair_the_page_follows_until_a_sync_after_it_has_ended(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bank's last attempt failed (sign in again); right after the repair no sync has run yet, and the page
+    must wait for one rather than take that old failure for the outcome."""
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "kit")
+    item = bank_app.link(user.id, "ins_demo_2")
+    pid = bank_app.plaid_item_id(item.id)
+    assert sync.sync_item(c, user.id, item.id).status == "ok"
+    bank_app.demo.set_fault(pid, "login_required")
+    bank_app.clock.advance(minutes=1)
+    assert sync.sync_item(c, user.id, item.id).status == "login_required"
+
+    at = click(open_page("accounts.py"), "Repair connection")
+    bank_app.demo.repair(pid)  # the person signs in again at the bank, in Link
+    repaired = {"kind": "success", "public_token": "", "metadata": {}}
+    monkeypatch.setattr(plaid_link_module, "plaid_link", lambda **_: repaired)
+    at.run()
+    assert not at.exception, at.exception
+    assert "Maple Credit Union is connected again." in said(at)
+    assert "Syncing in the background" in everything(at) and "synced" not in " ".join(said(at))
+
+    monkeypatch.setattr(plaid_link_module, "plaid_link", lambda **_: None)
+    bank_app.clock.advance(minutes=1)
+    assert sync.sync_item(c, user.id, item.id).status == "ok"  # the bot's sync after the repair
+    at.run()  # in a browser, the poll's own rerun
+    assert "Maple Credit Union is synced: see Transactions." in said(at)
+    assert "Syncing in the background" not in everything(at)
+
+
+def test_a_repair_the_bank_still_refuses_says_so_and_waits_for_nothing(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "lou")
+    item = bank_app.link(user.id, "ins_demo_2")
+    pid = bank_app.plaid_item_id(item.id)
+    assert sync.sync_item(c, user.id, item.id).status == "ok"
+    bank_app.demo.set_fault(pid, "login_required")
+    assert sync.sync_item(c, user.id, item.id).status == "login_required"
+    at = click(open_page("accounts.py"), "Repair connection")
+    monkeypatch.setattr(plaid_link_module, "plaid_link", lambda **_: {"kind": "success", "public_token": ""})
+    at.run()  # Link said success, but the bank still wants a sign-in
+    assert not at.exception, at.exception
+    assert said(at) == [] and any("Maple Credit Union" in w.value for w in at.warning)
+    assert "Syncing in the background" not in everything(at) and "Repair connection" in [b.label for b in at.button]
+
+
+def test_a_bank_followed_too_long_is_let_go_and_later_syncs_are_followed_again(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pages.ui import accounts_view
+    from services.sync_state import acquire, worker_name
+
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "max")
+    at = click(open_page("accounts.py"), "Link a bank")
+    public = c.plaid.sandbox_public_token_create("ins_demo_2")  # type: ignore[union-attr]
+    monkeypatch.setattr(plaid_link_module, "plaid_link", lambda **_: {"kind": "success", "public_token": public})
+    at.run()
+    assert "Syncing in the background" in everything(at)  # its first sync has not run
+    monkeypatch.setattr(plaid_link_module, "plaid_link", lambda **_: None)
+    [item] = banking.list_items(c, user.id)
+    assert sync.sync_item(c, user.id, item.id).status == "ok"
+
+    later = accounts_view.time.monotonic() + accounts_view.WATCH_SECONDS + 1
+    monkeypatch.setattr(accounts_view, "time", types.SimpleNamespace(monotonic=lambda: later))  # away that long
+    at.run()
+    assert "Syncing in the background" not in everything(at)
+    with unit_of_work(c.engine) as session:  # hours later the bot syncs it again: the page follows that too
+        row = session.get(PlaidItem, item.id)
+        assert row is not None and acquire(session, row, worker_name("scheduler"), c.clock())
+    at.run()
+    assert "Syncing in the background" in everything(at)
+
+
+def said(at: AppTest) -> list[str]:
+    """The success messages on the page, as a person reads them (the page escapes markdown)."""
+    return [e.value.replace("\\", "") for e in at.success]

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from services import audit
-from services.logs import ENV_VAR, configure_logging
+from services.logs import ENV_VAR, configure_logging, scrub_driver_values
 
 FORGED = "bob\r\n2026-01-01 admin login ok"
 TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -202,4 +202,49 @@ def test_streamlits_report_of_a_pages_uncaught_error_keeps_no_values_either(monk
         streamlit_logger.removeHandler(handler)
     said = seen.getvalue()
     assert "Uncaught app execution" in said and "Key (email_norm)=(values withheld)" in said
+    assert "ann.private" not in said
+
+
+@pytest.mark.parametrize(
+    ("said", "kept"),
+    [
+        ("DETAIL:  Key (user_id)=(6f1c-private) is not present in table \"users\".",
+         "Key (user_id)=(values withheld) is not present in table \"users\"."),
+        ("DETAIL:  Key (email_norm)=(a.private@b.c) is duplicated.", "Key (email_norm)=(values withheld) is duplicated."),
+        ("DETAIL:  Key (c)=(private-1) conflicts with existing key (c)=(private-2).",
+         "Key (c)=(values withheld) conflicts with existing key"),
+        ("DETAIL:  Key (lower(email))=(ann.private@x.com) already exists.",
+         "Key (lower(email))=(values withheld) already exists."),
+        ("DETAIL:  Key (email_norm)=(a@private.c)=(d) already exists. (x)",
+         "Key (email_norm)=(values withheld) already exists. (x)"),
+        ('null value in column "password_hash" violates not-null constraint\nDETAIL:  Failing row contains (1, private).',
+         'null value in column "password_hash" violates not-null constraint'),
+        ('invalid input syntax for type uuid: "ann.private@example.com"', "invalid input syntax for type uuid:"),
+        ("ProgrammingError('syntax error at or near \"WHERE\"\\nLINE 1: SELECT \\'private\\' FROM WHERE\\n')",
+         'syntax error at or near "WHERE"\\nLINE 1: (values withheld)'),
+    ],
+)  # fmt: skip
+def test_what_postgresql_quotes_from_a_refused_row_is_withheld_and_the_names_stay(said: str, kept: str) -> None:
+    out = scrub_driver_values(said)
+    assert "private" not in out and kept in out
+
+
+def test_text_without_a_database_refusal_is_left_alone() -> None:
+    text = 'Traceback (most recent call last):\n  File "x.py", line 3, in f\nValueError: LINE of (credit) = (8)'
+    assert scrub_driver_values(text) == text
+
+
+def test_uvicorns_report_of_a_routes_uncaught_error_keeps_no_values_either() -> None:
+    """A route of ours (the webhook, the session hand-off) that raises is reported by uvicorn in its own format."""
+    configure_logging()
+    seen = io.StringIO()
+    handler = logging.StreamHandler(seen)
+    uvicorn_logger = logging.getLogger("uvicorn.error")
+    uvicorn_logger.addHandler(handler)
+    try:
+        uvicorn_logger.error("Exception in ASGI application\n", exc_info=_refusal())  # as uvicorn's protocol does
+    finally:
+        uvicorn_logger.removeHandler(handler)
+    said = seen.getvalue()
+    assert "Exception in ASGI application" in said and "Key (email_norm)=(values withheld)" in said
     assert "ann.private" not in said
