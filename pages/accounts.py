@@ -33,31 +33,32 @@ if link_return.OAUTH_STATE_PARAM in st.query_params:
         st.session_state["link_redirect"] = f"{url}?{urlencode(st.query_params.to_dict())}" if url else None
     del st.query_params[link_return.OAUTH_STATE_PARAM]  # resume once: a rerun or "Cancel" must not reopen Link
 
-pending = st.session_state.get("link_start")
-if pending is None:
-    if st.button("Link a bank", type="primary", icon=":material/add_link:", key="link_start_button"):
-        try:
-            start = banking.start_link(c, uid)
-        except FinsyncError as exc:
-            st.error(str(exc))
-        else:
-            st.session_state["link_start"] = (start.link_token, str(start.link_session_id), start.script_url, None)
+with st.container():  # "Link a bank", or Link with "Cancel": one place, so the cards below keep their identity
+    pending = st.session_state.get("link_start")
+    if pending is None:
+        if st.button("Link a bank", type="primary", icon=":material/add_link:", key="link_start_button"):
+            try:
+                start = banking.start_link(c, uid)
+            except FinsyncError as exc:
+                st.error(str(exc))
+            else:
+                st.session_state["link_start"] = (start.link_token, str(start.link_session_id), start.script_url, None)
+                st.rerun()
+    else:
+        token, link_session_id, script_url, repair_item = pending
+        label = "Sign in to your bank again" if repair_item else "Choose your bank"
+        outcome = plaid_link(
+            link_token=token,
+            script_url=script_url,
+            label=label,
+            key=f"plaid_link_{link_session_id}",
+            received_redirect_uri=st.session_state.get("link_redirect"),
+        )
+        if st.button("Cancel", key="link_cancel"):
+            st.session_state.pop("link_start", None)
             st.rerun()
-else:
-    token, link_session_id, script_url, repair_item = pending
-    label = "Sign in to your bank again" if repair_item else "Choose your bank"
-    outcome = plaid_link(
-        link_token=token,
-        script_url=script_url,
-        label=label,
-        key=f"plaid_link_{link_session_id}",
-        received_redirect_uri=st.session_state.get("link_redirect"),
-    )
-    if st.button("Cancel", key="link_cancel"):
-        st.session_state.pop("link_start", None)
-        st.rerun()
-    if outcome is not None:
-        accounts_view.finish_link(c, uid, outcome, link_session_id, repair_item)
+        if outcome is not None:
+            accounts_view.finish_link(c, uid, outcome, link_session_id, repair_item)
 
 st.session_state.pop("link_redirect", None)
 show_flash()
