@@ -96,6 +96,8 @@ def test_link_two_banks_repair_one_remove_one(server: Server, browser: object) -
     page.get_by_text("Harbor National is connected again").wait_for(timeout=30_000)
     page.get_by_role("button", name="Repair connection").wait_for(state="detached", timeout=15_000)
     page.get_by_text("Harbor National is synced").wait_for(timeout=30_000)  # the page followed the bot's sync
+    assert page.get_by_text("Harbor National is connected again").is_visible()  # and still says what came first
+    shot(page, "accounts-repaired")
 
     # The bank opens a new account and says so (Plaid's sandbox webhook); Repair asks whether to share it.
     fired = server.cli("plaid", "fire-webhook", *user, "--code", "NEW_ACCOUNTS_AVAILABLE")
