@@ -369,20 +369,27 @@ def test_what_the_page_said_stays_when_it_updates_by_itself_after_the_first_sync
     assert said[1:] == ["Connected."] and said[0].startswith("Maple Credit Union is up to date: 0 new")
 
 
-def test_after_a_repair_the_page_follows_until_a_sync_after_it_has_ended(
-    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The bank's last attempt failed (sign in again); right after the repair no sync has run yet, and the page
-    must wait for one rather than take that old failure for the outcome."""
+def _needing_sign_in(bank_app: Bank, monkeypatch: pytest.MonkeyPatch, name: str) -> tuple[Any, Any, str]:
+    """A signed-in user whose bank synced once, then failed a sync because the bank wants a sign-in again:
+    (user, item, the bank's item id)."""
     c = bank_app.c
-    user = signed_in(bank_app, monkeypatch, "kit")
+    user = signed_in(bank_app, monkeypatch, name)
     item = bank_app.link(user.id, "ins_demo_2")
     pid = bank_app.plaid_item_id(item.id)
     assert sync.sync_item(c, user.id, item.id).status == "ok"
     bank_app.demo.set_fault(pid, "login_required")
     bank_app.clock.advance(minutes=1)
     assert sync.sync_item(c, user.id, item.id).status == "login_required"
+    return user, item, pid
 
+
+def test_after_a_repair_the_page_follows_until_a_sync_after_it_has_ended(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bank's last attempt failed (sign in again); right after the repair no sync has run yet, and the page
+    must wait for one rather than take that old failure for the outcome."""
+    c = bank_app.c
+    user, item, pid = _needing_sign_in(bank_app, monkeypatch, "kit")
     at = click(open_page("accounts.py"), "Repair connection")
     bank_app.demo.repair(pid)  # the person signs in again at the bank, in Link
     repaired = {"kind": "success", "public_token": "", "metadata": {}}
@@ -403,13 +410,7 @@ def test_after_a_repair_the_page_follows_until_a_sync_after_it_has_ended(
 def test_a_repair_the_bank_still_refuses_says_so_and_waits_for_nothing(
     bank_app: Bank, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    c = bank_app.c
-    user = signed_in(bank_app, monkeypatch, "lou")
-    item = bank_app.link(user.id, "ins_demo_2")
-    pid = bank_app.plaid_item_id(item.id)
-    assert sync.sync_item(c, user.id, item.id).status == "ok"
-    bank_app.demo.set_fault(pid, "login_required")
-    assert sync.sync_item(c, user.id, item.id).status == "login_required"
+    _needing_sign_in(bank_app, monkeypatch, "lou")
     at = click(open_page("accounts.py"), "Repair connection")
     monkeypatch.setattr(plaid_link_module, "plaid_link", lambda **_: {"kind": "success", "public_token": ""})
     at.run()  # Link said success, but the bank still wants a sign-in
