@@ -8,7 +8,7 @@ import logging
 import re
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +179,19 @@ def test_our_lines_keep_a_refusals_names_but_not_its_values(capsys: pytest.Captu
     assert "Key (email_norm)=(values withheld) already exists" in line["msg"] and "email_norm" in line["exc"]
 
 
+def _printed_by(name: str, emit: Callable[[], None]) -> str:
+    """What a logger with handlers of its own (Streamlit's, uvicorn's) prints while ``emit`` runs."""
+    seen = io.StringIO()
+    handler = logging.StreamHandler(seen)
+    target = logging.getLogger(name)
+    target.addHandler(handler)
+    try:
+        emit()
+    finally:
+        target.removeHandler(handler)
+    return seen.getvalue()
+
+
 def test_streamlits_report_of_a_pages_uncaught_error_keeps_no_values_either(monkeypatch: pytest.MonkeyPatch) -> None:
     """Streamlit prints a page's uncaught exception through its own logger and format: filtered there too (with
     the app's ``logger.enableRich = false``; rich would print it past every logging filter)."""
@@ -192,15 +205,7 @@ def test_streamlits_report_of_a_pages_uncaught_error_keeps_no_values_either(monk
         config, "get_option", lambda key: ours["logger"]["enableRich"] if key == "logger.enableRich" else real(key)
     )
     configure_logging()
-    seen = io.StringIO()
-    handler = logging.StreamHandler(seen)
-    streamlit_logger = logging.getLogger("streamlit.error_util")
-    streamlit_logger.addHandler(handler)
-    try:
-        error_util._log_uncaught_app_exception(_refusal())  # what a page's uncaught exception goes through
-    finally:
-        streamlit_logger.removeHandler(handler)
-    said = seen.getvalue()
+    said = _printed_by("streamlit.error_util", lambda: error_util._log_uncaught_app_exception(_refusal()))
     assert "Uncaught app execution" in said and "Key (email_norm)=(values withheld)" in said
     assert "ann.private" not in said
 
@@ -237,14 +242,9 @@ def test_text_without_a_database_refusal_is_left_alone() -> None:
 def test_uvicorns_report_of_a_routes_uncaught_error_keeps_no_values_either() -> None:
     """A route of ours (the webhook, the session hand-off) that raises is reported by uvicorn in its own format."""
     configure_logging()
-    seen = io.StringIO()
-    handler = logging.StreamHandler(seen)
-    uvicorn_logger = logging.getLogger("uvicorn.error")
-    uvicorn_logger.addHandler(handler)
-    try:
-        uvicorn_logger.error("Exception in ASGI application\n", exc_info=_refusal())  # as uvicorn's protocol does
-    finally:
-        uvicorn_logger.removeHandler(handler)
-    said = seen.getvalue()
+    uvicorn_logger = logging.getLogger("uvicorn.error")  # as uvicorn's protocol reports it:
+    said = _printed_by(
+        "uvicorn.error", lambda: uvicorn_logger.error("Exception in ASGI application\n", exc_info=_refusal())
+    )
     assert "Exception in ASGI application" in said and "Key (email_norm)=(values withheld)" in said
     assert "ann.private" not in said
