@@ -12,9 +12,8 @@ from services.db import is_outage, outage_reason
 from services.ratelimit import TokenBucket
 
 log = logging.getLogger("finsync.pages")
-_said = TokenBucket(
-    rate=1 / 60, burst=1
-)  # one line a minute while the outage lasts (a page following a sync asks every 2 s)
+# One line a minute while the outage lasts (a page following a sync asks every 2 s).
+_said = TokenBucket(rate=1 / 60, burst=1)
 MESSAGE = (
     "finsync cannot reach its database right now. Please try again in a minute; "
     "if this goes on, tell whoever runs this finsync."
