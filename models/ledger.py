@@ -162,7 +162,8 @@ class SyncStaged(SQLModel, table=True):
 class SyncQuarantine(SQLModel, table=True):
     """A transaction the bank sent that could not be read: set aside (with why) instead of stopping the sync.
 
-    It leaves when a later sync brings that transaction readable, or its removal.
+    It leaves when a later sync brings that transaction readable, or its removal. A posted transaction set
+    aside keeps its pending twin in the ledger meanwhile (``pending_transaction_id``); the twin leaves with it.
     """
 
     __tablename__ = "sync_quarantine"
@@ -175,6 +176,7 @@ class SyncQuarantine(SQLModel, table=True):
     kind: str = Field(max_length=16)
     reason: str = Field(max_length=200)
     excerpt: str = Field(sa_column=Column(Text, nullable=False))
+    pending_transaction_id: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
     run_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid(), nullable=True))
     first_seen_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     last_seen_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

@@ -75,15 +75,19 @@ def edit_version(t: LedgerTransaction) -> str:
     return hashlib.sha256(repr(owned).encode()).hexdigest()[:16]
 
 
-def _resolve(session: Session, user_id: uuid.UUID, transaction_id: str) -> LedgerTransaction:
-    """The user's transaction by id, or the posted transaction that replaced that pending one."""
-    t = session.get(LedgerTransaction, transaction_id)
+def _resolve(session: Session, user_id: uuid.UUID, transaction_id: str, *, lock: bool = False) -> LedgerTransaction:
+    """The user's transaction by id, or the posted transaction that replaced that pending one.
+
+    ``lock`` (an edit): on PostgreSQL the row stays locked until the edit commits, so a sync posting that
+    pending transaction meanwhile waits and carries the edit over, or has already committed and the edit
+    finds the posted row. (SQLite's edit holds the only write lock from its start.)
+    """
+    t = session.get(LedgerTransaction, transaction_id, with_for_update=lock)
     if t is None:  # posted since the page was drawn: the edit belongs to its posted twin
-        t = session.exec(
-            select(LedgerTransaction).where(
-                LedgerTransaction.user_id == user_id, LedgerTransaction.pending_transaction_id == transaction_id
-            )
-        ).first()
+        twin = select(LedgerTransaction).where(
+            LedgerTransaction.user_id == user_id, LedgerTransaction.pending_transaction_id == transaction_id
+        )
+        t = session.exec(twin.with_for_update() if lock else twin).first()
     gone = "That transaction is gone: your bank removed it. Pick another one."
     if t is None:
         raise NotFound(gone)
@@ -117,7 +121,7 @@ def edit_transaction(
     """
     try:
         with unit_of_work(c.engine, immediate=True) as session:  # SQLite: wait for a running sync, never fail
-            t = _resolve(session, user_id, transaction_id)
+            t = _resolve(session, user_id, transaction_id, lock=True)
             if opened is not None and edit_version(t) != opened.version:
                 raise InputError(STALE_EDIT)
             _apply_edit(t, category=category, note=note, tags=tags, excluded=excluded)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -18,7 +19,7 @@ from services.plaid_mapping import UnreadableRecord
 from services.plaid_types import Account
 from services.relink import reconcile_kept
 from services.sync_accounts import placeholder_account, upsert_accounts
-from services.sync_apply import Plan, plan_chunk, referenced_ids
+from services.sync_apply import REMOVED, Plan, Staged, plan_chunk, referenced_ids
 from services.sync_bulk import all_added, insert_new, new_rows, staged_accounts
 from services.sync_checks import LowBalance, check_accounts
 from services.sync_run import LeaseLost, RunCounters
@@ -127,6 +128,7 @@ def set_aside(session: Session, sql: Sql, item: PlaidItem, run: RunCounters, now
             row = SyncQuarantine(item_id=item.id, user_id=item.user_id, plaid_transaction_id=tid, first_seen_at=now,
                                  kind=u.kind, reason=u.reason, excerpt=u.excerpt)  # fmt: skip
         row.kind, row.reason, row.excerpt, row.run_id, row.last_seen_at = u.kind, u.reason, u.excerpt, run.run_id, now
+        row.pending_transaction_id = u.pending_transaction_id if isinstance(u, UnreadableRecord) else None
         session.add(row)
 
 
@@ -156,7 +158,9 @@ def _apply_rows(
     held = {
         u.pending_transaction_id for u in run.unreadable if isinstance(u, UnreadableRecord) and u.pending_transaction_id
     }
-    for chunk in staged_chunks(sql, run.run_id):
+    # One the bank has removed since: its pending twin goes too (the bank has neither now).
+    released = [Staged(0, REMOVED, tid) for tid in released_twins(sql, item.id, run.run_id) if tid not in held]
+    for chunk in itertools.chain(staged_chunks(sql, run.run_id), [released] if released else []):
         for s in chunk:
             if s.values and s.values[0] not in amap:
                 amap[s.values[0]] = placeholder_account(session, item, s.values[0])
@@ -168,6 +172,17 @@ def _apply_rows(
         added, modified, removed = added + plan.added, modified + plan.modified, removed + plan.removed
         run.report("applying", added + modified + removed)
     return added, modified, removed
+
+
+def released_twins(sql: Sql, item_id: uuid.UUID, run_id: uuid.UUID) -> list[str]:
+    """Pending ids kept for set-aside posted transactions that this run's staged changes remove."""
+    rows = sql.run(
+        "SELECT DISTINCT q.pending_transaction_id FROM sync_quarantine q JOIN sync_staging s "
+        "ON s.plaid_transaction_id = q.plaid_transaction_id AND s.run_id = ? AND s.kind = ? "
+        "WHERE q.item_id = ? AND q.pending_transaction_id IS NOT NULL",
+        (sql.uid(run_id), REMOVED, sql.uid(item_id)),
+    ).fetchall()
+    return sorted(r[0] for r in rows)
 
 
 def _finish(

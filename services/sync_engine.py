@@ -51,7 +51,8 @@ def _waits_for_sign_in(item: PlaidItem, state: ItemSyncState | None, now: dateti
     last = state.last_attempt_at
     if item.status == "ok" or (item.sync_requested_at is not None and item.sync_requested_at > last):
         return False  # repaired (Link update mode, LOGIN_REPAIRED) or a webhook asked after the failure
-    return now - last < timedelta(hours=LOGIN_PROBE_HOURS)
+    # The probe's time is the one the failed run scheduled (from its start), as the scheduler sees it.
+    return now < (state.next_due_at or last + timedelta(hours=LOGIN_PROBE_HOURS))
 
 
 def sync_item(

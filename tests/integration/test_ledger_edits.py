@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
@@ -65,3 +66,34 @@ def test_another_users_transaction_cannot_be_read_or_edited(container, gateway, 
     with pytest.raises(NotFound):
         edit_transaction(container, mallory, row["transaction_id"], note="mine now")
     assert get_transaction(container, user_id, row["transaction_id"]).note is None
+
+
+def test_a_note_saved_just_as_the_bot_posts_that_charge_is_kept_on_the_posted_one(
+    container, gateway, demo_bank, linked, monkeypatch
+) -> None:
+    """Two connections at once: the user saves a note on a hold while a sync that posts it runs. The save has
+    read the hold when the sync starts; whichever commits first, the save succeeds and the note ends up on the
+    posted charge (PostgreSQL: the saved row is locked, so the sync waits for it and carries the note over)."""
+    import services.ledger as ledger_service
+
+    user_id, item_id, pid = linked
+    hold = demo_bank.mutate(pid, "add", cents=4200, name="HOTEL HOLD", pending=True)["transaction_id"]
+    sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    posted = demo_bank.mutate(pid, "post", transaction_id=hold, cents=4500)["transaction_id"]
+    synced: list[str] = []
+    bot = threading.Thread(
+        target=lambda: synced.append(sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status)
+    )
+    real = ledger_service._apply_edit
+
+    def meanwhile(t, **fields):  # type: ignore[no-untyped-def] - the hold is read; the bot runs as far as it may
+        bot.start()
+        bot.join(2.0)
+        real(t, **fields)
+
+    monkeypatch.setattr(ledger_service, "_apply_edit", meanwhile)
+    edit_transaction(container, user_id, hold, note="conference")
+    bot.join(60)
+    assert synced == ["ok"]
+    assert get_transaction(container, user_id, posted).note == "conference"
+    assert get_transaction(container, user_id, hold).transaction_id == posted  # the ledger shows one charge

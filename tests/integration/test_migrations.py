@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,9 +12,9 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, select
 
-from models import ThrottleCounter
+from models import PlaidItem, SyncQuarantine, ThrottleCounter, User
 from models.types import UTCDateTime
 from services import migrations, throttle
 from services.db import make_engine, unit_of_work
@@ -98,6 +100,49 @@ def test_0012_keeps_counts_in_progress_both_ways(empty_url: str) -> None:
     engine.dispose()
 
 
+OLD_SET_ASIDE = sa.table(  # sync_quarantine up to 0012: the pending twin only inside the kept JSON
+    "sync_quarantine",
+    *(sa.column(name, sa.String()) for name in ("plaid_transaction_id", "kind", "reason", "excerpt")),
+    *(sa.column(name, sa.Uuid()) for name in ("id", "item_id", "user_id")),
+    *(sa.column(name, UTCDateTime()) for name in ("first_seen_at", "last_seen_at")),
+)
+
+
+def test_0013_names_the_pending_twin_of_transactions_set_aside_before_it(empty_url: str) -> None:
+    """A posted transaction set aside before 0013 still releases its pending twin when the bank removes it:
+    the upgrade reads the twin's id from the kept JSON (a cut-short excerpt has none to give)."""
+    engine = make_engine(empty_url)
+    migrations.upgrade(engine, "0012")
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    user = User(email="a@example.com", email_norm="a@example.com", username="a", username_norm="a",
+                password_hash="x", created_at=at, password_changed_at=at)  # fmt: skip
+    item = PlaidItem(user_id=user.id, plaid_item_id="item-1", access_token_enc=b"x", institution_id="ins_1",
+                     institution_name="Bank", created_at=at, updated_at=at)  # fmt: skip
+    with unit_of_work(engine) as session:
+        session.add(user)
+        session.flush()
+        session.add(item)
+    posted = json.dumps({"transaction_id": "posted-1", "amount": "abc", "pending_transaction_id": "hold-1"})
+    kept = {"item_id": item.id, "user_id": user.id, "kind": "added", "reason": "not an amount",
+            "first_seen_at": at, "last_seen_at": at}  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(
+            OLD_SET_ASIDE.insert(),
+            [
+                {**kept, "id": uuid.uuid4(), "plaid_transaction_id": "posted-1", "excerpt": posted},
+                {**kept, "id": uuid.uuid4(), "plaid_transaction_id": "posted-2", "excerpt": posted[:30]},
+            ],
+        )
+    migrations.upgrade(engine)
+    with unit_of_work(engine) as session:
+        twins = {q.plaid_transaction_id: q.pending_transaction_id for q in session.exec(select(SyncQuarantine))}
+    assert twins == {"posted-1": "hold-1", "posted-2": None}
+    migrations.downgrade(engine, "0012")
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(OLD_SET_ASIDE)).scalar_one() == 2
+    engine.dispose()
+
+
 def test_an_upgrade_that_dies_partway_leaves_the_database_as_it_was(
     empty_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -115,7 +160,7 @@ def test_an_upgrade_that_dies_partway_leaves_the_database_as_it_was(
     real = command.upgrade
 
     def dies_after_the_steps(config: object, target: str) -> None:
-        real(config, target)  # type: ignore[arg-type]  # 0010, 0011 and 0012 all ran ...
+        real(config, target)  # type: ignore[arg-type]  # 0010 to 0013 all ran ...
         raise OSError("power cut")  # ... and then the process lost its footing before the commit
 
     monkeypatch.setattr(command, "upgrade", dies_after_the_steps)

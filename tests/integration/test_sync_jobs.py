@@ -7,11 +7,12 @@ import threading
 import time
 import uuid
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 from sqlmodel import select
 
-from models import PlaidItem, SyncJob, SyncRun
+from models import ItemSyncState, PlaidItem, SyncJob, SyncRun
 from services import jobs, mail_queue
 from services.banking import link_sandbox
 from services.container import Container
@@ -370,6 +371,36 @@ def test_a_scheduled_sync_of_a_repaired_item_does_not_wait_for_the_daily_probe(
     _ask_to_sync(wired, item_id, status="ok", sync_requested_at=None)  # repaired; the request already taken
     assert sync_item(wired, user_id, item_id, explicit=False, policy=FAST).status == "ok"
     assert ledger(wired, user_id) == truth(demo_bank, pid)
+
+
+def test_the_daily_probe_of_a_bank_that_needs_a_sign_in_runs_at_the_time_it_was_given(
+    wired, demo_bank, gateway, clock, monkeypatch
+) -> None:
+    """The failed run took a while (a slow bank): the probe it scheduled runs when the scheduler finds it due,
+    rather than being turned away as "not yet" until a day after that run ended."""
+    user_id = make_user(wired)
+    item_id, pid = link_item(wired, gateway, user_id)
+    sync_item(wired, user_id, item_id, policy=FAST)
+    demo_bank.set_fault(pid, "login_required")
+    real = gateway.transactions_sync
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        clock.advance(seconds=40)
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(gateway, "transactions_sync", slow)
+        assert sync_item(wired, user_id, item_id, gateway=gateway, policy=FAST).status == "login_required"
+    with unit_of_work(wired.engine) as s:
+        state = s.get(ItemSyncState, item_id)
+        assert state is not None and state.next_due_at is not None
+        due, runs = state.next_due_at, len(s.exec(select(SyncRun)).all())
+    clock.advance(seconds=(due - clock()).total_seconds() - 1)
+    assert sync_item(wired, user_id, item_id, explicit=False, policy=FAST).status == "login_required"
+    clock.advance(seconds=1)  # due now
+    assert sync_item(wired, user_id, item_id, explicit=False, policy=FAST).status == "login_required"
+    with unit_of_work(wired.engine) as s:
+        assert len(s.exec(select(SyncRun)).all()) == runs + 1  # the probe asked the bank; the early try did not
 
 
 def test_a_job_whose_lease_expired_under_a_live_worker_runs_once(wired, demo_bank, gateway, clock) -> None:

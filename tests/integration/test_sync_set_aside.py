@@ -110,3 +110,37 @@ def test_a_transaction_finsync_could_not_read_comes_in_once_finsync_can_without_
     assert result.status == "ok" and result.error_code is None and result.added == 1
     assert ledger(container, user_id) == truth(demo_bank, pid) and _quarantined(container) == {}
     assert list_set_aside(container, user_id) == []
+
+
+@pytest.mark.parametrize("then", ["removed", "mended"])
+def test_a_hold_whose_posted_charge_was_set_aside_waits_for_it_and_leaves_with_it(
+    container, gateway, demo_bank, linked, monkeypatch, then
+) -> None:
+    """The bank posts a hold, but the posted charge cannot be read: the hold stays (with the user's note) rather
+    than vanish. When the bank mends the charge, it replaces the hold and takes the note; when the bank removes
+    the charge instead, the hold goes with it: the ledger never keeps a charge the bank has neither way."""
+    import services.demo_bank.syncing as bank_sync
+    from services.sync import edit_transaction, get_transaction
+
+    user_id, item_id, pid = linked
+    hold = demo_bank.mutate(pid, "add", cents=4200, name="HOTEL HOLD", pending=True)["transaction_id"]
+    _sync(container, gateway, user_id, item_id)
+    edit_transaction(container, user_id, hold, note="conference")
+    posted = demo_bank.mutate(pid, "post", transaction_id=hold, cents=4500)["transaction_id"]
+    real = bank_sync.txn_json
+    monkeypatch.setattr(bank_sync, "txn_json", lambda t: {**real(t), "amount": "abc"} if t.transaction_id == posted else real(t))  # fmt: skip
+    assert _sync(container, gateway, user_id, item_id).error_code == "TRANSACTIONS_SET_ASIDE"
+    assert list(_quarantined(container)) == [posted]
+    assert get_transaction(container, user_id, hold).note == "conference"  # waits, note and all
+
+    monkeypatch.setattr(bank_sync, "txn_json", real)
+    if then == "removed":
+        demo_bank.mutate(pid, "remove", transaction_id=posted)
+    else:
+        demo_bank.mutate(pid, "modify", transaction_id=posted, name="HOTEL")
+    result = _sync(container, gateway, user_id, item_id)
+    assert result.status == "ok" and result.error_code is None
+    assert ledger(container, user_id) == truth(demo_bank, pid) and _quarantined(container) == {}
+    assert hold not in ledger(container, user_id)
+    if then == "mended":
+        assert get_transaction(container, user_id, posted).note == "conference"
