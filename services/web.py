@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 
@@ -12,9 +13,11 @@ from starlette.routing import Route
 
 from services.client_address import client_address
 from services.container import Container
-from services.db import check_database
+from services.db import check_database, is_outage, outage_reason
 from services.errors import FinsyncError
 from services.ratelimit import TokenBucket
+
+log = logging.getLogger("finsync.webhooks")
 
 
 def health_route(get_container: Callable[[], Container]) -> Route:
@@ -148,9 +151,16 @@ def webhook_route(get_container: Callable[[], Container], *, limiter: TokenBucke
         body = await _read_capped(request, MAX_WEBHOOK_BYTES)
         if body is None:
             return JSONResponse({"error": "too large"}, status_code=413)
-        result = await run_in_threadpool(
-            webhooks.handle_webhook, get_container(), body=body, headers=dict(request.headers)
-        )
+        try:
+            result = await run_in_threadpool(
+                webhooks.handle_webhook, get_container(), body=body, headers=dict(request.headers)
+            )
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            # Nothing was applied: Plaid delivers again later (a non-200 answer), and the scheduled sync remains.
+            log.error("webhook not handled, the database is unavailable: %s", outage_reason(exc))
+            return JSONResponse({"error": "try again later"}, status_code=503, headers={"Retry-After": "60"})
         return JSONResponse({"outcome": result.outcome}, status_code=result.status_code)
 
     return Route("/webhooks/plaid", plaid_webhook, methods=["POST"])

@@ -194,7 +194,7 @@ def _record(c: Container, body: bytes, *, verified: bool, outcome: str) -> None:
     The claimed item_id is kept as sent (cut to its column) to trace probes, never resolved to one of our items.
     """
     data = _parse(body) or {}
-    with unit_of_work(c.engine) as session:
+    with unit_of_work(c.engine, immediate=True) as session:
         session.add(
             WebhookDelivery(
                 received_at=c.clock(),
@@ -283,7 +283,9 @@ def handle_webhook(c: Container, *, body: bytes, headers: Mapping[str, str]) -> 
         return WebhookResult(400, "unreadable body")
     plaid_item_id = _text(data.get("item_id"), 128)
     try:
-        with unit_of_work(c.engine) as session:
+        # SQLite: the write lock from the start. A deferred transaction that read first is refused at once
+        # ("database is locked") when another delivery or a sync wrote meanwhile; this one waits its turn.
+        with unit_of_work(c.engine, immediate=True) as session:
             seen = select(col(WebhookDelivery.id)).where(col(WebhookDelivery.signature_sha256) == replay_key)
             if session.execute(seen).first() is not None:
                 raise _Rejected("replay")
