@@ -131,7 +131,7 @@ def remove_all_items(c: Container, user_id: uuid.UUID, *, ip: str = "") -> None:
                  session.execute(select(PlaidItem).where(col(PlaidItem.user_id) == user_id)).scalars()]  # fmt: skip
     for item_id, name in items:
         failure = _revoke_at_plaid(c, user_id, item_id)
-        with unit_of_work(c.engine) as session:
+        with unit_of_work(c.engine, immediate=True) as session:
             item = session.get(PlaidItem, item_id)
             note = ""
             if item is not None:

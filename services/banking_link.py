@@ -135,7 +135,7 @@ def complete_repair(c: Container, user_id: uuid.UUID, item_id: uuid.UUID, *, ip:
         except PlaidError:
             accounts = ()  # balances and new accounts follow with the next sync
     now = c.clock()
-    with unit_of_work(c.engine) as session:
+    with unit_of_work(c.engine, immediate=True) as session:
         item = store.owned_item(session, user_id, item_id)
         open_links = select(LinkSession).where(
             col(LinkSession.item_id) == item_id, col(LinkSession.completed_at).is_(None)

@@ -146,7 +146,7 @@ def _claim_next(c: Container) -> _Claim | None:
 def _settle(c: Container, row_id: uuid.UUID, code: str | None) -> None:
     """Record one attempt: revoked, still pending, or given up after 7 days of failures."""
     now = c.clock()
-    with unit_of_work(c.engine) as session:
+    with unit_of_work(c.engine, immediate=True) as session:
         row = session.get(PlaidRevocation, row_id)
         if row is None or row.outcome != PENDING:
             return

@@ -107,15 +107,24 @@ def current_user(c: Container, token: str | None) -> SessionView | None:
         user = session.get(User, row.user_id)
         if user is None or user.status != "active":
             return None
-        if now - row.last_seen_at >= TOUCH_EVERY:
-            row.last_seen_at = now
-        return SessionView(session_id=row.id, user=UserPublic.of(user))
+        seen = SessionView(session_id=row.id, user=UserPublic.of(user))
+        stale = now - row.last_seen_at >= TOUCH_EVERY
+    if stale:
+        # Its own write: SQLite refuses at once a read transaction that tries to write after another connection
+        # (a sync, a webhook) committed since it began ("database is locked"); a fresh one waits its turn.
+        with unit_of_work(c.engine) as session:
+            session.execute(
+                update(AuthSession)
+                .where(col(AuthSession.id) == seen.session_id, col(AuthSession.last_seen_at) < now)
+                .values(last_seen_at=now)
+            )
+    return seen
 
 
 def sign_out(c: Container, token: str) -> None:
     """Revoke the session behind ``token`` (nothing happens for an unknown token)."""
     now = c.clock()
-    with unit_of_work(c.engine) as session:
+    with unit_of_work(c.engine, immediate=True) as session:
         row = _by_token(session, token)
         if row is None or row.revoked_at is not None:
             return
@@ -144,7 +153,7 @@ def list_sessions(c: Container, user_id: uuid.UUID, current_token: str | None) -
 def revoke_session(c: Container, user_id: uuid.UUID, session_id: uuid.UUID, *, ip: str = "") -> None:
     """Revoke one of the user's own sessions; ``NotFound`` for anyone else's (same as a missing one)."""
     now = c.clock()
-    with unit_of_work(c.engine) as session:
+    with unit_of_work(c.engine, immediate=True) as session:
         row = session.get(AuthSession, session_id) if isinstance(session_id, uuid.UUID) else None
         gone = "That session does not exist or has already ended."
         if row is not None and row.user_id != user_id:
@@ -158,7 +167,7 @@ def revoke_session(c: Container, user_id: uuid.UUID, session_id: uuid.UUID, *, i
 def revoke_other_sessions(c: Container, user_id: uuid.UUID, current_token: str, *, ip: str = "") -> int:
     """Sign out everywhere else; returns how many sessions ended."""
     now = c.clock()
-    with unit_of_work(c.engine) as session:
+    with unit_of_work(c.engine, immediate=True) as session:
         row = _by_token(session, current_token)
         keep = row.id if row is not None and row.user_id == user_id else None
         count = revoke_all(session, user_id, now, keep=keep)

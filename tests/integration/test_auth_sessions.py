@@ -53,6 +53,28 @@ def test_idle_timeout_30_minutes(container: Container, clock: FakeClock) -> None
     assert sessions.current_user(container, token) is None
 
 
+def test_a_page_load_is_not_refused_when_the_bot_writes_while_its_session_is_read(
+    container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync (another connection) commits between reading the session and noting the activity: the page still
+    loads, and the idle deadline still moves (SQLite would refuse the read transaction's late write)."""
+    make_user(container)
+    token = sign_in(container)
+    clock.advance(minutes=20)
+    real = sessions._live
+
+    def meanwhile(row: AuthSession, c: Container, now: object) -> bool:
+        with unit_of_work(container.engine) as other:  # the bot's write, committed
+            other.add(AuditEvent(event="sync_written", user_id=None, result="ok", at=clock()))
+        return real(row, c, now)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sessions, "_live", meanwhile)
+    assert sessions.current_user(container, token) is not None
+    monkeypatch.undo()
+    clock.advance(minutes=29)  # 49 minutes after sign-in, 29 after that page load: still signed in
+    assert sessions.current_user(container, token) is not None
+
+
 def test_absolute_timeout_12_hours_even_when_active(container: Container, clock: FakeClock) -> None:
     make_user(container)
     token = sign_in(container)
