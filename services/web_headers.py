@@ -1,11 +1,13 @@
 """Security headers on every response of the ``st.App`` server: the Content-Security-Policy (Streamlit's needs,
-Plaid Link's origins, the page's inline scripts by hash), frame and sniffing protection, HSTS, and no-store."""
+Plaid Link's origins, the page's inline scripts by hash), frame and sniffing protection, HSTS, and no-store;
+and Streamlit's socket only from finsync's own pages."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import ipaddress
+import logging
 import re
 from functools import lru_cache
 from html.parser import HTMLParser
@@ -15,6 +17,10 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.container import Container
+from services.ratelimit import TokenBucket
+
+log = logging.getLogger("finsync.web")
+_refusals = TokenBucket(rate=1 / 60, burst=1)  # one log line a minute while a page keeps trying
 
 # Plaid Link's documented CSP needs (plaid.com/docs/link/web/#content-security-policy).
 PLAID_ORIGINS = ("https://cdn.plaid.com", "https://*.plaid.com")
@@ -69,6 +75,11 @@ def websocket_origins(public_url: str | None, host: str | None) -> tuple[str, ..
         return (f"{'wss' if parts.scheme == 'https' else 'ws'}://{netloc}",) if netloc else ()
     netloc = safe_host(host)
     return (f"ws://{netloc}", f"wss://{netloc}") if netloc else ()
+
+
+def page_origins(public_url: str | None, host: str | None) -> frozenset[str]:
+    """The origins finsync's own pages have (as a browser's ``Origin`` header names them): the sockets' hosts."""
+    return frozenset(o.replace("ws", "http", 1) for o in websocket_origins(public_url, host))
 
 
 class _InlineScripts(HTMLParser):
@@ -184,6 +195,9 @@ class SecurityHeadersMiddleware:
             self.headers.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._socket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -205,3 +219,19 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    async def _socket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Streamlit's ``/_stcore/stream`` socket carries the session cookie and runs every page. Streamlit accepts
+        it from any page on localhost or this machine's addresses, whatever the port; a browser sends the cookie
+        with it, since another port is the same site. So a page of another local server could read and act
+        as the signed-in user. Only finsync's own pages may open it: ``Origin`` must be the page's origin (the
+        public URL, else the request's Host). A client without ``Origin`` is not a browser and has no cookie."""
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        if origin is not None and origin.lower() not in page_origins(self.public_url, headers.get("host")):
+            if _refusals.take() == 0.0:
+                log.warning("refused a socket opened by another site's page (origin %s)", origin[:100])
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1008})  # before accept: the server answers 403
+            return
+        await self.app(scope, receive, send)

@@ -18,8 +18,9 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.container import Container
 from services.db import make_engine
@@ -158,8 +159,13 @@ with TestClient(app.app) as web:
         out[path] = [r.status_code, r.headers.get_list("cache-control"), r.headers.get("x-content-type-options")]
     page = web.get("/")
     csp, body = page.headers["content-security-policy"], page.text
+    try:  # a page of another server on this machine (Streamlit itself lets any localhost port in)
+        with web.websocket_connect("/_stcore/stream", headers={"origin": "http://localhost:9999"}):
+            socket = "opened"
+    except Exception as exc:
+        socket = f"{type(exc).__name__} {getattr(exc, 'code', '')}"
 stop_scheduler()
-print(json.dumps({"bundle": bundle, "answers": out, "csp": csp, "page": body}))
+print(json.dumps({"bundle": bundle, "answers": out, "csp": csp, "page": body, "socket": socket}))
 """
 
 
@@ -201,6 +207,7 @@ def test_the_real_app_answers_no_store_except_on_streamlits_hashed_bundles() -> 
     for text in inline:
         assert f"'sha256-{base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()}'" in csp["script-src"]
     assert "'unsafe-inline'" not in csp["script-src"]
+    assert probe["socket"] == "WebSocketDisconnect 1008"  # app.py's guard refuses another site's page
 
 
 def test_the_real_app_names_the_operators_public_url_as_the_only_socket_origin() -> None:
@@ -383,3 +390,48 @@ def test_logout_revokes_the_server_session_and_clears_the_cookie(
     assert "httponly" in flags and ("secure" in flags) == (base_url == HTTPS)  # the same cookie, so it is replaced
     assert sessions.current_user(c, token) is None and sessions.list_sessions(c, alice.id, None) == []
     assert "sign_out" in [e.event for e in audit.list_events(c, alice.id)]
+
+
+def _stream_app(public_url: str | None = None) -> Starlette:
+    async def stream(
+        ws: WebSocket,
+    ) -> None:  # stands in for Streamlit's socket: it would run pages as the cookie's user
+        await ws.accept()
+        await ws.send_text("your transactions")
+        await ws.close()
+
+    return Starlette(
+        routes=[WebSocketRoute("/_stcore/stream", stream)],
+        middleware=[Middleware(SecurityHeadersMiddleware, public_url=public_url)],
+    )
+
+
+def _opens(web: TestClient, origin: str | None, host: str) -> bool:
+    headers = {"host": host} | ({"origin": origin} if origin else {})
+    try:
+        with web.websocket_connect("/_stcore/stream", headers=headers) as ws:
+            return ws.receive_text() == "your transactions"
+    except WebSocketDisconnect as refused:
+        assert refused.code == 1008
+        return False
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "http://localhost:9999",  # another local server's page: the same site, so the browser sends the cookie
+        "http://127.0.0.1:8501",
+        "https://evil.example",
+        "http://localhost:8501.evil.example",
+        "null",  # a sandboxed frame or a file:// page
+    ],
+)
+def test_only_finsyncs_own_pages_may_open_the_socket_that_carries_the_session(hostile: str) -> None:
+    """Pentest finding: any page on localhost could open Streamlit's socket with the user's cookie and read their
+    ledger. Now the socket's Origin must be the page's own; a client sending none is not a browser (no cookie)."""
+    web, host = TestClient(_stream_app()), "localhost:8501"
+    assert _opens(web, "http://localhost:8501", host) and _opens(web, None, host)
+    assert not _opens(web, hostile, host)
+    behind = TestClient(_stream_app("https://finsync.example"))  # FINSYNC_BASE_URL set, behind a proxy
+    assert _opens(behind, "https://finsync.example", "10.0.0.5:8501")
+    assert not _opens(behind, "http://10.0.0.5:8501", "10.0.0.5:8501")
