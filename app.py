@@ -49,6 +49,24 @@ def _base_url_follows_port() -> str | None:
 
 
 configure_logging()  # JSON lines on stderr for finsync's loggers (FINSYNC_LOG_LEVEL), before anything logs
+
+
+def _distrust_forwarded_headers() -> None:
+    """The server underneath (uvicorn, started by Streamlit) takes X-Forwarded-For and X-Forwarded-Proto from any
+    peer on this machine (an SSH tunnel, a local TLS terminator, another user) as the client's address and
+    scheme, which would escape the per-address sign-in limit and forge the addresses in the audit log and the
+    session list. FINSYNC_PROXY_HOPS alone decides how far that header is trusted (services/client_address.py).
+    uvicorn reads its setting before it imports this file, but wraps the app in that middleware after: so the
+    wrapper is made a no-op here (tests/e2e/test_auth_browser.py proves a spoofed header is not believed)."""
+    import uvicorn.config
+
+    def unwrapped(app: Any, trusted_hosts: Any = None) -> Any:
+        return app
+
+    uvicorn.config.ProxyHeadersMiddleware = unwrapped  # type: ignore[assignment,misc]
+
+
+_distrust_forwarded_headers()
 try:
     _public_url = _base_url_follows_port()
     _c = container()

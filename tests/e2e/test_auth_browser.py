@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+import sqlite3
 
 import pytest
 
@@ -127,3 +128,25 @@ def test_security_headers_on_the_page(server: Server) -> None:
             server.url.replace("http://", "ws://")
         ]  # FINSYNC_BASE_URL's
         assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_forwarded_for_header_from_this_machine_does_not_name_the_client(server: Server, browser: object) -> None:
+    """With no proxy configured (FINSYNC_PROXY_HOPS=0), X-Forwarded-For counts for nothing, even from a loopback peer
+    (a tunnel, another local user), whom the server library underneath would otherwise have believed: a spoofed
+    address must not stand in the session list and the audit log (nor escape the per-address sign-in limit)."""
+    made = server.cli("users", "create", "--email", "xff@example.com", "--username", "xff", stdin=PASSWORD + "\n")
+    assert made.returncode == 0, made.stderr
+    context = browser.new_context()  # type: ignore[attr-defined]
+    page = context.new_page()
+    spoofed = {"x-forwarded-for": "192.0.2.9"}
+    page.route("**/auth/session", lambda route: route.continue_(headers={**route.request.headers, **spoofed}))
+    page.goto(server.url)
+    page.get_by_label("Email or username").fill("xff")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("Welcome, xff").wait_for(timeout=30_000)
+    context.close()
+    with sqlite3.connect(server.data_dir / "finsync.db") as db:
+        (user_id,) = db.execute("SELECT id FROM users WHERE username = 'xff'").fetchone()
+        recorded = {ip for (ip,) in db.execute("SELECT ip FROM auth_sessions WHERE user_id = ?", (user_id,))}
+    assert recorded and "192.0.2.9" not in recorded
