@@ -3,6 +3,8 @@
 Imported accounts are plain users (roles in the file are ignored: admins are made with the CLI),
 unverified until they verify their address, and their hash is upgraded to our scheme at the first
 successful sign-in. Entries with a plain-text password are skipped and the password is never stored.
+The file is read by a YAML loader that refuses anchors and aliases, deep nesting and huge integers, so a
+few hostile bytes cannot spend minutes of CPU or gigabytes of memory (security bar, hostile inputs).
 """
 
 from __future__ import annotations
@@ -21,7 +23,43 @@ from services.db import unit_of_work
 from services.errors import InputError
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
-BCRYPT_HASH = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
+# A real file nests 6 nodes deep (credentials, usernames, user, roles, role); PyYAML composes recursively.
+MAX_DEPTH = 32
+# PyYAML turns "1:2:3:..." into an int in quadratic time, and Python refuses ints over 4300 digits.
+MAX_INT_CHARS = 32
+BCRYPT_HASH = re.compile(r"\$2[aby]\$([0-9]{2})\$[./A-Za-z0-9]{53}")
+
+
+class _Refused(Exception):
+    """The file uses a YAML feature that no credentials file needs and that hostile files abuse."""
+
+
+class _CredentialsLoader(yaml.SafeLoader):
+    """``SafeLoader`` without anchors or aliases (billion laughs), deeper nesting than MAX_DEPTH or huge ints."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]  # (untyped in types-PyYAML)
+        if isinstance(event, yaml.NodeEvent) and event.anchor is not None:  # "&name" or "*name" (an AliasEvent)
+            raise _Refused("uses YAML anchors or aliases (& and *), which credential files never need")
+        if self._depth >= MAX_DEPTH:
+            raise _Refused(f"is nested more than {MAX_DEPTH} levels deep, which credential files never are")
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_short_int(self, node: yaml.ScalarNode) -> int:
+        if len(node.value) > MAX_INT_CHARS:
+            raise _Refused(f"has a number longer than {MAX_INT_CHARS} characters, which credential files never need")
+        return self.construct_yaml_int(node)
+
+
+_CredentialsLoader.add_constructor("tag:yaml.org,2002:int", _CredentialsLoader.construct_short_int)
 
 
 @dataclass(frozen=True)
@@ -36,7 +74,9 @@ def _load(path: Path) -> dict[str, Any]:
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
             raise InputError(f"{path.name} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB.")
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_CredentialsLoader)  # noqa: S506 (safe subclass)
+    except _Refused as exc:
+        raise InputError(f"{path.name} {exc}; nothing was imported.") from None
     except OSError as exc:
         raise InputError(f"Cannot read {path}: {exc.strerror or exc}.") from None
     except (yaml.YAMLError, UnicodeDecodeError):
@@ -57,9 +97,12 @@ def _entry(name: object, entry: object) -> tuple[str, str, str] | str:
     except InputError as exc:
         return str(exc)
     secret = entry.get("password")
-    if not isinstance(secret, str) or not BCRYPT_HASH.fullmatch(secret):
+    match = BCRYPT_HASH.fullmatch(secret) if isinstance(secret, str) else None
+    if match is None or int(match[1]) < passwords.MIN_COST:
         return "the password is not a bcrypt hash (plain-text passwords are never imported)"
-    return username, email, secret
+    if int(match[1]) > passwords.MAX_COST:
+        return f"the bcrypt cost {int(match[1])} is above {passwords.MAX_COST}: every sign-in attempt would tie up the server"
+    return username, email, match[0]
 
 
 def import_authenticator(c: Container, path: Path) -> ImportReport:

@@ -16,6 +16,11 @@ from services.errors import InputError
 MIN_LENGTH = 15
 MAX_LENGTH = 256
 BCRYPT_COST = 12
+# Costs a stored hash may have. 4 is bcrypt's own minimum (cheaper stored hashes are padded to our cost when
+# verified and replaced at the next sign-in). Each step doubles the work: 14 is 4x ours, about a second per
+# attempt; 31 would tie up a server thread for days per sign-in attempt, so such a hash is never checked.
+MIN_COST = 4
+MAX_COST = 14
 SCHEME = "pbcrypt"
 LEGACY_SCHEME = "legacy"
 # zxcvbn is quadratic-ish in length; beyond this a password is long enough that we score a prefix.
@@ -69,6 +74,8 @@ def verify_password(password: str, stored: str, pepper: bytes, *, scheme: str = 
         return False
     done = 0  # the bcrypt cost actually spent, as 2**cost units
     try:
+        if hash_cost(stored) > MAX_COST:  # imported before the importer refused such costs: never spend it
+            return False
         if scheme == LEGACY_SCHEME:
             raw = password.encode("utf-8")
             if len(raw) > 72:
@@ -84,12 +91,18 @@ def verify_password(password: str, stored: str, pepper: bytes, *, scheme: str = 
         _pad(done)
 
 
-def _units(stored: str) -> int:
-    """2**cost of a bcrypt hash (0 when it has no readable cost: no work is done then)."""
+def hash_cost(stored: str) -> int:
+    """The cost written in a bcrypt hash (0 when it has none)."""
     try:
-        return 1 << int(stored.split("$")[2])
+        return max(int(stored.split("$")[2]), 0)
     except (IndexError, ValueError):
         return 0
+
+
+def _units(stored: str) -> int:
+    """2**cost of a bcrypt hash (0 when it has no readable cost: no work is done then)."""
+    rounds = hash_cost(stored)
+    return 1 << rounds if rounds else 0
 
 
 _PAD_HASHES: dict[int, bytes] = {}

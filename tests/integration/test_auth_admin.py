@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import resource
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import bcrypt
@@ -12,7 +17,7 @@ from sqlalchemy import text
 from services import admin, audit, auth, sessions, totp
 from services.authenticator_import import import_authenticator
 from services.container import Container
-from services.db import unit_of_work
+from services.db import make_engine, unit_of_work
 from services.errors import InputError, InvalidCredentials, PermissionDenied
 from services.mailer import MemoryMailer, OutboxMailer
 from services.users import UserPublic
@@ -30,7 +35,7 @@ from tests.integration.auth_support import (  # noqa: F401
     sign_in,
     user_row,
 )
-from tests.integration.test_cli import cli
+from tests.integration.test_cli import ROOT, cli
 
 pytestmark = pytest.mark.usefixtures("fast_hashing")
 
@@ -162,6 +167,150 @@ def test_cli_import_prints_what_happened(db_url: str, tmp_path: Path) -> None:
     broken.write_text("[", encoding="utf-8")
     failed = cli("users", "import-authenticator", str(broken), env=env)
     assert failed.returncode == 2 and len(failed.stderr.strip().splitlines()) == 1 and "Traceback" not in failed.stderr
+
+
+def _bomb(levels: int) -> str:
+    """The pen test's "billion laughs": each anchor lists the one before nine times, the email names the last."""
+    lines = [
+        "credentials:",
+        "  usernames:",
+        "    jsmith:",
+        "      password: x",
+        "      a0: &a0 [" + ",".join(["lol"] * 9) + "]",
+    ]
+    lines += [f"      a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "\n".join([*lines, f"      email: *a{levels - 1}", ""])
+
+
+_USER = "credentials:\n  usernames:\n    jsmith:\n      password: x\n"
+HOSTILE_YAML = {
+    "alias bomb": (_bomb(4), "uses YAML anchors or aliases"),  # 9**4 copies: small enough to expand unguarded
+    "one alias": (
+        _USER + "      email: &e j@example.com\n    other:\n      email: *e\n",
+        "uses YAML anchors or aliases",
+    ),
+    "deep flow nesting": ("[" * 50_000 + "]" * 50_000, "is nested more than 32 levels deep"),
+    "deep block nesting": ("".join(" " * i + f"k{i}:\n" for i in range(40)), "is nested more than 32 levels deep"),
+    "sexagesimal int": (_USER + "      email: 1" + ":1" * 20_000 + "\n", "has a number longer than 32 characters"),
+    "5000-digit int": (_USER + "      email: " + "9" * 5_000 + "\n", "has a number longer than 32 characters"),
+}
+
+
+def _user_count(db_url: str) -> int:
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM users")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("case", HOSTILE_YAML)
+def test_import_refuses_hostile_yaml_at_once_and_imports_nothing(
+    container: Container, db_url: str, tmp_path: Path, case: str
+) -> None:
+    """Bar, hostile inputs: aliases, deep nesting and huge ints are refused by name, before any work is done."""
+    body, message = HOSTILE_YAML[case]
+    path = tmp_path / "config.yaml"
+    path.write_text(body, encoding="utf-8")
+    started = time.perf_counter()
+    with pytest.raises(InputError, match=rf"^config\.yaml {message}\b.*; nothing was imported\.$"):
+        import_authenticator(container, path)
+    assert time.perf_counter() - started < 1.0
+    assert _user_count(db_url) == 0
+
+
+def _capped_cli(*args: str, db_url: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in 1 GiB of address space and 30 s, so an unguarded bomb fails fast instead of eating the machine."""
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    return subprocess.run(  # noqa: PLW1510
+        [sys.executable, "-m", "services.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": db_url},
+        timeout=30,
+        preexec_fn=cap,  # safe here: the test process starts no threads
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (_bomb(9), "bomb.yaml uses YAML anchors or aliases (& and *), which credential files never need"),
+        ("[" * 50_000 + "]" * 50_000, "bomb.yaml is nested more than 32 levels deep, which credential files never are"),
+    ],
+    ids=["9-level alias bomb", "50,000 levels deep"],
+)
+def test_cli_refuses_the_pen_test_files_in_one_line(db_url: str, tmp_path: Path, body: str, message: str) -> None:
+    """The pen test's files: 42 s and 3.2 GB, and a 3,000-line RecursionError, before the guard."""
+    path = tmp_path / "bomb.yaml"
+    path.write_text(body, encoding="utf-8")
+    failed = _capped_cli("users", "import-authenticator", str(path), db_url=db_url)
+    assert failed.returncode == 2, failed.stderr[-2000:]
+    lines = [line for line in failed.stderr.splitlines() if "generated local secrets" not in line]
+    assert lines == [f"finsync: {message}; nothing was imported."] and failed.stdout == ""
+    assert _user_count(db_url) == 0
+
+
+def _fake_hash(cost: str) -> str:
+    return f"$2b${cost}$" + "a" * 53  # never checked by the import, so it need not be a real hash
+
+
+def test_cli_import_skips_bcrypt_costs_outside_4_to_14(db_url: str, tmp_path: Path) -> None:
+    """A cost-31 hash would make each sign-in attempt for that user run for days: skipped with the reason."""
+    path = tmp_path / "config.yaml"
+    entries = {
+        "cheap": bcrypt.hashpw(b"legacy password 1", bcrypt.gensalt(4)).decode(),
+        "fourteen": _fake_hash("14"),
+        "fifteen": _fake_hash("15"),
+        "slow": _fake_hash("31"),
+        "broken": _fake_hash("03"),
+    }
+    path.write_text(
+        "credentials:\n  usernames:\n"
+        + "".join(
+            f"    {name}:\n      email: {name}@example.com\n      password: '{h}'\n" for name, h in entries.items()
+        ),
+        encoding="utf-8",
+    )
+    done = cli("users", "import-authenticator", str(path), env={"DATABASE_URL": db_url})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "skipped fifteen: the bcrypt cost 15 is above 14: every sign-in attempt would tie up the server" in lines
+    assert "skipped slow: the bcrypt cost 31 is above 14: every sign-in attempt would tie up the server" in lines
+    assert "skipped broken: the password is not a bcrypt hash (plain-text passwords are never imported)" in lines
+    assert lines[-1] == "2 imported, 3 skipped" and "$2b$" not in done.stdout
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT username, password_hash FROM users ORDER BY username")).fetchall()
+    engine.dispose()
+    assert [(r[0], r[1]) for r in rows] == [("cheap", entries["cheap"]), ("fourteen", entries["fourteen"])]
+
+
+def test_a_costly_hash_imported_before_the_guard_is_never_checked(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A $2b$31$ row from an older import: sign-in is refused at once instead of holding the server for days."""
+    slow = make_user(container, "slow")
+    with unit_of_work(container.engine) as session:
+        session.execute(
+            text("UPDATE users SET password_hash = :h, password_scheme = 'legacy' WHERE username = 'slow'"),
+            {"h": bcrypt.hashpw(b"x", bcrypt.gensalt(4)).decode().replace("$04$", "$31$", 1)},
+        )
+    real_checkpw = bcrypt.checkpw
+
+    def checkpw(password: bytes, hashed: bytes) -> bool:
+        assert int(hashed.split(b"$")[2]) <= 14, "a cost-31 hash was checked: this sign-in would take days"
+        return bool(real_checkpw(password, hashed))
+
+    monkeypatch.setattr(bcrypt, "checkpw", checkpw)
+    with pytest.raises(InvalidCredentials):
+        auth.begin_sign_in(container, login="slow", password="x")
+    assert user_row(container, slow.id).password_hash.startswith("$2b$31$")
 
 
 def _everything(c: Container, clock: FakeClock, mailer: MemoryMailer) -> list[str]:
