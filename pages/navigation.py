@@ -1,9 +1,8 @@
 """Entry script: the auth gate and router (only pages the visitor may open are registered)."""
 
-from urllib.parse import urlsplit
-
 import streamlit as st
 
+from pages.ui import routes
 from pages.ui import session as ui_session
 from pages.ui.browser import post_and_reload
 from pages.ui.outage import database_outage_notice
@@ -37,10 +36,8 @@ with database_outage_notice():  # the database gone mid-session: words, not a ba
     # A bank's OAuth redirect lands on PLAID_REDIRECT_URI with oauth_state_id, and Accounts resumes Link from it. When
     # that URI is the app root, Accounts is the default page of this visit: it opens right there, URL and query params
     # as the bank sent them (Link must be handed that exact URL). Asked for by its own path, Accounts opens as usual.
-    asked_path = urlsplit(st.context.url or "").path.rstrip("/")
-    oauth_return = (
-        link_page is None and link_return.OAUTH_STATE_PARAM in params and not asked_path.endswith("/accounts")
-    )
+    asked = routes.asked_private_page()
+    oauth_return = link_page is None and link_return.OAUTH_STATE_PARAM in params and asked != "accounts"
 
     if view is None:
         public = [
@@ -48,10 +45,11 @@ with database_outage_notice():  # the database gone mid-session: words, not a ba
             st.Page("register.py", title="Create account", icon=":material/person_add:"),
             st.Page("forgot_password.py", title="Forgot password", icon=":material/key:"),
         ]
-        if link_return.OAUTH_STATE_PARAM in params and asked_path.endswith("/accounts"):
-            # Back from the bank on PLAID_REDIRECT_URI = Accounts, signed out: sign in right there (no "Page not
-            # found"); signing in goes on to Accounts, which resumes Link.
-            public.append(st.Page("sign_in.py", title="Sign in", url_path="accounts", visibility="hidden"))
+        if asked is not None and link_page is None:
+            # A private page asked for while signed out (a bookmark, a reload after the session ran out, back from
+            # the bank on PLAID_REDIRECT_URI = Accounts): sign in right there, not "Page not found"; signing in
+            # goes on to that page (Accounts resumes Link).
+            public.append(st.Page("sign_in.py", title="Sign in", url_path=asked, visibility="hidden"))
         st.navigation([*public, *([link_page] if link_page else [])], position="top").run()
     else:
         account = [st.Page("settings.py", title="Settings", icon=":material/settings:")]

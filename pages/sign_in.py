@@ -4,6 +4,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
+from pages.ui import routes
 from pages.ui.browser import post_and_reload
 from pages.ui.session import client_ip, user_agent
 from pages.ui.state import container
@@ -24,11 +25,15 @@ oauth_state = oauth_state or st.session_state.get(link_return.OAUTH_STATE_PARAM)
 st.session_state[link_return.OAUTH_STATE_PARAM] = oauth_state
 if oauth_state and stage != "handoff":
     st.info("Sign in to finish linking your bank.")
+elif (asked := routes.asked_private_page()) and stage != "handoff":
+    st.info(f"Sign in to open {routes.PRIVATE[asked]}.")
 
 if stage == "handoff":
     # The ticket is single-use and dies in 60 s; the browser trades it for the HttpOnly cookie.
     ticket = st.session_state.get("handoff_ticket", "")
     resume = link_return.after_sign_in(container().settings.plaid_redirect_uri, oauth_state)
+    if resume == "/" and (asked := routes.asked_private_page()):
+        resume = f"/{asked}"  # one of our page names, never a path taken from the URL
     kept = {link_return.OAUTH_STATE_PARAM: oauth_state} if oauth_state else {}  # refused: sign in again, still resume
     failed = "/?" + urlencode({"signin": EXPIRED, **kept})
     post_and_reload("/auth/session", ticket, "Signing you in…", next_url=resume, failed_url=failed, key="handoff")

@@ -150,3 +150,24 @@ def test_a_forwarded_for_header_from_this_machine_does_not_name_the_client(serve
         (user_id,) = db.execute("SELECT id FROM users WHERE username = 'xff'").fetchone()
         recorded = {ip for (ip,) in db.execute("SELECT ip FROM auth_sessions WHERE user_id = ?", (user_id,))}
     assert recorded and "192.0.2.9" not in recorded
+
+
+def test_a_bookmarked_page_opened_signed_out_signs_in_right_there_and_then_opens(
+    server: Server, browser: object
+) -> None:
+    """A bookmark, or a reload after the session ran out: the sign-in form at that address (not Streamlit's
+    "Page not found" over it), and once signed in the page that was asked for, not Home."""
+    made = server.cli("users", "create", "--email", "bea@example.com", "--username", "bea", stdin=PASSWORD + "\n")
+    assert made.returncode == 0, made.stderr
+    context = browser.new_context()  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.goto(f"{server.url}/transactions")
+    page.get_by_text("Sign in to open Transactions.").wait_for(timeout=30_000)
+    assert page.get_by_text("Page not found").count() == 0
+    shot(page, "auth-bookmark-signed-out")
+    page.get_by_label("Email or username").fill("bea")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="Transactions").wait_for(timeout=30_000)
+    assert page.url == f"{server.url}/transactions"
+    context.close()
