@@ -7,6 +7,7 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, or_, select
@@ -68,6 +69,23 @@ def _script(ch: str) -> str | None:
     return unicodedata.name(ch, "UNKNOWN").split(" ")[0]
 
 
+# Phonetic notation (IPA, small capitals, modifier letters): no one's name is spelled in it, and its letters pass
+# for ordinary ones ("ɑdmin", "ʟɪᴍɪᴛ"). NFKC already turns the superscript ones into plain letters.
+_PHONETIC = ((0x0250, 0x02FF), (0x1D00, 0x1DBF))
+# Letters of one alphabet that read as others, beyond what NFKC + casefold unify: "admın" is "admin" to the eye.
+_SAME_SHAPE = {"ı": "i", "ȷ": "j"}
+_TO_PLAIN = str.maketrans("ıȷ", "ij")
+
+
+def _phonetic(text: str) -> bool:
+    return any(lo <= ord(ch) <= hi for ch in text for lo, hi in _PHONETIC)
+
+
+def skeleton(username_norm: str) -> str:
+    """The folded username as it reads: letters that pass for others replaced by them."""
+    return username_norm.translate(_TO_PLAIN)
+
+
 def _mixed_script(text: str) -> bool:
     """True when one label mixes Latin, Cyrillic or Greek letters: the shape of a homoglyph spoof."""
     for label in re.split(r"[@.+_-]", text):
@@ -88,6 +106,8 @@ def clean_email(raw: str) -> str:
     # Look-alike letters (a Cyrillic 'а' in 'exаmple.com') make a second account that reads the same.
     if _mixed_script(text):
         raise InputError("That email address mixes letters from different alphabets; type it in one alphabet.")
+    if _phonetic(text):
+        raise InputError("That email address has phonetic letters (such as ɑ or ᴍ); type it in ordinary letters.")
     try:
         result = validate_email(text, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as exc:
@@ -102,6 +122,8 @@ def clean_username(raw: str) -> str:
         raise InputError("A username has 3 to 32 letters, digits, dots, dashes or underscores.")
     if _mixed_script(text):  # "аlice" with a Cyrillic "а" would pass for someone else's "alice"
         raise InputError("That username mixes letters from different alphabets; use one alphabet.")
+    if _phonetic(text):  # "ɑlice" with the phonetic alpha, likewise
+        raise InputError("That username has phonetic letters (such as ɑ or ᴍ); use ordinary letters.")
     return text
 
 
@@ -121,7 +143,11 @@ def email_taken(session: Session, email_norm: str) -> bool:
 
 
 def username_taken(session: Session, username_norm: str) -> bool:
-    query = select(func.count()).select_from(User).where(col(User.username_norm) == username_norm)
+    """True when a user has this folded username, or one that reads the same ("admın" for "admin")."""
+    reads_as: Any = col(User.username_norm)
+    for letter, plain in _SAME_SHAPE.items():
+        reads_as = func.replace(reads_as, letter, plain)
+    query = select(func.count()).select_from(User).where(reads_as == skeleton(username_norm))
     return bool(session.execute(query).scalar_one())
 
 

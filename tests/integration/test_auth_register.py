@@ -61,10 +61,18 @@ def test_a_taken_username_is_said_plainly_after_nfkc_and_casefold(container: Con
         ("new@example.com", "ALICE"),
         ("n@example.com", "ＡＬＩＣＥ"),  # fullwidth letters fold to "alice"
         ("alice@example.com", "Alice"),  # whatever the email: a known username cannot probe addresses
+        ("a2@example.com", "alıce"),  # a dotless i reads as "alice" in the admin list
     ]:
         with pytest.raises(InputError, match="That username is taken; choose another"):
             auth.register(container, email=email, username=username, password=PASSWORD)
     assert _users(container) == 1 and mailer.sent == []
+
+
+def test_a_username_that_reads_as_a_taken_one_is_taken_whichever_came_first(container: Container) -> None:
+    auth.register(container, email="t@example.com", username="kadır", password=PASSWORD)
+    with pytest.raises(InputError, match="That username is taken; choose another"):
+        auth.register(container, email="k@example.com", username="kadir", password=PASSWORD)
+    assert _users(container) == 1
 
 
 def _registration_events(c: Container, user_id: uuid.UUID) -> list[str]:

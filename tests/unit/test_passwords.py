@@ -149,6 +149,7 @@ def test_recovery_code_format() -> None:
         ("bob@example.com\x00", "control characters"),
         ("user@exаmple.com", "different alphabets"),  # Cyrillic 'а' in a Latin domain
         ("pаypal@example.com", "different alphabets"),
+        ("ɑdmin@example.com", "phonetic letters"),  # the phonetic alpha: one alphabet, still a look-alike
         ("x" * 10_000 + "@example.com", "at most 254"),
         ("not an address", "not valid"),
         ("<script>@example.com", "not valid"),
@@ -169,6 +170,16 @@ def test_single_script_international_addresses_are_allowed() -> None:
 def test_bad_usernames_are_refused(raw: str) -> None:
     with pytest.raises(InputError):
         clean_username(raw)
+
+
+@pytest.mark.parametrize("raw", ["ɑdmin", "ʟɪᴍɪᴛ", "ᴀdmin"])
+def test_usernames_in_phonetic_letters_that_pass_for_ordinary_ones_are_refused(raw: str) -> None:
+    with pytest.raises(InputError, match="phonetic letters"):
+        clean_username(raw)
+
+
+def test_ordinary_letters_of_every_alphabet_stay_welcome_in_usernames() -> None:
+    assert [clean_username(n) for n in ("josé", "ırmak", "иван", "zoë_1")] == ["josé", "ırmak", "иван", "zoë_1"]
 
 
 @pytest.mark.parametrize(
