@@ -74,7 +74,7 @@ def _queue(session: Session, c: Container, user_id: uuid.UUID, subject: str, bod
     user = session.get(User, user_id)
     if user is None or user.status != "active":
         return []
-    footer = f"\n\nChange what finsync emails you about in Settings: {c.settings.base_url}\n"
+    footer = f"\n\nChange what finsync emails you about in Settings: {c.settings.base_url.rstrip('/')}/settings\n"
     # one prefix on every notification, so a mail filter can sort them
     mail = Mail(user.email, f"finsync: {subject}", body + footer, "notification")
     return [mail_queue.enqueue(session, c, mail, user_id=user_id)]

@@ -191,6 +191,8 @@ def test_notifications_digest_large_transaction_and_low_balance(
     assert any("1 new transaction" in s for s in subjects)
     assert any("Large transaction" in s and "NEW TV" in s for s in subjects)
     assert not any("Low balance" in s for s in subjects)  # already alerted at the first sync: no repeat
+    settings_link = f"Change what finsync emails you about in Settings: {container.settings.base_url}/settings"
+    assert all(settings_link in m.get_content() for m in mailer.sent)  # straight to the preferences
     mailer.sent.clear()
     sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
     assert mailer.sent == []  # nothing new, nothing sent
