@@ -8,6 +8,7 @@ import streamlit as st
 from pages.ui import session as ui_session  # read_cookie looked up at call time: one seam for tests
 from pages.ui.format import activity_words, device, when
 from pages.ui.format import count as plural
+from pages.ui.forms import new_password_inputs, passwords_match
 from pages.ui.reauth import proof_inputs
 from pages.ui.state import container, flash, show_flash
 from pages.ui.text import md
@@ -23,9 +24,9 @@ def _password_input(label: str, key: str) -> str:
 def password_section(view: SessionView) -> None:
     with st.form("change_password_form", clear_on_submit=True):
         current = _password_input("Current password", "cp_current")
-        new = st.text_input("New password", type="password", max_chars=1024, key="cp_new", autocomplete="new-password")
+        new, repeat = new_password_inputs("New password", "cp")  # a typo must not lock you out of your own account
         submitted = st.form_submit_button("Change password")
-    if submitted:
+    if submitted and passwords_match(new, repeat):
         try:
             auth.change_password(
                 container(),

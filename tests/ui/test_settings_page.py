@@ -48,8 +48,15 @@ def test_settings_change_password_and_enrol_two_factor(
     at = app().run()
     at.switch_page("settings.py").run()
     assert not at.exception
+    at.text_input(key="cp_current").input(PASSWORD)
+    at.text_input(key="cp_password").input("marble falcon orchard 5521 quilt")
+    at.text_input(key="cp_repeat").input("marble falcon orchard 5521 quilf")  # a typo in the repetition
+    at = submit(at, "Change password")
+    assert [e.value for e in at.error] == ["The two passwords differ."]
+    assert auth.begin_sign_in(container, login="alice", password=PASSWORD).kind == "ticket"  # unchanged
     at.text_input(key="cp_current").input("not my password at all")
-    at.text_input(key="cp_new").input("marble falcon orchard 5521 quilt")
+    at.text_input(key="cp_password").input("marble falcon orchard 5521 quilt")
+    at.text_input(key="cp_repeat").input("marble falcon orchard 5521 quilt")
     at = submit(at, "Change password")
     assert at.error and "password is not right" in at.error[0].value
     (activity,) = [d.value for d in at.dataframe if "What" in d.value.columns]  # Settings → Activity, in words

@@ -216,4 +216,7 @@ def test_verify_link_and_forged_link(
         at.run()
         at = submit(at, "Confirm my email address")
         assert expected in texts(at)
+        confirm = [b for b in at.button if b.label == "Confirm my email address"]
+        assert bool(confirm) == (expected != "is verified")  # verified: nothing left to confirm
+    assert [link.label for link in at.get("page_link")] == ["Sign in"]  # the way on, signed out
     assert sessions.current_user(container, sign_in(container, "vic")).user.id == user.id  # type: ignore[union-attr]
