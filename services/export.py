@@ -1,7 +1,8 @@
 """CSV export of a user's ledger (a contract: column names and formats are relied on by others).
 
 Columns: transaction_id,date,account_id,account_name,name,merchant_name,amount,iso_currency_code,category,
-pending, then authorized_date,note,tags,excluded. ``amount`` is a decimal with the statement sign (money
+pending, then authorized_date,note,tags,excluded,unofficial_currency_code,account_mask (the last four digits
+that tell two accounts of one name apart). ``amount`` is a decimal with the statement sign (money
 out negative), ``category`` the user's override else Plaid's detailed category. Text cells a spreadsheet
 would run as a formula get a leading apostrophe (OWASP "CSV Injection"); bidi and control characters are
 dropped.
@@ -33,7 +34,7 @@ from services.plaid_mapping import decimal_text
 COLUMNS = (
     "transaction_id", "date", "account_id", "account_name", "name", "merchant_name", "amount",
     "iso_currency_code", "category", "pending", "authorized_date", "note", "tags", "excluded",
-    "unofficial_currency_code",
+    "unofficial_currency_code", "account_mask",
 )  # fmt: skip
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "|", "%")
 
@@ -58,7 +59,7 @@ def rows(
 ) -> Iterator[tuple[str, ...]]:
     """The export rows, streamed from the database a thousand at a time."""
     q = (
-        select(LedgerTransaction, BankAccount.plaid_account_id, BankAccount.name)
+        select(LedgerTransaction, BankAccount.plaid_account_id, BankAccount.name, BankAccount.mask)
         .join(BankAccount, col(BankAccount.id) == col(LedgerTransaction.account_id))
         .where(LedgerTransaction.user_id == user_id)
     )
@@ -68,7 +69,7 @@ def rows(
         q = q.where(LedgerTransaction.date <= end)
     q = q.order_by(col(LedgerTransaction.date), col(LedgerTransaction.plaid_transaction_id))
     with unit_of_work(c.engine) as session:
-        for t, account_id, account_name in session.exec(q.execution_options(yield_per=1000)):
+        for t, account_id, account_name, mask in session.exec(q.execution_options(yield_per=1000)):
             yield (  # every text cell through safe_cell, ids and codes too: Plaid's never start with = + - @
                 safe_cell(t.plaid_transaction_id),
                 t.date.isoformat(),
@@ -85,6 +86,7 @@ def rows(
                 safe_cell(t.tags),
                 "true" if t.excluded else "false",
                 safe_cell(t.unofficial_currency_code),  # crypto and other non-ISO codes: the amount's currency
+                safe_cell(mask),
             )
 
 

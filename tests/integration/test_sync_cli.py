@@ -15,6 +15,7 @@ from sqlmodel import col, select
 from models import BankAccount, LedgerTransaction, PlaidItem, SyncRun
 from models.types import utcnow
 from services import cli, sync_cli
+from services.banking import get_access_token
 from services.container import Container
 from services.db import unit_of_work
 from services.demo_bank import DemoBankHandle
@@ -127,6 +128,8 @@ def test_export_csv_matches_the_ledger_contract(cli_env, container, gateway, dem
         assert r["amount"] == f"{-t['amount']:.2f}"  # statement sign: Plaid's reversed
         assert r["pending"] == ("true" if t["pending"] else "false")
         assert r["iso_currency_code"] == "USD" and r["account_name"]
+    masks = {a.account_id: a.mask for a in gateway.accounts_get(get_access_token(container, user_id, item_id)).accounts}
+    assert all(r["account_mask"] == masks[r["account_id"]] for r in rows.values())  # tells same-named accounts apart
     assert (
         rows[evil["transaction_id"]]["name"].startswith("'=")
         and rows[evil["transaction_id"]]["merchant_name"] == "'-2+3"
