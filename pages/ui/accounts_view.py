@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -129,15 +130,14 @@ def watch_syncing(c: Container, uid: uuid.UUID, statuses: list[ItemSyncStatus]) 
     poll()
 
 
-def sync_line(status: ItemSyncStatus | None) -> None:
+def sync_line(status: ItemSyncStatus | None, now: datetime) -> None:
     """Last successful sync, next scheduled one, and the state in words."""
-    if status is None:
+    if status is None or (status.last_success_at is None and status.last_attempt_at is None):
         st.caption("Not synced yet: the first sync starts within a minute.")
         return
-    st.caption(
-        f"Last synced {when(status.last_success_at)} · next {when(status.next_due_at, 'within a minute')} · "
-        f"{md(status.message or status.state)}"
-    )
+    due = status.next_due_at
+    coming = "within a minute" if due is None or due <= now else when(due)  # due already: the next tick takes it
+    st.caption(f"Last synced {when(status.last_success_at)} · next {coming} · {md(status.message or status.state)}")
 
 
 def _resume(held: list[RerunException | StopException]) -> None:
@@ -208,7 +208,7 @@ def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStat
             badge.error(md(item.status_message), icon=":material/link_off:")
         else:
             badge.success(md(item.status_message), icon=":material/check_circle:")
-        sync_line(status)
+        sync_line(status, c.clock())
         flagged = status.drift_flagged_accounts if status else ()
         _accounts_table(item, flagged)
         if flagged:
