@@ -8,6 +8,7 @@ from pages.ui import accounts_view
 from pages.ui.plaid_link import plaid_link
 from pages.ui.session import require_user
 from pages.ui.state import container, flash, show_flash
+from pages.ui.verification import verify_reminder
 from services import banking, link_return, sync
 from services.errors import FinsyncError
 
@@ -35,7 +36,9 @@ if link_return.OAUTH_STATE_PARAM in st.query_params:
 
 with st.container():  # "Link a bank", or Link with "Cancel": one place, so the cards below keep their identity
     pending = st.session_state.get("link_start")
-    if pending is None:
+    if not view.user.email_verified:
+        verify_reminder(view, key="accounts_resend_verification")  # the way to linking, not a refusal after a click
+    elif pending is None:
         if st.button("Link a bank", type="primary", icon=":material/add_link:", key="link_start_button"):
             try:
                 start = banking.start_link(c, uid)

@@ -6,8 +6,7 @@ from pages.ui.overview import overview
 from pages.ui.session import require_user
 from pages.ui.state import container
 from pages.ui.text import md
-from services import auth
-from services.errors import FinsyncError
+from pages.ui.verification import verify_reminder
 
 view = require_user()
 st.title(f"Welcome, {md(view.user.username)}")
@@ -17,17 +16,6 @@ st.write(
     "export), and **Sync history** shows every sync and explains anything that went wrong."
 )
 
-if not view.user.email_verified:
-    st.warning(
-        f"Please verify {md(view.user.email)}: open the link we emailed you. Until then you cannot link a bank.",
-        icon=":material/mark_email_unread:",
-    )
-    if st.button("Send the link again", key="resend_verification"):
-        try:
-            auth.resend_verification(container(), view.user.id)
-        except FinsyncError as exc:
-            st.error(str(exc))
-        else:
-            st.success("Sent. Check your inbox.")
+verify_reminder(view, key="resend_verification")
 overview(container(), view.user.id, can_link=view.user.email_verified)
 st.caption(f"Bank connection mode: {container().settings.effective_plaid_env}")

@@ -1,4 +1,5 @@
-"""Transactions: search the ledger, edit a transaction's category, note, tags or exclusion, see its history."""
+"""Transactions: search the ledger a page at a time, edit a transaction's category, note, tags or exclusion, see its
+history."""
 
 import hashlib
 
@@ -17,45 +18,103 @@ view = require_user()
 c = container()
 uid = view.user.id
 st.title("Transactions")
+saving = bool(st.session_state.get("tx_save"))  # Save was pressed on the form the last run drew
+NOT_SAVED = (
+    "Nothing was saved: the transaction you were editing is no longer selected in this list (the search, the page "
+    "or a sync changed it). Select it again to edit it."
+)
+
+
+def _move(search: str, start: ledger.Cursor | None) -> None:
+    """Older / Newer / Newest: the page that starts at ``start`` (None: the newest) of this search's list."""
+    st.session_state["tx_page"] = (search, start)
+
+
+def _same_or_posted(tx_id: str | None, ids: list[str]) -> str | None:
+    """The selected transaction as it is listed now: itself, or the posted charge that replaced that pending one."""
+    if not tx_id or tx_id in ids:
+        return tx_id
+    try:
+        return sync.get_transaction(c, uid, tx_id).transaction_id
+    except FinsyncError:
+        return None
+
 
 export_section(c, uid, two_factor=view.user.totp_enabled)
-search = st.text_input("Search by name or merchant", max_chars=100, key="tx_search")
-rows = ledger.list_transactions(c, uid, search=search)
+search = st.text_input("Search name, merchant, category, note or tags", max_chars=100, key="tx_search")
+needle = search.strip()
+moved = st.session_state.get("tx_page")  # (search, first row) of the page Older / Newer went to
+if moved and moved[0] != needle:  # another search starts at the newest
+    st.session_state.pop("tx_page")
+    moved = None
+page = ledger.list_transactions(c, uid, search=needle, start=moved[1] if moved else None)
 names = ledger.account_names(c, uid)
-if not rows:
-    st.info("No transactions yet. Link a bank on the Accounts page; finsync syncs it by itself.")
+ids = [t.transaction_id for t in page]
+# The grid's selection is a row position. Its key changes whenever the rows shown change, so a position always refers
+# to the list the user clicked in, and a list shown again (a search cleared) starts afresh rather than with a selection
+# the browser kept from before but does not show. The form is for the row the grid shows selected and no other: when
+# the list changes (a search, another page, a sync), the selected transaction stays selected where it is still
+# listed, else the form goes.
+digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+before = st.session_state.get("tx_grid")  # (digest, generation) of the list drawn last run
+generation = before[1] + (before[0] != digest) if before else 0
+st.session_state["tx_grid"] = (digest, generation)
+grid = f"tx_grid_{digest}_{generation}"
+if not page:
+    st.session_state.pop("tx_selected", None)
+    if saving:
+        st.warning(NOT_SAVED)
+    if needle:
+        st.info(f"No transactions match “{md(needle)}”. The search looks at name, merchant, category, note and tags.")
+    else:
+        st.info("No transactions yet. Link a bank on the Accounts page; finsync syncs it by itself.")
     st.stop()
 
 frame = pd.DataFrame(
     [
         {
             "Date": t.date,
+            "Amount": money(t.amount_minor, t.iso_currency_code),  # second: on a phone it is on screen
             "Name": t.name,
             "Merchant": t.merchant_name or "",
-            "Amount": money(t.amount_minor, t.iso_currency_code),
             "Category": category(t.category),
             "Account": names.get(t.account_id, ""),
             "Pending": t.pending,
             "Excluded": t.excluded,
         }
-        for t in rows
+        for t in page
     ]
 )
-st.caption(f"{count(len(rows), 'transaction')}, newest first. Select one to edit it.")
-ids = [t.transaction_id for t in rows]
-# The grid's selection is a row position. Its key follows the rows shown, so a position always refers to
-# the list the user clicked in; when a sync changes the list, the old selection is dropped, not re-pointed.
-grid = "tx_grid_" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
-picked = st.dataframe(frame, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key=grid)
-selected = picked.selection.rows if picked and picked.selection else []
-if selected:
-    st.session_state["tx_selected"] = ids[selected[0]]
-elif st.session_state.get("tx_grid") == (grid, True):  # a selection in this same list is gone: cleared
+found = count(page.total, "transaction") + (
+    (" matches" if page.total == 1 else " match") + " your search" if needle else ""
+)
+last = page.position + len(page) - 1
+showing = f"; showing {page.position:,}–{last:,}" if len(page) < page.total else ""
+st.caption(f"{found}, newest first{showing}. Select one to edit it.")
+chosen = _same_or_posted(st.session_state.get("tx_selected"), ids)
+default = {"selection": {"rows": [ids.index(chosen)]}} if chosen in ids else None
+picked = st.dataframe(
+    frame,
+    hide_index=True,
+    width="stretch",
+    on_select="rerun",
+    selection_mode="single-row",
+    selection_default=default,
+    key=grid,
+)
+selected = [r for r in (picked.selection.rows if picked and picked.selection else []) if 0 <= r < len(ids)]
+if len(page) < page.total:
+    with st.container(horizontal=True):
+        newest = page.position <= 1
+        st.button("Newest", key="tx_newest", disabled=newest, on_click=_move, args=(needle, None))
+        st.button("Newer", key="tx_newer", disabled=newest, on_click=_move, args=(needle, page.newer))
+        st.button("Older", key="tx_older", disabled=page.older is None, on_click=_move, args=(needle, page.older))
+if not selected:
     st.session_state.pop("tx_selected", None)
-st.session_state["tx_grid"] = (grid, bool(selected))
-tx_id = st.session_state.get("tx_selected")
-if not tx_id:
+    if saving:
+        st.warning(NOT_SAVED)
     st.stop()
+tx_id = st.session_state["tx_selected"] = ids[selected[0]]
 try:
     tx = sync.get_transaction(c, uid, tx_id)
 except FinsyncError as exc:
@@ -79,7 +138,7 @@ with st.form("tx_edit_form"):
     note = st.text_area("Note", value=tx.note or "", max_chars=500, key=f"tx_note_{shown}")
     tags = st.text_input("Tags (comma-separated)", value=", ".join(tx.tags), max_chars=300, key=f"tx_tags_{shown}")
     excluded = st.checkbox("Exclude from budgets and reports", value=tx.excluded, key=f"tx_excluded_{shown}")
-    saved = st.form_submit_button("Save")
+    saved = st.form_submit_button("Save", key="tx_save")
 if saved and drawn != (tx_id, tx.version):
     st.error(ledger.STALE_EDIT)
 elif saved:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import func
+from sqlalchemy import ColumnElement, and_, func, or_
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
@@ -258,19 +258,87 @@ def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def list_transactions(c: Container, user_id: uuid.UUID, *, search: str = "", limit: int = 500) -> list[TransactionView]:
-    """The user's newest transactions, optionally those whose name or merchant contains ``search``."""
-    query = select(LedgerTransaction).where(col(LedgerTransaction.user_id) == user_id)
+PAGE_SIZE = 500  # rows per page of the Transactions page: bounded, however long the ledger
+Cursor = tuple[date, str]  # (date, transaction id) of the row a page starts at
+
+
+class TransactionPage(list[TransactionView]):
+    """One page of the user's transactions, newest first (a list of them), and where it sits in the whole list.
+
+    ``total``: how many transactions match (all pages); ``position``: the 1-based place of the first row (0 when
+    there is none); ``older``: where the next older page starts (None on the last page); ``newer``: where the
+    page before this one starts (None: the first page; there is one only when ``position > 1``).
+    """
+
+    def __init__(
+        self, rows: Sequence[TransactionView], *, total: int, position: int, older: Cursor | None, newer: Cursor | None
+    ) -> None:
+        super().__init__(rows)
+        self.total, self.position, self.older, self.newer = total, position, older, newer
+
+
+def _matching(user_id: uuid.UUID, search: str) -> list[ColumnElement[bool]]:
+    """The user's transactions whose name, merchant, own category, note or tags contain ``search`` (any case)."""
+    where: list[ColumnElement[bool]] = [col(LedgerTransaction.user_id) == user_id]
     needle = search.strip()[:100]
     if needle:
         pattern = _like(needle.lower())
-        query = query.where(
-            func.lower(col(LedgerTransaction.name)).like(pattern, escape="\\")
-            | func.lower(func.coalesce(col(LedgerTransaction.merchant_name), "")).like(pattern, escape="\\")
-        )
-    query = query.order_by(col(LedgerTransaction.date).desc(), col(LedgerTransaction.plaid_transaction_id)).limit(limit)
+        t = LedgerTransaction
+        searched = (t.name, t.merchant_name, t.category_override, t.note, t.tags)  # what the user reads or wrote
+        where.append(or_(*(func.lower(col(f)).like(pattern, escape="\\") for f in searched)))  # NULL: no match
+    return where
+
+
+def _from(at: Cursor) -> ColumnElement[bool]:
+    """Rows at ``at`` or after it in the list's order (date newest first, then transaction id)."""
+    day, tid = at
+    when, key = col(LedgerTransaction.date), col(LedgerTransaction.plaid_transaction_id)
+    return and_(when <= day, or_(when < day, key >= tid))  # ``when <= day`` lets the (user_id, date) index seek
+
+
+def _before(at: Cursor) -> ColumnElement[bool]:
+    """Rows before ``at`` in the list's order."""
+    day, tid = at
+    when, key = col(LedgerTransaction.date), col(LedgerTransaction.plaid_transaction_id)
+    return and_(when >= day, or_(when > day, key < tid))
+
+
+def _count(session: Session, where: Sequence[ColumnElement[bool]]) -> int:
+    return session.exec(select(func.count()).select_from(LedgerTransaction).where(*where)).one()
+
+
+def list_transactions(
+    c: Container, user_id: uuid.UUID, *, search: str = "", start: Cursor | None = None, limit: int = PAGE_SIZE
+) -> TransactionPage:
+    """A page of the user's transactions, newest first (date, then transaction id: a stable order), from ``start``
+    (the first page without it); with ``search``, only those whose name, merchant, own category, note or tags
+    contain it. A ``start`` past the end (its rows are gone) gives the last page.
+
+    Each page reads at most ``limit + 1`` rows through the (user_id, date) index, wherever it starts; the counts
+    are SQL counts, skipped when the page reaches the end (a search reads the user's rows once, as it must).
+    """
+    limit = max(1, limit)
+    where = _matching(user_id, search)
+    order = (col(LedgerTransaction.date).desc(), col(LedgerTransaction.plaid_transaction_id))
     with unit_of_work(c.engine) as session:
-        return [view(t) for t in session.exec(query).all()]
+        page = select(LedgerTransaction).where(*where).order_by(*order).limit(limit + 1)
+        rows = [view(t) for t in session.exec(page.where(_from(start)) if start else page).all()]
+        before, newer = 0, None
+        if start:
+            before = _count(session, [*where, _before(start)])
+            back = (col(LedgerTransaction.date), col(LedgerTransaction.plaid_transaction_id).desc())
+            keys = session.exec(
+                select(col(LedgerTransaction.date), col(LedgerTransaction.plaid_transaction_id))
+                .where(*where, _before(start))
+                .order_by(*back)
+                .limit(limit)
+            ).all()
+            newer = (keys[-1][0], keys[-1][1]) if len(keys) == limit else None
+        total = before + len(rows) if len(rows) <= limit else _count(session, where)
+    if not rows and start and total:  # the rows it started at are gone: the last page there is
+        return list_transactions(c, user_id, search=search, start=newer, limit=limit)
+    older = (rows[limit].date, rows[limit].transaction_id) if len(rows) > limit else None
+    return TransactionPage(rows[:limit], total=total, position=before + 1 if rows else 0, older=older, newer=newer)
 
 
 def account_names(c: Container, user_id: uuid.UUID) -> dict[uuid.UUID, str]:

@@ -62,4 +62,8 @@ def test_new_demo_transactions_arrive_without_a_click(busy_server: Server, brows
     page.get_by_test_id("stDataFrame").first.wait_for(timeout=20_000)  # the ledger grid, drawn after the caption
     page.wait_for_timeout(500)  # its canvas paints a moment later
     shot(page, "transactions")
+    page.get_by_test_id("stDataFrame").first.hover()  # the table's own toolbar shows on hover ...
+    toolbar = page.get_by_test_id("stElementToolbar").first
+    toolbar.get_by_role("button", name="Show/hide columns").wait_for(timeout=10_000)
+    assert toolbar.get_by_role("button", name="Download as CSV").count() == 0  # ... without a download of the rows
     page.context.close()

@@ -84,10 +84,15 @@ def test_link_exit_is_reported_and_nothing_is_linked(bank_app: Bank, monkeypatch
     assert at.warning and not banking.list_items(c, user.id)
 
 
-def test_unverified_user_cannot_start_linking(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unverified_user_is_shown_the_way_to_verify_instead_of_a_link_button(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
     signed_in(bank_app, monkeypatch, "cal", verified=False)
-    at = click(open_page("accounts.py"), "Link a bank")
-    assert "Verify your email address before linking a bank." in everything(at)
+    at = open_page("accounts.py")
+    assert not [b for b in at.button if b.label == "Link a bank"]
+    assert "Until then you cannot link a bank." in everything(at)
+    at = click(at, "Send the link again")  # right here, not only on Home
+    assert "Sent. Check your inbox." in everything(at)
 
 
 def test_notification_settings_are_saved(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,6 +117,9 @@ class FakeGrid:
         if not (key or "").startswith("tx_grid_"):
             return self.real(data, *args, key=key, **kwargs)
         self.key, self.data = str(key), data
+        default = kwargs.get("selection_default")
+        if key not in self.picked and default:  # a grid drawn for the first time starts with its default selection
+            self.picked[str(key)] = list(default["selection"]["rows"])
         return types.SimpleNamespace(selection=types.SimpleNamespace(rows=self.picked.get(key, [])))
 
     def click(self, row: int) -> None:

@@ -48,6 +48,7 @@ def config_problems(conf: dict[str, Any], *, uploads: bool) -> list[str]:
         problems.append("client.showErrorDetails must be 'none' (K3): tracebacks reach the browser otherwise")
     required = {
         "client.toolbarMode": "viewer",  # K3
+        "client.disableDataExport": True,  # a table's own CSV download would bypass the audited, re-checked export
         "server.enableXsrfProtection": True,  # D9; Streamlit's default, so absent is fine
         "server.enableCORS": True,  # D9; false sends Access-Control-Allow-Origin: * and any-origin websockets
         "server.enableStaticServing": False,  # K3

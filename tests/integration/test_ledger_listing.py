@@ -1,0 +1,121 @@
+"""The Transactions page's list as the ledger serves it: every transaction reachable a page at a time, in a stable
+order, with the true count; a search that looks where the user wrote."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
+
+from models import BankAccount, LedgerTransaction
+from services.container import Container
+from services.db import unit_of_work
+from services.ledger import PAGE_SIZE, edit_transaction, list_transactions
+from tests.integration.sync_helpers import make_user
+
+DAY = date(2025, 3, 15)
+
+
+def add_ledger(c: Container, user_id: uuid.UUID, names: list[str], *, per_day: int = 3) -> list[str]:
+    """The user's transactions named ``names``, ``per_day`` of them on each day going back from DAY; their ids
+    in the order the page lists them (newest day first, then id)."""
+    batch = uuid.uuid4().hex[:8]
+    with unit_of_work(c.engine) as s:
+        account = BankAccount(
+            user_id=user_id, plaid_account_id=f"acc-{uuid.uuid4()}", name="Everyday", type="depository"
+        )
+        s.add(account)
+        s.flush()
+        rows = [
+            LedgerTransaction(
+                plaid_transaction_id=f"{batch}-{(i * 7919) % 100_003:06d}",  # not in date order: ties go by id
+                user_id=user_id,
+                account_id=account.id,
+                amount_minor=-(100 + i),
+                iso_currency_code="USD",
+                date=DAY - timedelta(days=i // per_day),
+                name=name,
+            )
+            for i, name in enumerate(names)
+        ]
+        s.add_all(rows)
+        return [
+            t.plaid_transaction_id for t in sorted(rows, key=lambda t: (-t.date.toordinal(), t.plaid_transaction_id))
+        ]
+
+
+def test_all_597_transactions_are_counted_and_reachable_a_page_at_a_time(container: Container) -> None:
+    user = make_user(container)
+    order = add_ledger(container, user, [f"SHOP {i}" for i in range(597)])
+    first = list_transactions(container, user)
+    assert (first.total, first.position, len(first)) == (597, 1, PAGE_SIZE)
+    assert [t.transaction_id for t in first] == order[:500] and first.older is not None
+    second = list_transactions(container, user, start=first.older)
+    assert (second.total, second.position, len(second)) == (597, 501, 97)
+    assert [t.transaction_id for t in second] == order[500:] and second.older is None
+    assert list_transactions(container, user, start=second.newer) == first  # Newer goes back to the first page
+
+    # The bot brings a newer transaction meanwhile: the page the user is on stays where it was, one place further.
+    add_ledger(container, user, ["BRAND NEW"])
+    again = list_transactions(container, user, start=first.older)
+    assert [t.transaction_id for t in again] == order[500:] and (again.total, again.position) == (598, 502)
+
+
+def test_walking_older_to_the_end_and_newer_back_shows_each_transaction_once_in_a_stable_order(
+    container: Container,
+) -> None:
+    user = make_user(container)
+    order = add_ledger(container, user, [f"SHOP {i}" for i in range(40)], per_day=4)
+    pages, start = [], None
+    while True:
+        page = list_transactions(container, user, start=start, limit=7)
+        pages.append(page)
+        assert page.total == 40 and page.position == 1 + 7 * (len(pages) - 1)
+        if page.older is None:
+            break
+        start = page.older
+    assert [t.transaction_id for p in pages for t in p] == order  # every one once, newest first, ties by id
+    back = [pages[-1]]
+    while back[-1].position > 1:
+        back.append(list_transactions(container, user, start=back[-1].newer, limit=7))
+    assert back == pages[::-1]
+
+
+def test_a_page_whose_rows_are_gone_shows_the_last_page_there_is(container: Container) -> None:
+    user = make_user(container)
+    order = add_ledger(container, user, [f"SHOP {i}" for i in range(12)])
+    start = list_transactions(container, user, limit=5).older
+    with unit_of_work(container.engine) as s:  # the bank removed everything from there on
+        for tid in order[5:]:
+            s.delete(s.get(LedgerTransaction, tid))
+    page = list_transactions(container, user, start=start, limit=5)
+    assert [t.transaction_id for t in page] == order[:5] and (page.total, page.position) == (5, 1)
+
+
+def test_a_search_looks_at_the_users_own_category_note_and_tags_in_any_case(container: Container) -> None:
+    user, other = make_user(container), make_user(container, "zed@example.com")
+    names = {
+        "cafe": "CAFE",
+        "books": "BOOKSHOP",
+        "gym": "GYM",
+        "juice": "100% JUICE",
+        "plain": "100 JUICE",
+        "under": "A_B",
+    }
+    ids = dict(zip(names, add_ledger(container, user, list(names.values()), per_day=1), strict=True))  # newest first
+    edit_transaction(container, user, ids["cafe"], category="Gifts for Mum")
+    edit_transaction(container, user, ids["books"], note="Birthday present for SAM")
+    edit_transaction(container, user, ids["gym"], tags=["Health", "Work"])
+    theirs = add_ledger(container, other, ["GIFTS"])
+    edit_transaction(container, other, theirs[0], note="birthday", tags=["health"])
+
+    def found(search: str) -> list[str]:
+        listed = {t.transaction_id for t in list_transactions(container, user, search=search)}
+        return sorted(k for k, v in ids.items() if v in listed)
+
+    assert found("gifts") == ["cafe"]  # her category, not the bank's
+    assert found("sam") == found("BIRTHDAY") == ["books"]  # her note
+    assert found("health") == found("WORK") == ["gym"]  # her tags
+    assert found("0% j") == ["juice"]  # % and _ are what she typed, not wildcards
+    assert found("_") == ["under"]
+    assert found("nothing like it") == []
+    assert list_transactions(container, user, search="juice").total == 2  # the count is of what matches

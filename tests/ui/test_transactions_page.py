@@ -1,0 +1,141 @@
+"""The Transactions page as a person uses it (AppTest): a long ledger page by page, searching, the edit form
+following the selected row, the grid's own CSV download switched off, the amount where a phone shows it."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from services import ledger, sync
+from tests.integration.conftest_bank import Bank
+from tests.integration.test_ledger_listing import add_ledger
+from tests.ui.bank_support import click, everything, open_page, signed_in, wire_app
+
+pytestmark = pytest.mark.usefixtures("fast_hashing")
+
+
+@pytest.fixture
+def bank_app(bank: Bank, monkeypatch: pytest.MonkeyPatch) -> Bank:
+    return wire_app(bank, monkeypatch)
+
+
+def grid_key(at: AppTest) -> str:
+    """The widget key of the transactions grid (it follows the rows shown)."""
+    [key] = [d.proto.id.split("-", 2)[2] for d in at.dataframe if "-tx_grid_" in d.proto.id]
+    return key
+
+
+def select_row(at: AppTest, row: int | None) -> AppTest:
+    """Click a row of the grid (None: clear the selection), as the browser reports it."""
+    at.session_state[grid_key(at)] = {"selection": {"rows": [] if row is None else [row], "columns": [], "cells": []}}
+    return at.run()
+
+
+def grid_names(at: AppTest) -> list[str]:
+    return list(at.dataframe[0].value["Name"])
+
+
+def selected_rows(at: AppTest) -> list[int]:
+    return list(at.session_state[grid_key(at)]["selection"]["rows"])
+
+
+def form_open(at: AppTest) -> bool:
+    return any(b.label == "Save" for b in at.button)
+
+
+def test_a_ledger_of_597_says_597_and_every_page_can_be_opened_and_edited(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "ann")
+    order = add_ledger(c, user.id, [f"SHOP {i}" for i in range(597)])
+    at = open_page("transactions.py")
+    assert "597 transactions, newest first; showing 1–500." in everything(at)
+    assert len(grid_names(at)) == 500 and "SHOP 596" not in grid_names(at)
+
+    at = click(at, "Older")
+    assert "597 transactions, newest first; showing 501–597." in everything(at)
+    assert len(grid_names(at)) == 97 and grid_names(at)[-1] == "SHOP 596"  # the oldest one is there
+    at = select_row(at, 96)
+    next(t for t in at.text_area if t.label == "Note").input("the very first purchase")
+    at = click(at, "Save")
+    assert "Saved." in everything(at) and "showing 501–597" in everything(at)  # still on that page
+    assert sync.get_transaction(c, user.id, order[-1]).note == "the very first purchase"
+
+    at = click(at, "Newer")
+    assert "showing 1–500" in everything(at) and grid_names(at)[0] == "SHOP 0" and not form_open(at)
+
+
+def test_a_search_that_finds_nothing_says_so_and_finds_the_users_own_words(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "bea")
+    ids = add_ledger(c, user.id, ["CORNER CAFE", "BOOKSHOP", "TRAIN"])
+    sync.edit_transaction(c, user.id, ids[1], note="Birthday present for Sam", tags=["gifts"])
+    at = open_page("transactions.py")
+    at.text_input(key="tx_search").input("submarine").run()
+    shown = everything(at)
+    assert "No transactions match “submarine”" in shown and "No transactions yet" not in shown
+    assert not at.dataframe
+
+    at.text_input(key="tx_search").input("BIRTHDAY").run()  # her note, any case
+    assert grid_names(at) == ["BOOKSHOP"] and "1 transaction matches your search" in everything(at)
+    at.text_input(key="tx_search").input("Gifts").run()  # her tag
+    assert grid_names(at) == ["BOOKSHOP"]
+
+    empty = signed_in(bank_app, monkeypatch, "cal")  # no transactions at all: the way to get some
+    assert not ledger.list_transactions(c, empty.id)
+    assert "No transactions yet. Link a bank" in everything(open_page("transactions.py"))
+
+
+def form_follows_grid(at: AppTest) -> str | None:
+    """The name of the transaction the form is for, after checking it is the row the grid shows selected."""
+    rows = selected_rows(at)
+    if not rows:
+        assert not form_open(at) and not at.subheader, "a form for a row the grid does not show selected"
+        return None
+    name = grid_names(at)[rows[0]]
+    assert form_open(at) and name in at.subheader[0].value, (name, at.subheader)
+    return name
+
+
+def test_the_edit_form_is_for_the_selected_row_only(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "dee")
+    ids = add_ledger(c, user.id, ["CORNER CAFE", "BOOKSHOP", "TRAIN", "CAFE ROMA"])
+    at = select_row(open_page("transactions.py"), 1)
+    assert form_follows_grid(at) == "BOOKSHOP"
+
+    # A search that does not list it: nothing is selected, so there is no form; nor when the search is cleared
+    # (the browser still holds the old list's selection, but does not show it).
+    at.text_input(key="tx_search").input("cafe").run()
+    assert grid_names(at) == ["CORNER CAFE", "CAFE ROMA"] and form_follows_grid(at) is None
+    at.text_input(key="tx_search").input("").run()
+    assert len(grid_names(at)) == 4 and form_follows_grid(at) is None
+
+    # A search that still lists it: it stays selected in the new list and the form follows it.
+    at = select_row(at, 3)
+    at.text_input(key="tx_search").input("cafe").run()
+    assert selected_rows(at) == [1] and form_follows_grid(at) == "CAFE ROMA"
+
+    # Cleared in the grid: no form.
+    at = select_row(at, None)
+    assert form_follows_grid(at) is None
+
+    # Save pressed as the search took the row away: nothing is saved, and the page says so.
+    at = select_row(at, 0)
+    assert form_follows_grid(at) == "CORNER CAFE"
+    next(t for t in at.text_area if t.label == "Note").input("espresso")
+    at.text_input(key="tx_search").input("train")
+    at = click(at, "Save")
+    assert any("Nothing was saved" in w.value for w in at.warning) and form_follows_grid(at) is None
+    assert sync.get_transaction(c, user.id, ids[0]).note is None
+
+
+def test_the_amount_comes_right_after_the_date(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a 390-pixel phone only the first columns fit: the amount must be one of them, the name next."""
+    user = signed_in(bank_app, monkeypatch, "fay")
+    add_ledger(bank_app.c, user.id, ["BOOKSHOP"])
+    grid = open_page("transactions.py").dataframe[0].value
+    assert list(grid.columns)[:3] == ["Date", "Amount", "Name"] and grid["Amount"].iloc[0] == "-$1.00"
