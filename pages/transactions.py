@@ -123,8 +123,11 @@ except FinsyncError as exc:
     st.stop()
 
 drawn = st.session_state.get("tx_opened")  # (id, version) of the form the user saw when they pressed Save
+# A hold the bot posted while its form was open is the same charge to the user: the form (and what was typed in it)
+# stays, and Save lands on the posted one, which carries the hold's edits and so the same version.
+opened = drawn[0] if drawn and drawn[0] == tx.pending_transaction_id else tx_id
 st.subheader(md(f"{tx.merchant_name or tx.name} · {tx.date:%d %b %Y} · {money(tx.amount_minor, tx.iso_currency_code)}"))
-shown = f"{tx.transaction_id}_{tx.version}"  # a saved edit elsewhere redraws the fields with what is stored now
+shown = f"{opened}_{tx.version}"  # a saved edit elsewhere redraws the fields with what is stored now
 with st.form("tx_edit_form"):
     category = st.text_input(
         "Category",
@@ -139,7 +142,7 @@ with st.form("tx_edit_form"):
     tags = st.text_input("Tags (comma-separated)", value=", ".join(tx.tags), max_chars=300, key=f"tx_tags_{shown}")
     excluded = st.checkbox("Exclude from budgets and reports", value=tx.excluded, key=f"tx_excluded_{shown}")
     saved = st.form_submit_button("Save", key="tx_save")
-if saved and drawn != (tx_id, tx.version):
+if saved and drawn != (opened, tx.version):
     st.error(ledger.STALE_EDIT)
 elif saved:
     new_tags = [t.strip() for t in tags.split(",") if t.strip()]
@@ -161,7 +164,7 @@ elif saved:
         st.session_state["tx_opened"] = (tx.transaction_id, tx.version)
         st.session_state["tx_flash"] = "Saved. Your edits stay when the bank updates or posts this transaction."
         st.rerun()  # the list above shows the new category and exclusion at once
-st.session_state["tx_opened"] = (tx_id, tx.version)
+st.session_state["tx_opened"] = (opened, tx.version)
 if flash := st.session_state.pop("tx_flash", None):
     st.success(flash)
 

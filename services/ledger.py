@@ -41,6 +41,7 @@ class TransactionView:
     excluded: bool
     category_override: str | None = None  # what the user set; ``category`` falls back to Plaid's
     version: str = ""  # changes with every saved edit: a form opened at one version refuses to save over another
+    pending_transaction_id: str | None = None  # the pending charge this posted one replaced
 
 
 def split_tags(raw: str | None) -> tuple[str, ...]:
@@ -66,6 +67,7 @@ def view(t: LedgerTransaction) -> TransactionView:
         t.excluded,
         t.category_override,
         edit_version(t),
+        t.pending_transaction_id,
     )
 
 
@@ -259,15 +261,15 @@ def _like(text: str) -> str:
 
 
 PAGE_SIZE = 500  # rows per page of the Transactions page: bounded, however long the ledger
-Cursor = tuple[date, str]  # (date, transaction id) of the row a page starts at
+Cursor = tuple[date, str]  # (date, transaction id) of the row a page follows: the page starts right after it
 
 
 class TransactionPage(list[TransactionView]):
     """One page of the user's transactions, newest first (a list of them), and where it sits in the whole list.
 
     ``total``: how many transactions match (all pages); ``position``: the 1-based place of the first row (0 when
-    there is none); ``older``: where the next older page starts (None on the last page); ``newer``: where the
-    page before this one starts (None: the first page; there is one only when ``position > 1``).
+    there is none); ``older``: the start of the next older page (None on the last page); ``newer``: the start of
+    the page before this one (None when that is the first page; there is one only when ``position > 1``).
     """
 
     def __init__(
@@ -278,29 +280,30 @@ class TransactionPage(list[TransactionView]):
 
 
 def _matching(user_id: uuid.UUID, search: str) -> list[ColumnElement[bool]]:
-    """The user's transactions whose name, merchant, own category, note or tags contain ``search`` (any case)."""
+    """The user's transactions whose name, merchant, category (theirs or the bank's), note or tags contain
+    ``search`` (any case)."""
     where: list[ColumnElement[bool]] = [col(LedgerTransaction.user_id) == user_id]
     needle = search.strip()[:100]
     if needle:
         pattern = _like(needle.lower())
         t = LedgerTransaction
-        searched = (t.name, t.merchant_name, t.category_override, t.note, t.tags)  # what the user reads or wrote
+        searched = (t.name, t.merchant_name, t.category_override, t.category_detailed, t.note, t.tags)
         where.append(or_(*(func.lower(col(f)).like(pattern, escape="\\") for f in searched)))  # NULL: no match
     return where
 
 
-def _from(at: Cursor) -> ColumnElement[bool]:
-    """Rows at ``at`` or after it in the list's order (date newest first, then transaction id)."""
+def _after(at: Cursor) -> ColumnElement[bool]:
+    """Rows after ``at`` in the list's order (date newest first, then transaction id)."""
     day, tid = at
     when, key = col(LedgerTransaction.date), col(LedgerTransaction.plaid_transaction_id)
-    return and_(when <= day, or_(when < day, key >= tid))  # ``when <= day`` lets the (user_id, date) index seek
+    return and_(when <= day, or_(when < day, key > tid))  # ``when <= day`` lets the (user_id, date) index seek
 
 
-def _before(at: Cursor) -> ColumnElement[bool]:
-    """Rows before ``at`` in the list's order."""
+def _up_to(at: Cursor) -> ColumnElement[bool]:
+    """Rows at ``at`` or before it in the list's order."""
     day, tid = at
     when, key = col(LedgerTransaction.date), col(LedgerTransaction.plaid_transaction_id)
-    return and_(when >= day, or_(when > day, key < tid))
+    return and_(when >= day, or_(when > day, key <= tid))
 
 
 def _count(session: Session, where: Sequence[ColumnElement[bool]]) -> int:
@@ -310,9 +313,10 @@ def _count(session: Session, where: Sequence[ColumnElement[bool]]) -> int:
 def list_transactions(
     c: Container, user_id: uuid.UUID, *, search: str = "", start: Cursor | None = None, limit: int = PAGE_SIZE
 ) -> TransactionPage:
-    """A page of the user's transactions, newest first (date, then transaction id: a stable order), from ``start``
-    (the first page without it); with ``search``, only those whose name, merchant, own category, note or tags
-    contain it. A ``start`` past the end (its rows are gone) gives the last page.
+    """A page of the user's transactions, newest first (date, then transaction id: a stable order), right after
+    the row ``start`` names (the first page without it); with ``search``, only those whose name, merchant, own
+    category, note or tags contain it. A page starts after the row the previous one ended with, so a transaction
+    a sync adds meanwhile is never skipped; a ``start`` past the end (its rows are gone) gives the last page.
 
     Each page reads at most ``limit + 1`` rows through the (user_id, date) index, wherever it starts; the counts
     are SQL counts, skipped when the page reaches the end (a search reads the user's rows once, as it must).
@@ -322,22 +326,22 @@ def list_transactions(
     order = (col(LedgerTransaction.date).desc(), col(LedgerTransaction.plaid_transaction_id))
     with unit_of_work(c.engine) as session:
         page = select(LedgerTransaction).where(*where).order_by(*order).limit(limit + 1)
-        rows = [view(t) for t in session.exec(page.where(_from(start)) if start else page).all()]
+        rows = [view(t) for t in session.exec(page.where(_after(start)) if start else page).all()]
         before, newer = 0, None
         if start:
-            before = _count(session, [*where, _before(start)])
+            before = _count(session, [*where, _up_to(start)])
             back = (col(LedgerTransaction.date), col(LedgerTransaction.plaid_transaction_id).desc())
-            keys = session.exec(
+            keys = session.exec(  # the rows before this page, nearest first: the newer page, then the row it follows
                 select(col(LedgerTransaction.date), col(LedgerTransaction.plaid_transaction_id))
-                .where(*where, _before(start))
+                .where(*where, _up_to(start))
                 .order_by(*back)
-                .limit(limit)
+                .limit(limit + 1)
             ).all()
-            newer = (keys[-1][0], keys[-1][1]) if len(keys) == limit else None
+            newer = (keys[limit][0], keys[limit][1]) if len(keys) > limit else None
         total = before + len(rows) if len(rows) <= limit else _count(session, where)
-    if not rows and start and total:  # the rows it started at are gone: the last page there is
+    if not rows and start and total:  # the rows it started after are gone: the last page there is
         return list_transactions(c, user_id, search=search, start=newer, limit=limit)
-    older = (rows[limit].date, rows[limit].transaction_id) if len(rows) > limit else None
+    older = (rows[limit - 1].date, rows[limit - 1].transaction_id) if len(rows) > limit else None
     return TransactionPage(rows[:limit], total=total, position=before + 1 if rows else 0, older=older, newer=newer)
 
 

@@ -175,12 +175,15 @@ def _apply_rows(
 
 
 def released_twins(sql: Sql, item_id: uuid.UUID, run_id: uuid.UUID) -> list[str]:
-    """Pending ids kept for set-aside posted transactions that this run's staged changes remove."""
+    """Pending ids kept for set-aside posted transactions that this run's staged changes remove (unless the run
+    sends that pending transaction itself again: then the bank still has it)."""
+    run = sql.uid(run_id)
     rows = sql.run(
         "SELECT DISTINCT q.pending_transaction_id FROM sync_quarantine q JOIN sync_staging s "
         "ON s.plaid_transaction_id = q.plaid_transaction_id AND s.run_id = ? AND s.kind = ? "
-        "WHERE q.item_id = ? AND q.pending_transaction_id IS NOT NULL",
-        (sql.uid(run_id), REMOVED, sql.uid(item_id)),
+        "WHERE q.item_id = ? AND q.pending_transaction_id IS NOT NULL AND q.pending_transaction_id NOT IN "
+        "(SELECT plaid_transaction_id FROM sync_staging WHERE run_id = ? AND kind <> ?)",
+        (run, REMOVED, sql.uid(item_id), run, REMOVED),
     ).fetchall()
     return sorted(r[0] for r in rows)
 

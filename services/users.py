@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlmodel import Session, col
 
 from models import User
@@ -142,12 +142,17 @@ def email_taken(session: Session, email_norm: str) -> bool:
     return bool(session.execute(query).scalar_one())
 
 
-def username_taken(session: Session, username_norm: str) -> bool:
-    """True when a user has this folded username, or one that reads the same ("admın" for "admin")."""
-    reads_as: Any = col(User.username_norm)
+def _reads_as(username_norm: str) -> ColumnElement[bool]:
+    """Users whose folded username is this one, or reads the same ("admın" for "admin")."""
+    stored: Any = col(User.username_norm)
     for letter, plain in _SAME_SHAPE.items():
-        reads_as = func.replace(reads_as, letter, plain)
-    query = select(func.count()).select_from(User).where(reads_as == skeleton(username_norm))
+        stored = func.replace(stored, letter, plain)
+    return stored == skeleton(username_norm)  # type: ignore[no-any-return]
+
+
+def username_taken(session: Session, username_norm: str) -> bool:
+    """True when a user has this folded username, or one that reads the same."""
+    query = select(func.count()).select_from(User).where(_reads_as(username_norm))
     return bool(session.execute(query).scalar_one())
 
 
@@ -164,7 +169,7 @@ def identity_taken(session: Session, email_norm: str, username_norm: str) -> boo
         .where(
             or_(
                 col(User.email_norm) == email_norm,
-                col(User.username_norm) == username_norm,
+                _reads_as(username_norm),
                 col(User.username_norm) == email_norm,
             )
         )

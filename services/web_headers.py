@@ -77,9 +77,31 @@ def websocket_origins(public_url: str | None, host: str | None) -> tuple[str, ..
     return (f"ws://{netloc}", f"wss://{netloc}") if netloc else ()
 
 
-def page_origins(public_url: str | None, host: str | None) -> frozenset[str]:
-    """The origins finsync's own pages have (as a browser's ``Origin`` header names them): the sockets' hosts."""
-    return frozenset(o.replace("ws", "http", 1) for o in websocket_origins(public_url, host))
+def _site(url: str) -> tuple[str, str] | None:
+    """(scheme, host[:port]) of an http(s) URL as a browser's ``Origin`` names it: lower case, the host in
+    IDNA, the scheme's default port left out. None for anything else (another scheme, a bad port, "null")."""
+    try:
+        parts = urlsplit(url.strip())
+        port, name = parts.port, parts.hostname
+        if parts.scheme.lower() not in ("http", "https") or not name:
+            return None
+        name = name.encode("idna").decode("ascii") if not name.isascii() else name
+    except (ValueError, UnicodeError):
+        return None
+    scheme = parts.scheme.lower()
+    name = f"[{name}]" if ":" in name else name  # IPv6
+    return scheme, name if port in (None, 80 if scheme == "http" else 443) else f"{name}:{port}"
+
+
+def own_page(origin: str, host: str | None, public_url: str | None) -> bool:
+    """True when a browser's ``Origin`` is a page of this server: the host (and port) the request was sent to, or
+    the operator's public URL. A page on another port of the same machine is neither."""
+    seen = _site(origin)
+    if seen is None:
+        return False
+    if host and _site(f"{seen[0]}://{host}") == seen:
+        return True
+    return public_url is not None and _site(public_url) == seen
 
 
 class _InlineScripts(HTMLParser):
@@ -224,11 +246,11 @@ class SecurityHeadersMiddleware:
         """Streamlit's ``/_stcore/stream`` socket carries the session cookie and runs every page. Streamlit accepts
         it from any page on localhost or this machine's addresses, whatever the port; a browser sends the cookie
         with it, since another port is the same site. So a page of another local server could read and act
-        as the signed-in user. Only finsync's own pages may open it: ``Origin`` must be the page's origin (the
-        public URL, else the request's Host). A client without ``Origin`` is not a browser and has no cookie."""
+        as the signed-in user. Only finsync's own pages may open it: ``Origin`` must name the host and port the
+        socket was opened to, or the public URL. A client without ``Origin`` is not a browser and has no cookie."""
         headers = Headers(scope=scope)
         origin = headers.get("origin")
-        if origin is not None and origin.lower() not in page_origins(self.public_url, headers.get("host")):
+        if origin is not None and not own_page(origin, headers.get("host"), self.public_url):
             if _refusals.take() == 0.0:
                 log.warning("refused a socket opened by another site's page (origin %s)", origin[:100])
             await receive()  # websocket.connect

@@ -75,6 +75,13 @@ def test_a_username_that_reads_as_a_taken_one_is_taken_whichever_came_first(cont
     assert _users(container) == 1
 
 
+def test_the_command_line_refuses_a_username_that_reads_as_a_taken_one_too(container: Container) -> None:
+    make_user(container, "admin", role="admin")
+    with pytest.raises(InputError, match="already registered"):
+        make_user(container, "admın")  # `users create` goes through the same check
+    assert _users(container) == 1
+
+
 def _registration_events(c: Container, user_id: uuid.UUID) -> list[str]:
     return [e.detail for e in audit.list_events(c, user_id) if e.event == "registration_email_taken"]
 

@@ -80,6 +80,23 @@ def test_walking_older_to_the_end_and_newer_back_shows_each_transaction_once_in_
     assert back == pages[::-1]
 
 
+def test_a_transaction_a_sync_adds_just_past_the_page_shown_is_on_the_next_page(container: Container) -> None:
+    """The user reads page 1; a sync adds a transaction that sorts right after its last row (same day, next id).
+    Older starts after the last row the user saw, so that one is listed, not skipped."""
+    user = make_user(container)
+    order = add_ledger(container, user, [f"SHOP {i}" for i in range(12)], per_day=12)  # one day: ties go by id
+    first = list_transactions(container, user, limit=5)
+    between = order[4] + "a"  # after the last row shown, before what was the next one
+    assert order[4] < between < order[5]
+    with unit_of_work(container.engine) as s:
+        account = s.get(LedgerTransaction, order[0])
+        assert account is not None
+        s.add(LedgerTransaction(plaid_transaction_id=between, user_id=user, account_id=account.account_id,
+                                amount_minor=-1, iso_currency_code="USD", date=DAY, name="JUST SYNCED"))  # fmt: skip
+    second = list_transactions(container, user, start=first.older, limit=5)
+    assert [t.transaction_id for t in second] == [between, *order[5:9]] and second.position == 6
+
+
 def test_a_page_whose_rows_are_gone_shows_the_last_page_there_is(container: Container) -> None:
     user = make_user(container)
     order = add_ledger(container, user, [f"SHOP {i}" for i in range(12)])
@@ -112,10 +129,20 @@ def test_a_search_looks_at_the_users_own_category_note_and_tags_in_any_case(cont
         listed = {t.transaction_id for t in list_transactions(container, user, search=search)}
         return sorted(k for k, v in ids.items() if v in listed)
 
-    assert found("gifts") == ["cafe"]  # her category, not the bank's
+    assert found("gifts") == ["cafe"]  # her category
     assert found("sam") == found("BIRTHDAY") == ["books"]  # her note
     assert found("health") == found("WORK") == ["gym"]  # her tags
     assert found("0% j") == ["juice"]  # % and _ are what she typed, not wildcards
     assert found("_") == ["under"]
     assert found("nothing like it") == []
     assert list_transactions(container, user, search="juice").total == 2  # the count is of what matches
+
+
+def test_a_search_finds_the_banks_category_shown_in_the_grid_too(container: Container) -> None:
+    user = make_user(container)
+    cafe, _shop = add_ledger(container, user, ["BLUE BOTTLE", "HARDWARE STORE"])
+    with unit_of_work(container.engine) as s:
+        row = s.get(LedgerTransaction, cafe)
+        assert row is not None
+        row.category_detailed = "FOOD_AND_DRINK_COFFEE"  # shown as "Food and drink: coffee"
+    assert [t.transaction_id for t in list_transactions(container, user, search="Coffee")] == [cafe]

@@ -123,6 +123,7 @@ def test_0013_names_the_pending_twin_of_transactions_set_aside_before_it(empty_u
         session.flush()
         session.add(item)
     posted = json.dumps({"transaction_id": "posted-1", "amount": "abc", "pending_transaction_id": "hold-1"})
+    nul = json.dumps({"transaction_id": "posted-3", "pending_transaction_id": "hold\u0000"})  # no id PostgreSQL takes
     kept = {"item_id": item.id, "user_id": user.id, "kind": "added", "reason": "not an amount",
             "first_seen_at": at, "last_seen_at": at}  # fmt: skip
     with engine.begin() as conn:
@@ -131,15 +132,16 @@ def test_0013_names_the_pending_twin_of_transactions_set_aside_before_it(empty_u
             [
                 {**kept, "id": uuid.uuid4(), "plaid_transaction_id": "posted-1", "excerpt": posted},
                 {**kept, "id": uuid.uuid4(), "plaid_transaction_id": "posted-2", "excerpt": posted[:30]},
+                {**kept, "id": uuid.uuid4(), "plaid_transaction_id": "posted-3", "excerpt": nul},
             ],
         )
     migrations.upgrade(engine)
     with unit_of_work(engine) as session:
         twins = {q.plaid_transaction_id: q.pending_transaction_id for q in session.exec(select(SyncQuarantine))}
-    assert twins == {"posted-1": "hold-1", "posted-2": None}
+    assert twins == {"posted-1": "hold-1", "posted-2": None, "posted-3": None}
     migrations.downgrade(engine, "0012")
     with engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(OLD_SET_ASIDE)).scalar_one() == 2
+        assert conn.execute(sa.select(sa.func.count()).select_from(OLD_SET_ASIDE)).scalar_one() == 3
     engine.dispose()
 
 

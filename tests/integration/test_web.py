@@ -432,6 +432,22 @@ def test_only_finsyncs_own_pages_may_open_the_socket_that_carries_the_session(ho
     web, host = TestClient(_stream_app()), "localhost:8501"
     assert _opens(web, "http://localhost:8501", host) and _opens(web, None, host)
     assert not _opens(web, hostile, host)
-    behind = TestClient(_stream_app("https://finsync.example"))  # FINSYNC_BASE_URL set, behind a proxy
-    assert _opens(behind, "https://finsync.example", "10.0.0.5:8501")
-    assert not _opens(behind, "http://10.0.0.5:8501", "10.0.0.5:8501")
+    public = TestClient(_stream_app("http://localhost:8501"))  # FINSYNC_BASE_URL as .env.example has it
+    assert not _opens(public, hostile, host)
+
+
+@pytest.mark.parametrize(
+    ("public_url", "origin", "host"),
+    [
+        ("https://finsync.example", "https://finsync.example", "10.0.0.5:8501"),  # behind a proxy that sets its Host
+        ("https://finsync.example:443", "https://finsync.example", "10.0.0.5:8501"),  # browsers leave 443 out
+        ("https://Bücher.example", "https://xn--bcher-kva.example", "10.0.0.5:8501"),  # and send the IDNA name
+        ("http://localhost:8501", "http://127.0.0.1:8501", "127.0.0.1:8501"),  # the page opened by another name
+        (None, "https://finsync.example", "finsync.example:443"),
+        (None, "http://[::1]:8501", "[::1]:8501"),
+    ],
+)
+def test_finsyncs_own_page_opens_the_socket_however_its_address_is_written(
+    public_url: str | None, origin: str, host: str
+) -> None:
+    assert _opens(TestClient(_stream_app(public_url)), origin, host)

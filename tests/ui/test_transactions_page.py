@@ -139,3 +139,28 @@ def test_the_amount_comes_right_after_the_date(bank_app: Bank, monkeypatch: pyte
     add_ledger(bank_app.c, user.id, ["BOOKSHOP"])
     grid = open_page("transactions.py").dataframe[0].value
     assert list(grid.columns)[:3] == ["Date", "Amount", "Name"] and grid["Amount"].iloc[0] == "-$1.00"
+
+
+def test_a_note_typed_on_a_hold_that_posts_meanwhile_is_saved_on_the_posted_charge(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user opens a pending hotel hold and types a note; before Save, the bot syncs and the hold posts. The
+    form (and the note typed) stays, Save succeeds, and the note is on the posted charge: not "edited somewhere
+    else", not lost."""
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "hal")
+    item = bank_app.link(user.id)
+    pid = bank_app.plaid_item_id(item.id)
+    hold = bank_app.demo.mutate(pid, "add", cents=4200, name="HOTEL HOLD", pending=True)["transaction_id"]
+    sync.sync_item(c, user.id, item.id)
+    at = open_page("transactions.py")
+    at.text_input(key="tx_search").input("hotel hold").run()
+    at = select_row(at, 0)
+    next(t for t in at.text_area if t.label == "Note").input("conference in Lyon")
+
+    posted = bank_app.demo.mutate(pid, "post", transaction_id=hold, cents=4500)["transaction_id"]
+    sync.sync_item(c, user.id, item.id)
+    at = click(at, "Save")
+    assert not at.error, [e.value for e in at.error]
+    assert "Saved." in everything(at)
+    assert sync.get_transaction(c, user.id, posted).note == "conference in Lyon"

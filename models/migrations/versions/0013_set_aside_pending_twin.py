@@ -35,7 +35,8 @@ def _twin(excerpt: str) -> str | None:
     except ValueError:
         return None  # cut short: nothing to go by
     twin = body.get("pending_transaction_id") if isinstance(body, dict) else None
-    return twin if isinstance(twin, str) and 0 < len(twin) <= 128 else None
+    # As the mapping reads ids: printable (PostgreSQL refuses a NUL in text) and at most 128 characters.
+    return twin if isinstance(twin, str) and 0 < len(twin) <= 128 and twin.isprintable() else None
 
 
 def upgrade() -> None:
