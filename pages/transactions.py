@@ -26,7 +26,7 @@ NOT_SAVED = (
 
 
 def _move(search: str, start: ledger.Cursor | None) -> None:
-    """Older / Newer / Newest: the page that starts at ``start`` (None: the newest) of this search's list."""
+    """Older / Newer / Newest: the page right after the row ``start`` names (None: the newest) of this search's list."""
     st.session_state["tx_page"] = (search, start)
 
 
@@ -43,7 +43,7 @@ def _same_or_posted(tx_id: str | None, ids: list[str]) -> str | None:
 export_section(c, uid, two_factor=view.user.totp_enabled)
 search = st.text_input("Search name, merchant, category, note or tags", max_chars=100, key="tx_search")
 needle = search.strip()
-moved = st.session_state.get("tx_page")  # (search, first row) of the page Older / Newer went to
+moved = st.session_state.get("tx_page")  # (search, the row it follows) of the page Older / Newer went to
 if moved and moved[0] != needle:  # another search starts at the newest
     st.session_state.pop("tx_page")
     moved = None
