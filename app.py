@@ -48,9 +48,6 @@ def _base_url_follows_port() -> str | None:
     return None
 
 
-configure_logging()  # JSON lines on stderr for finsync's loggers (FINSYNC_LOG_LEVEL), before anything logs
-
-
 def _distrust_forwarded_headers() -> None:
     """The server underneath (uvicorn, started by Streamlit) takes X-Forwarded-For and X-Forwarded-Proto from any
     peer on this machine (an SSH tunnel, a local TLS terminator, another user) as the client's address and
@@ -65,6 +62,8 @@ def _distrust_forwarded_headers() -> None:
 
     uvicorn.config.ProxyHeadersMiddleware = unwrapped  # type: ignore[assignment,misc]
 
+
+configure_logging()  # JSON lines on stderr for finsync's loggers (FINSYNC_LOG_LEVEL), before anything logs
 
 _distrust_forwarded_headers()
 try:

@@ -114,13 +114,8 @@ if not selected:
     if saving:
         st.warning(NOT_SAVED)
     st.stop()
-tx_id = st.session_state["tx_selected"] = ids[selected[0]]
-try:
-    tx = sync.get_transaction(c, uid, tx_id)
-except FinsyncError as exc:
-    st.session_state.pop("tx_selected", None)
-    st.warning(str(exc))
-    st.stop()
+tx = page[selected[0]]  # as this run just read it
+tx_id = st.session_state["tx_selected"] = tx.transaction_id
 
 drawn = st.session_state.get("tx_opened")  # (id, version) of the form the user saw when they pressed Save
 # A hold the bot posted while its form was open is the same charge to the user: the form (and what was typed in it)

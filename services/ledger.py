@@ -314,8 +314,8 @@ def list_transactions(
     c: Container, user_id: uuid.UUID, *, search: str = "", start: Cursor | None = None, limit: int = PAGE_SIZE
 ) -> TransactionPage:
     """A page of the user's transactions, newest first (date, then transaction id: a stable order), right after
-    the row ``start`` names (the first page without it); with ``search``, only those whose name, merchant, own
-    category, note or tags contain it. A page starts after the row the previous one ended with, so a transaction
+    the row ``start`` names (the first page without it); with ``search``, only those whose name, merchant,
+    category (the user's or the bank's), note or tags contain it. A page starts after the row the previous one ended with, so a transaction
     a sync adds meanwhile is never skipped; a ``start`` past the end (its rows are gone) gives the last page.
 
     Each page reads at most ``limit + 1`` rows through the (user_id, date) index, wherever it starts; the counts

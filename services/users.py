@@ -74,7 +74,7 @@ def _script(ch: str) -> str | None:
 _PHONETIC = ((0x0250, 0x02FF), (0x1D00, 0x1DBF))
 # Letters of one alphabet that read as others, beyond what NFKC + casefold unify: "admın" is "admin" to the eye.
 _SAME_SHAPE = {"ı": "i", "ȷ": "j"}
-_TO_PLAIN = str.maketrans("ıȷ", "ij")
+_TO_PLAIN = str.maketrans("".join(_SAME_SHAPE), "".join(_SAME_SHAPE.values()))
 
 
 def _phonetic(text: str) -> bool:

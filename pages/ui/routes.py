@@ -16,12 +16,7 @@ PRIVATE = {
 }
 
 
-def asked_path() -> str:
-    """The path of the URL the browser asked for, without a trailing slash."""
-    return urlsplit(st.context.url or "").path.rstrip("/")
-
-
 def asked_private_page() -> str | None:
     """The url_path of the private page the browser asked for, if it did (never anything else from the URL)."""
-    last = asked_path().rsplit("/", 1)[-1]
+    last = urlsplit(st.context.url or "").path.rstrip("/").rsplit("/", 1)[-1]
     return last if last in PRIVATE else None
