@@ -16,8 +16,8 @@ if not runs:
     st.info("No syncs yet. finsync syncs each linked bank by itself every few hours.")
     st.stop()
 
-WHY = {"manual": "Sync now", "cli": "command line", "schedule": "on schedule", "sign_in": "you signed in",
-       "webhook": "bank news or a repair", "check": "self-check (sync)", "verify": "self-check"}  # fmt: skip
+WHY = {"manual": "Sync now", "cli": "command line", "schedule": "on schedule", "first": "first sync after linking",
+       "sign_in": "you signed in", "webhook": "bank news or a repair", "check": "self-check (sync)", "verify": "self-check"}  # fmt: skip
 RESULT = {"ok": "synced", "preparing": "bank preparing data", "running": "running", "failed": "failed",
           "login_required": "needs sign-in", "already_syncing": "already syncing"}  # fmt: skip
 

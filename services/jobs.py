@@ -105,7 +105,7 @@ def enqueue_due(c: Container) -> int:
     added = 0
     with unit_of_work(c.engine, immediate=True) as session:
         due = session.exec(
-            select(PlaidItem.id, PlaidItem.user_id)
+            select(PlaidItem.id, PlaidItem.user_id, ItemSyncState.last_success_at)
             .join(ItemSyncState, col(ItemSyncState.item_id) == col(PlaidItem.id), isouter=True)
             .where(
                 or_(
@@ -117,8 +117,8 @@ def enqueue_due(c: Container) -> int:
                 or_(col(ItemSyncState.lease_owner).is_(None), col(ItemSyncState.lease_expires_at) < now),
             )
         ).all()
-        for item_id, user_id in due:
-            added += _enqueue(session, item_id, user_id, "schedule", now)
+        for item_id, user_id, last_success in due:  # a bank that never synced yet is on its first sync, not a schedule
+            added += _enqueue(session, item_id, user_id, "schedule" if last_success else "first", now)
         asked = session.exec(
             select(PlaidItem, ItemSyncState)
             .join(ItemSyncState, col(ItemSyncState.item_id) == col(PlaidItem.id), isouter=True)
@@ -229,7 +229,7 @@ def run_job(c: Container, job: SyncJob, worker_id: str) -> SyncResult | None:
             explicit=job.reason in EXPLICIT_REASONS,
             trigger=job.reason,
             worker=worker_id,
-            if_due=job.reason == "schedule",
+            if_due=job.reason in ("schedule", "first"),
         )
     except Exception as exc:  # one broken item must not stop the worker
         log.exception("sync job %s failed", job.id)

@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
+from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.container import Container
@@ -186,6 +187,9 @@ def _policy_for(
     return content_security_policy(extra_origins, websocket_origins(public_url, host), script_hashes).encode()
 
 
+_CLOSED = "/_stcore/metrics"  # of Streamlit's routes, the one that tells strangers about the server's use
+
+
 class SecurityHeadersMiddleware:
     """Adds CSP, nosniff, Referrer-Policy, frame protection, no-store (bar G5) and (under HTTPS) HSTS.
 
@@ -224,6 +228,9 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
 
+        app = self.app
+        if scope["path"].endswith(_CLOSED):  # Streamlit's cache metrics: how many sessions are open, and more
+            app = PlainTextResponse("Not Found", status_code=404)
         host = None if self.public_url else Headers(scope=scope).get("host")
         csp = _policy_for(self.extra_origins, self.script_hashes, self.public_url, host)
         ours = [(b"content-security-policy", csp), *self.headers]
@@ -240,7 +247,7 @@ class SecurityHeadersMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        await app(scope, receive, send_with_headers)
 
     async def _socket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Streamlit's ``/_stcore/stream`` socket carries the session cookie and runs every page. Streamlit accepts

@@ -90,7 +90,7 @@ def test_cli_worker_once_runs_due_jobs(cli_env, container, gateway, demo_bank, c
     assert "ran 1 job(s)" in out and "Demo" in out and ": ok, " in out  # a line per connection, by name
     assert ledger(container, user_id) == truth(demo_bank, pid)
     with unit_of_work(container.engine) as s:
-        assert [r.trigger for r in s.exec(select(SyncRun)).all()] == ["schedule"]
+        assert [r.trigger for r in s.exec(select(SyncRun)).all()] == ["first"]  # never synced: first
 
 
 def test_cli_worker_once_exits_1_and_names_the_connection_when_a_sync_fails(
@@ -303,7 +303,7 @@ def test_cli_worker_once_exits_0_for_a_bank_syncing_elsewhere_and_syncs_its_webh
     assert ledger(container, user_id) == truth(demo_bank, pid)  # the webhook's sync ran once the bank was free
     with unit_of_work(container.engine) as s:
         runs = s.exec(select(SyncRun).order_by(col(SyncRun.started_at))).all()
-        assert [r.trigger for r in runs] == ["schedule", "webhook"]  # the busy pass fetched nothing
+        assert [r.trigger for r in runs] == ["first", "webhook"]  # the busy pass fetched nothing
 
 
 def test_cli_sync_exits_1_when_an_item_stays_busy_past_the_wait(cli_env, container, gateway, capsys) -> None:

@@ -57,6 +57,10 @@ def test_due_items_are_synced_once_and_then_not_again_until_the_interval(wired, 
     demo_bank.advance(pid, 1)
     assert run_due_jobs(wired, worker_id="w1", limit=5) == 1
     assert ledger(wired, user_id) == truth(demo_bank, pid)
+    with unit_of_work(wired.engine) as s:  # Sync history tells the first sync of a new bank from the schedule's
+        assert [r.trigger for r in s.exec(select(SyncRun).order_by(SyncRun.started_at)).all()] == [  # type: ignore[arg-type]
+            "first", "schedule"
+        ]  # fmt: skip
 
 
 def test_webhook_request_and_sign_in_enqueue_a_sync(wired, gateway, clock) -> None:
@@ -76,7 +80,7 @@ def test_webhook_request_and_sign_in_enqueue_a_sync(wired, gateway, clock) -> No
     with unit_of_work(wired.engine) as s:
         assert s.get(PlaidItem, item_id).sync_requested_at is None  # type: ignore[union-attr]
         assert [r.trigger for r in s.exec(select(SyncRun).order_by(SyncRun.started_at)).all()] == [  # type: ignore[arg-type]
-            "schedule", "sign_in", "webhook"
+            "first", "sign_in", "webhook"
         ]  # fmt: skip
 
 

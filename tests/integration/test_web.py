@@ -154,7 +154,7 @@ from services.scheduler import stop_scheduler
 bundle = "/static/js/" + sorted(os.listdir(os.path.join(file_util.get_static_dir(), "static", "js")))[0]
 out = {}
 with TestClient(app.app) as web:
-    for path in ("/", "/healthz", "/_stcore/health", bundle):
+    for path in ("/", "/healthz", "/_stcore/health", "/_stcore/metrics", bundle):
         r = web.get(path)
         out[path] = [r.status_code, r.headers.get_list("cache-control"), r.headers.get("x-content-type-options")]
     page = web.get("/")
@@ -193,6 +193,7 @@ def test_the_real_app_answers_no_store_except_on_streamlits_hashed_bundles() -> 
     answers = probe["answers"]
     for path in ("/", "/healthz", "/_stcore/health"):
         assert answers[path] == [200, ["no-store"], "nosniff"], path
+    assert answers["/_stcore/metrics"][0] == 404  # Streamlit's metrics count the open sessions: not for strangers
     status, cache, _ = answers[probe["bundle"]]
     assert status == 200 and cache == ["public, immutable, max-age=31536000"]
     csp = _directives(probe["csp"])  # app.py allows the Link script's origin and the demo bank's
