@@ -25,6 +25,8 @@ def client_ip() -> str:
     """The visitor's address: the connection's, or X-Forwarded-For's as far as FINSYNC_PROXY_HOPS trusts it."""
     try:
         peer, forwarded = st.context.ip_address, st.context.headers.get("X-Forwarded-For")
+        if peer is None and st.context.headers.get("Host"):
+            peer = "127.0.0.1"  # Streamlit hides a loopback peer; the session row (from the route) says 127.0.0.1
     except Exception:
         return ""
     return client_address(peer, forwarded, container().settings.proxy_hops)[:64]
