@@ -79,6 +79,9 @@ def main() -> None:
                   f"in {took * 1000:.1f} ms = {took / raw:.1f}x the raw first page")  # fmt: skip
         took = median_s(lambda: ledger.list_transactions(c, uid, search="netflix"), runs=3)
         print(f"[{kind}] search 'netflix' (name, merchant, category, note, tags): {took * 1000:.0f} ms")
+        accented = median_s(lambda: ledger.list_transactions(c, uid, search="café"), runs=3)
+        print(f"[{kind}] search 'café' (not ASCII: every alphabet's case): {accented * 1000:.0f} ms = "
+              f"{accented / took:.1f}x the ASCII search")  # fmt: skip
         c.engine.dispose()
         drop(handle)
 

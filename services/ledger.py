@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 from models import AccountCheck, BankAccount, ItemSyncState, LedgerTransaction, PlaidItem, SyncRun, TransactionChange
 from services import safe_text
 from services.container import Container
-from services.db import unit_of_work
+from services.db import unicode_lower, unit_of_work
 from services.errors import DatabaseUnavailable, InputError, NotFound, NotYours
 from services.sync_types import ChangeView, ItemSyncStatus, RunView, explain
 
@@ -288,7 +288,8 @@ def _matching(user_id: uuid.UUID, search: str) -> list[ColumnElement[bool]]:
         pattern = _like(needle.lower())
         t = LedgerTransaction
         searched = (t.name, t.merchant_name, t.category_override, t.category_detailed, t.note, t.tags)
-        where.append(or_(*(func.lower(col(f)).like(pattern, escape="\\") for f in searched)))  # NULL: no match
+        lower = func.lower if needle.isascii() else unicode_lower  # "café" finds "CAFÉ" (SQLite lowers only ASCII)
+        where.append(or_(*(lower(col(f)).like(pattern, escape="\\") for f in searched)))  # NULL: no match
     return where
 
 

@@ -146,3 +146,21 @@ def test_a_search_finds_the_banks_category_shown_in_the_grid_too(container: Cont
         assert row is not None
         row.category_detailed = "FOOD_AND_DRINK_COFFEE"  # shown as "Food and drink: coffee"
     assert [t.transaction_id for t in list_transactions(container, user, search="Coffee")] == [cafe]
+
+
+def test_a_search_ignores_case_in_every_alphabet(container: Container) -> None:
+    """SQLite's own ``lower()`` and ``LIKE`` fold ASCII letters only: "café" must still find "CAFÉ DU MONDE"."""
+    user = make_user(container)
+    names = {"cafe": "CAFÉ DU MONDE", "greek": "ΤΑΒΕΡΝΑ ΣΟΦΙΑ", "shop": "Ölkännchen Shop", "plain": "CAFE NOIR"}
+    ids = dict(zip(names, add_ledger(container, user, list(names.values()), per_day=1), strict=True))
+    edit_transaction(container, user, ids["plain"], note="Straße Nord")
+
+    def found(search: str) -> list[str]:
+        listed = {t.transaction_id for t in list_transactions(container, user, search=search)}
+        return sorted(k for k, v in ids.items() if v in listed)
+
+    assert found("café") == found("Café") == ["cafe"]  # the accent is a letter of its own: "CAFE NOIR" is not it
+    assert found("ταβέρνα"[:3]) == found("σοφια") == ["greek"]
+    assert found("ölk") == found("ÖLKÄNN") == ["shop"]
+    assert found("STRASSE") == [] and found("STRAßE") == ["plain"]  # the user's note, in her spelling
+    assert found("caf") == ["cafe", "plain"]  # an ASCII search still matches either
