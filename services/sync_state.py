@@ -130,7 +130,10 @@ def finish_unsuccessful(
             drop_staging(Sql(session.connection()), [run_id])
         state = session.get(ItemSyncState, item_id)
         newly_login = False
-        if state is not None:
+        # Only the lease holder speaks for the item: a run whose lease expired and was taken over closes its
+        # own run record, but the item's state, due time and failure count belong to the newer holder.
+        holder = state is not None and state.lease_owner == owner
+        if state is not None and holder:
             state.state = status
             state.error_code = error_code
             state.message = message
@@ -140,10 +143,9 @@ def finish_unsuccessful(
                 state.consecutive_failures += 1
             if status == "login_required" and state.login_required_since is None:
                 state.login_required_since = now
-            if state.lease_owner == owner:
-                state.lease_owner, state.lease_expires_at = None, None
+            state.lease_owner, state.lease_expires_at = None, None
             session.add(state)
-        if status == "login_required":
+        if status == "login_required" and holder:
             item = session.get(PlaidItem, item_id)
             began = run.started_at if run is not None else now
             # A repair that landed while this run was failing is newer news: keep it.

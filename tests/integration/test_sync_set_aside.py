@@ -144,3 +144,50 @@ def test_a_hold_whose_posted_charge_was_set_aside_waits_for_it_and_leaves_with_i
     assert hold not in ledger(container, user_id)
     if then == "mended":
         assert get_transaction(container, user_id, posted).note == "conference"
+
+
+def test_a_hold_the_bank_sends_again_while_removing_its_set_aside_posted_charge_stays_with_its_note(
+    container, gateway, demo_bank, linked, monkeypatch
+) -> None:
+    """The bank reverses a posting whose charge finsync set aside: the posted charge is removed and the hold sent
+    again in the same run. The hold is the bank's again, so it stays (with the user's note), not released."""
+    import services.demo_bank.syncing as bank_sync
+    from services.sync import edit_transaction, get_transaction
+
+    user_id, item_id, pid = linked
+    hold = demo_bank.mutate(pid, "add", cents=4200, name="HOTEL HOLD", pending=True)["transaction_id"]
+    _sync(container, gateway, user_id, item_id)
+    edit_transaction(container, user_id, hold, note="conference")
+    posted = demo_bank.mutate(pid, "post", transaction_id=hold, cents=4500)["transaction_id"]
+    real = bank_sync.txn_json
+    monkeypatch.setattr(bank_sync, "txn_json", lambda t: {**real(t), "amount": "abc"} if t.transaction_id == posted else real(t))  # fmt: skip
+    assert _sync(container, gateway, user_id, item_id).error_code == "TRANSACTIONS_SET_ASIDE"
+    with demo_bank.bank.lock:  # the reversal: the posted charge goes, the hold comes back
+        books = demo_bank.bank.item(pid).ledger
+        books.remove(posted)
+        books.add(books.gone[hold])
+    assert _sync(container, gateway, user_id, item_id).status == "ok"
+    assert ledger(container, user_id) == truth(demo_bank, pid) and hold in ledger(container, user_id)
+    assert get_transaction(container, user_id, hold).note == "conference" and _quarantined(container) == {}
+
+
+def test_a_hold_modified_in_the_run_that_removes_its_set_aside_posted_charge_stays(
+    container, gateway, demo_bank, linked, monkeypatch
+) -> None:
+    """The posted charge named a hold the bank still has; the charge is removed and the hold modified in one run."""
+    import services.demo_bank.syncing as bank_sync
+    from services.sync import edit_transaction, get_transaction
+
+    user_id, item_id, pid = linked
+    hold = demo_bank.mutate(pid, "add", cents=4200, name="HOTEL HOLD", pending=True)["transaction_id"]
+    _sync(container, gateway, user_id, item_id)
+    edit_transaction(container, user_id, hold, note="conference")
+    posted = demo_bank.mutate(pid, "add", cents=4500, name="HOTEL", pending_transaction_id=hold)["transaction_id"]
+    real = bank_sync.txn_json
+    monkeypatch.setattr(bank_sync, "txn_json", lambda t: {**real(t), "amount": "abc"} if t.transaction_id == posted else real(t))  # fmt: skip
+    assert _sync(container, gateway, user_id, item_id).error_code == "TRANSACTIONS_SET_ASIDE"
+    demo_bank.mutate(pid, "remove", transaction_id=posted)
+    demo_bank.mutate(pid, "modify", transaction_id=hold, cents=4300)
+    assert _sync(container, gateway, user_id, item_id).status == "ok"
+    assert ledger(container, user_id) == truth(demo_bank, pid) and hold in ledger(container, user_id)
+    assert get_transaction(container, user_id, hold).note == "conference"

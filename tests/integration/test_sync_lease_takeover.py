@@ -1,0 +1,53 @@
+"""A worker whose item lease expired and was taken over must not overwrite what the newer worker left."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+import services.sync_engine as sync_engine
+from models import ItemSyncState, PlaidItem
+from services.db import unit_of_work
+from services.mailer import MemoryMailer
+from services.sync_types import LEASE_SECONDS
+from tests.integration.sync_helpers import cursor_of, ledger, sync_fast, truth
+
+
+@pytest.mark.parametrize("fault", ["institution_down", "login_required"])
+def test_a_late_failure_after_a_takeover_leaves_the_newer_success_standing(
+    container, gateway, demo_bank, clock, linked, monkeypatch, mailer: MemoryMailer, fault
+) -> None:
+    """A's bank call fails; before A records that, A stalls past its lease, and B takes the item over and syncs it
+    fully (for a login failure: the user signed in again at the bank meanwhile). A's run is recorded as failed,
+    but the item stays B's: synced, no error, no failure counted, due by the interval, no "needs attention" mail."""
+    user_id, item_id, pid = linked
+    real_finish = sync_engine.finish_unsuccessful
+    took_over = []
+
+    def stalled_finish(engine, **kw):  # type: ignore[no-untyped-def]
+        if kw["owner"] == "worker-A" and not took_over:
+            clock.advance(seconds=LEASE_SECONDS + 60)  # A stalls here: its lease expires
+            demo_bank.repair(pid)  # (a login failure) the user repaired it elsewhere
+            took_over.append(sync_fast(container, gateway, user_id, item_id, worker="worker-B"))
+        return real_finish(engine, **kw)
+
+    monkeypatch.setattr(sync_engine, "finish_unsuccessful", stalled_finish)
+    if fault == "login_required":
+        demo_bank.set_fault(pid, "login_required")
+    else:
+        demo_bank.set_fault(pid, "institution_down", times=1, endpoint="/transactions/sync")  # only A's call
+    late = sync_fast(container, gateway, user_id, item_id, worker="worker-A")
+
+    assert [r.status for r in took_over] == ["ok"]
+    assert late.status == ("login_required" if fault == "login_required" else "failed")  # A's own run: as it was
+    assert ledger(container, user_id) == truth(demo_bank, pid) and cursor_of(container, item_id) != ""
+    with unit_of_work(container.engine) as s:
+        state, item = s.get(ItemSyncState, item_id), s.get(PlaidItem, item_id)
+        assert state is not None and item is not None
+        assert (state.state, state.error_code, state.consecutive_failures) == ("ok", None, 0)
+        assert state.login_required_since is None and item.status == "ok"
+        assert state.lease_owner is None  # and the item is free for the next sync
+        assert state.last_success_at is not None
+        assert state.next_due_at == state.last_success_at + timedelta(hours=container.settings.sync_interval_hours)
+    assert not [m for m in mailer.sent if "needs your attention" in str(m)]
