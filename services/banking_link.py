@@ -49,8 +49,13 @@ def start_link(c: Container, user_id: uuid.UUID, *, item_id: uuid.UUID | None = 
     with unit_of_work(c.engine) as session:
         store.require_verified(session, user_id)
         repaired = session.get(PlaidItem, item_id) if item_id is not None else None
-        # New accounts at the bank can only be picked in update mode with account selection on.
-        selection = repaired is not None and repaired.user_id == user_id and repaired.status == "new_accounts_available"
+        # New accounts at the bank, or ones the user stopped sharing, can only be picked in update mode with account
+        # selection on.
+        selection = (
+            repaired is not None
+            and repaired.user_id == user_id
+            and (repaired.status == "new_accounts_available" or store.has_unshared(session, repaired.id))
+        )
     token = get_access_token(c, user_id, item_id) if item_id is not None else None
     with calls_for(user_id, item_id):
         link = gw.link_token_create(

@@ -17,6 +17,7 @@ from services.crypto import FieldCipher
 from services.errors import NotFound, NotYours, PermissionDenied
 from services.plaid_types import Account, ItemAccess
 from services.relink import reattach_kept
+from services.sync_accounts import mark_unlisted
 
 log = logging.getLogger("finsync.banking")
 TOKEN_TABLE, TOKEN_COLUMN = "plaid_items", "access_token_enc"
@@ -97,9 +98,19 @@ def find_duplicate(
     return None
 
 
+def has_unshared(session: Session, item_id: uuid.UUID) -> bool:
+    """Whether the bank stopped listing one of the item's accounts (the user unticked it in Link)."""
+    unlisted = select(col(BankAccount.id)).where(
+        col(BankAccount.item_id) == item_id, col(BankAccount.disconnected_at).is_not(None)
+    )
+    return session.execute(unlisted.limit(1)).first() is not None
+
+
 def upsert_accounts(session: Session, item: PlaidItem, accounts: Iterable[Account], now: datetime) -> None:
     """Add new accounts of an item and refresh balances of known ones (by Plaid's account id)."""
     known = {a.plaid_account_id: a for a in accounts_of(session, item.id)}
+    accounts = list(accounts)
+    listed = {acc.account_id for acc in accounts}
     for acc in accounts:
         row = known.get(acc.account_id)
         if row is None:
@@ -114,7 +125,8 @@ def upsert_accounts(session: Session, item: PlaidItem, accounts: Iterable[Accoun
             acc.limit_minor,
         )
         row.institution_name = item.institution_name
-        row.balance_updated_at = now
+        row.balance_updated_at, row.disconnected_at = now, None
+    mark_unlisted(list(known.values()), listed, now)
 
 
 def store_item(
@@ -170,6 +182,7 @@ def view(session: Session, item: PlaidItem) -> ItemView:
             available_minor=a.available_minor,
             limit_minor=a.limit_minor,
             balance_updated_at=a.balance_updated_at,
+            unshared_since=a.disconnected_at,
         )
         for a in accounts_of(session, item.id)
     ]

@@ -46,6 +46,7 @@ class AccountView:
     available_minor: int | None
     limit_minor: int | None
     balance_updated_at: datetime | None
+    unshared_since: datetime | None = None  # the bank stopped listing it: history kept, balance as of then
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -36,10 +37,20 @@ def upsert_accounts(
         row.unofficial_currency_code = a.unofficial_currency_code
         row.current_minor, row.available_minor, row.limit_minor = a.current_minor, a.available_minor, a.limit_minor
         row.institution_name, row.balance_updated_at, row.item_id = item.institution_name, now, item.id
+        row.disconnected_at = None  # listed again: shared again
         session.add(row)
     session.flush()
     mine = session.exec(select(BankAccount).where(BankAccount.item_id == item.id)).all()
+    mark_unlisted(mine, ids, now)
     return {r.plaid_account_id: r.id for r in mine}
+
+
+def mark_unlisted(rows: Sequence[BankAccount], listed: Collection[str], now: datetime) -> None:
+    """Accounts of the login that the bank no longer lists (the user stopped sharing them in Link, or the bank
+    dropped them) keep their history; ``disconnected_at`` says since when their balance is no longer current."""
+    for row in rows:
+        if row.plaid_account_id not in listed and row.disconnected_at is None:
+            row.disconnected_at = now
 
 
 def placeholder_account(session: Any, item: PlaidItem, plaid_account_id: str) -> uuid.UUID:

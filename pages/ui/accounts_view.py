@@ -18,7 +18,7 @@ from pages.ui.session import client_ip, current_session
 from pages.ui.state import flash_again
 from pages.ui.text import md
 from services import banking, sync
-from services.banking import ItemView
+from services.banking import AccountView, ItemView
 from services.container import Container
 from services.errors import DuplicateConnection, FinsyncError
 from services.sync import ItemSyncStatus, SyncProgress
@@ -186,10 +186,16 @@ def sync_now(c: Container, uid: uuid.UUID, item: ItemView) -> None:
     st.rerun()  # the card's status, last sync and balances show what the sync changed
 
 
+def _note(a: AccountView, flagged: tuple[uuid.UUID, ...]) -> str:
+    if a.unshared_since is not None:  # its balance stopped with it: say so rather than show it as today's
+        return f" · not shared any more, balance of {when(a.balance_updated_at)}"
+    return " ⚠ balance drift" if a.id in flagged else ""
+
+
 def _accounts_table(item: ItemView, flagged: tuple[uuid.UUID, ...] = ()) -> None:
     rows = [
         {
-            "Account": (f"{a.name} ••{a.mask}" if a.mask else a.name) + (" ⚠ balance drift" if a.id in flagged else ""),
+            "Account": (f"{a.name} ••{a.mask}" if a.mask else a.name) + _note(a, flagged),
             "Type": a.subtype or a.type,
             "Current": money(a.current_minor, a.currency),
             "Available": money(a.available_minor, a.currency),
@@ -211,6 +217,11 @@ def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStat
         sync_line(status, c.clock())
         flagged = status.drift_flagged_accounts if status else ()
         _accounts_table(item, flagged)
+        if any(a.unshared_since for a in item.accounts):
+            st.info(
+                "Your bank no longer shares an account of this login with finsync (it was unticked in your bank's "
+                "sign-in, or closed). Its transactions so far stay in your ledger; Repair connection shares it again."
+            )
         if flagged:
             st.warning(
                 "The balance of a flagged account no longer matches its transactions as it did before the last "
@@ -219,7 +230,7 @@ def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStat
         sync_col, repair_col, remove_col = st.columns(3)
         if sync_col.button("Sync now", key=f"sync_{item.id}", icon=":material/sync:"):
             sync_now(c, uid, item)
-        offered = st.session_state.get("offer_repair") == str(item.id)
+        offered = st.session_state.get("offer_repair") == str(item.id) or any(a.unshared_since for a in item.accounts)
         if (item.needs_repair or offered) and repair_col.button(
             "Repair connection", key=f"repair_{item.id}", type="primary"
         ):

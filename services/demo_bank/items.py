@@ -55,7 +55,12 @@ class Item:
         return frozenset(self.accounts[k] for k in self.hidden if k in self.accounts)
 
     def share(self, template: AccountTemplate) -> None:
-        """Share one more account with this item (update mode with account selection)."""
+        """Share one more account with this item (update mode with account selection): a new one, or one the user
+        had stopped sharing, whose transactions are then sent again."""
+        if template.key in self.hidden:
+            self.hidden.remove(template.key)
+            self.ledger.resend(self.accounts[template.key])
+            return
         aid = stable_id(self.item_id, "account", template.key)
         self.accounts[template.key] = aid
         self.ledger.opening[aid] = template.opening_cents

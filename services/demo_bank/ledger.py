@@ -96,6 +96,16 @@ class Ledger:
         )
         return self.add(posted)
 
+    def resend(self, account_id: str) -> None:
+        """An account shared again: send its current transactions as added, and the removals it missed."""
+        for tid, txn in list(self.txns.items()):
+            if txn.account_id == account_id:
+                self.txns[tid] = replace(txn, created_pos=len(self.log))
+                self.log.append((ADD, tid))
+        for tid, txn in self.gone.items():
+            if txn.account_id == account_id:
+                self.log.append((REMOVE, tid))  # an id the app never had is nothing to it
+
     def account_of(self, transaction_id: str) -> str:
         """Return the account id of a current or removed transaction."""
         txn = self.txns.get(transaction_id) or self.gone[transaction_id]

@@ -77,11 +77,13 @@ def _check_login(bank: Bank, link_token: str, institution_id: str, username: str
 
 def _choices(bank: Bank, session: LinkSession) -> list[AccountTemplate]:
     """What the picker offers: a new link, every account of the login; update mode with account selection, the
-    accounts the bank opened since (NEW_ACCOUNTS_AVAILABLE); a plain repair, nothing (no picker)."""
+    accounts not shared yet: opened since (NEW_ACCOUNTS_AVAILABLE) or left unticked before; a plain repair,
+    nothing (no picker)."""
     if session.item_id is None:
         return list(ACCOUNT_TEMPLATES)
     item = bank.items[session.item_id]
-    return [t for t in ALL_TEMPLATES if t.key in item.offered] if session.account_selection else []
+    unshared = (*item.offered, *item.hidden)
+    return [t for t in ALL_TEMPLATES if t.key in unshared] if session.account_selection else []
 
 
 def link_accounts(bank: Bank, link_token: str, institution_id: str, username: str, password: str) -> dict[str, Any]:

@@ -185,3 +185,52 @@ def test_another_user_cannot_see_remove_repair_or_use_an_item(bank: Bank) -> Non
         [f"bank connection {item.id}"] * 4 + [f"bank linking session {start.link_session_id}"]
     )
     assert "access_denied" not in [e.event for e in audit.list_events(bank.c, alice)]
+
+
+def test_an_account_the_user_stops_sharing_keeps_its_history_and_can_be_shared_again(bank: Bank) -> None:
+    """Unticked in Link (at an OAuth bank every repair asks again): the bank stops listing the account. Its history
+    stays, the card says its balance is from then, and update mode with account selection shares it again, after
+    which the ledger is the bank's again, removals made meanwhile included."""
+    from services.sync import sync_item
+    from tests.integration.sync_helpers import ledger, truth
+
+    alice = bank.user()
+    item = bank.link(alice)
+    pid = bank.plaid_item_id(item.id)
+    assert sync_item(bank.c, alice, item.id, explicit=True).status == "ok"
+    demo = bank.demo.bank.items[pid]
+    savings = demo.accounts["savings"]
+    kept = {tid: row for tid, row in truth(bank.demo, pid).items() if row[0] == savings}
+    assert kept
+    with bank.demo.bank.lock:
+        demo.hidden.append("savings")  # the user unticked it
+    bank.clock.advance(hours=1)
+    assert sync_item(bank.c, alice, item.id, explicit=True).status == "ok"
+    card = banking.list_items(bank.c, alice)[0]
+    unshared = [a for a in card.accounts if a.unshared_since is not None]
+    assert [a.name for a in unshared] == ["Rainy Day Savings"] and unshared[0].unshared_since == bank.clock()
+    assert unshared[0].balance_updated_at is not None and unshared[0].balance_updated_at < bank.clock()
+    assert ledger(bank.c, alice) == truth(bank.demo, pid) | kept  # its history is kept, nothing else changed
+
+    gone = sorted(kept)[0]
+    bank.demo.mutate(pid, "remove", transaction_id=gone)  # the bank drops one of its transactions meanwhile
+    bank.demo.mutate(pid, "add", account="savings", cents=-2500, name="INTEREST PAID")
+    assert sync_item(bank.c, alice, item.id, explicit=True).status == "ok"
+    assert gone in ledger(bank.c, alice)  # not shared: the bank tells nothing about it
+
+    update = banking.start_link(bank.c, alice, item_id=item.id)
+    assert bank.demo.bank.link_sessions[update.link_token].account_selection is True  # the picker, to tick it again
+    picker = link_accounts(bank.demo.bank, update.link_token, "ins_demo_1", "user_good", BANK_PASSWORD)
+    assert [a["name"] for a in picker["accounts"]] == ["Rainy Day Savings"]
+    success = bank.link_login(update.link_token, account_keys=["savings"])
+    fixed = banking.complete_link(
+        bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=update.link_session_id
+    )
+    assert fixed.status == "ok" and all(a.unshared_since is None for a in fixed.accounts)
+    assert sync_item(bank.c, alice, item.id, explicit=True).status == "ok"
+    mine = ledger(bank.c, alice)
+    assert mine == truth(bank.demo, pid) and gone not in mine  # shared again: exactly the bank's, once each
+    assert "INTEREST PAID" in [row[3] for row in mine.values()]
+    assert not bank.demo.bank.link_sessions[
+        banking.start_link(bank.c, alice, item_id=item.id).link_token
+    ].account_selection
