@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -289,7 +290,12 @@ def _matching(user_id: uuid.UUID, search: str) -> list[ColumnElement[bool]]:
         t = LedgerTransaction
         searched = (t.name, t.merchant_name, t.category_override, t.category_detailed, t.note, t.tags)
         lower = func.lower if needle.isascii() else unicode_lower  # "café" finds "CAFÉ" (SQLite lowers only ASCII)
-        where.append(or_(*(lower(col(f)).like(pattern, escape="\\") for f in searched)))  # NULL: no match
+        found = [lower(col(f)).like(pattern, escape="\\") for f in searched]  # NULL: no match
+        # The bank's category as the page writes it ("Food and drink · Fast food" for FOOD_AND_DRINK_FAST_FOOD)
+        code = re.sub(r"\s*·\s*|\s+", "_", needle.lower())
+        if code != needle.lower():
+            found.append(func.lower(col(t.category_detailed)).like(_like(code), escape="\\"))
+        where.append(or_(*found))
     return where
 
 

@@ -146,6 +146,14 @@ def test_a_search_finds_the_banks_category_shown_in_the_grid_too(container: Cont
         assert row is not None
         row.category_detailed = "FOOD_AND_DRINK_COFFEE"  # shown as "Food and drink: coffee"
     assert [t.transaction_id for t in list_transactions(container, user, search="Coffee")] == [cafe]
+    for shown in (
+        "Food and drink · Coffee",
+        "food and drink",
+        "drink coffee",
+        "DRINK · COFFEE",
+    ):  # as the grid writes it
+        assert [t.transaction_id for t in list_transactions(container, user, search=shown)] == [cafe], shown
+    assert list_transactions(container, user, search="food coffee").total == 0  # words in the order shown
 
 
 def test_a_search_ignores_case_in_every_alphabet(container: Container) -> None:
