@@ -13,7 +13,16 @@ from sqlalchemy import ColumnElement, and_, func, or_
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
-from models import AccountCheck, BankAccount, ItemSyncState, LedgerTransaction, PlaidItem, SyncRun, TransactionChange
+from models import (
+    AccountCheck,
+    BankAccount,
+    ItemSyncState,
+    LedgerTransaction,
+    PlaidItem,
+    SyncJob,
+    SyncRun,
+    TransactionChange,
+)
 from services import safe_text
 from services.container import Container
 from services.db import unicode_lower, unit_of_work
@@ -200,6 +209,13 @@ def item_sync_status(c: Container, user_id: uuid.UUID) -> list[ItemSyncStatus]:
         by_item: dict[uuid.UUID | None, list[uuid.UUID]] = {}
         for item_id, account_id in flagged:
             by_item.setdefault(item_id, []).append(account_id)
+        asked = dict(  # the bank said it has news: a webhook's sync, queued (perhaps held back by its budget)
+            session.exec(
+                select(SyncJob.item_id, SyncJob.due_at).where(
+                    col(SyncJob.user_id) == user_id, col(SyncJob.status) == "queued", col(SyncJob.reason) == "webhook"
+                )
+            ).all()
+        )
         out = []
         for item, state in pairs:
             if state is None:
@@ -210,12 +226,18 @@ def item_sync_status(c: Container, user_id: uuid.UUID) -> list[ItemSyncStatus]:
             syncing = state.lease_owner is not None and (state.lease_expires_at or now) > now
             label = "syncing" if syncing else state.state
             message = "Syncing now…" if syncing else state.message or ("Up to date." if label == "ok" else "")
+            due = state.next_due_at
+            news = asked.get(item.id, now if item.sync_requested_at is not None else None)
+            if news is not None and not syncing:
+                due = news if due is None else min(due, news)
+                if label == "ok":
+                    message = "Your bank has new data: it comes in with the next sync."
             out.append(
                 ItemSyncStatus(
                     item.id,
                     item.institution_name,
                     state.last_success_at,
-                    state.next_due_at,
+                    due,
                     label,
                     message,
                     tuple(by_item.get(item.id, ())),

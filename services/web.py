@@ -15,7 +15,7 @@ from services.client_address import client_address
 from services.container import Container
 from services.db import check_database, is_outage, outage_reason
 from services.errors import FinsyncError
-from services.ratelimit import TokenBucket
+from services.ratelimit import KeyedBuckets, TokenBucket
 
 log = logging.getLogger("finsync.webhooks")
 
@@ -114,8 +114,10 @@ def auth_routes(get_container: Callable[[], Container]) -> list[Route]:
 # traffic yet caps the database writes a flood of forged deliveries causes; a burst of 100 absorbs a
 # backlog Plaid redelivers at once. Plaid retries a delivery without a 200 for up to 24 hours, so a 429
 # loses nothing (plaid.com/docs/api/webhooks/#webhook-retries).
-WEBHOOK_RATE = 20.0
+WEBHOOK_RATE = 20.0  # per sender's address: a flood from one address cannot keep Plaid's deliveries out
 WEBHOOK_BURST = 100
+REJECTED_RECORD_RATE, REJECTED_RECORD_BURST = 1.0, 60  # rejected deliveries stored (all are logged): the table
+# traces probes, and a flood of forgeries cannot fill the database
 MAX_WEBHOOK_BYTES = 64 * 1024  # Plaid's webhook bodies are a few hundred bytes
 MAX_TICKET_BYTES = 512  # the sign-in hand-off posts one ticket
 
@@ -133,19 +135,31 @@ async def _read_capped(request: Request, limit: int) -> bytes | None:
     return bytes(body)
 
 
-def webhook_route(get_container: Callable[[], Container], *, limiter: TokenBucket | None = None) -> Route:
+def webhook_route(
+    get_container: Callable[[], Container],
+    *,
+    limiter: KeyedBuckets | None = None,
+    recorder: TokenBucket | None = None,
+) -> Route:
     """``POST /webhooks/plaid``: rate-limited, then verified before anything else (services/webhooks.py); answers fast.
 
-    The limit is one bucket per route, so per process; it is checked before the body is read.
+    The limit is one bucket per sender's address (as far as FINSYNC_PROXY_HOPS trusts X-Forwarded-For) per
+    process; it is checked before the body is read. ``recorder`` budgets how many rejected deliveries are stored.
     """
     from starlette.concurrency import run_in_threadpool
 
     from services import webhooks
 
-    bucket = limiter if limiter is not None else TokenBucket(WEBHOOK_RATE, WEBHOOK_BURST)
+    buckets = limiter if limiter is not None else KeyedBuckets(WEBHOOK_RATE, WEBHOOK_BURST)
+    records = recorder if recorder is not None else TokenBucket(REJECTED_RECORD_RATE, REJECTED_RECORD_BURST)
+
+    def may_record() -> bool:
+        return records.take() == 0.0
 
     async def plaid_webhook(request: Request) -> JSONResponse:
-        if wait := bucket.take():
+        c = get_container()
+        source, _ = _client(request, c)
+        if wait := buckets.take(source):
             retry = str(max(1, math.ceil(wait)))
             return JSONResponse({"error": "too many requests"}, status_code=429, headers={"Retry-After": retry})
         body = await _read_capped(request, MAX_WEBHOOK_BYTES)
@@ -153,7 +167,9 @@ def webhook_route(get_container: Callable[[], Container], *, limiter: TokenBucke
             return JSONResponse({"error": "too large"}, status_code=413)
         try:
             result = await run_in_threadpool(
-                webhooks.handle_webhook, get_container(), body=body, headers=dict(request.headers)
+                lambda: webhooks.handle_webhook(
+                    c, body=body, headers=dict(request.headers), source=source, may_record=may_record
+                )
             )
         except Exception as exc:
             if not is_outage(exc):

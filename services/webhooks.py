@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +32,7 @@ from services.notify import queue_connection_alert
 from services.plaid_errors import PlaidError
 from services.plaid_mapping import as_datetime
 from services.plaid_types import WebhookKey
-from services.ratelimit import TokenBucket
+from services.ratelimit import KeyedBuckets, TokenBucket
 
 log = logging.getLogger("finsync.webhooks")
 MAX_AGE_SECONDS = 300  # Plaid: reject a webhook whose iat is more than 5 minutes old
@@ -40,7 +40,8 @@ FUTURE_LEEWAY_SECONDS = 60  # clocks drift; an iat a little in the future is sti
 KEY_TTL_SECONDS = 600  # a live key is refetched after 10 minutes, so an expiry is noticed even without a rotation
 MISS_TTL_SECONDS = 60  # an unknown kid is asked for at most once a minute (no fetch storm from one forgery)
 MAX_MISSES = 1000  # the unknown-kid cache forgets the oldest beyond this, so forged kids cannot fill memory
-NEW_KID_RATE, NEW_KID_BURST = 1.0, 10  # Plaid is asked about unseen kids at most this often, whoever sends them
+NEW_KID_RATE, NEW_KID_BURST = 1.0, 10  # Plaid is asked about unseen kids at most this often per sender
+NEW_KID_ALL_RATE, NEW_KID_ALL_BURST = 5.0, 50  # and at most this often in all
 # Never lower a serious status to a milder one because a later, milder webhook arrived.
 _SEVERITY = {"ok": 0, "new_accounts_available": 1, "pending_expiration": 2, "pending_disconnect": 3,
              "error": 4, "login_required": 5, "permission_revoked": 6}  # fmt: skip
@@ -68,23 +69,25 @@ class _Rejected(Exception):
 _lock = threading.Lock()
 _keys: dict[str, tuple[WebhookKey, float]] = {}  # kid -> (key, when fetched by the container's clock)
 _misses: OrderedDict[str, float] = OrderedDict()  # kid -> when Plaid said no; least recently seen first
-_new_kids = TokenBucket(NEW_KID_RATE, NEW_KID_BURST)
+_new_kids = KeyedBuckets(NEW_KID_RATE, NEW_KID_BURST)  # per sender: a flood of forged kids cannot stall Plaid's
+_all_new_kids = TokenBucket(NEW_KID_ALL_RATE, NEW_KID_ALL_BURST)  # and all senders together, within Plaid's limits
 
 
 def clear_key_cache() -> None:
     """Forget every cached verification key and refill the unseen-kid budget (tests; key rotation drills)."""
-    global _new_kids  # noqa: PLW0603 - a fresh budget, not a drained one, after a drill
+    global _new_kids, _all_new_kids  # noqa: PLW0603 - a fresh budget, not a drained one, after a drill
     with _lock:
         _keys.clear()
         _misses.clear()
-        _new_kids = TokenBucket(NEW_KID_RATE, NEW_KID_BURST)
+        _new_kids = KeyedBuckets(NEW_KID_RATE, NEW_KID_BURST)
+        _all_new_kids = TokenBucket(NEW_KID_ALL_RATE, NEW_KID_ALL_BURST)
 
 
 def _fresh(at: float, now: float, ttl: float) -> bool:
     return 0 <= now - at < ttl  # a clock that went back counts as stale, not as fresh for ever
 
 
-def _plan(kid: str, now: float) -> WebhookKey | list[str]:
+def _plan(kid: str, now: float, source: str) -> WebhookKey | list[str]:
     """The cached key if it will do, else the kids to fetch (this one first); the caller holds ``_lock``."""
     cached = _keys.get(kid)
     if cached is not None:
@@ -94,17 +97,17 @@ def _plan(kid: str, now: float) -> WebhookKey | list[str]:
     if kid in _misses and _fresh(_misses[kid], now, MISS_TTL_SECONDS):
         _misses.move_to_end(kid)
         raise _Rejected("unknown key id")
-    if _new_kids.take() > 0:
+    if _new_kids.take(source) > 0 or _all_new_kids.take() > 0:
         raise _Rejected("unknown key id (too many new key ids just now; try again later)")
     # A new kid usually means Plaid rotated: refetch the live keys too so their expired_at is learned now,
     # as Plaid's sample does (plaid.com/docs/api/webhooks/webhook-verification/).
     return [kid, *(k for k, (key, _) in _keys.items() if key.expired_at is None)]
 
 
-def _key(c: Container, kid: str) -> WebhookKey:
+def _key(c: Container, kid: str, source: str) -> WebhookKey:
     now = c.clock().timestamp()
     with _lock:
-        plan = _plan(kid, now)
+        plan = _plan(kid, now, source)
     if isinstance(plan, WebhookKey):
         return plan
     if c.plaid is None:
@@ -133,7 +136,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return next((v for k, v in headers.items() if k.lower() == wanted), None)
 
 
-def _verify(c: Container, body: bytes, headers: Mapping[str, str], now: datetime) -> tuple[str, datetime]:
+def _verify(c: Container, body: bytes, headers: Mapping[str, str], now: datetime, source: str) -> tuple[str, datetime]:
     """Return the delivery's replay key and when it was signed when every check passes; else raise ``_Rejected``."""
     token = _header(headers, "Plaid-Verification")
     if not token:
@@ -147,7 +150,7 @@ def _verify(c: Container, body: bytes, headers: Mapping[str, str], now: datetime
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid or len(kid) > 128:
         raise _Rejected("no key id")
-    key = _key(c, kid)
+    key = _key(c, kid, source)
     if key.expired_at is not None:
         raise _Rejected("key has expired")
     try:
@@ -266,14 +269,26 @@ def _apply(item: PlaidItem, data: Mapping[str, Any], now: datetime, signed_at: d
     return _item_event(item, code, data, now, signed_at)
 
 
-def handle_webhook(c: Container, *, body: bytes, headers: Mapping[str, str]) -> WebhookResult:
-    """Verify one delivery, then apply it once; 401 for anything unverified or replayed."""
+def handle_webhook(
+    c: Container,
+    *,
+    body: bytes,
+    headers: Mapping[str, str],
+    source: str = "",
+    may_record: Callable[[], bool] | None = None,
+) -> WebhookResult:
+    """Verify one delivery, then apply it once; 401 for anything unverified or replayed.
+
+    ``source``: the sender's address (its own budget of unseen key ids). ``may_record``: asked before a rejected
+    delivery is stored, so a flood of forgeries is logged but cannot fill the database (None: always stored).
+    """
     now = c.clock()
     try:
-        replay_key, signed_at = _verify(c, body, headers, now)
+        replay_key, signed_at = _verify(c, body, headers, now, source)
     except _Rejected as exc:
         outcome = f"rejected: {exc}"
-        _record(c, body, verified=False, outcome=outcome)
+        if may_record is None or may_record():
+            _record(c, body, verified=False, outcome=outcome)
         log.warning("webhook %s", outcome)  # the route's rate limit bounds these lines
         return WebhookResult(401, outcome)
     data = _parse(body)

@@ -133,7 +133,7 @@ def watch_syncing(c: Container, uid: uuid.UUID, statuses: list[ItemSyncStatus]) 
 def sync_line(status: ItemSyncStatus | None, now: datetime) -> None:
     """Last successful sync, next scheduled one, and the state in words."""
     if status is None or (status.last_success_at is None and status.last_attempt_at is None):
-        st.caption("Not synced yet: the first sync starts within a minute.")
+        st.caption("Waiting for its first sync: it starts within a minute.")
         return
     due = status.next_due_at
     coming = "within a minute" if due is None or due <= now else when(due)  # due already: the next tick takes it

@@ -28,7 +28,7 @@ from services.notify import (
     set_notification_prefs,
 )
 from services.scheduler import Scheduler, start_scheduler, stop_scheduler
-from services.sync import request_sync_on_sign_in, sync_item
+from services.sync import item_sync_status, request_sync_on_sign_in, sync_item
 from services.sync_state import acquire, release
 from tests.integration.sync_helpers import FAST, ledger, link_item, make_user, truth
 
@@ -339,11 +339,15 @@ def test_a_webhook_storm_is_budgeted_per_item_and_drops_no_request(wired, demo_b
         assert run_due_jobs(wired, worker_id="w", limit=5) == 0
         clock.advance(seconds=20)
     assert _webhook_runs(wired, item_id) == jobs.WEBHOOK_BURST
+    (waiting,) = item_sync_status(wired, user_id)  # Accounts says the bank's news waits, and until when
+    assert waiting.message == "Your bank has new data: it comes in with the next sync."
+    assert waiting.next_due_at == first_done + jobs.WEBHOOK_WINDOW
     clock.now = first_done + jobs.WEBHOOK_WINDOW + timedelta(seconds=1)  # the burst's first sync leaves the window
     assert run_due_jobs(wired, worker_id="w", limit=5) == 1  # one sync for all five
     assert run_due_jobs(wired, worker_id="w", limit=5) == 0
     assert _webhook_runs(wired, item_id) == jobs.WEBHOOK_BURST + 1
     assert ledger(wired, user_id) == truth(demo_bank, pid)
+    assert item_sync_status(wired, user_id)[0].message == "Up to date."
 
 
 def test_a_repair_behind_a_queued_sign_in_job_syncs_on_the_next_tick(wired, demo_bank, gateway, clock) -> None:

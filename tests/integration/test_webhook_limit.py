@@ -18,8 +18,15 @@ from services import banking, webhooks
 from services.container import Container
 from services.db import unit_of_work
 from services.plaid_types import CallEvent
-from services.ratelimit import TokenBucket
-from services.web import MAX_WEBHOOK_BYTES, WEBHOOK_BURST, WEBHOOK_RATE, webhook_route
+from services.ratelimit import KeyedBuckets, TokenBucket
+from services.web import (
+    MAX_WEBHOOK_BYTES,
+    REJECTED_RECORD_BURST,
+    REJECTED_RECORD_RATE,
+    WEBHOOK_BURST,
+    WEBHOOK_RATE,
+    webhook_route,
+)
 from tests.integration.conftest_bank import Bank
 from tests.integration.webhook_support import sync_update
 
@@ -36,9 +43,14 @@ class Ticker:
         return self.now
 
 
-def client(c: Container, ticker: Ticker) -> TestClient:
-    bucket = TokenBucket(WEBHOOK_RATE, WEBHOOK_BURST, clock=ticker)
-    return TestClient(Starlette(routes=[webhook_route(lambda: c, limiter=bucket)]))
+def route_app(c: Container, ticker: Ticker) -> Starlette:
+    buckets = KeyedBuckets(WEBHOOK_RATE, WEBHOOK_BURST, clock=ticker)
+    records = TokenBucket(REJECTED_RECORD_RATE, REJECTED_RECORD_BURST, clock=ticker)
+    return Starlette(routes=[webhook_route(lambda: c, limiter=buckets, recorder=records)])
+
+
+def client(c: Container, ticker: Ticker, address: str = "198.51.100.1") -> TestClient:
+    return TestClient(route_app(c, ticker), client=(address, 40000))
 
 
 def stored(c: Container) -> int:
@@ -48,15 +60,20 @@ def stored(c: Container) -> int:
 
 def test_a_flood_gets_429_with_retry_after_and_writes_nothing_until_the_bucket_refills(container: Container) -> None:
     ticker = Ticker()
-    http = client(container, ticker)
+    app = route_app(container, ticker)
+    http = TestClient(app, client=("198.51.100.1", 40000))
     answers = [http.post(URL, content=b'{"webhook_type": "TRANSACTIONS"}') for _ in range(150)]
-    assert [r.status_code for r in answers] == [401] * 100 + [429] * 50  # unsigned: answered, refused, recorded
+    assert [r.status_code for r in answers] == [401] * 100 + [429] * 50  # unsigned: answered, refused
     assert all(r.headers["retry-after"] == "1" and r.json() == {"error": "too many requests"} for r in answers[100:])
-    assert stored(container) == 100  # the 50 refused never reached the database
+    # The 50 refused never reached the database; of the 100 rejected, a budget's worth is stored (all are logged)
+    assert stored(container) == REJECTED_RECORD_BURST
 
-    ticker.now += 1.0  # 20 tokens a second come back
+    plaid = TestClient(app, client=("52.21.26.131", 40000))  # another sender (Plaid) is not held up by the flood
+    assert plaid.post(URL, content=b"{}").status_code == 401  # answered (this one is unsigned), not 429
+
+    ticker.now += 1.0  # 20 tokens a second come back, and one stored rejection
     again = [http.post(URL, content=b"{}").status_code for _ in range(21)]
-    assert again == [401] * 20 + [429] and stored(container) == 120
+    assert again == [401] * 20 + [429] and stored(container) == REJECTED_RECORD_BURST + 1
     ticker.now += 60.0  # a quiet minute refills the bucket to its burst, no further
     burst = [http.post(URL, content=b"{}").status_code for _ in range(WEBHOOK_BURST + 1)]
     assert burst == [401] * WEBHOOK_BURST + [429]
@@ -81,7 +98,7 @@ def test_a_signed_webhook_refused_in_a_flood_is_applied_once_the_bucket_refills(
     assert {http.post(URL, content=b"{}").status_code for _ in range(WEBHOOK_BURST)} == {401}  # forged
     refused = http.post(URL, content=body, headers=headers)
     assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
-    assert sync_requested_at(bank, item_id) == before and stored(bank.c) == WEBHOOK_BURST  # nothing read or stored
+    assert sync_requested_at(bank, item_id) == before and stored(bank.c) == REJECTED_RECORD_BURST  # nothing read
 
     ticker.now += 0.1  # two tokens back (20 a second); Plaid retries the very same delivery
     accepted = http.post(URL, content=body, headers=headers)
@@ -122,7 +139,9 @@ def test_forged_key_ids_spend_a_small_budget_then_get_401_without_asking_plaid(
     assert webhooks.handle_webhook(bank.c, body=body, headers=_signed(bank.demo.sign_webhook(body))).status_code == 200
     assert _key_fetches(plaid_events) == 1  # Plaid's own key, cached
     ticker = Ticker()  # a full budget from here, on a clock the test moves
-    monkeypatch.setattr(webhooks, "_new_kids", TokenBucket(webhooks.NEW_KID_RATE, webhooks.NEW_KID_BURST, clock=ticker))
+    monkeypatch.setattr(
+        webhooks, "_new_kids", KeyedBuckets(webhooks.NEW_KID_RATE, webhooks.NEW_KID_BURST, clock=ticker)
+    )
 
     answers = [webhooks.handle_webhook(bank.c, body=body, headers=_signed(_forged_kid(bank, body))) for _ in range(30)]
     assert {a.status_code for a in answers} == {401}
@@ -135,6 +154,24 @@ def test_forged_key_ids_spend_a_small_budget_then_get_401_without_asking_plaid(
     ticker.now += 1.0 / webhooks.NEW_KID_RATE
     webhooks.handle_webhook(bank.c, body=body, headers=_signed(_forged_kid(bank, body)))
     assert _key_fetches(plaid_events) == 2 + webhooks.NEW_KID_BURST  # the budget refills
+
+
+def test_forged_key_ids_from_one_sender_do_not_spend_another_senders_budget(
+    bank: Bank, plaid_events: list[CallEvent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a key rotation Plaid signs with a kid finsync has not seen: a flood of forged kids from elsewhere must
+    not have spent the budget that lets finsync ask Plaid for it."""
+    body = sync_update("no-such-item")
+    ticker = Ticker()
+    monkeypatch.setattr(
+        webhooks, "_new_kids", KeyedBuckets(webhooks.NEW_KID_RATE, webhooks.NEW_KID_BURST, clock=ticker)
+    )
+    for _ in range(30):
+        webhooks.handle_webhook(bank.c, body=body, headers=_signed(_forged_kid(bank, body)), source="203.0.113.9")
+    assert _key_fetches(plaid_events) == webhooks.NEW_KID_BURST
+    other = webhooks.handle_webhook(bank.c, body=body, headers=_signed(_forged_kid(bank, body)), source="52.21.26.131")
+    assert "too many new key ids" not in other.outcome  # this sender's unseen kid was asked about
+    assert _key_fetches(plaid_events) == webhooks.NEW_KID_BURST + 1
 
 
 def test_the_unknown_key_id_cache_forgets_the_oldest_instead_of_growing(

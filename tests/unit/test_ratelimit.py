@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from services.ratelimit import TokenBucket
+from services.ratelimit import KeyedBuckets, TokenBucket
 
 
 class Ticker:
@@ -50,3 +50,15 @@ def test_threads_never_take_more_than_the_bucket_holds() -> None:
 def test_a_bucket_that_could_never_serve_is_refused(rate: float, burst: int) -> None:
     with pytest.raises(ValueError, match="positive rate"):
         TokenBucket(rate, burst)
+
+
+def test_each_sender_has_its_own_bucket_and_the_least_recent_is_forgotten_past_the_cap() -> None:
+    ticker = Ticker()
+    buckets = KeyedBuckets(1.0, 2, clock=ticker, max_keys=2)
+    assert [buckets.take("a") == 0.0 for _ in range(3)] == [True, True, False]  # a's burst is spent
+    assert buckets.take("b") == 0.0  # b is not held up by a
+    assert buckets.take("a") > 0  # a is still waiting (and now the most recent)
+    assert buckets.take("c") == 0.0  # a third sender: b, least recently seen, is forgotten
+    assert [buckets.take("b") == 0.0 for _ in range(3)] == [True, True, False]  # b starts again, full
+    with pytest.raises(ValueError, match="positive rate"):
+        KeyedBuckets(0.0, 1)

@@ -30,8 +30,8 @@ def _status(**kw: object) -> ItemSyncStatus:
 
 
 def test_a_bank_just_linked_says_its_first_sync_is_coming_not_that_it_is_due_now(monkeypatch) -> None:
-    assert _said(monkeypatch, None) == "Not synced yet: the first sync starts within a minute."
-    assert _said(monkeypatch, _status(next_due_at=NOW)) == "Not synced yet: the first sync starts within a minute."
+    assert _said(monkeypatch, None) == "Waiting for its first sync: it starts within a minute."
+    assert _said(monkeypatch, _status(next_due_at=NOW)) == "Waiting for its first sync: it starts within a minute."
 
 
 def test_a_due_sync_is_within_a_minute_and_a_scheduled_one_has_its_time(monkeypatch) -> None:
