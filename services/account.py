@@ -103,6 +103,8 @@ def change_password(
         user = load_user(session, user_id, lock=True)
         if reauth(session, c, user, p, action="password change", password=current_password, ip=ip,
                   failed_event="password_change_failed"):  # fmt: skip
+            if new_password == current_password:  # after the check: this answer tells only the password's owner
+                raise InputError("That is the password you have now; choose a new one.")
             set_password(session, c, user, new_password, now)
             keep = sessions.find_id(session, current_token, user.id)
             count = sessions.revoke_all(session, user.id, now, keep=keep)

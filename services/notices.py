@@ -28,6 +28,11 @@ def verify_email(c: Container, to: str, token: str, *, change: bool = False) -> 
     link = f"{c.settings.base_url}/?verify={token}"
     what = "confirm your new email address" if change else "verify your email address"
     body = f"Hello,\n\nOpen this link within 48 hours to {what} for finsync:\n\n{link}\n\nIt works once."
+    if not change:  # someone may have typed another person's address: its owner should not confirm it for them
+        body += (
+            "\n\nIf you did not create a finsync account, do not open the link: ignore this email, or use "
+            "“Forgot your password?” on the sign-in page to take the account over."
+        )
     ttl = tokens.TTL[tokens.EMAIL_CHANGE if change else tokens.VERIFY]
     return Mail(to, "Verify your email for finsync", body + _footer(), "verify", ttl)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pyotp
 import segno
 
+from models import User
 from services import audit, notices, otp, sessions
 from services.container import Container
 from services.credentials import Pending, load_user, reauth
@@ -37,11 +38,24 @@ def start_totp_enrolment(c: Container, user_id: uuid.UUID) -> TotpEnrolment:
         user = load_user(session, user_id, lock=True)
         if user.totp_enabled:
             raise InputError("Two-factor sign-in is already on. Turn it off first to move it to another app.")
+        _require_confirmed_address(user)
         user.totp_secret_enc = c.cipher.encrypt(
             secret, table="users", column="totp_secret_enc", row_id=user.id, owner=user.id
         )
         user.totp_last_step = None
         return _enrolment(secret, user.email)
+
+
+NEEDS_CONFIRMED_ADDRESS = (
+    "Confirm your email address first (the link in the email we sent you): two-factor sign-in goes on an account "
+    "whose address is proved to be yours."
+)
+
+
+def _require_confirmed_address(user: User) -> None:
+    """Someone who registered another person's address must not be able to lock its owner out with their phone."""
+    if not user.email_verified:
+        raise InputError(NEEDS_CONFIRMED_ADDRESS)
 
 
 def pending_enrolment(c: Container, user_id: uuid.UUID) -> TotpEnrolment | None:
@@ -77,6 +91,7 @@ def confirm_totp(
             raise InputError("Two-factor sign-in is already on.")
         if user.totp_secret_enc is None:
             raise InputError("The setup expired; start again to get a new QR code.")
+        _require_confirmed_address(user)
         steps = otp.matching_step(otp.secret_of(c, user), digits, now) if digits else []
         if not reauth(session, c, user, p, action="two-factor setup", password=password, ip=ip):
             pass  # the wrong password is parked in ``p`` (and counted like a failed sign-in)

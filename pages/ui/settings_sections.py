@@ -66,6 +66,9 @@ def two_factor_section(view: SessionView) -> None:
             st.error(str(exc))
         return
     st.write("Protect your account with an authenticator app (codes that change every 30 seconds).")
+    if not view.user.email_verified:
+        st.info(totp.NEEDS_CONFIRMED_ADDRESS, icon=":material/mark_email_unread:")
+        return
     pending = totp.pending_enrolment(container(), view.user.id)  # kept on the account, not in session_state
     label = "Start again with a new code" if pending else "Set up two-factor sign-in"
     if st.button(label, key="totp_start"):
@@ -73,6 +76,7 @@ def two_factor_section(view: SessionView) -> None:
     if pending is None:
         return
     st.image(pending.qr_svg, width=220, caption="Scan with your authenticator app")
+    st.caption("Or type this key into the app:")
     st.code(pending.secret, language=None)
     with st.form("totp_confirm_form"):
         code = st.text_input("Enter the 6-digit code the app shows", max_chars=64, key="totp_confirm_code")

@@ -43,6 +43,9 @@ def test_change_password_needs_the_current_one_and_ends_other_sessions(
     assert "password_change_failed" in [e.event for e in audit.list_events(container, alice.id)]
     with pytest.raises(InputError, match=r"too weak|at least"):
         auth.change_password(container, alice.id, current_password=PASSWORD, new_password="password")
+    with pytest.raises(InputError, match="the password you have now"):  # nothing changes, nobody is signed out
+        auth.change_password(container, alice.id, current_password=PASSWORD, new_password=PASSWORD, current_token=here)
+    assert sessions.current_user(container, elsewhere) is not None and mailer.sent == []
     auth.change_password(
         container, alice.id, current_password=PASSWORD, new_password=OTHER_PASSWORD, current_token=here
     )

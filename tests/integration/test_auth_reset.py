@@ -7,8 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
-from services import auth, sessions
+from models import User
+from services import auth, sessions, totp
 from services.container import Container
+from services.db import unit_of_work
 from services.errors import InputError, InvalidCredentials, TokenInvalid
 from services.mailer import MemoryMailer
 from services.users import UserPublic
@@ -140,9 +142,18 @@ def test_a_reset_takes_back_an_unconfirmed_account_squatted_with_someone_else_s_
     container: Container, clock: FakeClock, mailer: MemoryMailer, verified: bool
 ) -> None:
     """Someone registers the victim's address and turns on two-factor with their own phone; the mailbox's
-    owner resets the password. On a confirmed account two-factor stays (a reset proves only the mailbox)."""
-    squatter = make_user(container, verified=verified)
+    owner resets the password. On a confirmed account two-factor stays (a reset proves only the mailbox).
+
+    Two-factor can no longer be set up before the address is confirmed; an account squatted before that rule
+    (two-factor on, address unconfirmed) is still taken back by a reset."""
+    squatter = make_user(container, verified=True)
+    if not verified:
+        _set_verified(container, squatter.id, False)
+        with pytest.raises(InputError, match="Confirm your email address first"):
+            totp.start_totp_enrolment(container, squatter.id)
+        _set_verified(container, squatter.id, True)  # as an older finsync allowed: two-factor on, then...
     secret = enable_totp(container, squatter.id)
+    _set_verified(container, squatter.id, verified)  # ...the address still unconfirmed
     auth.request_password_reset(container, email="alice@example.com")
     clock.advance(seconds=31)
     auth.reset_password(container, token=link_token(mailer, "reset"), new_password=OTHER_PASSWORD)
@@ -157,6 +168,13 @@ def test_a_reset_takes_back_an_unconfirmed_account_squatted_with_someone_else_s_
     assert "turned off" in str(mailer.sent[-1].get_content())
     with pytest.raises(InvalidCredentials):  # and the squatter's old password is gone
         auth.begin_sign_in(container, login="alice", password=PASSWORD)
+
+
+def _set_verified(c: Container, user_id: object, verified: bool) -> None:
+    with unit_of_work(c.engine) as session:
+        user = session.get(User, user_id)
+        assert user is not None
+        user.email_verified = verified
 
 
 def test_reset_requests_are_limited_per_account_and_address(

@@ -208,3 +208,13 @@ def test_settings_turn_two_factor_off_needs_a_right_code(
     assert not at.exception and not at.error and "Two-factor sign-in is on." not in texts(at)
     assert [b for b in at.button if b.label == "Set up two-factor sign-in"]
     assert registered(container, "alice@example.com").totp_enabled is False
+
+
+def test_two_factor_waits_until_the_address_is_confirmed(
+    app: AppFactory, monkeypatch: pytest.MonkeyPatch, container: Container
+) -> None:
+    """Someone who registered another person's address must not put their own phone on it."""
+    make_user(container, "alice", verified=False)
+    at = settings_page(app, monkeypatch, sign_in(container))
+    assert any("Confirm your email address first" in i.value for i in at.info)
+    assert "Set up two-factor sign-in" not in [b.label for b in at.button]
