@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from pages.ui.format import count, when
+from pages.ui.format import activity_words, count, when
 from pages.ui.session import require_admin
 from pages.ui.state import container
 from pages.ui.text import md
@@ -44,18 +44,32 @@ with users_tab:
     for message in st.session_state.pop("admin_flash", []):
         st.success(message)
     by_label = {f"{r.username} <{r.email}>": r for r in rows}
-    choice = st.selectbox("User", list(by_label), key="admin_user")
+    choice = st.selectbox("User", list(by_label), key="admin_user", index=None, placeholder="Choose a user")
     if choice:
         target = by_label[choice]
+        yourself = target.id == view.user.id
+        if yourself:
+            st.caption("This is you: sign out with Sign out, and end your other sessions in Settings → Sessions.")
         cols = st.columns(3)
         try:
             if cols[0].button("Unlock", key="admin_unlock"):
                 admin.unlock_user(c, view.user.id, target.id)
                 st.success(f"{md(target.username)} can sign in again.")
-            if cols[1].button("Force sign-out", key="admin_signout"):
-                st.success(f"Signed out {count(admin.force_sign_out(c, view.user.id, target.id), 'session')}.")
+            with cols[1].popover("Force sign-out", disabled=yourself):
+                st.write(f"End every session of {md(target.username)}? They can sign in again.")
+                if st.button("Sign them out everywhere", key="admin_signout", type="primary"):
+                    ended = admin.force_sign_out(c, view.user.id, target.id)
+                    st.session_state["admin_flash"] = [f"Signed out {md(target.username)}: {count(ended, 'session')}."]
+                    st.rerun()
             disabled = target.status == "disabled"
-            if cols[2].button("Enable" if disabled else "Disable", key="admin_disable"):
+            with cols[2].popover("Enable" if disabled else "Disable", disabled=yourself):
+                st.write(
+                    f"Let {md(target.username)} sign in again?"
+                    if disabled
+                    else f"Stop {md(target.username)} from signing in, and end every session now?"
+                )
+                confirmed = st.button("Enable" if disabled else "Disable", key="admin_disable", type="primary")
+            if confirmed:
                 admin.set_disabled(c, view.user.id, target.id, not disabled)
                 done = "enabled: they can sign in again" if disabled else "disabled and signed out everywhere"
                 st.session_state["admin_flash"] = [f"{md(target.username)} is {done}."]
@@ -72,7 +86,7 @@ with audit_tab:
     table = [
         {
             "When": when(e.at),
-            "Event": e.event,
+            "Event": activity_words(e.event),
             "Account": who(e.user_id),
             "By": who(e.actor_id),
             "From": e.ip,

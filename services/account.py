@@ -79,7 +79,12 @@ def reset_password(c: Container, *, token: str, new_password: str, ip: str = "")
         count = sessions.revoke_all(session, user.id, now)
         throttle.clear(session, throttle.account_key(user.id))
         audit.record(
-            session, event="password_reset_done", user_id=user.id, ip=ip, detail=f"{count} sessions ended", at=now
+            session,
+            event="password_reset_done",
+            user_id=user.id,
+            ip=ip,
+            detail=f"{count} session{'' if count == 1 else 's'} ended",
+            at=now,
         )
         what = "Your password was reset" + (
             " and two-factor sign-in, set up before you confirmed this address, turned off" if squatted else ""
@@ -109,7 +114,7 @@ def change_password(
             keep = sessions.find_id(session, current_token, user.id)
             count = sessions.revoke_all(session, user.id, now, keep=keep)
             tokens.revoke(session, user.id, (tokens.RESET, tokens.EMAIL_CHANGE), now)
-            detail = f"{count} other sessions ended"
+            detail = f"{count} other session{'' if count == 1 else 's'} ended"
             audit.record(session, event="password_changed", user_id=user.id, ip=ip, detail=detail, at=now)
             p.mail(
                 session,

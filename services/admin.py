@@ -98,10 +98,11 @@ def force_sign_out(c: Container, actor_id: uuid.UUID, user_id: uuid.UUID) -> int
     with unit_of_work(c.engine) as session:
         actor = _admin(session, actor_id)
         user = _target(session, user_id)
+        if user.id == actor.id:
+            raise InputError("That is you: use Sign out, or end your other sessions in Settings → Sessions.")
         count = sessions.revoke_all(session, user.id, now)
-        audit.record(
-            session, event="admin_sign_out", user_id=user.id, actor_id=actor.id, detail=f"{count} sessions", at=now
-        )
+        detail = f"{count} session{'' if count == 1 else 's'} ended"
+        audit.record(session, event="admin_sign_out", user_id=user.id, actor_id=actor.id, detail=detail, at=now)
         return count
 
 

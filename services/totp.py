@@ -103,7 +103,7 @@ def confirm_totp(
             user.totp_last_step = max(steps)
             codes = otp.new_recovery_codes(session, user.id)
             ended = sessions.revoke_all(session, user.id, now, keep=sessions.find_id(session, current_token, user.id))
-            detail = f"{ended} other sessions ended"
+            detail = f"{ended} other session{'' if ended == 1 else 's'} ended"
             audit.record(session, event="totp_enabled", user_id=user.id, ip=ip, detail=detail, at=now)
             p.mail(
                 session,

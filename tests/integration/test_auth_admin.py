@@ -60,6 +60,8 @@ def test_admin_lists_metadata_unlocks_signs_out_and_disables(container: Containe
         auth.begin_sign_in(container, login="alice", password=PASSWORD)
     with pytest.raises(InputError):
         admin.set_disabled(container, root.id, root.id, True)
+    with pytest.raises(InputError, match="That is you"):  # one slip must not sign the admin out
+        admin.force_sign_out(container, root.id, root.id)
     log = admin.audit_log(container, root.id)
     assert {"admin_unlock", "admin_sign_out", "admin_disable"} <= {e.event for e in log}
     assert all(e.actor_id == root.id for e in log if e.event.startswith("admin_"))

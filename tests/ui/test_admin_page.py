@@ -47,10 +47,15 @@ def test_admin_messages_show_a_username_as_written(
     signed_in_as(monkeypatch, sign_in_with_code(container, clock, "root", secret))
     at = app().run()
     at.switch_page("admin.py").run()
+    assert at.selectbox(key="admin_user").value is None  # nobody is picked for the admin: not even themselves
     at.selectbox(key="admin_user").select("__loud__ <__loud__@example.com>").run()
+    at = submit(at, "Sign them out everywhere")  # behind the "Force sign-out" popover's question
+    assert [s.value for s in at.success] == [r"Signed out \_\_loud\_\_: 0 sessions."]
     at = submit(at, "Disable")
     assert not at.exception
     assert [s.value for s in at.success] == [r"\_\_loud\_\_ is disabled and signed out everywhere."]
+    at.selectbox(key="admin_user").select("root <root@example.com>").run()
+    assert any("This is you" in c.value for c in at.caption)
 
 
 NEEDS_TOTP = "The admin page needs two-factor sign-in. Turn it on in Settings → Two-factor."
