@@ -31,7 +31,8 @@ if submitted and passwords_match(password, repeat):
         holder.empty()
         # The same words whether or not the address already had an account (the owner gets a notice instead).
         st.success(
-            f"Check your email: we sent a message to {md(received.email)}. Open the verification link in it "
-            "to confirm your address. You can sign in now."
+            f"Check your email: we sent a message to {md(received.email)}. It tells you what comes next: "
+            "usually a link to confirm your address, after which you can link your banks. If the address "
+            "already had a finsync account, the message says so and how to sign in to it."
         )
         st.page_link("sign_in.py", label="Sign in", icon=":material/login:")

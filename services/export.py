@@ -2,7 +2,7 @@
 
 Columns: transaction_id,date,account_id,account_name,name,merchant_name,amount,iso_currency_code,category,
 pending, then authorized_date,note,tags,excluded,unofficial_currency_code,account_mask (the last four digits
-that tell two accounts of one name apart). ``amount`` is a decimal with the statement sign (money
+that tell two accounts of one name apart),institution_name. ``amount`` is a decimal with the statement sign (money
 out negative), ``category`` the user's override else Plaid's detailed category. Text cells a spreadsheet
 would run as a formula get a leading apostrophe (OWASP "CSV Injection"); bidi and control characters are
 dropped.
@@ -34,7 +34,7 @@ from services.plaid_mapping import decimal_text
 COLUMNS = (
     "transaction_id", "date", "account_id", "account_name", "name", "merchant_name", "amount",
     "iso_currency_code", "category", "pending", "authorized_date", "note", "tags", "excluded",
-    "unofficial_currency_code", "account_mask",
+    "unofficial_currency_code", "account_mask", "institution_name",
 )  # fmt: skip
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "|", "%")
 
@@ -59,7 +59,7 @@ def rows(
 ) -> Iterator[tuple[str, ...]]:
     """The export rows, streamed from the database a thousand at a time."""
     q = (
-        select(LedgerTransaction, BankAccount.plaid_account_id, BankAccount.name, BankAccount.mask)
+        select(LedgerTransaction, BankAccount)
         .join(BankAccount, col(BankAccount.id) == col(LedgerTransaction.account_id))
         .where(LedgerTransaction.user_id == user_id)
     )
@@ -69,12 +69,12 @@ def rows(
         q = q.where(LedgerTransaction.date <= end)
     q = q.order_by(col(LedgerTransaction.date), col(LedgerTransaction.plaid_transaction_id))
     with unit_of_work(c.engine) as session:
-        for t, account_id, account_name, mask in session.exec(q.execution_options(yield_per=1000)):
+        for t, account in session.exec(q.execution_options(yield_per=1000)):
             yield (  # every text cell through safe_cell, ids and codes too: Plaid's never start with = + - @
                 safe_cell(t.plaid_transaction_id),
                 t.date.isoformat(),
-                safe_cell(account_id),
-                safe_cell(account_name),
+                safe_cell(account.plaid_account_id),
+                safe_cell(account.name),
                 safe_cell(t.name),
                 safe_cell(t.merchant_name),
                 decimal_amount(t.amount_minor, t.iso_currency_code or t.unofficial_currency_code),
@@ -86,7 +86,8 @@ def rows(
                 safe_cell(t.tags),
                 "true" if t.excluded else "false",
                 safe_cell(t.unofficial_currency_code),  # crypto and other non-ISO codes: the amount's currency
-                safe_cell(mask),
+                safe_cell(account.mask),
+                safe_cell(account.institution_name),  # which bank: every bank has its "Everyday Checking"
             )
 
 

@@ -375,7 +375,13 @@ def list_transactions(
 
 
 def account_names(c: Container, user_id: uuid.UUID) -> dict[uuid.UUID, str]:
-    """Display names of the user's accounts (including ones kept after their bank was removed)."""
+    """Display names of the user's accounts (including ones kept after their bank was removed); with accounts at
+    more than one bank, each names its bank too (every bank has its "Everyday Checking")."""
     with unit_of_work(c.engine) as session:
         rows = session.exec(select(BankAccount).where(col(BankAccount.user_id) == user_id)).all()
-        return {a.id: f"{a.name} ••{a.mask}" if a.mask else a.name for a in rows}
+    banks = {a.institution_name for a in rows}
+    names = {}
+    for a in rows:
+        name = f"{a.name} ••{a.mask}" if a.mask else a.name
+        names[a.id] = f"{name} ({a.institution_name})" if len(banks) > 1 and a.institution_name else name
+    return names

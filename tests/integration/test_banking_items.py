@@ -234,3 +234,19 @@ def test_an_account_the_user_stops_sharing_keeps_its_history_and_can_be_shared_a
     assert not bank.demo.bank.link_sessions[
         banking.start_link(bank.c, alice, item_id=item.id).link_token
     ].account_selection
+
+
+def test_with_two_banks_each_account_says_which_bank_it_is_at(bank: Bank) -> None:
+    """Every bank has its "Rewards Card": the ledger's account names tell them apart once there are two banks."""
+    from services import ledger
+
+    alice = bank.user()
+    first = bank.link(alice)
+    assert set(ledger.account_names(bank.c, alice).values()) == {
+        f"{a.name} ••{a.mask}" for a in first.accounts
+    }  # one bank: no need to say which
+    second = bank.link(alice, "ins_demo_2")
+    names = ledger.account_names(bank.c, alice)
+    cards = sorted(n for n in names.values() if n.startswith("Rewards Card"))
+    assert len(cards) == 2 and {c[c.index("(") :] for c in cards} == {"(First Demo Bank)", "(Maple Credit Union)"}
+    assert names[second.accounts[0].id].endswith("(Maple Credit Union)")

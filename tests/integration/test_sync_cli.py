@@ -130,6 +130,9 @@ def test_export_csv_matches_the_ledger_contract(cli_env, container, gateway, dem
         assert r["iso_currency_code"] == "USD" and r["account_name"]
     masks = {a.account_id: a.mask for a in gateway.accounts_get(get_access_token(container, user_id, item_id)).accounts}
     assert all(r["account_mask"] == masks[r["account_id"]] for r in rows.values())  # tells same-named accounts apart
+    with unit_of_work(container.engine) as s:
+        linked_at = s.get(PlaidItem, item_id).institution_name  # type: ignore[union-attr]
+    assert linked_at and {r["institution_name"] for r in rows.values()} == {linked_at}  # and which bank
     assert (
         rows[evil["transaction_id"]]["name"].startswith("'=")
         and rows[evil["transaction_id"]]["merchant_name"] == "'-2+3"
