@@ -15,6 +15,7 @@ from services.config import Settings
 
 if TYPE_CHECKING:
     from services.demo_bank import DemoBankHandle
+    from services.demo_bank.bank import Bank
 
 STATE_FILE = "demo_bank.json"
 URL_FILE = "demo_bank.url"
@@ -68,40 +69,49 @@ def ensure_demo_bank(settings: Settings) -> str:
         return handle.url
 
 
+OPEN_HOLDS = 3  # demo shoppers' card holds left pending; older ones post, as a bank settles them within days
+
+
+def shop_once(bank: Bank, rng: random.Random) -> None:
+    """Every live demo item: a new card purchase (pending), and the card's oldest hold beyond ``OPEN_HOLDS`` posts
+    (under a new id naming the hold, a tip on a restaurant bill), so balances move and holds do not pile up."""
+    from services.demo_bank.catalog import SPENDING, TIPPED
+
+    with bank.lock:
+        live = [i.item_id for i in bank.items.values() if not i.removed and not i.error_code]
+    for item_id in live:
+        m = rng.choice(SPENDING)
+        cents = rng.randint(max(m.low_cents, 100), max(m.high_cents, m.low_cents + 100))
+        try:
+            bank.mutate(item_id, "add", account="credit", cents=cents, name=m.name.upper(), merchant_name=m.merchant,
+                        primary=m.primary, detailed=m.detailed, pending=True)  # fmt: skip
+            with bank.lock:
+                item = bank.item(item_id)
+                card = item.accounts.get("credit")
+                holds = sorted(
+                    (t for t in item.ledger.txns.values() if t.pending and t.account_id == card),
+                    key=lambda t: t.created_pos,
+                )
+            for hold in holds[: max(0, len(holds) - OPEN_HOLDS)]:
+                tip = rng.randint(100, 900) if hold.detailed in TIPPED else 0
+                bank.mutate(item_id, "post", transaction_id=hold.transaction_id, cents=hold.cents + tip)
+        except (KeyError, ValueError):  # removed meanwhile
+            continue
+    bank.save()
+
+
 def _start_activity(handle: DemoBankHandle, every: float) -> threading.Event:
-    """Make the demo bank's customers shop: a new card purchase per item every ``every`` seconds.
+    """Make the demo bank's customers shop: a new card purchase per item every ``every`` seconds (``shop_once``).
 
     The bank then sends SYNC_UPDATES_AVAILABLE to finsync's webhook route, so a running app shows
     new transactions without anyone clicking (the point of the sync bot).
     """
-    from services.demo_bank.catalog import SPENDING
-
     rng = random.Random(0)  # noqa: S311 - a demo, not a secret
     stop = threading.Event()
 
     def shop() -> None:
         while not stop.wait(every):
-            bank = handle.bank
-            with bank.lock:
-                live = [i.item_id for i in bank.items.values() if not i.removed and not i.error_code]
-            for item_id in live:
-                m = rng.choice(SPENDING)
-                cents = rng.randint(max(m.low_cents, 100), max(m.high_cents, m.low_cents + 100))
-                try:
-                    bank.mutate(
-                        item_id,
-                        "add",
-                        account="credit",
-                        cents=cents,
-                        name=m.name.upper(),
-                        merchant_name=m.merchant,
-                        primary=m.primary,
-                        detailed=m.detailed,
-                        pending=True,
-                    )
-                except (KeyError, ValueError):  # removed meanwhile
-                    continue
-            bank.save()
+            shop_once(handle.bank, rng)
 
     threading.Thread(target=shop, name="demo-bank-activity", daemon=True).start()
     return stop
