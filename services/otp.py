@@ -22,9 +22,10 @@ STEP_SECONDS = 30
 # RFC 6238 section 5.2: one step either side absorbs clock drift and typing time (the rule).
 WINDOW = (-1, 0, 1)
 RECOVERY_CODES = 10
-RECOVERY_BYTES = 16  # 128 bits
+RECOVERY_BYTES = 16
+RECOVERY_CHARS = 25  # of base32: 125 bits, written as five groups of five (``abcde-fghij-klmno-pqrst-uvwxy``)
 _DIGITS = re.compile(r"[0-9]{6}")
-_RECOVERY = re.compile(r"[a-z2-7]{26}")
+_RECOVERY = re.compile(r"[a-z2-7]{25,26}")  # 25 now; 26 in codes issued before
 MAX_INPUT = 64
 
 Check = Literal["totp", "recovery", "replay", "bad"]
@@ -81,7 +82,7 @@ def new_recovery_codes(session: Session, user_id: uuid.UUID) -> list[str]:
     drop_recovery_codes(session, user_id)
     codes = []
     for _ in range(RECOVERY_CODES):
-        raw = base64.b32encode(secrets.token_bytes(RECOVERY_BYTES)).decode().rstrip("=").lower()
+        raw = base64.b32encode(secrets.token_bytes(RECOVERY_BYTES)).decode()[:RECOVERY_CHARS].lower()
         session.add(RecoveryCode(user_id=user_id, code_hash=_hash(raw)))
         codes.append("-".join(raw[i : i + 5] for i in range(0, len(raw), 5)))
     return codes

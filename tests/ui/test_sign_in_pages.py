@@ -219,4 +219,11 @@ def test_verify_link_and_forged_link(
         confirm = [b for b in at.button if b.label == "Confirm my email address"]
         assert bool(confirm) == (expected != "is verified")  # verified: nothing left to confirm
     assert [link.label for link in at.get("page_link")] == ["Sign in"]  # the way on, signed out
-    assert sessions.current_user(container, sign_in(container, "vic")).user.id == user.id  # type: ignore[union-attr]
+    token = sign_in(container, "vic")
+    assert sessions.current_user(container, token).user.id == user.id  # type: ignore[union-attr]
+    signed_in_as(monkeypatch, token)  # the same link again, signed in and verified: said plainly, not an error
+    at = app()
+    at.query_params["verify"] = link_token(mailer, "verify")
+    at.run()
+    at = submit(at, "Confirm my email address")
+    assert not at.error and r"vic@example\.com is verified: nothing more to do" in next(i.value for i in at.info)
