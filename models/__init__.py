@@ -3,6 +3,8 @@
 from models.banking import BankAccount, LinkSession, PlaidApiEvent, PlaidItem, PlaidRevocation, WebhookDelivery
 from models.ledger import (
     AccountCheck,
+    DigestItem,
+    DigestState,
     ItemSyncState,
     LedgerTransaction,
     NotificationPrefs,
@@ -29,6 +31,8 @@ __all__ = [
     "AuditEvent",
     "AuthSession",
     "BankAccount",
+    "DigestItem",
+    "DigestState",
     "ItemSyncState",
     "KeyCanary",
     "LedgerTransaction",

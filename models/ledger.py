@@ -217,6 +217,31 @@ class NotificationPrefs(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
+class DigestState(SQLModel, table=True):
+    """Per user: when the last digest email went out, and how many new transactions wait for the next one."""
+
+    __tablename__ = "digest_state"
+
+    user_id: uuid.UUID = Field(sa_column=Column(Uuid(), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True))
+    sent_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    waiting: int = Field(default=0)
+
+
+class DigestItem(SQLModel, table=True):
+    """A new transaction waiting for the user's next digest, as the digest shows it (a sync's newest ones)."""
+
+    __tablename__ = "digest_items"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(sa_column=_fk("users.id"))
+    institution: str = Field(max_length=128)
+    date: dt.date = Field(sa_column=Column(Date, nullable=False))
+    name: str = Field(max_length=512)
+    amount_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    currency: str | None = Field(default=None, max_length=16)
+    added_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
 class AccountCheck(SQLModel, table=True):
     """Per account: balance minus the sum of posted transactions, the drift flag and the low-balance latch."""
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
-from sqlmodel import Session
+from sqlalchemy import delete, or_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col, select
 
-from models import NotificationPrefs, User
+from models import DigestItem, DigestState, NotificationPrefs, User
 from services import mail_queue
 from services.banking_views import status_message
 from services.container import Container
@@ -17,6 +21,8 @@ from services.errors import InputError
 from services.notices import Mail
 from services.plaid_mapping import decimal_text, in_units, threshold_units
 from services.sync_checks import LowBalance
+
+log = logging.getLogger("finsync.notify")
 
 
 @dataclass(frozen=True)
@@ -100,14 +106,18 @@ def queue_after_sync(
     new = [] if initial else sorted(new, key=lambda t: t.date, reverse=True)  # newest first, as a bank lists them
     added_total = 0 if initial else added_total
     queued: list[uuid.UUID] = []
-    if prefs.digest and added_total:
-        lines = [
-            f"  {t.date.isoformat()}  {money(t.amount_minor, t.iso_currency_code):>16}  {_plain(t.name)}"
-            for t in new[:20]
-        ]
-        more = f"\n  ... and {added_total - len(lines)} more" if added_total > len(lines) else ""
-        body = f"finsync synced {added_total} new transaction(s) from {institution}:\n\n" + "\n".join(lines) + more
-        queued += _queue(session, c, user_id, f"{added_total} new transaction(s) from {institution}", body)
+    if prefs.digest and added_total:  # the digest waits for the next one an hour, then covers every bank
+        now = c.clock()
+        state = _digest_state(session, user_id)
+        state.waiting += added_total
+        session.add(state)
+        session.add_all(
+            DigestItem(user_id=user_id, institution=institution[:128], date=t.date, name=t.name[:512],
+                       amount_minor=t.amount_minor, currency=t.iso_currency_code, added_at=now)
+            for t in new[:DIGEST_LINES]
+        )  # fmt: skip
+        session.flush()
+        queued += _digest_if_due(session, c, state, now)
     limit = prefs.large_transaction_minor
     # the threshold is a plain amount, compared in each transaction's own currency units (500 means 500 USD or 500 JPY)
     large = [
@@ -126,6 +136,87 @@ def queue_after_sync(
         body = f"The balance of {_plain(acct.name)} at {institution} is {money(acct.balance_minor, acct.iso_currency_code)}."
         queued += _queue(session, c, user_id, f"Low balance: {_plain(acct.name)}", body)
     return queued
+
+
+DIGEST_EVERY = timedelta(hours=1)  # at most one digest email an hour: a busy bank (or three) is one email
+DIGEST_LINES = 20  # the newest transactions a digest lists; the rest are counted
+
+
+def _digest_state(session: Session, user_id: uuid.UUID) -> DigestState:
+    """The user's digest row, locked: two syncs of one user's banks at once add to it one after the other."""
+    table = DigestState.__table__  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+    session.execute(insert.values(user_id=user_id, waiting=0).on_conflict_do_nothing(index_elements=["user_id"]))
+    state = session.get(DigestState, user_id, with_for_update=True, populate_existing=True)
+    assert state is not None
+    return state
+
+
+def _digest_if_due(session: Session, c: Container, state: DigestState, now: datetime) -> list[uuid.UUID]:
+    """Queue the digest of what waits, if the last one went out an hour ago or more (caller holds the row)."""
+    if state.waiting <= 0 or (state.sent_at is not None and now - state.sent_at < DIGEST_EVERY):
+        return []
+    items = session.exec(
+        select(DigestItem)
+        .where(col(DigestItem.user_id) == state.user_id)
+        .order_by(col(DigestItem.date).desc(), col(DigestItem.added_at).desc())
+    ).all()
+    total, banks = state.waiting, sorted({i.institution for i in items})
+    session.execute(delete(DigestItem).where(col(DigestItem.user_id) == state.user_id))
+    state.waiting, state.sent_at = 0, now
+    session.add(state)
+    shown = items[:DIGEST_LINES]
+    sections = []
+    for bank in banks:
+        lines = [f"  {i.date.isoformat()}  {money(i.amount_minor, i.currency):>16}  {_plain(i.name)}"
+                 for i in shown if i.institution == bank]  # fmt: skip
+        if lines:
+            sections.append((f"{bank}:\n" if len(banks) > 1 else "") + "\n".join(lines))
+    more = f"\n\n  ... and {total - len(shown)} more" if total > len(shown) else ""
+    where = f"from {banks[0]}" if len(banks) == 1 else f"from {len(banks)} banks"
+    body = f"finsync synced {total} new transaction(s) {where}:\n\n" + "\n\n".join(sections) + more
+    return _queue(session, c, state.user_id, f"{total} new transaction(s) {where}", body)
+
+
+def flush_digests(c: Container) -> int:
+    """Queue every digest that waited for its hour (syncs since the last one brought news); return how many.
+
+    The scheduler and the workers call it each pass; ``sync`` from the command line too, after its syncs.
+    """
+    now = c.clock()
+    with unit_of_work(c.engine) as session:
+        due = session.exec(
+            select(DigestState.user_id).where(
+                col(DigestState.waiting) > 0,
+                or_(col(DigestState.sent_at).is_(None), col(DigestState.sent_at) <= now - DIGEST_EVERY),
+            )
+        ).all()
+    sent = 0
+    for user_id in due:
+        with unit_of_work(c.engine, immediate=True) as session:
+            state = session.get(DigestState, user_id, with_for_update=True)
+            if state is None:
+                continue
+            prefs = session.get(NotificationPrefs, user_id)
+            if prefs is not None and not prefs.digest:  # turned off while news waited: nothing to send
+                session.execute(delete(DigestItem).where(col(DigestItem.user_id) == user_id))
+                state.waiting = 0
+                session.add(state)
+                continue
+            ids = _digest_if_due(session, c, state, now)
+        mail_queue.after_commit(c, ids)
+        sent += bool(ids)
+    return sent
+
+
+def flush_digests_quietly(c: Container) -> int:
+    """``flush_digests`` for the scheduler and the workers: a failure is logged, never raised (the digest waits)."""
+    try:
+        return flush_digests(c)
+    except Exception:  # the database may be away: the news waits for the next pass
+        log.exception("queueing digests failed")
+        return 0
 
 
 def queue_connection_alert(

@@ -8,6 +8,7 @@ import threading
 from services import mail_queue, wakeup
 from services.container import Container
 from services.jobs import run_due_jobs
+from services.notify import flush_digests_quietly
 from services.retention import DailyPurge
 from services.revocations import retry_quietly
 from services.sync_selfcheck import check_due
@@ -63,6 +64,7 @@ class Scheduler:
             if ran < self.limit:  # a quiet pass: compare one bank's ledger with a full replay, if one is due
                 check_due(self.c)
         finally:
+            flush_digests_quietly(self.c)  # a digest that waited for its hour
             mail_queue.send_quietly(self.c)  # neither of these raises, so they cannot break a sync pass,
             retry_quietly(self.c)  # and they run even if syncing failed
             self.purge(self.c)  # never raises either

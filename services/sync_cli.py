@@ -31,6 +31,7 @@ from services.db import unit_of_work
 from services.errors import FinsyncError, InputError
 from services.export import export_csv
 from services.jobs import run_due_jobs
+from services.notify import flush_digests_quietly
 from services.retention import DailyPurge
 from services.revocations import retry_quietly
 from services.sync import resolve_user, sync_item
@@ -111,7 +112,10 @@ def _sync(args: argparse.Namespace) -> int:
         return 0
     if args.verify:
         return _report_verified(_after_others(lambda u, i, _: verify_item(c, u, i), pairs, args.wait))
-    return _report(_after_others(lambda u, i, n: _sync_one(c, u, i, n), pairs, args.wait))
+    code = _report(_after_others(lambda u, i, n: _sync_one(c, u, i, n), pairs, args.wait))
+    if flush_digests_quietly(c):  # cron's syncs: a digest that waited for its hour goes out now
+        mail_queue.send_quietly(c)
+    return code
 
 
 def _report_verified(results: list[VerifyResult]) -> int:
@@ -141,6 +145,7 @@ def _pass(
     try:
         return run_due_jobs(c, worker_id=worker_id, limit=limit, on_result=heard, stop=stop)
     finally:
+        flush_digests_quietly(c)  # a digest that waited for its hour
         if mailed := mail_queue.send_quietly(c):
             print(f"sent {mailed} queued email(s)")
         if revoked := retry_quietly(c):

@@ -444,3 +444,84 @@ def test_a_pass_claims_one_job_at_a_time(wired, gateway, monkeypatch) -> None:
     monkeypatch.setattr(jobs, "run_job", spy)
     assert run_due_jobs(wired, worker_id="w", limit=10) == 3
     assert running == [1, 1, 1]  # never a batch whose last job waits out its lease
+
+
+def test_the_digest_comes_at_most_once_an_hour_and_covers_every_bank(
+    container, gateway, demo_bank, clock, mailer: MemoryMailer
+) -> None:
+    """A bank with news every few minutes (the demo's shoppers, a busy card) and a second bank: one digest
+    straight away, then what comes within the hour waits and goes out as one email naming both banks."""
+    from models import DigestItem, DigestState
+    from services.notify import DIGEST_EVERY, flush_digests
+
+    user_id = make_user(container)
+    first, first_pid = link_item(container, gateway, user_id)
+    second, second_pid = link_item(container, gateway, user_id, institution="ins_demo_2")
+    for item_id in (first, second):
+        sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)  # history: no digest
+    mailer.sent.clear()
+
+    demo_bank.mutate(first_pid, "add", cents=1_250, name="CORNER BAKERY")
+    sync_item(container, user_id, first, gateway=gateway, policy=FAST)
+    assert [str(m["Subject"]) for m in mailer.sent] == ["finsync: 1 new transaction(s) from Demo ins_demo_1"]
+    mailer.sent.clear()
+
+    for minutes, (pid, item_id, name) in enumerate(
+        [(first_pid, first, "BOOK NOOK"), (second_pid, second, "FUEL STOP"), (first_pid, first, "TEA HOUSE")]
+    ):
+        clock.advance(minutes=10 + minutes)
+        demo_bank.mutate(pid, "add", cents=2_000, name=name)
+        sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    assert mailer.sent == [] and flush_digests(container) == 0  # within the hour: they wait
+    with unit_of_work(container.engine) as s:
+        assert s.get(DigestState, user_id).waiting == 3  # type: ignore[union-attr]
+
+    clock.advance(seconds=DIGEST_EVERY.total_seconds())
+    assert flush_digests(container) == 1 and flush_digests(container) == 0  # once
+    (digest,) = mailer.sent
+    assert str(digest["Subject"]) == "finsync: 3 new transaction(s) from 2 banks"
+    body = digest.get_content()
+    assert "Demo ins_demo_1:" in body and "Demo ins_demo_2:" in body
+    assert all(name in body for name in ("BOOK NOOK", "FUEL STOP", "TEA HOUSE")) and "CORNER BAKERY" not in body
+    with unit_of_work(container.engine) as s:
+        assert s.exec(select(DigestItem)).all() == []
+
+    demo_bank.mutate(second_pid, "add", cents=500, name="GUM")  # news again, then the digest is turned off
+    sync_item(container, user_id, second, gateway=gateway, policy=FAST)
+    set_notification_prefs(container, user_id, NotificationSettings(False, None, None, True))
+    clock.advance(seconds=DIGEST_EVERY.total_seconds())
+    assert flush_digests(container) == 0 and len(mailer.sent) == 1  # what waited is not sent after all
+    with unit_of_work(container.engine) as s:
+        assert s.get(DigestState, user_id).waiting == 0 and s.exec(select(DigestItem)).all() == []  # type: ignore[union-attr]
+
+
+def test_two_banks_of_one_user_syncing_at_once_both_add_to_the_waiting_digest(
+    container, gateway, demo_bank, clock, mailer: MemoryMailer
+) -> None:
+    """The digest row is made by whichever sync comes first and locked by each: neither sync fails on it."""
+    from models import DigestState
+
+    user_id = make_user(container)
+    items = [link_item(container, gateway, user_id, institution=f"ins_demo_{n}") for n in (1, 2)]
+    for item_id, _ in items:
+        sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    for _, pid in items:
+        demo_bank.mutate(pid, "add", cents=700, name="LUNCH")
+    results: list[str] = []
+    start = threading.Barrier(2)
+
+    def run(item_id: uuid.UUID) -> None:
+        start.wait()
+        results.append(sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status)
+
+    threads = [threading.Thread(target=run, args=(item_id,)) for item_id, _ in items]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == ["ok", "ok"]
+    with unit_of_work(container.engine) as s:
+        state = s.get(DigestState, user_id)
+        assert state is not None and state.sent_at is not None
+    digests = [str(m["Subject"]) for m in mailer.sent if "new transaction" in str(m["Subject"])]
+    assert len(digests) == 1 and state.waiting == 1  # the first to commit mailed; the other waits for the hour
