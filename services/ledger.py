@@ -209,7 +209,7 @@ def item_sync_status(c: Container, user_id: uuid.UUID) -> list[ItemSyncStatus]:
         by_item: dict[uuid.UUID | None, list[uuid.UUID]] = {}
         for item_id, account_id in flagged:
             by_item.setdefault(item_id, []).append(account_id)
-        asked = dict(  # the bank said it has news: a webhook's sync, queued (perhaps held back by its budget)
+        asked = dict(  # the bank said it has news: a webhook's sync, queued (held back, when its budget is spent)
             session.exec(
                 select(SyncJob.item_id, SyncJob.due_at).where(
                     col(SyncJob.user_id) == user_id, col(SyncJob.status) == "queued", col(SyncJob.reason) == "webhook"
@@ -227,8 +227,8 @@ def item_sync_status(c: Container, user_id: uuid.UUID) -> list[ItemSyncStatus]:
             label = "syncing" if syncing else state.state
             message = "Syncing now…" if syncing else state.message or ("Up to date." if label == "ok" else "")
             due = state.next_due_at
-            news = asked.get(item.id, now if item.sync_requested_at is not None else None)
-            if news is not None and not syncing:
+            news = asked.get(item.id)
+            if news is not None and news > now and not syncing:  # held back (a burst of webhooks): say until when
                 due = news if due is None else min(due, news)
                 if label == "ok":
                     message = "Your bank has new data: it comes in with the next sync."
