@@ -89,7 +89,7 @@ with audit_tab:
             "Event": activity_words(e.event),
             "Account": who(e.user_id),
             "By": who(e.actor_id),
-            "From": e.ip,
+            "From": e.ip or "—",
             "Detail": e.detail,
         }
         for e in events
