@@ -218,22 +218,27 @@ class NotificationPrefs(SQLModel, table=True):
 
 
 class DigestState(SQLModel, table=True):
-    """Per user: when the last digest email went out, and how many new transactions wait for the next one."""
+    """Per user: when the last digest email went out (the next one waits for the hour to pass)."""
 
     __tablename__ = "digest_state"
 
     user_id: uuid.UUID = Field(sa_column=Column(Uuid(), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True))
     sent_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
-    waiting: int = Field(default=0)
 
 
 class DigestItem(SQLModel, table=True):
-    """A new transaction waiting for the user's next digest, as the digest shows it (a sync's newest ones)."""
+    """A new transaction waiting for the user's next digest, as the digest shows it (a sync's newest ones).
+
+    ``count``: how many new transactions it stands for (the last row of a sync that brought more than the digest
+    lists carries the rest). Rows go with their bank: a bank removed before the digest is not in it.
+    """
 
     __tablename__ = "digest_items"
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     user_id: uuid.UUID = Field(sa_column=_fk("users.id"))
+    item_id: uuid.UUID | None = Field(default=None, sa_column=_fk("plaid_items.id", nullable=True))
+    count: int = Field(default=1)
     institution: str = Field(max_length=128)
     date: dt.date = Field(sa_column=Column(Date, nullable=False))
     name: str = Field(max_length=512)

@@ -136,9 +136,9 @@ def complete_repair(c: Container, user_id: uuid.UUID, item_id: uuid.UUID, *, ip:
     with calls_for(user_id, item_id):
         info = gw.item_get(token)
         try:
-            accounts = gw.accounts_get(token).accounts if info.error_code is None else ()
+            accounts = gw.accounts_get(token).accounts if info.error_code is None else None
         except PlaidError:
-            accounts = ()  # balances and new accounts follow with the next sync
+            accounts = None  # balances and new accounts follow with the next sync
     now = c.clock()
     with unit_of_work(c.engine, immediate=True) as session:
         item = store.owned_item(session, user_id, item_id)
@@ -153,7 +153,8 @@ def complete_repair(c: Container, user_id: uuid.UUID, item_id: uuid.UUID, *, ip:
         else:
             store.set_status(item, "ok", None, now)
             item.sync_requested_at = now  # the bot syncs it on its next tick, past the login-required pause
-            store.upsert_accounts(session, item, accounts, now)
+            if accounts is not None:  # not a list of none: an unanswered question leaves every account as it was
+                store.upsert_accounts(session, item, accounts, now)
             store.record(session, event="bank_repaired", user_id=user_id, ip=ip, detail=item.institution_name)
         view = store.view(session, item)
     if info.error_code is None:

@@ -379,7 +379,7 @@ def account_names(c: Container, user_id: uuid.UUID) -> dict[uuid.UUID, str]:
     more than one bank, each names its bank too (every bank has its "Everyday Checking")."""
     with unit_of_work(c.engine) as session:
         rows = session.exec(select(BankAccount).where(col(BankAccount.user_id) == user_id)).all()
-    banks = {a.institution_name for a in rows}
+    banks = {a.institution_name for a in rows if a.institution_name}
     names = {}
     for a in rows:
         name = f"{a.name} ••{a.mask}" if a.mask else a.name

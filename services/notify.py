@@ -64,6 +64,8 @@ def set_notification_prefs(c: Container, user_id: uuid.UUID, prefs: Notification
     with unit_of_work(c.engine, immediate=True) as session:
         row = session.get(NotificationPrefs, user_id) or NotificationPrefs(user_id=user_id)
         row.digest, row.connection_alerts = prefs.digest, prefs.connection_alerts
+        if not prefs.digest:  # what waited for the next digest is not sent later either
+            session.execute(delete(DigestItem).where(col(DigestItem.user_id) == user_id))
         row.large_transaction_minor, row.low_balance_minor = prefs.large_transaction_minor, prefs.low_balance_minor
         row.updated_at = c.clock()
         session.add(row)
@@ -95,26 +97,29 @@ def queue_after_sync(
     prefs: NotificationSettings,
     *,
     initial: bool = False,
+    item_id: uuid.UUID | None = None,
 ) -> list[uuid.UUID]:
     """Queue the digest, large-transaction and low-balance emails a sync calls for, in the sync's own transaction.
 
     ``news``: the new transactions to show, how many there were, and the accounts now low. ``initial``: the
     connection's first sync brought its past history, which is not news: no digest and no large-transaction
-    alerts for it (low balances still count).
+    alerts for it (low balances still count). ``item_id``: the bank they came from (its waiting digest lines
+    go if it is removed).
     """
     new, added_total, low = news
     new = [] if initial else sorted(new, key=lambda t: t.date, reverse=True)  # newest first, as a bank lists them
     added_total = 0 if initial else added_total
     queued: list[uuid.UUID] = []
-    if prefs.digest and added_total:  # the digest waits for the next one an hour, then covers every bank
+    shown = new[:DIGEST_LINES]
+    if prefs.digest and added_total and shown:  # the digest waits for the next one an hour, then covers every bank
         now = c.clock()
         state = _digest_state(session, user_id)
-        state.waiting += added_total
-        session.add(state)
+        rest = added_total - len(shown)  # the last line listed stands for those not listed as well
         session.add_all(
-            DigestItem(user_id=user_id, institution=institution[:128], date=t.date, name=t.name[:512],
-                       amount_minor=t.amount_minor, currency=t.iso_currency_code, added_at=now)
-            for t in new[:DIGEST_LINES]
+            DigestItem(user_id=user_id, item_id=item_id, institution=institution[:128], date=t.date,
+                       name=t.name[:512], amount_minor=t.amount_minor, currency=t.iso_currency_code, added_at=now,
+                       count=1 + (rest if n == len(shown) - 1 else 0))
+            for n, t in enumerate(shown)
         )  # fmt: skip
         session.flush()
         queued += _digest_if_due(session, c, state, now)
@@ -147,7 +152,7 @@ def _digest_state(session: Session, user_id: uuid.UUID) -> DigestState:
     table = DigestState.__table__  # type: ignore[attr-defined]
     dialect = session.get_bind().dialect.name
     insert = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
-    session.execute(insert.values(user_id=user_id, waiting=0).on_conflict_do_nothing(index_elements=["user_id"]))
+    session.execute(insert.values(user_id=user_id).on_conflict_do_nothing(index_elements=["user_id"]))
     state = session.get(DigestState, user_id, with_for_update=True, populate_existing=True)
     assert state is not None
     return state
@@ -155,16 +160,18 @@ def _digest_state(session: Session, user_id: uuid.UUID) -> DigestState:
 
 def _digest_if_due(session: Session, c: Container, state: DigestState, now: datetime) -> list[uuid.UUID]:
     """Queue the digest of what waits, if the last one went out an hour ago or more (caller holds the row)."""
-    if state.waiting <= 0 or (state.sent_at is not None and now - state.sent_at < DIGEST_EVERY):
+    if state.sent_at is not None and now - state.sent_at < DIGEST_EVERY:
         return []
     items = session.exec(
         select(DigestItem)
         .where(col(DigestItem.user_id) == state.user_id)
         .order_by(col(DigestItem.date).desc(), col(DigestItem.added_at).desc())
     ).all()
-    total, banks = state.waiting, sorted({i.institution for i in items})
+    if not items:
+        return []
+    total, banks = sum(i.count for i in items), sorted({i.institution for i in items})
     session.execute(delete(DigestItem).where(col(DigestItem.user_id) == state.user_id))
-    state.waiting, state.sent_at = 0, now
+    state.sent_at = now
     session.add(state)
     shown = items[:DIGEST_LINES]
     sections = []
@@ -187,22 +194,18 @@ def flush_digests(c: Container) -> int:
     now = c.clock()
     with unit_of_work(c.engine) as session:
         due = session.exec(
-            select(DigestState.user_id).where(
-                col(DigestState.waiting) > 0,
-                or_(col(DigestState.sent_at).is_(None), col(DigestState.sent_at) <= now - DIGEST_EVERY),
-            )
+            select(DigestItem.user_id)
+            .join(DigestState, col(DigestState.user_id) == col(DigestItem.user_id), isouter=True)
+            .where(or_(col(DigestState.sent_at).is_(None), col(DigestState.sent_at) <= now - DIGEST_EVERY))
+            .distinct()
         ).all()
     sent = 0
     for user_id in due:
         with unit_of_work(c.engine, immediate=True) as session:
-            state = session.get(DigestState, user_id, with_for_update=True)
-            if state is None:
-                continue
+            state = _digest_state(session, user_id)
             prefs = session.get(NotificationPrefs, user_id)
             if prefs is not None and not prefs.digest:  # turned off while news waited: nothing to send
                 session.execute(delete(DigestItem).where(col(DigestItem.user_id) == user_id))
-                state.waiting = 0
-                session.add(state)
                 continue
             ids = _digest_if_due(session, c, state, now)
         mail_queue.after_commit(c, ids)

@@ -47,9 +47,14 @@ def upsert_accounts(
 
 def mark_unlisted(rows: Sequence[BankAccount], listed: Collection[str], now: datetime) -> None:
     """Accounts of the login that the bank no longer lists (the user stopped sharing them in Link, or the bank
-    dropped them) keep their history; ``disconnected_at`` says since when their balance is no longer current."""
+    dropped them) keep their history; ``disconnected_at`` says since when their balance is no longer current.
+
+    An account the bank never listed (``placeholder_account``: only its transactions name it) was not shared
+    through the list in the first place, so its leaving the list is no news.
+    """
     for row in rows:
-        if row.plaid_account_id not in listed and row.disconnected_at is None:
+        listed_once = row.balance_updated_at is not None
+        if row.plaid_account_id not in listed and row.disconnected_at is None and listed_once:
             row.disconnected_at = now
 
 

@@ -97,7 +97,9 @@ def apply_run(
         _finish(c, session, item, run, now, began, (added, modified, removed))
         # Queued in this transaction: the user hears of exactly what was committed, even if the process dies next.
         told = (news.rows, news.count, news.low)
-        news.mail = queue_after_sync(session, c, item.user_id, item.institution_name, told, prefs, initial=news.initial)
+        news.mail = queue_after_sync(
+            session, c, item.user_id, item.institution_name, told, prefs, initial=news.initial, item_id=item.id
+        )
     code, message = _aside_note(run)
     result = SyncResult(item.id, "ok", item.institution_name, run.pages, added, modified, removed, code, message,
                         run.run_id)  # fmt: skip

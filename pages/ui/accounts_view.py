@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -217,10 +217,13 @@ def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStat
         sync_line(status, c.clock())
         flagged = status.drift_flagged_accounts if status else ()
         _accounts_table(item, flagged)
-        if any(a.unshared_since for a in item.accounts):
-            st.info(
+        gone = [a.unshared_since for a in item.accounts if a.unshared_since is not None]
+        if gone:  # news for a month; after that (a closed account, say) a quiet line
+            say = st.info if c.clock() - max(gone) < timedelta(days=30) else st.caption
+            say(
                 "Your bank no longer shares an account of this login with finsync (it was unticked in your bank's "
-                "sign-in, or closed). Its transactions so far stay in your ledger; Repair connection shares it again."
+                "sign-in, or closed). Its transactions so far stay in your ledger; if it was unticked, Repair "
+                "connection shares it again."
             )
         if flagged:
             st.warning(

@@ -34,7 +34,8 @@ def overview(c: Container, uid: uuid.UUID, *, can_link: bool) -> None:
         st.page_link("accounts.py", label="Link a bank", icon=":material/add_link:")
         return
     statuses = sync.item_sync_status(c, uid)
-    accounts = [a for item in items for a in item.accounts]
+    # an account the bank no longer shares has no current balance: it stays out of today's totals
+    accounts = [a for item in items for a in item.accounts if a.unshared_since is None]
     cash, owed = st.columns(2)
     cash.metric("Cash (checking and savings)", _totals(a for a in accounts if a.type == "depository"))
     owed.metric("Owed on cards and loans", _totals(a for a in accounts if a.type in ("credit", "loan")))

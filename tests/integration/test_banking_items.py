@@ -250,3 +250,40 @@ def test_with_two_banks_each_account_says_which_bank_it_is_at(bank: Bank) -> Non
     cards = sorted(n for n in names.values() if n.startswith("Rewards Card"))
     assert len(cards) == 2 and {c[c.index("(") :] for c in cards} == {"(First Demo Bank)", "(Maple Credit Union)"}
     assert names[second.accounts[0].id].endswith("(Maple Credit Union)")
+
+
+def test_a_repair_whose_account_list_does_not_come_leaves_every_account_shared(bank: Bank) -> None:
+    """Plaid busy at the moment of the repair: no list of accounts is not a list of no accounts."""
+    alice = bank.user()
+    item = bank.link(alice)
+    pid = bank.plaid_item_id(item.id)
+    bank.demo.set_fault(pid, "login_required")
+    update = banking.start_link(bank.c, alice, item_id=item.id)
+    success = bank.link_login(update.link_token)
+    bank.demo.set_fault(pid, "rate_limit", times=5, endpoint="/accounts/get")
+    fixed = banking.complete_link(
+        bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=update.link_session_id
+    )
+    assert fixed.status == "ok" and len(fixed.accounts) == 3
+    assert all(a.unshared_since is None for a in fixed.accounts)
+
+
+def test_an_account_only_transactions_name_is_not_said_to_be_unshared(bank: Bank) -> None:
+    """The bank names an account in transactions but never lists it: it is shared (its transactions come)."""
+    from services.sync import sync_item
+
+    alice = bank.user()
+    item = bank.link(alice)
+    pid = bank.plaid_item_id(item.id)
+    assert sync_item(bank.c, alice, item.id, explicit=True).status == "ok"
+    demo = bank.demo.bank.items[pid]
+    unlisted = "acct-not-listed-000000000000000000000"
+    with bank.demo.bank.lock:
+        for book in (demo.ledger.posted, demo.ledger.pending, demo.ledger.opening):
+            book[unlisted] = 0
+    bank.demo.mutate(pid, "add", account=unlisted, cents=1200, name="MYSTERY")
+    for _ in range(2):  # the sync that meets it, and the one after
+        bank.clock.advance(hours=1)
+        assert sync_item(bank.c, alice, item.id, explicit=True).status == "ok"
+    card = banking.list_items(bank.c, alice)[0]
+    assert len(card.accounts) == 4 and all(a.unshared_since is None for a in card.accounts)
