@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 from collections.abc import Callable
@@ -110,16 +111,29 @@ def auth_routes(get_container: Callable[[], Container]) -> list[Route]:
     ]
 
 
-# Security bar L7. Plaid sends a few webhooks per bank a day, so 20 a second per process is far above real
-# traffic yet caps the database writes a flood of forged deliveries causes; a burst of 100 absorbs a
-# backlog Plaid redelivers at once. Plaid retries a delivery without a 200 for up to 24 hours, so a 429
-# loses nothing (plaid.com/docs/api/webhooks/#webhook-retries).
-WEBHOOK_RATE = 20.0  # per sender's address: a flood from one address cannot keep Plaid's deliveries out
+# Security bar L7. Plaid sends a few webhooks per bank a day, so 20 a second per sender is far above real
+# traffic; a burst of 100 absorbs a backlog Plaid redelivers at once. Plaid retries a delivery without a 200
+# for up to 24 hours, so a 429 loses nothing (plaid.com/docs/api/webhooks/#webhook-retries).
+WEBHOOK_RATE = 20.0  # per sender (an IPv4 address, an IPv6 /64): a flood from one cannot keep Plaid's out
 WEBHOOK_BURST = 100
-REJECTED_RECORD_RATE, REJECTED_RECORD_BURST = 1.0, 60  # rejected deliveries stored (all are logged): the table
-# traces probes, and a flood of forgeries cannot fill the database
+WEBHOOK_ALL_RATE, WEBHOOK_ALL_BURST = 100.0, 500  # and all senders together, per process: the verification work
+REJECTED_RECORD_RATE, REJECTED_RECORD_BURST = 1.0, 60  # rejected deliveries stored and logged: the table traces
+# probes, and a flood of forgeries can fill neither the database nor the log
 MAX_WEBHOOK_BYTES = 64 * 1024  # Plaid's webhook bodies are a few hundred bytes
 MAX_TICKET_BYTES = 512  # the sign-in hand-off posts one ticket
+
+
+def sender(address: str) -> str:
+    """Whose budget a request spends: its IPv4 address, or its IPv6 address's /64 (one host's own range)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # no address (a unix socket): one shared budget, under the ceiling like the rest
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 async def _read_capped(request: Request, limit: int) -> bytes | None:
@@ -139,18 +153,21 @@ def webhook_route(
     get_container: Callable[[], Container],
     *,
     limiter: KeyedBuckets | None = None,
+    ceiling: TokenBucket | None = None,
     recorder: TokenBucket | None = None,
 ) -> Route:
     """``POST /webhooks/plaid``: rate-limited, then verified before anything else (services/webhooks.py); answers fast.
 
-    The limit is one bucket per sender's address (as far as FINSYNC_PROXY_HOPS trusts X-Forwarded-For) per
-    process; it is checked before the body is read. ``recorder`` budgets how many rejected deliveries are stored.
+    The limit is one bucket per sender (``sender``: the address as far as FINSYNC_PROXY_HOPS trusts
+    X-Forwarded-For) under a ``ceiling`` for all of them, per process; both are checked before the body is read.
+    ``recorder`` budgets how many rejected deliveries are stored and logged.
     """
     from starlette.concurrency import run_in_threadpool
 
     from services import webhooks
 
     buckets = limiter if limiter is not None else KeyedBuckets(WEBHOOK_RATE, WEBHOOK_BURST)
+    everyone = ceiling if ceiling is not None else TokenBucket(WEBHOOK_ALL_RATE, WEBHOOK_ALL_BURST)
     records = recorder if recorder is not None else TokenBucket(REJECTED_RECORD_RATE, REJECTED_RECORD_BURST)
 
     def may_record() -> bool:
@@ -158,8 +175,8 @@ def webhook_route(
 
     async def plaid_webhook(request: Request) -> JSONResponse:
         c = get_container()
-        source, _ = _client(request, c)
-        if wait := buckets.take(source):
+        source = sender(_client(request, c)[0])
+        if wait := buckets.take(source) or everyone.take():  # a sender over its own budget spends nobody's
             retry = str(max(1, math.ceil(wait)))
             return JSONResponse({"error": "too many requests"}, status_code=429, headers={"Retry-After": retry})
         body = await _read_capped(request, MAX_WEBHOOK_BYTES)

@@ -279,17 +279,17 @@ def handle_webhook(
 ) -> WebhookResult:
     """Verify one delivery, then apply it once; 401 for anything unverified or replayed.
 
-    ``source``: the sender's address (its own budget of unseen key ids). ``may_record``: asked before a rejected
-    delivery is stored, so a flood of forgeries is logged but cannot fill the database (None: always stored).
+    ``source``: the sender (its own budget of unseen key ids). ``may_record``: asked before a rejected delivery
+    is stored and logged, so a flood of forgeries fills neither the database nor the log (None: always).
     """
     now = c.clock()
     try:
         replay_key, signed_at = _verify(c, body, headers, now, source)
     except _Rejected as exc:
         outcome = f"rejected: {exc}"
-        if may_record is None or may_record():
+        if may_record is None or may_record():  # the route's budget bounds these rows and lines
             _record(c, body, verified=False, outcome=outcome)
-        log.warning("webhook %s", outcome)  # the route's rate limit bounds these lines
+            log.warning("webhook %s", outcome)
         return WebhookResult(401, outcome)
     data = _parse(body)
     if data is None:

@@ -23,8 +23,11 @@ from services.web import (
     MAX_WEBHOOK_BYTES,
     REJECTED_RECORD_BURST,
     REJECTED_RECORD_RATE,
+    WEBHOOK_ALL_BURST,
+    WEBHOOK_ALL_RATE,
     WEBHOOK_BURST,
     WEBHOOK_RATE,
+    sender,
     webhook_route,
 )
 from tests.integration.conftest_bank import Bank
@@ -45,8 +48,9 @@ class Ticker:
 
 def route_app(c: Container, ticker: Ticker) -> Starlette:
     buckets = KeyedBuckets(WEBHOOK_RATE, WEBHOOK_BURST, clock=ticker)
+    everyone = TokenBucket(WEBHOOK_ALL_RATE, WEBHOOK_ALL_BURST, clock=ticker)
     records = TokenBucket(REJECTED_RECORD_RATE, REJECTED_RECORD_BURST, clock=ticker)
-    return Starlette(routes=[webhook_route(lambda: c, limiter=buckets, recorder=records)])
+    return Starlette(routes=[webhook_route(lambda: c, limiter=buckets, ceiling=everyone, recorder=records)])
 
 
 def client(c: Container, ticker: Ticker, address: str = "198.51.100.1") -> TestClient:
@@ -77,6 +81,26 @@ def test_a_flood_gets_429_with_retry_after_and_writes_nothing_until_the_bucket_r
     ticker.now += 60.0  # a quiet minute refills the bucket to its burst, no further
     burst = [http.post(URL, content=b"{}").status_code for _ in range(WEBHOOK_BURST + 1)]
     assert burst == [401] * WEBHOOK_BURST + [429]
+
+
+def test_one_ipv6_host_is_one_sender_and_all_senders_together_meet_a_ceiling(container: Container) -> None:
+    """A host owns its whole /64: new addresses from it do not buy new budgets. And however many senders, the
+    process verifies no more than the ceiling allows (the work of checking forgeries is bounded too)."""
+    assert sender("2001:db8:1:2::1") == sender("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert sender("::ffff:198.51.100.7") == "198.51.100.7" and sender("") == ""
+    app = route_app(container, Ticker())
+    rotating = [
+        TestClient(app, client=(f"2001:db8:1:2::{n:x}", 40000)).post(URL, content=b"{}").status_code
+        for n in range(WEBHOOK_BURST + 5)
+    ]
+    assert rotating == [401] * WEBHOOK_BURST + [429] * 5
+
+    app = route_app(container, Ticker())
+    many = [
+        TestClient(app, client=(f"198.51.{n // 250}.{n % 250 + 1}", 40000)).post(URL, content=b"{}").status_code
+        for n in range(WEBHOOK_ALL_BURST + 5)
+    ]
+    assert many == [401] * WEBHOOK_ALL_BURST + [429] * 5
 
 
 def sync_requested_at(bank: Bank, item_id: uuid.UUID) -> datetime | None:
