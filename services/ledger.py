@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import ColumnElement, and_, func, or_
+from sqlalchemy import ColumnElement, and_, func, literal, or_
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
@@ -308,15 +308,18 @@ def _matching(user_id: uuid.UUID, search: str) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = [col(LedgerTransaction.user_id) == user_id]
     needle = search.strip()[:100]
     if needle:
-        pattern = _like(needle.lower())
         t = LedgerTransaction
         searched = (t.name, t.merchant_name, t.category_override, t.category_detailed, t.note, t.tags)
-        lower = func.lower if needle.isascii() else unicode_lower  # "café" finds "CAFÉ" (SQLite lowers only ASCII)
+        # Both sides lowered by the database, the same way ("Σ" at a word's end, "İ": Python's lower differs);
+        # SQLite's own lower() knows ASCII only, so text that is not ASCII takes unicode_lower ("café", "CAFÉ").
+        lower = func.lower if needle.isascii() else unicode_lower
+        pattern = lower(literal(_like(needle)))
         found = [lower(col(f)).like(pattern, escape="\\") for f in searched]  # NULL: no match
         # The bank's category as the page writes it ("Food and drink · Fast food" for FOOD_AND_DRINK_FAST_FOOD)
-        code = re.sub(r"\s*·\s*|\s+", "_", needle.lower())
-        if code != needle.lower():
-            found.append(func.lower(col(t.category_detailed)).like(_like(code), escape="\\"))
+        code = re.sub(r"\s*·\s*|\s+", "_", needle)
+        if code != needle:
+            code_lower = func.lower if code.isascii() else unicode_lower
+            found.append(func.lower(col(t.category_detailed)).like(code_lower(literal(_like(code))), escape="\\"))
         where.append(or_(*found))
     return where
 
