@@ -18,7 +18,7 @@ if holder.button("Confirm my email address", type="primary", key="verify_confirm
     except FinsyncError as exc:
         if signed_in is not None and signed_in.user.email_verified:  # most likely this link again, after it worked
             st.info(
-                f"This link was already used or has expired. {md(signed_in.user.email)} is verified: nothing more to do."
+                f"This link was already used or has expired. Your address, {md(signed_in.user.email)}, is verified."
             )
         else:
             st.error(str(exc))
