@@ -52,7 +52,8 @@ with users_tab:
             st.caption("This is you: sign out with Sign out, and end your other sessions in Settings → Sessions.")
         cols = st.columns(3)
         try:
-            if cols[0].button("Unlock", key="admin_unlock"):
+            paused = target.stopped or target.locked_until is not None
+            if cols[0].button("Unlock", key="admin_unlock", disabled=not paused, help=None if paused else "Not paused"):
                 admin.unlock_user(c, view.user.id, target.id)
                 st.success(f"{md(target.username)} can sign in again.")
             with cols[1].popover("Force sign-out", disabled=yourself):

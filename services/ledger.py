@@ -209,13 +209,14 @@ def item_sync_status(c: Container, user_id: uuid.UUID) -> list[ItemSyncStatus]:
         by_item: dict[uuid.UUID | None, list[uuid.UUID]] = {}
         for item_id, account_id in flagged:
             by_item.setdefault(item_id, []).append(account_id)
-        asked = dict(  # the bank said it has news: a webhook's sync, queued (held back, when its budget is spent)
-            session.exec(
-                select(SyncJob.item_id, SyncJob.due_at).where(
+        asked = {  # the bank said it has news: a webhook's sync, queued (held back, when its budget is spent)
+            item_id: (due, created)
+            for item_id, due, created in session.exec(
+                select(SyncJob.item_id, SyncJob.due_at, SyncJob.created_at).where(
                     col(SyncJob.user_id) == user_id, col(SyncJob.status) == "queued", col(SyncJob.reason) == "webhook"
                 )
             ).all()
-        )
+        }
         out = []
         for item, state in pairs:
             if state is None:
@@ -227,7 +228,10 @@ def item_sync_status(c: Container, user_id: uuid.UUID) -> list[ItemSyncStatus]:
             label = "syncing" if syncing else state.state
             message = "Syncing now…" if syncing else state.message or ("Up to date." if label == "ok" else "")
             due = state.next_due_at
-            news = asked.get(item.id)
+            news, asked_at = asked.get(item.id, (None, None))
+            began = state.last_success_started_at
+            if asked_at is not None and began is not None and asked_at <= began:
+                news = None  # asked before the last good sync began ("Sync now", say): that sync brought it in
             if news is not None and news > now and not syncing:  # held back (a burst of webhooks): say until when
                 due = news if due is None else min(due, news)
                 if label == "ok":

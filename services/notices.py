@@ -34,7 +34,8 @@ def verify_email(c: Container, to: str, token: str, *, change: bool = False) -> 
             "“Forgot your password?” on the sign-in page to take the account over."
         )
     ttl = tokens.TTL[tokens.EMAIL_CHANGE if change else tokens.VERIFY]
-    return Mail(to, "Verify your email for finsync", body + _footer(), "verify", ttl)
+    footer = _footer() if change else "\n"  # a sign-up's mail says above what to do if it was not you
+    return Mail(to, "Verify your email for finsync", body + footer, "verify", ttl)
 
 
 def reset(c: Container, to: str, token: str) -> Mail:

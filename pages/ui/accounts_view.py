@@ -31,11 +31,13 @@ def finish_link(
     st.session_state.pop("link_start", None)
     try:
         if outcome.get("kind") != "success":
-            message = banking.link_exit(c, uid, link_session_id=uuid.UUID(link_session_id), error=outcome.get("error"))
+            message = banking.link_exit(
+                c, uid, link_session_id=uuid.UUID(link_session_id), error=outcome.get("error"), ip=client_ip()
+            )
             st.session_state["flash"] = [("warning", message)]
         elif repair:
             before = _last_attempt(c, uid, uuid.UUID(repair))
-            item = banking.complete_repair(c, uid, uuid.UUID(repair))
+            item = banking.complete_repair(c, uid, uuid.UUID(repair), ip=client_ip())
             if item.needs_repair:  # Plaid still says no: no sync is coming, so there is nothing to follow
                 st.session_state["flash"] = [("warning", f"{item.institution_name}: {item.status_message}")]
             else:
@@ -48,6 +50,7 @@ def finish_link(
                 public_token=str(outcome.get("public_token", "")),
                 metadata=dict(outcome.get("metadata") or {}),
                 link_session_id=uuid.UUID(link_session_id),
+                ip=client_ip(),
             )
             linked = f"Linked {item.institution_name} with {count(len(item.accounts), 'account')}."
             st.session_state["flash"] = [("success", linked)]

@@ -47,6 +47,7 @@ def test_register_verify_and_sign_in_with_a_200_byte_emoji_password(container: C
     token = link_token(mailer, "verify")
     assert f"{container.settings.base_url}/?verify={token}" in str(message.get_content())
     assert "If you did not create a finsync account, do not open the link" in str(message.get_content())
+    assert "reset your password and contact" not in str(message.get_content())  # one instruction, not two
     sign_in(container, "zoe", password)  # unverified users can sign in
     assert auth.verify_email(container, token).email_verified
     auth.require_verified(container, user.id)

@@ -342,6 +342,8 @@ def test_a_webhook_storm_is_budgeted_per_item_and_drops_no_request(wired, demo_b
     (waiting,) = item_sync_status(wired, user_id)  # Accounts says the bank's news waits, and until when
     assert waiting.message == "Your bank has new data: it comes in with the next sync."
     assert waiting.next_due_at == first_done + jobs.WEBHOOK_WINDOW
+    assert sync_item(wired, user_id, item_id, gateway=gateway, policy=FAST).status == "ok"  # "Sync now"...
+    assert item_sync_status(wired, user_id)[0].message == "Up to date."  # ...brought the news in: not waiting
     clock.now = first_done + jobs.WEBHOOK_WINDOW + timedelta(seconds=1)  # the burst's first sync leaves the window
     assert run_due_jobs(wired, worker_id="w", limit=5) == 1  # one sync for all five
     assert run_due_jobs(wired, worker_id="w", limit=5) == 0

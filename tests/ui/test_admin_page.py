@@ -49,6 +49,7 @@ def test_admin_messages_show_a_username_as_written(
     at.switch_page("admin.py").run()
     assert at.selectbox(key="admin_user").value is None  # nobody is picked for the admin: not even themselves
     at.selectbox(key="admin_user").select("__loud__ <__loud__@example.com>").run()
+    assert [b.disabled for b in at.button if b.label == "Unlock"] == [True]  # not paused: nothing to unlock
     at = submit(at, "Sign them out everywhere")  # behind the "Force sign-out" popover's question
     assert [s.value for s in at.success] == [r"Signed out \_\_loud\_\_: 0 sessions."]
     at = submit(at, "Disable")
