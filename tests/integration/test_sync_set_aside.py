@@ -112,6 +112,30 @@ def test_a_transaction_finsync_could_not_read_comes_in_once_finsync_can_without_
     assert list_set_aside(container, user_id) == []
 
 
+def _noted_hold_with_unreadable_posting(container, gateway, demo_bank, linked, monkeypatch, *, post: bool = True):
+    """A hold the user noted "conference", then its posted charge, which finsync cannot read (set aside).
+
+    ``post``: the bank posts the hold (the hold leaves); else the charge only names it (the hold stays at the
+    bank). Returns (hold id, posted id, the readable ``txn_json`` to put back).
+    """
+    import services.demo_bank.syncing as bank_sync
+    from services.sync import edit_transaction
+
+    user_id, item_id, pid = linked
+    hold = demo_bank.mutate(pid, "add", cents=4200, name="HOTEL HOLD", pending=True)["transaction_id"]
+    _sync(container, gateway, user_id, item_id)
+    edit_transaction(container, user_id, hold, note="conference")
+    if post:
+        posted = demo_bank.mutate(pid, "post", transaction_id=hold, cents=4500)["transaction_id"]
+    else:
+        posted = demo_bank.mutate(pid, "add", cents=4500, name="HOTEL", pending_transaction_id=hold)["transaction_id"]
+    real = bank_sync.txn_json
+    monkeypatch.setattr(bank_sync, "txn_json", lambda t: {**real(t), "amount": "abc"} if t.transaction_id == posted else real(t))  # fmt: skip
+    assert _sync(container, gateway, user_id, item_id).error_code == "TRANSACTIONS_SET_ASIDE"
+    assert list(_quarantined(container)) == [posted]
+    return hold, posted, real
+
+
 @pytest.mark.parametrize("then", ["removed", "mended"])
 def test_a_hold_whose_posted_charge_was_set_aside_waits_for_it_and_leaves_with_it(
     container, gateway, demo_bank, linked, monkeypatch, then
@@ -120,17 +144,10 @@ def test_a_hold_whose_posted_charge_was_set_aside_waits_for_it_and_leaves_with_i
     than vanish. When the bank mends the charge, it replaces the hold and takes the note; when the bank removes
     the charge instead, the hold goes with it: the ledger never keeps a charge the bank has neither way."""
     import services.demo_bank.syncing as bank_sync
-    from services.sync import edit_transaction, get_transaction
+    from services.sync import get_transaction
 
     user_id, item_id, pid = linked
-    hold = demo_bank.mutate(pid, "add", cents=4200, name="HOTEL HOLD", pending=True)["transaction_id"]
-    _sync(container, gateway, user_id, item_id)
-    edit_transaction(container, user_id, hold, note="conference")
-    posted = demo_bank.mutate(pid, "post", transaction_id=hold, cents=4500)["transaction_id"]
-    real = bank_sync.txn_json
-    monkeypatch.setattr(bank_sync, "txn_json", lambda t: {**real(t), "amount": "abc"} if t.transaction_id == posted else real(t))  # fmt: skip
-    assert _sync(container, gateway, user_id, item_id).error_code == "TRANSACTIONS_SET_ASIDE"
-    assert list(_quarantined(container)) == [posted]
+    hold, posted, real = _noted_hold_with_unreadable_posting(container, gateway, demo_bank, linked, monkeypatch)
     assert get_transaction(container, user_id, hold).note == "conference"  # waits, note and all
 
     monkeypatch.setattr(bank_sync, "txn_json", real)
@@ -151,17 +168,10 @@ def test_a_hold_the_bank_sends_again_while_removing_its_set_aside_posted_charge_
 ) -> None:
     """The bank reverses a posting whose charge finsync set aside: the posted charge is removed and the hold sent
     again in the same run. The hold is the bank's again, so it stays (with the user's note), not released."""
-    import services.demo_bank.syncing as bank_sync
-    from services.sync import edit_transaction, get_transaction
+    from services.sync import get_transaction
 
     user_id, item_id, pid = linked
-    hold = demo_bank.mutate(pid, "add", cents=4200, name="HOTEL HOLD", pending=True)["transaction_id"]
-    _sync(container, gateway, user_id, item_id)
-    edit_transaction(container, user_id, hold, note="conference")
-    posted = demo_bank.mutate(pid, "post", transaction_id=hold, cents=4500)["transaction_id"]
-    real = bank_sync.txn_json
-    monkeypatch.setattr(bank_sync, "txn_json", lambda t: {**real(t), "amount": "abc"} if t.transaction_id == posted else real(t))  # fmt: skip
-    assert _sync(container, gateway, user_id, item_id).error_code == "TRANSACTIONS_SET_ASIDE"
+    hold, posted, _ = _noted_hold_with_unreadable_posting(container, gateway, demo_bank, linked, monkeypatch)
     with demo_bank.bank.lock:  # the reversal: the posted charge goes, the hold comes back
         books = demo_bank.bank.item(pid).ledger
         books.remove(posted)
@@ -175,17 +185,12 @@ def test_a_hold_modified_in_the_run_that_removes_its_set_aside_posted_charge_sta
     container, gateway, demo_bank, linked, monkeypatch
 ) -> None:
     """The posted charge named a hold the bank still has; the charge is removed and the hold modified in one run."""
-    import services.demo_bank.syncing as bank_sync
-    from services.sync import edit_transaction, get_transaction
+    from services.sync import get_transaction
 
     user_id, item_id, pid = linked
-    hold = demo_bank.mutate(pid, "add", cents=4200, name="HOTEL HOLD", pending=True)["transaction_id"]
-    _sync(container, gateway, user_id, item_id)
-    edit_transaction(container, user_id, hold, note="conference")
-    posted = demo_bank.mutate(pid, "add", cents=4500, name="HOTEL", pending_transaction_id=hold)["transaction_id"]
-    real = bank_sync.txn_json
-    monkeypatch.setattr(bank_sync, "txn_json", lambda t: {**real(t), "amount": "abc"} if t.transaction_id == posted else real(t))  # fmt: skip
-    assert _sync(container, gateway, user_id, item_id).error_code == "TRANSACTIONS_SET_ASIDE"
+    hold, posted, _ = _noted_hold_with_unreadable_posting(
+        container, gateway, demo_bank, linked, monkeypatch, post=False
+    )
     demo_bank.mutate(pid, "remove", transaction_id=posted)
     demo_bank.mutate(pid, "modify", transaction_id=hold, cents=4300)
     assert _sync(container, gateway, user_id, item_id).status == "ok"
