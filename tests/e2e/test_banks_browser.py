@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from tests.e2e.conftest import Server, csp_violations, shot, sign_in
@@ -131,3 +133,24 @@ def test_link_two_banks_repair_one_remove_one(server: Server, browser: object) -
         shot(page, "accounts-after-remove")
     assert violations == []
     page.context.close()
+
+    # The activity log names where each bank action came from: this browser; the operator's CLI has no address.
+    with sqlite3.connect(server.data_dir / "finsync.db") as db:
+        rows = db.execute(
+            "SELECT event, ip, detail FROM audit_events WHERE event LIKE 'bank_%' AND user_id ="
+            " (SELECT id FROM users WHERE username = 'lin') ORDER BY at"
+        ).fetchall()
+    by_browser = [
+        (event, ip) for event, ip, detail in rows if "Harbor National" not in detail or event != "bank_linked"
+    ]
+    assert [event for event, _ in by_browser] == [
+        "bank_link_failed",  # the wrong password, then Link closed
+        "bank_linked",
+        "bank_linked",
+        "bank_link_failed",  # the same login again, refused
+        "bank_repaired",
+        "bank_repaired",
+        "bank_removed",
+    ], rows
+    assert {ip for _, ip in by_browser} == {"127.0.0.1"}, rows
+    assert [ip for event, ip, detail in rows if event == "bank_linked" and "Harbor National" in detail] == [""]

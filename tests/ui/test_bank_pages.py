@@ -283,6 +283,21 @@ def test_home_sums_balances_by_kind_and_points_at_a_connection_that_needs_the_us
         "Owed on cards and loans": f"${Decimal(owed) / 100:,.2f}",
     }
     assert not at.warning
+    assert "1 bank, 3 accounts" in everything(at)
+
+    # The user stops sharing the savings account: its last balance is history, not money they have today.
+    demo = bank_app.demo.bank.items[bank_app.plaid_item_id(item.id)]
+    with bank_app.demo.bank.lock:
+        demo.hidden.append("savings")
+    bank_app.clock.advance(hours=1)
+    assert sync.sync_item(c, user.id, item.id, explicit=True).status == "ok"
+    [view] = banking.list_items(c, user.id)
+    [savings] = [a for a in view.accounts if a.unshared_since is not None]
+    assert savings.type == "depository" and (savings.current_minor or 0) > 0
+    at = open_page("home.py")
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Cash (checking and savings)"] == f"${Decimal(cash - savings.current_minor) / 100:,.2f}"
+    assert "1 bank, 2 accounts" in everything(at)
 
     bank_app.demo.set_fault(bank_app.plaid_item_id(item.id), "login_required")
     assert sync.sync_item(c, user.id, item.id, explicit=True).status == "login_required"
