@@ -69,7 +69,7 @@ show_flash()
 items = banking.list_items(c, uid)
 statuses = {s.item_id: s for s in sync.item_sync_status(c, uid)}
 with st.container():  # present or not, the follow-up poll takes one place: the cards below keep their identity
-    accounts_view.watch_syncing(c, uid, list(statuses.values()))
+    accounts_view.watch_syncing(c, uid, items, list(statuses.values()))
 if not items and view.user.email_verified:
     st.info("No bank linked yet. Use “Link a bank” to connect one; finsync then keeps it in sync by itself.")
 for item in items:

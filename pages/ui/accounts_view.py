@@ -94,8 +94,39 @@ def _settled(status: ItemSyncStatus, watched: dict[str, str | None]) -> bool:
     return now is not None and now != watched[str(status.item_id)]
 
 
-def watch_syncing(c: Container, uid: uuid.UUID, statuses: list[ItemSyncStatus]) -> None:
-    """While the bot syncs a bank (a new one's first sync above all), reload the page by itself once it is done.
+QUIET_POLL_SECONDS = 20  # nothing syncing: look this often whether the bot (or a webhook) changed anything
+
+
+def _still_signed_in(uid: uuid.UUID) -> None:
+    """A fragment's rerun skips the entry script's check: a session ended elsewhere stops the page at once (the
+    full rerun shows sign-in)."""
+    view = current_session()
+    if view is None or view.user.id != uid:
+        st.rerun(scope="app")
+
+
+def _follow_quietly(c: Container, uid: uuid.UUID, items: list[ItemView], statuses: list[ItemSyncStatus]) -> None:
+    """Nothing syncing: a page left open still shows what the bot does meanwhile (a scheduled or webhook sync, a
+    bank that now needs its owner, a bank linked or removed in another tab), and stops when its session ends."""
+
+    def seen(items: list[ItemView], statuses: list[ItemSyncStatus]) -> tuple[object, ...]:
+        return tuple(sorted(items, key=lambda i: str(i.id))), tuple(sorted(statuses, key=lambda s: str(s.item_id)))
+
+    shown = seen(items, statuses)
+
+    @st.fragment(run_every=QUIET_POLL_SECONDS)
+    def follow() -> None:
+        with database_outage_notice(retry=False):  # the database gone: said here; the next poll tries again
+            _still_signed_in(uid)
+            if seen(banking.list_items(c, uid), sync.item_sync_status(c, uid)) != shown:
+                st.rerun(scope="app")
+
+    follow()
+
+
+def watch_syncing(c: Container, uid: uuid.UUID, items: list[ItemView], statuses: list[ItemSyncStatus]) -> None:
+    """While the bot syncs a bank (a new one's first sync above all), reload the page by itself once it is done;
+    with nothing syncing, look now and then whether anything changed (see ``_follow_quietly``).
 
     A bank just linked or repaired is followed until its sync has been told, even one that ended before this run
     looked: the follow-up poll then tells it at once."""
@@ -108,6 +139,8 @@ def watch_syncing(c: Container, uid: uuid.UUID, statuses: list[ItemSyncStatus]) 
     busy = {s.item_id for s in statuses if not _settled(s, watched) or str(s.item_id) in watched}
     if not busy:
         st.session_state.pop("watch_until", None)
+        if "link_start" not in st.session_state:  # never rerun under an open Link
+            _follow_quietly(c, uid, items, statuses)
         return
     until = st.session_state.setdefault("watch_until", time.monotonic() + WATCH_SECONDS)
     if time.monotonic() > until or "link_start" in st.session_state:  # never rerun under an open Link
@@ -116,9 +149,7 @@ def watch_syncing(c: Container, uid: uuid.UUID, statuses: list[ItemSyncStatus]) 
     @st.fragment(run_every=2)
     def poll() -> None:
         with database_outage_notice(retry=False):  # the database gone: said here; the next poll tries again
-            view = current_session()  # a fragment's rerun skips the entry script's check: a session ended elsewhere
-            if view is None or view.user.id != uid:  # stops the polling at once (the full rerun shows sign-in)
-                st.rerun(scope="app")
+            _still_signed_in(uid)
             now = {s.item_id: s for s in sync.item_sync_status(c, uid)}
             done = [now[i] for i in busy if i in now and _settled(now[i], watched)]
             if done:  # its card, balances and last sync change: show them, and say so

@@ -42,3 +42,29 @@ def test_a_page_waiting_for_a_sync_notices_its_session_ended_elsewhere(slow_bot:
     shot(waiting, "accounts-session-ended-while-waiting")
     waiting.context.close()
     other.context.close()
+
+
+def test_an_open_accounts_page_shows_what_happens_to_a_bank_meanwhile(slow_bot: Server, browser: object) -> None:
+    """Nothing syncing, no click: a bank that stops working (its webhook), or is synced by someone else (cron, a
+    worker), shows on a page left open, within the quiet poll's interval."""
+    server = slow_bot
+    made = server.cli("users", "create", "--email", "una@example.com", "--username", "una", stdin=PASSWORD + "\n")
+    assert made.returncode == 0, made.stderr
+    user = ("--email", "una@example.com")
+    linked = server.cli("plaid", "link-sandbox", *user, "--institution", "ins_demo_2")
+    assert linked.returncode == 0, linked.stderr
+    synced = server.cli("sync", *user)
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    page = browser.new_context().new_page()  # type: ignore[attr-defined]
+    sign_in(page, server, "una", PASSWORD)
+    page.get_by_role("link", name="Accounts").click()
+    page.get_by_role("heading", name="Maple Credit Union").wait_for(timeout=20_000)
+    page.get_by_text("Up to date.").wait_for(timeout=20_000)
+    assert page.get_by_role("button", name="Repair connection").count() == 0
+
+    broken = server.cli("plaid", "reset-login", *user, "--institution", "ins_demo_2")  # the bank's signed webhook
+    assert broken.returncode == 0, broken.stderr
+    page.get_by_role("button", name="Repair connection").wait_for(timeout=60_000)  # no reload
+    assert page.get_by_text("Your bank needs you to sign in again").first.is_visible()
+    shot(page, "accounts-followed-a-webhook")
+    page.context.close()
