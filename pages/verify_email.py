@@ -11,8 +11,17 @@ from services.errors import FinsyncError
 st.title("Verify your email")
 token = st.query_params.get("verify", "")
 signed_in = current_session()
-holder = st.empty()  # the button goes once the address is verified: there is nothing left to confirm
-if holder.button("Confirm my email address", type="primary", key="verify_confirm"):
+if not token:  # opened from the menu or a cut-off link: there is nothing to confirm here
+    st.info("Open the link in the email finsync sent you; this page confirms the address it was sent to.")
+    st.stop()
+holder = st.empty()  # the words and the button go once the address is verified: there is nothing left to confirm
+with holder.container():
+    st.write(
+        "Confirm that this email address is yours. Once it is, you can link your banks. The link works once and "
+        "expires 48 hours after it was sent."
+    )
+    clicked = st.button("Confirm my email address", type="primary", key="verify_confirm")
+if clicked:
     try:
         user = auth.verify_email(container(), token, ip=client_ip())
     except FinsyncError as exc:

@@ -218,6 +218,7 @@ def test_verify_link_and_forged_link(
         assert expected in texts(at)
         confirm = [b for b in at.button if b.label == "Confirm my email address"]
         assert bool(confirm) == (expected != "is verified")  # verified: nothing left to confirm
+        assert ("Confirm that this email address is yours" in texts(at)) == bool(confirm)  # nor words about it
     assert [link.label for link in at.get("page_link")] == ["Sign in"]  # the way on, signed out
     token = sign_in(container, "vic")
     assert sessions.current_user(container, token).user.id == user.id  # type: ignore[union-attr]
@@ -227,3 +228,9 @@ def test_verify_link_and_forged_link(
     at.run()
     at = submit(at, "Confirm my email address")
     assert not at.error and r"Your address, vic@example\.com, is verified." in next(i.value for i in at.info)
+
+    at = app()  # the link cut off before its token: it says where the link is, with no button to press in vain
+    at.query_params["verify"] = ""
+    at.run()
+    assert not at.exception and not [b for b in at.button if b.label == "Confirm my email address"]
+    assert "Open the link in the email finsync sent you" in texts(at)
