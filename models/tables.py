@@ -33,6 +33,9 @@ class User(SQLModel, table=True):
     totp_secret_enc: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     totp_enabled: bool = Field(default=False)
     totp_last_step: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # A set-up not confirmed yet belongs to the session that started it, for a while (services/totp.py).
+    totp_pending_session_id: uuid.UUID | None = Field(default=None)
+    totp_pending_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     password_changed_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     last_sign_in_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))

@@ -21,10 +21,23 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def _run(engine: Engine, fn_name: str, target: str) -> None:
+    """One transaction for every step. On SQLite, foreign keys are off meanwhile (checked before the commit):
+    batch mode rebuilds a table to drop a column, and dropping the old one would otherwise delete, by cascade,
+    every row that refers to it (a user's banks, accounts and transactions)."""
     config = alembic_config(engine)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        getattr(command, fn_name)(config, target)
+    with engine.connect() as connection:
+        raw = connection.connection.dbapi_connection if connection.dialect.name == "sqlite" else None
+        if raw is not None:
+            raw.execute("PRAGMA foreign_keys=OFF")  # outside the transaction: SQLite ignores it inside one
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                getattr(command, fn_name)(config, target)
+                if raw is not None and connection.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise RuntimeError(f"database {fn_name} to {target} would leave rows pointing at nothing")
+        finally:
+            if raw is not None:
+                raw.execute("PRAGMA foreign_keys=ON")
 
 
 def upgrade(engine: Engine, target: str = "head") -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pyotp
 import segno
@@ -27,11 +28,16 @@ class TotpEnrolment:
     qr_svg: str
 
 
-def start_totp_enrolment(c: Container, user_id: uuid.UUID) -> TotpEnrolment:
+SETUP_LASTS = timedelta(minutes=30)  # to scan the code and type one in; after that, "Start again"
+
+
+def start_totp_enrolment(c: Container, user_id: uuid.UUID, *, session_id: uuid.UUID | None = None) -> TotpEnrolment:
     """A fresh 160-bit secret to scan, kept encrypted on the account (not yet on) until ``confirm_totp``.
 
     The page shows it and keeps nothing: a rerun asks ``pending_enrolment`` again (CONVENTIONS: no
     TOTP secret in ``st.session_state``). Starting again replaces a secret that was never confirmed.
+    The set-up belongs to ``session_id`` (the signed-in session that started it) for ``SETUP_LASTS``: no other
+    session sees or confirms it, so a session stolen once cannot leave its own QR code for the owner to scan.
     """
     secret = pyotp.random_base32()
     with unit_of_work(c.engine, immediate=True) as session:
@@ -43,7 +49,20 @@ def start_totp_enrolment(c: Container, user_id: uuid.UUID) -> TotpEnrolment:
             secret, table="users", column="totp_secret_enc", row_id=user.id, owner=user.id
         )
         user.totp_last_step = None
+        user.totp_pending_session_id, user.totp_pending_at = session_id, c.clock()
         return _enrolment(secret, user.email)
+
+
+def _pending_for(c: Container, user: User, session_id: uuid.UUID | None) -> bool:
+    """Whether ``user`` has a set-up that ``session_id`` started, still within its time."""
+    started = user.totp_pending_at
+    return (
+        not user.totp_enabled
+        and user.totp_secret_enc is not None
+        and user.totp_pending_session_id == session_id
+        and started is not None
+        and c.clock() - started < SETUP_LASTS
+    )
 
 
 NEEDS_CONFIRMED_ADDRESS = (
@@ -58,11 +77,12 @@ def _require_confirmed_address(user: User) -> None:
         raise InputError(NEEDS_CONFIRMED_ADDRESS)
 
 
-def pending_enrolment(c: Container, user_id: uuid.UUID) -> TotpEnrolment | None:
-    """The enrolment started and not confirmed yet, to show again; None when there is none (or 2FA is on)."""
+def pending_enrolment(c: Container, user_id: uuid.UUID, *, session_id: uuid.UUID | None = None) -> TotpEnrolment | None:
+    """The enrolment this session started and not confirmed yet, to show again; None when there is none (another
+    session's, one past ``SETUP_LASTS``, or 2FA is on)."""
     with unit_of_work(c.engine) as session:
         user = load_user(session, user_id)
-        if user.totp_enabled or user.totp_secret_enc is None:
+        if not _pending_for(c, user, session_id):
             return None
         return _enrolment(otp.secret_of(c, user), user.email)
 
@@ -89,7 +109,7 @@ def confirm_totp(
         user = load_user(session, user_id, lock=True)
         if user.totp_enabled:
             raise InputError("Two-factor sign-in is already on.")
-        if user.totp_secret_enc is None:
+        if not _pending_for(c, user, sessions.find_id(session, current_token, user.id) if current_token else None):
             raise InputError("The setup expired; start again to get a new QR code.")
         _require_confirmed_address(user)
         steps = otp.matching_step(otp.secret_of(c, user), digits, now) if digits else []
@@ -101,6 +121,7 @@ def confirm_totp(
         else:
             user.totp_enabled = True
             user.totp_last_step = max(steps)
+            user.totp_pending_session_id = user.totp_pending_at = None
             codes = otp.new_recovery_codes(session, user.id)
             ended = sessions.revoke_all(session, user.id, now, keep=sessions.find_id(session, current_token, user.id))
             detail = f"{ended} other session{'' if ended == 1 else 's'} ended"
@@ -127,6 +148,7 @@ def disable_totp(c: Container, user_id: uuid.UUID, *, password: str, code: str, 
             user.totp_enabled = False
             user.totp_secret_enc = None
             user.totp_last_step = None
+            user.totp_pending_session_id = user.totp_pending_at = None
             otp.drop_recovery_codes(session, user.id)
             audit.record(session, event="totp_disabled", user_id=user.id, ip=ip, at=now)
             p.mail(

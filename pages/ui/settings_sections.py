@@ -69,10 +69,11 @@ def two_factor_section(view: SessionView) -> None:
     if not view.user.email_verified:
         st.info(totp.NEEDS_CONFIRMED_ADDRESS, icon=":material/mark_email_unread:")
         return
-    pending = totp.pending_enrolment(container(), view.user.id)  # kept on the account, not in session_state
+    # kept on the account, not in session_state; this session's alone
+    pending = totp.pending_enrolment(container(), view.user.id, session_id=view.session_id)
     label = "Start again with a new code" if pending else "Set up two-factor sign-in"
     if st.button(label, key="totp_start"):
-        pending = totp.start_totp_enrolment(container(), view.user.id)
+        pending = totp.start_totp_enrolment(container(), view.user.id, session_id=view.session_id)
     if pending is None:
         return
     st.image(pending.qr_svg, width=220, caption="Scan with your authenticator app")

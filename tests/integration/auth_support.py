@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from models import User
-from services import auth, passwords, totp
+from services import auth, passwords, sessions, totp
 from services.container import Container
 from services.db import unit_of_work
 from services.mailer import MemoryMailer
@@ -90,10 +90,16 @@ def enable_totp(c: Container, user_id: uuid.UUID, *, current_token: str | None =
 
     Every session but ``current_token`` (the one Settings was opened in) ends.
     """
-    enrolment = totp.start_totp_enrolment(c, user_id)
+    enrolment = totp.start_totp_enrolment(c, user_id, session_id=session_of(c, current_token))
     code = code_at(enrolment.secret, c.clock())
     totp.confirm_totp(c, user_id, code=code, password=PASSWORD, current_token=current_token)
     return enrolment.secret
+
+
+def session_of(c: Container, token: str | None) -> uuid.UUID | None:
+    """The id of the live session behind ``token`` (None for none)."""
+    view = sessions.current_user(c, token) if token else None
+    return view.session_id if view is not None else None
 
 
 def make_admin(c: Container, name: str = "root", *, verified: bool = True) -> UserPublic:

@@ -22,6 +22,7 @@ from tests.integration.auth_support import (  # noqa: F401
     mails_to,
     make_admin,
     make_user,
+    session_of,
     sign_in,
 )
 
@@ -67,7 +68,7 @@ def test_turning_2fa_on_ends_every_other_session(container: Container, clock: Fa
     """A session stolen before 2FA went on proved only the password: it must not outlive the switch."""
     alice = make_user(container)
     here, stolen = sign_in(container), sign_in(container)
-    enrolment = totp.start_totp_enrolment(container, alice.id)
+    enrolment = totp.start_totp_enrolment(container, alice.id, session_id=session_of(container, here))
     code = code_at(enrolment.secret, clock())
     totp.confirm_totp(container, alice.id, code=code, password=PASSWORD, current_token=here)
     assert sessions.current_user(container, here) is not None
@@ -217,3 +218,49 @@ def test_an_enrolment_waits_on_the_account_until_confirmed_and_starting_again_re
         totp.confirm_totp(container, alice.id, code=code_at(first.secret, clock()), password=PASSWORD)
     totp.confirm_totp(container, alice.id, code=code_at(second.secret, clock()), password=PASSWORD)
     assert totp.pending_enrolment(container, alice.id) is None
+
+
+def test_a_setup_belongs_to_the_session_that_started_it(container: Container, clock: FakeClock) -> None:
+    """A session stolen once must not leave its own QR code for the owner to scan later (after a password reset, in
+    a new session): nor may any other session read the secret the owner is scanning right now."""
+    alice = make_user(container)
+    thief, owner = sign_in(container), sign_in(container)
+    planted = totp.start_totp_enrolment(container, alice.id, session_id=session_of(container, thief))
+    assert totp.pending_enrolment(container, alice.id, session_id=session_of(container, thief)) == planted
+    assert totp.pending_enrolment(container, alice.id, session_id=session_of(container, owner)) is None
+    with pytest.raises(InputError, match="start again"):  # the owner cannot switch on the thief's secret either
+        totp.confirm_totp(
+            container, alice.id, code=code_at(planted.secret, clock()), password=PASSWORD, current_token=owner
+        )
+    assert not _two_factor_on(container, alice.id)
+
+    own = totp.start_totp_enrolment(container, alice.id, session_id=session_of(container, owner))
+    assert own.secret != planted.secret
+    assert totp.pending_enrolment(container, alice.id, session_id=session_of(container, thief)) is None
+    with pytest.raises(InputError, match="start again"):  # nor can the thief confirm the owner's, with her password
+        totp.confirm_totp(
+            container, alice.id, code=code_at(own.secret, clock()), password=PASSWORD, current_token=thief
+        )
+    totp.confirm_totp(container, alice.id, code=code_at(own.secret, clock()), password=PASSWORD, current_token=owner)
+    assert _two_factor_on(container, alice.id)
+
+
+def test_a_setup_left_unconfirmed_expires(container: Container, clock: FakeClock) -> None:
+    alice = make_user(container)
+    here = sign_in(container)
+    mine = session_of(container, here)
+    started = totp.start_totp_enrolment(container, alice.id, session_id=mine)
+    clock.advance(minutes=29)
+    assert totp.pending_enrolment(container, alice.id, session_id=mine) == started
+    clock.advance(minutes=1)
+    assert totp.pending_enrolment(container, alice.id, session_id=mine) is None  # the page offers a fresh start
+    with pytest.raises(InputError, match="start again"):
+        totp.confirm_totp(
+            container, alice.id, code=code_at(started.secret, clock()), password=PASSWORD, current_token=here
+        )
+
+
+def _two_factor_on(c: Container, user_id: object) -> bool:
+    with unit_of_work(c.engine) as session:
+        user = session.get(User, user_id)
+        return user is not None and user.totp_enabled

@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel, select
 
-from models import PlaidItem, SyncQuarantine, ThrottleCounter, User
+from models import BankAccount, LedgerTransaction, PlaidItem, SyncQuarantine, ThrottleCounter, User
 from models.types import UTCDateTime
 from services import migrations, throttle
 from services.db import make_engine, unit_of_work
@@ -118,9 +118,10 @@ def test_0013_names_the_pending_twin_of_transactions_set_aside_before_it(empty_u
                 password_hash="x", created_at=at, password_changed_at=at)  # fmt: skip
     item = PlaidItem(user_id=user.id, plaid_item_id="item-1", access_token_enc=b"x", institution_id="ins_1",
                      institution_name="Bank", created_at=at, updated_at=at)  # fmt: skip
+    with engine.begin() as conn:  # the users table as it was at 0012 (later revisions add columns)
+        then = sa.Table("users", sa.MetaData(), autoload_with=conn)
+        conn.execute(User.__table__.insert(), [{k: v for k, v in user.model_dump().items() if k in then.c}])
     with unit_of_work(engine) as session:
-        session.add(user)
-        session.flush()
         session.add(item)
     posted = json.dumps({"transaction_id": "posted-1", "amount": "abc", "pending_transaction_id": "hold-1"})
     nul = json.dumps({"transaction_id": "posted-3", "pending_transaction_id": "hold\u0000"})  # no id PostgreSQL takes
@@ -176,4 +177,41 @@ def test_an_upgrade_that_dies_partway_leaves_the_database_as_it_was(
     migrations.upgrade(engine)  # the rerun completes the work
     assert migrations.current_revision(engine) == migrations.head_revision(engine)
     check_schema(engine)
+    engine.dispose()
+
+
+def test_a_downgrade_that_rebuilds_a_table_keeps_every_row_that_refers_to_it(empty_url: str) -> None:
+    """On SQLite, dropping a column rebuilds the table; with foreign keys on, dropping the old table would delete
+    the user's banks, accounts and transactions by cascade. Down past such steps and up again, all is still there."""
+    engine = make_engine(empty_url)
+    migrations.upgrade(engine)
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    user = User(email="a@example.com", email_norm="a@example.com", username="a", username_norm="a",
+                password_hash="x", created_at=at, password_changed_at=at)  # fmt: skip
+    item = PlaidItem(user_id=user.id, plaid_item_id="item-1", access_token_enc=b"x", institution_id="ins_1",
+                     institution_name="Bank", created_at=at, updated_at=at)  # fmt: skip
+    account = BankAccount(user_id=user.id, item_id=item.id, plaid_account_id="acc-1", name="Everyday",
+                          type="depository")  # fmt: skip
+    with unit_of_work(engine) as session:
+        session.add(user)
+        session.flush()
+        session.add(item)
+        session.flush()
+        session.add(account)
+        session.flush()
+        session.add(LedgerTransaction(plaid_transaction_id="t-1", user_id=user.id, account_id=account.id,
+                                      amount_minor=-100, date=at.date(), name="COFFEE"))  # fmt: skip
+    tables = ("users", "plaid_items", "bank_accounts", "transactions")
+
+    def rows() -> dict[str, int]:
+        with engine.connect() as conn:
+            return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables}
+
+    migrations.downgrade(engine, "0006")  # past 0015 (users), 0009 and 0008 (bank_accounts), 0007 (plaid_items)
+    assert rows() == dict.fromkeys(tables, 1)
+    migrations.upgrade(engine)
+    assert rows() == dict.fromkeys(tables, 1)
+    if engine.dialect.name == "sqlite":  # and the connection the migration used has its foreign keys on again
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
     engine.dispose()
