@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlmodel import Session, col
 
 from models import AuthSession, User
-from services import audit
+from services import audit, tokens
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import NotFound, NotYours
@@ -85,7 +85,12 @@ def find_id(session: Session, token: object, user_id: uuid.UUID) -> uuid.UUID | 
 
 
 def revoke_all(session: Session, user_id: uuid.UUID, now: datetime, *, keep: uuid.UUID | None = None) -> int:
-    """Revoke every live session of the user except ``keep``; returns how many."""
+    """Revoke every live session of the user except ``keep``; returns how many.
+
+    Sign-ins still under way go too (a hand-off ticket not yet exchanged for its cookie, a sign-in waiting for its
+    code): kept back, one would otherwise open a fresh session after "sign out everywhere" or a new password.
+    """
+    tokens.revoke(session, user_id, (tokens.TICKET, tokens.CHALLENGE), now)
     query = (
         update(AuthSession)
         .where(col(AuthSession.user_id) == user_id)

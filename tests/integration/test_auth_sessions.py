@@ -148,3 +148,38 @@ def test_non_admins_are_refused_every_admin_function(container: Container) -> No
     for call in calls:
         with pytest.raises(PermissionDenied):
             call()
+
+
+@pytest.mark.parametrize("ending", ["sign out everywhere else", "new password", "admin force sign-out", "2FA on"])
+def test_a_sign_in_still_under_way_does_not_outlive_sign_out_everywhere(container: Container, ending: str) -> None:
+    """Someone who knows the password keeps a hand-off ticket (60 s) back, unexchanged: when the owner signs out
+    everywhere else, changes the password, an admin forces a sign-out or two-factor goes on, it must not still
+    open a fresh session."""
+    from services import account, auth, totp
+    from services.errors import TokenInvalid
+    from tests.integration.auth_support import PASSWORD, code_at, session_of
+
+    alice = make_user(container)
+    owner = sign_in(container)
+    held = auth.begin_sign_in(container, login="alice", password=PASSWORD).ticket
+    assert held
+    if ending == "sign out everywhere else":
+        sessions.revoke_other_sessions(container, alice.id, owner)
+    elif ending == "new password":
+        account.change_password(
+            container,
+            alice.id,
+            current_password=PASSWORD,
+            new_password="a different passphrase 8812",
+            current_token=owner,
+        )
+    elif ending == "admin force sign-out":
+        root = make_admin(container)
+        admin.force_sign_out(container, root.id, alice.id)
+    else:
+        started = totp.start_totp_enrolment(container, alice.id, session_id=session_of(container, owner))
+        code = code_at(started.secret, container.clock())
+        totp.confirm_totp(container, alice.id, code=code, password=PASSWORD, current_token=owner)
+    with pytest.raises(TokenInvalid):
+        auth.redeem_ticket(container, ticket=held)
+    assert (sessions.current_user(container, owner) is None) == (ending == "admin force sign-out")  # theirs stays
