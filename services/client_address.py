@@ -23,3 +23,16 @@ def client_address(peer: str | None, forwarded_for: str | None, hops: int) -> st
         return str(ipaddress.ip_address(candidate.strip("[]")))
     except ValueError:
         return peer or ""  # not an address (a port, a name, garbage): do not count by it
+
+
+def sender(address: str) -> str:
+    """Whose budget a request spends: its IPv4 address, or its IPv6 address's /64 (one host's own range)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # no address (a unix socket): one shared budget, under the ceiling like the rest
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
 
 from models import ThrottleCounter
+from services.client_address import sender
 
 ACCOUNT_LIMIT = 5
 ACCOUNT_WINDOW = timedelta(minutes=15)
@@ -42,8 +43,9 @@ def account_key(user_id: uuid.UUID) -> str:
 
 
 def ip_key(ip: str, scope: str = "auth") -> str:
-    # An unknown address shares one bucket: failing closed beats giving spraying a free pass.
-    return f"ip:{scope}:{ip or 'unknown'}"[:160]
+    # An unknown address shares one bucket: failing closed beats giving spraying a free pass. An IPv6 address
+    # counts by its /64: one host has the whole range, and a new address each try must not make a new bucket.
+    return f"ip:{scope}:{sender(ip) or 'unknown'}"[:160]
 
 
 def _counter(session: Session, key: str, now: datetime) -> ThrottleCounter:

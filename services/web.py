@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
 from collections.abc import Callable
@@ -12,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from services.client_address import client_address
+from services.client_address import client_address, sender
 from services.container import Container
 from services.db import check_database, is_outage, outage_reason
 from services.errors import FinsyncError
@@ -121,19 +120,6 @@ REJECTED_RECORD_RATE, REJECTED_RECORD_BURST = 1.0, 60  # rejected deliveries sto
 # probes, and a flood of forgeries can fill neither the database nor the log
 MAX_WEBHOOK_BYTES = 64 * 1024  # Plaid's webhook bodies are a few hundred bytes
 MAX_TICKET_BYTES = 512  # the sign-in hand-off posts one ticket
-
-
-def sender(address: str) -> str:
-    """Whose budget a request spends: its IPv4 address, or its IPv6 address's /64 (one host's own range)."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address  # no address (a unix socket): one shared budget, under the ceiling like the rest
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
 
 
 async def _read_capped(request: Request, limit: int) -> bytes | None:

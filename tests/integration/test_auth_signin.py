@@ -190,6 +190,20 @@ def test_ip_limit_refuses_before_any_bcrypt_and_survives_a_restart(
     assert sign_in(container, ip="203.0.113.50")
 
 
+def test_an_ipv6_host_that_changes_address_each_try_is_one_address(container: Container) -> None:
+    """One IPv6 host holds a whole /64: spraying from a new address of it each time still meets the limit, while
+    the next /64 (another host) is not held up."""
+    make_user(container)
+    for n in range(10):
+        _fail(container, f"user{n}@example.com", ip=f"2001:db8:7:1::{n + 1:x}")
+    with pytest.raises(Throttled):
+        auth.begin_sign_in(container, login="alice", password=PASSWORD, ip="2001:db8:7:1:ffff:ffff:ffff:fffe")
+    assert sign_in(container, ip="2001:db8:7:2::1")
+    with pytest.raises(Throttled):  # an IPv4 address written as IPv6 is that IPv4 address, not a range of its own
+        for n in range(11):
+            _fail(container, f"user{n}@example.com", ip="::ffff:203.0.113.70" if n % 2 else "203.0.113.70")
+
+
 def test_successful_sign_ins_do_not_count_towards_the_ip_limit(container: Container) -> None:
     make_user(container)
     for _ in range(25):

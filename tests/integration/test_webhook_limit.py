@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from models import PlaidItem, WebhookDelivery
 from services import banking, webhooks
+from services.client_address import sender
 from services.container import Container
 from services.db import unit_of_work
 from services.plaid_types import CallEvent
@@ -27,7 +28,6 @@ from services.web import (
     WEBHOOK_ALL_RATE,
     WEBHOOK_BURST,
     WEBHOOK_RATE,
-    sender,
     webhook_route,
 )
 from tests.integration.conftest_bank import Bank

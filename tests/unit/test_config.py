@@ -109,6 +109,14 @@ def test_production_accepts_https_and_a_local_or_tls_database(monkeypatch: pytes
         assert load_settings(announce=False, create_secrets=False).effective_plaid_env == "production"
 
 
+def test_an_https_address_in_capitals_is_https(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scheme is case-insensitive: ``HTTPS://`` is accepted as HTTPS, so it must also get Secure cookies (and the
+    ``__Host-`` name) and HSTS, not quietly plain ones."""
+    monkeypatch.setenv("FINSYNC_BASE_URL", "HTTPS://Money.example.com/")
+    settings = load_settings(announce=False, create_secrets=False)
+    assert settings.base_url == "https://Money.example.com" and settings.secure_cookies
+
+
 def test_data_dir_that_is_a_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
