@@ -12,7 +12,7 @@ import uuid
 from sqlalchemy import delete, select
 from sqlmodel import Session, col
 
-from models import LinkSession, PlaidItem
+from models import ItemSyncState, LinkSession, PlaidItem
 from services import banking_store as store
 from services import revocations
 from services.banking_access import gateway, get_access_token
@@ -75,6 +75,12 @@ def _queue(session: Session, c: Container, item: PlaidItem, failure: str, reason
     return f"; Plaid did not confirm revoking ({failure}), queued for retry; Plaid item {item.plaid_item_id}"
 
 
+def _wait_for_its_sync(session: Session, item_id: uuid.UUID) -> None:
+    """Lock the item's sync state first: a sync writing to this bank (its transaction holds that row) finishes, and
+    what it wrote (a new account above all) is then seen and removed with the rest, not left behind detached."""
+    session.execute(select(col(ItemSyncState.item_id)).where(col(ItemSyncState.item_id) == item_id).with_for_update())
+
+
 def _delete(session: Session, item: PlaidItem, *, keep_history: bool, c: Container) -> None:
     """Delete an item; its accounts stay (detached) with ``keep_history``, otherwise they go too."""
     now = c.clock()
@@ -101,7 +107,8 @@ def remove_item(c: Container, user_id: uuid.UUID, item_id: uuid.UUID, *, keep_hi
         raise FinsyncError(
             f"Plaid did not confirm disconnecting {name} ({failure}), so it is still linked. Try again in a few minutes."
         )
-    with unit_of_work(c.engine) as session:
+    with unit_of_work(c.engine, immediate=True) as session:  # SQLite: waits its turn rather than fail as locked
+        _wait_for_its_sync(session, item_id)
         item = store.owned_item(session, user_id, item_id)
         note = _queue(session, c, item, failure, revocations.BANK_REMOVAL) if failure else ""
         _delete(session, item, keep_history=keep_history, c=c)
@@ -132,6 +139,7 @@ def remove_all_items(c: Container, user_id: uuid.UUID, *, ip: str = "") -> None:
     for item_id, name in items:
         failure = _revoke_at_plaid(c, user_id, item_id)
         with unit_of_work(c.engine, immediate=True) as session:
+            _wait_for_its_sync(session, item_id)
             item = session.get(PlaidItem, item_id)
             note = ""
             if item is not None:
