@@ -12,11 +12,10 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import GenericFunction
 from sqlmodel import Session
 
 from services.errors import DatabaseUnavailable
+from services.text_fold import fold
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
@@ -31,30 +30,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
-    dbapi_connection.create_function("finsync_lower", 1, _lower, deterministic=True)
-
-
-def _lower(value: object) -> object:
-    return value.lower() if isinstance(value, str) else value
-
-
-class unicode_lower(GenericFunction[str]):  # noqa: N801  (SQLAlchemy names functions in lower case)
-    """``lower()`` of every alphabet: SQLite's own lowers ASCII letters only (``É`` stays ``É``), so there it is
-    Python's ``str.lower`` (a function each connection registers, slower than the built-in: use it for
-    text that is not ASCII); PostgreSQL's ``lower`` already follows Unicode under a UTF-8 locale."""
-
-    inherit_cache = True
-    name = "unicode_lower"
-
-
-@compiles(unicode_lower)
-def _lower_default(element: unicode_lower, compiler: Any, **kw: Any) -> str:
-    return f"lower({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(unicode_lower, "sqlite")
-def _lower_sqlite(element: unicode_lower, compiler: Any, **kw: Any) -> str:
-    return f"finsync_lower({compiler.process(element.clauses, **kw)})"
+    dbapi_connection.create_function("finsync_fold", 1, fold, deterministic=True)  # services/text_fold.py
 
 
 def _sqlite_begin(connection: Any) -> None:

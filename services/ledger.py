@@ -8,8 +8,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, or_
+from sqlalchemy import ColumnElement, LargeBinary, and_, cast, func, literal, or_
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
@@ -25,9 +26,10 @@ from models import (
 )
 from services import safe_text
 from services.container import Container
-from services.db import unicode_lower, unit_of_work
+from services.db import unit_of_work
 from services.errors import DatabaseUnavailable, InputError, NotFound, NotYours
 from services.sync_types import ChangeView, ItemSyncStatus, RunView, explain
+from services.text_fold import fold, search_fold
 
 MAX_TAGS = 20
 
@@ -306,24 +308,35 @@ class TransactionPage(list[TransactionView]):
         self.total, self.position, self.older, self.newer = total, position, older, newer
 
 
-def _matching(user_id: uuid.UUID, search: str) -> list[ColumnElement[bool]]:
+def _contains(column: Any, needle: str, sqlite: bool) -> ColumnElement[bool]:
+    """``column`` holds ``needle``, case and accents aside (services/text_fold.py), both folded by the database.
+
+    On SQLite the fold is a Python function, slower than the built-in ``lower()``: a value that is all ASCII
+    (its length in bytes is its length in letters) folds to its ``lower()``, so only the others need it."""
+    if not sqlite:
+        return search_fold(column).like(search_fold(literal(_like(needle))), escape="\\")
+    folded = str(fold(needle))
+    pattern = literal(_like(folded))
+    beyond_ascii = func.length(cast(column, LargeBinary)) != func.length(column)
+    by_fold = and_(beyond_ascii, search_fold(column).like(pattern, escape="\\"))
+    if not folded.isascii():
+        return by_fold  # an ASCII value cannot hold it
+    return or_(func.lower(column).like(pattern, escape="\\"), by_fold)
+
+
+def _matching(user_id: uuid.UUID, search: str, *, sqlite: bool) -> list[ColumnElement[bool]]:
     """The user's transactions whose name, merchant, category (theirs or the bank's), note or tags contain
-    ``search`` (any case)."""
+    ``search`` (any case, accents aside)."""
     where: list[ColumnElement[bool]] = [col(LedgerTransaction.user_id) == user_id]
     needle = search.strip()[:100]
     if needle:
         t = LedgerTransaction
         searched = (t.name, t.merchant_name, t.category_override, t.category_detailed, t.note, t.tags)
-        # Both sides lowered by the database, the same way ("Σ" at a word's end, "İ": Python's lower differs);
-        # SQLite's own lower() knows ASCII only, so text that is not ASCII takes unicode_lower ("café", "CAFÉ").
-        lower = func.lower if needle.isascii() else unicode_lower
-        pattern = lower(literal(_like(needle)))
-        found = [lower(col(f)).like(pattern, escape="\\") for f in searched]  # NULL: no match
+        found = [_contains(col(f), needle, sqlite) for f in searched]  # NULL: no match
         # The bank's category as the page writes it ("Food and drink · Fast food" for FOOD_AND_DRINK_FAST_FOOD)
         code = re.sub(r"\s*·\s*|\s+", "_", needle)
-        if code != needle:
-            code_lower = func.lower if code.isascii() else unicode_lower
-            found.append(func.lower(col(t.category_detailed)).like(code_lower(literal(_like(code))), escape="\\"))
+        if code != needle and code.isascii():
+            found.append(func.lower(col(t.category_detailed)).like(literal(_like(code.lower())), escape="\\"))
         where.append(or_(*found))
     return where
 
@@ -358,7 +371,7 @@ def list_transactions(
     are SQL counts, skipped when the page reaches the end (a search reads the user's rows once, as it must).
     """
     limit = max(1, limit)
-    where = _matching(user_id, search)
+    where = _matching(user_id, search, sqlite=c.engine.dialect.name == "sqlite")
     order = (col(LedgerTransaction.date).desc(), col(LedgerTransaction.plaid_transaction_id))
     with unit_of_work(c.engine) as session:
         page = select(LedgerTransaction).where(*where).order_by(*order).limit(limit + 1)
