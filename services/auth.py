@@ -27,7 +27,7 @@ from services.account import (
 from services.container import Container
 from services.credentials import Pending, announce_lock, second_factor
 from services.db import unit_of_work
-from services.errors import InvalidCredentials, Throttled, TokenInvalid
+from services.errors import InputError, InvalidCredentials, Throttled, TokenInvalid
 from services.registration import RegistrationReceived, register, require_verified, resend_verification, verify_email
 
 MAX_CHALLENGE_TRIES = 5
@@ -107,8 +107,17 @@ def _grant(session: Session, c: Container, user: User, *, ip: str, now: datetime
     return tokens.issue(session, user.id, tokens.TICKET, now)
 
 
+BLANK_SIGN_IN = "Enter your email or username and your password."
+BLANK_CODE = "Enter the 6-digit code from your authenticator app, or a recovery code."
+
+
 def begin_sign_in(c: Container, *, login: str, password: str, ip: str = "", user_agent: str = "") -> SignInStep:
-    """Check the password; ``InvalidCredentials`` (one message) or ``Throttled`` for the client address."""
+    """Check the password; ``InvalidCredentials`` (one message) or ``Throttled`` for the client address.
+
+    A blank field is a slip, not a guess: it is named and counts towards no pause (it tells nothing either way).
+    """
+    if isinstance(login, str) and isinstance(password, str) and (not login.strip() or not password):
+        raise InputError(BLANK_SIGN_IN)
     now, ip, p = c.clock(), audit.clean_ip(ip), Pending()
     with unit_of_work(c.engine, immediate=True) as session:
         target = _prepare(session, login, ip, now, p)
@@ -148,6 +157,8 @@ def begin_sign_in(c: Container, *, login: str, password: str, ip: str = "", user
 
 def complete_totp(c: Container, *, challenge: str, code: str, ip: str = "", user_agent: str = "") -> str:
     """Answer the TOTP challenge with an app code or a recovery code; returns a hand-off ticket."""
+    if isinstance(code, str) and not code.strip():
+        raise InputError(BLANK_CODE)  # a slip: named, and counts towards nothing
     now, ip, p = c.clock(), audit.clean_ip(ip), Pending()
     ticket = ""
     with unit_of_work(c.engine, immediate=True) as session:

@@ -126,7 +126,10 @@ def reauth(
     ``totp_failed``), and counts towards the account's sign-in pause.
     """
     now = c.clock()
-    if need_code and not code:
+    if not isinstance(password, str) or not password:  # a slip, not a guess: named, and counts towards no pause
+        p.fail(InputError("Enter your password."))
+        return False
+    if need_code and not (isinstance(code, str) and code.strip()):
         p.fail(InputError("Enter the 6-digit code from your authenticator app, or a recovery code."))
         return False
     if throttle.locked_until(session, throttle.account_key(user.id), now) is not None:

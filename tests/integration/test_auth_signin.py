@@ -270,3 +270,32 @@ def test_sign_in_events_are_logged_with_user_and_result(container: Container, ca
     assert ("sign_in_ok", "ok", str(alice.id)) in records
     assert ("sign_in_failed", "failure", str(alice.id)) in records
     assert ("account_locked", "failure", str(alice.id)) in records
+
+
+def test_a_blank_field_is_named_and_counts_towards_no_pause(container: Container, mailer: MemoryMailer) -> None:
+    """An empty password or code is a slip (Enter pressed too early), not a guess: it is named, and however often
+    it happens, on the sign-in page or in a signed-in form, it neither pauses the account nor mails its owner."""
+    from services import account, totp
+    from services.errors import InputError
+    from tests.integration.auth_support import code_at, enable_totp
+
+    alice = make_user(container)
+    token = sign_in(container)
+    for _ in range(6):
+        with pytest.raises(InputError, match="Enter your email or username and your password"):
+            auth.begin_sign_in(container, login="alice", password="")
+        with pytest.raises(InputError, match="Enter your password"):
+            account.change_password(container, alice.id, current_password="", new_password=OTHER_PASSWORD)
+    secret = enable_totp(container, alice.id, current_token=token)
+    step = auth.begin_sign_in(container, login="alice", password=PASSWORD)
+    for blank in ("", "   "):
+        with pytest.raises(InputError, match="Enter the 6-digit code"):
+            auth.complete_totp(container, challenge=step.challenge or "", code=blank)
+        with pytest.raises(InputError, match="Enter the 6-digit code"):
+            totp.disable_totp(container, alice.id, password=PASSWORD, code=blank)
+    assert not _events(container, "account_locked") and not any(
+        "paused" in m for m in mails_to(mailer, "alice@example.com")
+    )
+    assert not _events(container, "sign_in_failed") and not _events(container, "reauth_failed")
+    fresh = code_at(secret, container.clock(), steps=1)  # the set-up used this step's code
+    assert auth.complete_totp(container, challenge=step.challenge or "", code=fresh)  # the challenge is still good
