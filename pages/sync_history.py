@@ -17,7 +17,7 @@ if not runs:
     st.stop()
 
 WHY = {"manual": "Sync now", "cli": "command line", "schedule": "on schedule", "first": "first sync after linking",
-       "sign_in": "you signed in", "webhook": "new data at your bank, or a repair", "check": "self-check (sync)", "verify": "self-check"}  # fmt: skip
+       "sign_in": "you signed in", "webhook": "new data at your bank", "repair": "you repaired the connection", "check": "self-check (sync)", "verify": "self-check"}  # fmt: skip
 RESULT = {"ok": "synced", "preparing": "bank preparing data", "running": "running", "failed": "failed",
           "login_required": "needs sign-in", "already_syncing": "already syncing"}  # fmt: skip
 

@@ -12,7 +12,7 @@ from sqlmodel import col
 
 from models import LinkSession, PlaidItem
 from services import banking_store as store
-from services import wakeup
+from services import jobs, wakeup
 from services.banking_access import gateway, get_access_token, webhook_url
 from services.banking_exchange import link_public_token
 from services.banking_views import ItemView, LinkStart
@@ -152,7 +152,10 @@ def complete_repair(c: Container, user_id: uuid.UUID, item_id: uuid.UUID, *, ip:
             store.set_status(item, status, info.error_code, now)
         else:
             store.set_status(item, "ok", None, now)
-            item.sync_requested_at = now  # the bot syncs it on its next tick, past the login-required pause
+            # Synced at once, past the login-required pause and whatever webhook budget the bank spent meanwhile;
+            # a sync running now may have read the bank before the repair: the bot asks again after it.
+            if not jobs.sync_soon(session, item.id, user_id, "repair", now):
+                item.sync_requested_at = now
             if accounts is not None:  # not a list of none: an unanswered question leaves every account as it was
                 store.upsert_accounts(session, item, accounts, now)
             store.record(session, event="bank_repaired", user_id=user_id, ip=ip, detail=item.institution_name)

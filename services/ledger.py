@@ -234,10 +234,14 @@ def item_sync_status(c: Container, user_id: uuid.UUID) -> list[ItemSyncStatus]:
             began = state.last_success_started_at
             if asked_at is not None and began is not None and asked_at <= began:
                 news = None  # asked before the last good sync began ("Sync now", say): that sync brought it in
-            if news is not None and news > now and not syncing:  # held back (a burst of webhooks): say until when
+            if news is not None and news > now and not syncing and item.status == "ok":  # held back: say until when
                 due = news if due is None else min(due, news)
                 if label == "ok":
                     message = "Your bank has new data: it comes in with the next sync."
+            if not syncing and item.status == "login_required":  # the card's badge says what to do about it
+                message = "Syncing waits until you repair the connection; until then the bank is tried once a day."
+            elif not syncing and item.status == "ok" and label == "login_required":  # repaired since that try
+                message = "Connected again: the next sync picks up from here."
             out.append(
                 ItemSyncStatus(
                     item.id,
@@ -311,16 +315,19 @@ class TransactionPage(list[TransactionView]):
 def _contains(column: Any, needle: str, sqlite: bool) -> ColumnElement[bool]:
     """``column`` holds ``needle``, case and accents aside (services/text_fold.py), both folded by the database.
 
-    On SQLite the fold is a Python function, slower than the built-in ``lower()``: a value that is all ASCII
-    (its length in bytes is its length in letters) folds to its ``lower()``, so only the others need it."""
-    if not sqlite:
-        return search_fold(column).like(search_fold(literal(_like(needle))), escape="\\")
-    folded = str(fold(needle))
-    pattern = literal(_like(folded))
-    beyond_ascii = func.length(cast(column, LargeBinary)) != func.length(column)
+    The fold costs several times the built-in ``lower()``; a value that is all ASCII (its length in bytes is its
+    length in letters) folds to its ``lower()``, so only the others take it."""
+    pattern: ColumnElement[str]
+    if sqlite:  # the fold is this process's own function: the needle folded here is folded as the database would
+        folded = str(fold(needle))
+        pattern, ascii_may_hold = literal(_like(folded)), folded.isascii()
+        beyond_ascii = func.length(cast(column, LargeBinary)) != func.length(column)
+    else:  # the database folds the needle too ("café" becomes ASCII there): an ASCII value may hold it
+        pattern, ascii_may_hold = search_fold(literal(_like(needle))), True
+        beyond_ascii = func.octet_length(column) != func.char_length(column)
     by_fold = and_(beyond_ascii, search_fold(column).like(pattern, escape="\\"))
-    if not folded.isascii():
-        return by_fold  # an ASCII value cannot hold it
+    if not ascii_may_hold:
+        return by_fold
     return or_(func.lower(column).like(pattern, escape="\\"), by_fold)
 
 

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from models import BankAccount, PlaidItem, PlaidRevocation
+from models import BankAccount, PlaidItem, PlaidRevocation, SyncJob
 from services import audit, banking
 from services.db import unit_of_work
 from services.demo_bank.links import PASSWORD as BANK_PASSWORD
@@ -36,9 +36,13 @@ def test_repair_after_login_required_webhook_through_update_mode(bank: Bank) -> 
     assert fixed.status == "ok" and not fixed.needs_repair
     assert audit_events(bank, "bank_repaired") == ["First Demo Bank"]
     assert count(bank, PlaidItem) == 1
-    with unit_of_work(bank.c.engine) as session:  # the bot syncs it next, past its login-required pause
-        repaired = session.get(PlaidItem, item.id)
-        assert repaired is not None and repaired.sync_requested_at is not None
+    with unit_of_work(bank.c.engine) as session:  # the bot syncs it next, at once, past its login-required pause
+        [job] = (
+            session.execute(select(SyncJob).where(SyncJob.item_id == item.id, SyncJob.status == "queued"))
+            .scalars()
+            .all()
+        )
+        assert job.reason == "repair" and job.due_at <= bank.clock()
 
 
 def test_repair_for_new_accounts_opens_link_with_account_selection(bank: Bank) -> None:

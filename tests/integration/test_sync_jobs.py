@@ -352,6 +352,40 @@ def test_a_webhook_storm_is_budgeted_per_item_and_drops_no_request(wired, demo_b
     assert item_sync_status(wired, user_id)[0].message == "Up to date."
 
 
+def test_a_repair_syncs_at_once_even_when_the_banks_webhooks_spent_their_budget(
+    wired, demo_bank, gateway, clock
+) -> None:
+    """A bank that sends a webhook with every purchase has used its budget of webhook syncs; the user repairs its
+    login. That sync must not wait in the webhook queue (the page would say "needs you to sign in" for minutes
+    after the repair): it runs on the bot's next tick, and takes the held-back webhook's news with it."""
+    user_id = make_user(wired)
+    item_id, pid = link_item(wired, gateway, user_id)
+    run_due_jobs(wired, worker_id="w", limit=5)
+    for _ in range(jobs.WEBHOOK_BURST + 1):
+        demo_bank.advance(pid, 1)
+        _ask_to_sync(wired, item_id)
+        run_due_jobs(wired, worker_id="w", limit=5)
+        clock.advance(seconds=20)
+    assert _webhook_runs(wired, item_id) == jobs.WEBHOOK_BURST  # the last one waits for the window
+    demo_bank.set_fault(pid, "login_required")
+    assert sync_item(wired, user_id, item_id, policy=FAST).status == "login_required"  # "Sync now" finds it out
+    (broken,) = item_sync_status(wired, user_id)  # no promise of news that cannot come: it waits for the repair
+    assert broken.message.startswith("Syncing waits until you repair the connection")
+    demo_bank.repair(pid)
+    demo_bank.advance(pid, 1)
+    assert banking.complete_repair(wired, user_id, item_id).status == "ok"
+    (mended,) = item_sync_status(wired, user_id)  # not "needs you to sign in" beside the "Connected" badge
+    assert mended.message == "Connected again: the next sync picks up from here."
+    assert run_due_jobs(wired, worker_id="w", limit=5) == 1  # at once: no window waited out
+    assert run_due_jobs(wired, worker_id="w", limit=5) == 0  # one sync for the repair and the waiting news
+    assert ledger(wired, user_id) == truth(demo_bank, pid)
+    (status,) = item_sync_status(wired, user_id)
+    assert status.state == "ok" and status.message == "Up to date."
+    with unit_of_work(wired.engine) as s:
+        repaired = s.exec(select(SyncRun.status).where(SyncRun.item_id == item_id, SyncRun.trigger == "repair")).all()
+    assert repaired == ["ok"]  # Sync history says why it ran
+
+
 def test_a_repair_behind_a_queued_sign_in_job_syncs_on_the_next_tick(wired, demo_bank, gateway, clock) -> None:
     user_id = make_user(wired)
     item_id, pid = link_item(wired, gateway, user_id)
