@@ -136,10 +136,10 @@ def queue_after_sync(
         ]
         amount = money(limit, None)
         body = f"These transactions at {institution} are at or above your alert amount of {amount}:\n\n"
-        queued += _queue(session, c, user_id, f"Large transaction at {institution}", body + "\n".join(lines))
+        queued += _queue(session, c, user_id, f"large transaction at {institution}", body + "\n".join(lines))
     for acct in low if prefs.low_balance_minor is not None else []:
         body = f"The balance of {_plain(acct.name)} at {institution} is {money(acct.balance_minor, acct.iso_currency_code)}."
-        queued += _queue(session, c, user_id, f"Low balance: {_plain(acct.name)}", body)
+        queued += _queue(session, c, user_id, f"low balance on {_plain(acct.name)}", body)
     return queued
 
 
@@ -182,8 +182,9 @@ def _digest_if_due(session: Session, c: Container, state: DigestState, now: date
             sections.append((f"{bank}:\n" if len(banks) > 1 else "") + "\n".join(lines))
     more = f"\n\n  ... and {total - len(shown)} more" if total > len(shown) else ""
     where = f"from {banks[0]}" if len(banks) == 1 else f"from {len(banks)} banks"
-    body = f"finsync synced {total} new transaction(s) {where}:\n\n" + "\n\n".join(sections) + more
-    return _queue(session, c, state.user_id, f"{total} new transaction(s) {where}", body)
+    news = f"{total} new transaction{'' if total == 1 else 's'} {where}"
+    body = f"finsync synced {news}:\n\n" + "\n\n".join(sections) + more
+    return _queue(session, c, state.user_id, news, body)
 
 
 def flush_digests(c: Container) -> int:
@@ -239,7 +240,7 @@ def queue_connection_alert(
         return []
     what = status_message(status, code, until)
     body = f"{_plain(institution)}: {what}\nOpen finsync and go to Accounts to do it."
-    return _queue(session, c, user_id, f"A connection needs your attention: {_plain(institution)}", body)
+    return _queue(session, c, user_id, f"a connection needs your attention: {_plain(institution)}", body)
 
 
 def _plain(text: str) -> str:

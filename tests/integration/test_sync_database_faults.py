@@ -165,7 +165,7 @@ def test_a_commit_whose_answer_is_lost_is_recorded_as_the_success_it_was_and_its
         state = s.get(ItemSyncState, item_id)
         assert state is not None and (state.state, state.consecutive_failures, state.lease_owner) == ("ok", 0, None)
     assert [str(m["Subject"]) for m in mailer.sent] == [
-        "finsync: 3000 new transaction(s) from " + landed.institution_name
+        "finsync: 3000 new transactions from " + landed.institution_name
     ]
 
     mailer.sent.clear()
@@ -201,7 +201,7 @@ def test_a_commit_that_fails_outright_is_a_failure_and_tells_nothing(
     again = sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
     assert (again.status, again.added) == ("ok", 40)
     assert ledger(container, user_id) == truth(demo_bank, pid)
-    assert [str(m["Subject"]) for m in mailer.sent] == ["finsync: 40 new transaction(s) from " + again.institution_name]
+    assert [str(m["Subject"]) for m in mailer.sent] == ["finsync: 40 new transactions from " + again.institution_name]
 
 
 def test_a_landed_commit_is_never_recorded_failed_even_when_the_first_look_cannot_tell(
@@ -235,6 +235,6 @@ def test_a_landed_commit_is_never_recorded_failed_even_when_the_first_look_canno
         assert run is not None and (run.status, run.error_code) == ("ok", None)
         assert state is not None and (state.state, state.consecutive_failures) == ("ok", 0)
     assert [str(m["Subject"]) for m in mailer.sent] == [
-        "finsync: 25 new transaction(s) from " + result.institution_name
+        "finsync: 25 new transactions from " + result.institution_name
     ]
     assert ledger(container, user_id) == truth(demo_bank, pid)

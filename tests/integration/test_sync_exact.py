@@ -102,8 +102,8 @@ def test_a_pending_row_posting_is_not_news_again(container, gateway, demo_bank, 
     p = demo_bank.mutate(pid, "add", cents=75_000, name="NEW TV", pending=True)
     _sync(container, gateway, user_id, item_id)
     assert sorted(_subjects(mailer)) == [
-        "finsync: 1 new transaction(s) from Demo ins_demo_1",
-        "finsync: Large transaction at Demo ins_demo_1",
+        "finsync: 1 new transaction from Demo ins_demo_1",
+        "finsync: large transaction at Demo ins_demo_1",
     ]
     mailer.sent.clear()
     demo_bank.mutate(pid, "post", transaction_id=p["transaction_id"])
@@ -131,7 +131,7 @@ def test_counts_and_news_are_what_changed_in_the_ledger(container, gateway, demo
     dup = DuplicatingBank("demo", DEMO_CLIENT_ID, DEMO_SECRET, demo_bank.url)
     result = _sync(container, dup, user_id, item_id)
     assert (result.added, result.modified, result.removed) == (1, 0, 0)
-    assert _subjects(mailer) == ["finsync: 1 new transaction(s) from Demo ins_demo_1"]
+    assert _subjects(mailer) == ["finsync: 1 new transaction from Demo ins_demo_1"]
     assert ledger(container, user_id) == truth(demo_bank, pid)
 
 

@@ -187,14 +187,14 @@ def test_notifications_digest_large_transaction_and_low_balance(
     sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
     first = [str(m["Subject"]) for m in mailer.sent]
     # The first sync brings past history: not news, so no digest or large alerts; a low balance still counts.
-    assert first and all(s.startswith("finsync: Low balance") for s in first), first
+    assert first and all(s.startswith("finsync: low balance on") for s in first), first
     mailer.sent.clear()
     demo_bank.mutate(pid, "add", cents=75_000, name="NEW TV")
     sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
     subjects = [str(m) for m in mailer.sent]
     assert any("1 new transaction" in s for s in subjects)
-    assert any("Large transaction" in s and "NEW TV" in s for s in subjects)
-    assert not any("Low balance" in s for s in subjects)  # already alerted at the first sync: no repeat
+    assert any("large transaction at" in s and "NEW TV" in s for s in subjects)
+    assert not any("low balance" in s for s in subjects)  # already alerted at the first sync: no repeat
     settings_link = f"Change what finsync emails you about in Settings: {container.settings.base_url}/settings"
     assert all(settings_link in m.get_content() for m in mailer.sent)  # straight to the preferences
     mailer.sent.clear()
@@ -218,7 +218,7 @@ def test_the_large_transaction_alert_compares_in_each_currency_s_own_units(conta
     with unit_of_work(container.engine) as session:
         queue_after_sync(session, container, user_id, "Demo Bank", (new, len(new), []), prefs)
     mail_queue.send(container)
-    (alert,) = [m for m in mailer.sent if "Large transaction" in str(m["Subject"])]
+    (alert,) = [m for m in mailer.sent if "large transaction" in str(m["Subject"])]
     body = alert.get_content()
     assert "YEN 500" in body and "DOLLAR REFUND 500" in body
     assert "YEN 499" not in body and "DINAR" not in body and "DOLLAR 499.99" not in body
@@ -499,7 +499,7 @@ def test_the_digest_comes_at_most_once_an_hour_and_covers_every_bank(
 
     demo_bank.mutate(first_pid, "add", cents=1_250, name="CORNER BAKERY")
     sync_item(container, user_id, first, gateway=gateway, policy=FAST)
-    assert [str(m["Subject"]) for m in mailer.sent] == ["finsync: 1 new transaction(s) from Demo ins_demo_1"]
+    assert [str(m["Subject"]) for m in mailer.sent] == ["finsync: 1 new transaction from Demo ins_demo_1"]
     mailer.sent.clear()
 
     for minutes, (pid, item_id, name) in enumerate(
@@ -515,7 +515,7 @@ def test_the_digest_comes_at_most_once_an_hour_and_covers_every_bank(
     clock.advance(seconds=DIGEST_EVERY.total_seconds())
     assert flush_digests(container) == 1 and flush_digests(container) == 0  # once
     (digest,) = mailer.sent
-    assert str(digest["Subject"]) == "finsync: 3 new transaction(s) from 2 banks"
+    assert str(digest["Subject"]) == "finsync: 3 new transactions from 2 banks"
     body = digest.get_content()
     assert "Demo ins_demo_1:" in body and "Demo ins_demo_2:" in body
     assert all(name in body for name in ("BOOK NOOK", "FUEL STOP", "TEA HOUSE")) and "CORNER BAKERY" not in body
@@ -543,7 +543,7 @@ def test_the_digest_comes_at_most_once_an_hour_and_covers_every_bank(
     clock.advance(seconds=DIGEST_EVERY.total_seconds())
     assert flush_digests(container) == 1
     last = mailer.sent[-1]
-    assert str(last["Subject"]) == "finsync: 1 new transaction(s) from Demo ins_demo_1"
+    assert str(last["Subject"]) == "finsync: 1 new transaction from Demo ins_demo_1"
     assert "NEWSPAPER" in last.get_content() and "SECRET GIFT" not in last.get_content()  # gone with its bank
 
 

@@ -78,7 +78,7 @@ def test_news_committed_by_a_sync_is_told_even_if_the_process_dies_before_sendin
 
     assert mail_queue.send(container) == 1  # the next pass (scheduler, CLI) sends it
     (digest,) = mailer.sent
-    assert digest["Subject"].startswith("finsync: 1 new transaction(s)") and "CORNER BAKERY" in digest.get_content()
+    assert digest["Subject"].startswith("finsync: 1 new transaction") and "CORNER BAKERY" in digest.get_content()
     assert mail_queue.send(container) == 0 and len(mailer.sent) == 1  # once
 
 
@@ -101,7 +101,7 @@ def test_a_connection_that_needs_the_user_is_told_even_if_the_process_dies_befor
     assert mailer.sent == [] and _queued(container) == 1
     assert mail_queue.send(container) == 1
     (alert,) = mailer.sent
-    assert str(alert["Subject"]).startswith("finsync: A connection needs your attention:")
+    assert str(alert["Subject"]).startswith("finsync: a connection needs your attention:")
 
 
 @pytest.mark.slow

@@ -108,7 +108,7 @@ def test_a_sync_that_meets_the_login_the_webhook_announced_sends_no_second_email
     mailer.sent.clear()
     assert send(bank, body, bank.demo.sign_webhook(body)).outcome == "status login_required"
     assert sync_item(bank.c, bank_user(bank), item_id, explicit=True).status == "login_required"
-    assert [str(m["Subject"]) for m in mailer.sent] == ["finsync: A connection needs your attention: " + _name(bank)]
+    assert [str(m["Subject"]) for m in mailer.sent] == ["finsync: a connection needs your attention: " + _name(bank)]
 
 
 def _name(bank: Bank) -> str:
