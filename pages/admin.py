@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from pages.ui.format import activity_words, count, when
+from pages.ui.format import activity_detail, activity_words, count, when
 from pages.ui.session import require_admin
 from pages.ui.state import container
 from pages.ui.text import md
@@ -91,7 +91,7 @@ with audit_tab:
             "Account": who(e.user_id),
             "By": who(e.actor_id),
             "From": e.ip or "—",
-            "Detail": e.detail,
+            "Detail": activity_detail(e.event, e.detail),
         }
         for e in events
     ]

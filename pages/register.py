@@ -18,7 +18,7 @@ st.caption(
 holder = st.empty()  # the form goes away once the account is made (no password left on screen)
 with holder.form("register_form"):
     email = st.text_input("Email", max_chars=320, key="register_email", autocomplete="email")
-    username = st.text_input("Username", max_chars=64, key="register_username", autocomplete="username")
+    username = st.text_input("Username", max_chars=32, key="register_username", autocomplete="username")
     password, repeat = new_password_inputs("Password", "register")
     submitted = st.form_submit_button("Create account", type="primary")
 

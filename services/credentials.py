@@ -102,7 +102,7 @@ def second_factor(
             ),
         )
     else:
-        audit.record(session, event="totp_failed", user_id=user.id, ip=ip, at=now)
+        audit.record(session, event="totp_failed", user_id=user.id, ip=ip, detail="wrong or expired code", at=now)
     count_failure(session, c, user, p, ip=ip, now=now)
     return None
 

@@ -37,11 +37,14 @@ def finish_link(
             st.session_state["flash"] = [("warning", message)]
         elif repair:
             before = _last_attempt(c, uid, uuid.UUID(repair))
+            was = next((i.status for i in banking.list_items(c, uid) if str(i.id) == repair), None)
             item = banking.complete_repair(c, uid, uuid.UUID(repair), ip=client_ip())
             if item.needs_repair:  # Plaid still says no: no sync is coming, so there is nothing to follow
                 st.session_state["flash"] = [("warning", f"{item.institution_name}: {item.status_message}")]
             else:
-                st.session_state["flash"] = [("success", f"{item.institution_name} is connected again.")]
+                # it was never cut off when all it asked was which new accounts to share
+                done = "now shares the accounts you chose" if was == "new_accounts_available" else "is connected again"
+                st.session_state["flash"] = [("success", f"{item.institution_name} {done}.")]
                 _watch(item.id, before)
         else:
             item = banking.complete_link(

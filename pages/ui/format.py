@@ -105,7 +105,7 @@ ACTIVITY = {
     "totp_enabled": "Two-factor sign-in turned on", "totp_disabled": "Two-factor sign-in turned off",
     "totp_failed": "Two-factor code refused", "totp_replay": "Two-factor code refused (already used)",
     "recovery_code_used": "Recovery code used", "recovery_codes_regenerated": "New recovery codes made",
-    "bank_linked": "Bank linked", "bank_link_failed": "Bank linking failed", "bank_repaired": "Bank reconnected",
+    "bank_linked": "Bank linked", "bank_link_failed": "Bank linking failed", "bank_repaired": "Bank connection renewed",
     "bank_removed": "Bank removed", "transactions_exported": "Transactions downloaded",
     "access_denied": "Refused: not yours", "admin_unlock": "Unlocked by an administrator",
     "admin_sign_out": "Signed out by an administrator", "admin_disable": "Disabled by an administrator",
@@ -121,3 +121,12 @@ ACTIVITY = {
 def activity_words(event: str) -> str:
     """An audit event as a sentence fragment (``sign_in_ok`` -> ``Signed in``)."""
     return ACTIVITY.get(event) or event.replace("_", " ").capitalize()
+
+
+_SIGN_IN_WAYS = {"password": "with the password", "password+totp": "with the password and an authenticator code",
+                 "password+recovery": "with the password and a recovery code"}  # fmt: skip
+
+
+def activity_detail(event: str, detail: str) -> str:
+    """An audit event's detail in words where it is a code (how a sign-in was proved)."""
+    return _SIGN_IN_WAYS.get(detail, detail) if event == "sign_in_ok" else detail

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.ui import session as ui_session  # read_cookie looked up at call time: one seam for tests
-from pages.ui.format import activity_words, device, when
+from pages.ui.format import activity_detail, activity_words, device, when
 from pages.ui.format import count as plural
 from pages.ui.forms import new_password_inputs, passwords_match
 from pages.ui.reauth import proof_inputs
@@ -73,7 +73,8 @@ def two_factor_section(view: SessionView) -> None:
     pending = totp.pending_enrolment(container(), view.user.id, session_id=view.session_id)
     label = "Start again with a new code" if pending else "Set up two-factor sign-in"
     if st.button(label, key="totp_start"):
-        pending = totp.start_totp_enrolment(container(), view.user.id, session_id=view.session_id)
+        totp.start_totp_enrolment(container(), view.user.id, session_id=view.session_id)
+        st.rerun()  # drawn again from the top: the button now says that pressing it again starts over
     if pending is None:
         return
     st.image(pending.qr_svg, width=220, caption="Scan with your authenticator app")
@@ -146,7 +147,12 @@ def activity_section(view: SessionView) -> None:
         return
     frame = pd.DataFrame(
         [
-            {"When": when(e.at), "What": activity_words(e.event), "From": e.ip or "unknown", "Detail": e.detail}
+            {
+                "When": when(e.at),
+                "What": activity_words(e.event),
+                "From": e.ip or "unknown",
+                "Detail": activity_detail(e.event, e.detail),
+            }
             for e in events
         ]
     )

@@ -116,7 +116,7 @@ def test_link_two_banks_repair_one_remove_one(server: Server, browser: object) -
     assert page.locator("[data-account-key]").count() == 1  # only the account opened since
     shot(page, "accounts-new-account-picker")
     page.get_by_test_id("demo-link-continue").click()
-    page.get_by_text("Harbor National is connected again").wait_for(timeout=30_000)
+    page.get_by_text("Harbor National now shares the accounts you chose").wait_for(timeout=30_000)
     page.get_by_text("Holiday Savings").first.wait_for(state="attached", timeout=15_000)
     page.get_by_text("Harbor National is synced").wait_for(timeout=30_000)  # the page has settled
 

@@ -234,7 +234,5 @@ def test_a_landed_commit_is_never_recorded_failed_even_when_the_first_look_canno
         state = s.get(ItemSyncState, item_id)
         assert run is not None and (run.status, run.error_code) == ("ok", None)
         assert state is not None and (state.state, state.consecutive_failures) == ("ok", 0)
-    assert [str(m["Subject"]) for m in mailer.sent] == [
-        "finsync: 25 new transactions from " + result.institution_name
-    ]
+    assert [str(m["Subject"]) for m in mailer.sent] == ["finsync: 25 new transactions from " + result.institution_name]
     assert ledger(container, user_id) == truth(demo_bank, pid)

@@ -61,8 +61,10 @@ def test_settings_change_password_and_enrol_two_factor(
     assert at.error and "password is not right" in at.error[0].value
     (activity,) = [d.value for d in at.dataframe if "What" in d.value.columns]  # Settings → Activity, in words
     assert set(activity["What"]) == {"Password change refused (wrong password)", "Signed in"}
+    assert set(activity[activity["What"] == "Signed in"]["Detail"]) == {"with the password"}  # not a code word
     at = submit(at, "Set up two-factor sign-in")
     (shown,) = [c.value for c in at.code if len(c.value) == 32]  # the secret, for typing in instead of scanning
+    assert "Start again with a new code" in [b.label for b in at.button]  # pressing it again starts over: says so
     state = {k: repr(at.session_state[k]) for k in at.session_state}
     assert "totp_confirm_code" in state and not [k for k, v in state.items() if shown in v]  # on the account only
     secret = shown
