@@ -12,7 +12,7 @@ from sqlmodel import col
 
 from models import LinkSession, PlaidItem
 from services import banking_store as store
-from services import jobs, wakeup
+from services import job_rows, wakeup
 from services.banking_access import gateway, get_access_token, webhook_url
 from services.banking_exchange import link_public_token
 from services.banking_views import ItemView, LinkStart
@@ -154,7 +154,7 @@ def complete_repair(c: Container, user_id: uuid.UUID, item_id: uuid.UUID, *, ip:
             store.set_status(item, "ok", None, now)
             # Synced at once, past the login-required pause and whatever webhook budget the bank spent meanwhile;
             # a sync running now may have read the bank before the repair: the bot asks again after it.
-            if not jobs.sync_soon(session, item.id, user_id, "repair", now):
+            if not job_rows.sync_soon(session, item.id, user_id, "repair", now):
                 item.sync_requested_at = now
             if accounts is not None:  # not a list of none: an unanswered question leaves every account as it was
                 store.upsert_accounts(session, item, accounts, now)

@@ -15,47 +15,24 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, update
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from models import ItemSyncState, PlaidItem, SyncJob
 from services import wakeup
 from services.container import Container
 from services.db import unit_of_work
+from services.job_rows import EXPLICIT_REASONS
+from services.job_rows import enqueue_row as _enqueue
 from services.sync_engine import sync_item
 from services.sync_types import LEASE_SECONDS, SIGN_IN_STALE_MINUTES, SyncResult
 
 log = logging.getLogger("finsync.jobs")
 MAX_ATTEMPTS = 5
-EXPLICIT_REASONS = ("manual", "webhook", "repair")  # these try even an item that waits for the user to sign in
 # A storm of SYNC_UPDATES_AVAILABLE webhooks syncs an item at most WEBHOOK_BURST times in any WEBHOOK_WINDOW (the
 # SECURITY_BAR faults' per-item budget, one per 5 minutes on average, with room for a short burst such as a new
 # bank's first updates); requests beyond it wait, coalesced into one job, none is dropped.
 WEBHOOK_BURST = 3
 WEBHOOK_WINDOW = timedelta(minutes=15)
-
-
-def _enqueue(
-    session: Session, item_id: uuid.UUID, user_id: uuid.UUID, reason: str, now: datetime, due_at: datetime | None = None
-) -> bool:
-    """Queue a job (due at ``due_at``, default now) unless the item already has an open one; True if one was added."""
-    if session.exec(select(SyncJob.id).where(SyncJob.open_key == str(item_id))).first() is not None:
-        return False
-    try:
-        with session.begin_nested():
-            session.add(
-                SyncJob(
-                    item_id=item_id,
-                    user_id=user_id,
-                    reason=reason,
-                    open_key=str(item_id),
-                    due_at=due_at or now,
-                    created_at=now,
-                )
-            )
-    except IntegrityError:  # another process queued it first
-        return False
-    return True
 
 
 def _upgrade(session: Session, item_id: uuid.UUID, reason: str) -> bool:
@@ -67,21 +44,6 @@ def _upgrade(session: Session, item_id: uuid.UUID, reason: str) -> bool:
     if job.reason not in EXPLICIT_REASONS:
         job.reason = reason
         session.add(job)
-    return True
-
-
-def sync_soon(session: Session, item_id: uuid.UUID, user_id: uuid.UUID, reason: str, now: datetime) -> bool:
-    """Queue the item's sync to run now as explicit ``reason`` (the user just repaired it), in the caller's unit of
-    work: a queued job held back (a webhook's, past its budget) is brought forward. False when a job is running
-    already (it may have read the bank before: the caller asks again for after it)."""
-    if _enqueue(session, item_id, user_id, reason, now):
-        return True
-    queued = select(SyncJob).where(col(SyncJob.open_key) == str(item_id), col(SyncJob.status) == "queued")
-    job = session.exec(queued.with_for_update()).first()
-    if job is None:
-        return False
-    job.due_at, job.reason = min(job.due_at, now), reason
-    session.add(job)
     return True
 
 
