@@ -338,8 +338,10 @@ def _matching(user_id: uuid.UUID, search: str, *, sqlite: bool) -> list[ColumnEl
     needle = search.strip()[:100]
     if needle:
         t = LedgerTransaction
-        searched = (t.name, t.merchant_name, t.category_override, t.category_detailed, t.note, t.tags)
+        searched = (t.name, t.merchant_name, t.category_override, t.category_detailed, t.note)
         found = [_contains(col(f), needle, sqlite) for f in searched]  # NULL: no match
+        # tags are stored "work,client-x" and shown "work, client-x": either way of typing finds them
+        found.append(_contains(col(t.tags), re.sub(r"\s*,\s*", ",", needle), sqlite))
         # The bank's category as the page writes it ("Food and drink · Fast food" for FOOD_AND_DRINK_FAST_FOOD)
         code = re.sub(r"\s*·\s*|\s+", "_", needle)
         if code != needle and code.isascii():

@@ -134,6 +134,7 @@ def test_a_search_looks_at_the_users_own_category_note_and_tags_in_any_case(cont
     assert found("gifts") == ["cafe"]  # her category
     assert found("sam") == found("BIRTHDAY") == ["books"]  # her note
     assert found("health") == found("WORK") == ["gym"]  # her tags
+    assert found("health, work") == found("Health,Work") == found("health ,work") == ["gym"]  # as the page shows them
     assert found("0% j") == ["juice"]  # % and _ are what she typed, not wildcards
     assert found("_") == ["under"]
     assert found("nothing like it") == []
