@@ -139,6 +139,15 @@ with st.form("tx_edit_form"):
     saved = st.form_submit_button("Save", key="tx_save")
 if saved and drawn != (opened, tx.version):
     st.error(ledger.STALE_EDIT)
+    # The form is drawn again with what is stored now; what was typed into the one drawn before is still in this
+    # run's state (its widgets go at the end of it): shown once, to copy back in rather than type again.
+    before = f"{drawn[0]}_{drawn[1]}" if drawn else ""
+    typed = {label: str(st.session_state.get(f"tx_{name}_{before}", "")).strip()
+             for label, name in (("Category", "category"), ("Note", "note"), ("Tags", "tags"))}  # fmt: skip
+    stored = {"Category": tx.category_override or "", "Note": (tx.note or "").strip(), "Tags": ", ".join(tx.tags)}
+    if lost := [f"{label}: {value}" for label, value in typed.items() if value and value != stored[label]]:
+        st.caption("What you typed, to copy back in if you still want it:")
+        st.code("\n".join(lost), language=None)
 elif saved:
     new_tags = [t.strip() for t in tags.split(",") if t.strip()]
     try:  # only what the user changed, checked against the version the form was drawn from

@@ -159,6 +159,7 @@ def test_an_edit_lands_on_the_transaction_shown_even_when_a_sync_adds_rows_meanw
     assert ledger.STALE_EDIT in [e.value for e in at.error]
     assert sync.get_transaction(c, user.id, first.transaction_id).note == "from the other tab"
     assert next(t for t in at.text_area if t.label == "Note").value == "from the other tab"  # shown as stored now
+    assert [c.value for c in at.code] == ["Note: stale words"]  # and what was typed is not lost: it can be copied
 
     # A saved category shows in the list at once, not after the next click.
     next(t for t in at.text_input if t.label == "Category").input("Gifts")
