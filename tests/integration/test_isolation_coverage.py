@@ -38,6 +38,8 @@ EXEMPT: dict[str, str] = {
     "plaid_events.calls_for": "context manager tagging Plaid call-log rows with ids its caller already checked; reads nothing",
     "sync_bulk.insert_new": "sync internals: user_id and item_id come from the PlaidItem row sync_item locked, never a caller",
     "sync_store.write_plan": "sync internals: user_id and item_id come from the PlaidItem row sync_item locked, never a caller",
+    "job_rows.enqueue_row": "job rows in the caller's unit of work: item_id and user_id come from a PlaidItem row the caller read",
+    "job_rows.sync_soon": "job rows in the caller's unit of work: complete_repair passes the item owned_item checked is the user's",
 }
 
 
