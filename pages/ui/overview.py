@@ -41,7 +41,13 @@ def overview(c: Container, uid: uuid.UUID, *, can_link: bool) -> None:
     owed.metric("Owed on cards and loans", _totals(a for a in accounts if a.type in ("credit", "loan")))
     synced = [s.last_success_at for s in statuses if s.last_success_at is not None]
     banks = f"{count(len(items), 'bank')}, {count(len(accounts), 'account')}"
-    st.caption(f"{banks} · last synced {when(max(synced) if synced else None)}")
+    if len(synced) < len(statuses):  # the newest sync would hide a bank that has none
+        fresh = "a bank has not synced yet" if synced else "not synced yet"
+    elif len(synced) > 1:  # nor may it hide a bank that has fallen behind: the oldest says how current all are
+        fresh = f"every bank synced since {when(min(synced))}"
+    else:
+        fresh = f"last synced {when(synced[0])}"
+    st.caption(f"{banks} · {fresh}")
 
     attention = [f"{md(i.institution_name)}: {md(i.status_message)}" for i in items if i.needs_repair]
     attention += [

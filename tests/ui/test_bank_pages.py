@@ -7,7 +7,7 @@ public token made by the demo bank, and everything after it is real: exchange, s
 from __future__ import annotations
 
 import types
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -298,7 +298,18 @@ def test_home_sums_balances_by_kind_and_points_at_a_connection_that_needs_the_us
     at = open_page("home.py")
     shown = {m.label: m.value for m in at.metric}
     assert shown["Cash (checking and savings)"] == f"${Decimal(cash - savings.current_minor) / 100:,.2f}"
-    assert "1 bank, 2 accounts" in everything(at)
+    assert "1 bank, 2 accounts · last synced" in everything(at)
+
+    # A second bank not synced yet: the first bank's fresh sync must not stand for both.
+    maple = bank_app.link(user.id, "ins_demo_2")
+    assert "2 banks, 5 accounts · a bank has not synced yet" in everything(open_page("home.py"))
+    bank_app.clock.advance(hours=3)
+    assert sync.sync_item(c, user.id, maple.id, explicit=True).status == "ok"
+    from pages.ui.format import when
+
+    older = min(s.last_success_at for s in sync.item_sync_status(c, user.id) if s.last_success_at)
+    assert older < bank_app.clock() - timedelta(hours=2)  # the first bank's, not the one just synced
+    assert f"every bank synced since {when(older)}" in everything(open_page("home.py"))
 
     bank_app.demo.set_fault(bank_app.plaid_item_id(item.id), "login_required")
     assert sync.sync_item(c, user.id, item.id, explicit=True).status == "login_required"
