@@ -39,14 +39,19 @@ def enqueue_row(
     return True
 
 
+def queued_job(session: Session, item_id: uuid.UUID) -> SyncJob | None:
+    """The item's job waiting to run, locked for this transaction (one a worker is claiming meanwhile: None)."""
+    queued = select(SyncJob).where(col(SyncJob.open_key) == str(item_id), col(SyncJob.status) == "queued")
+    return session.exec(queued.with_for_update()).first()
+
+
 def sync_soon(session: Session, item_id: uuid.UUID, user_id: uuid.UUID, reason: str, now: datetime) -> bool:
     """Queue the item's sync to run now as explicit ``reason`` (the user just repaired it), in the caller's unit of
     work: a queued job held back (a webhook's, past its budget) is brought forward. False when a job is running
     already (it may have read the bank before: the caller asks again for after it)."""
     if enqueue_row(session, item_id, user_id, reason, now):
         return True
-    queued = select(SyncJob).where(col(SyncJob.open_key) == str(item_id), col(SyncJob.status) == "queued")
-    job = session.exec(queued.with_for_update()).first()
+    job = queued_job(session, item_id)
     if job is None:
         return False
     job.due_at, job.reason = min(job.due_at, now), reason

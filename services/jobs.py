@@ -21,7 +21,7 @@ from models import ItemSyncState, PlaidItem, SyncJob
 from services import wakeup
 from services.container import Container
 from services.db import unit_of_work
-from services.job_rows import EXPLICIT_REASONS
+from services.job_rows import EXPLICIT_REASONS, queued_job
 from services.job_rows import enqueue_row as _enqueue
 from services.sync_engine import sync_item
 from services.sync_types import LEASE_SECONDS, SIGN_IN_STALE_MINUTES, SyncResult
@@ -37,8 +37,7 @@ WEBHOOK_WINDOW = timedelta(minutes=15)
 
 def _upgrade(session: Session, item_id: uuid.UUID, reason: str) -> bool:
     """Make the item's queued job run as explicit ``reason`` (past the due check and sign-in pause); False if none."""
-    queued = select(SyncJob).where(col(SyncJob.open_key) == str(item_id), col(SyncJob.status) == "queued")
-    job = session.exec(queued.with_for_update()).first()  # a worker claiming it meanwhile: we see it running
+    job = queued_job(session, item_id)
     if job is None:
         return False
     if job.reason not in EXPLICIT_REASONS:
