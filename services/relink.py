@@ -4,8 +4,9 @@ Plaid gives a new link new account and transaction ids, and its first syncs send
 So at link time a kept (detached) account is taken back by the new link when exactly one kept account of
 that user at that institution has the same mask, name and type; and the syncs that follow match each
 kept transaction of such an account with one the new link sent (same day, amount and name; a kept pending
-one: same amount within its posting window), keep the user's edits and Plaid history on the new row, and
-delete the kept copy. Kept rows nobody matches (older than the bank still sends) stay as history.
+one: same amount, else same name, within its posting window), keep the user's edits and Plaid history on the
+new row, and delete the kept copy. Kept posted rows nobody matches (older than the bank still sends) stay as
+history; a kept hold nobody matches within the month is one the bank dropped, and goes.
 """
 
 from __future__ import annotations
@@ -119,17 +120,23 @@ def _pair(kept: list[_Row], fresh: list[_Row]) -> list[tuple[_Row, _Row]]:
             used.add(bucket[0].tid)
             pairs.append((k, bucket[0]))
     low, high = POSTING_WINDOW
-    for k in sorted((k for k in kept if k.pending), key=lambda r: r.tid):
-        near = [
-            r
-            for r in fresh
-            if r.tid not in used and r.account_id == k.account_id and r.amount == k.amount
-            if low <= r.day - k.day <= high
-        ]
-        if near:
-            best = min(near, key=lambda r: (r.name != k.name, abs((r.day - k.day).days), r.tid))
-            used.add(best.tid)
-            pairs.append((k, best))
+    held = sorted((k for k in kept if k.pending), key=lambda r: r.tid)
+    # First the holds that posted for the same amount; then, by name, those that posted for another (a tip, a fuel
+    # pump's final charge), so a changed amount never takes the row an unchanged one was waiting for.
+    for same_amount in (True, False):
+        for k in held:
+            if k.tid in used:
+                continue
+            near = [
+                r
+                for r in fresh
+                if r.tid not in used and r.account_id == k.account_id and low <= r.day - k.day <= high
+                if (r.amount == k.amount if same_amount else r.name == k.name)
+            ]
+            if near:
+                best = min(near, key=lambda r: (r.name != k.name, abs((r.day - k.day).days), r.tid))
+                used.update((best.tid, k.tid))
+                pairs.append((k, best))
     return pairs
 
 
@@ -154,14 +161,23 @@ def _continue(session: Session, user_id: uuid.UUID, old: _Row, new: _Row) -> Non
 def _settle(
     session: Session, accounts: Iterable[BankAccount], kept: list[_Row], pairs: list[tuple[_Row, _Row]], now: datetime
 ) -> None:
-    """Stop looking once every kept row is matched, or a month after the link: what is left is older history."""
-    left: dict[uuid.UUID, int] = defaultdict(int)
+    """Stop looking once every kept row is matched, or a month after the link: what is left is older history.
+
+    A kept hold still unmatched then is one the bank dropped (Plaid would have removed it had the link lived): it
+    goes, as it would have in a sync, rather than stay pending for ever.
+    """
+    matched = {k.tid for k, _ in pairs}
+    left: dict[uuid.UUID, list[_Row]] = defaultdict(list)
     for k in kept:
-        left[k.account_id] += 1
-    for k, _ in pairs:
-        left[k.account_id] -= 1
+        if k.tid not in matched:
+            left[k.account_id].append(k)
     for account in accounts:
         assert account.relinked_at is not None
-        if left[account.id] == 0 or now - account.relinked_at > timedelta(days=RECONCILE_DAYS):
+        if not left[account.id] or now - account.relinked_at > timedelta(days=RECONCILE_DAYS):
             account.relinked_at = None
             session.add(account)
+            dropped = [k.tid for k in left[account.id] if k.pending]
+            if dropped:
+                session.execute(
+                    delete(LedgerTransaction).where(col(LedgerTransaction.plaid_transaction_id).in_(dropped))
+                )

@@ -77,7 +77,7 @@ class Bank:
             # The bank's history belongs to the login, not the link: linking the same login again shows the same
             # transactions (under new ids, as Plaid gives a new item new ids).
             item.seed = stable_id(self.seed, institution_id, username)
-            first = today - timedelta(days=self.history_days - 1)
+            first = self._life_start(institution_id, username, today)
             item.anchor = first
             simulate_range(item.ledger, item.accounts, item.seed, first, today)
             item.last_successful_update = utc_now()
@@ -91,6 +91,11 @@ class Bank:
             self.items[item_id] = item
             self.by_token[item.access_token] = item_id
             return item
+
+    def _life_start(self, institution_id: str, username: str, today: date) -> date:
+        """The day a login's history begins: its first link's, so a later link of it lives the very same life."""
+        earlier = [i.anchor for i in self.items.values() if (i.institution_id, i.login) == (institution_id, username)]
+        return min([*earlier, today - timedelta(days=self.history_days - 1)])
 
     def issue_public_token(self, item: Item, update: bool = False) -> str:
         """Mint a single-use public token for an item (`update`: from an update-mode Link session)."""

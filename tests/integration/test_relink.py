@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import Engine, select
 from sqlmodel import col
 
 from models import AuditEvent, BankAccount, LedgerTransaction
-from services import banking
+from services import banking, sync, webhooks
+from services.container import build_container
 from services.db import unit_of_work
+from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, DemoBankHandle
+from services.mailer import MemoryMailer
+from services.plaid_client import PlaidGateway
 from services.sync import edit_transaction, sync_item
-from tests.integration.conftest_bank import Bank
+from tests.factories import FakeClock, make_settings
+from tests.integration.conftest_bank import Bank, WebhookSink
 from tests.integration.sync_helpers import truth
 
 
@@ -81,3 +89,52 @@ def test_another_login_at_the_same_bank_does_not_take_kept_history(bank: Bank) -
     assert len([a for a in accounts if a.item_id is None]) == len(first.accounts)  # still kept, detached
     assert len([a for a in accounts if a.item_id == other.id]) == len(other.accounts)
     assert Counter(r.plaid_transaction_id for r in _rows(bank, alice)) == Counter(r.plaid_transaction_id for r in kept)
+
+
+@pytest.fixture
+def own_bank(
+    engine: Engine, db_url: str, tmp_path: Path, clock: FakeClock, mailer: MemoryMailer,
+    fresh_demo_bank: DemoBankHandle, webhook_sink: WebhookSink,
+) -> Bank:  # fmt: skip
+    """Banking over a demo bank of its own, whose clock this test may move."""
+    clock.now = datetime.now(UTC).replace(microsecond=0)
+    gateway = PlaidGateway("demo", DEMO_CLIENT_ID, DEMO_SECRET, fresh_demo_bank.url, timeout=(2.0, 5.0))
+    settings = make_settings(
+        tmp_path / "data", db_url, FINSYNC_BASE_URL=webhook_sink.url.removesuffix("/plaid/webhook")
+    )
+    webhooks.clear_key_cache()
+    return Bank(build_container(settings, engine=engine, mailer=mailer, clock=clock, plaid=gateway),
+                fresh_demo_bank, webhook_sink, clock)  # fmt: skip
+
+
+def _ledger(bank: Bank, user_id: uuid.UUID) -> Counter[tuple[object, ...]]:
+    return Counter((r.date, r.amount_minor, r.name, r.pending, r.note) for r in _rows(bank, user_id))
+
+
+def test_relinking_days_later_ends_where_an_unbroken_link_would(own_bank: Bank) -> None:
+    """Removed with its history kept and linked again a week later, a bank shows what it would have shown had it
+    never been removed: holds that posted meanwhile (some for another amount, tipped) carry their notes onto the
+    posted rows, dropped holds are gone, nothing stays pending from the old link and no balance looks wrong."""
+    bank = own_bank
+    alice, bob = bank.user("alice"), bank.user("bob")  # the same login, linked by two people; bob never unlinks
+    first, steady = bank.link(alice), bank.link(bob)
+    for uid, item in ((alice, first), (bob, steady)):
+        assert sync_item(bank.c, uid, item.id, explicit=True).status == "ok"
+        holds = [r for r in _rows(bank, uid) if r.pending]
+        for r in holds:
+            edit_transaction(bank.c, uid, r.plaid_transaction_id, note="hold")
+    assert len(holds) >= 2  # the fixed demo day has card holds waiting to post
+    banking.remove_item(bank.c, alice, first.id, keep_history=True)
+
+    bank.demo.advance_clock(7)  # a week passes: the holds post (some tipped) or are dropped
+    second = bank.link(alice)
+    assert sync_item(bank.c, alice, second.id, explicit=True).status == "ok"
+    assert sync_item(bank.c, bob, steady.id, explicit=True).status == "ok"
+
+    assert _ledger(bank, alice) == _ledger(bank, bob)
+    assert {r.plaid_transaction_id for r in _rows(bank, alice)} == set(truth(bank.demo, bank.plaid_item_id(second.id)))
+    noted = [r for r in _rows(bank, alice) if r.note == "hold"]
+    assert noted and not any(r.pending for r in noted)  # every surviving hold posted, its note with it
+    assert {r.amount_minor for r in noted} - {r.amount_minor for r in holds}  # one of them posted with a tip
+    [status] = sync.item_sync_status(bank.c, alice)
+    assert status.drift_flagged_accounts == ()

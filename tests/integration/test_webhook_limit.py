@@ -110,6 +110,20 @@ def sync_requested_at(bank: Bank, item_id: uuid.UUID) -> datetime | None:
         return item.sync_requested_at
 
 
+def test_a_rejected_delivery_tells_its_sender_nothing_and_the_record_says_why(bank: Bank) -> None:
+    """A forger probing the route learns only "unverified" (not which check failed); the stored record says which."""
+    bank.user()
+    body = sync_update(bank.plaid_item_id(banking.link_sandbox(bank.c, email="alice@example.com")))
+    http = client(bank.c, Ticker())
+    signed = bank.demo.sign_webhook(body)
+    for token in ("not-a-jwt", signed.rsplit(".", 1)[0] + ".AAAA", signed):
+        answer = http.post(URL, content=body + b" " if token == signed else body, headers={"Plaid-Verification": token})
+        assert (answer.status_code, answer.json()) == (401, {"error": "unverified"})
+    with unit_of_work(bank.c.engine) as session:
+        why = [d.outcome for d in session.execute(select(WebhookDelivery)).scalars()]
+    assert len(why) == 3 and all(w.startswith("rejected: ") for w in why) and len(set(why)) == 3
+
+
 def test_a_signed_webhook_refused_in_a_flood_is_applied_once_the_bucket_refills(bank: Bank) -> None:
     bank.user()
     item_id = banking.link_sandbox(bank.c, email="alice@example.com")
