@@ -77,7 +77,7 @@ frame = pd.DataFrame(
             "Amount": money(t.amount_minor, t.iso_currency_code),  # second: on a phone it is on screen
             "Name": t.name,
             "Merchant": t.merchant_name or "",
-            "Category": category(t.category),
+            "Category": t.category_override or category(t.plaid_category),  # the user's own words as typed
             "Account": names.get(t.account_id, ""),
             "Pending": t.pending,
             "Excluded": t.excluded,
@@ -127,14 +127,19 @@ with st.form("tx_edit_form"):
     category = st.text_input(
         "Category",
         value=tx.category_override or "",
-        max_chars=64,
+        max_chars=ledger.MAX_CATEGORY,
         placeholder=category(tx.plaid_category),
         help="Leave empty to use your bank's category"
         + (f" ({category(tx.plaid_category)})." if tx.plaid_category else "."),
         key=f"tx_category_{shown}",
     )
-    note = st.text_area("Note", value=tx.note or "", max_chars=500, key=f"tx_note_{shown}")
-    tags = st.text_input("Tags (comma-separated)", value=", ".join(tx.tags), max_chars=300, key=f"tx_tags_{shown}")
+    note = st.text_area("Note", value=tx.note or "", max_chars=ledger.MAX_NOTE, key=f"tx_note_{shown}")
+    tags = st.text_input(  # shown with a space after each comma: room for it, or Streamlit would cut the tags
+        "Tags (comma-separated)",
+        value=", ".join(tx.tags),
+        max_chars=ledger.MAX_TAGS_TEXT + ledger.MAX_TAGS,
+        key=f"tx_tags_{shown}",
+    )
     excluded = st.checkbox("Exclude from budgets and reports", value=tx.excluded, key=f"tx_excluded_{shown}")
     saved = st.form_submit_button("Save", key="tx_save")
 if saved and drawn != (opened, tx.version):

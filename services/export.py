@@ -46,6 +46,8 @@ def safe_cell(text: str | None) -> str:
     clean = safe_text.clean(text)
     # Some spreadsheets trim leading blanks before deciding a cell is a formula: look past them too.
     lead = next((ch for ch in clean if not (ch.isspace() or ch == "\u200d" or unicodedata.category(ch) == "Zs")), "")
+    # A full-width "＝" or small "﹢" is read as "=" or "+" by some spreadsheets (NFKC folds them the same way).
+    lead = unicodedata.normalize("NFKC", lead)[:1] if lead else ""
     return "'" + clean if clean.startswith(_FORMULA_START) or (lead and lead in _FORMULA_START) else clean
 
 

@@ -32,6 +32,9 @@ from services.sync_types import ChangeView, ItemSyncStatus, RunView, explain
 from services.text_fold import fold, search_fold
 
 MAX_TAGS = 20
+MAX_TAGS_TEXT = 1000  # the tags together, each with its comma
+MAX_CATEGORY = 128
+MAX_NOTE = 2000
 
 
 @dataclass(frozen=True)
@@ -158,18 +161,21 @@ def _apply_edit(
 ) -> None:
     """Validate and set the user's fields on the row (None leaves a field alone)."""
     if category is not None:
-        if len(category) > 128:
-            raise InputError("A category has at most 128 characters.")
+        if len(category) > MAX_CATEGORY:
+            raise InputError(f"A category has at most {MAX_CATEGORY} characters.")
         t.category_override = safe_text.clean(category).strip() or None
     if note is not None:
-        if len(note) > 2000:
-            raise InputError("A note has at most 2,000 characters.")
+        if len(note) > MAX_NOTE:
+            raise InputError(f"A note has at most {MAX_NOTE:,} characters.")
         t.note = "\n".join(safe_text.clean(line) for line in note.splitlines()).strip() or None  # keeps its lines
     if tags is not None:
-        clean = [x.strip().replace(",", " ") for x in map(safe_text.clean, tags) if x.strip()]
-        if len(clean) > MAX_TAGS or sum(len(x) + 1 for x in clean) > 1000:
+        # a comma would split the tag when read back: it becomes a space; runs of blanks become one, none at the ends
+        clean = list(
+            dict.fromkeys(x for x in (" ".join(safe_text.clean(x).replace(",", " ").split()) for x in tags) if x)
+        )
+        if len(clean) > MAX_TAGS or sum(len(x) + 1 for x in clean) > MAX_TAGS_TEXT:
             raise InputError(f"Use at most {MAX_TAGS} tags of reasonable length.")
-        t.tags = ",".join(dict.fromkeys(clean)) or None
+        t.tags = ",".join(clean) or None
     if excluded is not None:
         t.excluded = excluded
 
@@ -335,7 +341,7 @@ def _matching(user_id: uuid.UUID, search: str, *, sqlite: bool) -> list[ColumnEl
     """The user's transactions whose name, merchant, category (theirs or the bank's), note or tags contain
     ``search`` (any case, accents aside)."""
     where: list[ColumnElement[bool]] = [col(LedgerTransaction.user_id) == user_id]
-    needle = search.strip()[:100]
+    needle = safe_text.clean(search).strip()[:100]  # as stored text is cleaned (a NUL no database takes, bidi marks)
     if needle:
         t = LedgerTransaction
         searched = (t.name, t.merchant_name, t.category_override, t.category_detailed, t.note)

@@ -11,7 +11,8 @@ import pytest
 from models import BankAccount, LedgerTransaction
 from services.container import Container
 from services.db import unit_of_work
-from services.ledger import PAGE_SIZE, edit_transaction, list_transactions
+from services.errors import InputError
+from services.ledger import MAX_TAGS, PAGE_SIZE, edit_transaction, list_transactions
 from tests.integration.sync_helpers import make_user
 
 DAY = date(2025, 3, 15)
@@ -191,3 +192,21 @@ def test_a_name_typed_as_the_bank_wrote_it_finds_itself(container: Container, na
     (tid,) = add_ledger(container, user, [name], per_day=1)
     for typed in (name, name.split(maxsplit=1)[0]):
         assert [t.transaction_id for t in list_transactions(container, user, search=typed)] == [tid], typed
+
+
+def test_a_search_with_a_nul_or_a_bidi_mark_finds_what_the_same_search_without_finds(container: Container) -> None:
+    """Stored text has NULs and bidi controls cleaned out, so a search is cleaned the same way: PostgreSQL takes no
+    NUL at all (it used to fail the page there), and "book" pasted with a stray mark still finds the bookshop."""
+    user = make_user(container)
+    shop, _cafe = add_ledger(container, user, ["BOOKSHOP", "CAFE"])
+    for typed in ("book\x00", "bo\u202eok", "\u2066book\u2069", "book"):
+        assert [t.transaction_id for t in list_transactions(container, user, search=typed)] == [shop], repr(typed)
+
+
+def test_tags_are_trimmed_after_their_commas_go_and_counted_once(container: Container) -> None:
+    user = make_user(container)
+    [tid] = add_ledger(container, user, ["GYM"])
+    assert edit_transaction(container, user, tid, tags=[" , ", "a,", "a", "b, c"]).tags == ("a", "b c")
+    assert edit_transaction(container, user, tid, tags=["x"] * 25).tags == ("x",)  # one tag, typed 25 times
+    with pytest.raises(InputError):
+        edit_transaction(container, user, tid, tags=[f"t{n}" for n in range(MAX_TAGS + 1)])

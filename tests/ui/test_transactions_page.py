@@ -164,3 +164,21 @@ def test_a_note_typed_on_a_hold_that_posts_meanwhile_is_saved_on_the_posted_char
     assert not at.error, [e.value for e in at.error]
     assert "Saved." in everything(at)
     assert sync.get_transaction(c, user.id, posted).note == "conference in Lyon"
+
+
+def test_a_note_saved_alone_leaves_long_tags_and_an_all_caps_category_as_typed(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tags are shown with a space after each comma, so the field must hold more than was typed; and a category the
+    user wrote in capitals ("HSA") is theirs, not a bank code to reword."""
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "eve")
+    [tid] = add_ledger(c, user.id, ["PHARMACY"])
+    tags = [f"tag{n:02d}" + "x" * 40 for n in range(ledger.MAX_TAGS)]  # 20 tags of 45: 920 typed, 958 shown
+    sync.edit_transaction(c, user.id, tid, tags=tags, category="HSA")
+    at = select_row(open_page("transactions.py"), 0)
+    assert list(at.dataframe[0].value["Category"]) == ["HSA"]
+    next(t for t in at.text_area if t.label == "Note").input("receipt in the drawer")
+    at = click(at, "Save")
+    saved = sync.get_transaction(c, user.id, tid)
+    assert (saved.note, list(saved.tags), saved.category) == ("receipt in the drawer", tags, "HSA")

@@ -140,6 +140,10 @@ def test_export_cells_neutralise_formulas_and_strip_controls() -> None:
     assert safe_cell("+1") == "'+1" and safe_cell("@SUM(A1)") == "'@SUM(A1)"
     assert safe_cell("PayPal \u202egnp.exe") == "PayPal gnp.exe" and safe_cell("ACME\x00\x07") == "ACME"
     assert safe_cell("Uber Eats 🍔") == "Uber Eats 🍔" and safe_cell(None) == ""
+    # full-width and small forms some spreadsheets read as the ASCII sign
+    for cell in ("＝1+1", "＋1", "－1", "＠SUM(A1)", "﹦1+1", "﹢1", " ％1"):
+        assert safe_cell(cell) == "'" + cell, cell
+    assert safe_cell("Ｃafé ＝ 1") == "Ｃafé ＝ 1"  # only a leading sign starts a formula
 
 
 def test_export_amounts_are_exact_decimals_with_the_statement_sign() -> None:
