@@ -25,7 +25,10 @@ with database_outage_notice():  # the database gone mid-session: words, not a ba
         st.session_state["signed_in_user"] = owner
 
     if st.session_state.pop("clear_cookie", False):
-        post_and_reload("/auth/logout", "", "Signing out…", key="sign_out")
+        # After a deletion the page that follows says it was done, so the cookie goes without a reload to lose that.
+        post_and_reload("/auth/logout", "", "Signing out…", key="sign_out", stay="farewell" in st.session_state)
+    if farewell := st.session_state.get("farewell"):
+        st.success(farewell, icon=":material/check_circle:")
 
     # Emailed links land on "/" with a token: show the page that consumes it first.
     link_page = None

@@ -19,7 +19,10 @@ export default function (component) {
     credentials: "same-origin",
     headers: { "Content-Type": "text/plain" },
     body: data.body || "",
-  }).then((response) => window.location.replace((!response.ok && data.failed) || data.next || "/"))
+  }).then((response) => {
+    if (data.stay && response.ok) { note.textContent = ""; return; }
+    window.location.replace((!response.ok && data.failed) || data.next || "/");
+  })
     .catch(() => { note.textContent = "Could not reach the server. Reload the page."; });
   return () => {};
 }
@@ -36,7 +39,10 @@ def post_and_reload(
     next_url: str = "/",
     failed_url: str = "",
     key: str = "post_and_reload",
+    stay: bool = False,
 ) -> None:
-    """Ask the browser to POST ``body`` to ``url`` on our origin, then load ``next_url`` (``failed_url`` if refused)."""
-    data = {"url": url, "body": body, "message": message, "next": next_url, "failed": failed_url}
+    """Ask the browser to POST ``body`` to ``url`` on our origin, then load ``next_url`` (``failed_url`` if refused).
+
+    ``stay``: once the POST succeeds, stay on the page drawn (what it says would go with a reload)."""
+    data = {"url": url, "body": body, "message": message, "next": next_url, "failed": failed_url, "stay": stay}
     _post_and_reload(key=key, data=data, height=30)

@@ -195,6 +195,10 @@ def delete_section(view: SessionView) -> None:
         else:
             st.session_state.clear()
             st.session_state["clear_cookie"] = True
+            st.session_state["farewell"] = (
+                "Your account and everything in it are deleted, and your banks are disconnected. "
+                "A confirmation is on its way to your email."
+            )
             st.rerun()
 
 

@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from tests.e2e.conftest import Server, shot
+from tests.e2e.conftest import Server, shot, sign_in
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "velvet compass harbor 1871 tundra"
@@ -104,6 +104,40 @@ def test_a_dead_hand_off_ticket_says_so_on_the_sign_in_page(server: Server, brow
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text("Welcome, dana").wait_for(timeout=30_000)
+    context.close()
+
+
+def test_deleting_the_account_says_so_and_clears_the_cookie(server: Server, browser: object) -> None:
+    """The sign-in page that follows a deletion says it was done (no reload takes that away), the cookie is gone,
+    and a copy of it opens nothing."""
+    made = server.cli("users", "create", "--email", "erin@example.com", "--username", "erin", stdin=PASSWORD + "\n")
+    assert made.returncode == 0, made.stderr
+    context = browser.new_context()  # type: ignore[attr-defined]
+    page = context.new_page()
+    sign_in(page, server, "erin", PASSWORD)
+    cookie = next(c for c in context.cookies() if c["name"] == "finsync_session")
+    page.get_by_role("link", name="Settings").click()
+    page.get_by_role("tab", name="Email and account").click()
+    page.get_by_role("heading", name="Delete my account").wait_for(timeout=20_000)
+    form = page.locator("[data-testid=stForm]").filter(has_text="I understand this cannot be undone")
+    form.get_by_label("Your password").fill(PASSWORD)
+    form.get_by_text("I understand this cannot be undone").click()
+    with page.expect_response("**/auth/logout") as logout:
+        form.get_by_role("button", name="Delete my account").click()
+    assert logout.value.status == 200
+    page.get_by_text("Your account and everything in it are deleted").wait_for(timeout=30_000)
+    page.get_by_text("Sign in to finsync").wait_for(timeout=30_000)
+    page.wait_for_timeout(1000)  # no reload comes to take the message away
+    assert page.get_by_text("Your account and everything in it are deleted").is_visible()
+    shot(page, "auth-account-deleted")
+    assert not any(c["name"] == "finsync_session" for c in context.cookies())
+    thief = browser.new_context()  # type: ignore[attr-defined]
+    thief.add_cookies([cookie])
+    stolen = thief.new_page()
+    stolen.goto(server.url)
+    stolen.get_by_text("Sign in to finsync").wait_for(timeout=30_000)
+    assert stolen.get_by_text("Welcome, erin").count() == 0
+    thief.close()
     context.close()
 
 

@@ -187,6 +187,9 @@ def test_settings_delete_account_needs_the_box_and_the_password_then_signs_out(
     at.checkbox(key="del_sure").check()
     at = submit(at, "Delete my account")
     assert not at.exception and "Sign in to finsync" in texts(at)  # the cookie is cleared on the way out
+    assert next(s.value for s in at.success).startswith("Your account and everything in it are deleted")
+    at.text_input(key="sign_in_login").input("someone")
+    assert next(s.value for s in at.run().success).startswith("Your account")  # it stays said while she is here
     assert "account_deleted" in [e.event for e in audit.list_events(container, alice.id)]
     with pytest.raises(InvalidCredentials):
         auth.begin_sign_in(container, login="alice", password=PASSWORD)  # the account is gone
