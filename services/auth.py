@@ -98,6 +98,13 @@ def _prepare(session: Session, login: object, ip: str, now: datetime, p: Pending
     return _Target(user.id, user.password_hash, user.password_scheme, refusal, started)
 
 
+def _locked_meanwhile(session: Session, target: _Target, now: datetime) -> bool:
+    """Whether a lock this attempt did not start began while its password was checked (outside any transaction)."""
+    return (
+        target.lock_started is None and throttle.locked_until(session, throttle.account_key(target.id), now) is not None
+    )
+
+
 def _grant(session: Session, c: Container, user: User, *, ip: str, now: datetime, method: str) -> str:
     """The factors are proven: clear failures, stamp the sign-in and issue a hand-off ticket."""
     throttle.clear(session, throttle.account_key(user.id))
@@ -131,8 +138,16 @@ def begin_sign_in(c: Container, *, login: str, password: str, ip: str = "", user
         ok = passwords.verify_password(secret, target.password_hash, c.pepper, scheme=target.scheme)
     with unit_of_work(c.engine, immediate=True) as session:
         user = session.get(User, target.id, with_for_update=True) if target is not None else None
-        if target is None or user is None or not ok or target.refusal:
-            reason = "unknown account" if target is None else (target.refusal or "wrong password")
+        refusal = target.refusal if target is not None else ""
+        if ok and user is not None and target is not None and not refusal:
+            # The right password is no guess, whatever follows. (The address before the account: the order in which
+            # every sign-in takes them, so two never wait on each other.)
+            throttle.undo_ip(session, ip, now)
+            if _locked_meanwhile(session, target, now):
+                refusal = "locked"  # right, but parallel wrong guesses paused the account while it was checked
+                throttle.undo_failure(session, throttle.account_key(user.id), now, started_lock=False)
+        if target is None or user is None or not ok or refusal:
+            reason = "unknown account" if target is None else (refusal or "wrong password")
             audit.record(
                 session, event="sign_in_failed", user_id=target.id if target else None, ip=ip, detail=reason, at=now
             )
@@ -141,7 +156,6 @@ def begin_sign_in(c: Container, *, login: str, password: str, ip: str = "", user
             p.fail(InvalidCredentials())
             step = SignInStep("ticket", None, None)
         else:
-            throttle.undo_ip(session, ip, now)
             if passwords.needs_rehash(user.password_hash, user.password_scheme):
                 user.password_hash = passwords.hash_password(secret, c.pepper)
                 user.password_scheme = passwords.SCHEME

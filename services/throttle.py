@@ -18,7 +18,7 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
@@ -36,6 +36,7 @@ IP_LIMIT = 10  # failed sign-ins per client address per IP_WINDOW: the 11th is r
 IP_WINDOW = timedelta(minutes=15)
 KEPT = 16  # latest times kept per row: above every caller's limit (the reset limit needs to see an 11th)
 _STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"  # ThrottleCounter.recent: 16 stamps of 30 characters fit its 512
+_LOCK_SPACE = 0x7468  # the first key of the advisory locks taken here ("th"): nothing else in finsync takes any
 
 
 def account_key(user_id: uuid.UUID) -> str:
@@ -84,8 +85,22 @@ def _without(times: list[datetime], now: datetime) -> list[datetime]:
     return times[:at] + times[at + 1 :]
 
 
+def _serialise(session: Session, key: str) -> None:
+    """Hold ``key`` until this transaction ends, so a check and the count that follows it are one step.
+
+    Parallel attempts then queue here and each sees the ones before it. SQLite needs nothing: every caller's
+    transaction began IMMEDIATE, which already lets one writer in at a time. PostgreSQL takes an advisory lock
+    (no row needed: the first attempt of a key has none to lock yet).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, hashtext(:key))"), {"space": _LOCK_SPACE, "key": key}
+        )
+
+
 def locked_until(session: Session, key: str, now: datetime) -> datetime | None:
-    """When the lock on ``key`` ends, or None when it is not locked."""
+    """When the lock on ``key`` ends, or None when it is not locked (held until the transaction ends)."""
+    _serialise(session, key)
     row = _peek(session, key)
     if row is None or row.locked_until is None or row.locked_until <= now:
         return None
@@ -137,8 +152,10 @@ def clear(session: Session, key: str) -> bool:
 
 
 def ip_retry_after(session: Session, ip: str, now: datetime, *, scope: str = "auth", limit: int = IP_LIMIT) -> int:
-    """Seconds until the address may try again; 0 when it may try now."""
-    row = _peek(session, ip_key(ip, scope))
+    """Seconds until the address may try again; 0 when it may try now (held until the transaction ends)."""
+    key = ip_key(ip, scope)
+    _serialise(session, key)
+    row = _peek(session, key)
     times = _times(row, now, IP_WINDOW) if row is not None else []
     if len(times) < limit:
         return 0

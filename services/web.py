@@ -49,7 +49,10 @@ def _same_origin(request: Request) -> bool:
 
 def _client(request: Request, c: Container) -> tuple[str, str]:
     peer = request.client.host if request.client else ""
-    ip = client_address(peer, request.headers.get("x-forwarded-for"), c.settings.proxy_hops)
+    # Every X-Forwarded-For line, in order: a proxy may add its own line rather than extend the client's, and the
+    # first line is whatever the client wrote.
+    forwarded = ", ".join(request.headers.getlist("x-forwarded-for")) or None
+    ip = client_address(peer, forwarded, c.settings.proxy_hops)
     return ip[:64], request.headers.get("user-agent", "")[:256]
 
 

@@ -24,7 +24,8 @@ def read_cookie() -> str | None:
 def client_ip() -> str:
     """The visitor's address: the connection's, or X-Forwarded-For's as far as FINSYNC_PROXY_HOPS trusts it."""
     try:
-        peer, forwarded = st.context.ip_address, st.context.headers.get("X-Forwarded-For")
+        # every line, in order (services/web.py says why)
+        peer, forwarded = st.context.ip_address, ", ".join(st.context.headers.get_all("X-Forwarded-For")) or None
         if peer is None and st.context.headers.get("Host"):
             peer = "127.0.0.1"  # Streamlit hides a loopback peer; the session row (from the route) says 127.0.0.1
     except Exception:

@@ -324,6 +324,32 @@ def test_behind_a_trusted_proxy_the_session_records_the_forwarded_address(contai
     [row] = sessions.list_sessions(container, alice.id, None)
     assert row.ip == "198.51.100.23"  # the proxy's entry, not the client's forged one nor the proxy itself
 
+    # A proxy that adds its own header line (rather than extend the client's) is read the same way: every line.
+    step = auth.begin_sign_in(container, login="alice", password=PASSWORD)
+    lines = [("sec-fetch-site", "same-origin"), ("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "198.51.100.24")]
+    assert web.post("/auth/session", content=step.ticket, headers=lines).status_code == 200
+    assert sorted(r.ip for r in sessions.list_sessions(container, alice.id, None)) == ["198.51.100.23", "198.51.100.24"]
+
+
+def test_the_pages_read_every_forwarded_for_line_too(container: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sign-in's address limit counts the address the proxy saw, not a line the client wrote first."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from streamlit.runtime.context import StreamlitHeaders
+
+    from pages.ui import session as ui_session
+
+    proxied = dataclasses.replace(container, settings=container.settings.model_copy(update={"proxy_hops": 1}))
+    monkeypatch.setattr(ui_session, "container", lambda: proxied)
+    seen = set()
+    for forged in ("6.6.6.6", "7.7.7.7"):
+        lines = [("Host", "finsync.example"), ("X-Forwarded-For", forged), ("X-Forwarded-For", "198.51.100.23")]
+        context = SimpleNamespace(ip_address="10.0.0.2", headers=StreamlitHeaders(lines))
+        monkeypatch.setattr(ui_session, "st", SimpleNamespace(context=context))
+        seen.add(ui_session.client_ip())
+    assert seen == {"198.51.100.23"}
+
 
 HTTPS = "https://finsync.example"
 HTTP = "http://127.0.0.1:8501"
