@@ -5,6 +5,7 @@ from urllib.parse import urlencode, urlsplit
 import streamlit as st
 
 from pages.ui import accounts_view
+from pages.ui.kept_view import kept_section
 from pages.ui.plaid_link import plaid_link
 from pages.ui.session import require_user
 from pages.ui.state import container, flash, show_flash
@@ -74,3 +75,4 @@ if not items and view.user.email_verified:
     st.info("No bank linked yet. Use “Link a bank” to connect one; finsync then keeps it in sync by itself.")
 for item in items:
     accounts_view.item_card(c, uid, item, statuses.get(item.id), two_factor=view.user.totp_enabled)
+kept_section(c, uid, two_factor=view.user.totp_enabled)

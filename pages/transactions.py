@@ -41,7 +41,7 @@ def _same_or_posted(tx_id: str | None, ids: list[str]) -> str | None:
 
 
 export_section(c, uid, two_factor=view.user.totp_enabled)
-search = st.text_input("Search name, merchant, category, note or tags", max_chars=100, key="tx_search")
+search = st.text_input("Search name, merchant, category, account, note or tags", max_chars=100, key="tx_search")
 needle = search.strip()
 moved = st.session_state.get("tx_page")  # (search, the row it follows) of the page Older / Newer went to
 if moved and moved[0] != needle:  # another search starts at the newest
@@ -65,7 +65,10 @@ if not page:
     if saving:
         st.warning(NOT_SAVED)
     if needle:
-        st.info(f"No transactions match “{md(needle)}”. The search looks at name, merchant, category, note and tags.")
+        st.info(
+            f"No transactions match “{md(needle)}”. The search looks at name, merchant, category, "
+            "account, note and tags."
+        )
     else:
         st.info("No transactions yet. Link a bank on the Accounts page; finsync syncs it by itself.")
     st.stop()
@@ -81,6 +84,8 @@ frame = pd.DataFrame(
             "Account": names.get(t.account_id, ""),
             "Pending": t.pending,
             "Excluded": t.excluded,
+            "Tags": ", ".join(t.tags),  # what a search may have found it by
+            "Note": (t.note or "").split("\n", 1)[0][:80],
         }
         for t in page
     ]

@@ -52,6 +52,7 @@ EVENTS = frozenset(
         "bank_link_failed",
         "bank_repaired",
         "bank_removed",
+        "kept_history_deleted",
         "bank_revocation_done",
         "bank_revocation_given_up",
         "transactions_exported",

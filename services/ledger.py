@@ -338,8 +338,8 @@ def _contains(column: Any, needle: str, sqlite: bool) -> ColumnElement[bool]:
 
 
 def _matching(user_id: uuid.UUID, search: str, *, sqlite: bool) -> list[ColumnElement[bool]]:
-    """The user's transactions whose name, merchant, category (theirs or the bank's), note or tags contain
-    ``search`` (any case, accents aside)."""
+    """The user's transactions whose name, merchant, category (theirs or the bank's), account (its name, bank or
+    last four digits), note or tags contain ``search`` (any case, accents aside)."""
     where: list[ColumnElement[bool]] = [col(LedgerTransaction.user_id) == user_id]
     needle = safe_text.clean(search).strip()[:100]  # as stored text is cleaned (a NUL no database takes, bidi marks)
     if needle:
@@ -352,6 +352,10 @@ def _matching(user_id: uuid.UUID, search: str, *, sqlite: bool) -> list[ColumnEl
         code = re.sub(r"\s*·\s*|\s+", "_", needle)
         if code != needle and code.isascii():
             found.append(func.lower(col(t.category_detailed)).like(literal(_like(code.lower())), escape="\\"))
+        # the account column: its name, its bank, its last four digits (a handful of rows, looked at once)
+        a = BankAccount
+        named = or_(*(_contains(col(f), needle, sqlite) for f in (a.name, a.institution_name, a.mask)))
+        found.append(col(t.account_id).in_(select(col(a.id)).where(col(a.user_id) == user_id, named)))
         where.append(or_(*found))
     return where
 

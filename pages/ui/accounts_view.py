@@ -244,7 +244,7 @@ def _accounts_table(item: ItemView, flagged: tuple[uuid.UUID, ...] = ()) -> None
 
 
 def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStatus | None, *, two_factor: bool) -> None:
-    with st.container(border=True):
+    with st.container(border=True, key=f"bank_card_{item.id}"):
         head, badge = st.columns([3, 2])
         head.subheader(md(item.institution_name))
         if item.needs_repair:
@@ -271,8 +271,8 @@ def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStat
         if sync_col.button("Sync now", key=f"sync_{item.id}", icon=":material/sync:"):
             sync_now(c, uid, item)
         offered = st.session_state.get("offer_repair") == str(item.id) or any(a.unshared_since for a in item.accounts)
-        if (item.needs_repair or offered) and repair_col.button(
-            "Repair connection", key=f"repair_{item.id}", type="primary"
+        if (item.needs_repair or offered) and repair_col.button(  # urgent-looking only when the bank needs it
+            "Repair connection", key=f"repair_{item.id}", type="primary" if item.needs_repair else "secondary"
         ):
             st.session_state.pop("offer_repair", None)
             try:
@@ -287,7 +287,9 @@ def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStat
                     str(item.id),
                 )
                 st.rerun()
-        with remove_col.popover("Remove", icon=":material/delete:"), st.form(f"remove_form_{item.id}", border=False):
+        # keyed by bank: when a card above goes (this one's neighbour removed), its popover must not open here
+        remove = remove_col.popover("Remove", icon=":material/delete:", key=f"remove_popover_{item.id}")
+        with remove, st.form(f"remove_form_{item.id}", border=False):
             st.write(f"Disconnect {md(item.institution_name)} from finsync and from Plaid.")
             keep = st.radio(
                 "Its history",

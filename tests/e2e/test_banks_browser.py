@@ -120,17 +120,20 @@ def test_link_two_banks_repair_one_remove_one(server: Server, browser: object) -
     page.get_by_text("Holiday Savings").first.wait_for(state="attached", timeout=15_000)
     page.get_by_text("Harbor National is synced").wait_for(timeout=30_000)  # the page has settled
 
-    # Remove one bank and its history.
+    # Remove one bank, keeping its history: the page lists what was kept.
     assert page.get_by_role("heading", name="Maple Credit Union").count() == 1
     page.get_by_role("button", name="Remove").nth(1).click()
-    page.get_by_text("Delete them too").click()
+    page.get_by_text("Keep its accounts and transactions").click()
     page.locator('input[aria-label="Your password"]:visible').fill(PASSWORD)  # removing a bank asks who you are
     page.get_by_role("button", name="Remove this bank").click()
     try:
         page.get_by_text("Removed Maple Credit Union").wait_for(timeout=30_000)
         page.get_by_role("heading", name="Maple Credit Union").wait_for(state="detached", timeout=15_000)  # its card
+        page.get_by_role("heading", name="Kept from removed banks").wait_for(timeout=15_000)
     finally:
         shot(page, "accounts-after-remove")
+    # the removed card's open popover did not pass to the bank that took its place
+    assert not page.get_by_text("Disconnect Harbor National").is_visible()
     assert violations == []
     page.context.close()
 

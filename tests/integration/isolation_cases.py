@@ -19,6 +19,7 @@ from services import (
     credentials,
     export,
     jobs,
+    kept_history,
     ledger,
     mail_queue,
     notify,
@@ -130,6 +131,7 @@ CASES: dict[str, Case] = {
     "ledger.list_runs": own(lambda w: ledger.list_runs(w.c, w.alice, limit=1000)),
     "ledger.last_success": own(lambda w: ledger.last_success(w.c, w.alice)),
     "banking.list_items": own(lambda w: banking.list_items(w.c, w.alice)),
+    "kept_history.kept_accounts": own(lambda w: kept_history.kept_accounts(w.c, w.alice)),
     "banking_link.resume_link": own(lambda w: banking.resume_link(w.c, w.alice), expect=is_none),
     "sync_aside.list_set_aside": own(lambda w: sync_aside.list_set_aside(w.c, w.alice)),
     "audit.list_events": own(lambda w: audit.list_events(w.c, w.alice, limit=1000)),
@@ -194,6 +196,9 @@ CASES: dict[str, Case] = {
         lambda w: banking.link_exit(w.c, w.alice, link_session_id=w.bob_link, error={"error_code": "X"})
     ),
     "banking_exchange.link_public_token": denied(new_link_at_bobs_session),
+    "kept_history.delete_kept": denied(
+        lambda w: kept_history.delete_kept(w.c, w.alice, w.bob_kept_account, password=w.password, code=w.code())
+    ),
     "banking.remove_item": denied(lambda w: banking.remove_item(w.c, w.alice, w.bob_item, keep_history=False)),
     "banking.remove_bank": denied(
         lambda w: banking.remove_bank(w.c, w.alice, w.bob_item, keep_history=False, password=w.password, code=w.code())

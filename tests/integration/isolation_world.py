@@ -38,6 +38,7 @@ class World:
     bob_accounts: list[Account]  # shaped like bob's accounts (active and kept), with fresh Plaid ids
     bob_items: list[uuid.UUID] = field(default_factory=list)
     bob_account_ids: list[uuid.UUID] = field(default_factory=list)
+    bob_kept_account: uuid.UUID = field(default_factory=uuid.uuid4)  # one of bob's kept (detached) accounts
     markers: set[str] = field(default_factory=set)  # strings only bob's data contains
     password: str = PASSWORD
     secret: str | None = None  # alice's TOTP secret once enrolled
@@ -81,6 +82,7 @@ def build_world(bank: Bank, tmp: Path) -> World:
     w = World(bank, tmp, alice, bob, alice_item, bob_item, bob_txns[0].transaction_id, bob_token, bob_session.id,
               bob_link.link_session_id, bob_accounts)  # fmt: skip
     w.bob_items, w.bob_account_ids = [bob_item, bob_kept], [a.id for a in rows]
+    w.bob_kept_account = next(a.id for a in rows if a.item_id is None)
     ids: list[Any] = [bob, bob_item, bob_kept, bob_session.id, bob_link.link_session_id, *w.bob_account_ids]
     ids += [a.plaid_account_id for a in rows]
     w.markers |= {str(i) for i in ids} | {i.hex for i in ids if isinstance(i, uuid.UUID)}

@@ -329,6 +329,7 @@ ELSEWHERE = {
     "bank_link_failed": "test_banking_link",
     "bank_repaired": "test_banking_items",
     "bank_removed": "test_banking_items",
+    "kept_history_deleted": "test_kept_history",
     "bank_revocation_done": "test_revocations",
     "bank_revocation_given_up": "test_revocations",
 }

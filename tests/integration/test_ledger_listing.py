@@ -210,3 +210,28 @@ def test_tags_are_trimmed_after_their_commas_go_and_counted_once(container: Cont
     assert edit_transaction(container, user, tid, tags=["x"] * 25).tags == ("x",)  # one tag, typed 25 times
     with pytest.raises(InputError):
         edit_transaction(container, user, tid, tags=[f"t{n}" for n in range(MAX_TAGS + 1)])
+
+
+def test_a_search_finds_what_the_account_column_shows_bank_name_and_last_four(container: Container) -> None:
+    user, other = make_user(container), make_user(container, "zed@example.com")
+    maple = add_ledger(container, user, ["COFFEE", "BOOKS"])
+    harbor = add_ledger(container, user, ["TRAIN"])
+    theirs = add_ledger(container, other, ["MAPLE SYRUP CO"])
+    with unit_of_work(container.engine) as s:
+        for tid, (bank, name, mask) in (
+            (maple[0], ("Maple Credit Union", "Rewards Card", "2938")),
+            (harbor[0], ("Harbor National", "Everyday Checking", "5543")),
+            (theirs[0], ("Maple Credit Union", "Rewards Card", "2938")),
+        ):
+            row = s.get(LedgerTransaction, tid)
+            assert row is not None
+            account = s.get(BankAccount, row.account_id)
+            assert account is not None
+            account.institution_name, account.name, account.mask = bank, name, mask
+
+    def found(search: str) -> set[str]:
+        return {t.transaction_id for t in list_transactions(container, user, search=search)}
+
+    assert found("maple") == found("REWARDS card") == found("2938") == set(maple)  # never zed's
+    assert found("harbor") == found("5543") == found("checking") == set(harbor)
+    assert found("credit union coffee") == set()

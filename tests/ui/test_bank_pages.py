@@ -485,3 +485,33 @@ def test_a_bank_followed_too_long_is_let_go_and_later_syncs_are_followed_again(
 def said(at: AppTest) -> list[str]:
     """The success messages on the page, as a person reads them (the page escapes markdown)."""
     return [e.value.replace("\\", "") for e in at.success]
+
+
+def test_a_removed_banks_kept_history_is_listed_on_accounts_and_can_be_deleted(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "kim")
+    item = bank_app.link(user.id, "ins_demo_2")
+    sync.sync_item(c, user.id, item.id)
+    assert "Kept from removed banks" not in everything(open_page("accounts.py"))
+    banking.remove_item(c, user.id, item.id, keep_history=True)
+
+    at = open_page("accounts.py")
+    assert "Kept from removed banks" in everything(at) and "No bank linked yet" in everything(at)
+    table = at.dataframe[0].value
+    assert len(table) == len(item.accounts) and table["Account"].str.startswith("Maple Credit Union: ").all()
+    assert table["Transactions"].sum() == len(ledger.list_transactions(c, user.id, limit=10**6)) > 0
+
+    doomed = table["Account"].iloc[0]
+    at.selectbox(key="kept_delete_account").select_index(0)
+    at.text_input(key="kept_delete_password").input("not my password at all")
+    at = click(at, "Delete this history")
+    assert "That password is not right." in everything(at) and len(at.dataframe[0].value) == len(item.accounts)
+    at.text_input(key="kept_delete_password").input(PASSWORD)
+    at = click(at, "Delete this history")
+    said = everything(at)
+    assert f"Deleted the kept history of {doomed} (" in said.replace("\\", "")
+    assert list(at.dataframe[0].value["Account"]) == list(table["Account"].iloc[1:])
+    left = table["Transactions"].iloc[1:].sum()
+    assert len(ledger.list_transactions(c, user.id, limit=10**6)) == left

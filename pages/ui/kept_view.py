@@ -1,0 +1,61 @@
+"""The Accounts page's section for what was kept from removed banks: listed, and deleted on request."""
+
+from __future__ import annotations
+
+import uuid
+
+import pandas as pd
+import streamlit as st
+
+from pages.ui.format import count, money, when
+from pages.ui.reauth import proof_inputs
+from pages.ui.session import client_ip
+from pages.ui.state import flash
+from services import kept_history
+from services.container import Container
+from services.errors import FinsyncError
+from services.kept_history import KeptAccount
+
+
+def _label(k: KeptAccount) -> str:
+    return f"{k.institution_name}: {k.name}" + (f" ••{k.mask}" if k.mask else "")
+
+
+def kept_section(c: Container, uid: uuid.UUID, *, two_factor: bool) -> None:
+    """Nothing when nothing was kept; else a table of the kept accounts and a way to delete one's history."""
+    kept = kept_history.kept_accounts(c, uid)
+    if not kept:
+        return
+    st.subheader("Kept from removed banks")
+    st.caption(
+        "You removed these banks and kept their history: the transactions stay in Transactions, and the balance "
+        "is the last one the bank gave. Link the same bank again and its history continues where it stopped."
+    )
+    rows = [
+        {
+            "Account": _label(k),
+            "Last balance": money(k.current_minor, k.currency),
+            "Transactions": k.transactions,
+            "From": k.first.isoformat() if k.first else "",
+            "To": k.last.isoformat() if k.last else "",
+            "Removed": when(k.removed_at, empty=""),
+        }
+        for k in kept
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    with st.popover("Delete kept history", icon=":material/delete:"), st.form("kept_delete_form", border=False):
+        names = {str(k.id): k for k in kept}
+        chosen = st.selectbox(
+            "Account", list(names), format_func=lambda key: _label(names[key]), key="kept_delete_account"
+        )
+        st.write("Its transactions, with your notes and tags on them, are deleted for good.")
+        password, code = proof_inputs(two_factor, "kept_delete")
+        if st.form_submit_button("Delete this history"):
+            doomed = names[chosen]
+            try:
+                gone = kept_history.delete_kept(c, uid, doomed.id, password=password, code=code, ip=client_ip())
+            except FinsyncError as exc:
+                st.error(str(exc))
+            else:
+                flash("success", f"Deleted the kept history of {_label(doomed)} ({count(gone, 'transaction')}).")
+                st.rerun()

@@ -1,0 +1,106 @@
+"""The history a person kept when they removed a bank: listed on Accounts, and deleted when they no longer want it.
+
+Removing a bank "keeping history" detaches its accounts (``item_id`` NULL, ``disconnected_at`` set) and leaves
+their transactions in the ledger. Linking the same login again takes such an account back (services/relink.py);
+until then it is listed here with its last balance, and its owner may delete it, transactions and all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import delete, func
+from sqlmodel import Session, col, select
+
+from models import BankAccount, LedgerTransaction, TransactionChange
+from services import audit
+from services.container import Container
+from services.credentials import confirm_identity
+from services.db import unit_of_work
+from services.errors import NotFound, NotYours
+
+NO_SUCH_HISTORY = "That kept history does not exist (it may have been deleted, or its bank linked again)."
+
+
+@dataclass(frozen=True)
+class KeptAccount:
+    """An account of a removed bank, as it was when the bank was removed."""
+
+    id: uuid.UUID
+    institution_name: str
+    name: str
+    mask: str | None
+    type: str
+    current_minor: int | None  # the last balance the bank gave: not today's
+    currency: str | None
+    removed_at: datetime | None
+    transactions: int
+    first: date | None
+    last: date | None
+
+
+def kept_accounts(c: Container, user_id: uuid.UUID) -> list[KeptAccount]:
+    """The user's kept accounts, by bank and name, with how many transactions each holds and over which dates."""
+    t = LedgerTransaction
+    with unit_of_work(c.engine) as session:
+        counts = select(
+            col(t.account_id), func.count().label("n"), func.min(col(t.date)).label("first"), func.max(col(t.date)).label("last")
+        ).where(col(t.user_id) == user_id).group_by(col(t.account_id)).subquery()  # fmt: skip
+        rows = session.execute(
+            select(BankAccount, counts.c.n, counts.c.first, counts.c.last)
+            .outerjoin(counts, counts.c.account_id == col(BankAccount.id))
+            .where(col(BankAccount.user_id) == user_id, col(BankAccount.item_id).is_(None))
+            .order_by(col(BankAccount.institution_name), col(BankAccount.name), col(BankAccount.id))
+        ).all()
+    return [
+        KeptAccount(
+            id=a.id,
+            institution_name=a.institution_name,
+            name=a.name,
+            mask=a.mask,
+            type=a.type,
+            current_minor=a.current_minor,
+            currency=a.iso_currency_code or a.unofficial_currency_code,
+            removed_at=a.disconnected_at,
+            transactions=n or 0,
+            first=first,
+            last=last,
+        )
+        for a, n, first, last in rows
+    ]
+
+
+def _owned_kept(session: Session, user_id: uuid.UUID, account_id: uuid.UUID) -> BankAccount:
+    account = session.get(BankAccount, account_id, with_for_update=True) if isinstance(account_id, uuid.UUID) else None
+    if account is None or account.item_id is not None:
+        raise NotFound(NO_SUCH_HISTORY)  # a linked account's history goes with its bank, on Accounts
+    if account.user_id != user_id:
+        raise NotYours(NO_SUCH_HISTORY, user_id=user_id, what=f"kept account {account_id}")
+    return account
+
+
+def delete_kept(
+    c: Container, user_id: uuid.UUID, account_id: uuid.UUID, *, password: str, code: str | None = None, ip: str = ""
+) -> int:
+    """Delete one kept account with its transactions and their change history, once the owner proves it is them;
+    returns how many transactions went."""
+    confirm_identity(c, user_id, action="kept history deletion", password=password, code=code, ip=ip)
+    with unit_of_work(c.engine, immediate=True) as session:
+        account = _owned_kept(session, user_id, account_id)
+        ids = select(col(LedgerTransaction.plaid_transaction_id)).where(
+            col(LedgerTransaction.user_id) == user_id, col(LedgerTransaction.account_id) == account.id
+        )
+        session.execute(
+            delete(TransactionChange).where(
+                col(TransactionChange.user_id) == user_id, col(TransactionChange.plaid_transaction_id).in_(ids)
+            )
+        )
+        gone = session.execute(delete(LedgerTransaction).where(col(LedgerTransaction.account_id) == account.id))
+        name = f"{account.institution_name}: {account.name}" + (f" ••{account.mask}" if account.mask else "")
+        session.delete(account)
+        count = int(getattr(gone, "rowcount", 0) or 0)
+        audit.record(session, event="kept_history_deleted", user_id=user_id, ip=ip,
+                     detail=f"{name}; {count} transaction(s)", at=c.clock())  # fmt: skip
+    return count

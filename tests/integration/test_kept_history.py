@@ -1,0 +1,61 @@
+"""The history kept from a removed bank: listed with its last balance, and deleted (with proof) when unwanted."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+
+import pytest
+from sqlalchemy import select
+from sqlmodel import col
+
+from models import AuditEvent, LedgerTransaction
+from services import banking, kept_history
+from services.db import unit_of_work
+from services.errors import InputError, NotFound
+from services.sync import sync_item
+from tests.factories import STRONG_PASSWORD
+from tests.integration.conftest_bank import Bank
+
+
+def _per_account(bank: Bank, user_id: uuid.UUID) -> Counter[uuid.UUID]:
+    with unit_of_work(bank.c.engine) as session:
+        rows = session.execute(
+            select(LedgerTransaction.account_id).where(col(LedgerTransaction.user_id) == user_id)
+        ).scalars()
+        return Counter(rows)
+
+
+def test_a_removed_banks_kept_accounts_are_listed_and_one_can_be_deleted(bank: Bank) -> None:
+    alice = bank.user()
+    item = bank.link(alice)
+    other = bank.link(alice, "ins_demo_2")
+    for linked in (item, other):
+        assert sync_item(bank.c, alice, linked.id, explicit=True).status == "ok"
+    assert kept_history.kept_accounts(bank.c, alice) == []  # nothing removed yet
+    banking.remove_item(bank.c, alice, item.id, keep_history=True, ip="203.0.113.5")
+
+    kept = kept_history.kept_accounts(bank.c, alice)
+    counts = _per_account(bank, alice)
+    assert sorted(k.name for k in kept) == sorted(a.name for a in item.accounts)
+    assert {k.institution_name for k in kept} == {item.institution_name}
+    assert all(k.removed_at == bank.c.clock() and k.transactions == counts[k.id] for k in kept)
+    assert {k.current_minor for k in kept} == {a.current_minor for a in item.accounts}  # the last balances
+    assert all(k.first is not None and k.last is not None and k.first <= k.last for k in kept if k.transactions)
+
+    doomed = max(kept, key=lambda k: k.transactions)
+    with pytest.raises(InputError):
+        kept_history.delete_kept(bank.c, alice, doomed.id, password="not the password at all")
+    assert _per_account(bank, alice) == counts  # a wrong password changes nothing
+    with pytest.raises(NotFound):  # a linked account's history goes with its bank, not from here
+        kept_history.delete_kept(bank.c, alice, other.accounts[0].id, password=STRONG_PASSWORD)
+
+    gone = kept_history.delete_kept(bank.c, alice, doomed.id, password=STRONG_PASSWORD, ip="203.0.113.5")
+    assert gone == counts[doomed.id] > 0
+    assert _per_account(bank, alice) == Counter({k: n for k, n in counts.items() if k != doomed.id})
+    assert [k.id for k in kept_history.kept_accounts(bank.c, alice)] == [k.id for k in kept if k != doomed]
+    with unit_of_work(bank.c.engine) as session:
+        row = session.execute(select(AuditEvent).where(col(AuditEvent.event) == "kept_history_deleted")).scalar_one()
+    assert row.user_id == alice and row.ip == "203.0.113.5" and f"{gone} transaction(s)" in row.detail
+    with pytest.raises(NotFound):  # once is all
+        kept_history.delete_kept(bank.c, alice, doomed.id, password=STRONG_PASSWORD)
