@@ -16,7 +16,7 @@ if not runs:
     st.info("No syncs yet. finsync syncs each linked bank by itself every few hours.")
     st.stop()
 
-WHY = {"manual": "Sync now", "cli": "command line", "schedule": "on schedule", "first": "first sync after linking",
+WHY = {"manual": "you pressed Sync now", "cli": "command line", "schedule": "on schedule", "first": "first sync after linking",
        "sign_in": "you signed in", "webhook": "new data at your bank", "repair": "you repaired the connection", "check": "self-check (sync)", "verify": "self-check"}  # fmt: skip
 RESULT = {"ok": "synced", "preparing": "bank preparing data", "running": "running", "failed": "failed",
           "login_required": "needs sign-in", "already_syncing": "already syncing"}  # fmt: skip
@@ -55,24 +55,23 @@ if aside:
             width="stretch",
         )
 
-st.dataframe(
-    pd.DataFrame(
-        [
-            {
-                "Started": when(r.started_at),
-                "Bank": r.institution_name,
-                "Why": WHY.get(r.trigger, r.trigger),
-                "Result": RESULT.get(r.status, r.status),
-                "Pages": r.pages,
-                "Added": r.added,
-                "Modified": r.modified,
-                "Removed": r.removed,
-                "What happened": r.explanation,
-                "What to do": r.fix,
-            }
-            for r in runs
-        ]
-    ),
-    hide_index=True,
-    width="stretch",
+table = pd.DataFrame(
+    [
+        {
+            "Started": when(r.started_at),
+            "Bank": r.institution_name,
+            "Why": WHY.get(r.trigger, r.trigger),
+            "Result": RESULT.get(r.status, r.status),
+            "Added": r.added,
+            "Modified": r.modified,
+            "Removed": r.removed,
+            "What happened": r.explanation,
+            "What to do": r.fix,
+            "Pages from Plaid": r.pages,
+        }
+        for r in runs
+    ]
 )
+# When every run went well there is nothing to explain: no empty columns to squeeze the others
+table = table.drop(columns=[c for c in ("What happened", "What to do") if not table[c].astype(bool).any()])
+st.dataframe(table, hide_index=True, width="stretch")

@@ -83,7 +83,7 @@ def reset_password(c: Container, *, token: str, new_password: str, ip: str = "")
             event="password_reset_done",
             user_id=user.id,
             ip=ip,
-            detail=f"{count} session{'' if count == 1 else 's'} ended",
+            detail=audit.sessions_ended(count, others=False),
             at=now,
         )
         what = "Your password was reset" + (
@@ -114,7 +114,7 @@ def change_password(
             keep = sessions.find_id(session, current_token, user.id)
             count = sessions.revoke_all(session, user.id, now, keep=keep)
             tokens.revoke(session, user.id, (tokens.RESET, tokens.EMAIL_CHANGE), now)
-            detail = f"{count} other session{'' if count == 1 else 's'} ended"
+            detail = audit.sessions_ended(count)
             audit.record(session, event="password_changed", user_id=user.id, ip=ip, detail=detail, at=now)
             p.mail(
                 session,

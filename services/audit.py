@@ -102,6 +102,14 @@ def clean_ip(ip: object) -> str:
     return clean_text(ip, MAX_IP).strip()
 
 
+def sessions_ended(count: int, *, others: bool = True) -> str:
+    """An audit detail saying how many sessions an action ended, in words ("no other session was open")."""
+    other = "other " if others else ""
+    if count == 0:
+        return f"no {other}session was open"
+    return f"{count} {other}session{'' if count == 1 else 's'} ended"
+
+
 def record(
     session: Session,
     *,

@@ -177,6 +177,6 @@ def revoke_other_sessions(c: Container, user_id: uuid.UUID, current_token: str, 
         keep = row.id if row is not None and row.user_id == user_id else None
         count = revoke_all(session, user_id, now, keep=keep)
         if count:
-            detail = f"{count} other sessions"
+            detail = audit.sessions_ended(count)
             audit.record(session, event="session_revoked", user_id=user_id, ip=ip, at=now, detail=detail)
         return count

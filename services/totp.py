@@ -116,7 +116,9 @@ def confirm_totp(
         if not reauth(session, c, user, p, action="two-factor setup", password=password, ip=ip):
             pass  # the wrong password is parked in ``p`` (and counted like a failed sign-in)
         elif not steps:
-            audit.record(session, event="totp_failed", user_id=user.id, ip=ip, detail="enrolment", at=now)
+            audit.record(
+                session, event="totp_failed", user_id=user.id, ip=ip, detail="while setting up two-factor", at=now
+            )
             p.fail(InputError("That code does not match. Enter the 6-digit code your app shows now."))
         else:
             user.totp_enabled = True
@@ -124,7 +126,7 @@ def confirm_totp(
             user.totp_pending_session_id = user.totp_pending_at = None
             codes = otp.new_recovery_codes(session, user.id)
             ended = sessions.revoke_all(session, user.id, now, keep=sessions.find_id(session, current_token, user.id))
-            detail = f"{ended} other session{'' if ended == 1 else 's'} ended"
+            detail = audit.sessions_ended(ended)
             audit.record(session, event="totp_enabled", user_id=user.id, ip=ip, detail=detail, at=now)
             p.mail(
                 session,

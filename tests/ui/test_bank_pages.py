@@ -62,7 +62,8 @@ def test_link_sync_and_browse(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -
     runs = at.dataframe[0].value
     assert (
         list(runs["Result"]) == ["synced"]
-        and list(runs["Why"]) == ["Sync now"]
+        and list(runs["Why"]) == ["you pressed Sync now"]
+        and "What happened" not in runs.columns  # it went well: nothing to explain
         and runs["Added"].iloc[0] == len(sync.list_runs(c, user.id)) * runs["Added"].iloc[0]
     )
 
@@ -185,7 +186,9 @@ def test_sync_history_shows_a_failure_only_until_that_bank_synced_again(
     assert sync.sync_item(c, user.id, item.id, explicit=True).status == "ok"
     at = open_page("sync_history.py")
     assert not at.error and not at.get("page_link")  # the old failure is history now, not an alarm
-    assert list(at.dataframe[0].value["Result"]) == ["synced", "needs sign-in"]
+    table = at.dataframe[0].value
+    assert list(table["Result"]) == ["synced", "needs sign-in"]
+    assert table["What happened"].iloc[0] == "" and "sign in again" in table["What happened"].iloc[1]
 
 
 def test_sync_history_lists_transactions_set_aside_as_unreadable(

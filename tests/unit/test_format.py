@@ -64,3 +64,13 @@ def test_times_read_in_the_viewers_zone_and_say_which() -> None:
     assert when(stored, zone=UTC) == "2026-12-05 00:11 UTC"
     assert when(None) == "never" and when(None, "") == ""
     assert viewer_zone() == UTC  # no browser behind this call
+
+
+def test_the_activity_log_says_how_many_sessions_ended_in_words() -> None:
+    from services.audit import sessions_ended
+
+    assert sessions_ended(0) == "no other session was open"  # not "0 other sessions ended"
+    assert sessions_ended(1) == "1 other session ended" and sessions_ended(3) == "3 other sessions ended"
+    assert sessions_ended(0, others=False) == "no session was open" and sessions_ended(2, others=False) == (
+        "2 sessions ended"
+    )
