@@ -59,6 +59,22 @@ def test_link_two_banks_repair_one_remove_one(server: Server, browser: object) -
     page.get_by_role("link", name="Accounts").click()
     page.get_by_text("No bank linked yet").wait_for(timeout=20_000)
 
+    # Link is a modal dialog for the keyboard: focus is in it, Tab stays in it, Escape closes it.
+    page.get_by_role("button", name="Link a bank").click()
+    page.get_by_role("button", name="Choose your bank").click()
+    dialog = page.get_by_test_id("demo-link-dialog")
+    dialog.wait_for(timeout=20_000)
+    inside = "() => document.querySelector('[data-testid=demo-link-dialog]').contains(document.activeElement)"
+    assert page.evaluate(inside)
+    for _ in range(6):  # more presses than the dialog has controls: focus comes round, never leaves
+        page.keyboard.press("Tab")
+        assert page.evaluate(inside)
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate(inside)
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="detached", timeout=10_000)
+    page.get_by_role("button", name="Link a bank").wait_for(timeout=20_000)  # Link exited: the page is back
+
     # Wrong password at the bank: an error inside Link, nothing linked.
     link_through_component(page, "ins_demo_1", password="pass_bad")
     page.get_by_test_id("demo-link-error").get_by_text("incorrect").wait_for(timeout=20_000)

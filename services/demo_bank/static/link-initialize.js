@@ -50,6 +50,23 @@
     function close() {
       if (overlay && overlay.parentNode) overlay.parentNode.removeChild(overlay);
       overlay = null;
+      document.removeEventListener("keydown", onKey, true);
+    }
+
+    // A modal dialog for the keyboard too: Escape closes it (as Link's own close does), and Tab cycles through
+    // its controls instead of wandering to the page behind it.
+    function onKey(ev) {
+      if (!overlay) return;
+      if (ev.key === "Escape") { ev.preventDefault(); exitNow(lastError); return; }
+      if (ev.key !== "Tab") return;
+      var controls = Array.prototype.filter.call(overlay.querySelectorAll("button, input"), function (n) {
+        return !n.disabled;
+      });
+      if (!controls.length) return;
+      var first = controls[0], last = controls[controls.length - 1], at = document.activeElement;
+      if (!overlay.contains(at)) { ev.preventDefault(); first.focus(); }
+      else if (ev.shiftKey && at === first) { ev.preventDefault(); last.focus(); }
+      else if (!ev.shiftKey && at === last) { ev.preventDefault(); first.focus(); }
     }
 
     function exitNow(error) {
@@ -202,6 +219,9 @@
         style: "position:fixed;inset:0;z-index:2147483647;background:rgba(0,0,0,.55);overflow:auto" });
       overlay.appendChild(box);
       document.body.appendChild(overlay);
+      document.addEventListener("keydown", onKey, true);
+      var start = box.querySelector("[data-testid=demo-link-institution], input, button[type=submit]");
+      (start || box.querySelector("button")).focus();  // focus moves into the dialog (a screen reader follows)
     }
 
     return {
