@@ -65,7 +65,7 @@ with st.container():  # "Link a bank", or Link with "Cancel": one place, so the 
             accounts_view.finish_link(c, uid, outcome, link_session_id, repair_item)
 
 st.session_state.pop("link_redirect", None)
-show_flash()
+show_flash(grace=True)  # the page reruns by itself (it follows the bot): news stays long enough to be read
 
 items = banking.list_items(c, uid)
 statuses = {s.item_id: s for s in sync.item_sync_status(c, uid)}

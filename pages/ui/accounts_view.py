@@ -122,6 +122,7 @@ def _follow_quietly(c: Container, uid: uuid.UUID, items: list[ItemView], statuse
         with database_outage_notice(retry=False):  # the database gone: said here; the next poll tries again
             _still_signed_in(uid)
             if seen(banking.list_items(c, uid), sync.item_sync_status(c, uid)) != shown:
+                flash_again()  # a rerun of its own: what the page said stays
                 st.rerun(scope="app")
 
     follow()

@@ -518,3 +518,29 @@ def test_a_removed_banks_kept_history_is_listed_on_accounts_and_can_be_deleted(
     assert list(at.dataframe[0].value["Account"]) == list(table["Account"].iloc[1:])
     left = table["Transactions"].iloc[1:].sum()
     assert len(ledger.list_transactions(c, user.id, limit=10**6)) == left
+
+
+def test_news_on_accounts_outlives_a_rerun_nobody_asked_for_but_not_its_time(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Accounts reruns by itself while it follows the bot; a run that brings no news of its own within thirty seconds
+    of "Linked …" shows it again rather than take it away before it could be read, and later lets it go."""
+    import pages.ui.state as state
+
+    c = bank_app.c
+    signed_in(bank_app, monkeypatch, "max")
+    at = click(open_page("accounts.py"), "Link a bank")
+    public = c.plaid.sandbox_public_token_create("ins_demo_2")  # type: ignore[union-attr]
+    monkeypatch.setattr(plaid_link_module, "plaid_link", lambda **_: {"kind": "success", "public_token": public})
+    clock = [1000.0]
+    monkeypatch.setattr(state, "_now", lambda: clock[0])
+    at.run()
+    linked = "Linked Maple Credit Union with 3 accounts."
+    assert linked in [e.value.replace("\\", "") for e in at.success]
+    monkeypatch.setattr(plaid_link_module, "plaid_link", lambda **_: None)
+    clock[0] += state.GRACE_SECONDS - 1
+    at.run()  # a rerun with no news of its own, just inside the grace
+    assert linked in [e.value.replace("\\", "") for e in at.success]
+    clock[0] += 2
+    at.run()  # past the grace: gone
+    assert linked not in [e.value.replace("\\", "") for e in at.success]
