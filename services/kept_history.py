@@ -42,34 +42,35 @@ class KeptAccount:
 
 
 def kept_accounts(c: Container, user_id: uuid.UUID) -> list[KeptAccount]:
-    """The user's kept accounts, by bank and name, with how many transactions each holds and over which dates."""
+    """The user's kept accounts, by bank and name, with how many transactions each holds and over which dates.
+
+    Only the kept accounts' rows are counted (through the account index): Accounts calls this on every visit,
+    and a long ledger of linked banks must not be read for it."""
     t = LedgerTransaction
     with unit_of_work(c.engine) as session:
-        counts = select(
-            col(t.account_id), func.count().label("n"), func.min(col(t.date)).label("first"), func.max(col(t.date)).label("last")
-        ).where(col(t.user_id) == user_id).group_by(col(t.account_id)).subquery()  # fmt: skip
-        rows = session.execute(
-            select(BankAccount, counts.c.n, counts.c.first, counts.c.last)
-            .outerjoin(counts, counts.c.account_id == col(BankAccount.id))
+        accounts = session.exec(
+            select(BankAccount)
             .where(col(BankAccount.user_id) == user_id, col(BankAccount.item_id).is_(None))
             .order_by(col(BankAccount.institution_name), col(BankAccount.name), col(BankAccount.id))
         ).all()
-    return [
-        KeptAccount(
-            id=a.id,
-            institution_name=a.institution_name,
-            name=a.name,
-            mask=a.mask,
-            type=a.type,
-            current_minor=a.current_minor,
-            currency=a.iso_currency_code or a.unofficial_currency_code,
-            removed_at=a.disconnected_at,
-            transactions=n or 0,
-            first=first,
-            last=last,
-        )
-        for a, n, first, last in rows
-    ]
+        if not accounts:
+            return []
+        stats = {
+            row[0]: row[1:]
+            for row in session.execute(
+                select(col(t.account_id), func.count(), func.min(col(t.date)), func.max(col(t.date)))
+                .where(col(t.account_id).in_([a.id for a in accounts]))
+                .group_by(col(t.account_id))
+            )
+        }
+    kept = []
+    for a in accounts:
+        n, first, last = stats.get(a.id, (0, None, None))
+        kept.append(
+            KeptAccount(a.id, a.institution_name, a.name, a.mask, a.type, a.current_minor,
+                        a.iso_currency_code or a.unofficial_currency_code, a.disconnected_at, n, first, last)
+        )  # fmt: skip
+    return kept
 
 
 def _owned_kept(session: Session, user_id: uuid.UUID, account_id: uuid.UUID) -> BankAccount:
