@@ -6,7 +6,8 @@ that user at that institution has the same mask, name and type; and the syncs th
 kept transaction of such an account with one the new link sent (same day, amount and name; a kept pending
 one: same amount, else same name, within its posting window), keep the user's edits and Plaid history on the
 new row, and delete the kept copy. Kept posted rows nobody matches (older than the bank still sends) stay as
-history; a kept hold nobody matches within the month is one the bank dropped, and goes.
+history; a kept hold nobody matches within the month, from days the new link's history covers, is one the bank
+dropped, and goes (an older one stays, like the posted rows of its time).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, update
 from sqlmodel import Session, col, select
 
 from models import BankAccount, LedgerTransaction, PlaidItem, SyncStaged, TransactionChange
@@ -163,8 +164,10 @@ def _settle(
 ) -> None:
     """Stop looking once every kept row is matched, or a month after the link: what is left is older history.
 
-    A kept hold still unmatched then is one the bank dropped (Plaid would have removed it had the link lived): it
-    goes, as it would have in a sync, rather than stay pending for ever.
+    A kept hold still unmatched then, from days the new link's history covers (its posting window starts on or
+    after the earliest transaction the link sent for that account), is one the bank dropped: Plaid would have
+    removed it had the link lived, so it goes, as it would have in a sync. An older one is history the bank no
+    longer sends, kept like the posted rows beside it.
     """
     matched = {k.tid for k, _ in pairs}
     left: dict[uuid.UUID, list[_Row]] = defaultdict(list)
@@ -176,8 +179,23 @@ def _settle(
         if not left[account.id] or now - account.relinked_at > timedelta(days=RECONCILE_DAYS):
             account.relinked_at = None
             session.add(account)
-            dropped = [k.tid for k in left[account.id] if k.pending]
+            holds = [k for k in left[account.id] if k.pending]
+            sent_from = _earliest_sent(session, account) if holds else None
+            dropped = [k.tid for k in holds if sent_from is not None and k.day + POSTING_WINDOW[0] >= sent_from]
             if dropped:
+                session.execute(
+                    delete(TransactionChange).where(
+                        col(TransactionChange.user_id) == account.user_id,
+                        col(TransactionChange.plaid_transaction_id).in_(dropped),
+                    )
+                )
                 session.execute(
                     delete(LedgerTransaction).where(col(LedgerTransaction.plaid_transaction_id).in_(dropped))
                 )
+
+
+def _earliest_sent(session: Session, account: BankAccount) -> date | None:
+    """The day of the oldest transaction the account's new link has sent (None: none yet)."""
+    t = LedgerTransaction
+    query = select(func.min(col(t.date))).where(col(t.account_id) == account.id, col(t.item_id) == account.item_id)
+    return session.execute(query).scalar_one_or_none()

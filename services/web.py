@@ -183,8 +183,8 @@ def webhook_route(
             # Nothing was applied: Plaid delivers again later (a non-200 answer), and the scheduled sync remains.
             log.error("webhook not handled, the database is unavailable: %s", outage_reason(exc))
             return JSONResponse({"error": "try again later"}, status_code=503, headers={"Retry-After": "60"})
-        if result.status_code != 200:  # why it failed is in the delivery's record: a forger learns nothing
-            return JSONResponse({"error": "unverified"}, status_code=result.status_code)
+        if result.status_code == 401:  # why it failed is in the delivery's record: a forger learns nothing
+            return JSONResponse({"error": "unverified"}, status_code=401)
         return JSONResponse({"outcome": result.outcome}, status_code=result.status_code)
 
     return Route("/webhooks/plaid", plaid_webhook, methods=["POST"])

@@ -138,3 +138,51 @@ def test_relinking_days_later_ends_where_an_unbroken_link_would(own_bank: Bank) 
     assert {r.amount_minor for r in noted} - {r.amount_minor for r in holds}  # one of them posted with a tip
     [status] = sync.item_sync_status(bank.c, alice)
     assert status.drift_flagged_accounts == ()
+
+
+def test_a_kept_hold_the_bank_dropped_goes_when_matching_ends_but_one_older_than_its_history_stays(bank: Bank) -> None:
+    """A month after the relink, a kept hold still unmatched from days the new link's history covers is one the bank
+    dropped (Plaid would have removed it): it goes, with its change history. One older than anything the new link
+    sent is history the bank no longer sends: it stays, like the posted rows of its time, with the user's note."""
+    from datetime import timedelta
+
+    from models import TransactionChange
+
+    alice = bank.user()
+    first = bank.link(alice)
+    assert sync_item(bank.c, alice, first.id, explicit=True).status == "ok"
+    banking.remove_item(bank.c, alice, first.id, keep_history=True)
+    rows = _rows(bank, alice)
+    account = rows[0].account_id
+    days = sorted(r.date for r in rows if r.account_id == account)
+    ghosts = {"dropped": days[-1], "ancient": days[0] - timedelta(days=60)}
+    with unit_of_work(bank.c.engine) as session:
+        for name, day in ghosts.items():
+            session.add(
+                LedgerTransaction(
+                    plaid_transaction_id=f"kept-{name}",
+                    user_id=alice,
+                    account_id=account,
+                    item_id=None,
+                    amount_minor=-1234,
+                    iso_currency_code="USD",
+                    date=day,
+                    name=f"{name.upper()} HOLD",
+                    pending=True,
+                    note=f"my {name} note",
+                )
+            )
+            session.add(TransactionChange(user_id=alice, plaid_transaction_id=f"kept-{name}", field_name="name"))
+
+    second = bank.link(alice)
+    assert sync_item(bank.c, alice, second.id, explicit=True).status == "ok"
+    left = {r.plaid_transaction_id for r in _rows(bank, alice) if r.item_id is None}
+    assert left == {"kept-dropped", "kept-ancient"}  # everything else continued by the new link
+    bank.clock.advance(days=31)  # matching ends a month after the link
+    assert sync_item(bank.c, alice, second.id, explicit=True).status == "ok"
+
+    after = {r.plaid_transaction_id: r for r in _rows(bank, alice) if r.item_id is None}
+    assert set(after) == {"kept-ancient"} and after["kept-ancient"].note == "my ancient note"
+    with unit_of_work(bank.c.engine) as session:
+        changes = session.execute(select(TransactionChange.plaid_transaction_id)).scalars().all()
+    assert "kept-dropped" not in changes and "kept-ancient" in changes

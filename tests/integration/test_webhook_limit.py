@@ -122,6 +122,10 @@ def test_a_rejected_delivery_tells_its_sender_nothing_and_the_record_says_why(ba
     with unit_of_work(bank.c.engine) as session:
         why = [d.outcome for d in session.execute(select(WebhookDelivery)).scalars()]
     assert len(why) == 3 and all(w.startswith("rejected: ") for w in why) and len(set(why)) == 3
+    # Signed by Plaid but no JSON object: verified, so not "unverified" (Plaid's own delivery, refused as unreadable)
+    odd = b"[1, 2, 3]"
+    answer = http.post(URL, content=odd, headers={"Plaid-Verification": bank.demo.sign_webhook(odd)})
+    assert (answer.status_code, answer.json()) == (400, {"outcome": "unreadable body"})
 
 
 def test_a_signed_webhook_refused_in_a_flood_is_applied_once_the_bucket_refills(bank: Bank) -> None:
