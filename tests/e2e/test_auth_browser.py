@@ -24,6 +24,17 @@ def _verify_link(server: Server) -> str:
     raise AssertionError("no verification email in the outbox")
 
 
+def assert_cookie_is_dead(browser: object, server: Server, cookie: dict[str, object], username: str) -> None:
+    """A copy of ``cookie`` in another browser opens the sign-in page, not ``username``'s account."""
+    thief = browser.new_context()  # type: ignore[attr-defined]
+    thief.add_cookies([cookie])
+    stolen = thief.new_page()
+    stolen.goto(server.url)
+    stolen.get_by_text("Sign in to finsync").wait_for(timeout=30_000)
+    assert stolen.get_by_text(f"Welcome, {username}").count() == 0
+    thief.close()
+
+
 def test_register_verify_sign_in_reload_sign_out(server: Server, browser: object) -> None:
     context = browser.new_context()  # type: ignore[attr-defined]
     page = context.new_page()
@@ -71,14 +82,7 @@ def test_register_verify_sign_in_reload_sign_out(server: Server, browser: object
     page.get_by_text("Sign in to finsync").wait_for(timeout=30_000)
     assert not any(c["name"] == "finsync_session" for c in context.cookies())
 
-    # A copy of the cookie taken before sign-out is dead everywhere.
-    thief = browser.new_context()  # type: ignore[attr-defined]
-    thief.add_cookies([session_cookie])
-    stolen = thief.new_page()
-    stolen.goto(server.url)
-    stolen.get_by_text("Sign in to finsync").wait_for(timeout=30_000)
-    assert stolen.get_by_text("Welcome, carol").count() == 0
-    thief.close()
+    assert_cookie_is_dead(browser, server, session_cookie, "carol")  # a copy taken before sign-out
     context.close()
 
 
@@ -131,13 +135,7 @@ def test_deleting_the_account_says_so_and_clears_the_cookie(server: Server, brow
     assert page.get_by_text("Your account and everything in it are deleted").is_visible()
     shot(page, "auth-account-deleted")
     assert not any(c["name"] == "finsync_session" for c in context.cookies())
-    thief = browser.new_context()  # type: ignore[attr-defined]
-    thief.add_cookies([cookie])
-    stolen = thief.new_page()
-    stolen.goto(server.url)
-    stolen.get_by_text("Sign in to finsync").wait_for(timeout=30_000)
-    assert stolen.get_by_text("Welcome, erin").count() == 0
-    thief.close()
+    assert_cookie_is_dead(browser, server, cookie, "erin")
     context.close()
 
 
