@@ -11,15 +11,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import delete, func
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from models import BankAccount, LedgerTransaction, TransactionChange
+from models import BankAccount, LedgerTransaction
 from services import audit
 from services.container import Container
 from services.credentials import confirm_identity
 from services.db import unit_of_work
 from services.errors import NotFound, NotYours
+from services.ledger import account_label, forget_transactions
 
 NO_SUCH_HISTORY = "That kept history does not exist (it may have been deleted, or its bank linked again)."
 
@@ -32,13 +33,22 @@ class KeptAccount:
     institution_name: str
     name: str
     mask: str | None
-    type: str
+    type: str  # the bank's subtype where it gave one ("checking", "credit card"), else its type
     current_minor: int | None  # the last balance the bank gave: not today's
     currency: str | None
     removed_at: datetime | None
     transactions: int
     first: date | None
     last: date | None
+
+    @property
+    def label(self) -> str:
+        return kept_label(self.institution_name, self.name, self.mask)
+
+
+def kept_label(institution_name: str, name: str, mask: str | None) -> str:
+    """A kept account named with its bank, since its bank is no longer on the page to say it."""
+    return f"{institution_name}: {account_label(name, mask)}"
 
 
 def kept_accounts(c: Container, user_id: uuid.UUID) -> list[KeptAccount]:
@@ -67,7 +77,7 @@ def kept_accounts(c: Container, user_id: uuid.UUID) -> list[KeptAccount]:
     for a in accounts:
         n, first, last = stats.get(a.id, (0, None, None))
         kept.append(
-            KeptAccount(a.id, a.institution_name, a.name, a.mask, a.type, a.current_minor,
+            KeptAccount(a.id, a.institution_name, a.name, a.mask, a.subtype or a.type, a.current_minor,
                         a.iso_currency_code or a.unofficial_currency_code, a.disconnected_at, n, first, last)
         )  # fmt: skip
     return kept
@@ -93,15 +103,9 @@ def delete_kept(
         ids = select(col(LedgerTransaction.plaid_transaction_id)).where(
             col(LedgerTransaction.user_id) == user_id, col(LedgerTransaction.account_id) == account.id
         )
-        session.execute(
-            delete(TransactionChange).where(
-                col(TransactionChange.user_id) == user_id, col(TransactionChange.plaid_transaction_id).in_(ids)
-            )
-        )
-        gone = session.execute(delete(LedgerTransaction).where(col(LedgerTransaction.account_id) == account.id))
-        name = f"{account.institution_name}: {account.name}" + (f" ••{account.mask}" if account.mask else "")
+        count = forget_transactions(session, user_id, ids)
+        name = kept_label(account.institution_name, account.name, account.mask)
         session.delete(account)
-        count = int(getattr(gone, "rowcount", 0) or 0)
         audit.record(session, event="kept_history_deleted", user_id=user_id, ip=ip,
                      detail=f"{name}; {count} transaction(s)", at=c.clock())  # fmt: skip
     return count

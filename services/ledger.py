@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, LargeBinary, and_, cast, func, literal, or_
+from sqlalchemy import ColumnElement, LargeBinary, Select, and_, cast, delete, func, literal, or_
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
@@ -416,6 +416,20 @@ def list_transactions(
     return TransactionPage(rows[:limit], total=total, position=before + 1 if rows else 0, older=older, newer=newer)
 
 
+def account_label(name: str, mask: str | None) -> str:
+    """An account as its owner knows it: its name and the last digits of its number."""
+    return f"{name} ••{mask}" if mask else name
+
+
+def forget_transactions(session: Session, user_id: uuid.UUID, ids: Sequence[str] | Select[Any]) -> int:
+    """Delete the user's transactions with these Plaid ids (a list, or a query of them) and their change history;
+    returns how many transactions went. The caller's unit of work commits."""
+    t, h = LedgerTransaction, TransactionChange
+    session.execute(delete(h).where(col(h.user_id) == user_id, col(h.plaid_transaction_id).in_(ids)))
+    gone = session.execute(delete(t).where(col(t.user_id) == user_id, col(t.plaid_transaction_id).in_(ids)))
+    return int(getattr(gone, "rowcount", 0) or 0)
+
+
 def account_names(c: Container, user_id: uuid.UUID) -> dict[uuid.UUID, str]:
     """Display names of the user's accounts (including ones kept after their bank was removed); with accounts at
     more than one bank, each names its bank too (every bank has its "Everyday Checking")."""
@@ -424,6 +438,6 @@ def account_names(c: Container, user_id: uuid.UUID) -> dict[uuid.UUID, str]:
     banks = {a.institution_name for a in rows if a.institution_name}
     names = {}
     for a in rows:
-        name = f"{a.name} ••{a.mask}" if a.mask else a.name
+        name = account_label(a.name, a.mask)
         names[a.id] = f"{name} ({a.institution_name})" if len(banks) > 1 and a.institution_name else name
     return names

@@ -18,10 +18,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from models import BankAccount, LedgerTransaction, PlaidItem, SyncStaged, TransactionChange
+from services.ledger import forget_transactions
 from services.plaid_types import Account
 
 RECONCILE_DAYS = 30  # Plaid sends the rest of a new link's history within hours; a month is plenty
@@ -155,7 +156,7 @@ def _continue(session: Session, user_id: uuid.UUID, old: _Row, new: _Row) -> Non
         .where(col(TransactionChange.user_id) == user_id, col(TransactionChange.plaid_transaction_id) == old.tid)
         .values(plaid_transaction_id=new.tid)
     )
-    session.execute(delete(LedgerTransaction).where(col(LedgerTransaction.plaid_transaction_id) == old.tid))
+    forget_transactions(session, user_id, [old.tid])  # its history now belongs to the new row
     session.flush()
 
 
@@ -183,15 +184,7 @@ def _settle(
             sent_from = _earliest_sent(session, account) if holds else None
             dropped = [k.tid for k in holds if sent_from is not None and k.day + POSTING_WINDOW[0] >= sent_from]
             if dropped:
-                session.execute(
-                    delete(TransactionChange).where(
-                        col(TransactionChange.user_id) == account.user_id,
-                        col(TransactionChange.plaid_transaction_id).in_(dropped),
-                    )
-                )
-                session.execute(
-                    delete(LedgerTransaction).where(col(LedgerTransaction.plaid_transaction_id).in_(dropped))
-                )
+                forget_transactions(session, account.user_id, dropped)
 
 
 def _earliest_sent(session: Session, account: BankAccount) -> date | None:

@@ -21,6 +21,7 @@ from services import banking, sync
 from services.banking import AccountView, ItemView
 from services.container import Container
 from services.errors import DuplicateConnection, FinsyncError
+from services.ledger import account_label
 from services.sync import ItemSyncStatus, SyncProgress
 
 
@@ -233,7 +234,7 @@ def _note(a: AccountView, flagged: tuple[uuid.UUID, ...]) -> str:
 def _accounts_table(item: ItemView, flagged: tuple[uuid.UUID, ...] = ()) -> None:
     rows = [
         {
-            "Account": (f"{a.name} ••{a.mask}" if a.mask else a.name) + _note(a, flagged),
+            "Account": account_label(a.name, a.mask) + _note(a, flagged),
             "Type": a.subtype or a.type,
             "Current": money(a.current_minor, a.currency),
             "Available": money(a.available_minor, a.currency),

@@ -14,11 +14,6 @@ from pages.ui.state import flash
 from services import kept_history
 from services.container import Container
 from services.errors import FinsyncError
-from services.kept_history import KeptAccount
-
-
-def _label(k: KeptAccount) -> str:
-    return f"{k.institution_name}: {k.name}" + (f" ••{k.mask}" if k.mask else "")
 
 
 def kept_section(c: Container, uid: uuid.UUID, *, two_factor: bool) -> None:
@@ -33,7 +28,8 @@ def kept_section(c: Container, uid: uuid.UUID, *, two_factor: bool) -> None:
     )
     rows = [
         {
-            "Account": _label(k),
+            "Account": k.label,
+            "Type": k.type,
             "Last balance": money(k.current_minor, k.currency),
             "Transactions": k.transactions,
             "From": k.first.isoformat() if k.first else "",
@@ -43,10 +39,13 @@ def kept_section(c: Container, uid: uuid.UUID, *, two_factor: bool) -> None:
         for k in kept
     ]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    with st.popover("Delete kept history", icon=":material/delete:"), st.form("kept_delete_form", border=False):
+    with (
+        st.popover("Delete kept history", icon=":material/delete:", key="kept_delete_popover"),
+        st.form("kept_delete_form", border=False),
+    ):
         names = {str(k.id): k for k in kept}
         chosen = st.selectbox(
-            "Account", list(names), format_func=lambda key: _label(names[key]), key="kept_delete_account"
+            "Account", list(names), format_func=lambda key: names[key].label, key="kept_delete_account"
         )
         st.write("Its transactions, with your notes and tags on them, are deleted for good.")
         password, code = proof_inputs(two_factor, "kept_delete")
@@ -57,5 +56,5 @@ def kept_section(c: Container, uid: uuid.UUID, *, two_factor: bool) -> None:
             except FinsyncError as exc:
                 st.error(str(exc))
             else:
-                flash("success", f"Deleted the kept history of {_label(doomed)} ({count(gone, 'transaction')}).")
+                flash("success", f"Deleted the kept history of {doomed.label} ({count(gone, 'transaction')}).")
                 st.rerun()

@@ -166,6 +166,11 @@ CASES: dict[str, Case] = {
     "sync_store.load_existing": own(
         lambda w, s: sync_store.load_existing(sql(s), w.alice, [w.bob_tid]), session=True, expect=empty
     ),
+    "ledger.forget_transactions": own(
+        lambda w, s: ledger.forget_transactions(s, w.alice, [w.bob_tid]),
+        session=True,
+        expect=lambda w, r: None if r == 0 else f"deleted {r} of bob's transactions",
+    ),
     "sync_store.load_tombstones": own(
         lambda w, s: sync_store.load_tombstones(sql(s), w.alice, [w.bob_tid]), session=True, expect=empty
     ),

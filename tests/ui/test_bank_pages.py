@@ -504,6 +504,7 @@ def test_a_removed_banks_kept_history_is_listed_on_accounts_and_can_be_deleted(
     assert "Kept from removed banks" in everything(at) and "No bank linked yet" in everything(at)
     table = at.dataframe[0].value
     assert len(table) == len(item.accounts) and table["Account"].str.startswith("Maple Credit Union: ").all()
+    assert sorted(table["Type"]) == sorted(a.subtype or a.type for a in item.accounts)  # as while it was linked
     assert table["Transactions"].sum() == len(ledger.list_transactions(c, user.id, limit=10**6)) > 0
 
     doomed = table["Account"].iloc[0]
