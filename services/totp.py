@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,7 +26,7 @@ class TotpEnrolment:
 
     secret: str
     uri: str
-    qr_svg: str
+    qr_html: str  # an <img> of the QR code, with its alt text
 
 
 SETUP_LASTS = timedelta(minutes=30)  # to scan the code and type one in; after that, "Start again"
@@ -87,9 +88,16 @@ def pending_enrolment(c: Container, user_id: uuid.UUID, *, session_id: uuid.UUID
         return _enrolment(otp.secret_of(c, user), user.email)
 
 
+QR_LABEL = "QR code to scan with your authenticator app"
+
+
 def _enrolment(secret: str, email: str) -> TotpEnrolment:
     uri = pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name=ISSUER)
-    return TotpEnrolment(secret=secret, uri=uri, qr_svg=segno.make(uri, error="m").svg_inline(scale=4))
+    # dark on white with its quiet zone whatever the page's theme; an <img> with alt text, as the page's
+    # HTML sanitiser drops inline SVG and st.image leaves alt empty
+    svg = segno.make(uri, error="m").svg_data_uri(scale=4, dark="#000", light="#fff")
+    qr = f'<img src="{html.escape(svg)}" alt="{QR_LABEL}" width="220" height="220">'
+    return TotpEnrolment(secret=secret, uri=uri, qr_html=qr)
 
 
 def confirm_totp(

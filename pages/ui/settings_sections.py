@@ -77,8 +77,8 @@ def two_factor_section(view: SessionView) -> None:
         st.rerun()  # drawn again from the top: the button now says that pressing it again starts over
     if pending is None:
         return
-    st.image(pending.qr_svg, width=220, caption="Scan with your authenticator app")
-    st.caption("Or type this key into the app:")
+    st.html(pending.qr_html)
+    st.caption("Scan it with your authenticator app, or type this key into the app:")
     st.code(pending.secret, language=None)
     with st.form("totp_confirm_form"):
         code = st.text_input("Enter the 6-digit code the app shows", max_chars=64, key="totp_confirm_code")

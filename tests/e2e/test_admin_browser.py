@@ -22,6 +22,10 @@ def turn_on_two_factor(page: object) -> None:
     secret_block = page.locator("code").filter(has_text=re.compile(r"^[A-Z2-7]{32}$"))  # type: ignore[attr-defined]
     secret_block.first.wait_for(timeout=20_000)
     secret = secret_block.first.inner_text().strip()
+    qr = page.get_by_role("img", name="QR code to scan with your authenticator app")  # type: ignore[attr-defined]
+    assert qr.count() == 1 and qr.bounding_box()["width"] >= 150  # named for screen readers, big enough to scan
+    assert qr.evaluate("i => i.complete && i.naturalWidth > 0")  # drawn: neither the sanitiser nor the CSP stopped it
+    shot(page, "two-factor-setup")
     page.get_by_label("Enter the 6-digit code the app shows").fill(pyotp.TOTP(secret).now())  # type: ignore[attr-defined]
     page.locator('input[aria-label="Your password"]:visible').fill(PASSWORD)  # type: ignore[attr-defined]  # other tabs ask too
     page.get_by_role("button", name="Turn on").click()  # type: ignore[attr-defined]

@@ -47,7 +47,7 @@ def test_enrolment_needs_a_valid_code_and_stores_the_secret_encrypted(container:
     enrolment = totp.start_totp_enrolment(container, alice.id)
     assert len(enrolment.secret) == 32  # 160 bits
     assert enrolment.uri.startswith("otpauth://totp/finsync:") and "issuer=finsync" in enrolment.uri
-    assert enrolment.qr_svg.startswith("<svg")
+    assert enrolment.qr_html.startswith('<img src="data:image/svg+xml')
     step = auth.begin_sign_in(container, login="alice", password=PASSWORD)
     assert step.kind == "ticket"  # nothing switched on yet
     with pytest.raises(InputError):
