@@ -11,18 +11,31 @@ from __future__ import annotations
 import ipaddress
 
 
+def _same_computer(peer: str | None) -> str:
+    """The connection's address as people read it: an IPv4 address in IPv6 dress as IPv4, and the computer's own
+    loopback as 127.0.0.1, whichever way it connected (Streamlit hides a loopback peer from pages, which then
+    record 127.0.0.1; a route sees ::1 when the browser took IPv6: one computer must not look like two)."""
+    try:
+        ip = ipaddress.ip_address((peer or "").strip("[]"))
+    except ValueError:
+        return peer or ""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return "127.0.0.1" if ip.is_loopback else str(ip)
+
+
 def client_address(peer: str | None, forwarded_for: str | None, hops: int) -> str:
     """The address to count and record for a request (``""`` when unknown)."""
     if hops <= 0 or not forwarded_for:
-        return peer or ""
+        return _same_computer(peer)
     chain = [part.strip() for part in forwarded_for.split(",") if part.strip()]
     if len(chain) < hops:
-        return peer or ""  # fewer proxies than configured wrote here: the header is not theirs
+        return _same_computer(peer)  # fewer proxies than configured wrote here: the header is not theirs
     candidate = chain[-hops]
     try:
-        return str(ipaddress.ip_address(candidate.strip("[]")))
+        return _same_computer(str(ipaddress.ip_address(candidate.strip("[]"))))
     except ValueError:
-        return peer or ""  # not an address (a port, a name, garbage): do not count by it
+        return _same_computer(peer)  # not an address (a port, a name, garbage): do not count by it
 
 
 def sender(address: str) -> str:

@@ -27,7 +27,7 @@ def client_ip() -> str:
         # every line, in order (services/web.py says why)
         peer, forwarded = st.context.ip_address, ", ".join(st.context.headers.get_all("X-Forwarded-For")) or None
         if peer is None and st.context.headers.get("Host"):
-            peer = "127.0.0.1"  # Streamlit hides a loopback peer; the session row (from the route) says 127.0.0.1
+            peer = "127.0.0.1"  # Streamlit hides a loopback peer; the route records any loopback as 127.0.0.1 too
     except Exception:
         return ""
     return client_address(peer, forwarded, container().settings.proxy_hops)[:64]
