@@ -8,7 +8,8 @@ import streamlit as st
 
 from pages.ui.export_view import export_section
 from pages.ui.format import category, count, money, when
-from pages.ui.session import require_user
+from pages.ui.outage import database_outage_notice
+from pages.ui.session import require_user, still_signed_in
 from pages.ui.state import container
 from pages.ui.text import md
 from services import ledger, sync
@@ -40,6 +41,23 @@ def _same_or_posted(tx_id: str | None, ids: list[str]) -> str | None:
         return None
 
 
+NEWS_POLL_SECONDS = 20  # how often an open list looks whether a sync has changed the ledger under it
+drawn = ledger.last_change(c, uid)
+
+
+@st.fragment(run_every=NEWS_POLL_SECONDS)
+def _news() -> None:
+    """A list left open says when a sync (the bot, a webhook, another tab) has brought changes, and shows them on
+    request: reloading by itself could take a half-typed note or search away."""
+    with database_outage_notice(retry=False):  # the database gone: said here; the next poll tries again
+        still_signed_in(uid)
+        if ledger.last_change(c, uid) != drawn:
+            st.info("Your banks sent new or changed transactions since this list was shown.", icon=":material/sync:")
+            if st.button("Show them", key="tx_news"):
+                st.rerun(scope="app")
+
+
+_news()
 export_section(c, uid, two_factor=view.user.totp_enabled)
 search = st.text_input("Search name, merchant, category, account, note or tags", max_chars=100, key="tx_search")
 needle = search.strip()

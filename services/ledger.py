@@ -294,6 +294,19 @@ def last_success(c: Container, user_id: uuid.UUID) -> datetime | None:
         ).one()
 
 
+def last_change(c: Container, user_id: uuid.UUID) -> datetime | None:
+    """When a sync last brought the user's ledger something (a transaction added, changed or removed); None: never.
+
+    An open Transactions page asks this now and then, to say that its list is behind (through the runs' user
+    index: the user's runs, not the ledger)."""
+    r = SyncRun
+    changed = (col(r.added) + col(r.modified) + col(r.removed)) > 0
+    with unit_of_work(c.engine) as session:
+        return session.exec(
+            select(func.max(col(r.finished_at))).where(col(r.user_id) == user_id, col(r.status) == "ok", changed)
+        ).one()
+
+
 def _like(text: str) -> str:
     """A LIKE pattern matching ``text`` literally (``%`` and ``_`` typed by a user are not wildcards)."""
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

@@ -14,7 +14,7 @@ from streamlit.runtime.scriptrunner_utils.exceptions import RerunException, Stop
 from pages.ui.format import count, money, when
 from pages.ui.outage import database_outage_notice
 from pages.ui.reauth import proof_inputs
-from pages.ui.session import client_ip, current_session
+from pages.ui.session import client_ip, still_signed_in
 from pages.ui.state import flash_again
 from pages.ui.text import md
 from services import banking, sync
@@ -101,14 +101,6 @@ def _settled(status: ItemSyncStatus, watched: dict[str, str | None]) -> bool:
 QUIET_POLL_SECONDS = 20  # nothing syncing: look this often whether the bot (or a webhook) changed anything
 
 
-def _still_signed_in(uid: uuid.UUID) -> None:
-    """A fragment's rerun skips the entry script's check: a session ended elsewhere stops the page at once (the
-    full rerun shows sign-in)."""
-    view = current_session()
-    if view is None or view.user.id != uid:
-        st.rerun(scope="app")
-
-
 def _follow_quietly(c: Container, uid: uuid.UUID, items: list[ItemView], statuses: list[ItemSyncStatus]) -> None:
     """Nothing syncing: a page left open still shows what the bot does meanwhile (a scheduled or webhook sync, a
     bank that now needs its owner, a bank linked or removed in another tab), and stops when its session ends."""
@@ -121,7 +113,7 @@ def _follow_quietly(c: Container, uid: uuid.UUID, items: list[ItemView], statuse
     @st.fragment(run_every=QUIET_POLL_SECONDS)
     def follow() -> None:
         with database_outage_notice(retry=False):  # the database gone: said here; the next poll tries again
-            _still_signed_in(uid)
+            still_signed_in(uid)
             if seen(banking.list_items(c, uid), sync.item_sync_status(c, uid)) != shown:
                 flash_again()  # a rerun of its own: what the page said stays
                 st.rerun(scope="app")
@@ -154,7 +146,7 @@ def watch_syncing(c: Container, uid: uuid.UUID, items: list[ItemView], statuses:
     @st.fragment(run_every=2)
     def poll() -> None:
         with database_outage_notice(retry=False):  # the database gone: said here; the next poll tries again
-            _still_signed_in(uid)
+            still_signed_in(uid)
             now = {s.item_id: s for s in sync.item_sync_status(c, uid)}
             done = [now[i] for i in busy if i in now and _settled(now[i], watched)]
             if done:  # its card, balances and last sync change: show them, and say so

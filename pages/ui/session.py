@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import streamlit as st
 
 from pages.ui.state import container
@@ -43,6 +45,14 @@ def user_agent() -> str:
 def current_session() -> SessionView | None:
     """Checked once per rerun; revoked, expired or disabled sessions come back as None."""
     return sessions.current_user(container(), read_cookie())
+
+
+def still_signed_in(uid: uuid.UUID) -> None:
+    """A fragment's rerun skips the entry script's check: a session ended elsewhere stops the page at once (the
+    full rerun shows sign-in)."""
+    view = current_session()
+    if view is None or view.user.id != uid:
+        st.rerun(scope="app")
 
 
 def require_user() -> SessionView:

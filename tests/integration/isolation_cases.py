@@ -122,6 +122,13 @@ def new_link_at_bobs_session(w: World) -> Any:
 
 NEWS = [notify.NewTransaction(date(2025, 3, 1), "Coffee", -450, "USD")]
 
+
+def alices_last_change(w: World, result: Any) -> str | None:
+    runs = ledger.list_runs(w.c, w.alice, limit=1000)
+    mine = max(r.finished_at for r in runs if r.status == "ok" and r.added + r.modified + r.removed)
+    return None if result == mine else f"last change {result}, alice's own is {mine}"
+
+
 # Run in this order: reads, then refusals, then alice's own writes, and last what ends alice's data.
 CASES: dict[str, Case] = {
     # reads of alice's own data: nothing of bob's may come back
@@ -129,6 +136,7 @@ CASES: dict[str, Case] = {
     "ledger.account_names": own(lambda w: ledger.account_names(w.c, w.alice)),
     "ledger.item_sync_status": own(lambda w: ledger.item_sync_status(w.c, w.alice)),
     "ledger.list_runs": own(lambda w: ledger.list_runs(w.c, w.alice, limit=1000)),
+    "ledger.last_change": own(lambda w: ledger.last_change(w.c, w.alice), expect=alices_last_change),
     "ledger.last_success": own(lambda w: ledger.last_success(w.c, w.alice)),
     "banking.list_items": own(lambda w: banking.list_items(w.c, w.alice)),
     "kept_history.kept_accounts": own(lambda w: kept_history.kept_accounts(w.c, w.alice)),

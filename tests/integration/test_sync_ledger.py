@@ -14,6 +14,7 @@ from sqlmodel import select
 from models import LedgerTransaction, PlaidItem, TransactionChange
 from services.container import Container
 from services.db import unit_of_work
+from services.ledger import last_change
 from services.plaid_client import PlaidGateway
 from services.plaid_types import CallEvent, SyncPage
 from services.sync import edit_transaction, item_sync_status, list_runs, sync_item, transaction_history
@@ -218,3 +219,23 @@ def test_the_accounts_page_status_reads_in_words_new_syncing_and_up_to_date(
         item = s.get(PlaidItem, item_id)
         assert item is not None and acquire(s, item, worker_name("scheduler"), container.clock())
     assert [(s.state, s.message) for s in item_sync_status(container, user_id)] == [("syncing", "Syncing now…")]
+
+
+def test_an_open_list_learns_of_a_sync_that_changed_the_ledger_and_only_of_one(
+    container, gateway, demo_bank, linked, clock
+) -> None:
+    """``last_change`` is what an open Transactions page watches: it moves when a sync brought something, and stays
+    put through syncs that brought nothing (else the page would cry "new transactions" every few hours)."""
+    user_id, item_id, pid = linked
+    assert last_change(container, user_id) is None  # nothing synced yet
+    assert _sync(container, gateway, user_id, item_id).added > 0
+    first = last_change(container, user_id)
+    assert first == clock.now
+    clock.advance(hours=6)
+    quiet = _sync(container, gateway, user_id, item_id)
+    assert (quiet.status, quiet.added, quiet.modified, quiet.removed) == ("ok", 0, 0, 0)
+    assert last_change(container, user_id) == first
+    clock.advance(hours=6)
+    demo_bank.advance(pid, 5)
+    assert _sync(container, gateway, user_id, item_id).added > 0
+    assert last_change(container, user_id) == clock.now > first
