@@ -115,8 +115,26 @@ def _record(c: Container, user_id: uuid.UUID, count: int, ip: str) -> None:
         audit.record(session, event="transactions_exported", user_id=user_id, ip=ip, detail=f"{count} transactions")
 
 
+def _check_out(c: Container, out: Path) -> None:
+    """Refuse a target that is a folder, or one of finsync's own files: the rename that puts the export in place
+    would replace the database (its WAL and shared-memory files with it) or the key ring, saying it succeeded."""
+    target = out.resolve()  # through symbolic links: the file that would really be replaced
+    if target.is_dir():
+        raise InputError(f"{out} is a folder: give a file name, such as {out / 'transactions.csv'}.")
+    data = c.settings.data_dir.resolve()
+    database = c.engine.url.database if c.engine.url.get_backend_name() == "sqlite" else None
+    own = Path(database).resolve() if database and database != ":memory:" else None
+    siblings = {own, *(own.with_name(own.name + end) for end in ("-wal", "-shm", "-journal"))} if own else set()
+    if target == data or data in target.parents or target in siblings:
+        raise InputError(
+            f"{out} is one of finsync's own files (its data folder {data} holds the database and the keys): "
+            "write the export somewhere else."
+        )
+
+
 def export_csv(c: Container, user_id: uuid.UUID, out: Path, start: date | None = None, end: date | None = None) -> int:
     """Write the CSV atomically (a temp file renamed into place); return the number of transactions."""
+    _check_out(c, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=".csv", dir=out.parent)
     try:

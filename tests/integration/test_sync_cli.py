@@ -349,3 +349,38 @@ def test_a_command_has_sent_its_mail_by_the_time_it_exits(
     # The process would exit here: the digest is at the server already, not on a thread still talking to it.
     assert [m["To"] for m in server.sent] == ["ada@example.com"]
     assert "new transaction" in str(server.sent[0]["Subject"])
+
+
+def test_export_refuses_to_write_over_finsyncs_own_files_or_into_a_folder(
+    cli_env, container, gateway, demo_bank, tmp_path, capsys
+) -> None:
+    """A mistyped --out must not replace the live database (with its WAL) or the key ring and call it success."""
+    user_id = make_user(container)
+    item_id, _ = link_item(container, gateway, user_id)
+    sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    kept = ledger(container, user_id)
+    data = container.settings.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    keys = data / "secrets.env"
+    keys.write_text("FINSYNC_SECRET_KEY=kept\n")
+    targets = [keys, data / "elsewhere.csv", data]
+    if container.engine.url.get_backend_name() == "sqlite":
+        db = Path(str(container.engine.url.database))
+        targets += [db, db.with_name(db.name + "-wal")]
+    link = tmp_path / "innocent.csv"
+    link.symlink_to(keys)  # a link to the key ring is the key ring
+    before = {p: p.read_bytes() for p in targets if p.is_file()}
+    for target in [*targets, link]:
+        args = ["export", "transactions", "--email", "ada@example.com", "--format", "csv", "--out", str(target)]
+        assert cli.main(args) == 2, target
+        said = capsys.readouterr().err
+        assert ("one of finsync's own files" in said or "is a folder" in said) and "Traceback" not in said, said
+    assert {p: p.read_bytes() for p in before} == before
+    assert not (data / "elsewhere.csv").exists()
+    assert ledger(container, user_id) == kept != {}  # the database still reads, all there
+
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    args = ["export", "transactions", "--email", "ada@example.com", "--format", "csv", "--out", str(folder)]
+    assert cli.main(args) == 2 and "is a folder: give a file name" in capsys.readouterr().err
+    assert list(folder.iterdir()) == []
