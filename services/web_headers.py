@@ -22,6 +22,7 @@ from services.ratelimit import TokenBucket
 
 log = logging.getLogger("finsync.web")
 _refusals = TokenBucket(rate=1 / 60, burst=1)  # one log line a minute while a page keeps trying
+_crashes = TokenBucket(rate=1 / 60, burst=1)  # one traceback a minute for an error of ours, however often hit
 
 # Plaid Link's documented CSP needs (plaid.com/docs/link/web/#content-security-policy).
 PLAID_ORIGINS = ("https://cdn.plaid.com", "https://*.plaid.com")
@@ -235,8 +236,12 @@ class SecurityHeadersMiddleware:
         csp = _policy_for(self.extra_origins, self.script_hashes, self.public_url, host)
         ours = [(b"content-security-policy", csp), *self.headers]
 
+        started = False
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
                 headers.extend(h for h in ours if h[0] not in present)
@@ -247,7 +252,20 @@ class SecurityHeadersMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        await app(scope, receive, send_with_headers)
+        try:
+            await app(scope, receive, send_with_headers)
+        except Exception as exc:
+            if started:  # half a response is out: nothing better to send
+                raise
+            # A bug of ours: a bare 500 with our headers (Starlette's own error page would go out without them),
+            # one traceback a minute in the log and a line for the rest, however often it is hit.
+            if _crashes.take() == 0.0:
+                log.exception("unhandled error on %s %s", scope.get("method", ""), scope["path"][:200])
+            else:
+                log.error(
+                    "unhandled error on %s %s: %s", scope.get("method", ""), scope["path"][:200], type(exc).__name__
+                )
+            await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send_with_headers)
 
     async def _socket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Streamlit's ``/_stcore/stream`` socket carries the session cookie and runs every page. Streamlit accepts

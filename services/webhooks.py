@@ -181,7 +181,7 @@ def _verify(c: Container, body: bytes, headers: Mapping[str, str], now: datetime
 def _parse(body: bytes) -> dict[str, Any] | None:
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nested thousands deep: not a webhook either
         return None
     return data if isinstance(data, dict) else None
 

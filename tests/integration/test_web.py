@@ -66,6 +66,30 @@ def test_security_headers_everywhere(container: Container) -> None:
         assert "strict-transport-security" not in headers
 
 
+def test_a_crash_of_ours_answers_a_bare_500_with_every_header_and_one_traceback_a_minute(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Starlette's error page sits outside our middleware: without this, a bug's 500 went out with no CSP, no
+    nosniff, no no-store, and every hit wrote a whole traceback to the log."""
+    from services import web_headers
+    from services.ratelimit import TokenBucket
+
+    monkeypatch.setattr(web_headers, "_crashes", TokenBucket(rate=1 / 60, burst=1, clock=lambda: 0.0))
+
+    async def broken(_request: object) -> PlainTextResponse:
+        raise RuntimeError("secret detail of a bug")
+
+    app = Starlette(routes=[Route("/broken", broken)], middleware=[Middleware(SecurityHeadersMiddleware)])
+    http = TestClient(app, raise_server_exceptions=False)
+    for _ in range(5):
+        answer = http.get("/broken")
+        assert (answer.status_code, answer.text) == (500, "Internal Server Error")
+        assert answer.headers["x-content-type-options"] == "nosniff" and answer.headers["cache-control"] == "no-store"
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    crashes = [r for r in caplog.records if r.name == "finsync.web" and "unhandled error on GET /broken" in r.message]
+    assert len(crashes) == 5 and sum(r.exc_info is not None for r in crashes) == 1
+
+
 def test_inline_script_hashes_name_each_inline_script_and_nothing_loaded_by_src() -> None:
     page = (
         "<html><head><script>window.ready = false</script>"

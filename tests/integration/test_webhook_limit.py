@@ -126,6 +126,15 @@ def test_a_rejected_delivery_tells_its_sender_nothing_and_the_record_says_why(ba
     odd = b"[1, 2, 3]"
     answer = http.post(URL, content=odd, headers={"Plaid-Verification": bank.demo.sign_webhook(odd)})
     assert (answer.status_code, answer.json()) == (400, {"outcome": "unreadable body"})
+    # Nested thousands deep, unsigned or signed: an answer like any other unreadable body, not a crash (a 500
+    # with a traceback per hit), and a record of the probe
+    deep = b"[" * 5000 + b"]" * 5000
+    answer = http.post(URL, content=deep, headers={"Plaid-Verification": "x"})
+    assert (answer.status_code, answer.json()) == (401, {"error": "unverified"})
+    answer = http.post(URL, content=deep, headers={"Plaid-Verification": bank.demo.sign_webhook(deep)})
+    assert (answer.status_code, answer.json()) == (400, {"outcome": "unreadable body"})
+    with unit_of_work(bank.c.engine) as session:
+        assert session.execute(select(func.count()).select_from(WebhookDelivery)).scalar_one() == 6
 
 
 def test_a_signed_webhook_refused_in_a_flood_is_applied_once_the_bucket_refills(bank: Bank) -> None:
