@@ -24,7 +24,7 @@ from services.errors import FinsyncError
 from services.logs import configure_logging
 from services.scheduler import stop_scheduler
 from services.sync import start_scheduler
-from services.web import auth_routes, health_route, webhook_route
+from services.web import auth_routes, download_route, health_route, webhook_route
 from services.web_headers import SecurityHeadersMiddleware, inline_script_hashes, link_origins
 
 # The page Streamlit serves: its inline scripts are allowed by hash in the CSP (no 'unsafe-inline' for scripts).
@@ -93,7 +93,7 @@ async def lifespan(_app: Any) -> AsyncIterator[None]:
 app = st.App(
     "pages/navigation.py",
     lifespan=lifespan,
-    routes=[health_route(container), webhook_route(container), *auth_routes(container)],
+    routes=[health_route(container), webhook_route(container), *auth_routes(container), download_route(container)],
     middleware=[
         Middleware(
             SecurityHeadersMiddleware,

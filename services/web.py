@@ -8,12 +8,13 @@ import math
 from collections.abc import Callable
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from services.client_address import client_address, sender
 from services.container import Container
 from services.db import check_database, is_outage, outage_reason
+from services.downloads import SHELF, DownloadShelf
 from services.errors import FinsyncError
 from services.ratelimit import KeyedBuckets, TokenBucket
 
@@ -111,6 +112,38 @@ def auth_routes(get_container: Callable[[], Container]) -> list[Route]:
         Route("/auth/session", start_session, methods=["POST"]),
         Route("/auth/logout", end_session, methods=["POST"]),
     ]
+
+
+def download_route(get_container: Callable[[], Container], shelf: DownloadShelf | None = None) -> Route:
+    """``GET /download/<token>``: a file the caller's own session prepared (services/downloads.py), as an
+    attachment; 404 for anything else, and for a request without a live session."""
+    from starlette.concurrency import run_in_threadpool
+
+    from services import sessions
+
+    held = shelf if shelf is not None else SHELF
+
+    async def download(request: Request) -> Response:
+        c = get_container()
+        view = await run_in_threadpool(
+            sessions.current_user, c, request.cookies.get(session_cookie_name(c.settings.secure_cookies))
+        )
+        found = held.get(request.path_params["token"], view.session_id) if view is not None else None
+        if found is None:
+            return PlainTextResponse(DOWNLOAD_GONE, status_code=404)
+        return Response(
+            found.data,
+            media_type=found.mime,
+            headers={"Content-Disposition": f'attachment; filename="{found.filename}"'},
+        )
+
+    return Route("/download/{token}", download, methods=["GET"])
+
+
+DOWNLOAD_GONE = (
+    "This download is no longer available: it lasts 10 minutes, for the browser that prepared it while it is signed "
+    "in. Prepare the file again on the Transactions page."
+)
 
 
 # Security bar L7. Plaid sends a few webhooks per bank a day, so 20 a second per sender is far above real

@@ -12,12 +12,16 @@ from pages.ui.reauth import proof_inputs
 from pages.ui.session import client_ip
 from services import export
 from services.container import Container
+from services.downloads import SHELF
 from services.errors import FinsyncError
 
+FILE_NAME = "finsync-transactions.csv"
 
-def export_section(c: Container, uid: uuid.UUID, *, two_factor: bool) -> None:
-    """Dates (optional) and the password (a bank history is worth re-authenticating for), then the file: a rerun
-    does not rebuild it."""
+
+def export_section(c: Container, uid: uuid.UUID, session_id: uuid.UUID, *, two_factor: bool) -> None:
+    """Dates (optional) and the password (a bank history is worth re-authenticating for), then a link to the file
+    on finsync's own route, for this session alone (services/downloads.py says why not st.download_button): a
+    rerun does not rebuild it."""
     with st.expander("Download as CSV"):
         with st.form("export_form", border=False, clear_on_submit=True):  # no password left on screen
             cols = st.columns(2)
@@ -33,12 +37,16 @@ def export_section(c: Container, uid: uuid.UUID, *, two_factor: bool) -> None:
             except FinsyncError as exc:
                 st.error(str(exc))
             else:
-                st.session_state["export_file"] = (data, n)
+                token = SHELF.put(session_id, data, filename=FILE_NAME, mime="text/csv; charset=utf-8")
+                st.session_state["export_file"] = (token, n)
         ready = st.session_state.get("export_file")
         if ready:
-            data, n = ready
-            st.caption(f"{count(n, 'transaction')}. Formulas are neutralised for spreadsheets.")
-            st.download_button("Download CSV", data, file_name="finsync-transactions.csv", mime="text/csv")
+            token, n = ready
+            st.html(f'<a href="/download/{token}" download="{FILE_NAME}">Download CSV</a>')
+            st.caption(
+                f"{count(n, 'transaction')}. Formulas are neutralised for spreadsheets. The link works for "
+                "10 minutes, in this browser while you are signed in."
+            )
 
 
 def _day(value: object) -> date | None:

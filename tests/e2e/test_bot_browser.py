@@ -86,6 +86,25 @@ def test_new_demo_transactions_arrive_without_a_click(busy_server: Server, brows
         timeout=20_000,
     )
     assert _count(caption.inner_text()) > _count(before)
+
+    # The CSV, after the password, comes from finsync's own route, to this signed-in browser and no other.
+    page.get_by_text("Download as CSV").click()
+    page.locator('input[aria-label="Your password"]:visible').fill(PASSWORD)
+    page.get_by_role("button", name="Prepare the file").click()
+    link = page.get_by_role("link", name="Download CSV")
+    link.wait_for(timeout=20_000)
+    shot(page, "transactions-download")
+    with page.expect_download() as got:
+        link.click()
+    rows = list(csv.DictReader(open(got.value.path(), encoding="utf-8")))  # noqa: SIM115 - read once
+    assert got.value.suggested_filename == "finsync-transactions.csv"
+    assert rows and len({r["transaction_id"] for r in rows}) == len(rows)
+    address = link.get_attribute("href")
+    assert address and address.startswith("/download/")
+    stranger = browser.new_context().new_page()  # type: ignore[attr-defined]
+    answer = stranger.request.get(f"{server.url}{address}")
+    assert answer.status == 404 and "no longer available" in answer.text()
+    stranger.context.close()
     page.context.close()
 
 

@@ -224,11 +224,19 @@ def test_transactions_download_as_csv_is_the_contract_file_and_is_audited(
     import csv
     import io
 
-    from services import audit
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from pages.ui import session as ui_session
+    from services import audit, sessions
     from services.export import COLUMNS
+    from services.web import DOWNLOAD_GONE, download_route
+    from tests.integration.auth_support import make_user, sign_in
 
     c = bank_app.c
-    user = signed_in(bank_app, monkeypatch, "fay")
+    user = make_user(c, "fay")
+    cookie = sign_in(c, "fay")  # one session throughout: the file is for it alone
+    monkeypatch.setattr(ui_session, "read_cookie", lambda: cookie)
     item = bank_app.link(user.id)
     sync.sync_item(c, user.id, item.id)
     at = open_page("transactions.py")
@@ -243,10 +251,25 @@ def test_transactions_download_as_csv_is_the_contract_file_and_is_audited(
     assert "That password is not right." in everything(at) and "export_file" not in at.session_state
     at.text_input(key="export_password").input(PASSWORD)
     at = click(at, "Prepare the file")
-    data, n = at.session_state["export_file"]
-    table = list(csv.reader(io.StringIO(data.decode("utf-8"))))
+    token, n = at.session_state["export_file"]
+    assert f'href="/download/{token}"' in at.html[0].proto.body  # a link to our own route, not Streamlit's /media
+
+    http = TestClient(Starlette(routes=[download_route(lambda: c)]))
+    got = http.get(f"/download/{token}", cookies={"finsync_session": cookie})
+    assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
+    assert got.headers["content-disposition"] == 'attachment; filename="finsync-transactions.csv"'
+    table = list(csv.reader(io.StringIO(got.content.decode("utf-8"))))
     assert tuple(table[0]) == COLUMNS and len(table) - 1 == n == len(ledger.list_transactions(c, user.id, limit=10**6))
     assert "transactions_exported" in [e.event for e in audit.list_events(c, user.id)]
+    # The address alone opens nothing: not without the cookie, not with another session (of another person, or
+    # the same person elsewhere), not once this session has signed out.
+    make_user(c, "gus")
+    for other in ({}, {"finsync_session": sign_in(c, "gus")}, {"finsync_session": sign_in(c, "fay")}):
+        refused = TestClient(Starlette(routes=[download_route(lambda: c)]), cookies=other).get(f"/download/{token}")
+        assert (refused.status_code, refused.text) == (404, DOWNLOAD_GONE)
+    assert http.get(f"/download/{token}x", cookies={"finsync_session": cookie}).status_code == 404
+    sessions.sign_out(c, cookie)
+    assert http.get(f"/download/{token}", cookies={"finsync_session": cookie}).status_code == 404
 
 
 def test_a_hostile_institution_name_is_shown_as_text_not_markdown(
