@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 DOWNLOAD_LASTS = 600.0  # seconds: time to press the link (and press it again) after preparing the file
 MAX_HELD = 32  # files held at once in this process, the oldest dropped first: memory stays bounded
+MAX_HELD_BYTES = 512 * 1024 * 1024  # and their bytes together (a million-row ledger's CSV is about 150 MB)
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,10 @@ class DownloadShelf:
         now = self._clock()
         with self._lock:
             self._held = {k: v for k, v in self._held.items() if v.expires > now}
-            while len(self._held) >= MAX_HELD:
+            while self._held and (
+                len(self._held) >= MAX_HELD
+                or sum(len(p.data) for p in self._held.values()) + len(data) > MAX_HELD_BYTES
+            ):
                 self._held.pop(next(iter(self._held)))
             self._held[_key(token)] = Prepared(session_id, data, filename, mime, now + DOWNLOAD_LASTS)
         return token
