@@ -43,12 +43,37 @@ def check_policy(password: str, context: Iterable[str] = ()) -> None:
     if length > MAX_LENGTH:
         raise InputError(f"Use at most {MAX_LENGTH} characters.")
     words = [w for w in context if w]
+    _not_mostly_context(password, [*words, "finsync"])
     result = zxcvbn(password[:ZXCVBN_MAX], user_inputs=[*words, "finsync"], max_length=ZXCVBN_MAX)
     if result["score"] < 3:
         feedback = result.get("feedback") or {}
         reason = feedback.get("warning") or "This password is too easy to guess."
         tips = " ".join(feedback.get("suggestions") or [])
         raise InputError(f"This password is too weak: {reason.rstrip('.')}. {tips}".strip())
+
+
+OWN_CHARACTERS = 10  # letters, digits or symbols (emoji) a password needs besides the user's own names and the site's
+
+
+def _not_mostly_context(password: str, words: list[str]) -> None:
+    """NIST 800-63B: no password made of context-specific words. zxcvbn lets "alice ALICE@example.com" pass (its
+    separators and case changes score as effort); what is left once the username, the email address (whole, its
+    name, its domain and the domain's labels) and the site's name are taken out must still be a password."""
+    parts = set()
+    for word in words:
+        folded = word.casefold()
+        parts.add(folded)
+        if "@" in folded:
+            name, _, domain = folded.partition("@")
+            parts |= {name, domain, *domain.split(".")}
+    left = password.casefold()
+    for part in sorted((p for p in parts if len(p) >= 3), key=len, reverse=True):
+        left = left.replace(part, " ")
+    if sum(unicodedata.category(ch)[0] not in "PZC" for ch in left) < OWN_CHARACTERS:  # letters, digits, symbols
+        raise InputError(
+            "This password is too weak: it is mostly your username, your email address or this site's name. "
+            "Add a few words of your own."
+        )
 
 
 def _prehash(password: str, pepper: bytes) -> bytes:

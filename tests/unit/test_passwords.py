@@ -215,3 +215,21 @@ def test_every_verification_costs_the_same_bcrypt_work(
     spent.clear()
     passwords.dummy_verify(password, PEPPER)
     assert sum(spent) == 1 << 6
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "alice ALICE@example.com",  # zxcvbn alone scores this 3: the username beside the address
+        "Alice@Example.com!! alice",
+        "example ALICE finsync 2026",
+        "ALICE.EXAMPLE.COM.FINSYNC",
+    ],
+)
+def test_a_password_made_of_the_users_own_names_is_refused_in_plain_words(password: str) -> None:
+    with pytest.raises(InputError, match="mostly your username, your email address or this site's name"):
+        passwords.check_policy(password, context=["alice@example.com", "alice", "alice"])
+
+
+def test_a_password_that_merely_contains_the_username_is_fine() -> None:
+    passwords.check_policy("alice keeps granite meadows", context=["alice@example.com", "alice", "alice"])
