@@ -137,7 +137,8 @@ def sessions_section(view: SessionView) -> None:
             st.rerun()
     if len(rows) > 1 and st.button("Sign out all other sessions", key="revoke_others"):
         count = sessions.revoke_other_sessions(c, view.user.id, ui_session.read_cookie(), ip=ui_session.client_ip())
-        st.success(f"Signed out {plural(count, 'other session')}.")
+        flash("success", f"Signed out {plural(count, 'other session')}.")
+        st.rerun()  # the list drawn above still shows them
 
 
 def activity_section(view: SessionView) -> None:

@@ -139,6 +139,18 @@ def test_settings_revoke_ends_another_session_and_a_failed_revoke_says_why(
     assert not at.error  # said once
 
 
+def test_sign_out_all_other_sessions_leaves_only_this_one_listed(
+    app: AppFactory, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = make_user(container, "alice")
+    here, _, _ = sign_in(container), sign_in(container), sign_in(container)
+    at = settings_page(app, monkeypatch, here)
+    at = at.button(key="revoke_others").click().run()
+    assert not at.exception and [m.value.replace("\\", "") for m in at.success] == ["Signed out 2 other sessions."]
+    assert not revoke_buttons(at) and not [b for b in at.button if b.key == "revoke_others"]  # the list is current
+    assert [s.current for s in sessions.list_sessions(container, alice.id, here)] == [True]
+
+
 def test_settings_change_email_refuses_a_wrong_password_and_answers_a_taken_address_as_a_free_one(
     app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
