@@ -182,3 +182,22 @@ def test_a_note_saved_alone_leaves_long_tags_and_an_all_caps_category_as_typed(
     at = click(at, "Save")
     saved = sync.get_transaction(c, user.id, tid)
     assert (saved.note, list(saved.tags), saved.category) == ("receipt in the drawer", tags, "HSA")
+
+
+def test_an_edit_that_takes_its_row_off_the_searched_list_still_says_it_was_saved(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "ann")
+    order = add_ledger(c, user.id, ["SHOP A", "SHOP B"])
+    ledger.edit_transaction(c, user.id, order[0], category="Household")
+    at = open_page("transactions.py")
+    at.text_input(key="tx_search").input("household")
+    at = at.run()
+    assert grid_names(at) == ["SHOP A"]
+    at = select_row(at, 0)
+    next(t for t in at.text_input if t.label.startswith("Category")).input("")
+    at = click(at, "Save")
+    said = everything(at)
+    assert "Saved." in said and "It no longer matches your search, so it left this list." in said
+    assert "No transactions match" in said and sync.get_transaction(c, user.id, order[0]).category_override is None
