@@ -79,7 +79,8 @@ def two_factor_section(view: SessionView) -> None:
         return
     st.html(pending.qr_html)
     st.caption("Scan it with your authenticator app, or type this key into the app:")
-    st.code(pending.secret, language=None)
+    # in groups of four, as authenticator apps show and accept it: 32 letters in one run are easily mistyped
+    st.code(" ".join(pending.secret[i : i + 4] for i in range(0, len(pending.secret), 4)), language=None)
     with st.form("totp_confirm_form"):
         code = st.text_input("Enter the 6-digit code the app shows", max_chars=64, key="totp_confirm_code")
         password = _password_input("Your password", "totp_confirm_password")
@@ -209,7 +210,9 @@ def _threshold(label: str, minor: int | None, key: str) -> float:
 
 
 def _to_minor(amount: float) -> int | None:
-    return round(amount * 100) if amount > 0 else None
+    """Whole cents, as the box shows them: an amount it shows as 0.00 (0.004 typed) is off, as 0 is."""
+    minor = round(amount * 100)
+    return minor if minor > 0 else None
 
 
 def notifications_section(view: SessionView) -> None:

@@ -106,6 +106,13 @@ def test_notification_settings_are_saved(bank_app: Bank, monkeypatch: pytest.Mon
     assert "Saved." in everything(at)
     prefs = sync.get_notification_prefs(c, user.id)
     assert prefs.large_transaction_minor == 25_000 and prefs.digest is False
+    # an amount the box shows as 0.00 is off, as 0 is: not refused as "not more than zero", not an alert below 0
+    at.number_input(key="n_large").set_value(0.004)
+    at.number_input(key="n_low").set_value(0.004)
+    at = click(at, "Save notification settings")
+    assert "Saved." in everything(at) and not at.error
+    prefs = sync.get_notification_prefs(c, user.id)
+    assert (prefs.large_transaction_minor, prefs.low_balance_minor) == (None, None)
 
 
 class FakeGrid:
