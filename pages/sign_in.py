@@ -25,7 +25,8 @@ oauth_state = oauth_state or st.session_state.get(link_return.OAUTH_STATE_PARAM)
 st.session_state[link_return.OAUTH_STATE_PARAM] = oauth_state
 if oauth_state and stage != "handoff":
     st.info("Sign in to finish linking your bank.")
-elif (asked := routes.asked_private_page()) and stage != "handoff":
+elif (asked := routes.asked_private_page()) and stage != "handoff" and "farewell" not in st.session_state:
+    # (after deleting the account, the farewell above says what happened: no "sign in to open Settings" for it)
     st.info(f"Sign in to open {routes.PRIVATE[asked]}.")
 
 if stage == "handoff":

@@ -133,6 +133,7 @@ def test_deleting_the_account_says_so_and_clears_the_cookie(server: Server, brow
     page.get_by_text("Sign in to finsync").wait_for(timeout=30_000)
     page.wait_for_timeout(1000)  # no reload comes to take the message away
     assert page.get_by_text("Your account and everything in it are deleted").is_visible()
+    assert page.get_by_text("Sign in to open Settings").count() == 0  # not an invitation into the deleted account
     shot(page, "auth-account-deleted")
     assert not any(c["name"] == "finsync_session" for c in context.cookies())
     assert_cookie_is_dead(browser, server, cookie, "erin")
