@@ -25,8 +25,11 @@ def export_section(c: Container, uid: uuid.UUID, session_id: uuid.UUID, *, two_f
     with st.expander("Download as CSV"):
         with st.form("export_form", border=False, clear_on_submit=True):  # no password left on screen
             cols = st.columns(2)
-            start = cols[0].date_input("From (optional)", value=None, key="export_from")
-            end = cols[1].date_input("To (optional)", value=None, key="export_to")
+            # The form clears itself on submit (no password left on screen), back to each field's default: the
+            # dates' default is what was just submitted, so they stay as typed, to be put right.
+            first, last = st.session_state.get("export_from"), st.session_state.get("export_to")
+            start = cols[0].date_input("From (optional)", value=first, key="export_from")
+            end = cols[1].date_input("To (optional)", value=last, key="export_to")
             password, code = proof_inputs(two_factor, "export")
             prepared = st.form_submit_button("Prepare the file")
         if prepared:

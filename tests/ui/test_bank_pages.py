@@ -251,6 +251,10 @@ def test_transactions_download_as_csv_is_the_contract_file_and_is_audited(
     at.date_input(key="export_to").set_value(date(2031, 1, 1))
     at = click(at, "Prepare the file")
     assert "start date is after the end date" in everything(at) and "export_file" not in at.session_state
+    assert (at.date_input(key="export_from").value, at.date_input(key="export_to").value) == (
+        date(2031, 1, 2),
+        date(2031, 1, 1),
+    )  # kept as typed, to be put right
     at.date_input(key="export_from").set_value(None)
     at.date_input(key="export_to").set_value(None)
     at.text_input(key="export_password").input("not my password at all")
