@@ -35,6 +35,7 @@ if link_return.OAUTH_STATE_PARAM in st.query_params:
         st.session_state["link_redirect"] = f"{url}?{urlencode(st.query_params.to_dict())}" if url else None
     del st.query_params[link_return.OAUTH_STATE_PARAM]  # resume once: a rerun or "Cancel" must not reopen Link
 
+items = banking.list_items(c, uid)
 with st.container():  # "Link a bank", or Link with "Cancel": one place, so the cards below keep their identity
     pending = st.session_state.get("link_start")
     if not view.user.email_verified:
@@ -50,7 +51,8 @@ with st.container():  # "Link a bank", or Link with "Cancel": one place, so the 
                 st.rerun()
     else:
         token, link_session_id, script_url, repair_item = pending
-        label = "Sign in to your bank again" if repair_item else "Choose your bank"
+        fixing = next((i.institution_name for i in items if str(i.id) == repair_item), "your bank")
+        label = f"Sign in to {fixing} again" if repair_item else "Choose your bank"
         outcome = plaid_link(
             link_token=token,
             script_url=script_url,
@@ -67,12 +69,11 @@ with st.container():  # "Link a bank", or Link with "Cancel": one place, so the 
 st.session_state.pop("link_redirect", None)
 show_flash(grace=True)  # the page reruns by itself (it follows the bot): news stays long enough to be read
 
-items = banking.list_items(c, uid)
 statuses = {s.item_id: s for s in sync.item_sync_status(c, uid)}
 with st.container():  # present or not, the follow-up poll takes one place: the cards below keep their identity
     accounts_view.watch_syncing(c, uid, items, list(statuses.values()))
 if not items and view.user.email_verified:
-    st.info("No bank linked yet. Use “Link a bank” to connect one; finsync then keeps it in sync by itself.")
+    st.info("No bank linked yet. Link one with the button above; finsync then keeps it in sync by itself.")
 for item in items:
     accounts_view.item_card(c, uid, item, statuses.get(item.id), two_factor=view.user.totp_enabled)
 kept_section(c, uid, two_factor=view.user.totp_enabled)

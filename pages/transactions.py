@@ -78,11 +78,13 @@ before = st.session_state.get("tx_grid")  # (digest, generation) of the list dra
 generation = before[1] + (before[0] != digest) if before else 0
 st.session_state["tx_grid"] = (digest, generation)
 grid = f"tx_grid_{digest}_{generation}"
-saved = st.session_state.pop("tx_flash", None)  # said beside the form; here when the edit took its row off the list
-if saved and st.session_state.get("tx_selected") not in ids:
+# "Saved" is said beside the form; here when the edit took its row off the list. Dropped once said: a run that
+# reruns before reaching the form keeps it for the next.
+said = st.session_state.get("tx_flash")
+if said and st.session_state.get("tx_selected") not in ids:
     gone = "It no longer matches your search" if needle else "It is no longer on this page"
-    st.success(f"{saved} {gone}, so it left this list.")
-    saved = None
+    st.success(f"{said} {gone}, so it left this list.")
+    st.session_state.pop("tx_flash", None)
 if not page:
     st.session_state.pop("tx_selected", None)
     if saving:
@@ -202,8 +204,8 @@ elif saved:
         st.session_state["tx_flash"] = "Saved. Your edits stay when the bank updates or posts this transaction."
         st.rerun()  # the list above shows the new category and exclusion at once
 st.session_state["tx_opened"] = (opened, tx.version)
-if saved:
-    st.success(saved)
+if said := st.session_state.pop("tx_flash", None):
+    st.success(said)
 
 history = sync.transaction_history(c, uid, tx.transaction_id)
 with st.expander(f"What the bank changed ({len(history)})"):

@@ -135,7 +135,7 @@ class ChangeView:
     new_value: str | None
 
 
-_LOGIN = ("Your bank needs you to sign in again.", "Repair the connection on the Accounts page.")
+_LOGIN = ("Your bank needs you to sign in again.", "Press “Repair connection” on this bank's card on Accounts.")
 _LATER = "Nothing to do: finsync tries again automatically."
 _EXPLAIN: dict[str, tuple[str, str]] = {
     "ITEM_LOGIN_REQUIRED": _LOGIN,
@@ -148,7 +148,7 @@ _EXPLAIN: dict[str, tuple[str, str]] = {
     "INSTITUTION_NOT_RESPONDING": ("Your bank is not responding right now.", _LATER),
     "INVALID_ACCESS_TOKEN": (
         "This connection is no longer valid at the bank.",
-        "Remove it on the Accounts page and link the bank again.",
+        "Remove it (its card on Accounts) and link the bank again.",
     ),
     "TOO_MANY_PAGES": ("The bank sent more pages than a sync may read at once.", _LATER),
     "INTERRUPTED": ("The sync was interrupted before it finished (the process stopped).", _LATER),

@@ -105,7 +105,7 @@ def test_link_two_banks_repair_one_remove_one(server: Server, browser: object) -
     reload_until_repair_is_offered(page, "Harbor National")
     shot(page, "accounts-needs-repair")
     page.get_by_role("button", name="Repair connection").click()
-    page.get_by_role("button", name="Sign in to your bank again").click()
+    page.get_by_role("button", name="Sign in to Harbor National again").click()
     page.get_by_test_id("demo-link-dialog").wait_for(timeout=20_000)
     page.locator('[data-institution-id="ins_demo_3"]').click()
     page.get_by_label("Username").fill("user_good")
@@ -122,7 +122,7 @@ def test_link_two_banks_repair_one_remove_one(server: Server, browser: object) -
     assert fired.returncode == 0, fired.stderr
     reload_until_repair_is_offered(page, "Harbor National")
     page.get_by_role("button", name="Repair connection").click()
-    page.get_by_role("button", name="Sign in to your bank again").click()
+    page.get_by_role("button", name="Sign in to Harbor National again").click()
     page.locator('[data-institution-id="ins_demo_3"]').click()
     page.get_by_label("Username").fill("user_good")
     page.get_by_label("Password", exact=True).last.fill("pass_good")

@@ -130,7 +130,7 @@ def test_oauth_redirect_resumes_a_repair_as_a_repair(bank_app: Bank, monkeypatch
     item = bank_app.link(uid, "ins_demo_2")
     start = banking.start_link(c, uid, item_id=item.id)  # "Repair connection" starts update mode like this
     at, calls = open_after_oauth(monkeypatch, {"kind": "success", "public_token": "", "metadata": {}})
-    assert calls[0]["link_token"] == start.link_token and calls[0]["label"] == "Sign in to your bank again"
+    assert calls[0]["link_token"] == start.link_token and calls[0]["label"] == "Sign in to Maple Credit Union again"
     assert calls[0]["received_redirect_uri"] == OAUTH_URL
     assert "Maple Credit Union is connected again" in everything(at) and "Linked" not in everything(at)
     assert [i.id for i in banking.list_items(c, uid)] == [item.id]
