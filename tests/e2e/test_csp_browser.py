@@ -90,7 +90,7 @@ def test_every_page_with_a_synced_bank_renders_under_the_policy(server: Server, 
                 page.wait_for_timeout(300)
             page.get_by_role("tab", name="Two-factor").click()  # the QR code is an SVG image: img-src must allow it
             page.get_by_role("button", name="Set up two-factor sign-in").click()
-            qr = page.get_by_test_id("stImage").locator("img")
+            qr = page.get_by_role("img", name="QR code to scan with your authenticator app")
             qr.wait_for(timeout=20_000)
             page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=qr.element_handle())
         page.wait_for_timeout(1000)  # grids and components finish drawing
