@@ -27,6 +27,16 @@ class FakeClock:
         return self.now
 
 
+@dataclass
+class Ticker:
+    """A monotonic clock (seconds) the test moves by hand, for rate limits and time-outs."""
+
+    now: float = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def key_entry(version: int) -> str:
     return f"{version}:{base64.b64encode(os.urandom(32)).decode()}"
 

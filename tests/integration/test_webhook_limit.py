@@ -30,20 +30,11 @@ from services.web import (
     WEBHOOK_RATE,
     webhook_route,
 )
+from tests.factories import Ticker
 from tests.integration.conftest_bank import Bank
 from tests.integration.webhook_support import sync_update
 
 URL = "/webhooks/plaid"
-
-
-class Ticker:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def route_app(c: Container, ticker: Ticker) -> Starlette:
@@ -63,7 +54,7 @@ def stored(c: Container) -> int:
 
 
 def test_a_flood_gets_429_with_retry_after_and_writes_nothing_until_the_bucket_refills(container: Container) -> None:
-    ticker = Ticker()
+    ticker = Ticker(1000.0)
     app = route_app(container, ticker)
     http = TestClient(app, client=("198.51.100.1", 40000))
     answers = [http.post(URL, content=b'{"webhook_type": "TRANSACTIONS"}') for _ in range(150)]
@@ -88,14 +79,14 @@ def test_one_ipv6_host_is_one_sender_and_all_senders_together_meet_a_ceiling(con
     process verifies no more than the ceiling allows (the work of checking forgeries is bounded too)."""
     assert sender("2001:db8:1:2::1") == sender("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
     assert sender("::ffff:198.51.100.7") == "198.51.100.7" and sender("") == ""
-    app = route_app(container, Ticker())
+    app = route_app(container, Ticker(1000.0))
     rotating = [
         TestClient(app, client=(f"2001:db8:1:2::{n:x}", 40000)).post(URL, content=b"{}").status_code
         for n in range(WEBHOOK_BURST + 5)
     ]
     assert rotating == [401] * WEBHOOK_BURST + [429] * 5
 
-    app = route_app(container, Ticker())
+    app = route_app(container, Ticker(1000.0))
     many = [
         TestClient(app, client=(f"198.51.{n // 250}.{n % 250 + 1}", 40000)).post(URL, content=b"{}").status_code
         for n in range(WEBHOOK_ALL_BURST + 5)
@@ -114,7 +105,7 @@ def test_a_rejected_delivery_tells_its_sender_nothing_and_the_record_says_why(ba
     """A forger probing the route learns only "unverified" (not which check failed); the stored record says which."""
     bank.user()
     body = sync_update(bank.plaid_item_id(banking.link_sandbox(bank.c, email="alice@example.com")))
-    http = client(bank.c, Ticker())
+    http = client(bank.c, Ticker(1000.0))
     signed = bank.demo.sign_webhook(body)
     for token in ("not-a-jwt", signed.rsplit(".", 1)[0] + ".AAAA", signed):
         answer = http.post(URL, content=body + b" " if token == signed else body, headers={"Plaid-Verification": token})
@@ -144,7 +135,7 @@ def test_a_signed_webhook_refused_in_a_flood_is_applied_once_the_bucket_refills(
     headers = {"Content-Type": "application/json", "Plaid-Verification": bank.demo.sign_webhook(body)}
     bank.clock.advance(minutes=1)  # so "requested now" differs from anything linking wrote
     before = sync_requested_at(bank, item_id)
-    ticker = Ticker()
+    ticker = Ticker(1000.0)
     http = client(bank.c, ticker)
     assert {http.post(URL, content=b"{}").status_code for _ in range(WEBHOOK_BURST)} == {401}  # forged
     refused = http.post(URL, content=body, headers=headers)
@@ -158,7 +149,7 @@ def test_a_signed_webhook_refused_in_a_flood_is_applied_once_the_bucket_refills(
 
 
 def test_an_oversized_body_declared_or_chunked_gets_413_and_is_not_stored(container: Container) -> None:
-    http = client(container, Ticker())
+    http = client(container, Ticker(1000.0))
     limit = MAX_WEBHOOK_BYTES
     assert http.post(URL, content=b"x" * (limit + 1)).status_code == 413  # declared Content-Length
 
@@ -189,7 +180,7 @@ def test_forged_key_ids_spend_a_small_budget_then_get_401_without_asking_plaid(
     body = sync_update(bank.plaid_item_id(banking.link_sandbox(bank.c, email="alice@example.com")))
     assert webhooks.handle_webhook(bank.c, body=body, headers=_signed(bank.demo.sign_webhook(body))).status_code == 200
     assert _key_fetches(plaid_events) == 1  # Plaid's own key, cached
-    ticker = Ticker()  # a full budget from here, on a clock the test moves
+    ticker = Ticker(1000.0)  # a full budget from here, on a clock the test moves
     monkeypatch.setattr(
         webhooks, "_new_kids", KeyedBuckets(webhooks.NEW_KID_RATE, webhooks.NEW_KID_BURST, clock=ticker)
     )
@@ -213,7 +204,7 @@ def test_forged_key_ids_from_one_sender_do_not_spend_another_senders_budget(
     """After a key rotation Plaid signs with a kid finsync has not seen: a flood of forged kids from elsewhere must
     not have spent the budget that lets finsync ask Plaid for it."""
     body = sync_update("no-such-item")
-    ticker = Ticker()
+    ticker = Ticker(1000.0)
     monkeypatch.setattr(
         webhooks, "_new_kids", KeyedBuckets(webhooks.NEW_KID_RATE, webhooks.NEW_KID_BURST, clock=ticker)
     )

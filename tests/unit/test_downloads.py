@@ -8,14 +8,7 @@ import pytest
 
 from services import downloads
 from services.downloads import DOWNLOAD_LASTS, DownloadShelf
-
-
-class Ticker:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.factories import Ticker
 
 
 def test_a_file_is_for_its_session_and_its_time_only() -> None:

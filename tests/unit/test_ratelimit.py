@@ -7,14 +7,7 @@ import threading
 import pytest
 
 from services.ratelimit import KeyedBuckets, TokenBucket
-
-
-class Ticker:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.factories import Ticker
 
 
 def test_burst_then_refill_at_the_rate_never_above_the_burst() -> None:
