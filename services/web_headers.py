@@ -95,15 +95,34 @@ def _site(url: str) -> tuple[str, str] | None:
     return scheme, name if port in (None, 80 if scheme == "http" else 443) else f"{name}:{port}"
 
 
+def _named_by_no_one_else(site: str) -> bool:
+    """True for ``localhost`` and IP addresses (with any port): names no one else's DNS can point at this server."""
+    name = urlsplit(f"//{site}").hostname or ""
+    if name == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def own_page(origin: str, host: str | None, public_url: str | None) -> bool:
-    """True when a browser's ``Origin`` is a page of this server: the host (and port) the request was sent to, or
-    the operator's public URL. A page on another port of the same machine is neither."""
+    """True when a browser's ``Origin`` is a page of this server: the operator's public URL, or the host (and port)
+    the request was sent to. A page on another port of the same machine is neither.
+
+    With a public URL set, the request's own host counts only when it is ``localhost`` or an IP address (the
+    operator opening the server directly). Any other name is DNS rebinding: a page of evil.example whose name
+    now resolves to this server sends ``Host`` and ``Origin`` both evil.example (Streamlit's
+    ``server.allowedHosts`` guards the same way, but only when filled in by hand)."""
     seen = _site(origin)
     if seen is None:
         return False
-    if host and _site(f"{seen[0]}://{host}") == seen:
+    if public_url is not None and _site(public_url) == seen:
         return True
-    return public_url is not None and _site(public_url) == seen
+    if not host or _site(f"{seen[0]}://{host}") != seen:
+        return False
+    return public_url is None or _named_by_no_one_else(seen[1])
 
 
 class _InlineScripts(HTMLParser):
