@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import streamlit as st
@@ -177,8 +177,21 @@ def _resume(held: list[RerunException | StopException]) -> None:
         raise held[0]
 
 
+AGAIN_AFTER = timedelta(seconds=10)  # a second press sooner than this after a good sync is the same wish
+
+
 def sync_now(c: Container, uid: uuid.UUID, item: ItemView) -> None:
-    """Sync one bank now, showing pages fetched and transactions applied as they happen."""
+    """Sync one bank now, showing pages fetched and transactions applied as they happen.
+
+    A press made while the sync ran reaches the page only after it (Streamlit holds it): a double click would
+    sync twice. So within ``AGAIN_AFTER`` of this page's own good sync of the bank, a press just says so."""
+    synced = st.session_state.setdefault("synced_now", {})
+    if str(item.id) in synced and c.clock() - synced[str(item.id)] < AGAIN_AFTER:
+        # the sync's own outcome ("… 3 new") when it is not shown yet, since this press was held through it
+        st.session_state.setdefault(
+            "flash", [("info", f"{item.institution_name} was synced moments ago and is up to date.")]
+        )
+        st.rerun()
     with st.status(f"Syncing {md(item.institution_name)}…", expanded=True) as box:
         line = st.empty()
         held: list[RerunException | StopException] = []
@@ -196,24 +209,26 @@ def sync_now(c: Container, uid: uuid.UUID, item: ItemView) -> None:
                 held.append(exc)
 
         _unwatch(item.id)  # this sync tells its own outcome
+        label: str
+        state: Literal["complete", "error"]
         try:
             result = sync.sync_item(c, uid, item.id, explicit=True, progress=progress)
         except FinsyncError as exc:
-            _resume(held)
-            box.update(label=str(exc), state="error")
-            st.session_state["flash"] = [("error", str(exc))]
+            label, state, flash = md(str(exc)), "error", ("error", str(exc))
         else:
-            _resume(held)
             done = f"{result.added} new, {result.modified} updated, {result.removed} removed"
             if result.status == "ok":
-                box.update(label=f"{md(item.institution_name)} is up to date: {done}.", state="complete")
-                st.session_state["flash"] = [("success", f"{item.institution_name} is up to date: {done}.")]
+                synced[str(item.id)] = c.clock()
+                label, state = f"{md(item.institution_name)} is up to date: {done}.", "complete"
+                flash = ("success", f"{item.institution_name} is up to date: {done}.")
             elif result.status == "already_syncing":  # the bot got there first: not a failure, and the page follows it
-                box.update(label=md(result.message), state="complete")
-                st.session_state["flash"] = [("info", result.message)]
+                label, state, flash = md(result.message), "complete", ("info", result.message)
             else:
-                box.update(label=md(result.message or result.status), state="error")
-                st.session_state["flash"] = [("error", result.message or result.status)]
+                said = result.message or result.status
+                label, state, flash = md(said), "error", ("error", said)
+        st.session_state["flash"] = [flash]  # kept, with the time above, through a press Streamlit held meanwhile
+        _resume(held)
+        box.update(label=label, state=state)
     st.rerun()  # the card's status, last sync and balances show what the sync changed
 
 

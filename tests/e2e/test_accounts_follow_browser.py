@@ -68,3 +68,25 @@ def test_an_open_accounts_page_shows_what_happens_to_a_bank_meanwhile(slow_bot: 
     assert page.get_by_text("Your bank needs you to sign in again").first.is_visible()
     shot(page, "accounts-followed-a-webhook")
     page.context.close()
+
+
+def test_a_second_click_on_sync_now_while_it_syncs_syncs_once(slow_bot: Server, browser: object) -> None:
+    """Streamlit holds a click made while the sync runs until it is done, then runs it: that must not sync the
+    bank a second time, and the first sync's outcome is what the person reads."""
+    server = slow_bot
+    made = server.cli("users", "create", "--email", "val@example.com", "--username", "val", stdin=PASSWORD + "\n")
+    assert made.returncode == 0, made.stderr
+    linked = server.cli("plaid", "link-sandbox", "--email", "val@example.com", "--institution", "ins_demo_2")
+    assert linked.returncode == 0, linked.stderr
+    page = browser.new_context().new_page()  # type: ignore[attr-defined]
+    sign_in(page, server, "val", PASSWORD)
+    page.get_by_role("link", name="Accounts").click()
+    button = page.get_by_role("button", name="Sync now")
+    button.click()
+    page.get_by_text("Syncing Maple Credit Union").wait_for(timeout=30_000)  # the sync is under way
+    button.click(timeout=5_000)
+    page.get_by_text("Maple Credit Union is up to date:").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(2_000)  # time for a second sync to start, were it going to
+    runs = [line for line in server.log.read_text().splitlines() if '"logger": "finsync.sync"' in line]
+    assert sum("trigger=manual status=ok" in line for line in runs) == 1, runs
+    page.context.close()

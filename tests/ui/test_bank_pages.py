@@ -374,6 +374,31 @@ def test_sync_now_while_the_bot_syncs_says_so_and_the_page_follows_the_bot(
     assert "Syncing in the background" in everything(at)  # and the page updates by itself when the bot is done
 
 
+def test_a_second_press_of_sync_now_right_after_a_good_sync_does_not_sync_again(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A double click: Streamlit holds the second press until the sync is done, then runs it. It must not start
+    a second sync of the bank; a press after a failed sync, or some seconds later, does."""
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "kim")
+    item = bank_app.link(user.id)
+    plaid_id = bank_app.plaid_item_id(item.id)
+    bank_app.demo.set_fault(plaid_id, "institution_down", times=50)
+    at = click(open_page("accounts.py"), "Sync now")
+    assert at.error and [r.status for r in sync.list_runs(c, user.id)] == ["failed"]
+    bank_app.demo.clear_faults(plaid_id)
+    at = click(at, "Sync now")  # straight after a failure: tried again
+    assert [r.status for r in sync.list_runs(c, user.id)] == ["ok", "failed"]
+    assert any("is up to date" in s.value for s in at.success)
+
+    at = click(at, "Sync now")  # the held second click of a double click
+    assert len(sync.list_runs(c, user.id)) == 2
+    assert [i.value for i in at.info] == [r"First Demo Bank was synced moments ago and is up to date\."]
+    bank_app.clock.advance(seconds=11)
+    at = click(at, "Sync now")  # a press of its own, later
+    assert [r.status for r in sync.list_runs(c, user.id)] == ["ok", "ok", "failed"]
+
+
 def test_messages_about_a_bank_show_its_name_as_written(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
     """A name with Markdown characters (U.S. Bank) is escaped once: the user reads it, not backslashes."""
     user = signed_in(bank_app, monkeypatch, "ivy")
