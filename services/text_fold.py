@@ -2,10 +2,10 @@
 
 The fold: lower case, then canonical decomposition (NFD: "é" is "e" and a mark), then every combining mark of
 U+0300–U+036F dropped, then the few letters whose stroke is no mark (ø ł đ ħ ı) and Greek's final ς mapped to
-their plain letter. Each side of a comparison is folded by the same database, so the two always agree: SQLite
+their plain letter, and the three that read as two (ß æ œ) written out as two (ss ae oe). Each side of a comparison is folded by the same database, so the two always agree: SQLite
 through ``finsync_fold`` (this module's ``fold``, registered on each connection), PostgreSQL through its
 built-in ``normalize``, ``regexp_replace`` and ``translate`` (no extension; the database must be UTF8, as
-``createdb`` makes it on a UTF-8 system). Letters that fold into two (ß, æ, œ) stay as they are.
+``createdb`` makes it on a UTF-8 system).
 
 A value that is all ASCII folds to its ``lower()``: both databases take the fast built-in for those and fold
 only the rest (see ``services.ledger``).
@@ -21,7 +21,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import GenericFunction
 
 _EXTRA_FROM, _EXTRA_TO = "øłđħıς", "oldhiσ"
-_TABLE = str.maketrans(_EXTRA_FROM, _EXTRA_TO)
+_TWO = {"ß": "ss", "æ": "ae", "œ": "oe"}  # "STRASSE" finds "Straße", "aeble" finds "Æble"
+_TABLE = str.maketrans(_EXTRA_FROM, _EXTRA_TO) | str.maketrans(_TWO)
 _MARKS = re.compile("[\u0300-\u036f]+")
 
 
@@ -46,9 +47,12 @@ class search_fold(GenericFunction[str]):  # noqa: N801  (SQLAlchemy names functi
 def _fold_default(element: search_fold, compiler: Any, **kw: Any) -> str:
     value = compiler.process(element.clauses, **kw)
     marks = r"'[\u0300-\u036f]'"  # the regular expression's own escapes: the literal stays plain ASCII
-    return (
+    folded = (
         f"translate(regexp_replace(normalize(lower({value}), NFD), {marks}, '', 'g'), '{_EXTRA_FROM}', '{_EXTRA_TO}')"
     )
+    for one, two in _TWO.items():
+        folded = f"replace({folded}, '{one}', '{two}')"
+    return folded
 
 
 @compiles(search_fold, "sqlite")
