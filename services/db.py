@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session
 
-from services.errors import DatabaseUnavailable
+from services.errors import ConfigError, DatabaseUnavailable
 from services.text_fold import fold
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -118,6 +118,29 @@ def check_database(engine: Engine) -> None:
         raise DatabaseUnavailable(
             f"cannot reach the database at {where}: {reason}. Check DATABASE_URL and that the server is running."
         ) from None
+
+
+def check_text_encoding(engine: Engine) -> None:
+    """Raise ``ConfigError`` when a PostgreSQL database does not store text as UTF8.
+
+    Banks name merchants in any alphabet, and the search folds accents with ``normalize``, which PostgreSQL
+    allows on UTF8 databases only: on another encoding a sync would fail at the first "Café" and every search
+    with it. Said at start-up, before anything is written, rather than on some later day."""
+    if is_sqlite(engine):
+        return  # SQLite's text is UTF-8
+    try:
+        with engine.connect() as conn:
+            encoding = str(conn.execute(text("SHOW server_encoding")).scalar())
+    except OperationalError:
+        check_database(engine)  # says why, in its words
+        raise
+    if encoding.upper().replace("-", "") != "UTF8":
+        where = engine.url.render_as_string(hide_password=True)
+        raise ConfigError(
+            "DATABASE_URL",
+            f"the database at {where} stores text as {encoding[:40]}, not UTF8, and bank data comes in "
+            f"every alphabet. Create it as UTF8 (createdb -E UTF8 -T template0 NAME) and point DATABASE_URL at it.",
+        )
 
 
 # Called with the engine and the exception after a unit of work rolled back (services.audit records denials).

@@ -2,10 +2,11 @@
 
 The fold: lower case, then canonical decomposition (NFD: "é" is "e" and a mark), then every combining mark of
 U+0300–U+036F dropped, then the few letters whose stroke is no mark (ø ł đ ħ ı) and Greek's final ς mapped to
-their plain letter, and the three that read as two (ß æ œ) written out as two (ss ae oe). Each side of a comparison is folded by the same database, so the two always agree: SQLite
-through ``finsync_fold`` (this module's ``fold``, registered on each connection), PostgreSQL through its
-built-in ``normalize``, ``regexp_replace`` and ``translate`` (no extension; the database must be UTF8, as
-``createdb`` makes it on a UTF-8 system).
+their plain letter, and the three that read as two (ß æ œ) written out as two (ss ae oe). Each side of a
+comparison is folded by the same database, so the two always agree: SQLite through ``finsync_fold`` (this
+module's ``fold``, registered on each connection), PostgreSQL through its built-in ``normalize``,
+``regexp_replace``, ``translate`` and ``replace`` (no extension; the database must be UTF8, as ``createdb`` makes
+it on a UTF-8 system, and ``services.db.check_text_encoding`` checks at start-up).
 
 A value that is all ASCII folds to its ``lower()``: both databases take the fast built-in for those and fold
 only the rest (see ``services.ledger``).

@@ -94,3 +94,37 @@ def test_bad_configuration_exits_2_with_one_line_and_no_trace(
 def test_password_is_never_an_argument() -> None:
     result = cli("users", "create", "--email", "a@b.example", "--username", "abc", "--password", "x")
     assert result.returncode == 2 and "unrecognized arguments" in result.stderr
+
+
+@pytest.mark.postgres
+def test_a_postgresql_database_not_in_utf8_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """Bank names come in every alphabet and the search folds accents with ``normalize`` (UTF8 only): a database
+    made as SQL_ASCII would fail the first sync that met "Café". Said at once, in one line, with the fix."""
+    from sqlalchemy import inspect, text
+    from sqlalchemy.engine import make_url
+
+    pg_url = os.environ.get("TEST_POSTGRES_URL", "")
+    if not pg_url:
+        pytest.skip("PostgreSQL case: TEST_POSTGRES_URL is not set")
+    name = f"finsync_ascii_{os.getpid()}"
+    admin = make_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(
+            text(f"CREATE DATABASE \"{name}\" ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+        )
+    try:
+        url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+        for args in (("db", "upgrade"), ("sync", "--all")):
+            result = cli(*args, env={"DATABASE_URL": url})
+            assert result.returncode == 2, result.stderr
+            [line] = result.stderr.strip().splitlines()
+            assert "stores text as SQL_ASCII, not UTF8" in line and "createdb -E UTF8" in line
+            assert ":***@" in line and f":{make_url(pg_url).password}@" not in line  # the password withheld
+        engine = make_engine(url)
+        assert inspect(engine).get_table_names() == []  # nothing migrated
+        engine.dispose()
+        assert not (tmp_path / "data").exists()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
