@@ -25,6 +25,7 @@ from services.config import (
 from services.container import Container, build_container, command_container
 from services.crypto import rotate_keys, values_to_rotate, versions_in_use
 from services.db import check_database, check_text_encoding, make_engine, unit_of_work
+from services.db_roles import grant_app_role
 from services.errors import FinsyncError
 from services.logs import configure_logging
 from services.users import create_user
@@ -71,6 +72,25 @@ def _db_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_grant(args: argparse.Namespace) -> int:
+    settings = load_settings(create_secrets=False)
+    engine = make_engine(settings.effective_database_url)
+    check_database(engine)
+    done = grant_app_role(engine, args.role)
+    print(
+        f"{done.role} may read and write the rows of finsync's {done.tables} tables and use their {done.sequences} "
+        f"sequence(s), and will on the tables later migrations add; it may not delete audit_events rows, change the "
+        f"migration record or the schema. Point the app's and the workers' DATABASE_URL at it."
+    )
+    if done.may_create:
+        print(
+            f"warning: {done.role} may still create tables in schema {done.schema} (PostgreSQL 14 and older grant "
+            f"that to everyone): as its owner, REVOKE CREATE ON SCHEMA {done.schema} FROM PUBLIC.",
+            file=sys.stderr,
+        )
+    return 0
+
+
 @command
 def _db(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     db = sub.add_parser("db", help="database schema and retention").add_subparsers(dest="action", required=True)
@@ -84,6 +104,15 @@ def _db(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "The scheduler and the worker do this once a day by themselves.",
     )
     purge.set_defaults(handler=_db_purge)
+    grant = db.add_parser(
+        "grant",
+        help="give the app's own PostgreSQL role the rows it needs and no more (run as the tables' owner)",
+        description="Run as the role that owns the tables (the one that ran db upgrade). ROLE gets the rows of "
+        "every table and sequence, now and of tables later migrations add, but may not delete audit_events rows, "
+        "change the migration record or alter the schema. Then run the app and workers as ROLE.",
+    )
+    grant.add_argument("role", metavar="ROLE", help="an existing PostgreSQL role, not a superuser")
+    grant.set_defaults(handler=_db_grant)
 
 
 # keys -------------------------------------------------------------------------------------
