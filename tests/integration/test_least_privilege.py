@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 
-from services import auth, banking, ledger, migrations, sessions, sync, webhooks
+from services import auth, banking, jobs, ledger, migrations, retention, sessions, sync, webhooks
 from services.account import delete_account
 from services.audit import list_events
 from services.container import build_container
@@ -30,6 +30,7 @@ from services.demo_bank import DemoBankHandle
 from services.errors import InvalidCredentials
 from services.mailer import MemoryMailer
 from services.plaid_client import PlaidGateway
+from services.sync_types import SyncResult
 from tests.factories import FakeClock, make_settings
 from tests.integration.auth_support import (
     IP,
@@ -129,8 +130,8 @@ def test_the_app_runs_every_flow_as_a_role_that_owns_nothing_and_cannot_touch_th
     assert granted.stderr == ""  # PostgreSQL 15 grants no CREATE on public to everyone: nothing to warn about
 
     # The app, as that role: start-up checks, sign-up and its email, a wrong password, sign-in, two-factor,
-    # sessions, linking, syncs (a change the bank makes to a transaction numbers a history row from a sequence), an
-    # edit, removing a bank and deleting the account (which blanks the audit rows' addresses).
+    # sessions, linking, syncs and a worker's job (a change the bank makes to a transaction numbers a history row from a sequence), an
+    # edit, the retention purge, removing a bank and deleting the account (which blanks the audit rows' addresses).
     clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
     app = make_engine(roles.app_url)
     base = webhook_sink.url.removesuffix("/plaid/webhook")
@@ -156,7 +157,12 @@ def test_the_app_runs_every_flow_as_a_role_that_owns_nothing_and_cannot_touch_th
     assert (again.status, again.modified) == ("ok", 1)
     assert [h.field_name for h in ledger.transaction_history(c, user, posted.transaction_id)] == ["name"]
     ledger.edit_transaction(c, user, posted.transaction_id, note="dinner with Sam")
-    other = bank.link(user, institution_id="ins_demo_2")
+    other = bank.link(user, institution_id="ins_demo_2")  # its first sync is due: a worker claims and runs it
+    results: list[SyncResult] = []
+    assert jobs.run_due_jobs(c, worker_id="worker-lp", limit=5, on_result=results.append) == 1
+    assert [r.status for r in results] == ["ok"]
+    clock.advance(days=500)
+    assert retention.purge(c)["sync_jobs"] == 1  # the worker's finished job, long past its keep
     banking.remove_item(c, user, other.id, keep_history=False)
     delete_account(c, user, password=PASSWORD, code=code_at(secret, clock(), steps=1))
     assert "account_deleted" in [e.event for e in list_events(c, user)]
