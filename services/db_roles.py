@@ -4,6 +4,9 @@ An owner role runs the migrations; the app's role only reads and writes rows. So
 drop the audit log's append-only trigger, delete audit rows, rewrite the migration record or change the
 schema. Rows are all it needs, and their sequences too: ``transaction_history`` numbers its rows with one,
 and without ``USAGE`` on it the first change a bank makes to a transaction would fail every sync of that bank.
+
+Tables created later by the owner get the same rights through default privileges; a migration that rebuilds
+``audit_events`` must be followed by ``db grant`` again (the README says to run it after every upgrade).
 """
 
 from __future__ import annotations

@@ -9,7 +9,12 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+from sqlalchemy.exc import ProgrammingError
 
+from services.errors import ConfigError
+
+# insufficient_privilege, and must-be-owner (PostgreSQL reports both as 42501)
+_NO_RIGHTS = ("42501",)
 MIGRATIONS = Path(__file__).resolve().parent.parent / "models" / "migrations"
 
 
@@ -41,8 +46,21 @@ def _run(engine: Engine, fn_name: str, target: str) -> None:
 
 
 def upgrade(engine: Engine, target: str = "head") -> None:
-    """Apply migrations up to ``target``."""
-    _run(engine, "upgrade", target)
+    """Apply migrations up to ``target``.
+
+    Raises ``ConfigError`` when the database refuses the change for want of rights (the app's own role, which
+    ``db grant`` keeps from altering the schema): nothing is changed, as every step is one transaction."""
+    try:
+        _run(engine, "upgrade", target)
+    except ProgrammingError as exc:
+        if getattr(exc.orig, "pgcode", None) not in _NO_RIGHTS:
+            raise
+        who = engine.url.username or "this role"
+        raise ConfigError(
+            "DATABASE_URL",
+            f"{who} may not change the schema ({str(exc.orig).splitlines()[0][:120]}): run db upgrade as the role "
+            f"that owns finsync's tables, then db grant for the app's role.",
+        ) from None
 
 
 def downgrade(engine: Engine, target: str = "base") -> None:

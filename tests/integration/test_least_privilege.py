@@ -212,3 +212,20 @@ def test_db_grant_refuses_a_role_it_cannot_limit_in_one_line(roles: Roles, who: 
 def test_db_grant_on_sqlite_says_it_has_no_roles(tmp_path: Path) -> None:
     result = _cli("db", "grant", "finsync_app", url=f"sqlite:///{tmp_path / 'finsync.db'}")
     assert result.returncode == 2 and "SQLite file has no roles" in result.stderr
+
+
+@pytest.mark.postgres
+def test_db_upgrade_as_the_apps_role_says_which_role_to_use_and_changes_nothing(roles: Roles) -> None:
+    owner = make_engine(roles.owner_url)
+    migrations.upgrade(owner)
+    migrations.downgrade(owner, "-1")  # a release with a new migration: the schema is one behind
+    behind = migrations.current_revision(owner)
+    assert _cli("db", "grant", roles.app_role, url=roles.owner_url).returncode == 0
+    result = _cli("db", "upgrade", url=roles.app_url)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert f"{roles.app_role} may not change the schema" in result.stderr
+    assert "run db upgrade as the role that owns finsync's tables" in result.stderr
+    assert migrations.current_revision(owner) == behind
+    assert _cli("db", "upgrade", url=roles.owner_url).returncode == 0  # the owner can, and the app role then works
+    assert migrations.current_revision(owner) == migrations.head_revision(owner)
+    owner.dispose()
