@@ -95,11 +95,17 @@ def _site(url: str) -> tuple[str, str] | None:
     return scheme, name if port in (None, 80 if scheme == "http" else 443) else f"{name}:{port}"
 
 
+# Names only the local network resolves (RFC 6762 .local, RFC 8375 .home.arpa, .internal, .lan, .localhost):
+# an attacker's page on the internet cannot be served under them.
+_LOCAL_SUFFIXES = (".local", ".home.arpa", ".internal", ".lan", ".localhost")
+
+
 def _named_by_no_one_else(site: str) -> bool:
-    """True for ``localhost`` and IP addresses (with any port): names no one else's DNS can point at this server."""
-    name = urlsplit(f"//{site}").hostname or ""
-    if name == "localhost":
-        return True
+    """True for IP addresses, ``localhost``, a machine's bare name and local-network names (any port): names no
+    one else's DNS can point at this server."""
+    name = (urlsplit(f"//{site}").hostname or "").rstrip(".")
+    if "." not in name or name.endswith(_LOCAL_SUFFIXES):
+        return bool(name)
     try:
         ipaddress.ip_address(name)
     except ValueError:
@@ -111,8 +117,8 @@ def own_page(origin: str, host: str | None, public_url: str | None) -> bool:
     """True when a browser's ``Origin`` is a page of this server: the operator's public URL, or the host (and port)
     the request was sent to. A page on another port of the same machine is neither.
 
-    With a public URL set, the request's own host counts only when it is ``localhost`` or an IP address (the
-    operator opening the server directly). Any other name is DNS rebinding: a page of evil.example whose name
+    With a public URL set, the request's own host counts only when it is an address or a local name (the
+    operator opening the server directly, at home or on the machine). Any other name is DNS rebinding: a page of evil.example whose name
     now resolves to this server sends ``Host`` and ``Origin`` both evil.example (Streamlit's
     ``server.allowedHosts`` guards the same way, but only when filled in by hand)."""
     seen = _site(origin)
@@ -296,7 +302,11 @@ class SecurityHeadersMiddleware:
         origin = headers.get("origin")
         if origin is not None and not own_page(origin, headers.get("host"), self.public_url):
             if _refusals.take() == 0.0:
-                log.warning("refused a socket opened by another site's page (origin %s)", origin[:100])
+                log.warning(
+                    "refused a socket opened by another site's page (origin %s): if people open finsync at that "
+                    "address, set FINSYNC_BASE_URL to it",
+                    origin[:100],
+                )
             await receive()  # websocket.connect
             await send({"type": "websocket.close", "code": 1008})  # before accept: the server answers 403
             return

@@ -499,6 +499,9 @@ def test_only_finsyncs_own_pages_may_open_the_socket_that_carries_the_session(ho
         ("https://finsync.example", "http://localhost:8501", "localhost:8501"),  # the operator, on the machine
         ("https://finsync.example", "http://192.168.1.5:8501", "192.168.1.5:8501"),  # or from the home network
         ("https://finsync.example", "http://[::1]:8501", "[::1]:8501"),
+        ("https://finsync.example", "http://nas:8501", "nas:8501"),  # the machine's own name on the home network
+        ("https://finsync.example", "http://nas.local:8501", "nas.local:8501"),
+        ("https://finsync.example", "http://nas.home.arpa:8501", "nas.home.arpa:8501"),
         (None, "http://nas.home.arpa:8501", "nas.home.arpa:8501"),  # no public URL: any name the page came by
     ],
 )
@@ -513,8 +516,9 @@ def test_a_page_whose_name_was_rebound_to_this_server_cannot_open_the_socket(pub
     """DNS rebinding: evil.example's page, its name now resolving to this server, opens the socket; the browser
     sends ``Host`` and ``Origin`` both evil.example, so "same host" says nothing. With FINSYNC_BASE_URL set, a
     name other than its own is refused (the attacker's page would otherwise drive sign-in and registration
-    from inside the victim's network). Addresses and localhost stay open: no one else's DNS names them."""
+    from inside the victim's network). Addresses and local names stay open: no one else's DNS names them."""
     public = TestClient(_stream_app(public_url))
-    for name in ("evil.example:8501", "evil.example", "localhost.evil.example:8501", "127.0.0.1.nip.io:8501"):
+    for name in ("evil.example:8501", "evil.example", "localhost.evil.example:8501", "127.0.0.1.nip.io:8501",
+                 "finsync.example.evil.example", "local.evil.example"):  # fmt: skip
         assert not _opens(public, f"http://{name}", name), name
     assert _opens(public, "http://127.0.0.1:8501", "127.0.0.1:8501")
