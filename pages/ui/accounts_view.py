@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -178,20 +179,57 @@ def _resume(held: list[RerunException | StopException]) -> None:
 
 
 AGAIN_AFTER = timedelta(seconds=10)  # a second press sooner than this after a good sync is the same wish
+STILL_SYNCING = timedelta(seconds=120)  # a sync this page started is waited for this long at most
+
+
+@dataclass
+class _OwnSync:
+    """This page's sync of one bank, kept in the session. A plain object: the run that syncs can still write to it
+    once Streamlit has stopped that run, when every ``st.session_state`` access raises."""
+
+    started: datetime
+    finished: datetime | None = None  # a good sync's end: presses soon after are the same wish
+    said: tuple[str, str] | None = None  # its outcome, for the page to show
+    done: bool = False
+
+
+def _await_own_sync(own: _OwnSync, name: str) -> None:
+    """Wait for this page's sync of the bank, running on in a run Streamlit stopped, then show its outcome."""
+    with st.status(f"Syncing {md(name)}…"):
+        deadline = time.monotonic() + STILL_SYNCING.total_seconds()
+        while not own.done and time.monotonic() < deadline:
+            time.sleep(0.1)
+    if own.said is not None:
+        st.session_state["flash"] = [own.said]
+    st.rerun()
 
 
 def sync_now(c: Container, uid: uuid.UUID, item: ItemView) -> None:
     """Sync one bank now, showing pages fetched and transactions applied as they happen.
 
-    A press made while the sync ran reaches the page only after it (Streamlit holds it): a double click would
-    sync twice. So within ``AGAIN_AFTER`` of this page's own good sync of the bank, a press just says so."""
-    synced = st.session_state.setdefault("synced_now", {})
-    if str(item.id) in synced and c.clock() - synced[str(item.id)] < AGAIN_AFTER:
-        # the sync's own outcome ("… 3 new") when it is not shown yet, since this press was held through it
-        st.session_state.setdefault(
-            "flash", [("info", f"{item.institution_name} was synced moments ago and is up to date.")]
-        )
-        st.rerun()
+    A press made while the sync runs must not sync the bank again. Streamlit either holds it until the sync is
+    done, or stops the run (which syncs on to the end) and starts the next one at once. So the page keeps its
+    sync in the session: a press while it runs waits for it and shows its outcome; within ``AGAIN_AFTER`` of a
+    good one, a press does nothing more, as the page above already shows that outcome ("… is up to date: 3 new,
+    …"), just now or, within ``show_flash``'s grace, once more. After a failure a press tries again."""
+    key = str(item.id)
+    mine: dict[str, _OwnSync] = st.session_state.setdefault("own_syncs", {})
+    own = mine.get(key)
+    if own is not None and not own.done and c.clock() - own.started < STILL_SYNCING:
+        _await_own_sync(own, item.institution_name)
+    if own is not None and own.finished is not None and c.clock() - own.finished < AGAIN_AFTER:
+        return
+    mine[key] = own = _OwnSync(c.clock())
+    try:
+        _sync_and_tell(c, uid, item, own)
+    finally:
+        own.done = True
+        if own.finished is None and mine.get(key) is own:  # failed, or cut short: the next press tries again
+            mine.pop(key, None)
+    st.rerun()  # the card's status, last sync and balances show what the sync changed
+
+
+def _sync_and_tell(c: Container, uid: uuid.UUID, item: ItemView, own: _OwnSync) -> None:
     with st.status(f"Syncing {md(item.institution_name)}…", expanded=True) as box:
         line = st.empty()
         held: list[RerunException | StopException] = []
@@ -214,22 +252,27 @@ def sync_now(c: Container, uid: uuid.UUID, item: ItemView) -> None:
         try:
             result = sync.sync_item(c, uid, item.id, explicit=True, progress=progress)
         except FinsyncError as exc:
-            label, state, flash = md(str(exc)), "error", ("error", str(exc))
+            label, state, said = md(str(exc)), "error", ("error", str(exc))
         else:
             done = f"{result.added} new, {result.modified} updated, {result.removed} removed"
             if result.status == "ok":
-                synced[str(item.id)] = c.clock()
                 label, state = f"{md(item.institution_name)} is up to date: {done}.", "complete"
-                flash = ("success", f"{item.institution_name} is up to date: {done}.")
+                said = ("success", f"{item.institution_name} is up to date: {done}.")
+                own.finished = c.clock()
             elif result.status == "already_syncing":  # the bot got there first: not a failure, and the page follows it
-                label, state, flash = md(result.message), "complete", ("info", result.message)
+                label, state, said = md(result.message), "complete", ("info", result.message)
             else:
-                said = result.message or result.status
-                label, state, flash = md(said), "error", ("error", said)
-        st.session_state["flash"] = [flash]  # kept, with the time above, through a press Streamlit held meanwhile
+                message = result.message or result.status
+                label, state, said = md(message), "error", ("error", message)
+        own.said = said
+        for _ in range(2):  # a rerun asked for meanwhile raises once; a stop, every time (the waiting run tells it)
+            try:
+                st.session_state["flash"] = [said]
+                break
+            except (RerunException, StopException) as exc:
+                held.append(exc)
         _resume(held)
         box.update(label=label, state=state)
-    st.rerun()  # the card's status, last sync and balances show what the sync changed
 
 
 def _note(a: AccountView, flagged: tuple[uuid.UUID, ...]) -> str:
