@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,8 +42,8 @@ from tests.integration.auth_support import (
     sign_in,
 )
 from tests.integration.conftest_bank import Bank, WebhookSink
+from tests.integration.test_cli import cli
 
-ROOT = Path(__file__).resolve().parents[2]
 PG_URL = os.environ.get("TEST_POSTGRES_URL", "")
 
 
@@ -65,14 +64,7 @@ def _admin(sql: str) -> None:
 
 
 def _cli(*args: str, url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: PLW1510
-        [sys.executable, "-m", "services.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url},
-        timeout=120,
-    )
+    return cli(*args, env={"DATABASE_URL": url})
 
 
 @pytest.fixture
