@@ -24,7 +24,7 @@ from services.config import (
 )
 from services.container import Container, build_container, command_container
 from services.crypto import rotate_keys, values_to_rotate, versions_in_use
-from services.db import check_database, check_text_encoding, make_engine, unit_of_work
+from services.db import check_database, make_engine, unit_of_work
 from services.db_roles import grant_app_role
 from services.errors import FinsyncError
 from services.logs import configure_logging
@@ -57,8 +57,7 @@ def read_password(prompt: str = "Password: ") -> str:
 def _db_upgrade(args: argparse.Namespace) -> int:
     settings = load_settings(create_secrets=False)
     engine = make_engine(settings.effective_database_url)
-    check_database(engine)
-    check_text_encoding(engine)
+    check_database(engine, encoding=True)
     migrations.upgrade(engine, args.revision)
     if args.revision == "head":
         build_container(settings, engine=engine)  # first start: local secrets and the key canary

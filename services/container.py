@@ -12,7 +12,7 @@ from models.types import utcnow
 from services import keys
 from services.config import Settings, ensure_local_secrets, load_settings
 from services.crypto import FieldCipher, check_key_ring
-from services.db import check_database, check_text_encoding, make_engine
+from services.db import check_database, make_engine
 from services.errors import DatabaseUnavailable
 from services.mailer import Mailer, make_mailer
 from services.migrations import current_revision, head_revision
@@ -84,8 +84,7 @@ def build_container(
     settings = settings or load_settings(create_secrets=False)
     engine = engine or make_engine(settings.effective_database_url)
     if check:
-        check_database(engine)  # before anything is written: a bad database changes nothing on disk
-        check_text_encoding(engine)
+        check_database(engine, encoding=True)  # before anything is written: a bad database changes nothing on disk
         check_schema(engine)
     settings = ensure_local_secrets(settings)
     cipher = FieldCipher(settings.key_ring)

@@ -107,38 +107,27 @@ def outage_reason(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def check_database(engine: Engine) -> None:
-    """Raise ``DatabaseUnavailable`` with a message naming the database (never its password)."""
+def check_database(engine: Engine, *, encoding: bool = False) -> None:
+    """Raise ``DatabaseUnavailable`` with a message naming the database (never its password).
+
+    With ``encoding`` (at start-up), also ``ConfigError`` when a PostgreSQL database does not store text as
+    UTF8. Banks name merchants in any alphabet, and the search folds accents with ``normalize``, which
+    PostgreSQL allows on UTF8 databases only: on another encoding a sync would fail at the first "Café" and
+    every search with it. Said at start-up, before anything is written, rather than on some later day."""
+    where = engine.url.render_as_string(hide_password=True)
+    ask_encoding = encoding and not is_sqlite(engine)  # SQLite's text is UTF-8
     try:
         with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+            found = str(conn.execute(text("SHOW server_encoding" if ask_encoding else "SELECT 1")).scalar())
     except OperationalError as exc:
-        where = engine.url.render_as_string(hide_password=True)
         reason = outage_reason(exc)
         raise DatabaseUnavailable(
             f"cannot reach the database at {where}: {reason}. Check DATABASE_URL and that the server is running."
         ) from None
-
-
-def check_text_encoding(engine: Engine) -> None:
-    """Raise ``ConfigError`` when a PostgreSQL database does not store text as UTF8.
-
-    Banks name merchants in any alphabet, and the search folds accents with ``normalize``, which PostgreSQL
-    allows on UTF8 databases only: on another encoding a sync would fail at the first "Café" and every search
-    with it. Said at start-up, before anything is written, rather than on some later day."""
-    if is_sqlite(engine):
-        return  # SQLite's text is UTF-8
-    try:
-        with engine.connect() as conn:
-            encoding = str(conn.execute(text("SHOW server_encoding")).scalar())
-    except OperationalError:
-        check_database(engine)  # says why, in its words
-        raise
-    if encoding.upper().replace("-", "") != "UTF8":
-        where = engine.url.render_as_string(hide_password=True)
+    if ask_encoding and found.upper().replace("-", "") != "UTF8":
         raise ConfigError(
             "DATABASE_URL",
-            f"the database at {where} stores text as {encoding[:40]}, not UTF8, and bank data comes in "
+            f"the database at {where} stores text as {found[:40]}, not UTF8, and bank data comes in "
             f"every alphabet. Create it as UTF8 (createdb -E UTF8 -T template0 NAME) and point DATABASE_URL at it.",
         )
 

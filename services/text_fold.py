@@ -6,7 +6,7 @@ their plain letter, and the three that read as two (ß æ œ) written out as two
 comparison is folded by the same database, so the two always agree: SQLite through ``finsync_fold`` (this
 module's ``fold``, registered on each connection), PostgreSQL through its built-in ``normalize``,
 ``regexp_replace``, ``translate`` and ``replace`` (no extension; the database must be UTF8, as ``createdb`` makes
-it on a UTF-8 system, and ``services.db.check_text_encoding`` checks at start-up).
+it on a UTF-8 system, and ``services.db.check_database`` checks at start-up).
 
 A value that is all ASCII folds to its ``lower()``: both databases take the fast built-in for those and fold
 only the rest (see ``services.ledger``).
