@@ -8,6 +8,7 @@ until then it is listed here with its last balance, and its owner may delete it,
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -19,7 +20,7 @@ from services import audit
 from services.container import Container
 from services.credentials import confirm_identity
 from services.db import unit_of_work
-from services.errors import NotFound, NotYours
+from services.errors import InputError, NotFound, NotYours
 from services.ledger import account_label, forget_transactions
 
 NO_SUCH_HISTORY = "That kept history does not exist (it may have been deleted, or its bank linked again)."
@@ -93,19 +94,31 @@ def _owned_kept(session: Session, user_id: uuid.UUID, account_id: uuid.UUID) -> 
 
 
 def delete_kept(
-    c: Container, user_id: uuid.UUID, account_id: uuid.UUID, *, password: str, code: str | None = None, ip: str = ""
+    c: Container,
+    user_id: uuid.UUID,
+    account_ids: Sequence[uuid.UUID],
+    *,
+    password: str,
+    code: str | None = None,
+    ip: str = "",
 ) -> int:
-    """Delete one kept account with its transactions and their change history, once the owner proves it is them;
-    returns how many transactions went."""
+    """Delete kept accounts with their transactions and those transactions' change history, once the owner proves
+    it is them: all of them or, when one is not theirs or no longer kept, none. Returns how many transactions went."""
+    chosen = list(dict.fromkeys(account_ids)) if isinstance(account_ids, (list, tuple)) else []
+    if not chosen:
+        raise InputError("Choose the accounts whose kept history to delete.")
     confirm_identity(c, user_id, action="kept history deletion", password=password, code=code, ip=ip)
+    total = 0
     with unit_of_work(c.engine, immediate=True) as session:
-        account = _owned_kept(session, user_id, account_id)
-        ids = select(col(LedgerTransaction.plaid_transaction_id)).where(
-            col(LedgerTransaction.user_id) == user_id, col(LedgerTransaction.account_id) == account.id
-        )
-        count = forget_transactions(session, user_id, ids)
-        name = kept_label(account.institution_name, account.name, account.mask)
-        session.delete(account)
-        audit.record(session, event="kept_history_deleted", user_id=user_id, ip=ip,
-                     detail=f"{name}; {count} transaction(s)", at=c.clock())  # fmt: skip
-    return count
+        for account_id in chosen:
+            account = _owned_kept(session, user_id, account_id)
+            ids = select(col(LedgerTransaction.plaid_transaction_id)).where(
+                col(LedgerTransaction.user_id) == user_id, col(LedgerTransaction.account_id) == account.id
+            )
+            count = forget_transactions(session, user_id, ids)
+            name = kept_label(account.institution_name, account.name, account.mask)
+            session.delete(account)
+            audit.record(session, event="kept_history_deleted", user_id=user_id, ip=ip,
+                         detail=f"{name}; {count} transaction(s)", at=c.clock())  # fmt: skip
+            total += count
+    return total

@@ -17,7 +17,7 @@ from services.errors import FinsyncError
 
 
 def kept_section(c: Container, uid: uuid.UUID, *, two_factor: bool) -> None:
-    """Nothing when nothing was kept; else a table of the kept accounts and a way to delete one's history."""
+    """Nothing when nothing was kept; else a table of the kept accounts and a way to delete the history of any of them."""
     kept = kept_history.kept_accounts(c, uid)
     if not kept:
         return
@@ -44,17 +44,24 @@ def kept_section(c: Container, uid: uuid.UUID, *, two_factor: bool) -> None:
         st.form("kept_delete_form", border=False),
     ):
         names = {str(k.id): k for k in kept}
-        chosen = st.selectbox(
-            "Account", list(names), format_func=lambda key: names[key].label, key="kept_delete_account"
-        )
-        st.write("Its transactions, with your notes and tags on them, are deleted for good.")
+        if len(kept) == 1:  # nothing to choose
+            chosen = list(names)
+            st.write(f"{kept[0].label}: its transactions, with your notes and tags on them, are deleted for good.")
+        else:
+            chosen = st.multiselect(
+                "Accounts", list(names), format_func=lambda key: names[key].label, key="kept_delete_accounts"
+            )
+            st.write("Their transactions, with your notes and tags on them, are deleted for good.")
         password, code = proof_inputs(two_factor, "kept_delete")
-        if st.form_submit_button("Delete this history"):
-            doomed = names[chosen]
+        if st.form_submit_button("Delete for good"):
+            doomed = [names[key] for key in chosen if key in names]
             try:
-                gone = kept_history.delete_kept(c, uid, doomed.id, password=password, code=code, ip=client_ip())
+                gone = kept_history.delete_kept(
+                    c, uid, [k.id for k in doomed], password=password, code=code, ip=client_ip()
+                )
             except FinsyncError as exc:
                 st.error(str(exc))
             else:
-                flash("success", f"Deleted the kept history of {doomed.label} ({count(gone, 'transaction')}).")
+                which = ", ".join(k.label for k in doomed)
+                flash("success", f"Deleted the kept history of {which} ({count(gone, 'transaction')}).")
                 st.rerun()

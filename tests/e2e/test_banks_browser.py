@@ -150,6 +150,19 @@ def test_link_two_banks_repair_one_remove_one(server: Server, browser: object) -
         shot(page, "accounts-after-remove")
     # the removed card's open popover did not pass to the bank that took its place
     assert not page.get_by_text("Disconnect Harbor National").is_visible()
+
+    # Later its whole kept history goes in one deletion: both accounts chosen, the password once.
+    page.get_by_role("button", name="Delete kept history").click()
+    for account in ("Everyday Checking", "Rewards Card"):
+        page.get_by_test_id("stMultiSelect").locator("input").click()  # the accounts' chooser
+        page.get_by_role("option").filter(has_text=account).click()
+        page.keyboard.press("Escape")
+    page.locator('input[aria-label="Your password"]:visible').fill(PASSWORD)
+    shot(page, "accounts-kept-delete-chosen")
+    page.get_by_role("button", name="Delete for good").click()
+    page.get_by_text("Deleted the kept history of Maple Credit Union: Everyday Checking").wait_for(timeout=30_000)
+    page.get_by_role("heading", name="Kept from removed banks").wait_for(state="detached", timeout=15_000)
+    shot(page, "accounts-kept-deleted")
     assert violations == []
     page.context.close()
 

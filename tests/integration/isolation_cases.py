@@ -210,7 +210,7 @@ CASES: dict[str, Case] = {
     ),
     "banking_exchange.link_public_token": denied(new_link_at_bobs_session),
     "kept_history.delete_kept": denied(
-        lambda w: kept_history.delete_kept(w.c, w.alice, w.bob_kept_account, password=w.password, code=w.code())
+        lambda w: kept_history.delete_kept(w.c, w.alice, [w.bob_kept_account], password=w.password, code=w.code())
     ),
     "banking.remove_item": denied(lambda w: banking.remove_item(w.c, w.alice, w.bob_item, keep_history=False)),
     "banking.remove_bank": denied(

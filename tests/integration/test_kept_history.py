@@ -45,12 +45,17 @@ def test_a_removed_banks_kept_accounts_are_listed_and_one_can_be_deleted(bank: B
 
     doomed = max(kept, key=lambda k: k.transactions)
     with pytest.raises(InputError):
-        kept_history.delete_kept(bank.c, alice, doomed.id, password="not the password at all")
+        kept_history.delete_kept(bank.c, alice, [doomed.id], password="not the password at all")
     assert _per_account(bank, alice) == counts  # a wrong password changes nothing
     with pytest.raises(NotFound):  # a linked account's history goes with its bank, not from here
-        kept_history.delete_kept(bank.c, alice, other.accounts[0].id, password=STRONG_PASSWORD)
+        kept_history.delete_kept(bank.c, alice, [other.accounts[0].id], password=STRONG_PASSWORD)
+    with pytest.raises(NotFound):  # nor along with a kept one: all or nothing, so the kept one stays too
+        kept_history.delete_kept(bank.c, alice, [doomed.id, other.accounts[0].id], password=STRONG_PASSWORD)
+    with pytest.raises(InputError, match="Choose the accounts"):
+        kept_history.delete_kept(bank.c, alice, [], password=STRONG_PASSWORD)
+    assert _per_account(bank, alice) == counts
 
-    gone = kept_history.delete_kept(bank.c, alice, doomed.id, password=STRONG_PASSWORD, ip="203.0.113.5")
+    gone = kept_history.delete_kept(bank.c, alice, [doomed.id], password=STRONG_PASSWORD, ip="203.0.113.5")
     assert gone == counts[doomed.id] > 0
     assert _per_account(bank, alice) == Counter({k: n for k, n in counts.items() if k != doomed.id})
     assert [k.id for k in kept_history.kept_accounts(bank.c, alice)] == [k.id for k in kept if k != doomed]
@@ -58,4 +63,27 @@ def test_a_removed_banks_kept_accounts_are_listed_and_one_can_be_deleted(bank: B
         row = session.execute(select(AuditEvent).where(col(AuditEvent.event) == "kept_history_deleted")).scalar_one()
     assert row.user_id == alice and row.ip == "203.0.113.5" and f"{gone} transaction(s)" in row.detail
     with pytest.raises(NotFound):  # once is all
-        kept_history.delete_kept(bank.c, alice, doomed.id, password=STRONG_PASSWORD)
+        kept_history.delete_kept(bank.c, alice, [doomed.id], password=STRONG_PASSWORD)
+
+
+def test_a_removed_banks_whole_history_goes_in_one_deletion_and_never_with_someone_elses(bank: Bank) -> None:
+    alice, bob = bank.user(), bank.user("bob")
+    mine, theirs = bank.link(alice), bank.link(bob, "ins_demo_2")
+    for owner, linked in ((alice, mine), (bob, theirs)):
+        assert sync_item(bank.c, owner, linked.id, explicit=True).status == "ok"
+        banking.remove_item(bank.c, owner, linked.id, keep_history=True)
+    kept, bobs = kept_history.kept_accounts(bank.c, alice), kept_history.kept_accounts(bank.c, bob)
+    before = _per_account(bank, alice), _per_account(bank, bob)
+    assert len(kept) == len(mine.accounts) > 1 and bobs
+
+    with pytest.raises(NotFound):  # one of bob's among alice's: refused as if it did not exist, and nothing goes
+        kept_history.delete_kept(bank.c, alice, [kept[0].id, bobs[0].id], password=STRONG_PASSWORD)
+    assert (_per_account(bank, alice), _per_account(bank, bob)) == before
+
+    gone = kept_history.delete_kept(bank.c, alice, [k.id for k in kept], password=STRONG_PASSWORD)
+    assert gone == sum(before[0].values()) > 0
+    assert kept_history.kept_accounts(bank.c, alice) == [] and _per_account(bank, alice) == Counter()
+    assert _per_account(bank, bob) == before[1] and kept_history.kept_accounts(bank.c, bob) == bobs
+    with unit_of_work(bank.c.engine) as session:
+        rows = session.execute(select(AuditEvent).where(col(AuditEvent.event) == "kept_history_deleted")).scalars()
+        assert sorted(r.detail.split(";")[0] for r in rows if r.user_id == alice) == sorted(k.label for k in kept)

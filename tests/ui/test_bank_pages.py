@@ -567,18 +567,30 @@ def test_a_removed_banks_kept_history_is_listed_on_accounts_and_can_be_deleted(
     assert sorted(table["Type"]) == sorted(a.subtype or a.type for a in item.accounts)  # as while it was linked
     assert table["Transactions"].sum() == len(ledger.list_transactions(c, user.id, limit=10**6)) > 0
 
-    doomed = table["Account"].iloc[0]
-    at.selectbox(key="kept_delete_account").select_index(0)
+    at.text_input(key="kept_delete_password").input(PASSWORD)
+    at = click(at, "Delete for good")  # none chosen: said, and nothing goes
+    assert "Choose the accounts" in everything(at) and len(at.dataframe[0].value) == len(item.accounts)
+
+    doomed = list(table["Account"].iloc[:2])  # two of the three at once
+    choice = at.multiselect(key="kept_delete_accounts")
+    for label in doomed:
+        choice.select(next(o for o in choice.options if o == label or label in o))
     at.text_input(key="kept_delete_password").input("not my password at all")
-    at = click(at, "Delete this history")
+    at = click(at, "Delete for good")
     assert "That password is not right." in everything(at) and len(at.dataframe[0].value) == len(item.accounts)
     at.text_input(key="kept_delete_password").input(PASSWORD)
-    at = click(at, "Delete this history")
-    said = everything(at)
-    assert f"Deleted the kept history of {doomed} (" in said.replace("\\", "")
-    assert list(at.dataframe[0].value["Account"]) == list(table["Account"].iloc[1:])
-    left = table["Transactions"].iloc[1:].sum()
+    at = click(at, "Delete for good")
+    assert f"Deleted the kept history of {', '.join(doomed)} (" in everything(at).replace("\\", "")
+    assert list(at.dataframe[0].value["Account"]) == list(table["Account"].iloc[2:])
+    left = table["Transactions"].iloc[2:].sum()
     assert len(ledger.list_transactions(c, user.id, limit=10**6)) == left
+
+    last = table["Account"].iloc[2]  # the one left: nothing to choose
+    assert not at.multiselect and f"{last}: its transactions" in everything(at)
+    at.text_input(key="kept_delete_password").input(PASSWORD)
+    at = click(at, "Delete for good")
+    assert f"Deleted the kept history of {last} (" in everything(at).replace("\\", "")
+    assert "Kept from removed banks" not in everything(at) and ledger.list_transactions(c, user.id) == []
 
 
 def test_news_on_accounts_outlives_a_rerun_nobody_asked_for_but_not_its_time(
