@@ -60,8 +60,8 @@ table = pd.DataFrame(
         {
             "Started": when(r.started_at),
             "Bank": r.institution_name,
+            "Result": RESULT.get(r.status, r.status),  # before "Why": on a phone the first three columns show
             "Why": WHY.get(r.trigger, r.trigger),
-            "Result": RESULT.get(r.status, r.status),
             "Added": r.added,
             "Modified": r.modified,
             "Removed": r.removed,
