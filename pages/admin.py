@@ -1,4 +1,4 @@
-"""Admin: users (unlock, sign out, disable), the audit log and the mail outbox."""
+"""Admin: users (unlock, sign out, disable), the audit log, the mail outbox, revocations and the sync bot's health."""
 
 import pandas as pd
 import streamlit as st
@@ -7,13 +7,15 @@ from pages.ui.format import activity_detail, activity_words, count, when
 from pages.ui.session import require_admin
 from pages.ui.state import container
 from pages.ui.text import md
-from services import admin
+from services import admin, scheduler
 from services.errors import FinsyncError
 
 view = require_admin()
 c = container()
 st.title("Users and audit")
-users_tab, audit_tab, outbox_tab, revocations_tab = st.tabs(["Users", "Audit log", "Outbox", "Bank revocations"])
+users_tab, audit_tab, outbox_tab, revocations_tab, bot_tab = st.tabs(
+    ["Users", "Audit log", "Outbox", "Bank revocations", "Sync bot"]
+)
 
 rows = admin.list_users(c, view.user.id)
 
@@ -135,3 +137,47 @@ with revocations_tab:
             )
         table = pd.DataFrame([r.__dict__ for r in queued]).drop(columns=["id"])
         st.dataframe(table, hide_index=True, width="stretch")
+
+with bot_tab:
+    bot = admin.bot_health(c, view.user.id)
+    hours = f"{2 * c.settings.sync_interval_hours:g} hours"
+    if (waited := bot.waiting_for) is not None:
+        minutes = int(waited.total_seconds() // 60)
+        who = (
+            "the workers are busy"
+            if bot.running and not bot.stalled
+            else "no scheduler or worker is picking them up: is the app running, or a "
+            "`python -m services.cli worker`, against this database?"
+        )
+        st.error(f"{count(bot.due, 'sync')} due, the oldest waiting {minutes} minutes: {who}")
+    elif bot.behind:
+        st.warning(
+            f"{count(bot.behind, 'connected bank')} not synced for over {hours}: the bot runs but their syncs fail. "
+            "Their owners' Sync history says why; so does the server log."
+        )
+    else:
+        st.success(f"The bot keeps up: no sync is waiting, and every connected bank synced within {hours}.")
+    if bot.stalled:
+        st.warning(
+            f"{count(bot.stalled, 'running sync')} lost its worker (the lease ran out): the next pass of any "
+            "worker takes it over."
+        )
+    due, later, running, done, failed = st.columns(5)
+    due.metric("Due now", bot.due)
+    later.metric("Queued for later", bot.later)
+    running.metric("Running", len(bot.running))
+    done.metric("Done, last 24 h", bot.done_24h)
+    failed.metric("Failed, last 24 h", bot.failed_24h)
+    here = "runs" if scheduler.running_here() else "does not run"
+    st.caption(
+        f"This server's scheduler {here}. Last job finished: {when(bot.last_finished_at)}. "
+        f"{count(bot.banks, 'bank connection')}; {bot.need_owner} waiting for their owner (sign in again at the "
+        "bank, or link it again): the bot does not retry those, it probes them once a day."
+    )
+    if bot.running:
+        jobs = [{"Worker": r.worker, "Due at": when(r.started_due_at), "Lease until": when(r.lease_expires_at, ""),
+                 "Stalled": "yes" if r.stalled else ""} for r in bot.running]  # fmt: skip
+        st.dataframe(pd.DataFrame(jobs), hide_index=True, width="stretch")
+    if bot.workers_24h:
+        st.write("Workers that finished a sync in the last 24 hours:")
+        st.dataframe(pd.DataFrame({"Worker": list(bot.workers_24h)}), hide_index=True, width="stretch")

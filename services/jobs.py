@@ -166,8 +166,7 @@ def _finish(c: Container, job: SyncJob, worker_id: str, status: str, outcome: st
             stmt.values(
                 status=status,
                 open_key=None,
-                lease_owner=None,
-                lease_expires_at=None,
+                lease_expires_at=None,  # lease_owner stays: which worker ran it (the admin's Sync bot tab)
                 finished_at=c.clock(),
                 outcome=outcome[:200],
             )

@@ -92,6 +92,12 @@ def start_scheduler(c: Container, *, tick: float = TICK_SECONDS) -> Scheduler:
         return _instance
 
 
+def running_here() -> bool:
+    """Whether this process's scheduler thread is alive (the admin page says so)."""
+    with _lock:
+        return _instance is not None and _instance.running
+
+
 def stop_scheduler() -> None:
     """Stop the process's scheduler, if any (tests and shutdown)."""
     global _instance  # noqa: PLW0603

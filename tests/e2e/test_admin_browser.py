@@ -53,6 +53,10 @@ def test_an_admin_turns_on_two_factor_before_the_admin_page_opens(server: Server
     page.get_by_role("tab", name="Bank revocations").click()
     page.get_by_text("No bank connections waiting to be revoked.").wait_for(timeout=20_000)
     shot(page, "admin-revocations")
+    page.get_by_role("tab", name="Sync bot").click()  # the app's own scheduler runs in the server, with no job late
+    page.get_by_text("The bot keeps up").wait_for(timeout=20_000)
+    page.get_by_text("This server's scheduler runs.").wait_for(timeout=5_000)
+    shot(page, "admin-sync-bot")
 
 
 @pytest.fixture(scope="module")

@@ -222,6 +222,7 @@ CASES: dict[str, Case] = {
     "admin.outbox": denied(lambda w: admin.outbox(w.c, w.alice)),
     "admin.pending_revocations": denied(lambda w: admin.pending_revocations(w.c, w.alice)),
     "admin.waiting_mail": denied(lambda w: admin.waiting_mail(w.c, w.alice)),
+    "admin.bot_health": denied(lambda w: admin.bot_health(w.c, w.alice)),
     "admin.unlock_user": denied(lambda w: admin.unlock_user(w.c, w.alice, w.bob)),
     "admin.force_sign_out": denied(lambda w: admin.force_sign_out(w.c, w.alice, w.bob)),
     "admin.set_disabled": denied(lambda w: admin.set_disabled(w.c, w.alice, w.bob, True)),

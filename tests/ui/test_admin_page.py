@@ -51,12 +51,17 @@ def test_admin_messages_show_a_username_as_written(
     at.selectbox(key="admin_user").select("__loud__ <__loud__@example.com>").run()
     assert [b.disabled for b in at.button if b.label == "Unlock"] == [True]  # not paused: nothing to unlock
     at = submit(at, "Sign them out everywhere")  # behind the "Force sign-out" popover's question
-    assert [s.value for s in at.success] == [r"Signed out \_\_loud\_\_: 0 sessions."]
+    assert said(at) == [r"Signed out \_\_loud\_\_: 0 sessions."]
     at = submit(at, "Disable")
     assert not at.exception
-    assert [s.value for s in at.success] == [r"\_\_loud\_\_ is disabled and signed out everywhere."]
+    assert said(at) == [r"\_\_loud\_\_ is disabled and signed out everywhere."]
     at.selectbox(key="admin_user").select("root <root@example.com>").run()
     assert any("This is you" in c.value for c in at.caption)
+
+
+def said(at: AppTest) -> list[str]:
+    """The success messages of the admin's actions (not the Sync bot tab's standing "The bot keeps up")."""
+    return [s.value for s in at.success if not s.value.startswith("The bot keeps up")]
 
 
 NEEDS_TOTP = "The admin page needs two-factor sign-in. Turn it on in Settings → Two-factor."
@@ -105,3 +110,32 @@ def test_every_signed_in_page_renders(app: AppFactory, container: Container, mon
         at = app().run()
         at.switch_page(page).run()
         assert not at.exception, page
+
+
+def test_the_sync_bot_tab_says_when_due_syncs_wait_for_a_worker(
+    app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    from models import PlaidItem, SyncJob
+    from services.db import unit_of_work
+
+    root = make_user(container, "root", role="admin")
+    secret = enable_totp(container, root.id)
+    signed_in_as(monkeypatch, sign_in_with_code(container, clock, "root", secret))
+    at = app().run()
+    at.switch_page("admin.py").run()
+    assert "The bot keeps up" in " ".join(s.value for s in at.success) and not at.error
+
+    owner = make_user(container, "alice")
+    with unit_of_work(container.engine) as s:  # a bank whose sync fell due twenty minutes ago; no worker runs
+        item = PlaidItem(user_id=owner.id, plaid_item_id="item-x", access_token_enc=b"x", institution_id="ins_1",
+                         institution_name="First Demo Bank", created_at=clock())  # fmt: skip
+        s.add(item)
+        s.flush()
+        s.add(SyncJob(item_id=item.id, user_id=owner.id, reason="schedule", due_at=clock() - timedelta(minutes=20)))
+    at.run()
+    [said] = [e.value for e in at.error]
+    assert said.startswith("1 sync due, the oldest waiting 20 minutes: no scheduler or worker is picking them up")
+    assert {m.label: m.value for m in at.metric}["Due now"] == "1"
+    assert "This server's scheduler does not run." in " ".join(c.value for c in at.caption)
