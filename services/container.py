@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
 
 from models.types import utcnow
 from services import keys
@@ -35,6 +36,17 @@ class Container:
     token_key: bytes
     plaid: PlaidGateway | None = None
     background_mail: bool = False  # flows hand their mail to a sender thread instead of waiting on the server
+
+
+def check_exists(url: str) -> None:
+    """A SQLite database file must be there already: opening it would create an empty one, and a mistyped path in
+    DATABASE_URL would leave a stray file behind (only ``db upgrade`` creates the database)."""
+    parsed = make_url(url)
+    path = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if path and path != ":memory:" and not path.startswith("file:") and not Path(path).exists():
+        raise DatabaseUnavailable(
+            f"there is no database at {path}: run `python -m services.cli db upgrade` to create it, or check DATABASE_URL"
+        )
 
 
 def check_schema(engine: Engine) -> None:
@@ -82,7 +94,10 @@ def build_container(
     ``background_mail`` defaults to on with SMTP: a request must not wait on (or be timed by) a mail server.
     """
     settings = settings or load_settings(create_secrets=False)
-    engine = engine or make_engine(settings.effective_database_url)
+    if engine is None:
+        if check:
+            check_exists(settings.effective_database_url)
+        engine = make_engine(settings.effective_database_url)
     if check:
         check_database(engine, encoding=True)  # before anything is written: a bad database changes nothing on disk
         check_schema(engine)

@@ -1,7 +1,8 @@
 """CLI commands of the sync bot (a contract for cron and operators; keep the names):
 
 ``sync --email E`` | ``sync --all`` (``--verify`` also checks the ledger against a full replay), ``worker [--once]``,
-``export transactions --email E --format csv --out FILE [--from YYYY-MM-DD] [--to YYYY-MM-DD]``.
+``export transactions --email E --format csv --out FILE [--from YYYY-MM-DD] [--to YYYY-MM-DD]``; ``status`` (for
+monitoring: 0 when the bot keeps up, 1 when due syncs wait, banks fall behind or a worker died mid-sync).
 Exit codes: 0 all requested items synced (or not ready yet), 1 any failed (with ``--verify``: 1 when any
 item differs from its replay or could not be checked). An item another process is syncing is waited for
 (``--wait``, 300 s by default) and then synced here, so the exit code speaks for every item; one still
@@ -18,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -26,6 +27,7 @@ from sqlmodel import col, select
 
 from models import PlaidItem
 from services import mail_queue
+from services.bot_health import bot_health
 from services.container import Container, command_container
 from services.db import unit_of_work
 from services.errors import FinsyncError, InputError
@@ -184,6 +186,31 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    c = _container()  # the database answers and its schema is the newest, or the command stops with exit 2
+    with unit_of_work(c.engine) as session:
+        bot = bot_health(session, c.clock(), interval=timedelta(hours=c.settings.sync_interval_hours),
+                         tick=timedelta(seconds=c.settings.sync_tick_seconds))  # fmt: skip
+    last = f"{bot.last_finished_at:%Y-%m-%d %H:%M} UTC" if bot.last_finished_at else "never"
+    print("database: answers, schema at the newest revision")
+    problems = []
+    if (waited := bot.waiting_for) is not None:
+        problems.append(f"{bot.due} due sync(s), the oldest waiting {int(waited.total_seconds() // 60)} min")
+    if bot.stalled:
+        problems.append(f"{bot.stalled} sync(s) whose worker died (the next pass takes them over)")
+    if bot.behind:
+        problems.append(
+            f"{bot.behind} connected bank(s) with no good sync for {2 * c.settings.sync_interval_hours:g} h"
+        )
+    state = "; ".join(problems) if problems else "keeping up"
+    print(
+        f"sync bot: {state} ({bot.due} due, {len(bot.running)} running, {bot.later} queued for later; "
+        f"{bot.done_24h} done and {bot.failed_24h} failed in 24 h; last job finished {last})"
+    )
+    print(f"banks: {bot.banks} connection(s), {bot.behind} behind, {bot.need_owner} waiting for their owner")
+    return 1 if problems else 0
+
+
 def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -213,7 +240,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def register_sync(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``sync`` and ``worker``."""
+    """``sync``, ``worker`` and ``status``."""
     sync = sub.add_parser("sync", help="sync bank connections now")
     who = sync.add_mutually_exclusive_group(required=True)
     who.add_argument("--email", help="the user's email address")
@@ -238,6 +265,9 @@ def register_sync(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     worker.add_argument("--limit", type=int, default=10, help="jobs per pass (default 10)")
     worker.add_argument("--tick", type=float, default=30.0, help="seconds between passes (default 30)")
     worker.set_defaults(handler=_worker)
+    says = "is the sync bot keeping up? (exit 1 when syncs wait, banks fall behind or a worker died)"
+    status = sub.add_parser("status", help=says, description=says.capitalize())
+    status.set_defaults(handler=_status)
 
 
 def register_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -91,6 +91,20 @@ def test_bad_configuration_exits_2_with_one_line_and_no_trace(
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.parametrize("command", [("status",), ("sync", "--all"), ("worker", "--once"), ("db", "purge")])
+def test_a_command_on_a_missing_sqlite_database_says_so_and_creates_no_file(
+    command: tuple[str, ...], tmp_path: Path
+) -> None:
+    missing = tmp_path / "typo" / "finsync.db"  # a mistyped DATABASE_URL: only `db upgrade` creates the database
+    result = cli(*command, env={"DATABASE_URL": f"sqlite:///{missing}", "FINSYNC_DATA_DIR": str(tmp_path / "data")})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"finsync: there is no database at {missing}: run `python -m services.cli db upgrade` to create it, "
+        "or check DATABASE_URL"
+    )
+    assert list(tmp_path.iterdir()) == []  # neither the database file, its folder, nor the data dir
+
+
 def test_password_is_never_an_argument() -> None:
     result = cli("users", "create", "--email", "a@b.example", "--username", "abc", "--password", "x")
     assert result.returncode == 2 and "unrecognized arguments" in result.stderr

@@ -384,3 +384,29 @@ def test_export_refuses_to_write_over_finsyncs_own_files_or_into_a_folder(
     args = ["export", "transactions", "--email", "ada@example.com", "--format", "csv", "--out", str(folder)]
     assert cli.main(args) == 2 and "is a folder: give a file name" in capsys.readouterr().err
     assert list(folder.iterdir()) == []
+
+
+def test_cli_status_exits_1_while_due_syncs_wait_for_a_worker_and_0_once_one_ran_them(
+    cli_env, container, gateway, capsys
+) -> None:
+    from datetime import timedelta
+
+    from models import SyncJob
+
+    assert cli.main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "sync bot: keeping up" in out and "banks: 0 connection(s)" in out
+    link_item(container, gateway, make_user(container))
+    assert enqueue_due(container) == 1
+    with unit_of_work(container.engine) as s:  # queued twenty minutes ago (by the command's clock), never claimed
+        job = s.exec(select(SyncJob)).one()
+        job.due_at = utcnow() - timedelta(minutes=20, seconds=5)
+        s.add(job)
+    assert cli.main(["status"]) == 1  # what a monitoring check alerts on
+    assert "sync bot: 1 due sync(s), the oldest waiting 20 min" in capsys.readouterr().out
+    assert cli.main(["worker", "--once"]) == 0
+    capsys.readouterr()
+    assert cli.main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "sync bot: keeping up (0 due, 0 running" in out and "1 done and 0 failed in 24 h" in out
+    assert "banks: 1 connection(s), 0 behind, 0 waiting for their owner" in out
