@@ -175,7 +175,7 @@ with bot_tab:
         "bank, or link it again): the bot does not retry those, it probes them once a day."
     )
     if bot.running:
-        jobs = [{"Worker": r.worker, "Due at": when(r.started_due_at), "Lease until": when(r.lease_expires_at, ""),
+        jobs = [{"Worker": r.worker, "Due at": when(r.due_at), "Lease until": when(r.lease_expires_at, ""),
                  "Stalled": "yes" if r.stalled else ""} for r in bot.running]  # fmt: skip
         st.dataframe(pd.DataFrame(jobs), hide_index=True, width="stretch")
     if bot.workers_24h:

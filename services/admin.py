@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from email import policy
 from email.parser import BytesHeaderParser
 from email.utils import parsedate_to_datetime
@@ -16,8 +16,7 @@ from sqlmodel import Session, col
 from models import ThrottleCounter, User
 from services import audit, mail_queue, revocations, sessions, throttle
 from services.audit import AuditView
-from services.bot_health import BotHealth
-from services.bot_health import bot_health as health_of
+from services.bot_health import BotHealth, current_health
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import AdminOnly, InputError, NotFound, PermissionDenied
@@ -141,8 +140,7 @@ def bot_health(c: Container, actor_id: uuid.UUID) -> BotHealth:
     """Whether the sync bot keeps up: its queue, its last day of work, and banks it has not synced for too long."""
     with unit_of_work(c.engine) as session:
         _admin(session, actor_id)
-        interval, tick = c.settings.sync_interval_hours, c.settings.sync_tick_seconds
-        return health_of(session, c.clock(), interval=timedelta(hours=interval), tick=timedelta(seconds=tick))
+    return current_health(c)
 
 
 def waiting_mail(c: Container, actor_id: uuid.UUID) -> list[QueuedMailView]:

@@ -14,6 +14,8 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from models import PlaidItem, SyncJob, SyncRun
+from services.container import Container
+from services.db import unit_of_work
 
 DAY = timedelta(days=1)
 LATE_AT_LEAST = timedelta(minutes=5)  # a due job waiting longer than this (or two ticks) is late
@@ -22,7 +24,7 @@ LATE_AT_LEAST = timedelta(minutes=5)  # a due job waiting longer than this (or t
 @dataclass(frozen=True)
 class RunningJob:
     worker: str  # host:pid:role:random, as the worker named itself
-    started_due_at: datetime
+    due_at: datetime
     lease_expires_at: datetime | None
     stalled: bool  # the lease ran out: its worker died or hangs; the next claim retries it
 
@@ -114,3 +116,14 @@ def bot_health(session: Session, now: datetime, *, interval: timedelta, tick: ti
         behind=sum(status == "ok" and (at or created) < since for status, created, at in items),
         late_after=max(LATE_AT_LEAST, 2 * tick),
     )
+
+
+def current_health(c: Container) -> BotHealth:
+    """``bot_health`` now, with the interval and tick of the settings."""
+    with unit_of_work(c.engine) as session:
+        return bot_health(
+            session,
+            c.clock(),
+            interval=timedelta(hours=c.settings.sync_interval_hours),
+            tick=timedelta(seconds=c.settings.sync_tick_seconds),
+        )

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -27,7 +27,7 @@ from sqlmodel import col, select
 
 from models import PlaidItem
 from services import mail_queue
-from services.bot_health import bot_health
+from services.bot_health import current_health
 from services.container import Container, command_container
 from services.db import unit_of_work
 from services.errors import FinsyncError, InputError
@@ -188,9 +188,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     c = _container()  # the database answers and its schema is the newest, or the command stops with exit 2
-    with unit_of_work(c.engine) as session:
-        bot = bot_health(session, c.clock(), interval=timedelta(hours=c.settings.sync_interval_hours),
-                         tick=timedelta(seconds=c.settings.sync_tick_seconds))  # fmt: skip
+    bot = current_health(c)
     last = f"{bot.last_finished_at:%Y-%m-%d %H:%M} UTC" if bot.last_finished_at else "never"
     print("database: answers, schema at the newest revision")
     problems = []
