@@ -19,7 +19,7 @@ from services.container import Container, build_container
 from services.db import make_engine
 from services.demo_bank_runtime import stop_demo_banks
 from services.mailer import MemoryMailer
-from tests.factories import FakeClock, make_settings
+from tests.factories import FakeClock, drop_pg_database, make_settings
 
 pytest_plugins = ["tests.integration.conftest_bank", "tests.integration.sync_helpers"]
 
@@ -70,9 +70,8 @@ def pg_database() -> Iterator[str]:
     migrations.upgrade(engine)
     engine.dispose()
     yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+    drop_pg_database(PG_URL, name)
 
 
 def _truncate(engine: Engine) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,3 +51,38 @@ def make_settings(data_dir: Path, database_url: str, **overrides: object) -> Set
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def drop_pg_database(admin_url: str, name: str, *, attempts: int = 20) -> None:
+    """Drop a throwaway PostgreSQL database as the test role, which is no superuser.
+
+    ``DROP DATABASE … WITH (FORCE)`` refuses then whenever an autovacuum worker is busy in the database (it
+    runs as no role the test role belongs to), which a freshly migrated database invites. So: end the client
+    sessions still on it (the test role's own and those of roles it was granted), then a plain ``DROP
+    DATABASE``, which stops autovacuum by itself; a session still on its way out is waited for and tried again.
+    """
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from services.db import make_engine
+
+    engine = make_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        for attempt in range(attempts):
+            try:
+                with engine.connect() as conn:
+                    conn.execute(
+                        text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"
+                            " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+                        ),
+                        {"name": name},
+                    )
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+                return
+            except DBAPIError:  # a session still leaving (or still signing in): once more, shortly
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.5)
+    finally:
+        engine.dispose()

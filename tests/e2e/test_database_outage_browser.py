@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from services.db import make_engine
 from tests.conftest import PG_URL
 from tests.e2e.conftest import Server, shot, sign_in, start_server
+from tests.factories import drop_pg_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 PASSWORD = "harbor lantern quill 6610 spruce"
@@ -33,7 +34,7 @@ def database() -> Iterator[str]:
     name = f"finsync_outage_{uuid.uuid4().hex[:8]}"
     admin(f'CREATE DATABASE "{name}"')
     yield name
-    admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_pg_database(PG_URL, name)
 
 
 @pytest.fixture(scope="module")

@@ -117,6 +117,8 @@ def test_a_postgresql_database_not_in_utf8_is_refused_before_anything_is_written
     from sqlalchemy import inspect, text
     from sqlalchemy.engine import make_url
 
+    from tests.factories import drop_pg_database
+
     pg_url = os.environ.get("TEST_POSTGRES_URL", "")
     if not pg_url:
         pytest.skip("PostgreSQL case: TEST_POSTGRES_URL is not set")
@@ -139,6 +141,5 @@ def test_a_postgresql_database_not_in_utf8_is_refused_before_anything_is_written
         engine.dispose()
         assert not (tmp_path / "data").exists()
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+        drop_pg_database(pg_url, name)

@@ -30,7 +30,7 @@ from services.errors import InvalidCredentials
 from services.mailer import MemoryMailer
 from services.plaid_client import PlaidGateway
 from services.sync_types import SyncResult
-from tests.factories import FakeClock, make_settings
+from tests.factories import FakeClock, drop_pg_database, make_settings
 from tests.integration.auth_support import (
     IP,
     PASSWORD,
@@ -78,7 +78,7 @@ def roles() -> Iterator[Roles]:
         _admin(f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'")
         _admin(f'GRANT "{role}" TO CURRENT_USER')  # so the clean-up may end the role's connections a failure left
     except ProgrammingError as exc:
-        _admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        drop_pg_database(PG_URL, database)
         pytest.fail(f"the TEST_POSTGRES_URL role needs CREATEROLE for this test (.ci/run grants it): {exc.orig}")
     base = make_url(PG_URL).set(database=database)
     owner_url = base.render_as_string(hide_password=False)
@@ -86,7 +86,7 @@ def roles() -> Iterator[Roles]:
     try:
         yield Roles(owner_url, app_url, role)
     finally:
-        _admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        drop_pg_database(PG_URL, database)
         _admin(f'DROP ROLE IF EXISTS "{role}"')
 
 
