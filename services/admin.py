@@ -140,7 +140,7 @@ def bot_health(c: Container, actor_id: uuid.UUID) -> BotHealth:
     """Whether the sync bot keeps up: its queue, its last day of work, and banks it has not synced for too long."""
     with unit_of_work(c.engine) as session:
         _admin(session, actor_id)
-    return current_health(c)
+        return current_health(c, session)
 
 
 def waiting_mail(c: Container, actor_id: uuid.UUID) -> list[QueuedMailView]:

@@ -13,9 +13,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from models import PlaidItem, SyncJob, SyncRun
+from models import ItemSyncState, PlaidItem, SyncJob
 from services.container import Container
-from services.db import unit_of_work
 
 DAY = timedelta(days=1)
 LATE_AT_LEAST = timedelta(minutes=5)  # a due job waiting longer than this (or two ticks) is late
@@ -83,20 +82,10 @@ def bot_health(session: Session, now: datetime, *, interval: timedelta, tick: ti
         .group_by(col(SyncJob.status))
     ).all()
     counts = {status: n for status, n, _ in finished}
-    workers = session.exec(
-        select(SyncJob.lease_owner)
-        .where(col(SyncJob.finished_at) >= now - DAY, col(SyncJob.lease_owner).is_not(None))
-        .distinct()
-    ).all()
-    last_ok = (
-        select(SyncRun.item_id, func.max(SyncRun.started_at).label("at"))
-        .where(col(SyncRun.status) == "ok")
-        .group_by(col(SyncRun.item_id))
-        .subquery()
-    )
+    workers = session.exec(select(SyncJob.lease_owner).where(col(SyncJob.finished_at) >= now - DAY).distinct()).all()
     items = session.exec(
-        select(PlaidItem.status, PlaidItem.created_at, last_ok.c.at).outerjoin(
-            last_ok, last_ok.c.item_id == PlaidItem.id
+        select(PlaidItem.status, PlaidItem.created_at, ItemSyncState.last_success_at).outerjoin(
+            ItemSyncState, col(ItemSyncState.item_id) == col(PlaidItem.id)
         )
     ).all()
     since = now - 2 * interval
@@ -118,12 +107,11 @@ def bot_health(session: Session, now: datetime, *, interval: timedelta, tick: ti
     )
 
 
-def current_health(c: Container) -> BotHealth:
+def current_health(c: Container, session: Session) -> BotHealth:
     """``bot_health`` now, with the interval and tick of the settings."""
-    with unit_of_work(c.engine) as session:
-        return bot_health(
-            session,
-            c.clock(),
-            interval=timedelta(hours=c.settings.sync_interval_hours),
-            tick=timedelta(seconds=c.settings.sync_tick_seconds),
-        )
+    return bot_health(
+        session,
+        c.clock(),
+        interval=timedelta(hours=c.settings.sync_interval_hours),
+        tick=timedelta(seconds=c.settings.sync_tick_seconds),
+    )

@@ -188,7 +188,8 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     c = _container()  # the database answers and its schema is the newest, or the command stops with exit 2
-    bot = current_health(c)
+    with unit_of_work(c.engine) as session:
+        bot = current_health(c, session)
     last = f"{bot.last_finished_at:%Y-%m-%d %H:%M} UTC" if bot.last_finished_at else "never"
     print("database: answers, schema at the newest revision")
     problems = []

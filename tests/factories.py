@@ -9,7 +9,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
 from services.config import Settings
+from services.db import make_engine
 
 STRONG_PASSWORD = "tidal umbrella orchard kettle 42"
 
@@ -61,11 +65,6 @@ def drop_pg_database(admin_url: str, name: str, *, attempts: int = 20) -> None:
     sessions still on it (the test role's own and those of roles it was granted), then a plain ``DROP
     DATABASE``, which stops autovacuum by itself; a session still on its way out is waited for and tried again.
     """
-    from sqlalchemy import text
-    from sqlalchemy.exc import DBAPIError
-
-    from services.db import make_engine
-
     engine = make_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         for attempt in range(attempts):

@@ -77,6 +77,7 @@ def test_admin_functions_need_two_factor_on(container: Container) -> None:
         lambda: admin.set_disabled(container, root.id, alice.id, True),
         lambda: admin.audit_log(container, root.id),
         lambda: admin.outbox(container, root.id),
+        lambda: admin.bot_health(container, root.id),
     ]
     for call in calls:
         with pytest.raises(PermissionDenied, match="need two-factor sign-in"):

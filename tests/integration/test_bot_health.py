@@ -12,9 +12,8 @@ from models import PlaidItem, SyncJob
 from services import admin
 from services.container import Container
 from services.db import unit_of_work
-from services.errors import AdminOnly, PermissionDenied
 from services.jobs import claim, enqueue_due, run_due_jobs
-from tests.integration.auth_support import fast_hashing, make_admin, make_user  # noqa: F401
+from tests.integration.auth_support import fast_hashing, make_admin  # noqa: F401
 from tests.integration.sync_helpers import link_item
 from tests.integration.sync_helpers import make_user as make_bank_user
 
@@ -76,12 +75,3 @@ def test_a_worker_that_died_mid_sync_shows_as_stalled(wired: Container, gateway,
     with unit_of_work(wired.engine) as s:
         assert s.exec(select(SyncJob.status).where(col(SyncJob.id) == job.id)).one() == "done"
     assert admin.bot_health(wired, root.id).stalled == 0
-
-
-def test_only_an_admin_with_two_factor_sees_the_bot(wired: Container) -> None:
-    alice = make_user(wired)
-    with pytest.raises(AdminOnly):
-        admin.bot_health(wired, alice.id)
-    no_code = make_user(wired, "root", role="admin")
-    with pytest.raises(PermissionDenied):
-        admin.bot_health(wired, no_code.id)

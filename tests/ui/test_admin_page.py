@@ -38,6 +38,11 @@ def test_admin_page_only_for_admins(
     assert "No bank connections waiting to be revoked." in [i.value for i in at.info]  # the revocations tab
 
 
+def said(at: AppTest) -> list[str]:
+    """The success messages of the admin's actions (not the Sync bot tab's standing "The bot keeps up")."""
+    return [s.value for s in at.success if not s.value.startswith("The bot keeps up")]
+
+
 def test_admin_messages_show_a_username_as_written(
     app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -57,11 +62,6 @@ def test_admin_messages_show_a_username_as_written(
     assert said(at) == [r"\_\_loud\_\_ is disabled and signed out everywhere."]
     at.selectbox(key="admin_user").select("root <root@example.com>").run()
     assert any("This is you" in c.value for c in at.caption)
-
-
-def said(at: AppTest) -> list[str]:
-    """The success messages of the admin's actions (not the Sync bot tab's standing "The bot keeps up")."""
-    return [s.value for s in at.success if not s.value.startswith("The bot keeps up")]
 
 
 NEEDS_TOTP = "The admin page needs two-factor sign-in. Turn it on in Settings → Two-factor."
