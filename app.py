@@ -17,7 +17,7 @@ from starlette.middleware import Middleware
 from streamlit import config as st_config
 
 from services import keys
-from services.config import get_settings
+from services.config import get_settings, load_settings
 from services.container import Container, build_container
 from services.demo_bank_runtime import stop_demo_banks
 from services.errors import FinsyncError
@@ -41,8 +41,9 @@ def _base_url_follows_port() -> str | None:
 
     Returns the operator's public URL, or None when they set none (each request's Host then names the page).
     """
-    if "base_url" in get_settings().model_fields_set:
-        return get_settings().base_url
+    settings = load_settings(create_secrets=False)  # a refused start writes nothing (build_container checks first)
+    if "base_url" in settings.model_fields_set:
+        return settings.base_url
     os.environ["FINSYNC_BASE_URL"] = f"http://localhost:{st_config.get_option('server.port')}"
     get_settings.cache_clear()
     return None

@@ -1,0 +1,67 @@
+"""The server refuses to start on a database it cannot trust, says why in one line, and changes nothing.
+
+The app never migrates by itself (a hosted app must not alter a shared schema on a restart): an operator who
+deployed new code before running ``db upgrade`` is told to run it, instead of getting pages that fail on a
+missing column.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import inspect
+
+from services import migrations
+from services.db import make_engine
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _start_the_app(database_url: str) -> subprocess.CompletedProcess[str]:
+    """Import app.py in a child process, as `streamlit run app.py` does (it starts the scheduler when it can)."""
+    return subprocess.run(  # noqa: PLW1510
+        [sys.executable, "-c", "import app"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": database_url},  # isolated_env points FINSYNC_DATA_DIR at tmp
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_the_app_refuses_a_database_behind_its_migrations_and_leaves_it_as_it_was(db_url: str) -> None:
+    engine = make_engine(db_url)
+    head = migrations.head_revision(engine)
+    try:
+        migrations.downgrade(engine, "-1")  # new code deployed, `db upgrade` forgotten
+        behind = migrations.current_revision(engine)
+        assert behind and behind != head
+        tables = set(inspect(engine).get_table_names())
+        started = _start_the_app(db_url)
+        assert started.returncode == 2, started.stderr[-2000:]
+        lines = started.stderr.strip().splitlines()
+        assert lines[-1] == (
+            f"finsync: cannot start: the database schema is at {behind}, not {head}: "
+            "run `python -m services.cli db upgrade`"
+        )
+        assert "Traceback" not in started.stderr
+        assert migrations.current_revision(engine) == behind  # the app did not migrate on its own
+        assert set(inspect(engine).get_table_names()) == tables
+    finally:
+        migrations.upgrade(engine)  # the shared PostgreSQL database serves the tests after this one
+        engine.dispose()
+
+
+def test_the_app_refuses_a_database_file_that_is_not_there_and_creates_none(tmp_path: Path) -> None:
+    missing = tmp_path / "typo" / "finsync.db"  # a mistyped DATABASE_URL
+    started = _start_the_app(f"sqlite:///{missing}")
+    assert started.returncode == 2, started.stderr[-2000:]
+    assert started.stderr.strip().splitlines()[-1] == (
+        f"finsync: cannot start: there is no database at {missing}: run `python -m services.cli db upgrade` "
+        "to create it, or check DATABASE_URL"
+    )
+    assert not missing.exists() and not missing.parent.exists()
+    assert not (tmp_path / "data").exists()  # no secrets file, no log, no outbox: nothing written before the refusal
