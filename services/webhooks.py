@@ -37,6 +37,7 @@ from services.ratelimit import KeyedBuckets, TokenBucket
 log = logging.getLogger("finsync.webhooks")
 MAX_AGE_SECONDS = 300  # Plaid: reject a webhook whose iat is more than 5 minutes old
 FUTURE_LEEWAY_SECONDS = 60  # clocks drift; an iat a little in the future is still fine
+DUPLICATE = "duplicate: already applied"  # a verified delivery whose signed content was applied before
 KEY_TTL_SECONDS = 600  # a live key is refetched after 10 minutes, so an expiry is noticed even without a rotation
 MISS_TTL_SECONDS = 60  # an unknown kid is asked for at most once a minute (no fetch storm from one forgery)
 MAX_MISSES = 1000  # the unknown-kid cache forgets the oldest beyond this, so forged kids cannot fill memory
@@ -277,7 +278,7 @@ def handle_webhook(
     source: str = "",
     may_record: Callable[[], bool] | None = None,
 ) -> WebhookResult:
-    """Verify one delivery, then apply it once; 401 for anything unverified or replayed.
+    """Verify one delivery, then apply it once; 401 for anything unverified, 200 and no effect for a duplicate.
 
     ``source``: the sender (its own budget of unseen key ids). ``may_record``: asked before a rejected delivery
     is stored and logged, so a flood of forgeries fills neither the database nor the log (None: always).
@@ -303,7 +304,7 @@ def handle_webhook(
         with unit_of_work(c.engine, immediate=True) as session:
             seen = select(col(WebhookDelivery.id)).where(col(WebhookDelivery.signature_sha256) == replay_key)
             if session.execute(seen).first() is not None:
-                raise _Rejected("replay")
+                raise _Rejected(DUPLICATE)
             item = session.execute(
                 select(PlaidItem).where(col(PlaidItem.plaid_item_id) == plaid_item_id)
             ).scalar_one_or_none()
@@ -318,9 +319,13 @@ def handle_webhook(
                                         item_id=item.id if item else None, verified=True, outcome=outcome[:255],
                                         signature_sha256=replay_key))  # fmt: skip
     except (_Rejected, IntegrityError):  # a concurrent twin may win the unique replay key: same answer
-        _record(c, body, verified=True, outcome="replay: ignored")
-        log.warning("webhook rejected: replay")
-        return WebhookResult(401, "rejected: replay")
+        # What was signed has been applied already: Plaid's retry of a delivery it thinks we missed, two deliveries
+        # of the same news in one second (indistinguishable), or a replay. None changes anything a second time, and
+        # none gets an error: Plaid retries a non-200 answer for 24 hours, and stops retrying for a receiver that
+        # rejects most of what it sends (plaid.com/docs/api/webhooks/#webhook-retries).
+        _record(c, body, verified=True, outcome=DUPLICATE)
+        log.info("webhook %s", DUPLICATE)
+        return WebhookResult(200, DUPLICATE)
     log.info("webhook %s/%s item=%s: %s", *(_text(data.get(k), 64) for k in ("webhook_type", "webhook_code")),
              item_id, outcome)  # fmt: skip
     if wake:
