@@ -21,8 +21,10 @@ def busy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yield from start_server(tmp_path_factory, FINSYNC_DEMO_ACTIVITY_SECONDS="3", SYNC_TICK_SECONDS="1")
 
 
-def exported(server: Server, path: str) -> list[dict[str, str]]:
-    result = server.cli("export", "transactions", "--email", "bot@example.com", "--format", "csv", "--out", path)
+def exported(server: Server, path: str, start: str | None = None, end: str | None = None) -> list[dict[str, str]]:
+    dates = [*(["--from", start] if start else []), *(["--to", end] if end else [])]
+    result = server.cli("export", "transactions", "--email", "bot@example.com", "--format", "csv", "--out", path,
+                        *dates)  # fmt: skip
     assert result.returncode == 0, result.stderr
     with open(path, encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
@@ -87,8 +89,18 @@ def test_new_demo_transactions_arrive_without_a_click(busy_server: Server, brows
     )
     assert _count(caption.inner_text()) > _count(before)
 
-    # The CSV, after the password, comes from finsync's own route, to this signed-in browser and no other.
+    # The CSV, after the password, comes from finsync's own route, to this signed-in browser and no other; dates
+    # typed in the form limit it (to weeks back here: the bank's new purchases are today's), and stay typed.
     page.get_by_text("Download as CSV").click()
+    days = sorted({r["date"] for r in later})
+    start, end = days[len(days) // 4], days[len(days) // 2]
+    for label, day in (("From (optional)", start), ("To (optional)", end)):
+        page.get_by_role("spinbutton", name=f"year, {label}").click()  # year, month, day: each moves to the next
+        page.keyboard.type(day.replace("-", ""))
+    page.locator('input[aria-label="Your password"]:visible').fill("not the password at all")
+    page.get_by_role("button", name="Prepare the file").click()
+    page.get_by_text("That password is not right.").wait_for(timeout=20_000)
+    assert [_typed(page, "From (optional)"), _typed(page, "To (optional)")] == [start, end]  # to try again
     page.locator('input[aria-label="Your password"]:visible').fill(PASSWORD)
     page.get_by_role("button", name="Prepare the file").click()
     link = page.get_by_role("link", name="Download CSV")
@@ -99,6 +111,11 @@ def test_new_demo_transactions_arrive_without_a_click(busy_server: Server, brows
     rows = list(csv.DictReader(open(got.value.path(), encoding="utf-8")))  # noqa: SIM115 - read once
     assert got.value.suggested_filename == "finsync-transactions.csv"
     assert rows and len({r["transaction_id"] for r in rows}) == len(rows)
+    assert {r["transaction_id"] for r in rows} == {r["transaction_id"] for r in exported(server, out, start, end)}
+    assert all(start <= r["date"] <= end for r in rows) and len(rows) < len(later)
+    assert [_typed(page, "From (optional)"), _typed(page, "To (optional)")] == [start, end]
+    page.get_by_text(f"{len(rows):,} transactions from {start} to {end}.").wait_for(timeout=5_000)
+    assert page.locator('input[aria-label="Your password"]:visible').input_value() == ""  # no password left
     address = link.get_attribute("href")
     assert address and address.startswith("/download/")
     stranger = browser.new_context().new_page()  # type: ignore[attr-defined]
@@ -111,3 +128,9 @@ def test_new_demo_transactions_arrive_without_a_click(busy_server: Server, brows
 def _count(caption: str) -> int:
     """How many transactions the Transactions caption says the list holds ("1,234 transactions, newest first")."""
     return int(caption.split(" ", 1)[0].replace(",", ""))
+
+
+def _typed(page: object, label: str) -> str:
+    """The date a date field shows, read from its year, month and day segments ("2026-10-01")."""
+    parts = [page.get_by_role("spinbutton", name=f"{part}, {label}").inner_text() for part in ("year", "month", "day")]  # type: ignore[attr-defined]
+    return "-".join(parts)

@@ -262,7 +262,7 @@ def test_transactions_download_as_csv_is_the_contract_file_and_is_audited(
     assert "That password is not right." in everything(at) and "export_file" not in at.session_state
     at.text_input(key="export_password").input(PASSWORD)
     at = click(at, "Prepare the file")
-    token, n = at.session_state["export_file"]
+    token, n, _ = at.session_state["export_file"]
     assert f'href="/download/{token}"' in at.html[0].proto.body  # a link to our own route, not Streamlit's /media
 
     http = TestClient(Starlette(routes=[download_route(lambda: c)]))
