@@ -58,7 +58,7 @@ def _news() -> None:
 
 
 _news()
-export_section(c, uid, view.session_id, two_factor=view.user.totp_enabled)
+export_section(c, uid, two_factor=view.user.totp_enabled)
 search = st.text_input("Search name, merchant, category, account, note or tags", max_chars=100, key="tx_search")
 needle = search.strip()
 moved = st.session_state.get("tx_page")  # (search, the row it follows) of the page Older / Newer went to

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+
 import streamlit as st
+
+from pages.ui.session import current_session
+from services.sessions import SessionView
 
 
 def proof_inputs(two_factor: bool, key: str) -> tuple[str, str | None]:
@@ -14,3 +19,22 @@ def proof_inputs(two_factor: bool, key: str) -> tuple[str, str | None]:
         st.text_input("Two-factor code (or a recovery code)", max_chars=64, key=f"{key}_code") if two_factor else None
     )
     return password, code
+
+
+def take_proof(key: str, uid: uuid.UUID) -> tuple[SessionView, str, str | None] | None:
+    """In the form's submit callback: the live session, with the password (and code) ``proof_inputs`` holds, those
+    fields emptied and no others; None, acting on nothing, when ``uid`` is no longer signed in here.
+
+    A callback runs before the page, so before its sign-in check: it asks for itself (a session revoked or timed
+    out since the form was drawn acts no more). A form's ``clear_on_submit`` would empty every field (an address,
+    dates), and in the browser it does so after the page has drawn, whatever value the page gives them: a refusal
+    would leave the user retyping all of it."""
+    state = st.session_state
+    password, code = str(state.get(f"{key}_password") or ""), state.get(f"{key}_code")
+    state[f"{key}_password"] = ""
+    if f"{key}_code" in state:
+        state[f"{key}_code"] = ""
+    view = current_session()
+    if view is None or view.user.id != uid:
+        return None  # the page that follows stops with "Your session has ended"
+    return view, password, None if code is None else str(code)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pandas as pd
 import streamlit as st
 
@@ -9,7 +11,7 @@ from pages.ui import session as ui_session  # read_cookie looked up at call time
 from pages.ui.format import activity_detail, activity_words, device, when
 from pages.ui.format import count as plural
 from pages.ui.forms import new_password_inputs, passwords_match
-from pages.ui.reauth import proof_inputs
+from pages.ui.reauth import proof_inputs, take_proof
 from pages.ui.state import container, flash, show_flash
 from pages.ui.text import md
 from services import audit, auth, sessions, sync, totp
@@ -164,19 +166,35 @@ def activity_section(view: SessionView) -> None:
 def email_section(view: SessionView) -> None:
     status = "verified" if view.user.email_verified else "not verified"
     st.markdown(f"Your email: **{md(view.user.email)}** ({status})")
-    with st.form("email_change_form", clear_on_submit=True):
-        new_email = st.text_input("New email address", max_chars=320, key="ec_email")
-        password, code = proof_inputs(view.user.totp_enabled, "ec")
-        submitted = st.form_submit_button("Change email")
-    if submitted:
-        try:
-            auth.request_email_change(
-                container(), view.user.id, password=password, new_email=new_email, code=code, ip=ui_session.client_ip()
-            )
-        except FinsyncError as exc:
-            st.error(str(exc))
-        else:
-            st.success("We sent a confirmation link to the new address. Your email changes when you open it.")
+    with st.form("email_change_form"):
+        st.text_input("New email address", max_chars=320, key="ec_email")
+        proof_inputs(view.user.totp_enabled, "ec")
+        st.form_submit_button("Change email", on_click=_change_email, args=(view.user.id,))
+    said = st.session_state.pop("ec_said", None)
+    if said:
+        (st.success if said[0] == "success" else st.error)(said[1])
+
+
+def _change_email(uid: uuid.UUID) -> None:
+    """The form's submit, before the page: the password goes from the screen; the address stays after a refusal,
+    to be put right, and goes once the link is sent."""
+    proof = take_proof("ec", uid)
+    if proof is None:
+        return
+    _, password, code = proof
+    try:
+        auth.request_email_change(
+            container(), uid, password=password, new_email=str(st.session_state.get("ec_email") or ""),
+            code=code, ip=ui_session.client_ip(),
+        )  # fmt: skip
+    except FinsyncError as exc:
+        st.session_state["ec_said"] = ("error", str(exc))
+    else:
+        st.session_state["ec_email"] = ""
+        st.session_state["ec_said"] = (
+            "success",
+            "We sent a confirmation link to the new address. Your email changes when you open it.",
+        )
 
 
 def delete_section(view: SessionView) -> None:

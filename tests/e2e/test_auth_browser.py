@@ -140,6 +140,30 @@ def test_deleting_the_account_says_so_and_clears_the_cookie(server: Server, brow
     context.close()
 
 
+def test_changing_email_after_a_wrong_password_keeps_the_address_typed(server: Server, browser: object) -> None:
+    """Refused, the new address stays to be put right and the password goes; sent, both go."""
+    made = server.cli("users", "create", "--email", "fred@example.com", "--username", "fred", stdin=PASSWORD + "\n")
+    assert made.returncode == 0, made.stderr
+    page = browser.new_context().new_page()  # type: ignore[attr-defined]
+    sign_in(page, server, "fred", PASSWORD)
+    page.get_by_role("link", name="Settings").click()
+    page.get_by_role("tab", name="Email and account").click()
+    form = page.locator("[data-testid=stForm]").filter(has_text="New email address")
+    form.get_by_label("New email address").fill("fred.new@example.com")
+    form.get_by_label("Your password").fill("not the password at all")
+    form.get_by_role("button", name="Change email").click()
+    page.get_by_text("That password is not right.").wait_for(timeout=20_000)
+    assert form.get_by_label("New email address").input_value() == "fred.new@example.com"
+    assert form.get_by_label("Your password").input_value() == ""
+    form.get_by_label("Your password").fill(PASSWORD)
+    form.get_by_role("button", name="Change email").click()
+    page.get_by_text("We sent a confirmation link to the new address.").wait_for(timeout=20_000)
+    assert [form.get_by_label(f).input_value() for f in ("New email address", "Your password")] == ["", ""]
+    assert any("To: fred.new@example.com" in m for m in server.outbox())
+    shot(page, "settings-email-change-sent")
+    page.context.close()
+
+
 def test_forged_session_cookie_shows_sign_in(server: Server, browser: object) -> None:
     context = browser.new_context()  # type: ignore[attr-defined]
     host = server.url.split("//")[1].split(":")[0]

@@ -283,6 +283,28 @@ def test_transactions_download_as_csv_is_the_contract_file_and_is_audited(
     assert http.get(f"/download/{token}", cookies={"finsync_session": cookie}).status_code == 404
 
 
+def test_a_download_prepared_after_the_session_ended_is_not_made(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prepare the file acts before the page's sign-in check: it checks the session itself, so a browser left open
+    after signing out elsewhere (or timing out) gets no file, even with the password typed."""
+    from pages.ui import session as ui_session
+    from services import audit, sessions
+    from tests.integration.auth_support import make_user, sign_in
+
+    c = bank_app.c
+    user = make_user(c, "fay")
+    cookie = sign_in(c, "fay")
+    monkeypatch.setattr(ui_session, "read_cookie", lambda: cookie)
+    sync.sync_item(c, user.id, bank_app.link(user.id).id)
+    at = open_page("transactions.py")
+    at.text_input(key="export_password").input(PASSWORD)
+    sessions.sign_out(c, cookie)
+    at = click(at, "Prepare the file")
+    assert "export_file" not in at.session_state and not at.html
+    assert "transactions_exported" not in [e.event for e in audit.list_events(c, user.id)]
+
+
 def test_a_hostile_institution_name_is_shown_as_text_not_markdown(
     bank_app: Bank, monkeypatch: pytest.MonkeyPatch
 ) -> None:

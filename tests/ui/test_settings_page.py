@@ -164,12 +164,14 @@ def test_settings_change_email_refuses_a_wrong_password_and_answers_a_taken_addr
     at.text_input(key="ec_password").input("not my password at all")
     at = submit(at, "Change email")
     assert [e.value for e in at.error] == ["That password is not right."] and not at.success and not mailer.sent
+    assert (at.text_input(key="ec_email").value, at.text_input(key="ec_password").value) == ("new@example.com", "")
     answers = []
     for address in ("new@example.com", "BOB@example.com"):
         at.text_input(key="ec_email").input(address)
         at.text_input(key="ec_password").input(PASSWORD)
         at = submit(at, "Change email")
         assert not at.exception and not at.error
+        assert (at.text_input(key="ec_email").value, at.text_input(key="ec_password").value) == ("", "")
         answers.append([s.value for s in at.success])
     assert (
         answers[0]
@@ -238,3 +240,19 @@ def test_two_factor_waits_until_the_address_is_confirmed(
     at = settings_page(app, monkeypatch, sign_in(container))
     assert any("Confirm your email address first" in i.value for i in at.info)
     assert "Set up two-factor sign-in" not in [b.label for b in at.button]
+
+
+def test_a_form_submitted_after_the_session_ended_does_nothing(
+    app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The form's action runs before the page's sign-in check, so it checks for itself: signed out elsewhere (or
+    timed out) between drawing the form and pressing its button, no link is sent."""
+    make_user(container, "alice")
+    cookie = sign_in(container)
+    at = settings_page(app, monkeypatch, cookie)
+    at.text_input(key="ec_email").input("new@example.com")
+    at.text_input(key="ec_password").input(PASSWORD)
+    sessions.sign_out(container, cookie)
+    at = submit(at, "Change email")
+    assert not at.exception and not at.success and not mailer.sent
+    assert [b.label for b in at.button] == ["Sign in"]  # the app shows sign-in, not the form
