@@ -83,18 +83,17 @@ def shop_once(bank: Bank, rng: random.Random) -> None:
         m = rng.choice(SPENDING)
         cents = rng.randint(max(m.low_cents, 100), max(m.high_cents, m.low_cents + 100))
         try:
-            bank.mutate(item_id, "add", account="credit", cents=cents, name=m.name.upper(), merchant_name=m.merchant,
-                        primary=m.primary, detailed=m.detailed, pending=True)  # fmt: skip
-            with bank.lock:
-                item = bank.item(item_id)
+            with bank.one_update(item_id) as item:  # the purchase and the posting: one webhook, as Plaid sends
+                bank.mutate(item_id, "add", account="credit", cents=cents, name=m.name.upper(),
+                            merchant_name=m.merchant, primary=m.primary, detailed=m.detailed, pending=True)  # fmt: skip
                 card = item.accounts.get("credit")
                 holds = sorted(
                     (t for t in item.ledger.txns.values() if t.pending and t.account_id == card),
                     key=lambda t: t.created_pos,
                 )
-            for hold in holds[: max(0, len(holds) - OPEN_HOLDS)]:
-                tip = rng.randint(100, 900) if hold.detailed in TIPPED else 0
-                bank.mutate(item_id, "post", transaction_id=hold.transaction_id, cents=hold.cents + tip)
+                for hold in holds[: max(0, len(holds) - OPEN_HOLDS)]:
+                    tip = rng.randint(100, 900) if hold.detailed in TIPPED else 0
+                    bank.mutate(item_id, "post", transaction_id=hold.transaction_id, cents=hold.cents + tip)
         except (KeyError, ValueError):  # removed meanwhile
             continue
     bank.save()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ class Bank:
         self.cursor_key = secrets.token_bytes(32)
         self.webhooks = WebhookSender()
         self._serial = 0
+        self._rounds: set[str] = set()  # items inside one_update: their changes are announced at its end
         self.state_file: Path | None = None
 
     def save(self) -> None:
@@ -281,7 +283,23 @@ class Bank:
         self.webhooks.send_later(item.webhook, payload)
         return None
 
+    @contextmanager
+    def one_update(self, item_id: str) -> Iterator[Item]:
+        """Changes made inside are announced by one SYNC_UPDATES_AVAILABLE at the end, as Plaid sends one per update
+        it finds at the bank, not one per transaction."""
+        with self.lock:
+            item = self.item(item_id)
+            before = len(item.ledger.log)
+            self._rounds.add(item_id)
+            try:
+                yield item
+            finally:
+                self._rounds.discard(item_id)
+                self._changed(item, before)
+
     def _changed(self, item: Item, before: int) -> None:
+        if item.item_id in self._rounds:
+            return
         if len(item.ledger.log) > before and item.synced_once:
             self.notify(
                 item,
