@@ -8,6 +8,7 @@ from datetime import date
 import streamlit as st
 
 from pages.ui.format import count
+from pages.ui.outage import survives_outage
 from pages.ui.reauth import proof_inputs, take_proof
 from pages.ui.session import client_ip
 from services import export
@@ -42,6 +43,7 @@ def export_section(c: Container, uid: uuid.UUID, *, two_factor: bool) -> None:
             )
 
 
+@survives_outage
 def _prepare(c: Container, uid: uuid.UUID) -> None:
     """The form's submit, run before the page: the password goes from the screen, the dates stay as typed."""
     state, proof = st.session_state, take_proof("export", uid)

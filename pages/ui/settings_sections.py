@@ -11,6 +11,7 @@ from pages.ui import session as ui_session  # read_cookie looked up at call time
 from pages.ui.format import activity_detail, activity_words, device, when
 from pages.ui.format import count as plural
 from pages.ui.forms import new_password_inputs, passwords_match
+from pages.ui.outage import survives_outage
 from pages.ui.reauth import proof_inputs, take_proof
 from pages.ui.state import container, flash, show_flash
 from pages.ui.text import md
@@ -175,6 +176,7 @@ def email_section(view: SessionView) -> None:
         (st.success if said[0] == "success" else st.error)(said[1])
 
 
+@survives_outage
 def _change_email(uid: uuid.UUID) -> None:
     """The form's submit, before the page: the password goes from the screen; the address stays after a refusal,
     to be put right, and goes once the link is sent."""

@@ -113,3 +113,56 @@ def test_the_accounts_page_following_a_sync_says_so_in_its_corner_and_keeps_the_
     assert shown(at) == [MESSAGE]
     assert "Try again" not in [b.label for b in at.button]
     assert at.title[0].value == "Accounts" and "Sync now" in [b.label for b in at.button]  # the page is still there
+
+
+def test_the_database_gone_when_a_form_is_sent_is_said_in_words_once(
+    bank: Bank, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Prepare the file acts in a callback, before the page and its outage notice: the outage it meets is said in
+    the same words (once, though the page meets it too), logged, and no file is made; back up, it works."""
+    from tests.integration.auth_support import PASSWORD
+
+    monkeypatch.setattr(outage, "_said", TokenBucket(rate=1 / 60, burst=1))
+    wire_app(bank, monkeypatch)
+    user = signed_in(bank, monkeypatch, "ivy")
+    sync.sync_item(bank.c, user.id, bank.link(user.id).id)
+    at = open_page("transactions.py")
+    at.text_input(key="export_password").input(PASSWORD)
+    serve(monkeypatch, dataclasses.replace(bank.c, engine=make_engine(GONE)))
+    with caplog.at_level(logging.ERROR, logger="finsync.pages"):
+        at = next(b for b in at.button if b.label == "Prepare the file").click().run()
+    assert not at.exception, at.exception
+    assert shown(at) == [MESSAGE] and "export_file" not in at.session_state
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "finsync.pages"]
+    assert line.startswith("a page could not use the database:") and "s3cret" not in line
+
+    serve(monkeypatch, bank.c)  # back up: the same form, the password typed again
+    at = next(b for b in at.button if b.label == "Try again").click().run()
+    assert shown(at) == [] and at.title[0].value == "Transactions"
+    at.text_input(key="export_password").input(PASSWORD)
+    at = next(b for b in at.button if b.label == "Prepare the file").click().run()
+    assert not at.exception and shown(at) == [] and at.session_state["export_file"][1] > 0
+
+
+def test_an_outage_only_the_form_meets_is_said_above_the_page(bank: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A blip: the callback meets the outage, the page a moment later does not. The words come, and the page too."""
+    from sqlalchemy.exc import OperationalError
+
+    from services import export
+    from tests.integration.auth_support import PASSWORD
+
+    wire_app(bank, monkeypatch)
+    user = signed_in(bank, monkeypatch, "jon")
+    sync.sync_item(bank.c, user.id, bank.link(user.id).id)
+    at = open_page("transactions.py")
+
+    def blip(*args: object, **kwargs: object) -> object:
+        raise OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(export, "export_bytes", blip)
+    at.text_input(key="export_password").input(PASSWORD)
+    at = next(b for b in at.button if b.label == "Prepare the file").click().run()
+    assert not at.exception, at.exception
+    assert shown(at) == [MESSAGE] and at.title[0].value == "Transactions" and "export_file" not in at.session_state
+    at.run()
+    assert shown(at) == []  # said once, not on every run after
