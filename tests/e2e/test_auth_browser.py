@@ -148,6 +148,9 @@ def test_changing_email_after_a_wrong_password_keeps_the_address_typed(server: S
     sign_in(page, server, "fred", PASSWORD)
     page.get_by_role("link", name="Settings").click()
     page.get_by_role("tab", name="Email and account").click()
+    shown = page.locator("[data-testid=stMarkdownContainer]").filter(has_text="Your email:")
+    assert "fred@example.com" in shown.inner_text().replace("\u2060", "")  # reads as typed ...
+    assert shown.locator("a").count() == 0  # ... and the browser's Markdown made no mailto: link of it
     form = page.locator("[data-testid=stForm]").filter(has_text="New email address")
     form.get_by_label("New email address").fill("fred.new@example.com")
     form.get_by_label("Your password").fill("not the password at all")

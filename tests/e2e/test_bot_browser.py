@@ -122,6 +122,15 @@ def test_new_demo_transactions_arrive_without_a_click(busy_server: Server, brows
     answer = stranger.request.get(f"{server.url}{address}")
     assert answer.status == 404 and "no longer available" in answer.text()
     stranger.context.close()
+
+    # Text shown through Markdown (a search, a bank's or merchant's name) never becomes a link in the browser.
+    search = page.get_by_label("Search name, merchant, category, account, note or tags")
+    search.fill("www.evil.example or https://evil.example/x or help@evil.example")
+    search.press("Enter")
+    said = page.locator("[data-testid=stMarkdownContainer]").filter(has_text="No transactions match")
+    said.wait_for(timeout=20_000)
+    assert "www.evil.example or https://evil.example/x or help@evil.example" in said.inner_text().replace("\u2060", "")
+    assert said.locator("a").count() == 0
     page.context.close()
 
 

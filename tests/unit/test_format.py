@@ -74,3 +74,18 @@ def test_the_activity_log_says_how_many_sessions_ended_in_words() -> None:
     assert sessions_ended(0, others=False) == "no session was open" and sessions_ended(2, others=False) == (
         "2 sessions ended"
     )
+
+
+def test_md_breaks_the_links_a_browser_would_make_of_bank_or_user_text() -> None:
+    """Streamlit's Markdown links www.x.y, http(s)://x and x@y.z in plain text, escaped or not (the Chromium test
+    in tests/e2e/test_auth_browser.py sees it): md() puts an invisible word joiner where each pattern needs its
+    dot, colon or at sign, so the text reads the same and links nowhere. Amounts keep their plain dots."""
+    from pages.ui.text import WORD_JOINER, md
+
+    wj = WORD_JOINER
+    assert md("CALL WWW.EVIL.EXAMPLE") == f"CALL WWW{wj}\\.EVIL\\.EXAMPLE"
+    assert md("refund at https://evil.example/x") == f"refund at https{wj}\\://evil\\.example/x"
+    assert md("help@evil.example") == f"help{wj}@evil\\.example"
+    assert md("$65.26 at Amazon.com") == "\\$65\\.26 at Amazon\\.com"  # nothing there a browser links
+    assert md("[a](javascript:alert(1))") == "\\[a\\]\\(javascript\\:alert\\(1\\)\\)"
+    assert md("**x**").replace("\\", "") == "**x**"
