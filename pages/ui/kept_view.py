@@ -11,6 +11,7 @@ from pages.ui.format import count, money, when
 from pages.ui.reauth import proof_inputs
 from pages.ui.session import client_ip
 from pages.ui.state import flash
+from pages.ui.text import md
 from services import kept_history
 from services.container import Container
 from services.errors import FinsyncError
@@ -46,7 +47,7 @@ def kept_section(c: Container, uid: uuid.UUID, *, two_factor: bool) -> None:
         names = {str(k.id): k for k in kept}
         if len(kept) == 1:  # nothing to choose
             chosen = list(names)
-            st.write(f"{kept[0].label}: its transactions, with your notes and tags on them, are deleted for good.")
+            st.write(f"{md(kept[0].label)}: its transactions, with your notes and tags on them, are deleted for good.")
         else:
             chosen = st.multiselect(
                 "Accounts", list(names), format_func=lambda key: names[key].label, key="kept_delete_accounts"

@@ -16,8 +16,9 @@ import streamlit
 from streamlit.testing.v1 import AppTest
 
 import pages.ui.plaid_link as plaid_link_module
-from models import PlaidItem
-from services import banking, ledger, sync
+from models import BankAccount, PlaidItem
+from pages.ui.text import md
+from services import banking, kept_history, ledger, sync
 from services.db import unit_of_work
 from tests.integration.auth_support import PASSWORD
 from tests.integration.conftest_bank import Bank
@@ -314,12 +315,23 @@ def test_a_hostile_institution_name_is_shown_as_text_not_markdown(
     item = bank_app.link(user.id)
     bank_app.demo.set_fault(bank_app.plaid_item_id(item.id), "login_required")
     assert sync.sync_item(c, user.id, item.id, explicit=True).status == "login_required"
-    hostile = "**Evil** [click](javascript:alert(1))"
+    hostile = "**Evil** [click](javascript:alert(1)) www.evil.example"
+    escaped = r"\*\*Evil\*\* \[click\]\(javascript\:alert\(1\)\) www" + "\u2060" + r"\.evil\.example"
     rename_bank(bank_app, item.id, hostile)
     for page in ("accounts.py", "sync_history.py", "home.py"):
         shown = everything(open_page(page))
-        assert r"\*\*Evil\*\* \[click\]\(javascript\:alert\(1\)\)" in shown, page
+        assert escaped in shown, page
         assert hostile not in shown, page
+    # Removed, its history kept: one kept account is named with its bank where deleting it is offered.
+    banking.remove_bank(c, user.id, item.id, keep_history=True, password=PASSWORD, code=None, ip="")
+    kept = kept_history.kept_accounts(c, user.id)
+    kept_history.delete_kept(c, user.id, [k.id for k in kept[1:]], password=PASSWORD, code=None, ip="")
+    with unit_of_work(c.engine) as session:
+        account = session.get(BankAccount, kept[0].id)
+        assert account is not None
+        account.institution_name = hostile  # as the bank named itself when linked
+    shown = everything(open_page("accounts.py"))
+    assert escaped + r"\: " in shown and hostile not in shown
 
 
 def test_home_sums_balances_by_kind_and_points_at_a_connection_that_needs_the_user(
@@ -608,7 +620,7 @@ def test_a_removed_banks_kept_history_is_listed_on_accounts_and_can_be_deleted(
     assert len(ledger.list_transactions(c, user.id, limit=10**6)) == left
 
     last = table["Account"].iloc[2]  # the one left: nothing to choose
-    assert not at.multiselect and f"{last}: its transactions" in everything(at)
+    assert not at.multiselect and f"{md(last)}: its transactions" in everything(at)
     at.text_input(key="kept_delete_password").input(PASSWORD)
     at = click(at, "Delete for good")
     assert f"Deleted the kept history of {last} (" in everything(at).replace("\\", "")

@@ -96,7 +96,7 @@ MARKDOWN_SINKS = frozenset({
 })  # fmt: skip
 OUTSIDE_TEXT = frozenset({
     "username", "email", "institution_name", "name", "merchant_name", "official_name", "note", "detail",
-    "status_message", "tags", "category_override", "display_message",
+    "status_message", "tags", "category_override", "display_message", "label",
 })  # fmt: skip
 
 
