@@ -140,7 +140,7 @@ with revocations_tab:
 
 with bot_tab:
     bot = admin.bot_health(c, view.user.id)
-    hours = f"{2 * c.settings.sync_interval_hours:g} hours"
+    hours = f"{bot.behind_after.total_seconds() / 3600:g} hours"
     if (waited := bot.waiting_for) is not None:
         minutes = int(waited.total_seconds() // 60)
         who = (
@@ -155,9 +155,9 @@ with bot_tab:
             f"{count(bot.behind, 'connected bank')} not synced for over {hours}: the bot runs but their syncs fail. "
             "Their owners' Sync history says why; so does the server log."
         )
-    else:
+    elif bot.keeping_up:
         st.success(f"The bot keeps up: no sync is waiting, and every connected bank synced within {hours}.")
-    if bot.stalled:
+    if bot.stalled:  # not keeping up either, though its sync is taken over by the next pass
         st.warning(
             f"{count(bot.stalled, 'running sync')} lost its worker (the lease ran out): the next pass of any "
             "worker takes it over."

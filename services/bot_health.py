@@ -43,8 +43,9 @@ class BotHealth:
     workers_24h: tuple[str, ...]  # the workers that finished a job in the last day
     banks: int
     need_owner: int  # waiting for their owner (Repair, or remove and link again): the bot does not retry them
-    behind: int  # banks the bot should sync but has not synced well for twice the interval
-    late_after: timedelta
+    behind: int  # banks the bot should sync but has not synced well within behind_after
+    late_after: timedelta  # a due job waiting longer is late: max(5 minutes, two ticks)
+    behind_after: timedelta  # twice the sync interval
 
     @property
     def stalled(self) -> int:
@@ -57,9 +58,15 @@ class BotHealth:
             return None
         return self.now - self.oldest_due_at
 
+    @property
+    def keeping_up(self) -> bool:
+        """No due sync waits too long, no worker died mid-sync, no bank the bot should sync falls behind."""
+        return self.waiting_for is None and not self.stalled and not self.behind
+
 
 def bot_health(session: Session, now: datetime, *, interval: timedelta, tick: timedelta) -> BotHealth:
     """The queue and the last day of the bot's work; banks behind = no good sync within ``2 * interval``."""
+    behind_after = 2 * interval
     queued = session.exec(
         select(col(SyncJob.due_at) <= now, func.count(), func.min(SyncJob.due_at))
         .where(col(SyncJob.status) == "queued")
@@ -88,7 +95,6 @@ def bot_health(session: Session, now: datetime, *, interval: timedelta, tick: ti
             ItemSyncState, col(ItemSyncState.item_id) == col(PlaidItem.id)
         )
     ).all()
-    since = now - 2 * interval
     return BotHealth(
         now=now,
         due=due[0],
@@ -102,8 +108,9 @@ def bot_health(session: Session, now: datetime, *, interval: timedelta, tick: ti
         banks=len(items),
         need_owner=sum(status != "ok" for status, _, _ in items),
         # a bank never synced well counts from when it was linked: one linked a moment ago is not behind yet
-        behind=sum(status == "ok" and (at or created) < since for status, created, at in items),
+        behind=sum(status == "ok" and (at or created) < now - behind_after for status, created, at in items),
         late_after=max(LATE_AT_LEAST, 2 * tick),
+        behind_after=behind_after,
     )
 
 

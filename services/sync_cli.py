@@ -198,16 +198,15 @@ def _status(args: argparse.Namespace) -> int:
     if bot.stalled:
         problems.append(f"{bot.stalled} sync(s) whose worker died (the next pass takes them over)")
     if bot.behind:
-        problems.append(
-            f"{bot.behind} connected bank(s) with no good sync for {2 * c.settings.sync_interval_hours:g} h"
-        )
-    state = "; ".join(problems) if problems else "keeping up"
+        hours = bot.behind_after.total_seconds() / 3600
+        problems.append(f"{bot.behind} connected bank(s) with no good sync for {hours:g} h")
+    state = "keeping up" if bot.keeping_up else "; ".join(problems)
     print(
         f"sync bot: {state} ({bot.due} due, {len(bot.running)} running, {bot.later} queued for later; "
         f"{bot.done_24h} done and {bot.failed_24h} failed in 24 h; last job finished {last})"
     )
     print(f"banks: {bot.banks} connection(s), {bot.behind} behind, {bot.need_owner} waiting for their owner")
-    return 1 if problems else 0
+    return 0 if bot.keeping_up else 1
 
 
 def _day(text: str) -> date:

@@ -117,6 +117,8 @@ def test_the_sync_bot_tab_says_when_due_syncs_wait_for_a_worker(
 ) -> None:
     from datetime import timedelta
 
+    from sqlmodel import select
+
     from models import PlaidItem, SyncJob
     from services.db import unit_of_work
 
@@ -139,3 +141,15 @@ def test_the_sync_bot_tab_says_when_due_syncs_wait_for_a_worker(
     assert said.startswith("1 sync due, the oldest waiting 20 minutes: no scheduler or worker is picking them up")
     assert {m.label: m.value for m in at.metric}["Due now"] == "1"
     assert "This server's scheduler does not run." in " ".join(c.value for c in at.caption)
+
+    with unit_of_work(container.engine) as s:  # a worker claimed it, then died: its lease ran out a minute ago
+        job = s.exec(select(SyncJob)).one()
+        job.status, job.lease_owner, job.lease_expires_at = (
+            "running",
+            "host:9:worker:dd",
+            clock() - timedelta(minutes=1),
+        )
+        s.add(job)
+    at.run()
+    assert not at.error and not [s for s in at.success if s.value.startswith("The bot keeps up")]
+    assert any(w.value.startswith("1 running sync lost its worker") for w in at.warning)
