@@ -1,17 +1,62 @@
 """Sign in with email or username and password, then a code when two-factor is on."""
 
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 import streamlit as st
 
 from pages.ui import routes
 from pages.ui.browser import post_and_reload
+from pages.ui.outage import survives_outage
 from pages.ui.session import client_ip, user_agent
 from pages.ui.state import container
 from services import auth, link_return
+from services.container import Container
 from services.errors import FinsyncError
 
 EXPIRED = "expired"  # ?signin=expired: the browser came back from a refused hand-off
+REFUSED = "sign_in_refused"  # session state: why the last try failed, said once on the page that follows
+
+
+def _take(key: str) -> str:
+    """A secret field's value, emptied on the screen: a refused password or code is not left there to retry."""
+    value = str(st.session_state.get(key) or "")
+    st.session_state[key] = ""
+    return value
+
+
+@survives_outage
+def _check_password() -> None:
+    """The form's submit, run before the page: the login stays as typed, the password goes from the screen."""
+    login, password = str(st.session_state.get("sign_in_login") or ""), _take("sign_in_password")
+    _advance(lambda c: auth.begin_sign_in(c, login=login, password=password, ip=client_ip(), user_agent=user_agent()))
+
+
+@survives_outage
+def _verify_code() -> None:
+    challenge, code = str(st.session_state.get("sign_in_challenge") or ""), _take("totp_code")
+    _advance(lambda c: auth.complete_totp(c, challenge=challenge, code=code, ip=client_ip(), user_agent=user_agent()))
+
+
+def _advance(attempt: Callable[[Container], auth.SignInStep | str]) -> None:
+    """The next stage after a step that passed (a code to ask for, or the hand-off ticket), else why it failed."""
+    state = st.session_state
+    try:
+        step = attempt(container())
+    except FinsyncError as exc:
+        state[REFUSED] = str(exc)
+        return
+    if isinstance(step, auth.SignInStep) and step.kind == "totp":
+        state.update(sign_in_stage="totp", sign_in_challenge=step.challenge)
+        return
+    state.pop("sign_in_challenge", None)
+    state.update(sign_in_stage="handoff", handoff_ticket=step if isinstance(step, str) else step.ticket)
+
+
+def _say_refusal() -> None:
+    if refused := st.session_state.pop(REFUSED, None):
+        st.error(refused)
+
 
 st.title("Sign in to finsync")
 stage = st.session_state.get("sign_in_stage", "password")
@@ -44,46 +89,19 @@ if stage == "handoff":
 if stage == "totp":
     with st.form("totp_form"):
         st.write("Enter the 6-digit code from your authenticator app, or one of your recovery codes.")
-        code = st.text_input("Code", max_chars=64, key="totp_code", autocomplete="one-time-code")
-        confirmed = st.form_submit_button("Verify", type="primary")
-    if confirmed:
-        try:
-            ticket = auth.complete_totp(
-                container(),
-                challenge=st.session_state.get("sign_in_challenge", ""),
-                code=code,
-                ip=client_ip(),
-                user_agent=user_agent(),
-            )
-        except FinsyncError as exc:
-            st.error(str(exc))
-        else:
-            st.session_state.pop("sign_in_challenge", None)
-            st.session_state.update(sign_in_stage="handoff", handoff_ticket=ticket)
-            st.rerun()
+        st.text_input("Code", max_chars=64, key="totp_code", autocomplete="one-time-code")
+        st.form_submit_button("Verify", type="primary", on_click=_verify_code)
+    _say_refusal()
     if st.button("Start over", key="totp_restart"):
         st.session_state.update(sign_in_stage="password", sign_in_challenge=None)
         st.rerun()
     st.stop()
 
 with st.form("sign_in_form"):
-    login = st.text_input("Email or username", max_chars=320, key="sign_in_login", autocomplete="username")
-    password = st.text_input(
-        "Password", type="password", max_chars=1024, key="sign_in_password", autocomplete="current-password"
-    )
-    submitted = st.form_submit_button("Sign in", type="primary")
-
-if submitted:
-    try:
-        step = auth.begin_sign_in(container(), login=login, password=password, ip=client_ip(), user_agent=user_agent())
-    except FinsyncError as exc:
-        st.error(str(exc))
-    else:
-        if step.kind == "totp":
-            st.session_state.update(sign_in_stage="totp", sign_in_challenge=step.challenge)
-        else:
-            st.session_state.update(sign_in_stage="handoff", handoff_ticket=step.ticket)
-        st.rerun()
+    st.text_input("Email or username", max_chars=320, key="sign_in_login", autocomplete="username")
+    st.text_input("Password", type="password", max_chars=1024, key="sign_in_password", autocomplete="current-password")
+    st.form_submit_button("Sign in", type="primary", on_click=_check_password)
+_say_refusal()
 
 st.page_link("register.py", label="New here? Create an account", icon=":material/person_add:")
 st.page_link("forgot_password.py", label="Forgot your password?", icon=":material/key:")

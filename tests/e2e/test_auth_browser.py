@@ -62,6 +62,13 @@ def test_register_verify_sign_in_reload_sign_out(server: Server, browser: object
 
     page.goto(server.url)
     page.get_by_label("Email or username").fill("carol")
+    page.get_by_label("Password", exact=True).fill("not my password at all")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("Sign-in failed: check your details and try again.").wait_for(timeout=30_000)
+    shot(page, "auth-sign-in-refused")
+    # the refused password is gone from the field, the login stays to correct
+    assert page.get_by_label("Password", exact=True).input_value() == ""
+    assert page.get_by_label("Email or username").input_value() == "carol"
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text("Welcome, carol").wait_for(timeout=30_000)

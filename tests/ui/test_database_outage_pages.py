@@ -166,3 +166,28 @@ def test_an_outage_only_the_form_meets_is_said_above_the_page(bank: Bank, monkey
     assert shown(at) == [MESSAGE] and at.title[0].value == "Transactions" and "export_file" not in at.session_state
     at.run()
     assert shown(at) == []  # said once, not on every run after
+
+
+def test_the_database_gone_when_signing_in_is_said_in_words_and_the_password_is_not_kept(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sign-in form acts in a callback (so a refused password leaves the screen): an outage there is said in
+    the same words, once; back up, the same form signs in."""
+    from tests.integration.auth_support import PASSWORD
+
+    make_user(container, "kim")
+    monkeypatch.setattr(ui_session, "read_cookie", lambda: None)
+    serve(monkeypatch, container)
+    at = AppTest.from_file(ENTRY, default_timeout=60).run()
+    at.text_input(key="sign_in_login").input("kim")
+    at.text_input(key="sign_in_password").input(PASSWORD)
+    serve(monkeypatch, dataclasses.replace(container, engine=make_engine(GONE)))
+    at = next(b for b in at.button if b.label == "Sign in").click().run()
+    assert not at.exception, at.exception
+    assert shown(at) == [MESSAGE] and "handoff_ticket" not in at.session_state
+    assert at.text_input(key="sign_in_password").value == ""
+
+    serve(monkeypatch, container)
+    at.text_input(key="sign_in_password").input(PASSWORD)
+    at = next(b for b in at.button if b.label == "Sign in").click().run()
+    assert not at.exception and shown(at) == [] and at.session_state["handoff_ticket"]

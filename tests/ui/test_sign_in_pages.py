@@ -29,6 +29,9 @@ def test_sign_in_wrong_password_is_generic_then_right_password_signs_in(
     at.text_input(key="sign_in_password").input("wrong wrong wrong wrong")
     at = submit(at, "Sign in")
     assert "Sign-in failed: check your details and try again." in texts(at)
+    # the refused password is gone from the screen, the login stays to correct; said once, not on the next run
+    assert (at.text_input(key="sign_in_login").value, at.text_input(key="sign_in_password").value) == ("alice", "")
+    assert "Sign-in failed: check your details and try again." not in texts(at.run())
     at.text_input(key="sign_in_login").input("nobody-here")
     at.text_input(key="sign_in_password").input(PASSWORD)
     at = submit(at, "Sign in")
@@ -92,7 +95,7 @@ def test_sign_in_with_two_factor_asks_for_the_code(
     assert at.session_state["sign_in_stage"] == "totp"
     at.text_input(key="totp_code").input("000000")
     at = submit(at, "Verify")
-    assert "Sign-in failed" in texts(at)
+    assert "Sign-in failed" in texts(at) and at.text_input(key="totp_code").value == ""
     at.text_input(key="totp_code").input(code_at(enrolment.secret, clock.now))
     at = submit(at, "Verify")
     assert at.session_state["handoff_ticket"]  # the browser now trades it for the cookie
