@@ -12,7 +12,7 @@ from pages.ui.session import client_ip, user_agent
 from pages.ui.state import container
 from services import auth, link_return
 from services.container import Container
-from services.errors import FinsyncError
+from services.errors import FinsyncError, SignInEnded
 
 EXPIRED = "expired"  # ?signin=expired: the browser came back from a refused hand-off
 REFUSED = "sign_in_refused"  # session state: why the last try failed, said once on the page that follows
@@ -45,6 +45,8 @@ def _advance(attempt: Callable[[Container], auth.SignInStep | str]) -> None:
         step = attempt(container())
     except FinsyncError as exc:
         state[REFUSED] = str(exc)
+        if isinstance(exc, SignInEnded):  # the code step is dead: back to the password, not more codes into it
+            state.update(sign_in_stage="password", sign_in_challenge=None)
         return
     if isinstance(step, auth.SignInStep) and step.kind == "totp":
         state.update(sign_in_stage="totp", sign_in_challenge=step.challenge)

@@ -27,7 +27,7 @@ from services.account import (
 from services.container import Container
 from services.credentials import Pending, announce_lock, second_factor
 from services.db import unit_of_work
-from services.errors import InputError, InvalidCredentials, Throttled, TokenInvalid
+from services.errors import InputError, InvalidCredentials, SignInEnded, Throttled, TokenInvalid
 from services.registration import RegistrationReceived, register, require_verified, resend_verification, verify_email
 
 MAX_CHALLENGE_TRIES = 5
@@ -182,16 +182,17 @@ def complete_totp(c: Container, *, challenge: str, code: str, ip: str = "", user
             paused = user is not None and throttle.locked_until(session, throttle.account_key(user.id), now)
             if row is None or user is None or user.status != "active" or paused:
                 throttle.record_ip(session, ip, now)
-                p.fail(InvalidCredentials())
+                p.fail(SignInEnded() if row is None else InvalidCredentials())
             elif kind := second_factor(session, c, user, code, p, ip=ip, now=now):
                 row.used_at = now
                 ticket = _grant(session, c, user, ip=ip, now=now, method=f"password+{kind}")
             else:
                 throttle.record_ip(session, ip, now)
                 row.attempts += 1
-                if row.attempts >= MAX_CHALLENGE_TRIES:
+                ended = row.attempts >= MAX_CHALLENGE_TRIES
+                if ended:
                     row.used_at = now
-                p.fail(InvalidCredentials())
+                p.fail(SignInEnded() if ended else InvalidCredentials())
     p.finish(c)
     return ticket
 

@@ -94,6 +94,18 @@ class InvalidCredentials(AuthError):
         super().__init__(message)
 
 
+class SignInEnded(InvalidCredentials):
+    """The code step of a sign-in is over (5 minutes, or 5 wrong codes): the password must be given again. Said as
+    such, so the person is not left typing right codes into a dead step; it tells nothing the password did not."""
+
+    def __init__(
+        self,
+        message: str = "This sign-in has ended: it took more than 5 minutes or had too many wrong codes. "
+        "Please sign in again.",
+    ) -> None:
+        super().__init__(message)
+
+
 class TokenInvalid(AuthError):
     """A link, ticket or code that is unknown, already used or expired."""
 

@@ -10,7 +10,7 @@ from models import AuditEvent, RecoveryCode, User
 from services import audit, auth, sessions, totp
 from services.container import Container
 from services.db import unit_of_work
-from services.errors import InputError, InvalidCredentials
+from services.errors import InputError, InvalidCredentials, SignInEnded
 from services.mailer import MemoryMailer
 from services.users import UserPublic
 from tests.factories import FakeClock
@@ -127,15 +127,20 @@ def test_challenge_allows_five_tries_and_five_minutes(container: Container, cloc
 
     root = make_admin(container)
     unlock_user(container, root.id, alice.id)  # not locked yet: 4 failures; clearing keeps this test on the challenge
-    with pytest.raises(InvalidCredentials):
+    with pytest.raises(SignInEnded):  # the fifth wrong code ends the step, and says so: sign in again
         auth.complete_totp(container, challenge=challenge, code="000000")
-    with pytest.raises(InvalidCredentials):  # the fifth try used the challenge up, even with the right code
+    with pytest.raises(SignInEnded):  # used up, even with the right code
         auth.complete_totp(container, challenge=challenge, code=code_at(secret, clock()))
     assert throttle.ACCOUNT_LIMIT == 5
     late = _challenge(container)
     clock.advance(minutes=5)
-    with pytest.raises(InvalidCredentials):
+    with pytest.raises(SignInEnded):
         auth.complete_totp(container, challenge=late, code=code_at(secret, clock()))
+    with pytest.raises(SignInEnded):  # a made-up challenge reads the same: nothing to tell apart
+        auth.complete_totp(container, challenge="x" * 43, code=code_at(secret, clock()))
+    with pytest.raises(InvalidCredentials) as wrong:  # a wrong code on a live step keeps the one generic message
+        auth.complete_totp(container, challenge=_challenge(container), code="000000")
+    assert type(wrong.value) is InvalidCredentials
 
 
 def test_totp_failures_lock_the_account(container: Container, clock: FakeClock, mailer: MemoryMailer) -> None:

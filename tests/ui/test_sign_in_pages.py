@@ -101,6 +101,35 @@ def test_sign_in_with_two_factor_asks_for_the_code(
     assert at.session_state["handoff_ticket"]  # the browser now trades it for the cookie
 
 
+def test_a_code_step_that_ran_out_sends_the_person_back_to_the_password(
+    app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five minutes on the code step (the phone was elsewhere): the right code then cannot sign in, and the page says
+    so and shows the password form again, instead of "Sign-in failed" for every code typed into a dead step."""
+    from services import totp
+
+    user = make_user(container, "tom")
+    enrolment = totp.start_totp_enrolment(container, user.id)
+    totp.confirm_totp(container, user.id, code=code_at(enrolment.secret, clock.now), password=PASSWORD)
+    signed_in_as(monkeypatch, None)
+    at = app().run()
+    at.text_input(key="sign_in_login").input("tom")
+    at.text_input(key="sign_in_password").input(PASSWORD)
+    at = submit(at, "Sign in")
+    clock.advance(minutes=5)
+    at.text_input(key="totp_code").input(code_at(enrolment.secret, clock.now))
+    at = submit(at, "Verify")
+    assert [e.value for e in at.error] == [
+        "This sign-in has ended: it took more than 5 minutes or had too many wrong codes. Please sign in again."
+    ]
+    assert at.session_state["sign_in_stage"] == "password" and not at.text_input(key="sign_in_password").value
+    at.text_input(key="sign_in_password").input(PASSWORD)  # and again, in time this once
+    at = submit(at, "Sign in")
+    at.text_input(key="totp_code").input(code_at(enrolment.secret, clock.now, 1))
+    at = submit(at, "Verify")
+    assert not at.error and at.session_state["handoff_ticket"]
+
+
 def test_register_errors_then_success_sends_verification(
     app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
