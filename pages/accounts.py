@@ -74,6 +74,7 @@ with st.container():  # present or not, the follow-up poll takes one place: the 
     accounts_view.watch_syncing(c, uid, items, list(statuses.values()))
 if not items and view.user.email_verified:
     st.info("No bank linked yet. Link one with the button above; finsync then keeps it in sync by itself.")
-for item in items:
+# A bank that needs the person comes first (its card keeps its widgets, keyed by the bank, wherever it stands).
+for item in sorted(items, key=lambda i: not accounts_view.needs_attention(i, statuses.get(i.id))):
     accounts_view.item_card(c, uid, item, statuses.get(item.id), two_factor=view.user.totp_enabled)
 kept_section(c, uid, two_factor=view.user.totp_enabled)

@@ -162,10 +162,13 @@ def watch_syncing(c: Container, uid: uuid.UUID, items: list[ItemView], statuses:
     poll()
 
 
-def sync_line(status: ItemSyncStatus | None, now: datetime) -> None:
+def sync_line(status: ItemSyncStatus | None, now: datetime, *, needs_repair: bool = False) -> None:
     """Last successful sync, next scheduled one, and the state in words."""
     if status is None or (status.last_success_at is None and status.last_attempt_at is None):
-        st.caption("Waiting for its first sync: it starts within a minute.")
+        if needs_repair:  # the bank asked for a sign-in before the first sync: that sync cannot bring anything
+            st.caption("Not synced yet: syncing waits until you repair the connection.")
+        else:
+            st.caption("Waiting for its first sync: it starts within a minute.")
         return
     due = status.next_due_at
     coming = "within a minute" if due is None or due <= now else when(due)  # due already: the next tick takes it
@@ -295,6 +298,11 @@ def _accounts_table(item: ItemView, flagged: tuple[uuid.UUID, ...] = ()) -> None
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
+def needs_attention(item: ItemView, status: ItemSyncStatus | None) -> bool:
+    """A connection to repair, or an account whose balance no longer matches its transactions."""
+    return item.needs_repair or bool(status and status.drift_flagged_accounts)
+
+
 def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStatus | None, *, two_factor: bool) -> None:
     with st.container(border=True, key=f"bank_card_{item.id}"):
         head, badge = st.columns([3, 2])
@@ -303,7 +311,7 @@ def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStat
             badge.error(md(item.status_message), icon=":material/link_off:")
         else:
             badge.success(md(item.status_message), icon=":material/check_circle:")
-        sync_line(status, c.clock())
+        sync_line(status, c.clock(), needs_repair=item.needs_repair)
         flagged = status.drift_flagged_accounts if status else ()
         _accounts_table(item, flagged)
         gone = [a.unshared_since for a in item.accounts if a.unshared_since is not None]

@@ -501,11 +501,15 @@ def test_what_the_page_said_stays_when_it_updates_by_itself_after_the_first_sync
     assert said[1:] == ["Connected."] and said[0].startswith("Maple Credit Union is up to date: 0 new")
 
 
-def _needing_sign_in(bank_app: Bank, monkeypatch: pytest.MonkeyPatch, name: str) -> tuple[Any, Any, str]:
+def _needing_sign_in(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch, name: str, *, first: str | None = None
+) -> tuple[Any, Any, str]:
     """A signed-in user whose bank synced once, then failed a sync because the bank wants a sign-in again:
     (user, item, the bank's item id)."""
     c = bank_app.c
     user = signed_in(bank_app, monkeypatch, name)
+    if first:  # a bank linked before it, that stays well
+        bank_app.link(user.id, first)
     item = bank_app.link(user.id, "ins_demo_2")
     pid = bank_app.plaid_item_id(item.id)
     assert sync.sync_item(c, user.id, item.id).status == "ok"
@@ -513,6 +517,28 @@ def _needing_sign_in(bank_app: Bank, monkeypatch: pytest.MonkeyPatch, name: str)
     bank_app.clock.advance(minutes=1)
     assert sync.sync_item(c, user.id, item.id).status == "login_required"
     return user, item, pid
+
+
+def _bank_headings(at: AppTest) -> list[str]:
+    return [h.value for h in at.subheader if h.value in ("First Demo Bank", "Maple Credit Union")]
+
+
+def test_a_bank_that_needs_the_person_comes_first_on_the_accounts_page(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """First Demo Bank, linked first, leads; once Maple Credit Union wants a sign-in again its card (with Repair) is
+    on top, where the person looks, and back in its place once repaired."""
+    c = bank_app.c
+    user, item, pid = _needing_sign_in(bank_app, monkeypatch, "ola", first="ins_demo_1")
+    at = open_page("accounts.py")
+    assert not at.exception, at.exception
+    assert _bank_headings(at) == ["Maple Credit Union", "First Demo Bank"]
+    assert [b.label for b in at.button].count("Repair connection") == 1
+
+    bank_app.demo.repair(pid)
+    bank_app.clock.advance(minutes=1)
+    assert sync.sync_item(c, user.id, item.id, explicit=True).status == "ok"
+    assert _bank_headings(at.run()) == ["First Demo Bank", "Maple Credit Union"]
 
 
 def test_after_a_repair_the_page_follows_until_a_sync_after_it_has_ended(

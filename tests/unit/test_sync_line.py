@@ -14,11 +14,11 @@ from services.sync import ItemSyncStatus
 NOW = datetime(2026, 12, 5, 14, 30, tzinfo=UTC)
 
 
-def _said(monkeypatch: pytest.MonkeyPatch, status: ItemSyncStatus | None) -> str:
+def _said(monkeypatch: pytest.MonkeyPatch, status: ItemSyncStatus | None, *, needs_repair: bool = False) -> str:
     lines: list[str] = []
     monkeypatch.setattr(streamlit, "caption", lines.append)
     monkeypatch.setattr(accounts_view, "when", lambda stamp, empty="never": f"{stamp:%H:%M}" if stamp else empty)
-    accounts_view.sync_line(status, NOW)
+    accounts_view.sync_line(status, NOW, needs_repair=needs_repair)
     (line,) = lines
     return line
 
@@ -32,6 +32,12 @@ def _status(**kw: object) -> ItemSyncStatus:
 def test_a_bank_just_linked_says_its_first_sync_is_coming_not_that_it_is_due_now(monkeypatch) -> None:
     assert _said(monkeypatch, None) == "Waiting for its first sync: it starts within a minute."
     assert _said(monkeypatch, _status(next_due_at=NOW)) == "Waiting for its first sync: it starts within a minute."
+
+
+def test_a_bank_that_wants_a_sign_in_before_its_first_sync_does_not_promise_one(monkeypatch) -> None:
+    said = "Not synced yet: syncing waits until you repair the connection."
+    assert _said(monkeypatch, None, needs_repair=True) == said
+    assert _said(monkeypatch, _status(next_due_at=NOW), needs_repair=True) == said
 
 
 def test_a_due_sync_is_within_a_minute_and_a_scheduled_one_has_its_time(monkeypatch) -> None:
