@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import func
+from sqlalchemy import case, func
+from sqlalchemy import select as columns  # SQLAlchemy's own: sqlmodel's select takes at most four columns
 from sqlmodel import Session, col, select
 
 from models import BankAccount, LedgerTransaction
@@ -41,6 +42,7 @@ class KeptAccount:
     transactions: int
     first: date | None
     last: date | None
+    pending: int = 0  # still pending when the bank went: no bank is left to say they posted
 
     @property
     def label(self) -> str:
@@ -53,7 +55,8 @@ def kept_label(institution_name: str, name: str, mask: str | None) -> str:
 
 
 def kept_accounts(c: Container, user_id: uuid.UUID) -> list[KeptAccount]:
-    """The user's kept accounts, by bank and name, with how many transactions each holds and over which dates.
+    """The user's kept accounts, by bank and name, with how many transactions each holds (and how many of them were
+    still pending), over which dates.
 
     Only the kept accounts' rows are counted (through the account index): Accounts calls this on every visit,
     and a long ledger of linked banks must not be read for it."""
@@ -69,17 +72,24 @@ def kept_accounts(c: Container, user_id: uuid.UUID) -> list[KeptAccount]:
         stats = {
             row[0]: row[1:]
             for row in session.execute(
-                select(col(t.account_id), func.count(), func.min(col(t.date)), func.max(col(t.date)))
+                columns(
+                    col(t.account_id),
+                    func.count(),
+                    func.min(col(t.date)),
+                    func.max(col(t.date)),
+                    func.coalesce(func.sum(case((col(t.pending), 1), else_=0)), 0),
+                )
                 .where(col(t.account_id).in_([a.id for a in accounts]))
                 .group_by(col(t.account_id))
             )
         }
     kept = []
     for a in accounts:
-        n, first, last = stats.get(a.id, (0, None, None))
+        n, first, last, pending = stats.get(a.id, (0, None, None, 0))
         kept.append(
             KeptAccount(a.id, a.institution_name, a.name, a.mask, a.subtype or a.type, a.current_minor,
-                        a.iso_currency_code or a.unofficial_currency_code, a.disconnected_at, n, first, last)
+                        a.iso_currency_code or a.unofficial_currency_code, a.disconnected_at, n, first, last,
+                        int(pending))
         )  # fmt: skip
     return kept
 

@@ -33,6 +33,7 @@ def kept_section(c: Container, uid: uuid.UUID, *, two_factor: bool) -> None:
             "Type": k.type,
             "Last balance": money(k.current_minor, k.currency),
             "Transactions": k.transactions,
+            "Still pending": k.pending,
             "From": k.first.isoformat() if k.first else "",
             "To": k.last.isoformat() if k.last else "",
             "Removed": when(k.removed_at, empty=""),
@@ -40,6 +41,11 @@ def kept_section(c: Container, uid: uuid.UUID, *, two_factor: bool) -> None:
         for k in kept
     ]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    if any(k.pending for k in kept):
+        st.caption(
+            "A transaction still pending when its bank was removed stays pending here: no bank is left to say it "
+            "posted or was dropped. Linking the bank again settles it."
+        )
     with (
         st.popover("Delete kept history", icon=":material/delete:", key="kept_delete_popover"),
         st.form("kept_delete_form", border=False),

@@ -616,6 +616,7 @@ def test_a_removed_banks_kept_history_is_listed_on_accounts_and_can_be_deleted(
     c = bank_app.c
     user = signed_in(bank_app, monkeypatch, "kim")
     item = bank_app.link(user.id, "ins_demo_2")
+    bank_app.demo.mutate(bank_app.plaid_item_id(item.id), "add", cents=1_999, name="CORNER CAFE", pending=True)
     sync.sync_item(c, user.id, item.id)
     assert "Kept from removed banks" not in everything(open_page("accounts.py"))
     banking.remove_item(c, user.id, item.id, keep_history=True)
@@ -626,6 +627,9 @@ def test_a_removed_banks_kept_history_is_listed_on_accounts_and_can_be_deleted(
     assert len(table) == len(item.accounts) and table["Account"].str.startswith("Maple Credit Union: ").all()
     assert sorted(table["Type"]) == sorted(a.subtype or a.type for a in item.accounts)  # as while it was linked
     assert table["Transactions"].sum() == len(ledger.list_transactions(c, user.id, limit=10**6)) > 0
+    # pending ones stay pending with no bank left to post them: counted, and said why
+    pending = sum(t.pending for t in ledger.list_transactions(c, user.id, limit=10**6))
+    assert table["Still pending"].sum() == pending > 0 and "stays pending here" in everything(at)
 
     at.text_input(key="kept_delete_password").input(PASSWORD)
     at = click(at, "Delete for good")  # none chosen: said, and nothing goes
