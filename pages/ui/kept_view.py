@@ -33,14 +33,19 @@ def kept_section(c: Container, uid: uuid.UUID, *, two_factor: bool) -> None:
             "Type": k.type,
             "Last balance": money(k.current_minor, k.currency),
             "Transactions": k.transactions,
-            "Still pending": k.pending,
-            "From": k.first.isoformat() if k.first else "",
-            "To": k.last.isoformat() if k.last else "",
-            "Removed": when(k.removed_at, empty=""),
+            "Pending": k.pending,
+            "Dates": f"{k.first.isoformat()} – {k.last.isoformat()}" if k.first and k.last else "",
         }
         for k in kept
     ]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    # When each bank went, said once per bank under the table (a column of it would push the table past the page)
+    removed: dict[str, str] = {}
+    for k in kept:
+        if k.removed_at is not None:
+            removed[k.institution_name] = max(removed.get(k.institution_name, ""), when(k.removed_at)[:10])
+    if removed:
+        st.caption("; ".join(f"{md(bank)} removed on {day}" for bank, day in removed.items()) + ".")
     if any(k.pending for k in kept):
         st.caption(
             "A transaction still pending when its bank was removed stays pending here: no bank is left to say it "

@@ -629,7 +629,8 @@ def test_a_removed_banks_kept_history_is_listed_on_accounts_and_can_be_deleted(
     assert table["Transactions"].sum() == len(ledger.list_transactions(c, user.id, limit=10**6)) > 0
     # pending ones stay pending with no bank left to post them: counted, and said why
     pending = sum(t.pending for t in ledger.list_transactions(c, user.id, limit=10**6))
-    assert table["Still pending"].sum() == pending > 0 and "stays pending here" in everything(at)
+    assert table["Pending"].sum() == pending > 0 and "stays pending here" in everything(at)
+    assert f"Maple Credit Union removed on {c.clock():%Y-%m-%d}." in everything(at).replace("\\", "")
 
     at.text_input(key="kept_delete_password").input(PASSWORD)
     at = click(at, "Delete for good")  # none chosen: said, and nothing goes
