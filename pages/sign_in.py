@@ -8,6 +8,7 @@ import streamlit as st
 from pages.ui import routes
 from pages.ui.browser import post_and_reload
 from pages.ui.outage import survives_outage
+from pages.ui.reauth import take_secret
 from pages.ui.session import client_ip, user_agent
 from pages.ui.state import container
 from services import auth, link_return
@@ -18,23 +19,16 @@ EXPIRED = "expired"  # ?signin=expired: the browser came back from a refused han
 REFUSED = "sign_in_refused"  # session state: why the last try failed, said once on the page that follows
 
 
-def _take(key: str) -> str:
-    """A secret field's value, emptied on the screen: a refused password or code is not left there to retry."""
-    value = str(st.session_state.get(key) or "")
-    st.session_state[key] = ""
-    return value
-
-
 @survives_outage
 def _check_password() -> None:
     """The form's submit, run before the page: the login stays as typed, the password goes from the screen."""
-    login, password = str(st.session_state.get("sign_in_login") or ""), _take("sign_in_password")
+    login, password = str(st.session_state.get("sign_in_login") or ""), take_secret("sign_in_password")
     _advance(lambda c: auth.begin_sign_in(c, login=login, password=password, ip=client_ip(), user_agent=user_agent()))
 
 
 @survives_outage
 def _verify_code() -> None:
-    challenge, code = str(st.session_state.get("sign_in_challenge") or ""), _take("totp_code")
+    challenge, code = str(st.session_state.get("sign_in_challenge") or ""), take_secret("totp_code")
     _advance(lambda c: auth.complete_totp(c, challenge=challenge, code=code, ip=client_ip(), user_agent=user_agent()))
 
 

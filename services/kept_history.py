@@ -42,7 +42,7 @@ class KeptAccount:
     transactions: int
     first: date | None
     last: date | None
-    pending: int = 0  # still pending when the bank went: no bank is left to say they posted
+    pending: int  # still pending when the bank went: no bank is left to say they posted
 
     @property
     def label(self) -> str:

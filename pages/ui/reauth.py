@@ -29,12 +29,17 @@ def take_proof(key: str, uid: uuid.UUID) -> tuple[SessionView, str, str | None] 
     out since the form was drawn acts no more). A form's ``clear_on_submit`` would empty every field (an address,
     dates), and in the browser it does so after the page has drawn, whatever value the page gives them: a refusal
     would leave the user retyping all of it."""
-    state = st.session_state
-    password, code = str(state.get(f"{key}_password") or ""), state.get(f"{key}_code")
-    state[f"{key}_password"] = ""
-    if f"{key}_code" in state:
-        state[f"{key}_code"] = ""
+    password = take_secret(f"{key}_password")
+    code = take_secret(f"{key}_code") if f"{key}_code" in st.session_state else None  # no code field: 2FA off
     view = current_session()
     if view is None or view.user.id != uid:
         return None  # the page that follows stops with "Your session has ended"
-    return view, password, None if code is None else str(code)
+    return view, password, code
+
+
+def take_secret(key: str) -> str:
+    """In a form's submit callback: the value of the secret field ``key``, emptied on the screen, so a password or
+    code that was refused is not left there (nor one that was used)."""
+    value = str(st.session_state.get(key) or "")
+    st.session_state[key] = ""
+    return value
