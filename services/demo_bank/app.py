@@ -117,7 +117,8 @@ def _link_routes(bank: Bank) -> list[Mount]:
                 update = bank.items[link.item_id].institution_id if link.item_id else None
         except BankError as exc:
             return _error(exc)
-        institutions = [{"institution_id": i.institution_id, "name": i.name} for i in INSTITUTIONS.values()]
+        shown = [i for i in INSTITUTIONS.values() if i.listed or i.institution_id == update]
+        institutions = [{"institution_id": i.institution_id, "name": i.name} for i in shown]
         return JSONResponse({"institutions": institutions, "update_institution_id": update,
                              "account_selection": link.account_selection, "usernames": sorted(USERNAMES)})  # fmt: skip
 

@@ -14,6 +14,7 @@ class Institution:
     url: str
     primary_color: str
     routing_number: str
+    listed: bool = True  # offered in the Link stand-in's picker; unlisted ones answer scripts that name them by id
 
 
 INSTITUTIONS: dict[str, Institution] = {
@@ -22,6 +23,17 @@ INSTITUTIONS: dict[str, Institution] = {
         Institution("ins_demo_1", "First Demo Bank", "https://first.demo.invalid", "#1f6feb", "011000015"),
         Institution("ins_demo_2", "Maple Credit Union", "https://maple.demo.invalid", "#b5442c", "021000021"),
         Institution("ins_demo_3", "Harbor National", "https://harbor.demo.invalid", "#0b7a75", "031000053"),
+        # Plaid's own Sandbox-only test institutions (non-OAuth), so a script written for Plaid's sandbox runs here
+        # unchanged: `link-sandbox --institution ins_109508` is what Plaid's docs and quickstarts use.
+        *(
+            Institution(iid, name, f"https://{iid}.demo.invalid", "#5a5a5a", routing, listed=False)
+            for iid, name, routing in (
+                ("ins_109508", "First Platypus Bank", "011401533"),
+                ("ins_109509", "First Gingham Credit Union", "021200339"),
+                ("ins_109510", "Tattersall Federal Credit Union", "031101169"),
+                ("ins_109511", "Tartan Bank", "041000124"),
+            )
+        ),
     )
 }
 

@@ -9,7 +9,7 @@ from typing import Any
 from services.demo_bank import fields, problems
 from services.demo_bank.bank import Bank
 from services.demo_bank.catalog import INSTITUTIONS
-from services.demo_bank.links import link_session, new_link_session
+from services.demo_bank.links import link_session, login_ok, new_link_session
 from services.demo_bank.problems import BankError
 from services.demo_bank.render import accounts_json, institution_json, iso, item_json, item_status_json, streams_json
 from services.demo_bank.syncing import sync_page
@@ -59,9 +59,10 @@ def sandbox_public_token_create(bank: Bank, body: dict[str, Any]) -> dict[str, A
     opts = fields.obj(body, "options")
     username = fields.opt_text(opts, "override_username", where="options.")
     webhook = fields.opt_text(opts, "webhook", where="options.")
-    if fields.opt_text(opts, "override_password", where="options.") not in (None, "pass_good"):
+    username = username or "user_good"
+    if not login_ok(username, fields.opt_text(opts, "override_password", where="options.")):
         raise BankError(400, "ITEM_ERROR", "INVALID_CREDENTIALS", "the provided credentials were not correct")
-    item = bank.create_item(institution_id, username or "user_good", webhook)
+    item = bank.create_item(institution_id, username, webhook)
     return {"public_token": bank.issue_public_token(item)}
 
 

@@ -49,6 +49,22 @@ def test_link_sandbox_stores_the_item_like_the_ui_and_prints_its_id(
     assert {"/sandbox/public_token/create", "/item/public_token/exchange", "/accounts/get"} <= set(events)
 
 
+def test_link_sandbox_takes_plaids_sandbox_institution_and_test_user_in_demo_mode(
+    env: dict[str, str], db_url: str
+) -> None:
+    """The command line of Plaid's docs (First Platypus Bank, `user_transactions_dynamic`) works offline too."""
+    args = ["--institution", "ins_109508", "--username", "user_transactions_dynamic"]
+    done = cli("plaid", "link-sandbox", "--email", "ann@example.com", *args, env=env)
+    assert done.returncode == 0, done.stderr
+    engine = make_engine(db_url)
+    with unit_of_work(engine) as session:
+        item = session.get(PlaidItem, uuid.UUID(done.stdout.strip()))
+    engine.dispose()
+    assert item is not None and item.institution_name == "First Platypus Bank"
+    synced = cli("sync", "--email", "ann@example.com", env=env)
+    assert synced.returncode == 0 and "First Platypus Bank: ok" in synced.stdout, synced.stdout + synced.stderr
+
+
 BAD_INPUT = [
     (["--email", "nobody@example.com"], {}, "no user with the email address"),
     (["--email", "ann@example.com", "--institution", "ins_nope"], {}, "The bank refused to link"),

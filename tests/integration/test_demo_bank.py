@@ -213,11 +213,11 @@ def test_same_seed_same_history() -> None:
 def test_link_stand_in_signs_in_and_refuses_bad_passwords(demo_bank: DemoBankHandle, gateway: PlaidGateway) -> None:
     link = gateway.link_token_create("user-7")
     status, session = post(demo_bank.url + "/link/demo/session", {"link_token": link.link_token})
-    assert status == 200 and [i["institution_id"] for i in session["institutions"]][:3] == [
+    assert status == 200 and [i["institution_id"] for i in session["institutions"]] == [
         "ins_demo_1",
         "ins_demo_2",
         "ins_demo_3",
-    ]
+    ]  # Plaid's sandbox test institutions answer scripts by id but stay out of the demo's picker
     body = {"link_token": link.link_token, "institution_id": "ins_demo_2", "username": "user_good", "password": "wrong"}
     status, err = post(demo_bank.url + "/link/demo/login", body)
     assert (status, err["error_code"]) == (400, "INVALID_CREDENTIALS") and err["display_message"]
@@ -232,6 +232,55 @@ def test_link_stand_in_signs_in_and_refuses_bad_passwords(demo_bank: DemoBankHan
         gateway.exchange_public_token(ok["public_token"])  # single use
     status, _ = post(demo_bank.url + "/link/demo/session", {"link_token": "link-demo-forged"})
     assert status == 400
+
+
+def test_a_script_written_for_plaids_sandbox_runs_unchanged(demo_bank: DemoBankHandle) -> None:
+    """Plaid's sandbox test institutions (First Platypus Bank, ins_109508) and its Transactions test users
+    (`user_transactions_dynamic`, any non-blank password), as Plaid's docs and quickstarts use them."""
+    api = sdk(demo_bank.url)
+    made = api.sandbox_public_token_create(
+        SandboxPublicTokenCreateRequest(
+            institution_id="ins_109508",
+            initial_products=[Products("transactions")],
+            options={"override_username": "user_transactions_dynamic", "override_password": "any words at all"},
+        )
+    )
+    access = api.item_public_token_exchange(ItemPublicTokenExchangeRequest(public_token=made.public_token))
+    item = api.item_get(ItemGetRequest(access_token=access.access_token)).item
+    assert (item.institution_id, item.institution_name) == ("ins_109508", "First Platypus Bank")
+    synced = api.transactions_sync(TransactionsSyncRequest(access_token=access.access_token, count=500))
+    assert len(synced.added) > 100 and not synced.has_more
+    found = api.institutions_get_by_id(
+        InstitutionsGetByIdRequest(institution_id="ins_109511", country_codes=[CountryCode("US")])
+    )
+    assert found.institution.name == "Tartan Bank"
+
+    items_before = len(demo_bank.bank.items)
+    refused = [
+        ("ins_109508", {"override_username": "user_good", "override_password": "any words at all"}),
+        ("ins_109508", {"override_username": "user_transactions_dynamic", "override_password": "   "}),
+        ("ins_109508", {"override_username": "user_nobody"}),
+        ("ins_999999", {}),
+    ]
+    for institution, options in refused:
+        request = SandboxPublicTokenCreateRequest(
+            institution_id=institution, initial_products=[Products("transactions")], options=options
+        )
+        with pytest.raises(plaid.ApiException) as caught:
+            api.sandbox_public_token_create(request)
+        assert json.loads(caught.value.body)["error_code"] in {"INVALID_CREDENTIALS", "INVALID_INSTITUTION"}
+    assert len(demo_bank.bank.items) == items_before  # a refused login makes no item
+
+
+def test_link_stand_in_takes_plaids_transactions_test_user_with_any_password(
+    demo_bank: DemoBankHandle, gateway: PlaidGateway
+) -> None:
+    link = gateway.link_token_create("user-9")
+    body = {"link_token": link.link_token, "institution_id": "ins_demo_3", "username": "user_transactions_dynamic"}
+    status, err = post(demo_bank.url + "/link/demo/login", {**body, "password": ""})
+    assert (status, err["error_code"]) == (400, "INVALID_CREDENTIALS")
+    status, ok = post(demo_bank.url + "/link/demo/login", {**body, "password": "hunter two"})
+    assert status == 200 and ok["institution"]["name"] == "Harbor National"
 
 
 def test_link_account_picker_shares_only_the_ticked_accounts(demo_bank: DemoBankHandle, gateway: PlaidGateway) -> None:
