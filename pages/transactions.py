@@ -127,6 +127,8 @@ picked = st.dataframe(
     frame,
     hide_index=True,
     width="stretch",
+    # Date and Amount stay in view while the other columns scroll sideways (on a phone, most of them do)
+    column_config={"Date": st.column_config.Column(pinned=True), "Amount": st.column_config.Column(pinned=True)},
     on_select="rerun",
     selection_mode="single-row",
     selection_default=default,

@@ -3,6 +3,8 @@ following the selected row, the grid's own CSV download switched off, the amount
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -134,11 +136,15 @@ def test_the_edit_form_is_for_the_selected_row_only(bank_app: Bank, monkeypatch:
 
 
 def test_the_amount_comes_right_after_the_date(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
-    """On a 390-pixel phone only the first columns fit: the amount must be one of them, the name next."""
+    """On a 390-pixel phone only the first columns fit: the amount must be one of them, the name next; and the date
+    and the amount stay pinned there while the rest scrolls sideways."""
     user = signed_in(bank_app, monkeypatch, "fay")
     add_ledger(bank_app.c, user.id, ["BOOKSHOP"])
-    grid = open_page("transactions.py").dataframe[0].value
+    shown = open_page("transactions.py").dataframe[0]
+    grid = shown.value
     assert list(grid.columns)[:3] == ["Date", "Amount", "Name"] and grid["Amount"].iloc[0] == "-$1.00"
+    config = json.loads(shown.proto.columns)
+    assert {name for name, column in config.items() if column.get("pinned")} == {"Date", "Amount"}
 
 
 def test_a_note_typed_on_a_hold_that_posts_meanwhile_is_saved_on_the_posted_charge(
