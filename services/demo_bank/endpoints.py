@@ -57,9 +57,8 @@ def sandbox_public_token_create(bank: Bank, body: dict[str, Any]) -> dict[str, A
     institution_id = fields.text(body, "institution_id")
     fields.texts(body, "initial_products")
     opts = fields.obj(body, "options")
-    username = fields.opt_text(opts, "override_username", where="options.")
+    username = fields.opt_text(opts, "override_username", where="options.") or "user_good"
     webhook = fields.opt_text(opts, "webhook", where="options.")
-    username = username or "user_good"
     if not login_ok(username, fields.opt_text(opts, "override_password", where="options.")):
         raise BankError(400, "ITEM_ERROR", "INVALID_CREDENTIALS", "the provided credentials were not correct")
     item = bank.create_item(institution_id, username, webhook)
