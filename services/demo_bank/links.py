@@ -15,6 +15,9 @@ from services.demo_bank.items import mask_of, utc_now
 if TYPE_CHECKING:
     from services.demo_bank.bank import Bank
 
+# Plaid's Transactions test users: realistic, changing history (as every demo login has) and any non-blank password,
+# as Plaid's sandbox takes them.
+ANY_PASSWORD = frozenset({"user_transactions_dynamic", "user_ewa_user", "user_yuppie", "user_small_business"})
 # Sandbox-style usernames: each puts a freshly linked item into a state tests and the CLI can use.
 USERNAMES: dict[str, str | None] = {
     "user_good": None,
@@ -22,15 +25,9 @@ USERNAMES: dict[str, str | None] = {
     "user_institution_down": "institution_down",
     "user_not_ready": "not_ready",
     "user_flaky": "server_error",
-    # Plaid's Transactions test users: realistic, changing history (as every demo login has) and any non-blank
-    # password, as Plaid's sandbox takes them.
-    "user_transactions_dynamic": None,
-    "user_ewa_user": None,
-    "user_yuppie": None,
-    "user_small_business": None,
+    **dict.fromkeys(sorted(ANY_PASSWORD)),  # an ordinary item
 }
 PASSWORD = "pass_good"
-ANY_PASSWORD = frozenset({"user_transactions_dynamic", "user_ewa_user", "user_yuppie", "user_small_business"})
 LINK_TOKEN_TTL = timedelta(hours=4)
 
 
