@@ -77,7 +77,7 @@ def kept_accounts(c: Container, user_id: uuid.UUID) -> list[KeptAccount]:
                     func.count(),
                     func.min(col(t.date)),
                     func.max(col(t.date)),
-                    func.coalesce(func.sum(case((col(t.pending), 1), else_=0)), 0),
+                    func.sum(case((col(t.pending), 1), else_=0)),  # a group has rows: never NULL
                 )
                 .where(col(t.account_id).in_([a.id for a in accounts]))
                 .group_by(col(t.account_id))

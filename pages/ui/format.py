@@ -41,8 +41,17 @@ def when(stamp: datetime | None, empty: str = "never", zone: tzinfo | None = Non
     """A stored UTC time in the viewer's zone, ``2026-11-27 00:58 EST`` (``2026-11-27 05:58 UTC`` if unknown)."""
     if not stamp:
         return empty
-    local = (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).astimezone(zone or viewer_zone())
+    local = _local(stamp, zone)
     return f"{local:%Y-%m-%d %H:%M} {local.tzname() or 'UTC'}"
+
+
+def day(stamp: datetime, zone: tzinfo | None = None) -> str:
+    """The viewer's calendar day of a stored UTC time, ``2026-11-27``."""
+    return _local(stamp, zone).date().isoformat()
+
+
+def _local(stamp: datetime, zone: tzinfo | None) -> datetime:
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).astimezone(zone or viewer_zone())
 
 
 # Plaid's personal_finance_category primaries; a detailed code starts with its primary.

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import pandas as pd
 import streamlit as st
 
-from pages.ui.format import count, money, when
+from pages.ui.format import count, day, money
 from pages.ui.reauth import proof_inputs
 from pages.ui.session import client_ip
 from pages.ui.state import flash
@@ -40,12 +41,12 @@ def kept_section(c: Container, uid: uuid.UUID, *, two_factor: bool) -> None:
     ]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     # When each bank went, said once per bank under the table (a column of it would push the table past the page)
-    removed: dict[str, str] = {}
+    removed: dict[str, datetime] = {}
     for k in kept:
         if k.removed_at is not None:
-            removed[k.institution_name] = max(removed.get(k.institution_name, ""), when(k.removed_at)[:10])
+            removed[k.institution_name] = max(removed.get(k.institution_name, k.removed_at), k.removed_at)
     if removed:
-        st.caption("; ".join(f"{md(bank)} removed on {day}" for bank, day in removed.items()) + ".")
+        st.caption("; ".join(f"{md(bank)} removed on {day(at)}" for bank, at in removed.items()) + ".")
     if any(k.pending for k in kept):
         st.caption(
             "A transaction still pending when its bank was removed stays pending here: no bank is left to say it "

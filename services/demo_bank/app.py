@@ -25,7 +25,7 @@ from services.demo_bank import problems
 from services.demo_bank.bank import Bank
 from services.demo_bank.catalog import INSTITUTIONS
 from services.demo_bank.endpoints import HANDLERS, Handler
-from services.demo_bank.links import USERNAMES, link_accounts, link_login, link_session
+from services.demo_bank.links import link_accounts, link_login, link_session
 from services.demo_bank.problems import BankError
 
 _log = logging.getLogger("finsync.demo_bank")
@@ -120,7 +120,7 @@ def _link_routes(bank: Bank) -> list[Mount]:
         shown = [i for i in INSTITUTIONS.values() if i.listed or i.institution_id == update]
         institutions = [{"institution_id": i.institution_id, "name": i.name} for i in shown]
         return JSONResponse({"institutions": institutions, "update_institution_id": update,
-                             "account_selection": link.account_selection, "usernames": sorted(USERNAMES)})  # fmt: skip
+                             "account_selection": link.account_selection})  # fmt: skip
 
     def credentials(body: dict[str, Any]) -> tuple[str, str, str, str]:
         keys = ("link_token", "institution_id", "username", "password")

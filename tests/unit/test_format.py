@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from pages.ui.format import ACTIVITY, activity_words, category, device, money, viewer_zone, when
+from pages.ui.format import ACTIVITY, activity_words, category, day, device, money, viewer_zone, when
 from services.audit import EVENTS
 
 
@@ -64,6 +64,8 @@ def test_times_read_in_the_viewers_zone_and_say_which() -> None:
     assert when(stored, zone=UTC) == "2026-12-05 00:11 UTC"
     assert when(None) == "never" and when(None, "") == ""
     assert viewer_zone() == UTC  # no browser behind this call
+    assert day(stored, zone=ZoneInfo("America/New_York")) == "2026-12-04"  # the evening before, in New York
+    assert day(stored) == "2026-12-05"
 
 
 def test_the_activity_log_says_how_many_sessions_ended_in_words() -> None:
