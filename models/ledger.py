@@ -107,7 +107,7 @@ class ItemSyncState(SQLModel, table=True):
 
 
 class SyncRun(SQLModel, table=True):
-    """One attempt to sync one item: when, how much, and how it ended."""
+    """One attempt to sync one item: when, how much, and how it ended (kept with a removed bank's kept history)."""
 
     __tablename__ = "sync_runs"
     __table_args__ = (
@@ -117,8 +117,12 @@ class SyncRun(SQLModel, table=True):
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    item_id: uuid.UUID = Field(sa_column=_fk("plaid_items.id"))
+    # None once its bank is removed with its history kept: the run stays in Sync history under ``institution_name``
+    item_id: uuid.UUID | None = Field(
+        default=None, sa_column=_fk("plaid_items.id", nullable=True, on_delete="SET NULL")
+    )
     user_id: uuid.UUID = Field(sa_column=_fk("users.id", index=False))
+    institution_name: str = Field(default="", sa_column=Column(String(128), nullable=False, server_default=""))
     trigger: str = Field(default="manual", max_length=16)
     worker: str = Field(default="", max_length=160)
     started_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

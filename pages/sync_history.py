@@ -23,7 +23,8 @@ RESULT = {"ok": "synced", "preparing": "bank preparing data", "running": "runnin
 
 latest: dict[object, sync.RunView] = {}
 for run in runs:  # newest first: a failure matters only until a later run of that bank worked
-    latest.setdefault(run.item_id, run)
+    if run.item_id is not None:  # and only while the bank is linked
+        latest.setdefault(run.item_id, run)
 failing = [run for run in latest.values() if run.status not in ("ok", "preparing", "running")]
 for run in failing:
     st.error(f"{when(run.started_at)}, {md(run.institution_name)}: {run.explanation} {run.fix}".strip())
@@ -59,14 +60,14 @@ table = pd.DataFrame(
     [
         {
             "Started": when(r.started_at),
-            "Bank": r.institution_name,
+            "Bank": r.institution_name if r.item_id else f"{r.institution_name} (removed)",
             "Result": RESULT.get(r.status, r.status),  # before "Why": on a phone the first three columns show
             "Why": WHY.get(r.trigger, r.trigger),
             "Added": r.added,
             "Modified": r.modified,
             "Removed": r.removed,
             "What happened": r.explanation,
-            "What to do": r.fix,
+            "What to do": r.fix if r.item_id else "",  # no Repair or Sync now for a bank no longer linked
             "Pages from Plaid": r.pages,
         }
         for r in runs

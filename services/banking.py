@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlmodel import Session, col
 
-from models import ItemSyncState, LinkSession, PlaidItem
+from models import ItemSyncState, LinkSession, PlaidItem, SyncRun
 from services import banking_store as store
 from services import revocations
 from services.banking_access import gateway, get_access_token
@@ -82,13 +82,21 @@ def _wait_for_its_sync(session: Session, item_id: uuid.UUID) -> None:
 
 
 def _delete(session: Session, item: PlaidItem, *, keep_history: bool, c: Container) -> None:
-    """Delete an item; its accounts stay (detached) with ``keep_history``, otherwise they go too."""
+    """Delete an item; its accounts and finished sync runs stay (detached) with ``keep_history``, else they go too.
+
+    A run still under way goes either way: it can no longer finish, and would read "running" for ever.
+    """
     now = c.clock()
     for account in store.accounts_of(session, item.id):
         if keep_history:
             account.item_id, account.disconnected_at = None, now
         else:
             session.delete(account)
+    runs = delete(SyncRun).where(col(SyncRun.item_id) == item.id)
+    session.execute(runs.where(col(SyncRun.status) == "running") if keep_history else runs)
+    if keep_history:  # the rest lose their item (SET NULL) and keep the bank's name as it is now
+        named = update(SyncRun).where(col(SyncRun.item_id) == item.id).values(institution_name=item.institution_name)
+        session.execute(named)
     session.execute(delete(LinkSession).where(col(LinkSession.item_id) == item.id))
     session.flush()
     session.delete(item)

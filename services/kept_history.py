@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import case, func
+from sqlalchemy import case, delete, func
 from sqlalchemy import select as columns  # SQLAlchemy's own: sqlmodel's select takes at most four columns
 from sqlmodel import Session, col, select
 
-from models import BankAccount, LedgerTransaction
+from models import BankAccount, LedgerTransaction, SyncRun
 from services import audit
 from services.container import Container
 from services.credentials import confirm_identity
@@ -112,8 +112,9 @@ def delete_kept(
     code: str | None = None,
     ip: str = "",
 ) -> int:
-    """Delete kept accounts with their transactions and those transactions' change history, once the owner proves
-    it is them: all of them or, when one is not theirs or no longer kept, none. Returns how many transactions went."""
+    """Delete kept accounts with their transactions and those transactions' change history (and, with a bank's last
+    kept account, its sync runs), once the owner proves it is them: all of them or, when one is not theirs or no
+    longer kept, none. Returns how many transactions went."""
     chosen = list(dict.fromkeys(account_ids)) if isinstance(account_ids, (list, tuple)) else []
     if not chosen:
         raise InputError("Choose the accounts whose kept history to delete.")
@@ -131,4 +132,21 @@ def delete_kept(
             audit.record(session, event="kept_history_deleted", user_id=user_id, ip=ip,
                          detail=f"{name}; {count} transaction(s)", at=c.clock())  # fmt: skip
             total += count
+        session.flush()
+        _forget_runs(session, user_id)
     return total
+
+
+def _forget_runs(session: Session, user_id: uuid.UUID) -> None:
+    """Delete the sync runs of removed banks none of whose kept accounts is left (the runs know only the bank's name,
+    which its accounts share: two removals of one bank keep their runs until the last of their accounts goes)."""
+    named = select(col(BankAccount.institution_name)).where(
+        col(BankAccount.user_id) == user_id, col(BankAccount.item_id).is_(None)
+    )
+    session.execute(
+        delete(SyncRun).where(
+            col(SyncRun.user_id) == user_id,
+            col(SyncRun.item_id).is_(None),
+            col(SyncRun.institution_name).not_in(named),
+        )
+    )

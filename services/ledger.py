@@ -264,11 +264,12 @@ def item_sync_status(c: Container, user_id: uuid.UUID) -> list[ItemSyncStatus]:
 
 
 def list_runs(c: Container, user_id: uuid.UUID, limit: int = 100) -> list[RunView]:
-    """The user's sync runs, newest first, each failure explained with its fix."""
+    """The user's sync runs, newest first, each failure explained with its fix; a removed bank's (its history kept)
+    have no ``item_id``."""
     with unit_of_work(c.engine) as session:
         rows = session.exec(
-            select(SyncRun, PlaidItem.institution_name)
-            .join(PlaidItem, col(PlaidItem.id) == col(SyncRun.item_id))
+            select(SyncRun, PlaidItem.institution_name)  # a linked bank's name as it is now (banks rename)
+            .join(PlaidItem, col(PlaidItem.id) == col(SyncRun.item_id), isouter=True)
             .where(SyncRun.user_id == user_id)
             .order_by(col(SyncRun.started_at).desc())
             .limit(max(1, min(limit, 1000)))
@@ -278,7 +279,7 @@ def list_runs(c: Container, user_id: uuid.UUID, limit: int = 100) -> list[RunVie
             what, fix = explain(run.error_code)
             out.append(
                 RunView(
-                    run.id, run.item_id, name, run.trigger, run.started_at, run.finished_at, run.status,
+                    run.id, run.item_id, name or run.institution_name, run.trigger, run.started_at, run.finished_at, run.status,
                     run.pages, run.added, run.modified, run.removed, run.error_code, what, fix,
                     tuple(r for r in run.request_ids.split(",") if r),
                 )

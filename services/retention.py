@@ -47,7 +47,7 @@ LINK_KEEP = timedelta(days=7)  # a finished link session is never resumed; a wee
 REVOCATION_KEEP = timedelta(days=90)  # a confirmed revocation: a quarter to answer "is my bank really unlinked?"
 OUTBOX_KEEP = timedelta(days=30)  # mail written to the outbox folder (no SMTP): addresses and links, a month
 JOB_KEEP = timedelta(days=14)  # finished sync jobs: two weeks to see what the queue did (runs keep the history)
-SYNC_RUN_KEEP = timedelta(days=400)  # a year of sync history plus a month; each item's latest run always stays
+SYNC_RUN_KEEP = timedelta(days=400)  # a year of sync history plus a month; each linked bank's latest run stays
 PURGE_EVERY = timedelta(hours=24)  # the scheduler and the worker purge once a day
 RETRY_FAILED = timedelta(hours=1)  # after a failed purge (database away), try again sooner than a day
 BATCH = 500  # rows per transaction: milliseconds of SQLite's write lock, so sign-ins and syncs never wait long
@@ -78,7 +78,7 @@ def _rules(c: Container, now: datetime) -> list[tuple[str, type[SQLModel], Colum
     newer = aliased(SyncRun)
     superseded = exists().where(
         col(newer.item_id) == col(SyncRun.item_id), col(newer.started_at) > col(SyncRun.started_at)
-    )
+    ) | col(SyncRun.item_id).is_(None)  # a removed bank's (history kept) all go in time: no "last synced" to tell
     running = select(col(SyncRun.id)).where(col(SyncRun.status) == "running")
     finished = now - LINK_KEEP
     return [

@@ -91,7 +91,8 @@ def start_run(session: Session, item: PlaidItem, owner: str, trigger: str, now: 
         session.add(old)
     orphans: Sequence[uuid.UUID] = [r.id for r in stale]
     drop_staging(Sql(session.connection()), orphans)
-    run = SyncRun(item_id=item.id, user_id=item.user_id, trigger=trigger, worker=owner, started_at=now)
+    run = SyncRun(item_id=item.id, user_id=item.user_id, institution_name=item.institution_name, trigger=trigger,
+                  worker=owner, started_at=now)  # fmt: skip
     session.add(run)
     session.flush()
     return run

@@ -109,7 +109,7 @@ class RunView:
     """One row of the Sync history page."""
 
     run_id: uuid.UUID
-    item_id: uuid.UUID
+    item_id: uuid.UUID | None  # None: a bank since removed (its history kept)
     institution_name: str
     trigger: str
     started_at: datetime

@@ -15,6 +15,8 @@ from services.db import unit_of_work
 from services.demo_bank.links import PASSWORD as BANK_PASSWORD
 from services.demo_bank.links import link_accounts
 from services.errors import FinsyncError, NotFound
+from services.sync import list_runs, sync_item
+from services.sync_state import start_run
 from tests.integration.banking_support import audit_events, count
 from tests.integration.conftest_bank import Bank
 
@@ -125,16 +127,23 @@ def test_remove_revokes_at_plaid_then_deletes_keeping_history_on_request(bank: B
     alice = bank.user()
     item = bank.link(alice)
     at_bank = bank.plaid_item_id(item.id)
+    synced = sync_item(bank.c, alice, item.id, explicit=True)
+    with unit_of_work(bank.c.engine) as session:  # and one under way (a process that died mid-sync, say)
+        row = session.get(PlaidItem, item.id)
+        assert row is not None
+        start_run(session, row, "worker-1", "schedule", bank.clock.now)
     banking.remove_item(bank.c, alice, item.id, keep_history=keep_history)
     assert banking.list_items(bank.c, alice) == []
     assert bank.demo.bank.items[at_bank].removed
     with unit_of_work(bank.c.engine) as session:
         accounts = list(session.execute(select(BankAccount)).scalars())
+    runs = [(r.run_id, r.item_id, r.institution_name, r.status) for r in list_runs(bank.c, alice)]
     if keep_history:
         assert len(accounts) == 3
         assert all(a.item_id is None and a.disconnected_at == bank.clock.now for a in accounts)
+        assert runs == [(synced.run_id, None, "First Demo Bank", "ok")]  # the finished run stays in Sync history
     else:
-        assert accounts == []
+        assert accounts == [] and runs == []
     assert len(audit_events(bank, "bank_removed")) == 1
 
 

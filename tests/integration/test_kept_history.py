@@ -13,7 +13,7 @@ from models import AuditEvent, LedgerTransaction
 from services import banking, kept_history
 from services.db import unit_of_work
 from services.errors import InputError, NotFound
-from services.sync import sync_item
+from services.sync import list_runs, sync_item
 from tests.factories import STRONG_PASSWORD
 from tests.integration.conftest_bank import Bank
 
@@ -24,6 +24,14 @@ def _per_account(bank: Bank, user_id: uuid.UUID) -> Counter[uuid.UUID]:
             select(LedgerTransaction.account_id).where(col(LedgerTransaction.user_id) == user_id)
         ).scalars()
         return Counter(rows)
+
+
+def _runs(bank: Bank, user_id: uuid.UUID) -> dict[str, list[uuid.UUID | None]]:
+    """The user's sync runs as Sync history lists them: per bank name, the item of each (None: a removed bank)."""
+    out: dict[str, list[uuid.UUID | None]] = {}
+    for run in list_runs(bank.c, user_id):
+        out.setdefault(run.institution_name, []).append(run.item_id)
+    return out
 
 
 def test_a_removed_banks_kept_accounts_are_listed_and_one_can_be_deleted(bank: Bank) -> None:
@@ -55,8 +63,11 @@ def test_a_removed_banks_kept_accounts_are_listed_and_one_can_be_deleted(bank: B
         kept_history.delete_kept(bank.c, alice, [], password=STRONG_PASSWORD)
     assert _per_account(bank, alice) == counts
 
+    runs = _runs(bank, alice)
+    assert runs == {item.institution_name: [None], other.institution_name: [other.id]}  # Sync history keeps both
     gone = kept_history.delete_kept(bank.c, alice, [doomed.id], password=STRONG_PASSWORD, ip="203.0.113.5")
     assert gone == counts[doomed.id] > 0
+    assert _runs(bank, alice) == runs  # some of the bank's history is still kept: so are its syncs
     assert _per_account(bank, alice) == Counter({k: n for k, n in counts.items() if k != doomed.id})
     assert [k.id for k in kept_history.kept_accounts(bank.c, alice)] == [k.id for k in kept if k != doomed]
     with unit_of_work(bank.c.engine) as session:
@@ -80,8 +91,11 @@ def test_a_removed_banks_whole_history_goes_in_one_deletion_and_never_with_someo
         kept_history.delete_kept(bank.c, alice, [kept[0].id, bobs[0].id], password=STRONG_PASSWORD)
     assert (_per_account(bank, alice), _per_account(bank, bob)) == before
 
+    bobs_runs = _runs(bank, bob)
+    assert _runs(bank, alice) == {mine.institution_name: [None]} and bobs_runs == {theirs.institution_name: [None]}
     gone = kept_history.delete_kept(bank.c, alice, [k.id for k in kept], password=STRONG_PASSWORD)
     assert gone == sum(before[0].values()) > 0
+    assert _runs(bank, alice) == {} and _runs(bank, bob) == bobs_runs  # the bank's last kept account took its syncs
     assert kept_history.kept_accounts(bank.c, alice) == [] and _per_account(bank, alice) == Counter()
     assert _per_account(bank, bob) == before[1] and kept_history.kept_accounts(bank.c, bob) == bobs
     with unit_of_work(bank.c.engine) as session:

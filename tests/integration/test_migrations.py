@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel, select
 
-from models import BankAccount, LedgerTransaction, PlaidItem, SyncQuarantine, ThrottleCounter, User
+from models import BankAccount, LedgerTransaction, PlaidItem, SyncQuarantine, SyncRun, ThrottleCounter, User
 from models.types import UTCDateTime
 from services import migrations, throttle
 from services.db import make_engine, unit_of_work
@@ -143,6 +143,51 @@ def test_0013_names_the_pending_twin_of_transactions_set_aside_before_it(empty_u
     migrations.downgrade(engine, "0012")
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(OLD_SET_ASIDE)).scalar_one() == 3
+    engine.dispose()
+
+
+OLD_RUNS = sa.table(  # sync_runs up to 0015: a run always had its bank
+    "sync_runs",
+    *(sa.column(name, sa.Uuid()) for name in ("id", "item_id", "user_id")),
+    *(sa.column(name, sa.String()) for name in ("trigger", "worker", "status", "message", "request_ids")),
+    *(sa.column(name, sa.Integer()) for name in ("pages", "restarts", "retries", "added", "modified", "removed")),
+    sa.column("started_at", UTCDateTime()),
+)
+
+
+def test_0016_names_each_run_after_its_bank_and_keeps_it_when_the_bank_goes(empty_url: str) -> None:
+    """Runs from before 0016 take their bank's name; after it a removed bank's runs stay (unlinked); going down
+    again drops only those, which the old schema cannot hold."""
+    engine = make_engine(empty_url)
+    migrations.upgrade(engine, "0015")
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    user = User(email="a@example.com", email_norm="a@example.com", username="a", username_norm="a",
+                password_hash="x", created_at=at, password_changed_at=at)  # fmt: skip
+    items = [PlaidItem(user_id=user.id, plaid_item_id=f"item-{n}", access_token_enc=b"x", institution_id="ins_1",
+                       institution_name=f"Bank {n}", created_at=at, updated_at=at) for n in (1, 2)]  # fmt: skip
+    with unit_of_work(engine) as session:
+        session.add(user)
+        session.flush()
+        session.add_all(items)
+    counts = dict.fromkeys(("pages", "restarts", "retries", "added", "modified", "removed"), 0)
+    with engine.begin() as conn:
+        conn.execute(OLD_RUNS.insert(), [
+            {"id": uuid.uuid4(), "item_id": i.id, "user_id": user.id, "trigger": "cli", "worker": "w", "status": "ok",
+             "message": "", "request_ids": "", "started_at": at, **counts} for i in items
+        ])  # fmt: skip
+    migrations.upgrade(engine)
+    with unit_of_work(engine) as session:
+        assert sorted(r.institution_name for r in session.exec(select(SyncRun))) == ["Bank 1", "Bank 2"]
+        doomed = session.get(PlaidItem, items[0].id)
+        session.delete(doomed)
+    with unit_of_work(engine) as session:  # the database itself unlinks the run, whoever deletes the bank
+        assert sorted((r.institution_name, r.item_id) for r in session.exec(select(SyncRun))) == [
+            ("Bank 1", None), ("Bank 2", items[1].id)
+        ]  # fmt: skip
+    migrations.downgrade(engine, "0015")
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(OLD_RUNS.c.item_id)).scalars().all() == [items[1].id]
+    migrations.upgrade(engine)
     engine.dispose()
 
 

@@ -183,7 +183,7 @@ class Seeder:
         self.session.flush()
         return row.id
 
-    def run(self, keep: bool, item_id: uuid.UUID, started: datetime, status: str = "ok") -> uuid.UUID:
+    def run(self, keep: bool, item_id: uuid.UUID | None, started: datetime, status: str = "ok") -> uuid.UUID:
         row = SyncRun(item_id=item_id, user_id=self.user, started_at=started, status=status)
         self.add(row, keep=keep)
         return row.id
@@ -196,6 +196,8 @@ class Seeder:
         finished = self.run(False, busy, old - S)
         running = self.run(True, busy, self.now - timedelta(minutes=2), status="running")  # the latest
         self.run(True, quiet, self.now - timedelta(days=900))  # its only run: the latest stays however old
+        self.run(True, None, old + S)  # a removed bank's, its history kept: its runs go in time, the last one too
+        self.run(False, None, old - S)
         self.session.flush()
         for run_id, keep in ((running, True), (finished, False), (uuid.uuid4(), False)):
             for seq in range(3):

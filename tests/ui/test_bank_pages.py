@@ -68,10 +68,11 @@ def test_link_sync_and_browse(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -
         and runs["Added"].iloc[0] == len(sync.list_runs(c, user.id)) * runs["Added"].iloc[0]
     )
 
-    # Removing the bank, keeping nothing, leaves no transactions behind.
+    # Removing the bank, keeping nothing, leaves no transactions behind, nor any sync of it.
     banking.remove_item(c, user.id, item.id, keep_history=False)
     at = open_page("transactions.py")
     assert "No transactions yet" in everything(at)
+    assert "No syncs yet" in everything(open_page("sync_history.py"))
 
 
 def test_link_exit_is_reported_and_nothing_is_linked(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -324,6 +325,8 @@ def test_a_hostile_institution_name_is_shown_as_text_not_markdown(
         assert hostile not in shown, page
     # Removed, its history kept: one kept account is named with its bank where deleting it is offered.
     banking.remove_bank(c, user.id, item.id, keep_history=True, password=PASSWORD, code=None, ip="")
+    runs = open_page("sync_history.py").dataframe[0].value  # its runs stay, under the name it had when removed
+    assert list(runs["Bank"]) == [hostile + " (removed)"]  # a grid cell is plain text: nothing to escape there
     kept = kept_history.kept_accounts(c, user.id)
     kept_history.delete_kept(c, user.id, [k.id for k in kept[1:]], password=PASSWORD, code=None, ip="")
     with unit_of_work(c.engine) as session:
@@ -618,8 +621,16 @@ def test_a_removed_banks_kept_history_is_listed_on_accounts_and_can_be_deleted(
     item = bank_app.link(user.id, "ins_demo_2")
     bank_app.demo.mutate(bank_app.plaid_item_id(item.id), "add", cents=1_999, name="CORNER CAFE", pending=True)
     sync.sync_item(c, user.id, item.id)
+    bank_app.demo.set_fault(bank_app.plaid_item_id(item.id), "institution_down", times=50)
+    assert sync.sync_item(c, user.id, item.id, explicit=True).status == "failed"
     assert "Kept from removed banks" not in everything(open_page("accounts.py"))
+    assert open_page("sync_history.py").error  # a linked bank's failure: said on top, with the way to fix it
     banking.remove_item(c, user.id, item.id, keep_history=True)
+
+    at = open_page("sync_history.py")  # its syncs stay listed with its history, the failure no longer a call to act
+    runs = at.dataframe[0].value
+    assert list(runs["Bank"]) == ["Maple Credit Union (removed)"] * 2 and list(runs["Result"]) == ["failed", "synced"]
+    assert not at.error and "What to do" not in runs.columns and runs["What happened"].iloc[0]
 
     at = open_page("accounts.py")
     assert "Kept from removed banks" in everything(at) and "No bank linked yet" in everything(at)
