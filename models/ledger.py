@@ -117,7 +117,8 @@ class SyncRun(SQLModel, table=True):
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    # None once its bank is removed with its history kept: the run stays in Sync history under ``institution_name``
+    # None once its bank is removed with its history kept: the run stays in Sync history under ``institution_name``,
+    # which that removal sets (while the bank is linked, its own name is shown: it may change)
     item_id: uuid.UUID | None = Field(
         default=None, sa_column=_fk("plaid_items.id", nullable=True, on_delete="SET NULL")
     )

@@ -67,7 +67,7 @@ table = pd.DataFrame(
             "Modified": r.modified,
             "Removed": r.removed,
             "What happened": r.explanation,
-            "What to do": r.fix if r.item_id else "",  # no Repair or Sync now for a bank no longer linked
+            "What to do": r.fix,
             "Pages from Plaid": r.pages,
         }
         for r in runs

@@ -92,11 +92,12 @@ def _delete(session: Session, item: PlaidItem, *, keep_history: bool, c: Contain
             account.item_id, account.disconnected_at = None, now
         else:
             session.delete(account)
-    runs = delete(SyncRun).where(col(SyncRun.item_id) == item.id)
-    session.execute(runs.where(col(SyncRun.status) == "running") if keep_history else runs)
-    if keep_history:  # the rest lose their item (SET NULL) and keep the bank's name as it is now
-        named = update(SyncRun).where(col(SyncRun.item_id) == item.id).values(institution_name=item.institution_name)
-        session.execute(named)
+    its_runs = col(SyncRun.item_id) == item.id
+    if keep_history:  # finished runs take the bank's name now; deleting the item then unlinks them (SET NULL)
+        session.execute(delete(SyncRun).where(its_runs, col(SyncRun.status) == "running"))
+        session.execute(update(SyncRun).where(its_runs).values(institution_name=item.institution_name))
+    else:
+        session.execute(delete(SyncRun).where(its_runs))
     session.execute(delete(LinkSession).where(col(LinkSession.item_id) == item.id))
     session.flush()
     session.delete(item)

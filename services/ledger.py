@@ -265,7 +265,7 @@ def item_sync_status(c: Container, user_id: uuid.UUID) -> list[ItemSyncStatus]:
 
 def list_runs(c: Container, user_id: uuid.UUID, limit: int = 100) -> list[RunView]:
     """The user's sync runs, newest first, each failure explained with its fix; a removed bank's (its history kept)
-    have no ``item_id``."""
+    have no ``item_id`` and no fix."""
     with unit_of_work(c.engine) as session:
         rows = session.exec(
             select(SyncRun, PlaidItem.institution_name)  # a linked bank's name as it is now (banks rename)
@@ -275,11 +275,14 @@ def list_runs(c: Container, user_id: uuid.UUID, limit: int = 100) -> list[RunVie
             .limit(max(1, min(limit, 1000)))
         ).all()
         out = []
-        for run, name in rows:
+        for run, linked_name in rows:
             what, fix = explain(run.error_code)
+            name = linked_name or run.institution_name
+            if run.item_id is None:  # a removed bank: nothing left to repair or sync
+                fix = ""
             out.append(
                 RunView(
-                    run.id, run.item_id, name or run.institution_name, run.trigger, run.started_at, run.finished_at, run.status,
+                    run.id, run.item_id, name, run.trigger, run.started_at, run.finished_at, run.status,
                     run.pages, run.added, run.modified, run.removed, run.error_code, what, fix,
                     tuple(r for r in run.request_ids.split(",") if r),
                 )

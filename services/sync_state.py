@@ -91,8 +91,7 @@ def start_run(session: Session, item: PlaidItem, owner: str, trigger: str, now: 
         session.add(old)
     orphans: Sequence[uuid.UUID] = [r.id for r in stale]
     drop_staging(Sql(session.connection()), orphans)
-    run = SyncRun(item_id=item.id, user_id=item.user_id, institution_name=item.institution_name, trigger=trigger,
-                  worker=owner, started_at=now)  # fmt: skip
+    run = SyncRun(item_id=item.id, user_id=item.user_id, trigger=trigger, worker=owner, started_at=now)
     session.add(run)
     session.flush()
     return run

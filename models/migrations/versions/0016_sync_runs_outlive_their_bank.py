@@ -6,9 +6,9 @@ Create Date: 2026-12-06
 
 Before, removing a bank deleted its runs by cascade even when the user chose to keep its history: the Sync history
 page forgot every sync of a bank whose transactions were still in the ledger. ``sync_runs.item_id`` now becomes
-NULL when its bank goes (the removal itself deletes the runs when the history is not kept), and each run carries
-its bank's name, filled in here from the banks still linked. Going down deletes the runs of removed banks first:
-the old column cannot hold a run without its bank.
+NULL when its bank goes (the removal itself deletes the runs when the history is not kept), and ``institution_name``
+keeps the bank's name, which that removal writes. Going down deletes the runs of removed banks first: the old
+column cannot hold a run without its bank.
 """
 
 from collections.abc import Sequence
@@ -38,10 +38,6 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("institution_name", sa.String(length=128), server_default="", nullable=False))
         batch_op.alter_column("item_id", existing_type=sa.Uuid(), nullable=True)
         batch_op.create_foreign_key(FK, "plaid_items", ["item_id"], ["id"], ondelete="SET NULL")
-    op.execute(
-        "UPDATE sync_runs SET institution_name = (SELECT plaid_items.institution_name FROM plaid_items"
-        " WHERE plaid_items.id = sync_runs.item_id) WHERE item_id IS NOT NULL"
-    )
 
 
 def downgrade() -> None:
