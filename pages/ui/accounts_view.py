@@ -355,6 +355,10 @@ def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStat
                 "Its history",
                 ["Keep its accounts and transactions", "Delete them too"],
                 key=f"keep_{item.id}",
+                captions=[
+                    "They stay in your ledger and exports; its past syncs stay in Sync history, marked (removed).",
+                    "Its accounts, transactions, notes and past syncs are deleted from finsync for good.",
+                ],
             )
             password, code = proof_inputs(two_factor, f"remove_{item.id}")
             if st.form_submit_button("Remove this bank"):

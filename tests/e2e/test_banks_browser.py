@@ -140,6 +140,8 @@ def test_link_two_banks_repair_one_remove_one(server: Server, browser: object) -
     assert page.get_by_role("heading", name="Maple Credit Union").count() == 1
     page.get_by_role("button", name="Remove").nth(1).click()
     page.get_by_text("Keep its accounts and transactions").click()
+    assert page.get_by_text("its past syncs stay in Sync history, marked (removed)").is_visible()  # what "keep" keeps
+    shot(page, "accounts-remove-choice")
     page.locator('input[aria-label="Your password"]:visible').fill(PASSWORD)  # removing a bank asks who you are
     page.get_by_role("button", name="Remove this bank").click()
     try:
