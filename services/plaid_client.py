@@ -200,10 +200,18 @@ class PlaidGateway:
             return ItemAccess(r.item_id, r.access_token, r.request_id)
 
     def sandbox_public_token_create(
-        self, institution_id: str, *, username: str | None = None, webhook: str | None = None
+        self,
+        institution_id: str,
+        *,
+        username: str | None = None,
+        webhook: str | None = None,
+        days_requested: int = 730,
     ) -> str:
-        """Link an item without UI (sandbox and demo only); `username` picks the demo behaviour."""
-        opts: dict[str, Any] = {}
+        """Link an item without UI (sandbox and demo only); `username` picks the demo behaviour.
+
+        `days_requested` as in `link_token_create`: the history asked for, Link's default of 90 days being too short.
+        """
+        opts: dict[str, Any] = {"transactions": {"days_requested": days_requested}}
         if username:
             opts["override_username"] = username
         if webhook:

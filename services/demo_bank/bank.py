@@ -56,10 +56,12 @@ class Bank:
         username: str = "user_good",
         webhook: str | None = None,
         shared: Sequence[str] | None = None,
+        days_requested: int | None = None,
     ) -> Item:
         """Link a new item with seeded history and the state its username asks for.
 
         ``shared`` is the account keys the user ticked in Link (None: all); the others stay the bank's own.
+        ``days_requested`` is Link's `transactions.days_requested`: older history stays the bank's (None: all of it).
         """
         if institution_id not in INSTITUTIONS:
             raise problems.BankError(400, "INVALID_INPUT", "INVALID_INSTITUTION", "invalid institution_id provided")
@@ -81,6 +83,8 @@ class Bank:
             item.seed = stable_id(self.seed, institution_id, username)
             first = self._life_start(institution_id, username, today)
             item.anchor = first
+            if days_requested is not None:
+                item.since = today - timedelta(days=days_requested - 1)
             simulate_range(item.ledger, item.accounts, item.seed, first, today)
             item.last_successful_update = utc_now()
             mode = USERNAMES[username]
@@ -202,9 +206,10 @@ class Bank:
             return None if txn is None else txn_json(txn)
 
     def generate_history(self, item_id: str, count: int) -> None:
-        """Append `count` posted transactions before the item's history, for benchmarks."""
+        """Append `count` posted transactions before the item's history, for benchmarks (all of it is shared)."""
         with self.lock:
             item = self.item(item_id)
+            item.since = None
             bulk_history(item.ledger, item.accounts, item.seed, count, item.anchor)
 
     def truth(self, item_id: str) -> list[dict[str, Any]]:
@@ -212,7 +217,7 @@ class Bank:
         with self.lock:
             item = self.item(item_id)
             hidden = item.hidden_ids()
-            shown = (t for t in item.ledger.txns.values() if t.account_id not in hidden)
+            shown = (t for t in item.ledger.txns.values() if t.account_id not in hidden and item.shows(t.date))
             txns = sorted(shown, key=lambda t: (t.date, t.transaction_id), reverse=True)
             return [txn_json(t) for t in txns]
 

@@ -9,7 +9,7 @@ from typing import Any
 from services.demo_bank import fields, problems
 from services.demo_bank.bank import Bank
 from services.demo_bank.catalog import INSTITUTIONS
-from services.demo_bank.links import link_session, login_ok, new_link_session
+from services.demo_bank.links import days_requested, link_session, login_ok, new_link_session
 from services.demo_bank.problems import BankError
 from services.demo_bank.render import accounts_json, institution_json, iso, item_json, item_status_json, streams_json
 from services.demo_bank.syncing import sync_page
@@ -40,6 +40,7 @@ def link_token_create(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
         fields.opt_text(body, "access_token"),
         fields.opt_text(body, "webhook"),
         account_selection=selection,
+        days_requested=days_requested(body, where=""),
     )
     return {"link_token": token, "expiration": iso(link_session(bank, token).expires)}
 
@@ -59,9 +60,10 @@ def sandbox_public_token_create(bank: Bank, body: dict[str, Any]) -> dict[str, A
     opts = fields.obj(body, "options")
     username = fields.opt_text(opts, "override_username", where="options.") or "user_good"
     webhook = fields.opt_text(opts, "webhook", where="options.")
+    days = days_requested(opts, where="options.")
     if not login_ok(username, fields.opt_text(opts, "override_password", where="options.")):
         raise BankError(400, "ITEM_ERROR", "INVALID_CREDENTIALS", "the provided credentials were not correct")
-    item = bank.create_item(institution_id, username, webhook)
+    item = bank.create_item(institution_id, username, webhook, days_requested=days)
     return {"public_token": bank.issue_public_token(item)}
 
 

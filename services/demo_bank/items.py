@@ -45,6 +45,11 @@ class Item:
     faults: Faults = field(default_factory=Faults)
     offered: list[str] = field(default_factory=list)  # accounts the bank has that the user did not share yet
     hidden: list[str] = field(default_factory=list)  # accounts the user left unticked in Link: never sent
+    since: date | None = None  # the oldest day Link asked for (`transactions.days_requested`); None: all there is
+
+    def shows(self, day: date) -> bool:
+        """Whether a transaction of this day is within the history this item was linked for."""
+        return self.since is None or day >= self.since
 
     def templates(self) -> list[AccountTemplate]:
         """The shared accounts' templates, in the bank's order."""

@@ -111,6 +111,11 @@ class Ledger:
         txn = self.txns.get(transaction_id) or self.gone[transaction_id]
         return txn.account_id
 
+    def date_of(self, transaction_id: str) -> dt.date:
+        """Return the date of a current or removed transaction."""
+        txn = self.txns.get(transaction_id) or self.gone[transaction_id]
+        return txn.date
+
     def changes(self, start: int, end: int) -> list[tuple[ChangeKind, str]]:
         """Net changes between two log positions, ordered by ascending last modification."""
         if self._cache is not None and self._cache[:2] == (start, end):

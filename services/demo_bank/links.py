@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from services.demo_bank import problems
+from services.demo_bank import fields, problems
 from services.demo_bank.catalog import ACCOUNT_TEMPLATES, ALL_TEMPLATES, INSTITUTIONS, AccountTemplate
 from services.demo_bank.items import mask_of, utc_now
 
@@ -29,6 +29,17 @@ USERNAMES: dict[str, str | None] = {
 }
 PASSWORD = "pass_good"
 LINK_TOKEN_TTL = timedelta(hours=4)
+DAYS_REQUESTED = 90  # Plaid's default for `transactions.days_requested`; it takes 1 to 730
+
+
+def days_requested(body: dict[str, Any], *, where: str) -> int:
+    """The `transactions.days_requested` of a request (`where` is the path to `transactions`): 1 to 730, 90 when
+    absent, as Plaid's schema says; anything else is INVALID_FIELD."""
+    days = fields.integer(fields.obj(body, "transactions", where=where), "days_requested", DAYS_REQUESTED,
+                          where=f"{where}transactions.")  # fmt: skip
+    if not 1 <= days <= 730:
+        raise problems.invalid_field(f"{where}transactions.days_requested must be between 1 and 730")
+    return days
 
 
 @dataclass
@@ -40,10 +51,17 @@ class LinkSession:
     webhook: str | None
     expires: datetime
     account_selection: bool = False  # update mode may add accounts (`update.account_selection_enabled`)
+    days_requested: int = DAYS_REQUESTED  # how far back a new item's transactions go (`transactions.days_requested`)
 
 
 def new_link_session(
-    bank: Bank, client_user_id: str, access_token: str | None, webhook: str | None, *, account_selection: bool = False
+    bank: Bank,
+    client_user_id: str,
+    access_token: str | None,
+    webhook: str | None,
+    *,
+    account_selection: bool = False,
+    days_requested: int = DAYS_REQUESTED,
 ) -> str:
     """Create a link token; with an access token it is an update-mode token for that item."""
     with bank.lock:
@@ -52,7 +70,9 @@ def new_link_session(
             item_id = bank.item_for(access_token, "/link/token/create").item_id
         token = f"link-demo-{secrets.token_hex(16)}"
         expires = utc_now() + LINK_TOKEN_TTL
-        bank.link_sessions[token] = LinkSession(client_user_id, item_id, webhook, expires, account_selection)
+        bank.link_sessions[token] = LinkSession(
+            client_user_id, item_id, webhook, expires, account_selection, days_requested
+        )
         return token
 
 
@@ -149,7 +169,7 @@ def link_login(
                         item.share(t)
                 item.offered = []  # the ones left unticked were declined: the question is answered
         else:
-            item = bank.create_item(institution_id, username, session.webhook, shared)
+            item = bank.create_item(institution_id, username, session.webhook, shared, session.days_requested)
         return {
             "public_token": bank.issue_public_token(item, update=session.item_id is not None),
             "institution": {"name": INSTITUTIONS[item.institution_id].name, "institution_id": item.institution_id},

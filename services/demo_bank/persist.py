@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from services.demo_bank.faults import Faults
 from services.demo_bank.items import Item
 from services.demo_bank.ledger import Ledger, Txn
-from services.demo_bank.links import LinkSession
+from services.demo_bank.links import DAYS_REQUESTED, LinkSession
 from services.demo_bank.webhooks import SigningKey
 
 if TYPE_CHECKING:
@@ -85,6 +85,7 @@ def _item_out(item: Item) -> dict[str, Any]:
         "last_successful_update": _when(item.last_successful_update),
         "offered": item.offered,
         "hidden": item.hidden,
+        "since": None if item.since is None else item.since.isoformat(),
     }
 
 
@@ -110,6 +111,7 @@ def _item_in(d: dict[str, Any]) -> Item:
         faults=Faults(),
         offered=[str(k) for k in d.get("offered", [])],  # absent in state files written before it existed
         hidden=[str(k) for k in d.get("hidden", [])],  # likewise
+        since=date.fromisoformat(d["since"]) if d.get("since") else None,  # likewise
     )
 
 
@@ -140,6 +142,7 @@ def snapshot(bank: Bank) -> dict[str, Any]:
                 "webhook": s.webhook,
                 "expires": _when(s.expires),
                 "account_selection": s.account_selection,
+                "days_requested": s.days_requested,
             }
             for t, s in bank.link_sessions.items()
         },
@@ -166,6 +169,7 @@ def restore(bank: Bank, data: dict[str, Any]) -> None:
             s["webhook"],
             datetime.fromisoformat(s["expires"]),
             bool(s.get("account_selection")),  # absent in state files written before it existed
+            int(s.get("days_requested") or DAYS_REQUESTED),  # likewise
         )
         for t, s in data["link_sessions"].items()
     }

@@ -129,7 +129,7 @@ def streams_json(item: Item, account_ids: list[str] | None) -> tuple[list[dict[s
     """Inflow and outflow TransactionStream objects built from the recurring transactions in the ledger."""
     groups: dict[str, list[Txn]] = defaultdict(list)
     for t in item.ledger.txns.values():
-        if t.stream and not t.pending and (account_ids is None or t.account_id in account_ids):
+        if t.stream and not t.pending and item.shows(t.date) and (account_ids is None or t.account_id in account_ids):
             groups[t.stream].append(t)
     specs = {r.key: r for r in RECURRING}
     inflow: list[dict[str, Any]] = []

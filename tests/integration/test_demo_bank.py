@@ -8,6 +8,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from datetime import timedelta
 from typing import Any
 
 import jwt
@@ -32,8 +33,10 @@ from plaid.model.transactions_sync_request import TransactionsSyncRequest
 from plaid.model.webhook_verification_key_get_request import WebhookVerificationKeyGetRequest
 
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, DemoBankHandle, start_demo_bank
+from services.demo_bank.links import PASSWORD, link_login
 from services.plaid_client import PlaidGateway
 from services.plaid_errors import InvalidRequest, Transient, error_from_body
+from services.plaid_types import Transaction
 from tests.integration.conftest_bank import BANK_TODAY, LinkedItem, WebhookSink
 
 
@@ -153,6 +156,11 @@ WRONG_TYPES: list[tuple[str, dict[str, Any], str]] = [
     ("/link/token/create", {"client_name": "x", "language": "en", "country_codes": ["US"],
                             "user": {"client_user_id": "u-1"}, "update": {"account_selection_enabled": "yes"}},
      "update.account_selection_enabled"),
+    ("/link/token/create", {"client_name": "x", "language": "en", "country_codes": ["US"],
+                            "user": {"client_user_id": "u-1"}, "transactions": {"days_requested": "90"}},
+     "transactions.days_requested"),
+    ("/sandbox/public_token/create", {"institution_id": "ins_demo_1", "initial_products": ["transactions"],
+                                      "options": {"transactions": 30}}, "options.transactions"),
 ]  # fmt: skip
 
 
@@ -438,6 +446,58 @@ def test_new_days_bring_new_transactions_through_clock(demo_bank: DemoBankHandle
         later = local.transactions_sync(token, first.next_cursor)
         assert later.added and max(t.date for t in later.added) == fresh.clock()
         assert len(fresh.truth(item_id)) > 0
+    finally:
+        fresh.stop()
+
+
+def _all_added(gw: PlaidGateway, access_token: str) -> list[Transaction]:
+    added, cursor, more = [], "", True
+    while more:
+        page = gw.transactions_sync(access_token, cursor, 500)
+        added, cursor, more = added + list(page.added), page.next_cursor, page.has_more
+    return added
+
+
+def test_history_goes_back_as_far_as_link_asked_and_no_further() -> None:
+    """Plaid's `transactions.days_requested` (1 to 730; 90 when absent): a login linked for 30 days gets the last
+    30 days of the very life it has when linked for more, and its recurring streams start there too."""
+    fresh = start_demo_bank(today=BANK_TODAY)
+    try:
+        gw = PlaidGateway("demo", DEMO_CLIENT_ID, DEMO_SECRET, fresh.url)
+
+        def linked(days: int) -> str:
+            public = gw.sandbox_public_token_create("ins_demo_1", days_requested=days)
+            return gw.exchange_public_token(public).access_token
+
+        def life(txns: list[Transaction]) -> list[tuple[object, ...]]:  # what a person sees, ids aside
+            return sorted((t.date, t.name, t.amount_minor, t.pending) for t in txns)
+
+        since = BANK_TODAY - timedelta(days=29)
+        full, short = (_all_added(gw, linked(days)) for days in (730, 30))
+        assert min(t.date for t in full) < since  # the bank has older history than was asked for
+        assert life(short) == life([t for t in full if t.date >= since]) and short
+        streams = gw.transactions_recurring_get(linked(30))
+        firsts = [s.first_date for s in (*streams.inflow, *streams.outflow)]
+        assert firsts and all(first is not None and first >= since for first in firsts)
+
+        # Through Link as a person links: the link token carries the days.
+        token = gw.link_token_create("u-30", days_requested=30).link_token
+        ok = link_login(fresh.bank, token, "ins_demo_1", "user_good", PASSWORD)
+        assert life(_all_added(gw, gw.exchange_public_token(ok["public_token"]).access_token)) == life(short)
+
+        # Outside Plaid's range: INVALID_FIELD, and nothing is linked.
+        items = len(fresh.bank.items)
+        link_body = {"client_name": "x", "language": "en", "country_codes": ["US"], "user": {"client_user_id": "u"}}
+        sandbox_body = {"institution_id": "ins_demo_1", "initial_products": ["transactions"]}
+        for days in (0, 731, -5):
+            link = {**link_body, "transactions": {"days_requested": days}}
+            sandbox = {**sandbox_body, "options": {"transactions": {"days_requested": days}}}
+            for path, body in (("/link/token/create", link), ("/sandbox/public_token/create", sandbox)):
+                status, _, raw = call(fresh.url + path, body)
+                err = json.loads(raw)
+                assert (status, err["error_code"]) == (400, "INVALID_FIELD"), (path, days)
+                assert "days_requested must be between 1 and 730" in err["error_message"]
+        assert len(fresh.bank.items) == items
     finally:
         fresh.stop()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 from services.container import build_container
@@ -23,9 +24,11 @@ def test_items_tokens_and_cursors_survive_a_restart(tmp_path: Path) -> None:
     repair = gw.link_token_create("u-1", access_token=access.access_token, account_selection=True)
     # Another login, linked in Link with the savings account left unticked.
     link = gw.link_token_create("u-2")
+    short = gw.link_token_create("u-3", days_requested=30)  # a Link left open across the restart
     ok = link_login(first.bank, link.link_token, "ins_demo_1", "user_good", PASSWORD, ["checking", "credit"])
     picked = gw.exchange_public_token(ok["public_token"]).access_token
     shared = [a["id"] for a in ok["accounts"]]
+    month = gw.exchange_public_token(gw.sandbox_public_token_create("ins_demo_3", days_requested=30)).access_token
     first.stop()
     assert state.stat().st_mode & 0o077 == 0  # holds tokens and signing keys: owner only
 
@@ -38,7 +41,10 @@ def test_items_tokens_and_cursors_survive_a_restart(tmp_path: Path) -> None:
         resumed = again.transactions_sync(access.access_token, page.next_cursor)  # and so does the cursor
         assert resumed.added == ()
         assert link_session(second.bank, repair.link_token).account_selection  # an open update-mode Link keeps it
+        assert link_session(second.bank, short.link_token).days_requested == 30  # and a new link its days
         assert [a.account_id for a in again.accounts_get(picked).accounts] == shared  # unticked stays unshared
+        oldest = min(t.date for t in again.transactions_sync(month, count=500).added)  # linked for 30 days: still so
+        assert oldest >= second.clock() - timedelta(days=29)
     finally:
         second.stop()
 
