@@ -106,15 +106,13 @@ class Ledger:
             if txn.account_id == account_id:
                 self.log.append((REMOVE, tid))  # an id the app never had is nothing to it
 
+    def known(self, transaction_id: str) -> Txn:
+        """Return a current transaction, or a removed one as it was last."""
+        return self.txns.get(transaction_id) or self.gone[transaction_id]
+
     def account_of(self, transaction_id: str) -> str:
         """Return the account id of a current or removed transaction."""
-        txn = self.txns.get(transaction_id) or self.gone[transaction_id]
-        return txn.account_id
-
-    def date_of(self, transaction_id: str) -> dt.date:
-        """Return the date of a current or removed transaction."""
-        txn = self.txns.get(transaction_id) or self.gone[transaction_id]
-        return txn.date
+        return self.known(transaction_id).account_id
 
     def changes(self, start: int, end: int) -> list[tuple[ChangeKind, str]]:
         """Net changes between two log positions, ordered by ascending last modification."""

@@ -44,7 +44,7 @@ def sync_page(item: Item, token: str, count: int, key: bytes) -> dict[str, Any]:
     if hidden:  # accounts the user did not share: their transactions are never sent (nor their removals)
         changes = [(kind, tid) for kind, tid in changes if ledger.account_of(tid) not in hidden]
     if item.since is not None:  # older than the days Link asked for: never sent (nor their removals)
-        changes = [(kind, tid) for kind, tid in changes if item.shows(ledger.date_of(tid))]
+        changes = [(kind, tid) for kind, tid in changes if item.shows(ledger.known(tid).date)]
     window = changes[cur.offset : cur.offset + count]
     has_more = cur.offset + count < len(changes)
     if has_more:
