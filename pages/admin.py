@@ -156,7 +156,8 @@ with bot_tab:
             "Their owners' Sync history says why; so does the server log."
         )
     elif bot.keeping_up:
-        st.success(f"The bot keeps up: no sync is waiting, and every connected bank synced within {hours}.")
+        banks = f"every connected bank synced within {hours}" if bot.banks else "no bank is connected yet"
+        st.success(f"The bot keeps up: no sync is waiting, and {banks}.")
     if bot.stalled:  # not keeping up either, though its sync is taken over by the next pass
         st.warning(
             f"{count(bot.stalled, 'running sync')} lost its worker (the lease ran out): the next pass of any "

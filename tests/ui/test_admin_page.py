@@ -127,7 +127,8 @@ def test_the_sync_bot_tab_says_when_due_syncs_wait_for_a_worker(
     signed_in_as(monkeypatch, sign_in_with_code(container, clock, "root", secret))
     at = app().run()
     at.switch_page("admin.py").run()
-    assert "The bot keeps up" in " ".join(s.value for s in at.success) and not at.error
+    said = " ".join(s.value for s in at.success)
+    assert "The bot keeps up: no sync is waiting, and no bank is connected yet." in said and not at.error
 
     owner = make_user(container, "alice")
     with unit_of_work(container.engine) as s:  # a bank whose sync fell due twenty minutes ago; no worker runs
