@@ -217,7 +217,7 @@ class Bank:
         with self.lock:
             item = self.item(item_id)
             hidden = item.hidden_ids()
-            shown = (t for t in item.ledger.txns.values() if t.account_id not in hidden and item.shows(t.date))
+            shown = (t for t in item.ledger.txns.values() if item.sends(t, hidden))
             txns = sorted(shown, key=lambda t: (t.date, t.transaction_id), reverse=True)
             return [txn_json(t) for t in txns]
 

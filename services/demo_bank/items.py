@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 
 from services.demo_bank.catalog import ACCOUNT_TEMPLATES, ALL_TEMPLATES, AccountTemplate
 from services.demo_bank.faults import Faults
-from services.demo_bank.ledger import Ledger
+from services.demo_bank.ledger import Ledger, Txn
 
 
 def utc_now() -> datetime:
@@ -50,6 +50,11 @@ class Item:
     def shows(self, day: date) -> bool:
         """Whether a transaction of this day is within the history this item was linked for."""
         return self.since is None or day >= self.since
+
+    def sends(self, txn: Txn, hidden: frozenset[str]) -> bool:
+        """Whether this item ever sends ``txn`` (or its removal): an account it shares (``hidden`` is
+        :meth:`hidden_ids`, taken once per pass) and a day within the history it was linked for."""
+        return txn.account_id not in hidden and self.shows(txn.date)
 
     def templates(self) -> list[AccountTemplate]:
         """The shared accounts' templates, in the bank's order."""

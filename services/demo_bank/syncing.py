@@ -41,10 +41,8 @@ def sync_page(item: Item, token: str, count: int, key: bytes) -> dict[str, Any]:
     end = cur.end if cur.paging else len(ledger.log)
     changes = ledger.changes(cur.start, end)
     hidden = item.hidden_ids()
-    if hidden:  # accounts the user did not share: their transactions are never sent (nor their removals)
-        changes = [(kind, tid) for kind, tid in changes if ledger.account_of(tid) not in hidden]
-    if item.since is not None:  # older than the days Link asked for: never sent (nor their removals)
-        changes = [(kind, tid) for kind, tid in changes if item.shows(ledger.known(tid).date)]
+    if hidden or item.since is not None:  # unshared accounts, days Link did not ask for: never sent (nor removed)
+        changes = [(kind, tid) for kind, tid in changes if item.sends(ledger.known(tid), hidden)]
     window = changes[cur.offset : cur.offset + count]
     has_more = cur.offset + count < len(changes)
     if has_more:
