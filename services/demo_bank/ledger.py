@@ -110,10 +110,6 @@ class Ledger:
         """Return a current transaction, or a removed one as it was last."""
         return self.txns.get(transaction_id) or self.gone[transaction_id]
 
-    def account_of(self, transaction_id: str) -> str:
-        """Return the account id of a current or removed transaction."""
-        return self.known(transaction_id).account_id
-
     def changes(self, start: int, end: int) -> list[tuple[ChangeKind, str]]:
         """Net changes between two log positions, ordered by ascending last modification."""
         if self._cache is not None and self._cache[:2] == (start, end):

@@ -52,7 +52,7 @@ def sync_page(item: Item, token: str, count: int, key: bytes) -> dict[str, Any]:
     added = [txn_json(ledger.txns[tid]) for kind, tid in window if kind == "added"]
     modified = [txn_json(ledger.txns[tid]) for kind, tid in window if kind == "modified"]
     removed = [
-        {"transaction_id": tid, "account_id": ledger.account_of(tid)} for kind, tid in window if kind == "removed"
+        {"transaction_id": tid, "account_id": ledger.known(tid).account_id} for kind, tid in window if kind == "removed"
     ]
     return _body(item, added, modified, removed, cursors.encode(nxt, key), has_more, "HISTORICAL_UPDATE_COMPLETE")
 

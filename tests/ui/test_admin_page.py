@@ -154,3 +154,11 @@ def test_the_sync_bot_tab_says_when_due_syncs_wait_for_a_worker(
     at.run()
     assert not at.error and not [s for s in at.success if s.value.startswith("The bot keeps up")]
     assert any(w.value.startswith("1 running sync lost its worker") for w in at.warning)
+
+    with unit_of_work(container.engine) as s:  # the next pass synced it: nothing waits, the bank is not behind
+        job = s.exec(select(SyncJob)).one()
+        job.status, job.finished_at = "done", clock()
+        s.add(job)
+    at.run()
+    said = " ".join(s.value for s in at.success)
+    assert "The bot keeps up: no sync is waiting, and every connected bank synced within 12 hours." in said
