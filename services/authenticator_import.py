@@ -53,6 +53,18 @@ class _CredentialsLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """Refuse a key given twice: PyYAML keeps the last, so one of two "bob" entries would vanish unreported."""
+        lines: dict[tuple[str, str], int] = {}
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                line = key.start_mark.line + 1
+                if (key.tag, key.value) in lines:
+                    name = audit.clean_text(key.value, 64)
+                    raise _Refused(f"lists {name!r} twice (lines {lines[key.tag, key.value]} and {line})")
+                lines[key.tag, key.value] = line
+        return super().construct_mapping(node, deep=deep)
+
     def construct_short_int(self, node: yaml.ScalarNode) -> int:
         if len(node.value) > MAX_INT_CHARS:
             raise _Refused(f"has a number longer than {MAX_INT_CHARS} characters, which credential files never need")
@@ -81,7 +93,8 @@ def _load(path: Path) -> dict[str, Any]:
         raise InputError(f"Cannot read {path}: {exc.strerror or exc}.") from None
     except (yaml.YAMLError, UnicodeDecodeError):
         raise InputError(f"{path.name} is not a YAML file.") from None
-    entries = data.get("credentials", {}).get("usernames") if isinstance(data, dict) else None
+    credentials = data.get("credentials") if isinstance(data, dict) else None
+    entries = credentials.get("usernames") if isinstance(credentials, dict) else None
     if not isinstance(entries, dict):
         raise InputError(f"{path.name} has no credentials.usernames section (is it a streamlit-authenticator file?).")
     return entries

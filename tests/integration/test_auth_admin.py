@@ -153,9 +153,10 @@ def test_import_refuses_a_bad_file(container: Container, tmp_path: Path) -> None
     bad.write_text("just: [a, list", encoding="utf-8")
     with pytest.raises(InputError, match="not a YAML file"):
         import_authenticator(container, bad)
-    bad.write_text("other: 1\n", encoding="utf-8")
-    with pytest.raises(InputError, match=r"credentials\.usernames"):
-        import_authenticator(container, bad)
+    for body in ("other: 1\n", "credentials:\n", "credentials: [1, 2]\n", "credentials: 5\n"):
+        bad.write_text(body, encoding="utf-8")
+        with pytest.raises(InputError, match=r"^bad\.yaml has no credentials\.usernames section"):
+            import_authenticator(container, bad)
     with pytest.raises(InputError, match="Cannot read"):
         import_authenticator(container, tmp_path / "missing.yaml")
 
@@ -170,6 +171,23 @@ def test_cli_import_prints_what_happened(db_url: str, tmp_path: Path) -> None:
     broken.write_text("[", encoding="utf-8")
     failed = cli("users", "import-authenticator", str(broken), env=env)
     assert failed.returncode == 2 and len(failed.stderr.strip().splitlines()) == 1 and "Traceback" not in failed.stderr
+
+
+def test_import_refuses_a_user_listed_twice_instead_of_keeping_one_silently(
+    container: Container, db_url: str, tmp_path: Path
+) -> None:
+    """YAML loaders keep the last of two equal keys: the first "bob" would vanish from the report unseen."""
+    hashed = bcrypt.hashpw(b"legacy password 1", bcrypt.gensalt(4)).decode()
+    path = tmp_path / "config.yaml"
+    bob = f"    bob:\n      email: bob@example.com\n      password: '{hashed}'\n"
+    path.write_text(f"credentials:\n  usernames:\n{bob}{bob.replace('bob@', 'bob2@')}", encoding="utf-8")
+    with pytest.raises(InputError, match=r"^config\.yaml lists 'bob' twice \(lines 3 and 6\); nothing was imported\.$"):
+        import_authenticator(container, path)
+    entry = f"    jsmith:\n      email: j@example.com\n      email: k@example.com\n      password: '{hashed}'\n"
+    path.write_text(f"credentials:\n  usernames:\n{entry}", encoding="utf-8")  # one user, two addresses
+    with pytest.raises(InputError, match=r"^config\.yaml lists 'email' twice \(lines 4 and 5\)"):
+        import_authenticator(container, path)
+    assert _user_count(db_url) == 0
 
 
 def _bomb(levels: int) -> str:
