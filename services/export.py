@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import stat
 import tempfile
 import unicodedata
 import uuid
@@ -98,7 +99,7 @@ def _check_dates(start: date | None, end: date | None) -> None:
         raise InputError("The start date is after the end date.")
 
 
-def _write(fh: TextIO, c: Container, user_id: uuid.UUID, start: date | None, end: date | None, ip: str = "") -> int:
+def _write(fh: TextIO, c: Container, user_id: uuid.UUID, start: date | None, end: date | None) -> int:
     _check_dates(start, end)
     writer = csv.writer(fh)
     writer.writerow(COLUMNS)
@@ -106,7 +107,6 @@ def _write(fh: TextIO, c: Container, user_id: uuid.UUID, start: date | None, end
     for row in rows(c, user_id, start, end):
         writer.writerow(row)
         count += 1
-    _record(c, user_id, count, ip)
     return count
 
 
@@ -115,12 +115,23 @@ def _record(c: Container, user_id: uuid.UUID, count: int, ip: str) -> None:
         audit.record(session, event="transactions_exported", user_id=user_id, ip=ip, detail=f"{count} transactions")
 
 
-def _check_out(c: Container, out: Path) -> None:
-    """Refuse a target that is a folder, or one of finsync's own files: the rename that puts the export in place
-    would replace the database (its WAL and shared-memory files with it) or the key ring, saying it succeeded."""
-    target = out.resolve()  # through symbolic links: the file that would really be replaced
-    if target.is_dir():
+def _check_out(c: Container, out: Path) -> Path:
+    """The file the export will replace (through symbolic links). Refuse a folder, a device, pipe or socket (the
+    rename would put a plain file in its place), and finsync's own files: the rename would replace the database (its
+    WAL and shared-memory files with it) or the key ring, saying it succeeded."""
+    try:
+        mode: int | None = out.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise _unwritable(out, exc) from None
+    if mode is not None and stat.S_ISDIR(mode):
         raise InputError(f"{out} is a folder: give a file name, such as {out / 'transactions.csv'}.")
+    if mode is not None and not stat.S_ISREG(mode):
+        raise InputError(
+            f"{out} is not a regular file (a device, pipe or socket): give a file name, such as transactions.csv."
+        )
+    target = out.resolve()  # through symbolic links: the file that would really be replaced
     data = c.settings.data_dir.resolve()
     database = c.engine.url.database if c.engine.url.get_backend_name() == "sqlite" else None
     own = Path(database).resolve() if database and database != ":memory:" else None
@@ -130,21 +141,33 @@ def _check_out(c: Container, out: Path) -> None:
             f"{out} is one of finsync's own files (its data folder {data} holds the database and the keys): "
             "write the export somewhere else."
         )
+    return target
 
 
 def export_csv(c: Container, user_id: uuid.UUID, out: Path, start: date | None = None, end: date | None = None) -> int:
-    """Write the CSV atomically (a temp file renamed into place); return the number of transactions."""
-    _check_out(c, out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=".csv", dir=out.parent)
+    """Write the CSV atomically (a temp file renamed into place, private to its owner: 0600, as finance data should
+    be); a symbolic link's target gets the export. Return the number of transactions."""
+    target = _check_out(c, out)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=".csv", dir=target.parent)
+    except OSError as exc:
+        raise _unwritable(out, exc) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             count = _write(fh, c, user_id, start, end)
-        os.replace(tmp, out)
-    except BaseException:
+        os.replace(tmp, target)
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a full disk, a folder gone read-only: said in one line, the old file intact
+            raise _unwritable(out, exc) from None
         raise
+    _record(c, user_id, count, "")
     return count
+
+
+def _unwritable(out: Path, exc: OSError) -> InputError:
+    return InputError(f"Cannot write {out}: {exc.strerror or exc}.")
 
 
 def export_bytes(
@@ -161,5 +184,6 @@ def export_bytes(
     _check_dates(start, end)  # a typo in the dates is said before the password is checked (and counted)
     confirm_identity(c, user_id, action="export", password=password, code=code, ip=ip)
     buffer = io.StringIO(newline="")
-    count = _write(buffer, c, user_id, start, end, ip)
+    count = _write(buffer, c, user_id, start, end)
+    _record(c, user_id, count, ip)
     return buffer.getvalue().encode("utf-8"), count

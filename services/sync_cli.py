@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import signal
 import threading
 import time
@@ -210,10 +211,13 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _day(text: str) -> date:
+    """A YYYY-MM-DD date (``fromisoformat`` alone also reads "20261201" and week dates such as "2026-W01")."""
     try:
-        return date.fromisoformat(text)
+        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+            return date.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2025-01-31") from None
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2025-01-31")
 
 
 def _seconds(text: str) -> float:

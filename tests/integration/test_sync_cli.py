@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import stat
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -202,6 +204,51 @@ def test_export_date_range_is_inclusive(cli_env, container, gateway, demo_bank, 
     assert cli.main([*args, "--from", lo, "--to", hi]) == 0
     got = sorted(r["transaction_id"] for r in _rows(out))
     assert got == sorted(t["transaction_id"] for t in demo_bank.truth(pid) if lo <= t["date"] <= hi)
+
+
+@pytest.mark.parametrize("day", ["20261201", "2026-W01", "2026-W01-1", "2026-12", "2026-02-30", "２０２６-12-01"])
+def test_export_dates_are_yyyy_mm_dd_only(cli_env, tmp_path, capsys, day: str) -> None:
+    """Python reads "20261201" and week dates too: a typo would export another range and say it succeeded."""
+    out = tmp_path / "x.csv"
+    args = ["export", "transactions", "--email", "ada@example.com", "--format", "csv", "--out", str(out)]
+    for flag in ("--from", "--to"):
+        with pytest.raises(SystemExit) as stopped:
+            cli.main([*args, flag, day])
+        assert stopped.value.code == 2 and f"{day!r} is not a date like 2025-01-31" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_export_to_a_pipe_or_an_unwritable_path_says_so_in_one_line_and_changes_nothing(
+    cli_env, container, gateway, demo_bank, tmp_path, capsys
+) -> None:
+    """The rename that puts an export in place would swap a device or pipe for a plain file (as root, /dev/null);
+    a path it cannot write was a traceback. A link to a file of the user's gets the export, the link stays."""
+    user_id = make_user(container)
+    item_id, _ = link_item(container, gateway, user_id)
+    sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+    args = ["export", "transactions", "--email", "ada@example.com", "--format", "csv", "--out"]
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    assert cli.main([*args, str(pipe)]) == 2
+    said = capsys.readouterr().err.strip()
+    assert (
+        said
+        == f"finsync: {pipe} is not a regular file (a device, pipe or socket): give a file name, such as transactions.csv."
+    )
+    assert stat.S_ISFIFO(pipe.lstat().st_mode)
+
+    plain = tmp_path / "notes.txt"
+    plain.write_text("kept\n")
+    listed = sorted(tmp_path.iterdir())
+    for bad in (plain / "x.csv", plain / "sub" / "x.csv"):  # under a file: no folder can be made there
+        assert cli.main([*args, str(bad)]) == 2
+        assert capsys.readouterr().err.strip() == f"finsync: Cannot write {bad}: Not a directory."
+    assert plain.read_text() == "kept\n" and sorted(tmp_path.iterdir()) == listed  # no temp file left behind
+
+    link = tmp_path / "latest.csv"
+    link.symlink_to(plain)
+    assert cli.main([*args, str(link)]) == 0
+    assert link.is_symlink() and plain.read_text(encoding="utf-8").startswith(CONTRACT)
 
 
 def test_export_for_an_unknown_email_fails_with_a_message(cli_env, tmp_path, capsys) -> None:
