@@ -186,10 +186,19 @@ def _revive(plan: Plan, rows: dict[str, Existing | None], saved: dict[str, Edits
     """A row removed earlier in this chunk and sent again: it never leaves the ledger, edits and all."""
     row = plan.gone.pop(tid)
     plan.removed -= 1
-    plan.tombstones = [t for t in plan.tombstones if t[0] != tid]
-    saved.pop(tid, None)
+    if tid in saved:
+        _take_saved(plan, saved, tid)
     rows[tid] = row
     return row
+
+
+def _take_saved(plan: Plan, saved: dict[str, Edits], tid: str) -> Edits:
+    """Use up the saved edits of a removed pending row: one this chunk saved is never written, a stored one goes."""
+    if any(t == tid for t, _ in plan.tombstones):
+        plan.tombstones = [t for t in plan.tombstones if t[0] != tid]
+    else:
+        plan.tombstones_used.append(tid)
+    return saved.pop(tid)
 
 
 def _twin(
@@ -203,9 +212,8 @@ def _twin(
         _drop(plan, rows, pending_id)  # the ledger never shows both
         return twin.edits, news
     if pending_id in saved:
-        plan.tombstones_used.append(pending_id)
         plan.history_moves.append((pending_id, tid))
-        return saved.pop(pending_id), False
+        return _take_saved(plan, saved, pending_id), False
     return NO_EDITS, True
 
 
@@ -216,6 +224,8 @@ def _upsert(plan: Plan, rows: dict[str, Existing | None], saved: dict[str, Edits
         current = _revive(plan, rows, saved, tid)
     edits = current.edits if current is not None else NO_EDITS
     new = current is None
+    if current is None and tid in saved:  # a pending row removed by an earlier sync, sent again: edits and all
+        edits, new = _take_saved(plan, saved, tid), False
     pending_id = values[_PENDING_ID]
     if pending_id and pending_id != tid:
         carried, news = _twin(plan, rows, saved, pending_id, tid)

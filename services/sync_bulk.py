@@ -86,7 +86,16 @@ def staged_column(sql: Sql, column: str) -> str:
 
 
 def _names_a_twin(sql: Sql, rid: str, uid: str) -> bool:
-    """True when a staged row's pending id is in the user's ledger (now including this run) or saved edits."""
+    """True when a staged row's pending id is in the user's ledger (now including this run) or saved edits, or a
+    staged row is itself a removed pending row whose edits were saved (sent again: its edits come back)."""
+    if sql.run("SELECT 1 FROM pending_edits WHERE user_id = ? LIMIT 1", (uid,)).first() is not None:
+        again = sql.run(
+            "SELECT 1 FROM sync_staging s JOIN pending_edits t ON t.plaid_transaction_id = s.plaid_transaction_id "
+            "WHERE s.run_id = ? AND t.user_id = ? LIMIT 1",
+            (rid, uid),
+        ).first()
+        if again is not None:
+            return True
     named = "s.pending_transaction_id IS NOT NULL AND s.pending_transaction_id <> s.plaid_transaction_id"
     if sql.run(f"SELECT 1 FROM sync_staging s WHERE s.run_id = ? AND {named} LIMIT 1", (rid,)).first() is None:  # noqa: S608 - constant SQL
         return False

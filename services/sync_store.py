@@ -231,6 +231,10 @@ def write_plan(
         "UPDATE transaction_history SET plaid_transaction_id = ? WHERE plaid_transaction_id = ? AND user_id = ?",
         [(new, old, uid) for old, new in plan.history_moves],
     )
+    sql.many(  # first: a saved row used up and saved again in one chunk (sent again, then removed) is saved anew
+        "DELETE FROM pending_edits WHERE plaid_transaction_id = ? AND user_id = ?",
+        [(t, uid) for t in plan.tombstones_used],
+    )
     sql.insert(
         "pending_edits",
         ("plaid_transaction_id", "user_id", *_EDIT_COLS, "removed_at"),
@@ -239,10 +243,6 @@ def write_plan(
             for tid, e in plan.tombstones
         ],
         "ON CONFLICT (plaid_transaction_id) DO NOTHING",
-    )
-    sql.many(
-        "DELETE FROM pending_edits WHERE plaid_transaction_id = ? AND user_id = ?",
-        [(t, uid) for t in plan.tombstones_used],
     )
     kept = {tid for tid, _ in plan.tombstones}
     sql.many(

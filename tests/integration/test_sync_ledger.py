@@ -16,7 +16,7 @@ from services.container import Container
 from services.db import unit_of_work
 from services.ledger import last_change
 from services.plaid_client import PlaidGateway
-from services.plaid_types import CallEvent, SyncPage
+from services.plaid_types import CallEvent, SyncPage, Transaction
 from services.sync import edit_transaction, item_sync_status, list_runs, sync_item, transaction_history
 from services.sync_state import acquire, worker_name
 from tests.integration.sync_helpers import FAST, ledger, link_item, make_user, truth, user_row
@@ -180,6 +180,76 @@ def test_posted_twin_in_an_additions_only_run_replaces_the_pending_row_and_keeps
         row = s.get(LedgerTransaction, posted["transaction_id"])
         assert row is not None and (row.category_override, row.excluded, row.amount_minor) == ("Trips", True, -4350)
     assert rows == truth(demo_bank, pid)
+
+
+class _SendsAgain:
+    """A gateway whose sync pages also carry ``again`` (and its removal, when ``removed``): a pending row Plaid
+    removed in an earlier sync, sent again under the same id (alone: the ledger's fast path for additions sees it)."""
+
+    def __init__(self, inner: PlaidGateway, again: Transaction, *, removed: bool = False) -> None:
+        self._inner, self._again, self._removed = inner, again, removed
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def with_recorder(self, recorder: object) -> _SendsAgain:
+        return _SendsAgain(self._inner.with_recorder(recorder), self._again, removed=self._removed)  # type: ignore[arg-type]
+
+    def transactions_sync(self, access_token: str, cursor: str = "", count: int = 500) -> SyncPage:
+        page = self._inner.transactions_sync(access_token, cursor, count)
+        gone = (*page.removed, self._again.transaction_id) if self._removed else page.removed
+        return dataclasses.replace(page, added=(*page.added, self._again), removed=gone)
+
+
+class _Remembers:
+    """A gateway that keeps every transaction its sync pages carried, by id."""
+
+    def __init__(self, inner: PlaidGateway, seen: dict[str, Transaction]) -> None:
+        self._inner, self.seen = inner, seen
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def with_recorder(self, recorder: object) -> _Remembers:
+        return _Remembers(self._inner.with_recorder(recorder), self.seen)  # type: ignore[arg-type]
+
+    def transactions_sync(self, access_token: str, cursor: str = "", count: int = 500) -> SyncPage:
+        page = self._inner.transactions_sync(access_token, cursor, count)
+        self.seen.update((t.transaction_id, t) for t in (*page.added, *page.modified))
+        return page
+
+
+def _edits(c: Container, tid: str) -> tuple[object, ...] | None:
+    with unit_of_work(c.engine) as s:
+        row = s.get(LedgerTransaction, tid)
+        return None if row is None else (row.category_override, row.note, row.excluded)
+
+
+def test_a_removed_pending_row_sent_again_comes_back_with_its_edits(container, gateway, demo_bank, linked) -> None:
+    """Plaid may send a removed pending id again; the user's edits come back with it, and go on to its posted twin."""
+    user_id, item_id, pid = linked
+    tid = demo_bank.mutate(pid, "add", cents=4200, name="HOTEL HOLD", pending=True)["transaction_id"]
+    seen: dict[str, Transaction] = {}
+    sync_item(container, user_id, item_id, gateway=_Remembers(gateway, seen), policy=FAST)  # type: ignore[arg-type]
+    edit_transaction(container, user_id, tid, category="Trips", note="deposit", excluded=True)
+    demo_bank.mutate(pid, "remove", transaction_id=tid)
+    assert _sync(container, gateway, user_id, item_id).removed == 1 and _edits(container, tid) is None
+
+    # Sent and removed again in one page: the saved edits are used up and saved anew, not lost between the writes.
+    both = _SendsAgain(gateway, seen[tid]._replace(name="HOTEL HOLD 2"), removed=True)
+    result = sync_item(container, user_id, item_id, gateway=both, policy=FAST)  # type: ignore[arg-type]
+    assert (result.status, result.added, result.removed) == ("ok", 0, 0) and _edits(container, tid) is None
+
+    # Sent again alone (a run of additions only): back in the ledger with the edits.
+    result = sync_item(container, user_id, item_id, gateway=_SendsAgain(gateway, seen[tid]), policy=FAST)  # type: ignore[arg-type]
+    assert result.status == "ok" and result.added == 1
+    assert _edits(container, tid) == ("Trips", "deposit", True)
+
+    # Its posted twin, in a later sync, takes them; the ledger never shows both.
+    posted = demo_bank.mutate(pid, "add", cents=4350, name="HOTEL", pending_transaction_id=tid)["transaction_id"]
+    _sync(container, gateway, user_id, item_id)
+    assert _edits(container, posted) == ("Trips", "deposit", True) and tid not in ledger(container, user_id)
+    assert ledger(container, user_id) == truth(demo_bank, pid)
 
 
 def test_a_change_to_an_id_another_user_owns_never_touches_their_row(container, gateway, demo_bank, linked) -> None:

@@ -75,7 +75,8 @@ def test_unedited_pending_removal_is_remembered_so_a_later_twin_takes_its_histor
 def test_posted_twin_after_an_unedited_removal_in_one_chunk_moves_the_history_and_is_not_news() -> None:
     chunk = [Staged(0, REMOVED, "p"), Staged(1, ADDED, "q", vals(pending_id="p"))]
     plan = plan_chunk(chunk, {"p": Existing(vals(pending=True))})
-    assert ("p", "q") in plan.history_moves and plan.tombstones_used == ["p"] and plan.new == {}
+    assert ("p", "q") in plan.history_moves and plan.new == {}
+    assert plan.tombstones == [] and plan.tombstones_used == []  # saved and used up in one chunk: never written
     assert (plan.added, plan.removed) == (1, 1)
 
 
@@ -121,6 +122,14 @@ def test_removed_and_sent_again_keeps_the_row_and_its_edits_as_a_modification() 
     plan = plan_chunk([Staged(0, REMOVED, "a"), Staged(1, ADDED, "a", vals(pending=True))], existing)
     assert plan.upserts["a"][1] == EDITED and plan.tombstones == [] and plan.new == {}
     assert (plan.added, plan.modified, plan.removed) == (0, 1, 0)
+
+
+def test_a_pending_row_removed_in_an_earlier_sync_and_sent_again_comes_back_with_its_edits() -> None:
+    plan = plan_chunk([Staged(0, ADDED, "p", vals(pending=True))], {}, {"p": EDITED})
+    assert plan.upserts["p"][1] == EDITED and plan.tombstones_used == ["p"] and plan.new == {} and plan.added == 1
+    again = plan_chunk([Staged(0, ADDED, "p", vals(pending=True)), Staged(1, REMOVED, "p")], {}, {"p": EDITED})
+    assert again.tombstones_used == ["p"] and again.tombstones == [("p", EDITED)]  # the store deletes, then saves
+    assert (again.added, again.removed) == (0, 0)
 
 
 def test_removed_then_sent_again_in_one_chunk_keeps_the_later_change() -> None:
