@@ -35,14 +35,16 @@ WEBHOOK_BURST = 3
 WEBHOOK_WINDOW = timedelta(minutes=15)
 
 
-def _upgrade(session: Session, item_id: uuid.UUID, reason: str) -> bool:
-    """Make the item's queued job run as explicit ``reason`` (past the due check and sign-in pause); False if none."""
+def _upgrade(session: Session, item_id: uuid.UUID, reason: str, due: datetime) -> bool:
+    """Make the item's queued job run as explicit ``reason`` (past the due check and sign-in pause), at ``due`` at the
+    latest (one waiting for a busy item's lease runs once it is free); False if none."""
     job = queued_job(session, item_id)
     if job is None:
         return False
     if job.reason not in EXPLICIT_REASONS:
         job.reason = reason
-        session.add(job)
+    job.due_at = min(job.due_at, due)
+    session.add(job)
     return True
 
 
@@ -103,23 +105,25 @@ def enqueue_due(c: Container) -> int:
         for item, state in asked:
             if state is not None and state.lease_expires_at is not None and state.lease_expires_at >= now:
                 continue  # "Sync now" or the CLI holds it and may have read the bank before the request: keep it
-            queued = _enqueue(session, item.id, item.user_id, "webhook", now, _webhook_due(session, item.id, now))
+            when = _webhook_due(session, item.id, now)
+            queued = _enqueue(session, item.id, item.user_id, "webhook", now, when)
             added += queued
             # A job already running may have read the bank before this request: keep it for the next tick.
-            if queued or _upgrade(session, item.id, "webhook"):
+            if queued or _upgrade(session, item.id, "webhook", when):
                 item.sync_requested_at = None
                 session.add(item)
     return added
 
 
 def _webhook_due(session: Session, item_id: uuid.UUID, now: datetime) -> datetime:
-    """Now, or when the oldest of the item's last ``WEBHOOK_BURST`` webhook syncs leaves ``WEBHOOK_WINDOW``."""
+    """Now, or when the oldest of the item's last ``WEBHOOK_BURST`` webhook syncs leaves ``WEBHOOK_WINDOW`` (failed ones
+    count: a bank that is down or needs a sign-in is not asked again with every webhook it sends)."""
     recent = session.exec(
         select(SyncJob.finished_at)
         .where(
             col(SyncJob.item_id) == item_id,
             col(SyncJob.reason) == "webhook",
-            col(SyncJob.status) == "done",
+            col(SyncJob.status).in_(("done", "failed")),
             col(SyncJob.finished_at) > now - WEBHOOK_WINDOW,
         )
         .order_by(col(SyncJob.finished_at).desc())
@@ -130,12 +134,30 @@ def _webhook_due(session: Session, item_id: uuid.UUID, now: datetime) -> datetim
     return max(now, min(t for t in recent if t is not None) + WEBHOOK_WINDOW)
 
 
-def _ask_again(c: Container, item_id: uuid.UUID, asked_at: datetime) -> None:
-    """Put back a webhook's request that its job could not serve (another sync held the item)."""
+def _wait_for_holder(c: Container, job: SyncJob, worker_id: str) -> None:
+    """Queue a job that found its item held by another sync again, for when that sync's lease ends: a live holder
+    does the work (a scheduled job then finds the item not due), a dead one's lease runs out and this job does it.
+    A webhook's request is also put back, so the job runs as soon as the holder lets go (it may have read the bank
+    before the webhook). The attempt that ran nothing is not counted."""
+    now = c.clock()
     with unit_of_work(c.engine, immediate=True) as session:
-        item = session.get(PlaidItem, item_id)
+        held = session.exec(select(ItemSyncState.lease_expires_at).where(ItemSyncState.item_id == job.item_id)).first()
+        stmt = update(SyncJob).where(
+            col(SyncJob.id) == job.id, col(SyncJob.lease_owner) == worker_id, col(SyncJob.attempts) == job.attempts
+        )
+        waiting = stmt.values(
+            status="queued",
+            due_at=max(now, held or now) + timedelta(seconds=1),
+            lease_owner=None,
+            lease_expires_at=None,
+            attempts=job.attempts - 1,
+            outcome="waiting for the sync that holds this bank",
+        )
+        if session.execute(waiting).rowcount != 1 or job.reason != "webhook":  # type: ignore[attr-defined]
+            return
+        item = session.get(PlaidItem, job.item_id)
         if item is not None and item.sync_requested_at is None:
-            item.sync_requested_at = asked_at
+            item.sync_requested_at = job.created_at
             session.add(item)
 
 
@@ -210,9 +232,10 @@ def run_job(c: Container, job: SyncJob, worker_id: str) -> SyncResult | None:
         log.exception("sync job %s failed", job.id)
         _finish(c, job, worker_id, "failed", type(exc).__name__)
         return SyncResult(job.item_id, "failed", message=f"unexpected {type(exc).__name__}; see the server log")
-    _finish(c, job, worker_id, "done" if result.ok else "failed", result.summary())
-    if result.status == "already_syncing" and job.reason == "webhook":
-        _ask_again(c, job.item_id, job.created_at)  # the sync holding it may have read the bank before the webhook
+    if result.status == "already_syncing":  # "Sync now", the CLI, or a worker that died with the item's lease
+        _wait_for_holder(c, job, worker_id)
+    else:
+        _finish(c, job, worker_id, "done" if result.ok else "failed", result.summary())
     return result
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from models import ItemSyncState, PlaidItem, SyncRun
+from models import ItemSyncState, PlaidItem, SyncJob, SyncRun
 from services.db import unit_of_work
 from services.sync_store import Sql, drop_staging
 from services.sync_types import LEASE_SECONDS, explain
@@ -76,9 +76,17 @@ def acquire(session: Session, item: PlaidItem, owner: str, now: datetime) -> boo
 
 
 def renew(session: Session, item_id: uuid.UUID, owner: str, now: datetime) -> bool:
-    """Push the lease expiry forward while a long sync is still fetching; False if the lease was lost."""
+    """Push the lease expiry forward while a long sync is still fetching; False if the lease was lost.
+
+    The job a worker runs this sync for is renewed with it: a sync longer than a lease is not taken for a dead
+    worker's (another worker would claim its job, and the bot's health would say a worker died)."""
+    expires = now + timedelta(seconds=LEASE_SECONDS)
     stmt = update(ItemSyncState).where(col(ItemSyncState.item_id) == item_id, col(ItemSyncState.lease_owner) == owner)
-    result = session.execute(stmt.values(lease_expires_at=now + timedelta(seconds=LEASE_SECONDS)))
+    result = session.execute(stmt.values(lease_expires_at=expires))
+    job = update(SyncJob).where(
+        col(SyncJob.item_id) == item_id, col(SyncJob.lease_owner) == owner, col(SyncJob.status) == "running"
+    )
+    session.execute(job.values(lease_expires_at=expires))
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 

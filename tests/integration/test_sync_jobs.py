@@ -15,6 +15,7 @@ from sqlmodel import select
 from models import ItemSyncState, PlaidItem, SyncJob, SyncRun
 from services import banking, jobs, mail_queue
 from services.banking import link_sandbox
+from services.bot_health import current_health
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError
@@ -29,7 +30,8 @@ from services.notify import (
 )
 from services.scheduler import Scheduler, start_scheduler, stop_scheduler
 from services.sync import item_sync_status, request_sync_on_sign_in, sync_item
-from services.sync_state import acquire, release
+from services.sync_state import acquire, release, renew, start_run
+from services.sync_types import LEASE_SECONDS
 from tests.integration.sync_helpers import FAST, ledger, link_item, make_user, truth
 
 
@@ -447,6 +449,118 @@ def test_the_daily_probe_of_a_bank_that_needs_a_sign_in_runs_at_the_time_it_was_
     assert sync_item(wired, user_id, item_id, explicit=False, policy=FAST).status == "login_required"
     with unit_of_work(wired.engine) as s:
         assert len(s.exec(select(SyncRun)).all()) == runs + 1  # the probe asked the bank; the early try did not
+
+
+def _runs(c: Container, item_id: uuid.UUID, trigger: str) -> list[SyncRun]:
+    with unit_of_work(c.engine) as s:
+        return list(s.exec(select(SyncRun).where(SyncRun.item_id == item_id, SyncRun.trigger == trigger)).all())
+
+
+def _dies_mid_sync(c: Container, item_id: uuid.UUID, owner: str, clock: Any) -> None:
+    """Worker ``owner`` (on another host: no process check can tell it is dead) claims the item's job, starts its
+    sync, stages pages for two minutes (renewing its leases), and is killed."""
+    (job,) = claim(c, owner, 1)
+    with unit_of_work(c.engine, immediate=True) as s:
+        item = s.get(PlaidItem, item_id)
+        assert item is not None and acquire(s, item, owner, clock())
+        start_run(s, item, owner, job.reason, clock())
+    clock.advance(minutes=2)
+    with unit_of_work(c.engine, immediate=True) as s:
+        assert renew(s, item_id, owner, clock())
+
+
+def test_a_repair_sync_whose_worker_died_mid_sync_runs_again_once_the_banks_lease_ends(
+    wired, demo_bank, gateway, clock
+) -> None:
+    """The job's lease ran out before the bank's (renewed later): the next worker found the bank "already syncing",
+    failed the job and never asked again, so a repaired bank waited for the next day's probe."""
+    user_id = make_user(wired)
+    item_id, pid = link_item(wired, gateway, user_id)
+    assert run_due_jobs(wired, worker_id="w", limit=5) == 1
+    demo_bank.advance(pid, 2)
+    enqueue_sync(wired, item_id, "repair")
+    _dies_mid_sync(wired, item_id, "otherhost:4242:worker:dead", clock)
+    passes = 0
+    while not any(r.status == "ok" for r in _runs(wired, item_id, "repair")):
+        clock.advance(seconds=30)  # a worker's tick
+        run_due_jobs(wired, worker_id="w2", limit=5)
+        passes += 1
+        assert passes < 40, "the repair sync was not run again within 20 minutes"
+    assert ledger(wired, user_id) == truth(demo_bank, pid)
+    with unit_of_work(wired.engine) as s:
+        job = s.exec(select(SyncJob).where(SyncJob.reason == "repair")).one()
+        assert (job.status, job.attempts, job.open_key) == ("done", 2, None)
+
+
+def test_a_scheduled_job_that_finds_sync_now_running_waits_for_it_instead_of_failing(
+    wired, demo_bank, gateway, clock
+) -> None:
+    user_id = make_user(wired)
+    item_id, _ = link_item(wired, gateway, user_id)
+    assert run_due_jobs(wired, worker_id="w", limit=5) == 1
+    clock.advance(hours=6, seconds=1)
+    assert enqueue_due(wired) == 1
+    (job,) = claim(wired, "w", 1)
+    _hold(wired, item_id)  # "Sync now" took the bank between the claim and the run
+    result = run_job(wired, job, "w")
+    assert result is not None and result.status == "already_syncing"
+    with unit_of_work(wired.engine) as s:
+        waiting = s.exec(select(SyncJob).where(SyncJob.status != "done")).one()
+        assert (waiting.status, waiting.attempts) == ("queued", 0)
+    release(wired.engine, item_id, "otherhost:1:app:sync-now")
+    assert sync_item(wired, user_id, item_id, gateway=gateway, policy=FAST).ok  # "Sync now" did the work
+    clock.advance(minutes=11)
+    assert run_due_jobs(wired, worker_id="w", limit=5) == 1  # it finds the bank synced: not due, nothing to do
+    assert _runs(wired, item_id, "schedule") == []
+    with unit_of_work(wired.engine) as s:
+        assert s.exec(select(SyncJob).where(SyncJob.status == "failed")).all() == []
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite runs one worker process
+def test_a_sync_longer_than_a_lease_keeps_its_job_and_the_bot_looks_healthy(
+    wired, demo_bank, gateway, clock, monkeypatch
+) -> None:
+    """30 pages at 45 s each: the job's lease moves with the bank's, so no other worker takes it over mid-sync."""
+    user_id = make_user(wired)
+    _, pid = link_item(wired, gateway, user_id)
+    demo_bank.generate_history(pid, 15_000)
+    enqueue_due(wired)
+    (job,) = claim(wired, "hostA:1:worker:a", 1)
+    started = clock()
+    fetch = gateway.transactions_sync
+    seen: dict[str, Any] = {}
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        clock.advance(seconds=45)
+        if clock() - started > timedelta(seconds=LEASE_SECONDS + 60) and "taken" not in seen:
+            with unit_of_work(wired.engine) as s:
+                seen["stalled"] = current_health(wired, s).stalled
+            seen["taken"] = claim(wired, "hostB:2:worker:b", 1)
+        return fetch(*args, **kwargs)
+
+    monkeypatch.setattr(gateway, "transactions_sync", slow)
+    result = run_job(wired, job, "hostA:1:worker:a")
+    assert result is not None and result.status == "ok" and clock() - started > timedelta(minutes=20)
+    assert seen == {"stalled": 0, "taken": []}
+    with unit_of_work(wired.engine) as s:
+        done = s.exec(select(SyncJob)).one()
+        assert (done.status, done.attempts) == ("done", 1)
+        assert [r.status for r in s.exec(select(SyncRun)).all()] == ["ok"]
+
+
+@pytest.mark.parametrize("fault", ["login_required", "institution_down"])
+def test_a_webhook_storm_at_a_failing_bank_is_budgeted_too(wired, demo_bank, gateway, clock, fault: str) -> None:
+    """Failed webhook syncs count against the budget: 100 webhooks in eight minutes asked Plaid 100 times."""
+    user_id = make_user(wired)
+    item_id, pid = link_item(wired, gateway, user_id)
+    assert run_due_jobs(wired, worker_id="w", limit=5) == 1
+    demo_bank.set_fault(pid, fault, times=100_000)
+    for _ in range(100):
+        _ask_to_sync(wired, item_id)
+        run_due_jobs(wired, worker_id="w", limit=5)
+        clock.advance(seconds=5)
+    assert len(_runs(wired, item_id, "webhook")) == jobs.WEBHOOK_BURST
 
 
 def test_a_job_whose_lease_expired_under_a_live_worker_runs_once(wired, demo_bank, gateway, clock) -> None:
