@@ -199,7 +199,9 @@ def map_transaction(t: Json) -> Transaction:
 
 def map_account(a: Json) -> Account:
     """Map one AccountBase."""
-    b = a.get("balances") or {}
+    b = (a.get("balances") or {}) if isinstance(a, Mapping) else None
+    if not isinstance(b, Mapping):  # raw JSON of /transactions/sync: the SDK's models checked the other answers
+        raise TypeError("an account or its balances is not a JSON object")
     currency = b.get("iso_currency_code") or b.get("unofficial_currency_code")
     return Account(
         account_id=safe_text.escaped(str(a["account_id"])),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import socket
+import threading
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 
@@ -279,3 +282,83 @@ def test_a_429s_retry_after_reaches_the_error_clamped_and_garbage_ignored(
     with pytest.raises(RateLimited) as caught, gateway._call("/transactions/sync"):
         raise plaid.ApiException(http_resp=_Answer(429, headers))
     assert caught.value.retry_after == seconds and caught.value.code == "RATE_LIMIT"
+
+
+Scripted = dict[str, tuple[int, dict[str, str], bytes]]
+
+
+@pytest.fixture
+def proxy() -> Iterator[tuple[str, Scripted]]:
+    """A server in Plaid's place (a misbehaving proxy) that answers every request with ``script["next"]``."""
+    script: Scripted = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            status, headers, body = script["next"]
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", script
+    server.shutdown()
+    server.server_close()
+
+
+def _behind(url: str, events: list[CallEvent]) -> PlaidGateway:
+    return PlaidGateway("demo", DEMO_CLIENT_ID, "demo-secret", url, timeout=(1.0, 2.0), recorder=events.append)
+
+
+_PAGE = {"added": [], "modified": [], "removed": [], "next_cursor": "c", "has_more": False, "request_id": "r"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[]", b"null", json.dumps({**_PAGE, "accounts": [[1]]}), json.dumps({**_PAGE, "accounts": [{"balances": [1]}]})],
+    ids=["an array", "null", "an account that is a list", "balances that are a list"],
+)
+def test_a_sync_page_of_the_wrong_shape_is_unreadable_not_a_crash(
+    proxy: tuple[str, Scripted], body: str | bytes
+) -> None:
+    """These escaped as AttributeError: the run ended "internal error" and was never retried."""
+    url, script = proxy
+    script["next"] = (200, {"Content-Type": "application/json"}, body.encode() if isinstance(body, str) else body)
+    events: list[CallEvent] = []
+    with pytest.raises(Transient) as caught:
+        _behind(url, events).transactions_sync("access-demo-token")
+    assert caught.value.code == "MALFORMED_RESPONSE" and [e.error_code for e in events] == ["MALFORMED_RESPONSE"]
+
+
+@pytest.mark.parametrize("method", ["exchange_public_token", "item_remove", "transactions_sync"])
+@pytest.mark.parametrize(("status", "kind"), [(502, Transient), (429, RateLimited)])
+def test_a_proxys_error_page_in_latin_1_keeps_its_status(
+    proxy: tuple[str, Scripted], method: str, status: int, kind: type[PlaidError]
+) -> None:
+    """The SDK decodes every error body as UTF-8: a Latin-1 502 was "unreadable" (not retried), a 429 lost its wait."""
+    url, script = proxy
+    page = "<html>Service indisponible, réessayez</html>".encode("latin-1")
+    script["next"] = (status, {"Content-Type": "text/html; charset=iso-8859-1", "Retry-After": "9"}, page)
+    events: list[CallEvent] = []
+    with pytest.raises(PlaidError) as caught:
+        getattr(_behind(url, events), method)("access-demo-token")
+    err = caught.value
+    assert (type(err), err.code, err.http_status, err.retry_after) == (kind, f"HTTP_{status}", status, 9.0)
+    assert [(e.error_code, e.http_status) for e in events] == [(f"HTTP_{status}", status)]
+
+
+@pytest.mark.parametrize("method", ["exchange_public_token", "item_remove", "accounts_get"])
+def test_an_answer_in_an_unknown_charset_is_unreadable(proxy: tuple[str, Scripted], method: str) -> None:
+    """LookupError ("unknown encoding") escaped: after an exchange, the new item was not removed at Plaid again."""
+    url, script = proxy
+    script["next"] = (200, {"Content-Type": "application/json; charset=bogus"}, b'{"request_id": "r"}')
+    with pytest.raises(Transient) as caught:
+        getattr(_behind(url, []), method)("access-demo-token")
+    assert caught.value.code == "MALFORMED_RESPONSE"
