@@ -114,6 +114,12 @@ def _db(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     grant.set_defaults(handler=_db_grant)
 
 
+def _batch_size(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 100_000:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a number of rows from 1 to 100000")
+    return int(text)
+
+
 # keys -------------------------------------------------------------------------------------
 def _keys_generate(args: argparse.Namespace) -> int:
     settings = load_settings(create_secrets=False)
@@ -173,7 +179,7 @@ def _keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     generate.set_defaults(handler=_keys_generate)
     rotate = keys.add_parser("rotate", help="re-encrypt every encrypted field with the first key (resumable)")
-    rotate.add_argument("--batch-size", type=int, default=500, help="rows per committed batch (default 500)")
+    rotate.add_argument("--batch-size", type=_batch_size, default=500, help="rows per committed batch (default 500)")
     rotate.set_defaults(handler=_keys_rotate)
     keys.add_parser("status", help="how many values each key version protects").set_defaults(handler=_keys_status)
 

@@ -22,6 +22,9 @@ from services.errors import ConfigError
 
 LOCAL_SECRETS_FILE = "secrets.env"
 PLACEHOLDERS = {"changeme", "change-me", "secret", "please-change", "xxx"}
+MAX_KEY_VERSION = 2**32 - 1  # a ciphertext's header holds the version in four bytes (services/crypto.py)
+# The database drivers finsync ships (requirements.txt): another one would fail later, with a traceback.
+DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg2"}
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,11 @@ def parse_key_ring(raw: str) -> tuple[KeyEntry, ...]:
     for position, part in enumerate(p.strip() for p in raw.split(",")):
         where = f"entry {position + 1}"
         version_text, sep, key_text = part.partition(":")
-        if not sep or not version_text.strip().isdigit() or int(version_text) < 1:
-            raise ValueError(f"{where} must look like 'VERSION:BASE64KEY' with VERSION a positive integer")
+        digits = version_text.strip()
+        if not sep or not (digits.isascii() and digits.isdigit()) or not 1 <= int(digits) <= MAX_KEY_VERSION:
+            raise ValueError(
+                f"{where} must look like 'VERSION:BASE64KEY' with VERSION a whole number from 1 to {MAX_KEY_VERSION}"
+            )
         try:
             key = base64.b64decode(key_text.strip(), validate=True)
         except (binascii.Error, ValueError):
@@ -92,13 +98,28 @@ class Settings(BaseSettings):
             return None
         try:
             url = make_url(value)
-        except ArgumentError:
+            url.port  # noqa: B018 - parses the port: "abc" is an error here, not at the first connection
+        except (ArgumentError, ValueError):
             raise ValueError("is not a database URL (expected sqlite:///PATH or postgresql+psycopg2://...)") from None
-        if url.get_backend_name() not in ("sqlite", "postgresql"):
-            raise ValueError(f"backend '{url.get_backend_name()}' is not supported (use sqlite or postgresql)")
-        if url.get_backend_name() == "postgresql" and not url.host and not url.query.get("host"):
+        if url.drivername in ("postgresql", "postgres"):  # libpq's own URL: SQLAlchemy would pick psycopg 3, not ours
+            url = url.set(drivername="postgresql+psycopg2")
+            value = url.render_as_string(hide_password=False)
+        backend = url.get_backend_name()
+        if backend not in DRIVERS:
+            raise ValueError(f"backend '{backend}' is not supported (use sqlite or postgresql)")
+        if url.get_driver_name() != DRIVERS[backend]:
+            plain = "sqlite:///PATH" if backend == "sqlite" else "postgresql://... (psycopg2)"
+            raise ValueError(f"driver '{url.get_driver_name()}' is not installed with finsync: use {plain}")
+        if backend == "sqlite" and (not url.database or url.database == ":memory:" or url.database.startswith("file:")):
+            raise ValueError("names no file, and an in-memory database keeps nothing: give the path of a file")
+        if backend == "postgresql" and not url.host and not url.query.get("host"):
             raise ValueError("a PostgreSQL URL needs a host")
         return value
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir(cls, value: object) -> object:
+        return Path("data") if value is None or (isinstance(value, str) and not value.strip()) else value
 
     @field_validator("secret_key")
     @classmethod
@@ -108,7 +129,7 @@ class Settings(BaseSettings):
         raw = value.get_secret_value()
         if raw.strip().lower() in PLACEHOLDERS:
             raise ValueError("is a placeholder; generate one with `python -m services.cli keys generate`")
-        if len(raw) < 32:
+        if len(raw.strip()) < 32:
             raise ValueError("must be at least 32 characters of random text")
         return value
 
@@ -136,6 +157,10 @@ class Settings(BaseSettings):
         if value is None or value.get_secret_value() == "":
             return None
         parts = urlsplit(value.get_secret_value())
+        try:
+            parts.port  # noqa: B018 - "notaport" or 99999 is said at start-up, not when the first email is sent
+        except ValueError:
+            raise ValueError("has a port that is not a number from 0 to 65535") from None
         if parts.scheme not in ("smtp", "smtps", "smtp+starttls") or not parts.hostname:
             raise ValueError("must look like smtp://user:password@host:587 (smtp, smtps or smtp+starttls)")
         return value
@@ -203,6 +228,10 @@ def _read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+def announce_local_secrets(path: Path) -> None:
+    print(f"finsync: generated local secrets in {path.resolve()} (mode 0600)", file=sys.stderr)
+
+
 def ensure_local_secrets(settings: Settings, *, announce: bool = True) -> Settings:
     """Fill missing secrets from ``DATA_DIR/secrets.env``, creating it (0600) on first start."""
     if settings.secret_key is not None and settings.encryption_keys is not None:
@@ -219,7 +248,7 @@ def ensure_local_secrets(settings: Settings, *, announce: bool = True) -> Settin
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(body)
         if announce:
-            print(f"finsync: generated local secrets in {path.resolve()} (mode 0600)", file=sys.stderr)
+            announce_local_secrets(path)
     stored = _read_env_file(path)
     updates: dict[str, object] = {}
     try:

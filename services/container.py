@@ -11,12 +11,18 @@ from sqlalchemy import Engine, make_url
 
 from models.types import utcnow
 from services import keys
-from services.config import Settings, ensure_local_secrets, load_settings
+from services.config import (
+    LOCAL_SECRETS_FILE,
+    Settings,
+    announce_local_secrets,
+    ensure_local_secrets,
+    load_settings,
+)
 from services.crypto import FieldCipher, check_key_ring
 from services.db import check_database, make_engine
-from services.errors import DatabaseUnavailable
+from services.errors import DatabaseUnavailable, FinsyncError
 from services.mailer import Mailer, make_mailer
-from services.migrations import current_revision, head_revision
+from services.migrations import current_revision, head_revision, is_known, newer_schema
 from services.plaid_client import PlaidGateway
 from services.plaid_events import DatabaseRecorder, tee
 
@@ -52,6 +58,8 @@ def check_exists(url: str) -> None:
 def check_schema(engine: Engine) -> None:
     """The schema must be at the newest migration."""
     current, head = current_revision(engine), head_revision(engine)
+    if current is not None and current != head and not is_known(engine, current):
+        raise DatabaseUnavailable(newer_schema(current))
     if current != head:
         raise DatabaseUnavailable(
             f"the database schema is at {current or 'nothing'}, not {head}: run `python -m services.cli db upgrade`"
@@ -101,10 +109,19 @@ def build_container(
     if check:
         check_database(engine, encoding=True)  # before anything is written: a bad database changes nothing on disk
         check_schema(engine)
-    settings = ensure_local_secrets(settings)
+    secrets_file = settings.data_dir / LOCAL_SECRETS_FILE
+    fresh = not secrets_file.exists()
+    settings = ensure_local_secrets(settings, announce=not check)
     cipher = FieldCipher(settings.key_ring)
     if check:
-        check_key_ring(engine, cipher)
+        try:
+            check_key_ring(engine, cipher)
+        except FinsyncError:
+            if fresh:  # a key ring made just now is not the one this database's data is under: take it back
+                secrets_file.unlink(missing_ok=True)
+            raise
+        if fresh and secrets_file.exists():
+            announce_local_secrets(secrets_file)
     secret = settings.secret_bytes
     clock = clock or utcnow
     gateway = plaid or build_gateway(settings)

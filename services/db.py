@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,16 +45,22 @@ def _private_file(path: Path) -> None:
     An existing file is never opened here: closing any descriptor of it would drop every POSIX lock this
     process holds on it, SQLite's too (the app and its pages each build an engine on the same file).
     """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # new: no connection can hold it yet
     except FileExistsError:
         pass
     except OSError:
-        return  # not ours to create (read-only mount, another owner): SQLite reports what it cannot open
+        pass  # not ours to create (a file in the way, read-only mount, another owner): SQLite says what it cannot open
+
+
+def _tighten(path: Path) -> None:
+    """A database file made before the 0600 rule (or under a umask) is made private too, once SQLite has read it as
+    a database: a folder or another file that DATABASE_URL names by mistake keeps its mode. chmod opens nothing."""
     try:
-        if path.stat().st_mode & 0o077:
-            path.chmod(0o600)  # a file made before this rule (or by a umask) is tightened too; chmod opens nothing
+        mode = path.stat().st_mode
+        if stat.S_ISREG(mode) and mode & 0o077:
+            path.chmod(0o600)
     except OSError:
         pass
 
@@ -107,6 +114,14 @@ def outage_reason(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+def describe(engine: Engine) -> str:
+    """The database's URL for a message: no password, neither the usual one nor one given as ``?password=``."""
+    url = engine.url
+    return url.difference_update_query([k for k in url.query if k.lower() == "password"]).render_as_string(
+        hide_password=True
+    )
+
+
 def check_database(engine: Engine, *, encoding: bool = False) -> None:
     """Raise ``DatabaseUnavailable`` with a message naming the database (never its password).
 
@@ -114,16 +129,26 @@ def check_database(engine: Engine, *, encoding: bool = False) -> None:
     UTF8. Banks name merchants in any alphabet, and the search folds accents with ``normalize``, which
     PostgreSQL allows on UTF8 databases only: on another encoding a sync would fail at the first "Café" and
     every search with it. Said at start-up, before anything is written, rather than on some later day."""
-    where = engine.url.render_as_string(hide_password=True)
+    where = describe(engine)
     ask_encoding = encoding and not is_sqlite(engine)  # SQLite's text is UTF-8
+    # SQLite opens a file lazily: reading its schema is what tells a database from a text file.
+    probe = (
+        "SHOW server_encoding"
+        if ask_encoding
+        else "SELECT count(*) FROM sqlite_master"
+        if is_sqlite(engine)
+        else "SELECT 1"
+    )
     try:
         with engine.connect() as conn:
-            found = str(conn.execute(text("SHOW server_encoding" if ask_encoding else "SELECT 1")).scalar())
-    except OperationalError as exc:
+            found = str(conn.execute(text(probe)).scalar())
+    except DBAPIError as exc:  # cannot connect; also "file is not a database", a malformed connection option
         reason = outage_reason(exc)
         raise DatabaseUnavailable(
             f"cannot reach the database at {where}: {reason}. Check DATABASE_URL and that the server is running."
         ) from None
+    if is_sqlite(engine) and engine.url.database:
+        _tighten(Path(engine.url.database))
     if ask_encoding and found.upper().replace("-", "") != "UTF8":
         raise ConfigError(
             "DATABASE_URL",

@@ -8,6 +8,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError
+from alembic.util import CommandError
 from sqlalchemy import Engine
 from sqlalchemy.exc import ProgrammingError
 
@@ -52,6 +54,8 @@ def upgrade(engine: Engine, target: str = "head") -> None:
     ``db grant`` keeps from altering the schema): nothing is changed, as every step is one transaction."""
     try:
         _run(engine, "upgrade", target)
+    except (CommandError, ResolutionError) as exc:  # a revision this finsync does not know: asked, or in the database
+        raise ConfigError("DATABASE_URL", _unknown_revision(engine, target, exc)) from None
     except ProgrammingError as exc:
         if getattr(exc.orig, "pgcode", None) not in _NO_RIGHTS:
             raise
@@ -61,6 +65,31 @@ def upgrade(engine: Engine, target: str = "head") -> None:
             f"{who} may not change the schema ({str(exc.orig).splitlines()[0][:120]}): run db upgrade as the role "
             f"that owns finsync's tables, then db grant for the app's role.",
         ) from None
+
+
+def _unknown_revision(engine: Engine, target: str, exc: Exception) -> str:
+    try:
+        current = current_revision(engine)
+    except (CommandError, ResolutionError):
+        current = None
+    if current is not None and not is_known(engine, current):
+        return newer_schema(current)
+    return f"there is no revision {target[:32]!r} (the newest is {head_revision(engine)}): {str(exc)[:120]}"
+
+
+def is_known(engine: Engine, revision: str) -> bool:
+    """Whether ``revision`` is one of this finsync's migrations."""
+    try:
+        return ScriptDirectory.from_config(alembic_config(engine)).get_revision(revision) is not None
+    except (CommandError, ResolutionError):
+        return False
+
+
+def newer_schema(revision: str) -> str:
+    return (
+        f"the database is at revision {revision[:32]}, which this finsync does not know: a newer finsync "
+        "migrated it. Run that version (or restore a backup taken before it)."
+    )
 
 
 def downgrade(engine: Engine, target: str = "base") -> None:

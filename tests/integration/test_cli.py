@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,12 @@ def test_fresh_start_upgrade_create_admin_and_rotate(db_url: str, tmp_path: Path
     [
         ({"DATABASE_URL": "::nonsense::"}, "DATABASE_URL"),
         ({"DATABASE_URL": "postgresql+psycopg2://u:hunter2hunter2@127.0.0.1:1/x"}, "cannot reach the database"),
+        (
+            {"DATABASE_URL": "postgresql://u@127.0.0.1:1/x?password=hunter2hunter2"},
+            "database at postgresql+psycopg2://u@",
+        ),
+        ({"DATABASE_URL": "postgresql://u@127.0.0.1:1/x?nonsense=1"}, "cannot reach the database"),
+        ({"DATABASE_URL": "postgresql+asyncpg://u@127.0.0.1/x"}, "driver 'asyncpg' is not installed"),
         ({"FINSYNC_ENCRYPTION_KEYS": "1:short"}, "FINSYNC_ENCRYPTION_KEYS"),
     ],
 )
@@ -143,3 +150,58 @@ def test_a_postgresql_database_not_in_utf8_is_refused_before_anything_is_written
     finally:
         admin.dispose()
         drop_pg_database(pg_url, name)
+
+
+def test_a_database_url_naming_a_folder_a_file_or_a_path_under_a_file_changes_none_of_them(tmp_path: Path) -> None:
+    """An existing path was chmod-ed to 0600 (a folder too: /tmp once), and the others ended in a traceback."""
+    folder = tmp_path / "folder"
+    folder.mkdir(mode=0o755)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database\n")
+    notes.chmod(0o644)
+    data = tmp_path / "data"
+    for path in (folder, notes, notes / "finsync.db"):
+        for args in (("db", "upgrade"), ("keys", "status")):
+            result = cli(*args, env={"DATABASE_URL": f"sqlite:///{path}", "FINSYNC_DATA_DIR": str(data)})
+            assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+            assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755 and list(folder.iterdir()) == []
+    assert stat.S_IMODE(notes.stat().st_mode) == 0o644 and notes.read_text() == "not a database\n"
+    assert not data.exists()
+
+
+def test_a_database_a_newer_finsync_migrated_is_named_not_a_traceback(db_url: str) -> None:
+    from sqlalchemy import text
+
+    env = {"DATABASE_URL": db_url}
+    assert cli("db", "upgrade", env=env).returncode == 0
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    for args in (("db", "upgrade"), ("keys", "status"), ("status",)):
+        result = cli(*args, env=env)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert "the database is at revision 0099, which this finsync does not know" in result.stderr
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": "0016"})
+    wrong = cli("db", "upgrade", "--revision", "nonsense", env=env)
+    assert wrong.returncode == 2 and "there is no revision 'nonsense'" in wrong.stderr
+    assert "Traceback" not in wrong.stderr and current_revision(engine) == "0016"
+
+
+@pytest.mark.parametrize("size", ["0", "-5", "many"])
+def test_keys_rotate_takes_a_positive_batch_size(db_url: str, size: str) -> None:
+    """0 rotated nothing and said so as success; -5 was a traceback on PostgreSQL and no limit at all on SQLite."""
+    result = cli("keys", "rotate", "--batch-size", size, env={"DATABASE_URL": db_url})
+    assert result.returncode == 2 and "is not a number of rows from 1 to 100000" in result.stderr
+
+
+def test_a_command_with_a_new_data_dir_on_a_database_it_cannot_read_leaves_no_key_ring(
+    db_url: str, tmp_path: Path
+) -> None:
+    """A key ring made for the run is not the one the database's data is under: the failed command takes it back."""
+    assert cli("db", "upgrade", env={"DATABASE_URL": db_url}).returncode == 0
+    elsewhere = tmp_path / "other-data"
+    result = cli("keys", "status", env={"DATABASE_URL": db_url, "FINSYNC_DATA_DIR": str(elsewhere)})
+    assert result.returncode == 2 and "generated local secrets" not in result.stderr, result.stderr
+    assert not (elsewhere / "secrets.env").exists()

@@ -191,6 +191,8 @@ def test_sqlite_file_is_private_to_its_owner(tmp_path) -> None:  # type: ignore[
     assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in files} == dict.fromkeys((p.name for p in files), 0o600)
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700  # a data dir it creates is its owner's alone
     engine.dispose()
-    path.chmod(0o644)  # a file left by an older version is tightened at the next start
-    make_engine(f"sqlite:///{path}").dispose()
+    path.chmod(0o644)  # a file left by an older version is tightened at the next start, once read as a database
+    again = make_engine(f"sqlite:///{path}")
+    check_database(again)
+    again.dispose()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

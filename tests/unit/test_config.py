@@ -41,7 +41,17 @@ def test_plaid_credentials_switch_to_sandbox(monkeypatch: pytest.MonkeyPatch) ->
         ("DATABASE_URL", "not a url", "is not a database URL"),
         ("DATABASE_URL", "mysql://u:p@h/db", "not supported"),
         ("FINSYNC_ENCRYPTION_KEYS", "1:notbase64!!", "not standard base64"),
-        ("FINSYNC_ENCRYPTION_KEYS", "0:" + "A" * 44, "positive integer"),
+        ("FINSYNC_ENCRYPTION_KEYS", "0:" + "A" * 44, "a whole number from 1 to 4294967295"),
+        ("FINSYNC_ENCRYPTION_KEYS", "4294967296:" + "A" * 43 + "=", "a whole number from 1 to 4294967295"),
+        ("FINSYNC_ENCRYPTION_KEYS", "\u00b2:" + "A" * 43 + "=", "a whole number from 1 to 4294967295"),
+        ("DATABASE_URL", "postgresql+pg8000://u:p@h/db", "driver 'pg8000' is not installed"),
+        ("DATABASE_URL", "postgresql+psycopg://u:p@h/db", "driver 'psycopg' is not installed"),
+        ("DATABASE_URL", "sqlite://", "an in-memory database keeps nothing: give the path of a file"),
+        ("DATABASE_URL", "sqlite:///:memory:", "an in-memory database keeps nothing: give the path of a file"),
+        ("DATABASE_URL", "postgresql://u:p@h:abc/db", "is not a database URL"),
+        ("FINSYNC_SECRET_KEY", " " * 40, "at least 32"),
+        ("SMTP_URL", "smtp://u:p@mail.example:notaport", "port that is not a number"),
+        ("SMTP_URL", "smtps://mail.example:99999", "port that is not a number"),
         ("FINSYNC_ENCRYPTION_KEYS", "1:AAAA", "32 bytes"),
         ("FINSYNC_SECRET_KEY", "changeme", "placeholder"),
         ("FINSYNC_SECRET_KEY", "short", "at least 32"),
@@ -131,3 +141,22 @@ def test_corrupt_local_secrets_file_is_named(tmp_path: Path) -> None:
     (tmp_path / "data" / "secrets.env").write_text("FINSYNC_SECRET_KEY=x\nFINSYNC_ENCRYPTION_KEYS=1:zz\n")
     with pytest.raises(ConfigError, match=r"secrets\.env"):
         ensure_local_secrets(settings, announce=False)
+
+
+def test_a_libpq_style_database_url_uses_the_driver_finsync_ships(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLAlchemy reads postgresql:// as psycopg 3, which is not installed: the first connection was a traceback."""
+    for given in ("postgresql://u:p%40ss@db.example:5432/finsync?sslmode=require", "postgres://u:p%40ss@db.example/f"):
+        monkeypatch.setenv("DATABASE_URL", given)
+        url = load_settings(announce=False).effective_database_url
+        assert url == given.replace("postgresql://", "postgresql+psycopg2://").replace(
+            "postgres://", "postgresql+psycopg2://"
+        )
+
+
+def test_an_empty_data_dir_setting_is_the_default_not_the_current_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FINSYNC_DATA_DIR", "")
+    settings = load_settings(announce=False)
+    assert settings.data_dir == Path("data") and (tmp_path / "data" / "secrets.env").exists()
+    assert not (tmp_path / "secrets.env").exists()
