@@ -12,7 +12,7 @@ import uuid
 from sqlalchemy import delete, select, update
 from sqlmodel import Session, col
 
-from models import ItemSyncState, LinkSession, PlaidItem, SyncRun
+from models import ItemSyncState, LinkSession, PlaidItem, SyncRun, SyncStaged
 from services import banking_store as store
 from services import revocations
 from services.banking_access import gateway, get_access_token
@@ -93,6 +93,8 @@ def _delete(session: Session, item: PlaidItem, *, keep_history: bool, c: Contain
         else:
             session.delete(account)
     its_runs = col(SyncRun.item_id) == item.id
+    # What a sync killed mid-fetch staged (no user id there for a cascade to follow): its run can no longer finish.
+    session.execute(delete(SyncStaged).where(col(SyncStaged.run_id).in_(select(col(SyncRun.id)).where(its_runs))))
     if keep_history:  # finished runs take the bank's name now; deleting the item then unlinks them (SET NULL)
         session.execute(delete(SyncRun).where(its_runs, col(SyncRun.status) == "running"))
         session.execute(update(SyncRun).where(its_runs).values(institution_name=item.institution_name))

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from models import BankAccount, PlaidItem, PlaidRevocation, SyncJob
+from models import BankAccount, PlaidItem, PlaidRevocation, SyncJob, SyncStaged
 from services import audit, banking
 from services.db import unit_of_work
 from services.demo_bank.links import PASSWORD as BANK_PASSWORD
@@ -128,15 +128,18 @@ def test_remove_revokes_at_plaid_then_deletes_keeping_history_on_request(bank: B
     item = bank.link(alice)
     at_bank = bank.plaid_item_id(item.id)
     synced = sync_item(bank.c, alice, item.id, explicit=True)
-    with unit_of_work(bank.c.engine) as session:  # and one under way (a process that died mid-sync, say)
+    with unit_of_work(bank.c.engine) as session:  # and one under way (a process that died mid-sync, say) ...
         row = session.get(PlaidItem, item.id)
         assert row is not None
-        start_run(session, row, "worker-1", "schedule", bank.clock.now)
+        dying = start_run(session, row, "worker-1", "schedule", bank.clock.now)
+        # ... with a page it fetched staged: the staging table has no user id for a cascade to follow
+        session.add(SyncStaged(run_id=dying.id, seq=1, kind=0, plaid_transaction_id="t-1", name="PHARMACY #42"))
     banking.remove_item(bank.c, alice, item.id, keep_history=keep_history)
     assert banking.list_items(bank.c, alice) == []
     assert bank.demo.bank.items[at_bank].removed
     with unit_of_work(bank.c.engine) as session:
         accounts = list(session.execute(select(BankAccount)).scalars())
+        assert list(session.execute(select(SyncStaged)).scalars()) == []  # its data went with the bank
     runs = [(r.run_id, r.item_id, r.institution_name, r.status) for r in list_runs(bank.c, alice)]
     if keep_history:
         assert len(accounts) == 3
