@@ -17,6 +17,8 @@ STATUSES = (
 )
 # Statuses that Link's update mode fixes ("Repair connection").
 NEEDS_REPAIR = frozenset({"login_required", "pending_expiration", "pending_disconnect", "new_accounts_available"})
+# Statuses the user must act on: those, and the ones only removing and linking the bank again fixes.
+NEEDS_ATTENTION = NEEDS_REPAIR | {"permission_revoked", "error"}
 _MESSAGES = {
     "ok": "Connected.",
     "login_required": "Your bank needs you to sign in again. Use “Repair connection” to keep syncing.",
@@ -63,6 +65,11 @@ class ItemView:
     needs_repair: bool
     created_at: datetime
     accounts: list[AccountView]
+
+    @property
+    def needs_attention(self) -> bool:
+        """The user must act: repair it, or (access revoked, connection unreadable) remove it and link again."""
+        return self.needs_repair or self.status in NEEDS_ATTENTION
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,14 @@ _EXPLAIN: dict[str, tuple[str, str]] = {
     "TOO_MANY_PAGES": ("The bank sent more pages than a sync may read at once.", _LATER),
     "INTERRUPTED": ("The sync was interrupted before it finished (the process stopped).", _LATER),
     "DATABASE_ERROR": ("finsync could not save the new transactions.", "Check the server's storage and logs."),
+    "TOKEN_UNREADABLE": (
+        "The saved connection cannot be read (the encryption keys changed or the data was altered).",
+        "Remove it (its card on Accounts) and link the bank again.",
+    ),
+    "INTERNAL_ERROR": (
+        "finsync hit an unexpected error while syncing.",
+        "Nothing to do: it tries again later; the operator can see why in the logs.",
+    ),
     "NOT_CONFIGURED": ("Bank syncing is not configured on this server.", "Ask the operator to set the Plaid settings."),
     "TRANSACTIONS_SET_ASIDE": (
         "Your bank sent transactions finsync could not read; they were set aside and the rest synced.",

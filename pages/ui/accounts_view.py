@@ -299,15 +299,15 @@ def _accounts_table(item: ItemView, flagged: tuple[uuid.UUID, ...] = ()) -> None
 
 
 def needs_attention(item: ItemView, status: ItemSyncStatus | None) -> bool:
-    """A connection to repair, or an account whose balance no longer matches its transactions."""
-    return item.needs_repair or bool(status and status.drift_flagged_accounts)
+    """A connection to repair (or remove and link again), or an account whose balance no longer matches its transactions."""
+    return item.needs_attention or bool(status and status.drift_flagged_accounts)
 
 
 def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStatus | None, *, two_factor: bool) -> None:
     with st.container(border=True, key=f"bank_card_{item.id}"):
         head, badge = st.columns([3, 2])
         head.subheader(md(item.institution_name))
-        if item.needs_repair:
+        if item.needs_attention:
             badge.error(md(item.status_message), icon=":material/link_off:")
         else:
             badge.success(md(item.status_message), icon=":material/check_circle:")

@@ -49,7 +49,7 @@ def overview(c: Container, uid: uuid.UUID, *, can_link: bool) -> None:
         fresh = f"last synced {when(synced[0])}"
     st.caption(f"{banks} · {fresh}")
 
-    attention = [f"{md(i.institution_name)}: {md(i.status_message)}" for i in items if i.needs_repair]
+    attention = [f"{md(i.institution_name)}: {md(i.status_message)}" for i in items if i.needs_attention]
     attention += [
         f"{md(s.institution_name)}: an account's balance no longer matches its transactions."
         for s in statuses

@@ -693,3 +693,61 @@ def test_news_on_accounts_outlives_a_rerun_nobody_asked_for_but_not_its_time(
     clock[0] += 2
     at.run()  # past the grace: gone
     assert linked not in [e.value.replace("\\", "") for e in at.success]
+
+
+def test_a_connection_only_relinking_fixes_is_shown_as_broken_first_and_on_home(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Access revoked at the bank, or a saved connection finsync cannot read: these wore a green check mark, kept
+    their place, and Home's list of what needs the person left them out."""
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "una")
+    bank_app.link(user.id, "ins_demo_1")
+    broken = bank_app.link(user.id, "ins_demo_2")
+    for status, words in (("permission_revoked", "Access was revoked"), ("error", "cannot be read")):
+        with unit_of_work(c.engine) as s:
+            row = s.get(PlaidItem, broken.id)
+            assert row is not None
+            row.status, row.status_code = status, "TOKEN_UNREADABLE" if status == "error" else None
+        at = open_page("accounts.py")
+        assert not at.exception and not [x for x in at.success if words in x.value]
+        assert [x.value for x in at.error if words in x.value] and "Repair connection" not in [
+            b.label for b in at.button
+        ]
+        assert _bank_headings(at) == ["Maple Credit Union", "First Demo Bank"]
+        home = open_page("home.py")
+        assert [w.value for w in home.warning if w.value.startswith("Maple Credit Union") and words in w.value]
+
+
+def test_sync_history_says_what_an_unreadable_connection_or_an_unexpected_error_needs(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both were explained as "the bank connection service is temporarily unavailable: nothing to do"."""
+    from services import sync_engine
+    from tests.integration.sync_helpers import corrupt_token
+
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "vic")
+    item = bank_app.link(user.id, "ins_demo_2")
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sync_engine, "apply_run", broken)
+        assert sync.sync_item(c, user.id, item.id).error_code == "INTERNAL_ERROR"
+    bank_app.clock.advance(minutes=1)
+    corrupt_token(c, item.id)
+    assert sync.sync_item(c, user.id, item.id).error_code == "TOKEN_UNREADABLE"
+    table = open_page("sync_history.py").dataframe[0].value
+    said = list(zip(table["What happened"], table["What to do"], strict=True))
+    assert said == [
+        (
+            "The saved connection cannot be read (the encryption keys changed or the data was altered).",
+            "Remove it (its card on Accounts) and link the bank again.",
+        ),
+        (
+            "finsync hit an unexpected error while syncing.",
+            "Nothing to do: it tries again later; the operator can see why in the logs.",
+        ),
+    ]
