@@ -69,7 +69,7 @@ class ItemView:
     @property
     def needs_attention(self) -> bool:
         """The user must act: repair it, or (access revoked, connection unreadable) remove it and link again."""
-        return self.needs_repair or self.status in NEEDS_ATTENTION
+        return self.status in NEEDS_ATTENTION
 
 
 @dataclass(frozen=True)

@@ -131,14 +131,11 @@ def check_database(engine: Engine, *, encoding: bool = False) -> None:
     every search with it. Said at start-up, before anything is written, rather than on some later day."""
     where = describe(engine)
     ask_encoding = encoding and not is_sqlite(engine)  # SQLite's text is UTF-8
-    # SQLite opens a file lazily: reading its schema is what tells a database from a text file.
-    probe = (
-        "SHOW server_encoding"
-        if ask_encoding
-        else "SELECT count(*) FROM sqlite_master"
-        if is_sqlite(engine)
-        else "SELECT 1"
-    )
+    probe = "SELECT 1"
+    if ask_encoding:
+        probe = "SHOW server_encoding"
+    elif is_sqlite(engine):  # SQLite opens a file lazily: reading its schema tells a database from a text file
+        probe = "SELECT count(*) FROM sqlite_master"
     try:
         with engine.connect() as conn:
             found = str(conn.execute(text(probe)).scalar())

@@ -70,7 +70,7 @@ def insert_new(
         done = sql.run(statement, (uid, iid, False, sql.ts(now), iid, rid, lo, lo + BULK_CHUNK))
         inserted += done.rowcount
         report(inserted)
-    if inserted != total or _names_a_twin(sql, rid, uid):
+    if inserted != total or _needs_planning(sql, rid, uid):
         sql.run(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")  # a conflict, a repeat or a pending twin: plan it instead
         sql.run(f"RELEASE SAVEPOINT {_SAVEPOINT}")
         return None
@@ -85,7 +85,7 @@ def staged_column(sql: Sql, column: str) -> str:
     return f"s.{_q(column)}"
 
 
-def _names_a_twin(sql: Sql, rid: str, uid: str) -> bool:
+def _needs_planning(sql: Sql, rid: str, uid: str) -> bool:
     """True when a staged row's pending id is in the user's ledger (now including this run) or saved edits, or a
     staged row is itself a removed pending row whose edits were saved (sent again: its edits come back)."""
     if sql.run("SELECT 1 FROM pending_edits WHERE user_id = ? LIMIT 1", (uid,)).first() is not None:
