@@ -45,8 +45,10 @@ def export_section(c: Container, uid: uuid.UUID, *, two_factor: bool) -> None:
 
 @survives_outage
 def _prepare(c: Container, uid: uuid.UUID) -> None:
-    """The form's submit, run before the page: the password goes from the screen, the dates stay as typed."""
+    """The form's submit, run before the page: the password goes from the screen, the dates stay as typed. A file
+    prepared before goes from the page first: shown beside a refusal of the new one, its link would pass for it."""
     state, proof = st.session_state, take_proof("export", uid)
+    state.pop("export_file", None)
     if proof is None:
         return
     view, password, code = proof

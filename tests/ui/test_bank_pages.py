@@ -281,6 +281,11 @@ def test_transactions_download_as_csv_is_the_contract_file_and_is_audited(
         refused = TestClient(Starlette(routes=[download_route(lambda: c)]), cookies=other).get(f"/download/{token}")
         assert (refused.status_code, refused.text) == (404, DOWNLOAD_GONE)
     assert http.get(f"/download/{token}x", cookies={"finsync_session": cookie}).status_code == 404
+    # A second file refused: the first one's link goes from the page (beside the error it would pass for the new one).
+    at.text_input(key="export_password").input("not my password at all")
+    at = click(at, "Prepare the file")
+    assert "That password is not right." in everything(at) and "export_file" not in at.session_state
+    assert not any("/download/" in h.proto.body for h in at.html)
     sessions.sign_out(c, cookie)
     assert http.get(f"/download/{token}", cookies={"finsync_session": cookie}).status_code == 404
 
