@@ -154,6 +154,9 @@ def _keys_rotate(args: argparse.Namespace) -> int:
     unused = [v for v in c.cipher.versions if v not in in_use and v != c.cipher.primary_version]
     if unused:
         print(f"key version(s) {', '.join(map(str, unused))} protect nothing now and can be removed from the ring")
+    if report.unreadable:
+        print(f"{report.unreadable} value(s) could not be read and were left as they were{_missing_keys(c, in_use)}")
+        return 1
     return 0
 
 
@@ -163,11 +166,29 @@ def _keys_status(args: argparse.Namespace) -> int:
     for version in c.cipher.versions:
         role = "encrypts" if version == c.cipher.primary_version else "decrypts"
         print(f"key {version}: {role}, protects {in_use.get(version, 0)} value(s)")
+    lost = {v: n for v, n in in_use.items() if v not in c.cipher.versions}
+    for version, n in sorted(lost.items()):
+        name = f"key {version}: NOT IN THE RING" if version else "damaged values (no readable key version):"
+        print(f"{name}, {n} value(s) cannot be read")
     if stale := values_to_rotate(c.engine, c.cipher):
         print(
             f"{stale} value(s) are not on key {c.cipher.primary_version} in the current format yet: run `keys rotate`"
         )
+    if lost:
+        print(f"unreadable values{_missing_keys(c, in_use)}")
+        return 1
     return 0
+
+
+def _missing_keys(c: Container, in_use: dict[int, int]) -> str:
+    """What to do about values no key of the ring reads: the versions to put back, when that is the cause."""
+    missing = sorted(v for v in in_use if v and v not in c.cipher.versions)
+    if not missing:
+        return " (damaged: restore them from a backup)"
+    return (
+        f": put key version(s) {', '.join(map(str, missing))} back in FINSYNC_ENCRYPTION_KEYS (after the first entry),"
+        " restart, then run `keys rotate`"
+    )
 
 
 @command

@@ -86,7 +86,10 @@ class FieldCipher:
 
     def is_current(self, blob: bytes) -> bool:
         """Whether ``blob`` is already what ``encrypt`` writes now: this format and the primary key."""
-        return self.key_version(blob) == self.primary_version and blob[0] == FORMAT
+        try:
+            return self.key_version(blob) == self.primary_version and blob[0] == FORMAT
+        except DecryptionError:
+            return False  # damaged: not current, and rotation will say it cannot read it
 
     def decrypt(self, blob: bytes, *, table: str, column: str, row_id: object, owner: object) -> bytes:
         version = self.key_version(blob)
@@ -158,6 +161,7 @@ class RotationReport:
     rewritten: int = 0
     scanned: int = 0
     batches: int = 0
+    unreadable: int = 0  # left as they were: on a key missing from the ring, or failing authentication
 
 
 def rotate_keys(
@@ -171,7 +175,9 @@ def rotate_keys(
 
     Safe to interrupt: a rerun skips rows already current and finishes the rest. Safe while the app runs: each
     batch's rows are locked (SQLite: the write lock) from read to commit, so a secret written meanwhile (a new
-    TOTP seed, a repaired connection) waits for the batch instead of being overwritten by its old value.
+    TOTP seed, a repaired connection) waits for the batch instead of being overwritten by its old value. A value
+    this ring cannot read (its key dropped too soon, or damaged) is left as it is and counted, and the rest goes on:
+    put the key back and a rerun rewrites it.
     """
     report = RotationReport()
     for model in models if models is not None else encrypted_models():
@@ -192,7 +198,11 @@ def rotate_keys(
                         if blob is None or cipher.is_current(blob):
                             continue
                         owner = owner_of(row)
-                        plain = cipher.decrypt(blob, table=table, column=column, row_id=row.id, owner=owner)
+                        try:
+                            plain = cipher.decrypt(blob, table=table, column=column, row_id=row.id, owner=owner)
+                        except DecryptionError:
+                            report.unreadable += 1
+                            continue
                         fresh = cipher.encrypt(plain, table=table, column=column, row_id=row.id, owner=owner)
                         setattr(row, column, fresh)
                         report.rewritten += 1
@@ -212,10 +222,14 @@ def _blobs(engine: Engine) -> Iterator[bytes]:
 
 
 def versions_in_use(engine: Engine, cipher: FieldCipher) -> dict[int, int]:
-    """How many encrypted values each key version still protects."""
+    """How many encrypted values each key version still protects (versions missing from the ring included; a
+    value too damaged to name its version counts under 0)."""
     counts: dict[int, int] = {}
     for blob in _blobs(engine):
-        version = cipher.key_version(blob)
+        try:
+            version = cipher.key_version(blob)
+        except DecryptionError:
+            version = 0
         counts[version] = counts.get(version, 0) + 1
     return counts
 

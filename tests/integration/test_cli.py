@@ -205,3 +205,28 @@ def test_a_command_with_a_new_data_dir_on_a_database_it_cannot_read_leaves_no_ke
     result = cli("keys", "status", env={"DATABASE_URL": db_url, "FINSYNC_DATA_DIR": str(elsewhere)})
     assert result.returncode == 2 and "generated local secrets" not in result.stderr, result.stderr
     assert not (elsewhere / "secrets.env").exists()
+
+
+def test_keys_status_and_rotate_name_a_key_dropped_while_values_still_need_it(db_url: str) -> None:
+    """An operator drops key 1 before `keys rotate` moved its values: status and rotate say which values cannot be
+    read and which key to put back (exit 1, for a cron check), instead of counting them nowhere."""
+    from services.config import parse_key_ring
+    from services.crypto import FieldCipher
+    from tests.factories import key_entry
+    from tests.integration.test_key_rotation import seed
+
+    one, two = key_entry(1), key_entry(2)
+    assert cli("db", "upgrade", env={"DATABASE_URL": db_url, "FINSYNC_ENCRYPTION_KEYS": one}).returncode == 0
+    seed(make_engine(db_url), FieldCipher(parse_key_ring(one)), 3)
+    dropped = {"DATABASE_URL": db_url, "FINSYNC_ENCRYPTION_KEYS": two}
+    status = cli("keys", "status", env=dropped)
+    assert status.returncode == 1, status.stderr
+    assert "key 2: encrypts, protects 0 value(s)" in status.stdout
+    assert "key 1: NOT IN THE RING, 3 value(s) cannot be read" in status.stdout
+    assert "put key version(s) 1 back in FINSYNC_ENCRYPTION_KEYS" in status.stdout
+    rotated = cli("keys", "rotate", env=dropped)
+    assert rotated.returncode == 1 and "3 value(s) could not be read and were left as they were" in rotated.stdout
+    both = {"DATABASE_URL": db_url, "FINSYNC_ENCRYPTION_KEYS": f"{two},{one}"}
+    finished = cli("keys", "rotate", env=both)
+    assert finished.returncode == 0 and "re-encrypted 3 value(s)" in finished.stdout, finished.stdout
+    assert "key version(s) 1 protect nothing now and can be removed" in finished.stdout

@@ -13,20 +13,20 @@ from services.errors import CryptoError, DecryptionError
 from tests.factories import key_entry
 
 
-def seed(engine: Engine, cipher: FieldCipher, n: int) -> dict[object, str]:
+def seed(engine: Engine, cipher: FieldCipher, n: int, *, name: str = "u") -> dict[object, str]:
     secrets = {}
     with unit_of_work(engine) as session:
         for i in range(n):
             user = User(
-                email=f"u{i}@example.com",
-                email_norm=f"u{i}@example.com",
-                username=f"u{i}",
-                username_norm=f"u{i}",
+                email=f"{name}{i}@example.com",
+                email_norm=f"{name}{i}@example.com",
+                username=f"{name}{i}",
+                username_norm=f"{name}{i}",
                 password_hash="x",
             )
             session.add(user)
             session.flush()
-            secret = f"TOTPSECRET{i:06d}"
+            secret = f"TOTPSECRET{name}{i:06d}"
             user.totp_secret_enc = cipher.encrypt(
                 secret, table="users", column="totp_secret_enc", row_id=user.id, owner=user.id
             )
@@ -89,6 +89,31 @@ def test_wrong_key_ring_is_refused_at_start(engine: Engine) -> None:
     check_key_ring(engine, right)
     with pytest.raises(CryptoError, match="key version 1 is not the key"):
         check_key_ring(engine, FieldCipher(parse_key_ring(key_entry(1))))
+
+
+def test_a_key_dropped_too_soon_leaves_its_values_alone_and_the_rest_rotates(engine: Engine) -> None:
+    """An operator removes key 1 before rotating it away: rotation rewrites what it can read, counts and keeps what
+    it cannot (no batch rolled back around them); with key 1 back, a rerun finishes the work and nothing is lost."""
+    one, two, three = key_entry(1), key_entry(2), key_entry(3)
+    secrets = seed(engine, FieldCipher(parse_key_ring(one)), 3)
+    secrets |= seed(engine, FieldCipher(parse_key_ring(two)), 3, name="more")
+    with unit_of_work(engine) as session:  # and one value damaged past naming its key
+        broken = User(
+            email="b@example.com", email_norm="b@example.com", username="b", username_norm="b", password_hash="x"
+        )
+        broken.totp_secret_enc = b"\x03\x00"
+        session.add(broken)
+    too_soon = FieldCipher(parse_key_ring(f"{three},{two}"))
+    report = rotate_keys(engine, too_soon, batch_size=2)
+    assert (report.rewritten, report.unreadable) == (3, 4)
+    assert versions_in_use(engine, too_soon) == {3: 3, 1: 3, 0: 1}
+    whole = FieldCipher(parse_key_ring(f"{three},{two},{one}"))
+    again = rotate_keys(engine, whole, batch_size=2)
+    assert (again.rewritten, again.unreadable) == (3, 1)
+    assert versions_in_use(engine, whole) == {3: 6, 0: 1}
+    with unit_of_work(engine) as session:
+        session.delete(session.execute(select(User).where(User.username == "b")).scalar_one())
+    assert read_all(engine, FieldCipher(parse_key_ring(three))) == secrets
 
 
 def test_rotation_rewrites_older_formats_as_the_current_one(engine: Engine) -> None:
