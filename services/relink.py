@@ -72,8 +72,9 @@ def _row(t: LedgerTransaction) -> _Row:
     return _Row(t.plaid_transaction_id, t.account_id, t.date, t.amount_minor, name, t.pending, edited)
 
 
-def reconcile_kept(session: Session, item: PlaidItem, run_id: uuid.UUID, now: datetime) -> set[str]:
-    """Match kept rows of the item's taken-back accounts with rows this run added; return the ids that continue one.
+def reconcile_kept(session: Session, item: PlaidItem, run_id: uuid.UUID, now: datetime) -> dict[str, date]:
+    """Match kept rows of the item's taken-back accounts with rows this run added; return the ids that continue one,
+    with their dates.
 
     Runs inside the sync's apply transaction, before its staging rows are dropped.
     """
@@ -81,7 +82,7 @@ def reconcile_kept(session: Session, item: PlaidItem, run_id: uuid.UUID, now: da
         select(BankAccount).where(col(BankAccount.item_id) == item.id, col(BankAccount.relinked_at).is_not(None))
     ).scalars().all()  # fmt: skip
     if not accounts:
-        return set()
+        return {}
     ids = [a.id for a in accounts]
     kept = [
         _row(t)
@@ -106,7 +107,7 @@ def reconcile_kept(session: Session, item: PlaidItem, run_id: uuid.UUID, now: da
     for old, new in pairs:
         _continue(session, item.user_id, old, new)
     _settle(session, accounts, kept, pairs, now)
-    return {new.tid for _, new in pairs}
+    return {new.tid: new.day for _, new in pairs}
 
 
 def _pair(kept: list[_Row], fresh: list[_Row]) -> list[tuple[_Row, _Row]]:

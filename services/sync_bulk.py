@@ -110,21 +110,28 @@ def _needs_planning(sql: Sql, rid: str, uid: str) -> bool:
     return False
 
 
-def new_rows(sql: Sql, run_id: uuid.UUID, large: int | None) -> list[NewTransaction]:
-    """What the notification lists, as the row-by-row path picks it: the first 20, then large ones, up to 200."""
+def news_count(sql: Sql, run_id: uuid.UUID, since: date) -> int:
+    """How many staged rows of an all-added run are news: dated ``since`` or later (older ones are history)."""
+    query = 'SELECT count(*) FROM sync_staging WHERE run_id = ? AND "date" >= ?'  # staging keeps dates as ISO text
+    return int(sql.run(query, (sql.uid(run_id), since.isoformat())).one()[0])
+
+
+def new_rows(sql: Sql, run_id: uuid.UUID, large: int | None, since: date) -> list[NewTransaction]:
+    """What the notification lists, as the row-by-row path picks it: the first 20, then large ones, up to 200 (of
+    the rows dated ``since`` or later)."""
     cols = (
         'seq, "date", name, amount_minor, COALESCE(iso_currency_code, unofficial_currency_code), plaid_transaction_id'
     )
-    rid = sql.uid(run_id)
+    rid, day = sql.uid(run_id), since.isoformat()
     rows = sql.run(
-        f"SELECT {cols} FROM sync_staging WHERE run_id = ? ORDER BY seq LIMIT {_NEWS_FIRST}",  # noqa: S608 - constant SQL
-        (rid,),
+        f'SELECT {cols} FROM sync_staging WHERE run_id = ? AND "date" >= ? ORDER BY seq LIMIT {_NEWS_FIRST}',  # noqa: S608 - constant SQL
+        (rid, day),
     ).fetchall()
     if large is not None and len(rows) == _NEWS_FIRST:
         rows += sql.run(
-            f"SELECT {cols} FROM sync_staging WHERE run_id = ? AND seq > ? AND abs(amount_minor) >= ? "  # noqa: S608 - constant SQL
+            f'SELECT {cols} FROM sync_staging WHERE run_id = ? AND "date" >= ? AND seq > ? AND abs(amount_minor) >= ? '  # noqa: S608 - constant SQL
             f"ORDER BY seq LIMIT {_NEWS_MAX - _NEWS_FIRST}",
-            (rid, rows[-1][0], large),
+            (rid, day, rows[-1][0], large),
         ).fetchall()
     return [NewTransaction(_day(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
 

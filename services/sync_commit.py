@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlmodel import Session, col
 
-from models import ItemSyncState, PlaidItem, SyncQuarantine, SyncRun
+from models import ItemSyncState, LedgerTransaction, PlaidItem, SyncQuarantine, SyncRun
 from services.container import Container
 from services.db import unit_of_work
 from services.notify import NewTransaction, NotificationSettings, queue_after_sync
@@ -20,7 +20,7 @@ from services.plaid_types import Account
 from services.relink import reconcile_kept
 from services.sync_accounts import placeholder_account, upsert_accounts
 from services.sync_apply import REMOVED, Plan, Staged, plan_chunk, referenced_ids
-from services.sync_bulk import all_added, insert_new, new_rows, staged_accounts
+from services.sync_bulk import all_added, insert_new, new_rows, news_count, staged_accounts
 from services.sync_checks import LowBalance, check_accounts
 from services.sync_run import LeaseLost, RunCounters
 from services.sync_store import (
@@ -44,20 +44,27 @@ class News:
     low: list[LowBalance] = field(default_factory=list)
     initial: bool = False  # the connection's first successful sync: its rows are past history, not news
     mail: list[uuid.UUID] = field(default_factory=list)  # the notifications queued in the apply transaction
+    # Rows dated before this day are the bank's history arriving, not news: Plaid sends a new connection's last
+    # 30 days first and the older history in later syncs, as `added` like any other transaction. The day is the
+    # bank's own (its oldest transaction here), so no clock of ours decides what is old.
+    history_before: date = date.min
 
-    def forget(self, ids: set[str]) -> None:
+    def forget(self, rows: dict[str, date]) -> None:
         """Drop rows that turned out to continue kept history (a bank linked again) rather than be new."""
-        self.count -= len(ids)
-        self.rows = [r for r in self.rows if r.transaction_id not in ids]
+        self.count -= sum(day >= self.history_before for day in rows.values())
+        self.rows = [r for r in self.rows if r.transaction_id not in rows]
 
     def collect(self, plan: Plan, large: int | None) -> None:
         """The rows a chunk brought in that are new to the user (a pending row posting is not news again)."""
         for tid, values in plan.new.items():
+            day = date.fromisoformat(values[4])
+            if day < self.history_before:
+                continue
             self.count += 1
             amount = values[1]
             if len(self.rows) < 20 or (large is not None and abs(amount) >= large and len(self.rows) < 200):
                 currency = values[2] or values[3]  # ISO, else Plaid's unofficial code
-                self.rows.append(NewTransaction(date.fromisoformat(values[4]), values[6], amount, currency, tid))
+                self.rows.append(NewTransaction(day, values[6], amount, currency, tid))
 
 
 def apply_run(
@@ -83,6 +90,7 @@ def apply_run(
             raise LeaseLost("the cursor moved or the lease expired")
         amap = upsert_accounts(session, item, accounts, now)
         sql = Sql(session.connection())
+        news.history_before = _oldest_day(session, item)
         added, modified, removed = _apply_rows(session, sql, item, run, amap, now, news, prefs)
         forget_unedited_tombstones(sql, item.user_id, now)  # holds whose posted twin never came
         continued = reconcile_kept(session, item, run.run_id, now)  # a relinked bank's history is not news
@@ -134,6 +142,16 @@ def set_aside(session: Session, sql: Sql, item: PlaidItem, run: RunCounters, now
         session.add(row)
 
 
+def _oldest_day(session: Session, item: PlaidItem) -> date:
+    """The day of the connection's oldest transaction in the ledger (date.min before it has any)."""
+    oldest = session.execute(
+        select(func.min(LedgerTransaction.date)).where(
+            col(LedgerTransaction.user_id) == item.user_id, col(LedgerTransaction.item_id) == item.id
+        )
+    ).scalar()
+    return oldest or date.min
+
+
 def _apply_rows(
     session: Session,
     sql: Sql,
@@ -152,8 +170,8 @@ def _apply_rows(
         keys = {"user_id": item.user_id, "item_id": item.id, "run_id": run.run_id}
         inserted = insert_new(sql, **keys, now=now, report=lambda n: run.report("applying", n))
         if inserted is not None:
-            news.count += inserted
-            news.rows = new_rows(sql, run.run_id, prefs.large_transaction_minor)
+            news.count += news_count(sql, run.run_id, news.history_before)
+            news.rows = new_rows(sql, run.run_id, prefs.large_transaction_minor, news.history_before)
             return inserted, 0, 0
     added = modified = removed = 0
     # A posted transaction set aside as unreadable: its pending twin stays (edits and all) until it reads.

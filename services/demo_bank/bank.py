@@ -212,6 +212,33 @@ class Bank:
             item.since = None
             bulk_history(item.ledger, item.accounts, item.seed, count, item.anchor)
 
+    def hold_history(self, item_id: str, days: int = 30) -> None:
+        """Play Plaid's initial pull: until `finish_history`, the item sends only its last `days` days, and
+        /transactions/sync says INITIAL_UPDATE_COMPLETE."""
+        with self.lock:
+            item = self.item(item_id)
+            item.pulled_from = item.today - timedelta(days=days - 1)
+
+    def finish_history(self, item_id: str) -> None:
+        """Plaid's historical pull completes: the older history is sent as added, and SYNC_UPDATES_AVAILABLE says
+        so (`historical_update_complete`)."""
+        with self.lock:
+            item = self.item(item_id)
+            held, item.pulled_from = item.pulled_from, None
+            if held is None:
+                return
+            hidden = item.hidden_ids()
+            older = sorted((t for t in item.ledger.txns.values() if t.date < held and item.sends(t, hidden)),
+                           key=lambda t: t.created_pos)  # fmt: skip
+            item.ledger.add_again([t.transaction_id for t in older])
+            self.notify(
+                item,
+                "TRANSACTIONS",
+                "SYNC_UPDATES_AVAILABLE",
+                initial_update_complete=True,
+                historical_update_complete=True,
+            )
+
     def truth(self, item_id: str) -> list[dict[str, Any]]:
         """Every current transaction of an item as Plaid JSON, newest first."""
         with self.lock:

@@ -46,10 +46,17 @@ class Item:
     offered: list[str] = field(default_factory=list)  # accounts the bank has that the user did not share yet
     hidden: list[str] = field(default_factory=list)  # accounts the user left unticked in Link: never sent
     since: date | None = None  # the oldest day Link asked for (`transactions.days_requested`); None: all there is
+    # While set, Plaid's initial pull: only days from this one are sent yet (status INITIAL_UPDATE_COMPLETE).
+    pulled_from: date | None = None
 
     def shows(self, day: date) -> bool:
-        """Whether a transaction of this day is within the history this item was linked for."""
-        return self.since is None or day >= self.since
+        """Whether a transaction of this day is within the history this item was linked for (and pulled so far)."""
+        return (self.since is None or day >= self.since) and (self.pulled_from is None or day >= self.pulled_from)
+
+    @property
+    def update_status(self) -> str:
+        """`transactions_update_status` once the item is ready: how much of its history Plaid has pulled."""
+        return "INITIAL_UPDATE_COMPLETE" if self.pulled_from is not None else "HISTORICAL_UPDATE_COMPLETE"
 
     def sends(self, txn: Txn, hidden: frozenset[str]) -> bool:
         """Whether this item ever sends ``txn`` (or its removal): an account it shares (``hidden`` is

@@ -98,13 +98,16 @@ class Ledger:
 
     def resend(self, account_id: str) -> None:
         """An account shared again: send its current transactions as added, and the removals it missed."""
-        for tid, txn in list(self.txns.items()):
-            if txn.account_id == account_id:
-                self.txns[tid] = replace(txn, created_pos=len(self.log))
-                self.log.append((ADD, tid))
+        self.add_again([tid for tid, txn in self.txns.items() if txn.account_id == account_id])
         for tid, txn in self.gone.items():
             if txn.account_id == account_id:
                 self.log.append((REMOVE, tid))  # an id the app never had is nothing to it
+
+    def add_again(self, transaction_ids: list[str]) -> None:
+        """Log current transactions as added again, in this order (ones held back until now)."""
+        for tid in transaction_ids:
+            self.txns[tid] = replace(self.txns[tid], created_pos=len(self.log))
+            self.log.append((ADD, tid))
 
     def known(self, transaction_id: str) -> Txn:
         """Return a current transaction, or a removed one as it was last."""

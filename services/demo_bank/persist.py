@@ -86,6 +86,7 @@ def _item_out(item: Item) -> dict[str, Any]:
         "offered": item.offered,
         "hidden": item.hidden,
         "since": None if item.since is None else item.since.isoformat(),
+        "pulled_from": None if item.pulled_from is None else item.pulled_from.isoformat(),
     }
 
 
@@ -112,6 +113,7 @@ def _item_in(d: dict[str, Any]) -> Item:
         offered=[str(k) for k in d.get("offered", [])],  # absent in state files written before it existed
         hidden=[str(k) for k in d.get("hidden", [])],  # likewise
         since=date.fromisoformat(d["since"]) if d.get("since") else None,  # likewise
+        pulled_from=date.fromisoformat(d["pulled_from"]) if d.get("pulled_from") else None,  # likewise
     )
 
 

@@ -91,6 +91,14 @@ class DemoBankHandle:
         """Clear ITEM_LOGIN_REQUIRED as update-mode Link would."""
         self.bank.repair(item_id)
 
+    def hold_history(self, item_id: str, days: int = 30) -> None:
+        """Play Plaid's initial pull: only the last `days` days until `finish_history`; see `Bank.hold_history`."""
+        self.bank.hold_history(item_id, days)
+
+    def finish_history(self, item_id: str) -> None:
+        """Plaid's historical pull completes: the older history arrives as added, with a webhook."""
+        self.bank.finish_history(item_id)
+
     def set_ready(self, item_id: str, ready: bool) -> None:
         """Make /transactions/sync answer NOT_READY with an empty cursor (False) or serve data (True)."""
         with self.bank.lock:

@@ -41,7 +41,8 @@ def sync_page(item: Item, token: str, count: int, key: bytes) -> dict[str, Any]:
     end = cur.end if cur.paging else len(ledger.log)
     changes = ledger.changes(cur.start, end)
     hidden = item.hidden_ids()
-    if hidden or item.since is not None:  # unshared accounts, days Link did not ask for: never sent (nor removed)
+    if hidden or item.since is not None or item.pulled_from is not None:  # unshared accounts, days not asked for or
+        # not pulled yet: not sent (nor removed)
         changes = [(kind, tid) for kind, tid in changes if item.sends(ledger.known(tid), hidden)]
     window = changes[cur.offset : cur.offset + count]
     has_more = cur.offset + count < len(changes)
@@ -54,7 +55,7 @@ def sync_page(item: Item, token: str, count: int, key: bytes) -> dict[str, Any]:
     removed = [
         {"transaction_id": tid, "account_id": ledger.known(tid).account_id} for kind, tid in window if kind == "removed"
     ]
-    return _body(item, added, modified, removed, cursors.encode(nxt, key), has_more, "HISTORICAL_UPDATE_COMPLETE")
+    return _body(item, added, modified, removed, cursors.encode(nxt, key), has_more, item.update_status)
 
 
 def _body(

@@ -113,6 +113,39 @@ def test_a_pending_row_posting_is_not_news_again(container, gateway, demo_bank, 
     assert ledger(container, user_id) == truth(demo_bank, pid)
 
 
+@pytest.mark.parametrize("mixed", [False, True], ids=["all-added", "with-a-change"])
+def test_the_older_history_plaid_sends_after_the_first_30_days_is_not_news(
+    container, gateway, demo_bank, linked, mailer, mixed: bool
+) -> None:
+    """Plaid pulls a new connection's last 30 days first (INITIAL_UPDATE_COMPLETE) and its older history later, as
+    `added` in a later sync: that history fills the ledger but is not mailed as new transactions (nor as large ones);
+    a transaction that really is new in the same sync still is. Both ways a run is written: all added (set-based)
+    and with a change among them (row by row)."""
+    user_id, item_id, pid = linked
+    set_notification_prefs(container, user_id, NotificationSettings(True, 10_000, None, True))
+    demo_bank.hold_history(pid, days=30)
+    first = _sync(container, gateway, user_id, item_id)
+    recent = ledger(container, user_id)
+    assert first.added == len(recent) > 0 and recent == truth(demo_bank, pid)
+    demo_bank.finish_history(pid)
+    bike = demo_bank.mutate(pid, "add", cents=20_000, name="NEW BIKE")
+    if mixed:
+        demo_bank.mutate(pid, "modify", transaction_id=min(recent), name="RENAMED BY THE BANK")
+    second = _sync(container, gateway, user_id, item_id)
+    assert second.modified == mixed
+    whole = ledger(container, user_id)
+    older = [v for k, v in whole.items() if k not in recent and k != bike["transaction_id"]]
+    assert older and max(v[2] for v in older) < min(v[2] for v in recent.values())  # it was history indeed
+    assert second.added == len(older) + 1 and whole == truth(demo_bank, pid)
+    assert sorted(_subjects(mailer)) == [
+        "finsync: 1 new transaction from Demo ins_demo_1",
+        "finsync: large transaction at Demo ins_demo_1",
+    ]
+    for mail in mailer.sent:
+        listed = [line for line in mail.get_content().splitlines() if line.startswith("  20")]
+        assert len(listed) == 1 and "NEW BIKE" in listed[0], listed
+
+
 class DuplicatingBank(PlaidGateway):
     """The last page repeats its first added transaction and removes an id nobody has."""
 
