@@ -14,9 +14,10 @@ from services import audit, mail_queue, notices, otp, sessions, throttle, tokens
 from services.container import Container
 from services.credentials import Pending, confirm_identity, load_user, reauth, set_password, tell_address_owner
 from services.db import unit_of_work
-from services.errors import InputError, NotFound, TokenInvalid
+from services.errors import InputError, NotFound, Throttled, TokenInvalid
 
 RESET_EVERY = timedelta(seconds=60)  # at most one reset email a minute per account
+EMAIL_CHANGE_EVERY = timedelta(seconds=60)  # at most one email change (link or notice) a minute per account
 RESET_IP_LIMIT = 10  # and ten requests per client address in three minutes (Rails' default)
 RESET_IP_WINDOW = timedelta(minutes=3)
 
@@ -144,6 +145,9 @@ def request_email_change(
             raise InputError("That is already your email address.")
         if reauth(session, c, user, p, action="email change", password=password, code=code,
                   need_code=user.totp_enabled, ip=ip):  # fmt: skip
+            # One a minute, free address or taken alike: no one mails links to addresses of their choice in bulk.
+            if throttle.record_event(session, f"email_change:{user.id}", now, EMAIL_CHANGE_EVERY) > 1:
+                raise Throttled("We just sent a link. You can ask to change your address again in a minute.")
             # Not locked: two users moving onto each other's address at once would deadlock on PostgreSQL.
             owner = users.find_by_email(session, users.fold(new))
             if owner is None:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from models import ThrottleCounter, User
-from services import audit, mail_queue, revocations, sessions, throttle
+from services import audit, mail_queue, revocations, sessions, throttle, tokens
 from services.audit import AuditView
 from services.bot_health import BotHealth, current_health
 from services.container import Container
@@ -61,6 +61,16 @@ def _admin(session: Session, actor_id: uuid.UUID) -> User:
     return actor
 
 
+def _acting_on(session: Session, actor_id: uuid.UUID, user_id: uuid.UUID) -> tuple[User, User]:
+    """The acting admin and the account acted on, both rows locked (in id order: two admins acting on each other at
+    once wait in turn rather than deadlock), so an admin disabled a moment ago can no longer act: two admins cannot
+    disable each other at once and leave none."""
+    ids = [i for i in (actor_id, user_id) if isinstance(i, uuid.UUID)]
+    locked = select(User).where(col(User.id).in_(ids)).order_by(col(User.id)).with_for_update()
+    session.execute(locked.execution_options(populate_existing=True)).scalars().all()
+    return _admin(session, actor_id), _target(session, user_id)
+
+
 def _target(session: Session, user_id: uuid.UUID) -> User:
     user = session.get(User, user_id, with_for_update=True) if isinstance(user_id, uuid.UUID) else None
     if user is None:
@@ -86,9 +96,8 @@ def list_users(c: Container, actor_id: uuid.UUID) -> list[AdminUserRow]:
 def unlock_user(c: Container, actor_id: uuid.UUID, user_id: uuid.UUID) -> None:
     """End a sign-in pause now."""
     now = c.clock()
-    with unit_of_work(c.engine) as session:
-        actor = _admin(session, actor_id)
-        user = _target(session, user_id)
+    with unit_of_work(c.engine, immediate=True) as session:
+        actor, user = _acting_on(session, actor_id, user_id)
         throttle.clear(session, throttle.account_key(user.id))
         audit.record(session, event="admin_unlock", user_id=user.id, actor_id=actor.id, at=now)
 
@@ -96,9 +105,8 @@ def unlock_user(c: Container, actor_id: uuid.UUID, user_id: uuid.UUID) -> None:
 def force_sign_out(c: Container, actor_id: uuid.UUID, user_id: uuid.UUID) -> int:
     """End every session of the user; returns how many."""
     now = c.clock()
-    with unit_of_work(c.engine) as session:
-        actor = _admin(session, actor_id)
-        user = _target(session, user_id)
+    with unit_of_work(c.engine, immediate=True) as session:
+        actor, user = _acting_on(session, actor_id, user_id)
         if user.id == actor.id:
             raise InputError("That is you: use Sign out, or end your other sessions in Settings → Sessions.")
         count = sessions.revoke_all(session, user.id, now)
@@ -108,16 +116,19 @@ def force_sign_out(c: Container, actor_id: uuid.UUID, user_id: uuid.UUID) -> int
 
 
 def set_disabled(c: Container, actor_id: uuid.UUID, user_id: uuid.UUID, disabled: bool) -> None:
-    """Disable (sessions end at once, sign-in refused) or re-enable an account; never your own."""
+    """Disable (sessions end at once, sign-in refused, and every emailed link dies with them) or re-enable an
+    account; never your own."""
     now = c.clock()
-    with unit_of_work(c.engine) as session:
-        actor = _admin(session, actor_id)
-        user = _target(session, user_id)
+    with unit_of_work(c.engine, immediate=True) as session:
+        actor, user = _acting_on(session, actor_id, user_id)
         if user.id == actor.id:
             raise InputError("You cannot disable or enable your own account.")
         user.status = "disabled" if disabled else "active"
         if disabled:
             sessions.revoke_all(session, user.id, now)
+            # An account is often disabled because someone else got in: the email change, reset or verification
+            # link they asked for must not come back to life when the owner's account is enabled again.
+            tokens.revoke(session, user.id, (tokens.RESET, tokens.VERIFY, tokens.EMAIL_CHANGE), now)
         event = "admin_disable" if disabled else "admin_enable"
         audit.record(session, event=event, user_id=user.id, actor_id=actor.id, at=now)
 

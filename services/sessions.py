@@ -102,8 +102,9 @@ def revoke_all(session: Session, user_id: uuid.UUID, now: datetime, *, keep: uui
     return int(session.execute(query).rowcount or 0)  # type: ignore[attr-defined]
 
 
-def current_user(c: Container, token: str | None) -> SessionView | None:
-    """The user of a live session, or None (unknown, revoked, idle, too old, or the user is disabled)."""
+def current_user(c: Container, token: str | None, *, touch: bool = True) -> SessionView | None:
+    """The user of a live session, or None (unknown, revoked, idle, too old, or the user is disabled). ``touch``:
+    the request is the user's doing and moves the idle deadline; a page refreshing itself on a timer is not."""
     now = c.clock()
     with unit_of_work(c.engine) as session:
         row = _by_token(session, token)
@@ -113,7 +114,7 @@ def current_user(c: Container, token: str | None) -> SessionView | None:
         if user is None or user.status != "active":
             return None
         seen = SessionView(session_id=row.id, user=UserPublic.of(user))
-        stale = now - row.last_seen_at >= TOUCH_EVERY
+        stale = touch and now - row.last_seen_at >= TOUCH_EVERY
     if stale:
         # Its own write: SQLite refuses at once a read transaction that tries to write after another connection
         # (a sync, a webhook) committed since it began ("database is locked"); a fresh one waits its turn.

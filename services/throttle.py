@@ -165,7 +165,12 @@ def ip_retry_after(session: Session, ip: str, now: datetime, *, scope: str = "au
 
 def record_ip(session: Session, ip: str, now: datetime, *, scope: str = "auth", window: timedelta = IP_WINDOW) -> int:
     """Count one event for the address; returns how many fall within ``window`` up to now (at most ``KEPT``)."""
-    row = _counter(session, ip_key(ip, scope), now)
+    return record_event(session, ip_key(ip, scope), now, window)
+
+
+def record_event(session: Session, key: str, now: datetime, window: timedelta) -> int:
+    """Count one event for ``key``; returns how many fall within ``window`` up to now (at most ``KEPT``)."""
+    row = _counter(session, key, now)
     row.last_at = now
     return _keep(row, [*_times(row, now, window), now])
 

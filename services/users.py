@@ -19,6 +19,7 @@ from services.errors import InputError
 
 USERNAME_RE = re.compile(r"^[\w.-]{3,32}$")
 MAX_EMAIL = 254
+MAX_USERNAME_FOLDED = 64  # the column its folded form is kept in
 ROLES = ("user", "admin")
 CONFUSABLE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK"})
 
@@ -108,6 +109,15 @@ def clean_email(raw: str) -> str:
         raise InputError("That email address mixes letters from different alphabets; type it in one alphabet.")
     if _phonetic(text):
         raise InputError("That email address has phonetic letters (such as ɑ or ᴍ); type it in ordinary letters.")
+    # Full-width letters and ligatures ("ａlice", "oﬃce") compare as the plain address, so such an address would
+    # take a real one's place (and its mail would go to the look-alike mailbox).
+    if unicodedata.normalize("NFKC", text) != text:
+        raise InputError(
+            "That email address has special forms of letters (such as full-width letters or ligatures); "
+            "type it in ordinary letters."
+        )
+    if len(fold(text)) > MAX_EMAIL:  # a few letters fold into more than one ("ß" into "ss")
+        raise InputError(f"An email address has at most {MAX_EMAIL} characters.")
     try:
         result = validate_email(text, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as exc:
@@ -124,6 +134,8 @@ def clean_username(raw: str) -> str:
         raise InputError("That username mixes letters from different alphabets; use one alphabet.")
     if _phonetic(text):  # "ɑlice" with the phonetic alpha, likewise
         raise InputError("That username has phonetic letters (such as ɑ or ᴍ); use ordinary letters.")
+    if len(fold(text)) > MAX_USERNAME_FOLDED:  # a few letters fold into several ("ΐ" into three): it is stored so
+        raise InputError("That username is too long once letters are compared without case; use a shorter one.")
     return text
 
 

@@ -42,15 +42,17 @@ def user_agent() -> str:
         return ""
 
 
-def current_session() -> SessionView | None:
-    """Checked once per rerun; revoked, expired or disabled sessions come back as None."""
-    return sessions.current_user(container(), read_cookie())
+def current_session(*, touch: bool = True) -> SessionView | None:
+    """Checked once per rerun; revoked, expired or disabled sessions come back as None. ``touch``: see
+    `sessions.current_user`."""
+    return sessions.current_user(container(), read_cookie(), touch=touch)
 
 
 def still_signed_in(uid: uuid.UUID) -> None:
     """A fragment's rerun skips the entry script's check: a session ended elsewhere stops the page at once (the
-    full rerun shows sign-in)."""
-    view = current_session()
+    full rerun shows sign-in). A fragment that reruns on a timer is not the user's activity: a tab left open on a
+    refreshing page still signs out after the idle timeout."""
+    view = current_session(touch=False)
     if view is None or view.user.id != uid:
         st.rerun(scope="app")
 

@@ -13,7 +13,7 @@ from models import AuditEvent, AuthSession, OneTimeToken, User
 from services import audit, auth, sessions
 from services.container import Container
 from services.db import unit_of_work
-from services.errors import InputError, InvalidCredentials, TokenInvalid
+from services.errors import InputError, InvalidCredentials, Throttled, TokenInvalid
 from services.mailer import MemoryMailer
 from tests.factories import FakeClock
 from tests.integration.auth_support import (
@@ -70,6 +70,28 @@ def test_email_change_confirms_the_new_address_and_tells_the_old(container: Cont
         auth.begin_sign_in(container, login="alice@example.com", password=PASSWORD)
 
 
+@pytest.mark.parametrize("taken", [False, True], ids=["free-address", "taken-address"])
+def test_email_changes_are_one_a_minute_so_no_one_mails_addresses_of_their_choice_in_bulk(
+    container: Container, clock: FakeClock, mailer: MemoryMailer, taken: bool
+) -> None:
+    """Each request mails a link (or a notice) to an address of the requester's choice and a notice to their own:
+    a second within the minute is refused and mails nothing, whether the address is free or taken (the same answer
+    both ways, bar B3)."""
+    alice = make_user(container)
+    make_user(container, "bob")
+    target = "bob@example.com" if taken else "new@example.com"
+    auth.request_email_change(container, alice.id, password=PASSWORD, new_email=target)
+    sent = len(mailer.sent)
+    for seconds in (1, 58):
+        clock.advance(seconds=seconds)
+        with pytest.raises(Throttled, match="again in a minute"):
+            auth.request_email_change(container, alice.id, password=PASSWORD, new_email="other@example.com")
+    assert len(mailer.sent) == sent and mails_to(mailer, "other@example.com") == []
+    clock.advance(seconds=2)  # 61 s after the one that went out
+    auth.request_email_change(container, alice.id, password=PASSWORD, new_email="other@example.com")
+    assert mails_to(mailer, "other@example.com") == ["Verify your email for finsync"]
+
+
 def _account_state(c: Container) -> list[tuple[object, ...]]:
     """Every user's address and password, and every link: what an email change may not touch when refused."""
     with unit_of_work(c.engine) as session:
@@ -112,7 +134,7 @@ def test_an_email_change_to_a_taken_address_answers_as_a_free_one_and_tells_its_
 
 
 def test_taking_the_account_back_ends_an_intruders_pending_email_change(
-    container: Container, mailer: MemoryMailer
+    container: Container, clock: FakeClock, mailer: MemoryMailer
 ) -> None:
     """Security bar B2: an email change asked for with a stolen password dies with a reset or a password change."""
     alice = make_user(container)
@@ -124,6 +146,7 @@ def test_taking_the_account_back_ends_an_intruders_pending_email_change(
         auth.verify_email(container, intruders)
     assert sign_in(container, "alice@example.com", OTHER_PASSWORD)
 
+    clock.advance(minutes=1)
     auth.request_email_change(container, alice.id, password=OTHER_PASSWORD, new_email="intruder@example.com")
     again = link_token(mailer, "verify", index=-2)
     auth.change_password(container, alice.id, current_password=OTHER_PASSWORD, new_password=PASSWORD)

@@ -18,7 +18,7 @@ from services import admin, audit, auth, sessions, totp
 from services.authenticator_import import import_authenticator
 from services.container import Container
 from services.db import make_engine, unit_of_work
-from services.errors import InputError, InvalidCredentials, PermissionDenied
+from services.errors import InputError, InvalidCredentials, PermissionDenied, TokenInvalid
 from services.mailer import MemoryMailer, OutboxMailer
 from services.users import UserPublic
 from tests.factories import FakeClock
@@ -65,6 +65,54 @@ def test_admin_lists_metadata_unlocks_signs_out_and_disables(container: Containe
     log = admin.audit_log(container, root.id)
     assert {"admin_unlock", "admin_sign_out", "admin_disable"} <= {e.event for e in log}
     assert all(e.actor_id == root.id for e in log if e.event.startswith("admin_"))
+
+
+def test_disabling_an_account_kills_the_links_mailed_for_it_so_enabling_it_does_not_revive_them(
+    container: Container, mailer: MemoryMailer
+) -> None:
+    """An intruder with alice's password asks to move her account to their address; the admin disables the account,
+    the owner gets it back: the intruder's link must be dead then, not waiting for the account to be enabled."""
+    root = make_admin(container)
+    alice = make_user(container)
+    auth.request_email_change(container, alice.id, password=PASSWORD, new_email="intruder@example.com")
+    intruders = link_token(mailer, "verify", index=-2)
+    auth.request_password_reset(container, email="alice@example.com")
+    reset = link_token(mailer, "reset")
+    admin.set_disabled(container, root.id, alice.id, True)
+    admin.set_disabled(container, root.id, alice.id, False)
+    with pytest.raises(TokenInvalid):
+        auth.verify_email(container, intruders)
+    with pytest.raises(TokenInvalid):
+        auth.reset_password(container, token=reset, new_password=OTHER_PASSWORD)
+    assert user_row(container, alice.id).email == "alice@example.com"
+    assert sign_in(container, "alice@example.com", PASSWORD)
+
+
+def test_two_admins_disabling_each_other_at_once_leave_one_admin(container: Container) -> None:
+    """Each admin's action checks the other is still an admin under a lock: one goes through, the other finds it
+    was disabled meanwhile (both went through, leaving no admin but the command line)."""
+    import threading
+
+    for round_ in range(6):
+        one, two = make_admin(container, f"one{round_}"), make_admin(container, f"two{round_}")
+        start, outcomes = threading.Barrier(2), []
+
+        def disable(actor: UserPublic, target: UserPublic, start: threading.Barrier, outcomes: list[str]) -> None:
+            start.wait()
+            try:
+                admin.set_disabled(container, actor.id, target.id, True)
+                outcomes.append("done")
+            except PermissionDenied:
+                outcomes.append("refused")
+
+        threads = [threading.Thread(target=disable, args=(*pair, start, outcomes)) for pair in ((one, two), (two, one))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert sorted(outcomes) == ["done", "refused"], outcomes
+        active = [user_row(container, u.id).status for u in (one, two)]
+        assert active.count("active") == 1, active
 
 
 def test_admin_functions_need_two_factor_on(container: Container) -> None:

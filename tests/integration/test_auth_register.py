@@ -177,6 +177,7 @@ def test_bad_input_is_reported_before_a_taken_email_is_looked_at(container: Cont
         ("email", "x" * 10_000 + "@example.com"),
         ("email", "user@exаmple.com"),
         ("email", "bob\x00@example.com"),
+        ("email", "\uff42ob@example.com"),  # a full-width "b": would take bob@example.com's place
         ("username", "x" * 10_000),
         ("username", "bob\x00"),
         ("username", "bob\r\nadmin"),

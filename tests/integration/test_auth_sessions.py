@@ -53,6 +53,24 @@ def test_idle_timeout_30_minutes(container: Container, clock: FakeClock) -> None
     assert sessions.current_user(container, token) is None
 
 
+def test_a_page_refreshing_itself_on_a_timer_does_not_keep_an_idle_session_alive(
+    container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Transactions and Accounts look every 20 s whether the bot changed anything, and check the session as they
+    do: a tab left open there, untouched, still signs out after 30 idle minutes (it stayed signed in for 12 h)."""
+    from pages.ui import session as ui_session
+
+    user = make_user(container)
+    token = sign_in(container)
+    monkeypatch.setattr(ui_session, "container", lambda: container)
+    monkeypatch.setattr(ui_session, "read_cookie", lambda: token)
+    for _ in range(89):  # 29 min 40 s of polls, every 20 s
+        clock.advance(seconds=20)
+        ui_session.still_signed_in(user.id)  # live: no rerun (outside a script run, one would raise)
+    clock.advance(seconds=21)
+    assert sessions.current_user(container, token) is None  # 30 min 1 s after the last thing the user did
+
+
 def test_a_page_load_is_not_refused_when_the_bot_writes_while_its_session_is_read(
     container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

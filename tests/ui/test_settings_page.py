@@ -156,7 +156,7 @@ def test_sign_out_all_other_sessions_leaves_only_this_one_listed(
 
 
 def test_settings_change_email_refuses_a_wrong_password_and_answers_a_taken_address_as_a_free_one(
-    app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+    app: AppFactory, container: Container, clock: FakeClock, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_user(container, "alice")
     make_user(container, "bob")
@@ -168,6 +168,7 @@ def test_settings_change_email_refuses_a_wrong_password_and_answers_a_taken_addr
     assert (at.text_input(key="ec_email").value, at.text_input(key="ec_password").value) == ("new@example.com", "")
     answers = []
     for address in ("new@example.com", "BOB@example.com"):
+        clock.advance(minutes=1)  # one a minute
         at.text_input(key="ec_email").input(address)
         at.text_input(key="ec_password").input(PASSWORD)
         at = submit(at, "Change email")
@@ -186,6 +187,11 @@ def test_settings_change_email_refuses_a_wrong_password_and_answers_a_taken_addr
         "alice@example.com",
     ]
     assert f"Your email: **{md('alice@example.com')}**" in texts(at)  # nothing changes until the new address confirms
+    at.text_input(key="ec_email").input("third@example.com")
+    at.text_input(key="ec_password").input(PASSWORD)
+    at = submit(at, "Change email")  # within the minute: said, nothing mailed, the address kept to try again
+    assert [e.value for e in at.error] == ["We just sent a link. You can ask to change your address again in a minute."]
+    assert len(mailer.sent) == 4 and at.text_input(key="ec_email").value == "third@example.com"
 
 
 def test_settings_delete_account_needs_the_box_and_the_password_then_signs_out(

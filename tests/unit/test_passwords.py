@@ -150,6 +150,9 @@ def test_recovery_code_format() -> None:
         ("user@exаmple.com", "different alphabets"),  # Cyrillic 'а' in a Latin domain
         ("pаypal@example.com", "different alphabets"),
         ("ɑdmin@example.com", "phonetic letters"),  # the phonetic alpha: one alphabet, still a look-alike
+        ("\uff41lice@example.com", "special forms of letters"),  # a full-width "a": compares as alice@
+        ("o\ufb03ce@example.com", "special forms of letters"),  # the "ffi" ligature: compares as office@
+        ("\u00df" * 64 + "@" + "b" * 60 + "." + "c" * 60 + "." + "d" * 24 + ".com", "at most 254"),  # "ß" folds to "ss"
         ("x" * 10_000 + "@example.com", "at most 254"),
         ("not an address", "not valid"),
         ("<script>@example.com", "not valid"),
@@ -176,6 +179,14 @@ def test_bad_usernames_are_refused(raw: str) -> None:
 def test_usernames_in_phonetic_letters_that_pass_for_ordinary_ones_are_refused(raw: str) -> None:
     with pytest.raises(InputError, match="phonetic letters"):
         clean_username(raw)
+
+
+def test_a_username_whose_folded_form_outgrows_its_column_is_refused_with_a_message() -> None:
+    """ "ΐ" folds into three characters: 32 of them fit the 3-to-32 rule but not the 64 the folded form is kept in
+    (PostgreSQL refused the row with an error the page could only call unexpected)."""
+    with pytest.raises(InputError, match="too long once letters are compared without case"):
+        clean_username("\u0390" * 32)
+    assert clean_username("\u0390" * 21) == "\u0390" * 21  # 63 folded: fits
 
 
 def test_ordinary_letters_of_every_alphabet_stay_welcome_in_usernames() -> None:
