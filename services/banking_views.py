@@ -27,6 +27,15 @@ _MESSAGES = {
     "new_accounts_available": "Your bank has new accounts you can add. Use “Repair connection” to choose them.",
     "permission_revoked": "Access was revoked at your bank. Remove this connection and link the bank again.",
 }
+# What the bank wants when it is not just a new sign-in (login_required with these codes: services/plaid_errors).
+_REPAIR_CODES = {
+    "ITEM_LOCKED": "Your bank has locked your online banking. Unlock it there, then use “Repair connection”.",
+    "PASSWORD_RESET_REQUIRED": "Your bank needs you to reset your password there. Then use “Repair connection”.",
+    "USER_SETUP_REQUIRED": "Your bank needs you to finish something on its own site (such as accepting new terms). "
+    "Then use “Repair connection”.",
+    "ACCESS_NOT_GRANTED": "Your bank is not sharing the data finsync needs. Use “Repair connection” to allow it again.",
+    "NO_ACCOUNTS": "Your bank shares no accounts with finsync now. Use “Repair connection” to choose them again.",
+}
 _ERRORS = {
     "TOKEN_UNREADABLE": "The saved connection cannot be read (the encryption keys changed or the data was "
     "altered). Remove it and link the bank again.",
@@ -89,6 +98,8 @@ def status_message(status: str, code: str | None, consent_expires_at: datetime |
         return f"Your permission to read this bank expires on {when}. Use “Repair connection” to renew it."
     if status == "pending_disconnect" and when:
         return f"This bank connection will stop working on {when}. Use “Repair connection” to keep it."
+    if status == "login_required" and code in _REPAIR_CODES:
+        return _REPAIR_CODES[code]
     if status in _MESSAGES:
         return _MESSAGES[status]
     if code in _ERRORS:

@@ -84,8 +84,16 @@ class Transient(PlaidError):
     default_message = "The bank connection service is temporarily unavailable; try again later."
 
 
+# ITEM_ERROR codes of a linked item that only its owner can clear, at the bank and then through Link's update mode
+# (Plaid: "The error can be resolved by having the user go through Link's update mode"): the connection waits for a
+# repair, like ITEM_LOGIN_REQUIRED, instead of being retried as if it would pass.
+UPDATE_MODE_FIXES = frozenset({
+    "ITEM_LOGIN_REQUIRED", "INVALID_CREDENTIALS", "INVALID_MFA", "INSUFFICIENT_CREDENTIALS", "ITEM_LOCKED",
+    "PASSWORD_RESET_REQUIRED", "USER_SETUP_REQUIRED", "ACCESS_NOT_GRANTED", "NO_ACCOUNTS",
+})  # fmt: skip
+
 _BY_CODE: dict[str, type[PlaidError]] = {
-    "ITEM_LOGIN_REQUIRED": LoginRequired,
+    **dict.fromkeys(UPDATE_MODE_FIXES, LoginRequired),
     "INSTITUTION_DOWN": InstitutionDown,
     "INSTITUTION_NOT_RESPONDING": InstitutionDown,
     "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION": MutationDuringPagination,

@@ -33,6 +33,7 @@ from services.sync_types import (
     PREPARING_RETRY_MINUTES,
     RetryPolicy,
     SyncResult,
+    default_policy,
     explained,
 )
 
@@ -113,7 +114,9 @@ def sync_item(
     gw = gw.with_recorder(record)
     try:
         with calls_for(user_id, item_id):  # the container's recorder logs each call, tagged with this item
-            result = _execute(c, gw, item, run, start_cursor, policy or RetryPolicy(), now, backoff)
+            result = _execute(
+                c, gw, item, run, start_cursor, policy or default_policy(c.settings.effective_plaid_env), now, backoff
+            )
         log.info(  # one line per run for the operator: ids, counts and codes, never a name or amount
             "sync run=%s item=%s trigger=%s status=%s pages=%d added=%d modified=%d removed=%d error=%s",
             run.run_id, item_id, run_row.trigger, result.status, result.pages,

@@ -23,7 +23,7 @@ from services.plaid_events import EventBatch, batched_calls
 from services.plaid_types import SyncPage
 from services.sync_apply import ADDED, MODIFIED, REMOVED, staged_values
 from services.sync_aside import readable_again
-from services.sync_run import LeaseLost, RunCounters, TooManyPages, retrying
+from services.sync_run import LeaseLost, Pacer, RunCounters, TooManyPages, retrying
 from services.sync_state import renew
 from services.sync_store import Sql, drop_staging, stage
 from services.sync_types import MAX_PAGES, MAX_RESTARTS, MAX_UNREADABLE, RetryPolicy
@@ -55,7 +55,10 @@ def _fetch_once(
     with unit_of_work(c.engine) as session:  # staged first, so what Plaid sends in this run wins over it
         buffered: list[tuple[int, str, tuple[Any, ...]]] = readable_again(Sql(session.connection()), run.item_id)
 
+    pacer = Pacer(policy)
+
     def get(at: str) -> SyncPage:
+        pacer.wait()
         return retrying(lambda: gw.transactions_sync(token, at, PAGE_SIZE), policy, run)
 
     pager = Prefetcher(get, start)

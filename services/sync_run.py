@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import uuid
 from collections.abc import Callable
@@ -53,6 +54,28 @@ class RunCounters:
             self.progress(SyncProgress(self.item_id, stage, self.pages, self.fetched, applied))
         except Exception:  # a broken progress bar must not break the sync
             log.exception("sync progress callback failed")
+
+
+class Pacer:
+    """At most ``policy.pages_per_minute`` calls in any 60 seconds: waits (with the policy's sleep) before a call
+    that would exceed it. Not a retry: its waits count against no budget."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.calls: collections.deque[float] = collections.deque()
+
+    def wait(self) -> None:
+        limit = self.policy.pages_per_minute
+        if limit is None:
+            return
+        now = self.policy.clock()
+        while self.calls and self.calls[0] <= now - 60.0:
+            self.calls.popleft()
+        if len(self.calls) >= limit:
+            wait = self.calls.popleft() + 60.0 - now
+            if wait > 0.001:  # not for the float noise of a window that has just passed
+                self.policy.sleep(wait)
+        self.calls.append(max(now, self.policy.clock()))
 
 
 def retrying(call: Callable[[], T], policy: RetryPolicy, run: RunCounters) -> T:

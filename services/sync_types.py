@@ -22,6 +22,7 @@ LEASE_SECONDS = 600
 PREPARING_RETRY_MINUTES = 10
 LOGIN_PROBE_HOURS = 24
 SIGN_IN_STALE_MINUTES = 60
+PLAID_PAGES_PER_MINUTE = 45  # /transactions/sync calls a minute per item, under Plaid's limit of 50
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ class RetryPolicy:
     budget_seconds: float = 120.0
     run_budget_seconds: float = 300.0
     sleep: Callable[[float], None] = time.sleep
+    # Plaid allows 50 /transactions/sync calls a minute per item (PLAID_NOTES §6) and says nothing of when to come
+    # back: a first sync of a long history (400 pages for 200,000 transactions) keeps under it instead of meeting
+    # 429s its retries cannot outwait. None: no pacing (the demo bank has no such limit).
+    pages_per_minute: int | None = None
+    clock: Callable[[], float] = time.monotonic
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number ``attempt`` (0-based): full jitter, but never less than Retry-After.
@@ -48,6 +54,11 @@ class RetryPolicy:
         """
         ceiling = min(self.cap_seconds, self.base_seconds * 2**attempt)
         return max(random.uniform(0, ceiling), retry_after or 0.0)  # noqa: S311 - jitter, not a secret
+
+
+def default_policy(plaid_env: str) -> RetryPolicy:
+    """The policy of a real sync: paced under Plaid's per-item limit, except against the demo bank."""
+    return RetryPolicy(pages_per_minute=None if plaid_env == "demo" else PLAID_PAGES_PER_MINUTE)
 
 
 @dataclass(frozen=True)
@@ -135,10 +146,25 @@ class ChangeView:
     new_value: str | None
 
 
-_LOGIN = ("Your bank needs you to sign in again.", "Press “Repair connection” on this bank's card on Accounts.")
+_REPAIR = "“Repair connection” on this bank's card on Accounts"
+_LOGIN = ("Your bank needs you to sign in again.", f"Press {_REPAIR}.")
 _LATER = "Nothing to do: finsync tries again automatically."
 _EXPLAIN: dict[str, tuple[str, str]] = {
     "ITEM_LOGIN_REQUIRED": _LOGIN,
+    "INVALID_CREDENTIALS": _LOGIN,
+    "INVALID_MFA": _LOGIN,
+    "INSUFFICIENT_CREDENTIALS": _LOGIN,
+    "ITEM_LOCKED": ("Your bank has locked your online banking.", f"Unlock it at your bank, then press {_REPAIR}."),
+    "PASSWORD_RESET_REQUIRED": (
+        "Your bank needs you to reset your password.",
+        f"Reset it there, then press {_REPAIR}.",
+    ),
+    "USER_SETUP_REQUIRED": (
+        "Your bank needs you to finish something on its own site (such as accepting new terms).",
+        f"Do it there, then press {_REPAIR}.",
+    ),
+    "ACCESS_NOT_GRANTED": ("Your bank is not sharing the data finsync needs.", f"Press {_REPAIR} and allow it again."),
+    "NO_ACCOUNTS": ("Your bank shares no accounts with finsync now.", f"Press {_REPAIR} and choose them again."),
     "PREPARING": ("Your bank is still preparing your transactions.", "Nothing to do: finsync checks again soon."),
     "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION": (
         "Your bank kept changing transactions while finsync was reading them.",

@@ -29,7 +29,7 @@ from services.sync_fetch import fetch
 from services.sync_run import LeaseLost, RunCounters
 from services.sync_state import acquire, release, start_run, worker_name
 from services.sync_store import Sql, drop_staging
-from services.sync_types import RetryPolicy, explained
+from services.sync_types import RetryPolicy, default_policy, explained
 
 SHOWN = 20  # transaction ids listed per kind of difference
 VerifyStatus = Literal["verified", "differs", "failed", "already_syncing"]
@@ -98,7 +98,9 @@ def verify_item(
         if not synced.ok or synced.status == "preparing":
             status: VerifyStatus = "already_syncing" if synced.status == "already_syncing" else "failed"
             return VerifyResult(item_id, synced.institution_name, status, message=synced.message or synced.status)
-        result = _replay_and_compare(c, user_id, item_id, gateway or c.plaid, policy or RetryPolicy())
+        result = _replay_and_compare(
+            c, user_id, item_id, gateway or c.plaid, policy or default_policy(c.settings.effective_plaid_env)
+        )
         if result.status != "differs":
             return result
     assert result is not None

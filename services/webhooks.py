@@ -29,7 +29,7 @@ from services.banking_views import NEEDS_REPAIR
 from services.container import Container
 from services.db import unit_of_work
 from services.notify import queue_connection_alert
-from services.plaid_errors import PlaidError
+from services.plaid_errors import UPDATE_MODE_FIXES, PlaidError
 from services.plaid_mapping import as_datetime
 from services.plaid_types import WebhookKey
 from services.ratelimit import KeyedBuckets, TokenBucket
@@ -240,7 +240,7 @@ def _item_event(item: PlaidItem, code: object, data: Mapping[str, Any], now: dat
     if code == "ERROR":
         raw = data.get("error")
         err_code = (_text(raw.get("error_code"), 64) if isinstance(raw, dict) else None) or "UNKNOWN"
-        bad = "login_required" if err_code == "ITEM_LOGIN_REQUIRED" else "error"
+        bad = "login_required" if err_code in UPDATE_MODE_FIXES else "error"
         return _raise_status(item, bad, err_code, now, signed_at)
     status = _ITEM_STATUS.get(str(code))
     if status is None:

@@ -288,13 +288,16 @@ class Bank:
             item.faults.mutation_page = None
             item.ready = True
 
-    def repair(self, item_id: str) -> None:
-        """Clear ITEM_LOGIN_REQUIRED as a successful update-mode Link does, and send LOGIN_REPAIRED."""
+    def repair(self, item_id: str, *, elsewhere: bool = True) -> None:
+        """Clear ITEM_LOGIN_REQUIRED. ``elsewhere``: the user signed in again outside our app (another app on the same
+        Plaid login, or the bank cleared it), which Plaid announces with LOGIN_REPAIRED; a repair through our own
+        update-mode Link sends no webhook (the app learns it from Link's onSuccess)."""
         with self.lock:
             item = self.item(item_id)
             if item.error_code:
                 item.error_code = None
-                self.notify(item, "ITEM", "LOGIN_REPAIRED")
+                if elsewhere:
+                    self.notify(item, "ITEM", "LOGIN_REPAIRED")
 
     # -- webhooks ---------------------------------------------------------------------------------
 

@@ -162,7 +162,7 @@ def link_login(
         shared = _shared(account_keys, offered, update=session.item_id is not None)
         if session.item_id is not None:
             item = bank.items[session.item_id]
-            bank.repair(item.item_id)
+            bank.repair(item.item_id, elsewhere=False)  # through our Link: no LOGIN_REPAIRED (Plaid sends none)
             if session.account_selection:  # the new accounts the user ticked (all, without a picker) are shared
                 for t in offered:
                     if shared is None or t.key in shared:

@@ -88,7 +88,7 @@ class DemoBankHandle:
         self.bank.clear_faults(item_id)
 
     def repair(self, item_id: str) -> None:
-        """Clear ITEM_LOGIN_REQUIRED as update-mode Link would."""
+        """Clear ITEM_LOGIN_REQUIRED as a sign-in outside our app does (Plaid sends LOGIN_REPAIRED)."""
         self.bank.repair(item_id)
 
     def hold_history(self, item_id: str, days: int = 30) -> None:

@@ -4,6 +4,8 @@ mode, removal (revoked at Plaid first), and no other user seeing, repairing or r
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 
 import pytest
@@ -36,6 +38,9 @@ def test_repair_after_login_required_webhook_through_update_mode(bank: Bank) -> 
         bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=update.link_session_id
     )
     assert fixed.status == "ok" and not fixed.needs_repair
+    # Plaid sends LOGIN_REPAIRED only for a repair made outside the app: this one the app learnt from Link itself.
+    time.sleep(1.0)  # a webhook goes out on a thread of its own: time for one that should not
+    assert [json.loads(body)["webhook_code"] for _, body in bank.sink.received] == ["ERROR"]
     assert audit_events(bank, "bank_repaired") == ["First Demo Bank"]
     assert count(bank, PlaidItem) == 1
     with unit_of_work(bank.c.engine) as session:  # the bot syncs it next, at once, past its login-required pause

@@ -21,7 +21,7 @@ from services.db import unit_of_work
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET
 from services.mailer import MemoryMailer
 from services.plaid_client import PlaidGateway
-from services.plaid_errors import MutationDuringPagination, Transient
+from services.plaid_errors import MutationDuringPagination, Transient, error_from_body
 from services.plaid_events import DatabaseRecorder
 from services.plaid_types import CallEvent, SyncPage
 from services.sync import item_sync_status, list_runs, sync_item
@@ -141,6 +141,32 @@ def test_login_required_then_repaired(
     assert ledger(container, user_id) == truth(demo_bank, pid)
     with unit_of_work(container.engine) as s:
         assert s.get(PlaidItem, item_id).status == "ok"  # type: ignore[union-attr]
+
+
+class AccessWithdrawnBank(PlaidGateway):
+    """The bank answers /transactions/sync with an item error only its owner can clear (access not granted)."""
+
+    def transactions_sync(self, access_token: str, cursor: str = "", count: int = 500) -> SyncPage:
+        raise error_from_body(400, b'{"error_type": "ITEM_ERROR", "error_code": "ACCESS_NOT_GRANTED"}')
+
+
+def test_an_item_error_only_the_user_clears_waits_for_a_repair_instead_of_hourly_retries(
+    container, gateway, demo_bank, linked, plaid_events, mailer: MemoryMailer
+) -> None:
+    user_id, item_id, _ = linked
+    _sync(container, gateway, user_id, item_id)
+    withdrawn = AccessWithdrawnBank("demo", DEMO_CLIENT_ID, DEMO_SECRET, demo_bank.url)
+    result = _sync(container, withdrawn, user_id, item_id)
+    assert (
+        result.status == "login_required" and "not sharing the data" in result.message and "allow it" in result.message
+    )
+    assert [m for m in mailer.sent if "needs your attention" in str(m)]
+    with unit_of_work(container.engine) as s:
+        item = s.get(PlaidItem, item_id)
+        assert item is not None and (item.status, item.status_code) == ("login_required", "ACCESS_NOT_GRANTED")
+    calls = len(plaid_events)
+    assert _sync(container, withdrawn, user_id, item_id, explicit=False).status == "login_required"
+    assert len(plaid_events) == calls  # the scheduler waits for the user (a daily probe), not an hourly retry
 
 
 def test_an_item_not_ready_yet_is_preparing_not_an_error(container, gateway, demo_bank) -> None:

@@ -76,6 +76,33 @@ def test_item_webhooks_set_the_status_the_user_sees(
 
 
 @pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        ("ACCESS_NOT_GRANTED", "Use “Repair connection” to allow it again."),
+        ("NO_ACCOUNTS", "Use “Repair connection” to choose them again."),
+        ("ITEM_LOCKED", "Unlock it there, then use “Repair connection”."),
+        ("USER_SETUP_REQUIRED", "Then use “Repair connection”."),
+    ],
+)
+def test_an_item_error_that_update_mode_fixes_asks_for_a_repair_in_its_own_words(
+    bank: Bank, mailer: MemoryMailer, code: str, words: str
+) -> None:
+    """Plaid: an ITEM ERROR "can be resolved by having the user go through Link's update mode". Not only a login:
+    access not granted, no accounts shared, a locked login; each gets Repair and an email, not "try again later"."""
+    _, plaid_item_id = linked(bank)
+    mailer.sent.clear()
+    error = {"error_type": "ITEM_ERROR", "error_code": code, "error_message": "x", "display_message": None}
+    body = body_of({"webhook_type": "ITEM", "webhook_code": "ERROR", "item_id": plaid_item_id, "error": error,
+                    "environment": "production"})  # fmt: skip
+    assert send(bank, body, bank.demo.sign_webhook(body)).status_code == 200
+    (view,) = banking.list_items(bank.c, bank_user(bank))
+    assert (view.status, view.status_code, view.needs_repair) == ("login_required", code, True)
+    assert view.status_message.endswith(words)
+    (mail,) = mailer.sent
+    assert "needs your attention" in str(mail["Subject"]) and view.status_message in mail.get_content()
+
+
+@pytest.mark.parametrize(
     "payload",
     [
         {"webhook_code": "ERROR", "error": {"error_code": "ITEM_LOGIN_REQUIRED", "error_type": "ITEM_ERROR"}},

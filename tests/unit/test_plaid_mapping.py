@@ -184,6 +184,11 @@ def _body(code: str, etype: str, **extra: object) -> str:
         (502, "<html>bad gateway</html>", Transient, "HTTP_502"),
         (429, "", RateLimited, "HTTP_429"),
         (400, _body("PRODUCTS_NOT_SUPPORTED", "ITEM_ERROR"), PlaidError, "PRODUCTS_NOT_SUPPORTED"),
+        # Item errors only the user clears (at the bank, then Link's update mode): a repair, not a retry.
+        (400, _body("ACCESS_NOT_GRANTED", "ITEM_ERROR"), LoginRequired, "ACCESS_NOT_GRANTED"),
+        (400, _body("NO_ACCOUNTS", "ITEM_ERROR"), LoginRequired, "NO_ACCOUNTS"),
+        (400, _body("ITEM_LOCKED", "ITEM_ERROR"), LoginRequired, "ITEM_LOCKED"),
+        (400, _body("USER_SETUP_REQUIRED", "ITEM_ERROR"), LoginRequired, "USER_SETUP_REQUIRED"),
     ],
 )
 def test_error_bodies_decode_into_our_tree(status: int, body: str, cls: type[PlaidError], code: str) -> None:

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from services.plaid_errors import RateLimited, Transient, error_from_body, parse_retry_after
-from services.sync_run import RunCounters, retrying
-from services.sync_types import RetryPolicy
+from services.sync_run import Pacer, RunCounters, retrying
+from services.sync_types import RetryPolicy, default_policy
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -122,3 +122,27 @@ def test_the_default_policy_is_the_security_bars() -> None:
     assert (policy.retries + 1, policy.base_seconds, policy.cap_seconds) == (5, 1.0, 60.0)  # bar L8
     assert policy.budget_seconds >= 60.0  # room for one minute-long Retry-After, Plaid's per-minute limits
     assert policy.budget_seconds <= policy.run_budget_seconds <= 300.0  # one call's worth fits; a run stays minutes
+
+
+def test_a_real_sync_keeps_under_plaids_50_pages_a_minute_per_item_and_the_demo_bank_is_not_paced() -> None:
+    """Plaid allows 50 /transactions/sync calls a minute per item and does not say when to come back: a first sync
+    of 400 pages went at network speed into 429s its few seconds of retries could not outwait (the run failed, and
+    the next started over). Paced, no 60 seconds hold more than 45 calls, and the waits are spent only when due."""
+    clock = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    policy = RetryPolicy(pages_per_minute=default_policy("production").pages_per_minute, clock=lambda: clock[0],
+                         sleep=sleep)  # fmt: skip
+    pacer, calls = Pacer(policy), []
+    for _ in range(400):
+        pacer.wait()
+        calls.append(clock[0])
+        clock[0] += 0.25  # a page at network speed
+    assert max(sum(1 for t in calls if start <= t < start + 60.0) for start in calls) == 45
+    assert 60.0 * (400 // 45) <= calls[-1] < 60.0 * (400 // 45 + 1)  # 400 pages take 9 minutes, not 2 plus 429s
+    assert all(s > 0 for s in slept) and len(slept) == 400 // 45  # one wait a window, when the 46th comes
+    assert default_policy("demo").pages_per_minute is None and default_policy("sandbox").pages_per_minute == 45
