@@ -60,6 +60,8 @@ class PendingEdit(SQLModel, table=True):
 
     plaid_transaction_id: str = Field(sa_column=Column(String(128), primary_key=True))
     user_id: uuid.UUID = Field(sa_column=_fk("users.id"))
+    # The bank it came from, whose removal deletes it (no key: the removal does that itself); NULL before 0017.
+    item_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid(), nullable=True, index=True))
     category_override: str | None = Field(default=None, max_length=128)
     note: str | None = Field(default=None, max_length=2000)
     tags: str | None = Field(default=None, max_length=1000)

@@ -9,10 +9,20 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlmodel import Session, col
 
-from models import ItemSyncState, LinkSession, PlaidItem, SyncRun, SyncStaged
+from models import (
+    BankAccount,
+    ItemSyncState,
+    LedgerTransaction,
+    LinkSession,
+    PendingEdit,
+    PlaidItem,
+    SyncRun,
+    SyncStaged,
+    TransactionChange,
+)
 from services import banking_store as store
 from services import revocations
 from services.banking_access import gateway, get_access_token
@@ -24,6 +34,7 @@ from services.container import Container
 from services.credentials import confirm_identity
 from services.db import unit_of_work
 from services.errors import DecryptionError, FinsyncError
+from services.ledger import forget_transactions
 from services.plaid_events import calls_for
 
 __all__ = [
@@ -87,6 +98,7 @@ def _delete(session: Session, item: PlaidItem, *, keep_history: bool, c: Contain
     A run still under way goes either way: it can no longer finish, and would read "running" for ever.
     """
     now = c.clock()
+    _forget_private(session, item, keep_history=keep_history)
     for account in store.accounts_of(session, item.id):
         if keep_history:
             account.item_id, account.disconnected_at = None, now
@@ -103,6 +115,29 @@ def _delete(session: Session, item: PlaidItem, *, keep_history: bool, c: Contain
     session.execute(delete(LinkSession).where(col(LinkSession.item_id) == item.id))
     session.flush()
     session.delete(item)
+
+
+def _forget_private(session: Session, item: PlaidItem, *, keep_history: bool) -> None:
+    """Delete what the user wrote or Plaid changed that no kept row shows any more: the saved edits of the bank's
+    dropped holds (with their change history) and, unless its history is kept, its transactions' change history.
+
+    Saved edits from before they named their bank (NULL) go once the user has no bank left to post them.
+    """
+    t, p = LedgerTransaction, PendingEdit
+    mine = col(p.item_id) == item.id
+    others = select(col(PlaidItem.id)).where(col(PlaidItem.user_id) == item.user_id, col(PlaidItem.id) != item.id)
+    if session.execute(others.limit(1)).first() is None:
+        mine = or_(mine, col(p.item_id).is_(None))
+    saved = select(col(p.plaid_transaction_id)).where(col(p.user_id) == item.user_id, mine)
+    h = TransactionChange
+    session.execute(delete(h).where(col(h.user_id) == item.user_id, col(h.plaid_transaction_id).in_(saved)))
+    session.execute(delete(p).where(col(p.user_id) == item.user_id, mine))
+    if not keep_history:
+        accounts = select(col(BankAccount.id)).where(col(BankAccount.item_id) == item.id)
+        rows = select(col(t.plaid_transaction_id)).where(
+            col(t.user_id) == item.user_id, or_(col(t.item_id) == item.id, col(t.account_id).in_(accounts))
+        )
+        forget_transactions(session, item.user_id, rows)
 
 
 def remove_item(c: Container, user_id: uuid.UUID, item_id: uuid.UUID, *, keep_history: bool, ip: str = "") -> None:

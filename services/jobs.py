@@ -24,7 +24,8 @@ from services.db import unit_of_work
 from services.job_rows import EXPLICIT_REASONS, queued_job
 from services.job_rows import enqueue_row as _enqueue
 from services.sync_engine import sync_item
-from services.sync_types import LEASE_SECONDS, SIGN_IN_STALE_MINUTES, SyncResult
+from services.sync_state import give_up
+from services.sync_types import LEASE_SECONDS, SIGN_IN_STALE_MINUTES, SyncResult, explain
 
 log = logging.getLogger("finsync.jobs")
 MAX_ATTEMPTS = 5
@@ -217,6 +218,9 @@ def run_job(c: Container, job: SyncJob, worker_id: str) -> SyncResult | None:
     if job.attempts > MAX_ATTEMPTS:
         outcome = f"gave up after {MAX_ATTEMPTS} attempts (each ended without finishing: a crash or a kill)"
         _finish(c, job, worker_id, "failed", outcome)
+        with unit_of_work(c.engine, immediate=True) as session:  # not queued again as soon as its lease runs out
+            what, _ = explain("INTERRUPTED")
+            give_up(session, job.item_id, c.clock(), timedelta(hours=c.settings.sync_interval_hours), what)
         return SyncResult(job.item_id, "failed", message=outcome)
     try:
         result = sync_item(

@@ -198,24 +198,33 @@ def map_transaction(t: Json) -> Transaction:
 
 
 def map_account(a: Json) -> Account:
-    """Map one AccountBase."""
+    """Map one AccountBase; text cleaned and cut to its column, an odd ISO currency code dropped (as None)."""
     b = (a.get("balances") or {}) if isinstance(a, Mapping) else None
     if not isinstance(b, Mapping):  # raw JSON of /transactions/sync: the SDK's models checked the other answers
         raise TypeError("an account or its balances is not a JSON object")
-    currency = b.get("iso_currency_code") or b.get("unofficial_currency_code")
+    iso = _s(b.get("iso_currency_code"))
+    iso = iso if iso and len(iso) == 3 and iso.isascii() and iso.isalpha() else None
+    unofficial = _cut(b.get("unofficial_currency_code"), CURRENCY_MAX["unofficial_currency_code"])
+    currency = iso or unofficial
     return Account(
         account_id=safe_text.escaped(str(a["account_id"])),
         name=safe_text.clean(str(a.get("name") or ""))[: ACCOUNT_TEXT_MAX["name"]],
         official_name=_cut(a.get("official_name"), ACCOUNT_TEXT_MAX["official_name"]),
         mask=_cut(a.get("mask"), ACCOUNT_TEXT_MAX["mask"]),
-        type=str(a.get("type"))[: ACCOUNT_TEXT_MAX["type"]],
+        type=safe_text.clean(str(a.get("type")))[: ACCOUNT_TEXT_MAX["type"]],
         subtype=_cut(a.get("subtype"), ACCOUNT_TEXT_MAX["subtype"]),
         current_minor=_opt_minor(b.get("current"), currency),
         available_minor=_opt_minor(b.get("available"), currency),
         limit_minor=_opt_minor(b.get("limit"), currency),
-        iso_currency_code=_s(b.get("iso_currency_code")),
-        unofficial_currency_code=_cut(b.get("unofficial_currency_code"), CURRENCY_MAX["unofficial_currency_code"]),
+        iso_currency_code=iso,
+        unofficial_currency_code=unofficial,
     )
+
+
+def map_accounts(raw: Any) -> tuple[Account, ...]:
+    """Map a list of accounts, leaving out one whose id the ledger cannot hold: its transactions cannot be stored
+    under that id either, so they are set aside as unreadable (``map_transaction``), never filed elsewhere."""
+    return tuple(acc for a in raw if len((acc := map_account(a)).account_id) <= ID_MAX)
 
 
 def map_item(i: Json, status: Json | None = None) -> ItemInfo:
@@ -243,7 +252,7 @@ def map_sync_page(r: Json) -> SyncPage:
         # An id longer than the ledger can hold names nothing stored: there is nothing to remove. One with control
         # characters can only name a record set aside, under its escaped id.
         removed=tuple(tid for x in r["removed"] if len(tid := safe_text.escaped(str(x["transaction_id"]))) <= ID_MAX),
-        accounts=tuple(map_account(a) for a in r["accounts"]),
+        accounts=map_accounts(r["accounts"]),
         next_cursor=str(r["next_cursor"]),
         has_more=bool(r["has_more"]),
         update_status=str(r.get("transactions_update_status") or ""),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from services.plaid_mapping import Json, as_datetime, map_account, map_item, map_stream
+from services.plaid_mapping import Json, as_datetime, map_accounts, map_item, map_stream
 from services.plaid_types import AccountsResult, RecurringResult, WebhookKey
 
 
 def map_accounts_result(d: Json) -> AccountsResult:
     """Map an /accounts/get or /accounts/balance/get body."""
-    return AccountsResult(tuple(map_account(a) for a in d["accounts"]), map_item(d["item"]), str(d["request_id"]))
+    return AccountsResult(map_accounts(d["accounts"]), map_item(d["item"]), str(d["request_id"]))
 
 
 def map_recurring_result(d: Json) -> RecurringResult:

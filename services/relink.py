@@ -84,14 +84,15 @@ def reconcile_kept(session: Session, item: PlaidItem, run_id: uuid.UUID, now: da
     if not accounts:
         return {}
     ids = [a.id for a in accounts]
-    kept = [
-        _row(t)
-        for t in session.execute(
-            select(LedgerTransaction).where(
-                col(LedgerTransaction.account_id).in_(ids), col(LedgerTransaction.item_id).is_(None)
-            )
-        ).scalars()
-    ]
+    # Locked, and read afresh over what the session holds: an edit saved meanwhile is carried over (it committed
+    # first), or waits and then finds the kept row gone; never saved on a row this apply is about to delete.
+    locked = (
+        select(LedgerTransaction)
+        .where(col(LedgerTransaction.account_id).in_(ids), col(LedgerTransaction.item_id).is_(None))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    kept = [_row(t) for t in session.execute(locked).scalars()]
     staged = select(SyncStaged.plaid_transaction_id).where(col(SyncStaged.run_id) == run_id)
     fresh = [
         _row(t)

@@ -27,7 +27,15 @@ from services.plaid_types import CallEvent
 from services.sync_commit import News, apply_run
 from services.sync_fetch import fetch
 from services.sync_run import LeaseLost, Progress, RunCounters, TooManyPages, retrying
-from services.sync_state import acquire, close_interrupted, finish_unsuccessful, release, start_run, worker_name
+from services.sync_state import (
+    acquire,
+    close_interrupted,
+    failure_backoff,
+    finish_unsuccessful,
+    release,
+    start_run,
+    worker_name,
+)
 from services.sync_types import (
     LOGIN_PROBE_HOURS,
     PREPARING_RETRY_MINUTES,
@@ -41,7 +49,6 @@ __all__ = ["LeaseLost", "Progress", "TooManyPages", "sync_item"]
 
 log = logging.getLogger("finsync.sync")
 INTERRUPTED_RETRY = timedelta(minutes=5)  # a run cut short (a rerun, Ctrl-C) is finished by the scheduler soon after
-FIRST_BACKOFF = timedelta(minutes=5)  # an unexpected error retries after 5, 10, 20... minutes, up to the interval
 INTERNAL_MESSAGE = "finsync hit an unexpected error while syncing. Nothing to do: it tries again later; the operator can see why in the logs."
 
 
@@ -102,7 +109,7 @@ def sync_item(
         run_row = start_run(session, item, owner, trigger or ("manual" if explicit else "schedule"), now)
         start_cursor = state.cursor
         interval = timedelta(hours=c.settings.sync_interval_hours)
-        backoff = min(interval, FIRST_BACKOFF * 2 ** min(state.consecutive_failures, 16))
+        backoff = failure_backoff(state.consecutive_failures, interval)
     run = RunCounters(run_row.id, item_id, owner, progress)
     original = gw.recorder
 

@@ -18,6 +18,7 @@ from services.sync_store import Sql, drop_staging
 from services.sync_types import LEASE_SECONDS, explain
 
 HOST = socket.gethostname()
+FIRST_BACKOFF = timedelta(minutes=5)  # an unexpected error retries after 5, 10, 20... minutes, up to the interval
 
 
 def worker_name(role: str = "app") -> str:
@@ -97,12 +98,33 @@ def start_run(session: Session, item: PlaidItem, owner: str, trigger: str, now: 
     for old in stale:
         old.status, old.error_code, old.message, old.finished_at = "failed", "INTERRUPTED", what, now
         session.add(old)
+    state = session.get(ItemSyncState, item.id) if stale else None
+    if state is not None:  # its process was killed (OOM, SIGKILL): a failure like any other, so the item backs off
+        state.state, state.error_code, state.message = "failed", "INTERRUPTED", what
+        state.consecutive_failures += 1
+        session.add(state)
     orphans: Sequence[uuid.UUID] = [r.id for r in stale]
     drop_staging(Sql(session.connection()), orphans)
     run = SyncRun(item_id=item.id, user_id=item.user_id, trigger=trigger, worker=owner, started_at=now)
     session.add(run)
     session.flush()
     return run
+
+
+def failure_backoff(failures: int, interval: timedelta) -> timedelta:
+    """How long a failing item waits before it is tried again: 5, 10, 20... minutes, up to the sync interval."""
+    return min(interval, FIRST_BACKOFF * (1 << min(failures, 16)))
+
+
+def give_up(session: Session, item_id: uuid.UUID, now: datetime, interval: timedelta, message: str) -> None:
+    """Mark an item whose runs keep dying as failed and not due again before its backoff (unless a sync holds it)."""
+    state = session.get(ItemSyncState, item_id, with_for_update=True)
+    if state is None or (state.lease_owner is not None and (state.lease_expires_at or now) > now):
+        return
+    state.state, state.error_code, state.message, state.last_attempt_at = "failed", "INTERRUPTED", message, now
+    state.consecutive_failures += 1
+    state.next_due_at = max(state.next_due_at or now, now + failure_backoff(state.consecutive_failures, interval))
+    session.add(state)
 
 
 def finish_unsuccessful(

@@ -237,9 +237,9 @@ def write_plan(
     )
     sql.insert(
         "pending_edits",
-        ("plaid_transaction_id", "user_id", *_EDIT_COLS, "removed_at"),
+        ("plaid_transaction_id", "user_id", "item_id", *_EDIT_COLS, "removed_at"),
         [
-            (tid, uid, e.category_override, e.note, e.tags, e.excluded, e.user_edited_at, stamp)
+            (tid, uid, iid, e.category_override, e.note, e.tags, e.excluded, e.user_edited_at, stamp)
             for tid, e in plan.tombstones
         ],
         "ON CONFLICT (plaid_transaction_id) DO NOTHING",

@@ -11,13 +11,22 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from models import BankAccount, PlaidItem, PlaidRevocation, SyncJob, SyncStaged
+from models import (
+    BankAccount,
+    LedgerTransaction,
+    PendingEdit,
+    PlaidItem,
+    PlaidRevocation,
+    SyncJob,
+    SyncStaged,
+    TransactionChange,
+)
 from services import audit, banking
 from services.db import unit_of_work
 from services.demo_bank.links import PASSWORD as BANK_PASSWORD
 from services.demo_bank.links import link_accounts
 from services.errors import FinsyncError, NotFound
-from services.sync import list_runs, sync_item
+from services.sync import edit_transaction, list_runs, sync_item
 from services.sync_state import start_run
 from tests.integration.banking_support import audit_events, count
 from tests.integration.conftest_bank import Bank
@@ -308,3 +317,39 @@ def test_an_account_only_transactions_name_is_not_said_to_be_unshared(bank: Bank
         assert sync_item(bank.c, alice, item.id, explicit=True).status == "ok"
     card = banking.list_items(bank.c, alice)[0]
     assert len(card.accounts) == 4 and all(a.unshared_since is None for a in card.accounts)
+
+
+def _dropped_hold_with_a_note(bank: Bank, user_id: uuid.UUID, item_id: uuid.UUID, note: str) -> str:
+    """A charge the bank renamed and a hold it dropped after the user wrote a note on it; returns the charge's id."""
+    pid = bank.plaid_item_id(item_id)
+    posted = bank.demo.mutate(pid, "add", cents=4200, name="PHARMACY")["transaction_id"]
+    hold = bank.demo.mutate(pid, "add", cents=9900, name="HOTEL HOLD", pending=True)["transaction_id"]
+    assert sync_item(bank.c, user_id, item_id, explicit=True).status == "ok"
+    edit_transaction(bank.c, user_id, hold, note=note)
+    bank.demo.mutate(pid, "modify", transaction_id=posted, name="PHARMACY #22 (CLINIC)")
+    bank.demo.mutate(pid, "remove", transaction_id=hold)
+    assert sync_item(bank.c, user_id, item_id, explicit=True).status == "ok"
+    return posted
+
+
+@pytest.mark.parametrize("keep_history", [True, False])
+def test_removing_a_bank_deletes_its_notes_on_dropped_holds_and_the_changes_of_what_it_deletes(
+    bank: Bank, keep_history: bool
+) -> None:
+    """The user's note on a hold the bank dropped (kept in case it posts) and Plaid's old names of the transactions
+    deleted with the bank go with it; the kept history keeps its changes, and the other bank keeps its own note."""
+    alice = bank.user()
+    first, other = bank.link(alice, "ins_demo_1"), bank.link(alice, "ins_demo_2")
+    renamed = _dropped_hold_with_a_note(bank, alice, first.id, "medical trip")
+    _dropped_hold_with_a_note(bank, alice, other.id, "the other bank's hold")
+
+    banking.remove_item(bank.c, alice, first.id, keep_history=keep_history)
+    with unit_of_work(bank.c.engine) as session:
+        notes = list(session.execute(select(PendingEdit.note)).scalars())
+        names = list(session.execute(select(TransactionChange.new_value)).scalars())
+        shown = session.get(LedgerTransaction, renamed)
+    assert notes == ["the other bank's hold"]
+    if keep_history:
+        assert shown is not None and names.count("PHARMACY #22 (CLINIC)") == 2  # a kept row still shows its change
+    else:
+        assert shown is None and names == ["PHARMACY #22 (CLINIC)"]  # only the other bank's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
@@ -186,3 +187,48 @@ def test_a_kept_hold_the_bank_dropped_goes_when_matching_ends_but_one_older_than
     with unit_of_work(bank.c.engine) as session:
         changes = session.execute(select(TransactionChange.plaid_transaction_id)).scalars().all()
     assert "kept-dropped" not in changes and "kept-ancient" in changes
+
+
+def test_a_note_saved_on_a_kept_row_while_the_relink_sync_continues_it_is_kept_or_refused(
+    bank: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A note saved (another tab) on a kept transaction just as the new link's first sync continues it either lands
+    on the continuing row or is refused as gone; it is never reported saved and then lost with the kept row."""
+    from services import relink
+    from services.errors import NotFound
+
+    alice = bank.user()
+    first = bank.link(alice)
+    assert sync_item(bank.c, alice, first.id, explicit=True).status == "ok"
+    kept = next(r for r in _rows(bank, alice) if not r.pending)
+    banking.remove_item(bank.c, alice, first.id, keep_history=True)
+    second = bank.link(alice)
+    said: list[str] = []
+
+    def save_note() -> None:
+        try:
+            edit_transaction(bank.c, alice, kept.plaid_transaction_id, note="saved meanwhile")
+            said.append("saved")
+        except NotFound as exc:
+            said.append(str(exc))
+
+    tab = threading.Thread(target=save_note)
+    real_pair = relink._pair
+
+    def meanwhile(kept_rows, fresh):  # type: ignore[no-untyped-def] - the kept rows are read; the other tab saves
+        tab.start()
+        tab.join(2.0)
+        return real_pair(kept_rows, fresh)
+
+    monkeypatch.setattr(relink, "_pair", meanwhile)
+    assert sync_item(bank.c, alice, second.id, explicit=True).status == "ok"
+    tab.join(30)
+    same = [
+        r for r in _rows(bank, alice) if (r.date, r.amount_minor, r.name) == (kept.date, kept.amount_minor, kept.name)
+    ]
+    assert len(same) == 1 and same[0].plaid_transaction_id != kept.plaid_transaction_id
+    if said == ["saved"]:
+        assert same[0].note == "saved meanwhile"
+    else:
+        assert said == ["That transaction is gone: your bank removed it. Pick another one."]
+        assert same[0].note is None

@@ -6,9 +6,16 @@ PostgreSQL refuses NUL in text, so before this one such merchant name failed eve
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import pytest
+from sqlmodel import select
+
+from models import BankAccount
 from services import plaid_mapping
 from services.container import Container
+from services.db import unit_of_work
+from services.demo_bank import endpoints, render, syncing
 from services.ledger import list_transactions
 from services.plaid_client import PlaidGateway
 from services.sync import edit_transaction, get_transaction, sync_item
@@ -67,3 +74,37 @@ def test_an_id_with_control_characters_is_set_aside_under_an_escaped_id() -> Non
     assert aside.transaction_id == "tx\\x00evil" and mapped.removed == ("tx\\x00evil",)
     assert aside.excerpt.isprintable() and json.loads(aside.excerpt)["transaction_id"] == "tx\x00evil"
     aside.excerpt.encode("utf-8")  # storable: no lone surrogate left in it
+
+
+LONG_ACCOUNT_ID = "acct-" + "9" * 200  # longer than any stored id
+
+
+def test_odd_account_fields_from_the_bank_are_stored_clean_and_syncs_go_on(
+    container: Container, gateway: PlaidGateway, demo_bank, linked, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A four-letter "ISO" currency, control characters in an account's type, subtype and name, and an account whose
+    id no column holds (its transactions are set aside: see the unit tests of map_transaction): every sync of the
+    bank still succeeds and brings what is new."""
+    user_id, item_id, pid = linked
+    assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status == "ok"
+    real = render.accounts_json
+
+    def odd(item: Any) -> list[dict[str, Any]]:
+        first, *rest = real(item)
+        first = {**first, "balances": {**first["balances"], "iso_currency_code": "USDC"}, "type": "dep\x00ository",
+                 "subtype": "check\x07ing", "name": "Every\x00day"}  # fmt: skip
+        return [first, *rest, {**first, "account_id": LONG_ACCOUNT_ID, "mask": "7777"}]
+
+    monkeypatch.setattr(render, "accounts_json", odd)
+    monkeypatch.setattr(syncing, "accounts_json", odd)
+    monkeypatch.setattr(endpoints, "accounts_json", odd)
+    demo_bank.mutate(pid, "add", cents=100, name="COFFEE")
+    for _ in range(2):
+        result = sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
+        assert result.status == "ok", result.message
+    assert "COFFEE" in [t.name for t in list_transactions(container, user_id)]
+    with unit_of_work(container.engine) as session:
+        accounts = session.exec(select(BankAccount).where(BankAccount.user_id == user_id)).all()
+    assert len(accounts) == 3 and all(len(a.plaid_account_id) <= 128 for a in accounts)
+    odd_one = next(a for a in accounts if a.iso_currency_code is None)
+    assert (odd_one.type, odd_one.subtype, odd_one.name) == ("depository", "checking", "Everyday")

@@ -693,3 +693,37 @@ def test_two_banks_of_one_user_syncing_at_once_both_add_to_the_waiting_digest(
     with unit_of_work(container.engine) as s:
         waiting = sum(i.count for i in s.exec(select(DigestItem)).all())
     assert len(digests) == 1 and waiting == 1  # the first to commit mailed; the other waits for the hour
+
+
+class _WorkerKilled(BaseException):
+    """What an OOM kill or SIGKILL mid-sync looks like to the database: the run stops, nothing closes it."""
+
+
+def test_a_bank_whose_sync_kills_the_worker_is_given_up_on_and_backs_off(
+    wired, gateway, demo_bank, clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bank whose sync kills the worker every time is tried a few times, then reads failed and is left alone for
+    a while, instead of being queued afresh (and killing a worker) every time a dead worker's lease runs out."""
+    from services import sync_engine
+    from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET
+    from services.plaid_client import PlaidGateway
+
+    class Killing(PlaidGateway):
+        def transactions_sync(self, *a: Any, **k: Any) -> Any:
+            raise _WorkerKilled()
+
+    user_id = make_user(wired)
+    item_id, _ = link_item(wired, gateway, user_id)
+    c = dataclasses.replace(wired, plaid=Killing("demo", DEMO_CLIENT_ID, DEMO_SECRET, demo_bank.url))
+    monkeypatch.setattr(sync_engine, "_interrupted", lambda *a, **k: None)  # killed: no handler runs
+    kills = 0
+    for n in range(18):  # three hours of worker restarts, each after the dead one's leases ran out
+        try:
+            run_due_jobs(c, worker_id=f"worker-{n}", limit=1)
+        except _WorkerKilled:
+            kills += 1
+        clock.advance(minutes=11)
+    assert kills == jobs.MAX_ATTEMPTS
+    [status] = item_sync_status(c, user_id)
+    assert status.item_id == item_id and status.state == "failed" and "interrupted" in status.message
+    assert status.next_due_at is not None and status.next_due_at > clock()  # left alone a while, then tried again
