@@ -202,6 +202,9 @@ def delete_account(
         session.execute(delete(PlaidApiEvent).where(col(PlaidApiEvent.user_id) == user_id))
         session.delete(doomed)  # sessions, tokens, recovery codes and waiting mail go too (ON DELETE CASCADE)
         audit.record(session, event="account_deleted", user_id=user_id, at=now)
-        farewell = notices.notice(email, "your account was deleted", "Your account and its data were deleted", now)
+        gone = "If this was not you, contact your finsync administrator: there is no password left to reset."
+        farewell = notices.notice(
+            email, "your account was deleted", "Your account and its data were deleted", now, advice=gone
+        )
         queued = mail_queue.enqueue(session, c, farewell)  # tied to no account: there is none left
     mail_queue.after_commit(c, [queued])

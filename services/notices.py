@@ -72,10 +72,12 @@ def email_change_attempt(c: Container, to: str, at: datetime) -> Mail:
     return Mail(to, "finsync: someone tried to use your email address", body, "email_change_attempt")
 
 
-def notice(to: str, subject: str, what: str, at: datetime) -> Mail:
-    """A security notice: what happened and when (UTC)."""
+def notice(to: str, subject: str, what: str, at: datetime, *, advice: str | None = None) -> Mail:
+    """A security notice: what happened and when (UTC), then what to do if it was not you (``advice``: other words
+    than resetting the password, for a notice that leaves none to reset)."""
     when = at.strftime("%Y-%m-%d %H:%M UTC")
-    return Mail(to, f"finsync: {subject}", f"Hello,\n\n{what} ({when}).{_footer()}", "notice")
+    footer = f"\n\n{advice}\n" if advice else _footer()
+    return Mail(to, f"finsync: {subject}", f"Hello,\n\n{what} ({when}).{footer}", "notice")
 
 
 def locked(to: str, until: datetime, *, for_good: bool = False) -> Mail:

@@ -138,7 +138,8 @@ def queue_after_sync(
         body = f"These transactions at {institution} are at or above your alert amount of {amount}:\n\n"
         queued += _queue(session, c, user_id, f"large transaction at {institution}", body + "\n".join(lines))
     for acct in low if prefs.low_balance_minor is not None else []:
-        body = f"The balance of {_plain(acct.name)} at {institution} is {money(acct.balance_minor, acct.iso_currency_code)}."
+        balance, floor = money(acct.balance_minor, acct.iso_currency_code), money(prefs.low_balance_minor, None)
+        body = f"The balance of {_plain(acct.name)} at {institution} is {balance}, below your alert amount of {floor}."
         queued += _queue(session, c, user_id, f"low balance on {_plain(acct.name)}", body)
     return queued
 

@@ -134,6 +134,8 @@ def test_deleting_an_account_drops_its_waiting_mail_but_the_goodbye_still_goes(
     clock.advance(minutes=2)
     Scheduler(container).run_once()
     assert subjects(mailer.sent) == ["finsync: your account was deleted"]
+    said = mailer.sent[0].get_content()  # no advice to reset a password that is gone with the account
+    assert "reset your password" not in said and "contact your finsync administrator" in said
 
 
 def test_a_flow_that_fails_queues_nothing(

@@ -190,6 +190,7 @@ def test_notifications_digest_large_transaction_and_low_balance(
     first = [str(m["Subject"]) for m in mailer.sent]
     # The first sync brings past history: not news, so no digest or large alerts; a low balance still counts.
     assert first and all(s.startswith("finsync: low balance on") for s in first), first
+    assert "below your alert amount of 10,000,000,000.00" in mailer.sent[0].get_content()  # why it was sent
     mailer.sent.clear()
     demo_bank.mutate(pid, "add", cents=75_000, name="NEW TV")
     sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
