@@ -140,6 +140,12 @@ def _ledger_commit_fails(monkeypatch: pytest.MonkeyPatch, when: str, why: str) -
             event.remove(Session, when, fail)
 
 
+def _new_purchases(bank: DemoBankHandle, plaid_item_id: str, n: int) -> None:
+    """``n`` transactions of today: news (older ones arriving are the bank's history, not news)."""
+    for i in range(n):
+        bank.mutate(plaid_item_id, "add", cents=1_000 + i, name=f"NEW PURCHASE {i}")
+
+
 def test_a_commit_whose_answer_is_lost_is_recorded_as_the_success_it_was_and_its_news_is_sent(
     container: Container,
     gateway: PlaidGateway,
@@ -153,7 +159,7 @@ def test_a_commit_whose_answer_is_lost_is_recorded_as_the_success_it_was_and_its
     user_id = make_user(container)
     item_id, pid = link_item(container, gateway, user_id)
     assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status == "ok"
-    demo_bank.generate_history(pid, 3000)
+    _new_purchases(demo_bank, pid, 3000)
     mailer.sent.clear()
     with _ledger_commit_fails(monkeypatch, "after_commit", "server closed the connection unexpectedly"):
         landed = sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
@@ -188,7 +194,7 @@ def test_a_commit_that_fails_outright_is_a_failure_and_tells_nothing(
     user_id = make_user(container)
     item_id, pid = link_item(container, gateway, user_id)
     assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status == "ok"
-    demo_bank.generate_history(pid, 40)
+    _new_purchases(demo_bank, pid, 40)
     before = ledger(container, user_id)
     mailer.sent.clear()
     with _ledger_commit_fails(monkeypatch, "before_commit", "could not write to file: No space left on device"):
@@ -216,7 +222,7 @@ def test_a_landed_commit_is_never_recorded_failed_even_when_the_first_look_canno
     user_id = make_user(container)
     item_id, pid = link_item(container, gateway, user_id)
     assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status == "ok"
-    demo_bank.generate_history(pid, 25)
+    _new_purchases(demo_bank, pid, 25)
     mailer.sent.clear()
     real, looks = sync_engine._landed, []
 
