@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from pages.ui.format import activity_detail, activity_words, count, when
+from pages.ui.format import activity_detail, activity_from, activity_words, count, when
 from pages.ui.session import require_admin
 from pages.ui.state import container
 from pages.ui.text import md
@@ -93,7 +93,7 @@ with audit_tab:
             "Event": activity_words(e.event),
             "Account": who(e.user_id),
             "By": who(e.actor_id),
-            "From": e.ip or "—",
+            "From": activity_from(e, "—"),
             "Detail": activity_detail(e.event, e.detail),
         }
         for e in events
