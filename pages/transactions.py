@@ -42,22 +42,23 @@ def _same_or_posted(tx_id: str | None, ids: list[str]) -> str | None:
 
 
 NEWS_POLL_SECONDS = 20  # how often an open list looks whether a sync has changed the ledger under it
-drawn = ledger.last_change(c, uid)
 
 
 @st.fragment(run_every=NEWS_POLL_SECONDS)
-def _news() -> None:
+def _news(listed: object) -> None:
     """A list left open says when a sync (the bot, a webhook, another tab) has brought changes, and shows them on
-    request: reloading by itself could take a half-typed note or search away."""
+    request: reloading by itself could take a half-typed note or search away. ``listed``: the ledger's last change
+    when the list was drawn, an argument (a fragment's rerun gets the one its page run gave it), not a global that
+    the rest of the page could reuse (a name reused further down made every poll see news, for ever)."""
     with database_outage_notice(retry=False):  # the database gone: said here; the next poll tries again
         still_signed_in(uid)
-        if ledger.last_change(c, uid) != drawn:
+        if ledger.last_change(c, uid) != listed:
             st.info("Your banks sent new or changed transactions since this list was shown.", icon=":material/sync:")
             if st.button("Show them", key="tx_news"):
                 st.rerun(scope="app")
 
 
-_news()
+_news(ledger.last_change(c, uid))
 export_section(c, uid, two_factor=view.user.totp_enabled)
 search = st.text_input("Search name, merchant, category, account, note or tags", max_chars=100, key="tx_search")
 needle = search.strip()
