@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from pages.ui.format import activity_detail, activity_words, count, when
+from pages.ui.format import activity_detail, activity_from, activity_words, count, when
 from pages.ui.session import require_admin
 from pages.ui.state import container
 from pages.ui.text import md
@@ -57,7 +57,8 @@ with users_tab:
             paused = target.stopped or target.locked_until is not None
             if cols[0].button("Unlock", key="admin_unlock", disabled=not paused, help=None if paused else "Not paused"):
                 admin.unlock_user(c, view.user.id, target.id)
-                st.success(f"{md(target.username)} can sign in again.")
+                st.session_state["admin_flash"] = [f"{md(target.username)} can sign in again."]
+                st.rerun()  # the table above still shows the pause, and Unlock is still offered
             with cols[1].popover("Force sign-out", disabled=yourself):
                 st.write(f"End every session of {md(target.username)}? They can sign in again.")
                 if st.button("Sign them out everywhere", key="admin_signout", type="primary"):
@@ -92,7 +93,7 @@ with audit_tab:
             "Event": activity_words(e.event),
             "Account": who(e.user_id),
             "By": who(e.actor_id),
-            "From": e.ip or "—",
+            "From": activity_from(e, "—"),
             "Detail": activity_detail(e.event, e.detail),
         }
         for e in events

@@ -102,6 +102,14 @@ def clean_ip(ip: object) -> str:
     return clean_text(ip, MAX_IP).strip()
 
 
+COMMAND_LINE = "from the server's command line"  # the detail's end for what an operator ran there (no address)
+
+
+def from_command_line(event: AuditView) -> bool:
+    """Whether the event was made with ``python -m services.cli`` on the server, not by a client (its address empty)."""
+    return not event.ip and event.detail.endswith(COMMAND_LINE)
+
+
 def sessions_ended(count: int, *, others: bool = True) -> str:
     """An audit detail saying how many sessions an action ended, in words ("no other session was open")."""
     other = "other " if others else ""

@@ -110,9 +110,12 @@ def _write(fh: TextIO, c: Container, user_id: uuid.UUID, start: date | None, end
     return count
 
 
-def _record(c: Container, user_id: uuid.UUID, count: int, ip: str) -> None:
+def _record(c: Container, user_id: uuid.UUID, count: int, ip: str, *, command_line: bool = False) -> None:
+    """Audited; an export from the command line says so (no client address to show, and the person whose ledger it
+    is must not read it as a download by someone unknown)."""
+    detail = f"{count} transactions" + (f", {audit.COMMAND_LINE}" if command_line else "")
     with unit_of_work(c.engine) as session:
-        audit.record(session, event="transactions_exported", user_id=user_id, ip=ip, detail=f"{count} transactions")
+        audit.record(session, event="transactions_exported", user_id=user_id, ip=ip, detail=detail)
 
 
 def _check_out(c: Container, out: Path) -> Path:
@@ -162,7 +165,7 @@ def export_csv(c: Container, user_id: uuid.UUID, out: Path, start: date | None =
         if isinstance(exc, OSError):  # a full disk, a folder gone read-only: said in one line, the old file intact
             raise _unwritable(out, exc) from None
         raise
-    _record(c, user_id, count, "")
+    _record(c, user_id, count, "", command_line=True)
     return count
 
 

@@ -37,6 +37,11 @@ def check_policy(password: str, context: Iterable[str] = ()) -> None:
     if "\x00" in password:
         raise InputError("Passwords cannot contain NUL characters.")
     password = normalise(password)
+    if password and not any(unicodedata.category(ch)[0] not in "ZC" for ch in password):  # first: at any length
+        raise InputError(  # no other reason is the right one (not "mostly your username", not "too short")
+            "A password of only spaces (or other blank characters) is not a password: anyone could type it. "
+            "Use a few unrelated words instead."
+        )
     length = len(password)
     if length < MIN_LENGTH:
         raise InputError(f"Use at least {MIN_LENGTH} characters (you typed {length}). A few unrelated words work well.")

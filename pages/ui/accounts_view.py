@@ -14,7 +14,7 @@ from streamlit.runtime.scriptrunner_utils.exceptions import RerunException, Stop
 
 from pages.ui.format import count, money, when
 from pages.ui.outage import database_outage_notice
-from pages.ui.reauth import proof_inputs
+from pages.ui.remove_view import remove_form
 from pages.ui.session import client_ip, still_signed_in
 from pages.ui.state import flash_again
 from pages.ui.text import md
@@ -347,33 +347,4 @@ def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStat
                     str(item.id),
                 )
                 st.rerun()
-        # keyed by bank: when a card above goes (this one's neighbour removed), its popover must not open here
-        remove = remove_col.popover("Remove", icon=":material/delete:", key=f"remove_popover_{item.id}")
-        with remove, st.form(f"remove_form_{item.id}", border=False):
-            st.write(f"Disconnect {md(item.institution_name)} from finsync and from Plaid.")
-            keep = st.radio(
-                "Its history",
-                ["Keep its accounts and transactions", "Delete them too"],
-                key=f"keep_{item.id}",
-                captions=[
-                    "They stay in your ledger and exports; its past syncs stay in Sync history, marked (removed).",
-                    "Its accounts, transactions, notes and past syncs are deleted from finsync for good.",
-                ],
-            )
-            password, code = proof_inputs(two_factor, f"remove_{item.id}")
-            if st.form_submit_button("Remove this bank"):
-                try:
-                    banking.remove_bank(
-                        c,
-                        uid,
-                        item.id,
-                        keep_history=keep.startswith("Keep"),
-                        password=password,
-                        code=code,
-                        ip=client_ip(),
-                    )
-                except FinsyncError as exc:
-                    st.error(str(exc))
-                else:
-                    st.session_state["flash"] = [("success", f"Removed {item.institution_name}.")]
-                    st.rerun()
+        remove_form(c, uid, item, remove_col, two_factor=two_factor)

@@ -7,6 +7,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import streamlit as st
 
+from services import audit
+from services.audit import AuditView
 from services.plaid_mapping import decimal_text
 
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "CA$", "JPY": "¥"}
@@ -135,6 +137,13 @@ def activity_words(event: str) -> str:
 
 _SIGN_IN_WAYS = {"password": "with the password", "password+totp": "with the password and an authenticator code",
                  "password+recovery": "with the password and a recovery code"}  # fmt: skip
+
+
+def activity_from(event: AuditView, unknown: str = "unknown") -> str:
+    """Where an audit event came from: the client's address, or the server's command line (an operator's export)."""
+    if audit.from_command_line(event):
+        return "the server's command line"
+    return event.ip or unknown
 
 
 def activity_detail(event: str, detail: str) -> str:

@@ -9,7 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from pages.ui.format import count, day, money
-from pages.ui.reauth import proof_inputs
+from pages.ui.outage import survives_outage
+from pages.ui.reauth import proof_inputs, take_proof
 from pages.ui.session import client_ip
 from pages.ui.state import flash
 from pages.ui.text import md
@@ -65,16 +66,34 @@ def kept_section(c: Container, uid: uuid.UUID, *, two_factor: bool) -> None:
                 "Accounts", list(names), format_func=lambda key: names[key].label, key="kept_delete_accounts"
             )
             st.write("Their transactions, with your notes and tags on them, are deleted for good.")
-        password, code = proof_inputs(two_factor, "kept_delete")
-        if st.form_submit_button("Delete for good"):
-            doomed = [names[key] for key in chosen if key in names]
-            try:
-                gone = kept_history.delete_kept(
-                    c, uid, [k.id for k in doomed], password=password, code=code, ip=client_ip()
-                )
-            except FinsyncError as exc:
-                st.error(str(exc))
-            else:
-                which = ", ".join(k.label for k in doomed)
-                flash("success", f"Deleted the kept history of {which} ({count(gone, 'transaction')}).")
-                st.rerun()
+        proof_inputs(two_factor, "kept_delete")
+        labels = {key: k.label for key, k in names.items()}
+        st.form_submit_button(
+            "Delete for good", on_click=_delete, args=(c, uid, labels, chosen if len(kept) == 1 else None)
+        )
+        refused = st.session_state.pop("kept_delete_error", None)
+        if refused:
+            st.error(refused)
+
+
+@survives_outage
+def _delete(c: Container, uid: uuid.UUID, labels: dict[str, str], only: list[str] | None) -> None:
+    """The form's submit, before the page: the password (and code) go from the screen, refused or used; the accounts
+    chosen stay chosen after a refusal. ``only``: the one account the form named (nothing to choose); ``labels``: the
+    accounts the form offered, by id."""
+    proof = take_proof("kept_delete", uid)
+    if proof is None:
+        return
+    _, password, code = proof
+    chosen = only if only is not None else list(st.session_state.get("kept_delete_accounts") or [])
+    doomed = [key for key in chosen if key in labels]
+    try:
+        gone = kept_history.delete_kept(
+            c, uid, [uuid.UUID(key) for key in doomed], password=password, code=code, ip=client_ip()
+        )
+    except FinsyncError as exc:
+        st.session_state["kept_delete_error"] = str(exc)
+    else:
+        st.session_state.pop("kept_delete_accounts", None)  # they are gone: the next choice starts empty
+        which = ", ".join(labels[key] for key in doomed)
+        flash("success", f"Deleted the kept history of {which} ({count(gone, 'transaction')}).")

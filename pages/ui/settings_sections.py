@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.ui import session as ui_session  # read_cookie looked up at call time: one seam for tests
-from pages.ui.format import activity_detail, activity_words, device, when
+from pages.ui.format import activity_detail, activity_from, activity_words, device, when
 from pages.ui.format import count as plural
 from pages.ui.forms import new_password_inputs, passwords_match
 from pages.ui.outage import survives_outage
@@ -155,7 +155,7 @@ def activity_section(view: SessionView) -> None:
             {
                 "When": when(e.at),
                 "What": activity_words(e.event),
-                "From": e.ip or "unknown",
+                "From": activity_from(e),
                 "Detail": activity_detail(e.event, e.detail),
             }
             for e in events

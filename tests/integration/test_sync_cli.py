@@ -145,6 +145,10 @@ def test_export_csv_matches_the_ledger_contract(cli_env, container, gateway, dem
     )
     other = next(t for t in bank.values() if t["transaction_id"] != refund["transaction_id"])
     assert rows[other["transaction_id"]]["category"] == other["personal_finance_category"]["detailed"]
+    from services import audit
+
+    [made] = [e for e in audit.list_events(container, user_id) if e.event == "transactions_exported"]
+    assert audit.from_command_line(made) and made.detail == f"{len(rows)} transactions, {audit.COMMAND_LINE}"
 
 
 def test_export_is_one_row_per_transaction_in_this_user_s_ledger_and_nothing_else(

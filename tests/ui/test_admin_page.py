@@ -64,6 +64,34 @@ def test_admin_messages_show_a_username_as_written(
     assert any("This is you" in c.value for c in at.caption)
 
 
+def test_unlock_shows_the_user_no_longer_paused(
+    app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After Unlock the table and the button agree with the message: the pause is gone, Unlock is not offered."""
+    from services import auth
+    from services.errors import InvalidCredentials
+
+    make_user(container, "alice")
+    root = make_user(container, "root", role="admin")
+    for _ in range(5):
+        with pytest.raises(InvalidCredentials):
+            auth.begin_sign_in(container, login="alice", password="guess guess guess guess")
+    secret = enable_totp(container, root.id)
+    signed_in_as(monkeypatch, sign_in_with_code(container, clock, "root", secret))
+    at = app().run()
+    at.switch_page("admin.py").run()
+    at.selectbox(key="admin_user").select("alice <alice@example.com>").run()
+    status = dict(zip(at.dataframe[0].value["Username"], at.dataframe[0].value["Status"], strict=True))
+    assert status["alice"].startswith("paused until")
+    assert [b.disabled for b in at.button if b.label == "Unlock"] == [False]
+    at = submit(at, "Unlock")
+    assert not at.exception, at.exception
+    assert said(at) == ["alice can sign in again."]
+    status = dict(zip(at.dataframe[0].value["Username"], at.dataframe[0].value["Status"], strict=True))
+    assert status["alice"] == "active" and not status["alice"].startswith("paused")
+    assert [b.disabled for b in at.button if b.label == "Unlock"] == [True]
+
+
 NEEDS_TOTP = "The admin page needs two-factor sign-in. Turn it on in Settings → Two-factor."
 
 

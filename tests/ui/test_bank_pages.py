@@ -659,9 +659,12 @@ def test_a_removed_banks_kept_history_is_listed_on_accounts_and_can_be_deleted(
     at.text_input(key="kept_delete_password").input("not my password at all")
     at = click(at, "Delete for good")
     assert "That password is not right." in everything(at) and len(at.dataframe[0].value) == len(item.accounts)
+    assert at.text_input(key="kept_delete_password").value == ""  # refused: not left typed beside the error
+    assert len(at.multiselect(key="kept_delete_accounts").value) == 2  # the choice stays, to try again
     at.text_input(key="kept_delete_password").input(PASSWORD)
     at = click(at, "Delete for good")
     assert f"Deleted the kept history of {', '.join(doomed)} (" in everything(at).replace("\\", "")
+    assert at.text_input(key="kept_delete_password").value == ""  # used: gone from the popover left open
     assert list(at.dataframe[0].value["Account"]) == list(table["Account"].iloc[2:])
     left = table["Transactions"].iloc[2:].sum()
     assert len(ledger.list_transactions(c, user.id, limit=10**6)) == left
@@ -672,6 +675,41 @@ def test_a_removed_banks_kept_history_is_listed_on_accounts_and_can_be_deleted(
     at = click(at, "Delete for good")
     assert f"Deleted the kept history of {last} (" in everything(at).replace("\\", "")
     assert "Kept from removed banks" not in everything(at) and ledger.list_transactions(c, user.id) == []
+
+
+def test_remove_bank_empties_the_password_and_code_it_was_given(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused or used, the password and two-factor code go from the Remove form; the choice of history stays."""
+    from pages.ui import session as ui_session
+    from tests.integration.auth_support import code_at, enable_totp, make_user, sign_in
+
+    c = bank_app.c
+    user = make_user(c, "ned")
+    cookie = sign_in(c, "ned")
+    secret = enable_totp(c, user.id, current_token=cookie)
+    monkeypatch.setattr(ui_session, "read_cookie", lambda: cookie)
+    item = bank_app.link(user.id)
+    at = open_page("accounts.py")
+    fields = (f"remove_{item.id}_password", f"remove_{item.id}_code")
+    at.radio(key=f"keep_{item.id}").set_value("Delete them too")
+    at.text_input(key=fields[0]).input("not my password at all")
+    at.text_input(key=fields[1]).input("123456")
+    at = click(at, "Remove this bank")
+    assert not at.exception, at.exception
+    assert "That password is not right." in [e.value for e in at.error]
+    assert [at.text_input(key=k).value for k in fields] == ["", ""]  # not left typed beside the error
+    assert at.radio(key=f"keep_{item.id}").value == "Delete them too"  # kept as chosen
+    assert [i.id for i in banking.list_items(c, user.id)] == [item.id]
+
+    bank_app.clock.advance(seconds=30)  # a code not used before
+    at.text_input(key=fields[0]).input(PASSWORD)
+    at.text_input(key=fields[1]).input(code_at(secret, c.clock()))
+    at = click(at, "Remove this bank")
+    assert not at.exception, at.exception
+    assert "Removed First Demo Bank." in said(at) and banking.list_items(c, user.id) == []
+    assert not [k for k in fields if at.session_state.get(k)]  # nothing secret kept
+    assert "Kept from removed banks" not in everything(at)  # deleted, as chosen
 
 
 def test_news_on_accounts_outlives_a_rerun_nobody_asked_for_but_not_its_time(

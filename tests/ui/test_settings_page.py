@@ -4,6 +4,7 @@ account deletion; happy paths and errors, and nothing kept for the next person o
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -116,6 +117,26 @@ def test_what_a_page_kept_for_one_user_is_gone_when_their_session_ends(
     assert not at.exception
     shown = [c.value for c in at.code] + [repr(at.session_state[k]) for k in at.session_state]
     assert not [v for v in shown if any(code in v for code in codes.split("\n"))]
+
+
+def test_activity_says_an_export_from_the_command_line_was_made_on_the_server(
+    app: AppFactory, container: Container, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`python -m services.cli export transactions` read as "Transactions downloaded, From: unknown": someone
+    unknown with the person's ledger. It says where it was made; a download from the page keeps its address."""
+    from services import export
+
+    alice = make_user(container, "alice")
+    export.export_csv(container, alice.id, tmp_path / "tx.csv")  # what the command line's export runs
+    export.export_bytes(container, alice.id, password=PASSWORD, ip="198.51.100.9")  # Transactions → Download
+    at = settings_page(app, monkeypatch, sign_in(container))
+    (activity,) = [d.value for d in at.dataframe if "What" in d.value.columns]
+    exports = activity[activity["What"] == "Transactions downloaded"]
+    assert sorted(zip(exports["From"], exports["Detail"], strict=True)) == [
+        ("198.51.100.9", "0 transactions"),
+        ("the server's command line", "0 transactions, from the server's command line"),
+    ]
+    assert "unknown" not in set(activity["From"])
 
 
 def test_settings_revoke_ends_another_session_and_a_failed_revoke_says_why(

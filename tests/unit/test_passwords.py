@@ -67,6 +67,27 @@ def test_guessable_and_context_passwords_are_refused_with_a_reason(password: str
     assert "hint" not in str(info.value).lower()
 
 
+@pytest.mark.parametrize(
+    "password",
+    [
+        " " * 20,  # was refused as "mostly your username, your email address or this site's name"
+        " " * 300,  # not "at most 256 characters" either
+        " " * 5,  # nor "at least 15": no length of spaces makes a password
+        "\t \u00a0\u3000\u2003 \n" * 3,  # tabs, no-break, ideographic and em spaces, line breaks
+        "\u200b\u200d\u2060" * 6,  # invisible format characters
+    ],
+)
+def test_a_password_of_only_blank_characters_is_refused_saying_so(password: str) -> None:
+    with pytest.raises(InputError, match=r"^A password of only spaces \(or other blank characters\) is not a password"):
+        passwords.check_policy(password, context=["alice@example.com", "alice", "alice"])
+
+
+def test_spaces_around_a_real_password_are_not_taken_for_a_blank_one() -> None:
+    with pytest.raises(InputError, match="at least 15 characters \\(you typed 0\\)"):
+        passwords.check_policy("")  # nothing typed: not called spaces
+    passwords.check_policy("   kettle orbit plum granite   ", context=["alice@example.com", "alice", "alice"])
+
+
 def test_nul_is_refused() -> None:
     with pytest.raises(InputError, match="NUL"):
         passwords.check_policy("correct horse\x00battery staple")
