@@ -137,8 +137,9 @@ def queue_after_sync(
         amount = money(limit, None)
         body = f"These transactions at {institution} are at or above your alert amount of {amount}:\n\n"
         queued += _queue(session, c, user_id, f"large transaction at {institution}", body + "\n".join(lines))
-    for acct in low if prefs.low_balance_minor is not None else []:
-        balance, floor = money(acct.balance_minor, acct.iso_currency_code), money(prefs.low_balance_minor, None)
+    floor = money(prefs.low_balance_minor, None) if prefs.low_balance_minor is not None else ""
+    for acct in low if floor else []:
+        balance = money(acct.balance_minor, acct.iso_currency_code)
         body = f"The balance of {_plain(acct.name)} at {institution} is {balance}, below your alert amount of {floor}."
         queued += _queue(session, c, user_id, f"low balance on {_plain(acct.name)}", body)
     return queued
