@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from services.errors import ConfigError
@@ -282,6 +282,21 @@ _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 _TLS_MODES = ("require", "verify-ca", "verify-full")
 
 
+def _database_hosts(url: URL) -> list[str]:
+    """Every host libpq may connect to: ``?host=`` and ``?hostaddr=`` (comma-separated lists) win over the URL's."""
+    hosts = [url.host or ""]
+    for key in ("host", "hostaddr"):
+        value = url.query.get(key) or ()
+        for item in (value,) if isinstance(value, str) else value:
+            hosts.extend(item.split(","))
+    return [h.strip() for h in hosts]
+
+
+def _is_remote_host(host: str) -> bool:
+    # Empty: libpq's default socket; "/..." or "@...": a Unix-domain socket (path or abstract name).
+    return bool(host) and not host.startswith(("/", "@")) and host.lower().strip("[]") not in _LOCAL_HOSTS
+
+
 def _check_production(settings: Settings) -> None:
     """Real bank data travels only over TLS: HTTPS for the app and Plaid, TLS to a PostgreSQL on another host."""
     if urlsplit(settings.base_url).scheme != "https":
@@ -293,10 +308,7 @@ def _check_production(settings: Settings) -> None:
         raise ConfigError("PLAID_API_URL", "must be an https:// URL with PLAID_ENV=production (or on this machine)")
     if settings.database_url:
         url = make_url(settings.database_url)
-        host = url.host or str(url.query.get("host") or "")
-        remote = (
-            url.get_backend_name() == "postgresql" and host and not host.startswith("/") and host not in _LOCAL_HOSTS
-        )
+        remote = url.get_backend_name() == "postgresql" and any(map(_is_remote_host, _database_hosts(url)))
         if remote and url.query.get("sslmode") not in _TLS_MODES:
             raise ConfigError(
                 "DATABASE_URL",

@@ -93,6 +93,10 @@ def test_sandbox_without_credentials_is_refused(monkeypatch: pytest.MonkeyPatch)
         ("PLAID_API_URL", "http://plaid.internal.example", "https://"),  # http only to this machine
         ("DATABASE_URL", "postgresql+psycopg2://finsync:pw@db.example.com:5432/finsync", "sslmode=verify-full"),
         ("DATABASE_URL", "postgresql+psycopg2://finsync:pw@db.example.com/finsync?sslmode=prefer", "sslmode"),
+        # libpq connects to ?host= / ?hostaddr= whatever the URL's own host says
+        ("DATABASE_URL", "postgresql+psycopg2://finsync:pw@localhost/finsync?host=192.0.2.1", "sslmode"),
+        ("DATABASE_URL", "postgresql+psycopg2://finsync:pw@localhost/finsync?hostaddr=192.0.2.1", "sslmode"),
+        ("DATABASE_URL", "postgresql+psycopg2://finsync:pw@/finsync?host=/run/postgresql,db.example.com", "sslmode"),
     ],
 )
 def test_production_refuses_anything_but_tls_for_bank_data(
@@ -114,6 +118,7 @@ def test_production_accepts_https_and_a_local_or_tls_database(monkeypatch: pytes
     monkeypatch.setenv("FINSYNC_BASE_URL", "https://money.example.com")
     monkeypatch.setenv("PLAID_API_URL", "http://127.0.0.1:9000")  # a proxy on this machine may speak plain http
     for url in ("postgresql+psycopg2://finsync:pw@127.0.0.1/finsync",
+                "postgresql+psycopg2://finsync:pw@localhost/finsync?host=/run/postgresql,127.0.0.1&hostaddr=::1",
                 "postgresql+psycopg2://finsync:pw@db.example.com/finsync?sslmode=verify-full"):  # fmt: skip
         monkeypatch.setenv("DATABASE_URL", url)
         assert load_settings(announce=False, create_secrets=False).effective_plaid_env == "production"
