@@ -101,6 +101,11 @@ class Settings(BaseSettings):
             url.port  # noqa: B018 - parses the port: "abc" is an error here, not at the first connection
         except (ArgumentError, ValueError):
             raise ValueError("is not a database URL (expected sqlite:///PATH or postgresql+psycopg2://...)") from None
+        parts = [url.username, url.password, url.host, url.database]
+        for given in url.query.values():  # a repeated ?key= gives a tuple
+            parts.extend((given,) if isinstance(given, str) else given)
+        if any("\x00" in part for part in parts if part):  # the driver and the OS stop at it with a traceback
+            raise ValueError("contains a NUL character (%00), which no name, password or path can hold")
         if url.drivername in ("postgresql", "postgres"):  # libpq's own URL: SQLAlchemy would pick psycopg 3, not ours
             url = url.set(drivername="postgresql+psycopg2")
             value = url.render_as_string(hide_password=False)
