@@ -224,9 +224,42 @@ def _check_data_dir(data_dir: Path) -> None:
         )
 
 
+def env_files() -> list[Path]:
+    """The dotenv files ``Settings`` reads (``.env``, from the working directory), as absolute paths."""
+    given = Settings.model_config.get("env_file")
+    if given is None:
+        return []
+    names = [given] if isinstance(given, str | Path) else list(given)
+    return [Path(os.path.abspath(name)) for name in names]
+
+
+def _read_text(path: Path) -> str:
+    """A settings file's text, or ``ConfigError`` naming the file and what is wrong with it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        problem = "is not UTF-8 text; save it as UTF-8 NAME=value lines"
+    except IsADirectoryError:
+        problem = "is a directory, not a file of NAME=value lines; move it away"
+    except FileNotFoundError:  # os.path.lexists said it was there: a link to nothing (or it was removed just now)
+        problem = "has just disappeared; run the command again"
+        if path.is_symlink():
+            problem = f"is a link to {os.readlink(path)!r}, which does not exist; fix or remove the link"
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror or exc}); check its owner and mode"
+    raise ConfigError(str(path), problem)
+
+
+def _check_env_files() -> None:
+    # pydantic-settings skips a .env that is a directory or a dangling link and fails on bad UTF-8 with a traceback.
+    for path in env_files():
+        if os.path.lexists(path):
+            _read_text(path)
+
+
 def _read_env_file(path: Path) -> dict[str, str]:
     values: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in _read_text(path).splitlines():
         key, sep, value = line.partition("=")
         if sep and not key.strip().startswith("#"):
             values[key.strip()] = value.strip()
@@ -242,7 +275,7 @@ def ensure_local_secrets(settings: Settings, *, announce: bool = True) -> Settin
     if settings.secret_key is not None and settings.encryption_keys is not None:
         return settings
     path = settings.data_dir / LOCAL_SECRETS_FILE
-    if not path.exists():
+    if not os.path.lexists(path):  # a dangling link is not "missing": creating through it would fail
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # secrets and the ledger live here
         body = (
             "# finsync local secrets, generated on first start. Keep private; back it up with the database.\n"
@@ -323,6 +356,7 @@ def _check_production(settings: Settings) -> None:
 
 def load_settings(*, create_secrets: bool = True, announce: bool = True) -> Settings:
     """Validate every setting, then fill local secrets; raises ``ConfigError`` with one clear line."""
+    _check_env_files()
     try:
         settings = Settings()
     except ValidationError as exc:

@@ -165,3 +165,39 @@ def test_an_empty_data_dir_setting_is_the_default_not_the_current_folder(
     settings = load_settings(announce=False)
     assert settings.data_dir == Path("data") and (tmp_path / "data" / "secrets.env").exists()
     assert not (tmp_path / "secrets.env").exists()
+
+
+def _make_directory(path: Path) -> None:
+    path.mkdir()
+
+
+def _make_latin1(path: Path) -> None:
+    path.write_bytes(b"FINSYNC_BASE_URL=http://caf\xe9.example\n")
+
+
+def _make_dangling_link(path: Path) -> None:
+    path.symlink_to(path.parent / "gone")
+
+
+@pytest.mark.parametrize("where", [".env", "data/secrets.env"])
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (_make_directory, "is a directory, not a file of NAME=value lines; move it away"),
+        (_make_latin1, "is not UTF-8 text; save it as UTF-8 NAME=value lines"),
+        (_make_dangling_link, "is a link to '{gone}', which does not exist; fix or remove the link"),
+    ],
+)
+def test_a_settings_file_that_cannot_be_read_is_named_with_what_is_wrong(
+    tmp_path: Path, where: str, make: object, problem: str
+) -> None:
+    """A .env or secrets.env that is a directory, not UTF-8, or a link to nothing was a traceback (or, for .env,
+    silently skipped)."""
+    (tmp_path / "data").mkdir()
+    path = tmp_path / where
+    make(path)  # type: ignore[operator]
+    before = sorted(p.name for p in (tmp_path / "data").iterdir())
+    with pytest.raises(ConfigError) as info:
+        load_settings(announce=False)
+    assert str(info.value) == f"{path}: {problem.format(gone=path.parent / 'gone')}"
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == before
