@@ -305,10 +305,15 @@ def write_local_key_ring(data_dir: Path, value: str) -> None:
     """Replace FINSYNC_ENCRYPTION_KEYS in the local secrets file (atomically, mode 0600)."""
     parse_key_ring(value)
     path = data_dir / LOCAL_SECRETS_FILE
-    lines = [
-        f"FINSYNC_ENCRYPTION_KEYS={value}" if line.startswith("FINSYNC_ENCRYPTION_KEYS=") else line
-        for line in path.read_text(encoding="utf-8").splitlines()
-    ]
+    if not os.path.lexists(path):
+        raise ConfigError(str(path), "does not exist: run `python -m services.cli db upgrade` to create it first")
+    lines = _read_text(path).splitlines()
+    # The reader takes "NAME = value": so does the writer, or it would report a key it never wrote.
+    found = [i for i, line in enumerate(lines) if line.partition("=")[0].strip() == "FINSYNC_ENCRYPTION_KEYS"]
+    if not found:
+        raise ConfigError(str(path), "has no FINSYNC_ENCRYPTION_KEYS line to put the new key in; nothing was written")
+    for i in found:
+        lines[i] = f"FINSYNC_ENCRYPTION_KEYS={value}"
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

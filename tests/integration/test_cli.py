@@ -275,3 +275,24 @@ def test_an_empty_revision_or_a_nul_in_database_url_is_one_line_not_a_traceback(
     assert result.returncode == 2 and "Traceback" not in result.stderr and "hunter2" not in result.stderr
     assert said in result.stderr.strip().splitlines()[-1], result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_keys_generate_write_puts_the_key_in_the_file_or_says_why_it_cannot(tmp_path: Path) -> None:
+    """A fresh data dir was a FileNotFoundError traceback; "NAME = value" (which the reader takes) was reported as
+    written while the file stayed as it was."""
+    from tests.factories import key_entry
+
+    data = tmp_path / "data"
+    fresh = cli("keys", "generate", "--write", env={"FINSYNC_DATA_DIR": str(data)})
+    assert fresh.returncode == 2 and "Traceback" not in fresh.stderr
+    assert fresh.stderr.strip().splitlines() == [
+        f"finsync: {data / 'secrets.env'}: does not exist: run `python -m services.cli db upgrade` to create it first"
+    ]
+    assert not data.exists()
+    data.mkdir()
+    secrets_env = data / "secrets.env"
+    one = key_entry(1)
+    secrets_env.write_text(f"FINSYNC_SECRET_KEY = {'s' * 48}\nFINSYNC_ENCRYPTION_KEYS = {one}\n")
+    spaced = cli("keys", "generate", "--write", env={"FINSYNC_DATA_DIR": str(data)})
+    assert spaced.returncode == 0 and "added key version 2" in spaced.stdout, spaced.stderr
+    assert "FINSYNC_ENCRYPTION_KEYS=2:" in secrets_env.read_text() and f",{one}\n" in secrets_env.read_text()
