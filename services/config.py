@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     sync_interval_hours: float = Field(default=6, gt=0, le=24 * 7, alias="SYNC_INTERVAL_HOURS")
     sync_tick_seconds: float = Field(default=30, ge=0.5, le=3600, alias="SYNC_TICK_SECONDS")
     sync_verify_days: float = Field(default=7, ge=0, le=365, alias="SYNC_VERIFY_DAYS")  # 0: no scheduled self-check
-    demo_activity_seconds: float = Field(default=120, ge=0, alias="FINSYNC_DEMO_ACTIVITY_SECONDS")
+    demo_activity_seconds: float = Field(default=120, ge=0, le=86400, alias="FINSYNC_DEMO_ACTIVITY_SECONDS")
     proxy_hops: int = Field(default=0, ge=0, le=10, alias="FINSYNC_PROXY_HOPS")  # reverse proxies to trust
 
     @field_validator("database_url")

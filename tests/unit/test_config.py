@@ -201,3 +201,11 @@ def test_a_settings_file_that_cannot_be_read_is_named_with_what_is_wrong(
         load_settings(announce=False)
     assert str(info.value) == f"{path}: {problem.format(gone=path.parent / 'gone')}"
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == before
+
+
+@pytest.mark.parametrize("given", ["inf", "1e10", "-1"])
+def test_demo_activity_seconds_is_bounded(monkeypatch: pytest.MonkeyPatch, given: str) -> None:
+    """inf or 1e10 was accepted and the demo activity thread died at its first wait."""
+    monkeypatch.setenv("FINSYNC_DEMO_ACTIVITY_SECONDS", given)
+    with pytest.raises(ConfigError, match=r"^FINSYNC_DEMO_ACTIVITY_SECONDS: Input should be"):
+        load_settings(announce=False, create_secrets=False)
