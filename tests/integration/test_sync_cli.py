@@ -436,6 +436,9 @@ def test_export_refuses_to_write_over_finsyncs_own_files_or_into_a_folder(
         targets += [db, db.with_name(db.name + "-wal")]
     link = tmp_path / "innocent.csv"
     link.symlink_to(keys)  # a link to the key ring is the key ring
+    dotenv = Path(".env")  # the settings file finsync reads from its working directory: it may hold the key ring
+    dotenv.write_text("# FINSYNC_ENCRYPTION_KEYS may live here\n")
+    targets.append(dotenv)
     before = {p: p.read_bytes() for p in targets if p.is_file()}
     for target in [*targets, link]:
         args = ["export", "transactions", "--email", "ada@example.com", "--format", "csv", "--out", str(target)]
