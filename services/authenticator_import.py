@@ -9,7 +9,9 @@ few hostile bytes cannot spend minutes of CPU or gigabytes of memory (security b
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,11 +84,24 @@ class ImportReport:
     skipped: list[tuple[str, str]]
 
 
+def _read_capped(path: Path) -> bytes:
+    """The file's bytes; refused when it is not a regular file (/dev/zero, a pipe: their size says 0 and they never
+    end) or holds more than ``MAX_FILE_BYTES``."""
+    # O_NONBLOCK: opening a pipe nobody writes to would wait forever; a regular file reads as usual.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError(f"{path} is not a regular file: give the path of the YAML file itself.")
+        body = handle.read(MAX_FILE_BYTES + 1)
+    if len(body) > MAX_FILE_BYTES:
+        raise InputError(f"{path.name} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB.")
+    return body
+
+
 def _load(path: Path) -> dict[str, Any]:
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise InputError(f"{path.name} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB.")
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_CredentialsLoader)  # noqa: S506 (safe subclass)
+        body = _read_capped(path).decode("utf-8")
+        data = yaml.load(body, Loader=_CredentialsLoader)  # noqa: S506 (safe subclass)
     except _Refused as exc:
         raise InputError(f"{path.name} {exc}; nothing was imported.") from None
     except OSError as exc:

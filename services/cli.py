@@ -24,7 +24,7 @@ from services.config import (
 )
 from services.container import Container, build_container, command_container
 from services.crypto import rotate_keys, values_to_rotate, versions_in_use
-from services.db import check_database, make_engine, unit_of_work
+from services.db import check_database, is_outage, make_engine, outage_reason, unit_of_work
 from services.db_roles import grant_app_role
 from services.errors import FinsyncError
 from services.logs import configure_logging
@@ -94,7 +94,7 @@ def _db_grant(args: argparse.Namespace) -> int:
 def _db(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     db = sub.add_parser("db", help="database schema and retention").add_subparsers(dest="action", required=True)
     up = db.add_parser("upgrade", help="apply migrations (default: to the newest)")
-    up.add_argument("--revision", default="head", help="target revision (default: head)")
+    up.add_argument("--revision", type=_revision, default="head", help="target revision (default: head)")
     up.set_defaults(handler=_db_upgrade)
     purge = db.add_parser(
         "purge",
@@ -112,6 +112,12 @@ def _db(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     grant.add_argument("role", metavar="ROLE", help="an existing PostgreSQL role, not a superuser")
     grant.set_defaults(handler=_db_grant)
+
+
+def _revision(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give a revision: head (the default) or a number such as 0016")
+    return text.strip()
 
 
 def _batch_size(text: str) -> int:
@@ -349,6 +355,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except FinsyncError as exc:
         print(f"finsync: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if not is_outage(exc):  # a bug: its traceback is what its fixer needs
+            raise
+        print(
+            f"finsync: the database stopped answering ({outage_reason(exc)}): check that it is running and run the "
+            "command again",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from services.errors import ConfigError
@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     sync_interval_hours: float = Field(default=6, gt=0, le=24 * 7, alias="SYNC_INTERVAL_HOURS")
     sync_tick_seconds: float = Field(default=30, ge=0.5, le=3600, alias="SYNC_TICK_SECONDS")
     sync_verify_days: float = Field(default=7, ge=0, le=365, alias="SYNC_VERIFY_DAYS")  # 0: no scheduled self-check
-    demo_activity_seconds: float = Field(default=120, ge=0, alias="FINSYNC_DEMO_ACTIVITY_SECONDS")
+    demo_activity_seconds: float = Field(default=120, ge=0, le=86400, alias="FINSYNC_DEMO_ACTIVITY_SECONDS")
     proxy_hops: int = Field(default=0, ge=0, le=10, alias="FINSYNC_PROXY_HOPS")  # reverse proxies to trust
 
     @field_validator("database_url")
@@ -101,6 +101,11 @@ class Settings(BaseSettings):
             url.port  # noqa: B018 - parses the port: "abc" is an error here, not at the first connection
         except (ArgumentError, ValueError):
             raise ValueError("is not a database URL (expected sqlite:///PATH or postgresql+psycopg2://...)") from None
+        parts = [url.username, url.password, url.host, url.database]
+        for given in url.query.values():  # a repeated ?key= gives a tuple
+            parts.extend((given,) if isinstance(given, str) else given)
+        if any("\x00" in part for part in parts if part):  # the driver and the OS stop at it with a traceback
+            raise ValueError("contains a NUL character (%00), which no name, password or path can hold")
         if url.drivername in ("postgresql", "postgres"):  # libpq's own URL: SQLAlchemy would pick psycopg 3, not ours
             url = url.set(drivername="postgresql+psycopg2")
             value = url.render_as_string(hide_password=False)
@@ -219,9 +224,42 @@ def _check_data_dir(data_dir: Path) -> None:
         )
 
 
+def env_files() -> list[Path]:
+    """The dotenv files ``Settings`` reads (``.env``, from the working directory), as absolute paths."""
+    given = Settings.model_config.get("env_file")
+    if given is None:
+        return []
+    names = [given] if isinstance(given, str | Path) else list(given)
+    return [Path(os.path.abspath(name)) for name in names]
+
+
+def _read_text(path: Path) -> str:
+    """A settings file's text, or ``ConfigError`` naming the file and what is wrong with it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        problem = "is not UTF-8 text; save it as UTF-8 NAME=value lines"
+    except IsADirectoryError:
+        problem = "is a directory, not a file of NAME=value lines; move it away"
+    except FileNotFoundError:  # os.path.lexists said it was there: a link to nothing (or it was removed just now)
+        problem = "has just disappeared; run the command again"
+        if path.is_symlink():
+            problem = f"is a link to {os.readlink(path)!r}, which does not exist; fix or remove the link"
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror or exc}); check its owner and mode"
+    raise ConfigError(str(path), problem)
+
+
+def _check_env_files() -> None:
+    # pydantic-settings skips a .env that is a directory or a dangling link and fails on bad UTF-8 with a traceback.
+    for path in env_files():
+        if os.path.lexists(path):
+            _read_text(path)
+
+
 def _read_env_file(path: Path) -> dict[str, str]:
     values: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in _read_text(path).splitlines():
         key, sep, value = line.partition("=")
         if sep and not key.strip().startswith("#"):
             values[key.strip()] = value.strip()
@@ -237,7 +275,7 @@ def ensure_local_secrets(settings: Settings, *, announce: bool = True) -> Settin
     if settings.secret_key is not None and settings.encryption_keys is not None:
         return settings
     path = settings.data_dir / LOCAL_SECRETS_FILE
-    if not path.exists():
+    if not os.path.lexists(path):  # a dangling link is not "missing": creating through it would fail
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # secrets and the ledger live here
         body = (
             "# finsync local secrets, generated on first start. Keep private; back it up with the database.\n"
@@ -267,10 +305,15 @@ def write_local_key_ring(data_dir: Path, value: str) -> None:
     """Replace FINSYNC_ENCRYPTION_KEYS in the local secrets file (atomically, mode 0600)."""
     parse_key_ring(value)
     path = data_dir / LOCAL_SECRETS_FILE
-    lines = [
-        f"FINSYNC_ENCRYPTION_KEYS={value}" if line.startswith("FINSYNC_ENCRYPTION_KEYS=") else line
-        for line in path.read_text(encoding="utf-8").splitlines()
-    ]
+    if not os.path.lexists(path):
+        raise ConfigError(str(path), "does not exist: run `python -m services.cli db upgrade` to create it first")
+    lines = _read_text(path).splitlines()
+    # The reader takes "NAME = value": so does the writer, or it would report a key it never wrote.
+    found = [i for i, line in enumerate(lines) if line.partition("=")[0].strip() == "FINSYNC_ENCRYPTION_KEYS"]
+    if not found:
+        raise ConfigError(str(path), "has no FINSYNC_ENCRYPTION_KEYS line to put the new key in; nothing was written")
+    for i in found:
+        lines[i] = f"FINSYNC_ENCRYPTION_KEYS={value}"
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -280,6 +323,21 @@ def write_local_key_ring(data_dir: Path, value: str) -> None:
 
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 _TLS_MODES = ("require", "verify-ca", "verify-full")
+
+
+def _database_hosts(url: URL) -> list[str]:
+    """Every host libpq may connect to: ``?host=`` and ``?hostaddr=`` (comma-separated lists) win over the URL's."""
+    hosts = [url.host or ""]
+    for key in ("host", "hostaddr"):
+        value = url.query.get(key) or ()
+        for item in (value,) if isinstance(value, str) else value:
+            hosts.extend(item.split(","))
+    return [h.strip() for h in hosts]
+
+
+def _is_remote_host(host: str) -> bool:
+    # Empty: libpq's default socket; "/..." or "@...": a Unix-domain socket (path or abstract name).
+    return bool(host) and not host.startswith(("/", "@")) and host.lower().strip("[]") not in _LOCAL_HOSTS
 
 
 def _check_production(settings: Settings) -> None:
@@ -293,10 +351,7 @@ def _check_production(settings: Settings) -> None:
         raise ConfigError("PLAID_API_URL", "must be an https:// URL with PLAID_ENV=production (or on this machine)")
     if settings.database_url:
         url = make_url(settings.database_url)
-        host = url.host or str(url.query.get("host") or "")
-        remote = (
-            url.get_backend_name() == "postgresql" and host and not host.startswith("/") and host not in _LOCAL_HOSTS
-        )
+        remote = url.get_backend_name() == "postgresql" and any(map(_is_remote_host, _database_hosts(url)))
         if remote and url.query.get("sslmode") not in _TLS_MODES:
             raise ConfigError(
                 "DATABASE_URL",
@@ -306,6 +361,7 @@ def _check_production(settings: Settings) -> None:
 
 def load_settings(*, create_secrets: bool = True, announce: bool = True) -> Settings:
     """Validate every setting, then fill local secrets; raises ``ConfigError`` with one clear line."""
+    _check_env_files()
     try:
         settings = Settings()
     except ValidationError as exc:

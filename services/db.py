@@ -84,7 +84,19 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("max_overflow", 10)
-    kwargs.setdefault("connect_args", {"connect_timeout": 5, "application_name": "finsync"})
+    # TCP keepalives: a pooled connection whose server or network went silent fails within about a minute
+    # instead of waiting forever (libpq's parameters, https://www.postgresql.org/docs/current/libpq-connect.html).
+    kwargs.setdefault(
+        "connect_args",
+        {
+            "connect_timeout": 5,
+            "application_name": "finsync",
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        },
+    )
     return create_engine(url, **kwargs)
 
 

@@ -26,6 +26,7 @@ from sqlmodel import col, select
 
 from models import BankAccount, LedgerTransaction
 from services import audit, safe_text
+from services.config import env_files
 from services.container import Container
 from services.credentials import confirm_identity
 from services.db import unit_of_work
@@ -142,6 +143,11 @@ def _check_out(c: Container, out: Path) -> Path:
     if target == data or data in target.parents or target in siblings:
         raise InputError(
             f"{out} is one of finsync's own files (its data folder {data} holds the database and the keys): "
+            "write the export somewhere else."
+        )
+    if target in {path.resolve() for path in env_files()}:  # it may hold the key ring
+        raise InputError(
+            f"{out} is one of finsync's own files (the settings file it reads at start, {target}): "
             "write the export somewhere else."
         )
     return target

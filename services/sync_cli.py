@@ -230,6 +230,23 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _jobs_per_pass(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 1000:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a number of jobs from 1 to 1000")
+    return int(text)
+
+
+def _tick(text: str) -> float:
+    # 0 or less made the worker spin on the database; inf or a huge number overflowed the wait (a traceback)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.5 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a number of seconds from 0.5 to 3600")
+    return value
+
+
 def _export(args: argparse.Namespace) -> int:
     if args.format != "csv":
         raise InputError("Only --format csv is supported.")
@@ -264,8 +281,8 @@ def register_sync(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sync.set_defaults(handler=_sync)
     worker = sub.add_parser("worker", help="run queued and scheduled syncs (several may run at once on PostgreSQL)")
     worker.add_argument("--once", action="store_true", help="one pass, then exit (for cron)")
-    worker.add_argument("--limit", type=int, default=10, help="jobs per pass (default 10)")
-    worker.add_argument("--tick", type=float, default=30.0, help="seconds between passes (default 30)")
+    worker.add_argument("--limit", type=_jobs_per_pass, default=10, help="jobs per pass, 1 to 1000 (default 10)")
+    worker.add_argument("--tick", type=_tick, default=30.0, help="seconds between passes, 0.5 to 3600 (default 30)")
     worker.set_defaults(handler=_worker)
     says = "is the sync bot keeping up? (exit 1 when syncs wait, banks fall behind or a worker died)"
     status = sub.add_parser("status", help=says, description=says.capitalize())

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Callable
@@ -21,13 +22,32 @@ from services.ratelimit import KeyedBuckets, TokenBucket
 log = logging.getLogger("finsync.webhooks")
 
 
+# A database that stops answering must not hold the probe (nor, run on the event loop, every user's page).
+HEALTH_TIMEOUT_SECONDS = 3.0
+
+
 def health_route(get_container: Callable[[], Container]) -> Route:
-    """``GET /healthz``: 200 when the database answers, 503 otherwise (no details leak)."""
+    """``GET /healthz``: 200 when the database answers within a few seconds, 503 otherwise (no details leak)."""
+    import anyio.to_thread
+
+    busy = [False]  # one check at a time: probes every second against a hung database must not pile up threads
+
+    def probe() -> None:
+        busy[0] = True  # set in the thread: a check cancelled before it starts never leaves the flag up
+        try:
+            check_database(get_container().engine)
+        finally:
+            busy[0] = False
 
     async def healthz(_request: Request) -> JSONResponse:
         try:
-            check_database(get_container().engine)
-        except FinsyncError:
+            if busy[0]:
+                raise TimeoutError
+            # abandon_on_cancel: on timeout answer now, leaving the stuck check to end in its thread.
+            await asyncio.wait_for(
+                anyio.to_thread.run_sync(probe, abandon_on_cancel=True), timeout=HEALTH_TIMEOUT_SECONDS
+            )
+        except (FinsyncError, TimeoutError):
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok", "database": "ok"})
 

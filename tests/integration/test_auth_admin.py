@@ -221,6 +221,28 @@ def test_cli_import_prints_what_happened(db_url: str, tmp_path: Path) -> None:
     assert failed.returncode == 2 and len(failed.stderr.strip().splitlines()) == 1 and "Traceback" not in failed.stderr
 
 
+def test_cli_import_refuses_what_is_not_a_regular_file_without_reading_it(db_url: str, tmp_path: Path) -> None:
+    """/dev/zero, a pipe or a process substitution report size 0: the 5 MB check let them be read without end."""
+    env = {"DATABASE_URL": db_url}
+    pipe = tmp_path / "users.yaml"
+    os.mkfifo(pipe)
+    # 6 MB of YAML comments down the pipe: read to the end, it was "no credentials.usernames section".
+    writer = subprocess.Popen(["sh", "-c", f"head -c 6000000 /dev/zero | tr '\\0' '#' > '{pipe}'"])
+    try:
+        for source in ("/dev/zero", str(pipe)):
+            result = cli("users", "import-authenticator", source, env=env)
+            assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+            # (the first run also says it generated the data dir's local secrets)
+            assert result.stderr.strip().splitlines()[-1] == (
+                f"finsync: {source} is not a regular file: give the path of the YAML file itself."
+            )
+    finally:
+        writer.kill()
+        writer.wait()
+    with make_engine(db_url).connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM users")).scalar() == 0
+
+
 def test_import_refuses_a_user_listed_twice_instead_of_keeping_one_silently(
     container: Container, db_url: str, tmp_path: Path
 ) -> None:

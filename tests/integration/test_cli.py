@@ -230,3 +230,69 @@ def test_keys_status_and_rotate_name_a_key_dropped_while_values_still_need_it(db
     finished = cli("keys", "rotate", env=both)
     assert finished.returncode == 0 and "re-encrypted 3 value(s)" in finished.stdout, finished.stdout
     assert "key version(s) 1 protect nothing now and can be removed" in finished.stdout
+
+
+_OUTAGE_MID_COMMAND = """
+import sys
+from sqlalchemy.exc import OperationalError
+from services import cli
+
+def rotate_keys(*_args, **_kwargs):
+    if sys.argv[1] == "outage":  # what psycopg2 says when the server goes away mid-command
+        raise OperationalError("UPDATE ...", {}, Exception("server closed the connection unexpectedly\\nmore"))
+    raise ZeroDivisionError("a bug of ours")
+
+cli.rotate_keys = rotate_keys
+sys.exit(cli.main(["keys", "rotate"]))
+"""
+
+
+def test_a_database_going_away_mid_command_is_one_line_and_a_bug_still_shows_its_traceback(db_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": db_url}
+    run = [sys.executable, "-c", _OUTAGE_MID_COMMAND]
+    outage = subprocess.run([*run, "outage"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)  # noqa: PLW1510
+    assert outage.returncode == 2 and "Traceback" not in outage.stderr, outage.stderr
+    assert outage.stderr.strip().splitlines()[-1] == (
+        "finsync: the database stopped answering (server closed the connection unexpectedly): check that it is "
+        "running and run the command again"
+    )
+    bug = subprocess.run([*run, "bug"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)  # noqa: PLW1510
+    assert bug.returncode == 1 and "ZeroDivisionError: a bug of ours" in bug.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "said"),
+    [
+        (("db", "upgrade", "--revision", ""), {}, "argument --revision: give a revision: head (the default) or a"),
+        (("status",), {"DATABASE_URL": "postgresql://u:hunter2%00@127.0.0.1:1/x"}, "DATABASE_URL: contains a NUL"),
+        (("status",), {"DATABASE_URL": "sqlite:///fin%00sync.db"}, "DATABASE_URL: contains a NUL character"),
+    ],
+)
+def test_an_empty_revision_or_a_nul_in_database_url_is_one_line_not_a_traceback(
+    args: tuple[str, ...], env: dict[str, str], said: str, tmp_path: Path
+) -> None:
+    result = cli(*args, env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "hunter2" not in result.stderr
+    assert said in result.stderr.strip().splitlines()[-1], result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_keys_generate_write_puts_the_key_in_the_file_or_says_why_it_cannot(tmp_path: Path) -> None:
+    """A fresh data dir was a FileNotFoundError traceback; "NAME = value" (which the reader takes) was reported as
+    written while the file stayed as it was."""
+    from tests.factories import key_entry
+
+    data = tmp_path / "data"
+    fresh = cli("keys", "generate", "--write", env={"FINSYNC_DATA_DIR": str(data)})
+    assert fresh.returncode == 2 and "Traceback" not in fresh.stderr
+    assert fresh.stderr.strip().splitlines() == [
+        f"finsync: {data / 'secrets.env'}: does not exist: run `python -m services.cli db upgrade` to create it first"
+    ]
+    assert not data.exists()
+    data.mkdir()
+    secrets_env = data / "secrets.env"
+    one = key_entry(1)
+    secrets_env.write_text(f"FINSYNC_SECRET_KEY = {'s' * 48}\nFINSYNC_ENCRYPTION_KEYS = {one}\n")
+    spaced = cli("keys", "generate", "--write", env={"FINSYNC_DATA_DIR": str(data)})
+    assert spaced.returncode == 0 and "added key version 2" in spaced.stdout, spaced.stderr
+    assert "FINSYNC_ENCRYPTION_KEYS=2:" in secrets_env.read_text() and f",{one}\n" in secrets_env.read_text()

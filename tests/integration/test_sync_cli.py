@@ -222,6 +222,26 @@ def test_export_dates_are_yyyy_mm_dd_only(cli_env, tmp_path, capsys, day: str) -
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("flag", "given", "said"),
+    [
+        ("--limit", "0", "'0' is not a number of jobs from 1 to 1000"),
+        ("--limit", "5000", "'5000' is not a number of jobs from 1 to 1000"),
+        ("--tick", "0", "'0' is not a number of seconds from 0.5 to 3600"),
+        ("--tick", "-5", "'-5' is not a number of seconds from 0.5 to 3600"),
+        ("--tick", "inf", "'inf' is not a number of seconds from 0.5 to 3600"),
+    ],
+)
+def test_worker_refuses_a_limit_or_tick_that_would_spin_or_overflow(
+    cli_env, capsys, flag: str, given: str, said: str
+) -> None:
+    """--limit 0 and --tick 0 or below made the worker spin on the database; --tick inf was an OverflowError."""
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["worker", "--once", flag, given])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"argument {flag}: {said}")
+
+
 def test_export_to_a_pipe_or_an_unwritable_path_says_so_in_one_line_and_changes_nothing(
     cli_env, container, gateway, demo_bank, tmp_path, capsys
 ) -> None:
@@ -420,6 +440,9 @@ def test_export_refuses_to_write_over_finsyncs_own_files_or_into_a_folder(
         targets += [db, db.with_name(db.name + "-wal")]
     link = tmp_path / "innocent.csv"
     link.symlink_to(keys)  # a link to the key ring is the key ring
+    dotenv = Path(".env")  # the settings file finsync reads from its working directory: it may hold the key ring
+    dotenv.write_text("# FINSYNC_ENCRYPTION_KEYS may live here\n")
+    targets.append(dotenv)
     before = {p: p.read_bytes() for p in targets if p.is_file()}
     for target in [*targets, link]:
         args = ["export", "transactions", "--email", "ada@example.com", "--format", "csv", "--out", str(target)]

@@ -522,3 +522,33 @@ def test_a_page_whose_name_was_rebound_to_this_server_cannot_open_the_socket(pub
                  "finsync.example.evil.example", "local.evil.example"):  # fmt: skip
         assert not _opens(public, f"http://{name}", name), name
     assert _opens(public, "http://127.0.0.1:8501", "127.0.0.1:8501")
+
+
+def test_healthz_answers_503_in_time_and_leaves_the_server_serving_while_the_database_hangs(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    from services import web
+
+    release = threading.Event()
+    monkeypatch.setattr(web, "HEALTH_TIMEOUT_SECONDS", 1.0)
+    monkeypatch.setattr(web, "check_database", lambda _engine: release.wait(10))
+    answers: dict[str, tuple[int, float]] = {}
+    with client(container) as http:
+
+        def probe() -> None:
+            started = time.monotonic()
+            answers["healthz"] = (http.get("/healthz").status_code, time.monotonic() - started)
+
+        prober = threading.Thread(target=probe)
+        prober.start()
+        time.sleep(0.2)  # the health check is now hanging
+        started = time.monotonic()
+        assert http.get("/").text == "page"
+        assert time.monotonic() - started < 0.5  # the page did not wait for the database
+        prober.join(5)
+        release.set()
+    status, took = answers["healthz"]
+    assert status == 503 and took < 2.0

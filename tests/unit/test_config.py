@@ -93,6 +93,10 @@ def test_sandbox_without_credentials_is_refused(monkeypatch: pytest.MonkeyPatch)
         ("PLAID_API_URL", "http://plaid.internal.example", "https://"),  # http only to this machine
         ("DATABASE_URL", "postgresql+psycopg2://finsync:pw@db.example.com:5432/finsync", "sslmode=verify-full"),
         ("DATABASE_URL", "postgresql+psycopg2://finsync:pw@db.example.com/finsync?sslmode=prefer", "sslmode"),
+        # libpq connects to ?host= / ?hostaddr= whatever the URL's own host says
+        ("DATABASE_URL", "postgresql+psycopg2://finsync:pw@localhost/finsync?host=192.0.2.1", "sslmode"),
+        ("DATABASE_URL", "postgresql+psycopg2://finsync:pw@localhost/finsync?hostaddr=192.0.2.1", "sslmode"),
+        ("DATABASE_URL", "postgresql+psycopg2://finsync:pw@/finsync?host=/run/postgresql,db.example.com", "sslmode"),
     ],
 )
 def test_production_refuses_anything_but_tls_for_bank_data(
@@ -114,6 +118,7 @@ def test_production_accepts_https_and_a_local_or_tls_database(monkeypatch: pytes
     monkeypatch.setenv("FINSYNC_BASE_URL", "https://money.example.com")
     monkeypatch.setenv("PLAID_API_URL", "http://127.0.0.1:9000")  # a proxy on this machine may speak plain http
     for url in ("postgresql+psycopg2://finsync:pw@127.0.0.1/finsync",
+                "postgresql+psycopg2://finsync:pw@localhost/finsync?host=/run/postgresql,127.0.0.1&hostaddr=::1",
                 "postgresql+psycopg2://finsync:pw@db.example.com/finsync?sslmode=verify-full"):  # fmt: skip
         monkeypatch.setenv("DATABASE_URL", url)
         assert load_settings(announce=False, create_secrets=False).effective_plaid_env == "production"
@@ -160,3 +165,47 @@ def test_an_empty_data_dir_setting_is_the_default_not_the_current_folder(
     settings = load_settings(announce=False)
     assert settings.data_dir == Path("data") and (tmp_path / "data" / "secrets.env").exists()
     assert not (tmp_path / "secrets.env").exists()
+
+
+def _make_directory(path: Path) -> None:
+    path.mkdir()
+
+
+def _make_latin1(path: Path) -> None:
+    path.write_bytes(b"FINSYNC_BASE_URL=http://caf\xe9.example\n")
+
+
+def _make_dangling_link(path: Path) -> None:
+    path.symlink_to(path.parent / "gone")
+
+
+@pytest.mark.parametrize("where", [".env", "data/secrets.env"])
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (_make_directory, "is a directory, not a file of NAME=value lines; move it away"),
+        (_make_latin1, "is not UTF-8 text; save it as UTF-8 NAME=value lines"),
+        (_make_dangling_link, "is a link to '{gone}', which does not exist; fix or remove the link"),
+    ],
+)
+def test_a_settings_file_that_cannot_be_read_is_named_with_what_is_wrong(
+    tmp_path: Path, where: str, make: object, problem: str
+) -> None:
+    """A .env or secrets.env that is a directory, not UTF-8, or a link to nothing was a traceback (or, for .env,
+    silently skipped)."""
+    (tmp_path / "data").mkdir()
+    path = tmp_path / where
+    make(path)  # type: ignore[operator]
+    before = sorted(p.name for p in (tmp_path / "data").iterdir())
+    with pytest.raises(ConfigError) as info:
+        load_settings(announce=False)
+    assert str(info.value) == f"{path}: {problem.format(gone=path.parent / 'gone')}"
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == before
+
+
+@pytest.mark.parametrize("given", ["inf", "1e10", "-1"])
+def test_demo_activity_seconds_is_bounded(monkeypatch: pytest.MonkeyPatch, given: str) -> None:
+    """inf or 1e10 was accepted and the demo activity thread died at its first wait."""
+    monkeypatch.setenv("FINSYNC_DEMO_ACTIVITY_SECONDS", given)
+    with pytest.raises(ConfigError, match=r"^FINSYNC_DEMO_ACTIVITY_SECONDS: Input should be"):
+        load_settings(announce=False, create_secrets=False)
