@@ -449,6 +449,7 @@ def test_no_secret_reaches_a_log_record_or_an_audit_row(
     container: Container, clock: FakeClock, mailer: MemoryMailer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="finsync")  # whatever level an earlier test's configure_logging left it at
     logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)  # SQL and its parameters too
     try:
         used = _everything(container, clock, mailer)
