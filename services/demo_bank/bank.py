@@ -231,13 +231,7 @@ class Bank:
             older = sorted((t for t in item.ledger.txns.values() if t.date < held and item.sends(t, hidden)),
                            key=lambda t: t.created_pos)  # fmt: skip
             item.ledger.add_again([t.transaction_id for t in older])
-            self.notify(
-                item,
-                "TRANSACTIONS",
-                "SYNC_UPDATES_AVAILABLE",
-                initial_update_complete=True,
-                historical_update_complete=True,
-            )
+            self._updates_available(item)
 
     def truth(self, item_id: str) -> list[dict[str, Any]]:
         """Every current transaction of an item as Plaid JSON, newest first."""
@@ -336,10 +330,14 @@ class Bank:
         if item.item_id in self._rounds:
             return
         if len(item.ledger.log) > before and item.synced_once:
-            self.notify(
-                item,
-                "TRANSACTIONS",
-                "SYNC_UPDATES_AVAILABLE",
-                initial_update_complete=True,
-                historical_update_complete=True,
-            )
+            self._updates_available(item)
+
+    def _updates_available(self, item: Item) -> None:
+        """SYNC_UPDATES_AVAILABLE, as Plaid sends it once an item's history is complete."""
+        self.notify(
+            item,
+            "TRANSACTIONS",
+            "SYNC_UPDATES_AVAILABLE",
+            initial_update_complete=True,
+            historical_update_complete=True,
+        )

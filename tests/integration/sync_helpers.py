@@ -159,3 +159,16 @@ def assert_exact(c: Container, demo_bank: DemoBankHandle, user_id: uuid.UUID, pl
     with unit_of_work(c.engine) as s:
         assert s.exec(select(func.count()).select_from(LedgerTransaction)).one() == len(rows)  # no duplicates
     return rows
+
+
+def garble(monkeypatch: pytest.MonkeyPatch, transaction_id: str, **broken: object) -> None:
+    """From now on the demo bank sends ``transaction_id`` with ``broken`` fields (an unreadable record: set aside)."""
+    import services.demo_bank.syncing as bank_sync
+
+    real = bank_sync.txn_json
+
+    def sent(txn: Any) -> dict[str, Any]:
+        body = real(txn)
+        return {**body, **broken} if body["transaction_id"] == transaction_id else body
+
+    monkeypatch.setattr(bank_sync, "txn_json", sent)

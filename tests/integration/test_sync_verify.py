@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from typing import Any
 
 import pytest
 from sqlmodel import select
@@ -19,7 +18,7 @@ from services.sync_engine import sync_item
 from services.sync_selfcheck import check_due, due_check
 from services.sync_verify import verify_item
 from tests.factories import FakeClock
-from tests.integration.sync_helpers import FAST, ledger, sync_fast, truth
+from tests.integration.sync_helpers import FAST, garble, ledger, sync_fast, truth
 
 
 def _verify(c: Container, gw: PlaidGateway, user_id: uuid.UUID, item_id: uuid.UUID):  # type: ignore[no-untyped-def]
@@ -213,20 +212,12 @@ def test_a_check_plaid_cut_short_is_tried_again_the_next_day_not_at_every_tick(
 def test_a_hold_kept_for_its_set_aside_posted_charge_is_not_a_difference(
     container, gateway, demo_bank, linked, monkeypatch
 ) -> None:
-    import services.demo_bank.syncing as bank_sync
-
     user_id, item_id, pid = linked
     p = demo_bank.mutate(pid, "add", cents=2500, name="HOLD", pending=True)
     sync_fast(container, gateway, user_id, item_id)
     edit_transaction(container, user_id, p["transaction_id"], note="keep me")
     posted = demo_bank.mutate(pid, "post", transaction_id=p["transaction_id"])
-    real = bank_sync.txn_json
-
-    def bad_date(txn: Any) -> dict[str, Any]:
-        body = real(txn)
-        return {**body, "date": "2025-13-45"} if body["transaction_id"] == posted["transaction_id"] else body
-
-    monkeypatch.setattr(bank_sync, "txn_json", bad_date)
+    garble(monkeypatch, posted["transaction_id"], date="2025-13-45")
     assert sync_fast(container, gateway, user_id, item_id).error_code == "TRANSACTIONS_SET_ASIDE"
     result = verify_item(container, user_id, item_id, gateway=gateway, policy=FAST)
     assert result.status == "verified", result.summary()  # kept on purpose: the weekly check failed on it
@@ -235,18 +226,11 @@ def test_a_hold_kept_for_its_set_aside_posted_charge_is_not_a_difference(
 def test_a_transaction_whose_later_change_was_set_aside_is_not_a_difference(
     container, gateway, demo_bank, linked, monkeypatch
 ) -> None:
-    import services.demo_bank.syncing as bank_sync
-
     user_id, item_id, pid = linked
     t = demo_bank.mutate(pid, "add", cents=2500, name="GROCER")
     sync_fast(container, gateway, user_id, item_id)
     demo_bank.mutate(pid, "modify", transaction_id=t["transaction_id"], name="GROCER #2")
-    real = bank_sync.txn_json
-    monkeypatch.setattr(
-        bank_sync,
-        "txn_json",
-        lambda x: {**real(x), "amount": "n/a"} if x.transaction_id == t["transaction_id"] else real(x),
-    )
+    garble(monkeypatch, t["transaction_id"], amount="n/a")
     assert sync_fast(container, gateway, user_id, item_id).error_code == "TRANSACTIONS_SET_ASIDE"
     result = verify_item(container, user_id, item_id, gateway=gateway, policy=FAST)
     assert result.status == "verified", result.summary()
