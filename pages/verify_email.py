@@ -14,12 +14,19 @@ signed_in = current_session()
 if not token:  # opened from the menu or a cut-off link: there is nothing to confirm here
     st.info("Open the link in the email finsync sent you; this page confirms the address it was sent to.")
     st.stop()
+change = st.query_params.get("change") == "1"  # the words only: the token decides what the link does
 holder = st.empty()  # the words and the button go once the address is verified: there is nothing left to confirm
 with holder.container():
-    st.write(
-        "Confirm that this email address is yours. Once it is, you can link your banks. The link works once and "
-        "expires 48 hours after it was sent."
-    )
+    if change:
+        st.write(
+            "Confirm that this email address is yours: your finsync account's address changes to it, and mail goes "
+            "there from now on. The link works once and expires 48 hours after it was sent."
+        )
+    else:
+        st.write(
+            "Confirm that this email address is yours. Once it is, you can link your banks. The link works once "
+            "and expires 48 hours after it was sent."
+        )
     clicked = st.button("Confirm my email address", type="primary", key="verify_confirm")
 if clicked:
     try:
@@ -34,8 +41,13 @@ if clicked:
     else:
         holder.empty()
         st.query_params.clear()
-        st.success(f"Thanks: {md(user.email)} is verified.")
+        if change:
+            st.success(f"Thanks: your account's email address is now {md(user.email)}.")
+        else:
+            st.success(f"Thanks: {md(user.email)} is verified.")
         if signed_in is None:
             st.page_link("sign_in.py", label="Sign in", icon=":material/login:")
+        elif change:
+            st.page_link("settings.py", label="Back to Settings", icon=":material/settings:")
         else:
             st.page_link("accounts.py", label="Link a bank on the Accounts page", icon=":material/account_balance:")

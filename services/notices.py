@@ -25,17 +25,24 @@ def _footer() -> str:
 
 
 def verify_email(c: Container, to: str, token: str, *, change: bool = False) -> Mail:
-    link = f"{c.settings.base_url}/?verify={token}"
-    what = "confirm your new email address" if change else "verify your email address"
-    body = f"Hello,\n\nOpen this link within 48 hours to {what} for finsync:\n\n{link}\n\nIt works once."
-    if not change:  # someone may have typed another person's address: its owner should not confirm it for them
+    """The link that confirms an address: a new account's, or (``change``) the new address of an existing one, whose
+    page then speaks of a change (``&change=1`` picks its words; the token alone decides what happens)."""
+    link = f"{c.settings.base_url}/?verify={token}{'&change=1' if change else ''}"
+    what = "make this your finsync account's email address" if change else "verify your email address for finsync"
+    body = f"Hello,\n\nOpen this link within 48 hours to {what}:\n\n{link}\n\nIt works once."
+    # Someone may have typed another person's address: its owner should not confirm it for them.
+    if change:
+        body += (
+            "\n\nIf you did not ask to use this address for a finsync account, do not open the link: ignore this "
+            "email and nothing changes."
+        )
+    else:
         body += (
             "\n\nIf you did not create a finsync account, do not open the link: ignore this email, or use "
             "“Forgot your password?” on the sign-in page to take the account over."
         )
     ttl = tokens.TTL[tokens.EMAIL_CHANGE if change else tokens.VERIFY]
-    footer = _footer() if change else "\n"  # a sign-up's mail says above what to do if it was not you
-    return Mail(to, "Verify your email for finsync", body + footer, "verify", ttl)
+    return Mail(to, "Verify your email for finsync", body + "\n", "verify", ttl)
 
 
 def reset(c: Container, to: str, token: str) -> Mail:

@@ -238,6 +238,27 @@ def test_reset_link_sets_a_new_password_once(
         assert not [t for t in at.text_input if t.key == "reset_password"]
 
 
+def test_an_email_change_link_speaks_of_the_change_and_says_the_new_address(
+    app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The link mailed to a new address confirms a change, not a sign-up: its mail tells a stranger to ignore it,
+    and its page says the account's address is now the new one (it said "you can link your banks")."""
+    alice = make_user(container)
+    auth.request_email_change(container, alice.id, password=PASSWORD, new_email="new@example.com")
+    mail = next(m for m in mailer.sent if m["To"] == "new@example.com")
+    body = str(mail.get_content())
+    assert "&change=1" in body and "did not ask to use this address" in body and "reset your password" not in body
+    signed_in_as(monkeypatch, sign_in(container, "alice"))
+    at = app()
+    at.query_params["verify"] = link_token(mailer, "verify", index=mailer.sent.index(mail))
+    at.query_params["change"] = "1"
+    at.run()
+    assert "your finsync account's address changes to it" in texts(at) and "link your banks" not in texts(at)
+    at = submit(at, "Confirm my email address")
+    assert not at.error and f"your account's email address is now {md('new@example.com')}" in texts(at)
+    assert [link.label for link in at.get("page_link")] == ["Back to Settings"]
+
+
 def test_verify_link_and_forged_link(
     app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
