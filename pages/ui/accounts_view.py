@@ -264,8 +264,8 @@ def _sync_and_tell(c: Container, uid: uuid.UUID, item: ItemView, own: _OwnSync) 
                 own.finished = c.clock()
             elif result.status == "already_syncing":  # the bot got there first: not a failure, and the page follows it
                 label, state, said = md(result.message), "complete", ("info", result.message)
-            else:
-                message = result.message or result.status
+            else:  # said at the top of the page, above every card: which bank it is about
+                message = f"{item.institution_name}: {result.message or result.status}"
                 label, state, said = md(message), "error", ("error", message)
         own.said = said
         for _ in range(2):  # a rerun asked for meanwhile raises once; a stop, every time (the waiting run tells it)

@@ -428,6 +428,7 @@ def test_a_second_press_of_sync_now_right_after_a_good_sync_does_not_sync_again(
     bank_app.demo.set_fault(plaid_id, "institution_down", times=50)
     at = click(open_page("accounts.py"), "Sync now")
     assert at.error and [r.status for r in sync.list_runs(c, user.id)] == ["failed"]
+    assert at.error[0].value.replace("\\", "").startswith(f"{item.institution_name}: ")  # above every card: which bank
     bank_app.demo.clear_faults(plaid_id)
     at = click(at, "Sync now")  # straight after a failure: tried again
     assert [r.status for r in sync.list_runs(c, user.id)] == ["ok", "failed"]
