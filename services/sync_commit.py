@@ -239,7 +239,9 @@ def _finish(
     row.error_code, row.message = _aside_note(run)
     row.request_ids = ",".join(run.request_ids)
     session.add(row)
-    fresh = session.get(PlaidItem, item.id)
+    # Locked (PostgreSQL): a webhook that changes the status while this transaction is open waits for it and then
+    # applies its news on top, instead of this commit writing back the status it read before the webhook's.
+    fresh = session.get(PlaidItem, item.id, with_for_update=True, populate_existing=True)
     # A sync that worked disproves only "sign in again" and "error"; a webhook's advisory (consent expiring,
     # new accounts, access revoked) still holds and stays until the user repairs the connection.
     # A status decided after this run began (a webhook signed meanwhile) is newer news than this run: keep it.

@@ -305,8 +305,8 @@ def handle_webhook(
             seen = select(col(WebhookDelivery.id)).where(col(WebhookDelivery.signature_sha256) == replay_key)
             if session.execute(seen).first() is not None:
                 raise _Rejected(DUPLICATE)
-            item = session.execute(
-                select(PlaidItem).where(col(PlaidItem.plaid_item_id) == plaid_item_id)
+            item = session.execute(  # locked: a sync committing its own view of the status waits, or is waited for
+                select(PlaidItem).where(col(PlaidItem.plaid_item_id) == plaid_item_id).with_for_update()
             ).scalar_one_or_none()
             before = item.status if item is not None else None
             outcome = "unknown item" if item is None else _apply(item, data, now, signed_at)

@@ -277,6 +277,37 @@ def test_an_error_webhook_signed_before_a_successful_sync_does_not_break_the_ite
     assert news.outcome == "status login_required"  # signed after the sync: the bank broke since
 
 
+def test_a_webhook_that_lands_while_a_sync_commits_is_not_overwritten_by_it(
+    bank: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Access revoked at the bank, announced while a sync that began before is committing: the sync's "it works"
+    must not write back over it (on PostgreSQL the commit wrote the status it had read, and the revocation was lost:
+    the bank showed as connected)."""
+    from services import sync_commit
+
+    item_id, plaid_item_id = linked(bank)
+    with unit_of_work(bank.c.engine) as session:
+        item = session.get(PlaidItem, item_id)
+        assert item is not None
+        item.status, item.status_code, user_id = "error", "INTERNAL_SERVER_ERROR", item.user_id
+    revoked = _item_webhook(plaid_item_id, "USER_PERMISSION_REVOKED")
+    signature = bank.demo.sign_webhook(revoked)
+    answers: list[str] = []
+    delivery = threading.Thread(target=lambda: answers.append(send(bank, revoked, signature).outcome))
+    real = sync_commit._finish
+
+    def finish_then_webhook(*args: Any) -> None:
+        real(*args)  # the status read and set to ok, not committed yet
+        delivery.start()
+        delivery.join(timeout=2.0)  # it lands now if nothing holds it back
+
+    monkeypatch.setattr(sync_commit, "_finish", finish_then_webhook)
+    assert sync_item(bank.c, user_id, item_id, explicit=True).status == "ok"
+    delivery.join(timeout=30)
+    assert answers == ["status permission_revoked"]
+    assert state(bank, item_id)[0] == "permission_revoked"
+
+
 def test_deliveries_that_arrive_together_are_each_applied_and_recorded(bank: Bank) -> None:
     """Plaid announces news for several banks in the same instant: every delivery is handled (none refused
     with "database is locked" on SQLite, where each now waits for the write lock its turn)."""
