@@ -220,31 +220,26 @@ def _day(text: str) -> date:
     raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2025-01-31")
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 86400:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 86400")
-    return value
+def _seconds_from(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: seconds from ``low`` to ``high`` (below, the worker spun on the database; inf or a huge
+    number overflowed its wait with a traceback)."""
+
+    def seconds(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a number of seconds from {low:g} to {high:g}")
+        return value
+
+    return seconds
 
 
 def _jobs_per_pass(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 1000:
         raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a number of jobs from 1 to 1000")
     return int(text)
-
-
-def _tick(text: str) -> float:
-    # 0 or less made the worker spin on the database; inf or a huge number overflowed the wait (a traceback)
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.5 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a number of seconds from 0.5 to 3600")
-    return value
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -272,7 +267,7 @@ def register_sync(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     sync.add_argument(
         "--wait",
-        type=_seconds,
+        type=_seconds_from(0, 86400),
         default=300.0,
         metavar="SECONDS",
         help="how long to wait for a connection another process is syncing before counting it as not synced "
@@ -282,7 +277,9 @@ def register_sync(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     worker = sub.add_parser("worker", help="run queued and scheduled syncs (several may run at once on PostgreSQL)")
     worker.add_argument("--once", action="store_true", help="one pass, then exit (for cron)")
     worker.add_argument("--limit", type=_jobs_per_pass, default=10, help="jobs per pass, 1 to 1000 (default 10)")
-    worker.add_argument("--tick", type=_tick, default=30.0, help="seconds between passes, 0.5 to 3600 (default 30)")
+    worker.add_argument(
+        "--tick", type=_seconds_from(0.5, 3600), default=30.0, help="seconds between passes, 0.5 to 3600 (default 30)"
+    )
     worker.set_defaults(handler=_worker)
     says = "is the sync bot keeping up? (exit 1 when syncs wait, banks fall behind or a worker died)"
     status = sub.add_parser("status", help=says, description=says.capitalize())

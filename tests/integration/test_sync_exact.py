@@ -21,7 +21,7 @@ from services.plaid_client import PlaidGateway
 from services.plaid_types import SyncPage
 from services.sync import edit_transaction, sync_item, transaction_history
 from services.sync_store import TWIN_WAIT
-from tests.integration.sync_helpers import FAST, ledger, truth
+from tests.integration.sync_helpers import FAST, garble, ledger, truth
 
 
 def _sync(c: Container, gw: PlaidGateway, user_id: uuid.UUID, item_id: uuid.UUID):  # type: ignore[no-untyped-def]
@@ -271,7 +271,6 @@ def test_an_edit_saved_while_the_apply_runs_is_carried_or_refused_never_lost(
 def test_a_pending_row_stays_while_its_posted_twin_is_set_aside(
     container, gateway, demo_bank, linked, monkeypatch
 ) -> None:
-    import services.demo_bank.syncing as bank_sync
     from services.sync import item_sync_status
 
     user_id, item_id, pid = linked
@@ -279,13 +278,7 @@ def test_a_pending_row_stays_while_its_posted_twin_is_set_aside(
     _sync(container, gateway, user_id, item_id)
     edit_transaction(container, user_id, p["transaction_id"], note="keep me")
     posted = demo_bank.mutate(pid, "post", transaction_id=p["transaction_id"])
-    real = bank_sync.txn_json
-
-    def bad_date(txn: Any) -> dict[str, Any]:
-        body = real(txn)
-        return {**body, "date": "2025-13-45"} if body["transaction_id"] == posted["transaction_id"] else body
-
-    monkeypatch.setattr(bank_sync, "txn_json", bad_date)
+    garble(monkeypatch, posted["transaction_id"], date="2025-13-45")
     result = _sync(container, gateway, user_id, item_id)
     assert result.status == "ok" and result.error_code == "TRANSACTIONS_SET_ASIDE" and result.removed == 0
     rows = ledger(container, user_id)
@@ -295,7 +288,7 @@ def test_a_pending_row_stays_while_its_posted_twin_is_set_aside(
     with unit_of_work(container.engine) as s:
         state = s.get(ItemSyncState, item_id)
         assert state is not None and state.error_code == "TRANSACTIONS_SET_ASIDE"
-    monkeypatch.setattr(bank_sync, "txn_json", real)
+    monkeypatch.undo()  # the bank sends it readable again
     demo_bank.mutate(pid, "modify", transaction_id=posted["transaction_id"], name="POSTED")  # now readable
     assert _sync(container, gateway, user_id, item_id).status == "ok"
     with unit_of_work(container.engine) as s:
