@@ -26,11 +26,12 @@ from services.sync_aside import readable_again
 from services.sync_run import LeaseLost, Pacer, RunCounters, TooManyPages, retrying
 from services.sync_state import renew
 from services.sync_store import Sql, drop_staging, stage
-from services.sync_types import MAX_PAGES, MAX_RESTARTS, MAX_UNREADABLE, RetryPolicy
+from services.sync_types import LEASE_SECONDS, MAX_PAGES, MAX_RESTARTS, MAX_UNREADABLE, RetryPolicy
 
 PAGE_SIZE = 500
 STAGE_ROWS = 5000  # staged changes per transaction (ten full pages)
 AHEAD = 2  # pages fetched but not yet staged, at most
+RENEW_SECONDS = LEASE_SECONDS / 3  # a slow bank: what is buffered is staged (and the lease renewed) at least this often
 
 
 def fetch(c: Container, gw: PlaidGateway, token: str, run: RunCounters, start: str, policy: RetryPolicy) -> str | None:
@@ -56,6 +57,7 @@ def _fetch_once(
         buffered: list[tuple[int, str, tuple[Any, ...]]] = readable_again(Sql(session.connection()), run.item_id)
 
     pacer = Pacer(policy)
+    renewed = c.clock()
 
     def get(at: str) -> SyncPage:
         pacer.wait()
@@ -75,9 +77,11 @@ def _fetch_once(
             run.unreadable += page.unreadable
             if len(run.unreadable) > MAX_UNREADABLE:
                 raise Transient("MALFORMED_RESPONSE", display_message="Plaid sent many transactions we could not read.")
-            if len(buffered) >= STAGE_ROWS or not page.has_more:
+            slow = (c.clock() - renewed).total_seconds() >= RENEW_SECONDS
+            if len(buffered) >= STAGE_ROWS or not page.has_more or slow:
+                renewed = c.clock()
                 with unit_of_work(c.engine, immediate=True) as session:
-                    if not renew(session, run.item_id, run.owner, c.clock()):
+                    if not renew(session, run.item_id, run.owner, renewed):
                         raise LeaseLost("lost the item's lease")
                     seq = stage(Sql(session.connection()), run.run_id, seq, buffered)
                     events.drain_into(session)

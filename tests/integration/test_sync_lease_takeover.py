@@ -51,3 +51,25 @@ def test_a_late_failure_after_a_takeover_leaves_the_newer_success_standing(
         assert state.last_success_at is not None
         assert state.next_due_at == state.last_success_at + timedelta(hours=container.settings.sync_interval_hours)
     assert not [m for m in mailer.sent if "needs your attention" in str(m)]
+
+
+def test_a_slow_bank_does_not_let_the_lease_run_out_mid_fetch(container, gateway, demo_bank, clock, linked) -> None:
+    """Pages that come slowly (a few minutes each: a struggling bank, retries) keep the item's lease alive, so a
+    second worker finds the item still syncing instead of taking it over and throwing away the first one's pages."""
+    user_id, item_id, pid = linked
+    for i in range(1100):  # a first sync of three pages
+        demo_bank.mutate(pid, "add", cents=100 + i, name=f"SHOP {i}")
+    second: list[str] = []
+
+    def slow_pages(p) -> None:  # type: ignore[no-untyped-def]
+        if p.stage != "fetching":
+            return
+        clock.advance(seconds=LEASE_SECONDS * 0.6)  # each page takes six minutes
+        if p.pages == 2:  # twelve minutes in: more than one lease, less than two
+            second.append(sync_fast(container, gateway, user_id, item_id, worker="worker-B").status)
+
+    result = sync_fast(container, gateway, user_id, item_id, worker="worker-A", progress=slow_pages)
+
+    assert second == ["already_syncing"]
+    assert (result.status, result.pages) == ("ok", 3)
+    assert ledger(container, user_id) == truth(demo_bank, pid)
