@@ -14,7 +14,7 @@ from pages.ui.forms import new_password_inputs, passwords_match
 from pages.ui.outage import survives_outage
 from pages.ui.reauth import proof_inputs, take_proof
 from pages.ui.state import container, flash, show_flash
-from pages.ui.text import md
+from pages.ui.text import md, unbroken
 from services import audit, auth, sessions, sync, totp
 from services.errors import FinsyncError
 from services.sessions import SessionView
@@ -127,13 +127,14 @@ def sessions_section(view: SessionView) -> None:
     show_flash()  # a Revoke that failed says why after its rerun
     rows = sessions.list_sessions(c, view.user.id, ui_session.read_cookie())
     for row in rows:
-        cols = st.columns([3, 2, 2, 1])
-        cols[0].text(
-            device(row.user_agent) + ("  (this one)" if row.current else ""), help=row.user_agent[:300] or None
+        # where and when under the device, each time whole with its words (a narrow column broke "2026-12-" / "07")
+        about, action = st.columns([5, 1], vertical_alignment="center")
+        about.text(device(row.user_agent) + ("  (this one)" if row.current else ""), help=row.user_agent[:300] or None)
+        about.caption(
+            f"from {md(row.ip or 'unknown')} · {unbroken(f'started {when(row.created_at)}')} · "
+            f"{unbroken(f'last seen {when(row.last_seen_at)}')}"
         )
-        cols[1].caption(f"from {md(row.ip or 'unknown')}, started {when(row.created_at)}")
-        cols[2].caption(f"last seen {when(row.last_seen_at)}")
-        if not row.current and cols[3].button("Revoke", key=f"revoke_{row.id}"):
+        if not row.current and action.button("Revoke", key=f"revoke_{row.id}"):
             try:
                 sessions.revoke_session(c, view.user.id, row.id, ip=ui_session.client_ip())
             except FinsyncError as exc:

@@ -241,3 +241,46 @@ def test_a_bookmarked_page_opened_signed_out_signs_in_right_there_and_then_opens
     page.get_by_role("heading", name="Transactions").wait_for(timeout=30_000)
     assert page.url == f"{server.url}/transactions"
     context.close()
+
+
+# Each time stamp in a caption and how many lines the browser spread it over (Markdown splits the text into
+# several nodes, at the colon of "12:46" among others: the range runs across them).
+_STAMP_LINES = """() => [...document.querySelectorAll('[data-testid=stCaptionContainer]')].flatMap(el => {
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT), nodes = [];
+    let text = '';
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        nodes.push([node, text.length]);
+        text += node.data;
+    }
+    const at = i => { const [node, from] = nodes.findLast(([, from]) => from <= i); return [node, i - from]; };
+    const stamp = /\\d{4}-\\u2060?\\d\\d-\\u2060?\\d\\d[ \\u00a0]\\d\\d:\\d\\d[ \\u00a0][A-Z+\\d-]+/g;
+    return [...text.matchAll(stamp)].map(m => {
+        const range = document.createRange();
+        range.setStart(...at(m.index));
+        range.setEnd(...at(m.index + m[0].length - 1));
+        range.setEnd(range.endContainer, range.endOffset + 1);
+        const tops = new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top)));
+        return [m[0], tops.size];
+    });
+})"""
+
+
+def test_the_sessions_list_keeps_each_date_on_one_line(server: Server, browser: object) -> None:
+    """Settings → Sessions broke its dates across lines ("started 2026-12-" / "07 12:46 UTC") in its narrow
+    columns, on a laptop as on a phone."""
+    made = server.cli("users", "create", "--email", "gus@example.com", "--username", "gus", stdin=PASSWORD + "\n")
+    assert made.returncode == 0, made.stderr
+    elsewhere = browser.new_context().new_page()  # type: ignore[attr-defined]
+    sign_in(elsewhere, server, "gus", PASSWORD)  # a second session: listed with its Revoke button
+    elsewhere.context.close()
+    for width, height in ((1280, 900), (390, 844)):
+        page = browser.new_context(viewport={"width": width, "height": height}).new_page()  # type: ignore[attr-defined]
+        sign_in(page, server, "gus", PASSWORD)
+        page.goto(f"{server.url}/settings")
+        page.get_by_role("tab", name="Sessions").click()
+        page.get_by_role("button", name="Revoke").first.wait_for(timeout=20_000)
+        stamps = page.evaluate(_STAMP_LINES)
+        assert len(stamps) >= 4, stamps  # started and last seen, for this session and the other ones
+        assert [s for s, lines in stamps if lines != 1] == [], f"dates broken across lines at {width}px"
+        shot(page, f"settings-sessions-{width}")
+        page.context.close()

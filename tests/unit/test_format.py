@@ -91,3 +91,14 @@ def test_md_breaks_the_links_a_browser_would_make_of_bank_or_user_text() -> None
     assert md("$65.26 at Amazon.com") == "\\$65\\.26 at Amazon\\.com"  # nothing there a browser links
     assert md("[a](javascript:alert(1))") == "\\[a\\]\\(javascript\\:alert\\(1\\)\\)"
     assert md("**x**").replace("\\", "") == "**x**"
+
+
+def test_a_time_in_running_text_wraps_around_itself_never_inside() -> None:
+    """A browser breaks a line at a space or after a hyphen: ``started 2026-12-`` / ``07 12:46 UTC`` in a narrow
+    column (the Chromium test in tests/e2e/test_auth_browser.py measures it). unbroken() leaves neither, and the
+    text reads the same."""
+    from pages.ui.text import NO_BREAK_SPACE, WORD_JOINER, unbroken
+
+    kept = unbroken("started 2026-12-07 12:46 UTC")
+    assert " " not in kept and kept.count("-" + WORD_JOINER) == 2
+    assert kept.replace(NO_BREAK_SPACE, " ").replace(WORD_JOINER, "") == "started 2026-12-07 12:46 UTC"
