@@ -6,7 +6,7 @@ import streamlit as st
 from pages.ui.format import activity_detail, activity_from, activity_words, count, when
 from pages.ui.session import require_admin
 from pages.ui.state import container
-from pages.ui.text import md
+from pages.ui.text import md, unbroken
 from services import admin, scheduler
 from services.errors import FinsyncError
 
@@ -172,7 +172,7 @@ with bot_tab:
     failed.metric("Failed, last 24 h", bot.failed_24h)
     here = "runs" if scheduler.running_here() else "does not run"
     st.caption(
-        f"This server's scheduler {here}. Last job finished: {when(bot.last_finished_at)}. "
+        f"This server's scheduler {here}. Last job finished: {unbroken(when(bot.last_finished_at))}. "
         f"{count(bot.banks, 'bank connection')}; {bot.need_owner} waiting for their owner (sign in again at the "
         "bank, or link it again): the bot does not retry those, it probes them once a day."
     )

@@ -17,7 +17,7 @@ from pages.ui.outage import database_outage_notice
 from pages.ui.remove_view import remove_form
 from pages.ui.session import client_ip, still_signed_in
 from pages.ui.state import flash_again
-from pages.ui.text import md
+from pages.ui.text import md, unbroken
 from services import banking, sync
 from services.banking import AccountView, ItemView
 from services.container import Container
@@ -171,8 +171,10 @@ def sync_line(status: ItemSyncStatus | None, now: datetime, *, needs_repair: boo
             st.caption("Waiting for its first sync: it starts within a minute.")
         return
     due = status.next_due_at
-    coming = "within a minute" if due is None or due <= now else when(due)  # due already: the next tick takes it
-    st.caption(f"Last synced {when(status.last_success_at)} · next {coming} · {md(status.message or status.state)}")
+    coming = "within a minute" if due is None or due <= now else unbroken(when(due))  # due: the next tick takes it
+    # each time whole: on a phone the line broke inside one ("next 2026-12-07" / "18:46 UTC")
+    last = unbroken(when(status.last_success_at))
+    st.caption(f"Last synced {last} · next {coming} · {md(status.message or status.state)}")
 
 
 def _resume(held: list[RerunException | StopException]) -> None:

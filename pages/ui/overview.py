@@ -9,7 +9,7 @@ from collections.abc import Iterable
 import streamlit as st
 
 from pages.ui.format import count, money, when
-from pages.ui.text import md
+from pages.ui.text import md, unbroken
 from services import banking, sync
 from services.banking import AccountView
 from services.container import Container
@@ -44,9 +44,9 @@ def overview(c: Container, uid: uuid.UUID, *, can_link: bool) -> None:
     if len(synced) < len(statuses):  # the newest sync would hide a bank that has none
         fresh = "a bank has not synced yet" if synced else "not synced yet"
     elif len(synced) > 1:  # nor may it hide a bank that has fallen behind: the oldest says how current all are
-        fresh = f"every bank synced since {when(min(synced))}"
+        fresh = f"every bank synced since {unbroken(when(min(synced)))}"
     else:
-        fresh = f"last synced {when(synced[0])}"
+        fresh = f"last synced {unbroken(when(synced[0]))}"
     st.caption(f"{banks} · {fresh}")
 
     attention = [f"{md(i.institution_name)}: {md(i.status_message)}" for i in items if i.needs_attention]

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 import pages.ui.plaid_link as plaid_link_module
 from models import BankAccount, PlaidItem
-from pages.ui.text import md
+from pages.ui.text import md, unbroken
 from services import banking, kept_history, ledger, sync
 from services.db import unit_of_work
 from tests.integration.auth_support import PASSWORD
@@ -388,7 +388,7 @@ def test_home_sums_balances_by_kind_and_points_at_a_connection_that_needs_the_us
 
     older = min(s.last_success_at for s in sync.item_sync_status(c, user.id) if s.last_success_at)
     assert older < bank_app.clock() - timedelta(hours=2)  # the first bank's, not the one just synced
-    assert f"every bank synced since {when(older)}" in everything(open_page("home.py"))
+    assert f"every bank synced since {unbroken(when(older))}" in everything(open_page("home.py"))
 
     bank_app.demo.set_fault(bank_app.plaid_item_id(item.id), "login_required")
     assert sync.sync_item(c, user.id, item.id, explicit=True).status == "login_required"

@@ -46,3 +46,15 @@ def test_a_due_sync_is_within_a_minute_and_a_scheduled_one_has_its_time(monkeypa
     assert _said(monkeypatch, due) == "Last synced 07:30 · next within a minute · Up to date"
     later = _status(last_success_at=NOW, last_attempt_at=NOW, next_due_at=NOW + timedelta(hours=6))
     assert _said(monkeypatch, later) == "Last synced 14:30 · next 20:30 · Up to date"
+
+
+def test_each_time_on_the_line_stays_whole_on_a_phone(monkeypatch) -> None:
+    """On a phone the line broke inside the next sync's time ("next 2026-12-05" / "20:30 UTC")."""
+    from pages.ui.text import unbroken
+
+    lines: list[str] = []
+    monkeypatch.setattr(streamlit, "caption", lines.append)
+    later = _status(last_success_at=NOW, last_attempt_at=NOW, next_due_at=NOW + timedelta(hours=6))
+    accounts_view.sync_line(later, NOW)
+    (line,) = lines
+    assert f"Last synced {unbroken('2026-12-05 14:30 UTC')} · next {unbroken('2026-12-05 20:30 UTC')} · " in line
