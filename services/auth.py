@@ -116,6 +116,9 @@ def _grant(session: Session, c: Container, user: User, *, ip: str, now: datetime
 
 BLANK_SIGN_IN = "Enter your email or username and your password."
 BLANK_CODE = "Enter the 6-digit code from your authenticator app, or a recovery code."
+# The code step's one refusal (a wrong code, or an account paused or disabled meanwhile: not told apart). The
+# password step's "check your details" sent people back over a password already accepted.
+CODE_REFUSED = "Sign-in failed: check the code and try again (the one your app shows now, or a recovery code)."
 
 
 def begin_sign_in(c: Container, *, login: str, password: str, ip: str = "", user_agent: str = "") -> SignInStep:
@@ -182,7 +185,7 @@ def complete_totp(c: Container, *, challenge: str, code: str, ip: str = "", user
             paused = user is not None and throttle.locked_until(session, throttle.account_key(user.id), now)
             if row is None or user is None or user.status != "active" or paused:
                 throttle.record_ip(session, ip, now)
-                p.fail(SignInEnded() if row is None else InvalidCredentials())
+                p.fail(SignInEnded() if row is None else InvalidCredentials(CODE_REFUSED))
             elif kind := second_factor(session, c, user, code, p, ip=ip, now=now):
                 row.used_at = now
                 ticket = _grant(session, c, user, ip=ip, now=now, method=f"password+{kind}")
@@ -192,7 +195,7 @@ def complete_totp(c: Container, *, challenge: str, code: str, ip: str = "", user
                 ended = row.attempts >= MAX_CHALLENGE_TRIES
                 if ended:
                     row.used_at = now
-                p.fail(SignInEnded() if ended else InvalidCredentials())
+                p.fail(SignInEnded() if ended else InvalidCredentials(CODE_REFUSED))
     p.finish(c)
     return ticket
 

@@ -95,7 +95,8 @@ def test_sign_in_with_two_factor_asks_for_the_code(
     assert at.session_state["sign_in_stage"] == "totp"
     at.text_input(key="totp_code").input("000000")
     at = submit(at, "Verify")
-    assert "Sign-in failed" in texts(at) and at.text_input(key="totp_code").value == ""
+    # about the code, the one thing on this step (it said "check your details", as for a wrong password)
+    assert auth.CODE_REFUSED in texts(at) and at.text_input(key="totp_code").value == ""
     at.text_input(key="totp_code").input(code_at(enrolment.secret, clock.now))
     at = submit(at, "Verify")
     assert at.session_state["handoff_ticket"]  # the browser now trades it for the cookie
