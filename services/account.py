@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, or_, select, update
 from sqlmodel import col
@@ -150,9 +151,10 @@ def request_email_change(
                 raise Throttled("We just sent a link. You can ask to change your address again in a minute.")
             # Not locked: two users moving onto each other's address at once would deadlock on PostgreSQL.
             owner = users.find_by_email(session, users.fold(new))
+            # A taken address waits for a confirmation too (its link is never sent): Settings shows the same.
+            tokens.revoke(session, user.id, (tokens.EMAIL_CHANGE,), now)
+            token = tokens.issue(session, user.id, tokens.EMAIL_CHANGE, now, payload=new)
             if owner is None:
-                tokens.revoke(session, user.id, (tokens.EMAIL_CHANGE,), now)
-                token = tokens.issue(session, user.id, tokens.EMAIL_CHANGE, now, payload=new)
                 p.mail(session, c, user.id, notices.verify_email(c, new, token, change=True))
             else:
                 mail = notices.email_change_attempt(c, owner.email, now)
@@ -161,6 +163,33 @@ def request_email_change(
             what = "Someone asked to change the email address of your finsync account; it changes once the new address confirms"
             p.mail(session, c, user.id, notices.notice(user.email, "email change requested", what, now))
     p.finish(c)
+
+
+@dataclass(frozen=True)
+class PendingEmailChange:
+    """An email change asked for and not yet confirmed from the new address."""
+
+    new_email: str
+    expires_at: datetime
+
+
+def pending_email_change(c: Container, user_id: uuid.UUID) -> PendingEmailChange | None:
+    """The address the account is waiting to move to, until its link is opened, expires or the change is cancelled."""
+    with unit_of_work(c.engine) as session:
+        row = tokens.latest_live(session, user_id, tokens.EMAIL_CHANGE, c.clock())
+        return PendingEmailChange(row.payload, row.expires_at) if row is not None and row.payload else None
+
+
+def cancel_email_change(c: Container, user_id: uuid.UUID, *, ip: str = "") -> bool:
+    """Withdraw a pending email change (its link stops working); False when there was none to cancel."""
+    now = c.clock()
+    with unit_of_work(c.engine, immediate=True) as session:
+        user = load_user(session, user_id, lock=True)
+        if tokens.latest_live(session, user.id, tokens.EMAIL_CHANGE, now) is None:
+            return False
+        tokens.revoke(session, user.id, (tokens.EMAIL_CHANGE,), now)
+        audit.record(session, event="email_change_cancelled", user_id=user.id, ip=ip, at=now)
+        return True
 
 
 def delete_account(

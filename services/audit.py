@@ -32,6 +32,7 @@ EVENTS = frozenset(
         "password_reset_requested",
         "password_reset_done",
         "email_change_requested",
+        "email_change_cancelled",
         "email_changed",
         "email_change_email_taken",
         "email_verified",

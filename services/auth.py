@@ -17,8 +17,10 @@ from sqlmodel import Session
 from models import User
 from services import audit, passwords, sessions, throttle, tokens, users
 from services.account import (
+    cancel_email_change,
     change_password,
     delete_account,
+    pending_email_change,
     request_email_change,
     request_password_reset,
     reset_link_usable,
@@ -36,9 +38,11 @@ __all__ = [
     "RegistrationReceived",
     "SignInStep",
     "begin_sign_in",
+    "cancel_email_change",
     "change_password",
     "complete_totp",
     "delete_account",
+    "pending_email_change",
     "redeem_ticket",
     "register",
     "request_email_change",

@@ -68,6 +68,17 @@ def revoke(session: Session, user_id: uuid.UUID, purposes: Iterable[str], now: d
     )
 
 
+def latest_live(session: Session, user_id: uuid.UUID, purpose: str, now: datetime) -> OneTimeToken | None:
+    """The user's newest unused, unexpired token of ``purpose``, if any."""
+    return session.execute(
+        select(OneTimeToken)
+        .where(col(OneTimeToken.user_id) == user_id, col(OneTimeToken.purpose) == purpose)
+        .where(col(OneTimeToken.used_at).is_(None), col(OneTimeToken.expires_at) > now)
+        .order_by(col(OneTimeToken.created_at).desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
 def latest_created(session: Session, user_id: uuid.UUID, purpose: str) -> datetime | None:
     row = session.execute(
         select(OneTimeToken)

@@ -113,6 +113,7 @@ ACTIVITY = {
     "reauth_failed": "Password check failed for a protected action",
     "password_reset_requested": "Password reset requested", "password_reset_done": "Password reset",
     "email_change_requested": "Email change requested", "email_changed": "Email address changed",
+    "email_change_cancelled": "Email change cancelled",
     "totp_enabled": "Two-factor sign-in turned on", "totp_disabled": "Two-factor sign-in turned off",
     "totp_failed": "Two-factor code refused", "totp_replay": "Two-factor code refused (already used)",
     "recovery_code_used": "Recovery code used", "recovery_codes_regenerated": "New recovery codes made",

@@ -168,6 +168,15 @@ def activity_section(view: SessionView) -> None:
 def email_section(view: SessionView) -> None:
     status = "verified" if view.user.email_verified else "not verified"
     st.markdown(f"Your email: **{md(view.user.email)}** ({status})")
+    waiting = auth.pending_email_change(container(), view.user.id)
+    if waiting is not None:
+        left, right = st.columns([4, 1], vertical_alignment="center")
+        left.info(
+            f"Waiting to change to **{md(waiting.new_email)}**: open the link we sent there before "
+            f"{unbroken(when(waiting.expires_at))}. Until then your email stays as it is.",
+            icon=":material/schedule:",
+        )
+        right.button("Cancel the change", key="ec_cancel", on_click=_cancel_email_change, args=(view.user.id,))
     with st.form("email_change_form"):
         st.text_input("New email address", max_chars=320, key="ec_email")
         proof_inputs(view.user.totp_enabled, "ec")
@@ -198,6 +207,17 @@ def _change_email(uid: uuid.UUID) -> None:
             "success",
             "We sent a confirmation link to the new address. Your email changes when you open it.",
         )
+
+
+@survives_outage
+def _cancel_email_change(uid: uuid.UUID) -> None:
+    try:
+        cancelled = auth.cancel_email_change(container(), uid, ip=ui_session.client_ip())
+    except FinsyncError as exc:
+        st.session_state["ec_said"] = ("error", str(exc))
+    else:
+        said = "Email change cancelled: its link no longer works." if cancelled else "There was no change to cancel."
+        st.session_state["ec_said"] = ("success", said)
 
 
 def delete_section(view: SessionView) -> None:

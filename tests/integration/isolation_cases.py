@@ -73,6 +73,12 @@ def is_none(_w: World, result: Any) -> str | None:
     return None if result is None else f"expected None, got {result!r}"
 
 
+def bobs_move_kept(w: World, _result: Any) -> str | None:
+    """Bob's pending email change is still his and still waiting (alice's own may come and go)."""
+    waiting = account.pending_email_change(w.c, w.bob)
+    return None if waiting is not None and waiting.new_email == "bob.moving@example.com" else f"bob's: {waiting!r}"
+
+
 def empty(_w: World, result: Any) -> str | None:
     return None if not result else f"expected nothing, got {result!r}"
 
@@ -168,6 +174,9 @@ CASES: dict[str, Case] = {
         expect=is_none,
     ),
     "registration.require_verified": own(lambda w: registration.require_verified(w.c, w.alice)),
+    "tokens.latest_live": own(
+        lambda w, s: tokens.latest_live(s, w.alice, tokens.RESET, w.c.clock()), session=True, expect=is_none
+    ),
     "tokens.latest_created": own(
         lambda w, s: tokens.latest_created(s, w.alice, tokens.RESET), session=True, expect=is_none
     ),
@@ -270,6 +279,8 @@ CASES: dict[str, Case] = {
     "account.request_email_change": own(
         lambda w: account.request_email_change(w.c, w.alice, password=w.password, new_email="alice.new@example.com")
     ),
+    "account.pending_email_change": own(lambda w: account.pending_email_change(w.c, w.alice), expect=bobs_move_kept),
+    "account.cancel_email_change": own(lambda w: account.cancel_email_change(w.c, w.alice), expect=bobs_move_kept),
     "account.change_password": own(change_password),
     "sessions.revoke_other_sessions": own(lambda w: sessions.revoke_other_sessions(w.c, w.alice, w.bob_token)),
     "totp.start_totp_enrolment": own(lambda w: totp.start_totp_enrolment(w.c, w.alice)),

@@ -69,6 +69,7 @@ def build_world(bank: Bank, tmp: Path) -> World:
     ledger.edit_transaction(c, bob, bob_txns[0].transaction_id, note=BOB_NOTE, tags=["bobtag"], category="BobCategory")
     notify.set_notification_prefs(c, bob, notify.NotificationSettings(False, BOB_THRESHOLD, 5, False))
     account.request_password_reset(c, email="bob@example.com")  # an open one-time token of bob's
+    account.request_email_change(c, bob, password=PASSWORD, new_email="bob.moving@example.com")  # and a pending move
     sign_in(c, "alice")
     bob_token = sign_in(c, "bob")
     (bob_session,) = sessions.list_sessions(c, bob, bob_token)
@@ -87,5 +88,6 @@ def build_world(bank: Bank, tmp: Path) -> World:
     ids += [a.plaid_account_id for a in rows]
     w.markers |= {str(i) for i in ids} | {i.hex for i in ids if isinstance(i, uuid.UUID)}
     w.markers |= {t.transaction_id for t in bob_txns} | {t.name for t in bob_txns if t.name not in alice_names}
-    w.markers |= {BOB_NOTE, "bobtag", "BobCategory", "bob@example.com", "Maple Credit Union", bob_link.link_token}
+    w.markers |= {BOB_NOTE, "bobtag", "BobCategory", "bob@example.com", "bob.moving@example.com"}
+    w.markers |= {"Maple Credit Union", bob_link.link_token}
     return w

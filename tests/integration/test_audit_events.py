@@ -204,6 +204,15 @@ def _email_change_email_taken(r: Run) -> uuid.UUID:
     return bob.id
 
 
+def _email_change_cancelled(r: Run) -> uuid.UUID:
+    alice = make_user(r.c)
+    auth.request_email_change(r.c, alice.id, password=PASSWORD, new_email="new@example.com")
+    r.secret(link_token(r.mailer, "verify", index=-2))
+    r.mark()
+    auth.cancel_email_change(r.c, alice.id, ip=IP)
+    return alice.id
+
+
 def _email_changed(r: Run) -> uuid.UUID:
     alice = make_user(r.c)
     auth.request_email_change(r.c, alice.id, password=PASSWORD, new_email="new@example.com")
@@ -306,6 +315,7 @@ FLOWS: dict[str, Flow] = {
     "password_reset_done": _password_reset_done,
     "email_change_requested": _email_change_requested,
     "email_change_email_taken": _email_change_email_taken,
+    "email_change_cancelled": _email_change_cancelled,
     "email_changed": _email_changed,
     "totp_enabled": _totp_enabled,
     "totp_disabled": _totp_disabled,

@@ -92,12 +92,18 @@ def test_email_changes_are_one_a_minute_so_no_one_mails_addresses_of_their_choic
     assert mails_to(mailer, "other@example.com") == ["Verify your email for finsync"]
 
 
+def _people(c: Container) -> list[tuple[object, ...]]:
+    """Every user's address and password."""
+    with unit_of_work(c.engine) as session:
+        people = session.execute(select(User.email, User.email_norm, User.password_hash)).all()
+    return sorted(map(tuple, people), key=str)
+
+
 def _account_state(c: Container) -> list[tuple[object, ...]]:
     """Every user's address and password, and every link: what an email change may not touch when refused."""
     with unit_of_work(c.engine) as session:
-        people = session.execute(select(User.email, User.email_norm, User.password_hash)).all()
         links = session.execute(select(OneTimeToken.user_id, OneTimeToken.purpose, OneTimeToken.used_at)).all()
-    return sorted(map(tuple, people), key=str) + sorted(map(tuple, links), key=str)
+    return _people(c) + sorted(map(tuple, links), key=str)
 
 
 def test_an_email_change_to_a_taken_address_answers_as_a_free_one_and_tells_its_owner(
@@ -115,7 +121,10 @@ def test_an_email_change_to_a_taken_address_answers_as_a_free_one_and_tells_its_
     before = _account_state(container)
 
     assert auth.request_email_change(container, alice.id, password=PASSWORD, new_email="BOB@example.com") is None
-    assert _account_state(container) == before  # no link, no address moved
+    assert _people(container) == before[: len(_people(container))]  # no address moved
+    assert not [m for m in mailer.sent if "Verify" in str(m["Subject"])]  # and no link mailed anywhere
+    waiting = auth.pending_email_change(container, alice.id)  # Settings shows it waiting, as for a free address
+    assert waiting is not None and waiting.new_email == "BOB@example.com"
     assert mails_to(mailer, "alice@example.com") == ["finsync: email change requested"]  # as for a free address
     (notice,) = [m for m in mailer.sent if m["To"] == "bob@example.com"]
     assert str(notice["Subject"]) == "finsync: someone tried to use your email address"
@@ -131,6 +140,40 @@ def test_an_email_change_to_a_taken_address_answers_as_a_free_one_and_tells_its_
     assert len(mails_to(mailer, "bob@example.com")) == 1
     assert [e.detail for e in audit.list_events(container, bob.id)] == ["limited", "notice mailed"]
     assert sign_in(container, "bob@example.com") and sign_in(container, "alice@example.com")
+
+
+def test_a_pending_email_change_shows_until_it_is_confirmed_expires_or_is_cancelled(
+    container: Container, clock: FakeClock, mailer: MemoryMailer
+) -> None:
+    """Settings says which address the account waits to move to; cancelling it kills the link that was sent."""
+    alice, bob = make_user(container), make_user(container, "bob")
+    assert auth.pending_email_change(container, alice.id) is None
+    auth.request_email_change(container, alice.id, password=PASSWORD, new_email="new@example.com")
+    sent = link_token(mailer, "verify", index=-2)
+    waiting = auth.pending_email_change(container, alice.id)
+    assert waiting is not None and waiting.new_email == "new@example.com"
+    assert auth.pending_email_change(container, bob.id) is None  # hers alone
+
+    assert auth.cancel_email_change(container, alice.id, ip="203.0.113.9") is True
+    assert auth.pending_email_change(container, alice.id) is None
+    with pytest.raises(TokenInvalid):
+        auth.verify_email(container, sent)
+    assert auth.cancel_email_change(container, alice.id) is False  # nothing left to cancel: nothing recorded
+    cancelled = [(e.event, e.ip) for e in audit.list_events(container, alice.id) if e.event == "email_change_cancelled"]
+    assert cancelled == [("email_change_cancelled", "203.0.113.9")]
+    assert sign_in(container, "alice@example.com")  # the address never moved
+
+    clock.advance(minutes=1)
+    auth.request_email_change(container, alice.id, password=PASSWORD, new_email="later@example.com")
+    clock.advance(hours=47, minutes=59)
+    assert auth.pending_email_change(container, alice.id) is not None
+    clock.advance(minutes=1)
+    assert auth.pending_email_change(container, alice.id) is None  # the link expired: nothing waits any more
+
+    auth.request_email_change(container, alice.id, password=PASSWORD, new_email="last@example.com")
+    auth.verify_email(container, link_token(mailer, "verify", index=-2))
+    assert auth.pending_email_change(container, alice.id) is None  # done: the address is the new one
+    assert sign_in(container, "last@example.com")
 
 
 def test_taking_the_account_back_ends_an_intruders_pending_email_change(

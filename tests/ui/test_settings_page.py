@@ -13,13 +13,14 @@ from streamlit.testing.v1.element_tree import Button
 from pages.ui.text import md
 from services import audit, auth, sessions
 from services.container import Container
-from services.errors import InvalidCredentials
+from services.errors import InvalidCredentials, TokenInvalid
 from services.mailer import MemoryMailer
 from tests.factories import FakeClock
 from tests.integration.auth_support import (
     PASSWORD,
     code_at,
     enable_totp,
+    link_token,
     make_user,
     registered,
     sign_in,
@@ -213,6 +214,27 @@ def test_settings_change_email_refuses_a_wrong_password_and_answers_a_taken_addr
     at = submit(at, "Change email")  # within the minute: said, nothing mailed, the address kept to try again
     assert [e.value for e in at.error] == ["We just sent a link. You can ask to change your address again in a minute."]
     assert len(mailer.sent) == 4 and at.text_input(key="ec_email").value == "third@example.com"
+
+
+def test_settings_shows_the_address_waiting_to_be_confirmed_and_cancels_it(
+    app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = make_user(container, "alice")
+    at = settings_page(app, monkeypatch, sign_in(container))
+    assert not at.info and not [b for b in at.button if b.key == "ec_cancel"]  # nothing waits
+    at.text_input(key="ec_email").input("new@example.com")
+    at.text_input(key="ec_password").input(PASSWORD)
+    at = submit(at, "Change email")
+    (waiting,) = [i.value for i in at.info if "Waiting to change" in i.value]
+    assert f"**{md('new@example.com')}**" in waiting and "Until then your email stays as it is." in waiting
+    sent = link_token(mailer, "verify", index=-2)
+
+    at = at.button(key="ec_cancel").click().run()
+    assert [s.value for s in at.success] == ["Email change cancelled: its link no longer works."]
+    assert not [i for i in at.info if "Waiting to change" in i.value] and not at.exception
+    with pytest.raises(TokenInvalid):
+        auth.verify_email(container, sent)
+    assert "email_change_cancelled" in [e.event for e in audit.list_events(container, alice.id)]
 
 
 def test_settings_delete_account_needs_the_box_and_the_password_then_signs_out(
