@@ -101,6 +101,7 @@ def two_factor_section(view: SessionView) -> None:
         except FinsyncError as exc:
             st.error(str(exc))
         else:
+            st.session_state["totp_just_on"] = True
             _keep_codes(codes)  # 2FA is on: the QR code and its form go away
 
 
@@ -114,10 +115,13 @@ def _codes_to_save() -> bool:
     codes = st.session_state.get("recovery_codes")
     if not codes:
         return False
+    if st.session_state.get("totp_just_on"):
+        st.info("Your other sessions were signed out: sign in there again, now with a code.", icon=":material/logout:")
     st.warning("Save these recovery codes now: each works once if you lose your phone. They are not shown again.")
     st.code("\n".join(codes), language=None)
     if st.button("I have saved them", key="codes_saved", type="primary"):
         st.session_state.pop("recovery_codes", None)
+        st.session_state.pop("totp_just_on", None)
         st.rerun()
     return True
 

@@ -83,14 +83,17 @@ def test_settings_change_password_and_enrol_two_factor(
     at = submit(at, "Turn on")
     assert at.error and "Two-factor sign-in is on." not in texts(at)
     at.text_input(key="totp_confirm_password").input(PASSWORD)
+    elsewhere = sign_in(container)  # her laptop, signed in with the password alone
     at = submit(at, "Turn on")
     assert "Two-factor sign-in is on." in texts(at)
+    assert sessions.current_user(container, elsewhere) is None  # ended, and the page says so
+    assert "Your other sessions were signed out: sign in there again, now with a code." in [i.value for i in at.info]
     assert len([c for c in at.code if c.value.count("\n") == 9]) == 1  # ten recovery codes, shown once
     assert not [c for c in at.code if c.value.replace(" ", "") == secret]  # the QR code and its secret are gone
     at = submit(at, "Change password")  # another click on the page does not lose the codes
     assert len([c for c in at.code if c.value.count("\n") == 9]) == 1
     at = submit(at, "I have saved them")
-    assert not [c for c in at.code if c.value.count("\n") == 9]
+    assert not [c for c in at.code if c.value.count("\n") == 9] and not at.info
 
 
 def test_what_a_page_kept_for_one_user_is_gone_when_their_session_ends(
