@@ -19,7 +19,7 @@ from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError
 from services.notices import Mail
-from services.plaid_mapping import decimal_text, in_units, threshold_units
+from services.plaid_mapping import decimal_text, threshold_minor
 from services.sync_checks import LowBalance
 
 log = logging.getLogger("finsync.notify")
@@ -70,6 +70,12 @@ def set_notification_prefs(c: Container, user_id: uuid.UUID, prefs: Notification
         row.updated_at = c.clock()
         session.add(row)
     return prefs
+
+
+def is_large(amount_minor: int, currency: str | None, threshold: int | None) -> bool:
+    """At or above the large-transaction threshold, money in or out, in the currency's own units (500.00 is 500 USD
+    or 500 JPY)."""
+    return threshold is not None and abs(amount_minor) >= threshold_minor(threshold, currency)
 
 
 def money(minor: int, currency: str | None) -> str:
@@ -124,12 +130,7 @@ def queue_after_sync(
         session.flush()
         queued += _digest_if_due(session, c, state, now)
     limit = prefs.large_transaction_minor
-    # the threshold is a plain amount, compared in each transaction's own currency units (500 means 500 USD or 500 JPY)
-    large = [
-        t
-        for t in new
-        if limit is not None and abs(in_units(t.amount_minor, t.iso_currency_code)) >= threshold_units(limit)
-    ]
+    large = [t for t in new if is_large(t.amount_minor, t.iso_currency_code, limit)]
     if large and limit is not None:
         lines = [
             f"  {t.date.isoformat()}  {money(t.amount_minor, t.iso_currency_code):>16}  {_plain(t.name)}" for t in large

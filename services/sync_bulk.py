@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 
 from services.notify import NewTransaction
+from services.plaid_mapping import threshold_minor
 from services.sync_apply import ADDED, PLAID_FIELDS
 from services.sync_store import Sql
 
@@ -128,12 +129,23 @@ def new_rows(sql: Sql, run_id: uuid.UUID, large: int | None, since: date) -> lis
         (rid, day),
     ).fetchall()
     if large is not None and len(rows) == _NEWS_FIRST:
+        size, sizes = _large_in_each_currency(sql, rid, large)
         rows += sql.run(
-            f'SELECT {cols} FROM sync_staging WHERE run_id = ? AND "date" >= ? AND seq > ? AND abs(amount_minor) >= ? '  # noqa: S608 - constant SQL
+            f'SELECT {cols} FROM sync_staging WHERE run_id = ? AND "date" >= ? AND seq > ? AND ({size}) '  # noqa: S608 - constant SQL
             f"ORDER BY seq LIMIT {_NEWS_MAX - _NEWS_FIRST}",
-            (rid, day, rows[-1][0], large),
+            (rid, day, rows[-1][0], *sizes),
         ).fetchall()
     return [NewTransaction(_day(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
+
+def _large_in_each_currency(sql: Sql, rid: str, large: int) -> tuple[str, list[object]]:
+    """The SQL condition (and its parameters) for a large amount: the threshold in each staged currency's minor
+    units (500.00 is 50000 cents but 500 yen)."""
+    code = "COALESCE(iso_currency_code, unofficial_currency_code, '')"
+    query = f"SELECT DISTINCT {code} FROM sync_staging WHERE run_id = ?"  # noqa: S608 - constant SQL
+    codes = [r[0] for r in sql.run(query, (rid,)).fetchall()]
+    condition = " OR ".join(f"({code} = ? AND abs(amount_minor) >= ?)" for _ in codes) or "1 = 0"
+    return condition, [v for c in codes for v in (c, threshold_minor(large, c or None))]
 
 
 def _day(value: str | date) -> date:

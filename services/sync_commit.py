@@ -14,7 +14,7 @@ from sqlmodel import Session, col
 from models import ItemSyncState, LedgerTransaction, PlaidItem, SyncQuarantine, SyncRun
 from services.container import Container
 from services.db import unit_of_work
-from services.notify import NewTransaction, NotificationSettings, queue_after_sync
+from services.notify import NewTransaction, NotificationSettings, is_large, queue_after_sync
 from services.plaid_mapping import UnreadableRecord
 from services.plaid_types import Account
 from services.relink import reconcile_kept
@@ -61,9 +61,8 @@ class News:
             if day < self.history_before:
                 continue
             self.count += 1
-            amount = values[1]
-            if len(self.rows) < 20 or (large is not None and abs(amount) >= large and len(self.rows) < 200):
-                currency = values[2] or values[3]  # ISO, else Plaid's unofficial code
+            amount, currency = values[1], values[2] or values[3]  # ISO, else Plaid's unofficial code
+            if len(self.rows) < 20 or (is_large(amount, currency, large) and len(self.rows) < 200):
                 self.rows.append(NewTransaction(day, values[6], amount, currency, tid))
 
 

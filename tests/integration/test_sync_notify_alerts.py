@@ -1,0 +1,57 @@
+"""What a sync's notifications say, through a real sync: which rows a busy sync lists and alerts."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+import pytest
+
+from services import mail_queue
+from services.container import Container
+from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, DemoBankHandle
+from services.mailer import MemoryMailer
+from services.notify import NotificationSettings, set_notification_prefs
+from services.plaid_client import PlaidGateway
+from services.plaid_types import SyncPage
+from tests.integration.sync_helpers import link_item, make_user, sync_fast
+
+
+class YenBank(PlaidGateway):
+    """Every transaction is in yen (no minor unit): the demo bank's ``cents`` are whole yen here."""
+
+    def transactions_sync(self, access_token: str, cursor: str = "", count: int = 500) -> SyncPage:
+        page = super().transactions_sync(access_token, cursor, count)
+        yen = tuple(t._replace(iso_currency_code="JPY", unofficial_currency_code=None) for t in page.added)
+        return dataclasses.replace(page, added=yen)
+
+
+def _synced(
+    c: Container, gw: PlaidGateway, mailer: MemoryMailer, prefs: NotificationSettings
+) -> tuple[uuid.UUID, uuid.UUID, str]:
+    user_id = make_user(c)
+    item_id, pid = link_item(c, gw, user_id)
+    set_notification_prefs(c, user_id, prefs)
+    assert sync_fast(c, gw, user_id, item_id).status == "ok"  # the first sync: history, not news
+    mail_queue.send(c)
+    mailer.sent.clear()
+    return user_id, item_id, pid
+
+
+@pytest.mark.parametrize("mixed", [False, True], ids=["all-added", "with-a-change"])
+def test_a_large_yen_charge_among_many_new_rows_is_alerted(
+    container: Container, demo_bank: DemoBankHandle, mailer: MemoryMailer, mixed: bool
+) -> None:
+    """A threshold of 500.00 is 500 yen: a 600-yen charge is large however many small ones came before it."""
+    gw = YenBank("demo", DEMO_CLIENT_ID, DEMO_SECRET, demo_bank.url)
+    user_id, item_id, pid = _synced(container, gw, mailer, NotificationSettings(False, 50_000, None, True))
+    known = demo_bank.truth(pid)[0]["transaction_id"]
+    for n in range(25):
+        demo_bank.mutate(pid, "add", cents=100, name=f"SMALL {n}")
+    demo_bank.mutate(pid, "add", cents=600, name="BIG YEN")
+    if mixed:  # a change among them: the row-by-row path
+        demo_bank.mutate(pid, "modify", transaction_id=known, name="RENAMED BY THE BANK")
+    assert sync_fast(container, gw, user_id, item_id).status == "ok"
+    (alert,) = [m for m in mailer.sent if "large transaction" in str(m["Subject"])]
+    body = alert.get_content()
+    assert "BIG YEN" in body and "600 JPY" in body and "SMALL" not in body
