@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import heapq
 import itertools
 import uuid
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from services.plaid_types import Account
 from services.relink import reconcile_kept
 from services.sync_accounts import placeholder_account, upsert_accounts
 from services.sync_apply import REMOVED, Plan, Staged, plan_chunk, referenced_ids
-from services.sync_bulk import all_added, insert_new, new_rows, news_count, staged_accounts
+from services.sync_bulk import NEWS_FIRST, NEWS_MAX, all_added, insert_new, new_rows, news_count, staged_accounts
 from services.sync_checks import LowBalance, check_accounts
 from services.sync_run import LeaseLost, RunCounters
 from services.sync_store import (
@@ -48,6 +49,8 @@ class News:
     # 30 days first and the older history in later syncs, as `added` like any other transaction. The day is the
     # bank's own (its oldest transaction here), so no clock of ours decides what is old.
     history_before: date = date.min
+    _newest: list[tuple[date, int, NewTransaction]] = field(default_factory=list, repr=False)  # a heap
+    _large: list[NewTransaction] = field(default_factory=list, repr=False)
 
     def forget(self, rows: dict[str, date]) -> None:
         """Drop rows that turned out to continue kept history (a bank linked again) rather than be new."""
@@ -55,15 +58,22 @@ class News:
         self.rows = [r for r in self.rows if r.transaction_id not in rows]
 
     def collect(self, plan: Plan, large: int | None) -> None:
-        """The rows a chunk brought in that are new to the user (a pending row posting is not news again)."""
+        """The rows a chunk brought in that are new to the user (a pending row posting is not news again): the 20
+        newest (by date, then arrival, whatever order the bank sends them in) and the large ones, up to 200."""
         for tid, values in plan.new.items():
             day = date.fromisoformat(values[4])
             if day < self.history_before:
                 continue
             self.count += 1
             amount, currency = values[1], values[2] or values[3]  # ISO, else Plaid's unofficial code
-            if len(self.rows) < 20 or (is_large(amount, currency, large) and len(self.rows) < 200):
-                self.rows.append(NewTransaction(day, values[6], amount, currency, tid))
+            row = NewTransaction(day, values[6], amount, currency, tid)
+            push = heapq.heappush if len(self._newest) < NEWS_FIRST else heapq.heappushpop
+            push(self._newest, (day, self.count, row))  # count: arrival order, and no tie ever compares rows
+            if is_large(amount, currency, large) and len(self._large) < NEWS_MAX:
+                self._large.append(row)
+        newest = [row for *_, row in sorted(self._newest, key=lambda e: e[:2], reverse=True)]
+        listed = {r.transaction_id for r in newest}
+        self.rows = newest + [r for r in self._large if r.transaction_id not in listed][: NEWS_MAX - NEWS_FIRST]
 
 
 def apply_run(

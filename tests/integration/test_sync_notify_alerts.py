@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from datetime import date, timedelta
 
 import pytest
 
@@ -55,3 +56,25 @@ def test_a_large_yen_charge_among_many_new_rows_is_alerted(
     (alert,) = [m for m in mailer.sent if "large transaction" in str(m["Subject"])]
     body = alert.get_content()
     assert "BIG YEN" in body and "600 JPY" in body and "SMALL" not in body
+
+
+@pytest.mark.parametrize("mixed", [False, True], ids=["all-added", "with-a-change"])
+def test_a_busy_sync_s_digest_lists_the_newest_transactions(
+    container: Container, gateway: PlaidGateway, demo_bank: DemoBankHandle, mailer: MemoryMailer, mixed: bool
+) -> None:
+    """The digest lists the 20 newest and counts the rest, whatever order the bank sends them in."""
+    user_id, item_id, pid = _synced(container, gateway, mailer, NotificationSettings(True, None, None, True))
+    known = demo_bank.truth(pid)[0]
+    today = date.fromisoformat(known["date"])
+    for n in range(22):  # the bank sends the older ones first
+        demo_bank.mutate(pid, "add", cents=100, name=f"OLDER {n}", date=today - timedelta(days=1))
+    for n in range(3):
+        demo_bank.mutate(pid, "add", cents=100, name=f"NEWEST {n}", date=today)
+    if mixed:
+        demo_bank.mutate(pid, "modify", transaction_id=known["transaction_id"], name="RENAMED BY THE BANK")
+    assert sync_fast(container, gateway, user_id, item_id).status == "ok"
+    (digest,) = mailer.sent
+    body = digest.get_content()
+    assert str(digest["Subject"]) == "finsync: 25 new transactions from Demo ins_demo_1"
+    assert all(f"NEWEST {n}" in body for n in range(3)), body
+    assert body.count("OLDER") == 17 and "... and 5 more" in body
