@@ -90,7 +90,7 @@ def _queue(session: Session, c: Container, user_id: uuid.UUID, subject: str, bod
         return []
     footer = f"\n\nChange what finsync emails you about in Settings: {c.settings.base_url.rstrip('/')}/settings\n"
     # one prefix on every notification, so a mail filter can sort them
-    mail = Mail(user.email, f"finsync: {subject}", body + footer, "notification")
+    mail = Mail(user.email, f"finsync: {_plain(subject, 200)}", body + footer, "notification")
     return [mail_queue.enqueue(session, c, mail, user_id=user_id)]
 
 
@@ -113,6 +113,7 @@ def queue_after_sync(
     go if it is removed).
     """
     new, added_total, low = news
+    institution = _plain(institution)  # the bank's name may come from the browser's Link metadata: one line
     new = [] if initial else sorted(new, key=lambda t: t.date, reverse=True)  # newest first, as a bank lists them
     added_total = 0 if initial else added_total
     queued: list[uuid.UUID] = []
@@ -182,9 +183,9 @@ def _digest_if_due(session: Session, c: Container, state: DigestState, now: date
         lines = [f"  {i.date.isoformat()}  {money(i.amount_minor, i.currency):>16}  {_plain(i.name)}"
                  for i in shown if i.institution == bank]  # fmt: skip
         if lines:
-            sections.append((f"{bank}:\n" if len(banks) > 1 else "") + "\n".join(lines))
+            sections.append((f"{_plain(bank)}:\n" if len(banks) > 1 else "") + "\n".join(lines))
     more = f"\n\n  ... and {total - len(shown)} more" if total > len(shown) else ""
-    where = f"from {banks[0]}" if len(banks) == 1 else f"from {len(banks)} banks"
+    where = f"from {_plain(banks[0])}" if len(banks) == 1 else f"from {len(banks)} banks"
     news = f"{total} new transaction{'' if total == 1 else 's'} {where}"
     body = f"finsync synced {news}:\n\n" + "\n\n".join(sections) + more
     return _queue(session, c, state.user_id, news, body)
@@ -246,6 +247,6 @@ def queue_connection_alert(
     return _queue(session, c, user_id, f"a connection needs your attention: {_plain(institution)}", body)
 
 
-def _plain(text: str) -> str:
-    """One line of text: no control characters (an email header or body cannot be split by a merchant)."""
-    return "".join(ch if ch.isprintable() else " " for ch in text)[:120]
+def _plain(text: str, limit: int = 120) -> str:
+    """One line of text: no control characters (an email header or body cannot be split by a merchant or a bank)."""
+    return "".join(ch if ch.isprintable() else " " for ch in text)[:limit]

@@ -1,4 +1,5 @@
-"""What a sync's notifications say, through a real sync: which rows a busy sync lists and alerts."""
+"""What a sync's notifications say, through a real sync: which rows a busy sync lists and alerts, and a bank name
+that would break a mail header."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from datetime import date, timedelta
 
 import pytest
 
+from models import PlaidItem
 from services import mail_queue
 from services.container import Container
+from services.db import unit_of_work
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, DemoBankHandle
 from services.mailer import MemoryMailer
 from services.notify import NotificationSettings, set_notification_prefs
@@ -78,3 +81,23 @@ def test_a_busy_sync_s_digest_lists_the_newest_transactions(
     assert str(digest["Subject"]) == "finsync: 25 new transactions from Demo ins_demo_1"
     assert all(f"NEWEST {n}" in body for n in range(3)), body
     assert body.count("OLDER") == 17 and "... and 5 more" in body
+
+
+def test_a_bank_name_with_a_line_break_does_not_lose_its_notifications(
+    container: Container, gateway: PlaidGateway, demo_bank: DemoBankHandle, mailer: MemoryMailer
+) -> None:
+    """The name a bank is stored under can come from the browser's Link metadata: a line break in it must not make
+    a header of the subject (refused by the mailer, so the mail would wait and fail until it expired)."""
+    user_id, item_id, pid = _synced(container, gateway, mailer, NotificationSettings(True, 50_000, None, True))
+    with unit_of_work(container.engine) as s:
+        item = s.get(PlaidItem, item_id)
+        assert item is not None
+        item.institution_name = "Evil Bank\r\nBcc: thief@evil.example"
+        s.add(item)
+    demo_bank.mutate(pid, "add", cents=75_000, name="NEW TV")
+    assert sync_fast(container, gateway, user_id, item_id).status == "ok"
+    subjects = sorted(str(m["Subject"]) for m in mailer.sent)
+    assert len(subjects) == 2, subjects  # the digest and the large-transaction alert, both sent
+    assert all("\n" not in s and "\r" not in s and "Evil Bank" in s for s in subjects)
+    assert all(m["Bcc"] is None and m["To"] == "ada@example.com" for m in mailer.sent)
+    assert all("\r" not in m.get_content() and "\nBcc:" not in m.get_content() for m in mailer.sent)
