@@ -47,7 +47,8 @@ class News:
     mail: list[uuid.UUID] = field(default_factory=list)  # the notifications queued in the apply transaction
     # Rows dated before this day are the bank's history arriving, not news: Plaid sends a new connection's last
     # 30 days first and the older history in later syncs, as `added` like any other transaction. The day is the
-    # bank's own (its oldest transaction here), so no clock of ours decides what is old.
+    # bank's own (its oldest transaction here), so no clock of ours decides what is old, unless the bank has sent
+    # none yet: then it is the day the connection was linked.
     history_before: date = date.min
     _newest: list[tuple[date, int, NewTransaction]] = field(default_factory=list, repr=False)  # a heap
     _large: list[NewTransaction] = field(default_factory=list, repr=False)
@@ -152,13 +153,15 @@ def set_aside(session: Session, sql: Sql, item: PlaidItem, run: RunCounters, now
 
 
 def _oldest_day(session: Session, item: PlaidItem) -> date:
-    """The day of the connection's oldest transaction in the ledger (date.min before it has any)."""
+    """The day of the connection's oldest transaction in the ledger; before it has any, the day before it was linked
+    (a day's slack for time zones): an account with nothing in Plaid's first 30 days still gets its older history
+    later, and that is no more news than any other history."""
     oldest = session.execute(
         select(func.min(LedgerTransaction.date)).where(
             col(LedgerTransaction.user_id) == item.user_id, col(LedgerTransaction.item_id) == item.id
         )
     ).scalar()
-    return oldest or date.min
+    return oldest or item.created_at.date() - timedelta(days=1)
 
 
 def _apply_rows(

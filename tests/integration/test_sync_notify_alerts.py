@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
@@ -18,6 +18,8 @@ from services.mailer import MemoryMailer
 from services.notify import NotificationSettings, set_notification_prefs
 from services.plaid_client import PlaidGateway
 from services.plaid_types import SyncPage
+from tests.factories import FakeClock
+from tests.integration.conftest_bank import BANK_TODAY
 from tests.integration.sync_helpers import link_item, make_user, sync_fast
 
 
@@ -101,3 +103,37 @@ def test_a_bank_name_with_a_line_break_does_not_lose_its_notifications(
     assert all("\n" not in s and "\r" not in s and "Evil Bank" in s for s in subjects)
     assert all(m["Bcc"] is None and m["To"] == "ada@example.com" for m in mailer.sent)
     assert all("\r" not in m.get_content() and "\nBcc:" not in m.get_content() for m in mailer.sent)
+
+
+class QuietBank(PlaidGateway):
+    """An account with nothing in the last 30 days: Plaid's initial pull sends no transactions."""
+
+    def transactions_sync(self, access_token: str, cursor: str = "", count: int = 500) -> SyncPage:
+        return dataclasses.replace(super().transactions_sync(access_token, cursor, count), added=())
+
+
+def test_older_history_after_a_first_sync_that_brought_nothing_is_not_news(
+    container: Container, fresh_demo_bank: DemoBankHandle, mailer: MemoryMailer, clock: FakeClock
+) -> None:
+    """With no transaction of the bank's in the ledger yet, the day it was linked tells history from news: its
+    older history arriving later is not mailed as hundreds of new (and large) transactions."""
+    bank = fresh_demo_bank
+    clock.now = datetime.combine(BANK_TODAY, time(18), tzinfo=UTC)  # our clock and the bank's agree, as in life
+    gw = PlaidGateway("demo", DEMO_CLIENT_ID, DEMO_SECRET, bank.url)
+    quiet = QuietBank("demo", DEMO_CLIENT_ID, DEMO_SECRET, bank.url)
+    user_id = make_user(container)
+    item_id, pid = link_item(container, gw, user_id)
+    set_notification_prefs(container, user_id, NotificationSettings(True, 10_000, None, True))
+    bank.hold_history(pid, days=30)
+    assert sync_fast(container, quiet, user_id, item_id).added == 0  # the first sync: nothing recent
+    bank.finish_history(pid)
+    bank.mutate(pid, "add", cents=20_000, name="NEW BIKE")
+    second = sync_fast(container, gw, user_id, item_id)
+    assert second.added > 1  # the older history, and the bike
+    assert sorted(str(m["Subject"]) for m in mailer.sent) == [
+        "finsync: 1 new transaction from Demo ins_demo_1",
+        "finsync: large transaction at Demo ins_demo_1",
+    ]
+    for mail in mailer.sent:
+        listed = [line for line in mail.get_content().splitlines() if line.startswith("  20")]
+        assert len(listed) == 1 and "NEW BIKE" in listed[0], listed
