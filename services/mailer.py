@@ -75,12 +75,25 @@ class SmtpMailer:
             )
         else:
             client = smtplib.SMTP(host, parts.port or 587, timeout=self.timeout)
-        with client:
+        try:
             if parts.scheme == "smtp+starttls":
                 client.starttls(context=ssl.create_default_context())
             if parts.username:
                 client.login(unquote(parts.username), unquote(parts.password or ""))
             client.send_message(message)
+        except BaseException:
+            client.close()
+            raise
+        _goodbye(client)
+
+
+def _goodbye(client: smtplib.SMTP) -> None:
+    """QUIT once the server took the message: an error now cannot unsend it, so it is no failure (a retry would
+    mail it twice; ``with client`` raises on any reply to QUIT but 221)."""
+    try:
+        client.quit()
+    except (smtplib.SMTPException, OSError):
+        client.close()
 
 
 @dataclass
