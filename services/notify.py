@@ -44,6 +44,7 @@ class NewTransaction:
     amount_minor: int
     iso_currency_code: str | None
     transaction_id: str = ""
+    news: bool = True  # False: told of before (its pending twin), and listed only if it is large now
 
 
 def get_notification_prefs(c: Container, user_id: uuid.UUID) -> NotificationSettings:
@@ -117,7 +118,7 @@ def queue_after_sync(
     new = [] if initial else sorted(new, key=lambda t: t.date, reverse=True)  # newest first, as a bank lists them
     added_total = 0 if initial else added_total
     queued: list[uuid.UUID] = []
-    shown = new[:DIGEST_LINES]
+    shown = [t for t in new if t.news][:DIGEST_LINES]
     if prefs.digest and added_total and shown:  # the digest waits for the next one an hour, then covers every bank
         now = c.clock()
         state = _digest_state(session, user_id)

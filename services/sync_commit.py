@@ -72,9 +72,21 @@ class News:
             push(self._newest, (day, self.count, row))  # count: arrival order, and no tie ever compares rows
             if is_large(amount, currency, large) and len(self._large) < NEWS_MAX:
                 self._large.append(row)
+        self._grown(plan, large)
         newest = [row for *_, row in sorted(self._newest, key=lambda e: e[:2], reverse=True)]
         listed = {r.transaction_id for r in newest}
         self.rows = newest + [r for r in self._large if r.transaction_id not in listed][: NEWS_MAX - NEWS_FIRST]
+
+    def _grown(self, plan: Plan, large: int | None) -> None:
+        """A pending charge that posts at or above the threshold, having been below it (a tip, a fuel or hotel hold):
+        not news again, but large for the first time, so it is alerted once, as its pending twin was not."""
+        for tid, before in plan.posted.items():
+            values = plan.upserts[tid][0]
+            day, amount, currency = date.fromisoformat(values[4]), values[1], values[2] or values[3]
+            was_large = is_large(before[1], before[2] or before[3], large)
+            fresh = day >= self.history_before and len(self._large) < NEWS_MAX
+            if fresh and is_large(amount, currency, large) and not was_large:
+                self._large.append(NewTransaction(day, values[6], amount, currency, tid, news=False))
 
 
 def apply_run(

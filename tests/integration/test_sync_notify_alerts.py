@@ -137,3 +137,29 @@ def test_older_history_after_a_first_sync_that_brought_nothing_is_not_news(
     for mail in mailer.sent:
         listed = [line for line in mail.get_content().splitlines() if line.startswith("  20")]
         assert len(listed) == 1 and "NEW BIKE" in listed[0], listed
+
+
+def test_a_hold_that_posts_at_a_large_amount_is_alerted_once_then(
+    container: Container, gateway: PlaidGateway, demo_bank: DemoBankHandle, mailer: MemoryMailer
+) -> None:
+    """One alert per charge, the first time it is seen at or above the threshold: a 1.00 fuel hold is not large, the
+    85.00 it posts as is (and is not news again for the digest); a large hold posting larger is not alerted twice."""
+    user_id, item_id, pid = _synced(container, gateway, mailer, NotificationSettings(True, 5_000, None, True))
+    fuel = demo_bank.mutate(pid, "add", cents=100, name="FUEL HOLD", pending=True)
+    hotel = demo_bank.mutate(pid, "add", cents=20_000, name="HOTEL HOLD", pending=True)
+    sync_fast(container, gateway, user_id, item_id)
+    assert sorted(str(m["Subject"]) for m in mailer.sent) == [
+        "finsync: 2 new transactions from Demo ins_demo_1",
+        "finsync: large transaction at Demo ins_demo_1",
+    ]
+    (first,) = [m.get_content() for m in mailer.sent if "large" in str(m["Subject"])]
+    assert "HOTEL HOLD" in first and "FUEL HOLD" not in first
+    mailer.sent.clear()
+    demo_bank.mutate(pid, "post", transaction_id=fuel["transaction_id"], cents=8_500)
+    demo_bank.mutate(pid, "post", transaction_id=hotel["transaction_id"], cents=24_000)
+    result = sync_fast(container, gateway, user_id, item_id)
+    assert (result.added, result.removed) == (2, 2)
+    (alert,) = mailer.sent  # no digest: nothing new
+    assert str(alert["Subject"]) == "finsync: large transaction at Demo ins_demo_1"
+    body = alert.get_content()
+    assert "-85.00 USD" in body and "HOTEL" not in body
