@@ -50,12 +50,16 @@ class NewTransaction:
 def get_notification_prefs(c: Container, user_id: uuid.UUID) -> NotificationSettings:
     """The user's preferences (defaults until saved: digest and connection alerts on, thresholds off)."""
     with unit_of_work(c.engine) as session:
-        row = session.get(NotificationPrefs, user_id)
-        if row is None:
-            return NotificationSettings()
-        return NotificationSettings(
-            row.digest, row.large_transaction_minor, row.low_balance_minor, row.connection_alerts
-        )
+        return read_prefs(session, user_id)
+
+
+def read_prefs(session: Session, user_id: uuid.UUID, *, lock: bool = False) -> NotificationSettings:
+    """The user's preferences in the caller's unit of work; ``lock``: a save waits until it ends (a sync's apply
+    follows what the user chose until it commits, and a save after it applies to the next one)."""
+    row = session.get(NotificationPrefs, user_id, with_for_update=True if lock else None)
+    if row is None:
+        return NotificationSettings()
+    return NotificationSettings(row.digest, row.large_transaction_minor, row.low_balance_minor, row.connection_alerts)
 
 
 def set_notification_prefs(c: Container, user_id: uuid.UUID, prefs: NotificationSettings) -> NotificationSettings:

@@ -15,7 +15,7 @@ from sqlmodel import Session, col
 from models import ItemSyncState, LedgerTransaction, PlaidItem, SyncQuarantine, SyncRun
 from services.container import Container
 from services.db import unit_of_work
-from services.notify import NewTransaction, NotificationSettings, is_large, queue_after_sync
+from services.notify import NewTransaction, NotificationSettings, is_large, queue_after_sync, read_prefs
 from services.plaid_mapping import UnreadableRecord
 from services.plaid_types import Account
 from services.relink import reconcile_kept
@@ -97,10 +97,10 @@ def apply_run(
     cursor: str,
     accounts: tuple[Account, ...],
     began: datetime,
-    prefs: NotificationSettings,
     news: News,
 ) -> SyncResult:
-    """Rows, balances, checks, cursor, state and run record: one transaction; ``news`` collects what it brought in."""
+    """Rows, balances, checks, cursor, state and run record: one transaction; ``news`` collects what it brought in
+    and queues what the user's preferences, as they are when it commits, ask to be told."""
     now = c.clock()
     with unit_of_work(c.engine, immediate=True) as session:
         claim = update(ItemSyncState).where(
@@ -110,6 +110,7 @@ def apply_run(
         )
         if session.execute(claim.values(cursor=cursor)).rowcount != 1:  # type: ignore[attr-defined]
             raise LeaseLost("the cursor moved or the lease expired")
+        prefs = read_prefs(session, item.user_id, lock=True)  # not as they were before a fetch of minutes
         amap = upsert_accounts(session, item, accounts, now)
         sql = Sql(session.connection())
         news.history_before = _oldest_day(session, item)

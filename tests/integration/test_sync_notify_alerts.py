@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 
 from models import PlaidItem
-from services import mail_queue
+from services import mail_queue, sync_engine
 from services.container import Container
 from services.db import unit_of_work
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, DemoBankHandle
@@ -163,3 +163,21 @@ def test_a_hold_that_posts_at_a_large_amount_is_alerted_once_then(
     assert str(alert["Subject"]) == "finsync: large transaction at Demo ins_demo_1"
     body = alert.get_content()
     assert "-85.00 USD" in body and "HOTEL" not in body
+
+
+def test_preferences_saved_while_a_sync_runs_are_the_ones_it_follows(
+    container: Container, gateway: PlaidGateway, demo_bank: DemoBankHandle, mailer: MemoryMailer, monkeypatch
+) -> None:
+    """A user who turns the emails off while a sync fetches (a slow bank: minutes) gets none from that sync."""
+    user_id, item_id, pid = _synced(container, gateway, mailer, NotificationSettings(True, 5_000, None, True))
+    demo_bank.mutate(pid, "add", cents=75_000, name="NEW TV")
+    real = sync_engine.apply_run
+
+    def saved_meanwhile(*args: object, **kwargs: object) -> object:
+        set_notification_prefs(container, user_id, NotificationSettings(False, None, None, True))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sync_engine, "apply_run", saved_meanwhile)
+    assert sync_fast(container, gateway, user_id, item_id).added == 1
+    mail_queue.send(container)
+    assert mailer.sent == []
