@@ -107,6 +107,21 @@ class MemoryMailer:
         self.sent.append(build_message(self.sender, to, subject, body))
 
 
+def refused_for_good(exc: Exception) -> str | None:
+    """Why the server will never take this message (a 5xx for its recipient or its content; it cannot be written at
+    all), else None: trying again later would only hold back the mail queued behind it. The words name no address."""
+    if isinstance(exc, InputError):
+        return "it cannot be written as an email"
+    codes = []
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+    elif isinstance(exc, smtplib.SMTPDataError):
+        codes = [exc.smtp_code]
+    if codes and all(500 <= code < 600 for code in codes):
+        return f"the mail server refused it for good ({type(exc).__name__} {codes[0]})"
+    return None
+
+
 def make_mailer(smtp_url: str | None, outbox: Path, sender: str) -> Mailer:
     if smtp_url:
         return SmtpMailer(smtp_url, sender)
