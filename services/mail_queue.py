@@ -3,8 +3,9 @@
 A flow queues its mails in its own unit of work (a rolled-back change sends nothing), tries them once
 right after the commit, and leaves what failed to the scheduler and the worker, which retry from 1 minute,
 doubling, to 30 minutes. A mail past its use (a reset link after the link's 30 minutes) is dropped and
-audited instead of sent late. A claimed mail is leased for 5 minutes first, so two processes never send
-it twice, and a process killed while sending leaves it to be sent again (at least once, not at most once).
+audited instead of sent late, and so is one the mail server refuses for good (a mailbox that does not exist).
+A claimed mail is leased for 5 minutes first, so two processes never send it twice, and a process killed
+while sending leaves it to be sent again (at least once, not at most once).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from services import audit
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import DecryptionError
+from services.mailer import refused_for_good
 from services.notices import Mail
 
 log = logging.getLogger("finsync.mail")
@@ -124,6 +126,15 @@ def _settle(c: Container, claim: _Claim, error: Exception | None) -> None:
         row.next_attempt_at = now + backoff(row.attempts)
 
 
+def _give_up(c: Container, claim: _Claim, why: str) -> None:
+    """Drop, audited, a mail the server will never take."""
+    now = c.clock()
+    with unit_of_work(c.engine, immediate=True) as session:
+        row = session.get(QueuedMail, claim.id)
+        if row is not None:
+            _drop(session, row, why, now)
+
+
 def send(c: Container, ids: Iterable[uuid.UUID] | None = None, *, limit: int = 50) -> int:
     """Try due mails once each (``ids`` only and in their order when given, else oldest first); return how many were sent.
 
@@ -140,6 +151,9 @@ def send(c: Container, ids: Iterable[uuid.UUID] | None = None, *, limit: int = 5
         try:
             c.mailer.send(claim.mail.to, claim.mail.subject, claim.mail.body)
         except Exception as exc:  # any mailer failure: SMTP refused, timed out, disk full for the outbox
+            if why := refused_for_good(exc):  # the server is up and said no to this one mail: the rest can go
+                _give_up(c, claim, why)
+                continue
             _settle(c, claim, exc)
             break
         _settle(c, claim, None)

@@ -75,12 +75,25 @@ class SmtpMailer:
             )
         else:
             client = smtplib.SMTP(host, parts.port or 587, timeout=self.timeout)
-        with client:
+        try:
             if parts.scheme == "smtp+starttls":
                 client.starttls(context=ssl.create_default_context())
             if parts.username:
                 client.login(unquote(parts.username), unquote(parts.password or ""))
             client.send_message(message)
+        except BaseException:
+            client.close()
+            raise
+        _goodbye(client)
+
+
+def _goodbye(client: smtplib.SMTP) -> None:
+    """QUIT once the server took the message: an error now cannot unsend it, so it is no failure (a retry would
+    mail it twice; ``with client`` raises on any reply to QUIT but 221)."""
+    try:
+        client.quit()
+    except (smtplib.SMTPException, OSError):
+        client.close()
 
 
 @dataclass
@@ -92,6 +105,21 @@ class MemoryMailer:
 
     def send(self, to: str, subject: str, body: str) -> None:
         self.sent.append(build_message(self.sender, to, subject, body))
+
+
+def refused_for_good(exc: Exception) -> str | None:
+    """Why the server will never take this message (a 5xx for its recipient or its content; it cannot be written at
+    all), else None: trying again later would only hold back the mail queued behind it. The words name no address."""
+    if isinstance(exc, InputError):
+        return "it cannot be written as an email"
+    codes = []
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+    elif isinstance(exc, smtplib.SMTPDataError):
+        codes = [exc.smtp_code]
+    if codes and all(500 <= code < 600 for code in codes):
+        return f"the mail server refused it for good ({type(exc).__name__} {codes[0]})"
+    return None
 
 
 def make_mailer(smtp_url: str | None, outbox: Path, sender: str) -> Mailer:

@@ -19,7 +19,7 @@ from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError
 from services.notices import Mail
-from services.plaid_mapping import decimal_text, in_units, threshold_units
+from services.plaid_mapping import decimal_text, threshold_minor
 from services.sync_checks import LowBalance
 
 log = logging.getLogger("finsync.notify")
@@ -44,17 +44,22 @@ class NewTransaction:
     amount_minor: int
     iso_currency_code: str | None
     transaction_id: str = ""
+    news: bool = True  # False: told of before (its pending twin), and listed only if it is large now
 
 
 def get_notification_prefs(c: Container, user_id: uuid.UUID) -> NotificationSettings:
     """The user's preferences (defaults until saved: digest and connection alerts on, thresholds off)."""
     with unit_of_work(c.engine) as session:
-        row = session.get(NotificationPrefs, user_id)
-        if row is None:
-            return NotificationSettings()
-        return NotificationSettings(
-            row.digest, row.large_transaction_minor, row.low_balance_minor, row.connection_alerts
-        )
+        return read_prefs(session, user_id)
+
+
+def read_prefs(session: Session, user_id: uuid.UUID, *, lock: bool = False) -> NotificationSettings:
+    """The user's preferences in the caller's unit of work; ``lock``: a save waits until it ends (a sync's apply
+    follows what the user chose until it commits, and a save after it applies to the next one)."""
+    row = session.get(NotificationPrefs, user_id, with_for_update=True if lock else None)
+    if row is None:
+        return NotificationSettings()
+    return NotificationSettings(row.digest, row.large_transaction_minor, row.low_balance_minor, row.connection_alerts)
 
 
 def set_notification_prefs(c: Container, user_id: uuid.UUID, prefs: NotificationSettings) -> NotificationSettings:
@@ -72,6 +77,12 @@ def set_notification_prefs(c: Container, user_id: uuid.UUID, prefs: Notification
     return prefs
 
 
+def is_large(amount_minor: int, currency: str | None, threshold: int | None) -> bool:
+    """At or above the large-transaction threshold, money in or out, in the currency's own units (500.00 is 500 USD
+    or 500 JPY)."""
+    return threshold is not None and abs(amount_minor) >= threshold_minor(threshold, currency)
+
+
 def money(minor: int, currency: str | None) -> str:
     """``-1,234.50 USD`` from minor units, in the currency's own decimals (``1,200 JPY``)."""
     return f"{decimal_text(minor, currency, grouped=True)} {currency or ''}".strip()
@@ -84,7 +95,7 @@ def _queue(session: Session, c: Container, user_id: uuid.UUID, subject: str, bod
         return []
     footer = f"\n\nChange what finsync emails you about in Settings: {c.settings.base_url.rstrip('/')}/settings\n"
     # one prefix on every notification, so a mail filter can sort them
-    mail = Mail(user.email, f"finsync: {subject}", body + footer, "notification")
+    mail = Mail(user.email, f"finsync: {_plain(subject, 200)}", body + footer, "notification")
     return [mail_queue.enqueue(session, c, mail, user_id=user_id)]
 
 
@@ -107,10 +118,11 @@ def queue_after_sync(
     go if it is removed).
     """
     new, added_total, low = news
+    institution = _plain(institution)  # the bank's name may come from the browser's Link metadata: one line
     new = [] if initial else sorted(new, key=lambda t: t.date, reverse=True)  # newest first, as a bank lists them
     added_total = 0 if initial else added_total
     queued: list[uuid.UUID] = []
-    shown = new[:DIGEST_LINES]
+    shown = [t for t in new if t.news][:DIGEST_LINES]
     if prefs.digest and added_total and shown:  # the digest waits for the next one an hour, then covers every bank
         now = c.clock()
         state = _digest_state(session, user_id)
@@ -124,12 +136,7 @@ def queue_after_sync(
         session.flush()
         queued += _digest_if_due(session, c, state, now)
     limit = prefs.large_transaction_minor
-    # the threshold is a plain amount, compared in each transaction's own currency units (500 means 500 USD or 500 JPY)
-    large = [
-        t
-        for t in new
-        if limit is not None and abs(in_units(t.amount_minor, t.iso_currency_code)) >= threshold_units(limit)
-    ]
+    large = [t for t in new if is_large(t.amount_minor, t.iso_currency_code, limit)]
     if large and limit is not None:
         lines = [
             f"  {t.date.isoformat()}  {money(t.amount_minor, t.iso_currency_code):>16}  {_plain(t.name)}" for t in large
@@ -181,9 +188,9 @@ def _digest_if_due(session: Session, c: Container, state: DigestState, now: date
         lines = [f"  {i.date.isoformat()}  {money(i.amount_minor, i.currency):>16}  {_plain(i.name)}"
                  for i in shown if i.institution == bank]  # fmt: skip
         if lines:
-            sections.append((f"{bank}:\n" if len(banks) > 1 else "") + "\n".join(lines))
+            sections.append((f"{_plain(bank)}:\n" if len(banks) > 1 else "") + "\n".join(lines))
     more = f"\n\n  ... and {total - len(shown)} more" if total > len(shown) else ""
-    where = f"from {banks[0]}" if len(banks) == 1 else f"from {len(banks)} banks"
+    where = f"from {_plain(banks[0])}" if len(banks) == 1 else f"from {len(banks)} banks"
     news = f"{total} new transaction{'' if total == 1 else 's'} {where}"
     body = f"finsync synced {news}:\n\n" + "\n\n".join(sections) + more
     return _queue(session, c, state.user_id, news, body)
@@ -245,6 +252,6 @@ def queue_connection_alert(
     return _queue(session, c, user_id, f"a connection needs your attention: {_plain(institution)}", body)
 
 
-def _plain(text: str) -> str:
-    """One line of text: no control characters (an email header or body cannot be split by a merchant)."""
-    return "".join(ch if ch.isprintable() else " " for ch in text)[:120]
+def _plain(text: str, limit: int = 120) -> str:
+    """One line of text: no control characters (an email header or body cannot be split by a merchant or a bank)."""
+    return "".join(ch if ch.isprintable() else " " for ch in text)[:limit]

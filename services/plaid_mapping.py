@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from services import safe_text
@@ -78,6 +78,11 @@ def in_units(amount_minor: int, currency: str | None) -> Decimal:
 def threshold_units(hundredths: int) -> Decimal:
     """A notification threshold (stored in hundredths of a plain amount) as an amount to compare with ``in_units``."""
     return Decimal(hundredths).scaleb(-2)
+
+
+def threshold_minor(hundredths: int, currency: str | None) -> int:
+    """The least amount in ``currency``'s minor units at or above a threshold (500.00 is 500 JPY, 500.000 KWD)."""
+    return int(threshold_units(hundredths).scaleb(exponent(currency)).to_integral_value(rounding=ROUND_CEILING))
 
 
 def to_minor(amount: float | int | str | Decimal, currency: str | None) -> int:

@@ -87,6 +87,7 @@ class Plan:
     tombstones: list[tuple[str, Edits]] = field(default_factory=list)
     tombstones_used: list[str] = field(default_factory=list)
     new: dict[str, Values] = field(default_factory=dict)  # rows new to the user (not a pending row posting)
+    posted: dict[str, Values] = field(default_factory=dict)  # a pending row posting: its pending twin's values
     born: set[str] = field(default_factory=set)  # ids this chunk inserted, so a later delete nets out
     gone: dict[str, Existing] = field(default_factory=dict)  # ledger rows this chunk's removals deleted
     added: int = 0
@@ -160,6 +161,7 @@ def _drop(plan: Plan, rows: dict[str, Existing | None], tid: str) -> None:
     plan.deletes.append(tid)
     plan.upserts.pop(tid, None)
     plan.new.pop(tid, None)
+    plan.posted.pop(tid, None)
     rows[tid] = None
     if tid in plan.born:
         plan.born.discard(tid)
@@ -217,6 +219,18 @@ def _twin(
     return NO_EDITS, True
 
 
+def _posting(
+    plan: Plan, rows: dict[str, Existing | None], saved: dict[str, Edits], pending_id: str, tid: str, new: bool
+) -> tuple[Edits, bool]:
+    """``_twin`` for a posted row: its carried edits, whether it is news, and (in ``plan.posted``) the pending row it
+    replaces, when the user was told of that one (the alerts compare the two amounts)."""
+    before = rows.get(pending_id) or plan.gone.get(pending_id)  # unknown (None): an earlier sync's removed hold
+    carried, news = _twin(plan, rows, saved, pending_id, tid)
+    if new and not news and before is not None:
+        plan.posted[tid] = before.values
+    return carried, new and news
+
+
 def _upsert(plan: Plan, rows: dict[str, Existing | None], saved: dict[str, Edits], s: Staged) -> None:
     tid, values = s.transaction_id, s.values
     current = rows.get(tid)
@@ -228,8 +242,7 @@ def _upsert(plan: Plan, rows: dict[str, Existing | None], saved: dict[str, Edits
         edits, new = _take_saved(plan, saved, tid), False
     pending_id = values[_PENDING_ID]
     if pending_id and pending_id != tid:
-        carried, news = _twin(plan, rows, saved, pending_id, tid)
-        new = new and news
+        carried, new = _posting(plan, rows, saved, pending_id, tid, new)
         if carried.any and not edits.any:
             edits = carried
             if current is not None:

@@ -14,13 +14,14 @@ from collections.abc import Callable
 from datetime import date, datetime
 
 from services.notify import NewTransaction
+from services.plaid_mapping import threshold_minor
 from services.sync_apply import ADDED, PLAID_FIELDS
 from services.sync_store import Sql
 
 BULK_CHUNK = 50_000  # staged rows per INSERT ... SELECT (progress is reported between chunks)
 _SAVEPOINT = "finsync_bulk_insert"
 _TXN_PLAID = tuple(f for f in PLAID_FIELDS if f != "plaid_account_id")
-_NEWS_FIRST, _NEWS_MAX = 20, 200
+NEWS_FIRST, NEWS_MAX = 20, 200
 
 
 def _q(name: str) -> str:
@@ -117,23 +118,37 @@ def news_count(sql: Sql, run_id: uuid.UUID, since: date) -> int:
 
 
 def new_rows(sql: Sql, run_id: uuid.UUID, large: int | None, since: date) -> list[NewTransaction]:
-    """What the notification lists, as the row-by-row path picks it: the first 20, then large ones, up to 200 (of
-    the rows dated ``since`` or later)."""
+    """What the notification lists, as the row-by-row path picks it: the 20 newest (by date, then arrival), then
+    large ones in arrival order, up to 200 (of the rows dated ``since`` or later)."""
     cols = (
         'seq, "date", name, amount_minor, COALESCE(iso_currency_code, unofficial_currency_code), plaid_transaction_id'
     )
     rid, day = sql.uid(run_id), since.isoformat()
     rows = sql.run(
-        f'SELECT {cols} FROM sync_staging WHERE run_id = ? AND "date" >= ? ORDER BY seq LIMIT {_NEWS_FIRST}',  # noqa: S608 - constant SQL
+        f'SELECT {cols} FROM sync_staging WHERE run_id = ? AND "date" >= ? '  # noqa: S608 - constant SQL
+        f'ORDER BY "date" DESC, seq DESC LIMIT {NEWS_FIRST}',
         (rid, day),
     ).fetchall()
-    if large is not None and len(rows) == _NEWS_FIRST:
-        rows += sql.run(
-            f'SELECT {cols} FROM sync_staging WHERE run_id = ? AND "date" >= ? AND seq > ? AND abs(amount_minor) >= ? '  # noqa: S608 - constant SQL
-            f"ORDER BY seq LIMIT {_NEWS_MAX - _NEWS_FIRST}",
-            (rid, day, rows[-1][0], large),
+    if large is not None and len(rows) == NEWS_FIRST:
+        size, sizes = _large_in_each_currency(sql, rid, large)
+        listed = {r[0] for r in rows}
+        more = sql.run(
+            f'SELECT {cols} FROM sync_staging WHERE run_id = ? AND "date" >= ? AND ({size}) '  # noqa: S608 - constant SQL
+            f"ORDER BY seq LIMIT {NEWS_MAX}",
+            (rid, day, *sizes),
         ).fetchall()
+        rows += [r for r in more if r[0] not in listed][: NEWS_MAX - NEWS_FIRST]
     return [NewTransaction(_day(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
+
+def _large_in_each_currency(sql: Sql, rid: str, large: int) -> tuple[str, list[object]]:
+    """The SQL condition (and its parameters) for a large amount: the threshold in each staged currency's minor
+    units (500.00 is 50000 cents but 500 yen)."""
+    code = "COALESCE(iso_currency_code, unofficial_currency_code, '')"
+    query = f"SELECT DISTINCT {code} FROM sync_staging WHERE run_id = ?"  # noqa: S608 - constant SQL
+    codes = [r[0] for r in sql.run(query, (rid,)).fetchall()]
+    condition = " OR ".join(f"({code} = ? AND abs(amount_minor) >= ?)" for _ in codes) or "1 = 0"
+    return condition, [v for c in codes for v in (c, threshold_minor(large, c or None))]
 
 
 def _day(value: str | date) -> date:

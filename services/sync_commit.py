@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import heapq
 import itertools
 import uuid
 from dataclasses import dataclass, field
@@ -14,13 +15,13 @@ from sqlmodel import Session, col
 from models import ItemSyncState, LedgerTransaction, PlaidItem, SyncQuarantine, SyncRun
 from services.container import Container
 from services.db import unit_of_work
-from services.notify import NewTransaction, NotificationSettings, queue_after_sync
+from services.notify import NewTransaction, NotificationSettings, is_large, queue_after_sync, read_prefs
 from services.plaid_mapping import UnreadableRecord
 from services.plaid_types import Account
 from services.relink import reconcile_kept
 from services.sync_accounts import placeholder_account, upsert_accounts
 from services.sync_apply import REMOVED, Plan, Staged, plan_chunk, referenced_ids
-from services.sync_bulk import all_added, insert_new, new_rows, news_count, staged_accounts
+from services.sync_bulk import NEWS_FIRST, NEWS_MAX, all_added, insert_new, new_rows, news_count, staged_accounts
 from services.sync_checks import LowBalance, check_accounts
 from services.sync_run import LeaseLost, RunCounters
 from services.sync_store import (
@@ -46,8 +47,11 @@ class News:
     mail: list[uuid.UUID] = field(default_factory=list)  # the notifications queued in the apply transaction
     # Rows dated before this day are the bank's history arriving, not news: Plaid sends a new connection's last
     # 30 days first and the older history in later syncs, as `added` like any other transaction. The day is the
-    # bank's own (its oldest transaction here), so no clock of ours decides what is old.
+    # bank's own (its oldest transaction here), so no clock of ours decides what is old, unless the bank has sent
+    # none yet: then it is the day the connection was linked.
     history_before: date = date.min
+    _newest: list[tuple[date, int, NewTransaction]] = field(default_factory=list, repr=False)  # a heap
+    _large: list[NewTransaction] = field(default_factory=list, repr=False)
 
     def forget(self, rows: dict[str, date]) -> None:
         """Drop rows that turned out to continue kept history (a bank linked again) rather than be new."""
@@ -55,16 +59,34 @@ class News:
         self.rows = [r for r in self.rows if r.transaction_id not in rows]
 
     def collect(self, plan: Plan, large: int | None) -> None:
-        """The rows a chunk brought in that are new to the user (a pending row posting is not news again)."""
+        """The rows a chunk brought in that are new to the user (a pending row posting is not news again): the 20
+        newest (by date, then arrival, whatever order the bank sends them in) and the large ones, up to 200."""
         for tid, values in plan.new.items():
             day = date.fromisoformat(values[4])
             if day < self.history_before:
                 continue
             self.count += 1
-            amount = values[1]
-            if len(self.rows) < 20 or (large is not None and abs(amount) >= large and len(self.rows) < 200):
-                currency = values[2] or values[3]  # ISO, else Plaid's unofficial code
-                self.rows.append(NewTransaction(day, values[6], amount, currency, tid))
+            amount, currency = values[1], values[2] or values[3]  # ISO, else Plaid's unofficial code
+            row = NewTransaction(day, values[6], amount, currency, tid)
+            push = heapq.heappush if len(self._newest) < NEWS_FIRST else heapq.heappushpop
+            push(self._newest, (day, self.count, row))  # count: arrival order, and no tie ever compares rows
+            if is_large(amount, currency, large) and len(self._large) < NEWS_MAX:
+                self._large.append(row)
+        self._grown(plan, large)
+        newest = [row for *_, row in sorted(self._newest, key=lambda e: e[:2], reverse=True)]
+        listed = {r.transaction_id for r in newest}
+        self.rows = newest + [r for r in self._large if r.transaction_id not in listed][: NEWS_MAX - NEWS_FIRST]
+
+    def _grown(self, plan: Plan, large: int | None) -> None:
+        """A pending charge that posts at or above the threshold, having been below it (a tip, a fuel or hotel hold):
+        not news again, but large for the first time, so it is alerted once, as its pending twin was not."""
+        for tid, before in plan.posted.items():
+            values = plan.upserts[tid][0]
+            day, amount, currency = date.fromisoformat(values[4]), values[1], values[2] or values[3]
+            was_large = is_large(before[1], before[2] or before[3], large)
+            fresh = day >= self.history_before and len(self._large) < NEWS_MAX
+            if fresh and is_large(amount, currency, large) and not was_large:
+                self._large.append(NewTransaction(day, values[6], amount, currency, tid, news=False))
 
 
 def apply_run(
@@ -75,10 +97,10 @@ def apply_run(
     cursor: str,
     accounts: tuple[Account, ...],
     began: datetime,
-    prefs: NotificationSettings,
     news: News,
 ) -> SyncResult:
-    """Rows, balances, checks, cursor, state and run record: one transaction; ``news`` collects what it brought in."""
+    """Rows, balances, checks, cursor, state and run record: one transaction; ``news`` collects what it brought in
+    and queues what the user's preferences, as they are when it commits, ask to be told."""
     now = c.clock()
     with unit_of_work(c.engine, immediate=True) as session:
         claim = update(ItemSyncState).where(
@@ -88,6 +110,7 @@ def apply_run(
         )
         if session.execute(claim.values(cursor=cursor)).rowcount != 1:  # type: ignore[attr-defined]
             raise LeaseLost("the cursor moved or the lease expired")
+        prefs = read_prefs(session, item.user_id, lock=True)  # not as they were before a fetch of minutes
         amap = upsert_accounts(session, item, accounts, now)
         sql = Sql(session.connection())
         news.history_before = _oldest_day(session, item)
@@ -143,13 +166,15 @@ def set_aside(session: Session, sql: Sql, item: PlaidItem, run: RunCounters, now
 
 
 def _oldest_day(session: Session, item: PlaidItem) -> date:
-    """The day of the connection's oldest transaction in the ledger (date.min before it has any)."""
+    """The day of the connection's oldest transaction in the ledger; before it has any, the day before it was linked
+    (a day's slack for time zones): an account with nothing in Plaid's first 30 days still gets its older history
+    later, and that is no more news than any other history."""
     oldest = session.execute(
         select(func.min(LedgerTransaction.date)).where(
             col(LedgerTransaction.user_id) == item.user_id, col(LedgerTransaction.item_id) == item.id
         )
     ).scalar()
-    return oldest or date.min
+    return oldest or item.created_at.date() - timedelta(days=1)
 
 
 def _apply_rows(

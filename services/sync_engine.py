@@ -19,7 +19,7 @@ from services.banking import get_access_token
 from services.container import Container
 from services.db import outage_reason, unit_of_work
 from services.errors import DecryptionError, FinsyncError, NotFound, NotYours
-from services.notify import get_notification_prefs, queue_connection_alert
+from services.notify import queue_connection_alert
 from services.plaid_client import PlaidGateway
 from services.plaid_errors import LoginRequired, MutationDuringPagination, PlaidError
 from services.plaid_events import calls_for
@@ -229,8 +229,7 @@ def _execute(  # noqa: PLR0911 - one return per way a run can end
             return fail("preparing", None, explained("PREPARING"), due)
         accounts = retrying(lambda: gw.accounts_get(token), policy, run).accounts
         run.report("applying")
-        prefs = get_notification_prefs(c, item.user_id)
-        result = apply_run(c, item, run, start, cursor, accounts, now, prefs, news)
+        result = apply_run(c, item, run, start, cursor, accounts, now, news)
     except LoginRequired as exc:
         return fail("login_required", exc.code, explained(exc.code), now + timedelta(hours=LOGIN_PROBE_HOURS))
     except MutationDuringPagination as exc:

@@ -264,6 +264,11 @@ CASES: dict[str, Case] = {
         ),
         session=True,
     ),
+    "notify.read_prefs": own(
+        lambda w, s: notify.read_prefs(s, w.alice, lock=True),
+        session=True,
+        expect=lambda w, r: "bob's preferences" if r.large_transaction_minor == BOB_THRESHOLD else None,
+    ),
     "notify.queue_connection_alert": own(
         lambda w, s: notify.queue_connection_alert(s, w.c, w.alice, "First Demo Bank"), session=True
     ),

@@ -32,6 +32,7 @@ from services.plaid_mapping import (
     map_sync_page,
     map_transaction,
     statement_minor,
+    threshold_minor,
     to_minor,
 )
 
@@ -73,6 +74,22 @@ def test_statement_minor_flips_sign_and_is_exact(
     plaid_amount: float | int | str, currency: str | None, expected: int
 ) -> None:
     assert statement_minor(plaid_amount, currency) == expected
+
+
+@pytest.mark.parametrize(
+    ("hundredths", "currency", "expected"),
+    [
+        (50_000, "USD", 50_000),  # 500.00 dollars
+        (50_000, "JPY", 500),  # 500 yen, not 50,000
+        (50_000, "KWD", 500_000),  # 500.000 dinar
+        (50_000, None, 50_000),
+        (50_000, "BTC", 50_000_000_000),  # an unofficial code: 8 decimals
+        (1, "JPY", 1),  # 0.01 yen: any yen at all is at or above it
+        (150, "JPY", 2),  # 1.50 yen: 1 yen is below, 2 is above
+    ],
+)
+def test_a_threshold_in_each_currency_s_minor_units(hundredths: int, currency: str | None, expected: int) -> None:
+    assert threshold_minor(hundredths, currency) == expected
 
 
 def test_to_minor_accepts_decimal_and_keeps_sign() -> None:
