@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from models import LinkSession, PlaidItem, User
 from services import banking_store as store
-from services import revocations, wakeup
+from services import revocations, safe_text, wakeup
 from services.banking_access import gateway
 from services.banking_views import ItemView
 from services.container import Container
@@ -163,8 +163,11 @@ def link_public_token(
             raise FinsyncError(f"Linking your bank did not finish and nothing was saved: {exc}") from None
         raw_inst = metadata.get("institution")
         inst: Mapping[str, Any] = raw_inst if isinstance(raw_inst, Mapping) else {}
-        institution_id = result.item.institution_id or str(inst.get("institution_id") or "unknown")
-        name = result.item.institution_name or str(inst.get("name") or institution_id)
+        # Plaid's item names the bank; Link's metadata (sent by the browser, so forgeable) only when it is null.
+        institution_id = result.item.institution_id or safe_text.clean(str(inst.get("institution_id") or "unknown"))
+        name = result.item.institution_name or " ".join(
+            safe_text.clean(str(inst.get("name") or institution_id)).split()
+        )
 
         try:
             view, duplicate = _store_retrying(

@@ -14,6 +14,7 @@ import pytest
 from models import BankAccount, LinkSession, PlaidItem
 from services import banking
 from services.container import build_container
+from services.db import unit_of_work
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, INSTITUTIONS
 from services.errors import DuplicateConnection, FinsyncError, InputError, NotFound, PermissionDenied
 from services.plaid_client import PlaidGateway
@@ -233,3 +234,32 @@ def test_link_sessions_expire_after_four_hours(bank: Bank) -> None:
             bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
         )
     assert count(bank, PlaidItem) == 0
+
+
+def test_a_bank_named_only_by_the_browser_is_stored_as_one_short_plain_line(bank: Bank, monkeypatch) -> None:
+    """When Plaid's item carries no institution (it may be null), the name falls back to Link's metadata, which the
+    browser sends and anyone can forge: it is stored as one plain line that fits, never refused or kept as sent."""
+    gw = bank.c.plaid
+    real = gw.accounts_get
+
+    def without_institution(token: str):  # type: ignore[no-untyped-def]
+        result = real(token)
+        return dataclasses.replace(result, item=dataclasses.replace(result.item, institution_id=None,
+                                                                    institution_name=None))  # fmt: skip
+
+    monkeypatch.setattr(gw, "accounts_get", without_institution)
+    alice = bank.user()
+    start = banking.start_link(bank.c, alice)
+    success = bank.link_login(start.link_token, "ins_demo_1")
+    forged = "Evil\r\nBcc: victim@example.com\x00\u202e" + "B" * 300
+    metadata = {**success, "institution": {"name": forged, "institution_id": "ins_\n" + "9" * 100}}
+    view = banking.complete_link(
+        bank.c, alice, public_token=success["public_token"], metadata=metadata, link_session_id=start.link_session_id
+    )
+    (item,) = banking.list_items(bank.c, alice)
+    assert item.id == view.id
+    assert item.institution_name.startswith("Evil Bcc: victim@example.com")
+    assert item.institution_name.isprintable() and len(item.institution_name) <= 128
+    with unit_of_work(bank.c.engine) as s:
+        stored = s.get(PlaidItem, view.id)
+        assert stored is not None and stored.institution_id.isprintable() and len(stored.institution_id) <= 64
