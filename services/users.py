@@ -121,7 +121,7 @@ def clean_email(raw: str) -> str:
     try:
         result = validate_email(text, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as exc:
-        raise InputError(f"That email address is not valid: {exc}") from None
+        raise InputError(f"That email address is not valid. {exc}") from None  # the reason is a sentence
     return result.normalized
 
 

@@ -265,3 +265,9 @@ def test_a_password_made_of_the_users_own_names_is_refused_in_plain_words(passwo
 
 def test_a_password_that_merely_contains_the_username_is_fine() -> None:
     passwords.check_policy("alice keeps granite meadows", context=["alice@example.com", "alice", "alice"])
+
+
+def test_an_invalid_address_is_refused_in_two_plain_sentences() -> None:
+    with pytest.raises(InputError) as info:
+        clean_email("not-an-email")
+    assert str(info.value) == "That email address is not valid. An email address must have an @-sign."
