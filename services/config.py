@@ -68,7 +68,8 @@ def new_key_entry(version: int) -> str:
 class Settings(BaseSettings):
     """Every setting finsync reads; names are the environment variables (a contract)."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # NAME= (a copied template, a blank Streamlit Cloud secret) is unset: an empty FINSYNC_BASE_URL put "None" in links.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True, env_ignore_empty=True)
 
     database_url: str | None = Field(default=None, alias="DATABASE_URL")
     secret_key: SecretStr | None = Field(default=None, alias="FINSYNC_SECRET_KEY")

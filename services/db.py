@@ -153,6 +153,11 @@ def check_database(engine: Engine, *, encoding: bool = False) -> None:
             found = str(conn.execute(text(probe)).scalar())
     except DBAPIError as exc:  # cannot connect; also "file is not a database", a malformed connection option
         reason = outage_reason(exc)
+        if is_sqlite(engine):  # no server to check: the file, or the folder it should be made in
+            raise DatabaseUnavailable(
+                f"cannot open the database file {engine.url.database}: {reason}. Check that it is a finsync database "
+                "in a folder finsync may write (FINSYNC_DATA_DIR, or the path in DATABASE_URL when that is set)."
+            ) from None
         raise DatabaseUnavailable(
             f"cannot reach the database at {where}: {reason}. Check DATABASE_URL and that the server is running."
         ) from None

@@ -290,9 +290,9 @@ def register_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """``export transactions``."""
     export = sub.add_parser("export", help="export data").add_subparsers(dest="what", required=True)
     tx = export.add_parser("transactions", help="a user's transactions as CSV")
-    tx.add_argument("--email", required=True)
+    tx.add_argument("--email", required=True, help="the user's email address")
     tx.add_argument("--format", default="csv", choices=["csv"])
-    tx.add_argument("--out", required=True, help="file to write")
-    tx.add_argument("--from", dest="start", type=_day, help="first date (YYYY-MM-DD), inclusive")
-    tx.add_argument("--to", dest="end", type=_day, help="last date (YYYY-MM-DD), inclusive")
+    tx.add_argument("--out", required=True, metavar="FILE", help="file to write (replaced when it exists)")
+    tx.add_argument("--from", dest="start", type=_day, metavar="YYYY-MM-DD", help="first date, inclusive")
+    tx.add_argument("--to", dest="end", type=_day, metavar="YYYY-MM-DD", help="last date, inclusive")
     tx.set_defaults(handler=_export)

@@ -170,6 +170,19 @@ def test_a_database_url_naming_a_folder_a_file_or_a_path_under_a_file_changes_no
     assert not data.exists()
 
 
+def test_a_sqlite_file_that_cannot_be_opened_names_the_data_dir_not_a_server(tmp_path: Path) -> None:
+    """With DATABASE_URL unset the database is FINSYNC_DATA_DIR/finsync.db: the message told the operator to check
+    a DATABASE_URL they never set and that "the server is running" (SQLite has none)."""
+    data = tmp_path / "data"
+    (data / "finsync.db").mkdir(parents=True)  # a folder where the database file belongs
+    result = cli("db", "upgrade", env={"DATABASE_URL": "", "FINSYNC_DATA_DIR": str(data)})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"finsync: cannot open the database file {data / 'finsync.db'}: ")
+    assert "FINSYNC_DATA_DIR" in line and "server" not in line
+    assert sorted(p.name for p in data.iterdir()) == ["finsync.db"]
+
+
 def test_a_database_a_newer_finsync_migrated_is_named_not_a_traceback(db_url: str) -> None:
     from sqlalchemy import text
 

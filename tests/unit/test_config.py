@@ -209,3 +209,30 @@ def test_demo_activity_seconds_is_bounded(monkeypatch: pytest.MonkeyPatch, given
     monkeypatch.setenv("FINSYNC_DEMO_ACTIVITY_SECONDS", given)
     with pytest.raises(ConfigError, match=r"^FINSYNC_DEMO_ACTIVITY_SECONDS: Input should be"):
         load_settings(announce=False, create_secrets=False)
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "default"),
+    [
+        ("FINSYNC_BASE_URL", "base_url", "http://localhost:8501"),
+        ("FINSYNC_MAIL_FROM", "mail_from", "finsync <no-reply@finsync.local>"),
+        ("PLAID_ENV", "effective_plaid_env", "demo"),
+        ("SYNC_INTERVAL_HOURS", "sync_interval_hours", 6),
+        ("SESSION_IDLE_MINUTES", "session_idle_minutes", 30),
+        ("FINSYNC_PROXY_HOPS", "proxy_hops", 0),
+    ],
+)
+def test_a_setting_set_empty_is_its_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, field: str, default: object
+) -> None:
+    """``NAME=`` in .env or the environment (a copied template, a blank Streamlit Cloud secret) means unset, as it
+    already did for DATABASE_URL and FINSYNC_DATA_DIR: an empty FINSYNC_BASE_URL put "None/..." into every emailed
+    link and the webhook URL sent to Plaid, and an empty PLAID_ENV or number stopped start-up."""
+    monkeypatch.setenv(name, "")
+    settings = load_settings(announce=False)
+    assert getattr(settings, field) == default
+    (tmp_path / ".env").write_text(f"{name}=\n", encoding="utf-8")
+    monkeypatch.delenv(name)
+    settings = load_settings(announce=False)
+    assert getattr(settings, field) == default
+    assert "base_url" not in settings.model_fields_set  # the app's own port still decides the links
