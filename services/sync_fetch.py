@@ -43,7 +43,9 @@ def fetch(c: Container, gw: PlaidGateway, token: str, run: RunCounters, start: s
                 return _fetch_once(c, gw, token, run, start, policy, events)
             except MutationDuringPagination:
                 run.restarts += 1
-                with unit_of_work(c.engine, immediate=True) as session:
+                with unit_of_work(c.engine, immediate=True) as session:  # renewed: the attempt counts from now
+                    if not renew(session, run.item_id, run.owner, c.clock()):
+                        raise LeaseLost("lost the item's lease") from None
                     drop_staging(Sql(session.connection()), [run.run_id])
                 if run.restarts >= MAX_RESTARTS:
                     raise

@@ -73,3 +73,26 @@ def test_a_slow_bank_does_not_let_the_lease_run_out_mid_fetch(container, gateway
     assert second == ["already_syncing"]
     assert (result.status, result.pages) == ("ok", 3)
     assert ledger(container, user_id) == truth(demo_bank, pid)
+
+
+def test_a_restart_after_a_mutation_does_not_count_as_a_renewal(container, gateway, demo_bank, clock, linked) -> None:
+    """A restart (the bank changed during pagination) renews nothing by itself: the pages fetched again after it must
+    not wait a fresh third of a lease counted from the restart, or the lease runs out and a second worker takes over."""
+    user_id, item_id, pid = linked
+    for i in range(1100):  # three pages
+        demo_bank.mutate(pid, "add", cents=100 + i, name=f"SHOP {i}")
+    demo_bank.set_fault(pid, "mutation_during_pagination", page=3)
+    second: list[str] = []
+
+    def slow_pages(p) -> None:  # type: ignore[no-untyped-def]
+        if p.stage != "fetching":
+            return
+        clock.advance(seconds=LEASE_SECONDS * 0.3)  # each page takes three minutes: never a third of a lease
+        if p.pages == 4:  # the restart's second page: twelve minutes after the lease was taken, none renewed it
+            second.append(sync_fast(container, gateway, user_id, item_id, worker="worker-B").status)
+
+    result = sync_fast(container, gateway, user_id, item_id, worker="worker-A", progress=slow_pages)
+
+    assert second == ["already_syncing"]
+    assert result.status == "ok"
+    assert ledger(container, user_id) == truth(demo_bank, pid)
