@@ -27,7 +27,7 @@ from services import audit
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import DecryptionError
-from services.mailer import refused_for_good
+from services.mailer import refused_for_good, refused_this_one
 from services.notices import Mail
 
 log = logging.getLogger("finsync.mail")
@@ -154,7 +154,9 @@ def send(c: Container, ids: Iterable[uuid.UUID] | None = None, *, limit: int = 5
             if why := refused_for_good(exc):  # the server is up and said no to this one mail: the rest can go
                 _give_up(c, claim, why)
                 continue
-            _settle(c, claim, exc)
+            _settle(c, claim, exc)  # tried again later, until it is past its use
+            if refused_this_one(exc):  # the server is up: one refused mail does not hold back the rest
+                continue
             break
         _settle(c, claim, None)
         sent += 1

@@ -107,19 +107,38 @@ class MemoryMailer:
         self.sent.append(build_message(self.sender, to, subject, body))
 
 
+# Enhanced status codes (RFC 3463) that are about this one message: its mailbox or domain (5.1.x), its size
+# (5.2.3, 5.3.4) or its content (5.6.x). A policy refusal (5.7.x: relay denied, not authenticated) is the server's
+# set-up, not the message: every mail would be refused alike, and an operator can fix it before they expire.
+_THIS_MESSAGE = re.compile(rb"^\s*5\.(1\.\d+|2\.3|3\.4|6\.\d+)\b")
+
+
+def _replies(exc: Exception) -> list[tuple[int, bytes]]:
+    """The server's refusals of this one message (its recipient or its data), if that is what ``exc`` is."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return [
+            (code, text if isinstance(text, bytes) else str(text).encode()) for code, text in exc.recipients.values()
+        ]
+    if isinstance(exc, smtplib.SMTPDataError):
+        text = exc.smtp_error
+        return [(exc.smtp_code, text if isinstance(text, bytes) else str(text).encode())]
+    return []
+
+
 def refused_for_good(exc: Exception) -> str | None:
-    """Why the server will never take this message (a 5xx for its recipient or its content; it cannot be written at
-    all), else None: trying again later would only hold back the mail queued behind it. The words name no address."""
+    """Why the server will never take this message (a 5xx whose enhanced code is about its mailbox, size or content;
+    or it cannot be written at all), else None. The words name no address."""
     if isinstance(exc, InputError):
         return "it cannot be written as an email"
-    codes = []
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        codes = [code for code, _ in exc.recipients.values()]
-    elif isinstance(exc, smtplib.SMTPDataError):
-        codes = [exc.smtp_code]
-    if codes and all(500 <= code < 600 for code in codes):
-        return f"the mail server refused it for good ({type(exc).__name__} {codes[0]})"
+    replies = _replies(exc)
+    if replies and all(500 <= code < 600 and _THIS_MESSAGE.match(text) for code, text in replies):
+        return f"the mail server refused it for good ({type(exc).__name__} {replies[0][0]})"
     return None
+
+
+def refused_this_one(exc: Exception) -> bool:
+    """The server is up and answered about this message alone: the mail behind it can still go."""
+    return bool(_replies(exc))
 
 
 def make_mailer(smtp_url: str | None, outbox: Path, sender: str) -> Mailer:

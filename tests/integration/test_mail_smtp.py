@@ -31,8 +31,9 @@ class _Session(socketserver.StreamRequestHandler):
         self._say("220 loopback ESMTP")
         while line := self.rfile.readline():
             verb = line.decode().strip().split(" ", 1)[0].upper()
-            if verb == "RCPT" and b"bounce@" in line:
-                self._say("550 5.1.1 no such mailbox")
+            refusal = next((why for who, why in self.server.refusals.items() if who in line), None)
+            if verb == "RCPT" and refusal:
+                self._say(refusal)
             elif verb in ("EHLO", "HELO", "MAIL", "RCPT", "RSET", "NOOP"):
                 self._say("250 ok")
             elif verb == "DATA":
@@ -57,6 +58,7 @@ class _MailServer(socketserver.ThreadingTCPServer):
         super().__init__(("127.0.0.1", 0), _Session)
         self.taken: list[bytes] = []
         self.quit_reply = quit_reply
+        self.refusals = {b"bounce@": "550 5.1.1 no such mailbox", b"relay@": "554 5.7.1 Relay access denied"}
 
 
 @pytest.fixture
@@ -102,3 +104,28 @@ def test_a_mail_the_server_refuses_for_good_is_given_up_and_the_rest_still_go(
         (event,) = session.execute(select(AuditEvent).where(AuditEvent.event == "mail_given_up")).scalars()
         detail = event.detail or ""
         assert "refused it for good (SMTPRecipientsRefused 550)" in detail and "bounce" not in detail
+
+
+def test_a_mail_refused_by_the_servers_policy_waits_for_it_to_be_fixed_and_does_not_hold_back_the_rest(
+    container: Container, grumpy_server: _MailServer, clock: FakeClock
+) -> None:
+    """A relay refusal (5.7.1) is the server's set-up, not the mailbox: it would refuse everyone's mail alike, so the
+    mail is kept and tried again (an operator can fix the server before it expires), and the next mail still goes."""
+    port = grumpy_server.server_address[1]
+    c = replace(container, mailer=SmtpMailer(f"smtp://127.0.0.1:{port}", "finsync <no-reply@finsync.local>", 5.0))
+    with unit_of_work(c.engine) as session:
+        mail_queue.enqueue(session, c, Mail("relay@example.com", "finsync: reset", "LINK", "notification"))
+    clock.advance(seconds=1)
+    with unit_of_work(c.engine) as session:
+        mail_queue.enqueue(session, c, Mail("ada@example.com", "finsync: digest", "GUM", "notification"))
+    assert mail_queue.send(c) == 1  # ada's went in the same pass
+    with unit_of_work(c.engine) as session:
+        (waiting,) = session.execute(select(QueuedMail)).scalars()
+        assert waiting.attempts == 1 and waiting.next_attempt_at > clock()
+        assert session.execute(select(AuditEvent).where(AuditEvent.event == "mail_given_up")).first() is None
+    del grumpy_server.refusals[b"relay@"]  # the operator fixed the server
+    clock.advance(minutes=2)
+    assert mail_queue.send(c) == 1
+    assert len(grumpy_server.taken) == 2
+    with unit_of_work(c.engine) as session:
+        assert session.execute(select(QueuedMail)).first() is None
