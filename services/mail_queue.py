@@ -138,7 +138,8 @@ def _give_up(c: Container, claim: _Claim, why: str) -> None:
 def send(c: Container, ids: Iterable[uuid.UUID] | None = None, *, limit: int = 50) -> int:
     """Try due mails once each (``ids`` only and in their order when given, else oldest first); return how many were sent.
 
-    After one failure the rest wait for the next pass: the mail server is likely down for all of them.
+    After a failure to reach the server the rest wait for the next pass (it is likely down for all of them); a
+    refusal of one mail alone (its recipient or its data) lets the rest go.
     """
     picks: Iterable[list[uuid.UUID] | None] = [[i] for i in ids] if ids is not None else [None] * limit
     sent = 0
