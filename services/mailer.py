@@ -116,13 +116,12 @@ _THIS_MESSAGE = re.compile(rb"^\s*5\.(1\.\d+|2\.3|3\.4|6\.\d+)\b")
 def _replies(exc: Exception) -> list[tuple[int, bytes]]:
     """The server's refusals of this one message (its recipient or its data), if that is what ``exc`` is."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        return [
-            (code, text if isinstance(text, bytes) else str(text).encode()) for code, text in exc.recipients.values()
-        ]
-    if isinstance(exc, smtplib.SMTPDataError):
-        text = exc.smtp_error
-        return [(exc.smtp_code, text if isinstance(text, bytes) else str(text).encode())]
-    return []
+        replies: list[tuple[int, bytes | str]] = list(exc.recipients.values())
+    elif isinstance(exc, smtplib.SMTPDataError):
+        replies = [(exc.smtp_code, exc.smtp_error)]
+    else:
+        return []
+    return [(code, text if isinstance(text, bytes) else str(text).encode()) for code, text in replies]
 
 
 def refused_for_good(exc: Exception) -> str | None:

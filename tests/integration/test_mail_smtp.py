@@ -71,11 +71,25 @@ def grumpy_server() -> Iterator[_MailServer]:
     server.server_close()
 
 
+def _sending_to(container: Container, server: _MailServer) -> Container:
+    """The container with a real SMTP mailer pointed at ``server``."""
+    url = f"smtp://127.0.0.1:{server.server_address[1]}"
+    return replace(container, mailer=SmtpMailer(url, "finsync <no-reply@finsync.local>", 5.0))
+
+
+def _refused_then_ada(c: Container, clock: FakeClock, refused: str) -> None:
+    """Queue a mail the server refuses, then (a second later, so it is tried after it) one for ada it takes."""
+    with unit_of_work(c.engine) as session:
+        mail_queue.enqueue(session, c, Mail(refused, "finsync: digest", "GUM", "notification"))
+    clock.advance(seconds=1)
+    with unit_of_work(c.engine) as session:
+        mail_queue.enqueue(session, c, Mail("ada@example.com", "finsync: digest", "GUM", "notification"))
+
+
 def test_a_mail_the_server_took_is_not_sent_again_when_its_goodbye_fails(
     container: Container, grumpy_server: _MailServer, clock: FakeClock
 ) -> None:
-    port = grumpy_server.server_address[1]
-    c = replace(container, mailer=SmtpMailer(f"smtp://127.0.0.1:{port}", "finsync <no-reply@finsync.local>", 5.0))
+    c = _sending_to(container, grumpy_server)
     with unit_of_work(c.engine) as session:
         mail_queue.enqueue(session, c, Mail("ada@example.com", "finsync: 1 new transaction", "GUM", "notification"))
     assert mail_queue.send(c) == 1  # the server took it: sent, whatever it said to QUIT
@@ -90,13 +104,8 @@ def test_a_mail_the_server_refuses_for_good_is_given_up_and_the_rest_still_go(
 ) -> None:
     """A mailbox that does not exist (550) will not exist on the next try: that mail is given up at once, audited, and
     does not hold back everyone else's mail (one failure ends a pass, as when the server is down)."""
-    port = grumpy_server.server_address[1]
-    c = replace(container, mailer=SmtpMailer(f"smtp://127.0.0.1:{port}", "finsync <no-reply@finsync.local>", 5.0))
-    with unit_of_work(c.engine) as session:
-        mail_queue.enqueue(session, c, Mail("bounce@example.com", "finsync: digest", "GUM", "notification"))
-    clock.advance(seconds=1)
-    with unit_of_work(c.engine) as session:
-        mail_queue.enqueue(session, c, Mail("ada@example.com", "finsync: digest", "GUM", "notification"))
+    c = _sending_to(container, grumpy_server)
+    _refused_then_ada(c, clock, "bounce@example.com")
     assert mail_queue.send(c) == 1  # the refused one first, then ada's, in one pass
     assert len(grumpy_server.taken) == 1
     with unit_of_work(c.engine) as session:
@@ -111,13 +120,8 @@ def test_a_mail_refused_by_the_servers_policy_waits_for_it_to_be_fixed_and_does_
 ) -> None:
     """A relay refusal (5.7.1) is the server's set-up, not the mailbox: it would refuse everyone's mail alike, so the
     mail is kept and tried again (an operator can fix the server before it expires), and the next mail still goes."""
-    port = grumpy_server.server_address[1]
-    c = replace(container, mailer=SmtpMailer(f"smtp://127.0.0.1:{port}", "finsync <no-reply@finsync.local>", 5.0))
-    with unit_of_work(c.engine) as session:
-        mail_queue.enqueue(session, c, Mail("relay@example.com", "finsync: reset", "LINK", "notification"))
-    clock.advance(seconds=1)
-    with unit_of_work(c.engine) as session:
-        mail_queue.enqueue(session, c, Mail("ada@example.com", "finsync: digest", "GUM", "notification"))
+    c = _sending_to(container, grumpy_server)
+    _refused_then_ada(c, clock, "relay@example.com")
     assert mail_queue.send(c) == 1  # ada's went in the same pass
     with unit_of_work(c.engine) as session:
         (waiting,) = session.execute(select(QueuedMail)).scalars()
