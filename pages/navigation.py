@@ -34,7 +34,7 @@ with database_outage_notice():  # the database gone mid-session: words, not a ba
     link_page = None
     if "verify" in params:
         link_page = st.Page("verify_email.py", title="Verify email", icon=":material/mark_email_read:", default=True)
-    elif "reset" in params and view is None:
+    elif "reset" in params:  # a browser still signed in gets it too: its person may have forgotten the password
         link_page = st.Page("reset_password.py", title="Choose a new password", icon=":material/key:", default=True)
     # A bank's OAuth redirect lands on PLAID_REDIRECT_URI with oauth_state_id, and Accounts resumes Link from it. When
     # that URI is the app root, Accounts is the default page of this visit: it opens right there, URL and query params

@@ -239,6 +239,41 @@ def test_reset_link_sets_a_new_password_once(
         assert not [t for t in at.text_input if t.key == "reset_password"]
 
 
+@pytest.mark.parametrize("browser_user", ["alice", "bob"])
+def test_a_reset_link_opened_in_a_browser_still_signed_in_sets_the_password(
+    app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch, browser_user: str
+) -> None:
+    """Someone who forgot the password their browser is still signed in with (Settings asks for the current one)
+    opens the emailed link there: it offers the form (it showed Home and dropped the link), and once the password
+    is set this browser is signed out too, also when it was signed in to another account, with the sign-in page
+    saying what happened."""
+    from pages.ui import browser
+
+    asked: list[dict[str, str]] = []
+    monkeypatch.setattr(browser, "_post_and_reload", lambda **kw: asked.append(kw["data"]))  # AppTest runs no JS
+    make_user(container, "alice")
+    make_user(container, "bob")
+    signed_in_as(monkeypatch, sign_in(container, browser_user))
+    at = app()
+    at.query_params["reset"] = "forged-token"
+    at.run()  # a dead link says so, and where a signed-in person changes the password instead
+    assert not at.exception and "invalid, already used or expired" in texts(at)
+    assert [link.label for link in at.get("page_link")] == ["Change your password in Settings"]
+    auth.request_password_reset(container, email="alice@example.com")
+    new = "marble falcon orchard 5521 quilt"
+    at = app()
+    at.query_params["reset"] = link_token(mailer, "reset")
+    at.run()
+    assert not at.exception and f"You are signed in as {browser_user}" in texts(at)
+    at.text_input(key="reset_password").input(new)
+    at.text_input(key="reset_repeat").input(new)
+    at = submit(at, "Set new password")
+    assert not at.exception and "every session was signed out" in texts(at)
+    assert "Sign in to finsync" in texts(at) and not [t for t in at.text_input if t.key == "reset_password"]
+    assert [a["url"] for a in asked] == ["/auth/logout"]  # the browser drops its cookie
+    assert sign_in(container, "alice", new)
+
+
 def test_an_email_change_link_speaks_of_the_change_and_says_the_new_address(
     app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
