@@ -59,6 +59,7 @@ def two_factor_section(view: SessionView) -> None:
         try:
             if off:
                 totp.disable_totp(container(), view.user.id, password=password, code=code, ip=ui_session.client_ip())
+                st.session_state["totp_off_said"] = True  # said on the run that follows, where the tab shows it off
                 st.rerun()
             if regenerate:
                 ip = ui_session.client_ip()
@@ -68,6 +69,9 @@ def two_factor_section(view: SessionView) -> None:
         except FinsyncError as exc:
             st.error(str(exc))
         return
+    if st.session_state.pop("totp_off_said", None):
+        st.success("Two-factor sign-in is off: your password alone signs you in now, and your recovery codes no longer "
+                   "work. We emailed you that it was turned off.", icon=":material/check_circle:")  # fmt: skip
     st.write("Protect your account with an authenticator app (codes that change every 30 seconds).")
     if not view.user.email_verified:
         st.info(totp.NEEDS_CONFIRMED_ADDRESS, icon=":material/mark_email_unread:")

@@ -283,6 +283,10 @@ def test_settings_turn_two_factor_off_needs_a_right_code(
     assert not at.exception and not at.error and "Two-factor sign-in is on." not in texts(at)
     assert [b for b in at.button if b.label == "Set up two-factor sign-in"]
     assert registered(container, "alice@example.com").totp_enabled is False
+    # the click is answered, not only the tab drawn anew: it says what changed, once
+    said = [s.value for s in at.success]
+    assert len(said) == 1 and said[0].startswith("Two-factor sign-in is off: your password alone signs you in")
+    assert not at.run().success
 
 
 def test_two_factor_waits_until_the_address_is_confirmed(
