@@ -147,7 +147,8 @@ def queue_after_sync(
     floor = money(prefs.low_balance_minor, None) if prefs.low_balance_minor is not None else ""
     for acct in low if floor else []:
         balance = money(acct.balance_minor, acct.iso_currency_code)
-        body = f"The balance of {_plain(acct.name)} at {institution} is {balance}, below your alert amount of {floor}."
+        which = "available balance" if acct.available else "balance"  # the one compared, named as Accounts names it
+        body = f"The {which} of {_plain(acct.name)} at {institution} is {balance}, below your alert amount of {floor}."
         queued += _queue(session, c, user_id, f"low balance on {_plain(acct.name)}", body)
     return queued
 

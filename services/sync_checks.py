@@ -24,6 +24,7 @@ class LowBalance:
     name: str
     balance_minor: int
     iso_currency_code: str | None
+    available: bool = True  # the bank's available balance (what Accounts shows as Available), else its current one
 
 
 def statement_balance(account: Account) -> int | None:
@@ -81,7 +82,7 @@ def check_accounts(
             and in_units(available, currency) < threshold_units(low_threshold)
         )
         if is_low and not check.low_balance_alerted:
-            low.append(LowBalance(a.name, available or 0, currency))
+            low.append(LowBalance(a.name, available or 0, currency, a.available_minor is not None))
         check.low_balance_alerted = is_low
         session.add(check)
     return low

@@ -25,6 +25,7 @@ from services.notify import (
     NewTransaction,
     NotificationSettings,
     get_notification_prefs,
+    money,
     queue_after_sync,
     set_notification_prefs,
 )
@@ -191,6 +192,12 @@ def test_notifications_digest_large_transaction_and_low_balance(
     # The first sync brings past history: not news, so no digest or large alerts; a low balance still counts.
     assert first and all(s.startswith("finsync: low balance on") for s in first), first
     assert "below your alert amount of 10,000,000,000.00" in mailer.sent[0].get_content()  # why it was sent
+    # It names the balance it compared, as Accounts shows it (Available), not "the balance" (read as Current)
+    accounts = {a.name: a for item in banking.list_items(container, user_id) for a in item.accounts}
+    for mail in mailer.sent:
+        name = str(mail["Subject"]).removeprefix("finsync: low balance on ")
+        shown = money(accounts[name].available_minor or 0, accounts[name].currency)
+        assert f"The available balance of {name} at " in mail.get_content() and f" is {shown}," in mail.get_content()
     mailer.sent.clear()
     demo_bank.mutate(pid, "add", cents=75_000, name="NEW TV")
     sync_item(container, user_id, item_id, gateway=gateway, policy=FAST)
