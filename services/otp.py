@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Literal
 
 import pyotp
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlmodel import Session, col
 
 from models import RecoveryCode, User
@@ -86,6 +86,12 @@ def new_recovery_codes(session: Session, user_id: uuid.UUID) -> list[str]:
         session.add(RecoveryCode(user_id=user_id, code_hash=_hash(raw)))
         codes.append("-".join(raw[i : i + 5] for i in range(0, len(raw), 5)))
     return codes
+
+
+def codes_left(session: Session, user_id: uuid.UUID) -> int:
+    """How many of the user's recovery codes are unused."""
+    query = select(func.count()).where(col(RecoveryCode.user_id) == user_id, col(RecoveryCode.used_at).is_(None))
+    return int(session.execute(query).scalar_one())
 
 
 def _use_recovery(session: Session, user: User, code: str, now: datetime) -> bool:

@@ -88,6 +88,12 @@ def pending_enrolment(c: Container, user_id: uuid.UUID, *, session_id: uuid.UUID
         return _enrolment(otp.secret_of(c, user), user.email)
 
 
+def recovery_codes_left(c: Container, user_id: uuid.UUID) -> int:
+    """How many recovery codes the user has not used yet (none while two-factor is off)."""
+    with unit_of_work(c.engine) as session:
+        return otp.codes_left(session, load_user(session, user_id).id)
+
+
 QR_LABEL = "QR code to scan with your authenticator app"
 
 

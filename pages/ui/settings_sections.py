@@ -50,6 +50,7 @@ def two_factor_section(view: SessionView) -> None:
         st.success("Two-factor sign-in is on.", icon=":material/verified_user:")
         if _codes_to_save():
             return
+        _codes_left(totp.recovery_codes_left(container(), view.user.id))
         with st.form("totp_off_form", clear_on_submit=True):
             password = _password_input("Password", "totp_off_password")
             code = st.text_input("Current code", max_chars=64, key="totp_off_code")
@@ -107,6 +108,15 @@ def two_factor_section(view: SessionView) -> None:
         else:
             st.session_state["totp_just_on"] = True
             _keep_codes(codes)  # 2FA is on: the QR code and its form go away
+
+
+def _codes_left(left: int) -> None:
+    """Each sign-in with a recovery code spends one: say how many are left, and warn before they run out."""
+    said = f"{plural(left, 'unused recovery code')} left."
+    if left > 3:
+        st.caption(said)
+    else:
+        st.warning(f"{said} Make new ones below (your password and a code) before you run out.", icon=":material/key:")
 
 
 def _keep_codes(codes: list[str]) -> None:

@@ -250,6 +250,7 @@ CASES: dict[str, Case] = {
     ),
     "otp.new_recovery_codes": own(lambda w, s: otp.new_recovery_codes(s, w.alice), session=True),
     "otp.drop_recovery_codes": own(lambda w, s: otp.drop_recovery_codes(s, w.alice), session=True),
+    "otp.codes_left": own(lambda w, s: otp.codes_left(s, w.alice), session=True),
     "sessions.revoke_all": own(lambda w, s: sessions.revoke_all(s, w.alice, w.c.clock()), session=True),
     "sync_store.forget_unedited_tombstones": own(
         lambda w, s: sync_store.forget_unedited_tombstones(sql(s), w.alice, w.c.clock() + timedelta(days=400)),
@@ -290,6 +291,7 @@ CASES: dict[str, Case] = {
     "sessions.revoke_other_sessions": own(lambda w: sessions.revoke_other_sessions(w.c, w.alice, w.bob_token)),
     "totp.start_totp_enrolment": own(lambda w: totp.start_totp_enrolment(w.c, w.alice)),
     "totp.pending_enrolment": own(lambda w: totp.pending_enrolment(w.c, w.alice)),
+    "totp.recovery_codes_left": own(lambda w: totp.recovery_codes_left(w.c, w.alice)),
     "totp.confirm_totp": own(confirm_totp),
     "totp.regenerate_recovery_codes": own(
         lambda w: totp.regenerate_recovery_codes(w.c, w.alice, password=w.password, code=w.code() or "")

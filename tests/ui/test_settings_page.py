@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Button
 
 from pages.ui.text import md
-from services import audit, auth, sessions
+from services import audit, auth, sessions, totp
 from services.container import Container
 from services.errors import InvalidCredentials, TokenInvalid
 from services.mailer import MemoryMailer
@@ -287,6 +287,31 @@ def test_settings_turn_two_factor_off_needs_a_right_code(
     said = [s.value for s in at.success]
     assert len(said) == 1 and said[0].startswith("Two-factor sign-in is off: your password alone signs you in")
     assert not at.run().success
+
+
+def test_two_factor_tab_counts_the_recovery_codes_left_and_warns_before_they_run_out(
+    app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone who lost the phone signs in with recovery codes, one spent each time: the tab says how many are
+    left (it said nothing, so the last one could go unnoticed and lock them out), and warns when few are."""
+    alice = make_user(container, "alice")
+    secret = enable_totp(container, alice.id)
+    clock.advance(seconds=30)
+    codes = totp.regenerate_recovery_codes(container, alice.id, password=PASSWORD, code=code_at(secret, clock()))
+
+    def with_recovery_code(code: str) -> str:
+        step = auth.begin_sign_in(container, login="alice", password=PASSWORD)
+        assert step.challenge
+        return auth.redeem_ticket(container, ticket=auth.complete_totp(container, challenge=step.challenge, code=code))
+
+    at = settings_page(app, monkeypatch, with_recovery_code(codes[0]))
+    assert "9 unused recovery codes left." in [c.value for c in at.caption] and not at.warning
+    for code in codes[1:7]:
+        token = with_recovery_code(code)
+    at = settings_page(app, monkeypatch, token)
+    assert [w.value for w in at.warning] == [
+        "3 unused recovery codes left. Make new ones below (your password and a code) before you run out."
+    ]
 
 
 def test_two_factor_waits_until_the_address_is_confirmed(
