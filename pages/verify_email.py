@@ -36,8 +36,15 @@ if clicked:
             st.info(
                 f"This link was already used or has expired. Your address, {md(signed_in.user.email)}, is verified."
             )
-        else:
+        else:  # a dead link is no dead end: say where a new one comes from
             st.error(str(exc))
+            if signed_in is None:
+                st.write("Sign in to have a new link sent." if not change else "Sign in to ask for the change again.")
+                st.page_link("sign_in.py", label="Sign in", icon=":material/login:")
+            elif change:
+                st.page_link("settings.py", label="Ask for the change again in Settings", icon=":material/settings:")
+            else:
+                st.page_link("home.py", label="Send yourself a new link from Home", icon=":material/home:")
     else:
         holder.empty()
         st.query_params.clear()

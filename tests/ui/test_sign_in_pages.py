@@ -295,6 +295,25 @@ def test_an_email_change_link_speaks_of_the_change_and_says_the_new_address(
     assert [link.label for link in at.get("page_link")] == ["Back to Settings"]
 
 
+def test_a_dead_verify_link_says_where_a_new_one_comes_from(
+    app: AppFactory, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An expired or used verification link left only "invalid or has expired" on the page: nothing said how to get
+    a new one (signed out: sign in; signed in and still unverified: Home's "Send the link again")."""
+    make_user(container, "vic", verified=False)
+    for token, way, words in ((None, "Sign in", "Sign in to have a new link sent."),
+                              (sign_in(container, "vic"), "Send yourself a new link from Home", "")):  # fmt: skip
+        signed_in_as(monkeypatch, token)
+        at = app()
+        at.query_params["verify"] = "expired-token"
+        at.run()
+        at = submit(at, "Confirm my email address")
+        assert not at.exception and "invalid or has expired" in texts(at) and words in texts(at)
+        assert way in [link.label for link in at.get("page_link")]
+    at = app().run()  # Home, where it points, offers the new link
+    assert [b for b in at.button if b.label == "Send the link again"]
+
+
 def test_verify_link_and_forged_link(
     app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
