@@ -147,6 +147,39 @@ def test_deleting_the_account_says_so_and_clears_the_cookie(server: Server, brow
     context.close()
 
 
+def test_a_reset_link_opened_while_signed_in_sets_the_password_and_signs_this_browser_out(
+    server: Server, browser: object
+) -> None:
+    """Someone who forgot the password their browser is still signed in with opens the emailed link there: it
+    offers the form (it showed Home), and once the password is set the browser drops its cookie and says so."""
+    made = server.cli("users", "create", "--email", "rita@example.com", "--username", "rita", stdin=PASSWORD + "\n")
+    assert made.returncode == 0, made.stderr
+    context = browser.new_context()  # type: ignore[attr-defined]
+    page = context.new_page()
+    sign_in(page, server, "rita", PASSWORD)
+    other = browser.new_context().new_page()  # type: ignore[attr-defined]
+    other.goto(f"{server.url}/forgot_password")
+    other.get_by_label("Your account's email address").fill("rita@example.com")
+    other.get_by_role("button", name="Send me a reset link").click()
+    other.get_by_text("If an account uses that address").wait_for(timeout=30_000)
+    other.context.close()
+    bodies = [str(email.message_from_string(raw, policy=email.policy.default).get_content()) for raw in server.outbox()]  # type: ignore[attr-defined]
+    link = next(found.group(0) for body in bodies if (found := re.search(r"http\S+\?reset=[A-Za-z0-9_\-]+", body)))
+    page.goto(link)
+    page.get_by_text("You are signed in as rita").wait_for(timeout=30_000)
+    fresh = "saffron glacier mosaic 6620 reed"
+    page.get_by_label("New password", exact=True).fill(fresh)
+    page.get_by_label("Repeat new password").fill(fresh)
+    with page.expect_response("**/auth/logout") as logout:
+        page.get_by_role("button", name="Set new password").click()
+    assert logout.value.status == 200
+    page.get_by_text("Your password is changed and every session was signed out").wait_for(timeout=30_000)
+    page.get_by_text("Sign in to finsync").wait_for(timeout=30_000)
+    assert not any(c["name"] == "finsync_session" for c in context.cookies())
+    sign_in(page, server, "rita", fresh)
+    context.close()
+
+
 def test_changing_email_after_a_wrong_password_keeps_the_address_typed(server: Server, browser: object) -> None:
     """Refused, the new address stays to be put right and the password goes; sent, both go."""
     made = server.cli("users", "create", "--email", "fred@example.com", "--username", "fred", stdin=PASSWORD + "\n")
