@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import func
+from sqlalchemy import and_, case, false, func
 from sqlmodel import Session, col, select
 
 from models import AccountCheck, LedgerTransaction, PlaidItem
@@ -45,17 +45,16 @@ def check_accounts(
     amap: dict[str, uuid.UUID],
     now: datetime,
     low_threshold: int | None = None,
+    history_before: date | None = None,
 ) -> list[LowBalance]:
-    """Update each account's drift flag: set while drift differs from the last unflagged sync's; return newly low balances."""
+    """Update each account's drift flag: set while drift differs from the last unflagged sync's; return newly low balances.
+
+    ``history_before`` is the day of the item's oldest transaction before this sync: posted rows of the item dated
+    before it are the bank's older history arriving (Plaid sends the last 30 days first, the rest in a later sync).
+    They were already in the balance, so they move the expected drift with them instead of raising the flag.
+    """
     ids = [amap[a.account_id] for a in accounts if a.account_id in amap]
-    sums: dict[uuid.UUID, int] = {}
-    if ids:
-        q = (
-            select(LedgerTransaction.account_id, func.sum(LedgerTransaction.amount_minor))
-            .where(col(LedgerTransaction.account_id).in_(ids), col(LedgerTransaction.pending).is_(False))
-            .group_by(col(LedgerTransaction.account_id))
-        )
-        sums = {a: int(s or 0) for a, s in session.exec(q).all()}
+    sums, history = _posted_sums(session, item, ids, history_before)
     low: list[LowBalance] = []
     for a in accounts:
         account_id = amap.get(a.account_id)
@@ -66,6 +65,8 @@ def check_accounts(
         check = session.get(AccountCheck, account_id)
         if check is None:
             check = AccountCheck(account_id=account_id, drift_minor=value, expected_drift_minor=value)
+        else:
+            check.expected_drift_minor -= history.get(account_id, 0)
         check.drift_minor, check.checked_at = value, now
         if value != check.expected_drift_minor:  # the transactions no longer explain the balance as they did
             if not check.flagged:
@@ -85,3 +86,21 @@ def check_accounts(
         check.low_balance_alerted = is_low
         session.add(check)
     return low
+
+
+def _posted_sums(
+    session: Session, item: PlaidItem, ids: list[uuid.UUID], history_before: date | None
+) -> tuple[dict[uuid.UUID, int], dict[uuid.UUID, int]]:
+    """Per account: the sum of its posted transactions, and the part of it that is the item's history older than
+    ``history_before`` (none when not given)."""
+    if not ids:
+        return {}, {}
+    t = LedgerTransaction
+    older = and_(col(t.item_id) == item.id, col(t.date) < history_before) if history_before is not None else false()
+    q = (
+        select(t.account_id, func.sum(t.amount_minor), func.sum(case((older, t.amount_minor), else_=0)))
+        .where(col(t.account_id).in_(ids), col(t.pending).is_(False))
+        .group_by(col(t.account_id))
+    )
+    rows = session.exec(q).all()
+    return {a: int(s or 0) for a, s, _ in rows}, {a: int(h or 0) for a, _, h in rows}

@@ -128,6 +128,38 @@ def test_balance_drift_flags_the_account(container, gateway, demo_bank, linked) 
     assert item_sync_status(container, user_id)[0].drift_flagged_accounts == ()
 
 
+def test_the_older_history_plaid_sends_later_does_not_flag_the_accounts(container, gateway, demo_bank, linked) -> None:
+    user_id, item_id, pid = linked
+    demo_bank.hold_history(pid, 30)  # Plaid's first pull: the last 30 days; the rest comes in a later sync
+    _sync(container, gateway, user_id, item_id)
+    assert item_sync_status(container, user_id)[0].drift_flagged_accounts == ()
+    demo_bank.finish_history(pid)
+    assert _sync(container, gateway, user_id, item_id).added > 0
+    assert ledger(container, user_id) == truth(demo_bank, pid)
+    # The older history was in the balances all along: the transactions explain them as well as before.
+    assert item_sync_status(container, user_id)[0].drift_flagged_accounts == ()
+    demo_bank.advance(pid, 3)
+    _sync(container, gateway, user_id, item_id)
+    assert item_sync_status(container, user_id)[0].drift_flagged_accounts == ()
+
+
+def test_a_loss_in_the_sync_that_brings_the_older_history_still_flags_its_account(
+    container, gateway, demo_bank, linked
+) -> None:
+    user_id, item_id, pid = linked
+    demo_bank.hold_history(pid, 30)
+    _sync(container, gateway, user_id, item_id)
+    lost = next(t for t in demo_bank.truth(pid) if not t["pending"])
+    with unit_of_work(container.engine) as s:  # the ledger loses a transaction the bank still counts
+        row = s.get(LedgerTransaction, lost["transaction_id"])
+        assert row is not None
+        account_id = row.account_id
+        s.delete(row)
+    demo_bank.finish_history(pid)
+    _sync(container, gateway, user_id, item_id)
+    assert item_sync_status(container, user_id)[0].drift_flagged_accounts == (account_id,)  # that account only
+
+
 def test_sync_progress_reports_pages_and_applied(container, gateway, demo_bank, linked) -> None:
     user_id, item_id, pid = linked
     demo_bank.generate_history(pid, 700)
