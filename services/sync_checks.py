@@ -15,6 +15,9 @@ from services.plaid_types import Account
 
 # For these account types Plaid's `current` is what is owed, so the statement balance is its negative.
 _OWED = ("credit", "loan")
+# For these the balance is a market value: /transactions/sync sends none of their transactions (PLAID_NOTES §3),
+# so no sum of transactions explains it and its moving says nothing about the ledger.
+_NOT_TRANSACTIONS = ("investment", "brokerage")
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ def check_accounts(
     before it are the bank's older history arriving (Plaid sends the last 30 days first, the rest in a later sync).
     They were already in the balance, so they move the expected drift with them instead of raising the flag.
     """
-    ids = [amap[a.account_id] for a in accounts if a.account_id in amap]
+    ids = [amap[a.account_id] for a in accounts if a.account_id in amap and a.type not in _NOT_TRANSACTIONS]
     sums, history = _posted_sums(session, item, ids, history_before)
     low: list[LowBalance] = []
     for a in accounts:
@@ -62,17 +65,7 @@ def check_accounts(
         if account_id is None or balance is None:
             continue
         value = drift(balance, sums.get(account_id, 0))
-        check = session.get(AccountCheck, account_id)
-        if check is None:
-            check = AccountCheck(account_id=account_id, drift_minor=value, expected_drift_minor=value)
-        else:
-            check.expected_drift_minor -= history.get(account_id, 0)
-        check.drift_minor, check.checked_at = value, now
-        if value != check.expected_drift_minor:  # the transactions no longer explain the balance as they did
-            if not check.flagged:
-                check.flagged, check.flagged_at = True, now
-        else:
-            check.flagged, check.flagged_at, check.expected_drift_minor = False, None, value
+        check = _drift_check(session, account_id, value, history.get(account_id, 0), account_id in ids, now)
         available = a.available_minor if a.available_minor is not None else a.current_minor
         currency = a.iso_currency_code or a.unofficial_currency_code
         is_low = (  # compared in the account's own currency units: a threshold of 100 is 100 USD, or 100 JPY
@@ -86,6 +79,25 @@ def check_accounts(
         check.low_balance_alerted = is_low
         session.add(check)
     return low
+
+
+def _drift_check(
+    session: Session, account_id: uuid.UUID, value: int, history: int, explained: bool, now: datetime
+) -> AccountCheck:
+    """The account's check with this sync's drift: flagged while it differs from the last unflagged sync's (shifted by
+    the older history that arrived), unless transactions never explain the balance (``explained`` False)."""
+    check = session.get(AccountCheck, account_id)
+    if check is None:
+        check = AccountCheck(account_id=account_id, drift_minor=value, expected_drift_minor=value)
+    else:
+        check.expected_drift_minor -= history
+    check.drift_minor, check.checked_at = value, now
+    if explained and value != check.expected_drift_minor:  # the transactions no longer explain the balance as they did
+        if not check.flagged:
+            check.flagged, check.flagged_at = True, now
+    else:
+        check.flagged, check.flagged_at, check.expected_drift_minor = False, None, value
+    return check
 
 
 def _posted_sums(

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from typing import Any
 
 from sqlmodel import select
 
 from models import LedgerTransaction, PlaidItem, TransactionChange
 from services.container import Container
 from services.db import unit_of_work
+from services.demo_bank import endpoints, render, syncing
 from services.ledger import last_change
 from services.plaid_client import PlaidGateway
 from services.plaid_types import CallEvent, SyncPage, Transaction
@@ -158,6 +160,32 @@ def test_a_loss_in_the_sync_that_brings_the_older_history_still_flags_its_accoun
     demo_bank.finish_history(pid)
     _sync(container, gateway, user_id, item_id)
     assert item_sync_status(container, user_id)[0].drift_flagged_accounts == (account_id,)  # that account only
+
+
+def test_a_brokerage_account_whose_value_moves_with_the_market_is_not_flagged(
+    container, gateway, demo_bank, linked, monkeypatch
+) -> None:
+    """/transactions/sync sends no investment transactions (PLAID_NOTES §3): such a balance is never explained by
+    them, so its moving is no sign of a lost or doubled transaction."""
+    user_id, item_id, pid = linked
+    value = {"current": 10_000.0}
+
+    def with_brokerage(item: Any) -> list[dict[str, Any]]:
+        listed = real(item)
+        brokerage = {**listed[0], "account_id": f"{pid[:20]}-brokerage", "mask": "4242", "name": "Brokerage",
+                     "type": "investment", "subtype": "brokerage",
+                     "balances": {**listed[0]["balances"], "current": value["current"], "available": None}}  # fmt: skip
+        return [*listed, brokerage]
+
+    real = render.accounts_json
+    for module in (render, syncing, endpoints):  # the bank's answers, as a bank with a brokerage account gives them
+        monkeypatch.setattr(module, "accounts_json", with_brokerage)
+    _sync(container, gateway, user_id, item_id)
+    value["current"] = 10_350.25  # the market moved; no transaction did
+    demo_bank.mutate(pid, "add", cents=500, name="NEW")
+    _sync(container, gateway, user_id, item_id)
+    assert ledger(container, user_id) == truth(demo_bank, pid)
+    assert item_sync_status(container, user_id)[0].drift_flagged_accounts == ()
 
 
 def test_sync_progress_reports_pages_and_applied(container, gateway, demo_bank, linked) -> None:
