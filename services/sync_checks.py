@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import and_, case, false, func
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from models import AccountCheck, LedgerTransaction, PlaidItem
@@ -29,6 +30,15 @@ class LowBalance:
     iso_currency_code: str | None
 
 
+@dataclass(frozen=True)
+class OlderHistory:
+    """The item's oldest day as a sync began, and per account the posted sum of rows older than it (kept ones of a
+    bank linked again): what that sum gains in the sync is the bank's older history arriving."""
+
+    before: date
+    sums: dict[uuid.UUID, int]
+
+
 def statement_balance(account: Account) -> int | None:
     """The balance with the statement sign (money owed is negative)."""
     if account.current_minor is None:
@@ -48,16 +58,20 @@ def check_accounts(
     amap: dict[str, uuid.UUID],
     now: datetime,
     low_threshold: int | None = None,
-    history_before: date | None = None,
+    older: OlderHistory | None = None,
 ) -> list[LowBalance]:
     """Update each account's drift flag: set while drift differs from the last unflagged sync's; return newly low balances.
 
-    ``history_before`` is the day of the item's oldest transaction before this sync: posted rows of the item dated
-    before it are the bank's older history arriving (Plaid sends the last 30 days first, the rest in a later sync).
-    They were already in the balance, so they move the expected drift with them instead of raising the flag.
+    ``older`` (taken as the sync began): posted rows dated before the item's oldest one that the sync brought are the
+    bank's older history arriving (Plaid sends the last 30 days first, the rest in a later sync). They were in the
+    balance all along, so they move the expected drift with them instead of raising the flag.
     """
     ids = [amap[a.account_id] for a in accounts if a.account_id in amap and a.type not in _NOT_TRANSACTIONS]
-    sums, history = _posted_sums(session, item, ids, history_before)
+    sums = _posted_sums(session, ids)
+    history: dict[uuid.UUID, int] = {}
+    if older is not None:
+        after = _older_sums(session, item.user_id, ids, older.before)
+        history = {a: after.get(a, 0) - older.sums.get(a, 0) for a in ids}
     low: list[LowBalance] = []
     for a in accounts:
         account_id = amap.get(a.account_id)
@@ -100,19 +114,36 @@ def _drift_check(
     return check
 
 
-def _posted_sums(
-    session: Session, item: PlaidItem, ids: list[uuid.UUID], history_before: date | None
-) -> tuple[dict[uuid.UUID, int], dict[uuid.UUID, int]]:
-    """Per account: the sum of its posted transactions, and the part of it that is the item's history older than
-    ``history_before`` (none when not given)."""
+def older_history(
+    session: Session, user_id: uuid.UUID, account_ids: Iterable[uuid.UUID], before: date | None
+) -> OlderHistory | None:
+    """Taken before a sync applies its rows (None before the item has any: its first rows are its baseline)."""
+    if before is None:
+        return None
+    return OlderHistory(before, _older_sums(session, user_id, list(account_ids), before))
+
+
+def _posted_sums(session: Session, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Per account, the sum of its posted transactions."""
     if not ids:
-        return {}, {}
+        return {}
     t = LedgerTransaction
-    older = and_(col(t.item_id) == item.id, col(t.date) < history_before) if history_before is not None else false()
     q = (
-        select(t.account_id, func.sum(t.amount_minor), func.sum(case((older, t.amount_minor), else_=0)))
+        select(t.account_id, func.sum(t.amount_minor))
         .where(col(t.account_id).in_(ids), col(t.pending).is_(False))
         .group_by(col(t.account_id))
     )
-    rows = session.exec(q).all()
-    return {a: int(s or 0) for a, s, _ in rows}, {a: int(h or 0) for a, _, h in rows}
+    return {a: int(v or 0) for a, v in session.exec(q).all()}
+
+
+def _older_sums(session: Session, user_id: uuid.UUID, ids: list[uuid.UUID], before: date) -> dict[uuid.UUID, int]:
+    if not ids:
+        return {}
+    t = LedgerTransaction
+    q = (
+        select(t.account_id, func.sum(t.amount_minor))
+        .where(col(t.user_id) == user_id, col(t.date) < before)  # few rows: by (user_id, date)
+        .where(col(t.account_id).in_(ids), col(t.pending).is_(False))
+        .group_by(col(t.account_id))
+    )
+    return {a: int(v or 0) for a, v in session.exec(q).all()}
