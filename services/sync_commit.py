@@ -22,7 +22,7 @@ from services.relink import reconcile_kept
 from services.sync_accounts import placeholder_account, upsert_accounts
 from services.sync_apply import REMOVED, Plan, Staged, plan_chunk, referenced_ids
 from services.sync_bulk import NEWS_FIRST, NEWS_MAX, all_added, insert_new, new_rows, news_count, staged_accounts
-from services.sync_checks import LowBalance, check_accounts
+from services.sync_checks import LowBalance, check_accounts, older_history
 from services.sync_run import LeaseLost, RunCounters
 from services.sync_store import (
     Sql,
@@ -113,7 +113,9 @@ def apply_run(
         prefs = read_prefs(session, item.user_id, lock=True)  # not as they were before a fetch of minutes
         amap = upsert_accounts(session, item, accounts, now)
         sql = Sql(session.connection())
-        news.history_before = _oldest_day(session, item)
+        oldest = _oldest_day(session, item)  # before this run's rows: older ones arriving now are history
+        news.history_before = oldest or item.created_at.date() - timedelta(days=1)
+        older = older_history(session, item.user_id, amap.values(), oldest)
         added, modified, removed = _apply_rows(session, sql, item, run, amap, now, news, prefs)
         forget_unedited_tombstones(sql, item.user_id, now)  # holds whose posted twin never came
         continued = reconcile_kept(session, item, run.run_id, now)  # a relinked bank's history is not news
@@ -122,7 +124,7 @@ def apply_run(
             news.forget(continued)
         set_aside(session, sql, item, run, now)
         drop_staging(sql, [run.run_id])
-        news.low = check_accounts(session, item, accounts, amap, now, prefs.low_balance_minor)
+        news.low = check_accounts(session, item, accounts, amap, now, prefs.low_balance_minor, older)
         state = session.get(ItemSyncState, item.id)
         news.initial = state is None or state.last_success_at is None
         _finish(c, session, item, run, now, began, (added, modified, removed))
@@ -165,16 +167,15 @@ def set_aside(session: Session, sql: Sql, item: PlaidItem, run: RunCounters, now
         session.add(row)
 
 
-def _oldest_day(session: Session, item: PlaidItem) -> date:
-    """The day of the connection's oldest transaction in the ledger; before it has any, the day before it was linked
-    (a day's slack for time zones): an account with nothing in Plaid's first 30 days still gets its older history
-    later, and that is no more news than any other history."""
-    oldest = session.execute(
+def _oldest_day(session: Session, item: PlaidItem) -> date | None:
+    """The day of the connection's oldest transaction in the ledger (None before it has any). Before it has any, news
+    counts from the day before it was linked (a day's slack for time zones): an account with nothing in Plaid's first
+    30 days still gets its older history later, and that is no more news than any other history."""
+    return session.execute(
         select(func.min(LedgerTransaction.date)).where(
             col(LedgerTransaction.user_id) == item.user_id, col(LedgerTransaction.item_id) == item.id
         )
     ).scalar()
-    return oldest or item.created_at.date() - timedelta(days=1)
 
 
 def _apply_rows(

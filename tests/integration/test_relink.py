@@ -232,3 +232,21 @@ def test_a_note_saved_on_a_kept_row_while_the_relink_sync_continues_it_is_kept_o
     else:
         assert said == ["That transaction is gone: your bank removed it. Pick another one."]
         assert same[0].note is None
+
+
+def test_a_relinked_bank_whose_older_history_comes_later_continues_it_without_a_drift_flag(bank: Bank) -> None:
+    """The new link's first sync brings the last 30 days, a later one the older history: both continue kept rows
+    (the kept copies go), so the balances are explained as before, and no account is flagged."""
+    alice = bank.user()
+    first = bank.link(alice)
+    assert sync_item(bank.c, alice, first.id, explicit=True).status == "ok"
+    before = _rows(bank, alice)
+    banking.remove_item(bank.c, alice, first.id, keep_history=True)
+    second = bank.link(alice)
+    pid = bank.plaid_item_id(second.id)
+    bank.demo.hold_history(pid, 30)
+    assert sync_item(bank.c, alice, second.id, explicit=True).status == "ok"
+    bank.demo.finish_history(pid)
+    assert sync_item(bank.c, alice, second.id, explicit=True).status == "ok"
+    assert _content(_rows(bank, alice)) == _content(before)  # nothing doubled, nothing lost
+    assert sync.item_sync_status(bank.c, alice)[0].drift_flagged_accounts == ()

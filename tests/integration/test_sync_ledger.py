@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from typing import Any
 
 from sqlmodel import select
 
 from models import LedgerTransaction, PlaidItem, TransactionChange
 from services.container import Container
 from services.db import unit_of_work
+from services.demo_bank import endpoints, render, syncing
 from services.ledger import last_change
 from services.plaid_client import PlaidGateway
 from services.plaid_types import CallEvent, SyncPage, Transaction
@@ -125,6 +127,64 @@ def test_balance_drift_flags_the_account(container, gateway, demo_bank, linked) 
     with unit_of_work(container.engine) as s:  # the missing transaction is back: the balance adds up again
         s.add(LedgerTransaction(**lost))
     _sync(container, gateway, user_id, item_id)
+    assert item_sync_status(container, user_id)[0].drift_flagged_accounts == ()
+
+
+def test_the_older_history_plaid_sends_later_does_not_flag_the_accounts(container, gateway, demo_bank, linked) -> None:
+    user_id, item_id, pid = linked
+    demo_bank.hold_history(pid, 30)  # Plaid's first pull: the last 30 days; the rest comes in a later sync
+    _sync(container, gateway, user_id, item_id)
+    assert item_sync_status(container, user_id)[0].drift_flagged_accounts == ()
+    demo_bank.finish_history(pid)
+    assert _sync(container, gateway, user_id, item_id).added > 0
+    assert ledger(container, user_id) == truth(demo_bank, pid)
+    # The older history was in the balances all along: the transactions explain them as well as before.
+    assert item_sync_status(container, user_id)[0].drift_flagged_accounts == ()
+    demo_bank.advance(pid, 3)
+    _sync(container, gateway, user_id, item_id)
+    assert item_sync_status(container, user_id)[0].drift_flagged_accounts == ()
+
+
+def test_a_loss_in_the_sync_that_brings_the_older_history_still_flags_its_account(
+    container, gateway, demo_bank, linked
+) -> None:
+    user_id, item_id, pid = linked
+    demo_bank.hold_history(pid, 30)
+    _sync(container, gateway, user_id, item_id)
+    lost = next(t for t in demo_bank.truth(pid) if not t["pending"])
+    with unit_of_work(container.engine) as s:  # the ledger loses a transaction the bank still counts
+        row = s.get(LedgerTransaction, lost["transaction_id"])
+        assert row is not None
+        account_id = row.account_id
+        s.delete(row)
+    demo_bank.finish_history(pid)
+    _sync(container, gateway, user_id, item_id)
+    assert item_sync_status(container, user_id)[0].drift_flagged_accounts == (account_id,)  # that account only
+
+
+def test_a_brokerage_account_whose_value_moves_with_the_market_is_not_flagged(
+    container, gateway, demo_bank, linked, monkeypatch
+) -> None:
+    """/transactions/sync sends no investment transactions (PLAID_NOTES §3): such a balance is never explained by
+    them, so its moving is no sign of a lost or doubled transaction."""
+    user_id, item_id, pid = linked
+    value = {"current": 10_000.0}
+
+    def with_brokerage(item: Any) -> list[dict[str, Any]]:
+        listed = real(item)
+        brokerage = {**listed[0], "account_id": f"{pid[:20]}-brokerage", "mask": "4242", "name": "Brokerage",
+                     "type": "investment", "subtype": "brokerage",
+                     "balances": {**listed[0]["balances"], "current": value["current"], "available": None}}  # fmt: skip
+        return [*listed, brokerage]
+
+    real = render.accounts_json
+    for module in (render, syncing, endpoints):  # the bank's answers, as a bank with a brokerage account gives them
+        monkeypatch.setattr(module, "accounts_json", with_brokerage)
+    _sync(container, gateway, user_id, item_id)
+    value["current"] = 10_350.25  # the market moved; no transaction did
+    demo_bank.mutate(pid, "add", cents=500, name="NEW")
+    _sync(container, gateway, user_id, item_id)
+    assert ledger(container, user_id) == truth(demo_bank, pid)
     assert item_sync_status(container, user_id)[0].drift_flagged_accounts == ()
 
 
