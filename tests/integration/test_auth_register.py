@@ -21,6 +21,7 @@ from tests.integration.auth_support import (
     EMOJI,
     OTHER_PASSWORD,
     PASSWORD,
+    SLOW_TO_SCORE,
     fast_hashing,  # noqa: F401 - the fixture pytestmark names
     link_token,
     make_user,
@@ -249,10 +250,6 @@ def test_sign_ups_from_one_address_are_limited_before_any_hashing_or_mail(
     clock.advance(minutes=15)
     auth.register(container, email="u12@example.com", username="user12", password=PASSWORD, ip="203.0.113.9")
     assert _users(container) == 12
-
-
-# zxcvbn spends seconds on some 100-character passwords full of look-alike symbols (6 s on a 2-core test machine)
-SLOW_TO_SCORE = ("4@8({[<369!|7$5+%201" * 5)[:100]
 
 
 def test_passwords_are_scored_for_sign_ups_only_within_the_address_budget(
