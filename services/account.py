@@ -13,7 +13,15 @@ from sqlmodel import col
 from models import AuditEvent, PlaidApiEvent, User
 from services import audit, mail_queue, notices, otp, sessions, throttle, tokens, users
 from services.container import Container
-from services.credentials import Pending, confirm_identity, load_user, reauth, set_password, tell_address_owner
+from services.credentials import (
+    Pending,
+    confirm_identity,
+    load_user,
+    reauth,
+    set_password,
+    spend_password_try,
+    tell_address_owner,
+)
 from services.db import unit_of_work
 from services.errors import InputError, NotFound, Throttled, TokenInvalid
 
@@ -63,6 +71,11 @@ def reset_password(c: Container, *, token: str, new_password: str, ip: str = "")
     and put their own authenticator on it, so the reset turns that off and the owner can set up their own.
     """
     now, p = c.clock(), Pending()
+    with unit_of_work(c.engine) as session:
+        found = tokens.find(session, token, (tokens.RESET,), now)
+        owner = found.user_id if found is not None else None
+    if owner is not None:
+        spend_password_try(c, owner)
     with unit_of_work(c.engine, immediate=True) as session:
         row = tokens.find(session, token, (tokens.RESET,), now)
         user = session.get(User, row.user_id, with_for_update=True) if row is not None else None
@@ -105,6 +118,7 @@ def change_password(
     ip: str = "",
 ) -> None:
     """Change the password (the current one is required); other sessions end, a notice is mailed."""
+    spend_password_try(c, user_id)
     now, p = c.clock(), Pending()
     with unit_of_work(c.engine, immediate=True) as session:
         user = load_user(session, user_id, lock=True)

@@ -72,6 +72,7 @@ class _Target:
     scheme: str
     refusal: str  # "" when the account may sign in, else why not (for the audit row only)
     lock_started: datetime | None
+    password_changed_at: datetime
 
 
 def _throttled(session: Session, ip: str, now: datetime, p: Pending) -> bool:
@@ -99,7 +100,34 @@ def _prepare(session: Session, login: object, ip: str, now: datetime, p: Pending
         refusal = "locked"
     else:
         started = throttle.record_failure(session, key, now)
-    return _Target(user.id, user.password_hash, user.password_scheme, refusal, started)
+    return _Target(user.id, user.password_hash, user.password_scheme, refusal, started, user.password_changed_at)
+
+
+def _password_changed_meanwhile(user: User, target: _Target) -> bool:
+    """Whether a reset or change replaced the password that this attempt checked (outside any transaction).
+
+    Someone who knows the old password can keep an attempt under way at all times: the one that checked it must not
+    open a session after the reset that ended every other. A hash merely upgraded by a concurrent sign-in with the
+    same password is no change (only a hash that needed upgrading is upgraded, and never its date).
+    """
+    if user.password_changed_at != target.password_changed_at:
+        return True
+    upgraded = passwords.needs_rehash(target.password_hash, target.scheme)
+    return user.password_hash != target.password_hash and not upgraded
+
+
+def _right_but_refused(session: Session, user: User, target: _Target, ip: str, now: datetime) -> str:
+    """Why a password that checked out is refused all the same ("" when it is not), undoing the address's count."""
+    if _password_changed_meanwhile(user, target):
+        return "password changed meanwhile"  # the old password: as wrong as any other, and counted so
+    # The right password is no guess, whatever follows. (The address before the account: the order in which every
+    # sign-in takes them, so two never wait on each other.)
+    throttle.undo_ip(session, ip, now)
+    if _locked_meanwhile(session, target, now):
+        # right, but parallel wrong guesses paused the account while it was checked
+        throttle.undo_failure(session, throttle.account_key(user.id), now, started_lock=False)
+        return "locked"
+    return ""
 
 
 def _locked_meanwhile(session: Session, target: _Target, now: datetime) -> bool:
@@ -147,12 +175,7 @@ def begin_sign_in(c: Container, *, login: str, password: str, ip: str = "", user
         user = session.get(User, target.id, with_for_update=True) if target is not None else None
         refusal = target.refusal if target is not None else ""
         if ok and user is not None and target is not None and not refusal:
-            # The right password is no guess, whatever follows. (The address before the account: the order in which
-            # every sign-in takes them, so two never wait on each other.)
-            throttle.undo_ip(session, ip, now)
-            if _locked_meanwhile(session, target, now):
-                refusal = "locked"  # right, but parallel wrong guesses paused the account while it was checked
-                throttle.undo_failure(session, throttle.account_key(user.id), now, started_lock=False)
+            refusal = _right_but_refused(session, user, target, ip, now)
         if target is None or user is None or not ok or refusal:
             reason = "unknown account" if target is None else (refusal or "wrong password")
             audit.record(

@@ -13,7 +13,7 @@ from models import User
 from services import audit, mail_queue, notices, otp, passwords, throttle
 from services.container import Container
 from services.db import unit_of_work
-from services.errors import FinsyncError, InputError, NotFound, PermissionDenied
+from services.errors import FinsyncError, InputError, NotFound, PermissionDenied, Throttled
 
 log = logging.getLogger("finsync.auth")
 WRONG_PASSWORD = "That password is not right."  # noqa: S105 - a message, not a password
@@ -21,6 +21,9 @@ WRONG_CODE = "That code is not right, or it was already used. Enter the current 
 PAUSED = "Sign-in for this account is paused after failed attempts; try again later or reset your password."
 OWNER_NOTICE_EVERY = timedelta(hours=1)  # at most one "someone tried to use your address" mail an hour, per kind
 NOTICE_MAILED = "notice mailed"
+# New passwords scored per account per 15 minutes (at most throttle.KEPT): zxcvbn takes seconds over some passwords
+# (see services.registration), and a refused one leaves the form ready for the next.
+PASSWORD_TRIES = 15
 
 
 @dataclass
@@ -194,3 +197,18 @@ def set_password(session: Session, c: Container, user: User, new_password: str, 
     user.password_hash = passwords.hash_password(new_password, c.pepper)
     user.password_scheme = passwords.SCHEME
     user.password_changed_at = now
+
+
+def spend_password_try(c: Container, user_id: uuid.UUID) -> None:
+    """Count one new password about to be scored for the account, or ``Throttled`` past ``PASSWORD_TRIES``.
+
+    Its own unit of work: the flow's rolls back when the password is refused, and the try must stay counted.
+    """
+    now, key = c.clock(), f"password_check:{user_id}"
+    with unit_of_work(c.engine, immediate=True) as session:
+        wait = throttle.retry_after(session, key, now, limit=PASSWORD_TRIES)
+        if not wait:
+            throttle.record_event(session, key, now, throttle.IP_WINDOW)
+            return
+    minutes = max(1, (wait + 59) // 60)
+    raise Throttled(f"You tried many new passwords in a short time. Try again in {minutes} minutes.", wait)

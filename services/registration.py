@@ -20,6 +20,10 @@ from services.users import UserPublic
 
 RESEND_EVERY = timedelta(seconds=60)
 REGISTER_LIMIT = 10  # sign-ups that reach the password hash, per client address per throttle.IP_WINDOW
+# Passwords scored for sign-ups, per client address per throttle.IP_WINDOW, refused ones too: zxcvbn takes seconds
+# over some 100-character passwords (many look-alike symbols such as "4@8({[<369!|7$5+%2"), so scoring is limited
+# before it is done, like bcrypt. Far more than anyone choosing a password needs.
+PASSWORD_CHECK_LIMIT = 15  # (at most throttle.KEPT)
 
 
 @dataclass(frozen=True)
@@ -38,9 +42,12 @@ def register(c: Container, *, email: str, username: str, password: str, ip: str 
     """
     if not all(isinstance(v, str) for v in (email, username, password)):
         raise InputError("Enter an email address, a username and a password.")
-    email, username = users.check_new_user(email, username, password)
+    email, username = users.clean_email(email), users.clean_username(username)
     now, ip = c.clock(), audit.clean_ip(ip)
-    _count_sign_up(c, ip, now)  # before bcrypt and the mail: a script can spend neither CPU nor mailboxes
+    _count(c, ip, now, "password_check", PASSWORD_CHECK_LIMIT, what="sign-up attempts", detail="registration tries")
+    users.check_new_password(password, email, username)
+    # before bcrypt and the mail: a script can spend neither CPU nor mailboxes
+    _count(c, ip, now, "register", REGISTER_LIMIT, what="new accounts", detail="registration")
     password_hash = passwords.hash_password(password, c.pepper)  # on both paths below, so the time matches
     for attempt in (1, 2):
         p = Pending()
@@ -55,16 +62,16 @@ def register(c: Container, *, email: str, username: str, password: str, ip: str 
     return RegistrationReceived(email)
 
 
-def _count_sign_up(c: Container, ip: str, now: datetime) -> None:
-    """Count one sign-up for the client address, or refuse it past ``REGISTER_LIMIT`` (audited) with ``Throttled``."""
+def _count(c: Container, ip: str, now: datetime, scope: str, limit: int, *, what: str, detail: str) -> None:
+    """Count one event of ``scope`` for the client address, or refuse it past ``limit`` (audited) with ``Throttled``."""
     with unit_of_work(c.engine, immediate=True) as session:
-        wait = throttle.ip_retry_after(session, ip, now, scope="register", limit=REGISTER_LIMIT)
+        wait = throttle.ip_retry_after(session, ip, now, scope=scope, limit=limit)
         if not wait:
-            throttle.record_ip(session, ip, now, scope="register")
+            throttle.record_ip(session, ip, now, scope=scope)
             return
-        audit.record(session, event="ip_throttled", ip=ip, detail="registration", at=now)
+        audit.record(session, event="ip_throttled", ip=ip, detail=detail, at=now)
     minutes = max(1, (wait + 59) // 60)
-    raise Throttled(f"Too many new accounts from your network. Try again in {minutes} minutes.", wait)
+    raise Throttled(f"Too many {what} from your network. Try again in {minutes} minutes.", wait)
 
 
 def _register_in(

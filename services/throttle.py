@@ -153,14 +153,18 @@ def clear(session: Session, key: str) -> bool:
 
 def ip_retry_after(session: Session, ip: str, now: datetime, *, scope: str = "auth", limit: int = IP_LIMIT) -> int:
     """Seconds until the address may try again; 0 when it may try now (held until the transaction ends)."""
-    key = ip_key(ip, scope)
+    return retry_after(session, ip_key(ip, scope), now, limit=limit)
+
+
+def retry_after(session: Session, key: str, now: datetime, *, limit: int, window: timedelta = IP_WINDOW) -> int:
+    """Seconds until ``key`` is below ``limit`` events within ``window`` again; 0 when it is now (held, likewise)."""
     _serialise(session, key)
     row = _peek(session, key)
-    times = _times(row, now, IP_WINDOW) if row is not None else []
+    times = _times(row, now, window) if row is not None else []
     if len(times) < limit:
         return 0
     # Below the limit again once the oldest of the latest ``limit`` events leaves the window.
-    return max(1, int((times[-limit] + IP_WINDOW - now).total_seconds()))
+    return max(1, int((times[-limit] + window - now).total_seconds()))
 
 
 def record_ip(session: Session, ip: str, now: datetime, *, scope: str = "auth", window: timedelta = IP_WINDOW) -> int:

@@ -191,10 +191,14 @@ def identity_taken(session: Session, email_norm: str, username_norm: str) -> boo
 
 def check_new_user(email: str, username: str, password: str) -> tuple[str, str]:
     """The normal forms of a new account's email and username; ``InputError`` on bad input or a weak password."""
-    email = clean_email(email)
-    username = clean_username(username)
-    passwords.check_policy(password, context=[email, username, email.split("@")[0]])
+    email, username = clean_email(email), clean_username(username)
+    check_new_password(password, email, username)
     return email, username
+
+
+def check_new_password(password: str, email: str, username: str) -> None:
+    """``InputError`` saying why a new account's password is refused (scoring it can take seconds: see callers)."""
+    passwords.check_policy(password, context=[email, username, email.partition("@")[0]])
 
 
 def add_user(

@@ -147,7 +147,9 @@ def sessions_section(view: SessionView) -> None:
     for row in rows:
         # where and when under the device, each time whole with its words (a narrow column broke "2026-12-" / "07")
         about, action = st.columns([5, 1], vertical_alignment="center")
-        about.text(device(row.user_agent) + ("  (this one)" if row.current else ""), help=row.user_agent[:300] or None)
+        about.text(
+            device(row.user_agent) + ("  (this one)" if row.current else ""), help=md(row.user_agent[:300]) or None
+        )
         about.caption(
             f"from {md(row.ip or 'unknown')} · {unbroken(f'started {when(row.created_at)}')} · "
             f"{unbroken(f'last seen {when(row.last_seen_at)}')}"

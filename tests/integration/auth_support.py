@@ -22,6 +22,8 @@ from tests.factories import STRONG_PASSWORD, FakeClock
 
 PASSWORD = STRONG_PASSWORD
 OTHER_PASSWORD = "copper giraffe lantern violin 77"
+# zxcvbn spends seconds on some 100-character passwords full of look-alike symbols (6 s on a 2-core test machine)
+SLOW_TO_SCORE = ("4@8({[<369!|7$5+%201" * 5)[:100]
 IP = "198.51.100.7"
 EMOJI = "🦊🌵🎻🧲🪁🛶🧊🦉🌋🎲🧵🪐🦔🍄🛸🐙🎺🧭🪴🦩🍉🚲🪕🦜🌶️🧤🎯🪶🐳🧁🛼🌈🧿🐝🥁🪩🦕🌻🎹🍋🐚🪃🥨🦚🧃🗿🪸🦑🎠🌵"
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from models import AuditEvent, AuthSession, OneTimeToken, User
-from services import audit, auth, sessions
+from services import audit, auth, credentials, passwords, sessions
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError, InvalidCredentials, Throttled, TokenInvalid
@@ -19,6 +19,7 @@ from tests.factories import FakeClock
 from tests.integration.auth_support import (
     OTHER_PASSWORD,
     PASSWORD,
+    SLOW_TO_SCORE,
     code_at,
     enable_totp,
     fast_hashing,  # noqa: F401 - the fixture pytestmark names
@@ -257,3 +258,40 @@ def test_with_two_factor_deleting_the_account_needs_a_valid_code_too(
         container, alice.id, password=PASSWORD, code=code_at(secret, clock()), remove_bank_items=called.append
     )
     assert called == [alice.id] and _users(container) == 0 and sessions.current_user(container, here) is None
+
+
+@pytest.mark.parametrize("how", ["change", "reset"])
+def test_new_passwords_are_scored_for_an_account_only_within_its_budget(
+    container: Container, mailer: MemoryMailer, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """Security bar 15.2.2: a refused new password leaves the form (or the reset link) ready for the next, and scoring
+    one takes seconds for some, so anyone who registered could keep the server's CPUs busy from Settings or a reset
+    link of their own. Each account has a budget of passwords scored; once it is spent, the next is refused first."""
+    alice = make_user(container)
+    here = sign_in(container)
+    auth.request_password_reset(container, email="alice@example.com")
+    link = link_token(mailer, "reset")
+    real, scored = passwords.zxcvbn, []
+
+    def scoring(password: str, *args: object, **kwargs: object) -> object:
+        scored.append(password)
+        return real(password, *args, **kwargs)  # type: ignore[arg-type]
+
+    def new_password(password: str) -> None:
+        if how == "change":
+            auth.change_password(container, alice.id, current_password=PASSWORD, new_password=password,
+                                 current_token=here)  # fmt: skip
+        else:
+            auth.reset_password(container, token=link, new_password=password)
+
+    monkeypatch.setattr(passwords, "zxcvbn", scoring)
+    for _ in range(credentials.PASSWORD_TRIES):
+        with pytest.raises(InputError, match="too weak"):
+            new_password("passwordpassword1")
+    assert len(scored) == credentials.PASSWORD_TRIES
+    with pytest.raises(Throttled, match=r"You tried many new passwords in a short time\. Try again in 15 minutes\."):
+        new_password(SLOW_TO_SCORE)
+    assert SLOW_TO_SCORE not in scored
+    clock.advance(minutes=15)  # within the reset link's 30 minutes
+    new_password(OTHER_PASSWORD)
+    sign_in(container, "alice", OTHER_PASSWORD)

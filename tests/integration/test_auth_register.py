@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from models import AuditEvent, OneTimeToken
-from services import audit, auth, passwords
+from services import audit, auth, passwords, registration
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError, InvalidCredentials, PermissionDenied, Throttled, TokenInvalid
@@ -21,6 +21,7 @@ from tests.integration.auth_support import (
     EMOJI,
     OTHER_PASSWORD,
     PASSWORD,
+    SLOW_TO_SCORE,
     fast_hashing,  # noqa: F401 - the fixture pytestmark names
     link_token,
     make_user,
@@ -249,3 +250,30 @@ def test_sign_ups_from_one_address_are_limited_before_any_hashing_or_mail(
     clock.advance(minutes=15)
     auth.register(container, email="u12@example.com", username="user12", password=PASSWORD, ip="203.0.113.9")
     assert _users(container) == 12
+
+
+def test_passwords_are_scored_for_sign_ups_only_within_the_address_budget(
+    container: Container, mailer: MemoryMailer, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Security bar C4 / 15.2.2: scoring a password is as costly as a bcrypt hash, and refused sign-ups reached no
+    limit, so one address could keep the server's CPUs busy without end. Scoring now waits behind a per-address
+    budget (refused passwords count too); another address, or the same one later, is served as before."""
+    real, scored = passwords.zxcvbn, []
+
+    def scoring(password: str, *args: object, **kwargs: object) -> object:
+        scored.append(password)
+        return real(password, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(passwords, "zxcvbn", scoring)
+    for i in range(registration.PASSWORD_CHECK_LIMIT):
+        with pytest.raises(InputError, match="too weak"):
+            auth.register(container, email=f"u{i}@example.com", username=f"user{i}", password="passwordpassword1",
+                          ip="203.0.113.9")  # fmt: skip
+    assert len(scored) == registration.PASSWORD_CHECK_LIMIT
+    with pytest.raises(Throttled, match=r"Too many sign-up attempts from your network\. Try again in 15 minutes\."):
+        auth.register(container, email="m@example.com", username="mallory", password=SLOW_TO_SCORE, ip="203.0.113.9")
+    assert SLOW_TO_SCORE not in scored and _users(container) == 0 and mailer.sent == []
+    auth.register(container, email="bob@example.com", username="bob", password=PASSWORD, ip="198.51.100.20")
+    clock.advance(minutes=15)
+    auth.register(container, email="carol@example.com", username="carol", password=PASSWORD, ip="203.0.113.9")
+    assert _users(container) == 2

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from models import User
-from services import auth, sessions, totp
+from services import auth, passwords, sessions, totp
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError, InvalidCredentials, TokenInvalid
@@ -192,3 +192,39 @@ def test_reset_requests_are_limited_per_account_and_address(
     assert len(mailer.sent) == 1
     auth.request_password_reset(container, email="bob@example.com", ip="10.9.9.10")
     assert len(mailer.sent) == 2
+
+
+@pytest.mark.parametrize("how", ["reset", "change"])
+def test_a_sign_in_with_the_old_password_under_way_during_a_reset_or_change_gets_no_session(
+    container: Container, clock: FakeClock, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """The password is checked outside any transaction (bcrypt takes a quarter second). Someone who knows the old
+    password and keeps signing in always has an attempt under way: the owner's reset (or change) ends every
+    session and sign-in ticket, and the attempt that was checking the old password must not open a new one."""
+    make_user(container)
+    owner = sign_in(container)
+    auth.request_password_reset(container, email="alice@example.com")
+    link = link_token(mailer, "reset")
+    check, done = passwords.verify_password, []
+
+    def owner_acts_meanwhile(secret: str, *args: object, **kwargs: object) -> bool:
+        right = check(secret, *args, **kwargs)  # type: ignore[arg-type]
+        if not done:  # the intruder's old password is right here; the owner takes the account back before it lands
+            done.append(how)
+            if how == "reset":
+                auth.reset_password(container, token=link, new_password=OTHER_PASSWORD)
+            else:
+                view = sessions.current_user(container, owner)
+                assert view is not None
+                auth.change_password(container, view.user.id, current_password=PASSWORD,
+                                     new_password=OTHER_PASSWORD, current_token=owner)  # fmt: skip
+        return right
+
+    monkeypatch.setattr(passwords, "verify_password", owner_acts_meanwhile)
+    with pytest.raises(InvalidCredentials):
+        auth.begin_sign_in(container, login="alice", password=PASSWORD, ip="203.0.113.66")
+    monkeypatch.setattr(passwords, "verify_password", check)
+    assert done == [how]
+    with pytest.raises(InvalidCredentials):  # and the old password stays dead afterwards
+        sign_in(container, "alice", PASSWORD)
+    sign_in(container, "alice", OTHER_PASSWORD)

@@ -338,3 +338,20 @@ def test_a_form_submitted_after_the_session_ended_does_nothing(
     at = submit(at, "Change email")
     assert not at.exception and not at.success and not mailer.sent
     assert [b.label for b in at.button] == ["Sign in"]  # the app shows sign-in, not the form
+
+
+def test_a_session_list_shows_an_intruders_browser_name_as_typed_not_as_a_link(
+    app: AppFactory, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The User-Agent is whoever signed in's to write, and the Sessions list is where the owner looks for an intruder:
+    its tooltip (Markdown) must not turn their words into a link or formatting."""
+    make_user(container, "alice")
+    here = sign_in(container)
+    step = auth.begin_sign_in(container, login="alice", password=PASSWORD, ip="203.0.113.7")
+    assert step.ticket
+    lure = "[Not you? Secure your account](https://evil.example/reset) **now**"
+    auth.redeem_ticket(container, ticket=step.ticket, ip="203.0.113.7", user_agent=lure)
+    at = settings_page(app, monkeypatch, here)
+    (tooltip,) = [t.proto.help for t in at.text if t.proto.help and "evil" in t.proto.help]
+    assert tooltip == md(lure)  # escaped: the browser shows the brackets, the address and the stars as typed
+    assert "](" not in tooltip and "**" not in tooltip

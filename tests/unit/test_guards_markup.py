@@ -96,7 +96,7 @@ MARKDOWN_SINKS = frozenset({
 })  # fmt: skip
 OUTSIDE_TEXT = frozenset({
     "username", "email", "institution_name", "name", "merchant_name", "official_name", "note", "detail",
-    "status_message", "tags", "category_override", "display_message", "label",
+    "status_message", "tags", "category_override", "display_message", "label", "user_agent", "ip",
 })  # fmt: skip
 
 
@@ -117,9 +117,10 @@ def markdown_problems(source: str, name: str) -> list[str]:
     for node in ast.walk(ast.parse(source)):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
-        if node.func.attr not in MARKDOWN_SINKS:
-            continue
-        shown = [*node.args, *(k.value for k in node.keywords if k.arg in ("label", "body"))]  # value= is input
+        # help= is a Markdown tooltip on every element that takes one, st.text's too (its body is plain text)
+        shown = [k.value for k in node.keywords if k.arg == "help"]
+        if node.func.attr in MARKDOWN_SINKS:  # value= is input
+            shown += [*node.args, *(k.value for k in node.keywords if k.arg in ("label", "body"))]
         for expr in shown:
             problems += [
                 f"{name}:{node.lineno}: .{a.attr} shown as Markdown without md() (G2)" for a in _unescaped(expr)
@@ -138,8 +139,9 @@ def test_markdown_checker_catches_unescaped_outside_text() -> None:
         "box.update(label=item.institution_name)\n"
         "st.caption('Note: ' + tx.note)\n"
         "st.button(f'Remove {a.name}')\n"
+        "about.text(row.user_agent, help=row.user_agent)\n"
     )
-    assert [p.split(":")[1] for p in markdown_problems(bad, "bad.py")] == ["1", "2", "3", "4"]
+    assert [p.split(":")[1] for p in markdown_problems(bad, "bad.py")] == ["1", "2", "3", "4", "5"]
     ok = (
         "st.success(f'{md(target.username)} is disabled.')\n"
         "st.text_input('Note', value=tx.note)\n"
