@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from services.errors import ConfigError
+from services.mailer import sender_problem
 
 LOCAL_SECRETS_FILE = "secrets.env"
 PLACEHOLDERS = {"changeme", "change-me", "secret", "please-change", "xxx"}
@@ -156,6 +157,13 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an http(s) URL")
         return urlunsplit(parts).rstrip("/")  # the scheme in lower case ("HTTPS://" is HTTPS: Secure cookies, HSTS)
+
+    @field_validator("mail_from")
+    @classmethod
+    def _mail_from(cls, value: str) -> str:
+        if problem := sender_problem(value):
+            raise ValueError(problem)
+        return value
 
     @field_validator("smtp_url")
     @classmethod

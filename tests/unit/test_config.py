@@ -9,6 +9,7 @@ import pytest
 
 from services.config import ensure_local_secrets, load_settings, parse_key_ring
 from services.errors import ConfigError
+from services.mailer import build_message
 from tests.factories import key_entry
 
 
@@ -236,3 +237,37 @@ def test_a_setting_set_empty_is_its_default(
     settings = load_settings(announce=False)
     assert getattr(settings, field) == default
     assert "base_url" not in settings.model_fields_set  # the app's own port still decides the links
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "x@",  # the email package raised IndexError at every send: each mail waited and was retried until it expired
+        "alerts",  # no domain: SMTP servers refuse the sender
+        "finsync alerts@example.org",  # read as the address "finsync alerts@example.org"
+        "finsync <alerts@example.org",
+        "alerts@example.org, other@example.org",
+        "alerts@example.org\nBcc: everyone@example.org",
+    ],
+)
+def test_a_mail_from_that_is_not_one_address_stops_start_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str
+) -> None:
+    """README: a bad value stops start-up in one line naming the setting. FINSYNC_MAIL_FROM was taken as given, and
+    the first email (a verification or reset link) failed, or went out from a sender the server refuses."""
+    monkeypatch.setenv("FINSYNC_MAIL_FROM", value)
+    with pytest.raises(ConfigError) as info:
+        load_settings(announce=False)
+    message = str(info.value)
+    assert message.startswith("FINSYNC_MAIL_FROM: ") and "\n" not in message and value not in message
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    "value", ["no-reply@example.com", "finsync <no-reply@example.com>", '"Müller, Bank" <bank@mail.example>']
+)
+def test_a_mail_from_of_one_address_is_used_as_given(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("FINSYNC_MAIL_FROM", value)
+    settings = load_settings(announce=False)
+    assert settings.mail_from == value
+    assert build_message(settings.mail_from, "ada@example.com", "finsync: hello", "body")["From"] == value
