@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import os
 import secrets
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from dotenv.parser import parse_stream
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
@@ -263,7 +265,17 @@ def _check_env_files() -> None:
     # pydantic-settings skips a .env that is a directory or a dangling link and fails on bad UTF-8 with a traceback.
     for path in env_files():
         if os.path.lexists(path):
-            _read_text(path)
+            _check_lines(path, _read_text(path))
+
+
+def _check_lines(path: Path, text: str) -> None:
+    """python-dotenv skips a line it cannot parse (an unclosed quote) with a log line, and the setting on it fell
+    back to its default: a DATABASE_URL so lost put the ledger in a new SQLite file. The line is named, not shown."""
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            raw = binding.original.string
+            line = binding.original.line + len(raw) - len(raw.lstrip("\r\n"))
+            raise ConfigError(str(path), f"line {line} is not NAME=value (an unclosed quote?): fix or remove it")
 
 
 def _read_env_file(path: Path) -> dict[str, str]:

@@ -271,3 +271,27 @@ def test_a_mail_from_of_one_address_is_used_as_given(monkeypatch: pytest.MonkeyP
     settings = load_settings(announce=False)
     assert settings.mail_from == value
     assert build_message(settings.mail_from, "ada@example.com", "finsync: hello", "body")["From"] == value
+
+
+def test_a_dotenv_line_that_cannot_be_read_stops_start_up_naming_the_line(tmp_path: Path) -> None:
+    """python-dotenv skipped a line with an unclosed quote (a warning in the log) and the setting fell back to its
+    default: this DATABASE_URL lost, `db upgrade` made a new SQLite ledger instead of using PostgreSQL."""
+    (tmp_path / ".env").write_text(
+        'SYNC_TICK_SECONDS=30\n\nDATABASE_URL="postgresql+psycopg2://finsync:hunter2@db.example/finsync\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(announce=False)
+    assert str(info.value) == (f"{tmp_path / '.env'}: line 3 is not NAME=value (an unclosed quote?): fix or remove it")
+    assert "hunter2" not in str(info.value)
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_dotenv_as_the_template_and_its_usual_forms_is_read(tmp_path: Path) -> None:
+    example = (Path(__file__).resolve().parents[2] / ".env.example").read_text(encoding="utf-8")
+    extra = (
+        'export SYNC_TICK_SECONDS=45   # seconds\nFINSYNC_MAIL_FROM="finsync <bot@example.com>"\nNOTE="two\nlines"\n'
+    )
+    (tmp_path / ".env").write_text(example + extra, encoding="utf-8")
+    settings = load_settings(announce=False)
+    assert settings.sync_tick_seconds == 45 and settings.mail_from == "finsync <bot@example.com>"
