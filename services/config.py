@@ -128,7 +128,11 @@ class Settings(BaseSettings):
     @field_validator("data_dir", mode="before")
     @classmethod
     def _data_dir(cls, value: object) -> object:
-        return Path("data") if value is None or (isinstance(value, str) and not value.strip()) else value
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return Path("data")
+        # A .env file or a service manager's environment file does not expand "~" as a shell does: the ledger and
+        # its keys went into a folder named "~" under the working directory.
+        return Path(value).expanduser() if isinstance(value, str | Path) else value
 
     @field_validator("secret_key")
     @classmethod

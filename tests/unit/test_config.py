@@ -295,3 +295,18 @@ def test_a_dotenv_as_the_template_and_its_usual_forms_is_read(tmp_path: Path) ->
     (tmp_path / ".env").write_text(example + extra, encoding="utf-8")
     settings = load_settings(announce=False)
     assert settings.sync_tick_seconds == 45 and settings.mail_from == "finsync <bot@example.com>"
+
+
+def test_a_data_dir_under_home_written_with_a_tilde_is_the_home_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """In .env (or systemd's EnvironmentFile) nothing expands "~": the ledger and the key ring went into a folder
+    literally named "~" in the working directory, one `rm -rf ~` away from the person's home when they tidy up."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    (tmp_path / ".env").write_text("FINSYNC_DATA_DIR=~/finsync\n", encoding="utf-8")
+    monkeypatch.delenv("FINSYNC_DATA_DIR")
+    settings = load_settings(announce=False)
+    assert settings.data_dir == home / "finsync"
+    assert (home / "finsync" / "secrets.env").exists() and not (tmp_path / "~").exists()
+    assert settings.effective_database_url == f"sqlite:///{home / 'finsync' / 'finsync.db'}"
