@@ -123,6 +123,8 @@ class Settings(BaseSettings):
             raise ValueError("names no file, and an in-memory database keeps nothing: give the path of a file")
         if backend == "postgresql" and not url.host and not url.query.get("host"):
             raise ValueError("a PostgreSQL URL needs a host")
+        if backend == "sqlite" and url.database and url.database.startswith("~"):  # as FINSYNC_DATA_DIR: "~" is home
+            value = url.set(database=os.path.expanduser(url.database)).render_as_string(hide_password=False)
         return value
 
     @field_validator("data_dir", mode="before")

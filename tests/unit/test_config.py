@@ -310,3 +310,14 @@ def test_a_data_dir_under_home_written_with_a_tilde_is_the_home_folder(
     assert settings.data_dir == home / "finsync"
     assert (home / "finsync" / "secrets.env").exists() and not (tmp_path / "~").exists()
     assert settings.effective_database_url == f"sqlite:///{home / 'finsync' / 'finsync.db'}"
+
+
+def test_a_sqlite_database_url_under_home_written_with_a_tilde_is_in_the_home_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The same for DATABASE_URL=sqlite:///~/...: `db upgrade` made the ledger in a folder named "~" here."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    (tmp_path / ".env").write_text("DATABASE_URL=sqlite:///~/ledger/finsync.db\n", encoding="utf-8")
+    settings = load_settings(announce=False)
+    assert settings.effective_database_url == f"sqlite:///{home / 'ledger' / 'finsync.db'}"
