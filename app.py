@@ -15,6 +15,7 @@ from typing import Any
 import streamlit as st
 from starlette.middleware import Middleware
 from streamlit import config as st_config
+from streamlit.errors import StreamlitSecretNotFoundError
 
 from services import keys
 from services.config import get_settings, load_settings
@@ -34,6 +35,17 @@ STREAMLIT_PAGE = Path(st.__file__).parent / "static" / "index.html"
 @lru_cache(maxsize=1)
 def container() -> Container:
     return build_container()
+
+
+def _export_streamlit_secrets() -> None:
+    """Put top-level Streamlit secrets (Community Cloud's Secrets, `.streamlit/secrets.toml`) into the environment,
+    where the settings are read. Streamlit does that only when something first reads ``st.secrets``, and
+    `streamlit run` imports this file before it does: without this the app started on its defaults."""
+    try:
+        st.secrets.to_dict()
+    except StreamlitSecretNotFoundError as exc:
+        if getattr(exc, "error_id", None) != "no-secrets-found":  # a file that is there but cannot be read
+            raise FinsyncError(f"Streamlit secrets: {exc}") from None
 
 
 def _base_url_follows_port() -> str | None:
@@ -68,6 +80,7 @@ configure_logging()  # JSON lines on stderr for finsync's loggers (FINSYNC_LOG_L
 
 _distrust_forwarded_headers()
 try:
+    _export_streamlit_secrets()
     _public_url = _base_url_follows_port()
     _c = container()
 except FinsyncError as exc:

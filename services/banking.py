@@ -33,7 +33,7 @@ from services.banking_views import AccountView, ItemView, LinkStart
 from services.container import Container
 from services.credentials import confirm_identity
 from services.db import unit_of_work
-from services.errors import DecryptionError, FinsyncError
+from services.errors import DecryptionError, FinsyncError, KeyMissing
 from services.ledger import forget_transactions
 from services.plaid_events import calls_for
 
@@ -66,10 +66,18 @@ def list_items(c: Container, user_id: uuid.UUID) -> list[ItemView]:
         return [store.view(session, item) for item in session.execute(query).scalars()]
 
 
-def _revoke_at_plaid(c: Container, user_id: uuid.UUID, item_id: uuid.UUID) -> str | None:
-    """Call /item/remove; return None when done (or already gone there), else Plaid's error code."""
+def _revoke_at_plaid(c: Container, user_id: uuid.UUID, item_id: uuid.UUID, *, wait_for_key: bool = False) -> str | None:
+    """Call /item/remove; return None when done (or already gone there), else Plaid's error code.
+
+    ``wait_for_key``: raise ``KeyMissing`` when the token's key is not in the ring. The operator can put it back,
+    whereas deleting the bank now would leave it linked at Plaid with nothing able to revoke it.
+    """
     try:
         token = get_access_token(c, user_id, item_id)
+    except KeyMissing:
+        if wait_for_key:
+            raise
+        return revocations.UNREADABLE
     except DecryptionError:
         return revocations.UNREADABLE
     with calls_for(user_id, item_id):
@@ -148,7 +156,7 @@ def remove_item(c: Container, user_id: uuid.UUID, item_id: uuid.UUID, *, keep_hi
     """
     with unit_of_work(c.engine) as session:
         name = store.owned_item(session, user_id, item_id).institution_name
-    failure = _revoke_at_plaid(c, user_id, item_id)
+    failure = _revoke_at_plaid(c, user_id, item_id, wait_for_key=True)
     if failure not in (None, revocations.UNREADABLE):
         raise FinsyncError(
             f"Plaid did not confirm disconnecting {name} ({failure}), so it is still linked. Try again in a few minutes."

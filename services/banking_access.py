@@ -7,8 +7,10 @@ import uuid
 from services import banking_store as store
 from services.container import Container
 from services.db import unit_of_work
-from services.errors import DecryptionError, FinsyncError
+from services.errors import DecryptionError, FinsyncError, KeyMissing
 from services.plaid_client import PlaidGateway
+
+KEY_MISSING = "KEY_MISSING"
 
 
 def gateway(c: Container) -> PlaidGateway:
@@ -29,8 +31,14 @@ def get_access_token(c: Container, user_id: uuid.UUID, item_id: uuid.UUID) -> st
         try:
             return store.decrypt_token(c.cipher, item)
         except DecryptionError:
-            store.set_status(item, "error", "TOKEN_UNREADABLE", c.clock())
+            missing = store.missing_key(c.cipher, item)
+            store.set_status(item, "error", KEY_MISSING if missing else "TOKEN_UNREADABLE", c.clock())
             name = item.institution_name
+    if missing:  # not "remove it": with the key back it reads again; removed, it stays linked at Plaid for good
+        raise KeyMissing(
+            f"The saved connection to {name} is locked with encryption key version {missing}, which this server "
+            "no longer has. Nothing is lost: the operator must put that key back in FINSYNC_ENCRYPTION_KEYS."
+        )
     raise DecryptionError(
         f"The saved connection to {name} cannot be read (the encryption keys changed or the data was altered). "
         "Remove it and link the bank again."

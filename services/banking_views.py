@@ -39,6 +39,8 @@ _REPAIR_CODES = {
 _ERRORS = {
     "TOKEN_UNREADABLE": "The saved connection cannot be read (the encryption keys changed or the data was "
     "altered). Remove it and link the bank again.",
+    "KEY_MISSING": "This server no longer has the encryption key that protects this connection. Nothing is lost: "
+    "ask the operator to put the key back; until then it cannot sync or be removed.",
 }
 
 

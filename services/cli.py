@@ -26,7 +26,7 @@ from services.container import Container, build_container, command_container
 from services.crypto import rotate_keys, values_to_rotate, versions_in_use
 from services.db import check_database, is_outage, make_engine, outage_reason, unit_of_work
 from services.db_roles import grant_app_role
-from services.errors import FinsyncError
+from services.errors import FinsyncError, InputError
 from services.logs import configure_logging
 from services.users import create_user
 
@@ -43,14 +43,27 @@ def container() -> Container:
     return command_container()
 
 
+NOT_TEXT = "The password is not UTF-8 text, which is what a browser sends at sign-in: give it as UTF-8."
+
+
 def read_password(prompt: str = "Password: ") -> str:
-    """From the terminal without echo, or the first line of stdin; never from argv."""
+    """From the terminal without echo, or the first line of stdin as UTF-8; never from argv."""
     if sys.stdin.isatty():
-        first = getpass.getpass(prompt)
-        if getpass.getpass("Repeat: ") != first:
-            raise FinsyncError("The two passwords differ.")
+        try:
+            first = getpass.getpass(prompt)
+            if getpass.getpass("Repeat: ") != first:
+                raise FinsyncError("The two passwords differ.")
+            first.encode("utf-8")  # a byte the terminal's encoding could not read is kept as a lone surrogate
+        except UnicodeError:
+            raise InputError(NOT_TEXT) from None
         return first
-    return sys.stdin.readline().rstrip("\r\n")
+    # The bytes, not sys.stdin's text: that decodes by the locale and keeps bytes it cannot read as lone
+    # surrogates, which passed the password checks and then ended the command with a traceback when hashed.
+    line = sys.stdin.buffer.readline(64 * 1024)
+    try:
+        return line.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise InputError(NOT_TEXT) from None
 
 
 # db ---------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import os
 import secrets
 import sys
@@ -13,12 +14,14 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from dotenv.parser import parse_stream
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from services.errors import ConfigError
+from services.mailer import sender_problem
 
 LOCAL_SECRETS_FILE = "secrets.env"
 PLACEHOLDERS = {"changeme", "change-me", "secret", "please-change", "xxx"}
@@ -120,12 +123,18 @@ class Settings(BaseSettings):
             raise ValueError("names no file, and an in-memory database keeps nothing: give the path of a file")
         if backend == "postgresql" and not url.host and not url.query.get("host"):
             raise ValueError("a PostgreSQL URL needs a host")
+        if backend == "sqlite" and url.database and url.database.startswith("~"):  # as FINSYNC_DATA_DIR: "~" is home
+            value = url.set(database=os.path.expanduser(url.database)).render_as_string(hide_password=False)
         return value
 
     @field_validator("data_dir", mode="before")
     @classmethod
     def _data_dir(cls, value: object) -> object:
-        return Path("data") if value is None or (isinstance(value, str) and not value.strip()) else value
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return Path("data")
+        # A .env file or a service manager's environment file does not expand "~" as a shell does: the ledger and
+        # its keys went into a folder named "~" under the working directory.
+        return Path(value).expanduser() if isinstance(value, str | Path) else value
 
     @field_validator("secret_key")
     @classmethod
@@ -156,6 +165,13 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an http(s) URL")
         return urlunsplit(parts).rstrip("/")  # the scheme in lower case ("HTTPS://" is HTTPS: Secure cookies, HSTS)
+
+    @field_validator("mail_from")
+    @classmethod
+    def _mail_from(cls, value: str) -> str:
+        if problem := sender_problem(value):
+            raise ValueError(problem)
+        return value
 
     @field_validator("smtp_url")
     @classmethod
@@ -255,7 +271,17 @@ def _check_env_files() -> None:
     # pydantic-settings skips a .env that is a directory or a dangling link and fails on bad UTF-8 with a traceback.
     for path in env_files():
         if os.path.lexists(path):
-            _read_text(path)
+            _check_lines(path, _read_text(path))
+
+
+def _check_lines(path: Path, text: str) -> None:
+    """python-dotenv skips a line it cannot parse (an unclosed quote) with a log line, and the setting on it fell
+    back to its default: a DATABASE_URL so lost put the ledger in a new SQLite file. The line is named, not shown."""
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            raw = binding.original.string
+            line = binding.original.line + len(raw) - len(raw.lstrip("\r\n"))
+            raise ConfigError(str(path), f"line {line} is not NAME=value (an unclosed quote?): fix or remove it")
 
 
 def _read_env_file(path: Path) -> dict[str, str]:

@@ -7,6 +7,7 @@
     ├── DatabaseUnavailable          the database cannot be reached or opened
     ├── CryptoError                  key ring problems
     │   └── DecryptionError          ciphertext tampered, moved, or its key is gone
+    │       └── KeyMissing           its key version is not in the ring (put back, nothing is lost)
     ├── InputError                   bad user input; ``str()`` is the message to show
     │   └── DuplicateConnection      that bank login is linked already (``item_id``: repair it instead)
     ├── NotFound                     no such object for this user
@@ -45,6 +46,10 @@ class CryptoError(FinsyncError):
 
 class DecryptionError(CryptoError):
     """A ciphertext did not authenticate (tampered, moved to another row, or key missing)."""
+
+
+class KeyMissing(DecryptionError):
+    """The value's key version is not in FINSYNC_ENCRYPTION_KEYS: an operator's change, undone by putting it back."""
 
 
 class InputError(FinsyncError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.policy
 import os
 import re
 import smtplib
@@ -23,6 +24,24 @@ class Mailer(Protocol):
     """Anything that can send one plain-text message."""
 
     def send(self, to: str, subject: str, body: str) -> None: ...
+
+
+def sender_problem(sender: str) -> str | None:
+    """What is wrong with a From line (FINSYNC_MAIL_FROM), or None: one address, ``name <local@domain>`` or bare.
+
+    Checked at start-up: a From the email package cannot read raised at every send (the mail waited and was retried
+    until it expired), and one it reads with a guess ("finsync no-reply@example.com") gives SMTP a wrong sender.
+    """
+    if _HEADER_UNSAFE.search(sender):
+        return "cannot contain line breaks"
+    try:
+        header = email.policy.default.header_factory("From", sender)
+        addresses, defects = header.addresses, header.defects
+    except Exception:  # the parser raises IndexError and others on some malformed lines
+        addresses, defects = (), ("unreadable",)
+    if len(addresses) != 1 or defects or not addresses[0].username or not addresses[0].domain:
+        return "must be one email address, such as no-reply@example.com or finsync <no-reply@example.com>"
+    return None
 
 
 def build_message(sender: str, to: str, subject: str, body: str) -> EmailMessage:

@@ -18,7 +18,7 @@ from services import mail_queue
 from services.banking import get_access_token
 from services.container import Container
 from services.db import outage_reason, unit_of_work
-from services.errors import DecryptionError, FinsyncError, NotFound, NotYours
+from services.errors import DecryptionError, FinsyncError, KeyMissing, NotFound, NotYours
 from services.notify import queue_connection_alert
 from services.plaid_client import PlaidGateway
 from services.plaid_errors import LoginRequired, MutationDuringPagination, PlaidError
@@ -177,7 +177,7 @@ def _landed(c: Container, item: PlaidItem, run: RunCounters) -> SyncResult | Non
 def _unexpected(exc: Exception) -> tuple[str, str]:
     """The code and plain words recorded for an exception no branch of ``_execute`` expects."""
     if isinstance(exc, DecryptionError):
-        return "TOKEN_UNREADABLE", str(exc)[:500]
+        return "KEY_MISSING" if isinstance(exc, KeyMissing) else "TOKEN_UNREADABLE", str(exc)[:500]
     if isinstance(exc, FinsyncError):
         return "INTERNAL_ERROR", str(exc)[:500]  # our errors carry a message a user can act on
     return "INTERNAL_ERROR", INTERNAL_MESSAGE

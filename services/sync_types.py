@@ -183,6 +183,10 @@ _EXPLAIN: dict[str, tuple[str, str]] = {
         "The saved connection cannot be read (the encryption keys changed or the data was altered).",
         "Remove it (its card on Accounts) and link the bank again.",
     ),
+    "KEY_MISSING": (
+        "This server no longer has the encryption key that protects the saved connection (an operator's change).",
+        "Nothing is lost: ask the operator to put the key back in FINSYNC_ENCRYPTION_KEYS.",
+    ),
     "INTERNAL_ERROR": (
         "finsync hit an unexpected error while syncing.",
         "Nothing to do: it tries again later; the operator can see why in the logs.",

@@ -65,3 +65,42 @@ def test_the_app_refuses_a_database_file_that_is_not_there_and_creates_none(tmp_
     )
     assert not missing.exists() and not missing.parent.exists()
     assert not (tmp_path / "data").exists()  # no secrets file, no log, no outbox: nothing written before the refusal
+
+
+def _start_the_app_with_secrets(tmp_path: Path, secrets_toml: str) -> subprocess.CompletedProcess[str]:
+    """Import app.py as `streamlit run` does, from a folder whose `.streamlit/secrets.toml` holds the settings (what
+    Streamlit Community Cloud writes from the app's Secrets box); the environment names no database."""
+    folder = tmp_path / "deployed"
+    (folder / ".streamlit").mkdir(parents=True)
+    (folder / ".streamlit" / "secrets.toml").write_text(secrets_toml, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    return subprocess.run(  # noqa: PLW1510
+        [sys.executable, "-c", "import app"],
+        cwd=folder,
+        env={**env, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_the_app_reads_its_settings_from_streamlit_secrets(tmp_path: Path) -> None:
+    """README: on Streamlit Community Cloud the settings are top-level Secrets, which Streamlit exports as environment
+    variables. It does so only once something reads st.secrets, and `streamlit run` imports app.py first: the app
+    started without them (its default SQLite file in the working folder, fresh keys) instead of on the database the
+    Secrets name."""
+    named = tmp_path / "from-secrets" / "finsync.db"
+    started = _start_the_app_with_secrets(tmp_path, f'DATABASE_URL = "sqlite:///{named}"\n')
+    assert started.returncode == 2, started.stderr[-2000:]
+    assert started.stderr.strip().splitlines()[-1] == (
+        f"finsync: cannot start: there is no database at {named}: run `python -m services.cli db upgrade` "
+        "to create it, or check DATABASE_URL"
+    )
+
+
+def test_a_secrets_file_that_is_not_toml_stops_the_app_in_one_line_without_its_values(tmp_path: Path) -> None:
+    started = _start_the_app_with_secrets(tmp_path, 'FINSYNC_SECRET_KEY = "hunter2hunter2hunter2hunter2hunter2\n')
+    assert started.returncode == 2, started.stderr[-2000:]
+    last = started.stderr.strip().splitlines()[-1]
+    assert last.startswith("finsync: cannot start: Streamlit secrets: ") and "secrets.toml" in last
+    assert "hunter2" not in started.stderr and "Traceback" not in started.stderr

@@ -5,15 +5,19 @@ row and owner; every call is recorded with its request id, item and outcome, and
 from __future__ import annotations
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import func, select, text
 from sqlmodel import SQLModel, col
 
 from models import PlaidApiEvent, PlaidItem
 from services import banking
+from services.container import Container, build_container
 from services.db import unit_of_work
-from services.errors import DecryptionError
+from services.errors import DecryptionError, FinsyncError
+from services.plaid_client import PlaidGateway
 from services.plaid_errors import PlaidError
 from services.plaid_events import calls_for
+from tests.factories import key_entry
 from tests.integration.conftest_bank import Bank
 
 
@@ -135,3 +139,35 @@ def test_a_failed_plaid_call_is_recorded_with_its_error_code_status_and_duration
     assert event.request_id and event.request_id == failed.value.request_id
     assert event.duration_ms is not None and 200 <= event.duration_ms < 10_000
     assert token not in dump(bank)
+
+
+def test_a_key_dropped_too_early_says_put_it_back_and_keeps_the_bank(bank: Bank, gateway: PlaidGateway) -> None:
+    """README, key rotation: a key removed too soon is put back and nothing is lost. The bank's card and its sync
+    history told the person to remove the bank and link it again; doing so deleted it here while its token, which
+    nobody could read any more, stayed live at Plaid for good (and with it the history they chose not to keep)."""
+    from services.sync import sync_item
+
+    alice = bank.user("alice")
+    item = bank.link(alice)
+    assert sync_item(bank.c, alice, item.id, explicit=True).status == "ok"
+    ring = bank.c.settings.encryption_keys
+    assert ring is not None
+    two = key_entry(2)
+
+    def restarted(keys: str) -> Container:  # the operator edits FINSYNC_ENCRYPTION_KEYS and restarts
+        settings = bank.c.settings.model_copy(update={"encryption_keys": SecretStr(keys)})
+        return build_container(settings, engine=bank.c.engine, mailer=bank.c.mailer, clock=bank.c.clock, plaid=gateway)
+
+    dropped = restarted(two)  # key 1 dropped before `keys rotate`
+    result = sync_item(dropped, alice, item.id, explicit=True)
+    assert (result.status, result.error_code) == ("failed", "KEY_MISSING")
+    assert "encryption key version 1" in (result.message or "") and "Remove it" not in (result.message or "")
+    card = next(i for i in banking.list_items(dropped, alice) if i.id == item.id)
+    assert "put the key back" in card.status_message and "Remove it" not in card.status_message
+    with pytest.raises(FinsyncError, match="put that key back"):
+        banking.remove_item(dropped, alice, item.id, keep_history=False)
+    assert [i.id for i in banking.list_items(dropped, alice)] == [item.id]  # nothing deleted, nothing left at Plaid
+
+    back = restarted(f"{two},{ring.get_secret_value()}")
+    assert sync_item(back, alice, item.id, explicit=True).status == "ok"
+    assert next(i for i in banking.list_items(back, alice) if i.id == item.id).status == "ok"

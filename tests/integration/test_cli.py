@@ -9,9 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlmodel import select
 
-from services.db import make_engine
+from models import User
+from services.container import command_container
+from services.db import make_engine, unit_of_work
 from services.migrations import current_revision, head_revision
+from services.passwords import verify_password
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -310,3 +314,47 @@ def test_keys_generate_write_puts_the_key_in_the_file_or_says_why_it_cannot(tmp_
     spaced = cli("keys", "generate", "--write", env={"FINSYNC_DATA_DIR": str(data)})
     assert spaced.returncode == 0 and "added key version 2" in spaced.stdout, spaced.stderr
     assert "FINSYNC_ENCRYPTION_KEYS=2:" in secrets_env.read_text() and f",{one}\n" in secrets_env.read_text()
+
+
+def _create_user(password: bytes, username: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(  # noqa: PLW1510
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "users",
+            "create",
+            "--email",
+            f"{username}@x.example",
+            "--username",
+            username,
+        ],
+        input=password,
+        capture_output=True,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        timeout=120,
+    )
+
+
+def test_users_create_reads_the_password_as_utf8_and_refuses_other_bytes_in_one_line(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A password piped in another encoding (a Latin-1 file, a stray byte) passed every check and then ended the
+    command with a UnicodeEncodeError traceback; a UTF-8 one must be the password the browser later sends."""
+    env = {"DATABASE_URL": db_url, "LC_ALL": "C.UTF-8"}
+    assert cli("db", "upgrade", env=env).returncode == 0
+    latin1 = "quiet lantern meadow vessel grün".encode("latin-1") + b"\n"
+    refused = _create_user(latin1, "latin", env)
+    assert refused.returncode == 2, refused.stderr.decode(errors="replace")[-2000:]
+    assert refused.stderr.decode().strip() == (
+        "finsync: The password is not UTF-8 text, which is what a browser sends at sign-in: give it as UTF-8."
+    )
+    assert refused.stdout == b""
+    made = _create_user("quiet lantern meadow vessel grün\n".encode(), "latin", env)  # nothing was half-made
+    assert made.returncode == 0, made.stderr.decode()[-2000:]
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    c = command_container()
+    with unit_of_work(c.engine) as session:
+        user = session.exec(select(User).where(User.username == "latin")).one()
+        assert verify_password("quiet lantern meadow vessel grün", user.password_hash, c.pepper)

@@ -9,6 +9,7 @@ import pytest
 
 from services.config import ensure_local_secrets, load_settings, parse_key_ring
 from services.errors import ConfigError
+from services.mailer import build_message
 from tests.factories import key_entry
 
 
@@ -236,3 +237,87 @@ def test_a_setting_set_empty_is_its_default(
     settings = load_settings(announce=False)
     assert getattr(settings, field) == default
     assert "base_url" not in settings.model_fields_set  # the app's own port still decides the links
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "x@",  # the email package raised IndexError at every send: each mail waited and was retried until it expired
+        "alerts",  # no domain: SMTP servers refuse the sender
+        "finsync alerts@example.org",  # read as the address "finsync alerts@example.org"
+        "finsync <alerts@example.org",
+        "alerts@example.org, other@example.org",
+        "alerts@example.org\nBcc: everyone@example.org",
+    ],
+)
+def test_a_mail_from_that_is_not_one_address_stops_start_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str
+) -> None:
+    """README: a bad value stops start-up in one line naming the setting. FINSYNC_MAIL_FROM was taken as given, and
+    the first email (a verification or reset link) failed, or went out from a sender the server refuses."""
+    monkeypatch.setenv("FINSYNC_MAIL_FROM", value)
+    with pytest.raises(ConfigError) as info:
+        load_settings(announce=False)
+    message = str(info.value)
+    assert message.startswith("FINSYNC_MAIL_FROM: ") and "\n" not in message and value not in message
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    "value", ["no-reply@example.com", "finsync <no-reply@example.com>", '"Müller, Bank" <bank@mail.example>']
+)
+def test_a_mail_from_of_one_address_is_used_as_given(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("FINSYNC_MAIL_FROM", value)
+    settings = load_settings(announce=False)
+    assert settings.mail_from == value
+    assert build_message(settings.mail_from, "ada@example.com", "finsync: hello", "body")["From"] == value
+
+
+def test_a_dotenv_line_that_cannot_be_read_stops_start_up_naming_the_line(tmp_path: Path) -> None:
+    """python-dotenv skipped a line with an unclosed quote (a warning in the log) and the setting fell back to its
+    default: this DATABASE_URL lost, `db upgrade` made a new SQLite ledger instead of using PostgreSQL."""
+    (tmp_path / ".env").write_text(
+        'SYNC_TICK_SECONDS=30\n\nDATABASE_URL="postgresql+psycopg2://finsync:hunter2@db.example/finsync\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(announce=False)
+    assert str(info.value) == (f"{tmp_path / '.env'}: line 3 is not NAME=value (an unclosed quote?): fix or remove it")
+    assert "hunter2" not in str(info.value)
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_dotenv_as_the_template_and_its_usual_forms_is_read(tmp_path: Path) -> None:
+    example = (Path(__file__).resolve().parents[2] / ".env.example").read_text(encoding="utf-8")
+    extra = (
+        'export SYNC_TICK_SECONDS=45   # seconds\nFINSYNC_MAIL_FROM="finsync <bot@example.com>"\nNOTE="two\nlines"\n'
+    )
+    (tmp_path / ".env").write_text(example + extra, encoding="utf-8")
+    settings = load_settings(announce=False)
+    assert settings.sync_tick_seconds == 45 and settings.mail_from == "finsync <bot@example.com>"
+
+
+def test_a_data_dir_under_home_written_with_a_tilde_is_the_home_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """In .env (or systemd's EnvironmentFile) nothing expands "~": the ledger and the key ring went into a folder
+    literally named "~" in the working directory, one `rm -rf ~` away from the person's home when they tidy up."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    (tmp_path / ".env").write_text("FINSYNC_DATA_DIR=~/finsync\n", encoding="utf-8")
+    monkeypatch.delenv("FINSYNC_DATA_DIR")
+    settings = load_settings(announce=False)
+    assert settings.data_dir == home / "finsync"
+    assert (home / "finsync" / "secrets.env").exists() and not (tmp_path / "~").exists()
+    assert settings.effective_database_url == f"sqlite:///{home / 'finsync' / 'finsync.db'}"
+
+
+def test_a_sqlite_database_url_under_home_written_with_a_tilde_is_in_the_home_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The same for DATABASE_URL=sqlite:///~/...: `db upgrade` made the ledger in a folder named "~" here."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    (tmp_path / ".env").write_text("DATABASE_URL=sqlite:///~/ledger/finsync.db\n", encoding="utf-8")
+    settings = load_settings(announce=False)
+    assert settings.effective_database_url == f"sqlite:///{home / 'ledger' / 'finsync.db'}"
