@@ -8,6 +8,7 @@ import io
 import os
 import secrets
 import sys
+import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -304,15 +305,7 @@ def ensure_local_secrets(settings: Settings, *, announce: bool = True) -> Settin
     path = settings.data_dir / LOCAL_SECRETS_FILE
     if not os.path.lexists(path):  # a dangling link is not "missing": creating through it would fail
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # secrets and the ledger live here
-        body = (
-            "# finsync local secrets, generated on first start. Keep private; back it up with the database.\n"
-            f"FINSYNC_SECRET_KEY={secrets.token_urlsafe(48)}\n"
-            f"FINSYNC_ENCRYPTION_KEYS={new_key_entry(1)}\n"
-        )
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(body)
-        if announce:
+        if _create_local_secrets(path) and announce:
             announce_local_secrets(path)
     stored = _read_env_file(path)
     updates: dict[str, object] = {}
@@ -326,6 +319,32 @@ def ensure_local_secrets(settings: Settings, *, announce: bool = True) -> Settin
     if any(v is None for v in updates.values()):
         raise ConfigError(str(path), "is missing FINSYNC_SECRET_KEY or FINSYNC_ENCRYPTION_KEYS")
     return settings.model_copy(update=updates)
+
+
+def _create_local_secrets(path: Path) -> bool:
+    """Write a new secrets file at ``path`` whole, unless another process got there first (False: use theirs).
+
+    The app and a worker started together on an empty data dir both create it: written in place, the second got
+    "File exists", or read the first's file before its lines were in ("is missing ..."), and did not start. Written
+    aside and linked into place, the file is never seen half-written, and exactly one process's keys are kept.
+    """
+    body = (
+        "# finsync local secrets, generated on first start. Keep private; back it up with the database.\n"
+        f"FINSYNC_SECRET_KEY={secrets.token_urlsafe(48)}\n"
+        f"FINSYNC_ENCRYPTION_KEYS={new_key_entry(1)}\n"
+    )
+    fd, aside = tempfile.mkstemp(prefix=".secrets-", suffix=".tmp", dir=path.parent)  # 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(body)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(aside, path)  # fails, as the old O_EXCL create did, when the file is there
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(aside)
+    return True
 
 
 def write_local_key_ring(data_dir: Path, value: str) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +31,37 @@ def test_generated_secrets_are_reused_on_next_start() -> None:
     second = load_settings(announce=False)
     assert first.secret_bytes == second.secret_bytes
     assert first.key_ring == second.key_ring
+
+
+def _first_start(data_dir: str, barrier: Any, results: Any) -> None:
+    """One process starting on ``data_dir`` at the same moment as the others (see the test below)."""
+    os.environ["FINSYNC_DATA_DIR"] = data_dir
+    barrier.wait()
+    try:
+        settings = load_settings(announce=False)
+        results.put(("started", settings.secret_bytes, settings.key_ring))
+    except BaseException as exc:  # reported to the test, whatever it is
+        results.put(("failed", type(exc).__name__, str(exc)))
+
+
+def test_processes_starting_together_on_an_empty_data_dir_all_start_with_the_same_secrets(tmp_path: Path) -> None:
+    """The app and a worker started at once on first boot both create the secrets file: one got "File exists" or read
+    it half-written ("is missing FINSYNC_SECRET_KEY") and did not start. Every one starts, on the one set of keys."""
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(12):  # the race is at most a few microseconds wide: several goes at it
+        data_dir = str(tmp_path / f"boot{attempt}" / "data")
+        barrier, results = ctx.Barrier(6), ctx.Queue()
+        starting = [ctx.Process(target=_first_start, args=(data_dir, barrier, results)) for _ in range(6)]
+        for process in starting:
+            process.start()
+        outcomes = [results.get(timeout=120) for _ in starting]
+        for process in starting:
+            process.join()
+        assert [o for o in outcomes if o[0] != "started"] == []
+        assert len({o[1:] for o in outcomes}) == 1  # the same secret and key ring in every process
+        assert sorted(p.name for p in Path(data_dir).iterdir()) == ["secrets.env"]  # nothing left aside
+        stored = (Path(data_dir) / "secrets.env").read_text(encoding="utf-8")
+        assert outcomes[0][2][0].version == 1 and "FINSYNC_ENCRYPTION_KEYS=1:" in stored
 
 
 def test_plaid_credentials_switch_to_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
