@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import os
 import secrets
 import sys
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from dotenv.parser import parse_stream
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
@@ -23,6 +20,7 @@ from sqlalchemy.exc import ArgumentError
 
 from services.errors import ConfigError
 from services.mailer import sender_problem
+from services.settings_files import check_lines, create_whole, read_env_file, read_text
 
 LOCAL_SECRETS_FILE = "secrets.env"
 PLACEHOLDERS = {"changeme", "change-me", "secret", "please-change", "xxx"}
@@ -251,47 +249,11 @@ def env_files() -> list[Path]:
     return [Path(os.path.abspath(name)) for name in names]
 
 
-def _read_text(path: Path) -> str:
-    """A settings file's text, or ``ConfigError`` naming the file and what is wrong with it."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        problem = "is not UTF-8 text; save it as UTF-8 NAME=value lines"
-    except IsADirectoryError:
-        problem = "is a directory, not a file of NAME=value lines; move it away"
-    except FileNotFoundError:  # os.path.lexists said it was there: a link to nothing (or it was removed just now)
-        problem = "has just disappeared; run the command again"
-        if path.is_symlink():
-            problem = f"is a link to {os.readlink(path)!r}, which does not exist; fix or remove the link"
-    except OSError as exc:
-        problem = f"cannot be read ({exc.strerror or exc}); check its owner and mode"
-    raise ConfigError(str(path), problem)
-
-
 def _check_env_files() -> None:
     # pydantic-settings skips a .env that is a directory or a dangling link and fails on bad UTF-8 with a traceback.
     for path in env_files():
         if os.path.lexists(path):
-            _check_lines(path, _read_text(path))
-
-
-def _check_lines(path: Path, text: str) -> None:
-    """python-dotenv skips a line it cannot parse (an unclosed quote) with a log line, and the setting on it fell
-    back to its default: a DATABASE_URL so lost put the ledger in a new SQLite file. The line is named, not shown."""
-    for binding in parse_stream(io.StringIO(text)):
-        if binding.error:
-            raw = binding.original.string
-            line = binding.original.line + len(raw) - len(raw.lstrip("\r\n"))
-            raise ConfigError(str(path), f"line {line} is not NAME=value (an unclosed quote?): fix or remove it")
-
-
-def _read_env_file(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for line in _read_text(path).splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not key.strip().startswith("#"):
-            values[key.strip()] = value.strip()
-    return values
+            check_lines(path, read_text(path))
 
 
 def announce_local_secrets(path: Path) -> None:
@@ -305,9 +267,9 @@ def ensure_local_secrets(settings: Settings, *, announce: bool = True) -> Settin
     path = settings.data_dir / LOCAL_SECRETS_FILE
     if not os.path.lexists(path):  # a dangling link is not "missing": creating through it would fail
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # secrets and the ledger live here
-        if _create_local_secrets(path) and announce:
+        if create_whole(path, _new_secrets()) and announce:
             announce_local_secrets(path)
-    stored = _read_env_file(path)
+    stored = read_env_file(path)
     updates: dict[str, object] = {}
     try:
         if settings.secret_key is None:
@@ -321,30 +283,12 @@ def ensure_local_secrets(settings: Settings, *, announce: bool = True) -> Settin
     return settings.model_copy(update=updates)
 
 
-def _create_local_secrets(path: Path) -> bool:
-    """Write a new secrets file at ``path`` whole, unless another process got there first (False: use theirs).
-
-    The app and a worker started together on an empty data dir both create it: written in place, the second got
-    "File exists", or read the first's file before its lines were in ("is missing ..."), and did not start. Written
-    aside and linked into place, the file is never seen half-written, and exactly one process's keys are kept.
-    """
-    body = (
+def _new_secrets() -> str:
+    return (
         "# finsync local secrets, generated on first start. Keep private; back it up with the database.\n"
         f"FINSYNC_SECRET_KEY={secrets.token_urlsafe(48)}\n"
         f"FINSYNC_ENCRYPTION_KEYS={new_key_entry(1)}\n"
     )
-    fd, aside = tempfile.mkstemp(prefix=".secrets-", suffix=".tmp", dir=path.parent)  # 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(aside, path)  # fails, as the old O_EXCL create did, when the file is there
-    except FileExistsError:
-        return False
-    finally:
-        os.unlink(aside)
-    return True
 
 
 def write_local_key_ring(data_dir: Path, value: str) -> None:
@@ -353,7 +297,7 @@ def write_local_key_ring(data_dir: Path, value: str) -> None:
     path = data_dir / LOCAL_SECRETS_FILE
     if not os.path.lexists(path):
         raise ConfigError(str(path), "does not exist: run `python -m services.cli db upgrade` to create it first")
-    lines = _read_text(path).splitlines()
+    lines = read_text(path).splitlines()
     # The reader takes "NAME = value": so does the writer, or it would report a key it never wrote.
     found = [i for i, line in enumerate(lines) if line.partition("=")[0].strip() == "FINSYNC_ENCRYPTION_KEYS"]
     if not found:

@@ -1,0 +1,70 @@
+"""The files settings come from (``.env``, ``DATA_DIR/secrets.env``): read with one clear line, written whole."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+from dotenv.parser import parse_stream
+
+from services.errors import ConfigError
+
+
+def read_text(path: Path) -> str:
+    """A settings file's text, or ``ConfigError`` naming the file and what is wrong with it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        problem = "is not UTF-8 text; save it as UTF-8 NAME=value lines"
+    except IsADirectoryError:
+        problem = "is a directory, not a file of NAME=value lines; move it away"
+    except FileNotFoundError:  # os.path.lexists said it was there: a link to nothing (or it was removed just now)
+        problem = "has just disappeared; run the command again"
+        if path.is_symlink():
+            problem = f"is a link to {os.readlink(path)!r}, which does not exist; fix or remove the link"
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror or exc}); check its owner and mode"
+    raise ConfigError(str(path), problem)
+
+
+def check_lines(path: Path, text: str) -> None:
+    """python-dotenv skips a line it cannot parse (an unclosed quote) with a log line, and the setting on it fell
+    back to its default: a DATABASE_URL so lost put the ledger in a new SQLite file. The line is named, not shown."""
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            raw = binding.original.string
+            line = binding.original.line + len(raw) - len(raw.lstrip("\r\n"))
+            raise ConfigError(str(path), f"line {line} is not NAME=value (an unclosed quote?): fix or remove it")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The NAME=value lines of a secrets file (comments skipped), as our own writer writes them."""
+    values: dict[str, str] = {}
+    for line in read_text(path).splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.strip().startswith("#"):
+            values[key.strip()] = value.strip()
+    return values
+
+
+def create_whole(path: Path, body: str) -> bool:
+    """Write a new secrets file at ``path`` whole, unless another process got there first (False: use theirs).
+
+    The app and a worker started together on an empty data dir both create it: written in place, the second got
+    "File exists", or read the first's file before its lines were in ("is missing ..."), and did not start. Written
+    aside and linked into place, the file is never seen half-written, and exactly one process's keys are kept.
+    """
+    fd, aside = tempfile.mkstemp(prefix=".secrets-", suffix=".tmp", dir=path.parent)  # 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(body)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(aside, path)  # fails, as the old O_EXCL create did, when the file is there
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(aside)
+    return True
