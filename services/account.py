@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, or_, select, update
-from sqlmodel import col
+from sqlmodel import Session, col
 
-from models import AuditEvent, PlaidApiEvent, User
+from models import AuditEvent, OneTimeToken, PlaidApiEvent, User
 from services import audit, mail_queue, notices, otp, sessions, throttle, tokens, users
 from services.container import Container
 from services.credentials import (
@@ -18,8 +18,7 @@ from services.credentials import (
     confirm_identity,
     load_user,
     reauth,
-    set_password,
-    spend_password_try,
+    set_password_counted,
     tell_address_owner,
 )
 from services.db import unit_of_work
@@ -71,41 +70,43 @@ def reset_password(c: Container, *, token: str, new_password: str, ip: str = "")
     and put their own authenticator on it, so the reset turns that off and the owner can set up their own.
     """
     now, p = c.clock(), Pending()
-    with unit_of_work(c.engine) as session:
-        found = tokens.find(session, token, (tokens.RESET,), now)
-        owner = found.user_id if found is not None else None
-    if owner is not None:
-        spend_password_try(c, owner)
     with unit_of_work(c.engine, immediate=True) as session:
         row = tokens.find(session, token, (tokens.RESET,), now)
         user = session.get(User, row.user_id, with_for_update=True) if row is not None else None
         if row is None or user is None or user.status != "active":
             raise TokenInvalid("This reset link is invalid, already used or expired. Ask for a new one.")
-        set_password(session, c, user, new_password, now)  # InputError keeps the link usable
-        row.used_at = now
-        squatted = not user.email_verified and (user.totp_enabled or user.totp_secret_enc is not None)
-        if squatted:  # whoever set two-factor up never proved this mailbox: its owner, who just did, takes it back
-            user.totp_enabled, user.totp_secret_enc, user.totp_last_step = False, None, None
-            otp.drop_recovery_codes(session, user.id)
-            audit.record(session, event="totp_disabled", user_id=user.id, ip=ip, detail="unconfirmed account", at=now)
-        user.email_verified = True  # the link reached the mailbox, which is what verification proves
-        # A pending email change may be an intruder's: the owner taking the account back ends it too.
-        tokens.revoke(session, user.id, (tokens.RESET, tokens.TICKET, tokens.CHALLENGE, tokens.EMAIL_CHANGE), now)
-        count = sessions.revoke_all(session, user.id, now)
-        throttle.clear(session, throttle.account_key(user.id))
-        audit.record(
-            session,
-            event="password_reset_done",
-            user_id=user.id,
-            ip=ip,
-            detail=audit.sessions_ended(count, others=False),
-            at=now,
-        )
-        what = "Your password was reset" + (
-            " and two-factor sign-in, set up before you confirmed this address, turned off" if squatted else ""
-        )
-        p.mail(session, c, user.id, notices.notice(user.email, "your password was reset", what, now))
+        if set_password_counted(session, c, user, new_password, now, p, flow="reset"):  # refused: the link stays
+            _reset_done(session, c, user, row, ip=ip, now=now, p=p)
     p.finish(c)
+
+
+def _reset_done(
+    session: Session, c: Container, user: User, row: OneTimeToken, *, ip: str, now: datetime, p: Pending
+) -> None:
+    """The new password is set: use the link up, end every session and sign-in pause, and tell the owner."""
+    row.used_at = now
+    squatted = not user.email_verified and (user.totp_enabled or user.totp_secret_enc is not None)
+    if squatted:  # whoever set two-factor up never proved this mailbox: its owner, who just did, takes it back
+        user.totp_enabled, user.totp_secret_enc, user.totp_last_step = False, None, None
+        otp.drop_recovery_codes(session, user.id)
+        audit.record(session, event="totp_disabled", user_id=user.id, ip=ip, detail="unconfirmed account", at=now)
+    user.email_verified = True  # the link reached the mailbox, which is what verification proves
+    # A pending email change may be an intruder's: the owner taking the account back ends it too.
+    tokens.revoke(session, user.id, (tokens.RESET, tokens.TICKET, tokens.CHALLENGE, tokens.EMAIL_CHANGE), now)
+    count = sessions.revoke_all(session, user.id, now)
+    throttle.clear(session, throttle.account_key(user.id))
+    audit.record(
+        session,
+        event="password_reset_done",
+        user_id=user.id,
+        ip=ip,
+        detail=audit.sessions_ended(count, others=False),
+        at=now,
+    )
+    what = "Your password was reset" + (
+        " and two-factor sign-in, set up before you confirmed this address, turned off" if squatted else ""
+    )
+    p.mail(session, c, user.id, notices.notice(user.email, "your password was reset", what, now))
 
 
 def change_password(
@@ -118,7 +119,6 @@ def change_password(
     ip: str = "",
 ) -> None:
     """Change the password (the current one is required); other sessions end, a notice is mailed."""
-    spend_password_try(c, user_id)
     now, p = c.clock(), Pending()
     with unit_of_work(c.engine, immediate=True) as session:
         user = load_user(session, user_id, lock=True)
@@ -126,19 +126,21 @@ def change_password(
                   failed_event="password_change_failed"):  # fmt: skip
             if new_password == current_password:  # after the check: this answer tells only the password's owner
                 raise InputError("That is the password you have now; choose a new one.")
-            set_password(session, c, user, new_password, now)
-            keep = sessions.find_id(session, current_token, user.id)
-            count = sessions.revoke_all(session, user.id, now, keep=keep)
-            tokens.revoke(session, user.id, (tokens.RESET, tokens.EMAIL_CHANGE), now)
-            detail = audit.sessions_ended(count)
-            audit.record(session, event="password_changed", user_id=user.id, ip=ip, detail=detail, at=now)
-            p.mail(
-                session,
-                c,
-                user.id,
-                notices.notice(user.email, "your password was changed", "Your password was changed", now),
-            )
+            if set_password_counted(session, c, user, new_password, now, p, flow="change"):  # refused: committed
+                _changed(session, c, user, current_token, ip=ip, now=now, p=p)
     p.finish(c)
+
+
+def _changed(
+    session: Session, c: Container, user: User, current_token: str | None, *, ip: str, now: datetime, p: Pending
+) -> None:
+    """The new password is set: end the other sessions and links, and tell the owner."""
+    keep = sessions.find_id(session, current_token, user.id)
+    count = sessions.revoke_all(session, user.id, now, keep=keep)
+    tokens.revoke(session, user.id, (tokens.RESET, tokens.EMAIL_CHANGE), now)
+    audit.record(session, event="password_changed", user_id=user.id, ip=ip, detail=audit.sessions_ended(count), at=now)
+    mail = notices.notice(user.email, "your password was changed", "Your password was changed", now)
+    p.mail(session, c, user.id, mail)
 
 
 def request_email_change(

@@ -23,7 +23,7 @@ OWNER_NOTICE_EVERY = timedelta(hours=1)  # at most one "someone tried to use you
 NOTICE_MAILED = "notice mailed"
 # New passwords scored per account per 15 minutes (at most throttle.KEPT): zxcvbn takes seconds over some passwords
 # (see services.registration), and a refused one leaves the form ready for the next.
-PASSWORD_TRIES = 15
+PASSWORD_TRIES = 15  # per flow (Settings, a reset link): the one does not spend the other's
 
 
 @dataclass
@@ -199,16 +199,26 @@ def set_password(session: Session, c: Container, user: User, new_password: str, 
     user.password_changed_at = now
 
 
-def spend_password_try(c: Container, user_id: uuid.UUID) -> None:
-    """Count one new password about to be scored for the account, or ``Throttled`` past ``PASSWORD_TRIES``.
+def set_password_counted(
+    session: Session, c: Container, user: User, new_password: str, now: datetime, p: Pending, *, flow: str
+) -> bool:
+    """``set_password`` within the account's budget of new passwords scored for ``flow`` (``PASSWORD_TRIES``); False
+    with the refusal parked on ``p``, so the flow commits and the try stays counted.
 
-    Its own unit of work: the flow's rolls back when the password is refused, and the try must stay counted.
+    Counted only here, once the flow has proven who asks (the current password, a live reset link): a signed-in
+    browser without the password spends nothing. And each flow has its own budget: whoever knows the old password
+    cannot spend the reset link's, the owner's way to take the account back.
     """
-    now, key = c.clock(), f"password_check:{user_id}"
-    with unit_of_work(c.engine, immediate=True) as session:
-        wait = throttle.retry_after(session, key, now, limit=PASSWORD_TRIES)
-        if not wait:
-            throttle.record_event(session, key, now, throttle.IP_WINDOW)
-            return
-    minutes = max(1, (wait + 59) // 60)
-    raise Throttled(f"You tried many new passwords in a short time. Try again in {minutes} minutes.", wait)
+    key = f"password_check:{flow}:{user.id}"
+    wait = throttle.retry_after(session, key, now, limit=PASSWORD_TRIES)
+    if wait:
+        minutes = max(1, (wait + 59) // 60)
+        p.fail(Throttled(f"You tried many new passwords in a short time. Try again in {minutes} minutes.", wait))
+        return False
+    throttle.record_event(session, key, now, throttle.IP_WINDOW)
+    try:
+        set_password(session, c, user, new_password, now)  # raises before it changes anything
+    except InputError as exc:
+        p.fail(exc)
+        return False
+    return True

@@ -13,7 +13,7 @@ from models import AuditEvent, AuthSession, OneTimeToken, User
 from services import audit, auth, credentials, passwords, sessions
 from services.container import Container
 from services.db import unit_of_work
-from services.errors import InputError, InvalidCredentials, Throttled, TokenInvalid
+from services.errors import FinsyncError, InputError, InvalidCredentials, Throttled, TokenInvalid
 from services.mailer import MemoryMailer
 from tests.factories import FakeClock
 from tests.integration.auth_support import (
@@ -294,4 +294,44 @@ def test_new_passwords_are_scored_for_an_account_only_within_its_budget(
     assert SLOW_TO_SCORE not in scored
     clock.advance(minutes=15)  # within the reset link's 30 minutes
     new_password(OTHER_PASSWORD)
+    sign_in(container, "alice", OTHER_PASSWORD)
+
+
+def test_someone_with_a_signed_in_browser_cannot_spend_the_budget_that_keeps_the_owner_from_resetting(
+    container: Container, mailer: MemoryMailer
+) -> None:
+    """A browser left signed in (or a stolen session cookie) without the password: its holder sent the Settings form
+    with any current password and any new one, and each send spent the account's budget of new passwords scored,
+    though none was scored. The owner's reset, the one way to end that session, then said "You tried many new
+    passwords in a short time" for as long as the holder kept sending. A new password is counted once it is scored,
+    and the reset link's tries are the mailbox owner's alone."""
+    alice = make_user(container)
+    intruder = sign_in(container)
+    for _ in range(credentials.PASSWORD_TRIES + 1):
+        with pytest.raises(FinsyncError):  # a wrong password, then the pause it leads to
+            auth.change_password(container, alice.id, current_password="a guess at the password 123",
+                                 new_password="passwordpassword1", current_token=intruder)  # fmt: skip
+    auth.request_password_reset(container, email="alice@example.com")
+    auth.reset_password(container, token=link_token(mailer, "reset"), new_password=OTHER_PASSWORD)
+    assert sessions.current_user(container, intruder) is None
+    sign_in(container, "alice", OTHER_PASSWORD)
+
+
+def test_someone_who_knows_the_password_cannot_spend_the_budget_of_the_owners_reset_link(
+    container: Container, mailer: MemoryMailer
+) -> None:
+    """Someone who learnt the password and keeps a session sends weak new passwords from Settings: that spends the
+    budget of Settings, not the one of the reset link with which the owner takes the account back."""
+    alice = make_user(container)
+    intruder = sign_in(container)
+    for _ in range(credentials.PASSWORD_TRIES):
+        with pytest.raises(InputError, match="too weak"):
+            auth.change_password(container, alice.id, current_password=PASSWORD, new_password="passwordpassword1",
+                                 current_token=intruder)  # fmt: skip
+    with pytest.raises(Throttled):
+        auth.change_password(container, alice.id, current_password=PASSWORD, new_password="passwordpassword1",
+                             current_token=intruder)  # fmt: skip
+    auth.request_password_reset(container, email="alice@example.com")
+    auth.reset_password(container, token=link_token(mailer, "reset"), new_password=OTHER_PASSWORD)
+    assert sessions.current_user(container, intruder) is None
     sign_in(container, "alice", OTHER_PASSWORD)

@@ -40,8 +40,6 @@ EXEMPT: dict[str, str] = {
     "sync_store.write_plan": "sync internals: user_id and item_id come from the PlaidItem row sync_item locked, never a caller",
     "job_rows.enqueue_row": "job rows in the caller's unit of work: item_id and user_id come from a PlaidItem row the caller read",
     "job_rows.sync_soon": "job rows in the caller's unit of work: complete_repair passes the item owned_item checked is the user's",
-    "credentials.spend_password_try": "counts a try against the account it is given (its own password change, or the "
-    "owner of a live reset link); reads and shows nothing of it",
 }
 
 
