@@ -65,6 +65,20 @@ def create_whole(path: Path, body: str) -> bool:
         os.link(aside, path)  # fails, as the old O_EXCL create did, when the file is there
     except FileExistsError:
         return False
+    except OSError:  # FAT, exFAT and many SMB shares have no hard links: create it in place, as before
+        return _create_in_place(path, body)
     finally:
         os.unlink(aside)
+    return True
+
+
+def _create_in_place(path: Path, body: str) -> bool:
+    """``create_whole`` where links cannot be made: another process starting at that very moment may find the file
+    before its lines are in (and says which file to check), but never finds a missing or replaced one."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(body)
     return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import stat
@@ -355,3 +356,22 @@ def test_a_sqlite_database_url_under_home_written_with_a_tilde_is_in_the_home_fo
     (tmp_path / ".env").write_text("DATABASE_URL=sqlite:///~/ledger/finsync.db\n", encoding="utf-8")
     settings = load_settings(announce=False)
     assert settings.effective_database_url == f"sqlite:///{home / 'ledger' / 'finsync.db'}"
+
+
+def test_first_start_on_a_data_dir_whose_filesystem_has_no_hard_links_creates_the_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FAT and exFAT drives and many SMB shares refuse hard links ("Operation not permitted"): the secrets file,
+    written aside and linked into place, then stopped the very first start with a traceback. It is created in place
+    there, as before, and every later start reads it."""
+
+    def no_hard_links(src: object, dst: object, *args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted", str(src), None, str(dst))
+
+    monkeypatch.setenv("FINSYNC_DATA_DIR", str(tmp_path / "usb" / "data"))
+    monkeypatch.setattr(os, "link", no_hard_links)  # the filesystem's answer, not a part of finsync
+    first = load_settings(announce=False)
+    data_dir = tmp_path / "usb" / "data"
+    assert sorted(p.name for p in data_dir.iterdir()) == ["secrets.env"]  # nothing left aside
+    assert stat.S_IMODE((data_dir / "secrets.env").stat().st_mode) == 0o600
+    assert load_settings(announce=False).key_ring == first.key_ring
