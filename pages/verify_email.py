@@ -6,7 +6,7 @@ from pages.ui.session import client_ip, current_session
 from pages.ui.state import container
 from pages.ui.text import md
 from services import auth
-from services.errors import FinsyncError
+from services.errors import FinsyncError, TokenInvalid
 
 st.title("Verify your email")
 token = st.query_params.get("verify", "")
@@ -32,7 +32,9 @@ if clicked:
     try:
         user = auth.verify_email(container(), token, ip=client_ip())
     except FinsyncError as exc:
-        if signed_in is not None and signed_in.user.email_verified:  # most likely this link again, after it worked
+        # A dead link, signed in and verified: most likely this link again, after it worked. (Not an address taken
+        # meanwhile: that is said as it is.)
+        if isinstance(exc, TokenInvalid) and signed_in is not None and signed_in.user.email_verified:
             st.info(
                 f"This link was already used or has expired. Your address, {md(signed_in.user.email)}, is verified."
             )

@@ -344,3 +344,25 @@ def test_verify_link_and_forged_link(
     at.run()
     assert not at.exception and not [b for b in at.button if b.label == "Confirm my email address"]
     assert "Open the link in the email finsync sent you" in texts(at)
+
+
+def test_an_email_change_link_to_an_address_taken_meanwhile_says_so_signed_in(
+    app: AppFactory, container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone registered the new address between the request and the click: signed in and verified, the page said
+    "This link was already used or has expired. Your address is verified", as if the change had gone through or the
+    link were merely old. It says why the address did not change."""
+    alice = make_user(container)
+    auth.request_email_change(container, alice.id, password=PASSWORD, new_email="new@example.com")
+    mail = next(m for m in mailer.sent if m["To"] == "new@example.com")
+    token = link_token(mailer, "verify", index=mailer.sent.index(mail))
+    auth.register(container, email="new@example.com", username="newcomer", password=PASSWORD)
+    signed_in_as(monkeypatch, sign_in(container, "alice"))
+    at = app()
+    at.query_params["verify"] = token
+    at.query_params["change"] = "1"
+    at.run()
+    at = submit(at, "Confirm my email address")
+    assert not at.exception and [e.value for e in at.error] == ["That email address or username is already registered."]
+    assert "already used or has expired" not in texts(at)
+    assert [link.label for link in at.get("page_link")] == ["Ask for the change again in Settings"]
