@@ -10,7 +10,7 @@ from datetime import date, datetime
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from models import AccountCheck, LedgerTransaction, PlaidItem
+from models import AccountCheck, LedgerTransaction, PlaidItem, SyncStaged
 from services.plaid_mapping import in_units, threshold_units
 from services.plaid_types import Account
 
@@ -38,6 +38,9 @@ class OlderHistory:
 
     before: date
     sums: dict[uuid.UUID, int]
+    # The item's rows that the sync changes (all dated on or after ``before`` as it began): one the bank re-dates
+    # below that day was in the sums already, so it is no history arriving.
+    touched: frozenset[str] = frozenset()
 
 
 def statement_balance(account: Account) -> int | None:
@@ -72,7 +75,8 @@ def check_accounts(
     history: dict[uuid.UUID, int] = {}
     if older is not None:
         after = _older_sums(session, item.user_id, ids, older.before)
-        history = {a: after.get(a, 0) - older.sums.get(a, 0) for a in ids}
+        moved = _moved_sums(session, older, ids)
+        history = {a: after.get(a, 0) - older.sums.get(a, 0) - moved.get(a, 0) for a in ids}
     low: list[LowBalance] = []
     for a in accounts:
         account_id = amap.get(a.account_id)
@@ -116,12 +120,32 @@ def _drift_check(
 
 
 def older_history(
-    session: Session, user_id: uuid.UUID, account_ids: Iterable[uuid.UUID], before: date | None
+    session: Session, item: PlaidItem, account_ids: Iterable[uuid.UUID], before: date | None, run_id: uuid.UUID
 ) -> OlderHistory | None:
     """Taken before a sync applies its rows (None before the item has any: its first rows are its baseline)."""
     if before is None:
         return None
-    return OlderHistory(before, _older_sums(session, user_id, list(account_ids), before))
+    t = LedgerTransaction
+    staged = select(SyncStaged.plaid_transaction_id).where(col(SyncStaged.run_id) == run_id)
+    q = select(t.plaid_transaction_id).where(col(t.user_id) == item.user_id, col(t.item_id) == item.id)
+    touched = frozenset(session.exec(q.where(col(t.plaid_transaction_id).in_(staged))).all())
+    return OlderHistory(before, _older_sums(session, item.user_id, list(account_ids), before), touched)
+
+
+def _moved_sums(session: Session, older: OlderHistory, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Per account, the posted sum of the rows the sync changed that it re-dated before ``older.before``."""
+    t, sums = LedgerTransaction, dict[uuid.UUID, int]()
+    touched = sorted(older.touched)
+    for start in range(0, len(touched) if ids else 0, 500):  # few: the rows a bank re-dates; bound the parameters
+        q = (
+            select(t.account_id, func.sum(t.amount_minor))
+            .where(col(t.plaid_transaction_id).in_(touched[start : start + 500]), col(t.date) < older.before)
+            .where(col(t.account_id).in_(ids), col(t.pending).is_(False))
+            .group_by(col(t.account_id))
+        )
+        for a, v in session.exec(q).all():
+            sums[a] = sums.get(a, 0) + int(v or 0)
+    return sums
 
 
 def _posted_sums(session: Session, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:

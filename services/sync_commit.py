@@ -115,7 +115,7 @@ def apply_run(
         sql = Sql(session.connection())
         oldest = _oldest_day(session, item)  # before this run's rows: older ones arriving now are history
         news.history_before = oldest or item.created_at.date() - timedelta(days=1)
-        older = older_history(session, item.user_id, amap.values(), oldest)
+        older = older_history(session, item, amap.values(), oldest, run.run_id)
         added, modified, removed = _apply_rows(session, sql, item, run, amap, now, news, prefs)
         forget_unedited_tombstones(sql, item.user_id, now)  # holds whose posted twin never came
         continued = reconcile_kept(session, item, run.run_id, now)  # a relinked bank's history is not news

@@ -39,8 +39,6 @@ EXEMPT: dict[str, str] = {
     "sync_bulk.insert_new": "sync internals: user_id and item_id come from the PlaidItem row sync_item locked, never a caller",
     "sync_store.write_plan": "sync internals: user_id and item_id come from the PlaidItem row sync_item locked, never a caller",
     "job_rows.enqueue_row": "job rows in the caller's unit of work: item_id and user_id come from a PlaidItem row the caller read",
-    "sync_checks.older_history": "sync internals: user_id and the account ids come from the PlaidItem row sync_item locked "
-    "and the accounts it upserted, never a caller",
     "job_rows.sync_soon": "job rows in the caller's unit of work: complete_repair passes the item owned_item checked is the user's",
 }
 

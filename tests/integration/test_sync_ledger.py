@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from datetime import timedelta
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import func, select
 
 from models import LedgerTransaction, PlaidItem, TransactionChange
 from services.container import Container
@@ -160,6 +161,26 @@ def test_a_loss_in_the_sync_that_brings_the_older_history_still_flags_its_accoun
     demo_bank.finish_history(pid)
     _sync(container, gateway, user_id, item_id)
     assert item_sync_status(container, user_id)[0].drift_flagged_accounts == (account_id,)  # that account only
+
+
+def test_a_row_the_bank_re_dates_before_the_oldest_day_is_no_older_history_and_flags_nothing(
+    container, gateway, demo_bank, linked
+) -> None:
+    """A transaction on the connection's oldest day that the bank moves a day earlier (a date correction, here in the
+    sync that also brings the older history) changes no sum and no balance. It was taken for history arriving, which
+    moved the expected drift by its amount, and its account was flagged as if a transaction had been lost."""
+    user_id, item_id, pid = linked
+    demo_bank.hold_history(pid, 30)
+    _sync(container, gateway, user_id, item_id)
+    with unit_of_work(container.engine) as s:
+        oldest = s.exec(select(func.min(LedgerTransaction.date))).one()
+    row = next(t for t in demo_bank.truth(pid) if not t["pending"] and t["date"] == oldest.isoformat())
+    assert row["amount"] != 0
+    demo_bank.mutate(pid, "modify", transaction_id=row["transaction_id"], date=oldest - timedelta(days=1))
+    demo_bank.finish_history(pid)
+    _sync(container, gateway, user_id, item_id)
+    assert ledger(container, user_id) == truth(demo_bank, pid)
+    assert item_sync_status(container, user_id)[0].drift_flagged_accounts == ()
 
 
 def test_a_brokerage_account_whose_value_moves_with_the_market_is_not_flagged(
