@@ -61,7 +61,8 @@ def read_password(prompt: str = "Password: ") -> str:
     # surrogates, which passed the password checks and then ended the command with a traceback when hashed.
     line = sys.stdin.buffer.readline(64 * 1024)
     try:
-        return line.decode("utf-8").rstrip("\r\n")
+        # "-sig": a file saved with a byte-order mark would otherwise begin the password with one no one types
+        return line.decode("utf-8-sig").rstrip("\r\n")
     except UnicodeDecodeError:
         raise InputError(NOT_TEXT) from None
 

@@ -358,3 +358,19 @@ def test_users_create_reads_the_password_as_utf8_and_refuses_other_bytes_in_one_
     with unit_of_work(c.engine) as session:
         user = session.exec(select(User).where(User.username == "latin")).one()
         assert verify_password("quiet lantern meadow vessel grün", user.password_hash, c.pepper)
+
+
+def test_users_create_does_not_take_a_byte_order_mark_for_part_of_the_password(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A password file saved by an editor that writes UTF-8 with a byte-order mark: the mark was kept as the
+    password's first character, which no one can type at sign-in, so the account could not be signed in to."""
+    env = {"DATABASE_URL": db_url, "LC_ALL": "C.UTF-8"}
+    assert cli("db", "upgrade", env=env).returncode == 0
+    made = _create_user(b"\xef\xbb\xbf" + "quiet lantern meadow vessel grün\r\n".encode(), "marked", env)
+    assert made.returncode == 0, made.stderr.decode()[-2000:]
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    c = command_container()
+    with unit_of_work(c.engine) as session:
+        user = session.exec(select(User).where(User.username == "marked")).one()
+        assert verify_password("quiet lantern meadow vessel grün", user.password_hash, c.pepper)
