@@ -43,8 +43,14 @@ def script_url(c: Container, gw: PlaidGateway) -> str:
     return f"{gw.base_url}/link/link-initialize.js" if gw.env == "demo" else PLAID_LINK_JS
 
 
-def start_link(c: Container, user_id: uuid.UUID, *, item_id: uuid.UUID | None = None) -> LinkStart:
-    """Create a Link token (update mode for `item_id`, to repair it) and remember it for 4 hours."""
+def start_link(
+    c: Container, user_id: uuid.UUID, *, item_id: uuid.UUID | None = None, add_accounts: bool = False
+) -> LinkStart:
+    """Create a Link token (update mode for `item_id`, to repair it) and remember it for 4 hours.
+
+    ``add_accounts``: the person came to share accounts they left out (linking the same login again was refused),
+    so update mode shows the account picker.
+    """
     gw = gateway(c)
     with unit_of_work(c.engine) as session:
         store.require_verified(session, user_id)
@@ -55,7 +61,8 @@ def start_link(c: Container, user_id: uuid.UUID, *, item_id: uuid.UUID | None = 
             repaired is not None
             and repaired.user_id == user_id
             and (
-                repaired.status == "new_accounts_available"
+                add_accounts
+                or repaired.status == "new_accounts_available"
                 or repaired.new_accounts_since is not None  # announced, then worse news took over the status
                 or store.has_unshared(session, repaired.id)
             )
