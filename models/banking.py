@@ -38,6 +38,9 @@ class PlaidItem(SQLModel, table=True):
     status_since: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     # The day the connection stops working (consent expiry or a pending disconnect), as Plaid announced it.
     consent_expires_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    # When Plaid told us the bank has accounts not shared yet (NEW_ACCOUNTS_AVAILABLE, sent once): kept apart from
+    # the status, which worse news may override, until an update-mode Link with the account picker answers it.
+    new_accounts_since: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     sync_requested_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

@@ -185,8 +185,8 @@ def link_public_token(
         with calls_for(user_id, duplicate.id):
             _discard(c, gw, user_id, access, f"duplicate of an existing connection to {name}", ip, name)
         raise DuplicateConnection(
-            f"You already linked {name} with these accounts, so nothing new was added. If that connection "
-            "stopped working, use “Repair connection” on its card below.",
+            f"You already linked {name} with these accounts, so nothing new was added. To share more of its "
+            "accounts, or if that connection stopped working, use “Repair connection” on its card below.",
             duplicate.id,
         )
     assert view is not None

@@ -15,7 +15,7 @@ from services import banking_store as store
 from services import job_rows, wakeup
 from services.banking_access import gateway, get_access_token, webhook_url
 from services.banking_exchange import link_public_token
-from services.banking_views import ItemView, LinkStart
+from services.banking_views import ItemView, LinkStart, healthy
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import DecryptionError, InputError
@@ -43,8 +43,14 @@ def script_url(c: Container, gw: PlaidGateway) -> str:
     return f"{gw.base_url}/link/link-initialize.js" if gw.env == "demo" else PLAID_LINK_JS
 
 
-def start_link(c: Container, user_id: uuid.UUID, *, item_id: uuid.UUID | None = None) -> LinkStart:
-    """Create a Link token (update mode for `item_id`, to repair it) and remember it for 4 hours."""
+def start_link(
+    c: Container, user_id: uuid.UUID, *, item_id: uuid.UUID | None = None, add_accounts: bool = False
+) -> LinkStart:
+    """Create a Link token (update mode for `item_id`, to repair it) and remember it for 4 hours.
+
+    ``add_accounts``: the person came to share accounts they left out (linking the same login again was refused),
+    so update mode shows the account picker.
+    """
     gw = gateway(c)
     with unit_of_work(c.engine) as session:
         store.require_verified(session, user_id)
@@ -54,7 +60,12 @@ def start_link(c: Container, user_id: uuid.UUID, *, item_id: uuid.UUID | None = 
         selection = (
             repaired is not None
             and repaired.user_id == user_id
-            and (repaired.status == "new_accounts_available" or store.has_unshared(session, repaired.id))
+            and (
+                add_accounts
+                or repaired.status == "new_accounts_available"
+                or repaired.new_accounts_since is not None  # announced, then worse news took over the status
+                or store.has_unshared(session, repaired.id)
+            )
         )
     token = get_access_token(c, user_id, item_id) if item_id is not None else None
     with calls_for(user_id, item_id):
@@ -145,13 +156,18 @@ def complete_repair(c: Container, user_id: uuid.UUID, item_id: uuid.UUID, *, ip:
         open_links = select(LinkSession).where(
             col(LinkSession.item_id) == item_id, col(LinkSession.completed_at).is_(None)
         )
+        started = []
         for link in session.execute(open_links).scalars():
             link.completed_at = now
+            started.append(link.created_at)
         if info.error_code is not None:
             status = "login_required" if info.error_code == "ITEM_LOGIN_REQUIRED" else "error"
             store.set_status(item, status, info.error_code, now)
         else:
-            store.set_status(item, "ok", None, now)
+            asked = item.new_accounts_since
+            if asked is not None and any(at >= asked for at in started):  # that Link showed the account picker
+                item.new_accounts_since = None
+            store.set_status(item, *healthy(item.new_accounts_since), now)
             # Synced at once, past the login-required pause and whatever webhook budget the bank spent meanwhile;
             # a sync running now may have read the bank before the repair: the bot asks again after it.
             if not job_rows.sync_soon(session, item.id, user_id, "repair", now):

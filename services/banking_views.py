@@ -109,6 +109,11 @@ def status_message(status: str, code: str | None, consent_expires_at: datetime |
     return f"The bank reported a problem ({code or 'unknown'}). Try again later; if it stays, repair or relink it."
 
 
+def healthy(new_accounts_since: datetime | None) -> tuple[str, str | None]:
+    """The status of a connection that works again: "ok", or still asking which new accounts to share."""
+    return ("new_accounts_available", "NEW_ACCOUNTS_AVAILABLE") if new_accounts_since is not None else ("ok", None)
+
+
 def needs_repair(status: str) -> bool:
     """True when Link's update mode is the fix."""
     return status in NEEDS_REPAIR

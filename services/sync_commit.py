@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 from sqlmodel import Session, col
 
 from models import ItemSyncState, LedgerTransaction, PlaidItem, SyncQuarantine, SyncRun
+from services.banking_views import healthy
 from services.container import Container
 from services.db import unit_of_work
 from services.notify import NewTransaction, NotificationSettings, is_large, queue_after_sync, read_prefs
@@ -272,7 +273,8 @@ def _finish(
     # new accounts, access revoked) still holds and stays until the user repairs the connection.
     # A status decided after this run began (a webhook signed meanwhile) is newer news than this run: keep it.
     if fresh is not None and fresh.status in _DISPROVED and (fresh.status_since or began) <= began:
-        fresh.status, fresh.status_code, fresh.updated_at, fresh.status_since = "ok", None, now, began
+        fresh.status, fresh.status_code = healthy(fresh.new_accounts_since)  # new accounts still wait for their picker
+        fresh.updated_at, fresh.status_since = now, began
         session.add(fresh)
 
 

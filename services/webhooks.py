@@ -25,7 +25,7 @@ from sqlmodel import col
 
 from models import PlaidItem, WebhookDelivery
 from services import mail_queue, safe_text, wakeup
-from services.banking_views import NEEDS_REPAIR
+from services.banking_views import NEEDS_REPAIR, healthy
 from services.container import Container
 from services.db import unit_of_work
 from services.notify import queue_connection_alert
@@ -234,9 +234,9 @@ def _item_event(item: PlaidItem, code: object, data: Mapping[str, Any], now: dat
     if code == "LOGIN_REPAIRED":
         if item.status == "permission_revoked":
             return "kept permission_revoked"
-        _set(item, "ok", None, now, signed_at)
+        _set(item, *healthy(item.new_accounts_since), now, signed_at)  # a new-accounts question outlives the login
         item.sync_requested_at = now  # repaired elsewhere: sync now rather than at the daily probe
-        return "status ok"
+        return f"status {item.status}"
     if code == "ERROR":
         raw = data.get("error")
         err_code = (_text(raw.get("error_code"), 64) if isinstance(raw, dict) else None) or "UNKNOWN"
@@ -250,6 +250,8 @@ def _item_event(item: PlaidItem, code: object, data: Mapping[str, Any], now: dat
         item.consent_expires_at = _stops_at(data, "consent_expiration_time")
     elif status == "pending_disconnect":
         item.consent_expires_at = _stops_at(data, "disconnect_time")
+    else:  # sent once: remembered even when worse news holds the status, so the next repair offers the picker
+        item.new_accounts_since = now
     return _raise_status(item, status, str(code), now, signed_at)
 
 

@@ -332,13 +332,14 @@ def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStat
         sync_col, repair_col, remove_col = st.columns(3)
         if sync_col.button("Sync now", key=f"sync_{item.id}", icon=":material/sync:"):
             sync_now(c, uid, item)
-        offered = st.session_state.get("offer_repair") == str(item.id) or any(a.unshared_since for a in item.accounts)
+        duplicate = st.session_state.get("offer_repair") == str(item.id)  # linked again to share more accounts
+        offered = duplicate or any(a.unshared_since for a in item.accounts)
         if (item.needs_repair or offered) and repair_col.button(  # urgent-looking only when the bank needs it
             "Repair connection", key=f"repair_{item.id}", type="primary" if item.needs_repair else "secondary"
         ):
             st.session_state.pop("offer_repair", None)
             try:
-                start = banking.start_link(c, uid, item_id=item.id)
+                start = banking.start_link(c, uid, item_id=item.id, add_accounts=duplicate)
             except FinsyncError as exc:
                 st.error(str(exc))
             else:

@@ -21,7 +21,7 @@ from models import (
     SyncStaged,
     TransactionChange,
 )
-from services import audit, banking
+from services import audit, banking, webhooks
 from services.db import unit_of_work
 from services.demo_bank.links import PASSWORD as BANK_PASSWORD
 from services.demo_bank.links import link_accounts
@@ -353,3 +353,55 @@ def test_removing_a_bank_deletes_its_notes_on_dropped_holds_and_the_changes_of_w
         assert shown is not None and names.count("PHARMACY #22 (CLINIC)") == 2  # a kept row still shows its change
     else:
         assert shown is None and names == ["PHARMACY #22 (CLINIC)"]  # only the other bank's
+
+
+def test_new_accounts_announced_before_the_login_broke_are_offered_by_the_repair(bank: Bank) -> None:
+    """NEW_ACCOUNTS_AVAILABLE, then the login breaks before the user acts: the card asks to sign in again (the worse
+    news), and that repair must still let them pick the new account. Plaid sends NEW_ACCOUNTS_AVAILABLE once, so a
+    repair without the picker would leave the account out for good, with no button left to add it."""
+    alice = bank.user()
+    item = bank.link(alice)
+    pid = bank.plaid_item_id(item.id)
+    bank.demo.set_fault(pid, "new_accounts")  # the bank opened a savings account
+    assert [r.outcome for r in bank.deliver(1)] == ["status new_accounts_available"]
+    bank.demo.set_fault(pid, "login_required")
+    headers, body = bank.sink.wait(2)[1]
+    assert webhooks.handle_webhook(bank.c, body=body, headers=headers).outcome == "status login_required"
+    assert "sign in again" in banking.list_items(bank.c, alice)[0].status_message
+
+    update = banking.start_link(bank.c, alice, item_id=item.id)
+    picker = link_accounts(bank.demo.bank, update.link_token, "ins_demo_1", "user_good", BANK_PASSWORD)
+    assert [a["name"] for a in picker["accounts"]] == ["Holiday Savings"]
+    success = bank.link_login(update.link_token)
+    fixed = banking.complete_link(
+        bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=update.link_session_id
+    )
+    assert fixed.status == "ok" and not fixed.needs_repair
+    assert sync_item(bank.c, alice, item.id, explicit=True).status == "ok"
+    assert "Holiday Savings" in [a.name for a in banking.list_items(bank.c, alice)[0].accounts]
+    # Answered: the next plain repair shows no picker again.
+    plain = banking.start_link(bank.c, alice, item_id=item.id)
+    assert bank.demo.bank.link_sessions[plain.link_token].account_selection is False
+
+
+def test_a_login_repaired_elsewhere_still_leaves_the_new_accounts_question_open(bank: Bank) -> None:
+    """The same, repaired outside finsync (LOGIN_REPAIRED) or found working by a sync: the card goes back to asking
+    about the new accounts, with its Repair button, instead of "Connected" and no way to add them."""
+    alice = bank.user()
+    item = bank.link(alice)
+    pid = bank.plaid_item_id(item.id)
+    bank.demo.set_fault(pid, "new_accounts")
+    assert [r.outcome for r in bank.deliver(1)] == ["status new_accounts_available"]
+    bank.demo.set_fault(pid, "login_required")
+    bank.demo.repair(pid)  # signed in again at another app on the same login: Plaid sends LOGIN_REPAIRED
+    sent = {json.loads(body)["webhook_code"]: (headers, body) for headers, body in bank.sink.wait(3)[1:3]}
+    for code in ("ERROR", "LOGIN_REPAIRED"):  # in the order the bank sent them (each on a thread of its own)
+        headers, body = sent[code]
+        assert webhooks.handle_webhook(bank.c, body=body, headers=headers).status_code == 200
+    card = banking.list_items(bank.c, alice)[0]
+    assert card.status == "new_accounts_available" and card.needs_repair
+    assert "new accounts" in card.status_message
+    assert sync_item(bank.c, alice, item.id, explicit=True).status == "ok"
+    assert banking.list_items(bank.c, alice)[0].status == "new_accounts_available"
+    update = banking.start_link(bank.c, alice, item_id=item.id)
+    assert bank.demo.bank.link_sessions[update.link_token].account_selection is True

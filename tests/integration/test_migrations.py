@@ -108,6 +108,13 @@ OLD_SET_ASIDE = sa.table(  # sync_quarantine up to 0012: the pending twin only i
 )
 
 
+def _insert_as_then(conn: sa.Connection, *rows: SQLModel) -> None:
+    """Insert model rows into the schema of an older revision: only the columns its tables had then."""
+    for row in rows:
+        then = sa.Table(row.__tablename__, sa.MetaData(), autoload_with=conn)
+        conn.execute(type(row).__table__.insert(), [{k: v for k, v in row.model_dump().items() if k in then.c}])
+
+
 def test_0013_names_the_pending_twin_of_transactions_set_aside_before_it(empty_url: str) -> None:
     """A posted transaction set aside before 0013 still releases its pending twin when the bank removes it:
     the upgrade reads the twin's id from the kept JSON (a cut-short excerpt has none to give)."""
@@ -118,11 +125,8 @@ def test_0013_names_the_pending_twin_of_transactions_set_aside_before_it(empty_u
                 password_hash="x", created_at=at, password_changed_at=at)  # fmt: skip
     item = PlaidItem(user_id=user.id, plaid_item_id="item-1", access_token_enc=b"x", institution_id="ins_1",
                      institution_name="Bank", created_at=at, updated_at=at)  # fmt: skip
-    with engine.begin() as conn:  # the users table as it was at 0012 (later revisions add columns)
-        then = sa.Table("users", sa.MetaData(), autoload_with=conn)
-        conn.execute(User.__table__.insert(), [{k: v for k, v in user.model_dump().items() if k in then.c}])
-    with unit_of_work(engine) as session:
-        session.add(item)
+    with engine.begin() as conn:  # the users and plaid_items tables as they were at 0012 (later revisions add columns)
+        _insert_as_then(conn, user, item)
     posted = json.dumps({"transaction_id": "posted-1", "amount": "abc", "pending_transaction_id": "hold-1"})
     nul = json.dumps({"transaction_id": "posted-3", "pending_transaction_id": "hold\u0000"})  # no id PostgreSQL takes
     kept = {"item_id": item.id, "user_id": user.id, "kind": "added", "reason": "not an amount",
@@ -165,10 +169,8 @@ def test_0016_keeps_a_run_when_its_bank_goes_and_going_down_drops_only_those(emp
                 password_hash="x", created_at=at, password_changed_at=at)  # fmt: skip
     items = [PlaidItem(user_id=user.id, plaid_item_id=f"item-{n}", access_token_enc=b"x", institution_id="ins_1",
                        institution_name=f"Bank {n}", created_at=at, updated_at=at) for n in (1, 2)]  # fmt: skip
-    with unit_of_work(engine) as session:
-        session.add(user)
-        session.flush()
-        session.add_all(items)
+    with engine.begin() as conn:  # the tables as they were at 0015 (later revisions add columns)
+        _insert_as_then(conn, user, *items)
     counts = dict.fromkeys(("pages", "restarts", "retries", "added", "modified", "removed"), 0)
     with engine.begin() as conn:
         conn.execute(OLD_RUNS.insert(), [

@@ -20,6 +20,8 @@ from models import BankAccount, PlaidItem
 from pages.ui.text import md, unbroken
 from services import banking, kept_history, ledger, sync
 from services.db import unit_of_work
+from services.demo_bank.links import PASSWORD as BANK_PASSWORD
+from services.demo_bank.links import link_accounts
 from tests.integration.auth_support import PASSWORD
 from tests.integration.conftest_bank import Bank
 from tests.ui.bank_support import click, everything, open_page, rename_bank, signed_in, wire_app
@@ -795,3 +797,36 @@ def test_sync_history_says_what_an_unreadable_connection_or_an_unexpected_error_
             "Nothing to do: it tries again later; the operator can see why in the logs.",
         ),
     ]
+
+
+def test_the_repair_offered_for_a_duplicate_link_lets_the_person_share_the_accounts_they_left_out(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Linked with only the checking account ticked, then "Link a bank" again to add the savings: refused as the same
+    login, and pointed at its card's "Repair connection". That Link must show the account picker, or the savings can
+    never be added (and linking it alone makes a second connection to the same login)."""
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "ned")
+    first = banking.start_link(c, user.id)
+    only = bank_app.link_login(first.link_token, account_keys=["checking"])
+    banking.complete_link(c, user.id, public_token=only["public_token"], metadata=only,
+                          link_session_id=first.link_session_id)  # fmt: skip
+    at = click(open_page("accounts.py"), "Link a bank")
+    again = c.plaid.sandbox_public_token_create("ins_demo_1")  # type: ignore[union-attr]  # every account ticked
+    monkeypatch.setattr(plaid_link_module, "plaid_link", lambda **_: {"kind": "success", "public_token": again})
+    at.run()
+    assert not at.exception, at.exception
+    assert any("already linked First Demo Bank" in e.value for e in at.error)
+    monkeypatch.setattr(plaid_link_module, "plaid_link", lambda **_: None)
+    at = click(at, "Repair connection")
+    assert not at.exception, at.exception
+    token = at.session_state["link_start"][0]
+    assert bank_app.demo.bank.link_sessions[token].account_selection is True
+    picker = link_accounts(bank_app.demo.bank, token, "ins_demo_1", "user_good", BANK_PASSWORD)
+    assert [a["name"] for a in picker["accounts"]] == ["Rainy Day Savings", "Rewards Card"]
+    shared = bank_app.link_login(token, account_keys=["savings"])  # the person ticks the savings account
+    monkeypatch.setattr(plaid_link_module, "plaid_link", lambda **_: {"kind": "success", **shared})
+    at.run()
+    assert not at.exception, at.exception
+    [item] = banking.list_items(c, user.id)
+    assert sorted(a.name for a in item.accounts) == ["Everyday Checking", "Rainy Day Savings"]
