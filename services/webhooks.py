@@ -250,8 +250,8 @@ def _item_event(item: PlaidItem, code: object, data: Mapping[str, Any], now: dat
         item.consent_expires_at = _stops_at(data, "consent_expiration_time")
     elif status == "pending_disconnect":
         item.consent_expires_at = _stops_at(data, "disconnect_time")
-    else:  # sent once: remembered even when worse news holds the status, so the next repair offers the picker
-        item.new_accounts_since = now
+    elif status == "new_accounts_available":  # sent once: remembered even when worse news holds the status, so
+        item.new_accounts_since = now  # the next repair offers the picker
     return _raise_status(item, status, str(code), now, signed_at)
 
 

@@ -30,6 +30,7 @@ from services.sync import edit_transaction, list_runs, sync_item
 from services.sync_state import start_run
 from tests.integration.banking_support import audit_events, count
 from tests.integration.conftest_bank import Bank
+from tests.integration.webhook_support import body_of, send
 
 
 def test_repair_after_login_required_webhook_through_update_mode(bank: Bank) -> None:
@@ -405,3 +406,16 @@ def test_a_login_repaired_elsewhere_still_leaves_the_new_accounts_question_open(
     assert banking.list_items(bank.c, alice)[0].status == "new_accounts_available"
     update = banking.start_link(bank.c, alice, item_id=item.id)
     assert bank.demo.bank.link_sessions[update.link_token].account_selection is True
+
+
+def test_access_revoked_at_the_bank_is_not_taken_for_new_accounts_to_pick(bank: Bank) -> None:
+    """USER_PERMISSION_REVOKED says nothing of new accounts: a Link opened on that connection afterwards (to restore
+    it in update mode) must not put an account picker in front of the person as if the bank had announced some."""
+    alice = bank.user()
+    item = bank.link(alice)
+    revoked = body_of({"webhook_type": "ITEM", "webhook_code": "USER_PERMISSION_REVOKED",
+                       "item_id": bank.plaid_item_id(item.id)})  # fmt: skip
+    answer = send(bank, revoked, bank.demo.sign_webhook(revoked))
+    assert answer.outcome == "status permission_revoked"
+    update = banking.start_link(bank.c, alice, item_id=item.id)
+    assert bank.demo.bank.link_sessions[update.link_token].account_selection is False
