@@ -125,26 +125,34 @@ def older_history(
     """Taken before a sync applies its rows (None before the item has any: its first rows are its baseline)."""
     if before is None:
         return None
-    t = LedgerTransaction
-    staged = select(SyncStaged.plaid_transaction_id).where(col(SyncStaged.run_id) == run_id)
-    q = select(t.plaid_transaction_id).where(col(t.user_id) == item.user_id, col(t.item_id) == item.id)
-    touched = frozenset(session.exec(q.where(col(t.plaid_transaction_id).in_(staged))).all())
+    t, s = LedgerTransaction, SyncStaged
+    # From the run's staged rows to the ledger by its key: "user's rows whose id is staged" read every row of the
+    # user (by user and date) on SQLite, seconds on a million-row ledger for a sync of a hundred changes.
+    q = (
+        select(t.plaid_transaction_id)
+        .select_from(s)
+        .join(t, col(t.plaid_transaction_id) == col(s.plaid_transaction_id))
+        .where(col(s.run_id) == run_id, col(t.user_id) == item.user_id, col(t.item_id) == item.id)
+    )
+    touched = frozenset(session.exec(q).all())
     return OlderHistory(before, _older_sums(session, item.user_id, list(account_ids), before), touched)
 
 
 def _moved_sums(session: Session, older: OlderHistory, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
     """Per account, the posted sum of the rows the sync changed that it re-dated before ``older.before``."""
-    t, sums = LedgerTransaction, dict[uuid.UUID, int]()
+    t, sums, wanted = LedgerTransaction, dict[uuid.UUID, int](), set(ids)
     touched = sorted(older.touched)
     for start in range(0, len(touched) if ids else 0, 500):  # few: the rows a bank re-dates; bound the parameters
-        q = (
-            select(t.account_id, func.sum(t.amount_minor))
-            .where(col(t.plaid_transaction_id).in_(touched[start : start + 500]), col(t.date) < older.before)
-            .where(col(t.account_id).in_(ids), col(t.pending).is_(False))
-            .group_by(col(t.account_id))
+        # By the key alone, the accounts sorted out here: with account_id in the query SQLite took the account index
+        # and read every row of the account (seconds on a million-row ledger, for a sync of a hundred changes).
+        q = select(t.account_id, t.amount_minor).where(
+            col(t.plaid_transaction_id).in_(touched[start : start + 500]),
+            col(t.date) < older.before,
+            col(t.pending).is_(False),
         )
-        for a, v in session.exec(q).all():
-            sums[a] = sums.get(a, 0) + int(v or 0)
+        for a, amount in session.exec(q).all():
+            if a in wanted:
+                sums[a] = sums.get(a, 0) + amount
     return sums
 
 
