@@ -200,6 +200,10 @@ def incremental(kind: str, history: int, changes: int, where: str) -> None:
         print(
             f"[{kind}] initial sync of {first.added:,} in {time.perf_counter() - t0:.1f} s (setup, page bound lifted)"
         )
+        if kind == "postgresql":  # planner statistics after the bulk load, as autovacuum gathers them within a minute
+            with c.engine.connect() as conn:  # (left to chance, the measured run took 0.43 s or 0.9 s by its timing)
+                conn.execute(text("ANALYZE transactions"))
+                conn.commit()
         ids = bank.ids(pid, changes)
         for i, tid in enumerate(ids[: changes // 2]):
             bank.mutate(pid, "modify", transaction_id=tid, name=f"CHANGED {i}")
