@@ -7,9 +7,8 @@ from pages.ui import session as ui_session
 from pages.ui.browser import post_and_reload
 from pages.ui.outage import database_outage_notice
 from pages.ui.session import current_session
-from pages.ui.state import container
 from pages.ui.text import md
-from services import link_return, sessions
+from services import link_return
 
 st.set_page_config(page_title="finsync", page_icon="💰", layout="wide")
 
@@ -74,10 +73,5 @@ with database_outage_notice():  # the database gone mid-session: words, not a ba
         with st.sidebar:
             st.caption(f"Signed in as {md(view.user.username)}")
             if st.button("Sign out", icon=":material/logout:", key="sign_out_button"):
-                token = ui_session.read_cookie()
-                if token:
-                    sessions.sign_out(container(), token)
-                st.session_state.clear()
-                st.session_state["clear_cookie"] = True
-                st.rerun()
+                ui_session.sign_out_here()
         st.navigation(sections).run()

@@ -6,7 +6,7 @@ from pages.ui import session as ui_session
 from pages.ui.forms import new_password_inputs, passwords_match
 from pages.ui.state import container
 from pages.ui.text import md
-from services import auth, sessions
+from services import auth
 from services.errors import FinsyncError
 
 DONE = "Your password is changed and every session was signed out. Sign in with the new password."
@@ -43,9 +43,5 @@ if submitted and passwords_match(password, repeat):
         if signed_in is None:
             st.success(DONE)
             st.page_link("sign_in.py", label="Sign in", icon=":material/login:")
-        else:  # as the sidebar's Sign out does; the sign-in page that follows says it was done
-            if cookie := ui_session.read_cookie():
-                sessions.sign_out(container(), cookie)
-            st.session_state.clear()
-            st.session_state.update(clear_cookie=True, farewell=DONE)
-            st.rerun()
+        else:  # the sign-in page that follows says it was done
+            ui_session.sign_out_here(DONE)

@@ -42,6 +42,18 @@ def user_agent() -> str:
         return ""
 
 
+def sign_out_here(farewell: str | None = None) -> None:
+    """End this browser's session on the server, forget its state and cookie, and draw the app again signed out
+    (``farewell``: what the sign-in page then says happened)."""
+    if token := read_cookie():
+        sessions.sign_out(container(), token)
+    st.session_state.clear()
+    st.session_state["clear_cookie"] = True
+    if farewell:
+        st.session_state["farewell"] = farewell
+    st.rerun()
+
+
 def current_session(*, touch: bool = True) -> SessionView | None:
     """Checked once per rerun; revoked, expired or disabled sessions come back as None. ``touch``: see
     `sessions.current_user`."""

@@ -337,6 +337,15 @@ def _create_user(password: bytes, username: str, env: dict[str, str]) -> subproc
     )
 
 
+def _signs_in_with(db_url: str, monkeypatch: pytest.MonkeyPatch, username: str, password: str) -> bool:
+    """Whether the password the browser would send is the one ``users create`` stored for ``username``."""
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    c = command_container()
+    with unit_of_work(c.engine) as session:
+        user = session.exec(select(User).where(User.username == username)).one()
+        return verify_password(password, user.password_hash, c.pepper)
+
+
 def test_users_create_reads_the_password_as_utf8_and_refuses_other_bytes_in_one_line(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -353,11 +362,7 @@ def test_users_create_reads_the_password_as_utf8_and_refuses_other_bytes_in_one_
     assert refused.stdout == b""
     made = _create_user("quiet lantern meadow vessel grün\n".encode(), "latin", env)  # nothing was half-made
     assert made.returncode == 0, made.stderr.decode()[-2000:]
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    c = command_container()
-    with unit_of_work(c.engine) as session:
-        user = session.exec(select(User).where(User.username == "latin")).one()
-        assert verify_password("quiet lantern meadow vessel grün", user.password_hash, c.pepper)
+    assert _signs_in_with(db_url, monkeypatch, "latin", "quiet lantern meadow vessel grün")
 
 
 def test_users_create_does_not_take_a_byte_order_mark_for_part_of_the_password(
@@ -369,8 +374,4 @@ def test_users_create_does_not_take_a_byte_order_mark_for_part_of_the_password(
     assert cli("db", "upgrade", env=env).returncode == 0
     made = _create_user(b"\xef\xbb\xbf" + "quiet lantern meadow vessel grün\r\n".encode(), "marked", env)
     assert made.returncode == 0, made.stderr.decode()[-2000:]
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    c = command_container()
-    with unit_of_work(c.engine) as session:
-        user = session.exec(select(User).where(User.username == "marked")).one()
-        assert verify_password("quiet lantern meadow vessel grün", user.password_hash, c.pepper)
+    assert _signs_in_with(db_url, monkeypatch, "marked", "quiet lantern meadow vessel grün")
