@@ -30,14 +30,15 @@ def get_access_token(c: Container, user_id: uuid.UUID, item_id: uuid.UUID) -> st
         item = store.owned_item(session, user_id, item_id)
         try:
             return store.decrypt_token(c.cipher, item)
-        except DecryptionError:
-            missing = store.missing_key(c.cipher, item)
+        except DecryptionError as exc:
+            missing = exc.version if isinstance(exc, KeyMissing) else None
             store.set_status(item, "error", KEY_MISSING if missing else "TOKEN_UNREADABLE", c.clock())
             name = item.institution_name
     if missing:  # not "remove it": with the key back it reads again; removed, it stays linked at Plaid for good
         raise KeyMissing(
             f"The saved connection to {name} is locked with encryption key version {missing}, which this server "
-            "no longer has. Nothing is lost: the operator must put that key back in FINSYNC_ENCRYPTION_KEYS."
+            "no longer has. Nothing is lost: the operator must put that key back in FINSYNC_ENCRYPTION_KEYS.",
+            missing,
         )
     raise DecryptionError(
         f"The saved connection to {name} cannot be read (the encryption keys changed or the data was altered). "

@@ -14,7 +14,7 @@ from models import BankAccount, LinkSession, PlaidItem, User
 from services import audit
 from services.banking_views import AccountView, ItemView, needs_repair, status_message
 from services.crypto import FieldCipher
-from services.errors import DecryptionError, NotFound, NotYours, PermissionDenied
+from services.errors import NotFound, NotYours, PermissionDenied
 from services.plaid_types import Account, ItemAccess
 from services.relink import reattach_kept
 from services.sync_accounts import mark_unlisted
@@ -68,15 +68,6 @@ def decrypt_token(cipher: FieldCipher, item: PlaidItem) -> str:
     """The item's access token; ``DecryptionError`` if it was moved, altered, handed to another user or its key is gone."""
     return cipher.decrypt_text(item.access_token_enc, table=TOKEN_TABLE, column=TOKEN_COLUMN, row_id=item.id,
                                owner=item.user_id)  # fmt: skip
-
-
-def missing_key(cipher: FieldCipher, item: PlaidItem) -> int | None:
-    """The key version the item's token was sealed with, when the ring no longer holds it."""
-    try:
-        version = cipher.key_version(item.access_token_enc)
-    except DecryptionError:
-        return None
-    return None if version in cipher.versions else version
 
 
 def accounts_of(session: Session, item_id: uuid.UUID) -> list[BankAccount]:

@@ -29,7 +29,7 @@ from sqlmodel import SQLModel
 from models import KeyCanary
 from services.config import KeyEntry
 from services.db import unit_of_work
-from services.errors import CryptoError, DecryptionError
+from services.errors import CryptoError, DecryptionError, KeyMissing
 
 FORMAT = 3  # a key per column; the owner's id in the associated data
 UNOWNED_FORMAT = 2  # a key per column, no owner in the associated data: read, and rewritten by rotation
@@ -94,8 +94,9 @@ class FieldCipher:
     def decrypt(self, blob: bytes, *, table: str, column: str, row_id: object, owner: object) -> bytes:
         version = self.key_version(blob)
         if version not in self._masters:
-            raise DecryptionError(
-                f"{table}.{column}: encrypted with key version {version}, which is not in FINSYNC_ENCRYPTION_KEYS"
+            raise KeyMissing(
+                f"{table}.{column}: encrypted with key version {version}, which is not in FINSYNC_ENCRYPTION_KEYS",
+                version,
             )
         key = self._aead(blob[0], version, table, column)
         nonce = blob[HEADER.size : HEADER.size + NONCE_BYTES]

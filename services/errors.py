@@ -51,6 +51,10 @@ class DecryptionError(CryptoError):
 class KeyMissing(DecryptionError):
     """The value's key version is not in FINSYNC_ENCRYPTION_KEYS: an operator's change, undone by putting it back."""
 
+    def __init__(self, message: str, version: int) -> None:
+        super().__init__(message)
+        self.version = version
+
 
 class InputError(FinsyncError):
     """Bad input; the message says what to fix."""

@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from models import ItemSyncState, PlaidItem, SyncRun
 from services import mail_queue
 from services.banking import get_access_token
+from services.banking_access import KEY_MISSING
 from services.container import Container
 from services.db import outage_reason, unit_of_work
 from services.errors import DecryptionError, FinsyncError, KeyMissing, NotFound, NotYours
@@ -177,7 +178,7 @@ def _landed(c: Container, item: PlaidItem, run: RunCounters) -> SyncResult | Non
 def _unexpected(exc: Exception) -> tuple[str, str]:
     """The code and plain words recorded for an exception no branch of ``_execute`` expects."""
     if isinstance(exc, DecryptionError):
-        return "KEY_MISSING" if isinstance(exc, KeyMissing) else "TOKEN_UNREADABLE", str(exc)[:500]
+        return KEY_MISSING if isinstance(exc, KeyMissing) else "TOKEN_UNREADABLE", str(exc)[:500]
     if isinstance(exc, FinsyncError):
         return "INTERNAL_ERROR", str(exc)[:500]  # our errors carry a message a user can act on
     return "INTERNAL_ERROR", INTERNAL_MESSAGE

@@ -9,7 +9,7 @@ import pytest
 
 from services.config import parse_key_ring
 from services.crypto import FieldCipher
-from services.errors import DecryptionError
+from services.errors import DecryptionError, KeyMissing
 from tests.factories import key_entry
 
 ROW = uuid.uuid4()
@@ -55,8 +55,17 @@ def test_wrong_key_with_same_version_fails() -> None:
 
 def test_missing_key_version_names_it() -> None:
     blob = seal(cipher(key_entry(7)))
-    with pytest.raises(DecryptionError, match="key version 7"):
+    with pytest.raises(KeyMissing, match="key version 7") as raised:
         open_(cipher(key_entry(1)), blob)
+    assert raised.value.version == 7  # what tells the operator which key to put back
+
+
+def test_a_damaged_value_is_not_taken_for_a_missing_key() -> None:
+    blob = bytearray(seal(cipher(key_entry(1))))
+    blob[-1] ^= 1
+    with pytest.raises(DecryptionError, match="failed authentication") as raised:
+        open_(cipher(key_entry(1)), bytes(blob))
+    assert not isinstance(raised.value, KeyMissing)  # "put the key back" would send the operator looking in vain
 
 
 def test_ciphertext_moved_to_another_row_or_column_fails() -> None:
