@@ -18,9 +18,18 @@ from services.container import Container
 from services.db import unit_of_work
 from services.demo_bank import endpoints, render, syncing
 from services.ledger import last_change
+from services.mailer import MemoryMailer
 from services.plaid_client import PlaidGateway
 from services.plaid_types import CallEvent, SyncPage, Transaction
-from services.sync import edit_transaction, item_sync_status, list_runs, sync_item, transaction_history
+from services.sync import (
+    NotificationSettings,
+    edit_transaction,
+    item_sync_status,
+    list_runs,
+    set_notification_prefs,
+    sync_item,
+    transaction_history,
+)
 from services.sync_state import acquire, worker_name
 from tests.integration.sync_helpers import FAST, ledger, link_item, make_user, truth, user_row
 from tests.integration.sync_helpers import sync_fast as _sync
@@ -183,13 +192,8 @@ def test_a_row_the_bank_re_dates_before_the_oldest_day_is_no_older_history_and_f
     assert item_sync_status(container, user_id)[0].drift_flagged_accounts == ()
 
 
-def test_a_brokerage_account_whose_value_moves_with_the_market_is_not_flagged(
-    container, gateway, demo_bank, linked, monkeypatch
-) -> None:
-    """/transactions/sync sends no investment transactions (PLAID_NOTES §3): such a balance is never explained by
-    them, so its moving is no sign of a lost or doubled transaction."""
-    user_id, item_id, pid = linked
-    value = {"current": 10_000.0}
+def _with_brokerage(monkeypatch, pid: str, value: dict[str, float]) -> None:
+    """The bank's answers, as a bank with a brokerage account (worth ``value["current"]``) gives them."""
 
     def with_brokerage(item: Any) -> list[dict[str, Any]]:
         listed = real(item)
@@ -199,14 +203,37 @@ def test_a_brokerage_account_whose_value_moves_with_the_market_is_not_flagged(
         return [*listed, brokerage]
 
     real = render.accounts_json
-    for module in (render, syncing, endpoints):  # the bank's answers, as a bank with a brokerage account gives them
+    for module in (render, syncing, endpoints):
         monkeypatch.setattr(module, "accounts_json", with_brokerage)
+
+
+def test_a_brokerage_account_whose_value_moves_with_the_market_is_not_flagged(
+    container, gateway, demo_bank, linked, monkeypatch
+) -> None:
+    """/transactions/sync sends no investment transactions (PLAID_NOTES §3): such a balance is never explained by
+    them, so its moving is no sign of a lost or doubled transaction."""
+    user_id, item_id, pid = linked
+    value = {"current": 10_000.0}
+    _with_brokerage(monkeypatch, pid, value)
     _sync(container, gateway, user_id, item_id)
     value["current"] = 10_350.25  # the market moved; no transaction did
     demo_bank.mutate(pid, "add", cents=500, name="NEW")
     _sync(container, gateway, user_id, item_id)
     assert ledger(container, user_id) == truth(demo_bank, pid)
     assert item_sync_status(container, user_id)[0].drift_flagged_accounts == ()
+
+
+def test_low_balance_alerts_watch_bank_accounts_not_investments(
+    container, gateway, demo_bank, linked, monkeypatch, mailer: MemoryMailer
+) -> None:
+    """The alert guards against overdrawing: a brokerage's worth falling below the amount with the market is not
+    money about to run out, and "the available balance of Brokerage" would be read as cash there is not."""
+    user_id, item_id, pid = linked
+    _with_brokerage(monkeypatch, pid, {"current": 10.0})
+    set_notification_prefs(container, user_id, NotificationSettings(False, None, 10**12, False))
+    _sync(container, gateway, user_id, item_id)
+    alerted = {str(m["Subject"]).removeprefix("finsync: low balance on ") for m in mailer.sent}
+    assert alerted == {"Everyday Checking", "Rainy Day Savings"}  # below the amount, as the brokerage is; no card
 
 
 def test_sync_progress_reports_pages_and_applied(container, gateway, demo_bank, linked) -> None:
