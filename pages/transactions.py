@@ -52,13 +52,13 @@ def _news(listed: object) -> None:
     the rest of the page could reuse (a name reused further down made every poll see news, for ever)."""
     with database_outage_notice(retry=False):  # the database gone: said here; the next poll tries again
         still_signed_in(uid)
-        if ledger.last_change(c, uid) != listed:
+        if sync.last_change(c, uid) != listed:
             st.info("Your banks sent new or changed transactions since this list was shown.", icon=":material/sync:")
             if st.button("Show them", key="tx_news"):
                 st.rerun(scope="app")
 
 
-_news(ledger.last_change(c, uid))
+_news(sync.last_change(c, uid))
 export_section(c, uid, two_factor=view.user.totp_enabled)
 search = st.text_input("Search name, merchant, category, account, note or tags", max_chars=100, key="tx_search")
 needle = search.strip()

@@ -1,4 +1,4 @@
-"""The sync bot's public API for pages and the CLI (implementation in sync_engine, jobs, ledger, notify)."""
+"""The sync bot's public API for pages and the CLI (implementation in sync_engine, sync_status, jobs, ledger, notify)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from services.container import Container
 from services.db import unit_of_work
 from services.errors import NotFound
 from services.jobs import enqueue_sync, request_sync_on_sign_in, run_due_jobs
-from services.ledger import edit_transaction, get_transaction, item_sync_status, list_runs, transaction_history
+from services.ledger import edit_transaction, get_transaction, transaction_history
 from services.notify import NotificationSettings, get_notification_prefs, set_notification_prefs
 from services.scheduler import Scheduler, start_scheduler
 from services.sync_aside import SetAsideView, list_set_aside
 from services.sync_engine import sync_item
+from services.sync_status import item_sync_status, last_change, list_runs
 from services.sync_types import ChangeView, ItemSyncStatus, RetryPolicy, RunView, SyncProgress, SyncResult
 from services.users import fold
 
@@ -34,6 +35,7 @@ __all__ = [
     "get_notification_prefs",
     "get_transaction",
     "item_sync_status",
+    "last_change",
     "list_runs",
     "list_set_aside",
     "request_sync_on_sign_in",

@@ -28,6 +28,7 @@ from services import (
     sessions,
     sync,
     sync_aside,
+    sync_status,
     sync_store,
     sync_verify,
     throttle,
@@ -130,7 +131,7 @@ NEWS = [notify.NewTransaction(date(2025, 3, 1), "Coffee", -450, "USD")]
 
 
 def alices_last_change(w: World, result: Any) -> str | None:
-    runs = ledger.list_runs(w.c, w.alice, limit=1000)
+    runs = sync_status.list_runs(w.c, w.alice, limit=1000)
     mine = max(r.finished_at for r in runs if r.status == "ok" and r.added + r.modified + r.removed)
     return None if result == mine else f"last change {result}, alice's own is {mine}"
 
@@ -140,10 +141,9 @@ CASES: dict[str, Case] = {
     # reads of alice's own data: nothing of bob's may come back
     "ledger.list_transactions": own(lambda w: ledger.list_transactions(w.c, w.alice, limit=10_000)),
     "ledger.account_names": own(lambda w: ledger.account_names(w.c, w.alice)),
-    "ledger.item_sync_status": own(lambda w: ledger.item_sync_status(w.c, w.alice)),
-    "ledger.list_runs": own(lambda w: ledger.list_runs(w.c, w.alice, limit=1000)),
-    "ledger.last_change": own(lambda w: ledger.last_change(w.c, w.alice), expect=alices_last_change),
-    "ledger.last_success": own(lambda w: ledger.last_success(w.c, w.alice)),
+    "sync_status.item_sync_status": own(lambda w: sync_status.item_sync_status(w.c, w.alice)),
+    "sync_status.list_runs": own(lambda w: sync_status.list_runs(w.c, w.alice, limit=1000)),
+    "sync_status.last_change": own(lambda w: sync_status.last_change(w.c, w.alice), expect=alices_last_change),
     "banking.list_items": own(lambda w: banking.list_items(w.c, w.alice)),
     "kept_history.kept_accounts": own(lambda w: kept_history.kept_accounts(w.c, w.alice)),
     "banking_link.resume_link": own(lambda w: banking.resume_link(w.c, w.alice), expect=is_none),

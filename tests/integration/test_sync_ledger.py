@@ -17,7 +17,6 @@ from models import LedgerTransaction, PlaidItem, TransactionChange
 from services.container import Container
 from services.db import unit_of_work
 from services.demo_bank import endpoints, render, syncing
-from services.ledger import last_change
 from services.mailer import MemoryMailer
 from services.plaid_client import PlaidGateway
 from services.plaid_types import CallEvent, SyncPage, Transaction
@@ -25,6 +24,7 @@ from services.sync import (
     NotificationSettings,
     edit_transaction,
     item_sync_status,
+    last_change,
     list_runs,
     set_notification_prefs,
     sync_item,
