@@ -13,6 +13,7 @@ import uuid
 from datetime import timedelta
 from typing import ClassVar
 
+import pytest
 from sqlmodel import col, select
 
 from models import ItemSyncState, PlaidApiEvent, PlaidItem, SyncRun, SyncStaged
@@ -191,6 +192,32 @@ def test_access_withdrawn_at_the_bank_says_link_again_and_is_probed_daily_not_ho
         assert state.next_due_at - clock.now >= timedelta(hours=24)
     [card] = list_items(container, user_id)
     assert card.needs_attention and not card.needs_repair and "link the bank again" in card.status_message
+
+
+class NotOfferedBank(PlaidGateway):
+    """Plaid answers /transactions/sync with an error no retry clears (``code`` is set per test)."""
+
+    code: ClassVar[str] = "PRODUCTS_NOT_SUPPORTED"
+
+    def transactions_sync(self, access_token: str, cursor: str = "", count: int = 500) -> SyncPage:
+        raise error_from_body(400, f'{{"error_type": "ITEM_ERROR", "error_code": "{self.code}"}}')
+
+
+@pytest.mark.parametrize("code", ["PRODUCTS_NOT_SUPPORTED", "INSTITUTION_NO_LONGER_SUPPORTED"])
+def test_a_bank_plaid_no_longer_serves_is_said_so_and_probed_daily_not_hourly(
+    container, demo_bank, linked, clock, code: str
+) -> None:
+    user_id, item_id, _ = linked
+    NotOfferedBank.code = code
+    gone = NotOfferedBank("demo", DEMO_CLIENT_ID, DEMO_SECRET, demo_bank.url)
+    result = _sync(container, gone, user_id, item_id)
+    assert result.status == "failed" and result.error_code == code
+    assert "no longer makes its transactions available" in result.message and "Remove it" in result.message
+    assert "tries again" not in result.message  # it would not: waiting helps no more than retrying
+    with unit_of_work(container.engine) as s:
+        state = s.get(ItemSyncState, item_id)
+        assert state is not None and state.next_due_at is not None
+        assert state.next_due_at - clock.now >= timedelta(hours=24)
 
 
 def test_an_item_not_ready_yet_is_preparing_not_an_error(container, gateway, demo_bank) -> None:
