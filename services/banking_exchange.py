@@ -184,6 +184,14 @@ def link_public_token(
     if duplicate is not None:
         with calls_for(user_id, duplicate.id):
             _discard(c, gw, user_id, access, f"duplicate of an existing connection to {name}", ip, name)
+        if duplicate.status == "permission_revoked":  # Plaid answers ITEM_NOT_FOUND for it: a repair would fail
+            raise DuplicateConnection(
+                f"You already linked {name} with these accounts, but that connection lost its access at the bank "
+                f"and cannot be repaired, so nothing new was added. Remove it on its card below (you can keep its "
+                f"history), then link {name} again.",
+                duplicate.id,
+                repairable=False,
+            )
         raise DuplicateConnection(
             f"You already linked {name} with these accounts, so nothing new was added. To share more of its "
             "accounts, or if that connection stopped working, use “Repair connection” on its card below.",

@@ -61,10 +61,12 @@ class InputError(FinsyncError):
 
 
 class DuplicateConnection(InputError):
-    """The bank just linked is a connection the user already has; ``item_id`` is the one to repair."""
+    """The bank just linked is a connection the user already has; ``item_id`` is the one to repair (when
+    ``repairable``; else the one to remove first: its access was withdrawn, and Link cannot bring it back)."""
 
-    def __init__(self, message: str, item_id: object) -> None:
+    def __init__(self, message: str, item_id: object, *, repairable: bool = True) -> None:
         self.item_id = item_id
+        self.repairable = repairable
         super().__init__(message)
 
 

@@ -92,6 +92,14 @@ UPDATE_MODE_FIXES = frozenset({
     "PASSWORD_RESET_REQUIRED", "USER_SETUP_REQUIRED", "ACCESS_NOT_GRANTED", "NO_ACCOUNTS",
 })  # fmt: skip
 
+# ITEM_ERROR codes of an item whose access the user withdrew (at the bank, or at my.plaid.com): Plaid answers every call
+# for it so from then on, and "once access to an Item has been revoked, it cannot be restored"; no sign-in repairs it,
+# only removing it and linking the bank again does (plaid.com/docs/errors/item/#item_not_found).
+ACCESS_WITHDRAWN = frozenset({"ITEM_NOT_FOUND", "USER_PERMISSION_REVOKED"})
+# Codes that say Plaid will not serve this item's transactions at all any more (the institution stopped offering the
+# product through Plaid, or Plaid stopped supporting the institution): retrying cannot help, nor can Link.
+NOT_OFFERED = frozenset({"PRODUCTS_NOT_SUPPORTED", "INSTITUTION_NO_LONGER_SUPPORTED"})
+
 _BY_CODE: dict[str, type[PlaidError]] = {
     **dict.fromkeys(UPDATE_MODE_FIXES, LoginRequired),
     "INSTITUTION_DOWN": InstitutionDown,

@@ -22,7 +22,7 @@ from services.db import outage_reason, unit_of_work
 from services.errors import DecryptionError, FinsyncError, KeyMissing, NotFound, NotYours
 from services.notify import queue_connection_alert
 from services.plaid_client import PlaidGateway
-from services.plaid_errors import LoginRequired, MutationDuringPagination, PlaidError
+from services.plaid_errors import ACCESS_WITHDRAWN, NOT_OFFERED, LoginRequired, MutationDuringPagination, PlaidError
 from services.plaid_events import calls_for
 from services.plaid_types import CallEvent
 from services.sync_commit import News, apply_run
@@ -196,7 +196,7 @@ def _execute(  # noqa: PLR0911 - one return per way a run can end
 ) -> SyncResult:
     counts = (0, 0, 0)
 
-    def fail(status: Any, code: str | None, message: str, due: datetime | None) -> SyncResult:
+    def fail(status: Any, code: str | None, message: str, due: datetime | None, mark: str | None = None) -> SyncResult:
         mail = finish_unsuccessful(
             c.engine,
             item_id=item.id,
@@ -204,6 +204,7 @@ def _execute(  # noqa: PLR0911 - one return per way a run can end
             owner=run.owner,
             now=c.clock(),
             status=status,
+            item_status=mark,
             error_code=code,
             message=message,
             next_due_at=due,
@@ -236,6 +237,9 @@ def _execute(  # noqa: PLR0911 - one return per way a run can end
     except MutationDuringPagination as exc:
         return fail("failed", exc.code, explained(exc.code), now + timedelta(minutes=5))
     except PlaidError as exc:
+        if exc.code in ACCESS_WITHDRAWN | NOT_OFFERED:  # for good: words that say so, a daily probe, no hourly retries
+            mark = "permission_revoked" if exc.code in ACCESS_WITHDRAWN else None  # its card says to link it again
+            return fail("failed", exc.code, explained(exc.code), now + timedelta(hours=LOGIN_PROBE_HOURS), mark)
         return fail("failed", exc.code, explained(exc.code, exc.error_type), now + min(interval, timedelta(hours=1)))
     except TooManyPages:
         return fail("failed", "TOO_MANY_PAGES", explained("TOO_MANY_PAGES"), now + interval)

@@ -141,8 +141,12 @@ def finish_unsuccessful(
     counts: tuple[int, int, int],
     request_ids: Sequence[str],
     alert: Callable[[Session], list[uuid.UUID]] | None = None,
+    item_status: str | None = None,
 ) -> list[uuid.UUID] | None:
     """Close a run that did not apply anything.
+
+    The item's own status becomes ``login_required`` when the run found the login expired, or ``item_status`` when
+    given (``permission_revoked``: the bank's answer says access was withdrawn), so its card says what to do.
 
     When this run found the connection's login expired (news to the user), ``alert`` queues the email in the same
     transaction; the ids of what it queued are returned, for sending once committed. None: the run's apply had
@@ -175,14 +179,15 @@ def finish_unsuccessful(
                 state.login_required_since = now
             state.lease_owner, state.lease_expires_at = None, None
             session.add(state)
-        if status == "login_required" and holder:
+        mark = "login_required" if status == "login_required" else item_status
+        if mark is not None and holder:
             item = session.get(PlaidItem, item_id)
             began = run.started_at if run is not None else now
             # A repair that landed while this run was failing is newer news: keep it.
             if item is not None and item.updated_at <= began:
                 # news only if the connection was fine: an ITEM webhook that said so first has told the user
-                newly_login = item.status != "login_required"
-                item.status, item.status_code, item.updated_at = "login_required", error_code, now
+                newly_login = mark == "login_required" and item.status != "login_required"
+                item.status, item.status_code, item.updated_at = mark, error_code, now
                 item.status_since = began  # an ITEM webhook signed before this run is older news
                 session.add(item)
         return alert(session) if newly_login and alert is not None else []

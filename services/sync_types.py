@@ -149,6 +149,14 @@ class ChangeView:
 _REPAIR = "“Repair connection” on this bank's card on Accounts"
 _LOGIN = ("Your bank needs you to sign in again.", f"Press {_REPAIR}.")
 _LATER = "Nothing to do: finsync tries again automatically."
+_WITHDRAWN = (
+    "Access to this bank was withdrawn (at the bank, or at Plaid), and it cannot be restored.",
+    "Remove it (its card on Accounts) and link the bank again.",
+)
+_NOT_OFFERED = (
+    "Your bank no longer makes its transactions available through Plaid, so finsync cannot sync it.",
+    "Remove it (its card on Accounts); you can keep its history.",
+)
 _EXPLAIN: dict[str, tuple[str, str]] = {
     "ITEM_LOGIN_REQUIRED": _LOGIN,
     "INVALID_CREDENTIALS": _LOGIN,
@@ -176,6 +184,10 @@ _EXPLAIN: dict[str, tuple[str, str]] = {
         "This connection is no longer valid at the bank.",
         "Remove it (its card on Accounts) and link the bank again.",
     ),
+    "ITEM_NOT_FOUND": _WITHDRAWN,
+    "USER_PERMISSION_REVOKED": _WITHDRAWN,
+    "PRODUCTS_NOT_SUPPORTED": _NOT_OFFERED,
+    "INSTITUTION_NO_LONGER_SUPPORTED": _NOT_OFFERED,
     "TOO_MANY_PAGES": ("The bank sent more pages than a sync may read at once.", _LATER),
     "INTERRUPTED": ("The sync was interrupted before it finished (the process stopped).", _LATER),
     "DATABASE_ERROR": ("finsync could not save the new transactions.", "Check the server's storage and logs."),

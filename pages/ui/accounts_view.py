@@ -62,7 +62,8 @@ def finish_link(
             _watch(item.id, None)
     except DuplicateConnection as exc:
         st.session_state["flash"] = [("error", str(exc))]
-        st.session_state["offer_repair"] = str(exc.item_id)  # its card shows "Repair connection" though healthy
+        if exc.repairable:  # its card shows "Repair connection" though healthy
+            st.session_state["offer_repair"] = str(exc.item_id)
     except FinsyncError as exc:
         st.session_state["flash"] = [("error", str(exc))]
     st.rerun()

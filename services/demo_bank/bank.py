@@ -133,6 +133,8 @@ class Bank:
             item = self.items.get(item_id) if item_id else None
             if item is None or item.removed:
                 raise problems.invalid_token("access")
+            if item.revoked:  # Plaid answers every endpoint so, /item/get and /item/remove too; it never comes back
+                raise problems.item_not_found()
             self.catch_up(item)
             err = item.faults.next_error(path)
             if err is not None:
@@ -266,6 +268,9 @@ class Bank:
                 if OPENED_LATER.key not in item.accounts and OPENED_LATER.key not in item.offered:
                     item.offered.append(OPENED_LATER.key)
                 self.notify(item, "ITEM", "NEW_ACCOUNTS_AVAILABLE", error=None)
+            elif kind == "permission_revoked":  # the user withdrew access at the bank or at my.plaid.com
+                item.revoked = True
+                self.notify(item, "ITEM", "USER_PERMISSION_REVOKED", error=problems.permission_revoked().webhook_body())
             elif kind == "delay":
                 item.faults.delay = seconds
             elif kind == "mutation_during_pagination":

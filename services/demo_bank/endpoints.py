@@ -142,14 +142,15 @@ def sandbox_reset_login(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
     return {"reset_login": True}
 
 
-FIRABLE = ("NEW_ACCOUNTS_AVAILABLE", "SYNC_UPDATES_AVAILABLE")  # the codes of Plaid's list this bank can fire
+# The codes of Plaid's list this bank can fire.
+FIRABLE = ("NEW_ACCOUNTS_AVAILABLE", "SYNC_UPDATES_AVAILABLE", "USER_PERMISSION_REVOKED")
 
 
 def sandbox_fire_webhook(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
     """Plaid's /sandbox/item/fire_webhook for the codes the demo bank can act on.
 
     NEW_ACCOUNTS_AVAILABLE first opens an account at the bank (shared only when the user ticks it in update
-    mode); SYNC_UPDATES_AVAILABLE just announces. Plaid refuses an item without a webhook URL, and so do we.
+    mode); USER_PERMISSION_REVOKED withdraws the item's access for good; SYNC_UPDATES_AVAILABLE just announces. Plaid refuses an item without a webhook URL, and so do we.
     """
     item = bank.item_for(_access_token(body), "/sandbox/item/fire_webhook")
     code = fields.opt_text(body, "webhook_code") or "DEFAULT_UPDATE"
@@ -159,6 +160,8 @@ def sandbox_fire_webhook(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
         raise BankError(400, "INVALID_INPUT", "SANDBOX_WEBHOOK_INVALID", "the item has no webhook URL to fire at")
     if code == "NEW_ACCOUNTS_AVAILABLE":
         bank.set_fault(item.item_id, "new_accounts")
+    elif code == "USER_PERMISSION_REVOKED":
+        bank.set_fault(item.item_id, "permission_revoked")
     else:
         bank.notify(item, "TRANSACTIONS", code, initial_update_complete=True, historical_update_complete=True)
     return {"webhook_fired": True}

@@ -15,6 +15,7 @@ FaultKind = Literal[
     "mutation_during_pagination",
     "delay",
     "new_accounts",
+    "permission_revoked",
 ]
 
 # Endpoints that keep working whatever state the item is in, as Plaid's item-management calls do

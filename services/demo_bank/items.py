@@ -40,6 +40,7 @@ class Item:
     error_code: str | None = None
     synced_once: bool = False
     removed: bool = False
+    revoked: bool = False  # the user withdrew access (at the bank or my.plaid.com): gone for good
     last_successful_update: datetime | None = None
     last_webhook: tuple[datetime, str] | None = None
     faults: Faults = field(default_factory=Faults)

@@ -82,6 +82,7 @@ def _item_out(item: Item) -> dict[str, Any]:
         "error_code": item.error_code,
         "synced_once": item.synced_once,
         "removed": item.removed,
+        "revoked": item.revoked,
         "last_successful_update": _when(item.last_successful_update),
         "offered": item.offered,
         "hidden": item.hidden,
@@ -108,6 +109,7 @@ def _item_in(d: dict[str, Any]) -> Item:
         error_code=d.get("error_code"),
         synced_once=bool(d.get("synced_once")),
         removed=bool(d.get("removed")),
+        revoked=bool(d.get("revoked")),  # absent in state files written before it existed
         last_successful_update=datetime.fromisoformat(last) if last else None,
         faults=Faults(),
         offered=[str(k) for k in d.get("offered", [])],  # absent in state files written before it existed

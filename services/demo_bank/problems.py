@@ -49,6 +49,27 @@ def invalid_token(kind: str = "access") -> BankError:
     return BankError(400, "INVALID_INPUT", code, f"could not find matching {kind} token")
 
 
+def item_not_found() -> BankError:
+    """Every call for an item whose access the user withdrew (Plaid's item errors: ITEM_NOT_FOUND)."""
+    return BankError(
+        400,
+        "ITEM_ERROR",
+        "ITEM_NOT_FOUND",
+        "The Item you requested cannot be found. This Item does not exist, has been previously removed via "
+        "/item/remove, or has had access removed by the user.",
+    )
+
+
+def permission_revoked() -> BankError:
+    """The `error` an ITEM USER_PERMISSION_REVOKED webhook carries."""
+    return BankError(
+        400,
+        "ITEM_ERROR",
+        "USER_PERMISSION_REVOKED",
+        "the holder of this account has revoked their permission for your application to access it",
+    )
+
+
 def invalid_field(message: str) -> BankError:
     """A request field with a bad value."""
     return BankError(400, "INVALID_REQUEST", "INVALID_FIELD", message)

@@ -178,6 +178,18 @@ def test_plaid_refusing_removal_is_reported_and_the_item_kept(bank: Bank) -> Non
     assert banking.list_items(bank.c, alice) == []
 
 
+def test_removing_a_bank_whose_access_was_withdrawn_succeeds_without_a_retry_queued(bank: Bank) -> None:
+    """Plaid answers /item/remove with ITEM_NOT_FOUND once the user withdrew access: nothing is left to revoke, so the
+    connection goes at once instead of being reported as refused or queued for retries that can never succeed."""
+    alice = bank.user()
+    item = bank.link(alice)
+    bank.demo.set_fault(bank.plaid_item_id(item.id), "permission_revoked")
+    banking.remove_item(bank.c, alice, item.id, keep_history=False)
+    assert banking.list_items(bank.c, alice) == [] and count(bank, BankAccount) == 0
+    assert count(bank, PlaidRevocation) == 0
+    assert len(audit_events(bank, "bank_removed")) == 1
+
+
 def test_remove_all_items_deletes_everything_and_queues_what_plaid_did_not_confirm(bank: Bank) -> None:
     alice = bank.user()
     ok, stuck = bank.link(alice, "ins_demo_1"), bank.link(alice, "ins_demo_2")

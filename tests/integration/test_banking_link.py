@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import uuid
 
 import pytest
 from sqlalchemy import select
@@ -20,6 +21,7 @@ from services.db import unit_of_work
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, INSTITUTIONS
 from services.errors import DuplicateConnection, FinsyncError, InputError, NotFound, PermissionDenied
 from services.plaid_client import PlaidGateway
+from services.sync import sync_item
 from tests.integration.banking_support import audit_events, count, pending_item
 from tests.integration.conftest_bank import Bank
 
@@ -61,22 +63,45 @@ def test_resume_link_returns_the_newest_open_session_of_this_user_for_four_hours
     assert banking.resume_link(bank.c, alice) is None
 
 
+def _link_again(bank: Bank, user: uuid.UUID) -> tuple[DuplicateConnection, str]:
+    """Link the first demo bank's user_good login once more through Link: the refusal, and the extra item at Plaid."""
+    start = banking.start_link(bank.c, user)
+    success = bank.link_login(start.link_token, "ins_demo_1")
+    extra = pending_item(bank, success["public_token"])
+    with pytest.raises(DuplicateConnection) as dup:
+        banking.complete_link(
+            bank.c, user, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+        )
+    return dup.value, extra
+
+
 def test_same_bank_linked_twice_is_refused_and_the_extra_connection_removed_at_plaid(bank: Bank) -> None:
     alice = bank.user()
     bank.link(alice, "ins_demo_1")
-    start = banking.start_link(bank.c, alice)
-    success = bank.link_login(start.link_token, "ins_demo_1")
-    extra = pending_item(bank, success["public_token"])
-    with pytest.raises(DuplicateConnection, match=r"You already linked First Demo Bank with these accounts") as dup:
-        banking.complete_link(
-            bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
-        )
-    assert dup.value.item_id == banking.list_items(bank.c, alice)[0].id  # the one "Repair connection" is offered for
+    dup, extra = _link_again(bank, alice)
+    assert "You already linked First Demo Bank with these accounts" in str(dup) and dup.repairable
+    assert dup.item_id == banking.list_items(bank.c, alice)[0].id  # the one "Repair connection" is offered for
     assert bank.demo.bank.items[extra].removed
     assert count(bank, PlaidItem) == 1 and count(bank, BankAccount) == 3
     # A different login at the same bank (other accounts) is not a duplicate.
     bank.link(alice, "ins_demo_1", username="user_not_ready")
     assert count(bank, PlaidItem) == 2
+
+
+def test_linking_again_a_bank_whose_access_was_withdrawn_says_remove_it_first_not_repair(bank: Bank) -> None:
+    """The old connection answers ITEM_NOT_FOUND at Plaid for good: "Repair connection" could only fail, so the refusal
+    says to remove it first, offers no repair, and once it is removed the same login links."""
+    alice = bank.user()
+    old = bank.link(alice, "ins_demo_1")
+    bank.demo.set_fault(bank.plaid_item_id(old.id), "permission_revoked")
+    assert sync_item(bank.c, alice, old.id, explicit=True).error_code == "ITEM_NOT_FOUND"
+    dup, extra = _link_again(bank, alice)
+    assert "lost its access at the bank and cannot be repaired" in str(dup) and "Remove it" in str(dup)
+    assert dup.item_id == old.id and not dup.repairable and "Repair connection" not in str(dup)
+    assert bank.demo.bank.items[extra].removed and count(bank, PlaidItem) == 1  # nothing doubled
+    banking.remove_item(bank.c, alice, old.id, keep_history=True)  # ITEM_NOT_FOUND at Plaid: already gone
+    again = bank.link(alice, "ins_demo_1")
+    assert [i.id for i in banking.list_items(bank.c, alice)] == [again.id] and again.status == "ok"
 
 
 def test_an_unverified_email_cannot_link(bank: Bank) -> None:

@@ -25,6 +25,7 @@ from plaid.model.item_remove_request import ItemRemoveRequest
 from plaid.model.link_token_create_request import LinkTokenCreateRequest
 from plaid.model.link_token_create_request_user import LinkTokenCreateRequestUser
 from plaid.model.products import Products
+from plaid.model.sandbox_item_fire_webhook_request import SandboxItemFireWebhookRequest
 from plaid.model.sandbox_item_reset_login_request import SandboxItemResetLoginRequest
 from plaid.model.sandbox_public_token_create_request import SandboxPublicTokenCreateRequest
 from plaid.model.transactions_recurring_get_request import TransactionsRecurringGetRequest
@@ -35,7 +36,7 @@ from plaid.model.webhook_verification_key_get_request import WebhookVerification
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, DemoBankHandle, start_demo_bank
 from services.demo_bank.links import PASSWORD, link_login
 from services.plaid_client import PlaidGateway
-from services.plaid_errors import InvalidRequest, Transient, error_from_body
+from services.plaid_errors import InvalidRequest, PlaidError, Transient, error_from_body
 from services.plaid_types import Transaction
 from tests.integration.conftest_bank import BANK_TODAY, LinkedItem, WebhookSink
 
@@ -432,6 +433,43 @@ def test_login_required_fault_sends_item_error_webhook(
         item.item_id, "ITEM", "PENDING_EXPIRATION", consent_expiration_time="2025-04-01T00:00:00Z"
     )
     assert delivery is not None and delivery.status == 200
+
+
+def test_access_withdrawn_by_the_user_is_item_not_found_on_every_endpoint_for_good(
+    demo_bank: DemoBankHandle, gateway: PlaidGateway, item: LinkedItem, webhook_sink: WebhookSink
+) -> None:
+    """As at Plaid: USER_PERMISSION_REVOKED (the sandbox fires it too), then ITEM_NOT_FOUND from every call, the item
+    management ones included, so an app that only ever met a demo that kept serving the item learns it here."""
+    demo_bank.set_webhook(item.item_id, webhook_sink.url)
+    api = sdk(demo_bank.url)
+    fire = SandboxItemFireWebhookRequest(access_token=item.access_token, webhook_code="USER_PERMISSION_REVOKED")
+    assert api.sandbox_item_fire_webhook(fire).webhook_fired
+    payload = json.loads(webhook_sink.wait(1)[0][1])
+    assert (payload["webhook_type"], payload["webhook_code"], payload["item_id"]) == (
+        "ITEM", "USER_PERMISSION_REVOKED", item.item_id
+    )  # fmt: skip
+    assert (payload["error"]["error_code"], payload["error"]["status"]) == ("USER_PERMISSION_REVOKED", 400)
+    user = LinkTokenCreateRequestUser(client_user_id="u-1")
+    update = LinkTokenCreateRequest(client_name="finsync", language="en", country_codes=[CountryCode("US")],
+                                    user=user, access_token=item.access_token)  # fmt: skip
+    calls = [
+        lambda: api.transactions_sync(TransactionsSyncRequest(access_token=item.access_token)),
+        lambda: api.accounts_get(AccountsGetRequest(access_token=item.access_token)),
+        lambda: api.item_get(ItemGetRequest(access_token=item.access_token)),
+        lambda: api.link_token_create(update),
+        lambda: api.item_remove(ItemRemoveRequest(access_token=item.access_token)),
+        lambda: api.item_remove(ItemRemoveRequest(access_token=item.access_token)),  # removing did not bring it back
+    ]
+    for call in calls:
+        with pytest.raises(plaid.ApiException) as caught:
+            call()
+        body = json.loads(caught.value.body)
+        assert caught.value.status == 400
+        assert (body["error_type"], body["error_code"]) == ("ITEM_ERROR", "ITEM_NOT_FOUND")
+        assert body["request_id"] and "removed" in body["error_message"]
+    with pytest.raises(PlaidError) as ours:
+        gateway.transactions_sync(item.access_token)
+    assert ours.value.code == "ITEM_NOT_FOUND" and ours.value.request_id
 
 
 def test_new_days_bring_new_transactions_through_clock(demo_bank: DemoBankHandle, gateway: PlaidGateway) -> None:

@@ -6,11 +6,14 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from services.container import build_container
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, start_demo_bank
 from services.demo_bank.links import PASSWORD, link_login, link_session
 from services.demo_bank_runtime import STATE_FILE, _answers, ensure_demo_bank, stop_demo_banks
 from services.plaid_client import PlaidGateway
+from services.plaid_errors import PlaidError
 from tests.factories import make_settings
 
 
@@ -29,6 +32,8 @@ def test_items_tokens_and_cursors_survive_a_restart(tmp_path: Path) -> None:
     picked = gw.exchange_public_token(ok["public_token"]).access_token
     shared = [a["id"] for a in ok["accounts"]]
     month = gw.exchange_public_token(gw.sandbox_public_token_create("ins_demo_3", days_requested=30)).access_token
+    withdrawn = gw.exchange_public_token(gw.sandbox_public_token_create("ins_demo_1", webhook="http://127.0.0.1:9/"))
+    gw.sandbox_item_fire_webhook(withdrawn.access_token, "USER_PERMISSION_REVOKED")  # access withdrawn at the bank
     first.stop()
     assert state.stat().st_mode & 0o077 == 0  # holds tokens and signing keys: owner only
 
@@ -45,6 +50,8 @@ def test_items_tokens_and_cursors_survive_a_restart(tmp_path: Path) -> None:
         assert [a.account_id for a in again.accounts_get(picked).accounts] == shared  # unticked stays unshared
         oldest = min(t.date for t in again.transactions_sync(month, count=500).added)  # linked for 30 days: still so
         assert oldest >= second.clock() - timedelta(days=29)
+        with pytest.raises(PlaidError, match="ITEM_NOT_FOUND"):  # withdrawn stays withdrawn
+            again.item_get(withdrawn.access_token)
     finally:
         second.stop()
 

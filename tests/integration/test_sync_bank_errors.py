@@ -13,9 +13,11 @@ import uuid
 from datetime import timedelta
 from typing import ClassVar
 
+import pytest
 from sqlmodel import col, select
 
 from models import ItemSyncState, PlaidApiEvent, PlaidItem, SyncRun, SyncStaged
+from services.banking import list_items
 from services.container import Container
 from services.db import unit_of_work
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET
@@ -167,6 +169,55 @@ def test_an_item_error_only_the_user_clears_waits_for_a_repair_instead_of_hourly
     calls = len(plaid_events)
     assert _sync(container, withdrawn, user_id, item_id, explicit=False).status == "login_required"
     assert len(plaid_events) == calls  # the scheduler waits for the user (a daily probe), not an hourly retry
+
+
+def test_access_withdrawn_at_the_bank_says_link_again_and_is_probed_daily_not_hourly(
+    container, gateway, demo_bank, linked, plaid_events, clock
+) -> None:
+    """Plaid answers ITEM_NOT_FOUND for good once the user withdrew access (the demo bank now does too): the card must
+    not say "nothing to do, finsync tries again", and the scheduler must not ask Plaid every hour for ever."""
+    user_id, item_id, pid = linked
+    assert _sync(container, gateway, user_id, item_id).status == "ok"
+    before, cursor = ledger(container, user_id), cursor_of(container, item_id)
+    demo_bank.set_fault(pid, "permission_revoked")
+    result = _sync(container, gateway, user_id, item_id)
+    assert result.status == "failed" and result.error_code == "ITEM_NOT_FOUND"
+    assert "withdrawn" in result.message and "link the bank again" in result.message
+    assert "tries again" not in result.message
+    assert ledger(container, user_id) == before and cursor_of(container, item_id) == cursor  # nothing lost
+    with unit_of_work(container.engine) as s:
+        item, state = s.get(PlaidItem, item_id), s.get(ItemSyncState, item_id)
+        assert item is not None and (item.status, item.status_code) == ("permission_revoked", "ITEM_NOT_FOUND")
+        assert state is not None and state.next_due_at is not None
+        assert state.next_due_at - clock.now >= timedelta(hours=24)
+    [card] = list_items(container, user_id)
+    assert card.needs_attention and not card.needs_repair and "link the bank again" in card.status_message
+
+
+class NotOfferedBank(PlaidGateway):
+    """Plaid answers /transactions/sync with an error no retry clears (``code`` is set per test)."""
+
+    code: ClassVar[str] = "PRODUCTS_NOT_SUPPORTED"
+
+    def transactions_sync(self, access_token: str, cursor: str = "", count: int = 500) -> SyncPage:
+        raise error_from_body(400, f'{{"error_type": "ITEM_ERROR", "error_code": "{self.code}"}}')
+
+
+@pytest.mark.parametrize("code", ["PRODUCTS_NOT_SUPPORTED", "INSTITUTION_NO_LONGER_SUPPORTED"])
+def test_a_bank_plaid_no_longer_serves_is_said_so_and_probed_daily_not_hourly(
+    container, demo_bank, linked, clock, code: str
+) -> None:
+    user_id, item_id, _ = linked
+    NotOfferedBank.code = code
+    gone = NotOfferedBank("demo", DEMO_CLIENT_ID, DEMO_SECRET, demo_bank.url)
+    result = _sync(container, gone, user_id, item_id)
+    assert result.status == "failed" and result.error_code == code
+    assert "no longer makes its transactions available" in result.message and "Remove it" in result.message
+    assert "tries again" not in result.message  # it would not: waiting helps no more than retrying
+    with unit_of_work(container.engine) as s:
+        state = s.get(ItemSyncState, item_id)
+        assert state is not None and state.next_due_at is not None
+        assert state.next_due_at - clock.now >= timedelta(hours=24)
 
 
 def test_an_item_not_ready_yet_is_preparing_not_an_error(container, gateway, demo_bank) -> None:
