@@ -150,7 +150,8 @@ def sandbox_fire_webhook(bank: Bank, body: dict[str, Any]) -> dict[str, Any]:
     """Plaid's /sandbox/item/fire_webhook for the codes the demo bank can act on.
 
     NEW_ACCOUNTS_AVAILABLE first opens an account at the bank (shared only when the user ticks it in update
-    mode); USER_PERMISSION_REVOKED withdraws the item's access for good; SYNC_UPDATES_AVAILABLE just announces. Plaid refuses an item without a webhook URL, and so do we.
+    mode); USER_PERMISSION_REVOKED withdraws the item's access for good; SYNC_UPDATES_AVAILABLE just announces.
+    Plaid refuses an item without a webhook URL, and so do we.
     """
     item = bank.item_for(_access_token(body), "/sandbox/item/fire_webhook")
     code = fields.opt_text(body, "webhook_code") or "DEFAULT_UPDATE"
