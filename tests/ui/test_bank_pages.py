@@ -445,6 +445,27 @@ def test_a_second_press_of_sync_now_right_after_a_good_sync_does_not_sync_again(
     assert [r.status for r in sync.list_runs(c, user.id)] == ["ok", "ok", "failed"]
 
 
+def test_sync_now_on_a_bank_still_preparing_its_data_is_news_not_an_error(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A just-linked bank that has not finished gathering its history: the sync did nothing wrong and there is
+    nothing to do, so the page says so calmly (not as a red failure) and a later press still syncs."""
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "noa")
+    item = bank_app.link(user.id)
+    plaid_id = bank_app.plaid_item_id(item.id)
+    bank_app.demo.set_ready(plaid_id, False)
+    at = click(open_page("accounts.py"), "Sync now")
+    assert not at.exception, at.exception
+    assert [r.status for r in sync.list_runs(c, user.id)] == ["preparing"]
+    assert not at.error, [e.value for e in at.error]
+    said = [i.value for i in at.info if "still preparing" in i.value]
+    assert said and said[0].replace("\\", "").startswith(f"{item.institution_name}: "), said
+    bank_app.demo.set_ready(plaid_id, True)
+    at = click(at, "Sync now")  # the bank is ready now: the next press syncs it
+    assert any("is up to date" in s.value for s in at.success)
+
+
 def test_messages_about_a_bank_show_its_name_as_written(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
     """A name with Markdown characters (U.S. Bank) is escaped once: the user reads it, not backslashes."""
     user = signed_in(bank_app, monkeypatch, "ivy")
