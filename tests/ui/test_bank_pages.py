@@ -89,6 +89,32 @@ def test_link_exit_is_reported_and_nothing_is_linked(bank_app: Bank, monkeypatch
     assert at.warning and not banking.list_items(c, user.id)
 
 
+@pytest.mark.parametrize(
+    ("login", "told"),
+    [
+        ("user_login_required", "Your bank asked you to sign in again before it shared your accounts"),
+        ("user_institution_down", "Your bank is not responding right now"),
+    ],
+)
+def test_a_bank_that_fails_right_after_link_is_explained_in_plain_words_and_nothing_is_linked(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch, login: str, told: str
+) -> None:
+    """Link succeeded but the bank refused to hand over the accounts: the person reads what happened and what to do
+    (link again now, or later), not Plaid's wording about an "item" whose "login details have changed"."""
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "bex")
+    at = click(open_page("accounts.py"), "Link a bank")
+    public = c.plaid.sandbox_public_token_create("ins_demo_2", username=login)  # type: ignore[union-attr]
+    result: dict[str, Any] = {"kind": "success", "public_token": public, "metadata": {}}
+    monkeypatch.setattr(plaid_link_module, "plaid_link", lambda **_: result)
+    at.run()
+    assert not at.exception, at.exception
+    said = " ".join(e.value for e in at.error).replace("\\", "")
+    assert told in said and "nothing was linked" in said, said
+    assert "this item" not in said and "financial institution" not in said, said  # Plaid's own sentences
+    assert not banking.list_items(c, user.id)
+
+
 def test_unverified_user_is_shown_the_way_to_verify_instead_of_a_link_button(
     bank_app: Bank, monkeypatch: pytest.MonkeyPatch
 ) -> None:
