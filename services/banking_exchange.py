@@ -20,7 +20,7 @@ from services.container import Container
 from services.db import unit_of_work
 from services.errors import DatabaseUnavailable, DuplicateConnection, FinsyncError, InputError
 from services.plaid_client import PlaidGateway
-from services.plaid_errors import PlaidError, RateLimited, Transient
+from services.plaid_errors import InstitutionDown, LoginRequired, PlaidError, RateLimited, Transient
 from services.plaid_events import calls_for
 from services.plaid_types import AccountsResult, ItemAccess
 
@@ -68,6 +68,19 @@ def _store_retrying(store_once: Callable[[], T]) -> T:
             log.warning("storing a linked bank failed (%s); trying again", type(exc.orig).__name__)
             time.sleep(random.uniform(0, STORE_PAUSE * 2**attempt))  # noqa: S311 - jitter, not a secret
     raise AssertionError("unreachable")
+
+
+def _not_linked(exc: PlaidError) -> FinsyncError:
+    """What a person reads when the bank failed just after Link: Plaid's own words speak of an "item" whose "login
+    details have changed", which says nothing to someone who has just signed in; ours say what to do next."""
+    ref = f"({exc.code}, request {exc.request_id or 'n/a'})"
+    if isinstance(exc, LoginRequired):
+        return FinsyncError(f"Your bank asked you to sign in again before it shared your accounts, so nothing was "
+                            f"linked. Link it again and finish every step your bank asks for. {ref}")  # fmt: skip
+    if isinstance(exc, InstitutionDown):
+        return FinsyncError(f"Your bank is not responding right now, so nothing was linked. Try linking it again "
+                            f"later. {ref}")  # fmt: skip
+    return FinsyncError(f"Linking your bank did not finish and nothing was saved: {exc}")
 
 
 def _failed(c: Container, user_id: uuid.UUID, ip: str, detail: str) -> None:
@@ -155,12 +168,12 @@ def link_public_token(
             _failed(c, user_id, ip, f"exchange failed: {exc.code}")
             if exc.code == "INVALID_PUBLIC_TOKEN":
                 raise InputError("This bank link was already used or has expired. Start linking again.") from None
-            raise FinsyncError(f"Linking your bank did not finish and nothing was saved: {exc}") from None
+            raise _not_linked(exc) from None
         try:
             result = gw.accounts_get(access.access_token)
         except PlaidError as exc:
             _discard(c, gw, user_id, access, f"accounts failed: {exc.code}", ip)
-            raise FinsyncError(f"Linking your bank did not finish and nothing was saved: {exc}") from None
+            raise _not_linked(exc) from None
         raw_inst = metadata.get("institution")
         inst: Mapping[str, Any] = raw_inst if isinstance(raw_inst, Mapping) else {}
         # Plaid's item names the bank; Link's metadata (sent by the browser, so forgeable) only when it is null.

@@ -269,7 +269,10 @@ def _sync_and_tell(c: Container, uid: uuid.UUID, item: ItemView, own: _OwnSync) 
                 label, state, said = md(result.message), "complete", ("info", result.message)
             else:  # said at the top of the page, above every card: which bank it is about
                 message = f"{item.institution_name}: {result.message or result.status}"
-                label, state, said = md(message), "error", ("error", message)
+                if result.ok:  # "preparing": the bank is still gathering its history, nothing went wrong
+                    label, state, said = md(message), "complete", ("info", message)
+                else:
+                    label, state, said = md(message), "error", ("error", message)
         own.said = said
         for _ in range(2):  # a rerun asked for meanwhile raises once; a stop, every time (the waiting run tells it)
             try:

@@ -68,7 +68,7 @@ def test_link_sandbox_takes_plaids_sandbox_institution_and_test_user_in_demo_mod
 BAD_INPUT = [
     (["--email", "nobody@example.com"], {}, "no user with the email address"),
     (["--email", "ann@example.com", "--institution", "ins_nope"], {}, "The bank refused to link"),
-    (["--email", "ann@example.com", "--username", "user_login_required"], {}, "nothing was saved"),
+    (["--email", "ann@example.com", "--username", "user_login_required"], {}, "sign in again before it shared"),
     (["--email", "ann@example.com"], {"PLAID_ENV": "production", "PLAID_CLIENT_ID": "id", "PLAID_SECRET": "s",
                                       "FINSYNC_BASE_URL": "https://money.example.com"}, "not production"),
     (["--email", "ann@example.com"], {"PLAID_ENV": "production", "PLAID_CLIENT_ID": "id", "PLAID_SECRET": "s"},

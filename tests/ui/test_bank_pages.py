@@ -89,6 +89,32 @@ def test_link_exit_is_reported_and_nothing_is_linked(bank_app: Bank, monkeypatch
     assert at.warning and not banking.list_items(c, user.id)
 
 
+@pytest.mark.parametrize(
+    ("login", "told"),
+    [
+        ("user_login_required", "Your bank asked you to sign in again before it shared your accounts"),
+        ("user_institution_down", "Your bank is not responding right now"),
+    ],
+)
+def test_a_bank_that_fails_right_after_link_is_explained_in_plain_words_and_nothing_is_linked(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch, login: str, told: str
+) -> None:
+    """Link succeeded but the bank refused to hand over the accounts: the person reads what happened and what to do
+    (link again now, or later), not Plaid's wording about an "item" whose "login details have changed"."""
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "bex")
+    at = click(open_page("accounts.py"), "Link a bank")
+    public = c.plaid.sandbox_public_token_create("ins_demo_2", username=login)  # type: ignore[union-attr]
+    result: dict[str, Any] = {"kind": "success", "public_token": public, "metadata": {}}
+    monkeypatch.setattr(plaid_link_module, "plaid_link", lambda **_: result)
+    at.run()
+    assert not at.exception, at.exception
+    said = " ".join(e.value for e in at.error).replace("\\", "")
+    assert told in said and "nothing was linked" in said, said
+    assert "this item" not in said and "financial institution" not in said, said  # Plaid's own sentences
+    assert not banking.list_items(c, user.id)
+
+
 def test_unverified_user_is_shown_the_way_to_verify_instead_of_a_link_button(
     bank_app: Bank, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -443,6 +469,27 @@ def test_a_second_press_of_sync_now_right_after_a_good_sync_does_not_sync_again(
     bank_app.clock.advance(seconds=11)
     at = click(at, "Sync now")  # a press of its own, later
     assert [r.status for r in sync.list_runs(c, user.id)] == ["ok", "ok", "failed"]
+
+
+def test_sync_now_on_a_bank_still_preparing_its_data_is_news_not_an_error(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A just-linked bank that has not finished gathering its history: the sync did nothing wrong and there is
+    nothing to do, so the page says so calmly (not as a red failure) and a later press still syncs."""
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "noa")
+    item = bank_app.link(user.id)
+    plaid_id = bank_app.plaid_item_id(item.id)
+    bank_app.demo.set_ready(plaid_id, False)
+    at = click(open_page("accounts.py"), "Sync now")
+    assert not at.exception, at.exception
+    assert [r.status for r in sync.list_runs(c, user.id)] == ["preparing"]
+    assert not at.error, [e.value for e in at.error]
+    said = [i.value for i in at.info if "still preparing" in i.value]
+    assert said and said[0].replace("\\", "").startswith(f"{item.institution_name}: "), said
+    bank_app.demo.set_ready(plaid_id, True)
+    at = click(at, "Sync now")  # the bank is ready now: the next press syncs it
+    assert any("is up to date" in s.value for s in at.success)
 
 
 def test_messages_about_a_bank_show_its_name_as_written(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
