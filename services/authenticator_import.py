@@ -29,6 +29,7 @@ MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_DEPTH = 32
 # PyYAML turns "1:2:3:..." into an int in quadratic time, and Python refuses ints over 4300 digits.
 MAX_INT_CHARS = 32
+IMPORTED = f"imported from a streamlit-authenticator file, {audit.COMMAND_LINE}"  # the CLI is the only caller
 BCRYPT_HASH = re.compile(r"\$2[aby]\$([0-9]{2})\$[./A-Za-z0-9]{53}")
 
 
@@ -163,6 +164,6 @@ def import_authenticator(c: Container, path: Path) -> ImportReport:
             )
             session.add(user)
             session.flush()
-            audit.record(session, event="registered", user_id=user.id, detail="imported", at=now)
+            audit.record(session, event="registered", user_id=user.id, detail=IMPORTED, at=now)
             imported.append(username)
     return ImportReport(imported=imported, skipped=skipped)

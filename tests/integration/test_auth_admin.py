@@ -191,6 +191,8 @@ def test_import_keeps_hashes_skips_plain_text_and_upgrades_at_first_sign_in(
     assert step.ticket
     users = {u.username: u for u in admin.list_users(container, make_admin(container).id)}
     assert users["jsmith"].role == "user" and not users["jsmith"].email_verified
+    (made,) = [e for e in audit.list_events(container, users["jsmith"].id) if e.event == "registered"]
+    assert audit.from_command_line(made)  # not "From: unknown" in its Activity
     row = user_row(container, users["jsmith"].id)
     assert row.password_scheme == "pbcrypt" and row.password_hash.startswith("$2b$04$")
     sign_in(container, "jsmith", "legacy password 1")
