@@ -207,8 +207,12 @@ def complete_totp(c: Container, *, challenge: str, code: str, ip: str = "", user
     ticket = ""
     with unit_of_work(c.engine, immediate=True) as session:
         if not _throttled(session, ip, now, p):
-            row = tokens.find(session, challenge, (tokens.CHALLENGE,), now)
+            # The account before its challenge, the order of a reset, a password change or an admin's sign-out (each
+            # locks the user, then revokes the challenges): the other way round, a code sent while the owner reset
+            # the password deadlocked with the reset on PostgreSQL, which then failed.
+            row = tokens.find(session, challenge, (tokens.CHALLENGE,), now, lock=False)
             user = session.get(User, row.user_id, with_for_update=True) if row is not None else None
+            row = tokens.find(session, challenge, (tokens.CHALLENGE,), now) if user is not None else None
             paused = user is not None and throttle.locked_until(session, throttle.account_key(user.id), now)
             if row is None or user is None or user.status != "active" or paused:
                 throttle.record_ip(session, ip, now)

@@ -3,8 +3,9 @@
 Imported accounts are plain users (roles in the file are ignored: admins are made with the CLI),
 unverified until they verify their address, and their hash is upgraded to our scheme at the first
 successful sign-in. Entries with a plain-text password are skipped and the password is never stored.
-The file is read by a YAML loader that refuses anchors and aliases, deep nesting and huge integers, so a
-few hostile bytes cannot spend minutes of CPU or gigabytes of memory (security bar, hostile inputs).
+The file is read by a YAML loader that refuses anchors and aliases, deep nesting, huge integers and any tag
+``SafeLoader`` does not know (``!!python/...``), so a few hostile bytes cannot spend minutes of CPU or
+gigabytes of memory, nor name code to run (security bar, hostile inputs).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_DEPTH = 32
 # PyYAML turns "1:2:3:..." into an int in quadratic time, and Python refuses ints over 4300 digits.
 MAX_INT_CHARS = 32
+IMPORTED = f"imported from a streamlit-authenticator file, {audit.COMMAND_LINE}"  # the CLI is the only caller
 BCRYPT_HASH = re.compile(r"\$2[aby]\$([0-9]{2})\$[./A-Za-z0-9]{53}")
 
 
@@ -67,6 +69,12 @@ class _CredentialsLoader(yaml.SafeLoader):
                 lines[key.tag, key.value] = line
         return super().construct_mapping(node, deep=deep)
 
+    def construct_unknown_tag(self, node: yaml.Node) -> Any:
+        """A tag ``SafeLoader`` has no constructor for (``!!python/object/apply:os.system``, ``!Ref``): it never runs
+        anything, but said only "not a YAML file" of a file that is one."""
+        tag = audit.clean_text(re.sub(r"^tag:yaml\.org,2002:", "!!", node.tag or ""), 80)  # as it was written
+        raise _Refused(f"uses the YAML tag {tag!r}, which credential files never need")
+
     def construct_short_int(self, node: yaml.ScalarNode) -> int:
         if len(node.value) > MAX_INT_CHARS:
             raise _Refused(f"has a number longer than {MAX_INT_CHARS} characters, which credential files never need")
@@ -74,6 +82,7 @@ class _CredentialsLoader(yaml.SafeLoader):
 
 
 _CredentialsLoader.add_constructor("tag:yaml.org,2002:int", _CredentialsLoader.construct_short_int)
+_CredentialsLoader.add_constructor(None, _CredentialsLoader.construct_unknown_tag)
 
 
 @dataclass(frozen=True)
@@ -163,6 +172,6 @@ def import_authenticator(c: Container, path: Path) -> ImportReport:
             )
             session.add(user)
             session.flush()
-            audit.record(session, event="registered", user_id=user.id, detail="imported", at=now)
+            audit.record(session, event="registered", user_id=user.id, detail=IMPORTED, at=now)
             imported.append(username)
     return ImportReport(imported=imported, skipped=skipped)

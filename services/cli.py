@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from services import banking, migrations, retention
+from services import audit, banking, migrations, retention
 from services.banking_sandbox import default_institution
 from services.config import (
     LOCAL_SECRETS_FILE,
@@ -240,6 +240,9 @@ def _users_create(args: argparse.Namespace) -> int:
             role="admin" if args.admin else "user",
             email_verified=True,
         )
+        # An account made here (an admin above all) must show in the audit log like one made in the browser.
+        detail = f"{user.role} account, {audit.COMMAND_LINE}"
+        audit.record(session, event="registered", user_id=user.id, detail=detail, at=c.clock())
     print(f"created {'admin' if args.admin else 'user'} {user.username} ({user.id})")
     if generated:
         print(f"password: {generated}  (shown once; change it after signing in)")

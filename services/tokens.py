@@ -45,13 +45,16 @@ def issue(session: Session, user_id: uuid.UUID, purpose: str, now: datetime, pay
     return raw
 
 
-def find(session: Session, raw: object, purposes: Iterable[str], now: datetime) -> OneTimeToken | None:
-    """The live token for ``raw`` (unused, unexpired, of one of ``purposes``), locked for update."""
+def find(
+    session: Session, raw: object, purposes: Iterable[str], now: datetime, *, lock: bool = True
+) -> OneTimeToken | None:
+    """The live token for ``raw`` (unused, unexpired, of one of ``purposes``), locked for update unless ``lock`` is
+    False; read afresh, so a second look after waiting for another lock sees what was committed meanwhile."""
     if not isinstance(raw, str) or not raw or len(raw) > MAX_TOKEN_CHARS:
         return None
-    row: OneTimeToken | None = session.execute(
-        select(OneTimeToken).where(col(OneTimeToken.token_hash) == token_hash(raw.strip())).with_for_update()
-    ).scalar_one_or_none()
+    query = select(OneTimeToken).where(col(OneTimeToken.token_hash) == token_hash(raw.strip()))
+    query = query.with_for_update() if lock else query
+    row: OneTimeToken | None = session.execute(query.execution_options(populate_existing=True)).scalar_one_or_none()
     if row is None or row.purpose not in set(purposes) or row.used_at is not None or now >= row.expires_at:
         return None
     return row

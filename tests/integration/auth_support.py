@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import threading
 import uuid
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime
 
@@ -130,3 +132,28 @@ def user_row(c: Container, user_id: uuid.UUID) -> User:
 def count_users(c: Container) -> int:
     with unit_of_work(c.engine) as session:
         return int(session.execute(select(func.count()).select_from(User)).scalar_one())
+
+
+def all_at_once(n: int, act: Callable[[int], str], refusals: tuple[type[Exception], ...]) -> Counter[str]:
+    """``act(i)`` for each ``i`` in ``range(n)``, released together on ``n`` threads; how many got each outcome: what
+    ``act`` returned, the class name of one of ``refusals``, or ``error: <class>`` for anything else (a database
+    error is counted, so the test says which)."""
+    start, lock, got = threading.Barrier(n), threading.Lock(), Counter[str]()
+
+    def attempt(i: int) -> None:
+        start.wait()
+        try:
+            outcome = act(i)
+        except refusals as exc:
+            outcome = type(exc).__name__
+        except Exception as exc:
+            outcome = f"error: {type(exc).__name__}"
+        with lock:
+            got[outcome] += 1
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return got

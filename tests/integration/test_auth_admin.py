@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -191,6 +192,8 @@ def test_import_keeps_hashes_skips_plain_text_and_upgrades_at_first_sign_in(
     assert step.ticket
     users = {u.username: u for u in admin.list_users(container, make_admin(container).id)}
     assert users["jsmith"].role == "user" and not users["jsmith"].email_verified
+    (made,) = [e for e in audit.list_events(container, users["jsmith"].id) if e.event == "registered"]
+    assert audit.from_command_line(made)  # not "From: unknown" in its Activity
     row = user_row(container, users["jsmith"].id)
     assert row.password_scheme == "pbcrypt" and row.password_hash.startswith("$2b$04$")
     sign_in(container, "jsmith", "legacy password 1")
@@ -309,6 +312,22 @@ def test_import_refuses_hostile_yaml_at_once_and_imports_nothing(
         import_authenticator(container, path)
     assert time.perf_counter() - started < 1.0
     assert _user_count(db_url) == 0
+
+
+@pytest.mark.parametrize("tag", ["!!python/object/apply:os.system", "!!python/object/new:os.system", "!Ref"])
+def test_import_refuses_a_yaml_tag_that_names_code_and_runs_nothing(
+    container: Container, db_url: str, tmp_path: Path, tag: str
+) -> None:
+    """Bar, hostile inputs: a tag the safe loader has no constructor for is refused by name (it said "not a YAML
+    file" of a file that is one), and the command it names never runs."""
+    marker = tmp_path / "ran"
+    path = tmp_path / "config.yaml"
+    path.write_text(_USER + f'      email: {tag} ["touch {marker}"]\n', encoding="utf-8")
+    with pytest.raises(
+        InputError, match=rf"^config\.yaml uses the YAML tag '{re.escape(tag)}'.*; nothing was imported"
+    ):
+        import_authenticator(container, path)
+    assert not marker.exists() and _user_count(db_url) == 0
 
 
 def _capped_cli(*args: str, db_url: str) -> subprocess.CompletedProcess[str]:

@@ -3,20 +3,24 @@ password, end every session, keep two-factor, and are limited per account and ad
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from models import User
-from services import auth, passwords, sessions, totp
+from services import auth, passwords, sessions, tokens, totp
 from services.container import Container
 from services.db import unit_of_work
-from services.errors import InputError, InvalidCredentials, TokenInvalid
+from services.errors import InputError, InvalidCredentials, SignInEnded, TokenInvalid
 from services.mailer import MemoryMailer
 from services.users import UserPublic
 from tests.factories import FakeClock
 from tests.integration.auth_support import (
     EMOJI,
+    IP,
     OTHER_PASSWORD,
     PASSWORD,
     code_at,
@@ -228,3 +232,60 @@ def test_a_sign_in_with_the_old_password_under_way_during_a_reset_or_change_gets
     with pytest.raises(InvalidCredentials):  # and the old password stays dead afterwards
         sign_in(container, "alice", PASSWORD)
     sign_in(container, "alice", OTHER_PASSWORD)
+
+
+def test_a_reset_while_a_code_is_being_checked_is_answered_as_if_one_came_after_the_other(
+    container: Container, clock: FakeClock, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone with the password and a code (a stolen recovery code) sends it while the owner resets. The code step
+    took the challenge, then the account; the reset takes the account, then ends the challenges: on PostgreSQL the
+    two deadlocked and the owner's reset failed with a database error. Now neither fails: as if one came after the
+    other, either the reset ends the code step's challenge, or the code signs in first (which, by design, spends
+    the reset link: bar B2) and the reset says the link is dead."""
+    alice = make_user(container)
+    secret = enable_totp(container, alice.id)
+    clock.advance(seconds=30)  # past the step the set-up spent
+    challenge = auth.begin_sign_in(container, login="alice", password=PASSWORD).challenge or ""
+    auth.request_password_reset(container, email="alice@example.com")
+    link = link_token(mailer, "reset")
+    find, looked = tokens.find, threading.Event()
+
+    def slow_find(*args: Any, **kwargs: Any) -> Any:
+        row = find(*args, **kwargs)
+        if tokens.CHALLENGE in args[2] and not looked.is_set():
+            looked.set()  # the code step has found its challenge: the owner's reset arrives now
+            time.sleep(1.0)
+        return row
+
+    monkeypatch.setattr(tokens, "find", slow_find)
+    got: dict[str, object] = {}
+
+    def code_step() -> None:
+        try:
+            got["code"] = auth.complete_totp(container, challenge=challenge, code=code_at(secret, clock()), ip=IP)
+        except Exception as exc:
+            got["code"] = exc
+
+    def owner_resets() -> None:
+        looked.wait(10)
+        time.sleep(0.2)
+        try:
+            got["reset"] = auth.reset_password(container, token=link, new_password=OTHER_PASSWORD)
+        except Exception as exc:
+            got["reset"] = exc
+
+    threads = [threading.Thread(target=code_step), threading.Thread(target=owner_resets)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    monkeypatch.setattr(tokens, "find", find)
+    code, reset = got["code"], got["reset"]
+    if isinstance(code, str):  # the code went first (SQLite queues the two): signed in, and the link spent
+        assert isinstance(reset, TokenInvalid), repr(reset)
+        assert auth.redeem_ticket(container, ticket=code)
+        assert auth.begin_sign_in(container, login="alice", password=PASSWORD).kind == "totp"
+    else:  # the reset went first: the code step finds its challenge ended, and no session opens
+        assert reset is None and isinstance(code, SignInEnded), (repr(reset), repr(code))  # not DeadlockDetected
+        assert sessions.list_sessions(container, alice.id, None) == []
+        assert auth.begin_sign_in(container, login="alice", password=OTHER_PASSWORD).kind == "totp"

@@ -115,6 +115,23 @@ def test_five_failures_lock_for_15_minutes_then_doubling_capped_at_24h(
     assert len(mails_to(mailer, "alice@example.com")) == 10
 
 
+# What an attacker types to make one account look like five: case, the email instead of the username, full-width
+# letters (NFKC: "ａｌｉｃｅ"), spaces around it, the full-width "＠" in the address.
+LOGIN_VARIANTS = ["ALICE", "alice@EXAMPLE.com", "\uff41\uff4c\uff49\uff43\uff45", "  Alice  ", "Alice\uff20Example.COM"]
+
+
+def test_spelling_the_login_five_ways_from_five_addresses_still_pauses_the_one_account(
+    container: Container, mailer: MemoryMailer
+) -> None:
+    """Bar C1 against an attacker who rotates both the spelling of the login and the client address: the pause is
+    the account's, whatever the login looked like, and the right password in yet another spelling is refused."""
+    make_user(container)
+    for i, login in enumerate(LOGIN_VARIANTS):
+        _fail(container, login, ip=f"192.0.2.{i + 1}")
+    assert len(_events(container, "account_locked")) == 1 and len(mails_to(mailer, "alice@example.com")) == 1
+    assert _fail(container, "Alice@Example.COM", PASSWORD, ip="198.51.100.99") == GENERIC
+
+
 def test_a_burst_across_the_end_of_a_fixed_window_still_locks(
     container: Container, clock: FakeClock, mailer: MemoryMailer
 ) -> None:

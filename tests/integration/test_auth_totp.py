@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from sqlalchemy import select, text
 from sqlmodel import col
@@ -16,6 +18,7 @@ from services.users import UserPublic
 from tests.factories import FakeClock
 from tests.integration.auth_support import (  # noqa: F401
     PASSWORD,
+    all_at_once,
     code_at,
     fast_hashing,
     link_token,
@@ -105,6 +108,26 @@ def test_a_code_is_never_accepted_twice_and_replay_is_reported(
         auth.complete_totp(container, challenge=_challenge(container), code=code)
     assert [e.event for e in audit.list_events(container, alice.id)].count("totp_replay") == 2
     assert "used twice" in mails_to(mailer, "alice@example.com")[before]
+
+
+RACERS = 8
+
+
+@pytest.mark.parametrize("which", ["app code", "recovery code"])
+def test_one_code_sent_in_many_sign_ins_at_once_opens_one(container: Container, clock: FakeClock, which: str) -> None:
+    """Bar E2/E7 against someone who saw a code and races its owner: the same code sent with several challenges at
+    the same moment (on PostgreSQL, with no BEGIN IMMEDIATE to queue them) yields one sign-in, not one per request."""
+    alice = make_user(container)
+    secret, codes = _enrol(container, clock, alice)
+    code = code_at(secret, clock()) if which == "app code" else codes[0]
+    challenges = [_challenge(container) for _ in range(RACERS)]
+
+    def attempt(i: int) -> str:  # each from its own address: the owner and whoever races them are not one client
+        assert auth.complete_totp(container, challenge=challenges[i], code=code, ip=f"192.0.2.{i + 1}")
+        return "ticket"
+
+    got = all_at_once(RACERS, attempt, (InvalidCredentials,))
+    assert got == Counter({"ticket": 1, "InvalidCredentials": RACERS - 1})
 
 
 @pytest.mark.parametrize("bad", ["１２３４５６", "12345", "1234567", 123456, "1" * 5000, None, "' OR 1=1 --"])

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from models import User
+from models import AuditEvent, User
+from services import audit
+from services.audit import AuditView
 from services.container import command_container
 from services.db import make_engine, unit_of_work
 from services.migrations import current_revision, head_revision
@@ -75,6 +77,28 @@ def test_fresh_start_upgrade_create_admin_and_rotate(db_url: str, tmp_path: Path
     assert "with key version 2" in rotated.stdout
     status = cli("keys", "status", env=env).stdout
     assert "key 2: encrypts" in status and "key 1: decrypts, protects 0 value(s)" in status
+
+
+def test_an_account_made_on_the_command_line_shows_in_the_audit_log(db_url: str) -> None:
+    """ASVS 16.3: an admin made with `users create --admin` (by the operator, or by whoever got a shell) left no audit
+    row at all, so neither the admin page's audit log nor the account's Activity said how or when it came to be."""
+    env = {"DATABASE_URL": db_url}
+    assert cli("db", "upgrade", env=env).returncode == 0
+    made = cli(
+        "users", "create", "--email", "root@example.com", "--username", "root", "--admin",
+        stdin="quiet lantern meadow 1987 vessel\n", env=env,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    engine = make_engine(db_url)
+    try:
+        with unit_of_work(engine) as session:
+            (user,) = session.execute(select(User)).scalars()
+            rows = [AuditView(at=r.at, event=r.event, ip=r.ip, detail=r.detail) for r in session.execute(
+                select(AuditEvent).where(AuditEvent.user_id == user.id)).scalars()]  # fmt: skip
+    finally:
+        engine.dispose()
+    assert [(r.event, r.detail) for r in rows] == [("registered", f"admin account, {audit.COMMAND_LINE}")]
+    assert audit.from_command_line(rows[0])  # Activity says "the server's command line", not "unknown"
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from services import auth, passwords, throttle
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import InvalidCredentials, Throttled
-from tests.integration.auth_support import PASSWORD, fast_hashing, make_user  # noqa: F401
+from tests.integration.auth_support import PASSWORD, all_at_once, fast_hashing, make_user  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("fast_hashing")
 GUESSES = 30
@@ -25,26 +25,12 @@ GUESSES = 30
 
 def _all_at_once(c: Container, n: int, password: Callable[[int], str], ip: Callable[[int], str]) -> Counter[str]:
     """``n`` sign-ins as alice released together; what each got."""
-    start, lock, got = threading.Barrier(n), threading.Lock(), Counter[str]()
 
-    def attempt(i: int) -> None:
-        start.wait()
-        try:
-            auth.begin_sign_in(c, login="alice", password=password(i), ip=ip(i))
-            outcome = "signed in"
-        except (Throttled, InvalidCredentials) as exc:
-            outcome = type(exc).__name__
-        except Exception as exc:  # a database error: counted, so the test says which
-            outcome = f"error: {type(exc).__name__}"
-        with lock:
-            got[outcome] += 1
+    def attempt(i: int) -> str:
+        auth.begin_sign_in(c, login="alice", password=password(i), ip=ip(i))
+        return "signed in"
 
-    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return got
+    return all_at_once(n, attempt, (Throttled, InvalidCredentials))
 
 
 def _failures(c: Container) -> Counter[str | None]:
