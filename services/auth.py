@@ -207,12 +207,7 @@ def complete_totp(c: Container, *, challenge: str, code: str, ip: str = "", user
     ticket = ""
     with unit_of_work(c.engine, immediate=True) as session:
         if not _throttled(session, ip, now, p):
-            # The account before its challenge, the order of a reset, a password change or an admin's sign-out (each
-            # locks the user, then revokes the challenges): the other way round, a code sent while the owner reset
-            # the password deadlocked with the reset on PostgreSQL, which then failed.
-            row = tokens.find(session, challenge, (tokens.CHALLENGE,), now, lock=False)
-            user = session.get(User, row.user_id, with_for_update=True) if row is not None else None
-            row = tokens.find(session, challenge, (tokens.CHALLENGE,), now) if user is not None else None
+            row, user = tokens.claim(session, challenge, (tokens.CHALLENGE,), now)  # the account, then the challenge
             paused = user is not None and throttle.locked_until(session, throttle.account_key(user.id), now)
             if row is None or user is None or user.status != "active" or paused:
                 throttle.record_ip(session, ip, now)
@@ -235,8 +230,7 @@ def redeem_ticket(c: Container, *, ticket: str, ip: str = "", user_agent: str = 
     """Swap a fresh single-use ticket (60 s) for a new session; returns the raw token for the cookie."""
     now = c.clock()
     with unit_of_work(c.engine, immediate=True) as session:
-        row = tokens.find(session, ticket, (tokens.TICKET,), now)
-        user = session.get(User, row.user_id) if row is not None else None
+        row, user = tokens.claim(session, ticket, (tokens.TICKET,), now)
         if row is None or user is None or user.status != "active":
             raise TokenInvalid()
         row.used_at = now

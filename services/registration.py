@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from models import User
 from services import audit, notices, passwords, throttle, tokens, users
 from services.container import Container
 from services.credentials import Pending, load_user, tell_address_owner
@@ -98,8 +97,7 @@ def verify_email(c: Container, token: str, *, ip: str = "") -> UserPublic:
     now = c.clock()
     p = Pending()
     with unit_of_work(c.engine, immediate=True) as session:
-        row = tokens.find(session, token, (tokens.VERIFY, tokens.EMAIL_CHANGE), now)
-        user = session.get(User, row.user_id) if row is not None else None
+        row, user = tokens.claim(session, token, (tokens.VERIFY, tokens.EMAIL_CHANGE), now)
         if row is None or user is None or user.status != "active":
             raise TokenInvalid()
         row.used_at = now

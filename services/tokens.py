@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlmodel import Session, col
 
-from models import OneTimeToken
+from models import OneTimeToken, User
 from services.keys import token_hash
 
 VERIFY = "verify"
@@ -58,6 +58,21 @@ def find(
     if row is None or row.purpose not in set(purposes) or row.used_at is not None or now >= row.expires_at:
         return None
     return row
+
+
+def claim(
+    session: Session, raw: object, purposes: Iterable[str], now: datetime
+) -> tuple[OneTimeToken, User] | tuple[None, None]:
+    """The live token for ``raw`` and its owner, both locked: the owner first.
+
+    Every flow that ends an account's tokens (a reset, a password change, an admin's sign-out or disabling) locks
+    the account, then the tokens. A flow spending a token locked the token, then the account: on PostgreSQL the two
+    deadlocked and one failed with a database error. Taken in the same order, they queue, and the second sees what
+    the first committed (a token ended meanwhile is not found)."""
+    row = find(session, raw, purposes, now, lock=False)
+    user = session.get(User, row.user_id, with_for_update=True) if row is not None else None
+    row = find(session, raw, purposes, now) if user is not None else None
+    return (row, user) if row is not None and user is not None else (None, None)
 
 
 def revoke(session: Session, user_id: uuid.UUID, purposes: Iterable[str], now: datetime) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from models import User
-from services import auth, passwords, sessions, tokens, totp
+from services import admin, auth, passwords, sessions, tokens, totp
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError, InvalidCredentials, SignInEnded, TokenInvalid
@@ -28,7 +28,9 @@ from tests.integration.auth_support import (
     fast_hashing,  # noqa: F401 - the fixture pytestmark names
     link_token,
     mails_to,
+    make_admin,
     make_user,
+    registered,
     sign_in,
     user_row,
 )
@@ -234,6 +236,42 @@ def test_a_sign_in_with_the_old_password_under_way_during_a_reset_or_change_gets
     sign_in(container, "alice", OTHER_PASSWORD)
 
 
+def _interleaved(
+    monkeypatch: pytest.MonkeyPatch, purpose: str, spend: Callable[[], object], end: Callable[[], object]
+) -> tuple[object, object]:
+    """Run ``spend`` (a flow spending a token of ``purpose``) and ``end`` (one ending the account's tokens) so that
+    ``end`` starts just after ``spend`` has found its token: the interleaving that deadlocked on PostgreSQL while
+    ``spend`` locked the token before the account. Each result, or the exception it raised."""
+    find, looked = tokens.find, threading.Event()
+
+    def slow_find(*args: Any, **kwargs: Any) -> Any:
+        row = find(*args, **kwargs)
+        if purpose in args[2] and not looked.is_set():
+            looked.set()  # the token is found: the other flow arrives now
+            time.sleep(1.0)
+        return row
+
+    monkeypatch.setattr(tokens, "find", slow_find)
+    got: dict[str, object] = {}
+
+    def run(name: str, act: Callable[[], object]) -> None:
+        if name == "end":
+            looked.wait(10)
+            time.sleep(0.2)
+        try:
+            got[name] = act()
+        except Exception as exc:
+            got[name] = exc
+
+    threads = [threading.Thread(target=run, args=pair) for pair in (("spend", spend), ("end", end))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    monkeypatch.setattr(tokens, "find", find)
+    return got["spend"], got["end"]
+
+
 def test_a_reset_while_a_code_is_being_checked_is_answered_as_if_one_came_after_the_other(
     container: Container, clock: FakeClock, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -248,39 +286,12 @@ def test_a_reset_while_a_code_is_being_checked_is_answered_as_if_one_came_after_
     challenge = auth.begin_sign_in(container, login="alice", password=PASSWORD).challenge or ""
     auth.request_password_reset(container, email="alice@example.com")
     link = link_token(mailer, "reset")
-    find, looked = tokens.find, threading.Event()
-
-    def slow_find(*args: Any, **kwargs: Any) -> Any:
-        row = find(*args, **kwargs)
-        if tokens.CHALLENGE in args[2] and not looked.is_set():
-            looked.set()  # the code step has found its challenge: the owner's reset arrives now
-            time.sleep(1.0)
-        return row
-
-    monkeypatch.setattr(tokens, "find", slow_find)
-    got: dict[str, object] = {}
-
-    def code_step() -> None:
-        try:
-            got["code"] = auth.complete_totp(container, challenge=challenge, code=code_at(secret, clock()), ip=IP)
-        except Exception as exc:
-            got["code"] = exc
-
-    def owner_resets() -> None:
-        looked.wait(10)
-        time.sleep(0.2)
-        try:
-            got["reset"] = auth.reset_password(container, token=link, new_password=OTHER_PASSWORD)
-        except Exception as exc:
-            got["reset"] = exc
-
-    threads = [threading.Thread(target=code_step), threading.Thread(target=owner_resets)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    monkeypatch.setattr(tokens, "find", find)
-    code, reset = got["code"], got["reset"]
+    code, reset = _interleaved(
+        monkeypatch,
+        tokens.CHALLENGE,
+        lambda: auth.complete_totp(container, challenge=challenge, code=code_at(secret, clock()), ip=IP),
+        lambda: auth.reset_password(container, token=link, new_password=OTHER_PASSWORD),
+    )
     if isinstance(code, str):  # the code went first (SQLite queues the two): signed in, and the link spent
         assert isinstance(reset, TokenInvalid), repr(reset)
         assert auth.redeem_ticket(container, ticket=code)
@@ -289,3 +300,45 @@ def test_a_reset_while_a_code_is_being_checked_is_answered_as_if_one_came_after_
         assert reset is None and isinstance(code, SignInEnded), (repr(reset), repr(code))  # not DeadlockDetected
         assert sessions.list_sessions(container, alice.id, None) == []
         assert auth.begin_sign_in(container, login="alice", password=OTHER_PASSWORD).kind == "totp"
+
+
+def test_a_reset_link_used_while_the_password_is_changed_is_answered_as_if_one_came_after_the_other(
+    container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reset took its link, then the account; a password change takes the account, then ends the reset links:
+    on PostgreSQL the two deadlocked and one failed with a database error. Now exactly one of them sets a password."""
+    alice = make_user(container)
+    auth.request_password_reset(container, email="alice@example.com")
+    link = link_token(mailer, "reset")
+    reset, change = _interleaved(
+        monkeypatch,
+        tokens.RESET,
+        lambda: auth.reset_password(container, token=link, new_password=OTHER_PASSWORD),
+        lambda: auth.change_password(container, alice.id, current_password=PASSWORD, new_password=EMOJI),
+    )
+    if reset is None:  # the reset went first: the change is asked for the password it replaced
+        assert isinstance(change, InputError) and "not right" in str(change), repr(change)
+        assert auth.begin_sign_in(container, login="alice", password=OTHER_PASSWORD).kind == "ticket"
+    else:  # the change went first and ended the link (SQLite may queue them either way)
+        assert change is None and isinstance(reset, TokenInvalid), (repr(change), repr(reset))  # no DeadlockDetected
+        assert auth.begin_sign_in(container, login="alice", password=EMOJI).kind == "ticket"
+
+
+def test_a_verification_link_used_while_an_admin_disables_the_account_is_answered_in_turn(
+    container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verifying took the link, then wrote the account; disabling writes the account, then ends its links: on
+    PostgreSQL the two deadlocked and one failed. Now the account ends disabled either way, the link spent or dead."""
+    root = make_admin(container)
+    auth.register(container, email="alice@example.com", username="alice", password=PASSWORD)
+    alice = registered(container, "alice@example.com")
+    link = link_token(mailer, "verify")
+    verified, disabled = _interleaved(
+        monkeypatch,
+        tokens.VERIFY,
+        lambda: auth.verify_email(container, link),
+        lambda: admin.set_disabled(container, root.id, alice.id, True),
+    )
+    assert disabled is None, repr(disabled)  # not DeadlockDetected
+    assert isinstance(verified, UserPublic | TokenInvalid), repr(verified)
+    assert user_row(container, alice.id).status == "disabled"
