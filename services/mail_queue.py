@@ -5,7 +5,8 @@ right after the commit, and leaves what failed to the scheduler and the worker, 
 doubling, to 30 minutes. A mail past its use (a reset link after the link's 30 minutes) is dropped and
 audited instead of sent late, and so is one the mail server refuses for good (a mailbox that does not exist).
 A claimed mail is leased for 5 minutes first, so two processes never send it twice, and a process killed
-while sending leaves it to be sent again (at least once, not at most once).
+while sending (or a database that cannot cross a sent mail off) leaves it to be sent again: at least once, and
+every try is the same message (one Message-ID, one outbox file), so a second hand-over is not a second email.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from services import audit
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import DecryptionError
-from services.mailer import refused_for_good, refused_this_one
+from services.mailer import message_id_for, refused_for_good, refused_this_one
 from services.notices import Mail
 
 log = logging.getLogger("finsync.mail")
@@ -150,7 +151,7 @@ def send(c: Container, ids: Iterable[uuid.UUID] | None = None, *, limit: int = 5
                 break
             continue
         try:
-            c.mailer.send(claim.mail.to, claim.mail.subject, claim.mail.body)
+            c.mailer.send(claim.mail.to, claim.mail.subject, claim.mail.body, message_id=message_id_for(claim.id))
         except Exception as exc:  # any mailer failure: SMTP refused, timed out, disk full for the outbox
             if why := refused_for_good(exc):  # the server is up and said no to this one mail: the rest can go
                 _give_up(c, claim, why)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.policy
+import hashlib
 import os
 import re
 import smtplib
@@ -23,7 +24,7 @@ _HEADER_UNSAFE = re.compile(r"[\r\n\x00]")
 class Mailer(Protocol):
     """Anything that can send one plain-text message."""
 
-    def send(self, to: str, subject: str, body: str) -> None: ...
+    def send(self, to: str, subject: str, body: str, *, message_id: str | None = None) -> None: ...
 
 
 def sender_problem(sender: str) -> str | None:
@@ -44,7 +45,13 @@ def sender_problem(sender: str) -> str | None:
     return None
 
 
-def build_message(sender: str, to: str, subject: str, body: str) -> EmailMessage:
+def message_id_for(key: uuid.UUID) -> str:
+    """The Message-ID of every delivery of one queued mail: a retry of a mail already handed over (the database could
+    not cross it off) is the same message, which the recipient's mail system keeps once (RFC 5322 section 3.6.4)."""
+    return f"<{key.hex}@finsync.local>"
+
+
+def build_message(sender: str, to: str, subject: str, body: str, message_id: str | None = None) -> EmailMessage:
     """A plain-text message; CR/LF in any header is refused (no header injection)."""
     for name, value in (("recipient", to), ("subject", subject), ("sender", sender)):
         if _HEADER_UNSAFE.search(value):
@@ -54,7 +61,7 @@ def build_message(sender: str, to: str, subject: str, body: str) -> EmailMessage
     message["To"] = to
     message["Subject"] = subject
     message["Date"] = formatdate(localtime=False)
-    message["Message-ID"] = make_msgid(domain="finsync.local")
+    message["Message-ID"] = message_id or make_msgid(domain="finsync.local")
     message.set_content(body)
     return message
 
@@ -66,14 +73,17 @@ class OutboxMailer:
     folder: Path
     sender: str
 
-    def send(self, to: str, subject: str, body: str) -> None:
-        message = build_message(self.sender, to, subject, body)
+    def send(self, to: str, subject: str, body: str, *, message_id: str | None = None) -> None:
+        message = build_message(self.sender, to, subject, body, message_id)
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        name = f"{uuid.uuid4().hex}.eml"
-        path = self.folder / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # One file per message: a queued mail written again (its first write was never crossed off) replaces its own
+        # file instead of adding a copy; written aside first, so a process killed mid-write leaves no half message.
+        key = hashlib.sha256(message_id.encode()).hexdigest()[:32] if message_id else uuid.uuid4().hex
+        path, part = self.folder / f"{key}.eml", self.folder / f"{key}.part"
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(bytes(message))
+        os.replace(part, path)
 
 
 @dataclass
@@ -84,8 +94,8 @@ class SmtpMailer:
     sender: str
     timeout: float = 15.0
 
-    def send(self, to: str, subject: str, body: str) -> None:
-        message = build_message(self.sender, to, subject, body)
+    def send(self, to: str, subject: str, body: str, *, message_id: str | None = None) -> None:
+        message = build_message(self.sender, to, subject, body, message_id)
         parts = urlsplit(self.url)
         host = parts.hostname or "localhost"
         if parts.scheme == "smtps":
@@ -122,8 +132,8 @@ class MemoryMailer:
     sent: list[EmailMessage] = field(default_factory=list)
     sender: str = "finsync <no-reply@finsync.local>"
 
-    def send(self, to: str, subject: str, body: str) -> None:
-        self.sent.append(build_message(self.sender, to, subject, body))
+    def send(self, to: str, subject: str, body: str, *, message_id: str | None = None) -> None:
+        self.sent.append(build_message(self.sender, to, subject, body, message_id))
 
 
 # Enhanced status codes (RFC 3463) that are about this one message: its mailbox or domain (5.1.x), its size

@@ -135,9 +135,10 @@ def purge(c: Container) -> dict[str, int]:
 
 
 def _purge_outbox(folder: Path, before: datetime) -> int:
-    """Delete the outbox's ``.eml`` files written before ``before`` (their links died long ago); return how many."""
+    """Delete the outbox's ``.eml`` files written before ``before`` (their links died long ago), and the ``.part`` of a
+    write cut short then; return how many."""
     gone = 0
-    for path in folder.glob("*.eml") if folder.is_dir() else ():
+    for path in [*folder.glob("*.eml"), *folder.glob("*.part")] if folder.is_dir() else ():
         with contextlib.suppress(FileNotFoundError):  # an admin (or another process's purge) was faster
             if datetime.fromtimestamp(path.stat().st_mtime, UTC) < before:
                 path.unlink()

@@ -38,13 +38,13 @@ class FlakyMailer(MemoryMailer):
     down: bool = False
     kill_next: bool = False
 
-    def send(self, to: str, subject: str, body: str) -> None:
+    def send(self, to: str, subject: str, body: str, *, message_id: str | None = None) -> None:
         if self.kill_next:
             self.kill_next = False
             raise ProcessKilled
         if self.down:
             raise MailServerDown("Connection refused")
-        super().send(to, subject, body)
+        super().send(to, subject, body, message_id=message_id)
 
 
 @pytest.fixture
@@ -175,10 +175,10 @@ class SlowMailServer(MemoryMailer):
         super().__init__()
         self.gate = threading.Event()
 
-    def send(self, to: str, subject: str, body: str) -> None:
+    def send(self, to: str, subject: str, body: str, *, message_id: str | None = None) -> None:
         if not self.gate.wait(60):  # never sends unopened: a stuck test fails instead of passing late
             raise TimeoutError("the test never opened the gate")
-        super().send(to, subject, body)
+        super().send(to, subject, body, message_id=message_id)
 
 
 def test_with_smtp_a_reset_request_answers_without_waiting_for_the_mail_server(

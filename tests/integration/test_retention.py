@@ -253,14 +253,18 @@ def seed(c: Container, now: datetime) -> Seeded:
 
 
 def outbox_mail(c: Container, now: datetime) -> tuple[set[str], set[str]]:
-    """Mail files either side of ``OUTBOX_KEEP`` (and a file that is not mail): the names kept, and those purged."""
+    """Mail files either side of ``OUTBOX_KEEP`` (and a file that is not mail): the names kept, and those purged.
+
+    A ``.part`` is a mail whose write was cut short (a process killed mid-write; the retry writes its own): as old
+    as a purged mail, it goes too, with what it held of the message."""
     folder = c.settings.outbox_dir
     folder.mkdir(parents=True, exist_ok=True)
-    names = {"new.eml": now - OUTBOX_KEEP + S, "old.eml": now - OUTBOX_KEEP - S, "notes.txt": now - OUTBOX_KEEP * 9}
+    new, old = now - OUTBOX_KEEP + S, now - OUTBOX_KEEP - S
+    names = {"new.eml": new, "old.eml": old, "new.part": new, "old.part": old, "notes.txt": now - OUTBOX_KEEP * 9}
     for name, at in names.items():
         (folder / name).write_text("x", encoding="utf-8")
         os.utime(folder / name, (at.timestamp(), at.timestamp()))
-    return {"new.eml", "notes.txt"}, {"old.eml"}
+    return {"new.eml", "new.part", "notes.txt"}, {"old.eml", "old.part"}
 
 
 def test_each_table_keeps_rows_inside_retention_and_loses_rows_past_it(container: Container) -> None:

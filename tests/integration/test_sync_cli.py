@@ -405,9 +405,9 @@ def test_a_command_has_sent_its_mail_by_the_time_it_exits(
     class SlowServer(MemoryMailer):
         """A mail server that takes a second to accept each message."""
 
-        def send(self, to: str, subject: str, body: str) -> None:
+        def send(self, to: str, subject: str, body: str, *, message_id: str | None = None) -> None:
             time.sleep(1)
-            super().send(to, subject, body)
+            super().send(to, subject, body, message_id=message_id)
 
     server = SlowServer()
     monkeypatch.setenv("SMTP_URL", "smtp://mail.example.test:587")

@@ -12,11 +12,15 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func
+from sqlalchemy import event, func
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from models import QueuedMail, SyncRun
@@ -24,7 +28,7 @@ from services import mail_queue, sync_engine
 from services.container import Container
 from services.db import unit_of_work
 from services.demo_bank import DemoBankHandle
-from services.mailer import MemoryMailer
+from services.mailer import MemoryMailer, OutboxMailer
 from services.plaid_client import PlaidGateway
 from services.sync import sync_item
 from tests.factories import FakeClock
@@ -145,3 +149,56 @@ def test_a_cli_sync_killed_while_handing_its_mail_over_leaves_it_queued_and_it_g
     (digest,) = mailer.sent
     assert "CORNER BAKERY" in digest.get_content()
     assert mail_queue.send(container) == 0 and _queued(container) == 0 and len(mailer.sent) == 1
+
+
+@contextmanager
+def _database_gone_once_sent(c: Container) -> Iterator[list[str]]:
+    """The database goes away (a restart, a failover) just as a delivered mail is crossed off the queue."""
+    failed: list[str] = []
+
+    def refuse(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if not failed and statement.lstrip().upper().startswith("DELETE FROM MAIL_QUEUE"):
+            failed.append(statement)
+            raise OperationalError(statement, None, ConnectionError("server closed the connection unexpectedly"))
+
+    event.listen(c.engine, "before_cursor_execute", refuse)
+    try:
+        yield failed
+    finally:
+        event.remove(c.engine, "before_cursor_execute", refuse)
+
+
+def test_a_notification_the_database_could_not_cross_off_is_not_delivered_twice(
+    container: Container, gateway: PlaidGateway, demo_bank: DemoBankHandle, mailer: MemoryMailer, clock: FakeClock
+) -> None:
+    """Faults catalogue, "DB down" meets "notification exactly once": the mail went out, the queue still holds it,
+    and the retry after its lease must not give the user a second copy (without SMTP: a second outbox file)."""
+    user_id, item_id, pid = _synced_once(container, gateway, mailer)
+    outbox = container.settings.outbox_dir
+    c = replace(container, mailer=OutboxMailer(outbox, container.settings.mail_from))
+    demo_bank.mutate(pid, "add", cents=4_200, name="CORNER BAKERY")
+    with _database_gone_once_sent(c) as failed:
+        assert sync_item(c, user_id, item_id, gateway=gateway, policy=FAST).status == "ok"
+    assert failed, "the fault never fired: no mail was crossed off"
+    assert len(list(outbox.glob("*.eml"))) == 1 and _queued(c) == 1  # delivered; the queue could not tell
+    clock.advance(seconds=mail_queue.LEASE.total_seconds() + 1)
+    assert mail_queue.send(c) == 1  # the retry finds the mail already delivered and crosses it off
+    (digest,) = outbox.glob("*.eml")
+    assert "CORNER BAKERY" in digest.read_text() and _queued(c) == 0
+    assert ledger(c, user_id) == truth(demo_bank, pid)
+
+
+def test_a_notification_sent_again_over_smtp_carries_the_same_message_id(
+    container: Container, gateway: PlaidGateway, demo_bank: DemoBankHandle, mailer: MemoryMailer, clock: FakeClock
+) -> None:
+    """With SMTP a second hand-over cannot be taken back; its Message-ID is the first one's, so the recipient's mail
+    system (which keeps one message per Message-ID) shows it once."""
+    user_id, item_id, pid = _synced_once(container, gateway, mailer)
+    demo_bank.mutate(pid, "add", cents=4_200, name="CORNER BAKERY")
+    with _database_gone_once_sent(container):
+        assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status == "ok"
+    clock.advance(seconds=mail_queue.LEASE.total_seconds() + 1)
+    assert mail_queue.send(container) == 1
+    first, again = mailer.sent
+    assert first["Message-ID"] == again["Message-ID"] and first.get_content() == again.get_content()
+    assert _queued(container) == 0

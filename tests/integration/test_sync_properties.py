@@ -11,14 +11,16 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
+from email import message_from_bytes
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlmodel import func, select
+from sqlmodel import func, select, update
 
-from models import LedgerTransaction, SyncRun, SyncStaged
+from models import DigestItem, ItemSyncState, LedgerTransaction, SyncRun, SyncStaged
 from services.container import Container
 from services.db import unit_of_work
 from services.demo_bank import DemoBankHandle
@@ -150,9 +152,20 @@ def test_sync_killed_at_each_phase_then_rerun_is_exact(
     assert "running" not in statuses  # the killed run is closed as interrupted by the next one
 
 
+def _three_workers(c: Container, bank: DemoBankHandle, cwd: Path) -> list[str]:
+    """Run three `worker --once` processes at once; each one's standard output (all three must succeed)."""
+    cmd = [sys.executable, "-m", "services.cli", "worker", "--once", "--limit", "10"]
+    env = process_env(c, bank)
+    procs = [subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]  # fmt: skip
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    return [out for out, _ in outs]
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite runs one worker process
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # both databases: the race below
 def test_three_worker_processes_racing_sync_each_item_exactly_once(
     container: Container, gateway: PlaidGateway, demo_bank: DemoBankHandle, tmp_path: Path, db_url: str
 ) -> None:
@@ -161,25 +174,48 @@ def test_three_worker_processes_racing_sync_each_item_exactly_once(
     items = [link_item(container, gateway, u, institution=ins) for u in users for ins in ("ins_demo_1", "ins_demo_2")]
     for _, pid in items:
         demo_bank.set_fault(pid, "delay", seconds=0.3)  # each sync takes a while: the workers overlap
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "worker", "--once", "--limit", "10"],
-            cwd=tmp_path,
-            env=process_env(container, demo_bank),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(3)
-    ]
-    outs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0], outs
-    lines = [line for out, _ in outs for line in out.splitlines() if ": ok, " in line]
+    outs = _three_workers(container, demo_bank, tmp_path)
+    lines = [line for out in outs for line in out.splitlines() if ": ok, " in line]
     assert len(lines) == len(items)  # six syncs between them, none twice
-    per_worker = [sum(": ok, " in line for line in out.splitlines()) for out, _ in outs]
+    per_worker = [sum(": ok, " in line for line in out.splitlines()) for out in outs]
     assert sum(n > 0 for n in per_worker) >= 2, per_worker  # they really shared the queue (here: 2, 2, 2)
     with unit_of_work(container.engine) as s:
         runs = s.exec(select(SyncRun.item_id)).all()
     assert sorted(map(str, runs)) == sorted(str(item_id) for item_id, _ in items)
     for u, (_, pid), (_, pid2) in zip(users, items[::2], items[1::2], strict=True):
         assert ledger(container, u) == truth(demo_bank, pid) | truth(demo_bank, pid2)
+
+
+@pytest.mark.slow
+def test_worker_processes_racing_over_news_sync_each_item_once_and_tell_each_user_once(
+    container: Container, gateway: PlaidGateway, demo_bank: DemoBankHandle, tmp_path: Path
+) -> None:
+    """On both databases (an operator may start `worker` beside the app on SQLite too): three processes race over six
+    due banks that each have a new transaction. Every item is synced once, the ledger is the bank's, and each user gets
+    one digest (the second bank's news waits for the next one, an hour on) instead of none or one per worker."""
+    users = [make_user(container, f"w{i}@example.com") for i in range(3)]
+    banks = ("ins_demo_1", "ins_demo_2")
+    items = [(u, *link_item(container, gateway, u, institution=ins)) for u in users for ins in banks]
+    for user_id, item_id, pid in items:
+        assert sync_item(container, user_id, item_id, gateway=gateway, policy=FAST).status == "ok"  # history: no news
+        demo_bank.mutate(pid, "add", cents=4_200, name=f"CORNER BAKERY {pid[-6:]}")
+        demo_bank.set_fault(pid, "delay", seconds=0.3)  # each sync takes a while: the workers overlap
+    with unit_of_work(container.engine) as s:  # due now by the children's own clock
+        s.execute(update(ItemSyncState).values(next_due_at=datetime(2000, 1, 1, tzinfo=UTC)))
+    outs = _three_workers(container, demo_bank, tmp_path)
+    per_worker = [sum(": ok, 1 page(s), 1 added," in line for line in out.splitlines()) for out in outs]
+    assert sum(per_worker) == len(items) and sum(n > 0 for n in per_worker) >= 2, outs  # shared, none twice
+    with unit_of_work(container.engine) as s:
+        scheduled = s.exec(select(SyncRun.item_id, SyncRun.status).where(SyncRun.trigger == "schedule")).all()
+        waiting = s.exec(select(DigestItem.user_id)).all()
+    assert sorted((str(i), status) for i, status in scheduled) == sorted((str(i), "ok") for _, i, _ in items)
+    for user_id in users:
+        mine = [truth(demo_bank, pid) for u, _, pid in items if u == user_id]
+        assert ledger(container, user_id) == mine[0] | mine[1]
+    with unit_of_work(container.engine) as s:  # no duplicate row behind any of them
+        rows = s.exec(select(func.count()).select_from(LedgerTransaction)).one()
+    assert rows == sum(len(truth(demo_bank, pid)) for *_, pid in items)
+    mails = [message_from_bytes(f.read_bytes()) for f in container.settings.outbox_dir.glob("*.eml")]
+    assert sorted(str(m["To"]) for m in mails) == sorted(f"w{i}@example.com" for i in range(3))  # one each
+    assert all(str(m["Subject"]).startswith("finsync: 1 new transaction") for m in mails)
+    assert sorted(map(str, waiting)) == sorted(map(str, users))  # each user's other bank: in the next digest
