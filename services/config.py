@@ -296,7 +296,9 @@ def write_local_key_ring(data_dir: Path, value: str) -> None:
     parse_key_ring(value)
     path = data_dir / LOCAL_SECRETS_FILE
     if not os.path.lexists(path):
-        raise ConfigError(str(path), "does not exist: run `python -m services.cli db upgrade` to create it first")
+        raise ConfigError(
+            str(path), "does not exist yet: finsync creates it on its first start (`make run`); run this again then"
+        )
     lines = read_text(path).splitlines()
     # The reader takes "NAME = value": so does the writer, or it would report a key it never wrote.
     found = [i for i, line in enumerate(lines) if line.partition("=")[0].strip() == "FINSYNC_ENCRYPTION_KEYS"]

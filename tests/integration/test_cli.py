@@ -47,7 +47,6 @@ def test_fresh_start_upgrade_create_admin_and_rotate(db_url: str, tmp_path: Path
     up = cli("db", "upgrade", env=env)
     assert up.returncode == 0, up.stderr
     assert current_revision(make_engine(db_url)) is not None
-    assert (tmp_path / "data" / "secrets.env").exists()
     password = "quiet lantern meadow 1987 vessel"
     made = cli(
         "users",
@@ -62,6 +61,7 @@ def test_fresh_start_upgrade_create_admin_and_rotate(db_url: str, tmp_path: Path
     )
     assert made.returncode == 0, made.stderr
     assert "created admin root" in made.stdout and password not in made.stdout + made.stderr
+    assert f"generated local secrets in {tmp_path / 'data' / 'secrets.env'}" in made.stderr
     again = cli("users", "create", "--email", "root@example.com", "--username", "other", stdin=password + "\n", env=env)
     assert again.returncode == 2 and "already registered" in again.stderr
     weak = cli("users", "create", "--email", "w@example.com", "--username", "weak", stdin="password\n", env=env)
@@ -75,6 +75,32 @@ def test_fresh_start_upgrade_create_admin_and_rotate(db_url: str, tmp_path: Path
     assert "with key version 2" in rotated.stdout
     status = cli("keys", "status", env=env).stdout
     assert "key 2: encrypts" in status and "key 1: decrypts, protects 0 value(s)" in status
+
+
+def test_db_upgrade_from_a_laptop_leaves_the_hosted_database_to_the_key_ring_of_the_deployed_app(
+    db_url: str, tmp_path: Path
+) -> None:
+    """README, Streamlit Community Cloud: `keys generate` for the Secrets, then `DATABASE_URL=... db upgrade` from
+    your machine. That upgrade made a key ring under ./data and recorded its canary in the hosted database, so the
+    app, started with the ring of its Secrets, refused: "key version 1 is not the key this database was encrypted
+    with", with no way out but deleting a row by hand."""
+    from tests.factories import key_entry
+
+    laptop = tmp_path / "laptop-data"
+    up = cli("db", "upgrade", env={"DATABASE_URL": db_url, "FINSYNC_DATA_DIR": str(laptop)})
+    assert up.returncode == 0 and "generated local secrets" not in up.stderr, up.stderr
+    assert not laptop.exists()  # no ring was made up for a database it does not live beside
+    deployed = {
+        "DATABASE_URL": db_url,
+        "FINSYNC_SECRET_KEY": "s" * 48,
+        "FINSYNC_ENCRYPTION_KEYS": key_entry(1),
+        "FINSYNC_DATA_DIR": str(tmp_path / "cloud-data"),
+    }
+    started = cli("keys", "status", env=deployed)  # the app's own check of its ring against the database
+    assert started.returncode == 0, started.stderr
+    assert "key 1: encrypts" in started.stdout
+    other = cli("keys", "status", env={**deployed, "FINSYNC_ENCRYPTION_KEYS": key_entry(1)})
+    assert other.returncode == 2 and "key version 1 is not the key" in other.stderr  # bound now: a wrong ring fails
 
 
 @pytest.mark.parametrize(
@@ -218,7 +244,7 @@ def test_a_command_with_a_new_data_dir_on_a_database_it_cannot_read_leaves_no_ke
     db_url: str, tmp_path: Path
 ) -> None:
     """A key ring made for the run is not the one the database's data is under: the failed command takes it back."""
-    assert cli("db", "upgrade", env={"DATABASE_URL": db_url}).returncode == 0
+    assert cli("keys", "status", env={"DATABASE_URL": db_url}).returncode == 0  # binds this data dir's ring
     elsewhere = tmp_path / "other-data"
     result = cli("keys", "status", env={"DATABASE_URL": db_url, "FINSYNC_DATA_DIR": str(elsewhere)})
     assert result.returncode == 2 and "generated local secrets" not in result.stderr, result.stderr
@@ -304,7 +330,8 @@ def test_keys_generate_write_puts_the_key_in_the_file_or_says_why_it_cannot(tmp_
     fresh = cli("keys", "generate", "--write", env={"FINSYNC_DATA_DIR": str(data)})
     assert fresh.returncode == 2 and "Traceback" not in fresh.stderr
     assert fresh.stderr.strip().splitlines() == [
-        f"finsync: {data / 'secrets.env'}: does not exist: run `python -m services.cli db upgrade` to create it first"
+        f"finsync: {data / 'secrets.env'}: does not exist yet: finsync creates it on its first start (`make run`); "
+        "run this again then"
     ]
     assert not data.exists()
     data.mkdir()
