@@ -24,6 +24,8 @@ from services.settings_files import check_lines, create_whole, read_env_file, re
 
 LOCAL_SECRETS_FILE = "secrets.env"
 PLACEHOLDERS = {"changeme", "change-me", "secret", "please-change", "xxx"}
+# `keys generate` makes encryption keys only, and cannot run while this setting is bad: say how to make one.
+RANDOM_TEXT_COMMAND = """make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"""
 MAX_KEY_VERSION = 2**32 - 1  # a ciphertext's header holds the version in four bytes (services/crypto.py)
 # The database drivers finsync ships (requirements.txt): another one would fail later, with a traceback.
 DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg2"}
@@ -142,9 +144,9 @@ class Settings(BaseSettings):
             return None
         raw = value.get_secret_value()
         if raw.strip().lower() in PLACEHOLDERS:
-            raise ValueError("is a placeholder; generate one with `python -m services.cli keys generate`")
+            raise ValueError(f"is a placeholder; {RANDOM_TEXT_COMMAND}")
         if len(raw.strip()) < 32:
-            raise ValueError("must be at least 32 characters of random text")
+            raise ValueError(f"must be at least 32 characters of random text; {RANDOM_TEXT_COMMAND}")
         return value
 
     @field_validator("encryption_keys")
@@ -271,15 +273,17 @@ def ensure_local_secrets(settings: Settings, *, announce: bool = True) -> Settin
             announce_local_secrets(path)
     stored = read_env_file(path)
     updates: dict[str, object] = {}
-    try:
-        if settings.secret_key is None:
-            updates["secret_key"] = Settings._secret_key(SecretStr(stored.get("FINSYNC_SECRET_KEY", "")))
-        if settings.encryption_keys is None:
-            updates["encryption_keys"] = Settings._encryption_keys(SecretStr(stored.get("FINSYNC_ENCRYPTION_KEYS", "")))
-    except ValueError as exc:
-        raise ConfigError(f"{path}", str(exc)) from None
-    if any(v is None for v in updates.values()):
-        raise ConfigError(str(path), "is missing FINSYNC_SECRET_KEY or FINSYNC_ENCRYPTION_KEYS")
+    wanted = (("secret_key", Settings._secret_key), ("encryption_keys", Settings._encryption_keys))
+    for field, check in wanted:
+        if getattr(settings, field) is not None:
+            continue
+        name = str(Settings.model_fields[field].alias)  # the file's error names the line at fault, as env's do
+        try:
+            updates[field] = check(SecretStr(stored.get(name, "")))
+        except ValueError as exc:
+            raise ConfigError(f"{path}", f"{name}: {exc}") from None
+        if updates[field] is None:
+            raise ConfigError(str(path), f"has no {name}=... line; put it back from your backup of this file")
     return settings.model_copy(update=updates)
 
 

@@ -184,6 +184,43 @@ def test_corrupt_local_secrets_file_is_named(tmp_path: Path) -> None:
         ensure_local_secrets(settings, announce=False)
 
 
+@pytest.mark.parametrize(
+    ("lines", "said"),
+    [
+        ("FINSYNC_SECRET_KEY=hunter2\nFINSYNC_ENCRYPTION_KEYS={ring}\n", "FINSYNC_SECRET_KEY: must be at least 32"),
+        ('FINSYNC_SECRET_KEY={secret}\nFINSYNC_ENCRYPTION_KEYS="{ring}"\n', "FINSYNC_ENCRYPTION_KEYS: entry 1 must"),
+        ("FINSYNC_SECRET_KEY={secret}\n", "has no FINSYNC_ENCRYPTION_KEYS=... line"),
+        ("FINSYNC_ENCRYPTION_KEYS={ring}\n", "has no FINSYNC_SECRET_KEY=... line"),
+    ],
+)
+def test_a_bad_line_in_the_local_secrets_file_is_named_by_its_setting(tmp_path: Path, lines: str, said: str) -> None:
+    """The file holds two settings: "secrets.env: must be at least 32 characters" and "is missing FINSYNC_SECRET_KEY
+    or FINSYNC_ENCRYPTION_KEYS" left the operator to guess which line to fix."""
+    from tests.factories import key_entry
+
+    settings = load_settings(create_secrets=False)
+    path = tmp_path / "data" / "secrets.env"
+    path.parent.mkdir()
+    path.write_text(lines.format(secret="s" * 48, ring=key_entry(1)), encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        ensure_local_secrets(settings, announce=False)
+    assert str(raised.value).startswith(f"{path}: {said}") and "hunter2" not in str(raised.value)
+
+
+def test_a_placeholder_or_short_secret_key_says_how_to_make_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The message said to run `keys generate`, which prints encryption keys only (and stops on this very setting)."""
+    import subprocess
+
+    for given in ("changeme", "too-short"):
+        monkeypatch.setenv("FINSYNC_SECRET_KEY", given)
+        with pytest.raises(ConfigError, match=r"^FINSYNC_SECRET_KEY: .*make one with: python3 -c ") as raised:
+            load_settings(announce=False)
+        command = str(raised.value).split("make one with: ", 1)[1]
+        made = subprocess.run(command, shell=True, capture_output=True, text=True, check=True).stdout.strip()
+        monkeypatch.setenv("FINSYNC_SECRET_KEY", made)
+        assert load_settings(announce=False).secret_bytes == made.encode()
+
+
 def test_a_libpq_style_database_url_uses_the_driver_finsync_ships(monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLAlchemy reads postgresql:// as psycopg 3, which is not installed: the first connection was a traceback."""
     for given in ("postgresql://u:p%40ss@db.example:5432/finsync?sslmode=require", "postgres://u:p%40ss@db.example/f"):
