@@ -7,6 +7,7 @@ import binascii
 import os
 import secrets
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -221,6 +222,28 @@ class Settings(BaseSettings):
     @property
     def secure_cookies(self) -> bool:
         return urlsplit(self.base_url).scheme == "https"
+
+
+def settings_in_sections(secrets: Mapping[str, object]) -> str | None:
+    """What is wrong when a Streamlit secrets file holds a finsync setting inside a ``[section]``, or None.
+
+    Streamlit exports only top-level keys as environment variables, and in TOML every key after a ``[section]``
+    line belongs to that section: a DATABASE_URL written below one was not read, and the app looked for its
+    default SQLite file instead ("there is no database at .../data/finsync.db").
+    """
+    names = {str(field.alias) for field in Settings.model_fields.values()}
+    tables = [(key, value) for key, value in secrets.items() if isinstance(value, Mapping)]
+    while tables:
+        section, table = tables.pop(0)
+        for key, value in table.items():
+            if key in names and key not in secrets:
+                return (
+                    f"{key} is inside [{section}], where finsync does not read it: "
+                    "move it above the first [section] line of the secrets"
+                )
+            if isinstance(value, Mapping):
+                tables.append((f"{section}.{key}", value))
+    return None
 
 
 def _first_error(exc: ValidationError) -> ConfigError:
