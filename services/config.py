@@ -164,8 +164,13 @@ class Settings(BaseSettings):
         if value is None or value == "":
             return None
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
             raise ValueError("must be an http(s) URL")
+        try:  # a port of 99999 or "abc" was accepted, and broke every link made from it, silently
+            if parts.port == 0:
+                raise ValueError
+        except ValueError:
+            raise ValueError("has a port that is not a number from 1 to 65535") from None
         return urlunsplit(parts).rstrip("/")  # the scheme in lower case ("HTTPS://" is HTTPS: Secure cookies, HSTS)
 
     @field_validator("mail_from")

@@ -221,6 +221,28 @@ def test_a_placeholder_or_short_secret_key_says_how_to_make_one(monkeypatch: pyt
         assert load_settings(announce=False).secret_bytes == made.encode()
 
 
+@pytest.mark.parametrize("name", ["FINSYNC_BASE_URL", "PLAID_API_URL", "PLAID_REDIRECT_URI", "PLAID_LINK_SCRIPT_URL"])
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("http://localhost:99999", "has a port that is not a number from 1 to 65535"),
+        ("https://finsync.example:port", "has a port that is not a number from 1 to 65535"),
+        ("http://localhost:0", "has a port that is not a number from 1 to 65535"),
+        ("http://fin sync.example", "must be an http(s) URL"),
+        ("http://:8501", "must be an http(s) URL"),
+    ],
+)
+def test_an_http_url_setting_with_a_bad_port_or_host_stops_start_up(
+    monkeypatch: pytest.MonkeyPatch, name: str, given: str, said: str
+) -> None:
+    """They were accepted: "http://localhost:99999" started the app, and every emailed link and Plaid webhook, and
+    the check of which page may open the app's socket (FINSYNC_BASE_URL), used an address no browser can open."""
+    monkeypatch.setenv(name, given)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(announce=False)
+    assert str(raised.value) == f"{name}: {said}"
+
+
 def test_a_libpq_style_database_url_uses_the_driver_finsync_ships(monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLAlchemy reads postgresql:// as psycopg 3, which is not installed: the first connection was a traceback."""
     for given in ("postgresql://u:p%40ss@db.example:5432/finsync?sslmode=require", "postgres://u:p%40ss@db.example/f"):
