@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import secrets
 import sys
 import uuid
@@ -19,6 +20,7 @@ from services.config import (
     LOCAL_SECRETS_FILE,
     Settings,
     ensure_local_secrets,
+    env_files,
     load_settings,
     new_key_entry,
     write_local_key_ring,
@@ -163,8 +165,9 @@ def _keys_generate(args: argparse.Namespace) -> int:
     current = settings.encryption_keys.get_secret_value() if settings.encryption_keys else ""
     value = f"{entry}{',' + current if current else ''}"
     if args.write:
-        if from_env:
-            raise FinsyncError("FINSYNC_ENCRYPTION_KEYS comes from the environment: update it there, not with --write.")
+        if from_env:  # pydantic-settings: a variable of the process wins over a line of .env
+            where = "the environment" if os.environ.get("FINSYNC_ENCRYPTION_KEYS") else str(env_files()[0])
+            raise FinsyncError(f"FINSYNC_ENCRYPTION_KEYS is set in {where}: update it there, not with --write.")
         write_local_key_ring(settings.data_dir, value)
         print(f"added key version {version} first in {local}; restart finsync, then run `keys rotate`")
         return 0

@@ -343,6 +343,29 @@ def test_keys_generate_write_puts_the_key_in_the_file_or_says_why_it_cannot(tmp_
     assert "FINSYNC_ENCRYPTION_KEYS=2:" in secrets_env.read_text() and f",{one}\n" in secrets_env.read_text()
 
 
+def test_keys_generate_write_names_the_file_the_ring_comes_from(tmp_path: Path) -> None:
+    """A ring kept in .env was said to "come from the environment": the operator looked there and found nothing."""
+    from tests.factories import key_entry
+
+    folder = tmp_path / "app"
+    folder.mkdir()
+    one = key_entry(1)
+    (folder / ".env").write_text(f"FINSYNC_ENCRYPTION_KEYS={one}\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "FINSYNC_ENCRYPTION_KEYS"}
+    run = [sys.executable, "-m", "services.cli", "keys", "generate", "--write"]
+    kw = {"capture_output": True, "text": True, "timeout": 120, "cwd": folder}
+    in_file = subprocess.run(run, env={**env, "PYTHONPATH": str(ROOT)}, **kw)  # noqa: PLW1510
+    assert in_file.returncode == 2 and in_file.stdout == "", in_file.stderr
+    assert in_file.stderr.strip().splitlines() == [
+        f"finsync: FINSYNC_ENCRYPTION_KEYS is set in {folder / '.env'}: update it there, not with --write."
+    ]
+    exported = {**env, "PYTHONPATH": str(ROOT), "FINSYNC_ENCRYPTION_KEYS": key_entry(1)}
+    in_env = subprocess.run(run, env=exported, **kw)  # noqa: PLW1510
+    assert in_env.returncode == 2 and "is set in the environment: update it there" in in_env.stderr
+    assert (folder / ".env").read_text(encoding="utf-8") == f"FINSYNC_ENCRYPTION_KEYS={one}\n"
+    assert not (tmp_path / "data").exists()
+
+
 def _create_user(password: bytes, username: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(  # noqa: PLW1510
         [
