@@ -91,10 +91,13 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = Field(default=None, alias="SMTP_URL")
     session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60, alias="SESSION_IDLE_MINUTES")
     session_absolute_hours: int = Field(default=12, ge=1, le=24 * 30, alias="SESSION_ABSOLUTE_HOURS")
-    sync_interval_hours: float = Field(default=6, gt=0, le=24 * 7, alias="SYNC_INTERVAL_HOURS")
-    sync_tick_seconds: float = Field(default=30, ge=0.5, le=3600, alias="SYNC_TICK_SECONDS")
-    sync_verify_days: float = Field(default=7, ge=0, le=365, alias="SYNC_VERIFY_DAYS")  # 0: no scheduled self-check
-    demo_activity_seconds: float = Field(default=120, ge=0, le=86400, alias="FINSYNC_DEMO_ACTIVITY_SECONDS")
+    sync_interval_hours: float = Field(default=6, gt=0, le=24 * 7, allow_inf_nan=False, alias="SYNC_INTERVAL_HOURS")
+    sync_tick_seconds: float = Field(default=30, ge=0.5, le=3600, allow_inf_nan=False, alias="SYNC_TICK_SECONDS")
+    # 0: no scheduled self-check. Not "nan": it was told "should be less than or equal to 365", as if too big.
+    sync_verify_days: float = Field(default=7, ge=0, le=365, allow_inf_nan=False, alias="SYNC_VERIFY_DAYS")
+    demo_activity_seconds: float = Field(
+        default=120, ge=0, le=86400, allow_inf_nan=False, alias="FINSYNC_DEMO_ACTIVITY_SECONDS"
+    )
     proxy_hops: int = Field(default=0, ge=0, le=10, alias="FINSYNC_PROXY_HOPS")  # reverse proxies to trust
 
     @field_validator("database_url")

@@ -243,6 +243,20 @@ def test_an_http_url_setting_with_a_bad_port_or_host_stops_start_up(
     assert str(raised.value) == f"{name}: {said}"
 
 
+@pytest.mark.parametrize(
+    "name", ["SYNC_INTERVAL_HOURS", "SYNC_TICK_SECONDS", "SYNC_VERIFY_DAYS", "FINSYNC_DEMO_ACTIVITY_SECONDS"]
+)
+@pytest.mark.parametrize("given", ["nan", "inf", "1e999"])
+def test_a_number_setting_that_is_not_a_finite_number_says_so(
+    monkeypatch: pytest.MonkeyPatch, name: str, given: str
+) -> None:
+    """ "nan" was told "Input should be less than or equal to 168", as if it were a number too big."""
+    monkeypatch.setenv(name, given)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(announce=False)
+    assert str(raised.value) == f"{name}: Input should be a finite number"
+
+
 def test_a_libpq_style_database_url_uses_the_driver_finsync_ships(monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLAlchemy reads postgresql:// as psycopg 3, which is not installed: the first connection was a traceback."""
     for given in ("postgresql://u:p%40ss@db.example:5432/finsync?sslmode=require", "postgres://u:p%40ss@db.example/f"):
