@@ -229,7 +229,7 @@ def test_a_database_a_newer_finsync_migrated_is_named_not_a_traceback(db_url: st
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head})
     wrong = cli("db", "upgrade", "--revision", "nonsense", env=env)
-    assert wrong.returncode == 2 and "there is no revision 'nonsense'" in wrong.stderr
+    assert wrong.returncode == 2 and "finsync: --revision: there is no revision 'nonsense'" in wrong.stderr
     assert "Traceback" not in wrong.stderr and current_revision(engine) == head
 
 
