@@ -18,7 +18,7 @@ from streamlit import config as st_config
 from streamlit.errors import StreamlitSecretNotFoundError
 
 from services import keys
-from services.config import get_settings, load_settings
+from services.config import get_settings, load_settings, settings_in_sections
 from services.container import Container, build_container
 from services.demo_bank_runtime import stop_demo_banks
 from services.errors import FinsyncError
@@ -42,10 +42,13 @@ def _export_streamlit_secrets() -> None:
     where the settings are read. Streamlit does that only when something first reads ``st.secrets``, and
     `streamlit run` imports this file before it does: without this the app started on its defaults."""
     try:
-        st.secrets.to_dict()
+        values = st.secrets.to_dict()
     except StreamlitSecretNotFoundError as exc:
         if getattr(exc, "error_id", None) != "no-secrets-found":  # a file that is there but cannot be read
             raise FinsyncError(f"Streamlit secrets: {exc}") from None
+        return
+    if problem := settings_in_sections(values):
+        raise FinsyncError(f"Streamlit secrets: {problem}")
 
 
 def _base_url_follows_port() -> str | None:

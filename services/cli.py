@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import secrets
 import sys
 import uuid
@@ -17,7 +18,9 @@ from services import audit, banking, migrations, retention
 from services.banking_sandbox import default_institution
 from services.config import (
     LOCAL_SECRETS_FILE,
+    Settings,
     ensure_local_secrets,
+    env_files,
     load_settings,
     new_key_entry,
     write_local_key_ring,
@@ -73,10 +76,19 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     engine = make_engine(settings.effective_database_url)
     check_database(engine, encoding=True)
     migrations.upgrade(engine, args.revision)
-    if args.revision == "head":
+    if args.revision == "head" and _keys_belong_here(settings):
         build_container(settings, engine=engine)  # first start: local secrets and the key canary
     print(f"database at revision {migrations.current_revision(engine)}")
     return 0
+
+
+def _keys_belong_here(settings: Settings) -> bool:
+    """Whether ``db upgrade`` may bind a key ring to the database: its own SQLite file under the data dir (whose
+    secrets file is its ring), or both secrets given. Run from a laptop against a hosted database with only
+    DATABASE_URL (as the README's deploy steps say), it made a ring under ./data and recorded its canary there, and
+    the deployed app, with the ring of its Secrets, then refused to start: "key version 1 is not the key ...".
+    """
+    return settings.database_url is None or (settings.secret_key is not None and settings.encryption_keys is not None)
 
 
 def _db_purge(args: argparse.Namespace) -> int:
@@ -153,8 +165,9 @@ def _keys_generate(args: argparse.Namespace) -> int:
     current = settings.encryption_keys.get_secret_value() if settings.encryption_keys else ""
     value = f"{entry}{',' + current if current else ''}"
     if args.write:
-        if from_env:
-            raise FinsyncError("FINSYNC_ENCRYPTION_KEYS comes from the environment: update it there, not with --write.")
+        if from_env:  # pydantic-settings: a variable of the process wins over a line of .env
+            where = "the environment" if os.environ.get("FINSYNC_ENCRYPTION_KEYS") else str(env_files()[0])
+            raise FinsyncError(f"FINSYNC_ENCRYPTION_KEYS is set in {where}: update it there, not with --write.")
         write_local_key_ring(settings.data_dir, value)
         print(f"added key version {version} first in {local}; restart finsync, then run `keys rotate`")
         return 0
@@ -227,9 +240,9 @@ def _keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 # users ------------------------------------------------------------------------------------
 def _users_create(args: argparse.Namespace) -> int:
-    c = container()
     generated = secrets.token_urlsafe(18) if args.generate_password else None
-    password = generated or read_password()
+    password = generated or read_password()  # first: a password that is not text stops before anything is made
+    c = container()
     with unit_of_work(c.engine) as session:
         user = create_user(
             session,

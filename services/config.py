@@ -7,6 +7,7 @@ import binascii
 import os
 import secrets
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +25,8 @@ from services.settings_files import check_lines, create_whole, read_env_file, re
 
 LOCAL_SECRETS_FILE = "secrets.env"
 PLACEHOLDERS = {"changeme", "change-me", "secret", "please-change", "xxx"}
+# `keys generate` makes encryption keys only, and cannot run while this setting is bad: say how to make one.
+RANDOM_TEXT_COMMAND = """make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"""
 MAX_KEY_VERSION = 2**32 - 1  # a ciphertext's header holds the version in four bytes (services/crypto.py)
 # The database drivers finsync ships (requirements.txt): another one would fail later, with a traceback.
 DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg2"}
@@ -88,10 +91,13 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = Field(default=None, alias="SMTP_URL")
     session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60, alias="SESSION_IDLE_MINUTES")
     session_absolute_hours: int = Field(default=12, ge=1, le=24 * 30, alias="SESSION_ABSOLUTE_HOURS")
-    sync_interval_hours: float = Field(default=6, gt=0, le=24 * 7, alias="SYNC_INTERVAL_HOURS")
-    sync_tick_seconds: float = Field(default=30, ge=0.5, le=3600, alias="SYNC_TICK_SECONDS")
-    sync_verify_days: float = Field(default=7, ge=0, le=365, alias="SYNC_VERIFY_DAYS")  # 0: no scheduled self-check
-    demo_activity_seconds: float = Field(default=120, ge=0, le=86400, alias="FINSYNC_DEMO_ACTIVITY_SECONDS")
+    sync_interval_hours: float = Field(default=6, gt=0, le=24 * 7, allow_inf_nan=False, alias="SYNC_INTERVAL_HOURS")
+    sync_tick_seconds: float = Field(default=30, ge=0.5, le=3600, allow_inf_nan=False, alias="SYNC_TICK_SECONDS")
+    # 0: no scheduled self-check. Not "nan": it was told "should be less than or equal to 365", as if too big.
+    sync_verify_days: float = Field(default=7, ge=0, le=365, allow_inf_nan=False, alias="SYNC_VERIFY_DAYS")
+    demo_activity_seconds: float = Field(
+        default=120, ge=0, le=86400, allow_inf_nan=False, alias="FINSYNC_DEMO_ACTIVITY_SECONDS"
+    )
     proxy_hops: int = Field(default=0, ge=0, le=10, alias="FINSYNC_PROXY_HOPS")  # reverse proxies to trust
 
     @field_validator("database_url")
@@ -142,9 +148,9 @@ class Settings(BaseSettings):
             return None
         raw = value.get_secret_value()
         if raw.strip().lower() in PLACEHOLDERS:
-            raise ValueError("is a placeholder; generate one with `python -m services.cli keys generate`")
+            raise ValueError(f"is a placeholder; {RANDOM_TEXT_COMMAND}")
         if len(raw.strip()) < 32:
-            raise ValueError("must be at least 32 characters of random text")
+            raise ValueError(f"must be at least 32 characters of random text; {RANDOM_TEXT_COMMAND}")
         return value
 
     @field_validator("encryption_keys")
@@ -161,8 +167,13 @@ class Settings(BaseSettings):
         if value is None or value == "":
             return None
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
             raise ValueError("must be an http(s) URL")
+        try:  # a port of 99999 or "abc" was accepted, and broke every link made from it, silently
+            if parts.port == 0:
+                raise ValueError
+        except ValueError:
+            raise ValueError("has a port that is not a number from 1 to 65535") from None
         return urlunsplit(parts).rstrip("/")  # the scheme in lower case ("HTTPS://" is HTTPS: Secure cookies, HSTS)
 
     @field_validator("mail_from")
@@ -221,6 +232,28 @@ class Settings(BaseSettings):
         return urlsplit(self.base_url).scheme == "https"
 
 
+def settings_in_sections(secrets: Mapping[str, object]) -> str | None:
+    """What is wrong when a Streamlit secrets file holds a finsync setting inside a ``[section]``, or None.
+
+    Streamlit exports only top-level keys as environment variables, and in TOML every key after a ``[section]``
+    line belongs to that section: a DATABASE_URL written below one was not read, and the app looked for its
+    default SQLite file instead ("there is no database at .../data/finsync.db").
+    """
+    names = {str(field.alias) for field in Settings.model_fields.values()}
+    tables = [(key, value) for key, value in secrets.items() if isinstance(value, Mapping)]
+    while tables:
+        section, table = tables.pop(0)
+        for key, value in table.items():
+            if key in names and key not in secrets:
+                return (
+                    f"{key} is inside [{section}], where finsync does not read it: "
+                    "move it above the first [section] line of the secrets"
+                )
+            if isinstance(value, Mapping):
+                tables.append((f"{section}.{key}", value))
+    return None
+
+
 def _first_error(exc: ValidationError) -> ConfigError:
     err = exc.errors()[0]
     field = str(err["loc"][0]) if err["loc"] else "settings"
@@ -271,15 +304,17 @@ def ensure_local_secrets(settings: Settings, *, announce: bool = True) -> Settin
             announce_local_secrets(path)
     stored = read_env_file(path)
     updates: dict[str, object] = {}
-    try:
-        if settings.secret_key is None:
-            updates["secret_key"] = Settings._secret_key(SecretStr(stored.get("FINSYNC_SECRET_KEY", "")))
-        if settings.encryption_keys is None:
-            updates["encryption_keys"] = Settings._encryption_keys(SecretStr(stored.get("FINSYNC_ENCRYPTION_KEYS", "")))
-    except ValueError as exc:
-        raise ConfigError(f"{path}", str(exc)) from None
-    if any(v is None for v in updates.values()):
-        raise ConfigError(str(path), "is missing FINSYNC_SECRET_KEY or FINSYNC_ENCRYPTION_KEYS")
+    wanted = (("secret_key", Settings._secret_key), ("encryption_keys", Settings._encryption_keys))
+    for field, check in wanted:
+        if getattr(settings, field) is not None:
+            continue
+        name = str(Settings.model_fields[field].alias)  # the file's error names the line at fault, as env's do
+        try:
+            updates[field] = check(SecretStr(stored.get(name, "")))
+        except ValueError as exc:
+            raise ConfigError(f"{path}", f"{name}: {exc}") from None
+        if updates[field] is None:
+            raise ConfigError(str(path), f"has no {name}=... line; put it back from your backup of this file")
     return settings.model_copy(update=updates)
 
 
@@ -296,7 +331,9 @@ def write_local_key_ring(data_dir: Path, value: str) -> None:
     parse_key_ring(value)
     path = data_dir / LOCAL_SECRETS_FILE
     if not os.path.lexists(path):
-        raise ConfigError(str(path), "does not exist: run `python -m services.cli db upgrade` to create it first")
+        raise ConfigError(
+            str(path), "does not exist yet: finsync creates it on its first start (`make run`); run this again then"
+        )
     lines = read_text(path).splitlines()
     # The reader takes "NAME = value": so does the writer, or it would report a key it never wrote.
     found = [i for i, line in enumerate(lines) if line.partition("=")[0].strip() == "FINSYNC_ENCRYPTION_KEYS"]

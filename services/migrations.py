@@ -55,7 +55,7 @@ def upgrade(engine: Engine, target: str = "head") -> None:
     try:
         _run(engine, "upgrade", target)
     except (CommandError, ResolutionError) as exc:  # a revision this finsync does not know: asked, or in the database
-        raise ConfigError("DATABASE_URL", _unknown_revision(engine, target, exc)) from None
+        raise _unknown_revision(engine, target, exc) from None
     except ProgrammingError as exc:
         if getattr(exc.orig, "pgcode", None) not in _NO_RIGHTS:
             raise
@@ -67,14 +67,16 @@ def upgrade(engine: Engine, target: str = "head") -> None:
         ) from None
 
 
-def _unknown_revision(engine: Engine, target: str, exc: Exception) -> str:
+def _unknown_revision(engine: Engine, target: str, exc: Exception) -> ConfigError:
+    """The database's revision is one this finsync does not know (DATABASE_URL's), or the one asked for is."""
     try:
         current = current_revision(engine)
     except (CommandError, ResolutionError):
         current = None
     if current is not None and not is_known(engine, current):
-        return newer_schema(current)
-    return f"there is no revision {target[:32]!r} (the newest is {head_revision(engine)}): {str(exc)[:120]}"
+        return ConfigError("DATABASE_URL", newer_schema(current))
+    problem = f"there is no revision {target[:32]!r} (the newest is {head_revision(engine)}): {str(exc)[:120]}"
+    return ConfigError("--revision", problem)  # was "DATABASE_URL: there is no revision '-1'": the wrong thing to fix
 
 
 def is_known(engine: Engine, revision: str) -> bool:

@@ -104,3 +104,22 @@ def test_a_secrets_file_that_is_not_toml_stops_the_app_in_one_line_without_its_v
     last = started.stderr.strip().splitlines()[-1]
     assert last.startswith("finsync: cannot start: Streamlit secrets: ") and "secrets.toml" in last
     assert "hunter2" not in started.stderr and "Traceback" not in started.stderr
+
+
+def test_a_setting_written_under_a_secrets_section_is_named_not_taken_for_unset(tmp_path: Path) -> None:
+    """In TOML every key after a [section] line belongs to it, and Streamlit exports only top-level keys: a
+    DATABASE_URL pasted below a [connections] table was not read, and the app, looking for its default SQLite file,
+    said "there is no database at .../data/finsync.db" to someone who had set DATABASE_URL."""
+    named = tmp_path / "from-secrets" / "finsync.db"
+    secrets = f'[connections.reports]\ntype = "sql"\n\nDATABASE_URL = "sqlite:///{named}"\n'
+    started = _start_the_app_with_secrets(tmp_path, secrets)
+    assert started.returncode == 2, started.stderr[-2000:]
+    assert started.stderr.strip().splitlines()[-1] == (
+        "finsync: cannot start: Streamlit secrets: DATABASE_URL is inside [connections.reports], where finsync does "
+        "not read it: move it above the first [section] line of the secrets"
+    )
+    assert "Traceback" not in started.stderr and str(named) not in started.stderr
+    assert not (tmp_path / "deployed" / "data").exists()
+    top = f'DATABASE_URL = "sqlite:///{named}"\n\n[connections.reports]\ntype = "sql"\n'
+    started = _start_the_app_with_secrets(tmp_path / "top", top)  # above the section: read, as README says
+    assert started.stderr.strip().splitlines()[-1].startswith(f"finsync: cannot start: there is no database at {named}")

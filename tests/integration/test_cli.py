@@ -49,7 +49,6 @@ def test_fresh_start_upgrade_create_admin_and_rotate(db_url: str, tmp_path: Path
     up = cli("db", "upgrade", env=env)
     assert up.returncode == 0, up.stderr
     assert current_revision(make_engine(db_url)) is not None
-    assert (tmp_path / "data" / "secrets.env").exists()
     password = "quiet lantern meadow 1987 vessel"
     made = cli(
         "users",
@@ -64,6 +63,7 @@ def test_fresh_start_upgrade_create_admin_and_rotate(db_url: str, tmp_path: Path
     )
     assert made.returncode == 0, made.stderr
     assert "created admin root" in made.stdout and password not in made.stdout + made.stderr
+    assert f"generated local secrets in {tmp_path / 'data' / 'secrets.env'}" in made.stderr
     again = cli("users", "create", "--email", "root@example.com", "--username", "other", stdin=password + "\n", env=env)
     assert again.returncode == 2 and "already registered" in again.stderr
     weak = cli("users", "create", "--email", "w@example.com", "--username", "weak", stdin="password\n", env=env)
@@ -99,6 +99,32 @@ def test_an_account_made_on_the_command_line_shows_in_the_audit_log(db_url: str)
         engine.dispose()
     assert [(r.event, r.detail) for r in rows] == [("registered", f"admin account, {audit.COMMAND_LINE}")]
     assert audit.from_command_line(rows[0])  # Activity says "the server's command line", not "unknown"
+
+
+def test_db_upgrade_from_a_laptop_leaves_the_hosted_database_to_the_key_ring_of_the_deployed_app(
+    db_url: str, tmp_path: Path
+) -> None:
+    """README, Streamlit Community Cloud: `keys generate` for the Secrets, then `DATABASE_URL=... db upgrade` from
+    your machine. That upgrade made a key ring under ./data and recorded its canary in the hosted database, so the
+    app, started with the ring of its Secrets, refused: "key version 1 is not the key this database was encrypted
+    with", with no way out but deleting a row by hand."""
+    from tests.factories import key_entry
+
+    laptop = tmp_path / "laptop-data"
+    up = cli("db", "upgrade", env={"DATABASE_URL": db_url, "FINSYNC_DATA_DIR": str(laptop)})
+    assert up.returncode == 0 and "generated local secrets" not in up.stderr, up.stderr
+    assert not laptop.exists()  # no ring was made up for a database it does not live beside
+    deployed = {
+        "DATABASE_URL": db_url,
+        "FINSYNC_SECRET_KEY": "s" * 48,
+        "FINSYNC_ENCRYPTION_KEYS": key_entry(1),
+        "FINSYNC_DATA_DIR": str(tmp_path / "cloud-data"),
+    }
+    started = cli("keys", "status", env=deployed)  # the app's own check of its ring against the database
+    assert started.returncode == 0, started.stderr
+    assert "key 1: encrypts" in started.stdout
+    other = cli("keys", "status", env={**deployed, "FINSYNC_ENCRYPTION_KEYS": key_entry(1)})
+    assert other.returncode == 2 and "key version 1 is not the key" in other.stderr  # bound now: a wrong ring fails
 
 
 @pytest.mark.parametrize(
@@ -227,7 +253,7 @@ def test_a_database_a_newer_finsync_migrated_is_named_not_a_traceback(db_url: st
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head})
     wrong = cli("db", "upgrade", "--revision", "nonsense", env=env)
-    assert wrong.returncode == 2 and "there is no revision 'nonsense'" in wrong.stderr
+    assert wrong.returncode == 2 and "finsync: --revision: there is no revision 'nonsense'" in wrong.stderr
     assert "Traceback" not in wrong.stderr and current_revision(engine) == head
 
 
@@ -242,7 +268,7 @@ def test_a_command_with_a_new_data_dir_on_a_database_it_cannot_read_leaves_no_ke
     db_url: str, tmp_path: Path
 ) -> None:
     """A key ring made for the run is not the one the database's data is under: the failed command takes it back."""
-    assert cli("db", "upgrade", env={"DATABASE_URL": db_url}).returncode == 0
+    assert cli("keys", "status", env={"DATABASE_URL": db_url}).returncode == 0  # binds this data dir's ring
     elsewhere = tmp_path / "other-data"
     result = cli("keys", "status", env={"DATABASE_URL": db_url, "FINSYNC_DATA_DIR": str(elsewhere)})
     assert result.returncode == 2 and "generated local secrets" not in result.stderr, result.stderr
@@ -328,7 +354,8 @@ def test_keys_generate_write_puts_the_key_in_the_file_or_says_why_it_cannot(tmp_
     fresh = cli("keys", "generate", "--write", env={"FINSYNC_DATA_DIR": str(data)})
     assert fresh.returncode == 2 and "Traceback" not in fresh.stderr
     assert fresh.stderr.strip().splitlines() == [
-        f"finsync: {data / 'secrets.env'}: does not exist: run `python -m services.cli db upgrade` to create it first"
+        f"finsync: {data / 'secrets.env'}: does not exist yet: finsync creates it on its first start (`make run`); "
+        "run this again then"
     ]
     assert not data.exists()
     data.mkdir()
@@ -338,6 +365,29 @@ def test_keys_generate_write_puts_the_key_in_the_file_or_says_why_it_cannot(tmp_
     spaced = cli("keys", "generate", "--write", env={"FINSYNC_DATA_DIR": str(data)})
     assert spaced.returncode == 0 and "added key version 2" in spaced.stdout, spaced.stderr
     assert "FINSYNC_ENCRYPTION_KEYS=2:" in secrets_env.read_text() and f",{one}\n" in secrets_env.read_text()
+
+
+def test_keys_generate_write_names_the_file_the_ring_comes_from(tmp_path: Path) -> None:
+    """A ring kept in .env was said to "come from the environment": the operator looked there and found nothing."""
+    from tests.factories import key_entry
+
+    folder = tmp_path / "app"
+    folder.mkdir()
+    one = key_entry(1)
+    (folder / ".env").write_text(f"FINSYNC_ENCRYPTION_KEYS={one}\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "FINSYNC_ENCRYPTION_KEYS"}
+    run = [sys.executable, "-m", "services.cli", "keys", "generate", "--write"]
+    kw = {"capture_output": True, "text": True, "timeout": 120, "cwd": folder}
+    in_file = subprocess.run(run, env={**env, "PYTHONPATH": str(ROOT)}, **kw)  # noqa: PLW1510
+    assert in_file.returncode == 2 and in_file.stdout == "", in_file.stderr
+    assert in_file.stderr.strip().splitlines() == [
+        f"finsync: FINSYNC_ENCRYPTION_KEYS is set in {folder / '.env'}: update it there, not with --write."
+    ]
+    exported = {**env, "PYTHONPATH": str(ROOT), "FINSYNC_ENCRYPTION_KEYS": key_entry(1)}
+    in_env = subprocess.run(run, env=exported, **kw)  # noqa: PLW1510
+    assert in_env.returncode == 2 and "is set in the environment: update it there" in in_env.stderr
+    assert (folder / ".env").read_text(encoding="utf-8") == f"FINSYNC_ENCRYPTION_KEYS={one}\n"
+    assert not (tmp_path / "data").exists()
 
 
 def _create_user(password: bytes, username: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:

@@ -184,6 +184,79 @@ def test_corrupt_local_secrets_file_is_named(tmp_path: Path) -> None:
         ensure_local_secrets(settings, announce=False)
 
 
+@pytest.mark.parametrize(
+    ("lines", "said"),
+    [
+        ("FINSYNC_SECRET_KEY=hunter2\nFINSYNC_ENCRYPTION_KEYS={ring}\n", "FINSYNC_SECRET_KEY: must be at least 32"),
+        ('FINSYNC_SECRET_KEY={secret}\nFINSYNC_ENCRYPTION_KEYS="{ring}"\n', "FINSYNC_ENCRYPTION_KEYS: entry 1 must"),
+        ("FINSYNC_SECRET_KEY={secret}\n", "has no FINSYNC_ENCRYPTION_KEYS=... line"),
+        ("FINSYNC_ENCRYPTION_KEYS={ring}\n", "has no FINSYNC_SECRET_KEY=... line"),
+    ],
+)
+def test_a_bad_line_in_the_local_secrets_file_is_named_by_its_setting(tmp_path: Path, lines: str, said: str) -> None:
+    """The file holds two settings: "secrets.env: must be at least 32 characters" and "is missing FINSYNC_SECRET_KEY
+    or FINSYNC_ENCRYPTION_KEYS" left the operator to guess which line to fix."""
+    from tests.factories import key_entry
+
+    settings = load_settings(create_secrets=False)
+    path = tmp_path / "data" / "secrets.env"
+    path.parent.mkdir()
+    path.write_text(lines.format(secret="s" * 48, ring=key_entry(1)), encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        ensure_local_secrets(settings, announce=False)
+    assert str(raised.value).startswith(f"{path}: {said}") and "hunter2" not in str(raised.value)
+
+
+def test_a_placeholder_or_short_secret_key_says_how_to_make_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The message said to run `keys generate`, which prints encryption keys only (and stops on this very setting)."""
+    import subprocess
+
+    for given in ("changeme", "too-short"):
+        monkeypatch.setenv("FINSYNC_SECRET_KEY", given)
+        with pytest.raises(ConfigError, match=r"^FINSYNC_SECRET_KEY: .*make one with: python3 -c ") as raised:
+            load_settings(announce=False)
+        command = str(raised.value).split("make one with: ", 1)[1]
+        made = subprocess.run(command, shell=True, capture_output=True, text=True, check=True).stdout.strip()
+        monkeypatch.setenv("FINSYNC_SECRET_KEY", made)
+        assert load_settings(announce=False).secret_bytes == made.encode()
+
+
+@pytest.mark.parametrize("name", ["FINSYNC_BASE_URL", "PLAID_API_URL", "PLAID_REDIRECT_URI", "PLAID_LINK_SCRIPT_URL"])
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("http://localhost:99999", "has a port that is not a number from 1 to 65535"),
+        ("https://finsync.example:port", "has a port that is not a number from 1 to 65535"),
+        ("http://localhost:0", "has a port that is not a number from 1 to 65535"),
+        ("http://fin sync.example", "must be an http(s) URL"),
+        ("http://:8501", "must be an http(s) URL"),
+    ],
+)
+def test_an_http_url_setting_with_a_bad_port_or_host_stops_start_up(
+    monkeypatch: pytest.MonkeyPatch, name: str, given: str, said: str
+) -> None:
+    """They were accepted: "http://localhost:99999" started the app, and every emailed link and Plaid webhook, and
+    the check of which page may open the app's socket (FINSYNC_BASE_URL), used an address no browser can open."""
+    monkeypatch.setenv(name, given)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(announce=False)
+    assert str(raised.value) == f"{name}: {said}"
+
+
+@pytest.mark.parametrize(
+    "name", ["SYNC_INTERVAL_HOURS", "SYNC_TICK_SECONDS", "SYNC_VERIFY_DAYS", "FINSYNC_DEMO_ACTIVITY_SECONDS"]
+)
+@pytest.mark.parametrize("given", ["nan", "inf", "1e999"])
+def test_a_number_setting_that_is_not_a_finite_number_says_so(
+    monkeypatch: pytest.MonkeyPatch, name: str, given: str
+) -> None:
+    """ "nan" was told "Input should be less than or equal to 168", as if it were a number too big."""
+    monkeypatch.setenv(name, given)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(announce=False)
+    assert str(raised.value) == f"{name}: Input should be a finite number"
+
+
 def test_a_libpq_style_database_url_uses_the_driver_finsync_ships(monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLAlchemy reads postgresql:// as psycopg 3, which is not installed: the first connection was a traceback."""
     for given in ("postgresql://u:p%40ss@db.example:5432/finsync?sslmode=require", "postgres://u:p%40ss@db.example/f"):
