@@ -71,8 +71,11 @@ def reset_password(c: Container, *, token: str, new_password: str, ip: str = "")
     """
     now, p = c.clock(), Pending()
     with unit_of_work(c.engine, immediate=True) as session:
-        row = tokens.find(session, token, (tokens.RESET,), now)
+        # The account before its link, as a sign-in takes them (the account, then it spends the reset links): the
+        # other way round, a sign-in landing while the owner reset deadlocked with the reset on PostgreSQL.
+        row = tokens.find(session, token, (tokens.RESET,), now, lock=False)
         user = session.get(User, row.user_id, with_for_update=True) if row is not None else None
+        row = tokens.find(session, token, (tokens.RESET,), now) if user is not None else None
         if row is None or user is None or user.status != "active":
             raise TokenInvalid("This reset link is invalid, already used or expired. Ask for a new one.")
         if set_password_counted(session, c, user, new_password, now, p, flow="reset"):  # refused: the link stays

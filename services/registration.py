@@ -98,8 +98,10 @@ def verify_email(c: Container, token: str, *, ip: str = "") -> UserPublic:
     now = c.clock()
     p = Pending()
     with unit_of_work(c.engine, immediate=True) as session:
-        row = tokens.find(session, token, (tokens.VERIFY, tokens.EMAIL_CHANGE), now)
-        user = session.get(User, row.user_id) if row is not None else None
+        # The account before its link, the order of a reset or a sign-in (each locks the account, then spends links).
+        row = tokens.find(session, token, (tokens.VERIFY, tokens.EMAIL_CHANGE), now, lock=False)
+        user = session.get(User, row.user_id, with_for_update=True) if row is not None else None
+        row = tokens.find(session, token, (tokens.VERIFY, tokens.EMAIL_CHANGE), now) if user is not None else None
         if row is None or user is None or user.status != "active":
             raise TokenInvalid()
         row.used_at = now

@@ -234,6 +234,41 @@ def test_a_sign_in_with_the_old_password_under_way_during_a_reset_or_change_gets
     sign_in(container, "alice", OTHER_PASSWORD)
 
 
+def _while_one_holds(
+    monkeypatch: pytest.MonkeyPatch, purpose: str, first: Callable[[], object], second: Callable[[], object]
+) -> tuple[object, object]:
+    """``first`` pauses a second once it has found its ``purpose`` token; ``second`` starts meanwhile. What each
+    returned, or raised."""
+    find, looked = tokens.find, threading.Event()
+
+    def slow_find(*args: Any, **kwargs: Any) -> Any:
+        row = find(*args, **kwargs)
+        if purpose in args[2] and not looked.is_set():
+            looked.set()
+            time.sleep(1.0)
+        return row
+
+    monkeypatch.setattr(tokens, "find", slow_find)
+    got: dict[int, object] = {}
+
+    def run(i: int, act: Callable[[], object]) -> None:
+        if i:
+            looked.wait(10)
+            time.sleep(0.2)
+        try:
+            got[i] = act()
+        except Exception as exc:
+            got[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i, act)) for i, act in enumerate((first, second))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    monkeypatch.setattr(tokens, "find", find)
+    return got[0], got[1]
+
+
 def test_a_reset_while_a_code_is_being_checked_is_answered_as_if_one_came_after_the_other(
     container: Container, clock: FakeClock, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -248,39 +283,12 @@ def test_a_reset_while_a_code_is_being_checked_is_answered_as_if_one_came_after_
     challenge = auth.begin_sign_in(container, login="alice", password=PASSWORD).challenge or ""
     auth.request_password_reset(container, email="alice@example.com")
     link = link_token(mailer, "reset")
-    find, looked = tokens.find, threading.Event()
-
-    def slow_find(*args: Any, **kwargs: Any) -> Any:
-        row = find(*args, **kwargs)
-        if tokens.CHALLENGE in args[2] and not looked.is_set():
-            looked.set()  # the code step has found its challenge: the owner's reset arrives now
-            time.sleep(1.0)
-        return row
-
-    monkeypatch.setattr(tokens, "find", slow_find)
-    got: dict[str, object] = {}
-
-    def code_step() -> None:
-        try:
-            got["code"] = auth.complete_totp(container, challenge=challenge, code=code_at(secret, clock()), ip=IP)
-        except Exception as exc:
-            got["code"] = exc
-
-    def owner_resets() -> None:
-        looked.wait(10)
-        time.sleep(0.2)
-        try:
-            got["reset"] = auth.reset_password(container, token=link, new_password=OTHER_PASSWORD)
-        except Exception as exc:
-            got["reset"] = exc
-
-    threads = [threading.Thread(target=code_step), threading.Thread(target=owner_resets)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    monkeypatch.setattr(tokens, "find", find)
-    code, reset = got["code"], got["reset"]
+    code, reset = _while_one_holds(  # the code step has found its challenge: the owner's reset arrives now
+        monkeypatch,
+        tokens.CHALLENGE,
+        lambda: auth.complete_totp(container, challenge=challenge, code=code_at(secret, clock()), ip=IP),
+        lambda: auth.reset_password(container, token=link, new_password=OTHER_PASSWORD),
+    )
     if isinstance(code, str):  # the code went first (SQLite queues the two): signed in, and the link spent
         assert isinstance(reset, TokenInvalid), repr(reset)
         assert auth.redeem_ticket(container, ticket=code)
@@ -289,3 +297,53 @@ def test_a_reset_while_a_code_is_being_checked_is_answered_as_if_one_came_after_
         assert reset is None and isinstance(code, SignInEnded), (repr(reset), repr(code))  # not DeadlockDetected
         assert sessions.list_sessions(container, alice.id, None) == []
         assert auth.begin_sign_in(container, login="alice", password=OTHER_PASSWORD).kind == "totp"
+
+
+def test_a_sign_in_landing_while_a_reset_holds_its_link_is_answered_as_if_one_came_after_the_other(
+    container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The owner resets while someone with the password (or the owner in another tab) signs in. The reset took its
+    link, then the account; a sign-in takes the account, then spends the reset links (bar B2): on PostgreSQL the two
+    deadlocked and one of them failed with a database error. Now they queue: either the reset lands first and the
+    old password is refused, or the sign-in lands first and the reset finds its link spent."""
+    make_user(container)
+    auth.request_password_reset(container, email="alice@example.com")
+    link = link_token(mailer, "reset")
+    reset, signed = _while_one_holds(  # the reset has found its link: the sign-in lands now
+        monkeypatch,
+        tokens.RESET,
+        lambda: auth.reset_password(container, token=link, new_password=OTHER_PASSWORD),
+        lambda: auth.begin_sign_in(container, login="alice", password=PASSWORD, ip=IP).ticket,
+    )
+    if isinstance(signed, str):  # the sign-in went first: the link is spent, the password unchanged
+        assert isinstance(reset, TokenInvalid), repr(reset)
+        sign_in(container, "alice", PASSWORD)
+    else:  # the reset went first: the old password opens nothing
+        assert reset is None and isinstance(signed, InvalidCredentials), (repr(reset), repr(signed))
+        sign_in(container, "alice", OTHER_PASSWORD)
+
+
+def test_an_address_confirmed_while_a_reset_lands_is_answered_as_if_one_came_after_the_other(
+    container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new address's link took its token, then the account; a reset takes the account, then ends the pending
+    address change: on PostgreSQL the two deadlocked and one failed with a database error. Now either the change
+    lands first (and spends the reset link), or the reset does (and the change's link is dead)."""
+    alice = make_user(container)
+    auth.request_email_change(container, alice.id, password=PASSWORD, new_email="alice2@example.com")
+    confirm = next(
+        link_token(mailer, "verify", i) for i, m in enumerate(mailer.sent) if m["To"] == "alice2@example.com"
+    )
+    auth.request_password_reset(container, email="alice@example.com")
+    link = link_token(mailer, "reset")
+    changed, reset = _while_one_holds(  # the new address's link is found: the owner's reset lands now
+        monkeypatch,
+        tokens.EMAIL_CHANGE,
+        lambda: auth.verify_email(container, confirm),
+        lambda: auth.reset_password(container, token=link, new_password=OTHER_PASSWORD),
+    )
+    if isinstance(changed, UserPublic):  # the change went first: its reset links are spent
+        assert isinstance(reset, TokenInvalid) and changed.email == "alice2@example.com", repr(reset)
+    else:  # the reset went first: the pending change ended with it
+        assert reset is None and isinstance(changed, TokenInvalid), (repr(reset), repr(changed))
+        assert user_row(container, alice.id).email == "alice@example.com"
