@@ -20,7 +20,7 @@ from services.container import Container
 from services.db import unit_of_work
 from services.errors import DecryptionError, InputError
 from services.plaid_client import PlaidGateway
-from services.plaid_errors import PlaidError
+from services.plaid_errors import UPDATE_MODE_FIXES, PlaidError
 from services.plaid_events import calls_for
 
 LINK_SESSION_TTL = timedelta(hours=4)
@@ -161,7 +161,9 @@ def complete_repair(c: Container, user_id: uuid.UUID, item_id: uuid.UUID, *, ip:
             link.completed_at = now
             started.append(link.created_at)
         if info.error_code is not None:
-            status = "login_required" if info.error_code == "ITEM_LOGIN_REQUIRED" else "error"
+            # every code update mode fixes (a locked login, a password to reset...) is one to repair again, as a sync
+            # marks it: "error" would read as "connected again" on Accounts and offer no repair
+            status = "login_required" if info.error_code in UPDATE_MODE_FIXES else "error"
             store.set_status(item, status, info.error_code, now)
         else:
             asked = item.new_accounts_since

@@ -39,6 +39,10 @@ _REPAIR_CODES = {
 _ERRORS = {
     "TOKEN_UNREADABLE": "The saved connection cannot be read (the encryption keys changed or the data was "
     "altered). Remove it and link the bank again.",
+    "PRODUCTS_NOT_SUPPORTED": "Your bank no longer makes its transactions available through Plaid, so this "
+    "connection cannot sync. Remove it; you can keep its history.",
+    "INSTITUTION_NO_LONGER_SUPPORTED": "Plaid no longer supports this bank, so this connection cannot sync. Remove "
+    "it; you can keep its history.",
     "KEY_MISSING": "This server no longer has the encryption key that protects this connection. Nothing is lost: "
     "ask the operator to put the key back; until then it cannot sync or be removed.",
 }

@@ -210,7 +210,9 @@ def _execute(  # noqa: PLR0911 - one return per way a run can end
             next_due_at=due,
             counts=(run.pages, run.restarts, run.retries),
             request_ids=run.request_ids,
-            alert=lambda session: queue_connection_alert(session, c, item.user_id, item.institution_name),
+            alert=lambda session, became: queue_connection_alert(
+                session, c, item.user_id, item.institution_name, became, code
+            ),
         )
         if mail is None:  # the apply had committed after all: report the success it was
             landed = _landed(c, item, run)
@@ -238,7 +240,8 @@ def _execute(  # noqa: PLR0911 - one return per way a run can end
         return fail("failed", exc.code, explained(exc.code), now + timedelta(minutes=5))
     except PlaidError as exc:
         if exc.code in ACCESS_WITHDRAWN | NOT_OFFERED:  # for good: words that say so, a daily probe, no hourly retries
-            mark = "permission_revoked" if exc.code in ACCESS_WITHDRAWN else None  # its card says to link it again
+            # its card says so (not "Connected."): link it again, or remove it
+            mark = "permission_revoked" if exc.code in ACCESS_WITHDRAWN else "error"
             return fail("failed", exc.code, explained(exc.code), now + timedelta(hours=LOGIN_PROBE_HOURS), mark)
         return fail("failed", exc.code, explained(exc.code, exc.error_type), now + min(interval, timedelta(hours=1)))
     except TooManyPages:

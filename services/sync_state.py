@@ -140,17 +140,19 @@ def finish_unsuccessful(
     next_due_at: datetime | None,
     counts: tuple[int, int, int],
     request_ids: Sequence[str],
-    alert: Callable[[Session], list[uuid.UUID]] | None = None,
+    alert: Callable[[Session, str], list[uuid.UUID]] | None = None,
     item_status: str | None = None,
 ) -> list[uuid.UUID] | None:
     """Close a run that did not apply anything.
 
     The item's own status becomes ``login_required`` when the run found the login expired, or ``item_status`` when
-    given (``permission_revoked``: the bank's answer says access was withdrawn), so its card says what to do.
+    given (``permission_revoked``: the bank's answer says access was withdrawn; ``error``: Plaid no longer serves it),
+    so its card says what to do.
 
-    When this run found the connection's login expired (news to the user), ``alert`` queues the email in the same
-    transaction; the ids of what it queued are returned, for sending once committed. None: the run's apply had
-    committed after all (its answer was lost), and nothing was changed.
+    When this run put the connection in that state (news to the user, unless an ITEM webhook said so first; none
+    comes when Plaid cannot reach this server), ``alert`` queues the email for that status in the same transaction;
+    the ids of what it queued are returned, for sending once committed. None: the run's apply had committed after
+    all (its answer was lost), and nothing was changed.
     """
     with unit_of_work(engine, immediate=True) as session:
         run = session.get(SyncRun, run_id, with_for_update=True)  # waits for a COMMIT still under way
@@ -163,7 +165,7 @@ def finish_unsuccessful(
             session.add(run)
             drop_staging(Sql(session.connection()), [run_id])
         state = session.get(ItemSyncState, item_id)
-        newly_login = False
+        newly = False
         # Only the lease holder speaks for the item: a run whose lease expired and was taken over closes its
         # own run record, but the item's state, due time and failure count belong to the newer holder.
         holder = state is not None and state.lease_owner == owner
@@ -186,11 +188,11 @@ def finish_unsuccessful(
             # A repair that landed while this run was failing is newer news: keep it.
             if item is not None and item.updated_at <= began:
                 # news only if the connection was fine: an ITEM webhook that said so first has told the user
-                newly_login = mark == "login_required" and item.status != "login_required"
+                newly = item.status != mark
                 item.status, item.status_code, item.updated_at = mark, error_code, now
                 item.status_since = began  # an ITEM webhook signed before this run is older news
                 session.add(item)
-        return alert(session) if newly_login and alert is not None else []
+        return alert(session, mark) if newly and mark is not None and alert is not None else []
 
 
 def close_interrupted(

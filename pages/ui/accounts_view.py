@@ -41,7 +41,7 @@ def finish_link(
             before = _last_attempt(c, uid, uuid.UUID(repair))
             was = next((i.status for i in banking.list_items(c, uid) if str(i.id) == repair), None)
             item = banking.complete_repair(c, uid, uuid.UUID(repair), ip=client_ip())
-            if item.needs_repair:  # Plaid still says no: no sync is coming, so there is nothing to follow
+            if item.needs_attention:  # Plaid still says no (a login, or an error): no sync is coming to follow
                 st.session_state["flash"] = [("warning", f"{item.institution_name}: {item.status_message}")]
             else:
                 # it was never cut off when all it asked was which new accounts to share

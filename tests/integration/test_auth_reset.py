@@ -342,3 +342,53 @@ def test_a_verification_link_used_while_an_admin_disables_the_account_is_answere
     assert disabled is None, repr(disabled)  # not DeadlockDetected
     assert isinstance(verified, UserPublic | TokenInvalid), repr(verified)
     assert user_row(container, alice.id).status == "disabled"
+
+
+def test_a_sign_in_landing_while_a_reset_holds_its_link_is_answered_as_if_one_came_after_the_other(
+    container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The owner resets while someone with the password (or the owner in another tab) signs in. The reset took its
+    link, then the account; a sign-in takes the account, then spends the reset links (bar B2): on PostgreSQL the two
+    deadlocked and one of them failed with a database error. Now they queue: either the reset lands first and the
+    old password is refused, or the sign-in lands first and the reset finds its link spent."""
+    make_user(container)
+    auth.request_password_reset(container, email="alice@example.com")
+    link = link_token(mailer, "reset")
+    reset, signed = _interleaved(  # the reset has found its link: the sign-in lands now
+        monkeypatch,
+        tokens.RESET,
+        lambda: auth.reset_password(container, token=link, new_password=OTHER_PASSWORD),
+        lambda: auth.begin_sign_in(container, login="alice", password=PASSWORD, ip=IP).ticket,
+    )
+    if isinstance(signed, str):  # the sign-in went first: the link is spent, the password unchanged
+        assert isinstance(reset, TokenInvalid), repr(reset)
+        sign_in(container, "alice", PASSWORD)
+    else:  # the reset went first: the old password opens nothing
+        assert reset is None and isinstance(signed, InvalidCredentials), (repr(reset), repr(signed))
+        sign_in(container, "alice", OTHER_PASSWORD)
+
+
+def test_an_address_confirmed_while_a_reset_lands_is_answered_as_if_one_came_after_the_other(
+    container: Container, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new address's link took its token, then the account; a reset takes the account, then ends the pending
+    address change: on PostgreSQL the two deadlocked and one failed with a database error. Now either the change
+    lands first (and spends the reset link), or the reset does (and the change's link is dead)."""
+    alice = make_user(container)
+    auth.request_email_change(container, alice.id, password=PASSWORD, new_email="alice2@example.com")
+    confirm = next(
+        link_token(mailer, "verify", i) for i, m in enumerate(mailer.sent) if m["To"] == "alice2@example.com"
+    )
+    auth.request_password_reset(container, email="alice@example.com")
+    link = link_token(mailer, "reset")
+    changed, reset = _interleaved(  # the new address's link is found: the owner's reset lands now
+        monkeypatch,
+        tokens.EMAIL_CHANGE,
+        lambda: auth.verify_email(container, confirm),
+        lambda: auth.reset_password(container, token=link, new_password=OTHER_PASSWORD),
+    )
+    if isinstance(changed, UserPublic):  # the change went first: its reset links are spent
+        assert isinstance(reset, TokenInvalid) and changed.email == "alice2@example.com", repr(reset)
+    else:  # the reset went first: the pending change ended with it
+        assert reset is None and isinstance(changed, TokenInvalid), (repr(reset), repr(changed))
+        assert user_row(container, alice.id).email == "alice@example.com"

@@ -4,6 +4,7 @@ mode, removal (revoked at Plaid first), and no other user seeing, repairing or r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -135,6 +136,26 @@ def test_complete_repair_keeps_the_item_flagged_while_the_bank_still_wants_a_log
     assert still.status == "login_required" and still.needs_repair
     bank.demo.repair(bank.plaid_item_id(item.id))
     assert not banking.complete_repair(bank.c, alice, item.id).needs_repair
+
+
+@pytest.mark.parametrize(
+    ("code", "told"), [("ITEM_LOCKED", "locked"), ("PASSWORD_RESET_REQUIRED", "reset your password")]
+)
+def test_complete_repair_keeps_the_item_to_repair_when_the_bank_still_wants_something_else_of_its_owner(
+    bank: Bank, monkeypatch: pytest.MonkeyPatch, code: str, told: str
+) -> None:
+    """Update mode finished but the bank still reports a locked login (or a password to reset there): the card must
+    keep saying what to do and keep its "Repair connection", not turn into an "error" that the Accounts page greets
+    with "is connected again" and that offers no repair."""
+    alice = bank.user()
+    item = bank.link(alice)
+    gw = bank.c.plaid
+    assert gw is not None
+    real = gw.item_get
+    monkeypatch.setattr(gw, "item_get", lambda token: dataclasses.replace(real(token), error_code=code))
+    still = banking.complete_repair(bank.c, alice, item.id)
+    assert (still.status, still.status_code) == ("login_required", code) and still.needs_repair
+    assert told in still.status_message and "Repair connection" in still.status_message, still.status_message
 
 
 @pytest.mark.parametrize("keep_history", [True, False])

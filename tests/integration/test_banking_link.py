@@ -21,6 +21,7 @@ from services.db import unit_of_work
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, INSTITUTIONS
 from services.errors import DuplicateConnection, FinsyncError, InputError, NotFound, PermissionDenied
 from services.plaid_client import PlaidGateway
+from services.plaid_errors import LoginRequired
 from services.sync import sync_item
 from tests.integration.banking_support import audit_events, count, pending_item
 from tests.integration.conftest_bank import Bank
@@ -310,3 +311,36 @@ def test_the_flaky_demo_login_links_and_its_first_sync_absorbs_the_bank_errors(b
             )
         ).scalars()
         assert list(codes).count("INTERNAL_SERVER_ERROR") == 2  # met, and retried within the run
+
+
+@pytest.mark.parametrize(
+    ("code", "told"),
+    [
+        ("ITEM_LOCKED", "Your bank has locked your online banking"),
+        ("NO_ACCOUNTS", "Your bank shared no accounts"),
+        ("PASSWORD_RESET_REQUIRED", "reset your password there"),
+    ],
+)
+def test_a_bank_that_wants_more_than_a_new_sign_in_right_after_link_says_what(
+    bank: Bank, monkeypatch: pytest.MonkeyPatch, code: str, told: str
+) -> None:
+    """Every code Link's update mode fixes reaches the link as a LoginRequired; only some are a new sign-in. A locked
+    login, or no account shared, told "sign in again and finish every step" sends the person through the same
+    refusal: they read what their bank wants instead, and nothing is linked."""
+    gw = bank.c.plaid
+    assert gw is not None
+
+    def refused(token: str):  # type: ignore[no-untyped-def]
+        raise LoginRequired(code, request_id="req-1")
+
+    monkeypatch.setattr(gw, "accounts_get", refused)
+    alice = bank.user()
+    start = banking.start_link(bank.c, alice)
+    success = bank.link_login(start.link_token, "ins_demo_1")
+    with pytest.raises(FinsyncError) as raised:
+        banking.complete_link(
+            bank.c, alice, public_token=success["public_token"], metadata=success, link_session_id=start.link_session_id
+        )
+    said = str(raised.value)
+    assert told in said and "nothing was linked" in said and "sign in again" not in said, said
+    assert f"({code}, request req-1)" in said and not banking.list_items(bank.c, alice)

@@ -205,7 +205,7 @@ class NotOfferedBank(PlaidGateway):
 
 @pytest.mark.parametrize("code", ["PRODUCTS_NOT_SUPPORTED", "INSTITUTION_NO_LONGER_SUPPORTED"])
 def test_a_bank_plaid_no_longer_serves_is_said_so_and_probed_daily_not_hourly(
-    container, demo_bank, linked, clock, code: str
+    container, demo_bank, linked, clock, mailer: MemoryMailer, code: str
 ) -> None:
     user_id, item_id, _ = linked
     NotOfferedBank.code = code
@@ -218,6 +218,11 @@ def test_a_bank_plaid_no_longer_serves_is_said_so_and_probed_daily_not_hourly(
         state = s.get(ItemSyncState, item_id)
         assert state is not None and state.next_due_at is not None
         assert state.next_due_at - clock.now >= timedelta(hours=24)
+    [card] = list_items(container, user_id)  # not a green "Connected." above a sync that can never work
+    assert card.needs_attention and not card.needs_repair and "Remove it" in card.status_message, card
+    assert "Connected" not in card.status_message and "Try again later" not in card.status_message
+    [alert] = [m for m in mailer.sent if "needs your attention" in str(m["Subject"])]
+    assert card.status_message in alert.get_content()
 
 
 def test_an_item_not_ready_yet_is_preparing_not_an_error(container, gateway, demo_bank) -> None:
@@ -342,3 +347,28 @@ def test_a_bank_that_pages_past_the_bound_stops_the_run_and_keeps_nothing(
     monkeypatch.setattr(sync_fetch, "MAX_PAGES", real)
     assert _sync(container, gateway, user_id, item_id).status == "ok"
     assert ledger(container, user_id) == truth(demo_bank, pid)
+
+
+class RevokedBank(PlaidGateway):
+    """Plaid answers for an item whose access the user withdrew, and its webhook never reached this server."""
+
+    def transactions_sync(self, access_token: str, cursor: str = "", count: int = 500) -> SyncPage:
+        raise error_from_body(400, b'{"error_type": "ITEM_ERROR", "error_code": "ITEM_NOT_FOUND"}')
+
+
+def test_access_withdrawn_found_by_a_sync_mails_the_owner_once_to_link_again(
+    container, gateway, demo_bank, linked, mailer: MemoryMailer
+) -> None:
+    """A self-hosted server Plaid's webhooks cannot reach learns of a withdrawn access only from a sync. The card
+    then says "remove it and link again", but nobody opens Accounts to read it: the owner is mailed, as for an
+    expired login, once, with the words that fix it (not "sign in again")."""
+    user_id, item_id, _ = linked
+    assert _sync(container, gateway, user_id, item_id).status == "ok"
+    revoked = RevokedBank("demo", DEMO_CLIENT_ID, DEMO_SECRET, demo_bank.url)
+    assert _sync(container, revoked, user_id, item_id).error_code == "ITEM_NOT_FOUND"
+    alerts = [m for m in mailer.sent if "needs your attention" in str(m["Subject"])]
+    assert len(alerts) == 1, [str(m["Subject"]) for m in mailer.sent]
+    body = alerts[0].get_content()
+    assert "link the bank again" in body and "sign in again" not in body, body
+    assert _sync(container, revoked, user_id, item_id).error_code == "ITEM_NOT_FOUND"  # the daily probe: no news
+    assert len([m for m in mailer.sent if "needs your attention" in str(m["Subject"])]) == 1

@@ -6,6 +6,7 @@ public token made by the demo bank, and everything after it is real: exchange, s
 
 from __future__ import annotations
 
+import dataclasses
 import types
 from datetime import date, timedelta
 from decimal import Decimal
@@ -597,6 +598,30 @@ def test_a_bank_that_needs_the_person_comes_first_on_the_accounts_page(
     bank_app.clock.advance(minutes=1)
     assert sync.sync_item(c, user.id, item.id, explicit=True).status == "ok"
     assert _bank_headings(at.run()) == ["First Demo Bank", "Maple Credit Union"]
+
+
+def test_a_repair_the_bank_still_refuses_is_not_greeted_as_connected_again(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Link's update mode finished, but Plaid still reports the item in error (the bank not responding): the page
+    said "is connected again" of a connection whose card shows the problem, because it asked only whether a repair
+    was still needed."""
+    _user, _item, pid = _needing_sign_in(bank_app, monkeypatch, "ned")
+    at = click(open_page("accounts.py"), "Repair connection")
+    bank_app.demo.repair(pid)
+    gw = bank_app.c.plaid
+    assert gw is not None
+    real = gw.item_get
+    monkeypatch.setattr(
+        gw, "item_get", lambda token: dataclasses.replace(real(token), error_code="INTERNAL_SERVER_ERROR")
+    )
+    repaired = {"kind": "success", "public_token": "", "metadata": {}}
+    monkeypatch.setattr(plaid_link_module, "plaid_link", lambda **_: repaired)
+    at.run()
+    assert not at.exception, at.exception
+    assert not [s for s in said(at) if "connected again" in s], said(at)
+    warned = [w.value.replace("\\", "") for w in at.warning]
+    assert [w for w in warned if "Maple Credit Union" in w and "INTERNAL_SERVER_ERROR" in w], warned
 
 
 def test_after_a_repair_the_page_follows_until_a_sync_after_it_has_ended(
