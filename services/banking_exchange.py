@@ -15,7 +15,7 @@ from models import LinkSession, PlaidItem, User
 from services import banking_store as store
 from services import revocations, safe_text, wakeup
 from services.banking_access import gateway
-from services.banking_views import ItemView
+from services.banking_views import ItemView, status_message
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import DatabaseUnavailable, DuplicateConnection, FinsyncError, InputError
@@ -221,6 +221,13 @@ def link_public_token(
                 f"You already linked {name} with these accounts, but that connection lost its access at the bank "
                 f"and cannot be repaired, so nothing new was added. Remove it on its card below (you can keep its "
                 f"history), then link {name} again.",
+                duplicate.id,
+                repairable=False,
+            )
+        if duplicate.status == "error":  # unreadable, its key gone, or a bank Plaid no longer serves: not Link's to fix
+            raise DuplicateConnection(
+                f"You already linked {name} with these accounts, so nothing new was added, and a repair cannot fix "
+                f"that connection: {status_message(duplicate.status, duplicate.status_code)}",
                 duplicate.id,
                 repairable=False,
             )

@@ -105,6 +105,22 @@ def test_linking_again_a_bank_whose_access_was_withdrawn_says_remove_it_first_no
     assert [i.id for i in banking.list_items(bank.c, alice)] == [again.id] and again.status == "ok"
 
 
+def test_linking_again_a_bank_whose_connection_cannot_be_read_says_what_to_do_not_repair(bank: Bank) -> None:
+    """A connection in error (here its saved token no longer decrypts) is not one Link's update mode can fix: the
+    refusal said "use Repair connection", which could only fail again. It now gives that connection's own words."""
+    alice = bank.user()
+    old = bank.link(alice, "ins_demo_1")
+    with unit_of_work(bank.c.engine) as session:
+        row = session.get(PlaidItem, old.id)
+        assert row is not None
+        row.access_token_enc = row.access_token_enc[:-1] + bytes([row.access_token_enc[-1] ^ 1])  # altered at rest
+    assert sync_item(bank.c, alice, old.id, explicit=True).error_code == "TOKEN_UNREADABLE"
+    dup, extra = _link_again(bank, alice)
+    assert dup.item_id == old.id and not dup.repairable and "Repair connection" not in str(dup)
+    assert "cannot be read" in str(dup) and "Remove it and link the bank again" in str(dup)
+    assert bank.demo.bank.items[extra].removed and count(bank, PlaidItem) == 1  # nothing doubled
+
+
 def test_an_unverified_email_cannot_link(bank: Bank) -> None:
     carol = bank.user("carol", verified=False)
     with pytest.raises(PermissionDenied, match=r"Verify your email address before linking a bank."):
