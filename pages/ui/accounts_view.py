@@ -337,7 +337,8 @@ def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStat
         if sync_col.button("Sync now", key=f"sync_{item.id}", icon=":material/sync:"):
             sync_now(c, uid, item)
         duplicate = st.session_state.get("offer_repair") == str(item.id)  # linked again to share more accounts
-        offered = duplicate or any(a.unshared_since for a in item.accounts)
+        # more accounts to share, unless the connection is one no repair can fix (access withdrawn, or in error)
+        offered = (duplicate or any(a.unshared_since for a in item.accounts)) and not item.needs_attention
         if (item.needs_repair or offered) and repair_col.button(  # urgent-looking only when the bank needs it
             "Repair connection", key=f"repair_{item.id}", type="primary" if item.needs_repair else "secondary"
         ):

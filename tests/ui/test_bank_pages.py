@@ -902,3 +902,24 @@ def test_the_repair_offered_for_a_duplicate_link_lets_the_person_share_the_accou
     assert not at.exception, at.exception
     [item] = banking.list_items(c, user.id)
     assert sorted(a.name for a in item.accounts) == ["Everyday Checking", "Rainy Day Savings"]
+
+
+def test_a_connection_whose_access_was_withdrawn_offers_no_repair_even_with_accounts_to_share_back(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An account the person stopped sharing offers "Repair connection" to share it again; once the bank's access is
+    withdrawn (ITEM_NOT_FOUND at Plaid for good) that button could only fail: the card says to remove and link again."""
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "una")
+    item = bank_app.link(user.id)
+    pid = bank_app.plaid_item_id(item.id)
+    with bank_app.demo.bank.lock:
+        bank_app.demo.bank.items[pid].hidden.append("savings")
+    assert sync.sync_item(c, user.id, item.id, explicit=True).status == "ok"
+    assert "Repair connection" in [b.label for b in open_page("accounts.py").button]  # to share the savings again
+    bank_app.demo.set_fault(pid, "permission_revoked")
+    bank_app.clock.advance(hours=1)
+    assert sync.sync_item(c, user.id, item.id, explicit=True).error_code == "ITEM_NOT_FOUND"
+    at = open_page("accounts.py")
+    assert "Repair connection" not in [b.label for b in at.button]
+    assert "Remove this bank" in [b.label for b in at.button]
