@@ -89,7 +89,7 @@ def check_accounts(
         currency = a.iso_currency_code or a.unofficial_currency_code
         is_low = (  # compared in the account's own currency units: a threshold of 100 is 100 USD, or 100 JPY
             low_threshold is not None
-            and a.type not in _OWED + _NOT_TRANSACTIONS  # money about to run out, not a debt or a market's move
+            and a.type == "depository"  # money about to run out: not a debt, nor a market's move
             and available is not None
             and in_units(available, currency) < threshold_units(low_threshold)
         )

@@ -11,6 +11,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlmodel import func, select
 
 from models import LedgerTransaction, PlaidItem, TransactionChange
@@ -192,13 +193,14 @@ def test_a_row_the_bank_re_dates_before_the_oldest_day_is_no_older_history_and_f
     assert item_sync_status(container, user_id)[0].drift_flagged_accounts == ()
 
 
-def _with_brokerage(monkeypatch, pid: str, value: dict[str, float]) -> None:
-    """The bank's answers, as a bank with a brokerage account (worth ``value["current"]``) gives them."""
+def _with_brokerage(monkeypatch, pid: str, value: dict[str, float], kind: str = "investment") -> None:
+    """The bank's answers, as a bank with a brokerage account (worth ``value["current"]``) gives them; ``kind``: its
+    Plaid account type."""
 
     def with_brokerage(item: Any) -> list[dict[str, Any]]:
         listed = real(item)
         brokerage = {**listed[0], "account_id": f"{pid[:20]}-brokerage", "mask": "4242", "name": "Brokerage",
-                     "type": "investment", "subtype": "brokerage",
+                     "type": kind, "subtype": "brokerage" if kind == "investment" else None,
                      "balances": {**listed[0]["balances"], "current": value["current"], "available": None}}  # fmt: skip
         return [*listed, brokerage]
 
@@ -223,13 +225,15 @@ def test_a_brokerage_account_whose_value_moves_with_the_market_is_not_flagged(
     assert item_sync_status(container, user_id)[0].drift_flagged_accounts == ()
 
 
+@pytest.mark.parametrize("kind", ["investment", "other"])
 def test_low_balance_alerts_watch_bank_accounts_not_investments(
-    container, gateway, demo_bank, linked, monkeypatch, mailer: MemoryMailer
+    container, gateway, demo_bank, linked, monkeypatch, mailer: MemoryMailer, kind: str
 ) -> None:
     """The alert guards against overdrawing: a brokerage's worth falling below the amount with the market is not
-    money about to run out, and "the available balance of Brokerage" would be read as cash there is not."""
+    money about to run out, and "the available balance of Brokerage" would be read as cash there is not. Nor is
+    an account of Plaid's type "other", which the setting's "bank account" does not name."""
     user_id, item_id, pid = linked
-    _with_brokerage(monkeypatch, pid, {"current": 10.0})
+    _with_brokerage(monkeypatch, pid, {"current": 10.0}, kind)
     set_notification_prefs(container, user_id, NotificationSettings(False, None, 10**12, False))
     _sync(container, gateway, user_id, item_id)
     alerted = {str(m["Subject"]).removeprefix("finsync: low balance on ") for m in mailer.sent}
