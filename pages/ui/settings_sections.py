@@ -292,7 +292,8 @@ def notifications_section(view: SessionView) -> None:
             "n_large",
         )
         low = _threshold(
-            "Alert me when a bank account's available balance falls below this amount, in its currency (0 = off; cards, loans and investments are not watched)",
+            "Alert me when a checking or savings account's available balance falls below this amount, in its currency "
+            "(0 = off)",
             prefs.low_balance_minor,
             "n_low",
         )
