@@ -165,7 +165,7 @@ def _three_workers(c: Container, bank: DemoBankHandle, cwd: Path) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # both databases: the race below
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # the next test races on both databases
 def test_three_worker_processes_racing_sync_each_item_exactly_once(
     container: Container, gateway: PlaidGateway, demo_bank: DemoBankHandle, tmp_path: Path, db_url: str
 ) -> None:
