@@ -15,7 +15,7 @@ from models import LinkSession, PlaidItem, User
 from services import banking_store as store
 from services import revocations, safe_text, wakeup
 from services.banking_access import gateway
-from services.banking_views import ItemView, status_message
+from services.banking_views import BANK_WANTS, ItemView, status_message
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import DatabaseUnavailable, DuplicateConnection, FinsyncError, InputError
@@ -70,29 +70,13 @@ def _store_retrying(store_once: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-# What the bank wants, when it refused the accounts for something other than a new sign-in (LoginRequired covers
-# every code Link's update mode fixes, services/plaid_errors.UPDATE_MODE_FIXES): "sign in again" would send the
-# person through the same refusal.
-_NOT_A_SIGN_IN = {
-    "ITEM_LOCKED": "Your bank has locked your online banking, so nothing was linked. Unlock it at your bank, then "
-    "link it again.",
-    "PASSWORD_RESET_REQUIRED": "Your bank needs you to reset your password there, so nothing was linked. Reset it, "
-    "then link it again.",
-    "USER_SETUP_REQUIRED": "Your bank needs you to finish something on its own site (such as accepting new terms), "
-    "so nothing was linked. Do that, then link it again.",
-    "ACCESS_NOT_GRANTED": "Your bank is not sharing the data finsync needs, so nothing was linked. Link it again and "
-    "allow access to your accounts and transactions.",
-    "NO_ACCOUNTS": "Your bank shared no accounts, so nothing was linked. Link it again and choose at least one "
-    "account.",
-}
-
-
 def _not_linked(exc: PlaidError) -> FinsyncError:
     """What a person reads when the bank failed just after Link: Plaid's own words speak of an "item" whose "login
     details have changed", which says nothing to someone who has just signed in; ours say what to do next."""
     ref = f"({exc.code}, request {exc.request_id or 'n/a'})"
-    if exc.code in _NOT_A_SIGN_IN:
-        return FinsyncError(f"{_NOT_A_SIGN_IN[exc.code]} {ref}")
+    if exc.code in BANK_WANTS:  # not a new sign-in: "sign in again" would send the person into the same refusal
+        wants = BANK_WANTS[exc.code]
+        return FinsyncError(f"{wants.situation}, so nothing was linked. {wants.then('link it again')} {ref}")
     if isinstance(exc, LoginRequired):
         return FinsyncError(f"Your bank asked you to sign in again before it shared your accounts, so nothing was "
                             f"linked. Link it again and finish every step your bank asks for. {ref}")  # fmt: skip

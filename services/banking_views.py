@@ -27,14 +27,36 @@ _MESSAGES = {
     "new_accounts_available": "Your bank has new accounts you can add. Use “Repair connection” to choose them.",
     "permission_revoked": "Access was revoked at your bank. Remove this connection and link the bank again.",
 }
-# What the bank wants when it is not just a new sign-in (login_required with these codes: services/plaid_errors).
-_REPAIR_CODES = {
-    "ITEM_LOCKED": "Your bank has locked your online banking. Unlock it there, then use “Repair connection”.",
-    "PASSWORD_RESET_REQUIRED": "Your bank needs you to reset your password there. Then use “Repair connection”.",
-    "USER_SETUP_REQUIRED": "Your bank needs you to finish something on its own site (such as accepting new terms). "
-    "Then use “Repair connection”.",
-    "ACCESS_NOT_GRANTED": "Your bank is not sharing the data finsync needs. Use “Repair connection” to allow it again.",
-    "NO_ACCOUNTS": "Your bank shares no accounts with finsync now. Use “Repair connection” to choose them again.",
+
+
+@dataclass(frozen=True)
+class BankWants:
+    """What the bank wants when it refused for something other than a new sign-in (codes that Link's update mode
+    fixes, services/plaid_errors.UPDATE_MODE_FIXES): "sign in again" would send the person into the same refusal.
+    Said once here; each place a person reads it (just after Link, on the card, in the sync history) ends it with
+    its own next step."""
+
+    situation: str  # what the bank did, as a clause: "Your bank has locked your online banking"
+    at_bank: str | None = None  # what to do at the bank first, if anything
+    in_link: str | None = None  # else what to do in Link once it opens
+
+    def then(self, action: str) -> str:
+        """The fix as a sentence ending in ``action`` ("link it again", "use “Repair connection”")."""
+        if self.at_bank:
+            return f"{self.at_bank}, then {action}."
+        return f"{action[:1].upper()}{action[1:]} and {self.in_link}."
+
+
+BANK_WANTS = {
+    "ITEM_LOCKED": BankWants("Your bank has locked your online banking", at_bank="Unlock it at your bank"),
+    "PASSWORD_RESET_REQUIRED": BankWants("Your bank needs you to reset your password there", at_bank="Reset it"),
+    "USER_SETUP_REQUIRED": BankWants(
+        "Your bank needs you to finish something on its own site (such as accepting new terms)", at_bank="Do that"
+    ),
+    "ACCESS_NOT_GRANTED": BankWants(
+        "Your bank is not sharing the data finsync needs", in_link="allow access to your accounts and transactions"
+    ),
+    "NO_ACCOUNTS": BankWants("Your bank shares no accounts with finsync", in_link="choose at least one account"),
 }
 _ERRORS = {
     "TOKEN_UNREADABLE": "The saved connection cannot be read (the encryption keys changed or the data was "
@@ -104,8 +126,9 @@ def status_message(status: str, code: str | None, consent_expires_at: datetime |
         return f"Your permission to read this bank expires on {when}. Use “Repair connection” to renew it."
     if status == "pending_disconnect" and when:
         return f"This bank connection will stop working on {when}. Use “Repair connection” to keep it."
-    if status == "login_required" and code in _REPAIR_CODES:
-        return _REPAIR_CODES[code]
+    if status == "login_required" and code in BANK_WANTS:
+        wants = BANK_WANTS[code]
+        return f"{wants.situation}. {wants.then('use “Repair connection”')}"
     if status in _MESSAGES:
         return _MESSAGES[status]
     if code in _ERRORS:

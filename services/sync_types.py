@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from services.banking_views import BANK_WANTS
+
 SyncStatus = Literal["ok", "preparing", "already_syncing", "failed", "login_required"]
 
 MAX_RESTARTS = 3  # mutation during pagination: attempts of the loop before giving up (SECURITY_BAR M3: ≤3)
@@ -162,17 +164,6 @@ _EXPLAIN: dict[str, tuple[str, str]] = {
     "INVALID_CREDENTIALS": _LOGIN,
     "INVALID_MFA": _LOGIN,
     "INSUFFICIENT_CREDENTIALS": _LOGIN,
-    "ITEM_LOCKED": ("Your bank has locked your online banking.", f"Unlock it at your bank, then press {_REPAIR}."),
-    "PASSWORD_RESET_REQUIRED": (
-        "Your bank needs you to reset your password.",
-        f"Reset it there, then press {_REPAIR}.",
-    ),
-    "USER_SETUP_REQUIRED": (
-        "Your bank needs you to finish something on its own site (such as accepting new terms).",
-        f"Do it there, then press {_REPAIR}.",
-    ),
-    "ACCESS_NOT_GRANTED": ("Your bank is not sharing the data finsync needs.", f"Press {_REPAIR} and allow it again."),
-    "NO_ACCOUNTS": ("Your bank shares no accounts with finsync now.", f"Press {_REPAIR} and choose them again."),
     "PREPARING": ("Your bank is still preparing your transactions.", "Nothing to do: finsync checks again soon."),
     "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION": (
         "Your bank kept changing transactions while finsync was reading them.",
@@ -221,6 +212,9 @@ def explain(error_code: str | None, error_type: str | None = None) -> tuple[str,
         return "", ""
     if error_code in _EXPLAIN:
         return _EXPLAIN[error_code]
+    if error_code in BANK_WANTS:
+        wants = BANK_WANTS[error_code]
+        return f"{wants.situation}.", wants.then(f"press {_REPAIR}")
     if error_code.endswith("_LIMIT") or error_type == "RATE_LIMIT_EXCEEDED":
         return "The bank connection service asked finsync to slow down.", _LATER
     if error_code.startswith(("INVALID_", "MISSING_", "UNKNOWN_")):

@@ -333,8 +333,8 @@ def test_the_flaky_demo_login_links_and_its_first_sync_absorbs_the_bank_errors(b
     ("code", "told"),
     [
         ("ITEM_LOCKED", "Your bank has locked your online banking"),
-        ("NO_ACCOUNTS", "Your bank shared no accounts"),
-        ("PASSWORD_RESET_REQUIRED", "reset your password there"),
+        ("NO_ACCOUNTS", "Your bank shares no accounts with finsync, so nothing was linked. Link it again and choose"),
+        ("PASSWORD_RESET_REQUIRED", "reset your password there, so nothing was linked. Reset it, then link it again."),
     ],
 )
 def test_a_bank_that_wants_more_than_a_new_sign_in_right_after_link_says_what(

@@ -160,7 +160,9 @@ def test_an_item_error_only_the_user_clears_waits_for_a_repair_instead_of_hourly
     withdrawn = AccessWithdrawnBank("demo", DEMO_CLIENT_ID, DEMO_SECRET, demo_bank.url)
     result = _sync(container, withdrawn, user_id, item_id)
     assert (
-        result.status == "login_required" and "not sharing the data" in result.message and "allow it" in result.message
+        result.status == "login_required"
+        and "not sharing the data" in result.message
+        and "allow access" in result.message
     )
     assert [m for m in mailer.sent if "needs your attention" in str(m)]
     with unit_of_work(container.engine) as s:

@@ -78,10 +78,10 @@ def test_item_webhooks_set_the_status_the_user_sees(
 @pytest.mark.parametrize(
     ("code", "words"),
     [
-        ("ACCESS_NOT_GRANTED", "Use “Repair connection” to allow it again."),
-        ("NO_ACCOUNTS", "Use “Repair connection” to choose them again."),
-        ("ITEM_LOCKED", "Unlock it there, then use “Repair connection”."),
-        ("USER_SETUP_REQUIRED", "Then use “Repair connection”."),
+        ("ACCESS_NOT_GRANTED", "Use “Repair connection” and allow access to your accounts and transactions."),
+        ("NO_ACCOUNTS", "Use “Repair connection” and choose at least one account."),
+        ("ITEM_LOCKED", "Unlock it at your bank, then use “Repair connection”."),
+        ("USER_SETUP_REQUIRED", "(such as accepting new terms). Do that, then use “Repair connection”."),
     ],
 )
 def test_an_item_error_that_update_mode_fixes_asks_for_a_repair_in_its_own_words(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.banking_views import status_message
 from services.export import decimal_amount, safe_cell
 from services.sync_apply import ADDED, MODIFIED, NO_EDITS, REMOVED, Edits, Existing, Staged, plan_chunk, referenced_ids
 from services.sync_types import explain
@@ -167,3 +168,13 @@ def test_failures_are_explained_with_a_fix() -> None:
     assert "sign in again" in what and "Repair" in fix
     assert "slow down" in explain("TRANSACTIONS_SYNC_LIMIT")[0]
     assert explain(None) == ("", "")
+
+
+def test_a_bank_that_wants_more_than_a_sign_in_is_told_the_same_on_the_card_and_in_the_sync_history() -> None:
+    """A locked login or a password to reset at the bank: the sync history and the Accounts card name the same
+    first step at the bank, and neither says "sign in again", which would lead into the same refusal."""
+    for code, step in [("ITEM_LOCKED", "Unlock it at your bank"), ("PASSWORD_RESET_REQUIRED", "Reset it")]:
+        what, fix = explain(code)
+        card = status_message("login_required", code)
+        assert card.startswith(what) and fix.startswith(f"{step}, then press “Repair connection”"), (what, fix)
+        assert card.endswith(f"{step}, then use “Repair connection”.") and "sign in again" not in what + card
