@@ -226,12 +226,29 @@ def complete_totp(c: Container, *, challenge: str, code: str, ip: str = "", user
     return ticket
 
 
+TICKET_SCOPE = "ticket"  # refused hand-off tickets per client address: its own count, sign-in's limit and window
+TICKET_THROTTLED = "Too many failed sign-ins from your network. Try again in {minutes} minutes."
+
+
 def redeem_ticket(c: Container, *, ticket: str, ip: str = "", user_agent: str = "") -> str:
-    """Swap a fresh single-use ticket (60 s) for a new session; returns the raw token for the cookie."""
-    now = c.clock()
+    """Swap a fresh single-use ticket (60 s) for a new session; returns the raw token for the cookie.
+
+    A dead ticket (``TokenInvalid``) counts against the client address: past ``throttle.IP_LIMIT`` within
+    ``throttle.IP_WINDOW`` the address gets ``Throttled`` before any ticket is looked up (a live one is not spent).
+    """
+    now, ip, p = c.clock(), audit.clean_ip(ip), Pending()
+    token = ""
     with unit_of_work(c.engine, immediate=True) as session:
-        row, user = tokens.claim(session, ticket, (tokens.TICKET,), now)
-        if row is None or user is None or user.status != "active":
-            raise TokenInvalid()
-        row.used_at = now
-        return sessions.create(session, c, user, ip=ip, user_agent=user_agent, now=now)
+        if wait := throttle.ip_retry_after(session, ip, now, scope=TICKET_SCOPE):
+            audit.record(session, event="ip_throttled", ip=ip, detail="sign-in hand-off", at=now)
+            p.fail(Throttled(TICKET_THROTTLED.format(minutes=max(1, (wait + 59) // 60)), wait))
+        else:
+            row, user = tokens.claim(session, ticket, (tokens.TICKET,), now)
+            if row is None or user is None or user.status != "active":
+                throttle.record_ip(session, ip, now, scope=TICKET_SCOPE)  # committed: the refusal below counts
+                p.fail(TokenInvalid())
+            else:
+                row.used_at = now
+                token = sessions.create(session, c, user, ip=ip, user_agent=user_agent, now=now)
+    p.finish(c)
+    return token

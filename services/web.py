@@ -16,7 +16,7 @@ from services.client_address import client_address, sender
 from services.container import Container
 from services.db import check_database, is_outage, outage_reason
 from services.downloads import SHELF, DownloadShelf
-from services.errors import FinsyncError
+from services.errors import FinsyncError, Throttled
 from services.ratelimit import KeyedBuckets, TokenBucket
 
 log = logging.getLogger("finsync.webhooks")
@@ -101,6 +101,9 @@ def auth_routes(get_container: Callable[[], Container]) -> list[Route]:
         ip, agent = _client(request, c)
         try:
             token = await run_in_threadpool(open_session, c, body.decode("ascii", "replace").strip(), ip, agent)
+        except Throttled as exc:  # too many dead tickets from this address (services.auth.redeem_ticket)
+            retry = str(max(1, exc.retry_after))
+            return JSONResponse({"error": str(exc)}, status_code=429, headers={"Retry-After": retry})
         except FinsyncError:
             return JSONResponse({"error": "This sign-in link has expired. Sign in again."}, status_code=401)
         response = JSONResponse({"status": "signed in"})

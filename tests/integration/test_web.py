@@ -26,6 +26,7 @@ from services.container import Container
 from services.db import make_engine
 from services.web import health_route
 from services.web_headers import SecurityHeadersMiddleware, content_security_policy, inline_script_hashes
+from tests.factories import FakeClock
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -328,6 +329,50 @@ def test_the_session_hand_off_takes_one_ticket_and_refuses_big_or_cross_site_bod
     assert big.status_code == 413 and "set-cookie" not in big.headers  # refused before the body is held
     ok = web.post("/auth/session", content=ticket(), headers=same)
     assert ok.status_code == 200 and "httponly" in ok.headers["set-cookie"].lower()
+
+
+def test_the_session_hand_off_refuses_an_address_that_keeps_posting_dead_tickets(
+    container: Container, clock: FakeClock
+) -> None:
+    """Guessing at hand-off tickets is limited per client address like sign-in: after ``IP_LIMIT`` refused tickets the
+    next post from that address is answered 429 with a plain reason and Retry-After (even with a live ticket, which
+    it does not spend), while someone signing in from another address gets their cookie, and the address may try
+    again once the window has passed."""
+    import dataclasses
+
+    from services import auth, sessions, throttle
+    from services.web import auth_routes
+    from tests.integration.auth_support import PASSWORD, make_user
+
+    alice = make_user(container)
+    proxied = dataclasses.replace(container, settings=container.settings.model_copy(update={"proxy_hops": 1}))
+    web = TestClient(Starlette(routes=auth_routes(lambda: proxied)), base_url="http://testserver")
+    guesser = {"Sec-Fetch-Site": "same-origin", "X-Forwarded-For": "203.0.113.9"}
+    someone = {"Sec-Fetch-Site": "same-origin", "X-Forwarded-For": "198.51.100.40"}
+
+    def ticket() -> str:
+        step = auth.begin_sign_in(container, login="alice", password=PASSWORD, ip="192.0.2.1")
+        assert step.ticket
+        return step.ticket
+
+    for n in range(throttle.IP_LIMIT):
+        dead = web.post("/auth/session", content=f"guess-{n}-" + "x" * 30, headers=guesser)
+        assert dead.status_code == 401 and "set-cookie" not in dead.headers
+    live = ticket()
+    refused = web.post("/auth/session", content=live, headers=guesser)
+    assert refused.status_code == 429 and "set-cookie" not in refused.headers
+    assert "Too many" in refused.json()["error"] and "minutes" in refused.json()["error"]
+    assert 0 < int(refused.headers["Retry-After"]) <= 15 * 60
+    assert sessions.list_sessions(container, alice.id, None) == []
+
+    other = web.post("/auth/session", content=live, headers=someone)  # not spent by the refusal
+    assert other.status_code == 200 and "httponly" in other.headers["set-cookie"].lower()
+    assert [s.ip for s in sessions.list_sessions(container, alice.id, None)] == ["198.51.100.40"]
+
+    # The guesser's address may post again once the window has passed.
+    clock.advance(minutes=15, seconds=1)
+    later = web.post("/auth/session", content=ticket(), headers=guesser)
+    assert later.status_code == 200
 
 
 def test_behind_a_trusted_proxy_the_session_records_the_forwarded_address(container: Container) -> None:
