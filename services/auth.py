@@ -227,7 +227,7 @@ def complete_totp(c: Container, *, challenge: str, code: str, ip: str = "", user
 
 
 TICKET_SCOPE = "ticket"  # refused hand-off tickets per client address: its own count, sign-in's limit and window
-TICKET_THROTTLED = "Too many failed sign-ins from your network. Try again in {minutes} minutes."
+TICKET_THROTTLED = "Too many failed sign-ins from your network. Try again {when}."  # "in N minutes", or "later"
 
 
 def redeem_ticket(c: Container, *, ticket: str, ip: str = "", user_agent: str = "") -> str:
@@ -241,7 +241,7 @@ def redeem_ticket(c: Container, *, ticket: str, ip: str = "", user_agent: str = 
     with unit_of_work(c.engine, immediate=True) as session:
         if wait := throttle.ip_retry_after(session, ip, now, scope=TICKET_SCOPE):
             audit.record(session, event="ip_throttled", ip=ip, detail="sign-in hand-off", at=now)
-            p.fail(Throttled(TICKET_THROTTLED.format(minutes=max(1, (wait + 59) // 60)), wait))
+            p.fail(Throttled(TICKET_THROTTLED.format(when=f"in {max(1, (wait + 59) // 60)} minutes"), wait))
         else:
             row, user = tokens.claim(session, ticket, (tokens.TICKET,), now)
             if row is None or user is None or user.status != "active":
