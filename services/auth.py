@@ -235,17 +235,20 @@ def redeem_ticket(c: Container, *, ticket: str, ip: str = "", user_agent: str = 
 
     A dead ticket (``TokenInvalid``) counts against the client address: past ``throttle.IP_LIMIT`` within
     ``throttle.IP_WINDOW`` the address gets ``Throttled`` before any ticket is looked up (a live one is not spent).
+    The pause is audited once, as it begins; the refusals in it write nothing, so a script posting on at HTTP speed
+    fills no table.
     """
     now, ip, p = c.clock(), audit.clean_ip(ip), Pending()
     token = ""
     with unit_of_work(c.engine, immediate=True) as session:
         if wait := throttle.ip_retry_after(session, ip, now, scope=TICKET_SCOPE):
-            audit.record(session, event="ip_throttled", ip=ip, detail="sign-in hand-off", at=now)
             p.fail(Throttled(TICKET_THROTTLED.format(when=f"in {max(1, (wait + 59) // 60)} minutes"), wait))
         else:
             row, user = tokens.claim(session, ticket, (tokens.TICKET,), now)
             if row is None or user is None or user.status != "active":
-                throttle.record_ip(session, ip, now, scope=TICKET_SCOPE)  # committed: the refusal below counts
+                # committed with the refusal below; the failure that reaches the limit starts the pause
+                if throttle.record_ip(session, ip, now, scope=TICKET_SCOPE) == throttle.IP_LIMIT:
+                    audit.record(session, event="ip_throttled", ip=ip, detail="sign-in hand-off", at=now)
                 p.fail(TokenInvalid())
             else:
                 row.used_at = now

@@ -375,6 +375,39 @@ def test_the_session_hand_off_refuses_an_address_that_keeps_posting_dead_tickets
     assert later.status_code == 200
 
 
+def test_a_flood_of_dead_tickets_past_the_limit_fills_no_table(container: Container) -> None:
+    """The refusals past the limit are answered from what is stored: the activity log says once that the address was
+    paused (when it was), and a script posting on at HTTP speed adds no row and rewrites nothing, as the webhook
+    route keeps forgeries from filling the database (security bar L7)."""
+    import dataclasses
+
+    from sqlalchemy import select
+
+    from models import AuditEvent, ThrottleCounter
+    from services import throttle
+    from services.db import unit_of_work
+    from services.web import auth_routes
+
+    proxied = dataclasses.replace(container, settings=container.settings.model_copy(update={"proxy_hops": 1}))
+    web = TestClient(Starlette(routes=auth_routes(lambda: proxied)), base_url="http://testserver")
+    guesser = {"Sec-Fetch-Site": "same-origin", "X-Forwarded-For": "203.0.113.9"}
+
+    def stored() -> tuple[list[tuple[str, str, str]], list[str]]:
+        with unit_of_work(container.engine) as session:
+            said = session.execute(select(AuditEvent.event, AuditEvent.ip, AuditEvent.detail)).all()
+            counters = session.execute(select(ThrottleCounter.recent)).scalars().all()
+            return [(e, i, d) for e, i, d in said], list(counters)
+
+    statuses = [web.post("/auth/session", content=f"guess-{n}-" + "x" * 30, headers=guesser).status_code
+                for n in range(throttle.IP_LIMIT + 1)]  # fmt: skip
+    assert statuses == [401] * throttle.IP_LIMIT + [429]
+    before = stored()
+    assert before[0] == [("ip_throttled", "203.0.113.9", "sign-in hand-off")]  # said once, when the pause began
+    for n in range(40):
+        assert web.post("/auth/session", content=f"more-{n}-" + "x" * 30, headers=guesser).status_code == 429
+    assert stored() == before
+
+
 def test_behind_a_trusted_proxy_the_session_records_the_forwarded_address(container: Container) -> None:
     import dataclasses
 
