@@ -20,6 +20,7 @@ from services.errors import FinsyncError, Throttled
 from services.ratelimit import KeyedBuckets, TokenBucket
 
 log = logging.getLogger("finsync.webhooks")
+auth_log = logging.getLogger("finsync.auth")
 
 
 # A database that stops answering must not hold the probe (nor, run on the event loop, every user's page).
@@ -81,14 +82,19 @@ def auth_routes(get_container: Callable[[], Container]) -> list[Route]:
     """``POST /auth/session`` trades a hand-off ticket for the session cookie; ``POST /auth/logout`` ends it."""
     from starlette.concurrency import run_in_threadpool
 
-    from services import auth, sessions
-    from services.jobs import request_sync_on_sign_in
+    from services import auth, jobs, sessions
 
     def open_session(c: Container, ticket: str, ip: str, agent: str) -> str:
         token = auth.redeem_ticket(c, ticket=ticket, ip=ip, user_agent=agent)
-        view = sessions.current_user(c, token)
-        if view is not None:  # banks last synced over an hour ago are queued now
-            request_sync_on_sign_in(c, view.user.id)
+        try:
+            view = sessions.current_user(c, token)
+            if view is not None:  # banks last synced over an hour ago are queued now
+                jobs.request_sync_on_sign_in(c, view.user.id)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            # A courtesy: the session is made and its ticket spent, so the cookie goes out; the schedule syncs them.
+            auth_log.warning("sign-in: banks not queued for a sync, the database is busy: %s", outage_reason(exc))
         return token
 
     async def start_session(request: Request) -> JSONResponse:
