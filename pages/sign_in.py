@@ -1,5 +1,6 @@
 """Sign in with email or username and password, then a code when two-factor is on."""
 
+import re
 from collections.abc import Callable
 from urllib.parse import urlencode
 
@@ -11,11 +12,12 @@ from pages.ui.outage import survives_outage
 from pages.ui.reauth import take_secret
 from pages.ui.session import client_ip, user_agent
 from pages.ui.state import container
-from services import auth, link_return
+from services import auth, link_return, throttle
 from services.container import Container
 from services.errors import FinsyncError, SignInEnded
 
 EXPIRED = "expired"  # ?signin=expired: the browser came back from a refused hand-off
+BUSY = "busy"  # ?signin=busy&wait=SECONDS: refused for too many dead tickets from this address (a 429)
 REFUSED = "sign_in_refused"  # session state: why the last try failed, said once on the page that follows
 
 
@@ -49,6 +51,15 @@ def _advance(attempt: Callable[[Container], auth.SignInStep | str]) -> None:
     state.update(sign_in_stage="handoff", handoff_ticket=step if isinstance(step, str) else step.ticket)
 
 
+def _busy_words(wait: str | None) -> str:
+    """What a 429 of the hand-off means, for as long as its Retry-After says (a number in a link, so only a
+    plausible one is repeated: anything else is "later")."""
+    seconds = int(wait) if wait and re.fullmatch(r"[0-9]{1,6}", wait) else 0
+    if 0 < seconds <= throttle.IP_WINDOW.total_seconds():
+        return auth.TICKET_THROTTLED.format(when=f"in {(seconds + 59) // 60} minutes")
+    return auth.TICKET_THROTTLED.format(when="later")
+
+
 def _say_refusal() -> None:
     if refused := st.session_state.pop(REFUSED, None):
         st.error(refused)
@@ -59,6 +70,11 @@ stage = st.session_state.get("sign_in_stage", "password")
 if st.query_params.get("signin") == EXPIRED:
     st.warning("Your sign-in expired before it could finish. Please sign in again.")
     del st.query_params["signin"]  # said once: a reload shows the plain form
+elif st.query_params.get("signin") == BUSY:
+    st.warning(_busy_words(st.query_params.get("wait")))
+    del st.query_params["signin"]
+    if "wait" in st.query_params:
+        del st.query_params["wait"]
 # Back from a bank's OAuth sign-in with the session gone: after signing in, Accounts resumes Link. Kept for this
 # browser tab too, so a detour (Forgot password, Create account: page changes drop the query) does not lose it.
 oauth_state = link_return.oauth_state_id(st.query_params.get(link_return.OAUTH_STATE_PARAM))
@@ -77,8 +93,10 @@ if stage == "handoff":
     if resume == "/" and (asked := routes.asked_private_page()):
         resume = f"/{asked}"  # one of our page names, never a path taken from the URL
     kept = {link_return.OAUTH_STATE_PARAM: oauth_state} if oauth_state else {}  # refused: sign in again, still resume
-    failed = "/?" + urlencode({"signin": EXPIRED, **kept})
-    post_and_reload("/auth/session", ticket, "Signing you in…", next_url=resume, failed_url=failed, key="handoff")
+    failed, busy = ("/?" + urlencode({"signin": why, **kept}) for why in (EXPIRED, BUSY))
+    post_and_reload(
+        "/auth/session", ticket, "Signing you in…", next_url=resume, failed_url=failed, busy_url=busy, key="handoff"
+    )
     st.session_state["sign_in_stage"] = "password"
     st.stop()
 

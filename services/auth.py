@@ -226,12 +226,32 @@ def complete_totp(c: Container, *, challenge: str, code: str, ip: str = "", user
     return ticket
 
 
+TICKET_SCOPE = "ticket"  # refused hand-off tickets per client address: its own count, sign-in's limit and window
+TICKET_THROTTLED = "Too many failed sign-ins from your network. Try again {when}."  # "in N minutes", or "later"
+
+
 def redeem_ticket(c: Container, *, ticket: str, ip: str = "", user_agent: str = "") -> str:
-    """Swap a fresh single-use ticket (60 s) for a new session; returns the raw token for the cookie."""
-    now = c.clock()
+    """Swap a fresh single-use ticket (60 s) for a new session; returns the raw token for the cookie.
+
+    A dead ticket (``TokenInvalid``) counts against the client address: past ``throttle.IP_LIMIT`` within
+    ``throttle.IP_WINDOW`` the address gets ``Throttled`` before any ticket is looked up (a live one is not spent).
+    The pause is audited once, as it begins; the refusals in it write nothing, so a script posting on at HTTP speed
+    fills no table.
+    """
+    now, ip, p = c.clock(), audit.clean_ip(ip), Pending()
+    token = ""
     with unit_of_work(c.engine, immediate=True) as session:
-        row, user = tokens.claim(session, ticket, (tokens.TICKET,), now)
-        if row is None or user is None or user.status != "active":
-            raise TokenInvalid()
-        row.used_at = now
-        return sessions.create(session, c, user, ip=ip, user_agent=user_agent, now=now)
+        if wait := throttle.ip_retry_after(session, ip, now, scope=TICKET_SCOPE):
+            p.fail(Throttled(TICKET_THROTTLED.format(when=f"in {max(1, (wait + 59) // 60)} minutes"), wait))
+        else:
+            row, user = tokens.claim(session, ticket, (tokens.TICKET,), now)
+            if row is None or user is None or user.status != "active":
+                # committed with the refusal below; the failure that reaches the limit starts the pause
+                if throttle.record_ip(session, ip, now, scope=TICKET_SCOPE) == throttle.IP_LIMIT:
+                    audit.record(session, event="ip_throttled", ip=ip, detail="sign-in hand-off", at=now)
+                p.fail(TokenInvalid())
+            else:
+                row.used_at = now
+                token = sessions.create(session, c, user, ip=ip, user_agent=user_agent, now=now)
+    p.finish(c)
+    return token

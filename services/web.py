@@ -16,10 +16,11 @@ from services.client_address import client_address, sender
 from services.container import Container
 from services.db import check_database, is_outage, outage_reason
 from services.downloads import SHELF, DownloadShelf
-from services.errors import FinsyncError
+from services.errors import FinsyncError, Throttled
 from services.ratelimit import KeyedBuckets, TokenBucket
 
 log = logging.getLogger("finsync.webhooks")
+auth_log = logging.getLogger("finsync.auth")
 
 
 # A database that stops answering must not hold the probe (nor, run on the event loop, every user's page).
@@ -81,14 +82,19 @@ def auth_routes(get_container: Callable[[], Container]) -> list[Route]:
     """``POST /auth/session`` trades a hand-off ticket for the session cookie; ``POST /auth/logout`` ends it."""
     from starlette.concurrency import run_in_threadpool
 
-    from services import auth, sessions
-    from services.jobs import request_sync_on_sign_in
+    from services import auth, jobs, sessions
 
     def open_session(c: Container, ticket: str, ip: str, agent: str) -> str:
         token = auth.redeem_ticket(c, ticket=ticket, ip=ip, user_agent=agent)
-        view = sessions.current_user(c, token)
-        if view is not None:  # banks last synced over an hour ago are queued now
-            request_sync_on_sign_in(c, view.user.id)
+        try:
+            view = sessions.current_user(c, token)
+            if view is not None:  # banks last synced over an hour ago are queued now
+                jobs.request_sync_on_sign_in(c, view.user.id)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            # A courtesy: the session is made and its ticket spent, so the cookie goes out; the schedule syncs them.
+            auth_log.warning("sign-in: banks not queued for a sync, the database is busy: %s", outage_reason(exc))
         return token
 
     async def start_session(request: Request) -> JSONResponse:
@@ -101,6 +107,9 @@ def auth_routes(get_container: Callable[[], Container]) -> list[Route]:
         ip, agent = _client(request, c)
         try:
             token = await run_in_threadpool(open_session, c, body.decode("ascii", "replace").strip(), ip, agent)
+        except Throttled as exc:  # too many dead tickets from this address (services.auth.redeem_ticket)
+            retry = str(max(1, exc.retry_after))
+            return JSONResponse({"error": str(exc)}, status_code=429, headers={"Retry-After": retry})
         except FinsyncError:
             return JSONResponse({"error": "This sign-in link has expired. Sign in again."}, status_code=401)
         response = JSONResponse({"status": "signed in"})

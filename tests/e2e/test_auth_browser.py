@@ -6,10 +6,13 @@ import email
 import email.policy
 import re
 import sqlite3
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import Server, shot, sign_in
+from tests.e2e.conftest import Server, shot, sign_in, start_server
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "velvet compass harbor 1871 tundra"
@@ -93,6 +96,16 @@ def test_register_verify_sign_in_reload_sign_out(server: Server, browser: object
     context.close()
 
 
+def _hand_off_status(page: object, server: Server, login: str) -> int:
+    """Sign in through the form with the right password; the status the ticket route answered the browser."""
+    page.goto(server.url)  # type: ignore[attr-defined]
+    page.get_by_label("Email or username").fill(login)  # type: ignore[attr-defined]
+    page.get_by_label("Password", exact=True).fill(PASSWORD)  # type: ignore[attr-defined]
+    with page.expect_response("**/auth/session") as handoff:  # type: ignore[attr-defined]
+        page.get_by_role("button", name="Sign in").click()  # type: ignore[attr-defined]
+    return int(handoff.value.status)
+
+
 def test_a_dead_hand_off_ticket_says_so_on_the_sign_in_page(server: Server, browser: object) -> None:
     """The 401 of the ticket route (expired or used ticket) brings the user back to sign-in with a message."""
     made = server.cli("users", "create", "--email", "dana@example.com", "--username", "dana", stdin=PASSWORD + "\n")
@@ -101,12 +114,7 @@ def test_a_dead_hand_off_ticket_says_so_on_the_sign_in_page(server: Server, brow
     page = context.new_page()
     # Swap the fresh ticket for a dead one on its way out: the server itself answers 401.
     page.route("**/auth/session", lambda route: route.continue_(post_data="x" * 43))
-    page.goto(server.url)
-    page.get_by_label("Email or username").fill("dana")
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    with page.expect_response("**/auth/session") as handoff:
-        page.get_by_role("button", name="Sign in").click()
-    assert handoff.value.status == 401
+    assert _hand_off_status(page, server, "dana") == 401
     page.get_by_text("Your sign-in expired before it could finish. Please sign in again.").wait_for(timeout=30_000)
     shot(page, "auth-handoff-expired")
     assert not any(c["name"] == "finsync_session" for c in context.cookies())
@@ -115,6 +123,39 @@ def test_a_dead_hand_off_ticket_says_so_on_the_sign_in_page(server: Server, brow
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text("Welcome, dana").wait_for(timeout=30_000)
+    context.close()
+
+
+@pytest.fixture
+def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of its own: the dead tickets posted here hold back this address's sign-ins for 15 minutes."""
+    yield from start_server(tmp_path_factory)
+
+
+def test_a_hand_off_refused_for_too_many_dead_tickets_says_so_on_the_sign_in_page(
+    own_server: Server, browser: object
+) -> None:
+    """After ten dead tickets from this address the ticket route answers 429: the person is told that, and for how
+    long, not that their sign-in expired (which signing in again would only repeat)."""
+    server = own_server
+    made = server.cli("users", "create", "--email", "erin@example.com", "--username", "erin", stdin=PASSWORD + "\n")
+    assert made.returncode == 0, made.stderr
+    for n in range(10):
+        guess = urllib.request.Request(
+            f"{server.url}/auth/session", data=f"dead-{n}".encode() * 8, headers={"Sec-Fetch-Site": "same-origin"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(guess, timeout=30)
+        assert refused.value.code == 401
+    context = browser.new_context()  # type: ignore[attr-defined]
+    page = context.new_page()
+    assert _hand_off_status(page, server, "erin") == 429
+    said = re.compile(r"Too many failed sign-ins from your network\. Try again in 1[45] minutes\.")
+    page.get_by_text(said).wait_for(timeout=30_000)
+    shot(page, "auth-handoff-busy")
+    assert page.get_by_text("Your sign-in expired").count() == 0
+    assert "wait=" not in page.url and "signin=" not in page.url  # said once: a reload shows the plain form
+    assert not any(c["name"] == "finsync_session" for c in context.cookies())
     context.close()
 
 

@@ -26,6 +26,7 @@ from services.container import Container
 from services.db import make_engine
 from services.web import health_route
 from services.web_headers import SecurityHeadersMiddleware, content_security_policy, inline_script_hashes
+from tests.factories import FakeClock
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -328,6 +329,114 @@ def test_the_session_hand_off_takes_one_ticket_and_refuses_big_or_cross_site_bod
     assert big.status_code == 413 and "set-cookie" not in big.headers  # refused before the body is held
     ok = web.post("/auth/session", content=ticket(), headers=same)
     assert ok.status_code == 200 and "httponly" in ok.headers["set-cookie"].lower()
+
+
+def test_the_session_hand_off_refuses_an_address_that_keeps_posting_dead_tickets(
+    container: Container, clock: FakeClock
+) -> None:
+    """Guessing at hand-off tickets is limited per client address like sign-in: after ``IP_LIMIT`` refused tickets the
+    next post from that address is answered 429 with a plain reason and Retry-After (even with a live ticket, which
+    it does not spend), while someone signing in from another address gets their cookie, and the address may try
+    again once the window has passed."""
+    import dataclasses
+
+    from services import auth, sessions, throttle
+    from services.web import auth_routes
+    from tests.integration.auth_support import PASSWORD, make_user
+
+    alice = make_user(container)
+    proxied = dataclasses.replace(container, settings=container.settings.model_copy(update={"proxy_hops": 1}))
+    web = TestClient(Starlette(routes=auth_routes(lambda: proxied)), base_url="http://testserver")
+    guesser = {"Sec-Fetch-Site": "same-origin", "X-Forwarded-For": "203.0.113.9"}
+    someone = {"Sec-Fetch-Site": "same-origin", "X-Forwarded-For": "198.51.100.40"}
+
+    def ticket() -> str:
+        step = auth.begin_sign_in(container, login="alice", password=PASSWORD, ip="192.0.2.1")
+        assert step.ticket
+        return step.ticket
+
+    for n in range(throttle.IP_LIMIT):
+        dead = web.post("/auth/session", content=f"guess-{n}-" + "x" * 30, headers=guesser)
+        assert dead.status_code == 401 and "set-cookie" not in dead.headers
+    live = ticket()
+    refused = web.post("/auth/session", content=live, headers=guesser)
+    assert refused.status_code == 429 and "set-cookie" not in refused.headers
+    assert "Too many" in refused.json()["error"] and "minutes" in refused.json()["error"]
+    assert 0 < int(refused.headers["Retry-After"]) <= 15 * 60
+    assert sessions.list_sessions(container, alice.id, None) == []
+
+    other = web.post("/auth/session", content=live, headers=someone)  # not spent by the refusal
+    assert other.status_code == 200 and "httponly" in other.headers["set-cookie"].lower()
+    assert [s.ip for s in sessions.list_sessions(container, alice.id, None)] == ["198.51.100.40"]
+
+    # The guesser's address may post again once the window has passed.
+    clock.advance(minutes=15, seconds=1)
+    later = web.post("/auth/session", content=ticket(), headers=guesser)
+    assert later.status_code == 200
+
+
+def test_a_flood_of_dead_tickets_past_the_limit_fills_no_table(container: Container) -> None:
+    """The refusals past the limit are answered from what is stored: the activity log says once that the address was
+    paused (when it was), and a script posting on at HTTP speed adds no row and rewrites nothing, as the webhook
+    route keeps forgeries from filling the database (security bar L7)."""
+    import dataclasses
+
+    from sqlalchemy import select
+
+    from models import AuditEvent, ThrottleCounter
+    from services import throttle
+    from services.db import unit_of_work
+    from services.web import auth_routes
+
+    proxied = dataclasses.replace(container, settings=container.settings.model_copy(update={"proxy_hops": 1}))
+    web = TestClient(Starlette(routes=auth_routes(lambda: proxied)), base_url="http://testserver")
+    guesser = {"Sec-Fetch-Site": "same-origin", "X-Forwarded-For": "203.0.113.9"}
+
+    def stored() -> tuple[list[tuple[str, str, str]], list[str]]:
+        with unit_of_work(container.engine) as session:
+            said = session.execute(select(AuditEvent.event, AuditEvent.ip, AuditEvent.detail)).all()
+            counters = session.execute(select(ThrottleCounter.recent)).scalars().all()
+            return [(e, i, d) for e, i, d in said], list(counters)
+
+    statuses = [web.post("/auth/session", content=f"guess-{n}-" + "x" * 30, headers=guesser).status_code
+                for n in range(throttle.IP_LIMIT + 1)]  # fmt: skip
+    assert statuses == [401] * throttle.IP_LIMIT + [429]
+    before = stored()
+    assert before[0] == [("ip_throttled", "203.0.113.9", "sign-in hand-off")]  # said once, when the pause began
+    for n in range(40):
+        assert web.post("/auth/session", content=f"more-{n}-" + "x" * 30, headers=guesser).status_code == 429
+    assert stored() == before
+
+
+def test_a_busy_database_while_queueing_sign_in_syncs_still_signs_the_person_in(
+    container: Container, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Queueing the banks' sync at sign-in is a courtesy (the scheduler's own schedule syncs them anyway): when the
+    database refused it (SQLite's write lock held past its wait by a sync committing, a dropped connection), the
+    route answered a bare 500 after the session was made and the ticket spent, and the person read "Your sign-in
+    expired". The session's cookie is set all the same; the failure is logged without the statement's text."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from services import auth, jobs, sessions
+    from services.web import auth_routes
+    from tests.integration.auth_support import PASSWORD, make_user
+
+    alice = make_user(container)
+
+    def locked(_c: Container, _user_id: object) -> int:
+        raise OperationalError("INSERT INTO sync_jobs ...", {}, sqlite3.OperationalError("database is locked"))
+
+    monkeypatch.setattr(jobs, "request_sync_on_sign_in", locked)
+    web = TestClient(Starlette(routes=auth_routes(lambda: container)), base_url="http://testserver")
+    step = auth.begin_sign_in(container, login="alice", password=PASSWORD)
+    response = web.post("/auth/session", content=str(step.ticket), headers={"Sec-Fetch-Site": "same-origin"})
+    assert response.status_code == 200
+    token = response.cookies.get("finsync_session")
+    view = sessions.current_user(container, token)
+    assert view is not None and view.user.id == alice.id
+    assert "database is locked" in caplog.text and "INSERT INTO" not in caplog.text
 
 
 def test_behind_a_trusted_proxy_the_session_records_the_forwarded_address(container: Container) -> None:

@@ -78,6 +78,38 @@ def test_a_refused_hand_off_comes_back_to_sign_in_with_a_message(
     assert EXPIRED_SAID not in texts(at)
 
 
+BUSY_SAID = "Too many failed sign-ins from your network. Try again in 5 minutes."
+
+
+def test_a_hand_off_refused_for_too_many_tries_says_so_not_that_the_sign_in_expired(
+    app: AppFactory, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ticket route's 429 (too many dead tickets from this address) brought the person back to "Your sign-in
+    expired", and signing in again only did the same: the browser is told a page of its own for it, which says why
+    and for how long (the Retry-After the browser adds, in whole minutes; anything else in its place says "later")."""
+    from pages.ui import browser
+
+    asked: list[dict[str, str]] = []
+    monkeypatch.setattr(browser, "_post_and_reload", lambda **kw: asked.append(kw["data"]))  # AppTest runs no JS
+    make_user(container, "alice")
+    signed_in_as(monkeypatch, None)
+    at = app().run()
+    at.text_input(key="sign_in_login").input("alice")
+    at.text_input(key="sign_in_password").input(PASSWORD)
+    at = submit(at, "Sign in")
+    (handoff,) = asked
+    assert (handoff["failed"], handoff["busy"]) == ("/?signin=expired", "/?signin=busy")
+
+    for wait, said in (("300", BUSY_SAID), ("61", BUSY_SAID.replace("5 minutes", "2 minutes")),
+                       ("<b>9</b>", BUSY_SAID.replace("in 5 minutes", "later")), ("9" * 40, BUSY_SAID.replace(
+                           "in 5 minutes", "later"))):  # fmt: skip
+        at = app()  # where the browser lands after a 429 (tests/e2e/test_auth_browser.py follows it for real)
+        at.query_params.update({"signin": "busy", "wait": wait})
+        at.run()
+        assert not at.exception and [w.value for w in at.warning] == [said], wait
+        assert "signin" not in at.query_params and "wait" not in at.query_params and at.text_input(key="sign_in_login")
+
+
 def test_sign_in_with_two_factor_asks_for_the_code(
     app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
