@@ -15,13 +15,13 @@ from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, DotEnvSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from services.errors import ConfigError
 from services.mailer import sender_problem
-from services.settings_files import check_lines, create_whole, read_env_file, read_text
+from services.settings_files import check_lines, create_whole, read_text, with_value
 
 LOCAL_SECRETS_FILE = "secrets.env"
 PLACEHOLDERS = {"changeme", "change-me", "secret", "please-change", "xxx"}
@@ -302,15 +302,18 @@ def ensure_local_secrets(settings: Settings, *, announce: bool = True) -> Settin
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # secrets and the ledger live here
         if create_whole(path, _new_secrets()) and announce:
             announce_local_secrets(path)
-    stored = read_env_file(path)
+    check_lines(path, read_text(path))  # an unclosed quote is named, not skipped as python-dotenv does
+    # Read as .env is (quotes, `export `, comments): a self-hoster writes both the same way.
+    stored = DotEnvSettingsSource(Settings, env_file=path)
     updates: dict[str, object] = {}
     wanted = (("secret_key", Settings._secret_key), ("encryption_keys", Settings._encryption_keys))
     for field, check in wanted:
         if getattr(settings, field) is not None:
             continue
         name = str(Settings.model_fields[field].alias)  # the file's error names the line at fault, as env's do
+        given, _, _ = stored.get_field_value(Settings.model_fields[field], field)
         try:
-            updates[field] = check(SecretStr(stored.get(name, "")))
+            updates[field] = check(SecretStr(given or ""))
         except ValueError as exc:
             raise ConfigError(f"{path}", f"{name}: {exc}") from None
         if updates[field] is None:
@@ -334,17 +337,14 @@ def write_local_key_ring(data_dir: Path, value: str) -> None:
         raise ConfigError(
             str(path), "does not exist yet: finsync creates it on its first start (`make run`); run this again then"
         )
-    lines = read_text(path).splitlines()
-    # The reader takes "NAME = value": so does the writer, or it would report a key it never wrote.
-    found = [i for i, line in enumerate(lines) if line.partition("=")[0].strip() == "FINSYNC_ENCRYPTION_KEYS"]
-    if not found:
+    # The writer finds the line as the reader does, or it would report a key it never wrote.
+    text = with_value(read_text(path), "FINSYNC_ENCRYPTION_KEYS", value)
+    if text is None:
         raise ConfigError(str(path), "has no FINSYNC_ENCRYPTION_KEYS line to put the new key in; nothing was written")
-    for i in found:
-        lines[i] = f"FINSYNC_ENCRYPTION_KEYS={value}"
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
+        handle.write(text if text.endswith("\n") else text + "\n")
     os.replace(tmp, path)
 
 

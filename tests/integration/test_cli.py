@@ -364,7 +364,7 @@ def test_keys_generate_write_puts_the_key_in_the_file_or_says_why_it_cannot(tmp_
     secrets_env.write_text(f"FINSYNC_SECRET_KEY = {'s' * 48}\nFINSYNC_ENCRYPTION_KEYS = {one}\n")
     spaced = cli("keys", "generate", "--write", env={"FINSYNC_DATA_DIR": str(data)})
     assert spaced.returncode == 0 and "added key version 2" in spaced.stdout, spaced.stderr
-    assert "FINSYNC_ENCRYPTION_KEYS=2:" in secrets_env.read_text() and f",{one}\n" in secrets_env.read_text()
+    assert "FINSYNC_ENCRYPTION_KEYS = 2:" in secrets_env.read_text() and f",{one}\n" in secrets_env.read_text()
 
 
 def test_keys_generate_write_names_the_file_the_ring_comes_from(tmp_path: Path) -> None:
