@@ -1,6 +1,6 @@
 """finsync's command line: ``python -m services.cli COMMAND``; every command has ``--help``.
 
-Exit codes: 0 success, 1 a requested operation failed, 2 bad input or configuration.
+Exit codes: 0 success, 1 a requested operation failed, 2 bad input or configuration, 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -44,6 +44,13 @@ def command(register: Callable[[argparse._SubParsersAction[argparse.ArgumentPars
 
 def container() -> Container:
     return command_container()
+
+
+def interrupted_line(args: argparse.Namespace) -> str:
+    """What an operator who pressed Ctrl-C needs to know: a command sets ``on_interrupt`` (formatted with its own
+    arguments) to say what its work keeps and how to carry on; the others are just "interrupted"."""
+    said = getattr(args, "on_interrupt", "")
+    return "finsync: interrupted" + (f": {said.format(**vars(args))}" if said else "")
 
 
 NOT_TEXT = "The password is not UTF-8 text, which is what a browser sends at sign-in: give it as UTF-8."
@@ -121,14 +128,19 @@ def _db(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     db = sub.add_parser("db", help="database schema and retention").add_subparsers(dest="action", required=True)
     up = db.add_parser("upgrade", help="apply migrations (default: to the newest)")
     up.add_argument("--revision", type=_revision, default="head", help="target revision (default: head)")
-    up.set_defaults(handler=_db_upgrade)
+    up.set_defaults(
+        handler=_db_upgrade,
+        on_interrupt="nothing is lost (the upgrade is one transaction: all of it or none); run the same command again",
+    )
     purge = db.add_parser(
         "purge",
         help="delete rows past retention now (old sessions, tokens, webhooks, Plaid calls, sync runs)",
         description="Delete rows past their retention period (services/retention.py) and print how many per table. "
         "The scheduler and the worker do this once a day by themselves.",
     )
-    purge.set_defaults(handler=_db_purge)
+    purge.set_defaults(
+        handler=_db_purge, on_interrupt="the rest is left as it was; run the same command again to purge it"
+    )
     grant = db.add_parser(
         "grant",
         help="give the app's own PostgreSQL role the rows it needs and no more (run as the tables' owner)",
@@ -234,7 +246,11 @@ def _keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     generate.set_defaults(handler=_keys_generate)
     rotate = keys.add_parser("rotate", help="re-encrypt every encrypted field with the first key (resumable)")
     rotate.add_argument("--batch-size", type=_batch_size, default=500, help="rows per committed batch (default 500)")
-    rotate.set_defaults(handler=_keys_rotate)
+    rotate.set_defaults(
+        handler=_keys_rotate,
+        on_interrupt="nothing is lost (the batches done are committed, the one in hand was rolled back); "
+        "run the same command again to resume",
+    )
     keys.add_parser("status", help="how many values each key version protects").set_defaults(handler=_keys_status)
 
 
@@ -395,7 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback, and not silence
+        print(interrupted_line(args), file=sys.stderr)
         return 130
 
 
