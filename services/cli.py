@@ -16,21 +16,16 @@ from pathlib import Path
 
 from services import audit, banking, migrations, retention
 from services.banking_sandbox import default_institution
-from services.config import (
-    LOCAL_SECRETS_FILE,
-    Settings,
-    ensure_local_secrets,
-    env_files,
-    load_settings,
-    new_key_entry,
-    write_local_key_ring,
-)
+from services.config import load_settings
 from services.container import Container, build_container, command_container
 from services.crypto import rotate_keys, values_to_rotate, versions_in_use
 from services.db import check_database, is_outage, make_engine, outage_reason, unit_of_work
 from services.db_roles import grant_app_role
 from services.errors import FinsyncError, InputError
+from services.key_ring import new_key_entry
+from services.local_secrets import LOCAL_SECRETS_FILE, ensure_local_secrets, write_local_key_ring
 from services.logs import configure_logging
+from services.settings import Settings, env_files
 from services.users import create_user
 
 Handler = Callable[[argparse.Namespace], int]

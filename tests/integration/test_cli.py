@@ -278,8 +278,8 @@ def test_a_command_with_a_new_data_dir_on_a_database_it_cannot_read_leaves_no_ke
 def test_keys_status_and_rotate_name_a_key_dropped_while_values_still_need_it(db_url: str) -> None:
     """An operator drops key 1 before `keys rotate` moved its values: status and rotate say which values cannot be
     read and which key to put back (exit 1, for a cron check), instead of counting them nowhere."""
-    from services.config import parse_key_ring
     from services.crypto import FieldCipher
+    from services.key_ring import parse_key_ring
     from tests.factories import key_entry
     from tests.integration.test_key_rotation import seed
 

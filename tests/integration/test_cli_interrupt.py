@@ -14,11 +14,11 @@ from sqlalchemy import select
 
 from models import ItemSyncState
 from services import cli
-from services.config import parse_key_ring
 from services.container import Container
 from services.crypto import FieldCipher, versions_in_use
 from services.db import make_engine, unit_of_work
 from services.demo_bank import DemoBankHandle
+from services.key_ring import parse_key_ring
 from services.plaid_client import PlaidGateway
 from tests.factories import key_entry
 from tests.integration.sync_helpers import ledger, make_user, process_env, signal_mid_sync, slow_items, sync_runs, truth

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
-from services.config import ensure_local_secrets, load_settings, parse_key_ring
+from services.config import load_settings
 from services.errors import ConfigError
+from services.key_ring import parse_key_ring
+from services.local_secrets import ensure_local_secrets
 from services.mailer import build_message
 from tests.factories import key_entry
 
@@ -260,7 +262,7 @@ def test_an_unclosed_quote_in_the_local_secrets_file_names_its_line(tmp_path: Pa
 def test_writing_the_key_ring_keeps_the_way_its_line_is_written(tmp_path: Path, line: str, kept: str) -> None:
     """`keys generate --write` found only a bare NAME=value line: on an `export` line it said "has no
     FINSYNC_ENCRYPTION_KEYS line" though start-up read the ring from it."""
-    from services.config import write_local_key_ring
+    from services.local_secrets import write_local_key_ring
 
     one, two = key_entry(1), key_entry(2)
     path = tmp_path / "data" / "secrets.env"
