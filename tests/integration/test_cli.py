@@ -303,14 +303,14 @@ def test_keys_status_and_rotate_name_a_key_dropped_while_values_still_need_it(db
 _OUTAGE_MID_COMMAND = """
 import sys
 from sqlalchemy.exc import OperationalError
-from services import cli
+from services import cli, keys_cli
 
 def rotate_keys(*_args, **_kwargs):
     if sys.argv[1] == "outage":  # what psycopg2 says when the server goes away mid-command
         raise OperationalError("UPDATE ...", {}, Exception("server closed the connection unexpectedly\\nmore"))
     raise ZeroDivisionError("a bug of ours")
 
-cli.rotate_keys = rotate_keys
+keys_cli.rotate_keys = rotate_keys
 sys.exit(cli.main(["keys", "rotate"]))
 """
 
