@@ -18,12 +18,13 @@ from streamlit import config as st_config
 from streamlit.errors import StreamlitSecretNotFoundError
 
 from services import keys
-from services.config import get_settings, load_settings, settings_in_sections
+from services.config import get_settings, load_settings
 from services.container import Container, build_container
 from services.demo_bank_runtime import stop_demo_banks
 from services.errors import FinsyncError
 from services.logs import configure_logging
 from services.scheduler import stop_scheduler
+from services.settings import settings_in_sections
 from services.sync import start_scheduler
 from services.web import auth_routes, download_route, health_route, webhook_route
 from services.web_headers import SecurityHeadersMiddleware, inline_script_hashes, link_origins

@@ -23,11 +23,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services import auth, migrations, passwords
-from services.config import Settings
 from services.container import build_container
 from services.db import check_database, make_engine
 from services.errors import InvalidCredentials
 from services.mailer import MemoryMailer
+from services.settings import Settings
 
 
 def main() -> None:

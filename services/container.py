@@ -11,20 +11,16 @@ from sqlalchemy import Engine, make_url
 
 from models.types import utcnow
 from services import keys
-from services.config import (
-    LOCAL_SECRETS_FILE,
-    Settings,
-    announce_local_secrets,
-    ensure_local_secrets,
-    load_settings,
-)
+from services.config import load_settings
 from services.crypto import FieldCipher, check_key_ring
 from services.db import check_database, make_engine
 from services.errors import DatabaseUnavailable, FinsyncError
+from services.local_secrets import LOCAL_SECRETS_FILE, announce_local_secrets, ensure_local_secrets
 from services.mailer import Mailer, make_mailer
 from services.migrations import current_revision, head_revision, is_known, newer_schema
 from services.plaid_client import PlaidGateway
 from services.plaid_events import DatabaseRecorder, tee
+from services.settings import Settings
 
 Clock = Callable[[], datetime]
 

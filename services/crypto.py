@@ -27,9 +27,9 @@ from sqlalchemy import Engine, select
 from sqlmodel import SQLModel
 
 from models import KeyCanary
-from services.config import KeyEntry
 from services.db import unit_of_work
 from services.errors import CryptoError, DecryptionError, KeyMissing
+from services.key_ring import KeyEntry
 
 FORMAT = 3  # a key per column; the owner's id in the associated data
 UNOWNED_FORMAT = 2  # a key per column, no owner in the associated data: read, and rewritten by rotation

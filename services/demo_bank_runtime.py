@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from services.config import Settings
+from services.settings import Settings
 
 if TYPE_CHECKING:
     from services.demo_bank import DemoBankHandle

@@ -26,12 +26,12 @@ from sqlmodel import col, select
 
 from models import BankAccount, LedgerTransaction
 from services import audit, safe_text
-from services.config import env_files
 from services.container import Container
 from services.credentials import confirm_identity
 from services.db import unit_of_work
 from services.errors import InputError
 from services.plaid_mapping import decimal_text
+from services.settings import env_files
 
 COLUMNS = (
     "transaction_id", "date", "account_id", "account_name", "name", "merchant_name", "amount",

@@ -39,14 +39,26 @@ def check_lines(path: Path, text: str) -> None:
             raise ConfigError(str(path), f"line {line} is not NAME=value (an unclosed quote?): fix or remove it")
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """The NAME=value lines of a secrets file (comments skipped), as our own writer writes them."""
-    values: dict[str, str] = {}
-    for line in read_text(path).splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not key.strip().startswith("#"):
-            values[key.strip()] = value.strip()
-    return values
+def with_value(text: str, name: str, value: str) -> str | None:
+    """``text`` with every line that sets ``name`` (as python-dotenv reads it: any case, ``export``, quotes, a
+    comment after it) setting ``value`` instead, keeping the rest of the line; None when no line sets ``name``."""
+    out, found = [], False
+    for binding in parse_stream(io.StringIO(text)):
+        raw = binding.original.string
+        if binding.key is None or binding.key.lower() != name.lower():
+            out.append(raw)
+            continue
+        found = True
+        old = binding.value or ""
+        equals = raw.find("=")  # the name, quoted or not, holds no "=" (or it would not be ``name``)
+        at = raw.find(old, equals) if old and equals >= 0 else -1
+        if at < 0:  # NAME= with nothing after it, or NAME alone: the line is written anew
+            body = raw.rstrip("\r\n")
+            end = raw[len(body) :] or "\n"
+            out.append(body[: len(body) - len(body.lstrip())] + f"{name}={value}" + end)
+        else:
+            out.append(raw[:at] + value + raw[at + len(old) :])
+    return "".join(out) if found else None
 
 
 def create_whole(path: Path, body: str) -> bool:

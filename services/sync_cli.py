@@ -273,14 +273,22 @@ def register_sync(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="how long to wait for a connection another process is syncing before counting it as not synced "
         "(default 300; 0 does not wait)",
     )
-    sync.set_defaults(handler=_sync)
+    sync.set_defaults(
+        handler=_sync,
+        on_interrupt="nothing is lost (each connection synced is committed whole; the one in hand, if any, was "
+        "rolled back and is due again); run the same command again to sync the rest",
+    )
     worker = sub.add_parser("worker", help="run queued and scheduled syncs (several may run at once on PostgreSQL)")
     worker.add_argument("--once", action="store_true", help="one pass, then exit (for cron)")
     worker.add_argument("--limit", type=_jobs_per_pass, default=10, help="jobs per pass, 1 to 1000 (default 10)")
     worker.add_argument(
         "--tick", type=_seconds_from(0.5, 3600), default=30.0, help="seconds between passes, 0.5 to 3600 (default 30)"
     )
-    worker.set_defaults(handler=_worker)
+    worker.set_defaults(
+        handler=_worker,
+        on_interrupt="worker stopped at once; nothing is lost (the sync in hand, if any, was rolled back and runs "
+        "again on a later pass); start the worker again to carry on",
+    )
     says = "is the sync bot keeping up? (exit 1 when syncs wait, banks fall behind or a worker died)"
     status = sub.add_parser("status", help=says, description=says.capitalize())
     status.set_defaults(handler=_status)
@@ -295,4 +303,7 @@ def register_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     tx.add_argument("--out", required=True, metavar="FILE", help="file to write (replaced when it exists)")
     tx.add_argument("--from", dest="start", type=_day, metavar="YYYY-MM-DD", help="first date, inclusive")
     tx.add_argument("--to", dest="end", type=_day, metavar="YYYY-MM-DD", help="last date, inclusive")
-    tx.set_defaults(handler=_export)
+    tx.set_defaults(
+        handler=_export,
+        on_interrupt="{out} is as it was or the whole export, never half written; run the same command again",
+    )

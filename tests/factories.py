@@ -12,8 +12,8 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from services.config import Settings
 from services.db import make_engine
+from services.settings import Settings
 
 STRONG_PASSWORD = "tidal umbrella orchard kettle 42"
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -11,7 +14,7 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import select
 
-from models import BankAccount, ItemSyncState, LedgerTransaction, PlaidItem, User
+from models import BankAccount, ItemSyncState, LedgerTransaction, PlaidItem, SyncRun, User
 from services.container import Container
 from services.db import unit_of_work
 from services.demo_bank import DemoBankHandle
@@ -104,6 +107,43 @@ def truth(bank: DemoBankHandle, plaid_item_id: str) -> dict[str, tuple[Any, ...]
             t.category_detailed,
         )
     return out
+
+
+def sync_runs(c: Container) -> list[SyncRun]:
+    """Every sync run row, detached (a test polls them while a child process syncs)."""
+    with unit_of_work(c.engine) as s:
+        runs = list(s.exec(select(SyncRun)).all())
+        s.expunge_all()
+    return runs
+
+
+def slow_items(c: Container, gw: PlaidGateway, bank: DemoBankHandle, user_id: uuid.UUID) -> list[tuple[uuid.UUID, str]]:
+    """Two linked banks whose every call takes half a second: a sync of either lasts long enough to be cut short."""
+    items = [link_item(c, gw, user_id, institution=ins) for ins in ("ins_demo_1", "ins_demo_2")]
+    for _, pid in items:
+        bank.set_fault(pid, "delay", seconds=0.5)
+    return items
+
+
+def signal_mid_sync(
+    c: Container, bank: DemoBankHandle, args: list[str], signum: int, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m services.cli ARGS`` and send it ``signum`` once a sync of its is under way."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", *args],
+        cwd=cwd, env=process_env(c, bank), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not any(r.status == "running" for r in sync_runs(c)):
+            assert child.poll() is None and time.monotonic() < deadline, f"{args} never started a sync"
+            time.sleep(0.05)
+        child.send_signal(signum)
+        out, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    return subprocess.CompletedProcess(args, child.returncode, out, err)
 
 
 def cursor_of(c: Container, item_id: uuid.UUID) -> str:

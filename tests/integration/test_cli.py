@@ -278,8 +278,8 @@ def test_a_command_with_a_new_data_dir_on_a_database_it_cannot_read_leaves_no_ke
 def test_keys_status_and_rotate_name_a_key_dropped_while_values_still_need_it(db_url: str) -> None:
     """An operator drops key 1 before `keys rotate` moved its values: status and rotate say which values cannot be
     read and which key to put back (exit 1, for a cron check), instead of counting them nowhere."""
-    from services.config import parse_key_ring
     from services.crypto import FieldCipher
+    from services.key_ring import parse_key_ring
     from tests.factories import key_entry
     from tests.integration.test_key_rotation import seed
 
@@ -303,14 +303,14 @@ def test_keys_status_and_rotate_name_a_key_dropped_while_values_still_need_it(db
 _OUTAGE_MID_COMMAND = """
 import sys
 from sqlalchemy.exc import OperationalError
-from services import cli
+from services import cli, keys_cli
 
 def rotate_keys(*_args, **_kwargs):
     if sys.argv[1] == "outage":  # what psycopg2 says when the server goes away mid-command
         raise OperationalError("UPDATE ...", {}, Exception("server closed the connection unexpectedly\\nmore"))
     raise ZeroDivisionError("a bug of ours")
 
-cli.rotate_keys = rotate_keys
+keys_cli.rotate_keys = rotate_keys
 sys.exit(cli.main(["keys", "rotate"]))
 """
 
@@ -364,7 +364,7 @@ def test_keys_generate_write_puts_the_key_in_the_file_or_says_why_it_cannot(tmp_
     secrets_env.write_text(f"FINSYNC_SECRET_KEY = {'s' * 48}\nFINSYNC_ENCRYPTION_KEYS = {one}\n")
     spaced = cli("keys", "generate", "--write", env={"FINSYNC_DATA_DIR": str(data)})
     assert spaced.returncode == 0 and "added key version 2" in spaced.stdout, spaced.stderr
-    assert "FINSYNC_ENCRYPTION_KEYS=2:" in secrets_env.read_text() and f",{one}\n" in secrets_env.read_text()
+    assert "FINSYNC_ENCRYPTION_KEYS = 2:" in secrets_env.read_text() and f",{one}\n" in secrets_env.read_text()
 
 
 def test_keys_generate_write_names_the_file_the_ring_comes_from(tmp_path: Path) -> None:

@@ -6,10 +6,10 @@ import pytest
 from sqlalchemy import Engine, select
 
 from models import User
-from services.config import parse_key_ring
 from services.crypto import FieldCipher, check_key_ring, rotate_keys, values_to_rotate, versions_in_use
 from services.db import unit_of_work
 from services.errors import CryptoError, DecryptionError
+from services.key_ring import parse_key_ring
 from tests.factories import key_entry
 
 

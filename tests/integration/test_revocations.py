@@ -17,10 +17,10 @@ from sqlmodel import SQLModel, col
 
 from models import AuditEvent, BankAccount, PlaidApiEvent, PlaidItem, PlaidRevocation, User
 from services import account, admin, banking, cli, revocations
-from services.config import parse_key_ring
 from services.crypto import FieldCipher, rotate_keys
 from services.db import unit_of_work
 from services.errors import DecryptionError, FinsyncError, InputError, PermissionDenied
+from services.key_ring import parse_key_ring
 from services.plaid_types import CallEvent
 from services.scheduler import Scheduler
 from tests.factories import key_entry

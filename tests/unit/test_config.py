@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
-from services.config import ensure_local_secrets, load_settings, parse_key_ring
+from services.config import load_settings
 from services.errors import ConfigError
+from services.key_ring import parse_key_ring
+from services.local_secrets import ensure_local_secrets
 from services.mailer import build_message
 from tests.factories import key_entry
 
@@ -188,7 +190,7 @@ def test_corrupt_local_secrets_file_is_named(tmp_path: Path) -> None:
     ("lines", "said"),
     [
         ("FINSYNC_SECRET_KEY=hunter2\nFINSYNC_ENCRYPTION_KEYS={ring}\n", "FINSYNC_SECRET_KEY: must be at least 32"),
-        ('FINSYNC_SECRET_KEY={secret}\nFINSYNC_ENCRYPTION_KEYS="{ring}"\n', "FINSYNC_ENCRYPTION_KEYS: entry 1 must"),
+        ('FINSYNC_SECRET_KEY={secret}\nFINSYNC_ENCRYPTION_KEYS="v{ring}"\n', "FINSYNC_ENCRYPTION_KEYS: entry 1 must"),
         ("FINSYNC_SECRET_KEY={secret}\n", "has no FINSYNC_ENCRYPTION_KEYS=... line"),
         ("FINSYNC_ENCRYPTION_KEYS={ring}\n", "has no FINSYNC_SECRET_KEY=... line"),
     ],
@@ -205,6 +207,72 @@ def test_a_bad_line_in_the_local_secrets_file_is_named_by_its_setting(tmp_path: 
     with pytest.raises(ConfigError) as raised:
         ensure_local_secrets(settings, announce=False)
     assert str(raised.value).startswith(f"{path}: {said}") and "hunter2" not in str(raised.value)
+
+
+SECRET = "s" * 40 + "#x"  # a "#" with no space before it is part of an unquoted value, as in .env
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        "FINSYNC_SECRET_KEY={secret}\nFINSYNC_ENCRYPTION_KEYS={ring}\n",
+        'FINSYNC_SECRET_KEY="{secret}"\nFINSYNC_ENCRYPTION_KEYS="{ring}"\n',
+        "FINSYNC_SECRET_KEY='{secret}'\nFINSYNC_ENCRYPTION_KEYS='{ring}'\n",
+        "export FINSYNC_SECRET_KEY={secret}\nexport  FINSYNC_ENCRYPTION_KEYS = {ring}\n",
+        "FINSYNC_SECRET_KEY={secret}   # the pepper\nFINSYNC_ENCRYPTION_KEYS={ring} # newest first\n",
+        "# kept with the backup\nexport FINSYNC_SECRET_KEY=\"{secret}\" # pepper\r\n\nfinsync_encryption_keys='{ring}'#\n",
+    ],
+    ids=["plain", "double-quoted", "single-quoted", "export", "comments", "all-at-once"],
+)
+def test_the_local_secrets_file_is_read_as_a_dotenv_file_is(tmp_path: Path, lines: str) -> None:
+    """A secrets.env edited as .env files are written (quotes, `export `, a comment after the value) stopped start-up
+    ("has no FINSYNC_SECRET_KEY=... line") or, quoted, failed on "entry 1 must look like 'VERSION:BASE64KEY'"."""
+    ring = f"{key_entry(2)},{key_entry(1)}"
+    path = tmp_path / "data" / "secrets.env"
+    path.parent.mkdir()
+    path.write_text(lines.format(secret=SECRET, ring=ring), encoding="utf-8")
+    settings = load_settings(announce=False)
+    assert settings.secret_bytes == SECRET.encode()
+    assert settings.key_ring == parse_key_ring(ring)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["secrets.env"]
+
+
+def test_an_unclosed_quote_in_the_local_secrets_file_names_its_line(tmp_path: Path) -> None:
+    """Read as .env is, a line python-dotenv cannot parse would be skipped and reported as missing."""
+    path = tmp_path / "data" / "secrets.env"
+    path.parent.mkdir()
+    path.write_text(f'# keys\nFINSYNC_SECRET_KEY="{SECRET}\nFINSYNC_ENCRYPTION_KEYS={key_entry(1)}\n', "utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(announce=False)
+    assert str(raised.value) == f"{path}: line 2 is not NAME=value (an unclosed quote?): fix or remove it"
+    assert SECRET not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("line", "kept"),
+    [
+        ("FINSYNC_ENCRYPTION_KEYS={one}", "FINSYNC_ENCRYPTION_KEYS={ring}"),
+        (
+            'export FINSYNC_ENCRYPTION_KEYS="{one}"  # newest first',
+            'export FINSYNC_ENCRYPTION_KEYS="{ring}"  # newest first',
+        ),
+        ("finsync_encryption_keys = '{one}'", "finsync_encryption_keys = '{ring}'"),
+    ],
+)
+def test_writing_the_key_ring_keeps_the_way_its_line_is_written(tmp_path: Path, line: str, kept: str) -> None:
+    """`keys generate --write` found only a bare NAME=value line: on an `export` line it said "has no
+    FINSYNC_ENCRYPTION_KEYS line" though start-up read the ring from it."""
+    from services.local_secrets import write_local_key_ring
+
+    one, two = key_entry(1), key_entry(2)
+    path = tmp_path / "data" / "secrets.env"
+    path.parent.mkdir()
+    path.write_text(f"# mine\nFINSYNC_SECRET_KEY='{SECRET}'\n\n{line.format(one=one)}\n# end\n", encoding="utf-8")
+    write_local_key_ring(path.parent, f"{two},{one}")
+    assert path.read_text(encoding="utf-8") == (
+        f"# mine\nFINSYNC_SECRET_KEY='{SECRET}'\n\n{kept.format(ring=f'{two},{one}')}\n# end\n"
+    )
+    assert load_settings(announce=False).key_ring == parse_key_ring(f"{two},{one}")
 
 
 def test_a_placeholder_or_short_secret_key_says_how_to_make_one(monkeypatch: pytest.MonkeyPatch) -> None:

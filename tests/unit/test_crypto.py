@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from services.config import parse_key_ring
 from services.crypto import FieldCipher
 from services.errors import DecryptionError, KeyMissing
+from services.key_ring import parse_key_ring
 from tests.factories import key_entry
 
 ROW = uuid.uuid4()
