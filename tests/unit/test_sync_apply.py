@@ -132,6 +132,14 @@ def test_a_pending_row_removed_in_an_earlier_sync_and_sent_again_comes_back_with
     assert (again.added, again.removed) == (0, 0)
 
 
+def test_a_posted_row_removed_in_an_earlier_sync_and_sent_again_comes_back_with_its_edits_and_is_not_news() -> None:
+    first = plan_chunk([Staged(0, REMOVED, "a")], {"a": Existing(vals(), EDITED)})
+    assert first.deletes == ["a"] and first.tombstones == [("a", EDITED)] and first.removed == 1
+    later = plan_chunk([Staged(0, ADDED, "a", vals())], {}, {"a": EDITED})
+    assert later.upserts["a"][1] == EDITED and later.tombstones_used == ["a"] and later.new == {}
+    assert later.added == 1
+
+
 def test_removed_then_sent_again_in_one_chunk_keeps_the_later_change() -> None:
     plan = plan_chunk([Staged(0, REMOVED, "a"), Staged(1, ADDED, "a", vals())], {"a": Existing(vals(name="X"))})
     assert "a" in plan.upserts and "a" not in plan.deletes
