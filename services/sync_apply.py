@@ -175,9 +175,11 @@ def _remove(plan: Plan, rows: dict[str, Existing | None], saved: dict[str, Edits
         return  # not in the ledger: nothing changes
     # Plaid may send a pending row's posted twin later (a later page or sync), and a bank may put a removed posted
     # row back under its own id: keep the edits and the Plaid history until then, so either comes back with them
-    # and is not news again; the store forgets unedited tombstones after TWIN_WAIT.
-    plan.tombstones.append((tid, row.edits))
-    saved[tid] = row.edits
+    # and is not news again; the store forgets unedited tombstones after TWIN_WAIT. A row this chunk brought as news
+    # was never the user's to see or edit: nothing to keep, and its return is news.
+    if not (tid in plan.born and tid in plan.new):
+        plan.tombstones.append((tid, row.edits))
+        saved[tid] = row.edits
     if tid not in plan.born:
         plan.gone[tid] = row
     _drop(plan, rows, tid)
