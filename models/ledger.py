@@ -54,7 +54,7 @@ class LedgerTransaction(SQLModel, table=True):
 
 
 class PendingEdit(SQLModel, table=True):
-    """The user's edits of a pending transaction Plaid removed, kept until its posted twin arrives."""
+    """The user's edits of a transaction Plaid removed, kept until its posted twin (or the row itself) comes back."""
 
     __tablename__ = "pending_edits"
 

@@ -127,7 +127,8 @@ def _delete(session: Session, item: PlaidItem, *, keep_history: bool, c: Contain
 
 def _forget_private(session: Session, item: PlaidItem, *, keep_history: bool) -> None:
     """Delete what the user wrote or Plaid changed that no kept row shows any more: the saved edits of the bank's
-    dropped holds (with their change history) and, unless its history is kept, its transactions' change history.
+    dropped holds and removed transactions (with their change history) and, unless its history is kept, its
+    transactions' change history.
 
     Saved edits from before they named their bank (NULL) go once the user has no bank left to post them.
     """

@@ -30,7 +30,6 @@ PLAID_FIELDS = (
     "category_detailed",
     "payment_channel",
 )
-_PENDING = PLAID_FIELDS.index("pending")
 _PENDING_ID = PLAID_FIELDS.index("pending_transaction_id")
 # Fields whose change is worth showing the user (not the ids that tie a posted row to its pending twin).
 HISTORY_FIELDS = tuple(f for f in PLAID_FIELDS if f not in ("pending_transaction_id",))
@@ -174,9 +173,11 @@ def _remove(plan: Plan, rows: dict[str, Existing | None], saved: dict[str, Edits
     row = rows.get(tid)
     if row is None:
         return  # not in the ledger: nothing changes
-    if row.values[_PENDING]:
-        # Plaid may send the posted twin later (a later page or sync): keep the edits and, for this run at
-        # least, the Plaid history until then; the store forgets unedited tombstones when the run ends.
+    # Plaid may send a pending row's posted twin later (a later page or sync), and a bank may put a removed posted
+    # row back under its own id: keep the edits and the Plaid history until then, so either comes back with them
+    # and is not news again; the store forgets unedited tombstones after TWIN_WAIT. A row this chunk brought as news
+    # was never the user's to see or edit: nothing to keep, and its return is news.
+    if not (tid in plan.born and tid in plan.new):
         plan.tombstones.append((tid, row.edits))
         saved[tid] = row.edits
     if tid not in plan.born:

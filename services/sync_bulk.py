@@ -2,7 +2,7 @@
 
 It applies only when the planner would do nothing but insert: every staged change is ``added``, none of
 its ids is already in the ledger (no edits to keep, no history to record), and no staged row names a
-pending twin that is in the ledger, in the run or among the saved edits of removed pending rows. Those
+pending twin that is in the ledger, in the run or among the saved edits of removed rows. Those
 conditions are checked inside a savepoint; when one fails, the savepoint is rolled back and the caller
 plans the run row by row, so both paths leave the same ledger.
 """
@@ -88,7 +88,7 @@ def staged_column(sql: Sql, column: str) -> str:
 
 def _needs_planning(sql: Sql, rid: str, uid: str) -> bool:
     """True when a staged row's pending id is in the user's ledger (now including this run) or saved edits, or a
-    staged row is itself a removed pending row whose edits were saved (sent again: its edits come back)."""
+    staged row is itself a removed row whose edits were saved (sent again: its edits come back)."""
     if sql.run("SELECT 1 FROM pending_edits WHERE user_id = ? LIMIT 1", (uid,)).first() is not None:
         again = sql.run(
             "SELECT 1 FROM sync_staging s JOIN pending_edits t ON t.plaid_transaction_id = s.plaid_transaction_id "

@@ -179,7 +179,7 @@ def load_existing(sql: Sql, user_id: uuid.UUID, ids: Sequence[str]) -> dict[str,
 
 
 def load_tombstones(sql: Sql, user_id: uuid.UUID, ids: Sequence[str]) -> dict[str, Edits]:
-    """Saved edits of removed pending transactions among these ids."""
+    """Saved edits of removed transactions among these ids."""
     if not ids:
         return {}
     rows = sql.run(
@@ -259,15 +259,15 @@ _UNEDITED = (
 )
 
 
-TWIN_WAIT = timedelta(days=14)  # how long a removed pending row waits for its posted twin (holds last days)
+TWIN_WAIT = timedelta(days=14)  # how long a removed row waits for its posted twin or its return (holds last days)
 
 
 def forget_unedited_tombstones(sql: Sql, user_id: uuid.UUID, now: datetime) -> None:
-    """Drop the user's tombstones of unedited pending rows whose posted twin has not come in ``TWIN_WAIT``.
+    """Drop the user's tombstones of unedited rows whose posted twin (or the row itself) has not come in ``TWIN_WAIT``.
 
-    While one waits, a twin that comes in a later sync still takes the pending row's history and is not
-    announced as news a second time; kept for good they would pile up with every hold that never posts.
-    A tombstone that holds edits stays until its twin comes.
+    While one waits, a twin that comes in a later sync still takes the pending row's history, and a row the bank
+    sends again keeps its own; neither is announced as news a second time. Kept for good they would pile up with
+    every hold that never posts. A tombstone that holds edits stays until its row comes.
     """
     uid, before = sql.uid(user_id), sql.ts(now - TWIN_WAIT)
     stale = f"user_id = ? AND removed_at < ? AND {_UNEDITED}"

@@ -171,7 +171,8 @@ class Bank:
             return len(item.ledger.log) - before
 
     def mutate(self, item_id: str, action: str, **fields: Any) -> dict[str, Any] | None:
-        """Apply one change: add, modify, remove or post (a pending transaction); return the resulting row."""
+        """Apply one change: add, modify, remove, restore (a removed one, same id) or post (a pending transaction);
+        return the resulting row."""
         with self.lock:
             item = self.item(item_id)
             ledger, before = item.ledger, len(item.ledger.log)
@@ -202,6 +203,8 @@ class Bank:
             elif action == "remove":
                 ledger.remove(fields.pop("transaction_id"))
                 txn = None
+            elif action == "restore":
+                txn = ledger.restore(fields.pop("transaction_id"))
             elif action == "post":
                 txn = ledger.post(fields.pop("transaction_id"), cents=fields.pop("cents", None))
             else:

@@ -40,6 +40,7 @@ class Ledger:
         self.item_id = item_id
         self.txns: dict[str, Txn] = {}
         self.gone: dict[str, Txn] = {}
+        self.restored: set[str] = set()  # ids removed and sent again: whether a cursor knew one is read from the log
         self.log: list[tuple[int, str]] = []
         self.posted: dict[str, int] = dict.fromkeys(opening, 0)
         self.pending: dict[str, int] = dict.fromkeys(opening, 0)
@@ -82,6 +83,12 @@ class Ledger:
         self.gone[transaction_id] = old
         self.log.append((REMOVE, transaction_id))
         return old
+
+    def restore(self, transaction_id: str) -> Txn:
+        """Send a removed transaction again under its own id (a bank that dropped a posted charge and put it back)."""
+        old = self.gone.pop(transaction_id)
+        self.restored.add(transaction_id)
+        return self.add(old)
 
     def post(self, pending_id: str, cents: int | None = None, posted_on: dt.date | None = None) -> Txn:
         """Replace a pending transaction with its posted twin under a new id, as Plaid does."""
@@ -129,12 +136,25 @@ class Ledger:
         out: list[tuple[ChangeKind, str]] = []
         for tid in order:
             current = self.txns.get(tid)
-            if current is not None:
+            if tid in self.restored:  # its birth says nothing of whether the cursor's client had it: the log does
+                had = self._existed(tid, start)
+                if current is not None:
+                    out.append(("modified" if had else "added", tid))
+                elif had:
+                    out.append(("removed", tid))
+            elif current is not None:
                 out.append(("added" if current.created_pos >= start else "modified", tid))
             elif self.gone[tid].created_pos < start:
                 out.append(("removed", tid))
         self._cache = (start, end, out)
         return out
+
+    def _existed(self, transaction_id: str, position: int) -> bool:
+        """Whether a transaction was current at a log position (its last entry before it was not a removal)."""
+        for kind, tid in reversed(self.log[:position]):
+            if tid == transaction_id:
+                return kind != REMOVE
+        return False
 
     def balance(self, account_id: str) -> tuple[int, int]:
         """Return (posted, pending) Plaid-signed totals for one account."""

@@ -43,6 +43,7 @@ def _ledger_out(ledger: Ledger) -> dict[str, Any]:
     return {
         "txns": [_txn_out(t) for t in ledger.txns.values()],
         "gone": [_txn_out(t) for t in ledger.gone.values()],
+        "restored": sorted(ledger.restored),
         "log": ledger.log,
         "posted": ledger.posted,
         "pending": ledger.pending,
@@ -55,6 +56,7 @@ def _ledger_in(item_id: str, d: dict[str, Any]) -> Ledger:
     ledger = Ledger(item_id, d["opening"])
     ledger.txns = {t["transaction_id"]: _txn_in(t) for t in d["txns"]}
     ledger.gone = {t["transaction_id"]: _txn_in(t) for t in d["gone"]}
+    ledger.restored = {str(tid) for tid in d.get("restored", [])}
     ledger.log = [(int(kind), str(tid)) for kind, tid in d["log"]]
     ledger.posted, ledger.pending = dict(d["posted"]), dict(d["pending"])
     ledger._serial = int(d["serial"])

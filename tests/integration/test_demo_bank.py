@@ -550,3 +550,38 @@ def test_large_history_pages_completely(demo_bank: DemoBankHandle, gateway: Plai
         page = gateway.transactions_sync(token, cursor, 500)
         total, cursor, more = total + len(page.added), page.next_cursor, page.has_more
     assert total == len(demo_bank.truth(item_id)) >= 20_000
+
+
+def test_a_removed_transaction_sent_again_keeps_its_id_and_each_cursor_hears_what_it_missed(
+    demo_bank: DemoBankHandle, gateway: PlaidGateway, item: LinkedItem
+) -> None:
+    """The "restore" mutation: a bank puts back a transaction it removed, under the same id. A client that saw the
+    removal gets it added again; one whose cursor is from before the removal hears of the removal that stuck."""
+
+    def drain(cursor: str) -> tuple[set[str], set[str], set[str], str]:
+        added, modified, removed, more = set(), set(), set(), True
+        while more:
+            page = gateway.transactions_sync(item.access_token, cursor, 500)
+            added |= {t.transaction_id for t in page.added}
+            modified |= {t.transaction_id for t in page.modified}
+            removed |= set(page.removed)
+            cursor, more = page.next_cursor, page.has_more
+        return added, modified, removed, cursor
+
+    *_, start = drain("")
+    t = demo_bank.mutate(item.item_id, "add", cents=4200, name="BOOKSHOP")
+    assert t is not None
+    tid = t["transaction_id"]
+    added, *_, had = drain(start)
+    assert tid in added
+    demo_bank.mutate(item.item_id, "remove", transaction_id=tid)
+    *_, removed, saw_removal = drain(had)
+    assert tid in removed
+    demo_bank.mutate(item.item_id, "restore", transaction_id=tid)
+    assert tid in {x["transaction_id"] for x in demo_bank.truth(item.item_id)}
+    assert tid in drain(saw_removal)[0]
+    added, modified, removed, _ = drain(had)
+    assert tid in added | modified and tid not in removed
+    demo_bank.mutate(item.item_id, "remove", transaction_id=tid)
+    assert tid in drain(had)[2]
+    assert tid not in set().union(*drain(saw_removal)[:3])

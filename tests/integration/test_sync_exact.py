@@ -297,3 +297,41 @@ def test_a_pending_row_stays_while_its_posted_twin_is_set_aside(
         state = s.get(ItemSyncState, item_id)
         assert state is not None and (state.error_code, state.message) == (None, "")
     assert ledger(container, user_id) == truth(demo_bank, pid)
+
+
+@pytest.mark.parametrize("edited", [True, False], ids=["edited", "unedited"])
+def test_a_posted_row_the_bank_removes_and_sends_again_keeps_its_edits_and_is_not_news_again(
+    container, gateway, demo_bank, linked, mailer, clock, edited: bool
+) -> None:
+    """A bank may drop a posted transaction and put it back later under the same id: the user's category, note,
+    tags and exclusion come back with it, and the digest does not announce it a second time."""
+    user_id, item_id, pid = linked
+    _sync(container, gateway, user_id, item_id)
+    t = demo_bank.mutate(pid, "add", cents=4200, name="BOOKSHOP")
+    assert t is not None
+    tid = t["transaction_id"]
+    _sync(container, gateway, user_id, item_id)
+    demo_bank.mutate(pid, "modify", transaction_id=tid, name="BOOKSHOP LTD")
+    _sync(container, gateway, user_id, item_id)
+    if edited:
+        edit_transaction(container, user_id, tid, category="Gifts", note="for a friend", tags=["books"], excluded=True)
+    demo_bank.mutate(pid, "remove", transaction_id=tid)
+    assert _sync(container, gateway, user_id, item_id).removed == 1
+    assert tid not in ledger(container, user_id)
+    clock.advance(days=2)  # past the digest's hourly pause
+    mailer.sent.clear()
+    demo_bank.mutate(pid, "restore", transaction_id=tid)
+    demo_bank.mutate(pid, "add", cents=100, name="REALLY NEW")
+    assert _sync(container, gateway, user_id, item_id).added == 2
+    assert _subjects(mailer) == ["finsync: 1 new transaction from Demo ins_demo_1"]
+    listed = [line for line in mailer.sent[0].get_content().splitlines() if line.startswith("  20")]
+    assert len(listed) == 1 and "REALLY NEW" in listed[0], listed
+    with unit_of_work(container.engine) as s:
+        row = s.get(LedgerTransaction, tid)
+        assert row is not None
+        owned = (row.category_override, row.note, row.tags, row.excluded)
+        assert owned == (("Gifts", "for a friend", "books", True) if edited else (None, None, None, False))
+        assert s.exec(select(PendingEdit)).all() == []  # used up by its return
+    changes = [(h.field_name, h.old_value, h.new_value) for h in transaction_history(container, user_id, tid)]
+    assert ("name", "BOOKSHOP", "BOOKSHOP LTD") in changes  # what the bank changed earlier is still shown
+    assert ledger(container, user_id) == truth(demo_bank, pid)

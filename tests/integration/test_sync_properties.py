@@ -1,7 +1,7 @@
 """Properties: random bank mutations, faults and user edits with syncs between; and SIGKILL at random points.
 
 After every sync the ledger equals the bank's truth and every user edit is still there (on the posted
-twin when a pending transaction posted).
+twin when a pending transaction posted, and on a transaction the bank removed and later put back).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ op = st.one_of(
     st.tuples(st.just("add"), st.integers(-50_000, 50_000), st.booleans()),
     st.tuples(st.just("modify"), st.integers(0, 10_000), st.text("ABCXYZ ", min_size=1, max_size=8)),
     st.tuples(st.just("remove"), st.integers(0, 10_000)),
+    st.tuples(st.just("restore"), st.integers(0, 10_000)),  # the bank puts a removed one back, under its own id
     st.tuples(st.just("post"), st.integers(0, 10_000)),
     st.tuples(st.just("fault"), st.sampled_from(["rate_limit", "server_error", "mutation_during_pagination"])),
     st.tuples(st.just("edit"), st.integers(0, 10_000)),
@@ -51,6 +52,7 @@ def test_ledger_always_equals_the_bank_and_no_edit_is_lost(container, gateway, d
     user_id = make_user(c, f"{uuid.uuid4().hex[:12]}@example.com")
     item_id, pid = link_item(c, gateway, user_id)
     edits: dict[str, tuple[object, ...]] = {}  # transaction id -> the user's fields as saved
+    removed: dict[str, tuple[object, ...] | None] = {}  # removed by the bank -> the edits they had (to come back)
 
     def pick(n: int, pending: bool | None = None) -> str | None:
         rows = [t["transaction_id"] for t in bank.truth(pid) if pending is None or t["pending"] == pending]
@@ -76,7 +78,12 @@ def test_ledger_always_equals_the_bank_and_no_edit_is_lost(container, gateway, d
             bank.mutate(pid, "modify", transaction_id=tid, name=args[1])
         elif kind == "remove" and (tid := pick(args[0])):
             bank.mutate(pid, "remove", transaction_id=tid)
-            edits.pop(tid, None)
+            removed[tid] = edits.pop(tid, None)
+        elif kind == "restore" and removed:
+            tid = sorted(removed)[args[0] % len(removed)]
+            bank.mutate(pid, "restore", transaction_id=tid)
+            if (saved := removed.pop(tid)) is not None:
+                edits[tid] = saved
         elif kind == "post" and (tid := pick(args[0], pending=True)):
             posted = bank.mutate(pid, "post", transaction_id=tid)
             if tid in edits and posted is not None:

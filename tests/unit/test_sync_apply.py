@@ -133,6 +133,26 @@ def test_a_pending_row_removed_in_an_earlier_sync_and_sent_again_comes_back_with
     assert (again.added, again.removed) == (0, 0)
 
 
+def test_a_posted_row_removed_in_an_earlier_sync_and_sent_again_comes_back_with_its_edits_and_is_not_news() -> None:
+    first = plan_chunk([Staged(0, REMOVED, "a")], {"a": Existing(vals(), EDITED)})
+    assert first.deletes == ["a"] and first.tombstones == [("a", EDITED)] and first.removed == 1
+    later = plan_chunk([Staged(0, ADDED, "a", vals())], {}, {"a": EDITED})
+    assert later.upserts["a"][1] == EDITED and later.tombstones_used == ["a"] and later.new == {}
+    assert later.added == 1
+
+
+def test_a_row_brought_and_removed_in_one_chunk_is_not_remembered_so_its_return_is_news() -> None:
+    """The user never saw it (nor could edit it): when it, or a posted twin of it, comes later, that is news."""
+    for pending in (False, True):
+        plan = plan_chunk([Staged(0, ADDED, "a", vals(pending=pending)), Staged(1, REMOVED, "a")], {})
+        assert plan.tombstones == [] and plan.new == {} and (plan.added, plan.removed) == (0, 0)
+    carried = plan_chunk(
+        [Staged(0, ADDED, "q", vals(pending_id="p")), Staged(1, REMOVED, "q")],
+        {"p": Existing(vals(pending=True), EDITED)},
+    )
+    assert carried.tombstones == [("q", EDITED)]  # a posted twin that took a known hold's edits keeps them
+
+
 def test_removed_then_sent_again_in_one_chunk_keeps_the_later_change() -> None:
     plan = plan_chunk([Staged(0, REMOVED, "a"), Staged(1, ADDED, "a", vals())], {"a": Existing(vals(name="X"))})
     assert "a" in plan.upserts and "a" not in plan.deletes
