@@ -173,6 +173,9 @@ def sync_line(status: ItemSyncStatus | None, now: datetime, *, needs_repair: boo
         return
     due = status.next_due_at
     coming = "within a minute" if due is None or due <= now else unbroken(when(due))  # due: the next tick takes it
+    if preparing(status) and status.last_success_at is None:  # the badge says why; "Last synced never" said nothing
+        st.caption(f"No transactions yet · finsync asks your bank again {'at ' if due and due > now else ''}{coming}")
+        return
     # each time whole: on a phone the line broke inside one ("next 2026-12-07" / "18:46 UTC")
     last = unbroken(when(status.last_success_at))
     st.caption(f"Last synced {last} · next {coming} · {md(status.message or status.state)}")
@@ -309,12 +312,39 @@ def needs_attention(item: ItemView, status: ItemSyncStatus | None) -> bool:
     return item.needs_attention or bool(status and status.drift_flagged_accounts)
 
 
-def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStatus | None, *, two_factor: bool) -> None:
+def preparing(status: ItemSyncStatus | None) -> bool:
+    """The bank is still gathering the connection's transactions (Plaid's NOT_READY): nothing is wrong, none are here."""
+    return status is not None and status.state == "preparing"
+
+
+PREPARING = "Your bank is still preparing your transactions. Nothing to do: they appear here once it is ready."
+
+
+def twin_line(item: ItemView) -> str:
+    """What tells one of several connections to the same bank from the others: when it was linked, its accounts."""
+    masks = ", ".join(f"••{a.mask}" for a in item.accounts if a.mask)
+    return f"Linked {unbroken(when(item.created_at))}" + (f" · accounts {md(masks)}" if masks else "")
+
+
+def item_card(
+    c: Container,
+    uid: uuid.UUID,
+    item: ItemView,
+    status: ItemSyncStatus | None,
+    *,
+    two_factor: bool,
+    twin: bool = False,
+) -> None:
+    """One linked bank; ``twin``: another connection has the same bank's name, so the card says which one it is."""
     with st.container(border=True, key=f"bank_card_{item.id}"):
         head, badge = st.columns([3, 2])
         head.subheader(md(item.institution_name))
+        if twin:
+            head.caption(twin_line(item))
         if item.needs_attention:
             badge.error(md(item.status_message), icon=":material/link_off:")
+        elif preparing(status):  # linked and working, but "Connected." hid that nothing has come yet
+            badge.info(PREPARING, icon=":material/hourglass_top:")
         else:
             badge.success(md(item.status_message), icon=":material/check_circle:")
         sync_line(status, c.clock(), needs_repair=item.needs_repair)

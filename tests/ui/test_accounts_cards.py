@@ -1,0 +1,72 @@
+"""What each bank's card on Accounts tells the person: a bank still preparing its data, two logins at one bank."""
+
+from __future__ import annotations
+
+import pytest
+
+from services import banking, sync
+from tests.integration.conftest_bank import Bank
+from tests.ui.bank_support import open_page, signed_in, wire_app
+
+pytestmark = pytest.mark.usefixtures("fast_hashing")
+
+
+@pytest.fixture
+def bank_app(bank: Bank, monkeypatch: pytest.MonkeyPatch) -> Bank:
+    return wire_app(bank, monkeypatch)
+
+
+def test_a_bank_still_preparing_its_data_is_not_shown_as_connected_until_its_data_came(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plaid answers NOT_READY while a new connection's history is gathered: the card said "Connected." and "Last
+    synced never", which read as broken or as done. It says the bank is still preparing, and when finsync asks again;
+    once the data came, "Connected." and the last sync come back."""
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "pia")
+    item = bank_app.link(user.id)
+    plaid_id = bank_app.plaid_item_id(item.id)
+    bank_app.demo.set_ready(plaid_id, False)
+    assert sync.sync_item(c, user.id, item.id).status == "preparing"  # the bot's first sync
+
+    at = open_page("accounts.py")
+    assert not [s.value for s in at.success if "Connected" in s.value]
+    assert not at.error, [e.value for e in at.error]
+    assert [i.value for i in at.info if "still preparing your transactions" in i.value]
+    captions = [cap.value for cap in at.caption]
+    assert any(cap.startswith("No transactions yet · finsync asks your bank again") for cap in captions), captions
+    assert not any("Last synced never" in cap for cap in captions), captions
+
+    bank_app.demo.set_ready(plaid_id, True)
+    bank_app.clock.advance(minutes=1)
+    assert sync.sync_item(c, user.id, item.id).status == "ok"
+    at = open_page("accounts.py")
+    assert [s.value for s in at.success if s.value == r"Connected\."]
+    assert not [i.value for i in at.info if "still preparing" in i.value]
+    assert any(cap.value.startswith("Last synced ") for cap in at.caption)
+
+
+def test_two_connections_to_one_bank_each_say_which_accounts_they_hold(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two logins at First Demo Bank gave two identical cards (same heading, same badge): nothing said which one to
+    remove. Each now names its accounts' last digits and when it was linked; a bank linked once needs no such line."""
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "rae")
+    first = bank_app.link(user.id, "ins_demo_1", "user_good")
+    bank_app.clock.advance(minutes=5)
+    second = bank_app.link(user.id, "ins_demo_1", "user_yuppie")
+    bank_app.link(user.id, "ins_demo_2")
+    masks = {i.id: [a.mask for a in i.accounts] for i in banking.list_items(c, user.id)}
+    assert set(masks[first.id]).isdisjoint(masks[second.id])  # the demo bank gives each login its own numbers
+
+    at = open_page("accounts.py")
+    assert not at.exception, at.exception
+    lines = [cap.value for cap in at.caption if cap.value.startswith("Linked ")]
+    assert len(lines) == 2, lines  # one per First Demo Bank card, none for Maple Credit Union
+    for item, line in zip((first, second), lines, strict=True):  # cards in the order the banks were linked
+        assert all(f"••{mask}" in line for mask in masks[item.id]), (line, masks[item.id])
+        other = second if item is first else first
+        assert not any(f"••{mask}" in line for mask in masks[other.id]), line
+    assert lines[0] != lines[1]
+    assert [h.value for h in at.subheader].count("First Demo Bank") == 2
