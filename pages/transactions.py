@@ -7,13 +7,14 @@ import pandas as pd
 import streamlit as st
 
 from pages.ui.export_view import export_section
-from pages.ui.format import category, count, money, when
+from pages.ui.format import category, count, money, sortable_money, when
 from pages.ui.outage import database_outage_notice
 from pages.ui.session import require_user, still_signed_in
 from pages.ui.state import container
 from pages.ui.text import md
 from services import ledger, sync
 from services.errors import FinsyncError
+from services.plaid_mapping import in_units
 
 view = require_user()
 c = container()
@@ -103,7 +104,7 @@ frame = pd.DataFrame(
     [
         {
             "Date": t.date,
-            "Amount": money(t.amount_minor, t.iso_currency_code),  # second: on a phone it is on screen
+            "Amount": float(in_units(t.amount_minor, t.iso_currency_code)),  # second: on a phone it is on screen
             "Name": t.name,
             "Merchant": t.merchant_name or "",
             "Category": t.category_override or category(t.plaid_category),  # the user's own words as typed
@@ -122,14 +123,25 @@ found = count(page.total, "transaction") + (
 last = page.position + len(page) - 1
 showing = f"; showing {page.position:,}–{last:,}" if len(page) < page.total else ""
 st.caption(f"{found}, newest first{showing}. Select one to edit it.")
+
+
+def amount_width(rows: list[ledger.TransactionView]) -> int:
+    """Pixels for the Amount column: room for its longest amount as shown, sign included."""
+    return 24 + 8 * max(len(money(t.amount_minor, t.iso_currency_code)) for t in rows)
+
+
 chosen = _same_or_posted(st.session_state.get("tx_selected"), ids)
 default = {"selection": {"rows": [ids.index(chosen)]}} if chosen in ids else None
 picked = st.dataframe(
-    frame,
+    sortable_money(frame, "Amount", [t.iso_currency_code for t in page]),
     hide_index=True,
     width="stretch",
     # Date and Amount stay in view while the other columns scroll sideways (on a phone, most of them do)
-    column_config={"Date": st.column_config.Column(pinned=True), "Amount": st.column_config.Column(pinned=True)},
+    # the amounts' width from the longest one: numbers align right, and a column sized by Streamlit cut the minus off
+    column_config={
+        "Date": st.column_config.Column(pinned=True),
+        "Amount": st.column_config.Column(pinned=True, width=amount_width(page)),
+    },
     on_select="rerun",
     selection_mode="single-row",
     selection_default=default,
