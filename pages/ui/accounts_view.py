@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import RerunException, StopException
 
-from pages.ui.format import count, money, when
+from pages.ui.format import count, masks, money, when
 from pages.ui.outage import database_outage_notice
 from pages.ui.remove_view import remove_form
 from pages.ui.session import client_ip, still_signed_in
@@ -322,8 +322,8 @@ PREPARING = "Your bank is still preparing your transactions. Nothing to do: they
 
 def twin_line(item: ItemView) -> str:
     """What tells one of several connections to the same bank from the others: when it was linked, its accounts."""
-    masks = ", ".join(f"••{a.mask}" for a in item.accounts if a.mask)
-    return f"Linked {unbroken(when(item.created_at))}" + (f" · accounts {md(masks)}" if masks else "")
+    digits = masks(item)
+    return f"Linked {unbroken(when(item.created_at))}" + (f" · accounts {md(digits)}" if digits else "")
 
 
 def item_card(

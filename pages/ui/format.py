@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections import Counter
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -11,6 +13,7 @@ from pandas.io.formats.style import Styler
 
 from services import audit
 from services.audit import AuditView
+from services.banking import ItemView
 from services.plaid_mapping import decimal_text, exponent
 
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "CA$", "JPY": "¥"}
@@ -41,6 +44,24 @@ def sortable_money(frame: pd.DataFrame, column: str, currencies: list[str | None
             lambda v, code=code, scale=scale: money(round(v * scale), code), subset=pd.IndexSlice[rows, [column]]
         )
     return shown
+
+
+def masks(item: ItemView) -> str:
+    """The last digits of a connection's accounts, as the page shows them: ``••0760, ••8779``."""
+    return ", ".join(f"••{a.mask}" for a in item.accounts if a.mask)
+
+
+def bank_labels(items: list[ItemView]) -> dict[uuid.UUID, str]:
+    """Each linked bank's name; where two connections share it, with its accounts' last digits, to tell them apart
+    (``First Demo Bank (••0760, ••8779)``)."""
+    names = Counter(i.institution_name for i in items)
+    labels = {}
+    for i in items:
+        digits = masks(i)
+        labels[i.id] = (
+            f"{i.institution_name} ({digits})" if names[i.institution_name] > 1 and digits else i.institution_name
+        )
+    return labels
 
 
 def viewer_zone() -> tzinfo:

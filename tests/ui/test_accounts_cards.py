@@ -70,3 +70,21 @@ def test_two_connections_to_one_bank_each_say_which_accounts_they_hold(
         assert not any(f"••{mask}" in line for mask in masks[other.id]), line
     assert lines[0] != lines[1]
     assert [h.value for h in at.subheader].count("First Demo Bank") == 2
+
+
+def test_sync_history_tells_two_connections_to_one_bank_apart(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sync history listed "First Demo Bank" for runs of either login: which one failed could not be told. A bank
+    linked twice is named with its accounts' last digits there, as on Accounts; a bank linked once keeps its name."""
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "sol")
+    first = bank_app.link(user.id, "ins_demo_1", "user_good")
+    second = bank_app.link(user.id, "ins_demo_1", "user_yuppie")
+    maple = bank_app.link(user.id, "ins_demo_2")
+    for item in (first, second, maple):
+        assert sync.sync_item(c, user.id, item.id).status == "ok"
+    digits = {i.id: ", ".join(f"••{a.mask}" for a in i.accounts) for i in banking.list_items(c, user.id)}
+
+    banks = list(open_page("sync_history.py").dataframe[0].value["Bank"])
+    assert sorted(banks) == sorted(
+        [f"First Demo Bank ({digits[first.id]})", f"First Demo Bank ({digits[second.id]})", "Maple Credit Union"]
+    ), banks
