@@ -88,3 +88,15 @@ def test_sync_history_tells_two_connections_to_one_bank_apart(bank_app: Bank, mo
     assert sorted(banks) == sorted(
         [f"First Demo Bank ({digits[first.id]})", f"First Demo Bank ({digits[second.id]})", "Maple Credit Union"]
     ), banks
+
+
+def test_home_names_a_bank_still_preparing_its_data(bank_app: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Home said "a bank has not synced yet" of a bank that synced and was told by Plaid to come back later: it
+    now names the bank and says it is still preparing the transactions."""
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "tia")
+    good, slow = bank_app.link(user.id, "ins_demo_1"), bank_app.link(user.id, "ins_demo_2")
+    bank_app.demo.set_ready(bank_app.plaid_item_id(slow.id), False)
+    assert [sync.sync_item(c, user.id, i.id).status for i in (good, slow)] == ["ok", "preparing"]
+    said = [cap.value for cap in open_page("home.py").caption if cap.value.startswith("2 banks")]
+    assert said == [r"2 banks, 6 accounts · Maple Credit Union is still preparing your transactions"], said
