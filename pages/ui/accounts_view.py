@@ -61,12 +61,21 @@ def finish_link(
             st.session_state["flash"] = [("success", linked)]
             _watch(item.id, None)
     except DuplicateConnection as exc:
-        st.session_state["flash"] = [("error", str(exc))]
-        if exc.repairable:  # its card shows "Repair connection" though healthy
+        st.session_state["flash"] = [("error", str(exc) + _which(c, uid, exc.item_id))]
+        if exc.repairable:  # its card shows "Repair connection" though healthy, and comes first
             st.session_state["offer_repair"] = str(exc.item_id)
     except FinsyncError as exc:
         st.session_state["flash"] = [("error", str(exc))]
     st.rerun()
+
+
+def _which(c: Container, uid: uuid.UUID, item_id: object) -> str:
+    """With two connections to the bank a refusal names, which one it means: its card's accounts."""
+    items = banking.list_items(c, uid)
+    meant = next((i for i in items if i.id == item_id), None)
+    if meant is None or sum(i.institution_name == meant.institution_name for i in items) < 2 or not masks(meant):
+        return ""
+    return f" It is the card of {meant.institution_name} with the accounts {masks(meant)}."
 
 
 WATCH_SECONDS = 300  # a first sync takes seconds in demo mode; Plaid may need minutes. Past that, a reload shows it.

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+import pages.ui.plaid_link as plaid_link_module
 from services import banking, sync
 from tests.integration.conftest_bank import Bank
-from tests.ui.bank_support import open_page, signed_in, wire_app
+from tests.ui.bank_support import click, open_page, signed_in, wire_app
 
 pytestmark = pytest.mark.usefixtures("fast_hashing")
 
@@ -100,3 +101,29 @@ def test_home_names_a_bank_still_preparing_its_data(bank_app: Bank, monkeypatch:
     assert [sync.sync_item(c, user.id, i.id).status for i in (good, slow)] == ["ok", "preparing"]
     said = [cap.value for cap in open_page("home.py").caption if cap.value.startswith("2 banks")]
     assert said == [r"2 banks, 6 accounts · Maple Credit Union is still preparing your transactions"], said
+
+
+def test_linking_a_login_again_points_at_its_own_card_among_two_of_that_bank(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With two logins at First Demo Bank, linking one of them again was refused with "use Repair connection on its
+    card below", and the first First Demo Bank card had no such button: it was on the other one, further down. That
+    card now comes first and the refusal names its accounts."""
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "uma")
+    bank_app.link(user.id, "ins_demo_1", "user_yuppie")
+    bank_app.link(user.id, "ins_demo_2")
+    again = bank_app.link(user.id, "ins_demo_1", "user_good")  # the login linked again below: listed last until now
+    digits = ", ".join(f"••{a.mask}" for a in again.accounts)
+
+    at = click(open_page("accounts.py"), "Link a bank")
+    public = c.plaid.sandbox_public_token_create("ins_demo_1")  # type: ignore[union-attr]  # user_good once more
+    monkeypatch.setattr(plaid_link_module, "plaid_link", lambda **_: {"kind": "success", "public_token": public})
+    at.run()
+    assert not at.exception, at.exception
+    [refused] = [e.value.replace("\\", "") for e in at.error if "already linked" in e.value]
+    assert refused.endswith(f"It is the card of First Demo Bank with the accounts {digits}."), refused
+    lines = [cap.value for cap in at.caption if cap.value.startswith("Linked ")]
+    assert digits in lines[0], lines  # the first card is the one the message means
+    assert [b.label for b in at.button].count("Repair connection") == 1
+    assert len(banking.list_items(c, user.id)) == 3  # nothing new was linked
