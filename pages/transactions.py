@@ -42,6 +42,20 @@ def _same_or_posted(tx_id: str | None, ids: list[str]) -> str | None:
         return None
 
 
+def _nothing_yet() -> str:
+    """An empty ledger in words: a bank to link, a bank still preparing its data, or a first sync to wait for."""
+    statuses = sync.item_sync_status(c, uid)
+    if not statuses:
+        return "No transactions yet. Link a bank on the Accounts page; finsync syncs it by itself."
+    preparing = [s.institution_name for s in statuses if s.state == "preparing"]
+    if preparing:
+        verb = "is" if len(preparing) == 1 else "are"
+        return f"No transactions yet: {md(', '.join(preparing))} {verb} still preparing them. Nothing to do: they appear here once ready."
+    if any(s.last_success_at for s in statuses):
+        return "No transactions yet: your linked banks have sent none so far."
+    return "No transactions yet: they appear here after your bank's first sync (Accounts shows how it is going)."
+
+
 NEWS_POLL_SECONDS = 20  # how often an open list looks whether a sync has changed the ledger under it
 
 
@@ -97,7 +111,7 @@ if not page:
             "account, note and tags."
         )
     else:
-        st.info("No transactions yet. Link a bank on the Accounts page; finsync syncs it by itself.")
+        st.info(_nothing_yet())
     st.stop()
 
 frame = pd.DataFrame(

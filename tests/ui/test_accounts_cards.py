@@ -127,3 +127,25 @@ def test_linking_a_login_again_points_at_its_own_card_among_two_of_that_bank(
     assert digits in lines[0], lines  # the first card is the one the message means
     assert [b.label for b in at.button].count("Repair connection") == 1
     assert len(banking.list_items(c, user.id)) == 3  # nothing new was linked
+
+
+def test_an_empty_ledger_with_a_bank_linked_does_not_ask_to_link_one(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Transactions said "Link a bank on the Accounts page" to a person who had just linked one whose bank was still
+    preparing the data. It now says which bank is preparing; before any sync, that the first sync brings them."""
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "val")
+    item = bank_app.link(user.id, "ins_demo_2")
+
+    said = [i.value for i in open_page("transactions.py").info]
+    assert said == [
+        "No transactions yet: they appear here after your bank's first sync (Accounts shows how it is going)."
+    ], said
+    bank_app.demo.set_ready(bank_app.plaid_item_id(item.id), False)
+    assert sync.sync_item(c, user.id, item.id).status == "preparing"
+    said = [i.value for i in open_page("transactions.py").info]
+    assert said == [
+        "No transactions yet: Maple Credit Union is still preparing them. Nothing to do: they appear here once ready."
+    ], said
+    assert not any("Link a bank" in s for s in said)
