@@ -394,4 +394,5 @@ def item_card(
                     str(item.id),
                 )
                 st.rerun()
-        remove_form(c, uid, item, remove_col, two_factor=two_factor)
+        label = f"{item.institution_name} ({masks(item)})" if twin and masks(item) else None  # which one went
+        remove_form(c, uid, item, remove_col, two_factor=two_factor, label=label)

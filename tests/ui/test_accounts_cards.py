@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 import pages.ui.plaid_link as plaid_link_module
+from pages.ui.text import md
 from services import banking, sync
+from tests.integration.auth_support import PASSWORD
 from tests.integration.conftest_bank import Bank
 from tests.ui.bank_support import click, open_page, signed_in, wire_app
 
@@ -149,3 +151,27 @@ def test_an_empty_ledger_with_a_bank_linked_does_not_ask_to_link_one(
         "No transactions yet: Maple Credit Union is still preparing them. Nothing to do: they appear here once ready."
     ], said
     assert not any("Link a bank" in s for s in said)
+
+
+def test_removing_one_of_two_connections_to_a_bank_says_which_went(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "Removed First Demo Bank." left the person to wonder which of the two had gone (the other card still reads
+    First Demo Bank): the form and the news now name the connection by its accounts' last digits."""
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "wes")
+    keep = bank_app.link(user.id, "ins_demo_1", "user_good")
+    gone = bank_app.link(user.id, "ins_demo_1", "user_yuppie")
+    digits = ", ".join(f"••{a.mask}" for a in gone.accounts)
+    at = open_page("accounts.py")
+    assert f"Disconnect First Demo Bank \\({md(digits)}\\) from finsync and from Plaid." in [
+        m.value for m in at.markdown
+    ]
+    at.text_input(key=f"remove_{gone.id}_password").input(PASSWORD)
+    [submit] = [b for b in at.button if b.label == "Remove this bank" and b.proto.form_id == f"remove_form_{gone.id}"]
+    at = submit.click().run()
+    assert not at.exception, at.exception
+    assert [i.id for i in banking.list_items(c, user.id)] == [keep.id]
+    assert [s.value.replace("\\", "") for s in at.success if s.value.startswith("Removed")] == [
+        f"Removed First Demo Bank ({digits})."
+    ]
