@@ -1,5 +1,6 @@
 """Accounts: link banks through Plaid Link, see balances, repair and remove connections."""
 
+from collections import Counter
 from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
@@ -75,6 +76,11 @@ with st.container():  # present or not, the follow-up poll takes one place: the 
 if not items and view.user.email_verified:
     st.info("No bank linked yet. Link one with the button above; finsync then keeps it in sync by itself.")
 # A bank that needs the person comes first (its card keeps its widgets, keyed by the bank, wherever it stands).
-for item in sorted(items, key=lambda i: not accounts_view.needs_attention(i, statuses.get(i.id))):
-    accounts_view.item_card(c, uid, item, statuses.get(item.id), two_factor=view.user.totp_enabled)
+names = Counter(i.institution_name for i in items)  # two logins at one bank: each card says which it is
+offered = st.session_state.get("offer_repair")  # a refused link again points at this card's Repair: it leads
+for item in sorted(
+    items, key=lambda i: (str(i.id) != offered, not accounts_view.needs_attention(i, statuses.get(i.id)))
+):
+    twin = names[item.institution_name] > 1
+    accounts_view.item_card(c, uid, item, statuses.get(item.id), two_factor=view.user.totp_enabled, twin=twin)
 kept_section(c, uid, two_factor=view.user.totp_enabled)

@@ -3,11 +3,11 @@
 import pandas as pd
 import streamlit as st
 
-from pages.ui.format import when
+from pages.ui.format import bank_labels, when
 from pages.ui.session import require_user
 from pages.ui.state import container
 from pages.ui.text import md
-from services import sync
+from services import banking, sync
 
 view = require_user()
 st.title("Sync history")
@@ -21,13 +21,16 @@ WHY = {"manual": "you pressed Sync now", "cli": "command line", "schedule": "on 
 RESULT = {"ok": "synced", "preparing": "bank preparing data", "running": "running", "failed": "failed",
           "login_required": "needs sign-in", "already_syncing": "already syncing"}  # fmt: skip
 
+# two connections to one bank read alike: each is named with its accounts' last digits, as on Accounts
+labels = bank_labels(banking.list_items(container(), view.user.id))
 latest: dict[object, sync.RunView] = {}
 for run in runs:  # newest first: a failure matters only until a later run of that bank worked
     if run.item_id is not None:  # and only while the bank is linked
         latest.setdefault(run.item_id, run)
 failing = [run for run in latest.values() if run.status not in ("ok", "preparing", "running")]
 for run in failing:
-    st.error(f"{when(run.started_at)}, {md(run.institution_name)}: {run.explanation} {run.fix}".strip())
+    bank = labels.get(run.item_id, run.institution_name) if run.item_id else run.institution_name
+    st.error(f"{when(run.started_at)}, {md(bank)}: {run.explanation} {run.fix}".strip())
 if failing:  # the fixes (Repair, Remove, Sync now) are on Accounts
     st.page_link("accounts.py", label="Go to Accounts to fix it", icon=":material/account_balance:")
 
@@ -60,7 +63,7 @@ table = pd.DataFrame(
     [
         {
             "Started": when(r.started_at),
-            "Bank": r.institution_name if r.item_id else f"{r.institution_name} (removed)",
+            "Bank": labels.get(r.item_id, r.institution_name) if r.item_id else f"{r.institution_name} (removed)",
             "Result": RESULT.get(r.status, r.status),  # before "Why": on a phone the first three columns show
             "Why": WHY.get(r.trigger, r.trigger),
             "Added": r.added,

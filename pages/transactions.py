@@ -7,13 +7,14 @@ import pandas as pd
 import streamlit as st
 
 from pages.ui.export_view import export_section
-from pages.ui.format import category, count, money, when
+from pages.ui.format import category, count, money, sortable_money, when
 from pages.ui.outage import database_outage_notice
 from pages.ui.session import require_user, still_signed_in
 from pages.ui.state import container
 from pages.ui.text import md
 from services import ledger, sync
 from services.errors import FinsyncError
+from services.plaid_mapping import in_units
 
 view = require_user()
 c = container()
@@ -39,6 +40,20 @@ def _same_or_posted(tx_id: str | None, ids: list[str]) -> str | None:
         return sync.get_transaction(c, uid, tx_id).transaction_id
     except FinsyncError:
         return None
+
+
+def _nothing_yet() -> str:
+    """An empty ledger in words: a bank to link, a bank still preparing its data, or a first sync to wait for."""
+    statuses = sync.item_sync_status(c, uid)
+    if not statuses:
+        return "No transactions yet. Link a bank on the Accounts page; finsync syncs it by itself."
+    preparing = [s.institution_name for s in statuses if s.state == "preparing"]
+    if preparing:
+        verb = "is" if len(preparing) == 1 else "are"
+        return f"No transactions yet: {md(', '.join(preparing))} {verb} still preparing them. Nothing to do: they appear here once ready."
+    if any(s.last_success_at for s in statuses):
+        return "No transactions yet: your linked banks have sent none so far."
+    return "No transactions yet: they appear here after your bank's first sync (Accounts shows how it is going)."
 
 
 NEWS_POLL_SECONDS = 20  # how often an open list looks whether a sync has changed the ledger under it
@@ -96,14 +111,14 @@ if not page:
             "account, note and tags."
         )
     else:
-        st.info("No transactions yet. Link a bank on the Accounts page; finsync syncs it by itself.")
+        st.info(_nothing_yet())
     st.stop()
 
 frame = pd.DataFrame(
     [
         {
             "Date": t.date,
-            "Amount": money(t.amount_minor, t.iso_currency_code),  # second: on a phone it is on screen
+            "Amount": float(in_units(t.amount_minor, t.iso_currency_code)),  # second: on a phone it is on screen
             "Name": t.name,
             "Merchant": t.merchant_name or "",
             "Category": t.category_override or category(t.plaid_category),  # the user's own words as typed
@@ -122,14 +137,25 @@ found = count(page.total, "transaction") + (
 last = page.position + len(page) - 1
 showing = f"; showing {page.position:,}–{last:,}" if len(page) < page.total else ""
 st.caption(f"{found}, newest first{showing}. Select one to edit it.")
+
+
+def amount_width(rows: list[ledger.TransactionView]) -> int:
+    """Pixels for the Amount column: room for its longest amount as shown, sign included."""
+    return 24 + 8 * max(len(money(t.amount_minor, t.iso_currency_code)) for t in rows)
+
+
 chosen = _same_or_posted(st.session_state.get("tx_selected"), ids)
 default = {"selection": {"rows": [ids.index(chosen)]}} if chosen in ids else None
 picked = st.dataframe(
-    frame,
+    sortable_money(frame, "Amount", [t.iso_currency_code for t in page]),
     hide_index=True,
     width="stretch",
     # Date and Amount stay in view while the other columns scroll sideways (on a phone, most of them do)
-    column_config={"Date": st.column_config.Column(pinned=True), "Amount": st.column_config.Column(pinned=True)},
+    # the amounts' width from the longest one: numbers align right, and a column sized by Streamlit cut the minus off
+    column_config={
+        "Date": st.column_config.Column(pinned=True),
+        "Amount": st.column_config.Column(pinned=True, width=amount_width(page)),
+    },
     on_select="rerun",
     selection_mode="single-row",
     selection_default=default,

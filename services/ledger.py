@@ -256,11 +256,24 @@ def _matching(session: Session, user_id: uuid.UUID, search: str, *, sqlite: bool
         # found join the search as a list of ids (a subquery in the OR made PostgreSQL's search twice as slow).
         a = BankAccount
         named = or_(*(_contains(col(f), needle, sqlite) for f in (a.name, a.institution_name, a.mask)))
-        accounts = session.exec(select(col(a.id)).where(col(a.user_id) == user_id, named)).all()
+        accounts = {*session.exec(select(col(a.id)).where(col(a.user_id) == user_id, named)).all()}
+        accounts |= _shown_accounts(session, user_id, needle)
         if accounts:
             found.append(col(t.account_id).in_(accounts))
         where.append(or_(*found))
     return where
+
+
+def _shown_accounts(session: Session, user_id: uuid.UUID, needle: str) -> set[uuid.UUID]:
+    """The user's accounts whose label as the Transactions page shows it ("Rewards Card ••2938 (Maple Credit
+    Union)") holds ``needle``: a cell copied from the grid, or "••2938", finds its account's rows."""
+    a, typed = BankAccount, fold(needle)
+    rows = session.exec(select(a.id, a.name, a.mask, a.institution_name).where(col(a.user_id) == user_id)).all()
+    return {
+        account_id
+        for account_id, name, mask, bank in rows
+        if str(typed) in str(fold(account_label(name, mask) + (f" ({bank})" if bank else "")))
+    }
 
 
 def _after(at: Cursor) -> ColumnElement[bool]:

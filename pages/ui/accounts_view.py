@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import RerunException, StopException
 
-from pages.ui.format import count, money, when
+from pages.ui.format import count, masks, money, when
 from pages.ui.outage import database_outage_notice
 from pages.ui.remove_view import remove_form
 from pages.ui.session import client_ip, still_signed_in
@@ -61,12 +61,21 @@ def finish_link(
             st.session_state["flash"] = [("success", linked)]
             _watch(item.id, None)
     except DuplicateConnection as exc:
-        st.session_state["flash"] = [("error", str(exc))]
-        if exc.repairable:  # its card shows "Repair connection" though healthy
+        st.session_state["flash"] = [("error", str(exc) + _which(c, uid, exc.item_id))]
+        if exc.repairable:  # its card shows "Repair connection" though healthy, and comes first
             st.session_state["offer_repair"] = str(exc.item_id)
     except FinsyncError as exc:
         st.session_state["flash"] = [("error", str(exc))]
     st.rerun()
+
+
+def _which(c: Container, uid: uuid.UUID, item_id: object) -> str:
+    """With two connections to the bank a refusal names, which one it means: its card's accounts."""
+    items = banking.list_items(c, uid)
+    meant = next((i for i in items if i.id == item_id), None)
+    if meant is None or sum(i.institution_name == meant.institution_name for i in items) < 2 or not masks(meant):
+        return ""
+    return f" It is the card of {meant.institution_name} with the accounts {masks(meant)}."
 
 
 WATCH_SECONDS = 300  # a first sync takes seconds in demo mode; Plaid may need minutes. Past that, a reload shows it.
@@ -173,6 +182,9 @@ def sync_line(status: ItemSyncStatus | None, now: datetime, *, needs_repair: boo
         return
     due = status.next_due_at
     coming = "within a minute" if due is None or due <= now else unbroken(when(due))  # due: the next tick takes it
+    if preparing(status) and status.last_success_at is None:  # the badge says why; "Last synced never" said nothing
+        st.caption(f"No transactions yet · finsync asks your bank again {'at ' if due and due > now else ''}{coming}")
+        return
     # each time whole: on a phone the line broke inside one ("next 2026-12-07" / "18:46 UTC")
     last = unbroken(when(status.last_success_at))
     st.caption(f"Last synced {last} · next {coming} · {md(status.message or status.state)}")
@@ -309,12 +321,39 @@ def needs_attention(item: ItemView, status: ItemSyncStatus | None) -> bool:
     return item.needs_attention or bool(status and status.drift_flagged_accounts)
 
 
-def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStatus | None, *, two_factor: bool) -> None:
+def preparing(status: ItemSyncStatus | None) -> bool:
+    """The bank is still gathering the connection's transactions (Plaid's NOT_READY): nothing is wrong, none are here."""
+    return status is not None and status.state == "preparing"
+
+
+PREPARING = "Your bank is still preparing your transactions. Nothing to do: they appear here once it is ready."
+
+
+def twin_line(item: ItemView) -> str:
+    """What tells one of several connections to the same bank from the others: when it was linked, its accounts."""
+    digits = masks(item)
+    return f"Linked {unbroken(when(item.created_at))}" + (f" · accounts {md(digits)}" if digits else "")
+
+
+def item_card(
+    c: Container,
+    uid: uuid.UUID,
+    item: ItemView,
+    status: ItemSyncStatus | None,
+    *,
+    two_factor: bool,
+    twin: bool = False,
+) -> None:
+    """One linked bank; ``twin``: another connection has the same bank's name, so the card says which one it is."""
     with st.container(border=True, key=f"bank_card_{item.id}"):
         head, badge = st.columns([3, 2])
         head.subheader(md(item.institution_name))
+        if twin:
+            head.caption(twin_line(item))
         if item.needs_attention:
             badge.error(md(item.status_message), icon=":material/link_off:")
+        elif preparing(status):  # linked and working, but "Connected." hid that nothing has come yet
+            badge.info(PREPARING, icon=":material/hourglass_top:")
         else:
             badge.success(md(item.status_message), icon=":material/check_circle:")
         sync_line(status, c.clock(), needs_repair=item.needs_repair)
@@ -355,4 +394,5 @@ def item_card(c: Container, uid: uuid.UUID, item: ItemView, status: ItemSyncStat
                     str(item.id),
                 )
                 st.rerun()
-        remove_form(c, uid, item, remove_col, two_factor=two_factor)
+        label = f"{item.institution_name} ({masks(item)})" if twin and masks(item) else None  # which one went
+        remove_form(c, uid, item, remove_col, two_factor=two_factor, label=label)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
+from collections import Counter
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import pandas as pd
 import streamlit as st
+from pandas.io.formats.style import Styler
 
 from services import audit
 from services.audit import AuditView
-from services.plaid_mapping import decimal_text
+from services.banking import ItemView
+from services.plaid_mapping import decimal_text, exponent
 
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "CA$", "JPY": "¥"}
 
@@ -23,6 +28,40 @@ def money(minor: int | None, currency: str | None) -> str:
     sign = "-" if minor < 0 else ""
     symbol = SYMBOLS.get(code)
     return f"{sign}{symbol}{value}" if symbol else f"{sign}{value} {code}"
+
+
+def sortable_money(frame: pd.DataFrame, column: str, currencies: list[str | None]) -> Styler:
+    """``frame`` for ``st.dataframe`` with ``column`` as numbers (row i in ``currencies[i]``) shown as ``money`` shows
+    them: a click on its header sorts by amount, not by the text (which put -$9.25 after -$85.00, -$1,850 after
+    -$1,088)."""
+    by_code: dict[str | None, list[int]] = {}
+    for row, code in enumerate(currencies):
+        by_code.setdefault(code, []).append(row)
+    shown = frame.style
+    for code, rows in by_code.items():
+        scale = 10 ** exponent(code)
+        shown = shown.format(
+            lambda v, code=code, scale=scale: money(round(v * scale), code), subset=pd.IndexSlice[rows, [column]]
+        )
+    return shown
+
+
+def masks(item: ItemView) -> str:
+    """The last digits of a connection's accounts, as the page shows them: ``••0760, ••8779``."""
+    return ", ".join(f"••{a.mask}" for a in item.accounts if a.mask)
+
+
+def bank_labels(items: list[ItemView]) -> dict[uuid.UUID, str]:
+    """Each linked bank's name; where two connections share it, with its accounts' last digits, to tell them apart
+    (``First Demo Bank (••0760, ••8779)``)."""
+    names = Counter(i.institution_name for i in items)
+    labels = {}
+    for i in items:
+        digits = masks(i)
+        labels[i.id] = (
+            f"{i.institution_name} ({digits})" if names[i.institution_name] > 1 and digits else i.institution_name
+        )
+    return labels
 
 
 def viewer_zone() -> tzinfo:

@@ -41,7 +41,10 @@ def overview(c: Container, uid: uuid.UUID, *, can_link: bool) -> None:
     owed.metric("Owed on cards and loans", _totals(a for a in accounts if a.type in ("credit", "loan")))
     synced = [s.last_success_at for s in statuses if s.last_success_at is not None]
     banks = f"{count(len(items), 'bank')}, {count(len(accounts), 'account')}"
-    if len(synced) < len(statuses):  # the newest sync would hide a bank that has none
+    preparing = [s.institution_name for s in statuses if s.state == "preparing" and s.last_success_at is None]
+    if preparing:  # linked and fine, but nothing came yet: "not synced yet" read as a fault
+        fresh = f"{md(', '.join(preparing))} {'is' if len(preparing) == 1 else 'are'} still preparing your transactions"
+    elif len(synced) < len(statuses):  # the newest sync would hide a bank that has none
         fresh = "a bank has not synced yet" if synced else "not synced yet"
     elif len(synced) > 1:  # nor may it hide a bank that has fallen behind: the oldest says how current all are
         fresh = f"every bank synced since {unbroken(when(min(synced)))}"

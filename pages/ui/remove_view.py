@@ -20,12 +20,16 @@ from services.errors import FinsyncError
 KEEP = "Keep its accounts and transactions"
 
 
-def remove_form(c: Container, uid: uuid.UUID, item: ItemView, place: DeltaGenerator, *, two_factor: bool) -> None:
-    """The Remove popover in ``place``; what the form says back shows inside it, beside the fields."""
+def remove_form(
+    c: Container, uid: uuid.UUID, item: ItemView, place: DeltaGenerator, *, two_factor: bool, label: str | None = None
+) -> None:
+    """The Remove popover in ``place``; what the form says back shows inside it, beside the fields. ``label``: the
+    bank as the person tells it apart from another connection to it (its name when it has none)."""
+    name = label or item.institution_name
     # keyed by bank: when a card above goes (this one's neighbour removed), its popover must not open here
     remove = place.popover("Remove", icon=":material/delete:", key=f"remove_popover_{item.id}")
     with remove, st.form(f"remove_form_{item.id}", border=False):
-        st.write(f"Disconnect {md(item.institution_name)} from finsync and from Plaid.")
+        st.write(f"Disconnect {md(name)} from finsync and from Plaid.")
         st.radio(
             "Its history",
             [KEEP, "Delete them too"],
@@ -36,7 +40,7 @@ def remove_form(c: Container, uid: uuid.UUID, item: ItemView, place: DeltaGenera
             ],
         )
         proof_inputs(two_factor, f"remove_{item.id}")
-        st.form_submit_button("Remove this bank", on_click=_remove, args=(c, uid, item.id, item.institution_name))
+        st.form_submit_button("Remove this bank", on_click=_remove, args=(c, uid, item.id, name))
         refused = st.session_state.pop(f"remove_error_{item.id}", None)
         if refused:
             st.error(refused)

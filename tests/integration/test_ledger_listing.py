@@ -214,16 +214,14 @@ def test_tags_are_trimmed_after_their_commas_go_and_counted_once(container: Cont
         edit_transaction(container, user, tid, tags=[f"t{n}" for n in range(MAX_TAGS + 1)])
 
 
-def test_a_search_finds_what_the_account_column_shows_bank_name_and_last_four(container: Container) -> None:
-    user, other = make_user(container), make_user(container, "zed@example.com")
-    maple = add_ledger(container, user, ["COFFEE", "BOOKS"])
-    harbor = add_ledger(container, user, ["TRAIN"])
-    theirs = add_ledger(container, other, ["MAPLE SYRUP CO"])
+def _name_accounts(container: Container, maple: str, harbor: str, theirs: str) -> None:
+    """The accounts of these transactions as the bank names them: a Maple Credit Union card (for the user and for
+    someone else) and a Harbor National checking account."""
     with unit_of_work(container.engine) as s:
         for tid, (bank, name, mask) in (
-            (maple[0], ("Maple Credit Union", "Rewards Card", "2938")),
-            (harbor[0], ("Harbor National", "Everyday Checking", "5543")),
-            (theirs[0], ("Maple Credit Union", "Rewards Card", "2938")),
+            (maple, ("Maple Credit Union", "Rewards Card", "2938")),
+            (harbor, ("Harbor National", "Everyday Checking", "5543")),
+            (theirs, ("Maple Credit Union", "Rewards Card", "2938")),
         ):
             row = s.get(LedgerTransaction, tid)
             assert row is not None
@@ -231,9 +229,35 @@ def test_a_search_finds_what_the_account_column_shows_bank_name_and_last_four(co
             assert account is not None
             account.institution_name, account.name, account.mask = bank, name, mask
 
+
+def test_a_search_finds_what_the_account_column_shows_bank_name_and_last_four(container: Container) -> None:
+    user, other = make_user(container), make_user(container, "zed@example.com")
+    maple = add_ledger(container, user, ["COFFEE", "BOOKS"])
+    harbor = add_ledger(container, user, ["TRAIN"])
+    theirs = add_ledger(container, other, ["MAPLE SYRUP CO"])
+    _name_accounts(container, maple[0], harbor[0], theirs[0])
+
     def found(search: str) -> set[str]:
         return {t.transaction_id for t in list_transactions(container, user, search=search)}
 
     assert found("maple") == found("REWARDS card") == found("2938") == set(maple)  # never zed's
     assert found("harbor") == found("5543") == found("checking") == set(harbor)
     assert found("credit union coffee") == set()
+
+
+def test_a_search_for_the_account_as_the_grid_shows_it_finds_that_accounts_rows(container: Container) -> None:
+    """The Account column reads "Rewards Card ••2938 (Maple Credit Union)": a person who typed or pasted that, or
+    "••2938", was told nothing matched, though "2938" alone found the rows."""
+    user, other = make_user(container), make_user(container, "zed@example.com")
+    maple = add_ledger(container, user, ["COFFEE"])
+    harbor = add_ledger(container, user, ["TRAIN"])
+    theirs = add_ledger(container, other, ["MAPLE SYRUP CO"])
+    _name_accounts(container, maple[0], harbor[0], theirs[0])
+
+    def found(search: str) -> set[str]:
+        return {t.transaction_id for t in list_transactions(container, user, search=search)}
+
+    assert found("Rewards Card ••2938 (Maple Credit Union)") == set(maple)  # never zed's
+    assert found("rewards card ••2938") == found("••2938") == set(maple)
+    assert found("Everyday Checking ••5543") == set(harbor)
+    assert found("Rewards Card ••2938 (Harbor National)") == set()

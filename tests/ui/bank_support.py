@@ -34,6 +34,14 @@ def click(at: AppTest, label: str) -> AppTest:
     return next(b for b in at.button if b.label == label).click().run()
 
 
+def shown_cells(element: Any) -> Any:
+    """A grid's cells as the browser shows them (a styled grid's display values; the raw values are what it sorts)."""
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+    styled = element.proto.arrow_data.styler.display_values
+    return convert_arrow_bytes_to_pandas_df(styled) if styled else element.value
+
+
 def everything(at: AppTest) -> str:
     kinds = ("error", "success", "warning", "info", "caption", "subheader", "markdown", "status")
     return "\n".join(str(getattr(e, "label", None) or getattr(e, "value", "")) for k in kinds for e in getattr(at, k))

@@ -8,10 +8,12 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from models import LedgerTransaction
 from services import ledger, sync
+from services.db import unit_of_work
 from tests.integration.conftest_bank import Bank
 from tests.integration.test_ledger_listing import add_ledger
-from tests.ui.bank_support import click, everything, open_page, signed_in, wire_app
+from tests.ui.bank_support import click, everything, open_page, shown_cells, signed_in, wire_app
 
 pytestmark = pytest.mark.usefixtures("fast_hashing")
 
@@ -141,10 +143,40 @@ def test_the_amount_comes_right_after_the_date(bank_app: Bank, monkeypatch: pyte
     user = signed_in(bank_app, monkeypatch, "fay")
     add_ledger(bank_app.c, user.id, ["BOOKSHOP"])
     shown = open_page("transactions.py").dataframe[0]
-    grid = shown.value
+    grid = shown_cells(shown)
     assert list(grid.columns)[:3] == ["Date", "Amount", "Name"] and grid["Amount"].iloc[0] == "-$1.00"
     config = json.loads(shown.proto.columns)
     assert {name for name, column in config.items() if column.get("pinned")} == {"Date", "Amount"}
+
+
+def test_amounts_sort_as_amounts_and_show_whole_with_their_sign(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A click on the Amount header sorted the text: -$1,850.00 came after -$1,088.37 and -$9.25 after -$85.00. The
+    grid now holds numbers (what it sorts) shown as money in each row's currency, and the column is wide enough for
+    the longest amount: right-aligned, a narrower one showed -$2,912.64 as $2,912.64."""
+    user = signed_in(bank_app, monkeypatch, "gus")
+    ids = add_ledger(bank_app.c, user.id, ["RENT", "LUNCH", "SHOP", "FARE", "REFUND"], per_day=5)
+    amounts = {"RENT": (-185000, "USD"), "LUNCH": (-925, "USD"), "SHOP": (-108837, "USD"), "FARE": (-8500, "JPY"),
+               "REFUND": (123456, "EUR")}  # fmt: skip
+    with unit_of_work(bank_app.c.engine) as session:
+        for tid in ids:
+            row = session.get(LedgerTransaction, tid)
+            assert row is not None
+            row.amount_minor, row.iso_currency_code = amounts[row.name]
+    shown = open_page("transactions.py").dataframe[0]
+    raw, cells = shown.value, shown_cells(shown)
+    by_name = dict(zip(raw["Name"], zip(raw["Amount"], cells["Amount"], strict=True), strict=True))
+    assert by_name == {
+        "RENT": (-1850.0, "-$1,850.00"),
+        "LUNCH": (-9.25, "-$9.25"),
+        "SHOP": (-1088.37, "-$1,088.37"),
+        "FARE": (-8500.0, "-¥8,500"),
+        "REFUND": (1234.56, "€1,234.56"),
+    }
+    assert list(raw.sort_values("Amount")["Name"]) == ["FARE", "RENT", "SHOP", "LUNCH", "REFUND"]
+    width = json.loads(shown.proto.columns)["Amount"]["width"]
+    assert width >= 8 * len("-$1,088.37") + 16, width
 
 
 def test_a_note_typed_on_a_hold_that_posts_meanwhile_is_saved_on_the_posted_charge(
