@@ -14,7 +14,7 @@ from models import AuditEvent, ThrottleCounter, User
 from services import admin, auth, passwords, sessions, throttle
 from services.container import Container, build_container
 from services.db import unit_of_work
-from services.errors import InvalidCredentials, Throttled, TokenInvalid
+from services.errors import InvalidCredentials, SignInEnded, Throttled, TokenInvalid
 from services.mailer import MemoryMailer
 from tests.factories import FakeClock
 from tests.integration.auth_support import (
@@ -236,6 +236,20 @@ def test_a_flood_of_sign_ins_past_the_address_limit_adds_no_audit_row(container:
     clock.now = first + timedelta(seconds=1) + throttle.IP_WINDOW
     _fail(container, "nobody@example.com", ip="203.0.113.50")  # the oldest failure has left the window: one more try
     assert len(_events(container, "ip_throttled")) == 2  # and it fills the budget again: a second pause, said once
+
+
+def test_dead_code_step_posts_that_fill_the_address_budget_record_the_pause_once(container: Container) -> None:
+    """The code step shares the address's budget: the dead challenge that fills it records the pause, and the
+    refusals after it write nothing."""
+    for _ in range(throttle.IP_LIMIT):
+        with pytest.raises(SignInEnded):
+            auth.complete_totp(container, challenge="c" * 43, code="123456", ip="203.0.113.60")
+    before = _audit_rows(container)
+    assert before == [("ip_throttled", "203.0.113.60", "sign-in")]
+    for _ in range(20):
+        with pytest.raises(Throttled):
+            auth.complete_totp(container, challenge="c" * 43, code="123456", ip="203.0.113.60")
+    assert _audit_rows(container) == before
 
 
 def test_a_right_password_that_would_fill_the_address_budget_begins_no_pause(
