@@ -16,6 +16,7 @@ from services.container import Container
 from services.credentials import (
     Pending,
     confirm_identity,
+    count_address,
     load_user,
     reauth,
     set_password_counted,
@@ -35,18 +36,23 @@ def request_password_reset(c: Container, *, email: str, ip: str = "") -> None:
 
     Both paths run the same queries and no bcrypt, so neither the answer nor its timing says whether
     the address is registered (with SMTP, the send itself takes time: see docs); limits are silent too.
+    Past the address's limit (every request counts, refused ones too) nothing is written but the counter: the pause
+    is audited once, as it begins, so a script cannot grow the append-only audit table.
     """
     if not isinstance(email, str):
         raise InputError("Enter an email address.")
     key = users.fold(users.clean_email(email))
     now, ip, p = c.clock(), audit.clean_ip(ip), Pending()
     with unit_of_work(c.engine, immediate=True) as session:
-        count = throttle.record_ip(session, ip, now, scope="reset", window=RESET_IP_WINDOW)
+        count = count_address(session, ip, now, detail="password reset", scope="reset", limit=RESET_IP_LIMIT,
+                              window=RESET_IP_WINDOW)  # fmt: skip
         user = session.execute(select(User).where(col(User.email_norm) == key)).scalar_one_or_none()
         last = tokens.latest_created(session, user.id, tokens.RESET) if user is not None else None
-        if user is None or user.status != "active":
+        if count > RESET_IP_LIMIT:
+            pass  # the address is paused: for an account or for nobody alike, no row (its beginning has one)
+        elif user is None or user.status != "active":
             audit.record(session, event="password_reset_requested", ip=ip, detail="no active account", at=now)
-        elif count > RESET_IP_LIMIT or (last is not None and now - last < RESET_EVERY):
+        elif last is not None and now - last < RESET_EVERY:
             audit.record(session, event="password_reset_requested", user_id=user.id, ip=ip, detail="limited", at=now)
         else:
             tokens.revoke(session, user.id, (tokens.RESET,), now)

@@ -27,7 +27,7 @@ from services.account import (
     reset_password,
 )
 from services.container import Container
-from services.credentials import Pending, announce_lock, second_factor
+from services.credentials import Pending, announce_lock, count_address, second_factor
 from services.db import unit_of_work
 from services.errors import InputError, InvalidCredentials, SignInEnded, Throttled, TokenInvalid
 from services.registration import RegistrationReceived, register, require_verified, resend_verification, verify_email
@@ -75,23 +75,28 @@ class _Target:
     password_changed_at: datetime
 
 
+SIGN_IN_PAUSE = "sign-in"  # the audit detail of the address's pause (the password and code steps share one budget)
+
+
 def _throttled(session: Session, ip: str, now: datetime, p: Pending) -> bool:
+    """Whether the address is paused (a refusal parked on ``p``); it writes nothing: the failure that began the pause
+    recorded it, and a script retrying at HTTP speed must not grow the audit table."""
     wait = throttle.ip_retry_after(session, ip, now)
     if wait:
-        audit.record(session, event="ip_throttled", ip=ip, detail="sign-in", at=now)
         minutes = max(1, (wait + 59) // 60)
         p.fail(Throttled(f"Too many failed sign-ins from your network. Try again in {minutes} minutes.", wait))
     return bool(wait)
 
 
-def _prepare(session: Session, login: object, ip: str, now: datetime, p: Pending) -> _Target | None:
-    """Check and pre-count the attempt (counted before bcrypt, so parallel guesses are counted too)."""
+def _prepare(session: Session, login: object, ip: str, now: datetime, p: Pending) -> tuple[_Target | None, bool]:
+    """Check and pre-count the attempt (counted before bcrypt, so parallel guesses are counted too); also whether the
+    count filled the address's budget (the pause it begins is audited once the attempt has failed)."""
     if _throttled(session, ip, now, p):
-        return None
-    throttle.record_ip(session, ip, now)
+        return None, False
+    filled = throttle.record_ip(session, ip, now) == throttle.IP_LIMIT
     user = users.find_by_login(session, login) if isinstance(login, str) else None
     if user is None:
-        return None
+        return None, filled
     key = throttle.account_key(user.id)
     refusal, started = "", None
     if user.status != "active":
@@ -100,7 +105,15 @@ def _prepare(session: Session, login: object, ip: str, now: datetime, p: Pending
         refusal = "locked"
     else:
         started = throttle.record_failure(session, key, now)
-    return _Target(user.id, user.password_hash, user.password_scheme, refusal, started, user.password_changed_at)
+    target = _Target(user.id, user.password_hash, user.password_scheme, refusal, started, user.password_changed_at)
+    return target, filled
+
+
+def _pause_began(session: Session, ip: str, now: datetime) -> None:
+    """The failed attempt whose pre-count filled the address's budget: audit the pause it begins, unless the count was
+    taken back meanwhile (a right password refused because parallel guesses paused the account)."""
+    if throttle.count_in_window(session, throttle.ip_key(ip), now, throttle.IP_WINDOW) >= throttle.IP_LIMIT:
+        audit.record(session, event="ip_throttled", ip=ip, detail=SIGN_IN_PAUSE, at=now)
 
 
 def _password_changed_meanwhile(user: User, target: _Target) -> bool:
@@ -162,7 +175,7 @@ def begin_sign_in(c: Container, *, login: str, password: str, ip: str = "", user
         raise InputError(BLANK_SIGN_IN)
     now, ip, p = c.clock(), audit.clean_ip(ip), Pending()
     with unit_of_work(c.engine, immediate=True) as session:
-        target = _prepare(session, login, ip, now, p)
+        target, filled = _prepare(session, login, ip, now, p)
     if p.error is not None:
         p.finish(c)
     secret = password if isinstance(password, str) else ""
@@ -183,6 +196,8 @@ def begin_sign_in(c: Container, *, login: str, password: str, ip: str = "", user
             )
             if user is not None and target is not None and target.lock_started is not None:
                 announce_lock(session, c, user, target.lock_started, p, ip=ip, now=now)
+            if filled:  # the same row whether the account exists or not
+                _pause_began(session, ip, now)
             p.fail(InvalidCredentials())
             step = SignInStep("ticket", None, None)
         else:
@@ -210,13 +225,13 @@ def complete_totp(c: Container, *, challenge: str, code: str, ip: str = "", user
             row, user = tokens.claim(session, challenge, (tokens.CHALLENGE,), now)  # the account, then the challenge
             paused = user is not None and throttle.locked_until(session, throttle.account_key(user.id), now)
             if row is None or user is None or user.status != "active" or paused:
-                throttle.record_ip(session, ip, now)
+                count_address(session, ip, now, detail=SIGN_IN_PAUSE)
                 p.fail(SignInEnded() if row is None else InvalidCredentials(CODE_REFUSED))
             elif kind := second_factor(session, c, user, code, p, ip=ip, now=now):
                 row.used_at = now
                 ticket = _grant(session, c, user, ip=ip, now=now, method=f"password+{kind}")
             else:
-                throttle.record_ip(session, ip, now)
+                count_address(session, ip, now, detail=SIGN_IN_PAUSE)
                 row.attempts += 1
                 ended = row.attempts >= MAX_CHALLENGE_TRIES
                 if ended:
@@ -247,8 +262,7 @@ def redeem_ticket(c: Container, *, ticket: str, ip: str = "", user_agent: str = 
             row, user = tokens.claim(session, ticket, (tokens.TICKET,), now)
             if row is None or user is None or user.status != "active":
                 # committed with the refusal below; the failure that reaches the limit starts the pause
-                if throttle.record_ip(session, ip, now, scope=TICKET_SCOPE) == throttle.IP_LIMIT:
-                    audit.record(session, event="ip_throttled", ip=ip, detail="sign-in hand-off", at=now)
+                count_address(session, ip, now, detail="sign-in hand-off", scope=TICKET_SCOPE)
                 p.fail(TokenInvalid())
             else:
                 row.used_at = now

@@ -67,6 +67,27 @@ def count_failure(session: Session, c: Container, user: User, p: Pending, *, ip:
         announce_lock(session, c, user, until, p, ip=ip, now=now)
 
 
+def count_address(
+    session: Session,
+    ip: str,
+    now: datetime,
+    *,
+    detail: str,
+    scope: str = "auth",
+    limit: int = throttle.IP_LIMIT,
+    window: timedelta = throttle.IP_WINDOW,
+) -> int:
+    """Count one event of ``scope`` for the client address; the one that fills its budget begins a pause, audited here.
+
+    Only then: the refusals in the pause are answered from the counter and write nothing, so a script driving a form
+    past its limit cannot grow the append-only audit table, and each row says when a pause began.
+    """
+    count = throttle.record_ip(session, ip, now, scope=scope, window=window)
+    if count == limit:
+        audit.record(session, event="ip_throttled", ip=ip, detail=detail, at=now)
+    return count
+
+
 def announce_lock(
     session: Session, c: Container, user: User, until: datetime, p: Pending, *, ip: str, now: datetime
 ) -> None:

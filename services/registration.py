@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from services import audit, notices, passwords, throttle, tokens, users
 from services.container import Container
-from services.credentials import Pending, load_user, tell_address_owner
+from services.credentials import Pending, count_address, load_user, tell_address_owner
 from services.db import unit_of_work
 from services.errors import InputError, PermissionDenied, Throttled, TokenInvalid
 from services.users import UserPublic
@@ -62,13 +62,15 @@ def register(c: Container, *, email: str, username: str, password: str, ip: str 
 
 
 def _count(c: Container, ip: str, now: datetime, scope: str, limit: int, *, what: str, detail: str) -> None:
-    """Count one event of ``scope`` for the client address, or refuse it past ``limit`` (audited) with ``Throttled``."""
+    """Count one event of ``scope`` for the client address, or refuse it past ``limit`` with ``Throttled``.
+
+    The event that fills the budget audits the pause (``count_address``); the refusals in it write nothing.
+    """
     with unit_of_work(c.engine, immediate=True) as session:
         wait = throttle.ip_retry_after(session, ip, now, scope=scope, limit=limit)
         if not wait:
-            throttle.record_ip(session, ip, now, scope=scope)
+            count_address(session, ip, now, detail=detail, scope=scope, limit=limit)
             return
-        audit.record(session, event="ip_throttled", ip=ip, detail=detail, at=now)
     minutes = max(1, (wait + 59) // 60)
     raise Throttled(f"Too many {what} from your network. Try again in {minutes} minutes.", wait)
 

@@ -146,7 +146,7 @@ def count(n: int, word: str, plural: str | None = None) -> str:
 ACTIVITY = {
     "registered": "Account created", "email_verified": "Email address verified",
     "sign_in_ok": "Signed in", "sign_in_failed": "Sign-in refused", "sign_out": "Signed out",
-    "account_locked": "Sign-in paused after failed attempts", "ip_throttled": "Sign-in paused for this address",
+    "account_locked": "Sign-in paused after failed attempts", "ip_throttled": "Address paused after too many tries",
     "session_revoked": "Session ended", "password_changed": "Password changed",
     "password_change_failed": "Password change refused (wrong password)",
     "reauth_failed": "Password check failed for a protected action",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections import Counter
 
 import bcrypt
 import pytest
@@ -277,3 +278,25 @@ def test_passwords_are_scored_for_sign_ups_only_within_the_address_budget(
     clock.advance(minutes=15)
     auth.register(container, email="carol@example.com", username="carol", password=PASSWORD, ip="203.0.113.9")
     assert _users(container) == 2
+
+
+def test_a_flood_of_sign_ups_past_the_address_limits_adds_one_audit_row_per_pause(container: Container) -> None:
+    """The audit table is append-only: each per-address budget (new accounts, passwords scored) records its pause
+    once, as it begins, and the refusals in it write nothing, so a script driving the form cannot grow the table."""
+
+    def rows() -> Counter[tuple[str, str, str]]:
+        with unit_of_work(container.engine) as session:
+            said = session.execute(select(AuditEvent.event, AuditEvent.ip, AuditEvent.detail))
+            return Counter((event, ip, detail) for event, ip, detail in said)
+
+    for i in range(registration.REGISTER_LIMIT):
+        auth.register(container, email=f"u{i}@example.com", username=f"user{i}", password=PASSWORD, ip="203.0.113.9")
+    before = rows()
+    assert before["ip_throttled", "203.0.113.9", "registration"] == 1  # the sign-up that filled the budget said so
+    for i in range(40):
+        with pytest.raises(Throttled):
+            auth.register(container, email=f"f{i}@example.com", username=f"flood{i}", password=PASSWORD,
+                          ip="203.0.113.9")  # fmt: skip
+    # refused sign-ups still spend the scoring budget until it is full: that second pause is said once, too
+    assert rows() - before == Counter({("ip_throttled", "203.0.113.9", "registration tries"): 1})
+    assert sum(rows().values()) == sum(before.values()) + 1

@@ -9,9 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
-from models import User
-from services import admin, auth, passwords, sessions, tokens, totp
+from models import AuditEvent, User
+from services import account, admin, auth, passwords, sessions, tokens, totp
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError, InvalidCredentials, SignInEnded, TokenInvalid
@@ -198,6 +199,32 @@ def test_reset_requests_are_limited_per_account_and_address(
     assert len(mailer.sent) == 1
     auth.request_password_reset(container, email="bob@example.com", ip="10.9.9.10")
     assert len(mailer.sent) == 2
+
+
+def test_a_flood_of_reset_requests_past_the_address_limit_adds_one_audit_row(
+    container: Container, clock: FakeClock, mailer: MemoryMailer
+) -> None:
+    """The audit table is append-only: the address's pause is recorded once, by the request that fills its budget,
+    and the requests refused in it (for an account or for nobody: alike) write nothing and send nothing."""
+
+    def rows() -> list[tuple[str, str, str]]:
+        with unit_of_work(container.engine) as session:
+            said = session.execute(select(AuditEvent.event, AuditEvent.ip, AuditEvent.detail))
+            return sorted((event, ip, detail) for event, ip, detail in said)
+
+    make_user(container)
+    for n in range(account.RESET_IP_LIMIT):
+        auth.request_password_reset(container, email=f"u{n}@example.com", ip="10.9.9.9")
+    before = rows()
+    assert [r for r in before if r[0] == "ip_throttled"] == [("ip_throttled", "10.9.9.9", "password reset")]
+    for n in range(40):
+        clock.advance(seconds=1)
+        assert auth.request_password_reset(container, email=("alice@example.com", "nobody@example.com")[n % 2],
+                                           ip="10.9.9.9") is None  # fmt: skip
+    assert rows() == before and mailer.sent == []
+    clock.advance(minutes=3)  # the flood counted too: the pause lasts until the address has been quiet a while
+    auth.request_password_reset(container, email="alice@example.com", ip="10.9.9.9")
+    assert len(mailer.sent) == 1
 
 
 @pytest.mark.parametrize("how", ["reset", "change"])

@@ -14,7 +14,7 @@ from models import AuditEvent, ThrottleCounter, User
 from services import admin, auth, passwords, sessions, throttle
 from services.container import Container, build_container
 from services.db import unit_of_work
-from services.errors import InvalidCredentials, Throttled, TokenInvalid
+from services.errors import InvalidCredentials, SignInEnded, Throttled, TokenInvalid
 from services.mailer import MemoryMailer
 from tests.factories import FakeClock
 from tests.integration.auth_support import (
@@ -205,6 +205,66 @@ def test_ip_limit_refuses_before_any_bcrypt_and_survives_a_restart(
     assert sign_in(container, ip="203.0.113.51")  # another address is not affected
     clock.advance(minutes=15)
     assert sign_in(container, ip="203.0.113.50")
+
+
+def _audit_rows(c: Container) -> list[tuple[str, str, str]]:
+    with unit_of_work(c.engine) as session:
+        rows = session.execute(select(AuditEvent.event, AuditEvent.ip, AuditEvent.detail).order_by(AuditEvent.at))
+        return [(e, i, d) for e, i, d in rows]
+
+
+def test_a_flood_of_sign_ins_past_the_address_limit_adds_no_audit_row(container: Container, clock: FakeClock) -> None:
+    """The audit table is append-only: the pause is recorded once, by the failure that begins it, and the refusals in
+    it (password step or code step, known account or not) are answered from the counter and write nothing."""
+    make_user(container)
+    first = clock()
+    for n in range(throttle.IP_LIMIT):
+        clock.advance(seconds=1)
+        _fail(container, f"user{n}@example.com", ip="203.0.113.50")
+    began = clock()
+    before = _audit_rows(container)
+    assert [r for r in before if r[0] == "ip_throttled"] == [("ip_throttled", "203.0.113.50", "sign-in")]
+    assert [e.at for e in _events(container, "ip_throttled")] == [began]  # when the pause began
+    for n in range(30):
+        clock.advance(seconds=1)
+        with pytest.raises(Throttled):
+            auth.begin_sign_in(container, login=("alice", "nobody@example.com")[n % 2], password=PASSWORD,
+                               ip="203.0.113.50")  # fmt: skip
+        with pytest.raises(Throttled):
+            auth.complete_totp(container, challenge="c" * 43, code="123456", ip="203.0.113.50")
+    assert _audit_rows(container) == before
+    clock.now = first + timedelta(seconds=1) + throttle.IP_WINDOW
+    _fail(container, "nobody@example.com", ip="203.0.113.50")  # the oldest failure has left the window: one more try
+    assert len(_events(container, "ip_throttled")) == 2  # and it fills the budget again: a second pause, said once
+
+
+def test_dead_code_step_posts_that_fill_the_address_budget_record_the_pause_once(container: Container) -> None:
+    """The code step shares the address's budget: the dead challenge that fills it records the pause, and the
+    refusals after it write nothing."""
+    for _ in range(throttle.IP_LIMIT):
+        with pytest.raises(SignInEnded):
+            auth.complete_totp(container, challenge="c" * 43, code="123456", ip="203.0.113.60")
+    before = _audit_rows(container)
+    assert before == [("ip_throttled", "203.0.113.60", "sign-in")]
+    for _ in range(20):
+        with pytest.raises(Throttled):
+            auth.complete_totp(container, challenge="c" * 43, code="123456", ip="203.0.113.60")
+    assert _audit_rows(container) == before
+
+
+def test_a_right_password_that_would_fill_the_address_budget_begins_no_pause(
+    container: Container, clock: FakeClock
+) -> None:
+    """A right password is no guess: its pre-count is taken back, so it records no pause, and the next failure does."""
+    make_user(container)
+    for n in range(throttle.IP_LIMIT - 1):
+        _fail(container, f"user{n}@example.com", ip="203.0.113.50")
+    assert sign_in(container, ip="203.0.113.50")
+    assert _events(container, "ip_throttled") == []
+    _fail(container, "nobody@example.com", ip="203.0.113.50")
+    assert [(e.ip, e.detail) for e in _events(container, "ip_throttled")] == [("203.0.113.50", "sign-in")]
+    with pytest.raises(Throttled):
+        auth.begin_sign_in(container, login="alice", password=PASSWORD, ip="203.0.113.50")
 
 
 def test_an_ipv6_host_that_changes_address_each_try_is_one_address(container: Container) -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from services import totp
+from services import account, auth, throttle, totp
 from services.container import Container
+from services.errors import InvalidCredentials, Throttled
 from tests.factories import FakeClock
 from tests.integration.auth_support import PASSWORD, code_at, enable_totp, make_user, sign_in, sign_in_with_code
 from tests.ui.account_support import signed_in_as, submit
@@ -190,3 +191,29 @@ def test_the_sync_bot_tab_says_when_due_syncs_wait_for_a_worker(
     at.run()
     said = " ".join(s.value for s in at.success)
     assert "The bot keeps up: no sync is waiting, and every connected bank synced within 12 hours." in said
+
+
+def test_the_audit_log_shows_each_address_pause_once_with_its_form_however_long_a_script_posts(
+    app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What an administrator needs of a flood: that the address was paused, when, on which form, and how often a
+    pause began; not one row per refused post (the audit table is append-only)."""
+    root = make_user(container, "root", role="admin")
+    secret = enable_totp(container, root.id)
+    for n in range(account.RESET_IP_LIMIT + 30):
+        auth.request_password_reset(container, email=f"u{n}@example.com", ip="203.0.113.77")
+    for n in range(throttle.IP_LIMIT + 30):
+        with pytest.raises((InvalidCredentials, Throttled)):
+            auth.begin_sign_in(container, login=f"u{n}@example.com", password=PASSWORD, ip="203.0.113.77")
+    signed_in_as(monkeypatch, sign_in_with_code(container, clock, "root", secret))
+    at = app().run()
+    at.switch_page("admin.py").run()
+    assert not at.exception
+    log = at.dataframe[1].value
+    paused = log[log["Event"] == "Address paused after too many tries"]
+    assert sorted(zip(paused["From"], paused["Detail"], strict=True)) == [
+        ("203.0.113.77", "password reset"),
+        ("203.0.113.77", "sign-in"),
+    ]
+    from_flood = log[log["From"] == "203.0.113.77"]
+    assert len(from_flood) == account.RESET_IP_LIMIT + throttle.IP_LIMIT + 2  # the tries let through, plus the pauses
