@@ -27,7 +27,8 @@ from services.scheduler import stop_scheduler
 from services.settings import settings_in_sections
 from services.sync import start_scheduler
 from services.web import auth_routes, download_route, health_route, webhook_route
-from services.web_headers import SecurityHeadersMiddleware, inline_script_hashes, link_origins
+from services.web_csp import inline_script_hashes, link_origins
+from services.web_headers import SecurityHeadersMiddleware
 
 # The page Streamlit serves: its inline scripts are allowed by hash in the CSP (no 'unsafe-inline' for scripts).
 STREAMLIT_PAGE = Path(st.__file__).parent / "static" / "index.html"

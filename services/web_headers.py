@@ -1,195 +1,22 @@
-"""Security headers on every response of the ``st.App`` server: the Content-Security-Policy (Streamlit's needs,
-Plaid Link's origins, the page's inline scripts by hash), frame and sniffing protection, HSTS, and no-store;
-and Streamlit's socket only from finsync's own pages."""
+"""Security headers on every response of the ``st.App`` server: the Content-Security-Policy (services/web_csp.py),
+frame and sniffing protection, HSTS, and no-store; and Streamlit's socket only from finsync's own pages."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import ipaddress
 import logging
-import re
 from functools import lru_cache
-from html.parser import HTMLParser
-from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.container import Container
 from services.ratelimit import TokenBucket
+from services.web_csp import content_security_policy, websocket_origins
+from services.web_origins import own_page
 
 log = logging.getLogger("finsync.web")
 _refusals = TokenBucket(rate=1 / 60, burst=1)  # one log line a minute while a page keeps trying
 _crashes = TokenBucket(rate=1 / 60, burst=1)  # one traceback a minute for an error of ours, however often hit
-
-# Plaid Link's documented CSP needs (plaid.com/docs/link/web/#content-security-policy).
-PLAID_ORIGINS = ("https://cdn.plaid.com", "https://*.plaid.com")
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def link_origins(c: Container) -> tuple[str, ...]:
-    """Where Link loads from besides Plaid: the demo bank, and the origin of PLAID_LINK_SCRIPT_URL when set."""
-    found: list[str] = []
-    if c.plaid is not None and c.settings.effective_plaid_env == "demo":
-        found.append(_origin(c.plaid.base_url))  # starts the demo bank: its port is only known then
-    if c.settings.plaid_link_script_url:
-        found.append(_origin(c.settings.plaid_link_script_url))
-    return tuple(dict.fromkeys(o for o in found if o not in PLAID_ORIGINS))
-
-
-_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_HOST = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[(?P<ip6>[0-9a-f:.]+)\])(?::(?P<port>[0-9]{{1,5}}))?", re.I | re.A)
-
-
-def safe_host(value: str | None) -> str | None:
-    """``value`` lower-cased when it is a host name or IP address with an optional port; otherwise None."""
-    if not value or len(value) > 261:  # 253 for a name, 8 for "[]" and ":port"
-        return None
-    match = _HOST.fullmatch(value)
-    if match is None or (match["port"] is not None and not 0 < int(match["port"]) < 65536):
-        return None
-    try:
-        if match["ip6"] is not None:
-            ipaddress.IPv6Address(match["ip6"])
-    except ValueError:
-        return None
-    return value.lower()
-
-
-def websocket_origins(public_url: str | None, host: str | None) -> tuple[str, ...]:
-    """Where the page may open WebSockets: its own origin only (Streamlit's ``/_stcore/stream``).
-
-    CSP Level 3 lets 'self' cover ws:/wss: on the page's host, but older WebKit does not, so the origin is
-    also named. It comes from the operator's public URL (one scheme, as the browser sees it); without one,
-    from the request's Host header with both schemes, because a proxy in front may have ended TLS.
-    Forwarded headers are not read: behind a proxy set FINSYNC_BASE_URL, as HSTS and Secure cookies need.
-    A Host that is not a plain host[:port] adds nothing: 'self' alone still allows the page's own socket.
-    """
-    if public_url:
-        parts = urlsplit(public_url)
-        netloc = safe_host(parts.netloc)
-        return (f"{'wss' if parts.scheme == 'https' else 'ws'}://{netloc}",) if netloc else ()
-    netloc = safe_host(host)
-    return (f"ws://{netloc}", f"wss://{netloc}") if netloc else ()
-
-
-def _site(url: str) -> tuple[str, str] | None:
-    """(scheme, host[:port]) of an http(s) URL as a browser's ``Origin`` names it: lower case, the host in
-    IDNA, the scheme's default port left out. None for anything else (another scheme, a bad port, "null")."""
-    try:
-        parts = urlsplit(url.strip())
-        port, name = parts.port, parts.hostname
-        if parts.scheme.lower() not in ("http", "https") or not name:
-            return None
-        name = name.encode("idna").decode("ascii") if not name.isascii() else name
-    except (ValueError, UnicodeError):
-        return None
-    scheme = parts.scheme.lower()
-    name = f"[{name}]" if ":" in name else name  # IPv6
-    return scheme, name if port in (None, 80 if scheme == "http" else 443) else f"{name}:{port}"
-
-
-# Names only the local network resolves (RFC 6762 .local, RFC 8375 .home.arpa, .internal, .lan, .localhost):
-# an attacker's page on the internet cannot be served under them.
-_LOCAL_SUFFIXES = (".local", ".home.arpa", ".internal", ".lan", ".localhost")
-
-
-def _named_by_no_one_else(site: str) -> bool:
-    """True for IP addresses, ``localhost``, a machine's bare name and local-network names (any port): names no
-    one else's DNS can point at this server."""
-    name = (urlsplit(f"//{site}").hostname or "").rstrip(".")
-    if "." not in name or name.endswith(_LOCAL_SUFFIXES):
-        return bool(name)
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
-
-
-def own_page(origin: str, host: str | None, public_url: str | None) -> bool:
-    """True when a browser's ``Origin`` is a page of this server: the operator's public URL, or the host (and port)
-    the request was sent to. A page on another port of the same machine is neither.
-
-    With a public URL set, the request's own host counts only when it is an address or a local name (the
-    operator opening the server directly, at home or on the machine). Any other name is DNS rebinding: a page of evil.example whose name
-    now resolves to this server sends ``Host`` and ``Origin`` both evil.example (Streamlit's
-    ``server.allowedHosts`` guards the same way, but only when filled in by hand)."""
-    seen = _site(origin)
-    if seen is None:
-        return False
-    if public_url is not None and _site(public_url) == seen:
-        return True
-    if not host or _site(f"{seen[0]}://{host}") != seen:
-        return False
-    return public_url is None or _named_by_no_one_else(seen[1])
-
-
-class _InlineScripts(HTMLParser):
-    """Collects the text of each ``<script>`` without ``src`` (what CSP calls an inline script)."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=False)
-        self.found: list[str] = []
-        self._open: list[str] | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "script" and not any(name == "src" for name, _ in attrs):
-            self._open = []
-
-    def handle_data(self, data: str) -> None:
-        if self._open is not None:
-            self._open.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "script" and self._open is not None:
-            self.found.append("".join(self._open))
-            self._open = None
-
-
-def inline_script_hashes(page_html: str) -> tuple[str, ...]:
-    """CSP hash sources (``'sha256-...'``) for the inline scripts of the page Streamlit serves.
-
-    Allowing exactly these, rather than ``'unsafe-inline'``, means a script an attacker manages to inject into
-    the page does not run.
-    """
-    parser = _InlineScripts()
-    parser.feed(page_html)
-    digests = (base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() for text in parser.found)
-    return tuple(dict.fromkeys(f"'sha256-{d}'" for d in digests))
-
-
-def content_security_policy(
-    extra_origins: tuple[str, ...] = (), websockets: tuple[str, ...] = (), script_hashes: tuple[str, ...] = ()
-) -> str:
-    """Streamlit's own needs, Plaid Link's documented origins, and nothing else.
-
-    Scripts: our origin, Plaid's, components v2 (blob modules) and the page's own inline scripts by hash
-    (``script_hashes``): no ``'unsafe-inline'``. Styles keep it: Streamlit's emotion CSS is injected at run time.
-    """
-    plaid = " ".join(PLAID_ORIGINS + extra_origins)
-    return "; ".join(
-        [
-            "default-src 'self'",
-            " ".join(["script-src 'self'", *script_hashes, "'wasm-unsafe-eval' blob:", plaid]),
-            "style-src 'self' 'unsafe-inline' https://fonts.googleapis.com",
-            "font-src 'self' data: https://fonts.gstatic.com",
-            "img-src 'self' data: blob:",
-            " ".join(["connect-src 'self'", *websockets, plaid]),  # never bare ws:/wss: (a socket to any host)
-            f"frame-src 'self' {plaid}",
-            "worker-src 'self' blob:",
-            "object-src 'none'",
-            "base-uri 'none'",
-            "form-action 'self'",
-            "frame-ancestors 'none'",
-        ]
-    )
 
 
 # Streamlit 1.67 serves its content-hashed JS/CSS bundles under /static/ as "public, immutable, max-age=1y"
@@ -203,6 +30,20 @@ def _keeps_cache_control(path: str, status: int, cache_control: bytes | None) ->
     if not path.startswith(STATIC_ASSET_PREFIX):
         return False
     return status == 304 or (cache_control is not None and b"immutable" in cache_control.lower())
+
+
+Header = tuple[bytes, bytes]
+
+
+def _with_ours(headers: list[Header], ours: list[Header], path: str, status: int) -> list[Header]:
+    """A response's headers plus ours where it set none of the same name, and no-store unless it may be cached."""
+    present = {name.lower() for name, _ in headers}
+    headers.extend(h for h in ours if h[0] not in present)
+    cache = next((value for name, value in headers if name.lower() == b"cache-control"), None)
+    if not _keeps_cache_control(path, status, cache):
+        headers = [h for h in headers if h[0].lower() != b"cache-control"]
+        headers.append((b"cache-control", b"no-store"))
+    return headers
 
 
 @lru_cache(maxsize=256)
@@ -267,14 +108,9 @@ class SecurityHeadersMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
-                headers.extend(h for h in ours if h[0] not in present)
-                cache = next((value for name, value in headers if name.lower() == b"cache-control"), None)
-                if not _keeps_cache_control(scope["path"], message["status"], cache):
-                    headers = [h for h in headers if h[0].lower() != b"cache-control"]
-                    headers.append((b"cache-control", b"no-store"))
-                message["headers"] = headers
+                message["headers"] = _with_ours(
+                    list(message.get("headers", [])), ours, scope["path"], message["status"]
+                )
             await send(message)
 
         try:

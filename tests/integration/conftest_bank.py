@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import Engine
 
 from models import PlaidItem
-from services import banking, webhooks
+from services import banking, webhook_verify, webhooks
 from services.banking import ItemView
 from services.container import Container, build_container
 from services.db import unit_of_work
@@ -186,5 +186,5 @@ def bank(
     base = webhook_sink.url.removesuffix("/plaid/webhook")
     settings = make_settings(tmp_path / "data", db_url, FINSYNC_BASE_URL=base)
     c = build_container(settings, engine=engine, mailer=mailer, clock=clock, plaid=gateway)
-    webhooks.clear_key_cache()
+    webhook_verify.clear_key_cache()
     return Bank(c, demo_bank, webhook_sink, clock)

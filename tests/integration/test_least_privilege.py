@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 
-from services import auth, banking, jobs, ledger, migrations, retention, sessions, sync, webhooks
+from services import auth, banking, jobs, ledger, migrations, retention, sessions, sync, webhook_verify
 from services.account import delete_account
 from services.audit import list_events
 from services.container import build_container
@@ -129,7 +129,7 @@ def test_the_app_runs_every_flow_as_a_role_that_owns_nothing_and_cannot_touch_th
     base = webhook_sink.url.removesuffix("/plaid/webhook")
     settings = make_settings(tmp_path / "data", roles.app_url, FINSYNC_BASE_URL=base)
     c = build_container(settings, engine=app, mailer=mailer, clock=clock, plaid=gateway)
-    webhooks.clear_key_cache()
+    webhook_verify.clear_key_cache()
     bank = Bank(c, demo_bank, webhook_sink, clock)
     auth.register(c, email="lea@example.com", username="lea", password=PASSWORD, ip=IP)
     auth.verify_email(c, link_token(mailer, "verify"))

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select
 from sqlmodel import col
 
 from models import AuditEvent, BankAccount, LedgerTransaction
-from services import banking, sync, webhooks
+from services import banking, sync, webhook_verify
 from services.container import build_container
 from services.db import unit_of_work
 from services.demo_bank import DEMO_CLIENT_ID, DEMO_SECRET, DemoBankHandle
@@ -103,7 +103,7 @@ def own_bank(
     settings = make_settings(
         tmp_path / "data", db_url, FINSYNC_BASE_URL=webhook_sink.url.removesuffix("/plaid/webhook")
     )
-    webhooks.clear_key_cache()
+    webhook_verify.clear_key_cache()
     return Bank(build_container(settings, engine=engine, mailer=mailer, clock=clock, plaid=gateway),
                 fresh_demo_bank, webhook_sink, clock)  # fmt: skip
 

@@ -25,7 +25,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from services.container import Container
 from services.db import make_engine
 from services.web import health_route
-from services.web_headers import SecurityHeadersMiddleware, content_security_policy, inline_script_hashes
+from services.web_csp import content_security_policy, inline_script_hashes
+from services.web_headers import SecurityHeadersMiddleware
 from tests.factories import FakeClock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,7 +119,7 @@ LINK_SCRIPT_URL = "http://127.0.0.1:9911/link/v2/stable/link-initialize.js"  # a
 def test_the_link_script_settings_origin_is_allowed_to_load_connect_and_frame(container: Container) -> None:
     import dataclasses
 
-    from services.web_headers import link_origins
+    from services.web_csp import link_origins
 
     def origins(**update: object) -> tuple[str, ...]:
         settings = container.settings.model_copy(update={"plaid_env": "sandbox", **update})

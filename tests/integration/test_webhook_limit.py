@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from models import PlaidItem, WebhookDelivery
-from services import banking, webhooks
+from services import banking, webhook_verify, webhooks
 from services.client_address import sender
 from services.container import Container
 from services.db import unit_of_work
@@ -182,20 +182,22 @@ def test_forged_key_ids_spend_a_small_budget_then_get_401_without_asking_plaid(
     assert _key_fetches(plaid_events) == 1  # Plaid's own key, cached
     ticker = Ticker(1000.0)  # a full budget from here, on a clock the test moves
     monkeypatch.setattr(
-        webhooks, "_new_kids", KeyedBuckets(webhooks.NEW_KID_RATE, webhooks.NEW_KID_BURST, clock=ticker)
+        webhook_verify,
+        "_new_kids",
+        KeyedBuckets(webhook_verify.NEW_KID_RATE, webhook_verify.NEW_KID_BURST, clock=ticker),
     )
 
     answers = [webhooks.handle_webhook(bank.c, body=body, headers=_signed(_forged_kid(bank, body))) for _ in range(30)]
     assert {a.status_code for a in answers} == {401}
-    assert _key_fetches(plaid_events) == 1 + webhooks.NEW_KID_BURST  # not 30: the rest never reached Plaid
-    assert all("too many new key ids" in a.outcome for a in answers[webhooks.NEW_KID_BURST :])
+    assert _key_fetches(plaid_events) == 1 + webhook_verify.NEW_KID_BURST  # not 30: the rest never reached Plaid
+    assert all("too many new key ids" in a.outcome for a in answers[webhook_verify.NEW_KID_BURST :])
 
     genuine = body.replace(b"sandbox", b"sandbox-again")
     signed = webhooks.handle_webhook(bank.c, body=genuine, headers=_signed(bank.demo.sign_webhook(genuine)))
     assert signed.status_code == 200  # a cached key needs no budget: Plaid's webhooks still get through
-    ticker.now += 1.0 / webhooks.NEW_KID_RATE
+    ticker.now += 1.0 / webhook_verify.NEW_KID_RATE
     webhooks.handle_webhook(bank.c, body=body, headers=_signed(_forged_kid(bank, body)))
-    assert _key_fetches(plaid_events) == 2 + webhooks.NEW_KID_BURST  # the budget refills
+    assert _key_fetches(plaid_events) == 2 + webhook_verify.NEW_KID_BURST  # the budget refills
 
 
 def test_forged_key_ids_from_one_sender_do_not_spend_another_senders_budget(
@@ -206,31 +208,33 @@ def test_forged_key_ids_from_one_sender_do_not_spend_another_senders_budget(
     body = sync_update("no-such-item")
     ticker = Ticker(1000.0)
     monkeypatch.setattr(
-        webhooks, "_new_kids", KeyedBuckets(webhooks.NEW_KID_RATE, webhooks.NEW_KID_BURST, clock=ticker)
+        webhook_verify,
+        "_new_kids",
+        KeyedBuckets(webhook_verify.NEW_KID_RATE, webhook_verify.NEW_KID_BURST, clock=ticker),
     )
     for _ in range(30):
         webhooks.handle_webhook(bank.c, body=body, headers=_signed(_forged_kid(bank, body)), source="203.0.113.9")
-    assert _key_fetches(plaid_events) == webhooks.NEW_KID_BURST
+    assert _key_fetches(plaid_events) == webhook_verify.NEW_KID_BURST
     other = webhooks.handle_webhook(bank.c, body=body, headers=_signed(_forged_kid(bank, body)), source="52.21.26.131")
     assert "too many new key ids" not in other.outcome  # this sender's unseen kid was asked about
-    assert _key_fetches(plaid_events) == webhooks.NEW_KID_BURST + 1
+    assert _key_fetches(plaid_events) == webhook_verify.NEW_KID_BURST + 1
 
 
 def test_the_unknown_key_id_cache_forgets_the_oldest_instead_of_growing(
     bank: Bank, plaid_events: list[CallEvent], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(webhooks, "MAX_MISSES", 5)
+    monkeypatch.setattr(webhook_verify, "MAX_MISSES", 5)
     body = sync_update("no-such-item")
     kids = [f"forged-{i}" for i in range(6)]
     for kid in kids:
         assert (
             webhooks.handle_webhook(bank.c, body=body, headers=_signed(_forged_kid(bank, body, kid))).status_code == 401
         )
-    assert _key_fetches(plaid_events) == 6 and len(webhooks._misses) == 5
+    assert _key_fetches(plaid_events) == 6 and len(webhook_verify._misses) == 5
     webhooks.handle_webhook(bank.c, body=body, headers=_signed(_forged_kid(bank, body, kids[-1])))
     assert _key_fetches(plaid_events) == 6  # remembered: no second fetch within the minute
     webhooks.handle_webhook(bank.c, body=body, headers=_signed(_forged_kid(bank, body, kids[0])))
-    assert _key_fetches(plaid_events) == 7 and len(webhooks._misses) == 5  # forgotten as the oldest, asked again
+    assert _key_fetches(plaid_events) == 7 and len(webhook_verify._misses) == 5  # forgotten as the oldest, asked again
 
 
 def _signed(token: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from services import wakeup, webhooks
+from services import wakeup, webhook_verify, webhooks
 from services.plaid_types import CallEvent
 from tests.integration.conftest_bank import Bank
 from tests.integration.webhook_support import b64, deliveries, linked, send, state, sync_update
@@ -207,7 +207,7 @@ def test_an_expired_key_is_refused_once_its_cache_entry_is_ten_minutes_old(bank:
     assert send(bank, body, bank.demo.sign_webhook(body)).status_code == 200  # the key is cached now
     old = bank.demo.bank.webhooks.current
     bank.demo.rotate_webhook_key()
-    bank.clock.advance(minutes=webhooks.KEY_TTL_SECONDS / 60 + 1)
+    bank.clock.advance(minutes=webhook_verify.KEY_TTL_SECONDS / 60 + 1)
     later = body.replace(b"sandbox", b"sandbox-later")
     result = send(bank, later, _signed_with(old, later, int(bank.clock.now.timestamp())))
     assert result.status_code == 401 and "expired" in result.outcome
