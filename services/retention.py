@@ -41,7 +41,7 @@ SESSION_KEEP = timedelta(days=30)  # ended sessions stay a month, to answer "was
 TOKEN_KEEP = timedelta(days=7)  # a used or expired link opens nothing; a week to explain "my link failed"
 THROTTLE_KEEP = timedelta(days=1)  # a counter that never locked: a quiet day after its last count ran out
 LOCK_MEMORY = timedelta(days=7)  # one that locked keeps its back-off level (doubling) for a quiet week
-WEBHOOK_KEEP = timedelta(days=90)  # a quarter to debug deliveries; replay checks need 5 minutes (MAX_AGE_SECONDS)
+WEBHOOK_KEEP = timedelta(days=90)  # a quarter to debug deliveries; replay checks need 5 min (webhook_verify)
 PLAID_CALL_KEEP = timedelta(days=90)  # a quarter of request ids to give Plaid support
 LINK_KEEP = timedelta(days=7)  # a finished link session is never resumed; a week to debug a failed link
 REVOCATION_KEEP = timedelta(days=90)  # a confirmed revocation: a quarter to answer "is my bank really unlinked?"
