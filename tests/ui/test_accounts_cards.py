@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import pages.ui.plaid_link as plaid_link_module
@@ -222,3 +224,31 @@ def test_a_card_without_a_repair_button_leaves_no_blank_slot_among_its_buttons(
     assert "Repair connection" not in [b.label for b in at.button]
     assert [b.key for b in at.button if b.label == "Sync now"] == [f"sync_{item.id}"]
     assert at.columns and all(len(col.children) for col in at.columns)
+
+
+def test_sync_history_gives_each_result_and_reason_room_for_its_words(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The grid sizes a column to its first rows: with a dozen "synced" runs on top, "bank preparing data" further down
+    was cut off. Result and Why have widths that hold their longest words, whichever rows come first (at about 6.5
+    pixels a character plus the cell's padding, as Chromium draws the grid's font)."""
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "tim")
+    maple = bank_app.link(user.id, "ins_demo_2")
+    bank_app.demo.set_ready(bank_app.plaid_item_id(maple.id), False)
+    assert sync.sync_item(c, user.id, maple.id).status == "preparing"
+    first = bank_app.link(user.id, "ins_demo_1", "user_good")
+    for _ in range(12):
+        bank_app.clock.advance(minutes=1)
+        assert sync.sync_item(c, user.id, first.id).status == "ok"
+
+    at = open_page("sync_history.py")
+    assert not at.exception, at.exception
+    grid = at.dataframe[0]
+    results = list(grid.value["Result"])
+    assert results[-1] == "bank preparing data" and set(results[:10]) == {"synced"}, results
+    widths = {name: spec.get("width") for name, spec in json.loads(grid.proto.columns).items()}
+    for column in ("Result", "Why"):
+        longest = max(len(v) for v in grid.value[column])
+        assert isinstance(widths.get(column), int), widths
+        assert widths[column] >= 6.5 * longest + 16, (column, widths[column], longest)
