@@ -6,6 +6,7 @@ from urllib.parse import urlencode, urlsplit
 import streamlit as st
 
 from pages.ui import accounts_view
+from pages.ui.format import bank_labels
 from pages.ui.kept_view import kept_section
 from pages.ui.plaid_link import plaid_link
 from pages.ui.session import require_user
@@ -77,10 +78,13 @@ if not items and view.user.email_verified:
     st.info("No bank linked yet. Link one with the button above; finsync then keeps it in sync by itself.")
 # A bank that needs the person comes first (its card keeps its widgets, keyed by the bank, wherever it stands).
 names = Counter(i.institution_name for i in items)  # two logins at one bank: each card says which it is
+labels = bank_labels(items)  # and news about it says which one it means
 offered = st.session_state.get("offer_repair")  # a refused link again points at this card's Repair: it leads
 for item in sorted(
     items, key=lambda i: (str(i.id) != offered, not accounts_view.needs_attention(i, statuses.get(i.id)))
 ):
     twin = names[item.institution_name] > 1
-    accounts_view.item_card(c, uid, item, statuses.get(item.id), two_factor=view.user.totp_enabled, twin=twin)
+    accounts_view.item_card(
+        c, uid, item, statuses.get(item.id), two_factor=view.user.totp_enabled, twin=twin, name=labels[item.id]
+    )
 kept_section(c, uid, two_factor=view.user.totp_enabled)

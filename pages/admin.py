@@ -157,8 +157,24 @@ with bot_tab:
             "Their owners' Sync history says why; so does the server log."
         )
     elif bot.keeping_up:
-        banks = f"every connected bank synced within {hours}" if bot.banks else "no bank is connected yet"
+        # a bank that has only answered "preparing" (or not yet been asked) has not synced: not "every bank synced"
+        pending = bot.preparing + bot.unsynced
+        others = "every other" if pending else "every"
+        banks = (
+            "no bank is connected yet"
+            if not bot.banks
+            else f"{others} connected bank synced within {hours}"
+            if bot.banks - bot.need_owner > pending
+            else "no connected bank has synced yet"
+        )
         st.success(f"The bot keeps up: no sync is waiting, and {banks}.")
+        if bot.preparing:
+            st.info(
+                f"Not synced yet: {count(bot.preparing, 'connected bank')} whose bank is still preparing the first "
+                "data. Nothing to do: the bot asks again and syncs once the bank is ready."
+            )
+        if bot.unsynced:
+            st.info(f"Not synced yet: {count(bot.unsynced, 'connected bank')} waiting for its first sync.")
     if bot.stalled:  # not keeping up either, though its sync is taken over by the next pass
         st.warning(
             f"{count(bot.stalled, 'running sync')} lost its worker (the lease ran out): the next pass of any "

@@ -44,6 +44,8 @@ class BotHealth:
     banks: int
     need_owner: int  # waiting for their owner (Repair, or remove and link again): the bot does not retry them
     behind: int  # banks the bot should sync but has not synced well within behind_after
+    preparing: int  # connected banks never synced well whose bank is still preparing the first data (NOT_READY)
+    unsynced: int  # connected banks, not behind, never synced well for another reason (the first sync to come)
     late_after: timedelta  # a due job waiting longer is late: max(5 minutes, two ticks)
     behind_after: timedelta  # twice the sync interval
 
@@ -91,7 +93,7 @@ def bot_health(session: Session, now: datetime, *, interval: timedelta, tick: ti
     counts = {status: n for status, n, _ in finished}
     workers = session.exec(select(SyncJob.lease_owner).where(col(SyncJob.finished_at) >= now - DAY).distinct()).all()
     items = session.exec(
-        select(PlaidItem.status, PlaidItem.created_at, ItemSyncState.last_success_at).outerjoin(
+        select(PlaidItem.status, PlaidItem.created_at, ItemSyncState.last_success_at, ItemSyncState.state).outerjoin(
             ItemSyncState, col(ItemSyncState.item_id) == col(PlaidItem.id)
         )
     ).all()
@@ -106,9 +108,18 @@ def bot_health(session: Session, now: datetime, *, interval: timedelta, tick: ti
         last_finished_at=max((at for _, _, at in finished if at is not None), default=None),
         workers_24h=tuple(sorted(w for w in workers if w)),
         banks=len(items),
-        need_owner=sum(status != "ok" for status, _, _ in items),
+        need_owner=sum(status != "ok" for status, _, _, _ in items),
         # a bank never synced well counts from when it was linked: one linked a moment ago is not behind yet
-        behind=sum(status == "ok" and (at or created) < now - behind_after for status, created, at in items),
+        behind=sum(status == "ok" and (at or created) < now - behind_after for status, created, at, _ in items),
+        # connected, not behind, yet never synced: not to be counted as synced
+        preparing=sum(
+            status == "ok" and at is None and created >= now - behind_after and state == "preparing"
+            for status, created, at, state in items
+        ),
+        unsynced=sum(
+            status == "ok" and at is None and created >= now - behind_after and state != "preparing"
+            for status, created, at, state in items
+        ),
         late_after=max(LATE_AT_LEAST, 2 * tick),
         behind_after=behind_after,
     )

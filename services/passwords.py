@@ -52,9 +52,19 @@ def check_policy(password: str, context: Iterable[str] = ()) -> None:
     result = zxcvbn(password[:ZXCVBN_MAX], user_inputs=[*words, "finsync"], max_length=ZXCVBN_MAX)
     if result["score"] < 3:
         feedback = result.get("feedback") or {}
-        reason = feedback.get("warning") or "This password is too easy to guess."
+        reason = feedback.get("warning") or "It is too easy to guess."
         tips = " ".join(feedback.get("suggestions") or [])
-        raise InputError(f"This password is too weak: {reason.rstrip('.')}. {tips}".strip())
+        raise InputError(f"This password is too weak: {_clause(reason)}. {tips}".strip())
+
+
+def _clause(sentence: str) -> str:
+    """The checker's sentence ("This is similar to a commonly used password.") as the rest of ours: no capital
+    after the colon (unless the word is "I" or all capitals: "ID"), no full stop of its own."""
+    sentence = sentence.strip().rstrip(".")
+    first = sentence.split(" ", 1)[0]
+    if first[:1].isupper() and first != "I" and not (len(first) > 1 and first.isupper()):
+        sentence = sentence[0].lower() + sentence[1:]
+    return sentence
 
 
 OWN_CHARACTERS = 10  # letters, digits or symbols (emoji) a password needs besides the user's own names and the site's

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import RerunException, StopException
 
-from pages.ui.format import count, masks, money, when
+from pages.ui.format import bank_labels, count, masks, money, when
 from pages.ui.outage import database_outage_notice
 from pages.ui.remove_view import remove_form
 from pages.ui.session import client_ip, still_signed_in
@@ -41,12 +41,13 @@ def finish_link(
             before = _last_attempt(c, uid, uuid.UUID(repair))
             was = next((i.status for i in banking.list_items(c, uid) if str(i.id) == repair), None)
             item = banking.complete_repair(c, uid, uuid.UUID(repair), ip=client_ip())
+            name = bank_labels(banking.list_items(c, uid)).get(item.id, item.institution_name)  # which of two
             if item.needs_attention:  # Plaid still says no (a login, or an error): no sync is coming to follow
-                st.session_state["flash"] = [("warning", f"{item.institution_name}: {item.status_message}")]
+                st.session_state["flash"] = [("warning", f"{name}: {item.status_message}")]
             else:
                 # it was never cut off when all it asked was which new accounts to share
                 done = "now shares the accounts you chose" if was == "new_accounts_available" else "is connected again"
-                st.session_state["flash"] = [("success", f"{item.institution_name} {done}.")]
+                st.session_state["flash"] = [("success", f"{name} {done}.")]
                 _watch(item.id, before)
         else:
             item = banking.complete_link(
@@ -145,6 +146,7 @@ def watch_syncing(c: Container, uid: uuid.UUID, items: list[ItemView], statuses:
         watched = {}
     st.session_state["watch_items"] = watched
     busy = {s.item_id for s in statuses if not _settled(s, watched) or str(s.item_id) in watched}
+    labels = bank_labels(items)  # two connections to one bank: the news says which one synced
     if not busy:
         st.session_state.pop("watch_until", None)
         if "link_start" not in st.session_state:  # never rerun under an open Link
@@ -163,7 +165,7 @@ def watch_syncing(c: Container, uid: uuid.UUID, items: list[ItemView], statuses:
             if done:  # its card, balances and last sync change: show them, and say so
                 for s in done:
                     watched.pop(str(s.item_id), None)
-                ok = [s.institution_name for s in done if s.state == "ok"]
+                ok = [labels.get(s.item_id, s.institution_name) for s in done if s.state == "ok"]
                 said = f"{', '.join(ok)} {'is' if len(ok) == 1 else 'are'} synced: see Transactions."
                 flash_again(*([("success", said)] if ok else []))  # "Linked …" or "… connected again" stays
                 st.rerun(scope="app")
@@ -222,8 +224,9 @@ def _await_own_sync(own: _OwnSync, name: str) -> None:
     st.rerun()
 
 
-def sync_now(c: Container, uid: uuid.UUID, item: ItemView) -> None:
-    """Sync one bank now, showing pages fetched and transactions applied as they happen.
+def sync_now(c: Container, uid: uuid.UUID, item: ItemView, *, name: str | None = None) -> None:
+    """Sync one bank now, showing pages fetched and transactions applied as they happen; ``name``: what the news
+    calls the bank (with its accounts' last digits when another connection shares its name).
 
     A press made while the sync runs must not sync the bank again. Streamlit either holds it until the sync is
     done, or stops the run (which syncs on to the end) and starts the next one at once. So the page keeps its
@@ -234,12 +237,12 @@ def sync_now(c: Container, uid: uuid.UUID, item: ItemView) -> None:
     mine: dict[str, _OwnSync] = st.session_state.setdefault("own_syncs", {})
     own = mine.get(key)
     if own is not None and not own.done and c.clock() - own.started < STILL_SYNCING:
-        _await_own_sync(own, item.institution_name)
+        _await_own_sync(own, name or item.institution_name)
     if own is not None and own.finished is not None and c.clock() - own.finished < AGAIN_AFTER:
         return
     mine[key] = own = _OwnSync(c.clock())
     try:
-        _sync_and_tell(c, uid, item, own)
+        _sync_and_tell(c, uid, item, own, name or item.institution_name)
     finally:
         own.done = True
         if own.finished is None and mine.get(key) is own:  # failed, or cut short: the next press tries again
@@ -247,8 +250,8 @@ def sync_now(c: Container, uid: uuid.UUID, item: ItemView) -> None:
     st.rerun()  # the card's status, last sync and balances show what the sync changed
 
 
-def _sync_and_tell(c: Container, uid: uuid.UUID, item: ItemView, own: _OwnSync) -> None:
-    with st.status(f"Syncing {md(item.institution_name)}…", expanded=True) as box:
+def _sync_and_tell(c: Container, uid: uuid.UUID, item: ItemView, own: _OwnSync, name: str) -> None:
+    with st.status(f"Syncing {md(name)}…", expanded=True) as box:
         line = st.empty()
         held: list[RerunException | StopException] = []
 
@@ -274,13 +277,13 @@ def _sync_and_tell(c: Container, uid: uuid.UUID, item: ItemView, own: _OwnSync) 
         else:
             done = f"{result.added} new, {result.modified} updated, {result.removed} removed"
             if result.status == "ok":
-                label, state = f"{md(item.institution_name)} is up to date: {done}.", "complete"
-                said = ("success", f"{item.institution_name} is up to date: {done}.")
+                label, state = f"{md(name)} is up to date: {done}.", "complete"
+                said = ("success", f"{name} is up to date: {done}.")
                 own.finished = c.clock()
             elif result.status == "already_syncing":  # the bot got there first: not a failure, and the page follows it
                 label, state, said = md(result.message), "complete", ("info", result.message)
             else:  # said at the top of the page, above every card: which bank it is about
-                message = f"{item.institution_name}: {result.message or result.status}"
+                message = f"{name}: {result.message or result.status}"
                 if result.ok:  # "preparing": the bank is still gathering its history, nothing went wrong
                     label, state, said = md(message), "complete", ("info", message)
                 else:
@@ -343,8 +346,11 @@ def item_card(
     *,
     two_factor: bool,
     twin: bool = False,
+    name: str | None = None,
 ) -> None:
-    """One linked bank; ``twin``: another connection has the same bank's name, so the card says which one it is."""
+    """One linked bank; ``twin``: another connection has the same bank's name, so the card says which one it is;
+    ``name``: what news about it calls it (``bank_labels``: the name, with the accounts' digits for a twin)."""
+    name = name or item.institution_name
     with st.container(border=True, key=f"bank_card_{item.id}"):
         head, badge = st.columns([3, 2])
         head.subheader(md(item.institution_name))
@@ -372,13 +378,15 @@ def item_card(
                 "The balance of a flagged account no longer matches its transactions as it did before the last "
                 "sync: a transaction may be missing. Sync again; if it stays, check the account at your bank."
             )
-        sync_col, repair_col, remove_col = st.columns(3)
-        if sync_col.button("Sync now", key=f"sync_{item.id}", icon=":material/sync:"):
-            sync_now(c, uid, item)
+        # side by side, each as wide as its words, wrapping on a phone: three columns left a blank slot where no
+        # Repair button was (on a phone, a gap between "Sync now" and "Remove")
+        actions = st.container(horizontal=True, key=f"bank_actions_{item.id}")
+        if actions.button("Sync now", key=f"sync_{item.id}", icon=":material/sync:"):
+            sync_now(c, uid, item, name=name)
         duplicate = st.session_state.get("offer_repair") == str(item.id)  # linked again to share more accounts
         # more accounts to share, unless the connection is one no repair can fix (access withdrawn, or in error)
         offered = (duplicate or any(a.unshared_since for a in item.accounts)) and not item.needs_attention
-        if (item.needs_repair or offered) and repair_col.button(  # urgent-looking only when the bank needs it
+        if (item.needs_repair or offered) and actions.button(  # urgent-looking only when the bank needs it
             "Repair connection", key=f"repair_{item.id}", type="primary" if item.needs_repair else "secondary"
         ):
             st.session_state.pop("offer_repair", None)
@@ -394,5 +402,4 @@ def item_card(
                     str(item.id),
                 )
                 st.rerun()
-        label = f"{item.institution_name} ({masks(item)})" if twin and masks(item) else None  # which one went
-        remove_form(c, uid, item, remove_col, two_factor=two_factor, label=label)
+        remove_form(c, uid, item, actions, two_factor=two_factor, label=name)  # which one went, for a twin

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import pages.ui.plaid_link as plaid_link_module
@@ -175,3 +177,78 @@ def test_removing_one_of_two_connections_to_a_bank_says_which_went(
     assert [s.value.replace("\\", "") for s in at.success if s.value.startswith("Removed")] == [
         f"Removed First Demo Bank ({digits})."
     ]
+
+
+def test_news_after_a_sync_says_which_of_two_connections_to_one_bank_it_means(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With two logins at First Demo Bank, "First Demo Bank is synced: see Transactions." (and "First Demo Bank: …"
+    after Sync now) did not say which connection: the news names it by its accounts' last digits, as its card does."""
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "una")
+    first = bank_app.link(user.id, "ins_demo_1", "user_good")
+    assert sync.sync_item(c, user.id, first.id).status == "ok"
+    at = click(open_page("accounts.py"), "Link a bank")
+    token = at.session_state["link_start"][0]
+    success = bank_app.link_login(token, "ins_demo_1", "user_yuppie")
+    outcome = {"kind": "success", "public_token": success["public_token"], "metadata": success}
+    monkeypatch.setattr(plaid_link_module, "plaid_link", lambda **_: outcome)
+    at.run()  # the second login is linked; the page follows its first sync
+    assert not at.exception, at.exception
+    second = next(i for i in banking.list_items(c, user.id) if i.id != first.id)
+    digits = {i.id: ", ".join(f"••{a.mask}" for a in i.accounts) for i in banking.list_items(c, user.id)}
+    assert sync.sync_item(c, user.id, second.id).status == "ok"  # the bot's first sync
+    monkeypatch.setattr(plaid_link_module, "plaid_link", lambda **_: None)
+    at.run()  # in a browser, the poll's own rerun
+    said = [s.value.replace("\\", "") for s in at.success]
+    assert f"First Demo Bank ({digits[second.id]}) is synced: see Transactions." in said, said
+    assert "First Demo Bank is synced: see Transactions." not in said
+
+    bank_app.demo.set_ready(bank_app.plaid_item_id(first.id), False)  # Sync now on the first card: not ready
+    bank_app.clock.advance(minutes=1)
+    [press] = [b for b in at.button if b.key == f"sync_{first.id}"]
+    at = press.click().run()
+    told = [i.value.replace("\\", "") for i in at.info if i.value.replace("\\", "").startswith("First Demo Bank")]
+    assert told and all(t.startswith(f"First Demo Bank ({digits[first.id]}): ") for t in told), told
+
+
+def test_a_card_without_a_repair_button_leaves_no_blank_slot_among_its_buttons(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The card's buttons stood in three columns, the middle one for Repair connection: with no repair to offer it
+    stayed empty, a blank slot between "Sync now" and "Remove" on a phone. No column of the page is left empty."""
+    user = signed_in(bank_app, monkeypatch, "vic")
+    item = bank_app.link(user.id, "ins_demo_1", "user_good")
+    at = open_page("accounts.py")
+    assert not at.exception, at.exception
+    assert "Repair connection" not in [b.label for b in at.button]
+    assert [b.key for b in at.button if b.label == "Sync now"] == [f"sync_{item.id}"]
+    assert at.columns and all(len(col.children) for col in at.columns)
+
+
+def test_sync_history_gives_each_result_and_reason_room_for_its_words(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The grid sizes a column to its first rows: with a dozen "synced" runs on top, "bank preparing data" further down
+    was cut off. Result and Why have widths that hold their longest words, whichever rows come first (at about 6.5
+    pixels a character plus the cell's padding, as Chromium draws the grid's font)."""
+    c = bank_app.c
+    user = signed_in(bank_app, monkeypatch, "tim")
+    maple = bank_app.link(user.id, "ins_demo_2")
+    bank_app.demo.set_ready(bank_app.plaid_item_id(maple.id), False)
+    assert sync.sync_item(c, user.id, maple.id).status == "preparing"
+    first = bank_app.link(user.id, "ins_demo_1", "user_good")
+    for _ in range(12):
+        bank_app.clock.advance(minutes=1)
+        assert sync.sync_item(c, user.id, first.id).status == "ok"
+
+    at = open_page("sync_history.py")
+    assert not at.exception, at.exception
+    grid = at.dataframe[0]
+    results = list(grid.value["Result"])
+    assert results[-1] == "bank preparing data" and set(results[:10]) == {"synced"}, results
+    widths = {name: spec.get("width") for name, spec in json.loads(grid.proto.columns).items()}
+    for column in ("Result", "Why"):
+        longest = max(len(v) for v in grid.value[column])
+        assert isinstance(widths.get(column), int), widths
+        assert widths[column] >= 6.5 * longest + 16, (column, widths[column], longest)

@@ -148,7 +148,7 @@ def test_the_sync_bot_tab_says_when_due_syncs_wait_for_a_worker(
 
     from sqlmodel import select
 
-    from models import PlaidItem, SyncJob
+    from models import ItemSyncState, PlaidItem, SyncJob
     from services.db import unit_of_work
 
     root = make_user(container, "root", role="admin")
@@ -188,9 +188,11 @@ def test_the_sync_bot_tab_says_when_due_syncs_wait_for_a_worker(
         job = s.exec(select(SyncJob)).one()
         job.status, job.finished_at = "done", clock()
         s.add(job)
+        s.add(ItemSyncState(item_id=item.id, user_id=owner.id, state="ok", last_success_at=clock()))
     at.run()
     said = " ".join(s.value for s in at.success)
     assert "The bot keeps up: no sync is waiting, and every connected bank synced within 12 hours." in said
+    assert not [i.value for i in at.info if "Not synced yet" in i.value]
 
 
 def test_the_audit_log_shows_each_address_pause_once_with_its_form_however_long_a_script_posts(
@@ -217,3 +219,42 @@ def test_the_audit_log_shows_each_address_pause_once_with_its_form_however_long_
     ]
     from_flood = log[log["From"] == "203.0.113.77"]
     assert len(from_flood) == account.RESET_IP_LIMIT + throttle.IP_LIMIT + 2  # the tries let through, plus the pauses
+
+
+def test_the_sync_bot_tab_does_not_call_a_bank_still_preparing_synced(
+    app: AppFactory, container: Container, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bank that has only ever answered "preparing" was counted in "every connected bank synced within 12 hours":
+    the tab now says it has not synced yet, and why, and calls the others "every other connected bank"."""
+    from models import ItemSyncState, PlaidItem
+    from services.db import unit_of_work
+
+    root = make_user(container, "root", role="admin")
+    secret = enable_totp(container, root.id)
+    signed_in_as(monkeypatch, sign_in_with_code(container, clock, "root", secret))
+    owner = make_user(container, "alice")
+    with unit_of_work(container.engine) as s:
+        preparing = PlaidItem(user_id=owner.id, plaid_item_id="item-p", access_token_enc=b"x", institution_id="ins_1",
+                              institution_name="First Demo Bank", created_at=clock())  # fmt: skip
+        s.add(preparing)
+        s.flush()
+        s.add(ItemSyncState(item_id=preparing.id, user_id=owner.id, state="preparing", last_attempt_at=clock()))
+    at = app().run()
+    at.switch_page("admin.py").run()
+    assert not at.exception and not at.error
+    said = " ".join(s.value for s in at.success)
+    assert "The bot keeps up: no sync is waiting, and no connected bank has synced yet." in said
+    assert "synced within" not in said
+    told = " ".join(i.value for i in at.info)
+    assert "Not synced yet: 1 connected bank whose bank is still preparing the first data." in told
+
+    with unit_of_work(container.engine) as s:  # a second bank synced: it is synced, the preparing one still is not
+        synced = PlaidItem(user_id=owner.id, plaid_item_id="item-s", access_token_enc=b"x", institution_id="ins_2",
+                           institution_name="Maple Credit Union", created_at=clock())  # fmt: skip
+        s.add(synced)
+        s.flush()
+        s.add(ItemSyncState(item_id=synced.id, user_id=owner.id, state="ok", last_success_at=clock()))
+    at.run()
+    said = " ".join(s.value for s in at.success)
+    assert "The bot keeps up: no sync is waiting, and every other connected bank synced within 12 hours." in said
+    assert "still preparing the first data" in " ".join(i.value for i in at.info)

@@ -271,3 +271,13 @@ def test_an_invalid_address_is_refused_in_two_plain_sentences() -> None:
     with pytest.raises(InputError) as info:
         clean_email("not-an-email")
     assert str(info.value) == "That email address is not valid. An email address must have an @-sign."
+
+
+def test_a_weak_password_is_refused_in_one_sentence() -> None:
+    """The checker's own sentence came after our colon with its capital ("too weak: This is similar to …"): it now
+    continues our sentence in lower case."""
+    with pytest.raises(InputError) as info:
+        passwords.check_policy("Password1234567", context=[])
+    said = str(info.value)
+    assert said.startswith("This password is too weak: this is similar to a commonly used password. "), said
+    assert ": This" not in said
