@@ -147,7 +147,7 @@ def amount_width(rows: list[ledger.TransactionView]) -> int:
 chosen = _same_or_posted(st.session_state.get("tx_selected"), ids)
 default = {"selection": {"rows": [ids.index(chosen)]}} if chosen in ids else None
 picked = st.dataframe(
-    sortable_money(frame, "Amount", [t.iso_currency_code for t in page]),
+    sortable_money(frame, "Amount", [(t.amount_minor, t.iso_currency_code) for t in page]),
     hide_index=True,
     width="stretch",
     # Date and Amount stay in view while the other columns scroll sideways (on a phone, most of them do)

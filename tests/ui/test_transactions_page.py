@@ -179,6 +179,30 @@ def test_amounts_sort_as_amounts_and_show_whole_with_their_sign(
     assert width >= 8 * len("-$1,088.37") + 16, width
 
 
+def test_a_huge_amount_in_an_eight_decimal_currency_is_shown_to_its_last_digit(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The grid's numbers are floats (what it sorts), which hold 15 to 17 digits; the sync keeps up to 10**18 minor
+    units of an 8-decimal currency. Read back from the float, -999,999,999.99999999 BTC showed as
+    -1,000,000,000.00000000 BTC, and two amounts one unit apart showed the same. Each is shown as stored."""
+    user = signed_in(bank_app, monkeypatch, "hal")
+    ids = add_ledger(bank_app.c, user.id, ["WHALE", "NEXT", "ONE MORE"], per_day=3)
+    amounts = {"WHALE": -99999999999999999, "NEXT": 123456789012345679, "ONE MORE": 123456789012345680}
+    with unit_of_work(bank_app.c.engine) as session:
+        for tid in ids:
+            row = session.get(LedgerTransaction, tid)
+            assert row is not None
+            row.amount_minor, row.iso_currency_code = amounts[row.name], "BTC"
+    shown = open_page("transactions.py").dataframe[0]
+    raw, cells = shown.value, shown_cells(shown)
+    assert dict(zip(raw["Name"], cells["Amount"], strict=True)) == {
+        "WHALE": "-999,999,999.99999999 BTC",
+        "NEXT": "1,234,567,890.12345679 BTC",
+        "ONE MORE": "1,234,567,890.12345680 BTC",
+    }
+    assert raw.sort_values("Amount")["Name"].iloc[0] == "WHALE"
+
+
 def test_a_note_typed_on_a_hold_that_posts_meanwhile_is_saved_on_the_posted_charge(
     bank_app: Bank, monkeypatch: pytest.MonkeyPatch
 ) -> None:
