@@ -13,7 +13,15 @@ from services import ledger, sync
 from services.db import unit_of_work
 from tests.integration.conftest_bank import Bank
 from tests.integration.test_ledger_listing import add_ledger
-from tests.ui.bank_support import click, everything, open_page, shown_cells, signed_in, wire_app
+from tests.ui.bank_support import (
+    click,
+    everything,
+    open_page,
+    shown_cells,
+    signed_in,
+    two_logins_preparing,
+    wire_app,
+)
 
 pytestmark = pytest.mark.usefixtures("fast_hashing")
 
@@ -263,3 +271,16 @@ def test_an_edit_that_takes_its_row_off_the_searched_list_still_says_it_was_save
     said = everything(at)
     assert "Saved." in said and "It no longer matches your search, so it left this list." in said
     assert "No transactions match" in said and sync.get_transaction(c, user.id, order[0]).category_override is None
+
+
+def test_an_empty_ledger_tells_apart_two_connections_to_one_bank_both_preparing(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It said "First Demo Bank, First Demo Bank are still preparing them": each login is named with its accounts'
+    last digits, as on Accounts."""
+    user = signed_in(bank_app, monkeypatch, "ivy")
+    digits = two_logins_preparing(bank_app, user.id)
+    [said] = [i.value for i in open_page("transactions.py").info if i.value.startswith("No transactions yet")]
+    assert "are still preparing them" in said, said
+    for one in digits:
+        assert all(f"••{mask}" in said for mask in one), (said, digits)
