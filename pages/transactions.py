@@ -7,12 +7,12 @@ import pandas as pd
 import streamlit as st
 
 from pages.ui.export_view import export_section
-from pages.ui.format import category, count, money, sortable_money, when
+from pages.ui.format import bank_labels, category, count, money, sortable_money, when
 from pages.ui.outage import database_outage_notice
 from pages.ui.session import require_user, still_signed_in
 from pages.ui.state import container
 from pages.ui.text import md
-from services import ledger, sync
+from services import banking, ledger, sync
 from services.errors import FinsyncError
 from services.plaid_mapping import in_units
 
@@ -47,7 +47,8 @@ def _nothing_yet() -> str:
     statuses = sync.item_sync_status(c, uid)
     if not statuses:
         return "No transactions yet. Link a bank on the Accounts page; finsync syncs it by itself."
-    preparing = [s.institution_name for s in statuses if s.state == "preparing"]
+    labels = bank_labels(banking.list_items(c, uid))  # two logins at one bank: each with its accounts' digits
+    preparing = [labels.get(s.item_id, s.institution_name) for s in statuses if s.state == "preparing"]
     if preparing:
         verb = "is" if len(preparing) == 1 else "are"
         return f"No transactions yet: {md(', '.join(preparing))} {verb} still preparing them. Nothing to do: they appear here once ready."
@@ -147,7 +148,7 @@ def amount_width(rows: list[ledger.TransactionView]) -> int:
 chosen = _same_or_posted(st.session_state.get("tx_selected"), ids)
 default = {"selection": {"rows": [ids.index(chosen)]}} if chosen in ids else None
 picked = st.dataframe(
-    sortable_money(frame, "Amount", [t.iso_currency_code for t in page]),
+    sortable_money(frame, "Amount", [(t.amount_minor, t.iso_currency_code) for t in page]),
     hide_index=True,
     width="stretch",
     # Date and Amount stay in view while the other columns scroll sideways (on a phone, most of them do)

@@ -14,7 +14,7 @@ from pandas.io.formats.style import Styler
 from services import audit
 from services.audit import AuditView
 from services.banking import ItemView
-from services.plaid_mapping import decimal_text, exponent
+from services.plaid_mapping import decimal_text
 
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "CA$", "JPY": "¥"}
 
@@ -30,19 +30,26 @@ def money(minor: int | None, currency: str | None) -> str:
     return f"{sign}{symbol}{value}" if symbol else f"{sign}{value} {code}"
 
 
-def sortable_money(frame: pd.DataFrame, column: str, currencies: list[str | None]) -> Styler:
-    """``frame`` for ``st.dataframe`` with ``column`` as numbers (row i in ``currencies[i]``) shown as ``money`` shows
-    them: a click on its header sorts by amount, not by the text (which put -$9.25 after -$85.00, -$1,850 after
-    -$1,088)."""
-    by_code: dict[str | None, list[int]] = {}
-    for row, code in enumerate(currencies):
-        by_code.setdefault(code, []).append(row)
+def sortable_money(frame: pd.DataFrame, column: str, amounts: list[tuple[int, str | None]]) -> Styler:
+    """``frame`` for ``st.dataframe`` with ``column`` as numbers (row i holding ``amounts[i]``: minor units and
+    currency) shown as ``money`` shows them: a click on its header sorts by amount, not by the text (which put -$9.25
+    after -$85.00, -$1,850 after -$1,088).
+
+    Each cell shows its own minor units, never a number read back from the float: one holds 15 to 17 digits, and an
+    8-decimal currency keeps up to 18 (-999,999,999.99999999 BTC came back as -1,000,000,000.00000000 BTC)."""
+    texts: dict[str | None, dict[float, str]] = {}  # per currency, each number's text
+    rows: dict[str | None, list[int]] = {}
+    alone: list[tuple[int, str]] = []  # rows whose number an amount one unit apart shares: each shows its own
+    for row, (minor, code) in enumerate(amounts):
+        text, number = money(minor, code), frame[column].iat[row]
+        rows.setdefault(code, []).append(row)
+        if texts.setdefault(code, {}).setdefault(number, text) != text:
+            alone.append((row, text))
     shown = frame.style
-    for code, rows in by_code.items():
-        scale = 10 ** exponent(code)
-        shown = shown.format(
-            lambda v, code=code, scale=scale: money(round(v * scale), code), subset=pd.IndexSlice[rows, [column]]
-        )
+    for code, at in rows.items():
+        shown = shown.format(lambda v, known=texts[code]: known.get(v, "—"), subset=pd.IndexSlice[at, [column]])
+    for row, text in alone:
+        shown = shown.format(lambda _v, text=text: text, subset=pd.IndexSlice[[row], [column]])
     return shown
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import streamlit as st
 
-from pages.ui.format import count, money, when
+from pages.ui.format import bank_labels, count, money, when
 from pages.ui.text import md, unbroken
 from services import banking, sync
 from services.banking import AccountView
@@ -41,7 +41,12 @@ def overview(c: Container, uid: uuid.UUID, *, can_link: bool) -> None:
     owed.metric("Owed on cards and loans", _totals(a for a in accounts if a.type in ("credit", "loan")))
     synced = [s.last_success_at for s in statuses if s.last_success_at is not None]
     banks = f"{count(len(items), 'bank')}, {count(len(accounts), 'account')}"
-    preparing = [s.institution_name for s in statuses if s.state == "preparing" and s.last_success_at is None]
+    labels = bank_labels(items)  # two logins at one bank, both preparing: each named with its accounts' digits
+    preparing = [
+        labels.get(s.item_id, s.institution_name)
+        for s in statuses
+        if s.state == "preparing" and s.last_success_at is None
+    ]
     if preparing:  # linked and fine, but nothing came yet: "not synced yet" read as a fault
         fresh = f"{md(', '.join(preparing))} {'is' if len(preparing) == 1 else 'are'} still preparing your transactions"
     elif len(synced) < len(statuses):  # the newest sync would hide a bank that has none

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from models import PlaidItem
 from pages.ui import session as ui_session
 from pages.ui import state
+from services import banking, sync
 from services.db import unit_of_work
 from tests.integration.auth_support import make_user, sign_in
 from tests.integration.conftest_bank import Bank
@@ -60,3 +62,15 @@ def signed_in(bank_app: Bank, monkeypatch: pytest.MonkeyPatch, name: str, **kw: 
     user = make_user(bank_app.c, name, **kw)
     monkeypatch.setattr(ui_session, "read_cookie", lambda: sign_in(bank_app.c, name))
     return user
+
+
+def two_logins_preparing(bank: Bank, user_id: uuid.UUID) -> list[list[str]]:
+    """Two logins at First Demo Bank, both synced and told by the bank it is still preparing; each one's account
+    digits (they differ: the demo bank gives each login its own numbers)."""
+    items = [bank.link(user_id, "ins_demo_1", login) for login in ("user_good", "user_yuppie")]
+    for item in items:
+        bank.demo.set_ready(bank.plaid_item_id(item.id), False)
+        assert sync.sync_item(bank.c, user_id, item.id).status == "preparing"
+    masks = {i.id: [a.mask for a in i.accounts if a.mask] for i in banking.list_items(bank.c, user_id)}
+    assert all(masks[i.id] for i in items), masks
+    return [masks[i.id] for i in items]

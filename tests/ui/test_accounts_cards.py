@@ -11,7 +11,7 @@ from pages.ui.text import md
 from services import banking, sync
 from tests.integration.auth_support import PASSWORD
 from tests.integration.conftest_bank import Bank
-from tests.ui.bank_support import click, open_page, signed_in, wire_app
+from tests.ui.bank_support import click, open_page, signed_in, two_logins_preparing, wire_app
 
 pytestmark = pytest.mark.usefixtures("fast_hashing")
 
@@ -252,3 +252,16 @@ def test_sync_history_gives_each_result_and_reason_room_for_its_words(
         longest = max(len(v) for v in grid.value[column])
         assert isinstance(widths.get(column), int), widths
         assert widths[column] >= 6.5 * longest + 16, (column, widths[column], longest)
+
+
+def test_home_tells_apart_two_connections_to_one_bank_both_preparing(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With two logins at one bank both still preparing, Home said "First Demo Bank, First Demo Bank are still
+    preparing your transactions". Each is named with its accounts' last digits, as on Accounts and Sync history."""
+    user = signed_in(bank_app, monkeypatch, "una")
+    digits = two_logins_preparing(bank_app, user.id)
+    [said] = [cap.value for cap in open_page("home.py").caption if cap.value.startswith("2 banks")]
+    assert said.endswith("are still preparing your transactions"), said
+    for one in digits:
+        assert all(f"••{mask}" in said for mask in one), (said, digits)

@@ -13,7 +13,15 @@ from services import ledger, sync
 from services.db import unit_of_work
 from tests.integration.conftest_bank import Bank
 from tests.integration.test_ledger_listing import add_ledger
-from tests.ui.bank_support import click, everything, open_page, shown_cells, signed_in, wire_app
+from tests.ui.bank_support import (
+    click,
+    everything,
+    open_page,
+    shown_cells,
+    signed_in,
+    two_logins_preparing,
+    wire_app,
+)
 
 pytestmark = pytest.mark.usefixtures("fast_hashing")
 
@@ -179,6 +187,30 @@ def test_amounts_sort_as_amounts_and_show_whole_with_their_sign(
     assert width >= 8 * len("-$1,088.37") + 16, width
 
 
+def test_a_huge_amount_in_an_eight_decimal_currency_is_shown_to_its_last_digit(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The grid's numbers are floats (what it sorts), which hold 15 to 17 digits; the sync keeps up to 10**18 minor
+    units of an 8-decimal currency. Read back from the float, -999,999,999.99999999 BTC showed as
+    -1,000,000,000.00000000 BTC, and two amounts one unit apart showed the same. Each is shown as stored."""
+    user = signed_in(bank_app, monkeypatch, "hal")
+    ids = add_ledger(bank_app.c, user.id, ["WHALE", "NEXT", "ONE MORE"], per_day=3)
+    amounts = {"WHALE": -99999999999999999, "NEXT": 123456789012345679, "ONE MORE": 123456789012345680}
+    with unit_of_work(bank_app.c.engine) as session:
+        for tid in ids:
+            row = session.get(LedgerTransaction, tid)
+            assert row is not None
+            row.amount_minor, row.iso_currency_code = amounts[row.name], "BTC"
+    shown = open_page("transactions.py").dataframe[0]
+    raw, cells = shown.value, shown_cells(shown)
+    assert dict(zip(raw["Name"], cells["Amount"], strict=True)) == {
+        "WHALE": "-999,999,999.99999999 BTC",
+        "NEXT": "1,234,567,890.12345679 BTC",
+        "ONE MORE": "1,234,567,890.12345680 BTC",
+    }
+    assert raw.sort_values("Amount")["Name"].iloc[0] == "WHALE"
+
+
 def test_a_note_typed_on_a_hold_that_posts_meanwhile_is_saved_on_the_posted_charge(
     bank_app: Bank, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -239,3 +271,16 @@ def test_an_edit_that_takes_its_row_off_the_searched_list_still_says_it_was_save
     said = everything(at)
     assert "Saved." in said and "It no longer matches your search, so it left this list." in said
     assert "No transactions match" in said and sync.get_transaction(c, user.id, order[0]).category_override is None
+
+
+def test_an_empty_ledger_tells_apart_two_connections_to_one_bank_both_preparing(
+    bank_app: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It said "First Demo Bank, First Demo Bank are still preparing them": each login is named with its accounts'
+    last digits, as on Accounts."""
+    user = signed_in(bank_app, monkeypatch, "ivy")
+    digits = two_logins_preparing(bank_app, user.id)
+    [said] = [i.value for i in open_page("transactions.py").info if i.value.startswith("No transactions yet")]
+    assert "are still preparing them" in said, said
+    for one in digits:
+        assert all(f"••{mask}" in said for mask in one), (said, digits)
