@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
+import threading
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -184,15 +186,22 @@ def restore(bank: Bank, data: dict[str, Any]) -> None:
     bank.webhooks.current = keys[data["current_kid"]]
 
 
+_writing = threading.Lock()  # the shopper thread and the request handlers both save: one write at a time
+
+
 def save(bank: Bank, path: Path) -> None:
-    """Write the snapshot atomically (temp file, then rename), readable by the owner only."""
-    with bank.lock:
-        body = json.dumps(snapshot(bank), separators=(",", ":"))
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(body)
-    os.replace(tmp, path)
+    """Write the snapshot atomically (a temporary file of its own, then rename), readable by the owner only."""
+    with _writing:  # taken and written in turn: an earlier snapshot is never renamed over a later one
+        with bank.lock:
+            body = json.dumps(snapshot(bank), separators=(",", ":"))
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(body)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def load(bank: Bank, path: Path) -> bool:

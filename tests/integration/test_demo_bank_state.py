@@ -81,3 +81,34 @@ def test_stopping_the_demo_banks_ends_their_servers_and_shoppers(tmp_path: Path)
         assert not t.is_alive()
     assert stop_demo_banks() == 0
     assert _answers(ensure_demo_bank(settings))  # a later call starts a fresh one from the saved state
+
+
+def test_saves_from_the_shopper_and_a_request_at_once_both_land_whole(tmp_path: Path) -> None:
+    """The demo shopper thread and the bank's request handlers each save after a change: at once, they used one
+    temporary file name, so one rename found the file already moved (FileNotFoundError in the middle of a link)."""
+    from services.demo_bank.persist import save
+
+    state = tmp_path / "demo_bank.json"
+    bank = start_demo_bank(state_file=state)
+    try:
+        failures: list[BaseException] = []
+
+        def saving() -> None:
+            try:
+                for _ in range(40):
+                    save(bank.bank, state)
+            except BaseException as exc:  # the test reports whatever a save raised
+                failures.append(exc)
+
+        threads = [threading.Thread(target=saving) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert failures == []
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["demo_bank.json"]  # no temporary file left behind
+        assert state.stat().st_mode & 0o077 == 0
+    finally:
+        bank.stop()
+    again = start_demo_bank(state_file=state)  # what was written last reads back whole
+    again.stop()
