@@ -5,7 +5,7 @@ from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 
-from pages.ui import accounts_view
+from pages.ui import accounts_view, link_finish, sync_watch
 from pages.ui.format import bank_labels
 from pages.ui.kept_view import kept_section
 from pages.ui.plaid_link import plaid_link
@@ -66,14 +66,14 @@ with st.container():  # "Link a bank", or Link with "Cancel": one place, so the 
             st.session_state.pop("link_start", None)
             st.rerun()
         if outcome is not None:
-            accounts_view.finish_link(c, uid, outcome, link_session_id, repair_item)
+            link_finish.finish_link(c, uid, outcome, link_session_id, repair_item)
 
 st.session_state.pop("link_redirect", None)
 show_flash(grace=True)  # the page reruns by itself (it follows the bot): news stays long enough to be read
 
 statuses = {s.item_id: s for s in sync.item_sync_status(c, uid)}
 with st.container():  # present or not, the follow-up poll takes one place: the cards below keep their identity
-    accounts_view.watch_syncing(c, uid, items, list(statuses.values()))
+    sync_watch.watch_syncing(c, uid, items, list(statuses.values()))
 if not items and view.user.email_verified:
     st.info("No bank linked yet. Link one with the button above; finsync then keeps it in sync by itself.")
 # A bank that needs the person comes first (its card keeps its widgets, keyed by the bank, wherever it stands).

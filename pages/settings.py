@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.ui import settings_sections as sections
+from pages.ui import settings_account, settings_notifications, settings_security, settings_sessions
 from pages.ui.session import require_user
 
 view = require_user()
@@ -11,16 +11,16 @@ password, two_factor, sessions_tab, notifications, activity, account = st.tabs(
     ["Password", "Two-factor", "Sessions", "Notifications", "Activity", "Email and account"]
 )
 with password:
-    sections.password_section(view)
+    settings_security.password_section(view)
 with two_factor:
-    sections.two_factor_section(view)
+    settings_security.two_factor_section(view)
 with sessions_tab:
-    sections.sessions_section(view)
+    settings_sessions.sessions_section(view)
 with notifications:
-    sections.notifications_section(view)
+    settings_notifications.notifications_section(view)
 with activity:
-    sections.activity_section(view)
+    settings_sessions.activity_section(view)
 with account:
-    sections.email_section(view)
+    settings_account.email_section(view)
     st.divider()
-    sections.delete_section(view)
+    settings_account.delete_section(view)

@@ -16,7 +16,7 @@ from sqlmodel import select
 from streamlit.runtime.scriptrunner_utils.exceptions import RerunException
 
 from models import ItemSyncState, PlaidItem, SyncJob, SyncRun
-from pages.ui import accounts_view
+from pages.ui import sync_view
 from services.banking import list_items
 from services.container import Container
 from services.db import unit_of_work
@@ -145,8 +145,8 @@ class _Box:
 @contextlib.contextmanager
 def _fake_streamlit(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Box]:
     box = _Box()
-    monkeypatch.setattr(accounts_view.st, "status", lambda *a, **k: box)
-    monkeypatch.setattr(accounts_view.st, "empty", lambda: box)
+    monkeypatch.setattr(sync_view.st, "status", lambda *a, **k: box)
+    monkeypatch.setattr(sync_view.st, "empty", lambda: box)
     yield box
 
 
@@ -155,7 +155,7 @@ def test_sync_now_finishes_the_sync_before_honouring_a_rerun(wired, gateway, dem
     item_id, pid = link_item(wired, gateway, user_id)
     view = next(i for i in list_items(wired, user_id) if i.id == item_id)
     with _fake_streamlit(monkeypatch), pytest.raises(RerunException):
-        accounts_view.sync_now(wired, user_id, view)
+        sync_view.sync_now(wired, user_id, view)
     assert ledger(wired, user_id) == truth(demo_bank, pid)
     assert _runs(wired) == [("ok", None)]
 

@@ -663,7 +663,7 @@ def test_a_repair_the_bank_still_refuses_says_so_and_waits_for_nothing(
 def test_a_bank_followed_too_long_is_let_go_and_later_syncs_are_followed_again(
     bank_app: Bank, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pages.ui import accounts_view
+    from pages.ui import sync_watch
     from services.sync_state import acquire, worker_name
 
     c = bank_app.c
@@ -677,8 +677,8 @@ def test_a_bank_followed_too_long_is_let_go_and_later_syncs_are_followed_again(
     [item] = banking.list_items(c, user.id)
     assert sync.sync_item(c, user.id, item.id).status == "ok"
 
-    later = accounts_view.time.monotonic() + accounts_view.WATCH_SECONDS + 1
-    monkeypatch.setattr(accounts_view, "time", types.SimpleNamespace(monotonic=lambda: later))  # away that long
+    later = sync_watch.time.monotonic() + sync_watch.WATCH_SECONDS + 1
+    monkeypatch.setattr(sync_watch, "time", types.SimpleNamespace(monotonic=lambda: later))  # away that long
     at.run()
     assert "Syncing in the background" not in everything(at)
     with unit_of_work(c.engine) as session:  # hours later the bot syncs it again: the page follows that too

@@ -20,7 +20,7 @@ HTML_ALLOWLIST: dict[tuple[str, str], str] = {
         "is a constant: an <a download> to our own route, which st.download_button (served from /media to anyone "
         "with the address) cannot be"
     ),
-    ("pages/ui/settings_sections.py", "st.html(pending.qr_html)"): (
+    ("pages/ui/settings_security.py", "st.html(pending.qr_html)"): (
         "services/totp.py builds it: an <img> whose src is segno's SVG data URI, HTML-escaped, and a constant alt "
         "text; no person's or bank's text (st.image leaves alt empty)"
     ),

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import streamlit
 
-from pages.ui import accounts_view
+from pages.ui import sync_view
 from services.sync import ItemSyncStatus
 
 NOW = datetime(2026, 12, 5, 14, 30, tzinfo=UTC)
@@ -17,8 +17,8 @@ NOW = datetime(2026, 12, 5, 14, 30, tzinfo=UTC)
 def _said(monkeypatch: pytest.MonkeyPatch, status: ItemSyncStatus | None, *, needs_repair: bool = False) -> str:
     lines: list[str] = []
     monkeypatch.setattr(streamlit, "caption", lines.append)
-    monkeypatch.setattr(accounts_view, "when", lambda stamp, empty="never": f"{stamp:%H:%M}" if stamp else empty)
-    accounts_view.sync_line(status, NOW, needs_repair=needs_repair)
+    monkeypatch.setattr(sync_view, "when", lambda stamp, empty="never": f"{stamp:%H:%M}" if stamp else empty)
+    sync_view.sync_line(status, NOW, needs_repair=needs_repair)
     (line,) = lines
     return line
 
@@ -55,6 +55,6 @@ def test_each_time_on_the_line_stays_whole_on_a_phone(monkeypatch) -> None:
     lines: list[str] = []
     monkeypatch.setattr(streamlit, "caption", lines.append)
     later = _status(last_success_at=NOW, last_attempt_at=NOW, next_due_at=NOW + timedelta(hours=6))
-    accounts_view.sync_line(later, NOW)
+    sync_view.sync_line(later, NOW)
     (line,) = lines
     assert f"Last synced {unbroken('2026-12-05 14:30 UTC')} · next {unbroken('2026-12-05 20:30 UTC')} · " in line
