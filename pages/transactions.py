@@ -12,7 +12,7 @@ from pages.ui.outage import database_outage_notice
 from pages.ui.session import require_user, still_signed_in
 from pages.ui.state import container
 from pages.ui.text import md
-from services import banking, ledger, sync
+from services import banking, ledger, ledger_listing, sync
 from services.errors import FinsyncError
 from services.plaid_mapping import in_units
 
@@ -27,7 +27,7 @@ NOT_SAVED = (
 )
 
 
-def _move(search: str, start: ledger.Cursor | None) -> None:
+def _move(search: str, start: ledger_listing.Cursor | None) -> None:
     """Older / Newer / Newest: the page right after the row ``start`` names (None: the newest) of this search's list."""
     st.session_state["tx_page"] = (search, start)
 
@@ -82,7 +82,7 @@ moved = st.session_state.get("tx_page")  # (search, the row it follows) of the p
 if moved and moved[0] != needle:  # another search starts at the newest
     st.session_state.pop("tx_page")
     moved = None
-page = ledger.list_transactions(c, uid, search=needle, start=moved[1] if moved else None)
+page = ledger_listing.list_transactions(c, uid, search=needle, start=moved[1] if moved else None)
 names = ledger.account_names(c, uid)
 ids = [t.transaction_id for t in page]
 # The grid's selection is a row position. Its key changes whenever the rows shown change, so a position always refers
