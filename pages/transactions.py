@@ -14,7 +14,7 @@ from pages.ui.state import container
 from pages.ui.text import md
 from services import banking, ledger, ledger_listing, sync
 from services.errors import FinsyncError
-from services.plaid_mapping import in_units
+from services.money import in_units
 
 view = require_user()
 c = container()
