@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import text
 
 from bench.bench_sync import drop, setup
-from services import ledger, plaid_mapping, sync_fetch
+from services import ledger_listing, plaid_mapping, sync_fetch
 from services.sync_engine import sync_item
 
-PAGE = ledger.PAGE_SIZE
+PAGE = ledger_listing.PAGE_SIZE
 
 
 def median_s(fn: Callable[[], object], runs: int = 5) -> float:
@@ -73,8 +73,8 @@ def main() -> None:
         print(f"[{kind}] ledger of {total:,} transactions; raw first page (driver, {PAGE + 1} rows): {raw * 1000:.1f} ms;"
               f" raw count of the user's rows (a page's true total takes one): {counted * 1000:.1f} ms")  # fmt: skip
         for name, start in spots.items():
-            page = ledger.list_transactions(c, uid, start=start)  # type: ignore[arg-type]
-            took = median_s(lambda start=start: ledger.list_transactions(c, uid, start=start))  # type: ignore[misc]
+            page = ledger_listing.list_transactions(c, uid, start=start)  # type: ignore[arg-type]
+            took = median_s(lambda start=start: ledger_listing.list_transactions(c, uid, start=start))  # type: ignore[misc]
             print(f"[{kind}] {name:<11}: rows {page.position:,}-{page.position + len(page) - 1:,} of {page.total:,} "
                   f"in {took * 1000:.1f} ms = {took / raw:.1f}x the raw first page")  # fmt: skip
         columns = ("name", "merchant_name", "category_override", "category_detailed", "note", "tags")
@@ -85,7 +85,7 @@ def main() -> None:
         print(f"[{kind}] baseline: raw count of lower(column) LIKE '%netflix%' over the six columns, case of ASCII "
               f"only, accents not ignored: {plain * 1000:.0f} ms")  # fmt: skip
         for word, what in (("netflix", "ASCII"), ("cafe", "ASCII, finds café"), ("café", "not ASCII")):
-            took = median_s(lambda word=word: ledger.list_transactions(c, uid, search=word), runs=3)  # type: ignore[misc]
+            took = median_s(lambda word=word: ledger_listing.list_transactions(c, uid, search=word), runs=3)  # type: ignore[misc]
             print(f"[{kind}] search '{word}' ({what}; case and accents aside): {took * 1000:.0f} ms = "
                   f"{took / plain:.1f}x the baseline")  # fmt: skip
         c.engine.dispose()

@@ -8,7 +8,7 @@ from pages.ui.export_view import export_section
 from pages.ui.session import require_user
 from pages.ui.state import container
 from pages.ui.text import md
-from services import ledger, sync
+from services import ledger, ledger_listing, sync
 
 view = require_user()
 c = container()
@@ -24,7 +24,7 @@ moved = st.session_state.get("tx_page")  # (search, the row it follows) of the p
 if moved and moved[0] != needle:  # another search starts at the newest
     st.session_state.pop("tx_page")
     moved = None
-page = ledger.list_transactions(c, uid, search=needle, start=moved[1] if moved else None)
+page = ledger_listing.list_transactions(c, uid, search=needle, start=moved[1] if moved else None)
 names = ledger.account_names(c, uid)
 ids = [t.transaction_id for t in page]
 grid = tv.grid_key(ids)

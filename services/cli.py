@@ -1,6 +1,6 @@
 """finsync's command line: ``python -m services.cli COMMAND``; every command has ``--help``.
 
-Each group of commands lives in a module of its own: db_cli, keys_cli, users_cli, plaid_cli and sync_cli.
+Each group of commands lives in a module of its own: db_cli, keys_cli, users_cli, plaid_cli, sync_cli and export_cli.
 
 Exit codes: 0 success, 1 a requested operation failed, 2 bad input or configuration, 130 interrupted (Ctrl-C).
 """
@@ -29,9 +29,10 @@ def interrupted_line(args: argparse.Namespace) -> str:
     return "finsync: interrupted" + (f": {said.format(**vars(args))}" if said else "")
 
 
-# sync bot: sync, worker, export (services/sync_cli.py) -----------------------------------------
+# sync bot: sync, worker, export (services/sync_cli.py, services/export_cli.py) -------------------
 def _sync_bot(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from services.sync_cli import register_export, register_sync
+    from services.export_cli import register_export
+    from services.sync_cli import register_sync
 
     register_sync(sub)
     register_export(sub)

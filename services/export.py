@@ -30,7 +30,7 @@ from services.container import Container
 from services.credentials import confirm_identity
 from services.db import unit_of_work
 from services.errors import InputError
-from services.plaid_mapping import decimal_text
+from services.money import decimal_text
 from services.settings import env_files
 
 COLUMNS = (

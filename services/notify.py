@@ -18,8 +18,8 @@ from services.banking_views import status_message
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError
+from services.money import decimal_text, threshold_minor
 from services.notices import Mail
-from services.plaid_mapping import decimal_text, threshold_minor
 from services.sync_checks import LowBalance
 
 log = logging.getLogger("finsync.notify")

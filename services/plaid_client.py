@@ -32,8 +32,8 @@ from plaid.model.transactions_sync_request import TransactionsSyncRequest
 from plaid.model.webhook_verification_key_get_request import WebhookVerificationKeyGetRequest
 
 from services.errors import FinsyncError
-from services.plaid_calls import metered
-from services.plaid_errors import InvalidRequest, PlaidError, Transient, error_from_body, parse_retry_after
+from services.plaid_calls import answered, metered, unreadable
+from services.plaid_errors import InvalidRequest, Transient
 from services.plaid_mapping import map_institution, map_item, map_sync_page
 from services.plaid_results import map_accounts_result, map_recurring_result, map_webhook_key
 from services.plaid_types import (
@@ -54,31 +54,6 @@ PLAID_VERSION = "2020-09-14"
 Environment = Literal["demo", "sandbox", "production"]
 BaseUrl = str | Callable[[], str]
 _HOSTS = {"sandbox": plaid.Environment.Sandbox, "production": plaid.Environment.Production}
-
-
-def _answered(meta: dict[str, Any], exc: plaid.ApiException) -> PlaidError:
-    """Plaid's (or a proxy's) error answer as our error, recorded with its status and code."""
-    retry_after = parse_retry_after(_header(exc.headers, "retry-after"))
-    err = error_from_body(int(exc.status or 0), exc.body, retry_after)
-    meta.update(request_id=err.request_id, error_code=err.code, http_status=err.http_status)
-    return err
-
-
-def _unreadable(meta: dict[str, Any]) -> Transient:
-    """An answer that came back but is not the shape Plaid documents (or not text at all)."""
-    meta["error_code"] = code = "MALFORMED_RESPONSE"
-    meta["http_status"] = 200
-    return Transient(code, display_message="Plaid sent a response we could not read.")
-
-
-def _header(headers: Any, name: str) -> str | None:
-    """One header of a failed answer; the SDK gives urllib3's case-insensitive dict, or None without an answer."""
-    if not headers:
-        return None
-    for key, value in headers.items():
-        if str(key).lower() == name:
-            return str(value)
-    return None
 
 
 class PlaidGateway:
@@ -148,17 +123,17 @@ class PlaidGateway:
                 yield meta
                 meta["http_status"] = 200
             except plaid.ApiException as exc:
-                raise _answered(meta, exc) from None
+                raise answered(meta, exc) from None
             except UnicodeDecodeError as exc:
                 if isinstance(exc.__context__, plaid.ApiException):  # the SDK reads every error body as UTF-8, and a
-                    raise _answered(meta, exc.__context__) from None  # proxy's 502 or 429 page may be Latin-1
-                raise _unreadable(meta) from None
+                    raise answered(meta, exc.__context__) from None  # proxy's 502 or 429 page may be Latin-1
+                raise unreadable(meta) from None
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 meta["error_code"] = code = "NETWORK_ERROR"
                 raise Transient(code, display_message=f"Could not reach Plaid ({type(exc).__name__}).") from None
             # LookupError: an answer in a charset Python does not know; KeyError is one
             except (TypeError, ValueError, LookupError, plaid.ApiTypeError, plaid.ApiValueError):
-                raise _unreadable(meta) from None
+                raise unreadable(meta) from None
 
     def _kw(self) -> dict[str, Any]:
         return {"_request_timeout": self._timeout}

@@ -13,8 +13,8 @@ import uuid
 from collections.abc import Callable
 from datetime import date, datetime
 
+from services.money import threshold_minor
 from services.notify import NewTransaction
-from services.plaid_mapping import threshold_minor
 from services.sync_apply import ADDED, PLAID_FIELDS
 from services.sync_store import Sql
 

@@ -11,7 +11,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from models import AccountCheck, LedgerTransaction, PlaidItem, SyncStaged
-from services.plaid_mapping import in_units, threshold_units
+from services.money import in_units, threshold_units
 from services.plaid_types import Account
 
 # For these account types Plaid's `current` is what is owed, so the statement balance is its negative.

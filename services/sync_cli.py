@@ -1,8 +1,8 @@
 """CLI commands of the sync bot (a contract for cron and operators; keep the names):
 
-``sync --email E`` | ``sync --all`` (``--verify`` also checks the ledger against a full replay), ``worker [--once]``,
-``export transactions --email E --format csv --out FILE [--from YYYY-MM-DD] [--to YYYY-MM-DD]``; ``status`` (for
-monitoring: 0 when the bot keeps up, 1 when due syncs wait, banks fall behind or a worker died mid-sync).
+``sync --email E`` | ``sync --all`` (``--verify`` also checks the ledger against a full replay), ``worker [--once]``;
+``status`` (for monitoring: 0 when the bot keeps up, 1 when due syncs wait, banks fall behind or a worker died
+mid-sync). ``export transactions`` is in services/export_cli.py.
 Exit codes: 0 all requested items synced (or not ready yet), 1 any failed (with ``--verify``: 1 when any
 item differs from its replay or could not be checked). An item another process is syncing is waited for
 (``--wait``, 300 s by default) and then synced here, so the exit code speaks for every item; one still
@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import signal
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import date
-from pathlib import Path
 from typing import Protocol, TypeVar
 
 from sqlmodel import col, select
@@ -31,8 +28,7 @@ from services import mail_queue
 from services.bot_health import current_health
 from services.container import Container, command_container
 from services.db import unit_of_work
-from services.errors import FinsyncError, InputError
-from services.export import export_csv
+from services.errors import FinsyncError
 from services.jobs import run_due_jobs
 from services.notify import flush_digests_quietly
 from services.retention import DailyPurge
@@ -210,16 +206,6 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if bot.keeping_up else 1
 
 
-def _day(text: str) -> date:
-    """A YYYY-MM-DD date (``fromisoformat`` alone also reads "20261201" and week dates such as "2026-W01")."""
-    try:
-        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
-            return date.fromisoformat(text)
-    except ValueError:
-        pass
-    raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2025-01-31")
-
-
 def _seconds_from(low: float, high: float) -> Callable[[str], float]:
     """An argparse type: seconds from ``low`` to ``high`` (below, the worker spun on the database; inf or a huge
     number overflowed its wait with a traceback)."""
@@ -240,17 +226,6 @@ def _jobs_per_pass(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 1000:
         raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a number of jobs from 1 to 1000")
     return int(text)
-
-
-def _export(args: argparse.Namespace) -> int:
-    if args.format != "csv":
-        raise InputError("Only --format csv is supported.")
-    if args.start and args.end and args.start > args.end:
-        raise InputError("--from is after --to.")
-    c = _container()
-    count = export_csv(c, resolve_user(c, args.email), Path(args.out), args.start, args.end)
-    print(f"wrote {count} transaction(s) to {args.out}")
-    return 0
 
 
 def register_sync(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -292,18 +267,3 @@ def register_sync(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     says = "is the sync bot keeping up? (exit 1 when syncs wait, banks fall behind or a worker died)"
     status = sub.add_parser("status", help=says, description=says.capitalize())
     status.set_defaults(handler=_status)
-
-
-def register_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``export transactions``."""
-    export = sub.add_parser("export", help="export data").add_subparsers(dest="what", required=True)
-    tx = export.add_parser("transactions", help="a user's transactions as CSV")
-    tx.add_argument("--email", required=True, help="the user's email address")
-    tx.add_argument("--format", default="csv", choices=["csv"])
-    tx.add_argument("--out", required=True, metavar="FILE", help="file to write (replaced when it exists)")
-    tx.add_argument("--from", dest="start", type=_day, metavar="YYYY-MM-DD", help="first date, inclusive")
-    tx.add_argument("--to", dest="end", type=_day, metavar="YYYY-MM-DD", help="last date, inclusive")
-    tx.set_defaults(
-        handler=_export,
-        on_interrupt="{out} is as it was or the whole export, never half written; run the same command again",
-    )

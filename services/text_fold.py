@@ -9,7 +9,7 @@ module's ``fold``, registered on each connection), PostgreSQL through its built-
 it on a UTF-8 system, and ``services.db.check_database`` checks at start-up).
 
 A value that is all ASCII folds to its ``lower()``: both databases take the fast built-in for those and fold
-only the rest (see ``services.ledger``).
+only the rest (see ``services.ledger_listing``).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from pandas.io.formats.style import Styler
 from services import audit
 from services.audit import AuditView
 from services.banking import ItemView
-from services.plaid_mapping import decimal_text
+from services.money import decimal_text
 
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "CA$", "JPY": "¥"}
 

@@ -10,10 +10,10 @@ from pages.ui.format import bank_labels, category, count, money, sortable_money,
 from pages.ui.outage import database_outage_notice
 from pages.ui.session import still_signed_in
 from pages.ui.text import md
-from services import banking, ledger, sync
+from services import banking, ledger, ledger_listing, sync
 from services.container import Container
 from services.errors import FinsyncError
-from services.plaid_mapping import in_units
+from services.money import in_units
 
 NOT_SAVED = (
     "Nothing was saved: the transaction you were editing is no longer selected in this list (the search, the page "
@@ -21,7 +21,7 @@ NOT_SAVED = (
 )
 
 
-def move(search: str, start: ledger.Cursor | None) -> None:
+def move(search: str, start: ledger_listing.Cursor | None) -> None:
     """Older / Newer / Newest: the page right after the row ``start`` names (None: the newest) of this search's list."""
     st.session_state["tx_page"] = (search, start)
 
@@ -81,7 +81,7 @@ def grid_key(ids: list[str]) -> str:
     return f"tx_grid_{digest}_{generation}"
 
 
-def transactions_frame(page: ledger.TransactionPage, names: dict[uuid.UUID, str]) -> pd.DataFrame:
+def transactions_frame(page: ledger_listing.TransactionPage, names: dict[uuid.UUID, str]) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
@@ -101,7 +101,7 @@ def transactions_frame(page: ledger.TransactionPage, names: dict[uuid.UUID, str]
     )
 
 
-def list_caption(page: ledger.TransactionPage, needle: str) -> str:
+def list_caption(page: ledger_listing.TransactionPage, needle: str) -> str:
     found = count(page.total, "transaction") + (
         (" matches" if page.total == 1 else " match") + " your search" if needle else ""
     )
@@ -115,7 +115,9 @@ def amount_width(rows: list[ledger.TransactionView]) -> int:
     return 24 + 8 * max(len(money(t.amount_minor, t.iso_currency_code)) for t in rows)
 
 
-def transactions_grid(page: ledger.TransactionPage, frame: pd.DataFrame, default: object, grid: str) -> list[int]:
+def transactions_grid(
+    page: ledger_listing.TransactionPage, frame: pd.DataFrame, default: object, grid: str
+) -> list[int]:
     """The page's rows in a grid; the positions of the row selected in it (none, or one)."""
     picked = st.dataframe(
         sortable_money(frame, "Amount", [(t.amount_minor, t.iso_currency_code) for t in page]),
@@ -135,7 +137,7 @@ def transactions_grid(page: ledger.TransactionPage, frame: pd.DataFrame, default
     return [r for r in (picked.selection.rows if picked and picked.selection else []) if 0 <= r < len(page)]
 
 
-def pager(page: ledger.TransactionPage, needle: str) -> None:
+def pager(page: ledger_listing.TransactionPage, needle: str) -> None:
     with st.container(horizontal=True):
         newest = page.position <= 1
         st.button("Newest", key="tx_newest", disabled=newest, on_click=move, args=(needle, None))

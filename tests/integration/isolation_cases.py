@@ -21,6 +21,7 @@ from services import (
     jobs,
     kept_history,
     ledger,
+    ledger_listing,
     mail_queue,
     notify,
     otp,
@@ -139,7 +140,7 @@ def alices_last_change(w: World, result: Any) -> str | None:
 # Run in this order: reads, then refusals, then alice's own writes, and last what ends alice's data.
 CASES: dict[str, Case] = {
     # reads of alice's own data: nothing of bob's may come back
-    "ledger.list_transactions": own(lambda w: ledger.list_transactions(w.c, w.alice, limit=10_000)),
+    "ledger_listing.list_transactions": own(lambda w: ledger_listing.list_transactions(w.c, w.alice, limit=10_000)),
     "ledger.account_names": own(lambda w: ledger.account_names(w.c, w.alice)),
     "sync_status.item_sync_status": own(lambda w: sync_status.item_sync_status(w.c, w.alice)),
     "sync_status.list_runs": own(lambda w: sync_status.list_runs(w.c, w.alice, limit=1000)),

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from models import BankAccount
-from services import account, banking, ledger, notify, sessions, sync
+from services import account, banking, ledger, ledger_listing, notify, sessions, sync
 from services.db import unit_of_work
 from services.plaid_types import Account
 from tests.integration.auth_support import PASSWORD, code_at, make_user, sign_in
@@ -64,8 +64,8 @@ def build_world(bank: Bank, tmp: Path) -> World:
     for user, item in ((alice, alice_item), (bob, bob_item), (bob, bob_kept)):
         assert sync.sync_item(c, user, item, explicit=True).status == "ok"
     banking.remove_item(c, bob, bob_kept, keep_history=True)  # bob now also has detached accounts and history
-    bob_txns = ledger.list_transactions(c, bob, limit=10_000)
-    alice_names = {t.name for t in ledger.list_transactions(c, alice, limit=10_000)}
+    bob_txns = ledger_listing.list_transactions(c, bob, limit=10_000)
+    alice_names = {t.name for t in ledger_listing.list_transactions(c, alice, limit=10_000)}
     ledger.edit_transaction(c, bob, bob_txns[0].transaction_id, note=BOB_NOTE, tags=["bobtag"], category="BobCategory")
     notify.set_notification_prefs(c, bob, notify.NotificationSettings(False, BOB_THRESHOLD, 5, False))
     account.request_password_reset(c, email="bob@example.com")  # an open one-time token of bob's

@@ -8,7 +8,8 @@ import pytest
 
 from services import admin, audit, sessions, sync
 from services.errors import NotFound, PermissionDenied
-from services.ledger import edit_transaction, get_transaction, list_transactions
+from services.ledger import edit_transaction, get_transaction
+from services.ledger_listing import list_transactions
 from tests.integration.auth_support import fast_hashing, make_user, sign_in  # noqa: F401
 from tests.integration.conftest_bank import Bank
 

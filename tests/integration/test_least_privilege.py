@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 
-from services import auth, banking, jobs, ledger, migrations, retention, sessions, sync, webhook_verify
+from services import auth, banking, jobs, ledger, ledger_listing, migrations, retention, sessions, sync, webhook_verify
 from services.account import delete_account
 from services.audit import list_events
 from services.container import build_container
@@ -142,7 +142,7 @@ def test_the_app_runs_every_flow_as_a_role_that_owns_nothing_and_cannot_touch_th
     sessions.revoke_other_sessions(c, user, token)
     item = bank.link(user)
     assert sync.sync_item(c, user, item.id, explicit=True).status == "ok"
-    rows = ledger.list_transactions(c, user)
+    rows = ledger_listing.list_transactions(c, user)
     posted = next(t for t in rows if not t.pending)
     demo_bank.mutate(bank.plaid_item_id(item.id), "modify", transaction_id=posted.transaction_id, name="RENAMED")
     again = sync.sync_item(c, user, item.id, explicit=True)

@@ -12,7 +12,8 @@ from models import BankAccount, LedgerTransaction
 from services.container import Container
 from services.db import unit_of_work
 from services.errors import InputError
-from services.ledger import MAX_TAGS, PAGE_SIZE, edit_transaction, list_transactions
+from services.ledger import MAX_TAGS, edit_transaction
+from services.ledger_listing import PAGE_SIZE, list_transactions
 from tests.integration.sync_helpers import make_user
 
 DAY = date(2025, 3, 15)

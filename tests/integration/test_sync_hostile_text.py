@@ -16,7 +16,7 @@ from services import plaid_mapping
 from services.container import Container
 from services.db import unit_of_work
 from services.demo_bank import endpoints, render, syncing
-from services.ledger import list_transactions
+from services.ledger_listing import list_transactions
 from services.plaid_client import PlaidGateway
 from services.sync import edit_transaction, get_transaction, sync_item
 from tests.integration.sync_helpers import FAST, ledger

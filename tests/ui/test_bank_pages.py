@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 import pages.ui.plaid_link as plaid_link_module
 from models import BankAccount, PlaidItem
 from pages.ui.text import md, unbroken
-from services import banking, kept_history, ledger, sync
+from services import banking, kept_history, ledger, ledger_listing, sync
 from services.db import unit_of_work
 from services.demo_bank.links import PASSWORD as BANK_PASSWORD
 from services.demo_bank.links import link_accounts
@@ -177,18 +177,20 @@ def test_an_edit_lands_on_the_transaction_shown_even_when_a_sync_adds_rows_meanw
     at = open_page("transactions.py")
     grid.click(0)
     at.run()
-    first = ledger.list_transactions(c, user.id)[0]
+    first = ledger_listing.list_transactions(c, user.id)[0]
     assert (first.merchant_name or first.name) in at.subheader[0].value
 
     # While the user types, the bot brings a newer transaction: row 0 is now another one.
     bank_app.demo.mutate(bank_app.plaid_item_id(item.id), "add", cents=999, name="BRAND NEW", date=date(2031, 1, 1))
     sync.sync_item(c, user.id, item.id)
-    assert ledger.list_transactions(c, user.id)[0].name == "BRAND NEW"
+    assert ledger_listing.list_transactions(c, user.id)[0].name == "BRAND NEW"
     note = next(t for t in at.text_area if t.label == "Note")
     note.input("dinner with Sam")
     at = click(at, "Save")
     assert not at.exception, at.exception
-    noted = [(t.transaction_id, t.note, t.category_override) for t in ledger.list_transactions(c, user.id) if t.note]
+    noted = [
+        (t.transaction_id, t.note, t.category_override) for t in ledger_listing.list_transactions(c, user.id) if t.note
+    ]
     assert noted == [(first.transaction_id, "dinner with Sam", None)]  # the bank's category is not frozen
 
     # Another tab saves an edit of the same transaction; this form, drawn before it, must not overwrite it.
@@ -301,7 +303,9 @@ def test_transactions_download_as_csv_is_the_contract_file_and_is_audited(
     assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
     assert got.headers["content-disposition"] == 'attachment; filename="finsync-transactions.csv"'
     table = list(csv.reader(io.StringIO(got.content.decode("utf-8"))))
-    assert tuple(table[0]) == COLUMNS and len(table) - 1 == n == len(ledger.list_transactions(c, user.id, limit=10**6))
+    assert tuple(table[0]) == COLUMNS and len(table) - 1 == n == len(
+        ledger_listing.list_transactions(c, user.id, limit=10**6)
+    )
     assert "transactions_exported" in [e.event for e in audit.list_events(c, user.id)]
     # The address alone opens nothing: not without the cookie, not with another session (of another person, or
     # the same person elsewhere), not once this session has signed out.
@@ -717,9 +721,9 @@ def test_a_removed_banks_kept_history_is_listed_on_accounts_and_can_be_deleted(
     table = at.dataframe[0].value
     assert len(table) == len(item.accounts) and table["Account"].str.startswith("Maple Credit Union: ").all()
     assert sorted(table["Type"]) == sorted(a.subtype or a.type for a in item.accounts)  # as while it was linked
-    assert table["Transactions"].sum() == len(ledger.list_transactions(c, user.id, limit=10**6)) > 0
+    assert table["Transactions"].sum() == len(ledger_listing.list_transactions(c, user.id, limit=10**6)) > 0
     # pending ones stay pending with no bank left to post them: counted, and said why
-    pending = sum(t.pending for t in ledger.list_transactions(c, user.id, limit=10**6))
+    pending = sum(t.pending for t in ledger_listing.list_transactions(c, user.id, limit=10**6))
     assert table["Pending"].sum() == pending > 0 and "stays pending here" in everything(at)
     assert f"Maple Credit Union removed on {c.clock():%Y-%m-%d}." in everything(at).replace("\\", "")
 
@@ -742,14 +746,14 @@ def test_a_removed_banks_kept_history_is_listed_on_accounts_and_can_be_deleted(
     assert at.text_input(key="kept_delete_password").value == ""  # used: gone from the popover left open
     assert list(at.dataframe[0].value["Account"]) == list(table["Account"].iloc[2:])
     left = table["Transactions"].iloc[2:].sum()
-    assert len(ledger.list_transactions(c, user.id, limit=10**6)) == left
+    assert len(ledger_listing.list_transactions(c, user.id, limit=10**6)) == left
 
     last = table["Account"].iloc[2]  # the one left: nothing to choose
     assert not at.multiselect and f"{md(last)}: its transactions" in everything(at)
     at.text_input(key="kept_delete_password").input(PASSWORD)
     at = click(at, "Delete for good")
     assert f"Deleted the kept history of {last} (" in everything(at).replace("\\", "")
-    assert "Kept from removed banks" not in everything(at) and ledger.list_transactions(c, user.id) == []
+    assert "Kept from removed banks" not in everything(at) and ledger_listing.list_transactions(c, user.id) == []
 
 
 def test_remove_bank_empties_the_password_and_code_it_was_given(

@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from models import LedgerTransaction
-from services import ledger, sync
+from services import ledger, ledger_listing, sync
 from services.db import unit_of_work
 from tests.integration.conftest_bank import Bank
 from tests.integration.test_ledger_listing import add_ledger
@@ -97,7 +97,7 @@ def test_a_search_that_finds_nothing_says_so_and_finds_the_users_own_words(
     assert grid_names(at) == ["BOOKSHOP"]
 
     empty = signed_in(bank_app, monkeypatch, "cal")  # no transactions at all: the way to get some
-    assert not ledger.list_transactions(c, empty.id)
+    assert not ledger_listing.list_transactions(c, empty.id)
     assert "No transactions yet. Link a bank" in everything(open_page("transactions.py"))
 
 

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.money import threshold_minor, to_minor
 from services.plaid_errors import (
     InstitutionDown,
     InvalidRequest,
@@ -32,8 +33,6 @@ from services.plaid_mapping import (
     map_sync_page,
     map_transaction,
     statement_minor,
-    threshold_minor,
-    to_minor,
 )
 
 RAW_TXN = {
